@@ -1,0 +1,103 @@
+//! The EC2 actions: one enum, one typed request per action, one `match`.
+//!
+//! `Action::parse` turns the `Action` name and the parameters into a typed
+//! request (unknown names are `InvalidAction`, naming the action);
+//! `execute` runs it against the compute core and returns an output that
+//! knows how to write its XML. Handlers live in one module per family.
+//! Unknown parameters are ignored and logged at debug level, as EC2 itself
+//! ignores them: euca2ools still sends `AddressingType`, and old scripts
+//! carry parameters from older API versions.
+
+pub mod admin;
+pub mod regions;
+pub mod zones;
+
+use crate::auth::Principal;
+use crate::compute::Compute;
+use crate::error::{ApiError, ApiResult};
+use crate::protocol::xml::XmlOutput;
+use crate::protocol::Params;
+
+/// What a handler may use: the compute core and the caller.
+pub struct Context<'a> {
+    pub compute: &'a Compute,
+    pub principal: &'a Principal,
+}
+
+/// Logs parameters no field of the request covers.
+pub(crate) fn log_unknown(action: &str, params: &Params, known: &[&str]) {
+    let unknown = params.unknown(known);
+    if !unknown.is_empty() {
+        tracing::debug!(action, ?unknown, "ignoring unknown parameters");
+    }
+}
+
+macro_rules! actions {
+    ($( $name:ident => $request:ty, admin = $admin:expr; )*) => {
+        /// Every action the gateway implements, with its typed request.
+        #[derive(Debug)]
+        pub enum Action {
+            $( $name($request), )*
+        }
+
+        /// Every action name the gateway answers.
+        pub const ACTION_NAMES: &[&str] = &[$( stringify!($name), )*];
+
+        impl Action {
+            /// Parses the typed request of action `name`. Admin-only actions
+            /// are refused to non-admins before their parameters are read.
+            pub fn parse(name: &str, params: &Params, principal: &Principal) -> ApiResult<Self> {
+                match name {
+                    $( stringify!($name) => {
+                        if $admin && !principal.admin {
+                            return Err(ApiError::UnauthorizedOperation);
+                        }
+                        let request = <$request>::from_params(params)?;
+                        log_unknown(name, params, <$request>::PARAMETERS);
+                        Ok(Action::$name(request))
+                    } )*
+                    "" => Err(ApiError::MissingAction),
+                    other => Err(ApiError::InvalidAction(other.to_string())),
+                }
+            }
+
+            /// The action's wire name.
+            pub fn name(&self) -> &'static str {
+                match self {
+                    $( Action::$name(_) => stringify!($name), )*
+                }
+            }
+
+            /// Runs the action.
+            pub async fn execute(self, context: &Context<'_>) -> ApiResult<Box<dyn XmlOutput>> {
+                match self {
+                    $( Action::$name(request) => Ok(Box::new(request.execute(context).await?)), )*
+                }
+            }
+        }
+    };
+}
+
+actions! {
+    DescribeAvailabilityZones => zones::DescribeAvailabilityZones, admin = false;
+    DescribeRegions => regions::DescribeRegions, admin = false;
+    AdminDescribeHosts => admin::AdminDescribeHosts, admin = true;
+    AdminAddHost => admin::AdminAddHost, admin = true;
+    AdminRemoveHost => admin::AdminRemoveHost, admin = true;
+    AdminEnableHost => admin::AdminEnableHost, admin = true;
+    AdminDisableHost => admin::AdminDisableHost, admin = true;
+    AdminHostHeartbeat => admin::AdminHostHeartbeat, admin = true;
+    AdminCreateAccessKey => admin::AdminCreateAccessKey, admin = true;
+    AdminDescribeAccessKeys => admin::AdminDescribeAccessKeys, admin = true;
+    AdminDeactivateAccessKey => admin::AdminDeactivateAccessKey, admin = true;
+}
+
+/// Answers `DryRunOperation` when the request asked for a dry run; call it
+/// after every check and before acting.
+pub fn dry_run_check(dry_run: bool) -> ApiResult<()> {
+    if dry_run {
+        Err(ApiError::DryRunOperation)
+    } else {
+        Ok(())
+    }
+}

@@ -1,0 +1,250 @@
+//! DescribeAvailabilityZones.
+//!
+//! Zones come from the compute hosts registered in them (see
+//! `compute::services`). Supports `ZoneName.N`, `ZoneId.N`, the EC2 filters
+//! with wildcards, `AllAvailabilityZones` (accepted: every zone here is
+//! opt-in-not-required) and `DryRun`. An admin asking for
+//! `ZoneName.1=verbose` gets the host tree euca2ools prints (Nova's
+//! `describe_availability_zones_verbose`): the zone, `|- host`, then
+//! `| |- compute enabled :-) <heartbeat> (<age> ago)`; a non-admin asking
+//! for it gets the plain list.
+
+use super::{dry_run_check, Context};
+use crate::clock::format_timestamp;
+use crate::compute::services::{ServiceRecord, Zone};
+use crate::error::{ApiError, ApiResult};
+use crate::protocol::filters::{check_names, matches_all};
+use crate::protocol::xml::{XmlOutput, XmlWriter};
+use crate::protocol::{Filter, Params};
+use chrono::{DateTime, Duration, Utc};
+
+const FILTERS: &[&str] = &[
+    "zone-name",
+    "zone-id",
+    "state",
+    "region-name",
+    "zone-type",
+    "group-name",
+    "opt-in-status",
+    "message",
+    "network-border-group",
+];
+
+/// The zone name euca2ools sends to ask for the host tree.
+const VERBOSE: &str = "verbose";
+
+#[derive(Debug)]
+pub struct DescribeAvailabilityZones {
+    pub zone_names: Vec<String>,
+    pub zone_ids: Vec<String>,
+    pub filters: Vec<Filter>,
+    pub all_availability_zones: bool,
+    pub dry_run: bool,
+}
+
+impl DescribeAvailabilityZones {
+    pub const PARAMETERS: &'static [&'static str] = &[
+        "ZoneName",
+        "ZoneId",
+        "Filter",
+        "AllAvailabilityZones",
+        "DryRun",
+    ];
+
+    pub fn from_params(params: &Params) -> ApiResult<Self> {
+        let request = Self {
+            zone_names: params.list("ZoneName")?,
+            zone_ids: params.list("ZoneId")?,
+            filters: params.filters()?,
+            all_availability_zones: params.boolean("AllAvailabilityZones")?.unwrap_or(false),
+            dry_run: params.boolean("DryRun")?.unwrap_or(false),
+        };
+        check_names(&request.filters, FILTERS)?;
+        Ok(request)
+    }
+
+    pub async fn execute(mut self, context: &Context<'_>) -> ApiResult<ZoneList> {
+        let compute = context.compute;
+        let now = compute.clock.now();
+        let zones = compute.services.zones(now);
+        let verbose = self.zone_names.iter().any(|n| n == VERBOSE);
+        self.zone_names.retain(|n| n != VERBOSE);
+        for name in &self.zone_names {
+            if !zones.iter().any(|z| &z.name == name) {
+                return Err(ApiError::invalid_value(format!(
+                    "Invalid availability zone: [{name}]"
+                )));
+            }
+        }
+        for id in &self.zone_ids {
+            if !zones.iter().any(|z| &z.zone_id == id) {
+                return Err(ApiError::invalid_value(format!(
+                    "Invalid availability zone ID: [{id}]"
+                )));
+            }
+        }
+        dry_run_check(self.dry_run)?;
+        let region = &compute.region.name;
+        let selected: Vec<ZoneView> = zones
+            .into_iter()
+            .filter(|zone| {
+                (self.zone_names.is_empty() && self.zone_ids.is_empty())
+                    || self.zone_names.contains(&zone.name)
+                    || self.zone_ids.contains(&zone.zone_id)
+            })
+            .map(|zone| ZoneView {
+                zone,
+                region: region.clone(),
+            })
+            .filter(|view| matches_all(&self.filters, |name| view.filter_values(name)))
+            .collect();
+        Ok(ZoneList {
+            zones: selected,
+            verbose: verbose && context.principal.admin,
+            now,
+            liveness_window: compute.services.liveness_window(),
+        })
+    }
+}
+
+/// One zone with what its XML item needs.
+#[derive(Debug)]
+pub struct ZoneView {
+    zone: Zone,
+    region: String,
+}
+
+impl ZoneView {
+    fn group_name(&self) -> String {
+        format!("{}-zg-1", self.region)
+    }
+
+    fn filter_values(&self, filter: &str) -> Vec<String> {
+        match filter {
+            "zone-name" => vec![self.zone.name.clone()],
+            "zone-id" => vec![self.zone.zone_id.clone()],
+            "state" => vec![self.zone.state.as_str().to_string()],
+            "region-name" | "network-border-group" => vec![self.region.clone()],
+            "zone-type" => vec!["availability-zone".to_string()],
+            "group-name" => vec![self.group_name()],
+            "opt-in-status" => vec!["opt-in-not-required".to_string()],
+            _ => Vec::new(), // "message": zones here carry no messages
+        }
+    }
+
+    fn write_item(&self, xml: &mut XmlWriter) {
+        xml.element("zoneName", &self.zone.name);
+        xml.element("zoneState", self.zone.state.as_str());
+        xml.element("optInStatus", "opt-in-not-required");
+        xml.list("messageSet", &[] as &[String], |xml, message| {
+            xml.element("message", message)
+        });
+        xml.element("regionName", &self.region);
+        xml.element("zoneId", &self.zone.zone_id);
+        xml.element("groupName", &self.group_name());
+        xml.element("networkBorderGroup", &self.region);
+        xml.element("zoneType", "availability-zone");
+    }
+}
+
+/// The answer: plain zone items, or for admins the verbose host tree.
+#[derive(Debug)]
+pub struct ZoneList {
+    zones: Vec<ZoneView>,
+    verbose: bool,
+    now: DateTime<Utc>,
+    liveness_window: Duration,
+}
+
+/// `12s`, `01:02:03`, or `3d 01:02:03`: the whole age, days included.
+pub fn format_age(age: Duration) -> String {
+    let total = age.num_seconds().max(0);
+    let (days, rest) = (total / 86_400, total % 86_400);
+    let clock = format!(
+        "{:02}:{:02}:{:02}",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60
+    );
+    match (days, total) {
+        (0, 0..=59) => format!("{total}s"),
+        (0, _) => clock,
+        _ => format!("{days}d {clock}"),
+    }
+}
+
+/// `enabled :-) 2026-11-24T18:00:00.000Z (12s ago)` for a service row.
+pub fn service_status(service: &ServiceRecord, now: DateTime<Utc>, window: Duration) -> String {
+    let enabled = if service.disabled {
+        "disabled"
+    } else {
+        "enabled"
+    };
+    let alive = if service.is_alive(now, window) {
+        ":-)"
+    } else {
+        "XXX"
+    };
+    let heartbeat = match (service.last_heartbeat, service.heartbeat_age(now)) {
+        (Some(beat), Some(age)) => format!("{} ({} ago)", format_timestamp(beat), format_age(age)),
+        _ => "never".to_string(),
+    };
+    match &service.disabled_reason {
+        Some(reason) if service.disabled => {
+            format!("{enabled} {alive} {heartbeat} reason: {reason}")
+        }
+        _ => format!("{enabled} {alive} {heartbeat}"),
+    }
+}
+
+impl XmlOutput for ZoneList {
+    fn write_xml(&self, xml: &mut XmlWriter) {
+        if !self.verbose {
+            xml.list("availabilityZoneInfo", &self.zones, |xml, view| {
+                view.write_item(xml)
+            });
+            return;
+        }
+        // The verbose tree is a flat list of items whose zoneName carries
+        // the tree drawing, as euca2ools expects.
+        enum Row<'a> {
+            Zone(&'a ZoneView),
+            Host(&'a str),
+            Service(&'a ServiceRecord),
+        }
+        let mut rows = Vec::new();
+        for view in &self.zones {
+            rows.push(Row::Zone(view));
+            for host in &view.zone.hosts {
+                rows.push(Row::Host(&host.host));
+                rows.push(Row::Service(host));
+            }
+        }
+        xml.list("availabilityZoneInfo", &rows, |xml, row| match row {
+            Row::Zone(view) => view.write_item(xml),
+            Row::Host(host) => xml.element("zoneName", &format!("|- {host}")),
+            Row::Service(service) => {
+                xml.element("zoneName", &format!("| |- {}", service.binary));
+                xml.element(
+                    "zoneState",
+                    &service_status(service, self.now, self.liveness_window),
+                );
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ages_keep_their_days() {
+        assert_eq!(format_age(Duration::seconds(12)), "12s");
+        assert_eq!(format_age(Duration::seconds(3723)), "01:02:03");
+        assert_eq!(
+            format_age(Duration::days(3) + Duration::seconds(10)),
+            "3d 00:00:10"
+        );
+    }
+}

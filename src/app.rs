@@ -1,0 +1,149 @@
+//! Assembling a gateway: storage, compute core, first admin, background work.
+//!
+//! `App::open` is what `ec2-gateway serve` and the in-process tests both
+//! call, so tests run the same wiring as production: open the store (sled in
+//! the data folder, created owner-only, or memory), load the compute core,
+//! register configured accounts and hosts, and create an admin credential on
+//! a first start. `App::serve` runs the server plus the simulated hosts'
+//! heartbeats until shutdown, then flushes the store.
+
+use crate::clock::Clock;
+use crate::compute::accounts::AccessKey;
+use crate::compute::Compute;
+use crate::config::{Config, StorageBackend};
+use crate::gateway::Gateway;
+use crate::store::{MemoryStore, SledStore, Store, StoreHandle};
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+/// The file (in the data folder) holding the first admin credential.
+pub const ADMIN_CREDENTIALS_FILE: &str = "admin-credentials";
+
+/// A ready-to-serve gateway.
+pub struct App {
+    pub gateway: Arc<Gateway>,
+    pub config: Config,
+    /// The admin key created by this start, if it was the first.
+    pub created_admin: Option<AccessKey>,
+}
+
+/// Creates `folder` (and parents) readable by its owner only.
+fn create_private_folder(folder: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(folder)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(folder, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}
+
+/// Writes the admin credential as an AWS shared-credentials profile, mode 0600.
+fn write_admin_credentials(
+    folder: &Path,
+    key: &AccessKey,
+    region: &str,
+) -> std::io::Result<PathBuf> {
+    use std::io::Write;
+    let path = folder.join(ADMIN_CREDENTIALS_FILE);
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(&path)?;
+    write!(
+        file,
+        "[ec2-gateway]\naws_access_key_id = {}\naws_secret_access_key = {}\nregion = {region}\n",
+        key.access_key_id,
+        key.secret.expose()
+    )?;
+    file.sync_all()?;
+    Ok(path)
+}
+
+impl App {
+    /// Opens storage and the compute core as `config` says.
+    pub async fn open(config: Config, clock: Arc<dyn Clock>) -> Result<Self, String> {
+        let store: Arc<dyn Store> = match config.storage {
+            StorageBackend::Sled => {
+                create_private_folder(&config.data_dir).map_err(|e| {
+                    format!(
+                        "cannot create data folder {}: {e}",
+                        config.data_dir.display()
+                    )
+                })?;
+                let cache_bytes = config.cache_capacity_mib * 1024 * 1024;
+                Arc::new(
+                    SledStore::open(&config.data_dir.join("db"), cache_bytes).map_err(|e| {
+                        format!(
+                            "cannot open the store in {}: {e}",
+                            config.data_dir.display()
+                        )
+                    })?,
+                )
+            }
+            StorageBackend::Memory => Arc::new(MemoryStore::new()),
+        };
+        let store = Arc::new(StoreHandle::new(store));
+        let compute = Compute::open(&config, store, clock.clone())
+            .await
+            .map_err(|e| e.to_string())?;
+        let created_admin = compute
+            .accounts
+            .ensure_admin(clock.now())
+            .await
+            .map_err(|e| e.to_string())?;
+        if let (Some(key), StorageBackend::Sled) = (&created_admin, config.storage) {
+            write_admin_credentials(&config.data_dir, key, &config.region)
+                .map_err(|e| format!("cannot save the admin credential: {e}"))?;
+        }
+        let strict_region = config.strict_signature_scope.then(|| config.region.clone());
+        let gateway = Arc::new(Gateway::new(
+            Arc::new(compute),
+            config.limits.clone(),
+            strict_region,
+        ));
+        Ok(Self {
+            gateway,
+            config,
+            created_admin,
+        })
+    }
+
+    /// Where the first admin credential was saved (sled storage only).
+    pub fn admin_credentials_path(&self) -> Option<PathBuf> {
+        (self.config.storage == StorageBackend::Sled)
+            .then(|| self.config.data_dir.join(ADMIN_CREDENTIALS_FILE))
+    }
+
+    /// Serves until `shutdown`, then stops the heartbeats and flushes the store.
+    pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()>) {
+        let compute = self.gateway.compute.clone();
+        let interval = Duration::from_secs(self.config.heartbeat_interval_secs);
+        let heartbeats = tokio::spawn(simulate_heartbeats(compute.clone(), interval));
+        crate::server::run(listener, self.gateway.clone(), shutdown).await;
+        heartbeats.abort();
+        let _ = heartbeats.await;
+        if let Err(error) = compute.store.flush_all().await {
+            tracing::error!(%error, "final flush failed");
+        }
+    }
+}
+
+/// Heartbeats every simulated host each `interval`.
+async fn simulate_heartbeats(compute: Arc<Compute>, interval: Duration) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        if let Err(error) = compute.services.heartbeat_simulated(compute.clock.now()) {
+            tracing::error!(%error, "heartbeat failed");
+        }
+    }
+}

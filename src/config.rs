@@ -1,0 +1,476 @@
+//! Configuration: the embedded default, a TOML file, environment overrides.
+//!
+//! A first `ec2-gateway serve` needs nothing: region `us-east-1`, zones
+//! `us-east-1a/b/c` backed by simulated compute hosts, data in
+//! `./ec2-gateway-data`. `--config FILE` replaces the default; single
+//! `EC2_GATEWAY_*` variables override single keys. A bad file stops the
+//! server at start with the key path and the reason (`hosts[1].vcpus: ...`),
+//! because a gateway that starts with half its configuration is worse than
+//! one that refuses to start.
+
+use crate::secret::Secret;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// The embedded default configuration.
+pub const DEFAULT_CONFIG: &str = include_str!("default-config.toml");
+
+/// Which storage backend holds the gateway's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageBackend {
+    /// sled in `data_dir` (the default; durable).
+    Sled,
+    /// Nothing on disk; everything is lost at exit.
+    Memory,
+}
+
+/// Limits that keep one client from exhausting the server.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Largest request body accepted (bytes).
+    pub max_body_bytes: u64,
+    /// Most header fields in one request.
+    pub max_headers: usize,
+    /// Largest request head (request line plus headers, bytes).
+    pub max_header_bytes: usize,
+    /// Time allowed to receive a request's headers, and the idle time a
+    /// kept-alive connection may wait for its next request (seconds).
+    pub header_read_timeout_secs: u64,
+    /// Time allowed to receive a request's body (seconds).
+    pub body_read_timeout_secs: u64,
+    /// Most connections served at once; further ones wait in the backlog.
+    pub max_connections: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 1024 * 1024,
+            max_headers: 100,
+            max_header_bytes: 64 * 1024,
+            header_read_timeout_secs: 30,
+            body_read_timeout_secs: 30,
+            max_connections: 1024,
+        }
+    }
+}
+
+/// An account with a fixed credential, so scripts and tests know its keys.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountConfig {
+    /// 12-digit EC2 owner id.
+    pub id: String,
+    pub name: String,
+    #[serde(default)]
+    pub admin: bool,
+    pub access_key_id: String,
+    pub secret_access_key: Secret,
+}
+
+/// A compute host registered at start and simulated inside the server.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostConfig {
+    pub name: String,
+    pub availability_zone: String,
+    pub vcpus: u32,
+    pub memory_mib: u64,
+    /// `true` (default): the server heartbeats for this host. `false`: an
+    /// external agent must call the admin heartbeat, or the host goes dead.
+    #[serde(default = "default_true")]
+    pub simulated: bool,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// Another region DescribeRegions lists beside this gateway's own.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerRegion {
+    pub name: String,
+    pub endpoint: String,
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    #[serde(default = "default_storage")]
+    pub storage: StorageBackend,
+    /// sled page cache bound (MiB).
+    #[serde(default = "default_cache_mib")]
+    pub cache_capacity_mib: u64,
+    pub region: String,
+    /// Host name (and port) DescribeRegions gives for this region; defaults
+    /// to the listen address.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// Require SigV4 scopes to name this region and service `ec2`. Off by
+    /// default: boto 2, euca2ools and some SDKs sign other scopes.
+    #[serde(default)]
+    pub strict_signature_scope: bool,
+    /// A host is alive while its last heartbeat is at most this old.
+    #[serde(default = "default_liveness")]
+    pub liveness_window_secs: u64,
+    /// How often simulated hosts heartbeat.
+    #[serde(default = "default_heartbeat")]
+    pub heartbeat_interval_secs: u64,
+    #[serde(default)]
+    pub limits: Limits,
+    #[serde(default)]
+    pub peer_regions: Vec<PeerRegion>,
+    #[serde(default)]
+    pub accounts: Vec<AccountConfig>,
+    #[serde(default)]
+    pub hosts: Vec<HostConfig>,
+}
+
+fn default_storage() -> StorageBackend {
+    StorageBackend::Sled
+}
+fn default_cache_mib() -> u64 {
+    32
+}
+fn default_liveness() -> u64 {
+    60
+}
+fn default_heartbeat() -> u64 {
+    10
+}
+
+/// Why a configuration was refused: the key path and the reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub key: String,
+    pub reason: String,
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.key.is_empty() {
+            write!(f, "configuration: {}", self.reason)
+        } else {
+            write!(f, "configuration key `{}`: {}", self.key, self.reason)
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn config_error(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
+    ConfigError {
+        key: key.into(),
+        reason: reason.into(),
+    }
+}
+
+impl Config {
+    /// The embedded default.
+    pub fn embedded_default() -> Self {
+        Self::from_toml(DEFAULT_CONFIG).expect("the embedded default configuration is valid")
+    }
+
+    /// Parses and validates a TOML document.
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        let deserializer = toml::Deserializer::new(text);
+        let config: Config = serde_path_to_error::deserialize(deserializer).map_err(|error| {
+            let key = error.path().to_string();
+            let reason = error.inner().message().to_string();
+            config_error(if key == "." { String::new() } else { key }, reason)
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Reads `path` (or the embedded default when `None`), then applies
+    /// `EC2_GATEWAY_*` overrides from `env`.
+    pub fn load(
+        path: Option<&Path>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let mut config = match path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    config_error("", format!("cannot read {}: {e}", path.display()))
+                })?;
+                Self::from_toml(&text)?
+            }
+            None => Self::embedded_default(),
+        };
+        config.apply_env(env)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The endpoint DescribeRegions reports for this region.
+    pub fn region_endpoint(&self) -> String {
+        self.endpoint
+            .clone()
+            .unwrap_or_else(|| self.listen.to_string())
+    }
+
+    fn apply_env(&mut self, env: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        fn parsed<T: std::str::FromStr>(name: &str, value: &str) -> Result<T, ConfigError>
+        where
+            T::Err: std::fmt::Display,
+        {
+            value
+                .parse()
+                .map_err(|e| config_error(name, format!("{e}")))
+        }
+        if let Some(v) = env("EC2_GATEWAY_LISTEN") {
+            self.listen = parsed("EC2_GATEWAY_LISTEN", &v)?;
+        }
+        if let Some(v) = env("EC2_GATEWAY_DATA_DIR") {
+            self.data_dir = PathBuf::from(v);
+        }
+        if let Some(v) = env("EC2_GATEWAY_STORAGE") {
+            self.storage = match v.as_str() {
+                "sled" => StorageBackend::Sled,
+                "memory" => StorageBackend::Memory,
+                _ => {
+                    return Err(config_error(
+                        "EC2_GATEWAY_STORAGE",
+                        "expected `sled` or `memory`",
+                    ))
+                }
+            };
+        }
+        if let Some(v) = env("EC2_GATEWAY_REGION") {
+            self.region = v;
+        }
+        if let Some(v) = env("EC2_GATEWAY_ENDPOINT") {
+            self.endpoint = Some(v);
+        }
+        if let Some(v) = env("EC2_GATEWAY_STRICT_SIGNATURE_SCOPE") {
+            self.strict_signature_scope = parsed("EC2_GATEWAY_STRICT_SIGNATURE_SCOPE", &v)?;
+        }
+        if let Some(v) = env("EC2_GATEWAY_LIVENESS_WINDOW_SECS") {
+            self.liveness_window_secs = parsed("EC2_GATEWAY_LIVENESS_WINDOW_SECS", &v)?;
+        }
+        if let Some(v) = env("EC2_GATEWAY_HEARTBEAT_INTERVAL_SECS") {
+            self.heartbeat_interval_secs = parsed("EC2_GATEWAY_HEARTBEAT_INTERVAL_SECS", &v)?;
+        }
+        if let Some(v) = env("EC2_GATEWAY_MAX_CONNECTIONS") {
+            self.limits.max_connections = parsed("EC2_GATEWAY_MAX_CONNECTIONS", &v)?;
+        }
+        Ok(())
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if !is_region_name(&self.region) {
+            return Err(config_error(
+                "region",
+                "must be lower-case letters, digits and dashes, like us-east-1",
+            ));
+        }
+        if self.liveness_window_secs == 0 {
+            return Err(config_error("liveness_window_secs", "must be at least 1"));
+        }
+        if self.heartbeat_interval_secs == 0
+            || self.heartbeat_interval_secs >= self.liveness_window_secs
+        {
+            return Err(config_error(
+                "heartbeat_interval_secs",
+                "must be at least 1 and shorter than liveness_window_secs",
+            ));
+        }
+        if self.limits.max_connections == 0 {
+            return Err(config_error("limits.max_connections", "must be at least 1"));
+        }
+        if self.limits.max_header_bytes < 8192 {
+            return Err(config_error(
+                "limits.max_header_bytes",
+                "must be at least 8192",
+            ));
+        }
+        for (i, peer) in self.peer_regions.iter().enumerate() {
+            if !is_region_name(&peer.name) || peer.name == self.region {
+                return Err(config_error(
+                    format!("peer_regions[{i}].name"),
+                    "must be a region name other than this gateway's own",
+                ));
+            }
+        }
+        let mut access_keys = std::collections::HashSet::new();
+        for (i, account) in self.accounts.iter().enumerate() {
+            if account.id.len() != 12 || !account.id.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(config_error(
+                    format!("accounts[{i}].id"),
+                    "must be exactly 12 digits",
+                ));
+            }
+            if account.name.trim().is_empty() {
+                return Err(config_error(
+                    format!("accounts[{i}].name"),
+                    "must not be empty",
+                ));
+            }
+            if !is_access_key_id(&account.access_key_id) {
+                return Err(config_error(
+                    format!("accounts[{i}].access_key_id"),
+                    "must be 8 to 128 upper-case letters and digits",
+                ));
+            }
+            if !access_keys.insert(account.access_key_id.clone()) {
+                return Err(config_error(
+                    format!("accounts[{i}].access_key_id"),
+                    "is used by another account",
+                ));
+            }
+            if account.secret_access_key.expose().len() < 16 {
+                return Err(config_error(
+                    format!("accounts[{i}].secret_access_key"),
+                    "must be at least 16 characters",
+                ));
+            }
+        }
+        let mut host_names = std::collections::HashSet::new();
+        for (i, host) in self.hosts.iter().enumerate() {
+            if !is_host_name(&host.name) {
+                return Err(config_error(
+                    format!("hosts[{i}].name"),
+                    "must be 1 to 63 letters, digits, dots, dashes or underscores",
+                ));
+            }
+            if !host_names.insert(host.name.clone()) {
+                return Err(config_error(
+                    format!("hosts[{i}].name"),
+                    "names another host too",
+                ));
+            }
+            if !is_zone_name(&host.availability_zone) {
+                return Err(config_error(
+                    format!("hosts[{i}].availability_zone"),
+                    "must be lower-case letters, digits and dashes",
+                ));
+            }
+            if host.vcpus == 0 {
+                return Err(config_error(
+                    format!("hosts[{i}].vcpus"),
+                    "must be at least 1",
+                ));
+            }
+            if host.memory_mib == 0 {
+                return Err(config_error(
+                    format!("hosts[{i}].memory_mib"),
+                    "must be at least 1",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn is_region_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+/// A zone name is shaped like a region name (`us-east-1a`, `lab-rack2`).
+pub fn is_zone_name(name: &str) -> bool {
+    is_region_name(name)
+}
+
+/// Compute host names: what a hostname or a Nova service host may be.
+pub fn is_host_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
+}
+
+/// Access key ids: AWS uses 20 upper-case alphanumerics; accept 8..=128 (the documentation example `AKIDEXAMPLE` has 11).
+pub fn is_access_key_id(id: &str) -> bool {
+    (8..=128).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    #[test]
+    fn embedded_default_has_three_zones_on_the_loopback_port() {
+        let config = Config::load(None, no_env).unwrap();
+        assert_eq!(config.listen.to_string(), "127.0.0.1:8773");
+        assert_eq!(config.region, "us-east-1");
+        assert_eq!(config.storage, StorageBackend::Sled);
+        let mut zones: Vec<_> = config
+            .hosts
+            .iter()
+            .map(|h| h.availability_zone.as_str())
+            .collect();
+        zones.dedup();
+        assert_eq!(zones, ["us-east-1a", "us-east-1b", "us-east-1c"]);
+        assert!(config.accounts.is_empty());
+    }
+
+    #[test]
+    fn a_wrong_type_names_the_key() {
+        let mut text = DEFAULT_CONFIG.to_string();
+        text = text.replacen("vcpus = 64", "vcpus = \"many\"", 1);
+        let error = Config::from_toml(&text).unwrap_err();
+        assert_eq!(error.key, "hosts[0].vcpus");
+        assert!(error.reason.contains("invalid type"), "{}", error.reason);
+    }
+
+    #[test]
+    fn an_unknown_key_is_refused() {
+        let error = Config::from_toml(&format!("lisen = 1\n{DEFAULT_CONFIG}")).unwrap_err();
+        assert!(error.reason.contains("unknown field `lisen`"), "{error}");
+    }
+
+    #[test]
+    fn a_bad_account_id_names_the_account() {
+        let text = format!(
+            "{DEFAULT_CONFIG}\n[[accounts]]\nid = \"12345\"\nname = \"x\"\naccess_key_id = \"AKIDEXAMPLE00000\"\nsecret_access_key = \"0123456789abcdef\"\n"
+        );
+        let error = Config::from_toml(&text).unwrap_err();
+        assert_eq!(error.key, "accounts[0].id");
+        assert!(error.to_string().contains("12 digits"));
+    }
+
+    #[test]
+    fn environment_overrides_single_settings() {
+        let env = |name: &str| match name {
+            "EC2_GATEWAY_LISTEN" => Some("127.0.0.1:0".to_string()),
+            "EC2_GATEWAY_REGION" => Some("eu-west-2".to_string()),
+            _ => None,
+        };
+        let config = Config::load(None, env).unwrap();
+        assert_eq!(config.listen.port(), 0);
+        assert_eq!(config.region, "eu-west-2");
+        let bad =
+            |name: &str| (name == "EC2_GATEWAY_LIVENESS_WINDOW_SECS").then(|| "soon".to_string());
+        assert_eq!(
+            Config::load(None, bad).unwrap_err().key,
+            "EC2_GATEWAY_LIVENESS_WINDOW_SECS"
+        );
+    }
+
+    #[test]
+    fn the_shipped_example_is_valid() {
+        let text = include_str!("../fixtures/example-config.toml");
+        let config = Config::from_toml(text).unwrap();
+        assert!(config.accounts.iter().any(|a| a.admin));
+    }
+}

@@ -1,0 +1,171 @@
+//! The one error type every layer returns, and its EC2 wire identity.
+//!
+//! EC2 reports failures as `<Response><Errors><Error><Code/>...` with a code
+//! string clients switch on (botocore raises `ClientError` with it, boto 2
+//! keeps it in `error_code`) and a non-2xx status: botocore treats an error
+//! body sent with 200 as an empty success, so the status matters as much as
+//! the code. Each variant maps to exactly one code and one status here, and
+//! `protocol::xml::render_error` is the only place that turns it into bytes.
+
+use hyper::StatusCode;
+use std::fmt;
+
+/// A failure answered to the client as EC2 error XML.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApiError {
+    /// No `Action` parameter at all.
+    MissingAction,
+    /// An `Action` this gateway does not implement (named in the message).
+    InvalidAction(String),
+    /// A required parameter is absent (named in the message).
+    MissingParameter(String),
+    /// A parameter has a value the action cannot accept.
+    InvalidParameterValue(String),
+    /// Two parameters that cannot be used together.
+    InvalidParameterCombination(String),
+    /// A filter name the describe action does not support.
+    InvalidFilter(String),
+    /// Percent-encoding or UTF-8 that cannot be decoded.
+    MalformedQueryString(String),
+    /// A body larger than the gateway accepts.
+    RequestEntityTooLarge,
+    /// Unknown or inactive access key, or a session token not issued here.
+    AuthFailure(String),
+    /// The signature did not verify.
+    SignatureDoesNotMatch,
+    /// An `Authorization` header or presigned query that cannot be parsed.
+    IncompleteSignature(String),
+    /// No credentials of any kind.
+    MissingAuthenticationToken,
+    /// Outside the clock-skew window, or an expired presign / `Expires`.
+    RequestExpired(String),
+    /// Authenticated, but the principal may not do this (admin actions).
+    UnauthorizedOperation,
+    /// `DryRun=true` and every check passed.
+    DryRunOperation,
+    /// A compute host named in an admin action does not exist.
+    HostNotFound(String),
+    /// An admin action would create a compute host that already exists.
+    HostAlreadyExists(String),
+    /// An access key named in an admin action does not exist.
+    AccessKeyNotFound(String),
+    /// The request was not read completely in time.
+    RequestTimeout,
+    /// An HTTP method other than GET and POST.
+    UnsupportedHttpVerb(String),
+    /// A bug or a storage failure; logged with the request id.
+    InternalError,
+}
+
+impl ApiError {
+    /// The EC2 error code, as clients match on it.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::MissingAction => "MissingAction",
+            ApiError::InvalidAction(_) => "InvalidAction",
+            ApiError::MissingParameter(_) => "MissingParameter",
+            ApiError::InvalidParameterValue(_) => "InvalidParameterValue",
+            ApiError::InvalidParameterCombination(_) => "InvalidParameterCombination",
+            ApiError::InvalidFilter(_) => "InvalidFilter",
+            ApiError::MalformedQueryString(_) => "MalformedQueryString",
+            ApiError::RequestEntityTooLarge => "RequestEntityTooLarge",
+            ApiError::AuthFailure(_) => "AuthFailure",
+            ApiError::SignatureDoesNotMatch => "SignatureDoesNotMatch",
+            ApiError::IncompleteSignature(_) => "IncompleteSignature",
+            ApiError::MissingAuthenticationToken => "MissingAuthenticationToken",
+            ApiError::RequestExpired(_) => "RequestExpired",
+            ApiError::UnauthorizedOperation => "UnauthorizedOperation",
+            ApiError::DryRunOperation => "DryRunOperation",
+            ApiError::HostNotFound(_) => "InvalidHost.NotFound",
+            ApiError::HostAlreadyExists(_) => "InvalidHost.Duplicate",
+            ApiError::AccessKeyNotFound(_) => "InvalidAccessKeyId.NotFound",
+            ApiError::RequestTimeout => "RequestTimeout",
+            ApiError::UnsupportedHttpVerb(_) => "UnsupportedHttpVerb",
+            ApiError::InternalError => "InternalError",
+        }
+    }
+
+    /// The HTTP status EC2 sends with this code.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::AuthFailure(_) => StatusCode::UNAUTHORIZED,
+            ApiError::SignatureDoesNotMatch
+            | ApiError::MissingAuthenticationToken
+            | ApiError::UnauthorizedOperation => StatusCode::FORBIDDEN,
+            ApiError::DryRunOperation => StatusCode::PRECONDITION_FAILED,
+            ApiError::RequestEntityTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+            ApiError::UnsupportedHttpVerb(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::InternalError => StatusCode::INTERNAL_SERVER_ERROR,
+            _ => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    /// The human-readable message, worded as EC2 words it where EC2 has one.
+    pub fn message(&self) -> String {
+        match self {
+            ApiError::MissingAction => "The request must contain the parameter Action".into(),
+            ApiError::InvalidAction(action) => {
+                format!("The action {action} is not valid for this web service.")
+            }
+            ApiError::MissingParameter(name) => {
+                format!("The request must contain the parameter {name}")
+            }
+            ApiError::InvalidParameterValue(text)
+            | ApiError::InvalidParameterCombination(text)
+            | ApiError::MalformedQueryString(text)
+            | ApiError::AuthFailure(text)
+            | ApiError::IncompleteSignature(text)
+            | ApiError::RequestExpired(text) => text.clone(),
+            ApiError::InvalidFilter(name) => format!("The filter '{name}' is invalid"),
+            ApiError::RequestEntityTooLarge => {
+                "The request body exceeds the maximum allowed size".into()
+            }
+            ApiError::SignatureDoesNotMatch => "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method. Consult the service documentation for details.".into(),
+            ApiError::MissingAuthenticationToken => "Request is missing Authentication Token".into(),
+            ApiError::UnauthorizedOperation => {
+                "You are not authorized to perform this operation.".into()
+            }
+            ApiError::DryRunOperation => {
+                "Request would have succeeded, but DryRun flag is set.".into()
+            }
+            ApiError::HostNotFound(host) => format!("The compute host '{host}' does not exist"),
+            ApiError::HostAlreadyExists(host) => {
+                format!("The compute host '{host}' already exists")
+            }
+            ApiError::AccessKeyNotFound(key) => format!("The access key '{key}' does not exist"),
+            ApiError::RequestTimeout => {
+                "The request was not received completely within the allowed time".into()
+            }
+            ApiError::UnsupportedHttpVerb(method) => {
+                format!("The HTTP method {method} is not supported: use GET or POST")
+            }
+            ApiError::InternalError => {
+                "An internal error has occurred. Quote the request id when reporting it.".into()
+            }
+        }
+    }
+
+    /// Shorthand for the common "bad value" error.
+    pub fn invalid_value(message: impl Into<String>) -> Self {
+        ApiError::InvalidParameterValue(message.into())
+    }
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.code(), self.message())
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+impl From<crate::store::StoreError> for ApiError {
+    fn from(error: crate::store::StoreError) -> Self {
+        tracing::error!(%error, "storage failure");
+        ApiError::InternalError
+    }
+}
+
+/// Result alias used by every handler.
+pub type ApiResult<T> = Result<T, ApiError>;

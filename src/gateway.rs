@@ -1,0 +1,221 @@
+//! One HTTP request, top to bottom: limits, parameters, signature, action, XML.
+//!
+//! Every request gets a UUID request id, a tracing span carrying it, and
+//! exactly one log line at the end (request id, action, account, status,
+//! latency). Every failure, from an oversized body to a bad signature, is
+//! answered as EC2 error XML with a non-2xx status: botocore reads an error
+//! sent with 200 as an empty success, and HTML breaks every client.
+
+use crate::api::{Action, Context};
+use crate::auth::{AuthRequest, Verifier};
+use crate::compute::Compute;
+use crate::config::Limits;
+use crate::error::{ApiError, ApiResult};
+use crate::protocol::params::decode_form;
+use crate::protocol::xml::{is_api_version, render_error, render_response, DEFAULT_VERSION};
+use crate::protocol::Params;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{HeaderValue, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::http::request::Parts;
+use hyper::{Method, Request, Response, StatusCode};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tracing::{field, Instrument};
+
+/// The content type of every answer.
+const XML_CONTENT_TYPE: &str = "text/xml;charset=UTF-8";
+
+/// The request pipeline's shared state.
+pub struct Gateway {
+    pub compute: Arc<Compute>,
+    verifier: Verifier,
+    limits: Limits,
+}
+
+/// A successful answer, or an error plus whether the connection must close
+/// (the body was left unread).
+struct Answer {
+    status: StatusCode,
+    body: Vec<u8>,
+    close: bool,
+}
+
+impl Gateway {
+    pub fn new(compute: Arc<Compute>, limits: Limits, strict_region: Option<String>) -> Self {
+        let verifier = Verifier::new(
+            compute.accounts.clone(),
+            compute.clock.clone(),
+            strict_region,
+        );
+        Self {
+            compute,
+            verifier,
+            limits,
+        }
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Answers one request; never fails.
+    pub async fn handle(&self, request: Request<Incoming>) -> Response<Full<Bytes>> {
+        let request_id = uuid::Uuid::new_v4().to_string();
+        let span = tracing::info_span!("request", request_id = %request_id, action = field::Empty, account = field::Empty);
+        let started = Instant::now();
+        let (parts, body) = request.into_parts();
+        let answer = self
+            .answer(&parts, body, &request_id, &span)
+            .instrument(span.clone())
+            .await;
+        let _entered = span.enter();
+        tracing::info!(
+            request_id = %request_id,
+            method = %parts.method,
+            status = answer.status.as_u16(),
+            latency_us = started.elapsed().as_micros() as u64,
+            "request"
+        );
+        let mut response = Response::new(Full::new(Bytes::from(answer.body)));
+        *response.status_mut() = answer.status;
+        let headers = response.headers_mut();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static(XML_CONTENT_TYPE));
+        if let Ok(id) = HeaderValue::from_str(&request_id) {
+            headers.insert("x-amzn-requestid", id);
+        }
+        if answer.close {
+            headers.insert(CONNECTION, HeaderValue::from_static("close"));
+        }
+        response
+    }
+
+    async fn answer(
+        &self,
+        parts: &Parts,
+        body: Incoming,
+        request_id: &str,
+        span: &tracing::Span,
+    ) -> Answer {
+        let body = match self.read_body(parts, body).await {
+            Ok(body) => body,
+            Err(error) => return error_answer(&error, request_id, true),
+        };
+        match self.run(parts, &body, request_id, span).await {
+            Ok(xml) => Answer {
+                status: StatusCode::OK,
+                body: xml,
+                close: false,
+            },
+            Err(error) => error_answer(&error, request_id, false),
+        }
+    }
+
+    /// Reads the body within the size and time limits; an oversized body
+    /// announced by Content-Length is refused without reading any of it.
+    async fn read_body(&self, parts: &Parts, body: Incoming) -> ApiResult<Bytes> {
+        if parts.method != Method::GET && parts.method != Method::POST {
+            return Err(ApiError::UnsupportedHttpVerb(parts.method.to_string()));
+        }
+        let max = self.limits.max_body_bytes;
+        let announced = parts
+            .headers
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if announced.is_some_and(|length| length > max) {
+            return Err(ApiError::RequestEntityTooLarge);
+        }
+        let limited = Limited::new(body, max as usize);
+        let timeout = Duration::from_secs(self.limits.body_read_timeout_secs);
+        match tokio::time::timeout(timeout, limited.collect()).await {
+            Err(_) => Err(ApiError::RequestTimeout),
+            Ok(Ok(collected)) => Ok(collected.to_bytes()),
+            Ok(Err(error)) if error.is::<http_body_util::LengthLimitError>() => {
+                Err(ApiError::RequestEntityTooLarge)
+            }
+            Ok(Err(error)) => {
+                tracing::debug!(%error, "request body could not be read");
+                Err(ApiError::MalformedQueryString(
+                    "The request body could not be read".into(),
+                ))
+            }
+        }
+    }
+
+    async fn run(
+        &self,
+        parts: &Parts,
+        body: &[u8],
+        request_id: &str,
+        span: &tracing::Span,
+    ) -> ApiResult<Vec<u8>> {
+        let query_pairs = decode_form(parts.uri.query().unwrap_or("").as_bytes())?;
+        let mut pairs = query_pairs.clone();
+        if is_form_body(parts) {
+            pairs.extend(decode_form(body)?);
+        }
+        let params = Params::new(pairs);
+        let action_name = params.get("Action").unwrap_or("").to_string();
+        span.record("action", action_name.as_str());
+        let principal = self.verifier.authenticate(&AuthRequest {
+            method: parts.method.as_str(),
+            path: parts.uri.path(),
+            query_pairs: &query_pairs,
+            headers: &parts.headers,
+            body,
+            params: &params,
+        })?;
+        span.record("account", principal.account_id.as_str());
+        let version = match params.get("Version") {
+            Some(version) if is_api_version(version) => version.to_string(),
+            Some(version) => {
+                return Err(ApiError::invalid_value(format!(
+                    "Invalid Version '{version}'"
+                )))
+            }
+            None => DEFAULT_VERSION.to_string(),
+        };
+        let action = Action::parse(&action_name, &params.without_auth(), &principal)?;
+        let context = Context {
+            compute: &self.compute,
+            principal: &principal,
+        };
+        let output = action.execute(&context).await?;
+        Ok(render_response(
+            &action_name,
+            &version,
+            request_id,
+            output.as_ref(),
+        ))
+    }
+}
+
+/// Form parameters come from the body when it is declared as a form, or
+/// when a POST declares no type at all (some old clients).
+fn is_form_body(parts: &Parts) -> bool {
+    match parts
+        .headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    {
+        Some(content_type) => content_type
+            .trim()
+            .to_ascii_lowercase()
+            .starts_with("application/x-www-form-urlencoded"),
+        None => parts.method == Method::POST,
+    }
+}
+
+fn error_answer(error: &ApiError, request_id: &str, close: bool) -> Answer {
+    if *error == ApiError::InternalError {
+        tracing::error!(request_id, "internal error");
+    } else {
+        tracing::debug!(code = error.code(), "request refused");
+    }
+    Answer {
+        status: error.status(),
+        body: render_error(error, request_id),
+        close,
+    }
+}

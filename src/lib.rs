@@ -1,0 +1,35 @@
+//! ec2-gateway: an EC2-compatible query API server.
+//!
+//! The AWS CLI, boto3, boto 2 and euca2ools point their endpoint at it and
+//! work unchanged: it verifies their AWS signatures (SigV4, SigV2, SigV1),
+//! runs EC2 actions against its own compute core and answers in EC2's XML.
+//! Availability zones come from the compute hosts registered in them.
+//!
+//! The layers, top to bottom (each knows only the one below):
+//!
+//! - [`server`]: hyper accept loop, connection limits, timeouts, shutdown.
+//! - [`gateway`]: one request: body limits, parameters, signature, action, XML.
+//! - [`protocol`]: query/form parameters, filters, the XML writer.
+//! - [`auth`]: SigV4/SigV2/SigV1 verification and client-side signing.
+//! - [`api`]: the `Action` enum, one typed request per action, handlers.
+//! - [`compute`]: accounts, compute services and zones; no HTTP, no XML.
+//! - [`store`]: the storage trait, sled and in-memory backends, group commit.
+//!
+//! Around them: [`config`] (TOML + environment), [`app`] (wiring),
+//! [`client`] and [`admin_cli`] (the `ec2-gateway admin` commands),
+//! [`error`] (the one error enum), [`clock`] and [`secret`].
+
+pub mod admin_cli;
+pub mod api;
+pub mod app;
+pub mod auth;
+pub mod client;
+pub mod clock;
+pub mod compute;
+pub mod config;
+pub mod error;
+pub mod gateway;
+pub mod protocol;
+pub mod secret;
+pub mod server;
+pub mod store;

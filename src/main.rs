@@ -1,0 +1,116 @@
+//! The `ec2-gateway` command: `serve` runs the gateway, `admin` talks to one.
+
+use clap::{Parser, Subcommand};
+use ec2_gateway::admin_cli::{self, AdminArgs};
+use ec2_gateway::app::App;
+use ec2_gateway::clock::SystemClock;
+use ec2_gateway::config::Config;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+#[derive(Parser)]
+#[command(
+    name = "ec2-gateway",
+    version,
+    about = "An EC2-compatible query API gateway"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway (embedded default configuration unless --config).
+    Serve {
+        /// A TOML configuration file (see README.md, "Configuration").
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Administer a running gateway with an admin account's keys.
+    Admin(AdminArgs),
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("EC2_GATEWAY_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .init();
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .expect("installing the SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = terminate.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+async fn serve(config_path: Option<PathBuf>) -> Result<(), String> {
+    let config = Config::load(config_path.as_deref(), |name| std::env::var(name).ok())
+        .map_err(|e| e.to_string())?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+    let app = App::open(config, Arc::new(SystemClock)).await?;
+    let address = listener.local_addr().map_err(|e| e.to_string())?;
+    if let Some(key) = &app.created_admin {
+        // Printed once, on stdout (never to the log): the operator's first key.
+        println!("Created the admin credential (shown only now). Ready for the AWS CLI:");
+        println!(
+            "  aws configure set aws_access_key_id {}",
+            key.access_key_id
+        );
+        println!(
+            "  aws configure set aws_secret_access_key {}",
+            key.secret.expose()
+        );
+        println!("  aws configure set region {}", app.config.region);
+        if let Some(path) = app.admin_credentials_path() {
+            println!(
+                "Also saved (mode 0600) as profile [ec2-gateway] in {}",
+                path.display()
+            );
+        }
+    }
+    println!(
+        "ec2-gateway listening on http://{address} (region {})",
+        app.config.region
+    );
+    tracing::info!(%address, region = %app.config.region, data_dir = %app.config.data_dir.display(), "listening");
+    app.serve(listener, shutdown_signal()).await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve { config } => {
+            init_tracing();
+            serve(config).await
+        }
+        Command::Admin(args) => admin_cli::run(args)
+            .await
+            .map(|output| println!("{output}")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("ec2-gateway: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,288 @@
+//! Query-string and form-body parameters, and typed access to them.
+//!
+//! EC2 clients send parameters in the query string (boto 2's GET, presigned
+//! URLs), in an `application/x-www-form-urlencoded` body (every modern
+//! client), or both; the action sees their union. Lists are flattened with
+//! 1-based indexes (`ZoneName.1`, `Filter.2.Value.10`) and must be read in
+//! numeric order, so `.10` comes after `.9`.
+
+use super::filters::Filter;
+use crate::error::{ApiError, ApiResult};
+use std::collections::BTreeMap;
+
+/// Decodes `application/x-www-form-urlencoded` text into pairs, in order.
+/// `+` is a space (form encoding); a bad `%XX` escape or bytes that are not
+/// UTF-8 are `MalformedQueryString`.
+pub fn decode_form(input: &[u8]) -> ApiResult<Vec<(String, String)>> {
+    input
+        .split(|&b| b == b'&')
+        .filter(|part| !part.is_empty())
+        .map(|part| {
+            let (name, value) = match part.iter().position(|&b| b == b'=') {
+                Some(i) => (&part[..i], &part[i + 1..]),
+                None => (part, &b""[..]),
+            };
+            Ok((percent_decode(name)?, percent_decode(value)?))
+        })
+        .collect()
+}
+
+fn percent_decode(input: &[u8]) -> ApiResult<String> {
+    let mut out = Vec::with_capacity(input.len());
+    let mut i = 0;
+    while i < input.len() {
+        match input[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex = input
+                    .get(i + 1..i + 3)
+                    .and_then(|h| std::str::from_utf8(h).ok())
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+                    .ok_or_else(|| {
+                        ApiError::MalformedQueryString(
+                            "The query string contains an invalid percent-encoding".into(),
+                        )
+                    })?;
+                out.push(hex);
+                i += 2;
+            }
+            byte => out.push(byte),
+        }
+        i += 1;
+    }
+    String::from_utf8(out)
+        .map_err(|_| ApiError::MalformedQueryString("The query string is not valid UTF-8".into()))
+}
+
+/// The parameters of one request, in the order they arrived.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Params {
+    pairs: Vec<(String, String)>,
+}
+
+/// Parameters that authenticate the request rather than describe the action.
+/// Removed before the action sees the parameters.
+const AUTH_PARAMETERS: &[&str] = &[
+    "AWSAccessKeyId",
+    "Signature",
+    "SignatureVersion",
+    "SignatureMethod",
+    "Timestamp",
+    "Expires",
+    "SecurityToken",
+];
+
+impl Params {
+    pub fn new(pairs: Vec<(String, String)>) -> Self {
+        Self { pairs }
+    }
+
+    /// Every pair, in arrival order.
+    pub fn pairs(&self) -> &[(String, String)] {
+        &self.pairs
+    }
+
+    /// The first value of `name`.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.pairs
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The same parameters without the authentication ones.
+    pub fn without_auth(&self) -> Params {
+        Params {
+            pairs: self
+                .pairs
+                .iter()
+                .filter(|(n, _)| !AUTH_PARAMETERS.contains(&n.as_str()) && !n.starts_with("X-Amz-"))
+                .cloned()
+                .collect(),
+        }
+    }
+
+    /// A required string parameter.
+    pub fn required(&self, name: &str) -> ApiResult<String> {
+        match self.get(name) {
+            Some(value) if !value.is_empty() => Ok(value.to_string()),
+            _ => Err(ApiError::MissingParameter(name.to_string())),
+        }
+    }
+
+    /// An optional string parameter (empty counts as absent).
+    pub fn optional(&self, name: &str) -> Option<String> {
+        self.get(name).filter(|v| !v.is_empty()).map(str::to_string)
+    }
+
+    /// An optional boolean: `true`/`false` in any case.
+    pub fn boolean(&self, name: &str) -> ApiResult<Option<bool>> {
+        match self.get(name) {
+            None => Ok(None),
+            Some(value) if value.eq_ignore_ascii_case("true") => Ok(Some(true)),
+            Some(value) if value.eq_ignore_ascii_case("false") => Ok(Some(false)),
+            Some(value) => Err(ApiError::invalid_value(format!(
+                "Invalid value '{value}' for {name}: expected true or false"
+            ))),
+        }
+    }
+
+    /// An optional unsigned number.
+    pub fn number<T: std::str::FromStr>(&self, name: &str) -> ApiResult<Option<T>> {
+        self.get(name)
+            .map(|value| {
+                value.parse().map_err(|_| {
+                    ApiError::invalid_value(format!("Invalid value '{value}' for {name}"))
+                })
+            })
+            .transpose()
+    }
+
+    /// The list `name.1`, `name.2`, ... in numeric index order.
+    pub fn list(&self, name: &str) -> ApiResult<Vec<String>> {
+        let mut items = BTreeMap::new();
+        for (key, value) in &self.pairs {
+            if let Some(index) = key
+                .strip_prefix(name)
+                .and_then(|rest| rest.strip_prefix('.'))
+            {
+                items.insert(parse_index(key, index)?, value.clone());
+            }
+        }
+        Ok(items.into_values().collect())
+    }
+
+    /// `Filter.N.Name` with `Filter.N.Value.M`, in index order.
+    pub fn filters(&self) -> ApiResult<Vec<Filter>> {
+        let mut by_index: BTreeMap<u32, (Option<String>, BTreeMap<u32, String>)> = BTreeMap::new();
+        for (key, value) in &self.pairs {
+            let Some(rest) = key.strip_prefix("Filter.") else {
+                continue;
+            };
+            let (index, field) = rest.split_once('.').unwrap_or((rest, ""));
+            let entry = by_index.entry(parse_index(key, index)?).or_default();
+            if field == "Name" {
+                entry.0 = Some(value.clone());
+            } else if let Some(value_index) = field.strip_prefix("Value.") {
+                entry
+                    .1
+                    .insert(parse_index(key, value_index)?, value.clone());
+            } else {
+                return Err(ApiError::invalid_value(format!(
+                    "Unknown filter parameter {key}"
+                )));
+            }
+        }
+        by_index
+            .into_iter()
+            .map(|(index, (name, values))| {
+                let name =
+                    name.ok_or_else(|| ApiError::MissingParameter(format!("Filter.{index}.Name")))?;
+                if values.is_empty() {
+                    return Err(ApiError::invalid_value(format!(
+                        "The filter '{name}' needs at least one value"
+                    )));
+                }
+                Ok(Filter::new(name, values.into_values().collect()))
+            })
+            .collect()
+    }
+
+    /// Names that none of `known` (exact names or list prefixes) covers;
+    /// `Action` and `Version` are always known.
+    pub fn unknown<'a>(&'a self, known: &[&str]) -> Vec<&'a str> {
+        self.pairs
+            .iter()
+            .map(|(name, _)| name.as_str())
+            .filter(|name| {
+                !["Action", "Version"].contains(name)
+                    && !known.iter().any(|k| {
+                        name == k
+                            || (name.starts_with(k) && name.as_bytes().get(k.len()) == Some(&b'.'))
+                    })
+            })
+            .collect()
+    }
+}
+
+fn parse_index(key: &str, index: &str) -> ApiResult<u32> {
+    match index.parse::<u32>() {
+        Ok(n) if n >= 1 && !index.starts_with('+') => Ok(n),
+        _ => Err(ApiError::invalid_value(format!(
+            "Invalid list index in parameter {key}"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(text: &str) -> Params {
+        Params::new(decode_form(text.as_bytes()).unwrap())
+    }
+
+    #[test]
+    fn form_decoding_turns_plus_into_space_and_keeps_escaped_plus() {
+        let p = params("A=a+b&B=c%2Bd&C=&D");
+        assert_eq!(p.get("A"), Some("a b"));
+        assert_eq!(p.get("B"), Some("c+d"));
+        assert_eq!(p.get("C"), Some(""));
+        assert_eq!(p.get("D"), Some(""));
+    }
+
+    #[test]
+    fn bad_escapes_and_bad_utf8_are_malformed() {
+        assert_eq!(
+            decode_form(b"A=%zz").unwrap_err().code(),
+            "MalformedQueryString"
+        );
+        assert_eq!(
+            decode_form(b"A=%4").unwrap_err().code(),
+            "MalformedQueryString"
+        );
+        assert_eq!(
+            decode_form(b"A=%ff%fe").unwrap_err().code(),
+            "MalformedQueryString"
+        );
+    }
+
+    #[test]
+    fn lists_sort_numerically() {
+        let p = params("ZoneName.10=j&ZoneName.2=b&ZoneName.1=a&ZoneNames=x&ZoneName.9=i");
+        assert_eq!(p.list("ZoneName").unwrap(), ["a", "b", "i", "j"]);
+        assert!(params("ZoneName.0=a").list("ZoneName").is_err());
+        assert!(params("ZoneName.x=a").list("ZoneName").is_err());
+    }
+
+    #[test]
+    fn filters_group_names_and_values() {
+        let p = params("Filter.2.Name=state&Filter.2.Value.1=available&Filter.1.Value.2=b&Filter.1.Name=zone-name&Filter.1.Value.1=a");
+        let filters = p.filters().unwrap();
+        assert_eq!(filters.len(), 2);
+        assert_eq!(filters[0].name, "zone-name");
+        assert_eq!(filters[0].values, ["a", "b"]);
+        assert_eq!(filters[1].name, "state");
+        assert_eq!(
+            params("Filter.1.Value.1=a").filters().unwrap_err().code(),
+            "MissingParameter"
+        );
+    }
+
+    #[test]
+    fn booleans_and_unknown_names() {
+        let p = params("DryRun=TRUE&All=false&Bad=yes&ZoneName.1=a&Extra=1");
+        assert_eq!(p.boolean("DryRun").unwrap(), Some(true));
+        assert_eq!(p.boolean("All").unwrap(), Some(false));
+        assert!(p.boolean("Bad").is_err());
+        assert_eq!(p.unknown(&["DryRun", "All", "Bad", "ZoneName"]), ["Extra"]);
+    }
+
+    #[test]
+    fn auth_parameters_are_stripped() {
+        let p = params(
+            "Action=X&AWSAccessKeyId=K&Signature=s&SignatureVersion=2&X-Amz-Date=d&ZoneName.1=a",
+        );
+        assert_eq!(p.without_auth().pairs().len(), 2);
+    }
+}

@@ -1,0 +1,230 @@
+//! Storage: a narrow trait, a sled backend and an in-memory backend.
+//!
+//! EC2 promises that an answered mutation sticks: a `RunInstances` that
+//! returned an instance id must find that instance after a crash. The trait is
+//! kept to named trees with get, ordered scans and one atomic multi-key write,
+//! so that a networked, replicated backend can replace sled later without the
+//! compute core noticing. [`StoreHandle`] adds group commit on top: many
+//! concurrent requests wait on one flush instead of each forcing its own.
+
+mod memory;
+mod sled_store;
+
+pub use memory::MemoryStore;
+pub use sled_store::SledStore;
+
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use tokio::sync::{watch, Mutex};
+
+/// A storage failure: I/O, corruption, or a value that no longer decodes.
+#[derive(Debug)]
+pub struct StoreError(pub String);
+
+impl std::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "store: {}", self.0)
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// One key-value pair from a scan.
+pub type Entry = (Vec<u8>, Vec<u8>);
+
+/// One change inside an atomic [`WriteBatch`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteOp {
+    Put {
+        tree: &'static str,
+        key: Vec<u8>,
+        value: Vec<u8>,
+    },
+    Delete {
+        tree: &'static str,
+        key: Vec<u8>,
+    },
+}
+
+/// Changes applied all together or not at all.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WriteBatch {
+    pub ops: Vec<WriteOp>,
+}
+
+impl WriteBatch {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn put(&mut self, tree: &'static str, key: impl Into<Vec<u8>>, value: Vec<u8>) {
+        self.ops.push(WriteOp::Put {
+            tree,
+            key: key.into(),
+            value,
+        });
+    }
+
+    /// Serialises `value` with its schema version and queues it.
+    pub fn put_record<T: Serialize>(
+        &mut self,
+        tree: &'static str,
+        key: impl Into<Vec<u8>>,
+        value: &T,
+    ) {
+        self.put(tree, key, encode(value));
+    }
+
+    pub fn delete(&mut self, tree: &'static str, key: impl Into<Vec<u8>>) {
+        self.ops.push(WriteOp::Delete {
+            tree,
+            key: key.into(),
+        });
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+}
+
+/// The storage contract every backend implements.
+pub trait Store: Send + Sync + 'static {
+    /// The value under `key` in `tree`.
+    fn get(&self, tree: &str, key: &[u8]) -> StoreResult<Option<Vec<u8>>>;
+
+    /// Up to `limit` entries of `tree` whose keys start with `prefix`, in key
+    /// order, starting strictly after `after` when given.
+    fn scan(
+        &self,
+        tree: &str,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> StoreResult<Vec<Entry>>;
+
+    /// Applies every operation of `batch` atomically (not yet durably).
+    fn apply(&self, batch: &WriteBatch) -> StoreResult<()>;
+
+    /// Blocks until everything applied so far is on stable storage.
+    fn flush(&self) -> StoreResult<()>;
+}
+
+/// The on-disk envelope: every persisted value carries its schema version.
+#[derive(Serialize, Deserialize)]
+struct Versioned<T> {
+    v: u32,
+    d: T,
+}
+
+/// Schema version written with every value; bump it when a record changes
+/// incompatibly and teach [`decode`] the old one.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Encodes a record with its schema version.
+pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    serde_json::to_vec(&Versioned {
+        v: SCHEMA_VERSION,
+        d: value,
+    })
+    .expect("records always serialise")
+}
+
+/// Decodes a record written by [`encode`].
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> StoreResult<T> {
+    let versioned: Versioned<T> = serde_json::from_slice(bytes)
+        .map_err(|e| StoreError(format!("undecodable record: {e}")))?;
+    if versioned.v != SCHEMA_VERSION {
+        return Err(StoreError(format!(
+            "unknown record version {}",
+            versioned.v
+        )));
+    }
+    Ok(versioned.d)
+}
+
+/// A store plus group commit: the handle the rest of the gateway uses.
+pub struct StoreHandle {
+    store: Arc<dyn Store>,
+    /// Sequence number of the last batch applied.
+    applied: AtomicU64,
+    /// Sequence number known to be durable.
+    durable: watch::Sender<u64>,
+    /// Held by the one task currently flushing.
+    flushing: Mutex<()>,
+}
+
+impl StoreHandle {
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Self {
+            store,
+            applied: AtomicU64::new(0),
+            durable: watch::Sender::new(0),
+            flushing: Mutex::new(()),
+        }
+    }
+
+    pub fn get_record<T: DeserializeOwned>(
+        &self,
+        tree: &str,
+        key: &[u8],
+    ) -> StoreResult<Option<T>> {
+        self.store
+            .get(tree, key)?
+            .map(|bytes| decode(&bytes))
+            .transpose()
+    }
+
+    /// Every record under `prefix`, in key order.
+    pub fn records<T: DeserializeOwned>(&self, tree: &str, prefix: &[u8]) -> StoreResult<Vec<T>> {
+        self.store
+            .scan(tree, prefix, None, usize::MAX)?
+            .into_iter()
+            .map(|(_, value)| decode(&value))
+            .collect()
+    }
+
+    /// Applies `batch` atomically and returns its sequence number, to pass to
+    /// [`StoreHandle::durable`] before answering.
+    pub fn apply(&self, batch: &WriteBatch) -> StoreResult<u64> {
+        self.store.apply(batch)?;
+        Ok(self.applied.fetch_add(1, Ordering::SeqCst) + 1)
+    }
+
+    /// Waits until the batch with sequence `sequence` is durable. Concurrent
+    /// callers share flushes: whoever flushes covers every batch applied
+    /// before the flush started.
+    pub async fn durable(&self, sequence: u64) -> StoreResult<()> {
+        let mut durable = self.durable.subscribe();
+        loop {
+            if *durable.borrow_and_update() >= sequence {
+                return Ok(());
+            }
+            let _flushing = self.flushing.lock().await;
+            if *self.durable.borrow() >= sequence {
+                return Ok(());
+            }
+            let target = self.applied.load(Ordering::SeqCst);
+            let store = self.store.clone();
+            tokio::task::spawn_blocking(move || store.flush())
+                .await
+                .map_err(|e| StoreError(format!("flush task failed: {e}")))??;
+            self.durable
+                .send_modify(|durable| *durable = (*durable).max(target));
+        }
+    }
+
+    /// Applies `batch` and waits until it is durable.
+    pub async fn commit(&self, batch: &WriteBatch) -> StoreResult<()> {
+        let sequence = self.apply(batch)?;
+        self.durable(sequence).await
+    }
+
+    /// Flushes everything applied so far (used at shutdown).
+    pub async fn flush_all(&self) -> StoreResult<()> {
+        let sequence = self.applied.load(Ordering::SeqCst);
+        self.durable(sequence.max(1)).await
+    }
+}
