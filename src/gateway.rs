@@ -37,6 +37,8 @@ pub struct Gateway {
 /// (the body was left unread).
 struct Answer {
     status: StatusCode,
+    /// The error code, when it is an error.
+    code: Option<&'static str>,
     body: Vec<u8>,
     close: bool,
 }
@@ -71,9 +73,9 @@ impl Gateway {
             .await;
         let _entered = span.enter();
         tracing::info!(
-            request_id = %request_id,
             method = %parts.method,
             status = answer.status.as_u16(),
+            code = answer.code,
             latency_us = started.elapsed().as_micros() as u64,
             "request"
         );
@@ -104,6 +106,7 @@ impl Gateway {
         match self.run(parts, &body, request_id, span).await {
             Ok(xml) => Answer {
                 status: StatusCode::OK,
+                code: None,
                 body: xml,
                 close: false,
             },
@@ -150,12 +153,8 @@ impl Gateway {
         request_id: &str,
         span: &tracing::Span,
     ) -> ApiResult<Vec<u8>> {
-        let query_pairs = decode_form(parts.uri.query().unwrap_or("").as_bytes())?;
-        let mut pairs = query_pairs.clone();
-        if is_form_body(parts) {
-            pairs.extend(decode_form(body)?);
-        }
-        let params = Params::new(pairs);
+        let (query_pairs, params) =
+            request_params(&parts.method, parts.uri.query(), &parts.headers, body)?;
         let action_name = params.get("Action").unwrap_or("").to_string();
         span.record("action", action_name.as_str());
         let principal = self.verifier.authenticate(&AuthRequest {
@@ -191,19 +190,31 @@ impl Gateway {
     }
 }
 
+/// The decoded query-string pairs (what SigV4 signs) and the union of query
+/// and form parameters (what the action and SigV2 see).
+pub fn request_params(
+    method: &Method,
+    query: Option<&str>,
+    headers: &hyper::HeaderMap,
+    body: &[u8],
+) -> ApiResult<(Vec<(String, String)>, Params)> {
+    let query_pairs = decode_form(query.unwrap_or("").as_bytes())?;
+    let mut pairs = query_pairs.clone();
+    if is_form_body(method, headers) {
+        pairs.extend(decode_form(body)?);
+    }
+    Ok((query_pairs, Params::new(pairs)))
+}
+
 /// Form parameters come from the body when it is declared as a form, or
 /// when a POST declares no type at all (some old clients).
-fn is_form_body(parts: &Parts) -> bool {
-    match parts
-        .headers
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-    {
+fn is_form_body(method: &Method, headers: &hyper::HeaderMap) -> bool {
+    match headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()) {
         Some(content_type) => content_type
             .trim()
             .to_ascii_lowercase()
             .starts_with("application/x-www-form-urlencoded"),
-        None => parts.method == Method::POST,
+        None => method == Method::POST,
     }
 }
 
@@ -215,6 +226,7 @@ fn error_answer(error: &ApiError, request_id: &str, close: bool) -> Answer {
     }
     Answer {
         status: error.status(),
+        code: Some(error.code()),
         body: render_error(error, request_id),
         close,
     }

@@ -382,20 +382,30 @@ pub fn verify_presigned(
     let headers = canonical_headers(request.headers, &signed_headers);
     let uri = canonical_uri(request.path);
     let signing_key = keys.signing_key(&credential, &key.secret);
+    // The payload is the body as sent (empty for the usual presigned GET);
+    // some presigners hash the empty body even when one is sent.
+    let body_hash = payload_hash(request)?;
+    let payload_hashes: &[&str] = if body_hash == EMPTY_PAYLOAD_HASH {
+        &[EMPTY_PAYLOAD_HASH]
+    } else {
+        &[body_hash.as_str(), EMPTY_PAYLOAD_HASH]
+    };
     let matches_as = |method: &str| {
-        let canonical = canonical_request(
-            method,
-            &uri,
-            &canonical_query,
-            &headers,
-            &signed_headers,
-            EMPTY_PAYLOAD_HASH,
-        );
-        signature_matches(
-            &signing_key,
-            &string_to_sign(amz_date, &credential.scope(), &canonical),
-            received_signature,
-        )
+        payload_hashes.iter().any(|payload| {
+            let canonical = canonical_request(
+                method,
+                &uri,
+                &canonical_query,
+                &headers,
+                &signed_headers,
+                payload,
+            );
+            signature_matches(
+                &signing_key,
+                &string_to_sign(amz_date, &credential.scope(), &canonical),
+                received_signature,
+            )
+        })
     };
     // boto3's generate_presigned_url signs EC2 URLs as POST although they are
     // then fetched with GET: accept a GET that verifies as POST.

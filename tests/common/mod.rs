@@ -1,0 +1,204 @@
+//! Shared test harness: an in-process gateway on 127.0.0.1:0, known keys,
+//! signed calls whose successful answers are checked against schemas/.
+#![allow(dead_code)]
+
+pub mod schema;
+
+use ec2_gateway::app::App;
+use ec2_gateway::auth::signer::SigningCredentials;
+use ec2_gateway::client::{self, Endpoint, Reply};
+use ec2_gateway::clock::OffsetClock;
+use ec2_gateway::config::{Config, StorageBackend};
+use ec2_gateway::secret::Secret;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub const ADMIN_ACCOUNT: &str = "111122223333";
+pub const ADMIN_KEY: &str = "AKIDEXAMPLE";
+pub const ADMIN_SECRET: &str = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
+pub const USER_ACCOUNT: &str = "444455556666";
+pub const USER_KEY: &str = "AKIAUSEREXAMPLE00001";
+pub const USER_SECRET: &str = "userSecretKeyExample00000000000000000000";
+
+/// A configuration with one admin and one user account, and zones
+/// us-east-1a/b/c with two simulated hosts in a, one each in b and c.
+pub fn test_config(data_dir: &Path, storage: StorageBackend) -> Config {
+    let storage = match storage {
+        StorageBackend::Sled => "sled",
+        StorageBackend::Memory => "memory",
+    };
+    let text = format!(
+        r#"
+listen = "127.0.0.1:0"
+data_dir = "{data_dir}"
+storage = "{storage}"
+region = "us-east-1"
+liveness_window_secs = 60
+heartbeat_interval_secs = 5
+
+[limits]
+header_read_timeout_secs = 2
+body_read_timeout_secs = 2
+
+[[peer_regions]]
+name = "us-west-2"
+endpoint = "ec2.us-west-2.example:8773"
+
+[[accounts]]
+id = "{ADMIN_ACCOUNT}"
+name = "operator"
+admin = true
+access_key_id = "{ADMIN_KEY}"
+secret_access_key = "{ADMIN_SECRET}"
+
+[[accounts]]
+id = "{USER_ACCOUNT}"
+name = "alice"
+access_key_id = "{USER_KEY}"
+secret_access_key = "{USER_SECRET}"
+
+[[hosts]]
+name = "node-a1"
+availability_zone = "us-east-1a"
+vcpus = 16
+memory_mib = 65536
+
+[[hosts]]
+name = "node-a2"
+availability_zone = "us-east-1a"
+vcpus = 16
+memory_mib = 65536
+
+[[hosts]]
+name = "node-b1"
+availability_zone = "us-east-1b"
+vcpus = 16
+memory_mib = 65536
+
+[[hosts]]
+name = "node-c1"
+availability_zone = "us-east-1c"
+vcpus = 16
+memory_mib = 65536
+"#,
+        data_dir = data_dir.display()
+    );
+    Config::from_toml(&text).expect("test configuration is valid")
+}
+
+pub fn admin() -> SigningCredentials {
+    credentials(ADMIN_KEY, ADMIN_SECRET)
+}
+
+pub fn user() -> SigningCredentials {
+    credentials(USER_KEY, USER_SECRET)
+}
+
+pub fn credentials(key: &str, secret: &str) -> SigningCredentials {
+    SigningCredentials { access_key_id: key.into(), secret: Secret::new(secret), region: "us-east-1".into(), service: "ec2".into() }
+}
+
+/// A gateway served in-process.
+pub struct TestServer {
+    pub endpoint: Endpoint,
+    pub clock: Arc<OffsetClock>,
+    pub data_dir: PathBuf,
+    pub app_admin_created: bool,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl TestServer {
+    pub async fn start(config: Config) -> Self {
+        Self::start_with_clock(config, Arc::new(OffsetClock::new())).await
+    }
+
+    pub async fn start_with_clock(config: Config, clock: Arc<OffsetClock>) -> Self {
+        let data_dir = config.data_dir.clone();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let app = App::open(config, clock.clone()).await.expect("gateway opens");
+        let app_admin_created = app.created_admin.is_some();
+        let (shutdown, signal) = oneshot::channel::<()>();
+        let task = tokio::spawn(app.serve(listener, async {
+            let _ = signal.await;
+        }));
+        Self {
+            endpoint: Endpoint { authority: address.to_string(), path: "/".into() },
+            clock,
+            data_dir,
+            app_admin_created,
+            shutdown: Some(shutdown),
+            task: Some(task),
+        }
+    }
+
+    /// Stops the server and waits until it has released the store.
+    pub async fn stop(mut self) {
+        let _ = self.shutdown.take().unwrap().send(());
+        self.task.take().unwrap().await.unwrap();
+    }
+
+    /// A signed call; a 200 answer is checked against schemas/.
+    pub async fn call(&self, credentials: &SigningCredentials, action: &str, params: &[(&str, &str)]) -> Reply {
+        let reply = client::call(&self.endpoint, credentials, action, params).await.expect("gateway answers");
+        check_reply(action, &reply);
+        reply
+    }
+
+    pub async fn admin(&self, action: &str, params: &[(&str, &str)]) -> Reply {
+        self.call(&admin(), action, params).await
+    }
+
+    pub async fn user(&self, action: &str, params: &[(&str, &str)]) -> Reply {
+        self.call(&user(), action, params).await
+    }
+}
+
+/// Every answer is XML with the right content type; successes match the
+/// schema, errors are EC2 error documents with a non-2xx status.
+pub fn check_reply(action: &str, reply: &Reply) {
+    let content_type = reply.headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("");
+    assert_eq!(content_type, "text/xml;charset=UTF-8");
+    if reply.status == 200 {
+        if let Err(problem) = schema::validate(action, &reply.body) {
+            panic!("{action} response breaks schemas/: {problem}\n{}", reply.body);
+        }
+    } else {
+        assert!(reply.status >= 400, "status {}", reply.status);
+        assert_error_document(&reply.body);
+    }
+}
+
+/// Asserts `<Response><Errors><Error><Code/><Message/></Error></Errors><RequestID/></Response>`.
+pub fn assert_error_document(body: &str) {
+    assert!(body.starts_with("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error><Code>"), "{body}");
+    assert!(body.contains("</Message></Error></Errors><RequestID>"), "{body}");
+    assert!(body.trim_end().ends_with("</RequestID></Response>"), "{body}");
+}
+
+/// The error code of an error answer.
+pub fn error_code(reply: &Reply) -> String {
+    client::text_of(&reply.body, "Code").unwrap_or_default()
+}
+
+pub fn items(reply: &Reply, set: &str) -> Vec<std::collections::BTreeMap<String, String>> {
+    client::items(&reply.body, set)
+}
+
+/// The values of `field` over the items of `set`.
+pub fn column(reply: &Reply, set: &str, field: &str) -> Vec<String> {
+    items(reply, set).into_iter().filter_map(|mut item| item.remove(field)).collect()
+}
+
+/// Sends raw bytes and returns the raw answer (status line to the end).
+pub async fn raw_exchange(endpoint: &Endpoint, request: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(&endpoint.authority).await.unwrap();
+    stream.write_all(request).await.unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), stream.read_to_end(&mut answer)).await;
+    String::from_utf8_lossy(&answer).into_owned()
+}
