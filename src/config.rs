@@ -210,6 +210,13 @@ impl Config {
         Ok(config)
     }
 
+    /// Records the address actually bound (the port may have been 0), so the
+    /// default endpoint names a port clients can reach.
+    pub fn bound_to(mut self, address: SocketAddr) -> Self {
+        self.listen = address;
+        self
+    }
+
     /// The endpoint DescribeRegions reports for this region.
     pub fn region_endpoint(&self) -> String {
         self.endpoint

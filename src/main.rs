@@ -63,8 +63,8 @@ async fn serve(config_path: Option<PathBuf>) -> Result<(), String> {
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
-    let app = App::open(config, Arc::new(SystemClock)).await?;
     let address = listener.local_addr().map_err(|e| e.to_string())?;
+    let app = App::open(config.bound_to(address), Arc::new(SystemClock)).await?;
     if let Some(key) = &app.created_admin {
         // Printed once, on stdout (never to the log): the operator's first key.
         println!("Created the admin credential (shown only now). Ready for the AWS CLI:");
