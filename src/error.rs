@@ -29,6 +29,8 @@ pub enum ApiError {
     MalformedQueryString(String),
     /// A body larger than the gateway accepts.
     RequestEntityTooLarge,
+    /// More header fields, or more header bytes, than the gateway accepts.
+    RequestHeaderSectionTooLarge,
     /// Unknown or inactive access key, or a session token not issued here.
     AuthFailure(String),
     /// The signature did not verify.
@@ -69,6 +71,7 @@ impl ApiError {
             ApiError::InvalidFilter(_) => "InvalidFilter",
             ApiError::MalformedQueryString(_) => "MalformedQueryString",
             ApiError::RequestEntityTooLarge => "RequestEntityTooLarge",
+            ApiError::RequestHeaderSectionTooLarge => "RequestHeaderSectionTooLarge",
             ApiError::AuthFailure(_) => "AuthFailure",
             ApiError::SignatureDoesNotMatch => "SignatureDoesNotMatch",
             ApiError::IncompleteSignature(_) => "IncompleteSignature",
@@ -94,6 +97,7 @@ impl ApiError {
             | ApiError::UnauthorizedOperation => StatusCode::FORBIDDEN,
             ApiError::DryRunOperation => StatusCode::PRECONDITION_FAILED,
             ApiError::RequestEntityTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::RequestHeaderSectionTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::UnsupportedHttpVerb(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::InternalError => StatusCode::INTERNAL_SERVER_ERROR,
@@ -120,6 +124,9 @@ impl ApiError {
             ApiError::InvalidFilter(name) => format!("The filter '{name}' is invalid"),
             ApiError::RequestEntityTooLarge => {
                 "The request body exceeds the maximum allowed size".into()
+            }
+            ApiError::RequestHeaderSectionTooLarge => {
+                "The request headers exceed the maximum allowed number or size".into()
             }
             ApiError::SignatureDoesNotMatch => "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method. Consult the service documentation for details.".into(),
             ApiError::MissingAuthenticationToken => "Request is missing Authentication Token".into(),

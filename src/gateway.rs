@@ -120,6 +120,19 @@ impl Gateway {
         if parts.method != Method::GET && parts.method != Method::POST {
             return Err(ApiError::UnsupportedHttpVerb(parts.method.to_string()));
         }
+        // hyper enforces twice these limits as a backstop (with an empty
+        // 431); the exact limits are checked here so the answer is EC2 XML.
+        let header_bytes: usize = parts.uri.to_string().len()
+            + parts
+                .headers
+                .iter()
+                .map(|(name, value)| name.as_str().len() + value.len() + 4)
+                .sum::<usize>();
+        if parts.headers.len() > self.limits.max_headers
+            || header_bytes > self.limits.max_header_bytes
+        {
+            return Err(ApiError::RequestHeaderSectionTooLarge);
+        }
         let max = self.limits.max_body_bytes;
         let announced = parts
             .headers

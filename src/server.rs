@@ -31,8 +31,10 @@ pub async fn run(listener: TcpListener, gateway: Arc<Gateway>, shutdown: impl Fu
     let mut http = http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(Duration::from_secs(limits.header_read_timeout_secs))
-        .max_buf_size(limits.max_header_bytes)
-        .max_headers(limits.max_headers)
+        // Backstops at twice the limits the gateway checks itself (hyper's
+        // own refusal is an empty 431, not EC2 XML).
+        .max_buf_size(limits.max_header_bytes * 2)
+        .max_headers(limits.max_headers * 2)
         .keep_alive(true);
     tokio::pin!(shutdown);
     loop {

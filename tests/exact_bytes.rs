@@ -18,14 +18,17 @@ fn normalized(reply: &Reply) -> String {
     while i < bytes.len() {
         let rest = &text[i..];
         let is_timestamp = rest.len() >= 24
-            && rest.as_bytes()[..24].iter().enumerate().all(|(j, b)| match j {
-                4 | 7 => *b == b'-',
-                10 => *b == b'T',
-                13 | 16 => *b == b':',
-                19 => *b == b'.',
-                23 => *b == b'Z',
-                _ => b.is_ascii_digit(),
-            });
+            && rest.as_bytes()[..24]
+                .iter()
+                .enumerate()
+                .all(|(j, b)| match j {
+                    4 | 7 => *b == b'-',
+                    10 => *b == b'T',
+                    13 | 16 => *b == b':',
+                    19 => *b == b'.',
+                    23 => *b == b'Z',
+                    _ => b.is_ascii_digit(),
+                });
         if is_timestamp {
             out.push_str("TIMESTAMP");
             i += 24;
@@ -44,14 +47,20 @@ fn normalized(reply: &Reply) -> String {
 
 async fn server() -> (TestServer, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    let server = TestServer::start(test_config(&dir.path().join("data"), StorageBackend::Memory)).await;
+    let server = TestServer::start(test_config(
+        &dir.path().join("data"),
+        StorageBackend::Memory,
+    ))
+    .await;
     (server, dir)
 }
 
 #[tokio::test]
 async fn describe_availability_zones() {
     let (server, _dir) = server().await;
-    let reply = server.user("DescribeAvailabilityZones", &[("ZoneName.1", "us-east-1b")]).await;
+    let reply = server
+        .user("DescribeAvailabilityZones", &[("ZoneName.1", "us-east-1b")])
+        .await;
     assert_eq!(
         normalized(&reply),
         r#"<?xml version="1.0" encoding="UTF-8"?>
@@ -73,7 +82,12 @@ async fn describe_availability_zones() {
 </DescribeAvailabilityZonesResponse>
 "#
     );
-    let reply = server.user("DescribeAvailabilityZones", &[("Filter.1.Name", "state"), ("Filter.1.Value.1", "impaired")]).await;
+    let reply = server
+        .user(
+            "DescribeAvailabilityZones",
+            &[("Filter.1.Name", "state"), ("Filter.1.Value.1", "impaired")],
+        )
+        .await;
     assert_eq!(
         normalized(&reply),
         r#"<?xml version="1.0" encoding="UTF-8"?>
@@ -89,8 +103,22 @@ async fn describe_availability_zones() {
 #[tokio::test]
 async fn verbose_zone_tree() {
     let (server, _dir) = server().await;
-    server.admin("AdminDisableHost", &[("HostName", "node-c1"), ("Reason", "fan")]).await;
-    let reply = server.admin("DescribeAvailabilityZones", &[("ZoneName.1", "verbose"), ("Filter.1.Name", "zone-name"), ("Filter.1.Value.1", "us-east-1c")]).await;
+    server
+        .admin(
+            "AdminDisableHost",
+            &[("HostName", "node-c1"), ("Reason", "fan")],
+        )
+        .await;
+    let reply = server
+        .admin(
+            "DescribeAvailabilityZones",
+            &[
+                ("ZoneName.1", "verbose"),
+                ("Filter.1.Name", "zone-name"),
+                ("Filter.1.Value.1", "us-east-1c"),
+            ],
+        )
+        .await;
     assert_eq!(
         normalized(&reply),
         r#"<?xml version="1.0" encoding="UTF-8"?>
@@ -125,7 +153,9 @@ async fn verbose_zone_tree() {
 #[tokio::test]
 async fn describe_regions() {
     let (server, _dir) = server().await;
-    let reply = server.user("DescribeRegions", &[("RegionName.1", "us-west-2")]).await;
+    let reply = server
+        .user("DescribeRegions", &[("RegionName.1", "us-west-2")])
+        .await;
     assert_eq!(
         normalized(&reply),
         r#"<?xml version="1.0" encoding="UTF-8"?>
@@ -147,7 +177,9 @@ async fn describe_regions() {
 #[tokio::test]
 async fn errors() {
     let (server, _dir) = server().await;
-    let reply = server.user("DescribeAvailabilityZones", &[("ZoneName.1", "us-east-1z")]).await;
+    let reply = server
+        .user("DescribeAvailabilityZones", &[("ZoneName.1", "us-east-1z")])
+        .await;
     assert_eq!(reply.status, 400);
     assert_eq!(
         normalized(&reply),
@@ -164,7 +196,9 @@ async fn errors() {
 #[tokio::test]
 async fn admin_shapes() {
     let (server, _dir) = server().await;
-    let reply = server.admin("AdminEnableHost", &[("HostName", "node-a1")]).await;
+    let reply = server
+        .admin("AdminEnableHost", &[("HostName", "node-a1")])
+        .await;
     assert_eq!(
         normalized(&reply),
         r#"<?xml version="1.0" encoding="UTF-8"?>
@@ -175,7 +209,16 @@ async fn admin_shapes() {
 "#
     );
     let reply = server
-        .admin("AdminAddHost", &[("HostName", "edge-9"), ("AvailabilityZone", "us-east-1a"), ("Vcpus", "2"), ("MemoryMib", "512"), ("Simulated", "false")])
+        .admin(
+            "AdminAddHost",
+            &[
+                ("HostName", "edge-9"),
+                ("AvailabilityZone", "us-east-1a"),
+                ("Vcpus", "2"),
+                ("MemoryMib", "512"),
+                ("Simulated", "false"),
+            ],
+        )
         .await;
     assert_eq!(
         normalized(&reply),
@@ -197,7 +240,9 @@ async fn admin_shapes() {
 </AdminAddHostResponse>
 "#
     );
-    let reply = server.admin("AdminDescribeAccessKeys", &[("AccountId", USER_ACCOUNT)]).await;
+    let reply = server
+        .admin("AdminDescribeAccessKeys", &[("AccountId", USER_ACCOUNT)])
+        .await;
     assert_eq!(
         normalized(&reply),
         r#"<?xml version="1.0" encoding="UTF-8"?>
@@ -225,15 +270,34 @@ fn the_schema_check_catches_a_misspelt_element() {
     common::schema::validate("DescribeRegions", good).unwrap();
     for (bad, why) in [
         (good.replace("regionName", "regionNme"), "misspelt member"),
-        (good.replace("<item>", "<member>").replace("</item>", "</member>"), "list items not <item>"),
+        (
+            good.replace("<item>", "<member>")
+                .replace("</item>", "</member>"),
+            "list items not <item>",
+        ),
         (good.replace("<requestId>1</requestId>", ""), "no requestId"),
-        (good.replace("<regionName>a</regionName>", "<regionName><x/></regionName>"), "scalar with children"),
-        (good.replace("DescribeRegionsResponse", "DescribeRegionResponse"), "wrong root"),
+        (
+            good.replace(
+                "<regionName>a</regionName>",
+                "<regionName><x/></regionName>",
+            ),
+            "scalar with children",
+        ),
+        (
+            good.replace("DescribeRegionsResponse", "DescribeRegionResponse"),
+            "wrong root",
+        ),
     ] {
-        assert!(common::schema::validate("DescribeRegions", &bad).is_err(), "{why} passed");
+        assert!(
+            common::schema::validate("DescribeRegions", &bad).is_err(),
+            "{why} passed"
+        );
     }
     let zone = "<DescribeAvailabilityZonesResponse><requestId>1</requestId><availabilityZoneInfo><item><messageSet><item><message>m</message></item></messageSet></item></availabilityZoneInfo></DescribeAvailabilityZonesResponse>";
     common::schema::validate("DescribeAvailabilityZones", zone).unwrap();
     let host = "<AdminAddHostResponse><requestId>1</requestId><host><alive>yes</alive></host></AdminAddHostResponse>";
-    assert!(common::schema::validate("AdminAddHost", host).is_err(), "boolean 'yes' passed");
+    assert!(
+        common::schema::validate("AdminAddHost", host).is_err(),
+        "boolean 'yes' passed"
+    );
 }

@@ -74,8 +74,11 @@ pub struct Principal {
 /// costs four HMACs, and a client keeps the same scope all day.
 #[derive(Default)]
 pub struct KeyCache {
-    keys: Mutex<HashMap<(String, String, String, String), [u8; 32]>>,
+    keys: Mutex<HashMap<ScopeId, [u8; 32]>>,
 }
+
+/// (access key, date, region, service).
+type ScopeId = (String, String, String, String);
 
 /// Entries kept before the cache starts over (scopes are per day, so a
 /// handful per key is normal).

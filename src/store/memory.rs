@@ -11,8 +11,11 @@ use std::sync::RwLock;
 /// `BTreeMap`-backed [`Store`].
 #[derive(Default)]
 pub struct MemoryStore {
-    data: RwLock<BTreeMap<(String, Vec<u8>), Vec<u8>>>,
+    data: RwLock<BTreeMap<TreeKey, Vec<u8>>>,
 }
+
+/// (tree name, key).
+type TreeKey = (String, Vec<u8>);
 
 impl MemoryStore {
     pub fn new() -> Self {

@@ -97,7 +97,12 @@ pub fn user() -> SigningCredentials {
 }
 
 pub fn credentials(key: &str, secret: &str) -> SigningCredentials {
-    SigningCredentials { access_key_id: key.into(), secret: Secret::new(secret), region: "us-east-1".into(), service: "ec2".into() }
+    SigningCredentials {
+        access_key_id: key.into(),
+        secret: Secret::new(secret),
+        region: "us-east-1".into(),
+        service: "ec2".into(),
+    }
 }
 
 /// A gateway served in-process.
@@ -119,14 +124,19 @@ impl TestServer {
         let data_dir = config.data_dir.clone();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
-        let app = App::open(config.bound_to(address), clock.clone()).await.expect("gateway opens");
+        let app = App::open(config.bound_to(address), clock.clone())
+            .await
+            .expect("gateway opens");
         let app_admin_created = app.created_admin.is_some();
         let (shutdown, signal) = oneshot::channel::<()>();
         let task = tokio::spawn(app.serve(listener, async {
             let _ = signal.await;
         }));
         Self {
-            endpoint: Endpoint { authority: address.to_string(), path: "/".into() },
+            endpoint: Endpoint {
+                authority: address.to_string(),
+                path: "/".into(),
+            },
             clock,
             data_dir,
             app_admin_created,
@@ -137,13 +147,32 @@ impl TestServer {
 
     /// Stops the server and waits until it has released the store.
     pub async fn stop(mut self) {
-        let _ = self.shutdown.take().unwrap().send(());
+        self.begin_shutdown();
+        self.wait_stopped().await;
+    }
+
+    /// Signals shutdown (as SIGTERM would) without waiting.
+    pub fn begin_shutdown(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+    }
+
+    /// Waits until the server has finished.
+    pub async fn wait_stopped(mut self) {
         self.task.take().unwrap().await.unwrap();
     }
 
     /// A signed call; a 200 answer is checked against schemas/.
-    pub async fn call(&self, credentials: &SigningCredentials, action: &str, params: &[(&str, &str)]) -> Reply {
-        let reply = client::call(&self.endpoint, credentials, action, params).await.expect("gateway answers");
+    pub async fn call(
+        &self,
+        credentials: &SigningCredentials,
+        action: &str,
+        params: &[(&str, &str)],
+    ) -> Reply {
+        let reply = client::call(&self.endpoint, credentials, action, params)
+            .await
+            .expect("gateway answers");
         check_reply(action, &reply);
         reply
     }
@@ -160,11 +189,18 @@ impl TestServer {
 /// Every answer is XML with the right content type; successes match the
 /// schema, errors are EC2 error documents with a non-2xx status.
 pub fn check_reply(action: &str, reply: &Reply) {
-    let content_type = reply.headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("");
+    let content_type = reply
+        .headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     assert_eq!(content_type, "text/xml;charset=UTF-8");
     if reply.status == 200 {
         if let Err(problem) = schema::validate(action, &reply.body) {
-            panic!("{action} response breaks schemas/: {problem}\n{}", reply.body);
+            panic!(
+                "{action} response breaks schemas/: {problem}\n{}",
+                reply.body
+            );
         }
     } else {
         assert!(reply.status >= 400, "status {}", reply.status);
@@ -174,9 +210,20 @@ pub fn check_reply(action: &str, reply: &Reply) {
 
 /// Asserts `<Response><Errors><Error><Code/><Message/></Error></Errors><RequestID/></Response>`.
 pub fn assert_error_document(body: &str) {
-    assert!(body.starts_with("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error><Code>"), "{body}");
-    assert!(body.contains("</Message></Error></Errors><RequestID>"), "{body}");
-    assert!(body.trim_end().ends_with("</RequestID></Response>"), "{body}");
+    assert!(
+        body.starts_with(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error><Code>"
+        ),
+        "{body}"
+    );
+    assert!(
+        body.contains("</Message></Error></Errors><RequestID>"),
+        "{body}"
+    );
+    assert!(
+        body.trim_end().ends_with("</RequestID></Response>"),
+        "{body}"
+    );
 }
 
 /// The error code of an error answer.
@@ -190,16 +237,25 @@ pub fn items(reply: &Reply, set: &str) -> Vec<std::collections::BTreeMap<String,
 
 /// The values of `field` over the items of `set`.
 pub fn column(reply: &Reply, set: &str, field: &str) -> Vec<String> {
-    items(reply, set).into_iter().filter_map(|mut item| item.remove(field)).collect()
+    items(reply, set)
+        .into_iter()
+        .filter_map(|mut item| item.remove(field))
+        .collect()
 }
 
 /// Sends raw bytes and returns the raw answer (status line to the end).
 pub async fn raw_exchange(endpoint: &Endpoint, request: &[u8]) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(&endpoint.authority).await.unwrap();
+    let mut stream = tokio::net::TcpStream::connect(&endpoint.authority)
+        .await
+        .unwrap();
     // The server may answer and close before reading everything: that is fine.
     let _ = stream.write_all(request).await;
     let mut answer = Vec::new();
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), stream.read_to_end(&mut answer)).await;
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        stream.read_to_end(&mut answer),
+    )
+    .await;
     String::from_utf8_lossy(&answer).into_owned()
 }

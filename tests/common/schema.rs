@@ -18,16 +18,27 @@ struct Element {
 
 fn parse(xml: &str) -> Result<Element, String> {
     let mut reader = Reader::from_str(xml);
-    let mut stack: Vec<Element> = vec![Element { name: String::new(), text: String::new(), children: vec![] }];
+    let mut stack: Vec<Element> = vec![Element {
+        name: String::new(),
+        text: String::new(),
+        children: vec![],
+    }];
     loop {
-        match reader.read_event().map_err(|e| format!("malformed XML: {e}"))? {
+        match reader
+            .read_event()
+            .map_err(|e| format!("malformed XML: {e}"))?
+        {
             Event::Start(start) => stack.push(Element {
                 name: String::from_utf8_lossy(start.name().as_ref()).into_owned(),
                 text: String::new(),
                 children: vec![],
             }),
             Event::Empty(start) => {
-                let element = Element { name: String::from_utf8_lossy(start.name().as_ref()).into_owned(), text: String::new(), children: vec![] };
+                let element = Element {
+                    name: String::from_utf8_lossy(start.name().as_ref()).into_owned(),
+                    text: String::new(),
+                    children: vec![],
+                };
                 stack.last_mut().unwrap().children.push(element);
             }
             Event::Text(text) => {
@@ -36,7 +47,11 @@ fn parse(xml: &str) -> Result<Element, String> {
             }
             Event::End(_) => {
                 let element = stack.pop().unwrap();
-                stack.last_mut().ok_or("unbalanced XML")?.children.push(element);
+                stack
+                    .last_mut()
+                    .ok_or("unbalanced XML")?
+                    .children
+                    .push(element);
             }
             Event::Eof => break,
             _ => {}
@@ -74,10 +89,24 @@ fn check(model: &Value, shape_name: &str, element: &Element, path: &str) -> Resu
                     .as_object()
                     .unwrap()
                     .iter()
-                    .find(|(name, m)| m["locationName"].as_str().map_or(*name == &child.name, |l| l == child.name));
+                    .find(|(name, m)| {
+                        m["locationName"]
+                            .as_str()
+                            .map_or(*name == &child.name, |l| l == child.name)
+                    });
                 match member {
-                    Some((_, m)) => check(model, m["shape"].as_str().unwrap(), child, &format!("{path}/{}", child.name))?,
-                    None => return Err(format!("{path}: <{}> is not a member of {shape_name}", child.name)),
+                    Some((_, m)) => check(
+                        model,
+                        m["shape"].as_str().unwrap(),
+                        child,
+                        &format!("{path}/{}", child.name),
+                    )?,
+                    None => {
+                        return Err(format!(
+                            "{path}: <{}> is not a member of {shape_name}",
+                            child.name
+                        ))
+                    }
                 }
             }
             Ok(())
@@ -87,9 +116,17 @@ fn check(model: &Value, shape_name: &str, element: &Element, path: &str) -> Resu
             let item_name = member["locationName"].as_str().unwrap_or("member");
             for child in &element.children {
                 if child.name != item_name {
-                    return Err(format!("{path}: list element <{}> should be <{item_name}>", child.name));
+                    return Err(format!(
+                        "{path}: list element <{}> should be <{item_name}>",
+                        child.name
+                    ));
                 }
-                check(model, member["shape"].as_str().unwrap(), child, &format!("{path}/{item_name}"))?;
+                check(
+                    model,
+                    member["shape"].as_str().unwrap(),
+                    child,
+                    &format!("{path}/{item_name}"),
+                )?;
             }
             Ok(())
         }
@@ -101,7 +138,10 @@ fn check(model: &Value, shape_name: &str, element: &Element, path: &str) -> Resu
             let valid = match scalar {
                 "boolean" => text == "true" || text == "false",
                 "integer" | "long" => text.parse::<i64>().is_ok(),
-                "timestamp" => chrono::NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.3fZ").is_ok() && text.len() == 24,
+                "timestamp" => {
+                    chrono::NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.3fZ").is_ok()
+                        && text.len() == 24
+                }
                 _ => true,
             };
             if valid {
@@ -118,28 +158,45 @@ fn check(model: &Value, shape_name: &str, element: &Element, path: &str) -> Resu
 pub fn validate(action: &str, xml: &str) -> Result<(), String> {
     let root = parse(xml)?;
     if root.name != format!("{action}Response") {
-        return Err(format!("root is <{}>, expected <{action}Response>", root.name));
+        return Err(format!(
+            "root is <{}>, expected <{action}Response>",
+            root.name
+        ));
     }
     let model = models()
         .iter()
         .find(|m| m["operations"].get(action).is_some())
-        .ok_or_else(|| format!("{action} is not in schemas/: add it to supported-operations.txt"))?;
-    let output = model["operations"][action]["output"]["shape"].as_str().unwrap_or("ReturnResult");
+        .ok_or_else(|| {
+            format!("{action} is not in schemas/: add it to supported-operations.txt")
+        })?;
+    let output = model["operations"][action]["output"]["shape"]
+        .as_str()
+        .unwrap_or("ReturnResult");
     let first = root.children.first().ok_or("empty response")?;
     if first.name != "requestId" || first.text.is_empty() {
         return Err("the first child must be a non-empty <requestId>".into());
     }
-    let rest = Element { name: root.name.clone(), text: String::new(), children: root.children[1..].iter().map(clone).collect() };
+    let rest = Element {
+        name: root.name.clone(),
+        text: String::new(),
+        children: root.children[1..].iter().map(clone).collect(),
+    };
     if model["shapes"].get(output).is_none() {
         // Operations without an output shape answer <return>true</return>.
         return match rest.children.as_slice() {
             [only] if only.name == "return" && only.text == "true" => Ok(()),
-            _ => Err(format!("{action} has no output shape: expected <return>true</return>")),
+            _ => Err(format!(
+                "{action} has no output shape: expected <return>true</return>"
+            )),
         };
     }
     check(model, output, &rest, action)
 }
 
 fn clone(element: &Element) -> Element {
-    Element { name: element.name.clone(), text: element.text.clone(), children: element.children.iter().map(clone).collect() }
+    Element {
+        name: element.name.clone(),
+        text: element.text.clone(),
+        children: element.children.iter().map(clone).collect(),
+    }
 }

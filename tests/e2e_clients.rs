@@ -1,0 +1,617 @@
+//! Real clients end to end: the `ec2-gateway` binary started as a user
+//! would start it, driven by the AWS CLI, boto3, boto 2 and the admin CLI.
+//!
+//! A client that is not installed prints a SKIPPED line, unless
+//! EC2_GATEWAY_E2E_REQUIRED=1 (set by .ci/run, which installs them all).
+
+mod common;
+
+use common::{ADMIN_KEY, ADMIN_SECRET, USER_KEY, USER_SECRET};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+const BINARY: &str = env!("CARGO_BIN_EXE_ec2-gateway");
+
+fn required() -> bool {
+    std::env::var("EC2_GATEWAY_E2E_REQUIRED").is_ok_and(|v| v == "1")
+}
+
+/// True when `program --version`-style probing works; otherwise SKIPPED (or
+/// a failure when clients are required).
+fn available(what: &str, program: &str, args: &[&str]) -> bool {
+    let ok = Command::new(program)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        assert!(
+            !required(),
+            "{what} is required (EC2_GATEWAY_E2E_REQUIRED=1) but not installed"
+        );
+        println!(
+            "SKIPPED: {what} is not installed ({program} {})",
+            args.join(" ")
+        );
+    }
+    ok
+}
+
+/// A gateway process.
+struct Gateway {
+    child: Child,
+    endpoint: String,
+    /// What `serve` printed before "listening".
+    banner: Vec<String>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Gateway {
+    /// Starts `ec2-gateway serve` in `cwd`, with `--config` when given.
+    fn start(cwd: &Path, config: Option<&Path>) -> Self {
+        let mut command = Command::new(BINARY);
+        command
+            .arg("serve")
+            .current_dir(cwd)
+            .env("EC2_GATEWAY_LISTEN", "127.0.0.1:0")
+            .env("EC2_GATEWAY_LOG", "warn");
+        if let Some(config) = config {
+            command.arg("--config").arg(config);
+        }
+        let mut child = command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start ec2-gateway");
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut banner = Vec::new();
+        let endpoint = loop {
+            let line = lines
+                .next()
+                .expect("gateway exited before listening")
+                .unwrap();
+            if let Some(rest) = line.strip_prefix("ec2-gateway listening on ") {
+                break rest.split_whitespace().next().unwrap().to_string();
+            }
+            banner.push(line);
+        };
+        // Keep draining stdout so the process never blocks on it.
+        std::thread::spawn(move || for _ in lines {});
+        Self {
+            child,
+            endpoint,
+            banner,
+            _dir: None,
+        }
+    }
+
+    /// Starts a gateway with the test accounts and hosts of common::test_config.
+    fn with_test_config() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let text = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/test-config.toml"),
+        )
+        .unwrap();
+        let path = dir.path().join("config.toml");
+        std::fs::write(
+            &path,
+            text.replace("DATA_DIR", &dir.path().join("data").display().to_string()),
+        )
+        .unwrap();
+        let mut gateway = Self::start(dir.path(), Some(&path));
+        gateway._dir = Some(dir);
+        gateway
+    }
+
+    /// SIGTERM, then the exit status.
+    fn terminate(mut self) -> std::process::ExitStatus {
+        Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        for _ in 0..100 {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("gateway did not stop within 10 s of SIGTERM");
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn aws(endpoint: &str, key: &str, secret: &str, args: &[&str]) -> Output {
+    Command::new("aws")
+        .arg("--endpoint-url")
+        .arg(endpoint)
+        .args(["--region", "us-east-1", "--output", "json", "ec2"])
+        .args(args)
+        .env("AWS_ACCESS_KEY_ID", key)
+        .env("AWS_SECRET_ACCESS_KEY", secret)
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .env("AWS_MAX_ATTEMPTS", "1")
+        .env_remove("AWS_PROFILE")
+        .output()
+        .expect("run aws")
+}
+
+fn json(output: &Output) -> serde_json::Value {
+    assert!(
+        output.status.success(),
+        "aws failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+fn zone_names(value: &serde_json::Value) -> Vec<String> {
+    value["AvailabilityZones"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|z| z["ZoneName"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn aws_cli() {
+    if !available("the AWS CLI", "aws", &["--version"]) {
+        return;
+    }
+    let gateway = Gateway::with_test_config();
+    let ep = gateway.endpoint.as_str();
+    let zones = json(&aws(
+        ep,
+        USER_KEY,
+        USER_SECRET,
+        &["describe-availability-zones"],
+    ));
+    assert_eq!(
+        zone_names(&zones),
+        ["us-east-1a", "us-east-1b", "us-east-1c"]
+    );
+    assert_eq!(zones["AvailabilityZones"][1]["State"], "available");
+    assert_eq!(zones["AvailabilityZones"][1]["ZoneId"], "use1-az2");
+    let filtered = json(&aws(
+        ep,
+        USER_KEY,
+        USER_SECRET,
+        &[
+            "describe-availability-zones",
+            "--filters",
+            "Name=zone-name,Values=*1b,*1c",
+            "Name=state,Values=available",
+        ],
+    ));
+    assert_eq!(zone_names(&filtered), ["us-east-1b", "us-east-1c"]);
+    let named = json(&aws(
+        ep,
+        USER_KEY,
+        USER_SECRET,
+        &[
+            "describe-availability-zones",
+            "--zone-names",
+            "us-east-1c",
+            "--all-availability-zones",
+        ],
+    ));
+    assert_eq!(zone_names(&named), ["us-east-1c"]);
+    let regions = json(&aws(
+        ep,
+        USER_KEY,
+        USER_SECRET,
+        &["describe-regions", "--all-regions"],
+    ));
+    let names: Vec<&str> = regions["Regions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["RegionName"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["us-east-1", "us-west-2"]);
+    let west = json(&aws(
+        ep,
+        USER_KEY,
+        USER_SECRET,
+        &[
+            "describe-regions",
+            "--filters",
+            "Name=endpoint,Values=*west*",
+        ],
+    ));
+    assert_eq!(west["Regions"][0]["Endpoint"], "ec2.us-west-2.example:8773");
+
+    let wrong = aws(
+        ep,
+        USER_KEY,
+        "this-is-not-the-secret-key-000000000000",
+        &["describe-regions"],
+    );
+    assert!(!wrong.status.success());
+    let stderr = String::from_utf8_lossy(&wrong.stderr);
+    assert!(stderr.contains("(SignatureDoesNotMatch)"), "{stderr}");
+    let dry = aws(
+        ep,
+        USER_KEY,
+        USER_SECRET,
+        &["describe-availability-zones", "--dry-run"],
+    );
+    assert!(String::from_utf8_lossy(&dry.stderr).contains("(DryRunOperation)"));
+    let bad_zone = aws(
+        ep,
+        USER_KEY,
+        USER_SECRET,
+        &["describe-availability-zones", "--zone-names", "us-east-1q"],
+    );
+    assert!(String::from_utf8_lossy(&bad_zone.stderr)
+        .contains("Invalid availability zone: [us-east-1q]"));
+    assert!(gateway.terminate().success());
+}
+
+fn python_script(interpreter: &str, script: &str, endpoint: &str) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/e2e")
+        .join(script);
+    let output = Command::new(interpreter)
+        .arg(&path)
+        .env("EC2_GATEWAY_ENDPOINT", endpoint)
+        .env("AWS_ACCESS_KEY_ID", USER_KEY)
+        .env("AWS_SECRET_ACCESS_KEY", USER_SECRET)
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .env("BOTO_CONFIG", "/dev/null")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    println!("{stdout}");
+    assert!(
+        output.status.success(),
+        "{script} failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
+fn boto3_sigv4_sigv2_and_presigned() {
+    if !available("boto3", "python3", &["-c", "import boto3"]) {
+        return;
+    }
+    let gateway = Gateway::with_test_config();
+    python_script("python3", "boto3_zones.py", &gateway.endpoint);
+}
+
+/// Debian's python3-boto runs on the system interpreter.
+const SYSTEM_PYTHON: &str = "/usr/bin/python3";
+
+#[test]
+fn boto2_sigv4_sigv2_sigv1() {
+    if !available(
+        "boto 2 (python3-boto)",
+        SYSTEM_PYTHON,
+        &["-c", "import boto"],
+    ) {
+        return;
+    }
+    let gateway = Gateway::with_test_config();
+    python_script(SYSTEM_PYTHON, "boto2_zones.py", &gateway.endpoint);
+}
+
+fn admin_cli(endpoint: &str, key: &str, secret: &str, args: &[&str]) -> Output {
+    Command::new(BINARY)
+        .arg("admin")
+        .args(["--endpoint", endpoint])
+        .args(args)
+        .env("AWS_ACCESS_KEY_ID", key)
+        .env("AWS_SECRET_ACCESS_KEY", secret)
+        .output()
+        .unwrap()
+}
+
+fn stdout(output: &Output) -> String {
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn admin_cli_changes_what_clients_see() {
+    let gateway = Gateway::with_test_config();
+    let ep = gateway.endpoint.as_str();
+    let hosts = stdout(&admin_cli(ep, ADMIN_KEY, ADMIN_SECRET, &["hosts", "list"]));
+    assert!(hosts.lines().next().unwrap().starts_with("HOST"), "{hosts}");
+    assert!(
+        hosts.lines().any(|l| l.starts_with("node-b1")
+            && l.contains("us-east-1b")
+            && l.contains("enabled")
+            && l.contains(":-)")),
+        "{hosts}"
+    );
+    stdout(&admin_cli(
+        ep,
+        ADMIN_KEY,
+        ADMIN_SECRET,
+        &["hosts", "disable", "node-b1", "--reason", "new disks"],
+    ));
+    let hosts = stdout(&admin_cli(ep, ADMIN_KEY, ADMIN_SECRET, &["hosts", "list"]));
+    assert!(
+        hosts.lines().any(|l| l.starts_with("node-b1")
+            && l.contains("disabled")
+            && l.ends_with("new disks")),
+        "{hosts}"
+    );
+    // The disable shows at once through the EC2 API.
+    let zones = ec2_zone_states(ep);
+    assert_eq!(
+        zones,
+        [
+            ("us-east-1a", "available"),
+            ("us-east-1b", "unavailable"),
+            ("us-east-1c", "available")
+        ]
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+    );
+    stdout(&admin_cli(
+        ep,
+        ADMIN_KEY,
+        ADMIN_SECRET,
+        &["hosts", "enable", "node-b1"],
+    ));
+    stdout(&admin_cli(
+        ep,
+        ADMIN_KEY,
+        ADMIN_SECRET,
+        &[
+            "hosts",
+            "add",
+            "edge-1",
+            "--zone",
+            "us-east-1d",
+            "--vcpus",
+            "4",
+            "--memory-mib",
+            "8192",
+            "--external",
+        ],
+    ));
+    assert_eq!(
+        ec2_zone_states(ep).last().unwrap(),
+        &("us-east-1d".to_string(), "unavailable".to_string())
+    );
+    stdout(&admin_cli(
+        ep,
+        ADMIN_KEY,
+        ADMIN_SECRET,
+        &["hosts", "heartbeat", "edge-1"],
+    ));
+    assert_eq!(
+        ec2_zone_states(ep).last().unwrap(),
+        &("us-east-1d".to_string(), "available".to_string())
+    );
+    stdout(&admin_cli(
+        ep,
+        ADMIN_KEY,
+        ADMIN_SECRET,
+        &["hosts", "remove", "edge-1"],
+    ));
+    assert_eq!(ec2_zone_states(ep).len(), 3);
+    // Credentials.
+    let created = stdout(&admin_cli(
+        ep,
+        ADMIN_KEY,
+        ADMIN_SECRET,
+        &[
+            "keys",
+            "create",
+            "--account-id",
+            "777788889999",
+            "--account-name",
+            "bob",
+        ],
+    ));
+    let key = created
+        .lines()
+        .find_map(|l| l.strip_prefix("aws configure set aws_access_key_id "))
+        .unwrap()
+        .to_string();
+    let secret = created
+        .lines()
+        .find_map(|l| l.strip_prefix("aws configure set aws_secret_access_key "))
+        .unwrap()
+        .to_string();
+    let listed = stdout(&admin_cli(
+        ep,
+        ADMIN_KEY,
+        ADMIN_SECRET,
+        &["keys", "list", "--account-id", "777788889999"],
+    ));
+    assert!(
+        listed.contains(&key) && !listed.contains(&secret),
+        "{listed}"
+    );
+    // A non-admin key is refused.
+    let refused = admin_cli(ep, &key, &secret, &["hosts", "list"]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("UnauthorizedOperation"));
+    stdout(&admin_cli(
+        ep,
+        ADMIN_KEY,
+        ADMIN_SECRET,
+        &["keys", "deactivate", &key],
+    ));
+    let refused = admin_cli(ep, &key, &secret, &["hosts", "list"]);
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("AuthFailure"));
+    assert!(gateway.terminate().success());
+}
+
+/// Zone states through the gateway's own signed client.
+fn ec2_zone_states(endpoint: &str) -> Vec<(String, String)> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let endpoint = ec2_gateway::client::Endpoint::parse(endpoint).unwrap();
+        let reply =
+            ec2_gateway::client::call(&endpoint, &common::user(), "DescribeAvailabilityZones", &[])
+                .await
+                .unwrap();
+        ec2_gateway::client::items(&reply.body, "availabilityZoneInfo")
+            .into_iter()
+            .map(|z| (z["zoneName"].clone(), z["zoneState"].clone()))
+            .collect()
+    })
+}
+
+#[test]
+fn first_run_needs_no_configuration() {
+    let cwd = tempfile::tempdir().unwrap();
+    let gateway = Gateway::start(cwd.path(), None);
+    // The admin credential is printed once, ready for `aws configure`...
+    let key = gateway
+        .banner
+        .iter()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("aws configure set aws_access_key_id ")
+        })
+        .expect("key printed")
+        .to_string();
+    let secret = gateway
+        .banner
+        .iter()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("aws configure set aws_secret_access_key ")
+        })
+        .expect("secret printed")
+        .to_string();
+    // ...and saved owner-only in the visible default data folder.
+    let data: PathBuf = cwd.path().join("ec2-gateway-data");
+    let saved = std::fs::read_to_string(data.join("admin-credentials")).unwrap();
+    assert!(saved.contains(&key) && saved.contains(&secret));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(data.join("admin-credentials"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(&data).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
+    }
+    let zones = ec2_zone_states_with(&gateway.endpoint, &key, &secret);
+    assert_eq!(
+        zones.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(),
+        ["us-east-1a", "us-east-1b", "us-east-1c"]
+    );
+    assert!(zones.iter().all(|(_, s)| s == "available"));
+    if available("the AWS CLI", "aws", &["--version"]) {
+        let output = Command::new("aws")
+            .args([
+                "--endpoint-url",
+                &gateway.endpoint,
+                "ec2",
+                "describe-availability-zones",
+                "--output",
+                "json",
+            ])
+            .env(
+                "AWS_SHARED_CREDENTIALS_FILE",
+                data.join("admin-credentials"),
+            )
+            .env("AWS_PROFILE", "ec2-gateway")
+            .env("AWS_CONFIG_FILE", "/dev/null")
+            .output()
+            .unwrap();
+        assert_eq!(zone_names(&json(&output)).len(), 3);
+    }
+    assert!(gateway.terminate().success(), "SIGTERM is a clean exit");
+    // A second start keeps the credential and prints none.
+    let again = Gateway::start(cwd.path(), None);
+    assert!(
+        !again
+            .banner
+            .iter()
+            .any(|l| l.contains("aws_secret_access_key")),
+        "{:?}",
+        again.banner
+    );
+    assert_eq!(
+        ec2_zone_states_with(&again.endpoint, &key, &secret).len(),
+        3
+    );
+    assert!(again.terminate().success());
+}
+
+fn ec2_zone_states_with(endpoint: &str, key: &str, secret: &str) -> Vec<(String, String)> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let endpoint = ec2_gateway::client::Endpoint::parse(endpoint).unwrap();
+        let reply = ec2_gateway::client::call(
+            &endpoint,
+            &common::credentials(key, secret),
+            "DescribeAvailabilityZones",
+            &[],
+        )
+        .await
+        .unwrap();
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        ec2_gateway::client::items(&reply.body, "availabilityZoneInfo")
+            .into_iter()
+            .map(|z| (z["zoneName"].clone(), z["zoneState"].clone()))
+            .collect()
+    })
+}
+
+#[test]
+fn a_bad_configuration_names_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(&path, "listen = \"127.0.0.1:0\"\ndata_dir = \"d\"\nregion = \"us-east-1\"\n[[hosts]]\nname = \"h\"\navailability_zone = \"us-east-1a\"\nvcpus = -4\nmemory_mib = 1\n").unwrap();
+    let output = Command::new(BINARY)
+        .args(["serve", "--config"])
+        .arg(&path)
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("hosts[0].vcpus"), "{stderr}");
+}
+
+#[test]
+fn trimmed_model_is_fresh() {
+    if !available("botocore", "python3", &["-c", "import botocore"]) {
+        return;
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/tools/trim_ec2_model.py");
+    let output = Command::new("python3")
+        .arg(script)
+        .arg("--check")
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
