@@ -84,7 +84,20 @@ fn header_map(raw: &RawRequest) -> HeaderMap {
 }
 
 fn verify_at(raw: &RawRequest, now: DateTime<Utc>, full: bool) -> ApiResult<()> {
-    let verifier = Verifier::new(Arc::new(ExampleKeys), Arc::new(FixedClock(now)), None);
+    verify_with(raw, now, full, None)
+}
+
+fn verify_with(
+    raw: &RawRequest,
+    now: DateTime<Utc>,
+    full: bool,
+    strict_region: Option<&str>,
+) -> ApiResult<()> {
+    let verifier = Verifier::new(
+        Arc::new(ExampleKeys),
+        Arc::new(FixedClock(now)),
+        strict_region.map(str::to_string),
+    );
     let headers = header_map(raw);
     let (path, query) = match raw.target.split_once('?') {
         Some((path, query)) => (path, Some(query)),
@@ -351,4 +364,25 @@ fn official_sigv4_test_suite() {
     }
     println!("checked {checked} official vectors; not applicable: {skipped:?}");
     assert!(checked >= 60, "only {checked} vectors checked");
+}
+
+#[test]
+fn strict_scope_mode_refuses_guessed_scopes() {
+    let read = |name: &str| parse_raw(&std::fs::read(fixtures("wire").join(name)).unwrap());
+    let cli = read("001-awscli-sigv4-DescribeAvailabilityZones.http");
+    let boto2 = read("011-boto2-sigv4-iphost-DescribeAvailabilityZones.http");
+    // Off by default: boto 2's region 0 / service 127 scope verifies.
+    verify_with(&boto2, signed_at(&boto2), false, None).unwrap();
+    // Strict: only us-east-1/ec2.
+    verify_with(&cli, signed_at(&cli), false, Some("us-east-1")).unwrap();
+    let refused = verify_with(&boto2, signed_at(&boto2), false, Some("us-east-1"));
+    assert!(
+        matches!(refused, Err(ApiError::AuthFailure(ref m)) if m.contains("'0/127'")),
+        "{refused:?}"
+    );
+    let other_region = verify_with(&cli, signed_at(&cli), false, Some("eu-west-1"));
+    assert!(
+        matches!(other_region, Err(ApiError::AuthFailure(_))),
+        "{other_region:?}"
+    );
 }

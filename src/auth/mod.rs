@@ -103,14 +103,6 @@ impl KeyCache {
         keys.insert(id, key);
         key
     }
-
-    /// Forgets every key derived for `access_key_id` (deactivated keys).
-    pub fn forget(&self, access_key_id: &str) {
-        self.keys
-            .lock()
-            .expect("key cache lock")
-            .retain(|id, _| id.0 != access_key_id);
-    }
 }
 
 /// Verifies signatures and resolves principals.

@@ -1,0 +1,108 @@
+//! The request log: one line per request with its id, action, account and
+//! status, and never a secret, even at trace level.
+
+mod common;
+
+use common::*;
+use ec2_gateway::config::StorageBackend;
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+#[derive(Clone, Default)]
+struct Buffer(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Buffer {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Buffer {
+    type Writer = Buffer;
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+// A current-thread runtime: every task of the server logs through the
+// subscriber installed on this thread.
+#[tokio::test(flavor = "current_thread")]
+async fn one_line_per_request_and_no_secrets() {
+    let buffer = Buffer::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(buffer.clone())
+        .with_ansi(false)
+        .with_max_level(tracing::Level::TRACE)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(test_config(
+        &dir.path().join("data"),
+        StorageBackend::Memory,
+    ))
+    .await;
+    let ok = server
+        .user("DescribeAvailabilityZones", &[("Extra", "ignored")])
+        .await;
+    let created = server
+        .admin(
+            "AdminCreateAccessKey",
+            &[("AccountId", "777788889999"), ("AccountName", "bob")],
+        )
+        .await;
+    let new_secret = ec2_gateway::client::text_of(&created.body, "secretAccessKey").unwrap();
+    let wrong = server
+        .call(
+            &credentials(USER_KEY, "a-wrong-secret-that-must-not-be-logged00"),
+            "DescribeRegions",
+            &[],
+        )
+        .await;
+    server.stop().await;
+
+    let log = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+    for secret in [
+        ADMIN_SECRET,
+        USER_SECRET,
+        new_secret.as_str(),
+        "a-wrong-secret-that-must-not-be-logged00",
+    ] {
+        assert!(!log.contains(secret), "a secret reached the log");
+    }
+    let request_lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains(" request ") || l.ends_with(" request"))
+        .filter(|l| l.contains("status="))
+        .collect();
+    assert_eq!(request_lines.len(), 3, "{log}");
+    let request_id = ok.headers["x-amzn-requestid"].to_str().unwrap();
+    let first = request_lines
+        .iter()
+        .find(|l| l.contains(request_id))
+        .expect("request id in the log line");
+    assert!(
+        first.contains("action=\"DescribeAvailabilityZones\"")
+            && first.contains(&format!("account=\"{USER_ACCOUNT}\""))
+            && first.contains("status=200"),
+        "{first}"
+    );
+    assert!(first.contains("latency_us="), "{first}");
+    let failed = request_lines
+        .iter()
+        .find(|l| l.contains(wrong.headers["x-amzn-requestid"].to_str().unwrap()))
+        .unwrap();
+    assert!(
+        failed.contains("status=403") && failed.contains("SignatureDoesNotMatch"),
+        "{failed}"
+    );
+    // Ignored parameters are named at debug level.
+    assert!(
+        log.contains("ignoring unknown parameters") && log.contains("Extra"),
+        "{log}"
+    );
+}
