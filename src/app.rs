@@ -127,9 +127,12 @@ impl App {
         let compute = self.gateway.compute.clone();
         let interval = Duration::from_secs(self.config.heartbeat_interval_secs);
         let heartbeats = tokio::spawn(simulate_heartbeats(compute.clone(), interval));
+        let lifecycle = tokio::spawn(crate::compute::lifecycle::drive(compute.clone()));
         crate::server::run(listener, self.gateway.clone(), shutdown).await;
-        heartbeats.abort();
-        let _ = heartbeats.await;
+        for task in [heartbeats, lifecycle] {
+            task.abort();
+            let _ = task.await;
+        }
         if let Err(error) = compute.store.flush_all().await {
             tracing::error!(%error, "final flush failed");
         }

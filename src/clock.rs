@@ -45,6 +45,36 @@ impl Clock for OffsetClock {
     }
 }
 
+/// Wall time that follows tokio's clock: under `tokio::time::pause()` it
+/// moves only when tokio's time does, so lifecycle tests run instantly.
+pub struct TokioClock {
+    origin_wall: DateTime<Utc>,
+    origin: tokio::time::Instant,
+}
+
+impl TokioClock {
+    /// Starts at the current wall time (call inside a tokio runtime).
+    pub fn new() -> Self {
+        Self {
+            origin_wall: Utc::now(),
+            origin: tokio::time::Instant::now(),
+        }
+    }
+}
+
+impl Default for TokioClock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Clock for TokioClock {
+    fn now(&self) -> DateTime<Utc> {
+        let elapsed = tokio::time::Instant::now() - self.origin;
+        self.origin_wall + Duration::from_std(elapsed).unwrap_or_default()
+    }
+}
+
 /// A clock stopped at one instant (signature vectors at their own time).
 pub struct FixedClock(pub DateTime<Utc>);
 

@@ -89,6 +89,94 @@ fn default_true() -> bool {
     true
 }
 
+/// An instance type of the catalogue.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct InstanceTypeConfig {
+    pub name: String,
+    pub vcpus: u32,
+    pub memory_mib: u64,
+    #[serde(default = "default_architecture")]
+    pub architecture: String,
+}
+
+/// A public image of the catalogue, owned by the gateway's system account.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ImageConfig {
+    pub id: String,
+    pub name: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default = "default_architecture")]
+    pub architecture: String,
+    /// `linux` (default) or `windows`.
+    #[serde(default = "default_platform")]
+    pub platform: String,
+}
+
+fn default_architecture() -> String {
+    "x86_64".to_string()
+}
+fn default_platform() -> String {
+    "linux".to_string()
+}
+
+/// How the scheduler weighs hosts that fit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum SchedulerPolicy {
+    /// The host with the most free capacity (spreads load).
+    #[default]
+    Spread,
+    /// The host with the least free capacity that still fits (packs hosts).
+    Pack,
+}
+
+/// Per-account limits.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Quotas {
+    /// Instances not yet terminated, per account.
+    pub max_instances: u32,
+    /// vCPUs of instances holding capacity, per account.
+    pub max_vcpus: u32,
+}
+
+impl Default for Quotas {
+    fn default() -> Self {
+        Self {
+            max_instances: 100,
+            max_vcpus: 512,
+        }
+    }
+}
+
+/// Instance lifecycle timing.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LifecycleConfig {
+    /// pending -> running.
+    pub boot_delay_secs: u64,
+    /// stopping -> stopped.
+    pub stop_delay_secs: u64,
+    /// shutting-down -> terminated.
+    pub terminate_delay_secs: u64,
+    /// How long terminated instances stay visible.
+    pub terminated_retention_secs: u64,
+}
+
+impl Default for LifecycleConfig {
+    fn default() -> Self {
+        Self {
+            boot_delay_secs: 2,
+            stop_delay_secs: 1,
+            terminate_delay_secs: 1,
+            terminated_retention_secs: 3600,
+        }
+    }
+}
+
 /// Another region DescribeRegions lists beside this gateway's own.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -131,6 +219,18 @@ pub struct Config {
     pub accounts: Vec<AccountConfig>,
     #[serde(default)]
     pub hosts: Vec<HostConfig>,
+    /// Instance types added to (or replacing, by name) the built-in catalogue.
+    #[serde(default)]
+    pub instance_types: Vec<InstanceTypeConfig>,
+    /// Public images; the built-in catalogue when absent.
+    #[serde(default)]
+    pub images: Option<Vec<ImageConfig>>,
+    #[serde(default)]
+    pub scheduler_policy: SchedulerPolicy,
+    #[serde(default)]
+    pub quotas: Quotas,
+    #[serde(default)]
+    pub lifecycle: LifecycleConfig,
 }
 
 fn default_storage() -> StorageBackend {
@@ -340,6 +440,34 @@ impl Config {
                 ));
             }
         }
+        for (i, instance_type) in self.instance_types.iter().enumerate() {
+            if !is_instance_type_name(&instance_type.name) {
+                return Err(config_error(
+                    format!("instance_types[{i}].name"),
+                    "must look like family.size, e.g. m5.large",
+                ));
+            }
+            if instance_type.vcpus == 0 || instance_type.memory_mib == 0 {
+                return Err(config_error(
+                    format!("instance_types[{i}]"),
+                    "vcpus and memory_mib must be at least 1",
+                ));
+            }
+        }
+        for (i, image) in self.images.iter().flatten().enumerate() {
+            if !is_resource_id(&image.id, "ami") {
+                return Err(config_error(
+                    format!("images[{i}].id"),
+                    "must be ami- followed by 8 or 17 lower-case hex digits",
+                ));
+            }
+            if !matches!(image.platform.as_str(), "linux" | "windows") {
+                return Err(config_error(
+                    format!("images[{i}].platform"),
+                    "must be linux or windows",
+                ));
+            }
+        }
         let mut host_names = std::collections::HashSet::new();
         for (i, host) in self.hosts.iter().enumerate() {
             if !is_host_name(&host.name) {
@@ -397,6 +525,30 @@ pub fn is_host_name(name: &str) -> bool {
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
+}
+
+/// Instance type names: `family.size`.
+pub fn is_instance_type_name(name: &str) -> bool {
+    name.split_once('.').is_some_and(|(family, size)| {
+        !family.is_empty()
+            && !size.is_empty()
+            && name.len() <= 64
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-')
+    })
+}
+
+/// EC2 resource ids: `<prefix>-` then 8 or 17 lower-case hex digits.
+pub fn is_resource_id(id: &str, prefix: &str) -> bool {
+    id.strip_prefix(prefix)
+        .and_then(|rest| rest.strip_prefix('-'))
+        .is_some_and(|hex| {
+            (hex.len() == 8 || hex.len() == 17)
+                && hex
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        })
 }
 
 /// Access key ids: AWS uses 20 upper-case alphanumerics; accept 8..=128 (the documentation example `AKIDEXAMPLE` has 11).

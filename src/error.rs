@@ -51,6 +51,25 @@ pub enum ApiError {
     HostAlreadyExists(String),
     /// An access key named in an admin action does not exist.
     AccessKeyNotFound(String),
+    /// A resource id that does not exist for this account (`code` names
+    /// the resource: `InvalidInstanceID.NotFound`, `InvalidAMIID.NotFound`...).
+    NotFound { code: &'static str, message: String },
+    /// A resource id with the wrong syntax (`InvalidInstanceID.Malformed`...).
+    Malformed { code: &'static str, message: String },
+    /// The instance is in a state the action cannot start from.
+    IncorrectInstanceState(String),
+    /// The account's instance quota is used up.
+    InstanceLimitExceeded(String),
+    /// The account's vCPU quota is used up.
+    VcpuLimitExceeded(String),
+    /// A ClientToken reused with different parameters.
+    IdempotentParameterMismatch(String),
+    /// No compute host can take the instance (clients retry it).
+    InsufficientInstanceCapacity(String),
+    /// Refused by an attribute of the resource (`disableApiTermination`).
+    OperationNotPermitted(String),
+    /// A pagination token that was not issued for this request.
+    InvalidNextToken,
     /// The request was not read completely in time.
     RequestTimeout,
     /// An HTTP method other than GET and POST.
@@ -82,6 +101,14 @@ impl ApiError {
             ApiError::HostNotFound(_) => "InvalidHost.NotFound",
             ApiError::HostAlreadyExists(_) => "InvalidHost.Duplicate",
             ApiError::AccessKeyNotFound(_) => "InvalidAccessKeyId.NotFound",
+            ApiError::NotFound { code, .. } | ApiError::Malformed { code, .. } => code,
+            ApiError::IncorrectInstanceState(_) => "IncorrectInstanceState",
+            ApiError::InstanceLimitExceeded(_) => "InstanceLimitExceeded",
+            ApiError::VcpuLimitExceeded(_) => "VcpuLimitExceeded",
+            ApiError::IdempotentParameterMismatch(_) => "IdempotentParameterMismatch",
+            ApiError::InsufficientInstanceCapacity(_) => "InsufficientInstanceCapacity",
+            ApiError::OperationNotPermitted(_) => "OperationNotPermitted",
+            ApiError::InvalidNextToken => "InvalidNextToken",
             ApiError::RequestTimeout => "RequestTimeout",
             ApiError::UnsupportedHttpVerb(_) => "UnsupportedHttpVerb",
             ApiError::InternalError => "InternalError",
@@ -100,7 +127,9 @@ impl ApiError {
             ApiError::RequestHeaderSectionTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::UnsupportedHttpVerb(_) => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::InternalError => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::InternalError | ApiError::InsufficientInstanceCapacity(_) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
             _ => StatusCode::BAD_REQUEST,
         }
     }
@@ -141,6 +170,14 @@ impl ApiError {
                 format!("The compute host '{host}' already exists")
             }
             ApiError::AccessKeyNotFound(key) => format!("The access key '{key}' does not exist"),
+            ApiError::NotFound { message, .. } | ApiError::Malformed { message, .. } => message.clone(),
+            ApiError::IncorrectInstanceState(text)
+            | ApiError::InstanceLimitExceeded(text)
+            | ApiError::VcpuLimitExceeded(text)
+            | ApiError::IdempotentParameterMismatch(text)
+            | ApiError::InsufficientInstanceCapacity(text)
+            | ApiError::OperationNotPermitted(text) => text.clone(),
+            ApiError::InvalidNextToken => "The specified NextToken is not valid".into(),
             ApiError::RequestTimeout => {
                 "The request was not received completely within the allowed time".into()
             }

@@ -185,10 +185,10 @@ async fn errors() {
         normalized(&reply),
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error><Code>InvalidParameterValue</Code><Message>Invalid availability zone: [us-east-1z]</Message></Error></Errors><RequestID>REQUEST-ID</RequestID></Response>\n"
     );
-    let reply = server.user("RunInstances", &[]).await;
+    let reply = server.user("AttachVpnGateway", &[]).await;
     assert_eq!(
         normalized(&reply),
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error><Code>InvalidAction</Code><Message>The action RunInstances is not valid for this web service.</Message></Error></Errors><RequestID>REQUEST-ID</RequestID></Response>\n"
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error><Code>InvalidAction</Code><Message>The action AttachVpnGateway is not valid for this web service.</Message></Error></Errors><RequestID>REQUEST-ID</RequestID></Response>\n"
     );
     server.stop().await;
 }

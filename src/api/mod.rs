@@ -9,6 +9,9 @@
 //! carry parameters from older API versions.
 
 pub mod admin;
+pub mod catalog;
+pub mod instances;
+pub mod pagination;
 pub mod regions;
 pub mod zones;
 
@@ -81,6 +84,14 @@ macro_rules! actions {
 actions! {
     DescribeAvailabilityZones => zones::DescribeAvailabilityZones, admin = false;
     DescribeRegions => regions::DescribeRegions, admin = false;
+    DescribeInstanceTypes => catalog::DescribeInstanceTypes, admin = false;
+    DescribeImages => catalog::DescribeImages, admin = false;
+    RunInstances => instances::RunInstances, admin = false;
+    DescribeInstances => instances::DescribeInstances, admin = false;
+    StartInstances => instances::StartInstances, admin = false;
+    StopInstances => instances::StopInstances, admin = false;
+    RebootInstances => instances::RebootInstances, admin = false;
+    TerminateInstances => instances::TerminateInstances, admin = false;
     AdminDescribeHosts => admin::AdminDescribeHosts, admin = true;
     AdminAddHost => admin::AdminAddHost, admin = true;
     AdminRemoveHost => admin::AdminRemoveHost, admin = true;

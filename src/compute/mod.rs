@@ -1,17 +1,25 @@
-//! The compute core: accounts, compute services and zones.
+//! The compute core: accounts, compute services and zones, catalogues,
+//! the scheduler and instances with their lifecycle.
 //!
 //! No HTTP, no XML: the API layer calls into this with typed values, so
 //! another front end (or a test) can drive it directly. Zones come from the
 //! registered compute hosts (see `services`), never from a fixed list.
 
 pub mod accounts;
+pub mod catalog;
+pub mod ids;
+pub mod instances;
+pub mod lifecycle;
+pub mod scheduler;
 pub mod services;
 
 use crate::clock::Clock;
-use crate::config::{Config, PeerRegion};
+use crate::config::{Config, PeerRegion, Quotas, SchedulerPolicy};
 use crate::store::{StoreHandle, StoreResult};
 use accounts::AccountDirectory;
+use catalog::Catalog;
 use chrono::Duration;
+use instances::{InstanceBook, LifecycleTiming};
 use services::ServiceRegistry;
 use std::sync::Arc;
 
@@ -30,6 +38,13 @@ pub struct Compute {
     pub accounts: Arc<AccountDirectory>,
     pub services: ServiceRegistry,
     pub region: RegionInfo,
+    pub catalog: Catalog,
+    pub instances: InstanceBook,
+    pub scheduler_policy: SchedulerPolicy,
+    pub quotas: Quotas,
+    pub lifecycle: LifecycleTiming,
+    /// Seals pagination tokens; created once and kept in the store.
+    pub pagination_key: [u8; 32],
 }
 
 impl Compute {
@@ -51,12 +66,29 @@ impl Compute {
             endpoint: config.region_endpoint(),
             peers: config.peer_regions.clone(),
         };
+        let instances = InstanceBook::load(&store)?;
+        let pagination_key = match store.get_record::<Vec<u8>>("meta", b"pagination_key")? {
+            Some(bytes) if bytes.len() == 32 => bytes.try_into().expect("32 bytes"),
+            _ => {
+                let key: [u8; 32] = rand::random();
+                let mut batch = crate::store::WriteBatch::new();
+                batch.put_record("meta", b"pagination_key".to_vec(), &key.to_vec());
+                store.commit(&batch).await?;
+                key
+            }
+        };
         Ok(Self {
             store,
             clock,
             accounts,
             services,
             region,
+            catalog: Catalog::from_config(config),
+            instances,
+            scheduler_policy: config.scheduler_policy,
+            quotas: config.quotas.clone(),
+            lifecycle: LifecycleTiming::from(&config.lifecycle),
+            pagination_key,
         })
     }
 }

@@ -10,7 +10,8 @@
 //! dead for a day and ten seconds looked alive). Zone ids (`use1-az1`) are
 //! assigned when a zone first appears and never change or get reused.
 
-use crate::config::{is_host_name, is_zone_name, HostConfig};
+use super::scheduler::{choose, Demand};
+use crate::config::{is_host_name, is_zone_name, HostConfig, SchedulerPolicy};
 use crate::error::{ApiError, ApiResult};
 use crate::store::{StoreHandle, StoreResult, WriteBatch};
 use chrono::{DateTime, Duration, Utc};
@@ -370,6 +371,104 @@ impl ServiceRegistry {
             self.store.apply(&batch)?;
         }
         Ok(())
+    }
+}
+
+/// Capacity changes made under the registry's lock and written in one
+/// atomic batch together with the caller's own records (the instances that
+/// use the capacity).
+pub struct HostsTransaction<'a> {
+    owner: &'a ServiceRegistry,
+    registry: &'a mut Registry,
+    /// Everything to write atomically: host records plus the caller's.
+    pub batch: WriteBatch,
+}
+
+impl HostsTransaction<'_> {
+    /// True while at least one host names `zone`.
+    pub fn zone_exists(&self, zone: &str) -> bool {
+        self.registry
+            .services
+            .values()
+            .any(|s| s.availability_zone == zone)
+    }
+
+    /// The id of `zone` (`use1-az2`).
+    pub fn zone_id(&self, zone: &str) -> Option<&str> {
+        self.registry.zone_ids.get(zone).map(String::as_str)
+    }
+
+    /// Chooses a host for `demand` and reserves its capacity.
+    pub fn place(
+        &mut self,
+        zone: Option<&str>,
+        demand: Demand,
+        policy: SchedulerPolicy,
+        now: DateTime<Utc>,
+    ) -> Option<ServiceRecord> {
+        let hosts: Vec<ServiceRecord> = self.registry.services.values().cloned().collect();
+        let index = choose(
+            &hosts,
+            zone,
+            demand,
+            policy,
+            now,
+            self.owner.liveness_window,
+        )?;
+        let mut host = hosts[index].clone();
+        host.vcpus_used += demand.vcpus;
+        host.memory_mib_used += demand.memory_mib;
+        self.owner
+            .stage(self.registry, &mut self.batch, host.clone());
+        Some(host)
+    }
+
+    /// Gives `demand` back to `host` (a no-op for a host since removed).
+    pub fn release(&mut self, host: &str, demand: Demand) {
+        if let Some(record) = self.registry.services.get(host).cloned() {
+            let released = ServiceRecord {
+                vcpus_used: record.vcpus_used.saturating_sub(demand.vcpus),
+                memory_mib_used: record.memory_mib_used.saturating_sub(demand.memory_mib),
+                ..record
+            };
+            self.owner.stage(self.registry, &mut self.batch, released);
+        }
+    }
+}
+
+impl ServiceRegistry {
+    /// Runs `change` under the registry lock; when it succeeds, applies its
+    /// batch (still under the lock, so host records are written in the order
+    /// they were changed) and returns the batch's sequence number, to wait on
+    /// with `StoreHandle::durable`. A failed or dry-run `change` writes nothing
+    /// and leaves the cached records untouched.
+    pub fn transaction<R>(
+        &self,
+        change: impl FnOnce(&mut HostsTransaction<'_>) -> ApiResult<R>,
+    ) -> ApiResult<(R, u64)> {
+        let mut registry = self.registry.write().expect("registry lock");
+        let snapshot = registry.services.clone();
+        let mut transaction = HostsTransaction {
+            owner: self,
+            registry: &mut registry,
+            batch: WriteBatch::new(),
+        };
+        match change(&mut transaction) {
+            Ok(result) => {
+                let batch = std::mem::take(&mut transaction.batch);
+                match self.store.apply(&batch) {
+                    Ok(sequence) => Ok((result, sequence)),
+                    Err(error) => {
+                        registry.services = snapshot;
+                        Err(error.into())
+                    }
+                }
+            }
+            Err(error) => {
+                registry.services = snapshot;
+                Err(error)
+            }
+        }
     }
 }
 

@@ -152,6 +152,27 @@ impl Params {
         Ok(items.into_values().collect())
     }
 
+    /// The structures of list `name` (`TagSpecification.1.ResourceType`,
+    /// `TagSpecification.1.Tag.1.Key`, ...), each as its own parameters with
+    /// the `name.N.` prefix removed, in numeric index order.
+    pub fn structures(&self, name: &str) -> ApiResult<Vec<Params>> {
+        let mut by_index: BTreeMap<u32, Vec<(String, String)>> = BTreeMap::new();
+        for (key, value) in &self.pairs {
+            let Some(rest) = key
+                .strip_prefix(name)
+                .and_then(|rest| rest.strip_prefix('.'))
+            else {
+                continue;
+            };
+            let (index, field) = rest.split_once('.').unwrap_or((rest, ""));
+            by_index
+                .entry(parse_index(key, index)?)
+                .or_default()
+                .push((field.to_string(), value.clone()));
+        }
+        Ok(by_index.into_values().map(Params::new).collect())
+    }
+
     /// `Filter.N.Name` with `Filter.N.Value.M`, in index order.
     pub fn filters(&self) -> ApiResult<Vec<Filter>> {
         let mut by_index: BTreeMap<u32, (Option<String>, BTreeMap<u32, String>)> = BTreeMap::new();
@@ -267,6 +288,20 @@ mod tests {
             params("Filter.1.Value.1=a").filters().unwrap_err().code(),
             "MissingParameter"
         );
+    }
+
+    #[test]
+    fn nested_structures() {
+        let p = params("TagSpecification.2.ResourceType=volume&TagSpecification.1.Tag.2.Key=b&TagSpecification.1.ResourceType=instance&TagSpecification.1.Tag.1.Key=a&TagSpecification.1.Tag.1.Value=x");
+        let specs = p.structures("TagSpecification").unwrap();
+        assert_eq!(specs.len(), 2);
+        assert_eq!(specs[0].get("ResourceType"), Some("instance"));
+        let tags = specs[0].structures("Tag").unwrap();
+        assert_eq!(
+            (tags[0].get("Key"), tags[0].get("Value"), tags[1].get("Key")),
+            (Some("a"), Some("x"), Some("b"))
+        );
+        assert_eq!(specs[1].get("ResourceType"), Some("volume"));
     }
 
     #[test]

@@ -99,6 +99,19 @@ impl XmlWriter {
         });
     }
 
+    /// A list of plain values: `<name><item>value</item>...</name>`.
+    pub fn text_list(&mut self, name: &str, items: &[impl AsRef<str>]) {
+        if items.is_empty() {
+            self.event(Event::Empty(BytesStart::new(name)));
+            return;
+        }
+        self.nested(name, |xml| {
+            for item in items {
+                xml.element("item", item.as_ref());
+            }
+        });
+    }
+
     fn finish(self) -> Vec<u8> {
         let mut bytes = self.writer.into_inner();
         bytes.push(b'\n');

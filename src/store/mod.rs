@@ -193,6 +193,12 @@ impl StoreHandle {
         Ok(self.applied.fetch_add(1, Ordering::SeqCst) + 1)
     }
 
+    /// The sequence number of the latest applied batch: waiting on it makes
+    /// everything applied so far durable (answers that repeat earlier writes).
+    pub fn last_applied(&self) -> u64 {
+        self.applied.load(Ordering::SeqCst)
+    }
+
     /// Waits until the batch with sequence `sequence` is durable. Concurrent
     /// callers share flushes: whoever flushes covers every batch applied
     /// before the flush started.

@@ -1,0 +1,640 @@
+//! RunInstances, DescribeInstances, Start/Stop/Reboot/TerminateInstances.
+//!
+//! The wire side of `compute::instances`: parameter parsing with EC2's
+//! validation and error codes, DescribeInstances filters (with wildcards,
+//! `tag:<key>`, `tag-key`, `tag-value`) and pagination, and the XML of
+//! reservations and state changes with the element names of the EC2 model
+//! (`instanceState`, `reason`, `groupSet`, `tagSet`, ...).
+
+use super::pagination::{check_max_results, issue, selection_digest, verify};
+use super::{dry_run_check, Context};
+use crate::compute::instances::{
+    Instance, InstanceState, LaunchRequest, Reservation, StateAction, StateChange, Tag,
+};
+use crate::error::{ApiError, ApiResult};
+use crate::protocol::filters::{check_names, matches_all};
+use crate::protocol::xml::{XmlOutput, XmlWriter};
+use crate::protocol::{Filter, Params};
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use sha2::{Digest, Sha256};
+
+/// Largest UserData accepted, decoded (EC2's limit).
+const MAX_USER_DATA_BYTES: usize = 16 * 1024;
+/// Most tags on one resource.
+const MAX_TAGS: usize = 50;
+/// The instance type EC2 launches when none is named.
+const DEFAULT_INSTANCE_TYPE: &str = "t2.micro";
+
+/// Parses `TagSpecification.N` for resource type `instance`; tags for other
+/// resource types are refused because the gateway has no such resources yet.
+fn instance_tags(params: &Params) -> ApiResult<Vec<Tag>> {
+    let mut tags = Vec::new();
+    for spec in params.structures("TagSpecification")? {
+        let resource_type = spec
+            .required("ResourceType")
+            .map_err(|_| ApiError::MissingParameter("TagSpecification.N.ResourceType".into()))?;
+        if resource_type != "instance" {
+            return Err(ApiError::invalid_value(format!(
+                "'{resource_type}' is not a valid taggable resource type for this operation."
+            )));
+        }
+        for tag in spec.structures("Tag")? {
+            let key = tag.get("Key").unwrap_or("").to_string();
+            let value = tag.get("Value").unwrap_or("").to_string();
+            check_tag(&key, &value)?;
+            tags.retain(|t: &Tag| t.key != key);
+            tags.push(Tag { key, value });
+        }
+    }
+    if tags.len() > MAX_TAGS {
+        return Err(ApiError::invalid_value(format!(
+            "A resource can have at most {MAX_TAGS} tags"
+        )));
+    }
+    Ok(tags)
+}
+
+/// EC2's tag rules: key 1..=128 characters without the reserved `aws:`
+/// prefix, value up to 256 characters.
+pub fn check_tag(key: &str, value: &str) -> ApiResult<()> {
+    if key.is_empty() || key.chars().count() > 128 {
+        return Err(ApiError::invalid_value(
+            "Tag keys must be 1 to 128 characters long",
+        ));
+    }
+    if key.to_ascii_lowercase().starts_with("aws:") {
+        return Err(ApiError::invalid_value(
+            "Tag keys starting with 'aws:' are reserved for internal use",
+        ));
+    }
+    if value.chars().count() > 256 {
+        return Err(ApiError::invalid_value(
+            "Tag values may be at most 256 characters long",
+        ));
+    }
+    Ok(())
+}
+
+/// Base64 user data, whitespace tolerated, kept without the whitespace.
+fn user_data(params: &Params) -> ApiResult<Option<String>> {
+    let Some(raw) = params.optional("UserData") else {
+        return Ok(None);
+    };
+    let compact: String = raw.chars().filter(|c| !c.is_whitespace()).collect();
+    let decoded = STANDARD
+        .decode(&compact)
+        .map_err(|_| ApiError::invalid_value("Invalid BASE64 encoding of user data."))?;
+    if decoded.len() > MAX_USER_DATA_BYTES {
+        return Err(ApiError::invalid_value(format!(
+            "User data is limited to {MAX_USER_DATA_BYTES} bytes"
+        )));
+    }
+    Ok(Some(compact))
+}
+
+/// A required count parameter.
+fn count(params: &Params, name: &str) -> ApiResult<u32> {
+    let value: u32 = params
+        .number(name)?
+        .ok_or_else(|| ApiError::MissingParameter(name.into()))?;
+    if value == 0 {
+        return Err(ApiError::invalid_value(format!(
+            "Value ({value}) for parameter {name} is invalid. Expected a positive integer."
+        )));
+    }
+    Ok(value)
+}
+
+/// Digest of every launch parameter except ClientToken and DryRun: what
+/// "the same parameters" means for idempotent retries.
+fn launch_fingerprint(params: &Params) -> String {
+    let mut pairs: Vec<&(String, String)> = params
+        .pairs()
+        .iter()
+        .filter(|(n, _)| !matches!(n.as_str(), "Action" | "Version" | "ClientToken" | "DryRun"))
+        .collect();
+    pairs.sort();
+    let mut hasher = Sha256::new();
+    for (name, value) in pairs {
+        hasher.update(name.as_bytes());
+        hasher.update([0]);
+        hasher.update(value.as_bytes());
+        hasher.update([0]);
+    }
+    hex::encode(hasher.finalize())
+}
+
+#[derive(Debug)]
+pub struct RunInstances {
+    pub request: LaunchRequest,
+}
+
+impl RunInstances {
+    pub const PARAMETERS: &'static [&'static str] = &[
+        "ImageId",
+        "InstanceType",
+        "MinCount",
+        "MaxCount",
+        "Placement",
+        "KeyName",
+        "SecurityGroup",
+        "SecurityGroupId",
+        "UserData",
+        "TagSpecification",
+        "ClientToken",
+        "DisableApiTermination",
+        "InstanceInitiatedShutdownBehavior",
+        "DryRun",
+    ];
+
+    pub fn from_params(params: &Params) -> ApiResult<Self> {
+        let image_id = params.required("ImageId")?;
+        crate::compute::ids::check_id(&image_id, "ami", "InvalidAMIID.Malformed")?;
+        let min_count = count(params, "MinCount")?;
+        let max_count = count(params, "MaxCount")?;
+        if max_count < min_count {
+            return Err(ApiError::invalid_value(format!(
+                "MaxCount ({max_count}) must be greater than or equal to MinCount ({min_count})"
+            )));
+        }
+        let client_token = params.optional("ClientToken");
+        if let Some(token) = &client_token {
+            if token.len() > 64 || !token.is_ascii() {
+                return Err(ApiError::invalid_value(
+                    "ClientToken must be at most 64 ASCII characters",
+                ));
+            }
+        }
+        let shutdown_behavior = params
+            .optional("InstanceInitiatedShutdownBehavior")
+            .unwrap_or_else(|| "stop".into());
+        if !matches!(shutdown_behavior.as_str(), "stop" | "terminate") {
+            return Err(ApiError::invalid_value(format!(
+                "Value ({shutdown_behavior}) for parameter InstanceInitiatedShutdownBehavior is invalid. Expected stop or terminate."
+            )));
+        }
+        Ok(Self {
+            request: LaunchRequest {
+                image_id,
+                instance_type: params
+                    .optional("InstanceType")
+                    .unwrap_or_else(|| DEFAULT_INSTANCE_TYPE.into()),
+                min_count,
+                max_count,
+                availability_zone: params.optional("Placement.AvailabilityZone"),
+                key_name: params.optional("KeyName"),
+                security_group_names: params.list("SecurityGroup")?,
+                security_group_ids: params.list("SecurityGroupId")?,
+                user_data: user_data(params)?,
+                tags: instance_tags(params)?,
+                client_token,
+                disable_api_termination: params.boolean("DisableApiTermination")?.unwrap_or(false),
+                shutdown_behavior,
+                dry_run: params.boolean("DryRun")?.unwrap_or(false),
+                fingerprint: launch_fingerprint(params),
+            },
+        })
+    }
+
+    pub async fn execute(self, context: &Context<'_>) -> ApiResult<ReservationOutput> {
+        let reservation = context
+            .compute
+            .run_instances(&context.principal.account_id, self.request)
+            .await?;
+        Ok(ReservationOutput(reservation))
+    }
+}
+
+/// Writes `<instanceState>`-style `{code, name}` elements.
+fn write_state(xml: &mut XmlWriter, name: &str, state: InstanceState) {
+    xml.nested(name, |xml| {
+        xml.number("code", state.code());
+        xml.element("name", state.name());
+    });
+}
+
+/// One `instancesSet` item.
+fn write_instance(xml: &mut XmlWriter, instance: &Instance) {
+    xml.element("instanceId", &instance.id);
+    xml.element("imageId", &instance.image_id);
+    write_state(xml, "instanceState", instance.state);
+    xml.element("privateDnsName", &instance.private_dns_name);
+    xml.optional("reason", instance.reason.as_deref());
+    xml.optional("keyName", instance.key_name.as_deref());
+    xml.number("amiLaunchIndex", instance.ami_launch_index);
+    xml.list("productCodes", &[] as &[String], |_, _| {});
+    xml.element("instanceType", &instance.instance_type);
+    xml.timestamp("launchTime", instance.launch_time);
+    xml.nested("placement", |xml| {
+        xml.element("availabilityZone", &instance.availability_zone);
+        xml.element("tenancy", "default");
+    });
+    if instance.platform == "windows" {
+        xml.element("platform", "windows");
+    }
+    xml.nested("monitoring", |xml| xml.element("state", "disabled"));
+    xml.element("privateIpAddress", &instance.private_ip);
+    xml.list("groupSet", &instance.security_groups, |xml, group| {
+        xml.element("groupId", &group.id);
+        xml.element("groupName", &group.name);
+    });
+    if let Some(reason) = &instance.state_reason {
+        xml.nested("stateReason", |xml| {
+            xml.element("code", &reason.code);
+            xml.element("message", &reason.message);
+        });
+    }
+    xml.element("architecture", &instance.architecture);
+    xml.element("rootDeviceType", "ebs");
+    xml.element("rootDeviceName", "/dev/xvda");
+    xml.list("blockDeviceMapping", &[] as &[String], |_, _| {});
+    xml.element("virtualizationType", "hvm");
+    xml.optional("clientToken", instance.client_token.as_deref());
+    write_tags(xml, &instance.tags);
+    xml.element("hypervisor", "xen");
+    xml.boolean("ebsOptimized", false);
+    xml.element(
+        "platformDetails",
+        if instance.platform == "windows" {
+            "Windows"
+        } else {
+            "Linux/UNIX"
+        },
+    );
+}
+
+/// `<tagSet>` with `key`/`value` items.
+pub fn write_tags(xml: &mut XmlWriter, tags: &[Tag]) {
+    xml.list("tagSet", tags, |xml, tag| {
+        xml.element("key", &tag.key);
+        xml.element("value", &tag.value);
+    });
+}
+
+fn write_reservation(xml: &mut XmlWriter, reservation: &Reservation) {
+    xml.element("reservationId", &reservation.reservation_id);
+    xml.element("ownerId", &reservation.owner_id);
+    xml.list("groupSet", &[] as &[String], |_, _| {});
+    xml.list("instancesSet", &reservation.instances, |xml, instance| {
+        write_instance(xml, instance)
+    });
+}
+
+/// RunInstances answers the reservation itself under the root.
+#[derive(Debug)]
+pub struct ReservationOutput(pub Reservation);
+
+impl XmlOutput for ReservationOutput {
+    fn write_xml(&self, xml: &mut XmlWriter) {
+        write_reservation(xml, &self.0);
+    }
+}
+
+/// The filters DescribeInstances supports (plus `tag:<key>`).
+const INSTANCE_FILTERS: &[&str] = &[
+    "instance-id",
+    "instance-state-name",
+    "instance-state-code",
+    "instance-type",
+    "image-id",
+    "key-name",
+    "availability-zone",
+    "placement.availability-zone",
+    "reservation-id",
+    "client-token",
+    "private-ip-address",
+    "network-interface.addresses.private-ip-address",
+    "private-dns-name",
+    "launch-time",
+    "owner-id",
+    "architecture",
+    "root-device-type",
+    "root-device-name",
+    "virtualization-type",
+    "hypervisor",
+    "platform",
+    "tag-key",
+    "tag-value",
+    "instance.group-id",
+    "instance.group-name",
+    "group-id",
+    "group-name",
+    "ami-launch-index",
+    "reason",
+    "state-reason-code",
+    "state-reason-message",
+    "tenancy",
+];
+
+/// Checks filter names, allowing `tag:<key>` besides `supported`.
+pub fn check_filter_names(filters: &[Filter], supported: &[&str]) -> ApiResult<()> {
+    let plain: Vec<Filter> = filters
+        .iter()
+        .filter(|f| !f.name.starts_with("tag:") || f.name.len() == 4)
+        .cloned()
+        .collect();
+    check_names(&plain, supported)
+}
+
+/// Values of `tag:<key>`, `tag-key` and `tag-value` for a tagged resource.
+pub fn tag_filter_values(tags: &[Tag], filter: &str) -> Option<Vec<String>> {
+    if let Some(key) = filter.strip_prefix("tag:") {
+        return Some(
+            tags.iter()
+                .filter(|t| t.key == key)
+                .map(|t| t.value.clone())
+                .collect(),
+        );
+    }
+    match filter {
+        "tag-key" => Some(tags.iter().map(|t| t.key.clone()).collect()),
+        "tag-value" => Some(tags.iter().map(|t| t.value.clone()).collect()),
+        _ => None,
+    }
+}
+
+fn instance_filter_values(instance: &Instance, filter: &str) -> Vec<String> {
+    if let Some(values) = tag_filter_values(&instance.tags, filter) {
+        return values;
+    }
+    let one = |value: &str| vec![value.to_string()];
+    match filter {
+        "instance-id" => one(&instance.id),
+        "instance-state-name" => one(instance.state.name()),
+        "instance-state-code" => one(&instance.state.code().to_string()),
+        "instance-type" => one(&instance.instance_type),
+        "image-id" => one(&instance.image_id),
+        "key-name" => instance.key_name.iter().cloned().collect(),
+        "availability-zone" | "placement.availability-zone" => one(&instance.availability_zone),
+        "reservation-id" => one(&instance.reservation_id),
+        "client-token" => instance.client_token.iter().cloned().collect(),
+        "private-ip-address" | "network-interface.addresses.private-ip-address" => {
+            one(&instance.private_ip)
+        }
+        "private-dns-name" => one(&instance.private_dns_name),
+        "launch-time" => one(&crate::clock::format_timestamp(instance.launch_time)),
+        "owner-id" => one(&instance.account_id),
+        "architecture" => one(&instance.architecture),
+        "root-device-type" => one("ebs"),
+        "root-device-name" => one("/dev/xvda"),
+        "virtualization-type" => one("hvm"),
+        "hypervisor" => one("xen"),
+        "platform" => {
+            if instance.platform == "windows" {
+                one("windows")
+            } else {
+                Vec::new()
+            }
+        }
+        "instance.group-id" | "group-id" => instance
+            .security_groups
+            .iter()
+            .map(|g| g.id.clone())
+            .collect(),
+        "instance.group-name" | "group-name" => instance
+            .security_groups
+            .iter()
+            .map(|g| g.name.clone())
+            .collect(),
+        "ami-launch-index" => one(&instance.ami_launch_index.to_string()),
+        "reason" => instance.reason.iter().cloned().collect(),
+        "state-reason-code" => instance
+            .state_reason
+            .iter()
+            .map(|r| r.code.clone())
+            .collect(),
+        "state-reason-message" => instance
+            .state_reason
+            .iter()
+            .map(|r| r.message.clone())
+            .collect(),
+        "tenancy" => one("default"),
+        _ => Vec::new(),
+    }
+}
+
+#[derive(Debug)]
+pub struct DescribeInstances {
+    pub instance_ids: Vec<String>,
+    pub filters: Vec<Filter>,
+    pub max_results: Option<usize>,
+    pub next_token: Option<String>,
+    pub dry_run: bool,
+}
+
+impl DescribeInstances {
+    pub const PARAMETERS: &'static [&'static str] =
+        &["InstanceId", "Filter", "MaxResults", "NextToken", "DryRun"];
+
+    pub fn from_params(params: &Params) -> ApiResult<Self> {
+        let request = Self {
+            instance_ids: params.list("InstanceId")?,
+            filters: params.filters()?,
+            max_results: check_max_results(params.number("MaxResults")?, 5, 1000)?,
+            next_token: params.optional("NextToken"),
+            dry_run: params.boolean("DryRun")?.unwrap_or(false),
+        };
+        if request.max_results.is_some() && !request.instance_ids.is_empty() {
+            return Err(ApiError::InvalidParameterCombination(
+                "The parameter instancesSet cannot be used with the parameter maxResults".into(),
+            ));
+        }
+        check_filter_names(&request.filters, INSTANCE_FILTERS)?;
+        Ok(request)
+    }
+
+    fn selection(&self) -> String {
+        let mut parts: Vec<String> = self
+            .filters
+            .iter()
+            .map(|f| format!("{}={}", f.name, f.values.join("\u{1}")))
+            .collect();
+        parts.extend(self.instance_ids.iter().cloned());
+        selection_digest(&parts.iter().map(String::as_str).collect::<Vec<_>>())
+    }
+
+    pub async fn execute(self, context: &Context<'_>) -> ApiResult<InstanceListing> {
+        let compute = context.compute;
+        let account = &context.principal.account_id;
+        let selection = self.selection();
+        let after = match &self.next_token {
+            Some(token) => {
+                let position = verify(
+                    &compute.pagination_key,
+                    token,
+                    account,
+                    "DescribeInstances",
+                    &selection,
+                )?;
+                Some(
+                    position
+                        .parse::<u64>()
+                        .map_err(|_| ApiError::InvalidNextToken)?,
+                )
+            }
+            None => None,
+        };
+        let candidates = compute.instances(account, &self.instance_ids, after)?;
+        dry_run_check(self.dry_run)?;
+        let mut matching = candidates
+            .into_iter()
+            .filter(|i| matches_all(&self.filters, |name| instance_filter_values(i, name)));
+        let mut page: Vec<Instance> = match self.max_results {
+            Some(max) => matching.by_ref().take(max).collect(),
+            None => matching.by_ref().collect(),
+        };
+        let next_token = match (self.max_results, matching.next()) {
+            (Some(_), Some(_)) => {
+                let last = page.last().map(|i| i.sequence).unwrap_or_default();
+                Some(issue(
+                    &compute.pagination_key,
+                    account,
+                    "DescribeInstances",
+                    &selection,
+                    &last.to_string(),
+                ))
+            }
+            _ => None,
+        };
+        // Group consecutive instances of one reservation.
+        let mut reservations: Vec<Reservation> = Vec::new();
+        for instance in page.drain(..) {
+            match reservations.last_mut() {
+                Some(last) if last.reservation_id == instance.reservation_id => {
+                    last.instances.push(instance)
+                }
+                _ => reservations.push(Reservation {
+                    reservation_id: instance.reservation_id.clone(),
+                    owner_id: instance.account_id.clone(),
+                    instances: vec![instance],
+                }),
+            }
+        }
+        Ok(InstanceListing {
+            reservations,
+            next_token,
+        })
+    }
+}
+
+#[derive(Debug)]
+pub struct InstanceListing {
+    reservations: Vec<Reservation>,
+    next_token: Option<String>,
+}
+
+impl XmlOutput for InstanceListing {
+    fn write_xml(&self, xml: &mut XmlWriter) {
+        xml.list("reservationSet", &self.reservations, |xml, reservation| {
+            write_reservation(xml, reservation)
+        });
+        xml.optional("nextToken", self.next_token.as_deref());
+    }
+}
+
+/// The ids of a state-changing action, required and well-formed.
+fn instance_ids(params: &Params) -> ApiResult<Vec<String>> {
+    let ids = params.list("InstanceId")?;
+    if ids.is_empty() {
+        return Err(ApiError::MissingParameter("InstanceId".into()));
+    }
+    for id in &ids {
+        crate::compute::ids::check_id(id, "i", "InvalidInstanceID.Malformed")?;
+    }
+    Ok(ids)
+}
+
+macro_rules! state_action {
+    ($name:ident, $action:expr, $doc:literal, [$($extra:literal),*]) => {
+        #[doc = $doc]
+        #[derive(Debug)]
+        pub struct $name {
+            pub instance_ids: Vec<String>,
+            pub dry_run: bool,
+        }
+
+        impl $name {
+            pub const PARAMETERS: &'static [&'static str] = &["InstanceId", "DryRun" $(, $extra)*];
+
+            pub fn from_params(params: &Params) -> ApiResult<Self> {
+                Ok(Self { instance_ids: instance_ids(params)?, dry_run: params.boolean("DryRun")?.unwrap_or(false) })
+            }
+
+            pub async fn execute(self, context: &Context<'_>) -> ApiResult<StateChanges> {
+                let changes = context
+                    .compute
+                    .change_state(&context.principal.account_id, &self.instance_ids, $action, self.dry_run)
+                    .await?;
+                Ok(StateChanges(changes))
+            }
+        }
+    };
+}
+
+state_action!(
+    StartInstances,
+    StateAction::Start,
+    "StartInstances: stopped -> pending -> running, placed again in its zone.",
+    ["AdditionalInfo"]
+);
+state_action!(
+    StopInstances,
+    StateAction::Stop,
+    "StopInstances: -> stopping -> stopped; `Force` and `Hibernate` are accepted.",
+    ["Force", "Hibernate"]
+);
+state_action!(
+    TerminateInstances,
+    StateAction::Terminate,
+    "TerminateInstances: -> shutting-down -> terminated; twice is fine.",
+    []
+);
+
+/// The answer of Start/Stop/TerminateInstances.
+#[derive(Debug)]
+pub struct StateChanges(pub Vec<StateChange>);
+
+impl XmlOutput for StateChanges {
+    fn write_xml(&self, xml: &mut XmlWriter) {
+        xml.list("instancesSet", &self.0, |xml, change| {
+            xml.element("instanceId", &change.instance_id);
+            write_state(xml, "currentState", change.current);
+            write_state(xml, "previousState", change.previous);
+        });
+    }
+}
+
+/// RebootInstances: running instances only; the state does not change.
+#[derive(Debug)]
+pub struct RebootInstances {
+    pub instance_ids: Vec<String>,
+    pub dry_run: bool,
+}
+
+impl RebootInstances {
+    pub const PARAMETERS: &'static [&'static str] = &["InstanceId", "DryRun"];
+
+    pub fn from_params(params: &Params) -> ApiResult<Self> {
+        Ok(Self {
+            instance_ids: instance_ids(params)?,
+            dry_run: params.boolean("DryRun")?.unwrap_or(false),
+        })
+    }
+
+    pub async fn execute(
+        self,
+        context: &Context<'_>,
+    ) -> ApiResult<crate::protocol::xml::ReturnTrue> {
+        context
+            .compute
+            .change_state(
+                &context.principal.account_id,
+                &self.instance_ids,
+                StateAction::Reboot,
+                self.dry_run,
+            )
+            .await?;
+        Ok(crate::protocol::xml::ReturnTrue)
+    }
+}

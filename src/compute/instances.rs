@@ -1,0 +1,919 @@
+//! Instances: launch, state changes, listing, idempotency and quotas.
+//!
+//! Every instance belongs to one account and is placed by the ZoneScheduler
+//! on a compute host when it is launched or started; the host's capacity is
+//! reserved in the same atomic store write that records the instance, and
+//! released when the instance stops or terminates. States follow EC2:
+//! `pending` (0) -> `running` (16), `stopping` (64) -> `stopped` (80),
+//! `shutting-down` (32) -> `terminated` (48); the transitional ones advance
+//! on their own (see `lifecycle`). A ClientToken makes RunInstances
+//! idempotent per account: the same token and parameters return the original
+//! reservation, other parameters are `IdempotentParameterMismatch`, and
+//! concurrent retries create one reservation because the check and the
+//! launch happen under one lock. All instances are also kept in memory,
+//! indexed per account in launch order, so no request scans every account.
+
+use super::scheduler::Demand;
+use super::Compute;
+use crate::error::{ApiError, ApiResult};
+use crate::store::{StoreHandle, StoreResult, WriteBatch};
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Mutex;
+
+const INSTANCES: &str = "instances";
+const CLIENT_TOKENS: &str = "client_tokens";
+const DEFAULT_GROUPS: &str = "default_security_groups";
+const META: &str = "meta";
+const ADDRESS_COUNTER: &str = "address_counter/";
+
+/// EC2's instance states.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum InstanceState {
+    Pending,
+    Running,
+    ShuttingDown,
+    Terminated,
+    Stopping,
+    Stopped,
+}
+
+impl InstanceState {
+    pub fn code(self) -> u16 {
+        match self {
+            InstanceState::Pending => 0,
+            InstanceState::Running => 16,
+            InstanceState::ShuttingDown => 32,
+            InstanceState::Terminated => 48,
+            InstanceState::Stopping => 64,
+            InstanceState::Stopped => 80,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            InstanceState::Pending => "pending",
+            InstanceState::Running => "running",
+            InstanceState::ShuttingDown => "shutting-down",
+            InstanceState::Terminated => "terminated",
+            InstanceState::Stopping => "stopping",
+            InstanceState::Stopped => "stopped",
+        }
+    }
+
+    /// States in which the instance holds capacity on a host.
+    pub fn holds_capacity(self) -> bool {
+        matches!(
+            self,
+            InstanceState::Pending
+                | InstanceState::Running
+                | InstanceState::Stopping
+                | InstanceState::ShuttingDown
+        )
+    }
+}
+
+/// `stateReason`: why the instance is in its state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateReason {
+    pub code: String,
+    pub message: String,
+}
+
+impl StateReason {
+    fn user_initiated() -> Self {
+        Self {
+            code: "Client.UserInitiatedShutdown".into(),
+            message: "Client.UserInitiatedShutdown: User initiated shutdown".into(),
+        }
+    }
+}
+
+/// A security group reference in `groupSet`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupRef {
+    pub id: String,
+    pub name: String,
+}
+
+/// A resource tag.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tag {
+    pub key: String,
+    pub value: String,
+}
+
+/// One instance, as persisted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Instance {
+    pub id: String,
+    /// Launch order (per gateway); orders listings and pagination.
+    pub sequence: u64,
+    pub account_id: String,
+    pub reservation_id: String,
+    pub image_id: String,
+    pub instance_type: String,
+    pub vcpus: u32,
+    pub memory_mib: u64,
+    pub architecture: String,
+    pub platform: String,
+    pub key_name: Option<String>,
+    pub state: InstanceState,
+    /// When the current transitional state advances on its own.
+    pub transition_at: Option<DateTime<Utc>>,
+    /// `reason` (StateTransitionReason).
+    pub reason: Option<String>,
+    pub state_reason: Option<StateReason>,
+    pub launch_time: DateTime<Utc>,
+    pub ami_launch_index: u32,
+    /// The compute host while the instance holds capacity.
+    pub host: Option<String>,
+    pub availability_zone: String,
+    pub private_ip: String,
+    pub private_dns_name: String,
+    pub client_token: Option<String>,
+    /// Base64, as sent.
+    pub user_data: Option<String>,
+    pub security_groups: Vec<GroupRef>,
+    pub tags: Vec<Tag>,
+    pub disable_api_termination: bool,
+    /// `stop` or `terminate`.
+    pub shutdown_behavior: String,
+    /// When a terminated instance disappears.
+    pub purge_at: Option<DateTime<Utc>>,
+}
+
+impl Instance {
+    fn demand(&self) -> Demand {
+        Demand {
+            vcpus: self.vcpus,
+            memory_mib: self.memory_mib,
+        }
+    }
+
+    fn key(&self) -> Vec<u8> {
+        instance_key(&self.account_id, &self.id)
+    }
+}
+
+fn instance_key(account_id: &str, instance_id: &str) -> Vec<u8> {
+    format!("{account_id}/{instance_id}").into_bytes()
+}
+
+/// A ClientToken and what it launched.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct ClientTokenRecord {
+    account_id: String,
+    token: String,
+    /// Digest of the launch parameters the token was first used with.
+    fingerprint: String,
+    reservation_id: String,
+    instance_ids: Vec<String>,
+    created_at: DateTime<Utc>,
+}
+
+/// A reservation: one RunInstances call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reservation {
+    pub reservation_id: String,
+    pub owner_id: String,
+    pub instances: Vec<Instance>,
+}
+
+/// Launch parameters, validated by the API layer's parser.
+#[derive(Debug, Clone, Default)]
+pub struct LaunchRequest {
+    pub image_id: String,
+    pub instance_type: String,
+    pub min_count: u32,
+    pub max_count: u32,
+    pub availability_zone: Option<String>,
+    pub key_name: Option<String>,
+    pub security_group_names: Vec<String>,
+    pub security_group_ids: Vec<String>,
+    pub user_data: Option<String>,
+    pub tags: Vec<Tag>,
+    pub client_token: Option<String>,
+    pub disable_api_termination: bool,
+    pub shutdown_behavior: String,
+    pub dry_run: bool,
+    /// Digest of every launch parameter but ClientToken and DryRun.
+    pub fingerprint: String,
+}
+
+/// A state change of one instance, as Start/Stop/Terminate answer it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateChange {
+    pub instance_id: String,
+    pub previous: InstanceState,
+    pub current: InstanceState,
+}
+
+/// What a state-changing action asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StateAction {
+    Start,
+    Stop,
+    Reboot,
+    Terminate,
+}
+
+#[derive(Default)]
+struct AccountInstances {
+    by_sequence: BTreeMap<u64, Instance>,
+    sequence_of: HashMap<String, u64>,
+}
+
+#[derive(Default)]
+struct Book {
+    accounts: HashMap<String, AccountInstances>,
+    /// (due, account, instance id) of every pending transition or purge.
+    schedule: BTreeSet<(DateTime<Utc>, String, String)>,
+    next_sequence: u64,
+    tokens: HashMap<(String, String), ClientTokenRecord>,
+    default_groups: HashMap<String, GroupRef>,
+    address_counters: HashMap<String, u32>,
+    addresses_in_use: HashSet<String>,
+}
+
+impl Book {
+    fn insert(&mut self, instance: Instance) {
+        if let Some(due) = instance.transition_at.or(instance.purge_at) {
+            self.schedule
+                .insert((due, instance.account_id.clone(), instance.id.clone()));
+        }
+        self.next_sequence = self.next_sequence.max(instance.sequence + 1);
+        self.addresses_in_use.insert(instance.private_ip.clone());
+        let account = self
+            .accounts
+            .entry(instance.account_id.clone())
+            .or_default();
+        account
+            .sequence_of
+            .insert(instance.id.clone(), instance.sequence);
+        account.by_sequence.insert(instance.sequence, instance);
+    }
+
+    /// Replaces a stored instance, keeping the schedule in step.
+    fn update(&mut self, before: &Instance, after: Instance) {
+        if let Some(due) = before.transition_at.or(before.purge_at) {
+            self.schedule
+                .remove(&(due, before.account_id.clone(), before.id.clone()));
+        }
+        if let Some(due) = after.transition_at.or(after.purge_at) {
+            self.schedule
+                .insert((due, after.account_id.clone(), after.id.clone()));
+        }
+        if let Some(account) = self.accounts.get_mut(&after.account_id) {
+            account.by_sequence.insert(after.sequence, after);
+        }
+    }
+
+    fn remove(&mut self, instance: &Instance) {
+        if let Some(due) = instance.transition_at.or(instance.purge_at) {
+            self.schedule
+                .remove(&(due, instance.account_id.clone(), instance.id.clone()));
+        }
+        self.addresses_in_use.remove(&instance.private_ip);
+        if let Some(account) = self.accounts.get_mut(&instance.account_id) {
+            account.sequence_of.remove(&instance.id);
+            account.by_sequence.remove(&instance.sequence);
+        }
+    }
+
+    fn get(&self, account_id: &str, instance_id: &str) -> Option<&Instance> {
+        let account = self.accounts.get(account_id)?;
+        account
+            .by_sequence
+            .get(account.sequence_of.get(instance_id)?)
+    }
+}
+
+/// Every instance, cached from the store, plus what launches need.
+pub struct InstanceBook {
+    book: Mutex<Book>,
+    /// Wakes the lifecycle driver when a transition is scheduled.
+    pub(crate) wake: tokio::sync::Notify,
+}
+
+impl InstanceBook {
+    pub fn load(store: &StoreHandle) -> StoreResult<Self> {
+        let mut book = Book::default();
+        for instance in store.records::<Instance>(INSTANCES, b"")? {
+            book.insert(instance);
+        }
+        for token in store.records::<ClientTokenRecord>(CLIENT_TOKENS, b"")? {
+            book.tokens
+                .insert((token.account_id.clone(), token.token.clone()), token);
+        }
+        for (account, group) in store.records::<(String, GroupRef)>(DEFAULT_GROUPS, b"")? {
+            book.default_groups.insert(account, group);
+        }
+        for (zone, counter) in store.records::<(String, u32)>(META, ADDRESS_COUNTER.as_bytes())? {
+            book.address_counters.insert(zone, counter);
+        }
+        Ok(Self {
+            book: Mutex::new(book),
+            wake: tokio::sync::Notify::new(),
+        })
+    }
+
+    /// The earliest scheduled transition or purge.
+    pub fn next_due(&self) -> Option<DateTime<Utc>> {
+        self.book
+            .lock()
+            .expect("instance lock")
+            .schedule
+            .first()
+            .map(|(due, _, _)| *due)
+    }
+}
+
+/// The instance id error for ids that do not exist in the account.
+fn instances_not_found(missing: &[String]) -> ApiError {
+    let message = match missing {
+        [one] => format!("The instance ID '{one}' does not exist"),
+        many => format!("The instance IDs '{}' do not exist", many.join(", ")),
+    };
+    ApiError::NotFound {
+        code: "InvalidInstanceID.NotFound",
+        message,
+    }
+}
+
+/// `User initiated (2016-11-15 12:34:56 GMT)`.
+fn user_initiated(now: DateTime<Utc>) -> String {
+    format!("User initiated ({} GMT)", now.format("%Y-%m-%d %H:%M:%S"))
+}
+
+/// The private address range of a zone: `172.31.<16*(n-1)>.0/20` for zone
+/// id `...-az<n>`, so instances of different zones never share addresses.
+fn zone_network(zone_id: &str) -> u32 {
+    let number: u32 = zone_id
+        .rsplit("az")
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1);
+    (172 << 24) | (31 << 16) | (((number.saturating_sub(1) % 16) * 16) << 8)
+}
+
+fn format_ip(address: u32) -> String {
+    std::net::Ipv4Addr::from(address).to_string()
+}
+
+impl Compute {
+    /// The account's `default` security group, created on first use.
+    fn default_group(&self, book: &mut Book, account_id: &str, batch: &mut WriteBatch) -> GroupRef {
+        if let Some(group) = book.default_groups.get(account_id) {
+            return group.clone();
+        }
+        let group = GroupRef {
+            id: super::ids::new_id("sg"),
+            name: "default".into(),
+        };
+        batch.put_record(
+            DEFAULT_GROUPS,
+            account_id.as_bytes(),
+            &(account_id.to_string(), group.clone()),
+        );
+        book.default_groups
+            .insert(account_id.to_string(), group.clone());
+        group
+    }
+
+    /// The next free private address in `zone`.
+    fn allocate_address(
+        &self,
+        book: &mut Book,
+        zone: &str,
+        zone_id: &str,
+        batch: &mut WriteBatch,
+    ) -> ApiResult<String> {
+        let network = zone_network(zone_id);
+        // Offsets 4..4091 of the /20 (AWS reserves the first four and the last).
+        const FIRST: u32 = 4;
+        const COUNT: u32 = 4088;
+        let start = book.address_counters.get(zone).copied().unwrap_or(0);
+        for step in 0..COUNT {
+            let offset = FIRST + (start + step) % COUNT;
+            let address = format_ip(network + offset);
+            if !book.addresses_in_use.contains(&address) {
+                let next = (start + step + 1) % COUNT;
+                book.address_counters.insert(zone.to_string(), next);
+                book.addresses_in_use.insert(address.clone());
+                batch.put_record(
+                    META,
+                    format!("{ADDRESS_COUNTER}{zone}").into_bytes(),
+                    &(zone.to_string(), next),
+                );
+                return Ok(address);
+            }
+        }
+        Err(ApiError::InsufficientInstanceCapacity(format!(
+            "No private addresses left in {zone}"
+        )))
+    }
+
+    fn private_dns_name(&self, address: &str) -> String {
+        let host = format!("ip-{}", address.replace('.', "-"));
+        if self.region.name == "us-east-1" {
+            format!("{host}.ec2.internal")
+        } else {
+            format!("{host}.{}.compute.internal", self.region.name)
+        }
+    }
+
+    /// The groups a launch names, resolved against the account's groups
+    /// (only `default` exists until security groups are implemented).
+    fn resolve_groups(
+        &self,
+        book: &mut Book,
+        account_id: &str,
+        request: &LaunchRequest,
+        batch: &mut WriteBatch,
+    ) -> ApiResult<Vec<GroupRef>> {
+        let default = self.default_group(book, account_id, batch);
+        let mut groups = Vec::new();
+        for name in &request.security_group_names {
+            if name != &default.name {
+                return Err(ApiError::NotFound {
+                    code: "InvalidGroup.NotFound",
+                    message: format!("The security group '{name}' does not exist in default VPC"),
+                });
+            }
+            groups.push(default.clone());
+        }
+        for id in &request.security_group_ids {
+            super::ids::check_id(id, "sg", "InvalidGroupId.Malformed")?;
+            if id != &default.id {
+                return Err(ApiError::NotFound {
+                    code: "InvalidGroup.NotFound",
+                    message: format!("The security group '{id}' does not exist"),
+                });
+            }
+            groups.push(default.clone());
+        }
+        if groups.is_empty() {
+            groups.push(default);
+        }
+        groups.dedup();
+        Ok(groups)
+    }
+
+    /// The reservation a token launched, with the instances' current state.
+    fn reservation_of(&self, book: &Book, record: &ClientTokenRecord) -> Reservation {
+        let instances = record
+            .instance_ids
+            .iter()
+            .filter_map(|id| book.get(&record.account_id, id).cloned())
+            .collect();
+        Reservation {
+            reservation_id: record.reservation_id.clone(),
+            owner_id: record.account_id.clone(),
+            instances,
+        }
+    }
+
+    /// RunInstances: validate, check the token, check quotas, place each
+    /// instance, record everything in one atomic write, wait for durability.
+    pub async fn run_instances(
+        &self,
+        account_id: &str,
+        request: LaunchRequest,
+    ) -> ApiResult<Reservation> {
+        let image = self
+            .catalog
+            .image(&request.image_id)
+            .filter(|i| i.public || i.owner_id == account_id)
+            .ok_or_else(|| ApiError::NotFound {
+                code: "InvalidAMIID.NotFound",
+                message: format!("The image id '[{}]' does not exist", request.image_id),
+            })?;
+        let instance_type = self
+            .catalog
+            .instance_type(&request.instance_type)
+            .ok_or_else(|| {
+                ApiError::invalid_value(format!(
+                    "The instance type '{}' does not exist",
+                    request.instance_type
+                ))
+            })?;
+        if instance_type.architecture != image.architecture {
+            return Err(ApiError::invalid_value(format!(
+                "The architecture '{}' of the specified instance type does not match the architecture '{}' of the specified AMI.",
+                instance_type.architecture, image.architecture
+            )));
+        }
+        if let Some(key_name) = &request.key_name {
+            // Key pairs are not implemented yet: no name can exist.
+            return Err(ApiError::NotFound {
+                code: "InvalidKeyPair.NotFound",
+                message: format!("The key pair '{key_name}' does not exist"),
+            });
+        }
+        let now = self.clock.now();
+        let demand = Demand {
+            vcpus: instance_type.vcpus,
+            memory_mib: instance_type.memory_mib,
+        };
+        let (reservation, sequence) =
+            self.launch_locked(account_id, &request, image, instance_type, demand, now)?;
+        self.instances.wake.notify_one();
+        self.store.durable(sequence).await?;
+        Ok(reservation)
+    }
+
+    /// The part of RunInstances done under the instance lock (synchronous,
+    /// so the lock is never held across an await).
+    fn launch_locked(
+        &self,
+        account_id: &str,
+        request: &LaunchRequest,
+        image: &super::catalog::Image,
+        instance_type: &super::catalog::InstanceType,
+        demand: Demand,
+        now: DateTime<Utc>,
+    ) -> ApiResult<(Reservation, u64)> {
+        let mut book = self.instances.book.lock().expect("instance lock");
+        if let Some(token) = &request.client_token {
+            if let Some(record) = book.tokens.get(&(account_id.to_string(), token.clone())) {
+                if record.fingerprint != request.fingerprint {
+                    return Err(ApiError::IdempotentParameterMismatch(format!(
+                        "Arguments on this idempotent request are inconsistent with arguments used in previous request(s) with client token '{token}'"
+                    )));
+                }
+                if request.dry_run {
+                    return Err(ApiError::DryRunOperation);
+                }
+                // The original launch may still be waiting for its flush.
+                return Ok((
+                    self.reservation_of(&book, record),
+                    self.store.last_applied(),
+                ));
+            }
+        }
+        // Quotas: instances not yet terminated, and vCPUs holding capacity.
+        let (count, vcpus_in_use) = book.accounts.get(account_id).map_or((0, 0), |account| {
+            account
+                .by_sequence
+                .values()
+                .filter(|i| i.state != InstanceState::Terminated)
+                .fold((0u32, 0u32), |(n, v), i| {
+                    (
+                        n + 1,
+                        v + if i.state.holds_capacity() { i.vcpus } else { 0 },
+                    )
+                })
+        });
+        let instance_room = self.quotas.max_instances.saturating_sub(count);
+        let vcpu_room = self.quotas.max_vcpus.saturating_sub(vcpus_in_use) / demand.vcpus.max(1);
+        if instance_room < request.min_count {
+            return Err(ApiError::InstanceLimitExceeded(format!(
+                "Your quota allows for {instance_room} more running instance(s). You requested at least {}.",
+                request.min_count
+            )));
+        }
+        if vcpu_room < request.min_count {
+            return Err(ApiError::VcpuLimitExceeded(format!(
+                "You have requested more vCPU capacity than your current vCPU limit of {} allows for the instance bucket that the specified instance type belongs to.",
+                self.quotas.max_vcpus
+            )));
+        }
+        let wanted = request.max_count.min(instance_room).min(vcpu_room);
+        let book = &mut *book;
+        self.services.transaction(|hosts| {
+            if let Some(zone) = &request.availability_zone {
+                if !hosts.zone_exists(zone) {
+                    return Err(ApiError::invalid_value(format!("Invalid availability zone: [{zone}]")));
+                }
+            }
+            let groups = self.resolve_groups(book, account_id, request, &mut hosts.batch)?;
+            let mut placed = Vec::new();
+            for _ in 0..wanted {
+                match hosts.place(request.availability_zone.as_deref(), demand, self.scheduler_policy, now) {
+                    Some(host) => placed.push(host),
+                    None => break,
+                }
+            }
+            if (placed.len() as u32) < request.min_count {
+                let zone = request.availability_zone.clone().map_or(String::new(), |z| format!(" in {z}"));
+                return Err(ApiError::InsufficientInstanceCapacity(format!(
+                    "We currently do not have sufficient {} capacity{zone}. Our system will be working on provisioning additional capacity.",
+                    request.instance_type
+                )));
+            }
+            if request.dry_run {
+                return Err(ApiError::DryRunOperation);
+            }
+            let reservation_id = super::ids::new_id("r");
+            let mut instances = Vec::new();
+            for (index, host) in placed.into_iter().enumerate() {
+                let zone_id = hosts.zone_id(&host.availability_zone).unwrap_or_default().to_string();
+                let private_ip = self.allocate_address(book, &host.availability_zone, &zone_id, &mut hosts.batch)?;
+                let instance = Instance {
+                    id: super::ids::new_id("i"),
+                    sequence: book.next_sequence + index as u64,
+                    account_id: account_id.to_string(),
+                    reservation_id: reservation_id.clone(),
+                    image_id: image.id.clone(),
+                    instance_type: instance_type.name.clone(),
+                    vcpus: instance_type.vcpus,
+                    memory_mib: instance_type.memory_mib,
+                    architecture: image.architecture.clone(),
+                    platform: image.platform.clone(),
+                    key_name: request.key_name.clone(),
+                    state: InstanceState::Pending,
+                    transition_at: Some(now + self.lifecycle.boot_delay),
+                    reason: None,
+                    state_reason: Some(StateReason { code: "pending".into(), message: "pending".into() }),
+                    launch_time: now,
+                    ami_launch_index: index as u32,
+                    host: Some(host.host.clone()),
+                    availability_zone: host.availability_zone.clone(),
+                    private_dns_name: self.private_dns_name(&private_ip),
+                    private_ip,
+                    client_token: request.client_token.clone(),
+                    user_data: request.user_data.clone(),
+                    security_groups: groups.clone(),
+                    tags: request.tags.clone(),
+                    disable_api_termination: request.disable_api_termination,
+                    shutdown_behavior: request.shutdown_behavior.clone(),
+                    purge_at: None,
+                };
+                hosts.batch.put_record(INSTANCES, instance.key(), &instance);
+                instances.push(instance);
+            }
+            if let Some(token) = &request.client_token {
+                let record = ClientTokenRecord {
+                    account_id: account_id.to_string(),
+                    token: token.clone(),
+                    fingerprint: request.fingerprint.clone(),
+                    reservation_id: reservation_id.clone(),
+                    instance_ids: instances.iter().map(|i| i.id.clone()).collect(),
+                    created_at: now,
+                };
+                hosts.batch.put_record(CLIENT_TOKENS, format!("{account_id}/{token}").into_bytes(), &record);
+                book.tokens.insert((account_id.to_string(), token.clone()), record);
+            }
+            for instance in &instances {
+                book.insert(instance.clone());
+            }
+            Ok(Reservation { reservation_id, owner_id: account_id.to_string(), instances })
+        })
+    }
+
+    /// The account's instances: those named (all must exist), or all, in
+    /// launch order, starting after sequence `after`.
+    pub fn instances(
+        &self,
+        account_id: &str,
+        ids: &[String],
+        after: Option<u64>,
+    ) -> ApiResult<Vec<Instance>> {
+        for id in ids {
+            super::ids::check_id(id, "i", "InvalidInstanceID.Malformed")?;
+        }
+        let book = self.instances.book.lock().expect("instance lock");
+        if !ids.is_empty() {
+            let missing: Vec<String> = ids
+                .iter()
+                .filter(|id| book.get(account_id, id).is_none())
+                .cloned()
+                .collect();
+            if !missing.is_empty() {
+                return Err(instances_not_found(&missing));
+            }
+            let mut found: Vec<Instance> = ids
+                .iter()
+                .filter_map(|id| book.get(account_id, id).cloned())
+                .collect();
+            found.sort_by_key(|i| i.sequence);
+            found.dedup_by_key(|i| i.sequence);
+            return Ok(found);
+        }
+        let Some(account) = book.accounts.get(account_id) else {
+            return Ok(Vec::new());
+        };
+        let start = after.map_or(0, |a| a + 1);
+        Ok(account
+            .by_sequence
+            .range(start..)
+            .map(|(_, i)| i.clone())
+            .collect())
+    }
+
+    /// Start, Stop, Reboot or Terminate `ids`: every id must exist and be in
+    /// a state the action accepts, or nothing changes.
+    pub async fn change_state(
+        &self,
+        account_id: &str,
+        ids: &[String],
+        action: StateAction,
+        dry_run: bool,
+    ) -> ApiResult<Vec<StateChange>> {
+        let current = self.instances(account_id, ids, None)?;
+        let now = self.clock.now();
+        let (changes, sequence) =
+            self.change_state_locked(account_id, ids, &current, action, dry_run, now)?;
+        self.instances.wake.notify_one();
+        self.store.durable(sequence).await?;
+        Ok(changes)
+    }
+
+    fn change_state_locked(
+        &self,
+        account_id: &str,
+        ids: &[String],
+        current: &[Instance],
+        action: StateAction,
+        dry_run: bool,
+        now: DateTime<Utc>,
+    ) -> ApiResult<(Vec<StateChange>, u64)> {
+        let mut book = self.instances.book.lock().expect("instance lock");
+        // Re-read under the lock: the lifecycle may have moved them on.
+        let current: Vec<Instance> = current
+            .iter()
+            .filter_map(|i| book.get(account_id, &i.id).cloned())
+            .collect();
+        if current.len() != ids.iter().collect::<HashSet<_>>().len() {
+            let missing: Vec<String> = ids
+                .iter()
+                .filter(|id| book.get(account_id, id).is_none())
+                .cloned()
+                .collect();
+            return Err(instances_not_found(&missing));
+        }
+        for instance in &current {
+            check_transition(instance, action)?;
+        }
+        let book = &mut *book;
+        let lifecycle = &self.lifecycle;
+        self.services.transaction(|hosts| {
+            let mut changes = Vec::new();
+            let mut updated = Vec::new();
+            for before in &current {
+                let mut after = before.clone();
+                match (action, before.state) {
+                    (StateAction::Reboot, _) => {}
+                    (StateAction::Start, InstanceState::Stopped) => {
+                        let host = hosts.place(Some(&before.availability_zone), before.demand(), self.scheduler_policy, now).ok_or_else(|| {
+                            ApiError::InsufficientInstanceCapacity(format!(
+                                "Insufficient capacity to start {} in {}: no compute host has room for {}",
+                                before.id, before.availability_zone, before.instance_type
+                            ))
+                        })?;
+                        after.host = Some(host.host);
+                        after.state = InstanceState::Pending;
+                        after.transition_at = Some(now + lifecycle.boot_delay);
+                        after.reason = None;
+                        after.state_reason = Some(StateReason { code: "pending".into(), message: "pending".into() });
+                    }
+                    (StateAction::Stop, InstanceState::Pending | InstanceState::Running) => {
+                        after.state = InstanceState::Stopping;
+                        after.transition_at = Some(now + lifecycle.stop_delay);
+                        after.reason = Some(user_initiated(now));
+                        after.state_reason = Some(StateReason::user_initiated());
+                    }
+                    (StateAction::Terminate, state) if state != InstanceState::Terminated && state != InstanceState::ShuttingDown => {
+                        after.state = InstanceState::ShuttingDown;
+                        after.transition_at = Some(now + lifecycle.terminate_delay);
+                        after.reason = Some(user_initiated(now));
+                        after.state_reason = Some(StateReason::user_initiated());
+                    }
+                    // Already where the action leads (stop a stopped instance,
+                    // start a running one, terminate twice): nothing to do.
+                    _ => {}
+                }
+                changes.push(StateChange { instance_id: before.id.clone(), previous: before.state, current: after.state });
+                if &after != before {
+                    hosts.batch.put_record(INSTANCES, after.key(), &after);
+                    updated.push(after);
+                }
+            }
+            if dry_run {
+                return Err(ApiError::DryRunOperation);
+            }
+            for after in updated {
+                let before = current.iter().find(|i| i.id == after.id).expect("changed instance was read");
+                book.update(before, after);
+            }
+            Ok(changes)
+        })
+    }
+
+    /// Advances every transition due at `now`: pending -> running,
+    /// stopping -> stopped, shutting-down -> terminated (releasing capacity),
+    /// and purges terminated instances past their retention. Returns how
+    /// many instances changed.
+    pub fn advance_due(&self, now: DateTime<Utc>) -> ApiResult<usize> {
+        let mut book = self.instances.book.lock().expect("instance lock");
+        let due: Vec<(String, String)> = book
+            .schedule
+            .iter()
+            .take_while(|(at, _, _)| *at <= now)
+            .map(|(_, account, id)| (account.clone(), id.clone()))
+            .collect();
+        if due.is_empty() {
+            return Ok(0);
+        }
+        let book = &mut *book;
+        let retention = self.lifecycle.terminated_retention;
+        let (changed, _) = self.services.transaction(|hosts| {
+            let mut changed = 0;
+            for (account_id, id) in &due {
+                let Some(before) = book.get(account_id, id).cloned() else {
+                    continue;
+                };
+                let mut after = before.clone();
+                after.transition_at = None;
+                match before.state {
+                    InstanceState::Pending => {
+                        after.state = InstanceState::Running;
+                        after.state_reason = None;
+                    }
+                    InstanceState::Stopping => {
+                        after.state = InstanceState::Stopped;
+                        if let Some(host) = after.host.take() {
+                            hosts.release(&host, before.demand());
+                        }
+                    }
+                    InstanceState::ShuttingDown => {
+                        after.state = InstanceState::Terminated;
+                        after.purge_at = Some(now + retention);
+                        if let Some(host) = after.host.take() {
+                            hosts.release(&host, before.demand());
+                        }
+                    }
+                    InstanceState::Terminated if before.purge_at.is_some_and(|at| at <= now) => {
+                        hosts.batch.delete(INSTANCES, before.key());
+                        book.remove(&before);
+                        changed += 1;
+                        continue;
+                    }
+                    _ => {}
+                }
+                hosts.batch.put_record(INSTANCES, after.key(), &after);
+                book.update(&before, after);
+                changed += 1;
+            }
+            Ok(changed)
+        })?;
+        Ok(changed)
+    }
+}
+
+/// EC2's rules for which states each action starts from.
+fn check_transition(instance: &Instance, action: StateAction) -> ApiResult<()> {
+    use InstanceState::*;
+    let allowed = match action {
+        StateAction::Start => matches!(instance.state, Stopped | Pending | Running),
+        StateAction::Stop => matches!(instance.state, Pending | Running | Stopping | Stopped),
+        StateAction::Reboot => matches!(instance.state, Running),
+        StateAction::Terminate => {
+            if instance.disable_api_termination && instance.state != Terminated {
+                return Err(ApiError::OperationNotPermitted(format!(
+                    "The instance '{}' may not be terminated. Modify its 'disableApiTermination' instance attribute and try again.",
+                    instance.id
+                )));
+            }
+            true
+        }
+    };
+    if allowed {
+        Ok(())
+    } else {
+        let verb = match action {
+            StateAction::Start => "started",
+            StateAction::Stop => "stopped",
+            StateAction::Reboot => "rebooted",
+            StateAction::Terminate => "terminated",
+        };
+        Err(ApiError::IncorrectInstanceState(format!(
+            "The instance '{}' is not in a state from which it can be {verb}.",
+            instance.id
+        )))
+    }
+}
+
+/// Lifecycle timing as durations.
+#[derive(Debug, Clone)]
+pub struct LifecycleTiming {
+    pub boot_delay: Duration,
+    pub stop_delay: Duration,
+    pub terminate_delay: Duration,
+    pub terminated_retention: Duration,
+}
+
+impl From<&crate::config::LifecycleConfig> for LifecycleTiming {
+    fn from(config: &crate::config::LifecycleConfig) -> Self {
+        let seconds = |s: u64| Duration::seconds(s as i64);
+        Self {
+            boot_delay: seconds(config.boot_delay_secs),
+            stop_delay: seconds(config.stop_delay_secs),
+            terminate_delay: seconds(config.terminate_delay_secs),
+            terminated_retention: seconds(config.terminated_retention_secs),
+        }
+    }
+}

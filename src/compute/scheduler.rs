@@ -1,0 +1,217 @@
+//! The ZoneScheduler: which compute host takes an instance.
+//!
+//! As Nova's ZoneScheduler did: candidates are compute hosts that are
+//! enabled, alive (heartbeat within the liveness window), in the requested
+//! zone (any zone when none is requested) and have the free vCPUs and memory
+//! the instance type needs. They are weighed by the configured policy:
+//! `spread` prefers the host with the most free capacity, `pack` the one
+//! with the least that still fits. Ties go to the host name, so placement is
+//! deterministic. The caller reserves the capacity in the same atomic store
+//! write that records the instance.
+
+use super::services::ServiceRecord;
+use crate::config::SchedulerPolicy;
+use chrono::{DateTime, Duration, Utc};
+
+/// What one instance needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Demand {
+    pub vcpus: u32,
+    pub memory_mib: u64,
+}
+
+/// Free capacity of a host, as fractions of its total (0.0..=1.0).
+fn free_share(host: &ServiceRecord) -> f64 {
+    let cpu = (host.vcpus - host.vcpus_used.min(host.vcpus)) as f64 / host.vcpus.max(1) as f64;
+    let memory = (host.memory_mib - host.memory_mib_used.min(host.memory_mib)) as f64
+        / host.memory_mib.max(1) as f64;
+    cpu.min(memory)
+}
+
+/// True when `host` can take `demand` now.
+pub fn fits(
+    host: &ServiceRecord,
+    zone: Option<&str>,
+    demand: Demand,
+    now: DateTime<Utc>,
+    window: Duration,
+) -> bool {
+    !host.disabled
+        && host.is_alive(now, window)
+        && zone.is_none_or(|zone| host.availability_zone == zone)
+        && host.vcpus.saturating_sub(host.vcpus_used) >= demand.vcpus
+        && host.memory_mib.saturating_sub(host.memory_mib_used) >= demand.memory_mib
+}
+
+/// The index of the host that should take `demand`, if any fits.
+pub fn choose(
+    hosts: &[ServiceRecord],
+    zone: Option<&str>,
+    demand: Demand,
+    policy: SchedulerPolicy,
+    now: DateTime<Utc>,
+    window: Duration,
+) -> Option<usize> {
+    let candidates = hosts
+        .iter()
+        .enumerate()
+        .filter(|(_, host)| fits(host, zone, demand, now, window));
+    let better = |a: &(usize, &ServiceRecord), b: &(usize, &ServiceRecord)| {
+        let (share_a, share_b) = (free_share(a.1), free_share(b.1));
+        let by_share = match policy {
+            SchedulerPolicy::Spread => share_b.total_cmp(&share_a),
+            SchedulerPolicy::Pack => share_a.total_cmp(&share_b),
+        };
+        by_share.then_with(|| a.1.host.cmp(&b.1.host))
+    };
+    candidates.min_by(better).map(|(index, _)| index)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn host(name: &str, zone: &str, vcpus: u32, used: u32) -> ServiceRecord {
+        let now = Utc::now();
+        ServiceRecord {
+            host: name.into(),
+            binary: "compute".into(),
+            availability_zone: zone.into(),
+            disabled: false,
+            disabled_reason: None,
+            last_heartbeat: Some(now),
+            vcpus,
+            memory_mib: vcpus as u64 * 1024,
+            vcpus_used: used,
+            memory_mib_used: used as u64 * 1024,
+            simulated: true,
+            created_at: now,
+        }
+    }
+
+    const SMALL: Demand = Demand {
+        vcpus: 2,
+        memory_mib: 2048,
+    };
+    const WINDOW: Duration = Duration::seconds(60);
+
+    #[test]
+    fn the_requested_zone_is_respected() {
+        let hosts = [host("a1", "z-a", 16, 0), host("b1", "z-b", 64, 0)];
+        assert_eq!(
+            choose(
+                &hosts,
+                Some("z-a"),
+                SMALL,
+                SchedulerPolicy::Spread,
+                Utc::now(),
+                WINDOW
+            ),
+            Some(0)
+        );
+        assert_eq!(
+            choose(
+                &hosts,
+                None,
+                SMALL,
+                SchedulerPolicy::Spread,
+                Utc::now(),
+                WINDOW
+            ),
+            Some(0),
+            "equal shares: by name"
+        );
+        assert_eq!(
+            choose(
+                &hosts,
+                Some("z-c"),
+                SMALL,
+                SchedulerPolicy::Spread,
+                Utc::now(),
+                WINDOW
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn disabled_and_dead_hosts_get_nothing() {
+        let mut disabled = host("a1", "z", 16, 0);
+        disabled.disabled = true;
+        let mut dead = host("a2", "z", 16, 0);
+        dead.last_heartbeat = Some(Utc::now() - Duration::seconds(61));
+        let mut never = host("a3", "z", 16, 0);
+        never.last_heartbeat = None;
+        let hosts = [disabled, dead, never, host("a4", "z", 16, 15)];
+        assert_eq!(
+            choose(
+                &hosts,
+                Some("z"),
+                SMALL,
+                SchedulerPolicy::Spread,
+                Utc::now(),
+                WINDOW
+            ),
+            None
+        );
+        let one = Demand {
+            vcpus: 1,
+            memory_mib: 1024,
+        };
+        assert_eq!(
+            choose(
+                &hosts,
+                Some("z"),
+                one,
+                SchedulerPolicy::Spread,
+                Utc::now(),
+                WINDOW
+            ),
+            Some(3)
+        );
+    }
+
+    #[test]
+    fn spread_and_pack() {
+        let hosts = [
+            host("a1", "z", 16, 8),
+            host("a2", "z", 16, 2),
+            host("a3", "z", 16, 12),
+        ];
+        assert_eq!(
+            choose(
+                &hosts,
+                None,
+                SMALL,
+                SchedulerPolicy::Spread,
+                Utc::now(),
+                WINDOW
+            ),
+            Some(1)
+        );
+        assert_eq!(
+            choose(
+                &hosts,
+                None,
+                SMALL,
+                SchedulerPolicy::Pack,
+                Utc::now(),
+                WINDOW
+            ),
+            Some(2)
+        );
+        let full = [host("a1", "z", 16, 15)];
+        assert_eq!(
+            choose(
+                &full,
+                None,
+                SMALL,
+                SchedulerPolicy::Pack,
+                Utc::now(),
+                WINDOW
+            ),
+            None,
+            "capacity exhausted"
+        );
+    }
+}
