@@ -42,6 +42,15 @@ heartbeat_interval_secs = 5
 header_read_timeout_secs = 2
 body_read_timeout_secs = 2
 
+[lifecycle]
+boot_delay_secs = 0
+stop_delay_secs = 0
+terminate_delay_secs = 0
+
+[quotas]
+max_instances = 40
+max_vcpus = 200
+
 [[peer_regions]]
 name = "us-west-2"
 endpoint = "ec2.us-west-2.example:8773"

@@ -1,0 +1,289 @@
+//! The compute core driven directly: lifecycle under paused tokio time,
+//! restart mid-transition, and a property test of host capacity.
+
+mod common;
+
+use common::*;
+use ec2_gateway::clock::{Clock, OffsetClock, TokioClock};
+use ec2_gateway::compute::instances::{InstanceState, LaunchRequest, StateAction};
+use ec2_gateway::compute::Compute;
+use ec2_gateway::config::{Config, StorageBackend};
+use ec2_gateway::store::{MemoryStore, SledStore, Store, StoreHandle};
+use std::sync::Arc;
+use std::time::Duration;
+
+fn launch(image: &str, instance_type: &str, count: u32, zone: Option<&str>) -> LaunchRequest {
+    LaunchRequest {
+        image_id: image.into(),
+        instance_type: instance_type.into(),
+        min_count: 1,
+        max_count: count,
+        availability_zone: zone.map(str::to_string),
+        shutdown_behavior: "stop".into(),
+        fingerprint: format!("{image}/{instance_type}/{count}/{zone:?}"),
+        ..LaunchRequest::default()
+    }
+}
+
+const IMAGE: &str = "ami-0b1c2d3e4f5a6b7c8";
+
+fn config_with_delays(dir: &std::path::Path, storage: StorageBackend) -> Config {
+    let mut config = test_config(dir, storage);
+    config.lifecycle.boot_delay_secs = 2;
+    config.lifecycle.stop_delay_secs = 1;
+    config.lifecycle.terminate_delay_secs = 1;
+    config.lifecycle.terminated_retention_secs = 3600;
+    config
+}
+
+async fn compute(config: &Config, store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Arc<Compute> {
+    Arc::new(
+        Compute::open(config, Arc::new(StoreHandle::new(store)), clock)
+            .await
+            .unwrap(),
+    )
+}
+
+fn state_of(compute: &Compute, id: &str) -> InstanceState {
+    compute
+        .instances(USER_ACCOUNT, &[id.to_string()], None)
+        .unwrap()[0]
+        .state
+}
+
+#[tokio::test(start_paused = true)]
+async fn every_transition_happens_on_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_with_delays(dir.path(), StorageBackend::Memory);
+    let compute = compute(
+        &config,
+        Arc::new(MemoryStore::new()),
+        Arc::new(TokioClock::new()),
+    )
+    .await;
+    let driver = tokio::spawn(ec2_gateway::compute::lifecycle::drive(compute.clone()));
+    // Keep the simulated hosts alive while time jumps ahead.
+    let beats = {
+        let compute = compute.clone();
+        tokio::spawn(async move {
+            loop {
+                compute
+                    .services
+                    .heartbeat_simulated(compute.clock.now())
+                    .unwrap();
+                tokio::time::sleep(Duration::from_secs(5)).await;
+            }
+        })
+    };
+    let reservation = compute
+        .run_instances(
+            USER_ACCOUNT,
+            launch(IMAGE, "t3.micro", 1, Some("us-east-1b")),
+        )
+        .await
+        .unwrap();
+    let id = reservation.instances[0].id.clone();
+    assert_eq!(reservation.instances[0].state, InstanceState::Pending);
+    assert_eq!(reservation.instances[0].availability_zone, "us-east-1b");
+    tokio::time::sleep(Duration::from_millis(1900)).await;
+    assert_eq!(state_of(&compute, &id), InstanceState::Pending);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(state_of(&compute, &id), InstanceState::Running);
+
+    let host_usage = |compute: &Compute| {
+        compute
+            .services
+            .hosts()
+            .iter()
+            .find(|h| h.host == "node-b1")
+            .unwrap()
+            .vcpus_used
+    };
+    assert_eq!(host_usage(&compute), 2);
+    compute
+        .change_state(USER_ACCOUNT, &[id.clone()], StateAction::Stop, false)
+        .await
+        .unwrap();
+    assert_eq!(state_of(&compute, &id), InstanceState::Stopping);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(state_of(&compute, &id), InstanceState::Stopped);
+    assert_eq!(
+        host_usage(&compute),
+        0,
+        "a stopped instance releases its capacity"
+    );
+
+    compute
+        .change_state(USER_ACCOUNT, &[id.clone()], StateAction::Start, false)
+        .await
+        .unwrap();
+    assert_eq!(state_of(&compute, &id), InstanceState::Pending);
+    assert_eq!(host_usage(&compute), 2);
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert_eq!(state_of(&compute, &id), InstanceState::Running);
+
+    compute
+        .change_state(USER_ACCOUNT, &[id.clone()], StateAction::Terminate, false)
+        .await
+        .unwrap();
+    assert_eq!(state_of(&compute, &id), InstanceState::ShuttingDown);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(state_of(&compute, &id), InstanceState::Terminated);
+    assert_eq!(host_usage(&compute), 0);
+    // Visible for the retention period, then purged.
+    tokio::time::sleep(Duration::from_secs(3590)).await;
+    assert_eq!(state_of(&compute, &id), InstanceState::Terminated);
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    assert_eq!(
+        compute
+            .instances(USER_ACCOUNT, &[id.clone()], None)
+            .unwrap_err()
+            .code(),
+        "InvalidInstanceID.NotFound"
+    );
+    driver.abort();
+    beats.abort();
+}
+
+#[tokio::test]
+async fn a_restart_completes_transitions_in_flight() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_with_delays(&dir.path().join("data"), StorageBackend::Sled);
+    let clock = Arc::new(OffsetClock::new());
+    let db = dir.path().join("db");
+    let (pending, stopping) = {
+        let compute = compute(
+            &config,
+            Arc::new(SledStore::open(&db, 1 << 20).unwrap()),
+            clock.clone(),
+        )
+        .await;
+        let a = compute
+            .run_instances(USER_ACCOUNT, launch(IMAGE, "t3.micro", 1, None))
+            .await
+            .unwrap()
+            .instances[0]
+            .id
+            .clone();
+        let b = compute
+            .run_instances(USER_ACCOUNT, launch(IMAGE, "t3.micro", 1, None))
+            .await
+            .unwrap()
+            .instances[0]
+            .id
+            .clone();
+        clock.advance(chrono::Duration::seconds(3));
+        compute.advance_due(clock.now()).unwrap();
+        compute
+            .change_state(USER_ACCOUNT, &[b.clone()], StateAction::Stop, false)
+            .await
+            .unwrap();
+        // "Crash": no driver ever ran, and a was left pending on purpose.
+        let c = compute
+            .run_instances(USER_ACCOUNT, launch(IMAGE, "t3.micro", 1, None))
+            .await
+            .unwrap()
+            .instances[0]
+            .id
+            .clone();
+        assert_eq!(state_of(&compute, &c), InstanceState::Pending);
+        let _ = a;
+        (c, b)
+    };
+    clock.advance(chrono::Duration::seconds(5));
+    let compute = compute(
+        &config,
+        Arc::new(SledStore::open(&db, 1 << 20).unwrap()),
+        clock.clone(),
+    )
+    .await;
+    assert_eq!(state_of(&compute, &pending), InstanceState::Pending);
+    assert_eq!(state_of(&compute, &stopping), InstanceState::Stopping);
+    let driver = tokio::spawn(ec2_gateway::compute::lifecycle::drive(compute.clone()));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(state_of(&compute, &pending), InstanceState::Running);
+    assert_eq!(state_of(&compute, &stopping), InstanceState::Stopped);
+    let used: u32 = compute.services.hosts().iter().map(|h| h.vcpus_used).sum();
+    assert_eq!(
+        used, 4,
+        "two running instances hold capacity, the stopped one none"
+    );
+    driver.abort();
+}
+
+mod capacity {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Run {
+            large: bool,
+            count: u32,
+            zone: Option<usize>,
+        },
+        Stop(usize),
+        Start(usize),
+        Terminate(usize),
+        Advance(i64),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            (any::<bool>(), 1u32..5, proptest::option::of(0usize..3))
+                .prop_map(|(large, count, zone)| Op::Run { large, count, zone }),
+            (0usize..64).prop_map(Op::Stop),
+            (0usize..64).prop_map(Op::Start),
+            (0usize..64).prop_map(Op::Terminate),
+            (0i64..3).prop_map(Op::Advance),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+        #[test]
+        fn capacity_in_use_never_exceeds_a_host(ops in proptest::collection::vec(op(), 1..40)) {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            runtime.block_on(async {
+                let dir = tempfile::tempdir().unwrap();
+                let mut config = config_with_delays(dir.path(), StorageBackend::Memory);
+                config.quotas.max_instances = 1000;
+                config.quotas.max_vcpus = 10_000;
+                let clock = Arc::new(OffsetClock::new());
+                let compute = compute(&config, Arc::new(MemoryStore::new()), clock.clone()).await;
+                let zones = ["us-east-1a", "us-east-1b", "us-east-1c"];
+                let mut ids: Vec<String> = Vec::new();
+                for op in ops {
+                    let pick = |i: usize| (!ids.is_empty()).then(|| ids[i % ids.len()].clone());
+                    match op {
+                        Op::Run { large, count, zone } => {
+                            let instance_type = if large { "m5.2xlarge" } else { "t3.micro" };
+                            if let Ok(r) = compute.run_instances(USER_ACCOUNT, launch(IMAGE, instance_type, count, zone.map(|z| zones[z]))).await {
+                                ids.extend(r.instances.into_iter().map(|i| i.id));
+                            }
+                        }
+                        Op::Stop(i) => if let Some(id) = pick(i) { let _ = compute.change_state(USER_ACCOUNT, &[id], StateAction::Stop, false).await; },
+                        Op::Start(i) => if let Some(id) = pick(i) { let _ = compute.change_state(USER_ACCOUNT, &[id], StateAction::Start, false).await; },
+                        Op::Terminate(i) => if let Some(id) = pick(i) { let _ = compute.change_state(USER_ACCOUNT, &[id], StateAction::Terminate, false).await; },
+                        Op::Advance(seconds) => {
+                            clock.advance(chrono::Duration::seconds(seconds));
+                            compute.services.heartbeat_simulated(clock.now()).unwrap();
+                            compute.advance_due(clock.now()).unwrap();
+                        }
+                    }
+                    let instances = compute.instances(USER_ACCOUNT, &[], None).unwrap();
+                    for host in compute.services.hosts() {
+                        prop_assert!(host.vcpus_used <= host.vcpus, "{} uses {} of {} vCPUs", host.host, host.vcpus_used, host.vcpus);
+                        prop_assert!(host.memory_mib_used <= host.memory_mib);
+                        let holding: Vec<_> = instances.iter().filter(|i| i.host.as_deref() == Some(host.host.as_str())).collect();
+                        prop_assert!(holding.iter().all(|i| i.state.holds_capacity()));
+                        prop_assert_eq!(host.vcpus_used, holding.iter().map(|i| i.vcpus).sum::<u32>());
+                        prop_assert!(holding.iter().all(|i| i.availability_zone == host.availability_zone));
+                    }
+                }
+                Ok(())
+            })?;
+        }
+    }
+}
