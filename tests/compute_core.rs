@@ -101,7 +101,12 @@ async fn every_transition_happens_on_its_own() {
     };
     assert_eq!(host_usage(&compute), 2);
     compute
-        .change_state(USER_ACCOUNT, &[id.clone()], StateAction::Stop, false)
+        .change_state(
+            USER_ACCOUNT,
+            std::slice::from_ref(&id),
+            StateAction::Stop,
+            false,
+        )
         .await
         .unwrap();
     assert_eq!(state_of(&compute, &id), InstanceState::Stopping);
@@ -114,7 +119,12 @@ async fn every_transition_happens_on_its_own() {
     );
 
     compute
-        .change_state(USER_ACCOUNT, &[id.clone()], StateAction::Start, false)
+        .change_state(
+            USER_ACCOUNT,
+            std::slice::from_ref(&id),
+            StateAction::Start,
+            false,
+        )
         .await
         .unwrap();
     assert_eq!(state_of(&compute, &id), InstanceState::Pending);
@@ -123,7 +133,12 @@ async fn every_transition_happens_on_its_own() {
     assert_eq!(state_of(&compute, &id), InstanceState::Running);
 
     compute
-        .change_state(USER_ACCOUNT, &[id.clone()], StateAction::Terminate, false)
+        .change_state(
+            USER_ACCOUNT,
+            std::slice::from_ref(&id),
+            StateAction::Terminate,
+            false,
+        )
         .await
         .unwrap();
     assert_eq!(state_of(&compute, &id), InstanceState::ShuttingDown);
@@ -136,7 +151,7 @@ async fn every_transition_happens_on_its_own() {
     tokio::time::sleep(Duration::from_secs(20)).await;
     assert_eq!(
         compute
-            .instances(USER_ACCOUNT, &[id.clone()], None)
+            .instances(USER_ACCOUNT, std::slice::from_ref(&id), None)
             .unwrap_err()
             .code(),
         "InvalidInstanceID.NotFound"
@@ -175,7 +190,12 @@ async fn a_restart_completes_transitions_in_flight() {
         clock.advance(chrono::Duration::seconds(3));
         compute.advance_due(clock.now()).unwrap();
         compute
-            .change_state(USER_ACCOUNT, &[b.clone()], StateAction::Stop, false)
+            .change_state(
+                USER_ACCOUNT,
+                std::slice::from_ref(&b),
+                StateAction::Stop,
+                false,
+            )
             .await
             .unwrap();
         // "Crash": no driver ever ran, and a was left pending on purpose.
