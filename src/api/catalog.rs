@@ -10,8 +10,8 @@
 //! owner-alias, is-public, image-type, root-device-type, platform,
 //! description and tags; only images the caller may launch are visible.
 
-use super::instances::{check_filter_names, tag_filter_values};
 use super::pagination::{check_max_results, issue, selection_digest, verify};
+use super::tags::{check_filter_names, tag_filter_values};
 use super::{dry_run_check, Context};
 use crate::compute::catalog::{Image, InstanceType, SYSTEM_ACCOUNT_ID, SYSTEM_OWNER_ALIAS};
 use crate::error::{ApiError, ApiResult};

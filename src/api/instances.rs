@@ -7,12 +7,13 @@
 //! (`instanceState`, `reason`, `groupSet`, `tagSet`, ...).
 
 use super::pagination::{check_max_results, issue, selection_digest, verify};
+use super::tags::{check_filter_names, tag_filter_values, tag_specifications, write_tags};
 use super::{dry_run_check, Context};
 use crate::compute::instances::{
-    Instance, InstanceState, LaunchRequest, Reservation, StateAction, StateChange, Tag,
+    Instance, InstanceState, LaunchRequest, Reservation, StateAction, StateChange,
 };
 use crate::error::{ApiError, ApiResult};
-use crate::protocol::filters::{check_names, matches_all};
+use crate::protocol::filters::matches_all;
 use crate::protocol::xml::{XmlOutput, XmlWriter};
 use crate::protocol::{Filter, Params};
 use base64::engine::general_purpose::STANDARD;
@@ -21,60 +22,8 @@ use sha2::{Digest, Sha256};
 
 /// Largest UserData accepted, decoded (EC2's limit).
 const MAX_USER_DATA_BYTES: usize = 16 * 1024;
-/// Most tags on one resource.
-const MAX_TAGS: usize = 50;
 /// The instance type EC2 launches when none is named.
 const DEFAULT_INSTANCE_TYPE: &str = "t2.micro";
-
-/// Parses `TagSpecification.N` for resource type `instance`; tags for other
-/// resource types are refused because the gateway has no such resources yet.
-fn instance_tags(params: &Params) -> ApiResult<Vec<Tag>> {
-    let mut tags = Vec::new();
-    for spec in params.structures("TagSpecification")? {
-        let resource_type = spec
-            .required("ResourceType")
-            .map_err(|_| ApiError::MissingParameter("TagSpecification.N.ResourceType".into()))?;
-        if resource_type != "instance" {
-            return Err(ApiError::invalid_value(format!(
-                "'{resource_type}' is not a valid taggable resource type for this operation."
-            )));
-        }
-        for tag in spec.structures("Tag")? {
-            let key = tag.get("Key").unwrap_or("").to_string();
-            let value = tag.get("Value").unwrap_or("").to_string();
-            check_tag(&key, &value)?;
-            tags.retain(|t: &Tag| t.key != key);
-            tags.push(Tag { key, value });
-        }
-    }
-    if tags.len() > MAX_TAGS {
-        return Err(ApiError::invalid_value(format!(
-            "A resource can have at most {MAX_TAGS} tags"
-        )));
-    }
-    Ok(tags)
-}
-
-/// EC2's tag rules: key 1..=128 characters without the reserved `aws:`
-/// prefix, value up to 256 characters.
-pub fn check_tag(key: &str, value: &str) -> ApiResult<()> {
-    if key.is_empty() || key.chars().count() > 128 {
-        return Err(ApiError::invalid_value(
-            "Tag keys must be 1 to 128 characters long",
-        ));
-    }
-    if key.to_ascii_lowercase().starts_with("aws:") {
-        return Err(ApiError::invalid_value(
-            "Tag keys starting with 'aws:' are reserved for internal use",
-        ));
-    }
-    if value.chars().count() > 256 {
-        return Err(ApiError::invalid_value(
-            "Tag values may be at most 256 characters long",
-        ));
-    }
-    Ok(())
-}
 
 /// Base64 user data, whitespace tolerated, kept without the whitespace.
 fn user_data(params: &Params) -> ApiResult<Option<String>> {
@@ -187,7 +136,7 @@ impl RunInstances {
                 security_group_names: params.list("SecurityGroup")?,
                 security_group_ids: params.list("SecurityGroupId")?,
                 user_data: user_data(params)?,
-                tags: instance_tags(params)?,
+                tags: tag_specifications(params, "instance")?,
                 client_token,
                 disable_api_termination: params.boolean("DisableApiTermination")?.unwrap_or(false),
                 shutdown_behavior,
@@ -264,14 +213,6 @@ fn write_instance(xml: &mut XmlWriter, instance: &Instance) {
     );
 }
 
-/// `<tagSet>` with `key`/`value` items.
-pub fn write_tags(xml: &mut XmlWriter, tags: &[Tag]) {
-    xml.list("tagSet", tags, |xml, tag| {
-        xml.element("key", &tag.key);
-        xml.element("value", &tag.value);
-    });
-}
-
 fn write_reservation(xml: &mut XmlWriter, reservation: &Reservation) {
     xml.element("reservationId", &reservation.reservation_id);
     xml.element("ownerId", &reservation.owner_id);
@@ -326,33 +267,6 @@ const INSTANCE_FILTERS: &[&str] = &[
     "state-reason-message",
     "tenancy",
 ];
-
-/// Checks filter names, allowing `tag:<key>` besides `supported`.
-pub fn check_filter_names(filters: &[Filter], supported: &[&str]) -> ApiResult<()> {
-    let plain: Vec<Filter> = filters
-        .iter()
-        .filter(|f| !f.name.starts_with("tag:") || f.name.len() == 4)
-        .cloned()
-        .collect();
-    check_names(&plain, supported)
-}
-
-/// Values of `tag:<key>`, `tag-key` and `tag-value` for a tagged resource.
-pub fn tag_filter_values(tags: &[Tag], filter: &str) -> Option<Vec<String>> {
-    if let Some(key) = filter.strip_prefix("tag:") {
-        return Some(
-            tags.iter()
-                .filter(|t| t.key == key)
-                .map(|t| t.value.clone())
-                .collect(),
-        );
-    }
-    match filter {
-        "tag-key" => Some(tags.iter().map(|t| t.key.clone()).collect()),
-        "tag-value" => Some(tags.iter().map(|t| t.value.clone()).collect()),
-        _ => None,
-    }
-}
 
 fn instance_filter_values(instance: &Instance, filter: &str) -> Vec<String> {
     if let Some(values) = tag_filter_values(&instance.tags, filter) {

@@ -11,8 +11,10 @@
 pub mod admin;
 pub mod catalog;
 pub mod instances;
+pub mod keypairs;
 pub mod pagination;
 pub mod regions;
+pub mod tags;
 pub mod zones;
 
 use crate::auth::Principal;
@@ -86,6 +88,10 @@ actions! {
     DescribeRegions => regions::DescribeRegions, admin = false;
     DescribeInstanceTypes => catalog::DescribeInstanceTypes, admin = false;
     DescribeImages => catalog::DescribeImages, admin = false;
+    CreateKeyPair => keypairs::CreateKeyPair, admin = false;
+    ImportKeyPair => keypairs::ImportKeyPair, admin = false;
+    DescribeKeyPairs => keypairs::DescribeKeyPairs, admin = false;
+    DeleteKeyPair => keypairs::DeleteKeyPair, admin = false;
     RunInstances => instances::RunInstances, admin = false;
     DescribeInstances => instances::DescribeInstances, admin = false;
     StartInstances => instances::StartInstances, admin = false;

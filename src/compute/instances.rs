@@ -507,11 +507,12 @@ impl Compute {
             )));
         }
         if let Some(key_name) = &request.key_name {
-            // Key pairs are not implemented yet: no name can exist.
-            return Err(ApiError::NotFound {
-                code: "InvalidKeyPair.NotFound",
-                message: format!("The key pair '{key_name}' does not exist"),
-            });
+            if self.key_pair(account_id, key_name)?.is_none() {
+                return Err(ApiError::NotFound {
+                    code: "InvalidKeyPair.NotFound",
+                    message: format!("The key pair '{key_name}' does not exist"),
+                });
+            }
         }
         let now = self.clock.now();
         let demand = Demand {

@@ -9,6 +9,8 @@ pub mod accounts;
 pub mod catalog;
 pub mod ids;
 pub mod instances;
+pub mod keymaterial;
+pub mod keypairs;
 pub mod lifecycle;
 pub mod scheduler;
 pub mod services;
@@ -45,6 +47,8 @@ pub struct Compute {
     pub lifecycle: LifecycleTiming,
     /// Seals pagination tokens; created once and kept in the store.
     pub pagination_key: [u8; 32],
+    /// Serialises key pair name checks with their writes.
+    key_pair_lock: std::sync::Mutex<()>,
 }
 
 impl Compute {
@@ -89,6 +93,7 @@ impl Compute {
             quotas: config.quotas.clone(),
             lifecycle: LifecycleTiming::from(&config.lifecycle),
             pagination_key,
+            key_pair_lock: std::sync::Mutex::new(()),
         })
     }
 }

@@ -1,0 +1,207 @@
+//! Key pairs: created (the private key returned once, never stored),
+//! imported, listed and deleted, per account.
+//!
+//! A key pair is stored with its public key, type and AWS-style fingerprint
+//! under `<account>/<name>`; names are unique per account
+//! (`InvalidKeyPair.Duplicate`), unknown ones `InvalidKeyPair.NotFound`.
+//! DeleteKeyPair is idempotent, as in EC2. RunInstances checks `KeyName`
+//! against these.
+
+use super::instances::Tag;
+use super::keymaterial::{self, KeyFormat, KeyType};
+use super::Compute;
+use crate::error::{ApiError, ApiResult};
+use crate::secret::Secret;
+use crate::store::WriteBatch;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+const KEY_PAIRS: &str = "key_pairs";
+
+/// A stored key pair (public half only).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyPair {
+    pub id: String,
+    pub account_id: String,
+    pub name: String,
+    pub key_type: KeyType,
+    pub fingerprint: String,
+    pub public_key: String,
+    pub tags: Vec<Tag>,
+    pub created_at: DateTime<Utc>,
+}
+
+fn key(account_id: &str, name: &str) -> Vec<u8> {
+    format!("{account_id}/{name}").into_bytes()
+}
+
+/// Key names: 1 to 255 ASCII characters.
+fn check_name(name: &str) -> ApiResult<()> {
+    if name.is_empty() || name.len() > 255 || !name.is_ascii() {
+        return Err(ApiError::invalid_value(
+            "Key pair names must be 1 to 255 ASCII characters",
+        ));
+    }
+    Ok(())
+}
+
+fn not_found(what: &str) -> ApiError {
+    ApiError::NotFound {
+        code: "InvalidKeyPair.NotFound",
+        message: format!("The key pair '{what}' does not exist"),
+    }
+}
+
+impl Compute {
+    /// Every key pair of the account, by name.
+    pub fn key_pairs(&self, account_id: &str) -> ApiResult<Vec<KeyPair>> {
+        Ok(self
+            .store
+            .records(KEY_PAIRS, format!("{account_id}/").as_bytes())?)
+    }
+
+    /// The key pair `name` of the account.
+    pub fn key_pair(&self, account_id: &str, name: &str) -> ApiResult<Option<KeyPair>> {
+        Ok(self.store.get_record(KEY_PAIRS, &key(account_id, name))?)
+    }
+
+    /// Stores `pair` unless the name is taken (checked and written under one lock).
+    async fn store_new_key_pair(&self, pair: &KeyPair, dry_run: bool) -> ApiResult<()> {
+        let sequence = {
+            let _guard = self.key_pair_lock.lock().expect("key pair lock");
+            self.ensure_name_free(&pair.account_id, &pair.name)?;
+            if dry_run {
+                return Err(ApiError::DryRunOperation);
+            }
+            let mut batch = WriteBatch::new();
+            batch.put_record(KEY_PAIRS, key(&pair.account_id, &pair.name), pair);
+            self.store.apply(&batch)?
+        };
+        self.store.durable(sequence).await?;
+        Ok(())
+    }
+
+    /// CreateKeyPair: returns the pair and its private key (shown once).
+    pub async fn create_key_pair(
+        &self,
+        account_id: &str,
+        name: &str,
+        key_type: KeyType,
+        format: KeyFormat,
+        tags: Vec<Tag>,
+        dry_run: bool,
+    ) -> ApiResult<(KeyPair, Secret)> {
+        check_name(name)?;
+        if dry_run {
+            self.ensure_name_free(account_id, name)?;
+            return Err(ApiError::DryRunOperation);
+        }
+        let generated = keymaterial::generate(key_type, format, name)?;
+        let pair = KeyPair {
+            id: super::ids::new_id("key"),
+            account_id: account_id.to_string(),
+            name: name.to_string(),
+            key_type,
+            fingerprint: generated.fingerprint,
+            public_key: generated.public_openssh,
+            tags,
+            created_at: self.clock.now(),
+        };
+        self.store_new_key_pair(&pair, false).await?;
+        Ok((pair, generated.private_material))
+    }
+
+    /// `InvalidKeyPair.Duplicate` when the account already has `name`.
+    fn ensure_name_free(&self, account_id: &str, name: &str) -> ApiResult<()> {
+        if self.key_pair(account_id, name)?.is_some() {
+            return Err(ApiError::NotFound {
+                code: "InvalidKeyPair.Duplicate",
+                message: format!("The keypair '{name}' already exists."),
+            });
+        }
+        Ok(())
+    }
+
+    /// ImportKeyPair from an OpenSSH public key.
+    pub async fn import_key_pair(
+        &self,
+        account_id: &str,
+        name: &str,
+        material: &[u8],
+        tags: Vec<Tag>,
+        dry_run: bool,
+    ) -> ApiResult<KeyPair> {
+        check_name(name)?;
+        let imported = keymaterial::import(material)?;
+        let pair = KeyPair {
+            id: super::ids::new_id("key"),
+            account_id: account_id.to_string(),
+            name: name.to_string(),
+            key_type: imported.key_type,
+            fingerprint: imported.fingerprint,
+            public_key: imported.public_openssh,
+            tags,
+            created_at: self.clock.now(),
+        };
+        self.store_new_key_pair(&pair, dry_run).await?;
+        Ok(pair)
+    }
+
+    /// The named pairs and pairs with the given ids (all must exist), or all.
+    pub fn find_key_pairs(
+        &self,
+        account_id: &str,
+        names: &[String],
+        ids: &[String],
+    ) -> ApiResult<Vec<KeyPair>> {
+        for id in ids {
+            super::ids::check_id(id, "key", "InvalidKeyPair.Malformed")?;
+        }
+        let all = self.key_pairs(account_id)?;
+        if let Some(missing) = names.iter().find(|n| !all.iter().any(|p| &p.name == *n)) {
+            return Err(not_found(missing));
+        }
+        if let Some(missing) = ids.iter().find(|id| !all.iter().any(|p| &p.id == *id)) {
+            return Err(not_found(missing));
+        }
+        Ok(all
+            .into_iter()
+            .filter(|p| {
+                (names.is_empty() && ids.is_empty())
+                    || names.contains(&p.name)
+                    || ids.contains(&p.id)
+            })
+            .collect())
+    }
+
+    /// DeleteKeyPair by name or id; deleting what does not exist succeeds.
+    /// Returns the id of the deleted pair.
+    pub async fn delete_key_pair(
+        &self,
+        account_id: &str,
+        name: Option<&str>,
+        id: Option<&str>,
+        dry_run: bool,
+    ) -> ApiResult<Option<String>> {
+        if let Some(id) = id {
+            super::ids::check_id(id, "key", "InvalidKeyPair.Malformed")?;
+        }
+        let sequence = {
+            let _guard = self.key_pair_lock.lock().expect("key pair lock");
+            let pair = match (name, id) {
+                (Some(name), _) => self.key_pair(account_id, name)?,
+                (None, Some(id)) => self.key_pairs(account_id)?.into_iter().find(|p| p.id == id),
+                (None, None) => return Err(ApiError::MissingParameter("KeyName".into())),
+            };
+            if dry_run {
+                return Err(ApiError::DryRunOperation);
+            }
+            let Some(pair) = pair else { return Ok(None) };
+            let mut batch = WriteBatch::new();
+            batch.delete(KEY_PAIRS, key(account_id, &pair.name));
+            (self.store.apply(&batch)?, pair.id)
+        };
+        self.store.durable(sequence.0).await?;
+        Ok(Some(sequence.1))
+    }
+}
