@@ -307,3 +307,75 @@ mod capacity {
         }
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn client_tokens_are_kept_a_day_past_termination() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_with_delays(dir.path(), StorageBackend::Memory);
+    let compute = compute(
+        &config,
+        Arc::new(MemoryStore::new()),
+        Arc::new(TokioClock::new()),
+    )
+    .await;
+    let driver = tokio::spawn(ec2_gateway::compute::lifecycle::drive(compute.clone()));
+    let beats = {
+        let compute = compute.clone();
+        tokio::spawn(async move {
+            loop {
+                compute
+                    .services
+                    .heartbeat_simulated(compute.clock.now())
+                    .unwrap();
+                tokio::time::sleep(Duration::from_secs(5)).await;
+            }
+        })
+    };
+    let with_token = || LaunchRequest {
+        client_token: Some("nightly-build".into()),
+        ..launch(IMAGE, "t3.micro", 1, None)
+    };
+    let first = compute
+        .run_instances(USER_ACCOUNT, with_token())
+        .await
+        .unwrap();
+    compute
+        .change_state(
+            USER_ACCOUNT,
+            &[first.instances[0].id.clone()],
+            StateAction::Terminate,
+            false,
+        )
+        .await
+        .unwrap();
+    // Terminated after 1 s, purged an hour later: the token still answers.
+    tokio::time::sleep(Duration::from_secs(2 * 3600)).await;
+    let again = compute
+        .run_instances(USER_ACCOUNT, with_token())
+        .await
+        .unwrap();
+    assert_eq!(again.reservation_id, first.reservation_id);
+    assert!(
+        again.instances.is_empty(),
+        "the instance itself has been purged"
+    );
+    tokio::time::sleep(Duration::from_secs(21 * 3600)).await;
+    let still = compute
+        .run_instances(USER_ACCOUNT, with_token())
+        .await
+        .unwrap();
+    assert_eq!(
+        still.reservation_id, first.reservation_id,
+        "23 h after termination"
+    );
+    // A day after termination the token is forgotten: the same token launches anew.
+    tokio::time::sleep(Duration::from_secs(2 * 3600)).await;
+    let fresh = compute
+        .run_instances(USER_ACCOUNT, with_token())
+        .await
+        .unwrap();
+    assert_ne!(fresh.reservation_id, first.reservation_id);
+    assert_eq!(fresh.instances.len(), 1);
+    driver.abort();
+    beats.abort();
+}

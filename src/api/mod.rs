@@ -10,6 +10,8 @@
 
 pub mod admin;
 pub mod catalog;
+pub mod images;
+pub mod instance_details;
 pub mod instances;
 pub mod keypairs;
 pub mod pagination;
@@ -87,7 +89,10 @@ actions! {
     DescribeAvailabilityZones => zones::DescribeAvailabilityZones, admin = false;
     DescribeRegions => regions::DescribeRegions, admin = false;
     DescribeInstanceTypes => catalog::DescribeInstanceTypes, admin = false;
-    DescribeImages => catalog::DescribeImages, admin = false;
+    DescribeImages => images::DescribeImages, admin = false;
+    RegisterImage => images::RegisterImage, admin = false;
+    DeregisterImage => images::DeregisterImage, admin = false;
+    DescribeImageAttribute => images::DescribeImageAttribute, admin = false;
     CreateKeyPair => keypairs::CreateKeyPair, admin = false;
     ImportKeyPair => keypairs::ImportKeyPair, admin = false;
     DescribeKeyPairs => keypairs::DescribeKeyPairs, admin = false;
@@ -98,6 +103,10 @@ actions! {
     StopInstances => instances::StopInstances, admin = false;
     RebootInstances => instances::RebootInstances, admin = false;
     TerminateInstances => instances::TerminateInstances, admin = false;
+    DescribeInstanceStatus => instance_details::DescribeInstanceStatus, admin = false;
+    GetConsoleOutput => instance_details::GetConsoleOutput, admin = false;
+    DescribeInstanceAttribute => instance_details::DescribeInstanceAttribute, admin = false;
+    ModifyInstanceAttribute => instance_details::ModifyInstanceAttribute, admin = false;
     AdminDescribeHosts => admin::AdminDescribeHosts, admin = true;
     AdminAddHost => admin::AdminAddHost, admin = true;
     AdminRemoveHost => admin::AdminRemoveHost, admin = true;

@@ -75,17 +75,7 @@ pub struct InstanceType {
     pub architecture: String,
 }
 
-/// An image (catalogue images only, for now).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Image {
-    pub id: String,
-    pub name: String,
-    pub description: Option<String>,
-    pub architecture: String,
-    pub platform: String,
-    pub owner_id: String,
-    pub public: bool,
-}
+pub use super::images::Image;
 
 /// Both catalogues.
 #[derive(Debug, Clone)]
@@ -149,6 +139,8 @@ impl Catalog {
                     platform: image.platform,
                     owner_id: SYSTEM_ACCOUNT_ID.to_string(),
                     public: true,
+                    tags: Vec::new(),
+                    created_at: None,
                 };
                 (image.id.clone(), image)
             })

@@ -172,7 +172,14 @@ struct ClientTokenRecord {
     reservation_id: String,
     instance_ids: Vec<String>,
     created_at: DateTime<Utc>,
+    /// Set once every instance of the token is gone: 24 hours after they
+    /// terminated, the token is forgotten.
+    #[serde(default)]
+    expires_at: Option<DateTime<Utc>>,
 }
+
+/// How long a ClientToken outlives the termination of its instances.
+const CLIENT_TOKEN_RETENTION_HOURS: i64 = 24;
 
 /// A reservation: one RunInstances call.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -233,6 +240,8 @@ struct Book {
     schedule: BTreeSet<(DateTime<Utc>, String, String)>,
     next_sequence: u64,
     tokens: HashMap<(String, String), ClientTokenRecord>,
+    /// (expiry, account, token) of tokens whose instances are all gone.
+    token_expiry: BTreeSet<(DateTime<Utc>, String, String)>,
     default_groups: HashMap<String, GroupRef>,
     address_counters: HashMap<String, u32>,
     addresses_in_use: HashSet<String>,
@@ -322,12 +331,10 @@ impl InstanceBook {
 
     /// The earliest scheduled transition or purge.
     pub fn next_due(&self) -> Option<DateTime<Utc>> {
-        self.book
-            .lock()
-            .expect("instance lock")
-            .schedule
-            .first()
-            .map(|(due, _, _)| *due)
+        let book = self.book.lock().expect("instance lock");
+        let instance = book.schedule.first().map(|(due, _, _)| *due);
+        let token = book.token_expiry.first().map(|(due, _, _)| *due);
+        instance.into_iter().chain(token).min()
     }
 }
 
@@ -484,9 +491,7 @@ impl Compute {
         request: LaunchRequest,
     ) -> ApiResult<Reservation> {
         let image = self
-            .catalog
-            .image(&request.image_id)
-            .filter(|i| i.public || i.owner_id == account_id)
+            .visible_image(account_id, &request.image_id)?
             .ok_or_else(|| ApiError::NotFound {
                 code: "InvalidAMIID.NotFound",
                 message: format!("The image id '[{}]' does not exist", request.image_id),
@@ -520,7 +525,7 @@ impl Compute {
             memory_mib: instance_type.memory_mib,
         };
         let (reservation, sequence) =
-            self.launch_locked(account_id, &request, image, instance_type, demand, now)?;
+            self.launch_locked(account_id, &request, &image, instance_type, demand, now)?;
         self.instances.wake.notify_one();
         self.store.durable(sequence).await?;
         Ok(reservation)
@@ -654,6 +659,7 @@ impl Compute {
                     reservation_id: reservation_id.clone(),
                     instance_ids: instances.iter().map(|i| i.id.clone()).collect(),
                     created_at: now,
+                    expires_at: None,
                 };
                 hosts.batch.put_record(CLIENT_TOKENS, format!("{account_id}/{token}").into_bytes(), &record);
                 book.tokens.insert((account_id.to_string(), token.clone()), record);
@@ -816,7 +822,13 @@ impl Compute {
             .take_while(|(at, _, _)| *at <= now)
             .map(|(_, account, id)| (account.clone(), id.clone()))
             .collect();
-        if due.is_empty() {
+        let expired_tokens: Vec<(DateTime<Utc>, String, String)> = book
+            .token_expiry
+            .iter()
+            .take_while(|(at, _, _)| *at <= now)
+            .cloned()
+            .collect();
+        if due.is_empty() && expired_tokens.is_empty() {
             return Ok(0);
         }
         let book = &mut *book;
@@ -850,6 +862,15 @@ impl Compute {
                     InstanceState::Terminated if before.purge_at.is_some_and(|at| at <= now) => {
                         hosts.batch.delete(INSTANCES, before.key());
                         book.remove(&before);
+                        if let Some(token) = &before.client_token {
+                            expire_token_when_unused(
+                                book,
+                                &mut hosts.batch,
+                                account_id,
+                                token,
+                                now - retention,
+                            );
+                        }
                         changed += 1;
                         continue;
                     }
@@ -859,10 +880,54 @@ impl Compute {
                 book.update(&before, after);
                 changed += 1;
             }
+            for entry in &expired_tokens {
+                book.token_expiry.remove(entry);
+                book.tokens.remove(&(entry.1.clone(), entry.2.clone()));
+                hosts.batch.delete(
+                    CLIENT_TOKENS,
+                    format!("{}/{}", entry.1, entry.2).into_bytes(),
+                );
+            }
             Ok(changed)
         })?;
         Ok(changed)
     }
+}
+
+/// Once no instance of `token` remains, schedules the token to be forgotten
+/// 24 hours after `terminated_at`.
+fn expire_token_when_unused(
+    book: &mut Book,
+    batch: &mut WriteBatch,
+    account_id: &str,
+    token: &str,
+    terminated_at: DateTime<Utc>,
+) {
+    let key = (account_id.to_string(), token.to_string());
+    let Some(record) = book.tokens.get(&key) else {
+        return;
+    };
+    if record.expires_at.is_some()
+        || record
+            .instance_ids
+            .iter()
+            .any(|id| book.get(account_id, id).is_some())
+    {
+        return;
+    }
+    let expiry = terminated_at + Duration::hours(CLIENT_TOKEN_RETENTION_HOURS);
+    let record = ClientTokenRecord {
+        expires_at: Some(expiry),
+        ..record.clone()
+    };
+    batch.put_record(
+        CLIENT_TOKENS,
+        format!("{account_id}/{token}").into_bytes(),
+        &record,
+    );
+    book.token_expiry
+        .insert((expiry, key.0.clone(), key.1.clone()));
+    book.tokens.insert(key, record);
 }
 
 /// EC2's rules for which states each action starts from.
@@ -916,5 +981,85 @@ impl From<&crate::config::LifecycleConfig> for LifecycleTiming {
             terminate_delay: seconds(config.terminate_delay_secs),
             terminated_retention: seconds(config.terminated_retention_secs),
         }
+    }
+}
+
+/// A change ModifyInstanceAttribute makes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AttributeChange {
+    /// Stopped instances only; the type must exist and match the image.
+    InstanceType(String),
+    /// Base64; stopped instances only.
+    UserData(String),
+    DisableApiTermination(bool),
+    /// `stop` or `terminate`.
+    ShutdownBehavior(String),
+}
+
+impl Compute {
+    /// ModifyInstanceAttribute.
+    pub async fn modify_instance(
+        &self,
+        account_id: &str,
+        instance_id: &str,
+        change: AttributeChange,
+        dry_run: bool,
+    ) -> ApiResult<()> {
+        super::ids::check_id(instance_id, "i", "InvalidInstanceID.Malformed")?;
+        let sequence = {
+            let mut book = self.instances.book.lock().expect("instance lock");
+            let before = book
+                .get(account_id, instance_id)
+                .cloned()
+                .ok_or_else(|| instances_not_found(&[instance_id.to_string()]))?;
+            if before.state == InstanceState::Terminated {
+                return Err(ApiError::IncorrectInstanceState(format!(
+                    "The instance '{instance_id}' is terminated."
+                )));
+            }
+            let must_be_stopped = matches!(
+                change,
+                AttributeChange::InstanceType(_) | AttributeChange::UserData(_)
+            );
+            if must_be_stopped && before.state != InstanceState::Stopped {
+                return Err(ApiError::IncorrectInstanceState(format!(
+                    "The instance '{instance_id}' is not in the 'stopped' state."
+                )));
+            }
+            let mut after = before.clone();
+            match change {
+                AttributeChange::InstanceType(name) => {
+                    let instance_type = self.catalog.instance_type(&name).ok_or_else(|| {
+                        ApiError::invalid_value(format!(
+                            "The instance type '{name}' does not exist"
+                        ))
+                    })?;
+                    if instance_type.architecture != before.architecture {
+                        return Err(ApiError::invalid_value(format!(
+                            "The instance type '{name}' ({}) does not match the architecture of the instance's image ({})",
+                            instance_type.architecture, before.architecture
+                        )));
+                    }
+                    after.instance_type = instance_type.name.clone();
+                    after.vcpus = instance_type.vcpus;
+                    after.memory_mib = instance_type.memory_mib;
+                }
+                AttributeChange::UserData(data) => after.user_data = Some(data),
+                AttributeChange::DisableApiTermination(value) => {
+                    after.disable_api_termination = value
+                }
+                AttributeChange::ShutdownBehavior(value) => after.shutdown_behavior = value,
+            }
+            if dry_run {
+                return Err(ApiError::DryRunOperation);
+            }
+            let mut batch = WriteBatch::new();
+            batch.put_record(INSTANCES, after.key(), &after);
+            let sequence = self.store.apply(&batch)?;
+            book.update(&before, after);
+            sequence
+        };
+        self.store.durable(sequence).await?;
+        Ok(())
     }
 }

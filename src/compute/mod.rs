@@ -8,6 +8,7 @@
 pub mod accounts;
 pub mod catalog;
 pub mod ids;
+pub mod images;
 pub mod instances;
 pub mod keymaterial;
 pub mod keypairs;
@@ -49,6 +50,8 @@ pub struct Compute {
     pub pagination_key: [u8; 32],
     /// Serialises key pair name checks with their writes.
     key_pair_lock: std::sync::Mutex<()>,
+    /// Serialises image name checks with their writes.
+    image_lock: std::sync::Mutex<()>,
 }
 
 impl Compute {
@@ -94,6 +97,7 @@ impl Compute {
             lifecycle: LifecycleTiming::from(&config.lifecycle),
             pagination_key,
             key_pair_lock: std::sync::Mutex::new(()),
+            image_lock: std::sync::Mutex::new(()),
         })
     }
 }

@@ -1,0 +1,358 @@
+//! DescribeImages, RegisterImage, DeregisterImage, DescribeImageAttribute.
+//!
+//! DescribeImages: `ImageId.N`, `Owner.N` (`self`, `amazon` for the
+//! catalogue's system account, or an account id), `ExecutableBy.N` (`self`,
+//! `all`, an account id), and the filters name, image-id, state,
+//! architecture, owner-id, owner-alias, is-public, image-type,
+//! root-device-type, platform, description and tags; only images the caller
+//! may launch are visible. DescribeImageAttribute answers `description` and
+//! `launchPermission` (`group=all` for public images, empty for private ones).
+
+use super::tags::{check_filter_names, tag_filter_values, tag_specifications, write_tags};
+use super::{dry_run_check, Context};
+use crate::compute::catalog::{SYSTEM_ACCOUNT_ID, SYSTEM_OWNER_ALIAS};
+use crate::compute::images::{Image, NewImage};
+use crate::error::{ApiError, ApiResult};
+use crate::protocol::filters::matches_all;
+use crate::protocol::xml::{ReturnTrue, XmlOutput, XmlWriter};
+use crate::protocol::{Filter, Params};
+
+const IMAGE_FILTERS: &[&str] = &[
+    "name",
+    "image-id",
+    "state",
+    "architecture",
+    "owner-id",
+    "owner-alias",
+    "is-public",
+    "image-type",
+    "root-device-type",
+    "platform",
+    "description",
+    "virtualization-type",
+    "hypervisor",
+    "tag-key",
+    "tag-value",
+];
+
+#[derive(Debug)]
+pub struct DescribeImages {
+    pub image_ids: Vec<String>,
+    pub owners: Vec<String>,
+    pub executable_by: Vec<String>,
+    pub filters: Vec<Filter>,
+    pub dry_run: bool,
+}
+
+impl DescribeImages {
+    pub const PARAMETERS: &'static [&'static str] = &[
+        "ImageId",
+        "Owner",
+        "ExecutableBy",
+        "Filter",
+        "IncludeDeprecated",
+        "IncludeDisabled",
+        "DryRun",
+    ];
+
+    pub fn from_params(params: &Params) -> ApiResult<Self> {
+        let request = Self {
+            image_ids: params.list("ImageId")?,
+            owners: params.list("Owner")?,
+            executable_by: params.list("ExecutableBy")?,
+            filters: params.filters()?,
+            dry_run: params.boolean("DryRun")?.unwrap_or(false),
+        };
+        for id in &request.image_ids {
+            crate::compute::ids::check_id(id, "ami", "InvalidAMIID.Malformed")?;
+        }
+        check_filter_names(&request.filters, IMAGE_FILTERS)?;
+        Ok(request)
+    }
+
+    pub async fn execute(self, context: &Context<'_>) -> ApiResult<ImageList> {
+        let account = context.principal.account_id.as_str();
+        let visible = context.compute.visible_images(account)?;
+        let missing: Vec<&str> = self
+            .image_ids
+            .iter()
+            .filter(|id| !visible.iter().any(|i| &i.id == *id))
+            .map(String::as_str)
+            .collect();
+        if !missing.is_empty() {
+            return Err(ApiError::NotFound {
+                code: "InvalidAMIID.NotFound",
+                message: format!("The image id '[{}]' does not exist", missing.join(", ")),
+            });
+        }
+        dry_run_check(self.dry_run)?;
+        let owner_matches = |image: &Image| {
+            self.owners.is_empty()
+                || self.owners.iter().any(|owner| match owner.as_str() {
+                    "self" => image.owner_id == account,
+                    SYSTEM_OWNER_ALIAS => image.owner_id == SYSTEM_ACCOUNT_ID,
+                    id => image.owner_id == id,
+                })
+        };
+        let executable = |image: &Image| {
+            self.executable_by.is_empty()
+                || self.executable_by.iter().any(|who| match who.as_str() {
+                    "all" => image.public,
+                    "self" => image.public || image.owner_id == account,
+                    id => image.public || image.owner_id == id,
+                })
+        };
+        let images = visible
+            .into_iter()
+            .filter(|image| self.image_ids.is_empty() || self.image_ids.contains(&image.id))
+            .filter(|image| owner_matches(image) && executable(image))
+            .filter(|image| matches_all(&self.filters, |name| image_filter_values(image, name)))
+            .collect();
+        Ok(ImageList { images })
+    }
+}
+
+fn image_filter_values(image: &Image, filter: &str) -> Vec<String> {
+    if let Some(values) = tag_filter_values(&image.tags, filter) {
+        return values;
+    }
+    let one = |value: &str| vec![value.to_string()];
+    match filter {
+        "name" => one(&image.name),
+        "image-id" => one(&image.id),
+        "state" => one("available"),
+        "architecture" => one(&image.architecture),
+        "owner-id" => one(&image.owner_id),
+        "owner-alias" => {
+            if image.owner_id == SYSTEM_ACCOUNT_ID {
+                one(SYSTEM_OWNER_ALIAS)
+            } else {
+                Vec::new()
+            }
+        }
+        "is-public" => one(if image.public { "true" } else { "false" }),
+        "image-type" => one("machine"),
+        "root-device-type" => one("ebs"),
+        "platform" => {
+            if image.platform == "windows" {
+                one("windows")
+            } else {
+                Vec::new()
+            }
+        }
+        "description" => image.description.iter().cloned().collect(),
+        "virtualization-type" => one("hvm"),
+        _ => one("xen"), // hypervisor
+    }
+}
+
+#[derive(Debug)]
+pub struct ImageList {
+    images: Vec<Image>,
+}
+
+impl XmlOutput for ImageList {
+    fn write_xml(&self, xml: &mut XmlWriter) {
+        xml.list("imagesSet", &self.images, |xml, image| {
+            xml.element("imageId", &image.id);
+            xml.element(
+                "imageLocation",
+                &format!("{}/{}", image.owner_id, image.name),
+            );
+            xml.element("imageState", "available");
+            xml.element("imageOwnerId", &image.owner_id);
+            if let Some(created) = image.created_at {
+                xml.element("creationDate", &crate::clock::format_timestamp(created));
+            }
+            xml.boolean("isPublic", image.public);
+            xml.element("architecture", &image.architecture);
+            xml.element("imageType", "machine");
+            if image.platform == "windows" {
+                xml.element("platform", "windows");
+            }
+            if image.owner_id == SYSTEM_ACCOUNT_ID {
+                xml.element("imageOwnerAlias", SYSTEM_OWNER_ALIAS);
+            }
+            xml.element("name", &image.name);
+            xml.optional("description", image.description.as_deref());
+            xml.element("rootDeviceType", "ebs");
+            xml.element("rootDeviceName", "/dev/xvda");
+            xml.list("blockDeviceMapping", &[] as &[String], |_, _| {});
+            xml.element("virtualizationType", "hvm");
+            xml.element("hypervisor", "xen");
+            write_tags(xml, &image.tags);
+            xml.element(
+                "platformDetails",
+                if image.platform == "windows" {
+                    "Windows"
+                } else {
+                    "Linux/UNIX"
+                },
+            );
+        });
+    }
+}
+
+#[derive(Debug)]
+pub struct RegisterImage {
+    pub image: NewImage,
+    pub dry_run: bool,
+}
+
+impl RegisterImage {
+    pub const PARAMETERS: &'static [&'static str] = &[
+        "Name",
+        "Description",
+        "Architecture",
+        "ImageLocation",
+        "RootDeviceName",
+        "BlockDeviceMapping",
+        "VirtualizationType",
+        "EnaSupport",
+        "BootMode",
+        "TagSpecification",
+        "DryRun",
+    ];
+
+    pub fn from_params(params: &Params) -> ApiResult<Self> {
+        if let Some(virtualization) = params.optional("VirtualizationType") {
+            if virtualization != "hvm" {
+                return Err(ApiError::invalid_value(format!(
+                    "Unsupported virtualization type '{virtualization}': only hvm"
+                )));
+            }
+        }
+        Ok(Self {
+            image: NewImage {
+                name: params.required("Name")?,
+                description: params.optional("Description"),
+                architecture: params
+                    .optional("Architecture")
+                    .unwrap_or_else(|| "x86_64".into()),
+                tags: tag_specifications(params, "image")?,
+            },
+            dry_run: params.boolean("DryRun")?.unwrap_or(false),
+        })
+    }
+
+    pub async fn execute(self, context: &Context<'_>) -> ApiResult<RegisteredImage> {
+        let image = context
+            .compute
+            .register_image(&context.principal.account_id, self.image, self.dry_run)
+            .await?;
+        Ok(RegisteredImage(image.id))
+    }
+}
+
+#[derive(Debug)]
+pub struct RegisteredImage(String);
+
+impl XmlOutput for RegisteredImage {
+    fn write_xml(&self, xml: &mut XmlWriter) {
+        xml.element("imageId", &self.0);
+    }
+}
+
+#[derive(Debug)]
+pub struct DeregisterImage {
+    pub image_id: String,
+    pub dry_run: bool,
+}
+
+impl DeregisterImage {
+    pub const PARAMETERS: &'static [&'static str] =
+        &["ImageId", "DeleteAssociatedSnapshots", "DryRun"];
+
+    pub fn from_params(params: &Params) -> ApiResult<Self> {
+        Ok(Self {
+            image_id: params.required("ImageId")?,
+            dry_run: params.boolean("DryRun")?.unwrap_or(false),
+        })
+    }
+
+    pub async fn execute(self, context: &Context<'_>) -> ApiResult<ReturnTrue> {
+        context
+            .compute
+            .deregister_image(&context.principal.account_id, &self.image_id, self.dry_run)
+            .await?;
+        Ok(ReturnTrue)
+    }
+}
+
+/// The image attributes this gateway answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImageAttributeName {
+    Description,
+    LaunchPermission,
+}
+
+#[derive(Debug)]
+pub struct DescribeImageAttribute {
+    pub image_id: String,
+    pub attribute: ImageAttributeName,
+    pub dry_run: bool,
+}
+
+impl DescribeImageAttribute {
+    pub const PARAMETERS: &'static [&'static str] = &["ImageId", "Attribute", "DryRun"];
+
+    pub fn from_params(params: &Params) -> ApiResult<Self> {
+        let image_id = params.required("ImageId")?;
+        crate::compute::ids::check_id(&image_id, "ami", "InvalidAMIID.Malformed")?;
+        let attribute = match params.required("Attribute")?.as_str() {
+            "description" => ImageAttributeName::Description,
+            "launchPermission" => ImageAttributeName::LaunchPermission,
+            other => {
+                return Err(ApiError::invalid_value(format!(
+                    "Value ({other}) for parameter attribute is invalid. Supported here: description, launchPermission."
+                )))
+            }
+        };
+        Ok(Self {
+            image_id,
+            attribute,
+            dry_run: params.boolean("DryRun")?.unwrap_or(false),
+        })
+    }
+
+    pub async fn execute(self, context: &Context<'_>) -> ApiResult<ImageAttributeOutput> {
+        let image = context
+            .compute
+            .visible_image(&context.principal.account_id, &self.image_id)?
+            .ok_or_else(|| ApiError::NotFound {
+                code: "InvalidAMIID.NotFound",
+                message: format!("The image id '[{}]' does not exist", self.image_id),
+            })?;
+        dry_run_check(self.dry_run)?;
+        Ok(ImageAttributeOutput {
+            image,
+            attribute: self.attribute,
+        })
+    }
+}
+
+#[derive(Debug)]
+pub struct ImageAttributeOutput {
+    image: Image,
+    attribute: ImageAttributeName,
+}
+
+impl XmlOutput for ImageAttributeOutput {
+    fn write_xml(&self, xml: &mut XmlWriter) {
+        xml.element("imageId", &self.image.id);
+        match self.attribute {
+            ImageAttributeName::Description => match &self.image.description {
+                Some(description) => {
+                    xml.nested("description", |xml| xml.element("value", description))
+                }
+                None => xml.nested("description", |_| {}),
+            },
+            ImageAttributeName::LaunchPermission => {
+                let groups: &[&str] = if self.image.public { &["all"] } else { &[] };
+                xml.list("launchPermission", groups, |xml, group| {
+                    xml.element("group", group)
+                });
+            }
+        }
+    }
+}

@@ -1,0 +1,479 @@
+//! DescribeInstanceStatus, GetConsoleOutput, DescribeInstanceAttribute,
+//! ModifyInstanceAttribute.
+//!
+//! Status checks: a running instance reports `ok` with reachability
+//! `passed` for both the system and the instance; other states report
+//! `not-applicable`. Without `IncludeAllInstances` only running instances
+//! are listed, as in EC2. The console output is a boot log of the simulated
+//! host, built from the instance's own facts (host, zone, address, image),
+//! available once the instance has booted, base64-encoded with its
+//! `timestamp`. Attributes: instanceType and userData (changeable while
+//! stopped), disableApiTermination and instanceInitiatedShutdownBehavior.
+
+use super::pagination::{check_max_results, issue, selection_digest, verify};
+use super::{dry_run_check, Context};
+use crate::compute::instances::{AttributeChange, Instance, InstanceState};
+use crate::error::{ApiError, ApiResult};
+use crate::protocol::filters::{check_names, matches_all};
+use crate::protocol::xml::{ReturnTrue, XmlOutput, XmlWriter};
+use crate::protocol::{Filter, Params};
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+
+const STATUS_FILTERS: &[&str] = &[
+    "availability-zone",
+    "instance-state-name",
+    "instance-state-code",
+    "instance-status.status",
+    "instance-status.reachability",
+    "system-status.status",
+    "system-status.reachability",
+];
+
+/// `ok` for running instances, `not-applicable` otherwise.
+fn status_of(instance: &Instance) -> &'static str {
+    if instance.state == InstanceState::Running {
+        "ok"
+    } else {
+        "not-applicable"
+    }
+}
+
+#[derive(Debug)]
+pub struct DescribeInstanceStatus {
+    pub instance_ids: Vec<String>,
+    pub filters: Vec<Filter>,
+    pub include_all_instances: bool,
+    pub max_results: Option<usize>,
+    pub next_token: Option<String>,
+    pub dry_run: bool,
+}
+
+impl DescribeInstanceStatus {
+    pub const PARAMETERS: &'static [&'static str] = &[
+        "InstanceId",
+        "Filter",
+        "IncludeAllInstances",
+        "MaxResults",
+        "NextToken",
+        "DryRun",
+    ];
+
+    pub fn from_params(params: &Params) -> ApiResult<Self> {
+        let request = Self {
+            instance_ids: params.list("InstanceId")?,
+            filters: params.filters()?,
+            include_all_instances: params.boolean("IncludeAllInstances")?.unwrap_or(false),
+            max_results: check_max_results(params.number("MaxResults")?, 5, 1000)?,
+            next_token: params.optional("NextToken"),
+            dry_run: params.boolean("DryRun")?.unwrap_or(false),
+        };
+        if request.max_results.is_some() && !request.instance_ids.is_empty() {
+            return Err(ApiError::InvalidParameterCombination(
+                "The parameter instancesSet cannot be used with the parameter maxResults".into(),
+            ));
+        }
+        check_names(&request.filters, STATUS_FILTERS)?;
+        Ok(request)
+    }
+
+    pub async fn execute(self, context: &Context<'_>) -> ApiResult<StatusList> {
+        let compute = context.compute;
+        let account = &context.principal.account_id;
+        let mut parts: Vec<String> = self
+            .filters
+            .iter()
+            .map(|f| format!("{}={}", f.name, f.values.join("\u{1}")))
+            .collect();
+        parts.push(self.include_all_instances.to_string());
+        let selection = selection_digest(&parts.iter().map(String::as_str).collect::<Vec<_>>());
+        let after = match &self.next_token {
+            Some(token) => Some(
+                verify(
+                    &compute.pagination_key,
+                    token,
+                    account,
+                    "DescribeInstanceStatus",
+                    &selection,
+                )?
+                .parse::<u64>()
+                .map_err(|_| ApiError::InvalidNextToken)?,
+            ),
+            None => None,
+        };
+        let instances = compute.instances(account, &self.instance_ids, after)?;
+        dry_run_check(self.dry_run)?;
+        let mut matching = instances
+            .into_iter()
+            .filter(|i| self.include_all_instances || i.state == InstanceState::Running)
+            .filter(|i| {
+                matches_all(&self.filters, |name| match name {
+                    "availability-zone" => vec![i.availability_zone.clone()],
+                    "instance-state-name" => vec![i.state.name().to_string()],
+                    "instance-state-code" => vec![i.state.code().to_string()],
+                    "instance-status.status" | "system-status.status" => {
+                        vec![status_of(i).to_string()]
+                    }
+                    _ => {
+                        if i.state == InstanceState::Running {
+                            vec!["passed".to_string()]
+                        } else {
+                            Vec::new()
+                        }
+                    }
+                })
+            });
+        let page: Vec<Instance> = match self.max_results {
+            Some(max) => matching.by_ref().take(max).collect(),
+            None => matching.by_ref().collect(),
+        };
+        let next_token = match (self.max_results, matching.next(), page.last()) {
+            (Some(_), Some(_), Some(last)) => Some(issue(
+                &compute.pagination_key,
+                account,
+                "DescribeInstanceStatus",
+                &selection,
+                &last.sequence.to_string(),
+            )),
+            _ => None,
+        };
+        Ok(StatusList {
+            instances: page,
+            next_token,
+        })
+    }
+}
+
+#[derive(Debug)]
+pub struct StatusList {
+    instances: Vec<Instance>,
+    next_token: Option<String>,
+}
+
+fn write_summary(xml: &mut XmlWriter, name: &str, instance: &Instance) {
+    xml.nested(name, |xml| {
+        xml.element("status", status_of(instance));
+        let details: &[&str] = if instance.state == InstanceState::Running {
+            &["passed"]
+        } else {
+            &[]
+        };
+        xml.list("details", details, |xml, status| {
+            xml.element("name", "reachability");
+            xml.element("status", status);
+        });
+    });
+}
+
+impl XmlOutput for StatusList {
+    fn write_xml(&self, xml: &mut XmlWriter) {
+        xml.list("instanceStatusSet", &self.instances, |xml, instance| {
+            xml.element("instanceId", &instance.id);
+            xml.element("availabilityZone", &instance.availability_zone);
+            xml.list("eventsSet", &[] as &[String], |_, _| {});
+            xml.nested("instanceState", |xml| {
+                xml.number("code", instance.state.code());
+                xml.element("name", instance.state.name());
+            });
+            write_summary(xml, "systemStatus", instance);
+            write_summary(xml, "instanceStatus", instance);
+        });
+        xml.optional("nextToken", self.next_token.as_deref());
+    }
+}
+
+/// A single required, well-formed instance id.
+fn one_instance_id(params: &Params) -> ApiResult<String> {
+    let id = params.required("InstanceId")?;
+    crate::compute::ids::check_id(&id, "i", "InvalidInstanceID.Malformed")?;
+    Ok(id)
+}
+
+fn lookup(context: &Context<'_>, id: &str) -> ApiResult<Instance> {
+    Ok(context
+        .compute
+        .instances(&context.principal.account_id, &[id.to_string()], None)?
+        .remove(0))
+}
+
+#[derive(Debug)]
+pub struct GetConsoleOutput {
+    pub instance_id: String,
+    pub dry_run: bool,
+}
+
+impl GetConsoleOutput {
+    pub const PARAMETERS: &'static [&'static str] = &["InstanceId", "Latest", "DryRun"];
+
+    pub fn from_params(params: &Params) -> ApiResult<Self> {
+        Ok(Self {
+            instance_id: one_instance_id(params)?,
+            dry_run: params.boolean("DryRun")?.unwrap_or(false),
+        })
+    }
+
+    pub async fn execute(self, context: &Context<'_>) -> ApiResult<ConsoleOutput> {
+        let instance = lookup(context, &self.instance_id)?;
+        dry_run_check(self.dry_run)?;
+        let booted = !matches!(instance.state, InstanceState::Pending);
+        Ok(ConsoleOutput {
+            instance_id: instance.id.clone(),
+            timestamp: context.compute.clock.now(),
+            output: booted
+                .then(|| STANDARD.encode(boot_log(&instance, &context.compute.region.name))),
+        })
+    }
+}
+
+/// A boot log as the simulated host's serial console would show it.
+fn boot_log(instance: &Instance, region: &str) -> String {
+    let hostname = format!("ip-{}", instance.private_ip.replace('.', "-"));
+    let host = instance.host.as_deref().unwrap_or("(host released)");
+    let launched = instance.launch_time.format("%a, %d %b %Y %H:%M:%S +0000");
+    let lines = [
+        format!("[    0.000000] Linux version 6.1.0-27-cloud-{} (debian-kernel@lists.debian.org) #1 SMP PREEMPT_DYNAMIC", if instance.architecture == "arm64" { "arm64" } else { "amd64" }),
+        "[    0.000000] Command line: BOOT_IMAGE=/boot/vmlinuz-6.1.0-27-cloud root=/dev/xvda1 ro console=tty0 console=ttyS0,115200".to_string(),
+        "[    0.000000] Hypervisor detected: Xen HVM".to_string(),
+        format!("[    0.000000] DMI: ec2-gateway {} {}, BIOS 4.11 {}", instance.instance_type, instance.id, instance.launch_time.format("%m/%d/%Y")),
+        format!("[    0.004000] Memory: {}K available", instance.memory_mib * 1024),
+        format!("[    0.012000] smpboot: Allowing {} CPUs", instance.vcpus),
+        format!("[    0.900000] ec2-gateway: compute host {host}, availability zone {}, region {region}", instance.availability_zone),
+        "[    1.204000] EXT4-fs (xvda1): mounted filesystem with ordered data mode.".to_string(),
+        format!("[    2.310000] cloud-init[412]: Cloud-init v. 22.4.2 running 'init' at {launched}. Up 2.31 seconds."),
+        format!("[    2.402000] cloud-init[412]: ci-info: | eth0 | True | {} | 255.255.240.0 | global |", instance.private_ip),
+        format!("[    2.515000] cloud-init[412]: Set hostname to <{hostname}>, image {}", instance.image_id),
+        format!("[    3.020000] cloud-init[641]: Cloud-init v. 22.4.2 finished at {launched}. Datasource DataSourceEc2Local. Up 3.02 seconds"),
+        String::new(),
+        format!("Debian GNU/Linux 12 {hostname} ttyS0"),
+        String::new(),
+        format!("{hostname} login: "),
+    ];
+    lines.join("\r\n")
+}
+
+#[derive(Debug)]
+pub struct ConsoleOutput {
+    instance_id: String,
+    timestamp: chrono::DateTime<chrono::Utc>,
+    output: Option<String>,
+}
+
+impl XmlOutput for ConsoleOutput {
+    fn write_xml(&self, xml: &mut XmlWriter) {
+        xml.element("instanceId", &self.instance_id);
+        xml.timestamp("timestamp", self.timestamp);
+        xml.optional("output", self.output.as_deref());
+    }
+}
+
+/// Instance attributes DescribeInstanceAttribute answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InstanceAttributeName {
+    InstanceType,
+    UserData,
+    DisableApiTermination,
+    InstanceInitiatedShutdownBehavior,
+    RootDeviceName,
+    GroupSet,
+}
+
+impl InstanceAttributeName {
+    fn parse(value: &str) -> ApiResult<Self> {
+        Ok(match value {
+            "instanceType" => Self::InstanceType,
+            "userData" => Self::UserData,
+            "disableApiTermination" => Self::DisableApiTermination,
+            "instanceInitiatedShutdownBehavior" => Self::InstanceInitiatedShutdownBehavior,
+            "rootDeviceName" => Self::RootDeviceName,
+            "groupSet" => Self::GroupSet,
+            other => {
+                return Err(ApiError::invalid_value(format!(
+                    "Value ({other}) for parameter attribute is invalid. Supported here: instanceType, userData, disableApiTermination, instanceInitiatedShutdownBehavior, rootDeviceName, groupSet."
+                )))
+            }
+        })
+    }
+}
+
+#[derive(Debug)]
+pub struct DescribeInstanceAttribute {
+    pub instance_id: String,
+    pub attribute: InstanceAttributeName,
+    pub dry_run: bool,
+}
+
+impl DescribeInstanceAttribute {
+    pub const PARAMETERS: &'static [&'static str] = &["InstanceId", "Attribute", "DryRun"];
+
+    pub fn from_params(params: &Params) -> ApiResult<Self> {
+        Ok(Self {
+            instance_id: one_instance_id(params)?,
+            attribute: InstanceAttributeName::parse(&params.required("Attribute")?)?,
+            dry_run: params.boolean("DryRun")?.unwrap_or(false),
+        })
+    }
+
+    pub async fn execute(self, context: &Context<'_>) -> ApiResult<AttributeOutput> {
+        let instance = lookup(context, &self.instance_id)?;
+        dry_run_check(self.dry_run)?;
+        Ok(AttributeOutput {
+            instance,
+            attribute: self.attribute,
+        })
+    }
+}
+
+#[derive(Debug)]
+pub struct AttributeOutput {
+    instance: Instance,
+    attribute: InstanceAttributeName,
+}
+
+impl XmlOutput for AttributeOutput {
+    fn write_xml(&self, xml: &mut XmlWriter) {
+        let instance = &self.instance;
+        xml.element("instanceId", &instance.id);
+        let value = |xml: &mut XmlWriter, name: &str, text: &str| {
+            xml.nested(name, |xml| xml.element("value", text))
+        };
+        match self.attribute {
+            InstanceAttributeName::InstanceType => {
+                value(xml, "instanceType", &instance.instance_type)
+            }
+            InstanceAttributeName::UserData => match &instance.user_data {
+                Some(data) => value(xml, "userData", data),
+                None => xml.nested("userData", |_| {}),
+            },
+            InstanceAttributeName::DisableApiTermination => xml
+                .nested("disableApiTermination", |xml| {
+                    xml.boolean("value", instance.disable_api_termination)
+                }),
+            InstanceAttributeName::InstanceInitiatedShutdownBehavior => value(
+                xml,
+                "instanceInitiatedShutdownBehavior",
+                &instance.shutdown_behavior,
+            ),
+            InstanceAttributeName::RootDeviceName => value(xml, "rootDeviceName", "/dev/xvda"),
+            InstanceAttributeName::GroupSet => {
+                xml.list("groupSet", &instance.security_groups, |xml, group| {
+                    xml.element("groupId", &group.id);
+                    xml.element("groupName", &group.name);
+                })
+            }
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct ModifyInstanceAttribute {
+    pub instance_id: String,
+    pub change: AttributeChange,
+    pub dry_run: bool,
+}
+
+impl ModifyInstanceAttribute {
+    pub const PARAMETERS: &'static [&'static str] = &[
+        "InstanceId",
+        "Attribute",
+        "Value",
+        "InstanceType",
+        "UserData",
+        "DisableApiTermination",
+        "InstanceInitiatedShutdownBehavior",
+        "DryRun",
+    ];
+
+    /// Either `Attribute` + `Value` or one `<Attribute>.Value` parameter.
+    pub fn from_params(params: &Params) -> ApiResult<Self> {
+        let instance_id = one_instance_id(params)?;
+        let (attribute, value) = match (params.optional("Attribute"), params.get("Value")) {
+            (Some(attribute), Some(value)) => (attribute, value.to_string()),
+            (Some(attribute), None) => {
+                return Err(ApiError::MissingParameter(format!(
+                    "Value (for attribute {attribute})"
+                )))
+            }
+            _ => {
+                let found = [
+                    ("InstanceType.Value", "instanceType"),
+                    ("UserData.Value", "userData"),
+                    ("DisableApiTermination.Value", "disableApiTermination"),
+                    (
+                        "InstanceInitiatedShutdownBehavior.Value",
+                        "instanceInitiatedShutdownBehavior",
+                    ),
+                ]
+                .into_iter()
+                .filter_map(|(parameter, attribute)| {
+                    params
+                        .get(parameter)
+                        .map(|v| (attribute.to_string(), v.to_string()))
+                })
+                .collect::<Vec<_>>();
+                match found.as_slice() {
+                    [one] => one.clone(),
+                    [] => return Err(ApiError::MissingParameter("Attribute".into())),
+                    _ => {
+                        return Err(ApiError::InvalidParameterCombination(
+                            "Only one attribute can be modified in one request".into(),
+                        ))
+                    }
+                }
+            }
+        };
+        let change = match attribute.as_str() {
+            "instanceType" => AttributeChange::InstanceType(value),
+            "userData" => {
+                let compact: String = value.chars().filter(|c| !c.is_whitespace()).collect();
+                STANDARD.decode(&compact).map_err(|_| {
+                    ApiError::invalid_value("Invalid BASE64 encoding of user data.")
+                })?;
+                AttributeChange::UserData(compact)
+            }
+            "disableApiTermination" => {
+                AttributeChange::DisableApiTermination(match value.to_ascii_lowercase().as_str() {
+                    "true" => true,
+                    "false" => false,
+                    _ => {
+                        return Err(ApiError::invalid_value(format!(
+                            "Invalid boolean '{value}' for disableApiTermination"
+                        )))
+                    }
+                })
+            }
+            "instanceInitiatedShutdownBehavior"
+                if matches!(value.as_str(), "stop" | "terminate") =>
+            {
+                AttributeChange::ShutdownBehavior(value)
+            }
+            "instanceInitiatedShutdownBehavior" => {
+                return Err(ApiError::invalid_value(format!(
+                    "Invalid shutdown behavior '{value}': stop or terminate"
+                )))
+            }
+            other => {
+                return Err(ApiError::invalid_value(format!(
+                    "The attribute '{other}' cannot be modified here"
+                )))
+            }
+        };
+        Ok(Self {
+            instance_id,
+            change,
+            dry_run: params.boolean("DryRun")?.unwrap_or(false),
+        })
+    }
+
+    pub async fn execute(self, context: &Context<'_>) -> ApiResult<ReturnTrue> {
+        context
+            .compute
+            .modify_instance(
+                &context.principal.account_id,
+                &self.instance_id,
+                self.change,
+                self.dry_run,
+            )
+            .await?;
+        Ok(ReturnTrue)
+    }
+}

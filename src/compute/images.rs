@@ -1,0 +1,162 @@
+//! Images: the public catalogue plus each account's registered images.
+//!
+//! RegisterImage records a private image owned by the caller (names unique
+//! per account: `InvalidAMIName.Duplicate`); DeregisterImage removes one of
+//! the caller's own images (instances launched from it keep running);
+//! another account's private image is `InvalidAMIID.NotFound`, as if it did
+//! not exist, and catalogue images cannot be deregistered.
+
+use super::instances::Tag;
+use super::Compute;
+use crate::error::{ApiError, ApiResult};
+use crate::store::WriteBatch;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+const IMAGES: &str = "images";
+
+/// An image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Image {
+    pub id: String,
+    pub name: String,
+    pub description: Option<String>,
+    pub architecture: String,
+    pub platform: String,
+    pub owner_id: String,
+    pub public: bool,
+    pub tags: Vec<Tag>,
+    /// When it was registered (catalogue images have none).
+    pub created_at: Option<DateTime<Utc>>,
+}
+
+/// What RegisterImage supplies.
+#[derive(Debug, Clone)]
+pub struct NewImage {
+    pub name: String,
+    pub description: Option<String>,
+    pub architecture: String,
+    pub tags: Vec<Tag>,
+}
+
+fn image_key(account_id: &str, image_id: &str) -> Vec<u8> {
+    format!("{account_id}/{image_id}").into_bytes()
+}
+
+fn not_found(image_id: &str) -> ApiError {
+    ApiError::NotFound {
+        code: "InvalidAMIID.NotFound",
+        message: format!("The image id '[{image_id}]' does not exist"),
+    }
+}
+
+impl Compute {
+    /// The images `account_id` may see and launch: public ones and its own.
+    pub fn visible_images(&self, account_id: &str) -> ApiResult<Vec<Image>> {
+        let mut images: Vec<Image> = self.catalog.images().cloned().collect();
+        images.extend(
+            self.store
+                .records::<Image>(IMAGES, format!("{account_id}/").as_bytes())?,
+        );
+        images.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(images)
+    }
+
+    /// One visible image.
+    pub fn visible_image(&self, account_id: &str, image_id: &str) -> ApiResult<Option<Image>> {
+        if let Some(image) = self.catalog.image(image_id) {
+            return Ok(Some(image.clone()));
+        }
+        Ok(self
+            .store
+            .get_record(IMAGES, &image_key(account_id, image_id))?)
+    }
+
+    /// RegisterImage: a private image of the caller.
+    pub async fn register_image(
+        &self,
+        account_id: &str,
+        image: NewImage,
+        dry_run: bool,
+    ) -> ApiResult<Image> {
+        let name_length = image.name.chars().count();
+        if !(3..=128).contains(&name_length) {
+            return Err(ApiError::invalid_value(
+                "Image names must be 3 to 128 characters long",
+            ));
+        }
+        if !matches!(image.architecture.as_str(), "x86_64" | "arm64" | "i386") {
+            return Err(ApiError::invalid_value(format!(
+                "Invalid architecture '{}'",
+                image.architecture
+            )));
+        }
+        let sequence = {
+            let _guard = self.image_lock.lock().expect("image lock");
+            let own = self
+                .store
+                .records::<Image>(IMAGES, format!("{account_id}/").as_bytes())?;
+            if own.iter().any(|i| i.name == image.name) {
+                return Err(ApiError::NotFound {
+                    code: "InvalidAMIName.Duplicate",
+                    message: format!(
+                        "AMI name {} is already in use by AMI of this account",
+                        image.name
+                    ),
+                });
+            }
+            if dry_run {
+                return Err(ApiError::DryRunOperation);
+            }
+            let record = Image {
+                id: super::ids::new_id("ami"),
+                name: image.name,
+                description: image.description,
+                architecture: image.architecture,
+                platform: "linux".into(),
+                owner_id: account_id.to_string(),
+                public: false,
+                tags: image.tags,
+                created_at: Some(self.clock.now()),
+            };
+            let mut batch = WriteBatch::new();
+            batch.put_record(IMAGES, image_key(account_id, &record.id), &record);
+            (self.store.apply(&batch)?, record)
+        };
+        self.store.durable(sequence.0).await?;
+        Ok(sequence.1)
+    }
+
+    /// DeregisterImage: only the caller's own images.
+    pub async fn deregister_image(
+        &self,
+        account_id: &str,
+        image_id: &str,
+        dry_run: bool,
+    ) -> ApiResult<()> {
+        super::ids::check_id(image_id, "ami", "InvalidAMIID.Malformed")?;
+        if self.catalog.image(image_id).is_some() {
+            return Err(ApiError::OperationNotPermitted(format!(
+                "The image {image_id} is a public catalogue image and cannot be deregistered"
+            )));
+        }
+        let sequence = {
+            let _guard = self.image_lock.lock().expect("image lock");
+            if self
+                .store
+                .get_record::<Image>(IMAGES, &image_key(account_id, image_id))?
+                .is_none()
+            {
+                return Err(not_found(image_id));
+            }
+            if dry_run {
+                return Err(ApiError::DryRunOperation);
+            }
+            let mut batch = WriteBatch::new();
+            batch.delete(IMAGES, image_key(account_id, image_id));
+            self.store.apply(&batch)?
+        };
+        self.store.durable(sequence).await?;
+        Ok(())
+    }
+}
