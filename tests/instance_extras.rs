@@ -233,7 +233,10 @@ async fn registered_images() {
         .await;
     assert_eq!(error_code(&reply), "InvalidAMIName.Duplicate");
     let mine = server.user("DescribeImages", &[("Owner.1", "self")]).await;
-    assert_eq!(column(&mine, "imagesSet", "imageId"), [image.clone()]);
+    assert_eq!(
+        column(&mine, "imagesSet", "imageId"),
+        std::slice::from_ref(&image)
+    );
     assert_eq!(column(&mine, "imagesSet", "isPublic"), ["false"]);
     let reply = server
         .user(
@@ -300,7 +303,7 @@ async fn status_console_and_attributes() {
     let reply = server.user("DescribeInstanceStatus", &[]).await;
     assert_eq!(
         column(&reply, "instanceStatusSet", "instanceId"),
-        [id.clone()]
+        std::slice::from_ref(&id)
     );
     assert!(
         reply.body.contains("<systemStatus><status>ok</status>")
