@@ -258,6 +258,166 @@ fn aws_cli() {
     assert!(gateway.terminate().success());
 }
 
+/// The AWS CLI flow of the instances issue, as a user would type it.
+#[test]
+fn aws_cli_instances() {
+    if !available("the AWS CLI", "aws", &["--version"])
+        || !available("ssh-keygen", "sh", &["-c", "command -v ssh-keygen"])
+    {
+        return;
+    }
+    let gateway = Gateway::with_test_config();
+    let ep = gateway.endpoint.as_str();
+    let cli = |args: &[&str]| json(&aws(ep, USER_KEY, USER_SECRET, args));
+    let work = tempfile::tempdir().unwrap();
+
+    // A key pair whose private key ssh-keygen accepts.
+    let key = cli(&["create-key-pair", "--key-name", "e2e"]);
+    let pem = work.path().join("e2e.pem");
+    std::fs::write(&pem, key["KeyMaterial"].as_str().unwrap()).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&pem, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let derived = Command::new("ssh-keygen")
+        .arg("-y")
+        .arg("-f")
+        .arg(&pem)
+        .output()
+        .unwrap();
+    assert!(
+        derived.status.success(),
+        "ssh-keygen refused the key: {}",
+        String::from_utf8_lossy(&derived.stderr)
+    );
+    let listed = cli(&[
+        "describe-key-pairs",
+        "--key-names",
+        "e2e",
+        "--include-public-key",
+    ]);
+    let public = listed["KeyPairs"][0]["PublicKey"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let derived = String::from_utf8(derived.stdout).unwrap();
+    assert_eq!(
+        derived.split_whitespace().nth(1),
+        public.split_whitespace().nth(1),
+        "same public key"
+    );
+
+    // Launch two in a chosen zone, with the key and a Name tag.
+    let run = cli(&[
+        "run-instances",
+        "--image-id",
+        "ami-0b1c2d3e4f5a6b7c8",
+        "--instance-type",
+        "t3.micro",
+        "--count",
+        "2",
+        "--placement",
+        "AvailabilityZone=us-east-1b",
+        "--key-name",
+        "e2e",
+        "--tag-specifications",
+        "ResourceType=instance,Tags=[{Key=Name,Value=e2e web}]",
+    ]);
+    let ids: Vec<String> = run["Instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["InstanceId"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids.len(), 2);
+    assert!(run["Instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|i| i["Placement"]["AvailabilityZone"] == "us-east-1b" && i["KeyName"] == "e2e"));
+    let mut wait = vec!["wait", "instance-running", "--instance-ids"];
+    wait.extend(ids.iter().map(String::as_str));
+    let waited = aws(ep, USER_KEY, USER_SECRET, &wait);
+    assert!(
+        waited.status.success(),
+        "{}",
+        String::from_utf8_lossy(&waited.stderr)
+    );
+    let filtered = cli(&[
+        "describe-instances",
+        "--filters",
+        "Name=tag:Name,Values=e2e*",
+        "Name=instance-state-name,Values=running",
+        "Name=availability-zone,Values=us-east-1b",
+    ]);
+    let found: Vec<&str> = filtered["Reservations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r["Instances"].as_array().unwrap())
+        .map(|i| i["InstanceId"].as_str().unwrap())
+        .collect();
+    assert_eq!(found.len(), 2);
+
+    // Five more, then a paged listing (the CLI follows NextToken itself).
+    cli(&[
+        "run-instances",
+        "--image-id",
+        "ami-0b1c2d3e4f5a6b7c8",
+        "--instance-type",
+        "t2.nano",
+        "--count",
+        "5",
+    ]);
+    let paged = cli(&["describe-instances", "--page-size", "5"]);
+    let total: usize = paged["Reservations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["Instances"].as_array().unwrap().len())
+        .sum();
+    assert_eq!(total, 7);
+
+    // Stop, start, terminate, each waited for.
+    for (action, waiter) in [
+        ("stop-instances", "instance-stopped"),
+        ("start-instances", "instance-running"),
+        ("terminate-instances", "instance-terminated"),
+    ] {
+        let mut args = vec![action, "--instance-ids"];
+        args.extend(ids.iter().map(String::as_str));
+        cli(&args);
+        let mut args = vec!["wait", waiter, "--instance-ids"];
+        args.extend(ids.iter().map(String::as_str));
+        let waited = aws(ep, USER_KEY, USER_SECRET, &args);
+        assert!(
+            waited.status.success(),
+            "{waiter}: {}",
+            String::from_utf8_lossy(&waited.stderr)
+        );
+    }
+
+    let images = cli(&[
+        "describe-images",
+        "--owners",
+        "amazon",
+        "--filters",
+        "Name=name,Values=debian-*",
+    ]);
+    assert_eq!(images["Images"].as_array().unwrap().len(), 2);
+    let types = cli(&["describe-instance-types", "--instance-types", "t3.micro"]);
+    assert_eq!(types["InstanceTypes"][0]["VCpuInfo"]["DefaultVCpus"], 2);
+    assert_eq!(types["InstanceTypes"][0]["MemoryInfo"]["SizeInMiB"], 1024);
+    let status = cli(&["describe-instance-status"]);
+    assert_eq!(
+        status["InstanceStatuses"].as_array().unwrap().len(),
+        5,
+        "the five still running"
+    );
+    assert!(gateway.terminate().success());
+}
+
 fn python_script(interpreter: &str, script: &str, endpoint: &str) {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/e2e")
@@ -288,6 +448,28 @@ fn boto3_sigv4_sigv2_and_presigned() {
     }
     let gateway = Gateway::with_test_config();
     python_script("python3", "boto3_zones.py", &gateway.endpoint);
+}
+
+#[test]
+fn boto3_retries_run_instances_with_the_same_client_token() {
+    if !available("boto3", "python3", &["-c", "import boto3"]) {
+        return;
+    }
+    let gateway = Gateway::with_test_config();
+    python_script("python3", "boto3_instances.py", &gateway.endpoint);
+}
+
+#[test]
+fn boto2_launches_lists_and_terminates_over_sigv2() {
+    if !available(
+        "boto 2 (python3-boto)",
+        SYSTEM_PYTHON,
+        &["-c", "import boto"],
+    ) {
+        return;
+    }
+    let gateway = Gateway::with_test_config();
+    python_script(SYSTEM_PYTHON, "boto2_instances.py", &gateway.endpoint);
 }
 
 /// Debian's python3-boto runs on the system interpreter.
