@@ -458,3 +458,174 @@ async fn status_console_and_attributes() {
     assert_eq!(error_code(&reply), "InvalidInstanceID.NotFound");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn vcpu_and_instance_quotas_follow_state_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(&dir.path().join("data"), StorageBackend::Memory);
+    config.quotas.max_instances = 5;
+    config.quotas.max_vcpus = 8;
+    let server = TestServer::start(config).await;
+    let three_micro = [
+        ("ImageId", IMAGE),
+        ("InstanceType", "t3.micro"),
+        ("MinCount", "3"),
+        ("MaxCount", "3"),
+    ];
+    let a = launch(&server, &[("InstanceType", "m5.large")]).await;
+    let b = launch(&server, &[("InstanceType", "m5.large")]).await;
+    let reply = server.user("RunInstances", &three_micro).await;
+    assert_eq!(error_code(&reply), "VcpuLimitExceeded", "4 + 6 vCPUs > 8");
+    // A stopped instance frees its vCPUs but still counts as an instance.
+    server.user("StopInstances", &[("InstanceId.1", &a)]).await;
+    wait_for(&server, &a, "stopped").await;
+    let reply = server.user("RunInstances", &three_micro).await;
+    assert_eq!(reply.status, 200, "2 + 6 vCPUs fit now: {}", reply.body);
+    let reply = server
+        .user(
+            "RunInstances",
+            &[
+                ("ImageId", IMAGE),
+                ("InstanceType", "t2.nano"),
+                ("MinCount", "1"),
+                ("MaxCount", "1"),
+            ],
+        )
+        .await;
+    assert_eq!(
+        error_code(&reply),
+        "InstanceLimitExceeded",
+        "5 instances, one of them stopped"
+    );
+    // A terminated instance counts for nothing.
+    server
+        .user("TerminateInstances", &[("InstanceId.1", &b)])
+        .await;
+    wait_for(&server, &b, "terminated").await;
+    launch(&server, &[("InstanceType", "t2.nano")]).await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn dry_run_on_every_other_mutation() {
+    let (server, _dir) = server().await;
+    use base64::Engine;
+    let public = base64::engine::general_purpose::STANDARD
+        .encode("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIANuyg9S7hUj6EV0GBhqcgD9deA0PLoSuOm1SaLi5VRN");
+    let reply = server
+        .user(
+            "ImportKeyPair",
+            &[
+                ("KeyName", "k"),
+                ("PublicKeyMaterial", &public),
+                ("DryRun", "true"),
+            ],
+        )
+        .await;
+    assert_eq!(error_code(&reply), "DryRunOperation");
+    let reply = server
+        .user(
+            "RegisterImage",
+            &[("Name", "dry-image"), ("DryRun", "true")],
+        )
+        .await;
+    assert_eq!(error_code(&reply), "DryRunOperation");
+    let image = text_of(
+        &server
+            .user("RegisterImage", &[("Name", "real-image")])
+            .await
+            .body,
+        "imageId",
+    )
+    .unwrap();
+    let reply = server
+        .user(
+            "DeregisterImage",
+            &[("ImageId", &image), ("DryRun", "true")],
+        )
+        .await;
+    assert_eq!(error_code(&reply), "DryRunOperation");
+    let id = launch(&server, &[]).await;
+    let reply = server
+        .user(
+            "ModifyInstanceAttribute",
+            &[
+                ("InstanceId", &id),
+                ("DisableApiTermination.Value", "true"),
+                ("DryRun", "true"),
+            ],
+        )
+        .await;
+    assert_eq!(error_code(&reply), "DryRunOperation");
+    for (action, params) in [
+        ("GetConsoleOutput", vec![("InstanceId", id.as_str())]),
+        (
+            "DescribeInstanceAttribute",
+            vec![("InstanceId", id.as_str()), ("Attribute", "instanceType")],
+        ),
+        ("DescribeInstanceStatus", vec![]),
+        ("DescribeKeyPairs", vec![]),
+        (
+            "DescribeImageAttribute",
+            vec![("ImageId", image.as_str()), ("Attribute", "description")],
+        ),
+    ] {
+        let mut params = params;
+        params.push(("DryRun", "true"));
+        assert_eq!(
+            error_code(&server.user(action, &params).await),
+            "DryRunOperation",
+            "{action}"
+        );
+    }
+    // Nothing changed.
+    assert!(server
+        .user("DescribeKeyPairs", &[])
+        .await
+        .body
+        .contains("<keySet/>"));
+    assert_eq!(
+        column(
+            &server.user("DescribeImages", &[("Owner.1", "self")]).await,
+            "imagesSet",
+            "name"
+        ),
+        ["real-image"]
+    );
+    let reply = server
+        .user(
+            "DescribeInstanceAttribute",
+            &[("InstanceId", &id), ("Attribute", "disableApiTermination")],
+        )
+        .await;
+    assert_eq!(attribute_value(&reply).as_deref(), Some("false"));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn key_pairs_and_images_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = test_config(&dir.path().join("data"), StorageBackend::Sled);
+    let server = TestServer::start(config.clone()).await;
+    let created = server.user("CreateKeyPair", &[("KeyName", "kept")]).await;
+    let fingerprint = text_of(&created.body, "keyFingerprint").unwrap();
+    let image = text_of(
+        &server
+            .user("RegisterImage", &[("Name", "kept-image")])
+            .await
+            .body,
+        "imageId",
+    )
+    .unwrap();
+    server.stop().await;
+    let server = TestServer::start(config).await;
+    let keys = server.user("DescribeKeyPairs", &[]).await;
+    assert_eq!(column(&keys, "keySet", "keyFingerprint"), [fingerprint]);
+    let images = server.user("DescribeImages", &[("Owner.1", "self")]).await;
+    assert_eq!(
+        column(&images, "imagesSet", "imageId"),
+        std::slice::from_ref(&image)
+    );
+    launch(&server, &[("ImageId", &image), ("KeyName", "kept")]).await;
+    server.stop().await;
+}

@@ -231,6 +231,23 @@ pub enum StateAction {
 struct AccountInstances {
     by_sequence: BTreeMap<u64, Instance>,
     sequence_of: HashMap<String, u64>,
+    /// Instances not yet terminated (the instance quota counts these).
+    live: u32,
+    /// vCPUs of instances holding capacity (the vCPU quota counts these).
+    vcpus_holding: u32,
+}
+
+impl AccountInstances {
+    /// Adds (`sign` 1) or removes (`sign` -1) an instance's quota usage.
+    fn count(&mut self, instance: &Instance, sign: i64) {
+        let apply = |value: u32, amount: u32| (value as i64 + sign * amount as i64).max(0) as u32;
+        if instance.state != InstanceState::Terminated {
+            self.live = apply(self.live, 1);
+        }
+        if instance.state.holds_capacity() {
+            self.vcpus_holding = apply(self.vcpus_holding, instance.vcpus);
+        }
+    }
 }
 
 #[derive(Default)]
@@ -262,6 +279,7 @@ impl Book {
         account
             .sequence_of
             .insert(instance.id.clone(), instance.sequence);
+        account.count(&instance, 1);
         account.by_sequence.insert(instance.sequence, instance);
     }
 
@@ -276,6 +294,8 @@ impl Book {
                 .insert((due, after.account_id.clone(), after.id.clone()));
         }
         if let Some(account) = self.accounts.get_mut(&after.account_id) {
+            account.count(before, -1);
+            account.count(&after, 1);
             account.by_sequence.insert(after.sequence, after);
         }
     }
@@ -288,7 +308,9 @@ impl Book {
         self.addresses_in_use.remove(&instance.private_ip);
         if let Some(account) = self.accounts.get_mut(&instance.account_id) {
             account.sequence_of.remove(&instance.id);
-            account.by_sequence.remove(&instance.sequence);
+            if let Some(stored) = account.by_sequence.remove(&instance.sequence) {
+                account.count(&stored, -1);
+            }
         }
     }
 
@@ -561,18 +583,10 @@ impl Compute {
             }
         }
         // Quotas: instances not yet terminated, and vCPUs holding capacity.
-        let (count, vcpus_in_use) = book.accounts.get(account_id).map_or((0, 0), |account| {
-            account
-                .by_sequence
-                .values()
-                .filter(|i| i.state != InstanceState::Terminated)
-                .fold((0u32, 0u32), |(n, v), i| {
-                    (
-                        n + 1,
-                        v + if i.state.holds_capacity() { i.vcpus } else { 0 },
-                    )
-                })
-        });
+        let (count, vcpus_in_use) = book
+            .accounts
+            .get(account_id)
+            .map_or((0, 0), |account| (account.live, account.vcpus_holding));
         let instance_room = self.quotas.max_instances.saturating_sub(count);
         let vcpu_room = self.quotas.max_vcpus.saturating_sub(vcpus_in_use) / demand.vcpus.max(1);
         if instance_room < request.min_count {
