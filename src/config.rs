@@ -141,6 +141,10 @@ pub struct Quotas {
     pub max_instances: u32,
     /// vCPUs of instances holding capacity, per account.
     pub max_vcpus: u32,
+    /// Elastic IP addresses, per account.
+    pub max_elastic_ips: u32,
+    /// Security groups, per account.
+    pub max_security_groups: u32,
 }
 
 impl Default for Quotas {
@@ -148,6 +152,8 @@ impl Default for Quotas {
         Self {
             max_instances: 100,
             max_vcpus: 512,
+            max_elastic_ips: 5,
+            max_security_groups: 500,
         }
     }
 }

@@ -70,6 +70,8 @@ pub enum ApiError {
     OperationNotPermitted(String),
     /// A pagination token that was not issued for this request.
     InvalidNextToken,
+    /// An EC2 action this gateway deliberately does not offer (named why).
+    UnsupportedOperation(String),
     /// The request was not read completely in time.
     RequestTimeout,
     /// An HTTP method other than GET and POST.
@@ -109,6 +111,7 @@ impl ApiError {
             ApiError::InsufficientInstanceCapacity(_) => "InsufficientInstanceCapacity",
             ApiError::OperationNotPermitted(_) => "OperationNotPermitted",
             ApiError::InvalidNextToken => "InvalidNextToken",
+            ApiError::UnsupportedOperation(_) => "UnsupportedOperation",
             ApiError::RequestTimeout => "RequestTimeout",
             ApiError::UnsupportedHttpVerb(_) => "UnsupportedHttpVerb",
             ApiError::InternalError => "InternalError",
@@ -176,7 +179,8 @@ impl ApiError {
             | ApiError::VcpuLimitExceeded(text)
             | ApiError::IdempotentParameterMismatch(text)
             | ApiError::InsufficientInstanceCapacity(text)
-            | ApiError::OperationNotPermitted(text) => text.clone(),
+            | ApiError::OperationNotPermitted(text)
+            | ApiError::UnsupportedOperation(text) => text.clone(),
             ApiError::InvalidNextToken => "The specified NextToken is not valid".into(),
             ApiError::RequestTimeout => {
                 "The request was not received completely within the allowed time".into()

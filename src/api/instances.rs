@@ -94,6 +94,7 @@ impl RunInstances {
         "ClientToken",
         "DisableApiTermination",
         "InstanceInitiatedShutdownBehavior",
+        "SubnetId",
         "DryRun",
     ];
 
@@ -142,6 +143,7 @@ impl RunInstances {
                 shutdown_behavior,
                 dry_run: params.boolean("DryRun")?.unwrap_or(false),
                 fingerprint: launch_fingerprint(params),
+                subnet_id: params.optional("SubnetId"),
             },
         })
     }
@@ -183,6 +185,8 @@ fn write_instance(xml: &mut XmlWriter, instance: &Instance) {
         xml.element("platform", "windows");
     }
     xml.nested("monitoring", |xml| xml.element("state", "disabled"));
+    xml.optional("subnetId", instance.subnet_id.as_deref());
+    xml.optional("vpcId", instance.vpc_id.as_deref());
     xml.element("privateIpAddress", &instance.private_ip);
     xml.list("groupSet", &instance.security_groups, |xml, group| {
         xml.element("groupId", &group.id);
@@ -266,6 +270,8 @@ const INSTANCE_FILTERS: &[&str] = &[
     "state-reason-code",
     "state-reason-message",
     "tenancy",
+    "vpc-id",
+    "subnet-id",
 ];
 
 fn instance_filter_values(instance: &Instance, filter: &str) -> Vec<String> {
@@ -324,6 +330,8 @@ fn instance_filter_values(instance: &Instance, filter: &str) -> Vec<String> {
             .map(|r| r.message.clone())
             .collect(),
         "tenancy" => one("default"),
+        "vpc-id" => instance.vpc_id.iter().cloned().collect(),
+        "subnet-id" => instance.subnet_id.iter().cloned().collect(),
         _ => Vec::new(),
     }
 }

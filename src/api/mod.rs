@@ -14,6 +14,7 @@ pub mod images;
 pub mod instance_details;
 pub mod instances;
 pub mod keypairs;
+pub mod network;
 pub mod pagination;
 pub mod regions;
 pub mod tags;
@@ -64,7 +65,12 @@ macro_rules! actions {
                         Ok(Action::$name(request))
                     } )*
                     "" => Err(ApiError::MissingAction),
-                    other => Err(ApiError::InvalidAction(other.to_string())),
+                    other => match UNSUPPORTED_ACTIONS.iter().find(|(name, _)| *name == other) {
+                        Some((_, why)) => Err(ApiError::UnsupportedOperation(format!(
+                            "{other} is not supported by this gateway: {why}"
+                        ))),
+                        None => Err(ApiError::InvalidAction(other.to_string())),
+                    },
                 }
             }
 
@@ -88,6 +94,9 @@ macro_rules! actions {
 actions! {
     DescribeAvailabilityZones => zones::DescribeAvailabilityZones, admin = false;
     DescribeRegions => regions::DescribeRegions, admin = false;
+    DescribeAccountAttributes => network::DescribeAccountAttributes, admin = false;
+    DescribeVpcs => network::DescribeVpcs, admin = false;
+    DescribeSubnets => network::DescribeSubnets, admin = false;
     DescribeInstanceTypes => catalog::DescribeInstanceTypes, admin = false;
     DescribeImages => images::DescribeImages, admin = false;
     RegisterImage => images::RegisterImage, admin = false;
@@ -117,6 +126,24 @@ actions! {
     AdminDescribeAccessKeys => admin::AdminDescribeAccessKeys, admin = true;
     AdminDeactivateAccessKey => admin::AdminDeactivateAccessKey, admin = true;
 }
+
+/// EC2 actions deliberately not offered, with the reason given to clients.
+pub const UNSUPPORTED_ACTIONS: &[(&str, &str)] = &[
+    (
+        "CreateVpc",
+        "every account has exactly one default VPC (172.31.0.0/16)",
+    ),
+    ("DeleteVpc", "the default VPC cannot be deleted"),
+    (
+        "CreateDefaultVpc",
+        "every account already has its default VPC",
+    ),
+    (
+        "CreateSubnet",
+        "each zone has exactly one default subnet per account",
+    ),
+    ("DeleteSubnet", "default subnets cannot be deleted"),
+];
 
 /// Answers `DryRunOperation` when the request asked for a dry run; call it
 /// after every check and before acting.

@@ -143,6 +143,11 @@ pub struct Instance {
     pub shutdown_behavior: String,
     /// When a terminated instance disappears.
     pub purge_at: Option<DateTime<Utc>>,
+    /// The account's default VPC and the zone's default subnet.
+    #[serde(default)]
+    pub vpc_id: Option<String>,
+    #[serde(default)]
+    pub subnet_id: Option<String>,
 }
 
 impl Instance {
@@ -208,6 +213,18 @@ pub struct LaunchRequest {
     pub dry_run: bool,
     /// Digest of every launch parameter but ClientToken and DryRun.
     pub fingerprint: String,
+    /// A default subnet of the account (it names the zone).
+    pub subnet_id: Option<String>,
+}
+
+/// What a launch resolved before taking the instance lock.
+struct LaunchPlan<'a> {
+    image: &'a super::catalog::Image,
+    instance_type: &'a super::catalog::InstanceType,
+    demand: Demand,
+    now: DateTime<Utc>,
+    vpc: &'a super::network::Vpc,
+    subnets: &'a [super::network::Subnet],
 }
 
 /// A state change of one instance, as Start/Stop/Terminate answer it.
@@ -377,17 +394,6 @@ fn user_initiated(now: DateTime<Utc>) -> String {
     format!("User initiated ({} GMT)", now.format("%Y-%m-%d %H:%M:%S"))
 }
 
-/// The private address range of a zone: `172.31.<16*(n-1)>.0/20` for zone
-/// id `...-az<n>`, so instances of different zones never share addresses.
-fn zone_network(zone_id: &str) -> u32 {
-    let number: u32 = zone_id
-        .rsplit("az")
-        .next()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(1);
-    (172 << 24) | (31 << 16) | (((number.saturating_sub(1) % 16) * 16) << 8)
-}
-
 fn format_ip(address: u32) -> String {
     std::net::Ipv4Addr::from(address).to_string()
 }
@@ -420,7 +426,7 @@ impl Compute {
         zone_id: &str,
         batch: &mut WriteBatch,
     ) -> ApiResult<String> {
-        let network = zone_network(zone_id);
+        let network = super::network::zone_network(zone_id);
         // Offsets 4..4091 of the /20 (AWS reserves the first four and the last).
         const FIRST: u32 = 4;
         const COUNT: u32 = 4088;
@@ -546,8 +552,36 @@ impl Compute {
             vcpus: instance_type.vcpus,
             memory_mib: instance_type.memory_mib,
         };
-        let (reservation, sequence) =
-            self.launch_locked(account_id, &request, &image, instance_type, demand, now)?;
+        let (vpc, subnets) = self.default_network(account_id).await?;
+        let mut request = request;
+        if let Some(subnet_id) = &request.subnet_id {
+            super::ids::check_id(subnet_id, "subnet", "InvalidSubnetID.Malformed")?;
+            let subnet = subnets
+                .iter()
+                .find(|s| &s.subnet_id == subnet_id)
+                .ok_or_else(|| ApiError::NotFound {
+                    code: "InvalidSubnetID.NotFound",
+                    message: format!("The subnet ID '{subnet_id}' does not exist"),
+                })?;
+            match &request.availability_zone {
+                Some(zone) if zone != &subnet.availability_zone => {
+                    return Err(ApiError::InvalidParameterCombination(format!(
+                        "The subnet {subnet_id} is in {}, not in the requested {zone}",
+                        subnet.availability_zone
+                    )))
+                }
+                _ => request.availability_zone = Some(subnet.availability_zone.clone()),
+            }
+        }
+        let plan = LaunchPlan {
+            image: &image,
+            instance_type,
+            demand,
+            now,
+            vpc: &vpc,
+            subnets: &subnets,
+        };
+        let (reservation, sequence) = self.launch_locked(account_id, &request, plan)?;
         self.instances.wake.notify_one();
         self.store.durable(sequence).await?;
         Ok(reservation)
@@ -559,11 +593,16 @@ impl Compute {
         &self,
         account_id: &str,
         request: &LaunchRequest,
-        image: &super::catalog::Image,
-        instance_type: &super::catalog::InstanceType,
-        demand: Demand,
-        now: DateTime<Utc>,
+        plan: LaunchPlan<'_>,
     ) -> ApiResult<(Reservation, u64)> {
+        let LaunchPlan {
+            image,
+            instance_type,
+            demand,
+            now,
+            vpc,
+            subnets,
+        } = plan;
         let mut book = self.instances.book.lock().expect("instance lock");
         if let Some(token) = &request.client_token {
             if let Some(record) = book.tokens.get(&(account_id.to_string(), token.clone())) {
@@ -661,6 +700,11 @@ impl Compute {
                     disable_api_termination: request.disable_api_termination,
                     shutdown_behavior: request.shutdown_behavior.clone(),
                     purge_at: None,
+                    vpc_id: Some(vpc.vpc_id.clone()),
+                    subnet_id: subnets
+                        .iter()
+                        .find(|s| s.availability_zone == host.availability_zone)
+                        .map(|s| s.subnet_id.clone()),
                 };
                 hosts.batch.put_record(INSTANCES, instance.key(), &instance);
                 instances.push(instance);
@@ -682,6 +726,18 @@ impl Compute {
                 book.insert(instance.clone());
             }
             Ok(Reservation { reservation_id, owner_id: account_id.to_string(), instances })
+        })
+    }
+
+    /// How many of the account's instances (not terminated) are in `zone`.
+    pub fn instances_in_zone(&self, account_id: &str, zone: &str) -> usize {
+        let book = self.instances.book.lock().expect("instance lock");
+        book.accounts.get(account_id).map_or(0, |account| {
+            account
+                .by_sequence
+                .values()
+                .filter(|i| i.availability_zone == zone && i.state != InstanceState::Terminated)
+                .count()
         })
     }
 

@@ -13,6 +13,7 @@ pub mod instances;
 pub mod keymaterial;
 pub mod keypairs;
 pub mod lifecycle;
+pub mod network;
 pub mod scheduler;
 pub mod services;
 
@@ -52,6 +53,7 @@ pub struct Compute {
     key_pair_lock: std::sync::Mutex<()>,
     /// Serialises image name checks with their writes.
     image_lock: std::sync::Mutex<()>,
+    pub network: network::NetworkBook,
 }
 
 impl Compute {
@@ -74,6 +76,7 @@ impl Compute {
             peers: config.peer_regions.clone(),
         };
         let instances = InstanceBook::load(&store)?;
+        let store_for_network = store.clone();
         let pagination_key = match store.get_record::<Vec<u8>>("meta", b"pagination_key")? {
             Some(bytes) if bytes.len() == 32 => bytes.try_into().expect("32 bytes"),
             _ => {
@@ -98,6 +101,7 @@ impl Compute {
             pagination_key,
             key_pair_lock: std::sync::Mutex::new(()),
             image_lock: std::sync::Mutex::new(()),
+            network: network::NetworkBook::load(&store_for_network)?,
         })
     }
 }

@@ -1,0 +1,321 @@
+//! DescribeAccountAttributes, DescribeVpcs, DescribeSubnets, and the VPC
+//! actions this gateway does not offer.
+//!
+//! Every account has one default VPC with a default subnet per zone
+//! (`compute::network`), which is what tools look for before a launch.
+//! Account attributes come from the configured quotas. Creating or deleting
+//! VPCs and subnets is refused with `UnsupportedOperation` (see
+//! `api::UNSUPPORTED_ACTIONS`), rather than pretending.
+
+use super::tags::{check_filter_names, tag_filter_values};
+use super::{dry_run_check, Context};
+use crate::compute::network::{Subnet, Vpc};
+use crate::error::{ApiError, ApiResult};
+use crate::protocol::filters::matches_all;
+use crate::protocol::xml::{XmlOutput, XmlWriter};
+use crate::protocol::{Filter, Params};
+
+const ACCOUNT_ATTRIBUTES: &[&str] = &[
+    "supported-platforms",
+    "default-vpc",
+    "max-instances",
+    "vpc-max-security-groups-per-interface",
+    "max-elastic-ips",
+    "vpc-max-elastic-ips",
+];
+
+#[derive(Debug)]
+pub struct DescribeAccountAttributes {
+    pub attribute_names: Vec<String>,
+    pub dry_run: bool,
+}
+
+impl DescribeAccountAttributes {
+    pub const PARAMETERS: &'static [&'static str] = &["AttributeName", "DryRun"];
+
+    pub fn from_params(params: &Params) -> ApiResult<Self> {
+        let attribute_names = params.list("AttributeName")?;
+        if let Some(unknown) = attribute_names
+            .iter()
+            .find(|n| !ACCOUNT_ATTRIBUTES.contains(&n.as_str()))
+        {
+            return Err(ApiError::invalid_value(format!(
+                "Value ({unknown}) for parameter attributeName is invalid."
+            )));
+        }
+        Ok(Self {
+            attribute_names,
+            dry_run: params.boolean("DryRun")?.unwrap_or(false),
+        })
+    }
+
+    pub async fn execute(self, context: &Context<'_>) -> ApiResult<AccountAttributes> {
+        dry_run_check(self.dry_run)?;
+        let (vpc, _) = context
+            .compute
+            .default_network(&context.principal.account_id)
+            .await?;
+        let quotas = &context.compute.quotas;
+        let attributes = ACCOUNT_ATTRIBUTES
+            .iter()
+            .filter(|name| {
+                self.attribute_names.is_empty() || self.attribute_names.iter().any(|n| n == *name)
+            })
+            .map(|name| {
+                let values = match *name {
+                    "supported-platforms" => vec!["VPC".to_string()],
+                    "default-vpc" => vec![vpc.vpc_id.clone()],
+                    "max-instances" => vec![quotas.max_instances.to_string()],
+                    "vpc-max-security-groups-per-interface" => vec!["5".to_string()],
+                    _ => vec![quotas.max_elastic_ips.to_string()],
+                };
+                (name.to_string(), values)
+            })
+            .collect();
+        Ok(AccountAttributes(attributes))
+    }
+}
+
+#[derive(Debug)]
+pub struct AccountAttributes(Vec<(String, Vec<String>)>);
+
+impl XmlOutput for AccountAttributes {
+    fn write_xml(&self, xml: &mut XmlWriter) {
+        xml.list("accountAttributeSet", &self.0, |xml, (name, values)| {
+            xml.element("attributeName", name);
+            xml.list("attributeValueSet", values, |xml, value| {
+                xml.element("attributeValue", value)
+            });
+        });
+    }
+}
+
+const VPC_FILTERS: &[&str] = &[
+    "vpc-id",
+    "cidr",
+    "cidr-block-association.cidr-block",
+    "cidr-block-association.association-id",
+    "cidr-block-association.state",
+    "is-default",
+    "state",
+    "owner-id",
+    "dhcp-options-id",
+    "tag-key",
+    "tag-value",
+];
+
+/// MaxResults for VPC and subnet listings (one page always holds them all).
+fn check_page_size(params: &Params) -> ApiResult<()> {
+    super::pagination::check_max_results(params.number("MaxResults")?, 5, 1000).map(|_| ())
+}
+
+#[derive(Debug)]
+pub struct DescribeVpcs {
+    pub vpc_ids: Vec<String>,
+    pub filters: Vec<Filter>,
+    pub dry_run: bool,
+}
+
+impl DescribeVpcs {
+    pub const PARAMETERS: &'static [&'static str] =
+        &["VpcId", "Filter", "MaxResults", "NextToken", "DryRun"];
+
+    pub fn from_params(params: &Params) -> ApiResult<Self> {
+        check_page_size(params)?;
+        let request = Self {
+            vpc_ids: params.list("VpcId")?,
+            filters: params.filters()?,
+            dry_run: params.boolean("DryRun")?.unwrap_or(false),
+        };
+        check_filter_names(&request.filters, VPC_FILTERS)?;
+        Ok(request)
+    }
+
+    pub async fn execute(self, context: &Context<'_>) -> ApiResult<VpcList> {
+        let (vpc, _) = context
+            .compute
+            .default_network(&context.principal.account_id)
+            .await?;
+        if let Some(missing) = self.vpc_ids.iter().find(|id| **id != vpc.vpc_id) {
+            return Err(ApiError::NotFound {
+                code: "InvalidVpcID.NotFound",
+                message: format!("The vpc ID '{missing}' does not exist"),
+            });
+        }
+        dry_run_check(self.dry_run)?;
+        let tags = vpc.tags.clone();
+        let matches = matches_all(&self.filters, |name| {
+            tag_filter_values(&tags, name).unwrap_or_else(|| match name {
+                "vpc-id" => vec![vpc.vpc_id.clone()],
+                "cidr" | "cidr-block-association.cidr-block" => vec![vpc.cidr_block.clone()],
+                "cidr-block-association.association-id" => vec![vpc.cidr_association_id.clone()],
+                "cidr-block-association.state" => vec!["associated".into()],
+                "is-default" => vec!["true".into()],
+                "state" => vec!["available".into()],
+                "owner-id" => vec![vpc.account_id.clone()],
+                _ => vec![vpc.dhcp_options_id.clone()],
+            })
+        });
+        Ok(VpcList {
+            vpcs: if matches {
+                vec![(vpc, tags)]
+            } else {
+                Vec::new()
+            },
+        })
+    }
+}
+
+#[derive(Debug)]
+pub struct VpcList {
+    vpcs: Vec<(Vpc, Vec<crate::compute::instances::Tag>)>,
+}
+
+impl XmlOutput for VpcList {
+    fn write_xml(&self, xml: &mut XmlWriter) {
+        xml.list("vpcSet", &self.vpcs, |xml, (vpc, tags)| {
+            xml.element("vpcId", &vpc.vpc_id);
+            xml.element("ownerId", &vpc.account_id);
+            xml.element("state", "available");
+            xml.element("cidrBlock", &vpc.cidr_block);
+            xml.list("cidrBlockAssociationSet", &[()], |xml, _| {
+                xml.element("cidrBlock", &vpc.cidr_block);
+                xml.element("associationId", &vpc.cidr_association_id);
+                xml.nested("cidrBlockState", |xml| xml.element("state", "associated"));
+            });
+            xml.element("dhcpOptionsId", &vpc.dhcp_options_id);
+            super::tags::write_tags(xml, tags);
+            xml.element("instanceTenancy", "default");
+            xml.boolean("isDefault", true);
+        });
+    }
+}
+
+const SUBNET_FILTERS: &[&str] = &[
+    "availability-zone",
+    "availability-zone-id",
+    "default-for-az",
+    "vpc-id",
+    "subnet-id",
+    "cidr-block",
+    "cidr",
+    "cidrBlock",
+    "state",
+    "owner-id",
+    "map-public-ip-on-launch",
+    "tag-key",
+    "tag-value",
+];
+
+#[derive(Debug)]
+pub struct DescribeSubnets {
+    pub subnet_ids: Vec<String>,
+    pub filters: Vec<Filter>,
+    pub dry_run: bool,
+}
+
+impl DescribeSubnets {
+    pub const PARAMETERS: &'static [&'static str] =
+        &["SubnetId", "Filter", "MaxResults", "NextToken", "DryRun"];
+
+    pub fn from_params(params: &Params) -> ApiResult<Self> {
+        check_page_size(params)?;
+        let request = Self {
+            subnet_ids: params.list("SubnetId")?,
+            filters: params.filters()?,
+            dry_run: params.boolean("DryRun")?.unwrap_or(false),
+        };
+        check_filter_names(&request.filters, SUBNET_FILTERS)?;
+        Ok(request)
+    }
+
+    pub async fn execute(self, context: &Context<'_>) -> ApiResult<SubnetList> {
+        let account = &context.principal.account_id;
+        let (_, subnets) = context.compute.default_network(account).await?;
+        if let Some(missing) = self
+            .subnet_ids
+            .iter()
+            .find(|id| !subnets.iter().any(|s| &s.subnet_id == *id))
+        {
+            return Err(ApiError::NotFound {
+                code: "InvalidSubnetID.NotFound",
+                message: format!("The subnet ID '{missing}' does not exist"),
+            });
+        }
+        dry_run_check(self.dry_run)?;
+        let mut listed = Vec::new();
+        for subnet in subnets {
+            if !self.subnet_ids.is_empty() && !self.subnet_ids.contains(&subnet.subnet_id) {
+                continue;
+            }
+            let tags = subnet.tags.clone();
+            let matches = matches_all(&self.filters, |name| {
+                tag_filter_values(&tags, name).unwrap_or_else(|| match name {
+                    "availability-zone" => vec![subnet.availability_zone.clone()],
+                    "availability-zone-id" => vec![subnet.availability_zone_id.clone()],
+                    "default-for-az" | "map-public-ip-on-launch" => vec!["true".into()],
+                    "vpc-id" => vec![subnet.vpc_id.clone()],
+                    "subnet-id" => vec![subnet.subnet_id.clone()],
+                    "state" => vec!["available".into()],
+                    "owner-id" => vec![subnet.account_id.clone()],
+                    _ => vec![subnet.cidr_block.clone()],
+                })
+            });
+            if matches {
+                let used = context
+                    .compute
+                    .instances_in_zone(account, &subnet.availability_zone);
+                listed.push(SubnetView {
+                    available: 4091usize.saturating_sub(used),
+                    subnet,
+                    tags,
+                });
+            }
+        }
+        Ok(SubnetList {
+            subnets: listed,
+            region: context.compute.region.name.clone(),
+        })
+    }
+}
+
+#[derive(Debug)]
+struct SubnetView {
+    subnet: Subnet,
+    tags: Vec<crate::compute::instances::Tag>,
+    available: usize,
+}
+
+#[derive(Debug)]
+pub struct SubnetList {
+    subnets: Vec<SubnetView>,
+    region: String,
+}
+
+impl XmlOutput for SubnetList {
+    fn write_xml(&self, xml: &mut XmlWriter) {
+        xml.list("subnetSet", &self.subnets, |xml, view| {
+            let subnet = &view.subnet;
+            xml.element("subnetId", &subnet.subnet_id);
+            xml.element(
+                "subnetArn",
+                &format!(
+                    "arn:aws:ec2:{}:{}:subnet/{}",
+                    self.region, subnet.account_id, subnet.subnet_id
+                ),
+            );
+            xml.element("state", "available");
+            xml.element("ownerId", &subnet.account_id);
+            xml.element("vpcId", &subnet.vpc_id);
+            xml.element("cidrBlock", &subnet.cidr_block);
+            xml.list("ipv6CidrBlockAssociationSet", &[] as &[String], |_, _| {});
+            xml.number("availableIpAddressCount", view.available);
+            xml.element("availabilityZone", &subnet.availability_zone);
+            xml.element("availabilityZoneId", &subnet.availability_zone_id);
+            xml.boolean("defaultForAz", true);
+            xml.boolean("mapPublicIpOnLaunch", true);
+            xml.boolean("assignIpv6AddressOnCreation", false);
+            super::tags::write_tags(xml, &view.tags);
+        });
+    }
+}

@@ -1,0 +1,163 @@
+//! The default VPC and its default subnets, one per zone, per account.
+//!
+//! Tools read DescribeAccountAttributes, DescribeVpcs and DescribeSubnets
+//! before they launch anything, so every account has a default VPC
+//! (`172.31.0.0/16`) created on first use, and a default subnet in every
+//! zone, whose `/20` is the range instances in that zone get their private
+//! addresses from (`172.31.0.0/20` for `...-az1`, `172.31.16.0/20` for
+//! `...-az2`, ...). Ids are assigned once and persisted. Creating other
+//! VPCs or subnets is outside this gateway's scope.
+
+use super::Compute;
+use crate::error::ApiResult;
+use crate::store::{StoreHandle, StoreResult, WriteBatch};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+const VPCS: &str = "default_vpcs";
+const SUBNETS: &str = "default_subnets";
+
+/// The CIDR of every default VPC.
+pub const DEFAULT_VPC_CIDR: &str = "172.31.0.0/16";
+
+/// An account's default VPC.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Vpc {
+    pub vpc_id: String,
+    pub account_id: String,
+    pub cidr_block: String,
+    pub cidr_association_id: String,
+    pub dhcp_options_id: String,
+    pub created_at: DateTime<Utc>,
+    #[serde(default)]
+    pub tags: Vec<super::instances::Tag>,
+}
+
+/// A default subnet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Subnet {
+    pub subnet_id: String,
+    pub account_id: String,
+    pub vpc_id: String,
+    pub availability_zone: String,
+    pub availability_zone_id: String,
+    pub cidr_block: String,
+    #[serde(default)]
+    pub tags: Vec<super::instances::Tag>,
+}
+
+/// The first address of a zone's `/20`, from its zone id (`...-az<n>`).
+pub fn zone_network(zone_id: &str) -> u32 {
+    let number: u32 = zone_id
+        .rsplit("az")
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1);
+    (172 << 24) | (31 << 16) | (((number.saturating_sub(1) % 16) * 16) << 8)
+}
+
+/// `a.b.c.d/20` of a zone.
+pub fn zone_cidr(zone_id: &str) -> String {
+    format!("{}/20", std::net::Ipv4Addr::from(zone_network(zone_id)))
+}
+
+#[derive(Default)]
+struct Networks {
+    vpcs: HashMap<String, Vpc>,
+    subnets: HashMap<(String, String), Subnet>,
+}
+
+/// Every account's default VPC and subnets, cached from the store.
+pub struct NetworkBook {
+    networks: Mutex<Networks>,
+}
+
+impl NetworkBook {
+    pub fn load(store: &StoreHandle) -> StoreResult<Self> {
+        let mut networks = Networks::default();
+        for vpc in store.records::<Vpc>(VPCS, b"")? {
+            networks.vpcs.insert(vpc.account_id.clone(), vpc);
+        }
+        for subnet in store.records::<Subnet>(SUBNETS, b"")? {
+            networks.subnets.insert(
+                (subnet.account_id.clone(), subnet.availability_zone.clone()),
+                subnet,
+            );
+        }
+        Ok(Self {
+            networks: Mutex::new(networks),
+        })
+    }
+}
+
+impl Compute {
+    /// The account's default VPC and a default subnet in every current zone,
+    /// created (and made durable) when missing.
+    pub async fn default_network(&self, account_id: &str) -> ApiResult<(Vpc, Vec<Subnet>)> {
+        let zones: Vec<(String, String)> = self
+            .services
+            .zones(self.clock.now())
+            .into_iter()
+            .map(|z| (z.name, z.zone_id))
+            .collect();
+        let (vpc, subnets, sequence) = {
+            let mut networks = self.network.networks.lock().expect("network lock");
+            let mut batch = WriteBatch::new();
+            let vpc = match networks.vpcs.get(account_id) {
+                Some(vpc) => vpc.clone(),
+                None => {
+                    let vpc = Vpc {
+                        vpc_id: super::ids::new_id("vpc"),
+                        account_id: account_id.to_string(),
+                        cidr_block: DEFAULT_VPC_CIDR.to_string(),
+                        cidr_association_id: super::ids::new_id("vpc-cidr-assoc"),
+                        dhcp_options_id: super::ids::new_id("dopt"),
+                        created_at: self.clock.now(),
+                        tags: Vec::new(),
+                    };
+                    batch.put_record(VPCS, account_id.as_bytes(), &vpc);
+                    networks.vpcs.insert(account_id.to_string(), vpc.clone());
+                    vpc
+                }
+            };
+            let mut subnets = Vec::new();
+            for (zone, zone_id) in zones {
+                let key = (account_id.to_string(), zone.clone());
+                let subnet = match networks.subnets.get(&key) {
+                    Some(subnet) => subnet.clone(),
+                    None => {
+                        let subnet = Subnet {
+                            subnet_id: super::ids::new_id("subnet"),
+                            account_id: account_id.to_string(),
+                            vpc_id: vpc.vpc_id.clone(),
+                            availability_zone: zone.clone(),
+                            cidr_block: zone_cidr(&zone_id),
+                            availability_zone_id: zone_id,
+                            tags: Vec::new(),
+                        };
+                        batch.put_record(
+                            SUBNETS,
+                            format!("{account_id}/{zone}").into_bytes(),
+                            &subnet,
+                        );
+                        networks.subnets.insert(key, subnet.clone());
+                        subnet
+                    }
+                };
+                subnets.push(subnet);
+            }
+            // Written under the lock; a caller that finds them cached waits
+            // for whatever is still being flushed, so nothing unflushed is answered.
+            let sequence = if batch.is_empty() {
+                self.store.last_applied()
+            } else {
+                self.store.apply(&batch)?
+            };
+            (vpc, subnets, sequence)
+        };
+        self.store.durable(sequence).await?;
+        Ok((vpc, subnets))
+    }
+}
