@@ -17,6 +17,7 @@ pub mod keypairs;
 pub mod network;
 pub mod pagination;
 pub mod regions;
+pub mod security_groups;
 pub mod tags;
 pub mod zones;
 
@@ -106,6 +107,14 @@ actions! {
     ImportKeyPair => keypairs::ImportKeyPair, admin = false;
     DescribeKeyPairs => keypairs::DescribeKeyPairs, admin = false;
     DeleteKeyPair => keypairs::DeleteKeyPair, admin = false;
+    CreateSecurityGroup => security_groups::CreateSecurityGroup, admin = false;
+    DeleteSecurityGroup => security_groups::DeleteSecurityGroup, admin = false;
+    DescribeSecurityGroups => security_groups::DescribeSecurityGroups, admin = false;
+    DescribeSecurityGroupRules => security_groups::DescribeSecurityGroupRules, admin = false;
+    AuthorizeSecurityGroupIngress => security_groups::AuthorizeSecurityGroupIngress, admin = false;
+    AuthorizeSecurityGroupEgress => security_groups::AuthorizeSecurityGroupEgress, admin = false;
+    RevokeSecurityGroupIngress => security_groups::RevokeSecurityGroupIngress, admin = false;
+    RevokeSecurityGroupEgress => security_groups::RevokeSecurityGroupEgress, admin = false;
     RunInstances => instances::RunInstances, admin = false;
     DescribeInstances => instances::DescribeInstances, admin = false;
     StartInstances => instances::StartInstances, admin = false;

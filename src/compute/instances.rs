@@ -24,7 +24,6 @@ use std::sync::Mutex;
 
 const INSTANCES: &str = "instances";
 const CLIENT_TOKENS: &str = "client_tokens";
-const DEFAULT_GROUPS: &str = "default_security_groups";
 const META: &str = "meta";
 const ADDRESS_COUNTER: &str = "address_counter/";
 
@@ -225,6 +224,7 @@ struct LaunchPlan<'a> {
     now: DateTime<Utc>,
     vpc: &'a super::network::Vpc,
     subnets: &'a [super::network::Subnet],
+    groups: &'a [GroupRef],
 }
 
 /// A state change of one instance, as Start/Stop/Terminate answer it.
@@ -276,7 +276,6 @@ struct Book {
     tokens: HashMap<(String, String), ClientTokenRecord>,
     /// (expiry, account, token) of tokens whose instances are all gone.
     token_expiry: BTreeSet<(DateTime<Utc>, String, String)>,
-    default_groups: HashMap<String, GroupRef>,
     address_counters: HashMap<String, u32>,
     addresses_in_use: HashSet<String>,
 }
@@ -356,9 +355,6 @@ impl InstanceBook {
             book.tokens
                 .insert((token.account_id.clone(), token.token.clone()), token);
         }
-        for (account, group) in store.records::<(String, GroupRef)>(DEFAULT_GROUPS, b"")? {
-            book.default_groups.insert(account, group);
-        }
         for (zone, counter) in store.records::<(String, u32)>(META, ADDRESS_COUNTER.as_bytes())? {
             book.address_counters.insert(zone, counter);
         }
@@ -399,25 +395,6 @@ fn format_ip(address: u32) -> String {
 }
 
 impl Compute {
-    /// The account's `default` security group, created on first use.
-    fn default_group(&self, book: &mut Book, account_id: &str, batch: &mut WriteBatch) -> GroupRef {
-        if let Some(group) = book.default_groups.get(account_id) {
-            return group.clone();
-        }
-        let group = GroupRef {
-            id: super::ids::new_id("sg"),
-            name: "default".into(),
-        };
-        batch.put_record(
-            DEFAULT_GROUPS,
-            account_id.as_bytes(),
-            &(account_id.to_string(), group.clone()),
-        );
-        book.default_groups
-            .insert(account_id.to_string(), group.clone());
-        group
-    }
-
     /// The next free private address in `zone`.
     fn allocate_address(
         &self,
@@ -458,43 +435,6 @@ impl Compute {
         } else {
             format!("{host}.{}.compute.internal", self.region.name)
         }
-    }
-
-    /// The groups a launch names, resolved against the account's groups
-    /// (only `default` exists until security groups are implemented).
-    fn resolve_groups(
-        &self,
-        book: &mut Book,
-        account_id: &str,
-        request: &LaunchRequest,
-        batch: &mut WriteBatch,
-    ) -> ApiResult<Vec<GroupRef>> {
-        let default = self.default_group(book, account_id, batch);
-        let mut groups = Vec::new();
-        for name in &request.security_group_names {
-            if name != &default.name {
-                return Err(ApiError::NotFound {
-                    code: "InvalidGroup.NotFound",
-                    message: format!("The security group '{name}' does not exist in default VPC"),
-                });
-            }
-            groups.push(default.clone());
-        }
-        for id in &request.security_group_ids {
-            super::ids::check_id(id, "sg", "InvalidGroupId.Malformed")?;
-            if id != &default.id {
-                return Err(ApiError::NotFound {
-                    code: "InvalidGroup.NotFound",
-                    message: format!("The security group '{id}' does not exist"),
-                });
-            }
-            groups.push(default.clone());
-        }
-        if groups.is_empty() {
-            groups.push(default);
-        }
-        groups.dedup();
-        Ok(groups)
     }
 
     /// The reservation a token launched, with the instances' current state.
@@ -573,7 +513,15 @@ impl Compute {
                 _ => request.availability_zone = Some(subnet.availability_zone.clone()),
             }
         }
+        let groups = self
+            .launch_groups(
+                account_id,
+                &request.security_group_names,
+                &request.security_group_ids,
+            )
+            .await?;
         let plan = LaunchPlan {
+            groups: &groups,
             image: &image,
             instance_type,
             demand,
@@ -602,6 +550,7 @@ impl Compute {
             now,
             vpc,
             subnets,
+            groups,
         } = plan;
         let mut book = self.instances.book.lock().expect("instance lock");
         if let Some(token) = &request.client_token {
@@ -648,7 +597,6 @@ impl Compute {
                     return Err(ApiError::invalid_value(format!("Invalid availability zone: [{zone}]")));
                 }
             }
-            let groups = self.resolve_groups(book, account_id, request, &mut hosts.batch)?;
             let mut placed = Vec::new();
             for _ in 0..wanted {
                 match hosts.place(request.availability_zone.as_deref(), demand, self.scheduler_policy, now) {
@@ -695,7 +643,7 @@ impl Compute {
                     private_ip,
                     client_token: request.client_token.clone(),
                     user_data: request.user_data.clone(),
-                    security_groups: groups.clone(),
+                    security_groups: groups.to_vec(),
                     tags: request.tags.clone(),
                     disable_api_termination: request.disable_api_termination,
                     shutdown_behavior: request.shutdown_behavior.clone(),

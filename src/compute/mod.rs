@@ -15,6 +15,7 @@ pub mod keypairs;
 pub mod lifecycle;
 pub mod network;
 pub mod scheduler;
+pub mod security_groups;
 pub mod services;
 
 use crate::clock::Clock;
@@ -54,6 +55,8 @@ pub struct Compute {
     /// Serialises image name checks with their writes.
     image_lock: std::sync::Mutex<()>,
     pub network: network::NetworkBook,
+    /// Serialises security group checks with their writes.
+    security_group_lock: std::sync::Mutex<()>,
 }
 
 impl Compute {
@@ -102,6 +105,7 @@ impl Compute {
             key_pair_lock: std::sync::Mutex::new(()),
             image_lock: std::sync::Mutex::new(()),
             network: network::NetworkBook::load(&store_for_network)?,
+            security_group_lock: std::sync::Mutex::new(()),
         })
     }
 }
