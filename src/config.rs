@@ -170,6 +170,10 @@ pub struct LifecycleConfig {
     pub terminate_delay_secs: u64,
     /// How long terminated instances stay visible.
     pub terminated_retention_secs: u64,
+    /// creating -> available, attaching -> attached, detaching -> detached.
+    pub volume_delay_secs: u64,
+    /// Snapshots: pending -> completed.
+    pub snapshot_delay_secs: u64,
 }
 
 impl Default for LifecycleConfig {
@@ -179,6 +183,8 @@ impl Default for LifecycleConfig {
             stop_delay_secs: 1,
             terminate_delay_secs: 1,
             terminated_retention_secs: 3600,
+            volume_delay_secs: 1,
+            snapshot_delay_secs: 2,
         }
     }
 }
@@ -237,6 +243,20 @@ pub struct Config {
     pub quotas: Quotas,
     #[serde(default)]
     pub lifecycle: LifecycleConfig,
+    /// The public pool Elastic IPs come from.
+    #[serde(default = "default_elastic_ip_pool")]
+    pub elastic_ip_pool: String,
+    /// Volume capacity of each zone (GiB).
+    #[serde(default = "default_volume_capacity")]
+    pub volume_capacity_gib_per_zone: u64,
+}
+
+fn default_elastic_ip_pool() -> String {
+    "198.51.100.0/24".to_string()
+}
+
+fn default_volume_capacity() -> u64 {
+    100_000
 }
 
 fn default_storage() -> StorageBackend {
@@ -473,6 +493,12 @@ impl Config {
                     "must be linux or windows",
                 ));
             }
+        }
+        if crate::compute::addresses::AddressPool::parse(&self.elastic_ip_pool).is_none() {
+            return Err(config_error(
+                "elastic_ip_pool",
+                "must be an IPv4 CIDR from /16 to /30, like 198.51.100.0/24",
+            ));
         }
         let mut host_names = std::collections::HashSet::new();
         for (i, host) in self.hosts.iter().enumerate() {

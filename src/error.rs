@@ -66,6 +66,9 @@ pub enum ApiError {
     IdempotentParameterMismatch(String),
     /// No compute host can take the instance (clients retry it).
     InsufficientInstanceCapacity(String),
+    /// A capacity pool is used up (`InsufficientVolumeCapacity`, ...): 500,
+    /// which clients retry.
+    InsufficientCapacity { code: &'static str, message: String },
     /// Refused by an attribute of the resource (`disableApiTermination`).
     OperationNotPermitted(String),
     /// A pagination token that was not issued for this request.
@@ -103,7 +106,9 @@ impl ApiError {
             ApiError::HostNotFound(_) => "InvalidHost.NotFound",
             ApiError::HostAlreadyExists(_) => "InvalidHost.Duplicate",
             ApiError::AccessKeyNotFound(_) => "InvalidAccessKeyId.NotFound",
-            ApiError::NotFound { code, .. } | ApiError::Malformed { code, .. } => code,
+            ApiError::NotFound { code, .. }
+            | ApiError::Malformed { code, .. }
+            | ApiError::InsufficientCapacity { code, .. } => code,
             ApiError::IncorrectInstanceState(_) => "IncorrectInstanceState",
             ApiError::InstanceLimitExceeded(_) => "InstanceLimitExceeded",
             ApiError::VcpuLimitExceeded(_) => "VcpuLimitExceeded",
@@ -130,9 +135,9 @@ impl ApiError {
             ApiError::RequestHeaderSectionTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::UnsupportedHttpVerb(_) => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::InternalError | ApiError::InsufficientInstanceCapacity(_) => {
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
+            ApiError::InternalError
+            | ApiError::InsufficientInstanceCapacity(_)
+            | ApiError::InsufficientCapacity { .. } => StatusCode::INTERNAL_SERVER_ERROR,
             _ => StatusCode::BAD_REQUEST,
         }
     }
@@ -173,7 +178,9 @@ impl ApiError {
                 format!("The compute host '{host}' already exists")
             }
             ApiError::AccessKeyNotFound(key) => format!("The access key '{key}' does not exist"),
-            ApiError::NotFound { message, .. } | ApiError::Malformed { message, .. } => message.clone(),
+            ApiError::NotFound { message, .. }
+            | ApiError::Malformed { message, .. }
+            | ApiError::InsufficientCapacity { message, .. } => message.clone(),
             ApiError::IncorrectInstanceState(text)
             | ApiError::InstanceLimitExceeded(text)
             | ApiError::VcpuLimitExceeded(text)

@@ -230,6 +230,11 @@ impl RegisterImage {
                     .optional("Architecture")
                     .unwrap_or_else(|| "x86_64".into()),
                 tags: tag_specifications(params, "image")?,
+                snapshot_ids: params
+                    .structures("BlockDeviceMapping")?
+                    .iter()
+                    .filter_map(|mapping| mapping.optional("Ebs.SnapshotId"))
+                    .collect(),
             },
             dry_run: params.boolean("DryRun")?.unwrap_or(false),
         })

@@ -19,6 +19,7 @@ use crate::protocol::{Filter, Params};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use sha2::{Digest, Sha256};
+use std::collections::HashMap;
 
 /// Largest UserData accepted, decoded (EC2's limit).
 const MAX_USER_DATA_BYTES: usize = 16 * 1024;
@@ -153,7 +154,7 @@ impl RunInstances {
             .compute
             .run_instances(&context.principal.account_id, self.request)
             .await?;
-        Ok(ReservationOutput(reservation))
+        Ok(ReservationOutput(reservation, Surroundings::of(context)?))
     }
 }
 
@@ -165,12 +166,67 @@ fn write_state(xml: &mut XmlWriter, name: &str, state: InstanceState) {
     });
 }
 
+/// What other resources say about an account's instances: their Elastic
+/// IPs and attached volumes.
+#[derive(Debug, Default)]
+pub struct Surroundings {
+    public_ips: HashMap<String, String>,
+    volumes: HashMap<String, Vec<crate::compute::volumes::Volume>>,
+    region: String,
+    now: chrono::DateTime<chrono::Utc>,
+}
+
+impl Surroundings {
+    /// Looks up the account's addresses and volumes once per request.
+    pub fn of(context: &Context<'_>) -> ApiResult<Self> {
+        let account = &context.principal.account_id;
+        let public_ips = context
+            .compute
+            .addresses(account)?
+            .into_iter()
+            .filter_map(|a| a.association.map(|x| (x.instance_id, a.public_ip)))
+            .collect();
+        let mut volumes: HashMap<String, Vec<crate::compute::volumes::Volume>> = HashMap::new();
+        for volume in context.compute.volumes(account)? {
+            if let Some(attachment) = &volume.attachment {
+                volumes
+                    .entry(attachment.instance_id.clone())
+                    .or_default()
+                    .push(volume.clone());
+            }
+        }
+        Ok(Self {
+            public_ips,
+            volumes,
+            region: context.compute.region.name.clone(),
+            now: context.compute.clock.now(),
+        })
+    }
+
+    fn public_ip(&self, instance: &Instance) -> Option<&String> {
+        self.public_ips.get(&instance.id)
+    }
+
+    fn public_dns_name(&self, instance: &Instance) -> Option<String> {
+        self.public_ip(instance)
+            .map(|ip| crate::compute::addresses::public_dns_name(ip, &self.region))
+    }
+
+    fn volumes(&self, instance: &Instance) -> &[crate::compute::volumes::Volume] {
+        self.volumes
+            .get(&instance.id)
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+    }
+}
+
 /// One `instancesSet` item.
-fn write_instance(xml: &mut XmlWriter, instance: &Instance) {
+fn write_instance(xml: &mut XmlWriter, instance: &Instance, around: &Surroundings) {
     xml.element("instanceId", &instance.id);
     xml.element("imageId", &instance.image_id);
     write_state(xml, "instanceState", instance.state);
     xml.element("privateDnsName", &instance.private_dns_name);
+    xml.optional("dnsName", around.public_dns_name(instance).as_deref());
     xml.optional("reason", instance.reason.as_deref());
     xml.optional("keyName", instance.key_name.as_deref());
     xml.number("amiLaunchIndex", instance.ami_launch_index);
@@ -188,6 +244,7 @@ fn write_instance(xml: &mut XmlWriter, instance: &Instance) {
     xml.optional("subnetId", instance.subnet_id.as_deref());
     xml.optional("vpcId", instance.vpc_id.as_deref());
     xml.element("privateIpAddress", &instance.private_ip);
+    xml.optional("ipAddress", around.public_ip(instance).map(String::as_str));
     xml.list("groupSet", &instance.security_groups, |xml, group| {
         xml.element("groupId", &group.id);
         xml.element("groupName", &group.name);
@@ -201,7 +258,24 @@ fn write_instance(xml: &mut XmlWriter, instance: &Instance) {
     xml.element("architecture", &instance.architecture);
     xml.element("rootDeviceType", "ebs");
     xml.element("rootDeviceName", "/dev/xvda");
-    xml.list("blockDeviceMapping", &[] as &[String], |_, _| {});
+    xml.list(
+        "blockDeviceMapping",
+        around.volumes(instance),
+        |xml, volume| {
+            if let Some(attachment) = &volume.attachment {
+                xml.element("deviceName", &attachment.device);
+                xml.nested("ebs", |xml| {
+                    xml.element("volumeId", &volume.id);
+                    xml.element(
+                        "status",
+                        crate::compute::volumes::attachment_state(attachment, around.now),
+                    );
+                    xml.timestamp("attachTime", attachment.attach_time);
+                    xml.boolean("deleteOnTermination", attachment.delete_on_termination);
+                });
+            }
+        },
+    );
     xml.element("virtualizationType", "hvm");
     xml.optional("clientToken", instance.client_token.as_deref());
     write_tags(xml, &instance.tags);
@@ -217,22 +291,23 @@ fn write_instance(xml: &mut XmlWriter, instance: &Instance) {
     );
 }
 
-fn write_reservation(xml: &mut XmlWriter, reservation: &Reservation) {
+fn write_reservation(xml: &mut XmlWriter, reservation: &Reservation, around: &Surroundings) {
     xml.element("reservationId", &reservation.reservation_id);
     xml.element("ownerId", &reservation.owner_id);
     xml.list("groupSet", &[] as &[String], |_, _| {});
     xml.list("instancesSet", &reservation.instances, |xml, instance| {
-        write_instance(xml, instance)
+        write_instance(xml, instance, around)
     });
 }
 
-/// RunInstances answers the reservation itself under the root.
+/// RunInstances answers the reservation itself under the root (a retried
+/// launch's instances may have addresses or volumes by then).
 #[derive(Debug)]
-pub struct ReservationOutput(pub Reservation);
+pub struct ReservationOutput(pub Reservation, pub Surroundings);
 
 impl XmlOutput for ReservationOutput {
     fn write_xml(&self, xml: &mut XmlWriter) {
-        write_reservation(xml, &self.0);
+        write_reservation(xml, &self.0, &self.1);
     }
 }
 
@@ -272,9 +347,13 @@ const INSTANCE_FILTERS: &[&str] = &[
     "tenancy",
     "vpc-id",
     "subnet-id",
+    "ip-address",
+    "dns-name",
+    "block-device-mapping.volume-id",
+    "block-device-mapping.device-name",
 ];
 
-fn instance_filter_values(instance: &Instance, filter: &str) -> Vec<String> {
+fn instance_filter_values(instance: &Instance, filter: &str, around: &Surroundings) -> Vec<String> {
     if let Some(values) = tag_filter_values(&instance.tags, filter) {
         return values;
     }
@@ -330,6 +409,18 @@ fn instance_filter_values(instance: &Instance, filter: &str) -> Vec<String> {
             .map(|r| r.message.clone())
             .collect(),
         "tenancy" => one("default"),
+        "ip-address" => around.public_ip(instance).cloned().into_iter().collect(),
+        "dns-name" => around.public_dns_name(instance).into_iter().collect(),
+        "block-device-mapping.volume-id" => around
+            .volumes(instance)
+            .iter()
+            .map(|v| v.id.clone())
+            .collect(),
+        "block-device-mapping.device-name" => around
+            .volumes(instance)
+            .iter()
+            .filter_map(|v| v.attachment.as_ref().map(|a| a.device.clone()))
+            .collect(),
         "vpc-id" => instance.vpc_id.iter().cloned().collect(),
         "subnet-id" => instance.subnet_id.iter().cloned().collect(),
         _ => Vec::new(),
@@ -399,9 +490,12 @@ impl DescribeInstances {
         };
         let candidates = compute.instances(account, &self.instance_ids, after)?;
         dry_run_check(self.dry_run)?;
-        let mut matching = candidates
-            .into_iter()
-            .filter(|i| matches_all(&self.filters, |name| instance_filter_values(i, name)));
+        let around = Surroundings::of(context)?;
+        let mut matching = candidates.into_iter().filter(|i| {
+            matches_all(&self.filters, |name| {
+                instance_filter_values(i, name, &around)
+            })
+        });
         let mut page: Vec<Instance> = match self.max_results {
             Some(max) => matching.by_ref().take(max).collect(),
             None => matching.by_ref().collect(),
@@ -436,6 +530,7 @@ impl DescribeInstances {
         Ok(InstanceListing {
             reservations,
             next_token,
+            around,
         })
     }
 }
@@ -444,12 +539,13 @@ impl DescribeInstances {
 pub struct InstanceListing {
     reservations: Vec<Reservation>,
     next_token: Option<String>,
+    around: Surroundings,
 }
 
 impl XmlOutput for InstanceListing {
     fn write_xml(&self, xml: &mut XmlWriter) {
         xml.list("reservationSet", &self.reservations, |xml, reservation| {
-            write_reservation(xml, reservation)
+            write_reservation(xml, reservation, &self.around)
         });
         xml.optional("nextToken", self.next_token.as_deref());
     }

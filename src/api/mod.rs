@@ -8,6 +8,7 @@
 //! ignores them: euca2ools still sends `AddressingType`, and old scripts
 //! carry parameters from older API versions.
 
+pub mod addresses;
 pub mod admin;
 pub mod catalog;
 pub mod images;
@@ -19,6 +20,7 @@ pub mod pagination;
 pub mod regions;
 pub mod security_groups;
 pub mod tags;
+pub mod volumes;
 pub mod zones;
 
 use crate::auth::Principal;
@@ -115,6 +117,25 @@ actions! {
     AuthorizeSecurityGroupEgress => security_groups::AuthorizeSecurityGroupEgress, admin = false;
     RevokeSecurityGroupIngress => security_groups::RevokeSecurityGroupIngress, admin = false;
     RevokeSecurityGroupEgress => security_groups::RevokeSecurityGroupEgress, admin = false;
+    CreateTags => tags::CreateTags, admin = false;
+    DeleteTags => tags::DeleteTags, admin = false;
+    DescribeTags => tags::DescribeTags, admin = false;
+    AllocateAddress => addresses::AllocateAddress, admin = false;
+    DescribeAddresses => addresses::DescribeAddresses, admin = false;
+    AssociateAddress => addresses::AssociateAddress, admin = false;
+    DisassociateAddress => addresses::DisassociateAddress, admin = false;
+    ReleaseAddress => addresses::ReleaseAddress, admin = false;
+    CreateVolume => volumes::CreateVolume, admin = false;
+    DescribeVolumes => volumes::DescribeVolumes, admin = false;
+    DescribeVolumeStatus => volumes::DescribeVolumeStatus, admin = false;
+    DeleteVolume => volumes::DeleteVolume, admin = false;
+    AttachVolume => volumes::AttachVolume, admin = false;
+    DetachVolume => volumes::DetachVolume, admin = false;
+    ModifyVolume => volumes::ModifyVolume, admin = false;
+    CreateSnapshot => volumes::CreateSnapshot, admin = false;
+    DescribeSnapshots => volumes::DescribeSnapshots, admin = false;
+    DeleteSnapshot => volumes::DeleteSnapshot, admin = false;
+    CopySnapshot => volumes::CopySnapshot, admin = false;
     RunInstances => instances::RunInstances, admin = false;
     DescribeInstances => instances::DescribeInstances, admin = false;
     StartInstances => instances::StartInstances, admin = false;

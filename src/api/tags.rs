@@ -1,12 +1,15 @@
 //! Tags as every EC2 resource has them: `TagSpecification.N` on create
 //! actions, `<tagSet>` in describes, and the `tag:<key>`, `tag-key` and
-//! `tag-value` filters. Limits as EC2: 50 tags per resource, keys of 1 to
+//! `tag-value` filters; CreateTags, DeleteTags and DescribeTags on every
+//! resource type (see `compute::tags`). Limits as EC2: 50 tags per resource, keys of 1 to
 //! 128 characters without the reserved `aws:` prefix, values up to 256.
 
+use super::{dry_run_check, Context};
 use crate::compute::instances::Tag;
+use crate::compute::tags::{ResourceTag, TagChange};
 use crate::error::{ApiError, ApiResult};
-use crate::protocol::filters::check_names;
-use crate::protocol::xml::XmlWriter;
+use crate::protocol::filters::{check_names, matches_all};
+use crate::protocol::xml::{ReturnTrue, XmlOutput, XmlWriter};
 use crate::protocol::{Filter, Params};
 
 /// Most tags on one resource.
@@ -94,5 +97,200 @@ pub fn tag_filter_values(tags: &[Tag], filter: &str) -> Option<Vec<String>> {
         "tag-key" => Some(tags.iter().map(|t| t.key.clone()).collect()),
         "tag-value" => Some(tags.iter().map(|t| t.value.clone()).collect()),
         _ => None,
+    }
+}
+
+/// `Tag.N.Key` / `Tag.N.Value` pairs.
+fn tag_list(params: &Params) -> ApiResult<Vec<(String, Option<String>)>> {
+    params
+        .structures("Tag")?
+        .into_iter()
+        .map(|tag| {
+            let key = tag
+                .get("Key")
+                .ok_or_else(|| ApiError::MissingParameter("Tag.N.Key".into()))?
+                .to_string();
+            Ok((key, tag.get("Value").map(str::to_string)))
+        })
+        .collect()
+}
+
+#[derive(Debug)]
+pub struct CreateTags {
+    pub resource_ids: Vec<String>,
+    pub tags: Vec<Tag>,
+    pub dry_run: bool,
+}
+
+impl CreateTags {
+    pub const PARAMETERS: &'static [&'static str] = &["ResourceId", "Tag", "DryRun"];
+
+    pub fn from_params(params: &Params) -> ApiResult<Self> {
+        let resource_ids = params.list("ResourceId")?;
+        if resource_ids.is_empty() {
+            return Err(ApiError::MissingParameter("ResourceId".into()));
+        }
+        let mut tags = Vec::new();
+        for (key, value) in tag_list(params)? {
+            let value = value.unwrap_or_default();
+            check_tag(&key, &value)?;
+            tags.push(Tag { key, value });
+        }
+        Ok(Self {
+            resource_ids,
+            tags,
+            dry_run: params.boolean("DryRun")?.unwrap_or(false),
+        })
+    }
+
+    pub async fn execute(self, context: &Context<'_>) -> ApiResult<ReturnTrue> {
+        context
+            .compute
+            .change_tags(
+                &context.principal.account_id,
+                &self.resource_ids,
+                TagChange::Set(self.tags),
+                self.dry_run,
+            )
+            .await?;
+        Ok(ReturnTrue)
+    }
+}
+
+#[derive(Debug)]
+pub struct DeleteTags {
+    pub resource_ids: Vec<String>,
+    pub tags: Vec<(String, Option<String>)>,
+    pub dry_run: bool,
+}
+
+impl DeleteTags {
+    pub const PARAMETERS: &'static [&'static str] = &["ResourceId", "Tag", "DryRun"];
+
+    pub fn from_params(params: &Params) -> ApiResult<Self> {
+        let resource_ids = params.list("ResourceId")?;
+        if resource_ids.is_empty() {
+            return Err(ApiError::MissingParameter("ResourceId".into()));
+        }
+        Ok(Self {
+            resource_ids,
+            tags: tag_list(params)?,
+            dry_run: params.boolean("DryRun")?.unwrap_or(false),
+        })
+    }
+
+    pub async fn execute(self, context: &Context<'_>) -> ApiResult<ReturnTrue> {
+        context
+            .compute
+            .change_tags(
+                &context.principal.account_id,
+                &self.resource_ids,
+                TagChange::Remove(self.tags),
+                self.dry_run,
+            )
+            .await?;
+        Ok(ReturnTrue)
+    }
+}
+
+const DESCRIBE_TAG_FILTERS: &[&str] = &["key", "value", "resource-id", "resource-type"];
+
+#[derive(Debug)]
+pub struct DescribeTags {
+    pub filters: Vec<Filter>,
+    pub max_results: Option<usize>,
+    pub next_token: Option<String>,
+    pub dry_run: bool,
+}
+
+impl DescribeTags {
+    pub const PARAMETERS: &'static [&'static str] =
+        &["Filter", "MaxResults", "NextToken", "DryRun"];
+
+    pub fn from_params(params: &Params) -> ApiResult<Self> {
+        let request = Self {
+            filters: params.filters()?,
+            max_results: super::pagination::check_max_results(
+                params.number("MaxResults")?,
+                5,
+                1000,
+            )?,
+            next_token: params.optional("NextToken"),
+            dry_run: params.boolean("DryRun")?.unwrap_or(false),
+        };
+        check_names(&request.filters, DESCRIBE_TAG_FILTERS)?;
+        Ok(request)
+    }
+
+    pub async fn execute(self, context: &Context<'_>) -> ApiResult<TagList> {
+        use super::pagination::{issue, selection_digest, verify};
+        dry_run_check(self.dry_run)?;
+        let account = &context.principal.account_id;
+        let mut tags = context.compute.resource_tags(account).await?;
+        tags.sort_by(|a, b| (&a.resource_id, &a.key).cmp(&(&b.resource_id, &b.key)));
+        let parts: Vec<String> = self
+            .filters
+            .iter()
+            .map(|f| format!("{}={}", f.name, f.values.join("\u{1}")))
+            .collect();
+        let selection = selection_digest(&parts.iter().map(String::as_str).collect::<Vec<_>>());
+        let after = match &self.next_token {
+            Some(token) => Some(verify(
+                &context.compute.pagination_key,
+                token,
+                account,
+                "DescribeTags",
+                &selection,
+            )?),
+            None => None,
+        };
+        let position = |t: &ResourceTag| format!("{}\u{1}{}", t.resource_id, t.key);
+        let mut matching = tags
+            .into_iter()
+            .filter(|t| after.as_ref().is_none_or(|after| &position(t) > after))
+            .filter(|t| {
+                matches_all(&self.filters, |name| match name {
+                    "key" => vec![t.key.clone()],
+                    "value" => vec![t.value.clone()],
+                    "resource-id" => vec![t.resource_id.clone()],
+                    _ => vec![t.resource_type.as_str().to_string()],
+                })
+            });
+        let page: Vec<ResourceTag> = match self.max_results {
+            Some(max) => matching.by_ref().take(max).collect(),
+            None => matching.by_ref().collect(),
+        };
+        let next_token = match (self.max_results, matching.next(), page.last()) {
+            (Some(_), Some(_), Some(last)) => Some(issue(
+                &context.compute.pagination_key,
+                account,
+                "DescribeTags",
+                &selection,
+                &position(last),
+            )),
+            _ => None,
+        };
+        Ok(TagList {
+            tags: page,
+            next_token,
+        })
+    }
+}
+
+#[derive(Debug)]
+pub struct TagList {
+    tags: Vec<ResourceTag>,
+    next_token: Option<String>,
+}
+
+impl XmlOutput for TagList {
+    fn write_xml(&self, xml: &mut XmlWriter) {
+        xml.list("tagSet", &self.tags, |xml, tag| {
+            xml.element("resourceId", &tag.resource_id);
+            xml.element("resourceType", tag.resource_type.as_str());
+            xml.element("key", &tag.key);
+            xml.element("value", &tag.value);
+        });
+        xml.optional("nextToken", self.next_token.as_deref());
     }
 }

@@ -141,6 +141,7 @@ impl Catalog {
                     public: true,
                     tags: Vec::new(),
                     created_at: None,
+                    snapshot_ids: Vec::new(),
                 };
                 (image.id.clone(), image)
             })

@@ -13,7 +13,7 @@ use crate::store::WriteBatch;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-const IMAGES: &str = "images";
+pub(crate) const IMAGES: &str = "images";
 
 /// An image.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -28,6 +28,9 @@ pub struct Image {
     pub tags: Vec<Tag>,
     /// When it was registered (catalogue images have none).
     pub created_at: Option<DateTime<Utc>>,
+    /// Snapshots its block device mappings use (they cannot be deleted).
+    #[serde(default)]
+    pub snapshot_ids: Vec<String>,
 }
 
 /// What RegisterImage supplies.
@@ -37,6 +40,7 @@ pub struct NewImage {
     pub description: Option<String>,
     pub architecture: String,
     pub tags: Vec<Tag>,
+    pub snapshot_ids: Vec<String>,
 }
 
 fn image_key(account_id: &str, image_id: &str) -> Vec<u8> {
@@ -118,6 +122,7 @@ impl Compute {
                 public: false,
                 tags: image.tags,
                 created_at: Some(self.clock.now()),
+                snapshot_ids: image.snapshot_ids,
             };
             let mut batch = WriteBatch::new();
             batch.put_record(IMAGES, image_key(account_id, &record.id), &record);

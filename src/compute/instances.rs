@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Mutex;
 
-const INSTANCES: &str = "instances";
+pub(crate) const INSTANCES: &str = "instances";
 const CLIENT_TOKENS: &str = "client_tokens";
 const META: &str = "meta";
 const ADDRESS_COUNTER: &str = "address_counter/";
@@ -396,7 +396,7 @@ fn format_ip(address: u32) -> String {
 
 impl Compute {
     /// The next free private address in `zone`.
-    fn allocate_address(
+    fn allocate_private_address(
         &self,
         book: &mut Book,
         zone: &str,
@@ -618,7 +618,7 @@ impl Compute {
             let mut instances = Vec::new();
             for (index, host) in placed.into_iter().enumerate() {
                 let zone_id = hosts.zone_id(&host.availability_zone).unwrap_or_default().to_string();
-                let private_ip = self.allocate_address(book, &host.availability_zone, &zone_id, &mut hosts.batch)?;
+                let private_ip = self.allocate_private_address(book, &host.availability_zone, &zone_id, &mut hosts.batch)?;
                 let instance = Instance {
                     id: super::ids::new_id("i"),
                     sequence: book.next_sequence + index as u64,
@@ -999,6 +999,49 @@ impl From<&crate::config::LifecycleConfig> for LifecycleTiming {
             terminate_delay: seconds(config.terminate_delay_secs),
             terminated_retention: seconds(config.terminated_retention_secs),
         }
+    }
+}
+
+impl Compute {
+    /// Applies a tag change to instances and writes it together with `batch`
+    /// (other resources' changes) in one atomic apply; returns its sequence.
+    pub(crate) fn retag_instances(
+        &self,
+        account_id: &str,
+        ids: &[String],
+        change: &super::tags::TagChange,
+        batch: WriteBatch,
+        dry_run: bool,
+    ) -> ApiResult<u64> {
+        let mut batch = batch;
+        let mut book = self.instances.book.lock().expect("instance lock");
+        let missing: Vec<String> = ids
+            .iter()
+            .filter(|id| book.get(account_id, id).is_none())
+            .cloned()
+            .collect();
+        if !missing.is_empty() {
+            return Err(instances_not_found(&missing));
+        }
+        let mut updated = Vec::new();
+        for id in ids {
+            let before = book.get(account_id, id).cloned().expect("checked above");
+            let mut after = before.clone();
+            change.apply_to(&mut after.tags);
+            if after.tags.len() > super::tags::MAX_TAGS {
+                return Err(super::tags::too_many_tags(id));
+            }
+            batch.put_record(INSTANCES, after.key(), &after);
+            updated.push((before, after));
+        }
+        if dry_run {
+            return Err(ApiError::DryRunOperation);
+        }
+        let sequence = self.store.apply(&batch)?;
+        for (before, after) in updated {
+            book.update(&before, after);
+        }
+        Ok(sequence)
     }
 }
 

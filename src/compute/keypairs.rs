@@ -16,7 +16,7 @@ use crate::store::WriteBatch;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-const KEY_PAIRS: &str = "key_pairs";
+pub(crate) const KEY_PAIRS: &str = "key_pairs";
 
 /// A stored key pair (public half only).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

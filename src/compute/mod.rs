@@ -6,6 +6,7 @@
 //! registered compute hosts (see `services`), never from a fixed list.
 
 pub mod accounts;
+pub mod addresses;
 pub mod catalog;
 pub mod ids;
 pub mod images;
@@ -17,6 +18,8 @@ pub mod network;
 pub mod scheduler;
 pub mod security_groups;
 pub mod services;
+pub mod tags;
+pub mod volumes;
 
 use crate::clock::Clock;
 use crate::config::{Config, PeerRegion, Quotas, SchedulerPolicy};
@@ -57,6 +60,16 @@ pub struct Compute {
     pub network: network::NetworkBook,
     /// Serialises security group checks with their writes.
     security_group_lock: std::sync::Mutex<()>,
+    /// Serialises volume and snapshot checks with their writes.
+    volume_lock: std::sync::Mutex<()>,
+    /// Serialises address checks with their writes.
+    address_lock: std::sync::Mutex<()>,
+    pub address_pool: addresses::AddressPool,
+    address_book: addresses::AddressBook,
+    volume_pools: volumes::VolumePools,
+    pub volume_capacity_gib_per_zone: u64,
+    pub volume_delay: Duration,
+    pub snapshot_delay: Duration,
 }
 
 impl Compute {
@@ -106,6 +119,15 @@ impl Compute {
             image_lock: std::sync::Mutex::new(()),
             network: network::NetworkBook::load(&store_for_network)?,
             security_group_lock: std::sync::Mutex::new(()),
+            volume_lock: std::sync::Mutex::new(()),
+            address_lock: std::sync::Mutex::new(()),
+            address_pool: addresses::AddressPool::parse(&config.elastic_ip_pool)
+                .expect("validated with the configuration"),
+            address_book: addresses::AddressBook::load(&store_for_network)?,
+            volume_pools: volumes::VolumePools::load(&store_for_network)?,
+            volume_capacity_gib_per_zone: config.volume_capacity_gib_per_zone,
+            volume_delay: volumes::delays(&config.lifecycle).0,
+            snapshot_delay: volumes::delays(&config.lifecycle).1,
         })
     }
 }

@@ -16,8 +16,8 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-const VPCS: &str = "default_vpcs";
-const SUBNETS: &str = "default_subnets";
+pub(crate) const VPCS: &str = "default_vpcs";
+pub(crate) const SUBNETS: &str = "default_subnets";
 
 /// The CIDR of every default VPC.
 pub const DEFAULT_VPC_CIDR: &str = "172.31.0.0/16";
@@ -89,6 +89,46 @@ impl NetworkBook {
         Ok(Self {
             networks: Mutex::new(networks),
         })
+    }
+}
+
+impl NetworkBook {
+    /// The account's default VPC, if it was created.
+    pub fn vpc(&self, account_id: &str) -> Option<Vpc> {
+        self.networks
+            .lock()
+            .expect("network lock")
+            .vpcs
+            .get(account_id)
+            .cloned()
+    }
+
+    /// The account's default subnets created so far, by zone.
+    pub fn subnets(&self, account_id: &str) -> Vec<Subnet> {
+        let networks = self.networks.lock().expect("network lock");
+        let mut subnets: Vec<Subnet> = networks
+            .subnets
+            .values()
+            .filter(|s| s.account_id == account_id)
+            .cloned()
+            .collect();
+        subnets.sort_by(|a, b| a.availability_zone.cmp(&b.availability_zone));
+        subnets
+    }
+
+    /// Re-reads the account's VPC and subnets (after their tags changed).
+    pub fn reload_tags(&self, store: &StoreHandle, account_id: &str) -> StoreResult<()> {
+        let mut networks = self.networks.lock().expect("network lock");
+        if let Some(vpc) = store.get_record::<Vpc>(VPCS, account_id.as_bytes())? {
+            networks.vpcs.insert(account_id.to_string(), vpc);
+        }
+        for subnet in store.records::<Subnet>(SUBNETS, format!("{account_id}/").as_bytes())? {
+            networks.subnets.insert(
+                (subnet.account_id.clone(), subnet.availability_zone.clone()),
+                subnet,
+            );
+        }
+        Ok(())
     }
 }
 

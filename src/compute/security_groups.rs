@@ -17,7 +17,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::store::WriteBatch;
 use serde::{Deserialize, Serialize};
 
-const SECURITY_GROUPS: &str = "security_groups";
+pub(crate) const SECURITY_GROUPS: &str = "security_groups";
 
 /// Where traffic of a rule comes from (ingress) or goes to (egress).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]

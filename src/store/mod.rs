@@ -166,6 +166,11 @@ impl StoreHandle {
         }
     }
 
+    /// The encoded value under `key`, as stored.
+    pub fn raw(&self, tree: &str, key: &[u8]) -> StoreResult<Option<Vec<u8>>> {
+        self.store.get(tree, key)
+    }
+
     pub fn get_record<T: DeserializeOwned>(
         &self,
         tree: &str,

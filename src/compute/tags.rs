@@ -1,0 +1,380 @@
+//! Tags on every resource: CreateTags, DeleteTags, DescribeTags.
+//!
+//! The resource type comes from the id's prefix (`i-`, `ami-`, `key-`,
+//! `sg-`, `vol-`, `snap-`, `eipalloc-`, `vpc-`, `subnet-`); an id of another
+//! shape is `InvalidID`, an unknown one the type's own `.NotFound`. Every
+//! id of a request is checked before anything changes, and all changes are
+//! written in one atomic batch. Limits as EC2: 50 tags per resource.
+
+use super::instances::Tag;
+use super::Compute;
+use crate::error::{ApiError, ApiResult};
+use crate::store::WriteBatch;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+/// Most tags on one resource.
+pub const MAX_TAGS: usize = 50;
+
+/// The kinds of taggable resources, by id prefix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResourceType {
+    Instance,
+    Image,
+    KeyPair,
+    SecurityGroup,
+    Volume,
+    Snapshot,
+    ElasticIp,
+    Vpc,
+    Subnet,
+}
+
+impl ResourceType {
+    /// Every kind, in DescribeTags order.
+    pub const ALL: [ResourceType; 9] = [
+        ResourceType::Instance,
+        ResourceType::Image,
+        ResourceType::KeyPair,
+        ResourceType::SecurityGroup,
+        ResourceType::Volume,
+        ResourceType::Snapshot,
+        ResourceType::ElasticIp,
+        ResourceType::Vpc,
+        ResourceType::Subnet,
+    ];
+
+    fn prefix(self) -> &'static str {
+        match self {
+            ResourceType::Instance => "i",
+            ResourceType::Image => "ami",
+            ResourceType::KeyPair => "key",
+            ResourceType::SecurityGroup => "sg",
+            ResourceType::Volume => "vol",
+            ResourceType::Snapshot => "snap",
+            ResourceType::ElasticIp => "eipalloc",
+            ResourceType::Vpc => "vpc",
+            ResourceType::Subnet => "subnet",
+        }
+    }
+
+    /// The `resourceType` DescribeTags reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResourceType::Instance => "instance",
+            ResourceType::Image => "image",
+            ResourceType::KeyPair => "key-pair",
+            ResourceType::SecurityGroup => "security-group",
+            ResourceType::Volume => "volume",
+            ResourceType::Snapshot => "snapshot",
+            ResourceType::ElasticIp => "elastic-ip",
+            ResourceType::Vpc => "vpc",
+            ResourceType::Subnet => "subnet",
+        }
+    }
+
+    fn not_found(self, id: &str) -> ApiError {
+        let code = match self {
+            ResourceType::Instance => "InvalidInstanceID.NotFound",
+            ResourceType::Image => "InvalidAMIID.NotFound",
+            ResourceType::KeyPair => "InvalidKeyPair.NotFound",
+            ResourceType::SecurityGroup => "InvalidGroup.NotFound",
+            ResourceType::Volume => "InvalidVolume.NotFound",
+            ResourceType::Snapshot => "InvalidSnapshot.NotFound",
+            ResourceType::ElasticIp => "InvalidAllocationID.NotFound",
+            ResourceType::Vpc => "InvalidVpcID.NotFound",
+            ResourceType::Subnet => "InvalidSubnetID.NotFound",
+        };
+        ApiError::NotFound {
+            code,
+            message: format!("The {} ID '{id}' does not exist", self.as_str()),
+        }
+    }
+
+    /// The type of `id`, from its prefix and syntax.
+    pub fn of(id: &str) -> ApiResult<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|kind| crate::config::is_resource_id(id, kind.prefix()))
+            .ok_or_else(|| ApiError::NotFound {
+                code: "InvalidID",
+                message: format!("The ID '{id}' is not valid"),
+            })
+    }
+}
+
+/// A stored record that carries tags.
+pub(crate) trait Tagged: Serialize + DeserializeOwned {
+    fn tags_mut(&mut self) -> &mut Vec<Tag>;
+}
+
+macro_rules! tagged {
+    ($($record:ty),*) => {
+        $(impl Tagged for $record {
+            fn tags_mut(&mut self) -> &mut Vec<Tag> {
+                &mut self.tags
+            }
+        })*
+    };
+}
+
+tagged!(
+    super::images::Image,
+    super::keypairs::KeyPair,
+    super::security_groups::SecurityGroup,
+    super::network::Vpc,
+    super::network::Subnet,
+    super::volumes::Volume,
+    super::volumes::Snapshot,
+    super::addresses::Address
+);
+
+/// What a tag change does.
+#[derive(Debug, Clone)]
+pub enum TagChange {
+    /// Add or overwrite these tags.
+    Set(Vec<Tag>),
+    /// Remove keys (only when the value matches, if one is given; all tags
+    /// when the list is empty).
+    Remove(Vec<(String, Option<String>)>),
+}
+
+impl TagChange {
+    /// Applies the change to a resource's tags.
+    pub fn apply_to(&self, tags: &mut Vec<Tag>) {
+        match self {
+            TagChange::Set(new) => {
+                for tag in new {
+                    match tags.iter_mut().find(|t| t.key == tag.key) {
+                        Some(existing) => existing.value = tag.value.clone(),
+                        None => tags.push(tag.clone()),
+                    }
+                }
+            }
+            TagChange::Remove(keys) if keys.is_empty() => tags.clear(),
+            TagChange::Remove(keys) => tags.retain(|t| {
+                !keys.iter().any(|(key, value)| {
+                    &t.key == key && value.as_ref().is_none_or(|v| v == &t.value)
+                })
+            }),
+        }
+    }
+}
+
+/// A stored record located for a tag change.
+struct Located {
+    tree: &'static str,
+    key: Vec<u8>,
+    value: Vec<u8>,
+}
+
+/// One tag of one resource, as DescribeTags lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResourceTag {
+    pub resource_id: String,
+    pub resource_type: ResourceType,
+    pub key: String,
+    pub value: String,
+}
+
+fn retagged<T: Tagged>(bytes: &[u8], change: &TagChange) -> ApiResult<(Vec<u8>, usize)> {
+    let mut record: T = crate::store::decode(bytes)?;
+    change.apply_to(record.tags_mut());
+    let count = record.tags_mut().len();
+    Ok((crate::store::encode(&record), count))
+}
+
+impl Compute {
+    /// The store location of a taggable, non-instance resource of the account.
+    fn locate(&self, account_id: &str, kind: ResourceType, id: &str) -> ApiResult<Located> {
+        let found = |tree: &'static str, key: Vec<u8>| -> ApiResult<Located> {
+            let value = self
+                .store
+                .raw(tree, &key)?
+                .ok_or_else(|| kind.not_found(id))?;
+            Ok(Located { tree, key, value })
+        };
+        let by_account =
+            |tree: &'static str| found(tree, format!("{account_id}/{id}").into_bytes());
+        match kind {
+            ResourceType::Image => {
+                if self.catalog.image(id).is_some() {
+                    return Err(ApiError::OperationNotPermitted(format!(
+                        "{id} is a public catalogue image: only your own images can be tagged"
+                    )));
+                }
+                by_account(super::images::IMAGES)
+            }
+            ResourceType::SecurityGroup => by_account(super::security_groups::SECURITY_GROUPS),
+            ResourceType::Volume => by_account(super::volumes::VOLUMES),
+            ResourceType::Snapshot => by_account(super::volumes::SNAPSHOTS),
+            ResourceType::ElasticIp => by_account(super::addresses::ADDRESSES),
+            ResourceType::KeyPair => {
+                let pair = self
+                    .key_pairs(account_id)?
+                    .into_iter()
+                    .find(|p| p.id == id)
+                    .ok_or_else(|| kind.not_found(id))?;
+                found(
+                    super::keypairs::KEY_PAIRS,
+                    format!("{account_id}/{}", pair.name).into_bytes(),
+                )
+            }
+            ResourceType::Vpc => {
+                let vpc = self
+                    .network
+                    .vpc(account_id)
+                    .filter(|v| v.vpc_id == id)
+                    .ok_or_else(|| kind.not_found(id))?;
+                found(super::network::VPCS, vpc.account_id.into_bytes())
+            }
+            ResourceType::Subnet => {
+                let subnet = self
+                    .network
+                    .subnets(account_id)
+                    .into_iter()
+                    .find(|s| s.subnet_id == id)
+                    .ok_or_else(|| kind.not_found(id))?;
+                found(
+                    super::network::SUBNETS,
+                    format!("{account_id}/{}", subnet.availability_zone).into_bytes(),
+                )
+            }
+            ResourceType::Instance => {
+                unreachable!("instances are tagged through the instance book")
+            }
+        }
+    }
+
+    /// CreateTags / DeleteTags on `ids`, all or nothing.
+    pub async fn change_tags(
+        &self,
+        account_id: &str,
+        ids: &[String],
+        change: TagChange,
+        dry_run: bool,
+    ) -> ApiResult<()> {
+        if let TagChange::Set(tags) = &change {
+            if tags.is_empty() {
+                return Err(ApiError::MissingParameter("Tag".into()));
+            }
+        }
+        let kinds: Vec<ResourceType> = ids
+            .iter()
+            .map(|id| ResourceType::of(id))
+            .collect::<ApiResult<_>>()?;
+        let sequence = {
+            // One lock per store-backed family, always in this order.
+            let _groups = self
+                .security_group_lock
+                .lock()
+                .expect("security group lock");
+            let _keys = self.key_pair_lock.lock().expect("key pair lock");
+            let _images = self.image_lock.lock().expect("image lock");
+            let _volumes = self.volume_lock.lock().expect("volume lock");
+            let _addresses = self.address_lock.lock().expect("address lock");
+            let mut batch = WriteBatch::new();
+            let mut instance_ids = Vec::new();
+            for (id, kind) in ids.iter().zip(&kinds) {
+                if *kind == ResourceType::Instance {
+                    instance_ids.push(id.clone());
+                    continue;
+                }
+                let located = self.locate(account_id, *kind, id)?;
+                let (value, count) = match kind {
+                    ResourceType::Image => {
+                        retagged::<super::images::Image>(&located.value, &change)?
+                    }
+                    ResourceType::KeyPair => {
+                        retagged::<super::keypairs::KeyPair>(&located.value, &change)?
+                    }
+                    ResourceType::SecurityGroup => {
+                        retagged::<super::security_groups::SecurityGroup>(&located.value, &change)?
+                    }
+                    ResourceType::Vpc => retagged::<super::network::Vpc>(&located.value, &change)?,
+                    ResourceType::Subnet => {
+                        retagged::<super::network::Subnet>(&located.value, &change)?
+                    }
+                    ResourceType::Volume => {
+                        retagged::<super::volumes::Volume>(&located.value, &change)?
+                    }
+                    ResourceType::Snapshot => {
+                        retagged::<super::volumes::Snapshot>(&located.value, &change)?
+                    }
+                    ResourceType::ElasticIp => {
+                        retagged::<super::addresses::Address>(&located.value, &change)?
+                    }
+                    ResourceType::Instance => unreachable!(),
+                };
+                if count > MAX_TAGS {
+                    return Err(too_many_tags(id));
+                }
+                batch.put(located.tree, located.key, value);
+            }
+            let sequence =
+                self.retag_instances(account_id, &instance_ids, &change, batch, dry_run)?;
+            self.network.reload_tags(&self.store, account_id)?;
+            sequence
+        };
+        self.store.durable(sequence).await?;
+        Ok(())
+    }
+
+    /// Every tag of the account's resources.
+    pub async fn resource_tags(&self, account_id: &str) -> ApiResult<Vec<ResourceTag>> {
+        let mut all = Vec::new();
+        let mut push = |resource_id: &str, resource_type: ResourceType, tags: &[Tag]| {
+            for tag in tags {
+                all.push(ResourceTag {
+                    resource_id: resource_id.to_string(),
+                    resource_type,
+                    key: tag.key.clone(),
+                    value: tag.value.clone(),
+                });
+            }
+        };
+        for instance in self.instances(account_id, &[], None)? {
+            push(&instance.id, ResourceType::Instance, &instance.tags);
+        }
+        for image in self
+            .visible_images(account_id)?
+            .into_iter()
+            .filter(|i| i.owner_id == account_id)
+        {
+            push(&image.id, ResourceType::Image, &image.tags);
+        }
+        for pair in self.key_pairs(account_id)? {
+            push(&pair.id, ResourceType::KeyPair, &pair.tags);
+        }
+        for group in self.security_groups(account_id).await? {
+            push(&group.id, ResourceType::SecurityGroup, &group.tags);
+        }
+        for volume in self.volumes(account_id)? {
+            push(&volume.id, ResourceType::Volume, &volume.tags);
+        }
+        for snapshot in self.snapshots(account_id)? {
+            push(&snapshot.id, ResourceType::Snapshot, &snapshot.tags);
+        }
+        for address in self.addresses(account_id)? {
+            push(
+                &address.allocation_id,
+                ResourceType::ElasticIp,
+                &address.tags,
+            );
+        }
+        if let Some(vpc) = self.network.vpc(account_id) {
+            push(&vpc.vpc_id, ResourceType::Vpc, &vpc.tags);
+        }
+        for subnet in self.network.subnets(account_id) {
+            push(&subnet.subnet_id, ResourceType::Subnet, &subnet.tags);
+        }
+        Ok(all)
+    }
+}
+
+pub(crate) fn too_many_tags(id: &str) -> ApiError {
+    ApiError::NotFound {
+        code: "TagLimitExceeded",
+        message: format!("The maximum number of tags ({MAX_TAGS}) for {id} has been exceeded"),
+    }
+}

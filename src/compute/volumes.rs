@@ -1,0 +1,633 @@
+//! EBS volumes and snapshots.
+//!
+//! A volume lives in one zone and draws on that zone's capacity pool
+//! (`volumes.capacity_gib_per_zone`; `InsufficientVolumeCapacity` when it is
+//! used up). Transitional states are derived from stored times, so they
+//! need no background work and survive restarts: a volume is `creating`
+//! until its creation delay has passed, then `available`, or `in-use` while
+//! an attachment is live; an attachment is `attaching`, then `attached`, and
+//! `detaching` until it ends; a snapshot is `pending` with a progress that
+//! grows with time, then `completed`. An attachment ends with its instance
+//! (terminated or purged). Attached volumes cannot be deleted
+//! (`VolumeInUse`); snapshots that registered images use cannot be deleted
+//! (`InvalidSnapshot.InUse`).
+
+use super::instances::{InstanceState, Tag};
+use super::Compute;
+use crate::error::{ApiError, ApiResult};
+use crate::store::{StoreHandle, StoreResult, WriteBatch};
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+pub(crate) const VOLUMES: &str = "volumes";
+pub(crate) const SNAPSHOTS: &str = "snapshots";
+
+/// An attachment of a volume to an instance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attachment {
+    pub instance_id: String,
+    pub device: String,
+    pub attach_time: DateTime<Utc>,
+    /// `attaching` until then.
+    pub attached_at: DateTime<Utc>,
+    /// Set by DetachVolume: `detaching` until then, gone after.
+    pub detached_at: Option<DateTime<Utc>>,
+    pub delete_on_termination: bool,
+}
+
+/// A volume.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Volume {
+    pub id: String,
+    pub account_id: String,
+    pub size_gib: u32,
+    pub snapshot_id: Option<String>,
+    pub availability_zone: String,
+    pub volume_type: String,
+    pub iops: Option<u32>,
+    pub throughput: Option<u32>,
+    pub created_at: DateTime<Utc>,
+    /// `creating` until then.
+    pub available_at: DateTime<Utc>,
+    pub attachment: Option<Attachment>,
+    pub tags: Vec<Tag>,
+    pub client_token: Option<String>,
+    /// Digest of the creation parameters (for ClientToken retries).
+    pub fingerprint: String,
+}
+
+/// A snapshot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub id: String,
+    pub account_id: String,
+    pub volume_id: String,
+    pub volume_size: u32,
+    pub description: Option<String>,
+    pub started_at: DateTime<Utc>,
+    pub completed_at: DateTime<Utc>,
+    pub tags: Vec<Tag>,
+}
+
+impl Snapshot {
+    pub fn state(&self, now: DateTime<Utc>) -> &'static str {
+        if now >= self.completed_at {
+            "completed"
+        } else {
+            "pending"
+        }
+    }
+
+    /// `0%`..`100%`, in step with time.
+    pub fn progress(&self, now: DateTime<Utc>) -> String {
+        let total = (self.completed_at - self.started_at)
+            .num_milliseconds()
+            .max(1);
+        let done = (now - self.started_at).num_milliseconds().clamp(0, total);
+        format!("{}%", done * 100 / total)
+    }
+}
+
+/// The state of an attachment now.
+pub fn attachment_state(attachment: &Attachment, now: DateTime<Utc>) -> &'static str {
+    match attachment.detached_at {
+        Some(_) => "detaching",
+        None if now < attachment.attached_at => "attaching",
+        None => "attached",
+    }
+}
+
+impl Volume {
+    /// `creating`, `available` or `in-use`.
+    pub fn state(&self, now: DateTime<Utc>) -> &'static str {
+        if now < self.available_at {
+            "creating"
+        } else if self.attachment.is_some() {
+            "in-use"
+        } else {
+            "available"
+        }
+    }
+}
+
+/// What CreateVolume asks for (validated by the API layer).
+#[derive(Debug, Clone)]
+pub struct NewVolume {
+    pub size_gib: Option<u32>,
+    pub snapshot_id: Option<String>,
+    pub availability_zone: String,
+    pub volume_type: String,
+    pub iops: Option<u32>,
+    pub throughput: Option<u32>,
+    pub tags: Vec<Tag>,
+    pub client_token: Option<String>,
+    pub fingerprint: String,
+}
+
+/// Volume sizes EC2 allows per type (GiB).
+pub fn size_range(volume_type: &str) -> (u32, u32) {
+    match volume_type {
+        "io1" | "io2" => (4, 16384),
+        "st1" | "sc1" => (125, 16384),
+        "standard" => (1, 1024),
+        _ => (1, 16384),
+    }
+}
+
+/// Capacity in use per zone, across accounts.
+pub struct VolumePools {
+    used: Mutex<HashMap<String, u64>>,
+}
+
+impl VolumePools {
+    pub fn load(store: &StoreHandle) -> StoreResult<Self> {
+        let mut used: HashMap<String, u64> = HashMap::new();
+        for volume in store.records::<Volume>(VOLUMES, b"")? {
+            *used.entry(volume.availability_zone).or_default() += volume.size_gib as u64;
+        }
+        Ok(Self {
+            used: Mutex::new(used),
+        })
+    }
+}
+
+fn key(account_id: &str, id: &str) -> Vec<u8> {
+    format!("{account_id}/{id}").into_bytes()
+}
+
+fn volume_not_found(id: &str) -> ApiError {
+    ApiError::NotFound {
+        code: "InvalidVolume.NotFound",
+        message: format!("The volume '{id}' does not exist."),
+    }
+}
+
+fn snapshot_not_found(id: &str) -> ApiError {
+    ApiError::NotFound {
+        code: "InvalidSnapshot.NotFound",
+        message: format!("The snapshot '{id}' does not exist."),
+    }
+}
+
+/// Devices a data volume may use: `/dev/sd[b-z]`, `/dev/xvd[b-z]`, with an
+/// optional second letter (`/dev/xvdba`) or partition digit (`/dev/sdf1`).
+pub fn is_device_name(device: &str) -> bool {
+    let Some(rest) = device
+        .strip_prefix("/dev/xvd")
+        .or_else(|| device.strip_prefix("/dev/sd"))
+    else {
+        return false;
+    };
+    let bytes = rest.as_bytes();
+    match bytes {
+        [first] => (b'b'..=b'z').contains(first),
+        [first, second] => {
+            (b'b'..=b'z').contains(first)
+                && (second.is_ascii_lowercase() || (b'1'..=b'9').contains(second))
+        }
+        _ => false,
+    }
+}
+
+impl Compute {
+    /// The account's volumes, attachments of ended or ended-detaching
+    /// instances dropped.
+    pub fn volumes(&self, account_id: &str) -> ApiResult<Vec<Volume>> {
+        let now = self.clock.now();
+        let mut volumes: Vec<Volume> = self
+            .store
+            .records(VOLUMES, format!("{account_id}/").as_bytes())?;
+        for volume in &mut volumes {
+            let ended = volume.attachment.as_ref().is_some_and(|a| {
+                a.detached_at.is_some_and(|at| at <= now)
+                    || !self.instance_holds_volumes(account_id, &a.instance_id)
+            });
+            if ended {
+                volume.attachment = None;
+            }
+        }
+        volumes.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(volumes)
+    }
+
+    fn instance_holds_volumes(&self, account_id: &str, instance_id: &str) -> bool {
+        self.instances(account_id, &[instance_id.to_string()], None)
+            .ok()
+            .and_then(|found| found.into_iter().next())
+            .is_some_and(|i| i.state != InstanceState::Terminated)
+    }
+
+    pub fn volume(&self, account_id: &str, id: &str) -> ApiResult<Volume> {
+        super::ids::check_id(id, "vol", "InvalidVolumeID.Malformed")?;
+        self.volumes(account_id)?
+            .into_iter()
+            .find(|v| v.id == id)
+            .ok_or_else(|| volume_not_found(id))
+    }
+
+    pub fn snapshots(&self, account_id: &str) -> ApiResult<Vec<Snapshot>> {
+        let mut snapshots: Vec<Snapshot> = self
+            .store
+            .records(SNAPSHOTS, format!("{account_id}/").as_bytes())?;
+        snapshots.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(snapshots)
+    }
+
+    pub fn snapshot(&self, account_id: &str, id: &str) -> ApiResult<Snapshot> {
+        super::ids::check_id(id, "snap", "InvalidSnapshotID.Malformed")?;
+        self.store
+            .get_record(SNAPSHOTS, &key(account_id, id))?
+            .ok_or_else(|| snapshot_not_found(id))
+    }
+
+    /// CreateVolume (idempotent with a ClientToken).
+    pub async fn create_volume(
+        &self,
+        account_id: &str,
+        request: NewVolume,
+        dry_run: bool,
+    ) -> ApiResult<Volume> {
+        let zone_exists = self
+            .services
+            .zones(self.clock.now())
+            .iter()
+            .any(|z| z.name == request.availability_zone);
+        if !zone_exists {
+            return Err(ApiError::invalid_value(format!(
+                "Invalid availability zone: [{}]",
+                request.availability_zone
+            )));
+        }
+        let snapshot = request
+            .snapshot_id
+            .as_deref()
+            .map(|id| self.snapshot(account_id, id))
+            .transpose()?;
+        if let Some(snapshot) = &snapshot {
+            if snapshot.state(self.clock.now()) != "completed" {
+                return Err(ApiError::NotFound {
+                    code: "IncorrectState",
+                    message: format!("Snapshot '{}' is not completed yet", snapshot.id),
+                });
+            }
+        }
+        let size = match (request.size_gib, &snapshot) {
+            (Some(size), Some(snapshot)) if size < snapshot.volume_size => {
+                return Err(ApiError::invalid_value(format!(
+                    "Volume of {size}GiB is too small; minimum is {}GiB (the snapshot's size).",
+                    snapshot.volume_size
+                )))
+            }
+            (Some(size), _) => size,
+            (None, Some(snapshot)) => snapshot.volume_size,
+            (None, None) => return Err(ApiError::MissingParameter("Size".into())),
+        };
+        let (low, high) = size_range(&request.volume_type);
+        if !(low..=high).contains(&size) {
+            return Err(ApiError::invalid_value(format!(
+                "Volume of size {size}GiB is not valid for type {}: {low} to {high} GiB",
+                request.volume_type
+            )));
+        }
+        let (volume, sequence) = {
+            let _guard = self.volume_lock.lock().expect("volume lock");
+            if let Some(token) = &request.client_token {
+                let existing = self
+                    .store
+                    .records::<Volume>(VOLUMES, format!("{account_id}/").as_bytes())?;
+                if let Some(volume) = existing
+                    .into_iter()
+                    .find(|v| v.client_token.as_ref() == Some(token))
+                {
+                    if volume.fingerprint != request.fingerprint {
+                        return Err(ApiError::IdempotentParameterMismatch(format!(
+                            "Client token '{token}' was used with different parameters"
+                        )));
+                    }
+                    if dry_run {
+                        return Err(ApiError::DryRunOperation);
+                    }
+                    return Ok(volume);
+                }
+            }
+            let mut used = self.volume_pools.used.lock().expect("volume pool lock");
+            let in_zone = used.get(&request.availability_zone).copied().unwrap_or(0);
+            if in_zone + size as u64 > self.volume_capacity_gib_per_zone {
+                return Err(ApiError::InsufficientCapacity {
+                    code: "InsufficientVolumeCapacity",
+                    message: format!(
+                        "There is not enough capacity for a {size}GiB volume in {}",
+                        request.availability_zone
+                    ),
+                });
+            }
+            if dry_run {
+                return Err(ApiError::DryRunOperation);
+            }
+            let now = self.clock.now();
+            let volume = Volume {
+                id: super::ids::new_id("vol"),
+                account_id: account_id.to_string(),
+                size_gib: size,
+                snapshot_id: request.snapshot_id.clone(),
+                availability_zone: request.availability_zone.clone(),
+                volume_type: request.volume_type.clone(),
+                iops: request.iops,
+                throughput: request.throughput,
+                created_at: now,
+                available_at: now + self.volume_delay,
+                attachment: None,
+                tags: request.tags.clone(),
+                client_token: request.client_token.clone(),
+                fingerprint: request.fingerprint.clone(),
+            };
+            let mut batch = WriteBatch::new();
+            batch.put_record(VOLUMES, key(account_id, &volume.id), &volume);
+            let sequence = self.store.apply(&batch)?;
+            *used.entry(volume.availability_zone.clone()).or_default() += size as u64;
+            (volume, sequence)
+        };
+        self.store.durable(sequence).await?;
+        Ok(volume)
+    }
+
+    /// Writes a changed volume under the volume lock, after `check`.
+    async fn update_volume(
+        &self,
+        account_id: &str,
+        id: &str,
+        dry_run: bool,
+        change: impl FnOnce(&mut Volume, DateTime<Utc>) -> ApiResult<()>,
+    ) -> ApiResult<Volume> {
+        let (volume, sequence) = {
+            let _guard = self.volume_lock.lock().expect("volume lock");
+            let mut volume = self.volume(account_id, id)?;
+            let before_size = volume.size_gib;
+            change(&mut volume, self.clock.now())?;
+            if dry_run {
+                return Err(ApiError::DryRunOperation);
+            }
+            let mut used = self.volume_pools.used.lock().expect("volume pool lock");
+            let in_zone = used.entry(volume.availability_zone.clone()).or_default();
+            let grown = volume.size_gib.saturating_sub(before_size) as u64;
+            if *in_zone + grown > self.volume_capacity_gib_per_zone {
+                return Err(ApiError::InsufficientCapacity {
+                    code: "InsufficientVolumeCapacity",
+                    message: format!(
+                        "There is not enough capacity to grow {id} in {}",
+                        volume.availability_zone
+                    ),
+                });
+            }
+            *in_zone += grown;
+            let mut batch = WriteBatch::new();
+            batch.put_record(VOLUMES, key(account_id, &volume.id), &volume);
+            (volume, self.store.apply(&batch)?)
+        };
+        self.store.durable(sequence).await?;
+        Ok(volume)
+    }
+
+    /// AttachVolume.
+    pub async fn attach_volume(
+        &self,
+        account_id: &str,
+        volume_id: &str,
+        instance_id: &str,
+        device: &str,
+        dry_run: bool,
+    ) -> ApiResult<Volume> {
+        if !is_device_name(device) {
+            return Err(ApiError::invalid_value(format!("Value ({device}) for parameter device is invalid. {device} is not a valid EBS device name.")));
+        }
+        let instance = self
+            .instances(account_id, &[instance_id.to_string()], None)?
+            .remove(0);
+        if !matches!(
+            instance.state,
+            InstanceState::Running | InstanceState::Stopped
+        ) {
+            return Err(ApiError::IncorrectInstanceState(format!(
+                "Instance '{instance_id}' is not 'running' or 'stopped'."
+            )));
+        }
+        let others = self.volumes(account_id)?;
+        let delay = self.volume_delay;
+        self.update_volume(account_id, volume_id, dry_run, |volume, now| {
+            if volume.availability_zone != instance.availability_zone {
+                return Err(ApiError::NotFound {
+                    code: "InvalidVolume.ZoneMismatch",
+                    message: format!(
+                        "The volume '{volume_id}' is not in the same availability zone as instance '{instance_id}'"
+                    ),
+                });
+            }
+            match volume.state(now) {
+                "creating" => {
+                    return Err(ApiError::NotFound { code: "IncorrectState", message: format!("Volume '{volume_id}' is in the 'creating' state.") })
+                }
+                "in-use" => {
+                    return Err(ApiError::NotFound { code: "VolumeInUse", message: format!("{volume_id} is already attached to an instance") })
+                }
+                _ => {}
+            }
+            let taken = device == "/dev/xvda"
+                || device == "/dev/sda1"
+                || others.iter().any(|v| v.attachment.as_ref().is_some_and(|a| a.instance_id == instance_id && a.device == device));
+            if taken {
+                return Err(ApiError::invalid_value(format!("Attachment point {device} is already in use")));
+            }
+            volume.attachment = Some(Attachment {
+                instance_id: instance_id.to_string(),
+                device: device.to_string(),
+                attach_time: now,
+                attached_at: now + delay,
+                detached_at: None,
+                delete_on_termination: false,
+            });
+            Ok(())
+        })
+        .await
+    }
+
+    /// DetachVolume (`Force` changes nothing here: nothing can hang).
+    pub async fn detach_volume(
+        &self,
+        account_id: &str,
+        volume_id: &str,
+        instance_id: Option<&str>,
+        device: Option<&str>,
+        dry_run: bool,
+    ) -> ApiResult<Volume> {
+        let delay = self.volume_delay;
+        self.update_volume(account_id, volume_id, dry_run, |volume, now| {
+            let Some(attachment) = volume.attachment.as_mut() else {
+                return Err(ApiError::NotFound {
+                    code: "IncorrectState",
+                    message: format!(
+                        "Volume '{volume_id}' is in the '{}' state.",
+                        volume.state(now)
+                    ),
+                });
+            };
+            if instance_id.is_some_and(|id| id != attachment.instance_id)
+                || device.is_some_and(|d| d != attachment.device)
+            {
+                return Err(ApiError::NotFound {
+                    code: "InvalidAttachment.NotFound",
+                    message: format!(
+                        "Volume '{volume_id}' is not attached to that instance and device"
+                    ),
+                });
+            }
+            if attachment.detached_at.is_none() {
+                attachment.detached_at = Some(now + delay);
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// ModifyVolume: grow, change type or performance.
+    pub async fn modify_volume(
+        &self,
+        account_id: &str,
+        volume_id: &str,
+        size: Option<u32>,
+        volume_type: Option<String>,
+        iops: Option<u32>,
+        dry_run: bool,
+    ) -> ApiResult<(Volume, Volume)> {
+        let original = self.volume(account_id, volume_id)?;
+        let modified = self
+            .update_volume(account_id, volume_id, dry_run, |volume, _| {
+                if let Some(size) = size {
+                    if size < volume.size_gib {
+                        return Err(ApiError::invalid_value(format!(
+                            "New size {size}GiB is smaller than the current {}GiB: volumes can only grow",
+                            volume.size_gib
+                        )));
+                    }
+                    volume.size_gib = size;
+                }
+                if let Some(volume_type) = &volume_type {
+                    volume.volume_type = volume_type.clone();
+                }
+                if iops.is_some() {
+                    volume.iops = iops;
+                }
+                let (low, high) = size_range(&volume.volume_type);
+                if !(low..=high).contains(&volume.size_gib) {
+                    return Err(ApiError::invalid_value(format!("Size {}GiB is not valid for type {}", volume.size_gib, volume.volume_type)));
+                }
+                Ok(())
+            })
+            .await?;
+        Ok((original, modified))
+    }
+
+    /// DeleteVolume.
+    pub async fn delete_volume(
+        &self,
+        account_id: &str,
+        volume_id: &str,
+        dry_run: bool,
+    ) -> ApiResult<()> {
+        let sequence = {
+            let _guard = self.volume_lock.lock().expect("volume lock");
+            let volume = self.volume(account_id, volume_id)?;
+            if volume.attachment.is_some() {
+                return Err(ApiError::NotFound {
+                    code: "VolumeInUse",
+                    message: format!("Volume {volume_id} is currently attached to an instance"),
+                });
+            }
+            if dry_run {
+                return Err(ApiError::DryRunOperation);
+            }
+            let mut batch = WriteBatch::new();
+            batch.delete(VOLUMES, key(account_id, volume_id));
+            let sequence = self.store.apply(&batch)?;
+            let mut used = self.volume_pools.used.lock().expect("volume pool lock");
+            let in_zone = used.entry(volume.availability_zone.clone()).or_default();
+            *in_zone = in_zone.saturating_sub(volume.size_gib as u64);
+            sequence
+        };
+        self.store.durable(sequence).await?;
+        Ok(())
+    }
+
+    /// CreateSnapshot, or CopySnapshot when `from` names a source snapshot.
+    pub async fn create_snapshot(
+        &self,
+        account_id: &str,
+        volume_id: &str,
+        volume_size: u32,
+        description: Option<String>,
+        tags: Vec<Tag>,
+        dry_run: bool,
+    ) -> ApiResult<Snapshot> {
+        if dry_run {
+            return Err(ApiError::DryRunOperation);
+        }
+        let now = self.clock.now();
+        let snapshot = Snapshot {
+            id: super::ids::new_id("snap"),
+            account_id: account_id.to_string(),
+            volume_id: volume_id.to_string(),
+            volume_size,
+            description,
+            started_at: now,
+            completed_at: now + self.snapshot_delay,
+            tags,
+        };
+        let mut batch = WriteBatch::new();
+        batch.put_record(SNAPSHOTS, key(account_id, &snapshot.id), &snapshot);
+        self.store.commit(&batch).await?;
+        Ok(snapshot)
+    }
+
+    /// DeleteSnapshot: refused while a registered image uses it.
+    pub async fn delete_snapshot(
+        &self,
+        account_id: &str,
+        snapshot_id: &str,
+        dry_run: bool,
+    ) -> ApiResult<()> {
+        self.snapshot(account_id, snapshot_id)?;
+        let sequence = {
+            let _guard = self.image_lock.lock().expect("image lock");
+            let in_use = self
+                .visible_images(account_id)?
+                .into_iter()
+                .find(|i| i.snapshot_ids.iter().any(|s| s == snapshot_id));
+            if let Some(image) = in_use {
+                return Err(ApiError::NotFound {
+                    code: "InvalidSnapshot.InUse",
+                    message: format!(
+                        "The snapshot {snapshot_id} is currently in use by {}",
+                        image.id
+                    ),
+                });
+            }
+            if dry_run {
+                return Err(ApiError::DryRunOperation);
+            }
+            let mut batch = WriteBatch::new();
+            batch.delete(SNAPSHOTS, key(account_id, snapshot_id));
+            self.store.apply(&batch)?
+        };
+        self.store.durable(sequence).await?;
+        Ok(())
+    }
+}
+
+/// Lifecycle delays of volumes and snapshots.
+pub fn delays(config: &crate::config::LifecycleConfig) -> (Duration, Duration) {
+    (
+        Duration::seconds(config.volume_delay_secs as i64),
+        Duration::seconds(config.snapshot_delay_secs as i64),
+    )
+}
