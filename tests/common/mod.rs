@@ -46,10 +46,13 @@ body_read_timeout_secs = 2
 boot_delay_secs = 0
 stop_delay_secs = 0
 terminate_delay_secs = 0
+volume_delay_secs = 0
+snapshot_delay_secs = 0
 
 [quotas]
 max_instances = 40
 max_vcpus = 200
+max_elastic_ips = 3
 
 [[peer_regions]]
 name = "us-west-2"
