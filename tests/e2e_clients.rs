@@ -472,6 +472,56 @@ fn boto2_launches_lists_and_terminates_over_sigv2() {
     python_script(SYSTEM_PYTHON, "boto2_instances.py", &gateway.endpoint);
 }
 
+#[test]
+fn aws_cli_getting_started_guide() {
+    if !available("the AWS CLI", "aws", &["--version"])
+        || !available("ssh-keygen", "sh", &["-c", "command -v ssh-keygen"])
+    {
+        return;
+    }
+    let gateway = Gateway::with_test_config();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/aws_getting_started.sh");
+    let output = Command::new("bash")
+        .arg(script)
+        .env("EC2_GATEWAY_ENDPOINT", &gateway.endpoint)
+        .env("AWS_ACCESS_KEY_ID", USER_KEY)
+        .env("AWS_SECRET_ACCESS_KEY", USER_SECRET)
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    println!("{stdout}");
+    assert!(
+        output.status.success(),
+        "getting-started script failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("all checks passed"));
+}
+
+#[test]
+fn boto3_getting_started_guide() {
+    if !available("boto3", "python3", &["-c", "import boto3"]) {
+        return;
+    }
+    let gateway = Gateway::with_test_config();
+    python_script("python3", "boto3_getting_started.py", &gateway.endpoint);
+}
+
+#[test]
+fn boto2_security_groups_volumes_and_addresses_over_sigv2() {
+    if !available(
+        "boto 2 (python3-boto)",
+        SYSTEM_PYTHON,
+        &["-c", "import boto"],
+    ) {
+        return;
+    }
+    let gateway = Gateway::with_test_config();
+    python_script(SYSTEM_PYTHON, "boto2_resources.py", &gateway.endpoint);
+}
+
 /// Debian's python3-boto runs on the system interpreter.
 const SYSTEM_PYTHON: &str = "/usr/bin/python3";
 

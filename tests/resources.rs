@@ -1607,3 +1607,147 @@ async fn everything_survives_a_restart() {
     assert_ne!(next, column(&addresses, "addressesSet", "publicIp")[0]);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn dry_run_changes_nothing_on_any_resource() {
+    let (server, _dir) = server().await;
+    let instance = launch(&server, &[]).await;
+    let group = text_of(
+        &server
+            .user(
+                "CreateSecurityGroup",
+                &[("GroupName", "g"), ("GroupDescription", "d")],
+            )
+            .await
+            .body,
+        "groupId",
+    )
+    .unwrap();
+    let volume = text_of(
+        &server
+            .user(
+                "CreateVolume",
+                &[("AvailabilityZone", "us-east-1a"), ("Size", "8")],
+            )
+            .await
+            .body,
+        "volumeId",
+    )
+    .unwrap();
+    let snapshot = text_of(
+        &server
+            .user("CreateSnapshot", &[("VolumeId", &volume)])
+            .await
+            .body,
+        "snapshotId",
+    )
+    .unwrap();
+    let allocation = text_of(
+        &server.user("AllocateAddress", &[]).await.body,
+        "allocationId",
+    )
+    .unwrap();
+    let before = [
+        server.user("DescribeSecurityGroups", &[]).await.body,
+        server.user("DescribeVolumes", &[]).await.body,
+        server.user("DescribeSnapshots", &[]).await.body,
+        server.user("DescribeAddresses", &[]).await.body,
+        server.user("DescribeTags", &[]).await.body,
+    ]
+    .map(|b| b.split("</requestId>").nth(1).unwrap().to_string());
+    let rule = [
+        ("IpProtocol", "tcp"),
+        ("FromPort", "22"),
+        ("ToPort", "22"),
+        ("CidrIp", "0.0.0.0/0"),
+    ];
+    let cases: Vec<(&str, Vec<(&str, &str)>)> = vec![
+        (
+            "CreateSecurityGroup",
+            vec![("GroupName", "dry"), ("GroupDescription", "d")],
+        ),
+        (
+            "AuthorizeSecurityGroupIngress",
+            [vec![("GroupId", group.as_str())], rule.to_vec()].concat(),
+        ),
+        (
+            "AuthorizeSecurityGroupEgress",
+            [vec![("GroupId", group.as_str())], rule.to_vec()].concat(),
+        ),
+        (
+            "RevokeSecurityGroupEgress",
+            vec![
+                ("GroupId", group.as_str()),
+                ("IpProtocol", "-1"),
+                ("CidrIp", "0.0.0.0/0"),
+            ],
+        ),
+        ("DeleteSecurityGroup", vec![("GroupId", group.as_str())]),
+        (
+            "CreateTags",
+            vec![("ResourceId.1", volume.as_str()), ("Tag.1.Key", "k")],
+        ),
+        (
+            "CreateVolume",
+            vec![("AvailabilityZone", "us-east-1a"), ("Size", "8")],
+        ),
+        (
+            "AttachVolume",
+            vec![
+                ("VolumeId", volume.as_str()),
+                ("InstanceId", instance.as_str()),
+                ("Device", "/dev/sdf"),
+            ],
+        ),
+        (
+            "ModifyVolume",
+            vec![("VolumeId", volume.as_str()), ("Size", "9")],
+        ),
+        ("CreateSnapshot", vec![("VolumeId", volume.as_str())]),
+        (
+            "CopySnapshot",
+            vec![
+                ("SourceRegion", "us-east-1"),
+                ("SourceSnapshotId", snapshot.as_str()),
+            ],
+        ),
+        ("DeleteSnapshot", vec![("SnapshotId", snapshot.as_str())]),
+        ("DeleteVolume", vec![("VolumeId", volume.as_str())]),
+        (
+            "AssociateAddress",
+            vec![
+                ("AllocationId", allocation.as_str()),
+                ("InstanceId", instance.as_str()),
+            ],
+        ),
+        (
+            "ReleaseAddress",
+            vec![("AllocationId", allocation.as_str())],
+        ),
+        ("DescribeAccountAttributes", vec![]),
+        ("DescribeVpcs", vec![]),
+        ("DescribeSubnets", vec![]),
+        ("DescribeVolumeStatus", vec![]),
+        ("DescribeSecurityGroupRules", vec![]),
+    ];
+    for (action, mut params) in cases {
+        params.push(("DryRun", "true"));
+        let reply = server.user(action, &params).await;
+        assert_eq!(
+            (reply.status, code(&reply)),
+            (412, "DryRunOperation".to_string()),
+            "{action}: {}",
+            reply.body
+        );
+    }
+    let after = [
+        server.user("DescribeSecurityGroups", &[]).await.body,
+        server.user("DescribeVolumes", &[]).await.body,
+        server.user("DescribeSnapshots", &[]).await.body,
+        server.user("DescribeAddresses", &[]).await.body,
+        server.user("DescribeTags", &[]).await.body,
+    ]
+    .map(|b| b.split("</requestId>").nth(1).unwrap().to_string());
+    assert_eq!(before, after, "a dry run changed something");
+    server.stop().await;
+}
