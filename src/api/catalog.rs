@@ -5,7 +5,7 @@
 //! memory-info.size-in-mib, processor-info.supported-architecture,
 //! current-generation, with pagination (MaxResults 5..100).
 
-use super::pagination::{check_max_results, issue, selection_digest, verify};
+use super::pagination::{check_max_results, Paging};
 use super::{dry_run_check, Context};
 use crate::compute::catalog::InstanceType;
 use crate::error::{ApiError, ApiResult};
@@ -69,44 +69,22 @@ impl DescribeInstanceTypes {
             });
         }
         dry_run_check(self.dry_run)?;
-        let account = &context.principal.account_id;
-        let mut parts: Vec<String> = self
-            .filters
-            .iter()
-            .map(|f| format!("{}={}", f.name, f.values.join("\u{1}")))
-            .collect();
-        parts.extend(self.instance_types.iter().cloned());
-        let selection = selection_digest(&parts.iter().map(String::as_str).collect::<Vec<_>>());
-        let after = match &self.next_token {
-            Some(token) => Some(verify(
-                &context.compute.pagination_key,
-                token,
-                account,
-                "DescribeInstanceTypes",
-                &selection,
-            )?),
-            None => None,
-        };
-        let mut matching = catalog
+        let paging = Paging::start(
+            context,
+            "DescribeInstanceTypes",
+            &self.filters,
+            &self.instance_types,
+            self.max_results,
+            self.next_token.as_deref(),
+        )?;
+        let after = paging.after.clone();
+        let matching = catalog
             .instance_types()
             .filter(|t| self.instance_types.is_empty() || self.instance_types.contains(&t.name))
             .filter(|t| after.as_ref().is_none_or(|after| &t.name > after))
             .filter(|t| matches_all(&self.filters, |name| type_filter_values(t, name)))
             .cloned();
-        let types: Vec<InstanceType> = match self.max_results {
-            Some(max) => matching.by_ref().take(max).collect(),
-            None => matching.by_ref().collect(),
-        };
-        let next_token = match (self.max_results, matching.next(), types.last()) {
-            (Some(_), Some(_), Some(last)) => Some(issue(
-                &context.compute.pagination_key,
-                account,
-                "DescribeInstanceTypes",
-                &selection,
-                &last.name,
-            )),
-            _ => None,
-        };
+        let (types, next_token) = paging.cut(matching, |item| item.name.clone());
         Ok(InstanceTypeList { types, next_token })
     }
 }

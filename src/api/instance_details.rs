@@ -10,7 +10,7 @@
 //! `timestamp`. Attributes: instanceType and userData (changeable while
 //! stopped), disableApiTermination and instanceInitiatedShutdownBehavior.
 
-use super::pagination::{check_max_results, issue, selection_digest, verify};
+use super::pagination::{check_max_results, Paging};
 use super::{dry_run_check, Context};
 use crate::compute::instances::{AttributeChange, Instance, InstanceState};
 use crate::error::{ApiError, ApiResult};
@@ -80,30 +80,26 @@ impl DescribeInstanceStatus {
     pub async fn execute(self, context: &Context<'_>) -> ApiResult<StatusList> {
         let compute = context.compute;
         let account = &context.principal.account_id;
-        let mut parts: Vec<String> = self
-            .filters
-            .iter()
-            .map(|f| format!("{}={}", f.name, f.values.join("\u{1}")))
-            .collect();
-        parts.push(self.include_all_instances.to_string());
-        let selection = selection_digest(&parts.iter().map(String::as_str).collect::<Vec<_>>());
-        let after = match &self.next_token {
-            Some(token) => Some(
-                verify(
-                    &compute.pagination_key,
-                    token,
-                    account,
-                    "DescribeInstanceStatus",
-                    &selection,
-                )?
-                .parse::<u64>()
-                .map_err(|_| ApiError::InvalidNextToken)?,
-            ),
-            None => None,
-        };
+        let paging = Paging::start(
+            context,
+            "DescribeInstanceStatus",
+            &self.filters,
+            &[self.include_all_instances.to_string()],
+            self.max_results,
+            self.next_token.as_deref(),
+        )?;
+        let after = paging
+            .after
+            .as_deref()
+            .map(|position| {
+                position
+                    .parse::<u64>()
+                    .map_err(|_| ApiError::InvalidNextToken)
+            })
+            .transpose()?;
         let instances = compute.instances(account, &self.instance_ids, after)?;
         dry_run_check(self.dry_run)?;
-        let mut matching = instances
+        let matching = instances
             .into_iter()
             .filter(|i| self.include_all_instances || i.state == InstanceState::Running)
             .filter(|i| {
@@ -123,20 +119,7 @@ impl DescribeInstanceStatus {
                     }
                 })
             });
-        let page: Vec<Instance> = match self.max_results {
-            Some(max) => matching.by_ref().take(max).collect(),
-            None => matching.by_ref().collect(),
-        };
-        let next_token = match (self.max_results, matching.next(), page.last()) {
-            (Some(_), Some(_), Some(last)) => Some(issue(
-                &compute.pagination_key,
-                account,
-                "DescribeInstanceStatus",
-                &selection,
-                &last.sequence.to_string(),
-            )),
-            _ => None,
-        };
+        let (page, next_token) = paging.cut(matching, |instance| instance.sequence.to_string());
         Ok(StatusList {
             instances: page,
             next_token,

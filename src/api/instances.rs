@@ -6,7 +6,7 @@
 //! reservations and state changes with the element names of the EC2 model
 //! (`instanceState`, `reason`, `groupSet`, `tagSet`, ...).
 
-use super::pagination::{check_max_results, issue, selection_digest, verify};
+use super::pagination::{check_max_results, Paging};
 use super::tags::{check_filter_names, tag_filter_values, tag_specifications, write_tags};
 use super::{dry_run_check, Context};
 use crate::compute::instances::{
@@ -457,62 +457,35 @@ impl DescribeInstances {
         Ok(request)
     }
 
-    fn selection(&self) -> String {
-        let mut parts: Vec<String> = self
-            .filters
-            .iter()
-            .map(|f| format!("{}={}", f.name, f.values.join("\u{1}")))
-            .collect();
-        parts.extend(self.instance_ids.iter().cloned());
-        selection_digest(&parts.iter().map(String::as_str).collect::<Vec<_>>())
-    }
-
     pub async fn execute(self, context: &Context<'_>) -> ApiResult<InstanceListing> {
         let compute = context.compute;
         let account = &context.principal.account_id;
-        let selection = self.selection();
-        let after = match &self.next_token {
-            Some(token) => {
-                let position = verify(
-                    &compute.pagination_key,
-                    token,
-                    account,
-                    "DescribeInstances",
-                    &selection,
-                )?;
-                Some(
-                    position
-                        .parse::<u64>()
-                        .map_err(|_| ApiError::InvalidNextToken)?,
-                )
-            }
-            None => None,
-        };
+        let paging = Paging::start(
+            context,
+            "DescribeInstances",
+            &self.filters,
+            &self.instance_ids,
+            self.max_results,
+            self.next_token.as_deref(),
+        )?;
+        let after = paging
+            .after
+            .as_deref()
+            .map(|position| {
+                position
+                    .parse::<u64>()
+                    .map_err(|_| ApiError::InvalidNextToken)
+            })
+            .transpose()?;
         let candidates = compute.instances(account, &self.instance_ids, after)?;
         dry_run_check(self.dry_run)?;
         let around = Surroundings::of(context)?;
-        let mut matching = candidates.into_iter().filter(|i| {
+        let matching = candidates.into_iter().filter(|i| {
             matches_all(&self.filters, |name| {
                 instance_filter_values(i, name, &around)
             })
         });
-        let mut page: Vec<Instance> = match self.max_results {
-            Some(max) => matching.by_ref().take(max).collect(),
-            None => matching.by_ref().collect(),
-        };
-        let next_token = match (self.max_results, matching.next()) {
-            (Some(_), Some(_)) => {
-                let last = page.last().map(|i| i.sequence).unwrap_or_default();
-                Some(issue(
-                    &compute.pagination_key,
-                    account,
-                    "DescribeInstances",
-                    &selection,
-                    &last.to_string(),
-                ))
-            }
-            _ => None,
-        };
+        let (mut page, next_token) = paging.cut(matching, |i| i.sequence.to_string());
         // Group consecutive instances of one reservation.
         let mut reservations: Vec<Reservation> = Vec::new();
         for instance in page.drain(..) {

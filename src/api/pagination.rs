@@ -30,7 +30,7 @@ pub fn check_max_results(
 }
 
 /// A digest of whatever selects the results (filters, ids...).
-pub fn selection_digest(parts: &[&str]) -> String {
+fn selection_digest(parts: &[&str]) -> String {
     let mut hasher = Sha256::new();
     for part in parts {
         hasher.update((part.len() as u64).to_be_bytes());
@@ -46,13 +46,7 @@ fn seal(key: &[u8; 32], body: &str) -> Vec<u8> {
 }
 
 /// Issues a token for `position`.
-pub fn issue(
-    key: &[u8; 32],
-    account: &str,
-    action: &str,
-    selection: &str,
-    position: &str,
-) -> String {
+fn issue(key: &[u8; 32], account: &str, action: &str, selection: &str, position: &str) -> String {
     let body = format!("{account}\n{action}\n{selection}\n{position}");
     let mut bytes = body.clone().into_bytes();
     bytes.push(0);
@@ -62,7 +56,7 @@ pub fn issue(
 
 /// The position a token carries, if it was issued for this account, action
 /// and selection.
-pub fn verify(
+fn verify(
     key: &[u8; 32],
     token: &str,
     account: &str,
@@ -91,6 +85,75 @@ pub fn verify(
         return Err(ApiError::InvalidNextToken);
     }
     Ok(position.to_string())
+}
+
+/// The paging of one describe request: where to resume, and how to cut the
+/// page and seal the next token.
+pub struct Paging {
+    key: [u8; 32],
+    account: String,
+    action: &'static str,
+    selection: String,
+    max_results: Option<usize>,
+    /// Where the previous page ended, from a verified NextToken.
+    pub after: Option<String>,
+}
+
+impl Paging {
+    /// Verifies `next_token` (if any) against this request's account, action
+    /// and selection (its filters plus `extra`, e.g. requested ids).
+    pub fn start(
+        context: &super::Context<'_>,
+        action: &'static str,
+        filters: &[crate::protocol::Filter],
+        extra: &[String],
+        max_results: Option<usize>,
+        next_token: Option<&str>,
+    ) -> ApiResult<Self> {
+        let mut parts: Vec<String> = filters
+            .iter()
+            .map(|f| format!("{}={}", f.name, f.values.join("\u{1}")))
+            .collect();
+        parts.extend(extra.iter().cloned());
+        let selection = selection_digest(&parts.iter().map(String::as_str).collect::<Vec<_>>());
+        let key = context.compute.pagination_key;
+        let account = context.principal.account_id.clone();
+        let after = next_token
+            .map(|token| verify(&key, token, &account, action, &selection))
+            .transpose()?;
+        Ok(Self {
+            key,
+            account,
+            action,
+            selection,
+            max_results,
+            after,
+        })
+    }
+
+    /// Takes one page from `items` (matching, in order, after `after`) and a
+    /// NextToken naming the last item's `position` when more remain.
+    pub fn cut<T>(
+        &self,
+        mut items: impl Iterator<Item = T>,
+        position: impl Fn(&T) -> String,
+    ) -> (Vec<T>, Option<String>) {
+        let Some(max) = self.max_results else {
+            return (items.collect(), None);
+        };
+        let page: Vec<T> = items.by_ref().take(max).collect();
+        let next = match (items.next(), page.last()) {
+            (Some(_), Some(last)) => Some(issue(
+                &self.key,
+                &self.account,
+                self.action,
+                &self.selection,
+                &position(last),
+            )),
+            _ => None,
+        };
+        (page, next)
+    }
 }
 
 #[cfg(test)]

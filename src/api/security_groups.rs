@@ -8,7 +8,7 @@
 //! `SourceSecurityGroupName`, `SourceSecurityGroupOwnerId`). Protocols are
 //! normalised (`6` is `tcp`, `all` is `-1`) and ports checked as EC2 does.
 
-use super::pagination::{check_max_results, issue, selection_digest, verify};
+use super::pagination::{check_max_results, Paging};
 use super::tags::{check_filter_names, tag_filter_values, tag_specifications, write_tags};
 use super::{dry_run_check, Context};
 use crate::compute::security_groups::{
@@ -586,23 +586,16 @@ impl DescribeSecurityGroups {
             .iter()
             .map(|g| (g.id.clone(), g.name.clone()))
             .collect();
-        let parts: Vec<String> = self
-            .filters
-            .iter()
-            .map(|f| format!("{}={}", f.name, f.values.join("\u{1}")))
-            .collect();
-        let selection = selection_digest(&parts.iter().map(String::as_str).collect::<Vec<_>>());
-        let after = match &self.next_token {
-            Some(token) => Some(verify(
-                &context.compute.pagination_key,
-                token,
-                account,
-                "DescribeSecurityGroups",
-                &selection,
-            )?),
-            None => None,
-        };
-        let mut matching = groups
+        let paging = Paging::start(
+            context,
+            "DescribeSecurityGroups",
+            &self.filters,
+            &[],
+            self.max_results,
+            self.next_token.as_deref(),
+        )?;
+        let after = paging.after.clone();
+        let matching = groups
             .into_iter()
             .filter(|g| {
                 self.group_names.is_empty() && self.group_ids.is_empty()
@@ -630,20 +623,7 @@ impl DescribeSecurityGroups {
                     }
                 })
             });
-        let page: Vec<SecurityGroup> = match self.max_results {
-            Some(max) => matching.by_ref().take(max).collect(),
-            None => matching.by_ref().collect(),
-        };
-        let next_token = match (self.max_results, matching.next(), page.last()) {
-            (Some(_), Some(_), Some(last)) => Some(issue(
-                &context.compute.pagination_key,
-                account,
-                "DescribeSecurityGroups",
-                &selection,
-                &last.id,
-            )),
-            _ => None,
-        };
+        let (page, next_token) = paging.cut(matching, |item| item.id.clone());
         let region = context.compute.region.name.clone();
         Ok(GroupList {
             groups: page,
@@ -826,24 +806,16 @@ impl DescribeSecurityGroupRules {
             });
         }
         dry_run_check(self.dry_run)?;
-        let mut parts: Vec<String> = self
-            .filters
-            .iter()
-            .map(|f| format!("{}={}", f.name, f.values.join("\u{1}")))
-            .collect();
-        parts.extend(self.rule_ids.iter().cloned());
-        let selection = selection_digest(&parts.iter().map(String::as_str).collect::<Vec<_>>());
-        let after = match &self.next_token {
-            Some(token) => Some(verify(
-                &context.compute.pagination_key,
-                token,
-                account,
-                "DescribeSecurityGroupRules",
-                &selection,
-            )?),
-            None => None,
-        };
-        let mut matching = rules
+        let paging = Paging::start(
+            context,
+            "DescribeSecurityGroupRules",
+            &self.filters,
+            &self.rule_ids,
+            self.max_results,
+            self.next_token.as_deref(),
+        )?;
+        let after = paging.after.clone();
+        let matching = rules
             .into_iter()
             .filter(|(_, _, r)| self.rule_ids.is_empty() || self.rule_ids.contains(&r.id))
             .filter(|(_, _, r)| after.as_ref().is_none_or(|after| &r.id > after))
@@ -855,20 +827,7 @@ impl DescribeSecurityGroupRules {
                     })
                 })
             });
-        let page: Vec<(SecurityGroup, Direction, Rule)> = match self.max_results {
-            Some(max) => matching.by_ref().take(max).collect(),
-            None => matching.by_ref().collect(),
-        };
-        let next_token = match (self.max_results, matching.next(), page.last()) {
-            (Some(_), Some(_), Some(last)) => Some(issue(
-                &context.compute.pagination_key,
-                account,
-                "DescribeSecurityGroupRules",
-                &selection,
-                &last.2.id,
-            )),
-            _ => None,
-        };
+        let (page, next_token) = paging.cut(matching, |item| item.2.id.clone());
         Ok(RuleList {
             rules: page,
             next_token,

@@ -223,29 +223,21 @@ impl DescribeTags {
     }
 
     pub async fn execute(self, context: &Context<'_>) -> ApiResult<TagList> {
-        use super::pagination::{issue, selection_digest, verify};
         dry_run_check(self.dry_run)?;
         let account = &context.principal.account_id;
         let mut tags = context.compute.resource_tags(account).await?;
         tags.sort_by(|a, b| (&a.resource_id, &a.key).cmp(&(&b.resource_id, &b.key)));
-        let parts: Vec<String> = self
-            .filters
-            .iter()
-            .map(|f| format!("{}={}", f.name, f.values.join("\u{1}")))
-            .collect();
-        let selection = selection_digest(&parts.iter().map(String::as_str).collect::<Vec<_>>());
-        let after = match &self.next_token {
-            Some(token) => Some(verify(
-                &context.compute.pagination_key,
-                token,
-                account,
-                "DescribeTags",
-                &selection,
-            )?),
-            None => None,
-        };
+        let paging = super::pagination::Paging::start(
+            context,
+            "DescribeTags",
+            &self.filters,
+            &[],
+            self.max_results,
+            self.next_token.as_deref(),
+        )?;
+        let after = paging.after.clone();
         let position = |t: &ResourceTag| format!("{}\u{1}{}", t.resource_id, t.key);
-        let mut matching = tags
+        let matching = tags
             .into_iter()
             .filter(|t| after.as_ref().is_none_or(|after| &position(t) > after))
             .filter(|t| {
@@ -256,20 +248,7 @@ impl DescribeTags {
                     _ => vec![t.resource_type.as_str().to_string()],
                 })
             });
-        let page: Vec<ResourceTag> = match self.max_results {
-            Some(max) => matching.by_ref().take(max).collect(),
-            None => matching.by_ref().collect(),
-        };
-        let next_token = match (self.max_results, matching.next(), page.last()) {
-            (Some(_), Some(_), Some(last)) => Some(issue(
-                &context.compute.pagination_key,
-                account,
-                "DescribeTags",
-                &selection,
-                &position(last),
-            )),
-            _ => None,
-        };
+        let (page, next_token) = paging.cut(matching, position);
         Ok(TagList {
             tags: page,
             next_token,

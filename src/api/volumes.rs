@@ -7,7 +7,7 @@
 //! arrives on its own. Volume types gp2, gp3, io1, io2, st1, sc1 and
 //! standard, with EC2's size ranges; io1/io2 need `Iops`.
 
-use super::pagination::{check_max_results, issue, selection_digest, verify};
+use super::pagination::{check_max_results, Paging};
 use super::tags::{check_filter_names, tag_filter_values, tag_specifications, write_tags};
 use super::{dry_run_check, Context};
 use crate::clock::format_timestamp;
@@ -255,7 +255,11 @@ impl VolumeQuery {
     }
 
     /// The page of matching volumes and the token for the next one.
-    fn run(&self, context: &Context<'_>, action: &str) -> ApiResult<(Vec<Volume>, Option<String>)> {
+    fn run(
+        &self,
+        context: &Context<'_>,
+        action: &'static str,
+    ) -> ApiResult<(Vec<Volume>, Option<String>)> {
         let account = &context.principal.account_id;
         let now = context.compute.clock.now();
         let volumes = context.compute.volumes(account)?;
@@ -270,41 +274,21 @@ impl VolumeQuery {
             });
         }
         dry_run_check(self.dry_run)?;
-        let parts: Vec<String> = self
-            .filters
-            .iter()
-            .map(|f| format!("{}={}", f.name, f.values.join("\u{1}")))
-            .collect();
-        let selection = selection_digest(&parts.iter().map(String::as_str).collect::<Vec<_>>());
-        let after = match &self.next_token {
-            Some(token) => Some(verify(
-                &context.compute.pagination_key,
-                token,
-                account,
-                action,
-                &selection,
-            )?),
-            None => None,
-        };
-        let mut matching = volumes
+        let paging = Paging::start(
+            context,
+            action,
+            &self.filters,
+            &[],
+            self.max_results,
+            self.next_token.as_deref(),
+        )?;
+        let after = paging.after.clone();
+        let matching = volumes
             .into_iter()
             .filter(|v| self.volume_ids.is_empty() || self.volume_ids.contains(&v.id))
             .filter(|v| after.as_ref().is_none_or(|after| &v.id > after))
             .filter(|v| matches_all(&self.filters, |name| volume_filter_values(v, name, now)));
-        let page: Vec<Volume> = match self.max_results {
-            Some(max) => matching.by_ref().take(max).collect(),
-            None => matching.by_ref().collect(),
-        };
-        let next_token = match (self.max_results, matching.next(), page.last()) {
-            (Some(_), Some(_), Some(last)) => Some(issue(
-                &context.compute.pagination_key,
-                account,
-                action,
-                &selection,
-                &last.id,
-            )),
-            _ => None,
-        };
+        let (page, next_token) = paging.cut(matching, |volume| volume.id.clone());
         Ok((page, next_token))
     }
 }
@@ -865,23 +849,16 @@ impl DescribeSnapshots {
                 .restorable_by
                 .iter()
                 .any(|r| r == "self" || r == account);
-        let parts: Vec<String> = self
-            .filters
-            .iter()
-            .map(|f| format!("{}={}", f.name, f.values.join("\u{1}")))
-            .collect();
-        let selection = selection_digest(&parts.iter().map(String::as_str).collect::<Vec<_>>());
-        let after = match &self.next_token {
-            Some(token) => Some(verify(
-                &context.compute.pagination_key,
-                token,
-                account,
-                "DescribeSnapshots",
-                &selection,
-            )?),
-            None => None,
-        };
-        let mut matching = snapshots
+        let paging = Paging::start(
+            context,
+            "DescribeSnapshots",
+            &self.filters,
+            &[],
+            self.max_results,
+            self.next_token.as_deref(),
+        )?;
+        let after = paging.after.clone();
+        let matching = snapshots
             .into_iter()
             .filter(|_| owner_matches && restorable)
             .filter(|s| self.snapshot_ids.is_empty() || self.snapshot_ids.contains(&s.id))
@@ -901,20 +878,7 @@ impl DescribeSnapshots {
                     })
                 })
             });
-        let page: Vec<Snapshot> = match self.max_results {
-            Some(max) => matching.by_ref().take(max).collect(),
-            None => matching.by_ref().collect(),
-        };
-        let next_token = match (self.max_results, matching.next(), page.last()) {
-            (Some(_), Some(_), Some(last)) => Some(issue(
-                &context.compute.pagination_key,
-                account,
-                "DescribeSnapshots",
-                &selection,
-                &last.id,
-            )),
-            _ => None,
-        };
+        let (page, next_token) = paging.cut(matching, |item| item.id.clone());
         Ok(SnapshotList {
             snapshots: page,
             next_token,
