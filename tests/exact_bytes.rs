@@ -4,14 +4,15 @@
 mod common;
 
 use common::*;
-use ec2_gateway::client::Reply;
+use ec2_gateway::client::{text_of, Reply};
 use ec2_gateway::config::StorageBackend;
 
-/// Replaces the request id, every `YYYY-MM-DDTHH:MM:SS.mmmZ` timestamp and
-/// every `(... ago)` age with placeholders.
+/// Replaces the request id, every `YYYY-MM-DDTHH:MM:SS.mmmZ` timestamp,
+/// every `(... ago)` age and every generated resource id (`sg-<17 hex>` ->
+/// `sg-ID`) with placeholders.
 fn normalized(reply: &Reply) -> String {
     let request_id = reply.headers["x-amzn-requestid"].to_str().unwrap();
-    let text = reply.body.replace(request_id, "REQUEST-ID");
+    let text = without_ids(&reply.body.replace(request_id, "REQUEST-ID"));
     let bytes = text.as_bytes();
     let mut out = String::new();
     let mut i = 0;
@@ -42,6 +43,32 @@ fn normalized(reply: &Reply) -> String {
             i += c.len_utf8();
         }
     }
+    out
+}
+
+/// `<prefix>-<17 hex digits>` -> `<prefix>-ID`.
+fn without_ids(text: &str) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(dash) = rest.find('-') {
+        let hex = &rest[dash + 1..];
+        let is_id = hex.len() >= 17
+            && hex.as_bytes()[..17]
+                .iter()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b))
+            && hex
+                .as_bytes()
+                .get(17)
+                .is_none_or(|b| !b.is_ascii_alphanumeric());
+        out.push_str(&rest[..=dash]);
+        if is_id {
+            out.push_str("ID");
+            rest = &hex[17..];
+        } else {
+            rest = hex;
+        }
+    }
+    out.push_str(rest);
     out
 }
 
@@ -300,4 +327,378 @@ fn the_schema_check_catches_a_misspelt_element() {
         common::schema::validate("AdminAddHost", host).is_err(),
         "boolean 'yes' passed"
     );
+}
+
+#[tokio::test]
+async fn resource_shapes() {
+    let (server, _dir) = server().await;
+    let reply = server
+        .user(
+            "CreateSecurityGroup",
+            &[("GroupName", "web"), ("GroupDescription", "web tier")],
+        )
+        .await;
+    assert_eq!(
+        normalized(&reply),
+        r#"<?xml version="1.0" encoding="UTF-8"?>
+<CreateSecurityGroupResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/">
+    <requestId>REQUEST-ID</requestId>
+    <groupId>sg-ID</groupId>
+    <tagSet/>
+    <securityGroupArn>arn:aws:ec2:us-east-1:444455556666:security-group/sg-ID</securityGroupArn>
+</CreateSecurityGroupResponse>
+"#
+    );
+    let reply = server
+        .user(
+            "AuthorizeSecurityGroupIngress",
+            &[
+                ("GroupName", "web"),
+                ("IpProtocol", "tcp"),
+                ("FromPort", "22"),
+                ("ToPort", "22"),
+                ("CidrIp", "203.0.113.0/24"),
+            ],
+        )
+        .await;
+    assert_eq!(
+        normalized(&reply),
+        r#"<?xml version="1.0" encoding="UTF-8"?>
+<AuthorizeSecurityGroupIngressResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/">
+    <requestId>REQUEST-ID</requestId>
+    <return>true</return>
+    <securityGroupRuleSet>
+        <item>
+            <securityGroupRuleId>sgr-ID</securityGroupRuleId>
+            <groupId>sg-ID</groupId>
+            <groupOwnerId>444455556666</groupOwnerId>
+            <isEgress>false</isEgress>
+            <ipProtocol>tcp</ipProtocol>
+            <fromPort>22</fromPort>
+            <toPort>22</toPort>
+            <cidrIpv4>203.0.113.0/24</cidrIpv4>
+            <tagSet/>
+        </item>
+    </securityGroupRuleSet>
+</AuthorizeSecurityGroupIngressResponse>
+"#
+    );
+    let reply = server
+        .user("DescribeSecurityGroups", &[("GroupName.1", "web")])
+        .await;
+    assert_eq!(
+        normalized(&reply),
+        r#"<?xml version="1.0" encoding="UTF-8"?>
+<DescribeSecurityGroupsResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/">
+    <requestId>REQUEST-ID</requestId>
+    <securityGroupInfo>
+        <item>
+            <ownerId>444455556666</ownerId>
+            <groupId>sg-ID</groupId>
+            <groupName>web</groupName>
+            <groupDescription>web tier</groupDescription>
+            <vpcId>vpc-ID</vpcId>
+            <securityGroupArn>arn:aws:ec2:us-east-1:444455556666:security-group/sg-ID</securityGroupArn>
+            <ipPermissions>
+                <item>
+                    <ipProtocol>tcp</ipProtocol>
+                    <fromPort>22</fromPort>
+                    <toPort>22</toPort>
+                    <groups/>
+                    <ipRanges>
+                        <item>
+                            <cidrIp>203.0.113.0/24</cidrIp>
+                        </item>
+                    </ipRanges>
+                    <ipv6Ranges/>
+                    <prefixListIds/>
+                </item>
+            </ipPermissions>
+            <ipPermissionsEgress>
+                <item>
+                    <ipProtocol>-1</ipProtocol>
+                    <groups/>
+                    <ipRanges>
+                        <item>
+                            <cidrIp>0.0.0.0/0</cidrIp>
+                        </item>
+                    </ipRanges>
+                    <ipv6Ranges/>
+                    <prefixListIds/>
+                </item>
+            </ipPermissionsEgress>
+            <tagSet/>
+        </item>
+    </securityGroupInfo>
+</DescribeSecurityGroupsResponse>
+"#
+    );
+    let reply = server
+        .user(
+            "CreateVolume",
+            &[
+                ("AvailabilityZone", "us-east-1a"),
+                ("Size", "8"),
+                ("TagSpecification.1.ResourceType", "volume"),
+                ("TagSpecification.1.Tag.1.Key", "Name"),
+                ("TagSpecification.1.Tag.1.Value", "data"),
+            ],
+        )
+        .await;
+    assert_eq!(
+        normalized(&reply),
+        r#"<?xml version="1.0" encoding="UTF-8"?>
+<CreateVolumeResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/">
+    <requestId>REQUEST-ID</requestId>
+    <volumeId>vol-ID</volumeId>
+    <size>8</size>
+    <availabilityZone>us-east-1a</availabilityZone>
+    <status>available</status>
+    <createTime>TIMESTAMP</createTime>
+    <attachmentSet/>
+    <volumeType>gp2</volumeType>
+    <iops>100</iops>
+    <encrypted>false</encrypted>
+    <multiAttachEnabled>false</multiAttachEnabled>
+    <tagSet>
+        <item>
+            <key>Name</key>
+            <value>data</value>
+        </item>
+    </tagSet>
+</CreateVolumeResponse>
+"#
+    );
+    let volume = text_of(&reply.body, "volumeId").unwrap();
+    let reply = server
+        .user(
+            "CreateSnapshot",
+            &[("VolumeId", &volume), ("Description", "nightly")],
+        )
+        .await;
+    assert_eq!(
+        normalized(&reply),
+        r#"<?xml version="1.0" encoding="UTF-8"?>
+<CreateSnapshotResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/">
+    <requestId>REQUEST-ID</requestId>
+    <snapshotId>snap-ID</snapshotId>
+    <volumeId>vol-ID</volumeId>
+    <status>completed</status>
+    <startTime>TIMESTAMP</startTime>
+    <progress>100%</progress>
+    <ownerId>444455556666</ownerId>
+    <volumeSize>8</volumeSize>
+    <description>nightly</description>
+    <encrypted>false</encrypted>
+    <tagSet/>
+</CreateSnapshotResponse>
+"#
+    );
+    let reply = server.user("AllocateAddress", &[]).await;
+    assert_eq!(
+        normalized(&reply),
+        r#"<?xml version="1.0" encoding="UTF-8"?>
+<AllocateAddressResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/">
+    <requestId>REQUEST-ID</requestId>
+    <publicIp>198.51.100.1</publicIp>
+    <domain>vpc</domain>
+    <allocationId>eipalloc-ID</allocationId>
+    <networkBorderGroup>us-east-1</networkBorderGroup>
+</AllocateAddressResponse>
+"#
+    );
+    let reply = server.user("DescribeTags", &[]).await;
+    assert_eq!(
+        normalized(&reply),
+        r#"<?xml version="1.0" encoding="UTF-8"?>
+<DescribeTagsResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/">
+    <requestId>REQUEST-ID</requestId>
+    <tagSet>
+        <item>
+            <resourceId>vol-ID</resourceId>
+            <resourceType>volume</resourceType>
+            <key>Name</key>
+            <value>data</value>
+        </item>
+    </tagSet>
+</DescribeTagsResponse>
+"#
+    );
+    let reply = server
+        .user(
+            "DescribeAccountAttributes",
+            &[("AttributeName.1", "supported-platforms")],
+        )
+        .await;
+    assert_eq!(
+        normalized(&reply),
+        r#"<?xml version="1.0" encoding="UTF-8"?>
+<DescribeAccountAttributesResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/">
+    <requestId>REQUEST-ID</requestId>
+    <accountAttributeSet>
+        <item>
+            <attributeName>supported-platforms</attributeName>
+            <attributeValueSet>
+                <item>
+                    <attributeValue>VPC</attributeValue>
+                </item>
+            </attributeValueSet>
+        </item>
+    </accountAttributeSet>
+</DescribeAccountAttributesResponse>
+"#
+    );
+    let reply = server
+        .user(
+            "DescribeSubnets",
+            &[
+                ("Filter.1.Name", "availability-zone"),
+                ("Filter.1.Value.1", "us-east-1c"),
+            ],
+        )
+        .await;
+    assert_eq!(
+        normalized(&reply),
+        r#"<?xml version="1.0" encoding="UTF-8"?>
+<DescribeSubnetsResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/">
+    <requestId>REQUEST-ID</requestId>
+    <subnetSet>
+        <item>
+            <subnetId>subnet-ID</subnetId>
+            <subnetArn>arn:aws:ec2:us-east-1:444455556666:subnet/subnet-ID</subnetArn>
+            <state>available</state>
+            <ownerId>444455556666</ownerId>
+            <vpcId>vpc-ID</vpcId>
+            <cidrBlock>172.31.32.0/20</cidrBlock>
+            <ipv6CidrBlockAssociationSet/>
+            <availableIpAddressCount>4091</availableIpAddressCount>
+            <availabilityZone>us-east-1c</availabilityZone>
+            <availabilityZoneId>use1-az3</availabilityZoneId>
+            <defaultForAz>true</defaultForAz>
+            <mapPublicIpOnLaunch>true</mapPublicIpOnLaunch>
+            <assignIpv6AddressOnCreation>false</assignIpv6AddressOnCreation>
+            <tagSet/>
+        </item>
+    </subnetSet>
+</DescribeSubnetsResponse>
+"#
+    );
+    let reply = server.user("DescribeVpcs", &[]).await;
+    assert_eq!(
+        normalized(&reply),
+        r#"<?xml version="1.0" encoding="UTF-8"?>
+<DescribeVpcsResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/">
+    <requestId>REQUEST-ID</requestId>
+    <vpcSet>
+        <item>
+            <vpcId>vpc-ID</vpcId>
+            <ownerId>444455556666</ownerId>
+            <state>available</state>
+            <cidrBlock>172.31.0.0/16</cidrBlock>
+            <cidrBlockAssociationSet>
+                <item>
+                    <cidrBlock>172.31.0.0/16</cidrBlock>
+                    <associationId>vpc-cidr-assoc-ID</associationId>
+                    <cidrBlockState>
+                        <state>associated</state>
+                    </cidrBlockState>
+                </item>
+            </cidrBlockAssociationSet>
+            <dhcpOptionsId>dopt-ID</dhcpOptionsId>
+            <tagSet/>
+            <instanceTenancy>default</instanceTenancy>
+            <isDefault>true</isDefault>
+        </item>
+    </vpcSet>
+</DescribeVpcsResponse>
+"#
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn instance_shapes() {
+    let (server, _dir) = server().await;
+    let reply = server
+        .user(
+            "RunInstances",
+            &[
+                ("ImageId", "ami-12345678"),
+                ("InstanceType", "t2.micro"),
+                ("MinCount", "1"),
+                ("MaxCount", "1"),
+                ("Placement.AvailabilityZone", "us-east-1b"),
+                ("ClientToken", "exact"),
+            ],
+        )
+        .await;
+    assert_eq!(
+        normalized(&reply),
+        r#"<?xml version="1.0" encoding="UTF-8"?>
+<RunInstancesResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/">
+    <requestId>REQUEST-ID</requestId>
+    <reservationId>r-ID</reservationId>
+    <ownerId>444455556666</ownerId>
+    <groupSet/>
+    <instancesSet>
+        <item>
+            <instanceId>i-ID</instanceId>
+            <imageId>ami-12345678</imageId>
+            <instanceState>
+                <code>0</code>
+                <name>pending</name>
+            </instanceState>
+            <privateDnsName>ip-172-31-16-4.ec2.internal</privateDnsName>
+            <amiLaunchIndex>0</amiLaunchIndex>
+            <productCodes/>
+            <instanceType>t2.micro</instanceType>
+            <launchTime>TIMESTAMP</launchTime>
+            <placement>
+                <availabilityZone>us-east-1b</availabilityZone>
+                <tenancy>default</tenancy>
+            </placement>
+            <monitoring>
+                <state>disabled</state>
+            </monitoring>
+            <subnetId>subnet-ID</subnetId>
+            <vpcId>vpc-ID</vpcId>
+            <privateIpAddress>172.31.16.4</privateIpAddress>
+            <groupSet>
+                <item>
+                    <groupId>sg-ID</groupId>
+                    <groupName>default</groupName>
+                </item>
+            </groupSet>
+            <stateReason>
+                <code>pending</code>
+                <message>pending</message>
+            </stateReason>
+            <architecture>x86_64</architecture>
+            <rootDeviceType>ebs</rootDeviceType>
+            <rootDeviceName>/dev/xvda</rootDeviceName>
+            <blockDeviceMapping/>
+            <virtualizationType>hvm</virtualizationType>
+            <clientToken>exact</clientToken>
+            <tagSet/>
+            <hypervisor>xen</hypervisor>
+            <ebsOptimized>false</ebsOptimized>
+            <platformDetails>Linux/UNIX</platformDetails>
+        </item>
+    </instancesSet>
+</RunInstancesResponse>
+"#
+    );
+    let id = text_of(&reply.body, "instanceId").unwrap();
+    let reply = server
+        .user(
+            "TerminateInstances",
+            &[("InstanceId.1", &id), ("DryRun", "false")],
+        )
+        .await;
+    let body = normalized(&reply);
+    assert!(
+        body.starts_with("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<TerminateInstancesResponse xmlns=\"http://ec2.amazonaws.com/doc/2016-11-15/\">\n    <requestId>REQUEST-ID</requestId>\n    <instancesSet>\n        <item>\n            <instanceId>i-ID</instanceId>\n            <currentState>\n                <code>32</code>\n                <name>shutting-down</name>\n            </currentState>\n            <previousState>\n"),
+        "{body}"
+    );
+    server.stop().await;
 }

@@ -82,6 +82,9 @@ impl Snapshot {
 
     /// `0%`..`100%`, in step with time.
     pub fn progress(&self, now: DateTime<Utc>) -> String {
+        if now >= self.completed_at {
+            return "100%".to_string();
+        }
         let total = (self.completed_at - self.started_at)
             .num_milliseconds()
             .max(1);
@@ -630,4 +633,62 @@ pub fn delays(config: &crate::config::LifecycleConfig) -> (Duration, Duration) {
         Duration::seconds(config.volume_delay_secs as i64),
         Duration::seconds(config.snapshot_delay_secs as i64),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snapshot_progress_follows_time() {
+        let start = Utc::now();
+        let snapshot = Snapshot {
+            id: "snap-1".into(),
+            account_id: "a".into(),
+            volume_id: "vol-1".into(),
+            volume_size: 1,
+            description: None,
+            started_at: start,
+            completed_at: start + Duration::seconds(10),
+            tags: Vec::new(),
+        };
+        assert_eq!(
+            (snapshot.state(start), snapshot.progress(start).as_str()),
+            ("pending", "0%")
+        );
+        assert_eq!(snapshot.progress(start + Duration::seconds(4)), "40%");
+        assert_eq!(
+            (
+                snapshot.state(start + Duration::seconds(10)),
+                snapshot.progress(start + Duration::seconds(10)).as_str()
+            ),
+            ("completed", "100%")
+        );
+        let instant = Snapshot {
+            completed_at: start,
+            ..snapshot
+        };
+        assert_eq!(
+            instant.progress(start),
+            "100%",
+            "a zero-delay snapshot is complete at once"
+        );
+    }
+
+    #[test]
+    fn device_names() {
+        for good in ["/dev/sdf", "/dev/xvdb", "/dev/sdf1", "/dev/xvdba"] {
+            assert!(is_device_name(good), "{good}");
+        }
+        for bad in [
+            "sdf",
+            "/dev/sda",
+            "/dev/xvda",
+            "/dev/sdf10",
+            "/dev/nvme1n1",
+            "/dev/sdZ",
+        ] {
+            assert!(!is_device_name(bad), "{bad}");
+        }
+    }
 }
