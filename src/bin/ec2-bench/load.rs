@@ -1,0 +1,254 @@
+//! The load loop: N keep-alive connections, each sending signed requests
+//! back to back until the deadline; latencies after the warm-up are kept.
+
+use ec2_gateway::auth::signer::{form_body, sign_v2, sign_v4_post, SigningCredentials};
+use ec2_gateway::auth::sigv2::SignatureMethod;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper::Request;
+use hyper_util::rt::TokioIo;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How requests are signed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signing {
+    V4,
+    V2,
+}
+
+/// Where to send and as whom.
+#[derive(Clone)]
+pub struct Target {
+    pub authority: String,
+    pub credentials: SigningCredentials,
+    pub signing: Signing,
+}
+
+/// What one run measured.
+#[derive(Debug, Default, Clone)]
+pub struct Report {
+    pub requests: u64,
+    pub seconds: f64,
+    pub latencies_us: Vec<u64>,
+    pub errors: BTreeMap<String, u64>,
+}
+
+impl Report {
+    pub fn rate(&self) -> f64 {
+        if self.seconds > 0.0 {
+            self.requests as f64 / self.seconds
+        } else {
+            0.0
+        }
+    }
+
+    /// The latency at quantile `q` (0..=1), in milliseconds.
+    pub fn quantile_ms(&self, q: f64) -> Option<f64> {
+        if self.latencies_us.is_empty() {
+            return None;
+        }
+        let mut sorted = self.latencies_us.clone();
+        sorted.sort_unstable();
+        let index = ((sorted.len() - 1) as f64 * q).round() as usize;
+        Some(sorted[index] as f64 / 1000.0)
+    }
+
+    pub fn error_count(&self) -> u64 {
+        self.errors.values().sum()
+    }
+}
+
+/// Builds the (path, headers, body) of one signed request.
+pub fn signed_request(
+    target: &Target,
+    params: &[(String, String)],
+) -> (String, Vec<(&'static str, String)>, String) {
+    let mut all = vec![("Version".to_string(), "2016-11-15".to_string())];
+    all.extend(params.iter().cloned());
+    let now = chrono::Utc::now();
+    match target.signing {
+        Signing::V4 => {
+            let body = form_body(&all);
+            let mut headers = sign_v4_post(&target.credentials, &target.authority, "/", &body, now);
+            headers.push(("Host", target.authority.clone()));
+            ("/".into(), headers, body)
+        }
+        Signing::V2 => {
+            sign_v2(
+                &target.credentials,
+                "POST",
+                &target.authority,
+                "/",
+                &mut all,
+                SignatureMethod::HmacSha256,
+                now,
+            );
+            let headers = vec![
+                ("Host", target.authority.clone()),
+                (
+                    "Content-Type",
+                    "application/x-www-form-urlencoded; charset=utf-8".to_string(),
+                ),
+            ];
+            ("/".into(), headers, form_body(&all))
+        }
+    }
+}
+
+/// One keep-alive connection.
+pub struct Connection {
+    sender: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+}
+
+impl Connection {
+    pub async fn open(authority: &str) -> std::io::Result<Self> {
+        let stream = tokio::net::TcpStream::connect(authority).await?;
+        stream.set_nodelay(true)?;
+        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(std::io::Error::other)?;
+        tokio::spawn(connection);
+        Ok(Self { sender })
+    }
+
+    /// Sends one request; returns the status and the body.
+    pub async fn send(
+        &mut self,
+        path: &str,
+        headers: &[(&'static str, String)],
+        body: String,
+    ) -> std::io::Result<(u16, Bytes)> {
+        let mut request = Request::builder().method("POST").uri(path);
+        for (name, value) in headers {
+            request = request.header(*name, value);
+        }
+        let request = request
+            .body(Full::new(Bytes::from(body)))
+            .map_err(std::io::Error::other)?;
+        self.sender.ready().await.map_err(std::io::Error::other)?;
+        let response = self
+            .sender
+            .send_request(request)
+            .await
+            .map_err(std::io::Error::other)?;
+        let status = response.status().as_u16();
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(std::io::Error::other)?
+            .to_bytes();
+        Ok((status, bytes))
+    }
+}
+
+/// The error code in an EC2 error body (or the status when there is none).
+pub fn error_code(status: u16, body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    text.split("<Code>")
+        .nth(1)
+        .and_then(|rest| rest.split('<').next())
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("HTTP {status}"))
+}
+
+/// Runs `connections` loops for `warmup + duration`, measuring after the
+/// warm-up. `next` makes each request's parameters (it may count calls).
+pub async fn run(
+    target: &Target,
+    connections: usize,
+    warmup: Duration,
+    duration: Duration,
+    timeout: Duration,
+    next: Arc<dyn Fn() -> Vec<(String, String)> + Send + Sync>,
+) -> Report {
+    let start = Instant::now();
+    let measure_from = start + warmup;
+    let deadline = measure_from + duration;
+    let mut tasks = Vec::new();
+    for _ in 0..connections {
+        let target = target.clone();
+        let next = next.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut report = Report::default();
+            let mut connection = match Connection::open(&target.authority).await {
+                Ok(connection) => connection,
+                Err(error) => {
+                    *report
+                        .errors
+                        .entry(format!("connect: {error}"))
+                        .or_default() += 1;
+                    return report;
+                }
+            };
+            while Instant::now() < deadline {
+                let (path, headers, body) = signed_request(&target, &next());
+                let sent = Instant::now();
+                let result =
+                    tokio::time::timeout(timeout, connection.send(&path, &headers, body)).await;
+                let took = sent.elapsed();
+                let measured = sent >= measure_from && Instant::now() <= deadline + timeout;
+                match result {
+                    Ok(Ok((200, _))) => {
+                        if measured {
+                            report.requests += 1;
+                            report.latencies_us.push(took.as_micros() as u64);
+                        }
+                    }
+                    Ok(Ok((status, body))) => {
+                        if measured {
+                            *report.errors.entry(error_code(status, &body)).or_default() += 1;
+                        }
+                    }
+                    Ok(Err(error)) => {
+                        *report.errors.entry(format!("io: {error}")).or_default() += 1;
+                        match Connection::open(&target.authority).await {
+                            Ok(fresh) => connection = fresh,
+                            Err(_) => break,
+                        }
+                    }
+                    Err(_) => {
+                        *report.errors.entry("client timeout".into()).or_default() += 1;
+                        match Connection::open(&target.authority).await {
+                            Ok(fresh) => connection = fresh,
+                            Err(_) => break,
+                        }
+                    }
+                }
+            }
+            report
+        }));
+    }
+    let mut total = Report {
+        seconds: duration.as_secs_f64(),
+        ..Report::default()
+    };
+    for task in tasks {
+        if let Ok(report) = task.await {
+            total.requests += report.requests;
+            total.latencies_us.extend(report.latencies_us);
+            for (code, count) in report.errors {
+                *total.errors.entry(code).or_default() += count;
+            }
+        }
+    }
+    total
+}
+
+/// Sends one request and returns its body, failing on a non-200.
+pub async fn call(target: &Target, params: &[(String, String)]) -> Result<String, String> {
+    let mut connection = Connection::open(&target.authority)
+        .await
+        .map_err(|e| e.to_string())?;
+    let (path, headers, body) = signed_request(target, params);
+    let (status, bytes) = connection
+        .send(&path, &headers, body)
+        .await
+        .map_err(|e| e.to_string())?;
+    if status != 200 {
+        return Err(format!("{status} {}", error_code(status, &bytes)));
+    }
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}

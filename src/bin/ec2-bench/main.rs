@@ -1,0 +1,497 @@
+//! `ec2-bench`: signed load against ec2-gateway, side by side with moto and
+//! with a bare-hyper ceiling.
+//!
+//! It starts the servers itself on loopback (the gateway binary beside this
+//! one, moto's `moto_server` with `--compare moto`, and a minimal hyper server
+//! answering a fixed 1 KiB XML body as the ceiling), seeds instances, runs each
+//! scenario with N keep-alive connections for a fixed time after a warm-up,
+//! signing every request (SigV4 by default, SigV2 with `--sigv2`), and prints
+//! one table: requests/s, p50/p90/p99/max latency, errors by code, the
+//! gateway's RSS, and the ratio to moto. `--fail-on-errors` makes any error
+//! fatal (the CI regression guard runs `--quick` with it).
+
+mod load;
+mod servers;
+
+use clap::Parser;
+use ec2_gateway::auth::signer::SigningCredentials;
+use ec2_gateway::secret::Secret;
+use load::{Report, Signing, Target};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "ec2-bench",
+    about = "Signed load against ec2-gateway, side by side with moto"
+)]
+struct Cli {
+    /// Also run every scenario against moto's server (`moto`).
+    #[arg(long)]
+    compare: Option<String>,
+    /// Concurrent keep-alive connections.
+    #[arg(long, default_value_t = 16)]
+    connections: usize,
+    /// Measured seconds per scenario.
+    #[arg(long, default_value_t = 8.0)]
+    duration: f64,
+    /// Warm-up seconds per scenario (not measured).
+    #[arg(long, default_value_t = 2.0)]
+    warmup: f64,
+    /// Sign with SigV2 instead of SigV4.
+    #[arg(long)]
+    sigv2: bool,
+    /// Short runs and small seeds: checks the harness, not the speed.
+    #[arg(long)]
+    quick: bool,
+    /// Exit with failure when any request failed.
+    #[arg(long)]
+    fail_on_errors: bool,
+    /// Only these scenarios (comma-separated names).
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
+    /// The ec2-gateway binary (default: beside this one).
+    #[arg(long)]
+    gateway_binary: Option<std::path::PathBuf>,
+    /// Serve the bare-hyper ceiling on this address and do nothing else.
+    #[arg(long, hide = true)]
+    ceiling_server: Option<String>,
+}
+
+const ACCESS_KEY: &str = "AKIDEXAMPLE";
+const WRITER_KEY: &str = "AKIDEXAMPLEWRITER";
+const SECRET_KEY: &str = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
+const IMAGE: &str = "ami-0b1c2d3e4f5a6b7c8";
+
+fn params(list: &[(&str, &str)]) -> Vec<(String, String)> {
+    list.iter()
+        .map(|(n, v)| (n.to_string(), v.to_string()))
+        .collect()
+}
+
+/// One measured line of the table.
+struct Row {
+    scenario: String,
+    gateway: Report,
+    gateway_rss_mib: Option<f64>,
+    moto: Option<Report>,
+}
+
+/// Launches instances until `target` holds `total` (in batches of 500).
+async fn seed(target: &Target, have: &mut usize, total: usize) -> Result<Vec<String>, String> {
+    let mut ids = Vec::new();
+    while *have < total {
+        let batch = (total - *have).min(500).to_string();
+        let body = load::call(
+            target,
+            &params(&[
+                ("Action", "RunInstances"),
+                ("ImageId", IMAGE),
+                ("InstanceType", "t2.nano"),
+                ("MinCount", &batch),
+                ("MaxCount", &batch),
+            ]),
+        )
+        .await?;
+        let launched: Vec<String> = body
+            .split("<instanceId>")
+            .skip(1)
+            .filter_map(|s| s.split('<').next())
+            .map(str::to_string)
+            .collect();
+        *have += launched.len();
+        ids.extend(launched);
+    }
+    Ok(ids)
+}
+
+/// A scenario: its name and how to make each request.
+struct Scenario {
+    name: String,
+    next: Arc<dyn Fn() -> Vec<(String, String)> + Send + Sync>,
+}
+
+fn fixed(name: &str, request: Vec<(String, String)>) -> Scenario {
+    Scenario {
+        name: name.to_string(),
+        next: Arc::new(move || request.clone()),
+    }
+}
+
+/// The run-instances and run-terminate scenarios launch one instance per call.
+fn run_one() -> Vec<(String, String)> {
+    params(&[
+        ("Action", "RunInstances"),
+        ("ImageId", IMAGE),
+        ("InstanceType", "t2.nano"),
+        ("MinCount", "1"),
+        ("MaxCount", "1"),
+    ])
+}
+
+/// Read mostly: 8 of 10 DescribeInstances by id, 1 DescribeAvailabilityZones, 1 RunInstances.
+fn mixed(ids: Arc<Vec<String>>) -> Scenario {
+    let counter = Arc::new(AtomicU64::new(0));
+    Scenario {
+        name: "mixed (80% by-id, 10% zones, 10% run)".into(),
+        next: Arc::new(move || {
+            let n = counter.fetch_add(1, Ordering::Relaxed);
+            match n % 10 {
+                0 => params(&[("Action", "DescribeAvailabilityZones")]),
+                1 => run_one(),
+                _ => params(&[
+                    ("Action", "DescribeInstances"),
+                    ("InstanceId.1", &ids[(n as usize) % ids.len()]),
+                ]),
+            }
+        }),
+    }
+}
+
+/// Alternates RunInstances and TerminateInstances of instances seeded for it.
+fn churn(ids: Arc<Vec<String>>) -> Scenario {
+    let counter = Arc::new(AtomicU64::new(0));
+    Scenario {
+        name: "run-terminate churn".into(),
+        next: Arc::new(move || {
+            let n = counter.fetch_add(1, Ordering::Relaxed);
+            if n % 2 == 0 {
+                run_one()
+            } else {
+                params(&[
+                    ("Action", "TerminateInstances"),
+                    ("InstanceId.1", &ids[(n as usize / 2) % ids.len()]),
+                ])
+            }
+        }),
+    }
+}
+
+struct Plan {
+    connections: usize,
+    warmup: Duration,
+    duration: Duration,
+}
+
+async fn measure(target: &Target, plan: &Plan, scenario: &Scenario, timeout: Duration) -> Report {
+    load::run(
+        target,
+        plan.connections,
+        plan.warmup,
+        plan.duration,
+        timeout,
+        scenario.next.clone(),
+    )
+    .await
+}
+
+/// Runs the whole programme against one server; `rss` reads its memory.
+/// Listings run in a reader account seeded to 10, 1,000 and 10,000
+/// instances; the write scenarios run in a writer account that holds 10
+/// instances at the start (and once more in the reader account at 10,000),
+/// so launches never inflate the listings.
+#[allow(clippy::too_many_arguments)]
+async fn programme(
+    reader: &Target,
+    writer: &Target,
+    plan: &Plan,
+    quick: bool,
+    only: &[String],
+    timeout: Duration,
+    rss: &dyn Fn() -> Option<f64>,
+    label: &str,
+) -> Result<Vec<(String, Report, Option<f64>)>, String> {
+    let sizes: [usize; 3] = if quick {
+        [10, 100, 300]
+    } else {
+        [10, 1000, 10000]
+    };
+    let wanted = |name: &str| only.is_empty() || only.iter().any(|o| name.starts_with(o.as_str()));
+    let mut rows = Vec::new();
+    let mut record = |name: String, report: Report| {
+        eprintln!(
+            "[{label}] {name}: {:.1} req/s, p50 {:.2} ms, errors {}",
+            report.rate(),
+            report.quantile_ms(0.5).unwrap_or(0.0),
+            report.error_count()
+        );
+        rows.push((name, report, rss()));
+    };
+    let zones = fixed(
+        "describe-zones",
+        params(&[("Action", "DescribeAvailabilityZones")]),
+    );
+    if wanted("describe-zones") {
+        record(
+            zones.name.clone(),
+            measure(reader, plan, &zones, timeout).await,
+        );
+    }
+    let mut have = 0usize;
+    let mut reader_ids = Vec::new();
+    for size in sizes {
+        reader_ids.extend(seed(reader, &mut have, size).await?);
+        let by_id = fixed(
+            &format!("describe-instances by id @{size}"),
+            params(&[
+                ("Action", "DescribeInstances"),
+                ("InstanceId.1", &reader_ids[0]),
+            ]),
+        );
+        let full = fixed(
+            &format!("describe-instances full @{size}"),
+            params(&[("Action", "DescribeInstances")]),
+        );
+        let paged = fixed(
+            &format!("describe-instances MaxResults=100 @{size}"),
+            params(&[("Action", "DescribeInstances"), ("MaxResults", "100")]),
+        );
+        for scenario in [by_id, full, paged] {
+            if wanted(&scenario.name) && !(size == 10 && scenario.name.contains("MaxResults")) {
+                record(
+                    scenario.name.clone(),
+                    measure(reader, plan, &scenario, timeout).await,
+                );
+            }
+        }
+    }
+    let run_large = Scenario {
+        name: format!("run-instances @{}", sizes[2]),
+        next: Arc::new(run_one),
+    };
+    let mut writer_have = 0usize;
+    let writer_ids = Arc::new(seed(writer, &mut writer_have, sizes[0]).await?);
+    let run_small = Scenario {
+        name: format!("run-instances @{}", sizes[0]),
+        next: Arc::new(run_one),
+    };
+    for (target, scenario) in [
+        (writer, run_small),
+        (reader, run_large),
+        (writer, churn(writer_ids.clone())),
+        (writer, mixed(writer_ids)),
+    ] {
+        if wanted(&scenario.name) {
+            record(
+                scenario.name.clone(),
+                measure(target, plan, &scenario, timeout).await,
+            );
+        }
+    }
+    Ok(rows)
+}
+
+fn cell(value: Option<f64>, precision: usize) -> String {
+    value.map_or("-".into(), |v| format!("{v:.precision$}"))
+}
+
+fn print_table(rows: &[Row], ceiling: Option<&Report>, plan: &Plan, signing: Signing) {
+    println!();
+    println!(
+        "{} connections, {:.0} s measured after {:.0} s warm-up per scenario, {} signing, {} cores",
+        plan.connections,
+        plan.duration.as_secs_f64(),
+        plan.warmup.as_secs_f64(),
+        if signing == Signing::V4 {
+            "SigV4"
+        } else {
+            "SigV2"
+        },
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    );
+    println!();
+    println!("| scenario | ec2-gateway req/s | p50 ms | p90 ms | p99 ms | max ms | errors | RSS MiB | moto req/s | moto p50 ms | ratio |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for row in rows {
+        let g = &row.gateway;
+        let (moto_rate, moto_p50, ratio) = match &row.moto {
+            Some(m) if m.requests > 0 => (
+                format!("{:.1}", m.rate()),
+                cell(m.quantile_ms(0.5), 1),
+                format!("{:.0}x", g.rate() / m.rate()),
+            ),
+            Some(_) => ("0 (each call > timeout)".into(), "-".into(), "-".into()),
+            None => ("-".into(), "-".into(), "-".into()),
+        };
+        let errors = if g.errors.is_empty() {
+            "0".to_string()
+        } else {
+            format!("{:?}", g.errors)
+        };
+        println!(
+            "| {} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            row.scenario,
+            g.rate(),
+            cell(g.quantile_ms(0.5), 2),
+            cell(g.quantile_ms(0.9), 2),
+            cell(g.quantile_ms(0.99), 2),
+            cell(g.quantile_ms(1.0), 1),
+            errors,
+            cell(row.gateway_rss_mib, 0),
+            moto_rate,
+            moto_p50,
+            ratio
+        );
+    }
+    if let (Some(ceiling), Some(zones)) = (
+        ceiling,
+        rows.iter().find(|r| r.scenario == "describe-zones"),
+    ) {
+        println!();
+        println!(
+            "bare-hyper ceiling (fixed 1 KiB XML, same client): {:.0} req/s, p50 {} ms; describe-zones reaches {:.0} % of it",
+            ceiling.rate(),
+            cell(ceiling.quantile_ms(0.5), 2),
+            100.0 * zones.gateway.rate() / ceiling.rate().max(1.0)
+        );
+    }
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    if let Some(address) = &cli.ceiling_server {
+        runtime.block_on(servers::serve_ceiling(address));
+        return std::process::ExitCode::SUCCESS;
+    }
+    match runtime.block_on(bench(cli)) {
+        Ok(true) => std::process::ExitCode::SUCCESS,
+        Ok(false) => std::process::ExitCode::FAILURE,
+        Err(message) => {
+            eprintln!("ec2-bench: {message}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn bench(cli: Cli) -> Result<bool, String> {
+    let plan = if cli.quick {
+        Plan {
+            connections: cli.connections.min(4),
+            warmup: Duration::from_millis(200),
+            duration: Duration::from_millis(800),
+        }
+    } else {
+        Plan {
+            connections: cli.connections,
+            warmup: Duration::from_secs_f64(cli.warmup),
+            duration: Duration::from_secs_f64(cli.duration),
+        }
+    };
+    let signing = if cli.sigv2 { Signing::V2 } else { Signing::V4 };
+    let credentials = SigningCredentials {
+        access_key_id: ACCESS_KEY.into(),
+        secret: Secret::new(SECRET_KEY),
+        region: "us-east-1".into(),
+        service: "ec2".into(),
+    };
+
+    // The ceiling first, on an otherwise idle machine.
+    let ceiling = if cli.only.is_empty() {
+        let server = servers::Process::ceiling()?;
+        let target = Target {
+            authority: server.authority.clone(),
+            credentials: credentials.clone(),
+            signing,
+        };
+        let report = measure(
+            &target,
+            &plan,
+            &fixed(
+                "ceiling",
+                params(&[("Action", "DescribeAvailabilityZones")]),
+            ),
+            Duration::from_secs(10),
+        )
+        .await;
+        eprintln!("[ceiling] {:.0} req/s", report.rate());
+        Some(report)
+    } else {
+        None
+    };
+
+    let writer_credentials = SigningCredentials {
+        access_key_id: WRITER_KEY.into(),
+        ..credentials.clone()
+    };
+    let gateway = servers::Process::gateway(cli.gateway_binary.clone())?;
+    let reader = Target {
+        authority: gateway.authority.clone(),
+        credentials: credentials.clone(),
+        signing,
+    };
+    let writer = Target {
+        credentials: writer_credentials.clone(),
+        ..reader.clone()
+    };
+    let pid = gateway.pid();
+    let rss = move || servers::rss_mib(pid);
+    let gateway_rows = programme(
+        &reader,
+        &writer,
+        &plan,
+        cli.quick,
+        &cli.only,
+        Duration::from_secs(30),
+        &rss,
+        "ec2-gateway",
+    )
+    .await?;
+    drop(gateway);
+
+    let moto_rows = match cli.compare.as_deref() {
+        Some("moto") => {
+            let moto = servers::Process::moto()?;
+            let reader = Target {
+                authority: moto.authority.clone(),
+                credentials,
+                signing,
+            };
+            let writer = Target {
+                credentials: writer_credentials,
+                ..reader.clone()
+            };
+            let none = || None;
+            Some(
+                programme(
+                    &reader,
+                    &writer,
+                    &plan,
+                    cli.quick,
+                    &cli.only,
+                    Duration::from_secs(30),
+                    &none,
+                    "moto",
+                )
+                .await?,
+            )
+        }
+        Some(other) => return Err(format!("unknown --compare target '{other}' (only moto)")),
+        None => None,
+    };
+
+    let rows: Vec<Row> = gateway_rows
+        .into_iter()
+        .enumerate()
+        .map(|(i, (scenario, gateway, gateway_rss_mib))| Row {
+            moto: moto_rows
+                .as_ref()
+                .and_then(|m| m.get(i))
+                .map(|(_, r, _)| r.clone()),
+            scenario,
+            gateway,
+            gateway_rss_mib,
+        })
+        .collect();
+    print_table(&rows, ceiling.as_ref(), &plan, signing);
+    let errors: u64 = rows.iter().map(|r| r.gateway.error_count()).sum::<u64>()
+        + ceiling.as_ref().map_or(0, |c| c.error_count());
+    let silent = rows.iter().any(|r| r.gateway.requests == 0);
+    Ok(!(cli.fail_on_errors && (errors > 0 || silent)))
+}

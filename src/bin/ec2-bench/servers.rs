@@ -1,0 +1,239 @@
+//! The servers a benchmark run starts: ec2-gateway (with a benchmark
+//! configuration: big hosts, big quotas), moto's server, and the bare-hyper
+//! ceiling. Each is a child process on a free loopback port, killed on drop.
+
+use http_body_util::Full;
+use hyper::body::Bytes;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use std::convert::Infallible;
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The benchmark configuration: one 100k-vCPU host per zone, quotas out of the way.
+const GATEWAY_CONFIG: &str = r#"
+listen = "127.0.0.1:0"
+data_dir = "DATA_DIR"
+region = "us-east-1"
+cache_capacity_mib = 32
+
+[quotas]
+max_instances = 10000000
+max_vcpus = 100000000
+
+[limits]
+max_connections = 4096
+
+[[accounts]]
+id = "111122223333"
+name = "bench"
+access_key_id = "AKIDEXAMPLE"
+secret_access_key = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"
+
+[[accounts]]
+id = "444455556666"
+name = "bench-writer"
+access_key_id = "AKIDEXAMPLEWRITER"
+secret_access_key = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"
+
+[[hosts]]
+name = "bench-a"
+availability_zone = "us-east-1a"
+vcpus = 1000000
+memory_mib = 1000000000
+
+[[hosts]]
+name = "bench-b"
+availability_zone = "us-east-1b"
+vcpus = 1000000
+memory_mib = 1000000000
+
+[[hosts]]
+name = "bench-c"
+availability_zone = "us-east-1c"
+vcpus = 1000000
+memory_mib = 1000000000
+"#;
+
+/// A server child process.
+pub struct Process {
+    child: Child,
+    pub authority: String,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Process {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// ec2-gateway with the benchmark configuration in a fresh data folder.
+    pub fn gateway(binary: Option<PathBuf>) -> Result<Self, String> {
+        let binary = match binary {
+            Some(binary) => binary,
+            None => std::env::current_exe()
+                .map_err(|e| e.to_string())?
+                .with_file_name("ec2-gateway"),
+        };
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let config = dir.path().join("bench.toml");
+        std::fs::write(
+            &config,
+            GATEWAY_CONFIG.replace("DATA_DIR", &dir.path().join("data").display().to_string()),
+        )
+        .map_err(|e| e.to_string())?;
+        let mut child = Command::new(&binary)
+            .arg("serve")
+            .arg("--config")
+            .arg(&config)
+            .env("EC2_GATEWAY_LOG", "error")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| {
+                format!(
+                    "cannot start {}: {e} (build it with cargo build --release)",
+                    binary.display()
+                )
+            })?;
+        let mut lines = BufReader::new(child.stdout.take().expect("piped")).lines();
+        let authority = loop {
+            match lines.next() {
+                Some(Ok(line)) => {
+                    if let Some(rest) = line.strip_prefix("ec2-gateway listening on http://") {
+                        break rest
+                            .split_whitespace()
+                            .next()
+                            .unwrap_or_default()
+                            .to_string();
+                    }
+                }
+                _ => return Err("ec2-gateway exited before listening".into()),
+            }
+        };
+        std::thread::spawn(move || for _ in lines {});
+        Ok(Self {
+            child,
+            authority,
+            _dir: Some(dir),
+        })
+    }
+
+    /// moto's server (`pip install 'moto[server]'`).
+    pub fn moto() -> Result<Self, String> {
+        let port = free_port()?;
+        let child = Command::new("moto_server")
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot start moto_server: {e} (pip install 'moto[server]')"))?;
+        let authority = format!("127.0.0.1:{port}");
+        wait_for(&authority)?;
+        Ok(Self {
+            child,
+            authority,
+            _dir: None,
+        })
+    }
+
+    /// The bare-hyper ceiling: this binary with `--ceiling-server`.
+    pub fn ceiling() -> Result<Self, String> {
+        let port = free_port()?;
+        let authority = format!("127.0.0.1:{port}");
+        let child = Command::new(std::env::current_exe().map_err(|e| e.to_string())?)
+            .args(["--ceiling-server", &authority])
+            .stdout(Stdio::null())
+            .spawn()
+            .map_err(|e| e.to_string())?;
+        wait_for(&authority)?;
+        Ok(Self {
+            child,
+            authority,
+            _dir: None,
+        })
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> Result<u16, String> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    Ok(listener.local_addr().map_err(|e| e.to_string())?.port())
+}
+
+fn wait_for(authority: &str) -> Result<(), String> {
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(30) {
+        if std::net::TcpStream::connect(authority).is_ok() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Err(format!("nothing listens on {authority} after 30 s"))
+}
+
+/// Resident memory of a process (MiB), from /proc.
+pub fn rss_mib(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib / 1024.0)
+}
+
+/// A fixed 1 KiB EC2-shaped XML body.
+fn ceiling_body() -> Bytes {
+    let mut body = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<DescribeAvailabilityZonesResponse xmlns=\"http://ec2.amazonaws.com/doc/2016-11-15/\">\n    <requestId>00000000-0000-0000-0000-000000000000</requestId>\n    <availabilityZoneInfo>\n");
+    while body.len() < 1000 {
+        body.push_str("        <item><zoneName>us-east-1a</zoneName><zoneState>available</zoneState></item>\n");
+    }
+    body.push_str("    </availabilityZoneInfo>\n</DescribeAvailabilityZonesResponse>\n");
+    Bytes::from(body)
+}
+
+/// Serves the fixed body to every request, reading (and ignoring) the body.
+pub async fn serve_ceiling(address: &str) {
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .expect("bind the ceiling server");
+    let body = ceiling_body();
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let body = body.clone();
+        tokio::spawn(async move {
+            let service =
+                hyper::service::service_fn(move |request: Request<hyper::body::Incoming>| {
+                    let body = body.clone();
+                    async move {
+                        use http_body_util::BodyExt;
+                        let _ = request.into_body().collect().await;
+                        let mut response = Response::new(Full::new(body));
+                        response.headers_mut().insert(
+                            "content-type",
+                            "text/xml;charset=UTF-8".parse().expect("static header"),
+                        );
+                        Ok::<_, Infallible>(response)
+                    }
+                });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
