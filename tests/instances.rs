@@ -714,3 +714,37 @@ async fn catalogues() {
     assert_eq!(column(&reply, "imagesSet", "imageId").len(), 4);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn each_account_has_its_own_address_space() {
+    let (server, _dir) = server_with(StorageBackend::Memory, |_| {}).await;
+    let params = [
+        ("ImageId", IMAGE),
+        ("MinCount", "1"),
+        ("MaxCount", "1"),
+        ("Placement.AvailabilityZone", "us-east-1b"),
+    ];
+    let mine = server.user("RunInstances", &params).await;
+    let theirs = server.admin("RunInstances", &params).await;
+    let ip = |reply: &Reply| ec2_gateway::client::text_of(&reply.body, "privateIpAddress").unwrap();
+    assert_eq!(ip(&mine), "172.31.16.4");
+    assert_eq!(
+        ip(&theirs),
+        "172.31.16.4",
+        "default VPCs are separate networks"
+    );
+    let id = instance_ids(&mine).remove(0);
+    server
+        .user("TerminateInstances", &[("InstanceId.1", &id)])
+        .await;
+    wait_for(&server, &id, "terminated").await;
+    let reply = server
+        .user("DescribeInstances", &[("InstanceId.1", &id)])
+        .await;
+    assert!(
+        !reply.body.contains("<privateIpAddress>"),
+        "a terminated instance holds no address: {}",
+        reply.body
+    );
+    server.stop().await;
+}

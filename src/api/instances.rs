@@ -225,7 +225,11 @@ fn write_instance(xml: &mut XmlWriter, instance: &Instance, around: &Surrounding
     xml.element("instanceId", &instance.id);
     xml.element("imageId", &instance.image_id);
     write_state(xml, "instanceState", instance.state);
-    xml.element("privateDnsName", &instance.private_dns_name);
+    // A terminated instance no longer holds its private address (as in EC2).
+    let holds_address = instance.state != InstanceState::Terminated;
+    if holds_address {
+        xml.element("privateDnsName", &instance.private_dns_name);
+    }
     xml.optional("dnsName", around.public_dns_name(instance).as_deref());
     xml.optional("reason", instance.reason.as_deref());
     xml.optional("keyName", instance.key_name.as_deref());
@@ -243,7 +247,9 @@ fn write_instance(xml: &mut XmlWriter, instance: &Instance, around: &Surrounding
     xml.nested("monitoring", |xml| xml.element("state", "disabled"));
     xml.optional("subnetId", instance.subnet_id.as_deref());
     xml.optional("vpcId", instance.vpc_id.as_deref());
-    xml.element("privateIpAddress", &instance.private_ip);
+    if holds_address {
+        xml.element("privateIpAddress", &instance.private_ip);
+    }
     xml.optional("ipAddress", around.public_ip(instance).map(String::as_str));
     xml.list("groupSet", &instance.security_groups, |xml, group| {
         xml.element("groupId", &group.id);
@@ -477,15 +483,24 @@ impl DescribeInstances {
                     .map_err(|_| ApiError::InvalidNextToken)
             })
             .transpose()?;
-        let candidates = compute.instances(account, &self.instance_ids, after)?;
+        // Named instances must all exist; otherwise walk only as far as the page needs.
+        let named = if self.instance_ids.is_empty() {
+            None
+        } else {
+            Some(compute.instances(account, &self.instance_ids, None)?)
+        };
         dry_run_check(self.dry_run)?;
         let around = Surroundings::of(context)?;
-        let matching = candidates.into_iter().filter(|i| {
+        let keep = |i: &Instance| {
             matches_all(&self.filters, |name| {
                 instance_filter_values(i, name, &around)
             })
-        });
-        let (mut page, next_token) = paging.cut(matching, |i| i.sequence.to_string());
+        };
+        let (mut page, more) = match named {
+            Some(named) => (named.into_iter().filter(|i| keep(i)).collect(), false),
+            None => compute.instance_page(account, after, paging.limit(), keep),
+        };
+        let next_token = paging.next_token(page.last().map(|i| i.sequence.to_string()), more);
         // Group consecutive instances of one reservation.
         let mut reservations: Vec<Reservation> = Vec::new();
         for instance in page.drain(..) {

@@ -142,17 +142,28 @@ impl Paging {
             return (items.collect(), None);
         };
         let page: Vec<T> = items.by_ref().take(max).collect();
-        let next = match (items.next(), page.last()) {
-            (Some(_), Some(last)) => Some(issue(
+        let more = items.next().is_some();
+        let next = self.next_token(page.last().map(position), more);
+        (page, next)
+    }
+
+    /// The page size asked for, if any.
+    pub fn limit(&self) -> Option<usize> {
+        self.max_results
+    }
+
+    /// The NextToken after a page ending at `last`, when `more` remain.
+    pub fn next_token(&self, last: Option<String>, more: bool) -> Option<String> {
+        match (self.max_results, last) {
+            (Some(_), Some(last)) if more => Some(issue(
                 &self.key,
                 &self.account,
                 self.action,
                 &self.selection,
-                &position(last),
+                &last,
             )),
             _ => None,
-        };
-        (page, next)
+        }
     }
 }
 

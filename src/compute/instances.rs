@@ -276,8 +276,11 @@ struct Book {
     tokens: HashMap<(String, String), ClientTokenRecord>,
     /// (expiry, account, token) of tokens whose instances are all gone.
     token_expiry: BTreeSet<(DateTime<Utc>, String, String)>,
+    /// Next address offset per `account/zone` (each account's default VPC
+    /// has its own address space).
     address_counters: HashMap<String, u32>,
-    addresses_in_use: HashSet<String>,
+    /// (account, address) held by instances not yet terminated.
+    addresses_in_use: HashSet<(String, String)>,
 }
 
 impl Book {
@@ -287,7 +290,10 @@ impl Book {
                 .insert((due, instance.account_id.clone(), instance.id.clone()));
         }
         self.next_sequence = self.next_sequence.max(instance.sequence + 1);
-        self.addresses_in_use.insert(instance.private_ip.clone());
+        if instance.state != InstanceState::Terminated {
+            self.addresses_in_use
+                .insert((instance.account_id.clone(), instance.private_ip.clone()));
+        }
         let account = self
             .accounts
             .entry(instance.account_id.clone())
@@ -301,6 +307,11 @@ impl Book {
 
     /// Replaces a stored instance, keeping the schedule in step.
     fn update(&mut self, before: &Instance, after: Instance) {
+        // A terminated instance gives its private address back at once.
+        if after.state == InstanceState::Terminated && before.state != InstanceState::Terminated {
+            self.addresses_in_use
+                .remove(&(after.account_id.clone(), after.private_ip.clone()));
+        }
         if let Some(due) = before.transition_at.or(before.purge_at) {
             self.schedule
                 .remove(&(due, before.account_id.clone(), before.id.clone()));
@@ -321,7 +332,8 @@ impl Book {
             self.schedule
                 .remove(&(due, instance.account_id.clone(), instance.id.clone()));
         }
-        self.addresses_in_use.remove(&instance.private_ip);
+        self.addresses_in_use
+            .remove(&(instance.account_id.clone(), instance.private_ip.clone()));
         if let Some(account) = self.accounts.get_mut(&instance.account_id) {
             account.sequence_of.remove(&instance.id);
             if let Some(stored) = account.by_sequence.remove(&instance.sequence) {
@@ -355,8 +367,10 @@ impl InstanceBook {
             book.tokens
                 .insert((token.account_id.clone(), token.token.clone()), token);
         }
-        for (zone, counter) in store.records::<(String, u32)>(META, ADDRESS_COUNTER.as_bytes())? {
-            book.address_counters.insert(zone, counter);
+        for (account_zone, counter) in
+            store.records::<(String, u32)>(META, ADDRESS_COUNTER.as_bytes())?
+        {
+            book.address_counters.insert(account_zone, counter);
         }
         Ok(Self {
             book: Mutex::new(book),
@@ -399,6 +413,7 @@ impl Compute {
     fn allocate_private_address(
         &self,
         book: &mut Book,
+        account_id: &str,
         zone: &str,
         zone_id: &str,
         batch: &mut WriteBatch,
@@ -407,25 +422,31 @@ impl Compute {
         // Offsets 4..4091 of the /20 (AWS reserves the first four and the last).
         const FIRST: u32 = 4;
         const COUNT: u32 = 4088;
-        let start = book.address_counters.get(zone).copied().unwrap_or(0);
+        let counter_key = format!("{account_id}/{zone}");
+        let start = book
+            .address_counters
+            .get(&counter_key)
+            .copied()
+            .unwrap_or(0);
         for step in 0..COUNT {
             let offset = FIRST + (start + step) % COUNT;
-            let address = format_ip(network + offset);
+            let address = (account_id.to_string(), format_ip(network + offset));
             if !book.addresses_in_use.contains(&address) {
                 let next = (start + step + 1) % COUNT;
-                book.address_counters.insert(zone.to_string(), next);
-                book.addresses_in_use.insert(address.clone());
+                book.address_counters.insert(counter_key.clone(), next);
                 batch.put_record(
                     META,
-                    format!("{ADDRESS_COUNTER}{zone}").into_bytes(),
-                    &(zone.to_string(), next),
+                    format!("{ADDRESS_COUNTER}{counter_key}").into_bytes(),
+                    &(counter_key, next),
                 );
-                return Ok(address);
+                book.addresses_in_use.insert(address.clone());
+                return Ok(address.1);
             }
         }
-        Err(ApiError::InsufficientInstanceCapacity(format!(
-            "No private addresses left in {zone}"
-        )))
+        Err(ApiError::NotFound {
+            code: "InsufficientFreeAddressesInSubnet",
+            message: format!("The default subnet in {zone} has no free private addresses left"),
+        })
     }
 
     fn private_dns_name(&self, address: &str) -> String {
@@ -618,7 +639,8 @@ impl Compute {
             let mut instances = Vec::new();
             for (index, host) in placed.into_iter().enumerate() {
                 let zone_id = hosts.zone_id(&host.availability_zone).unwrap_or_default().to_string();
-                let private_ip = self.allocate_private_address(book, &host.availability_zone, &zone_id, &mut hosts.batch)?;
+                let private_ip =
+                    self.allocate_private_address(book, account_id, &host.availability_zone, &zone_id, &mut hosts.batch)?;
                 let instance = Instance {
                     id: super::ids::new_id("i"),
                     sequence: book.next_sequence + index as u64,
@@ -675,6 +697,35 @@ impl Compute {
             }
             Ok(Reservation { reservation_id, owner_id: account_id.to_string(), instances })
         })
+    }
+
+    /// One page of the account's instances in launch order: up to `limit`
+    /// (all without one) after sequence `after` that pass `keep`, and whether
+    /// more would follow. Walks only as far as the page needs, cloning only
+    /// what it returns.
+    pub fn instance_page(
+        &self,
+        account_id: &str,
+        after: Option<u64>,
+        limit: Option<usize>,
+        keep: impl Fn(&Instance) -> bool,
+    ) -> (Vec<Instance>, bool) {
+        let book = self.instances.book.lock().expect("instance lock");
+        let Some(account) = book.accounts.get(account_id) else {
+            return (Vec::new(), false);
+        };
+        let start = after.map_or(0, |a| a + 1);
+        let mut matching = account
+            .by_sequence
+            .range(start..)
+            .map(|(_, i)| i)
+            .filter(|i| keep(i));
+        let page: Vec<Instance> = match limit {
+            Some(limit) => matching.by_ref().take(limit).cloned().collect(),
+            None => matching.by_ref().cloned().collect(),
+        };
+        let more = limit.is_some() && matching.next().is_some();
+        (page, more)
     }
 
     /// How many of the account's instances (not terminated) are in `zone`.
