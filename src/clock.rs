@@ -86,5 +86,34 @@ impl Clock for FixedClock {
 
 /// EC2's one timestamp format: `2016-11-15T12:34:56.000Z`.
 pub fn format_timestamp(time: DateTime<Utc>) -> String {
-    time.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+    use chrono::{Datelike, Timelike};
+    // Written field by field: chrono's format strings are parsed on every
+    // call, which showed in profiles of large listings.
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        time.year(),
+        time.month(),
+        time.day(),
+        time.hour(),
+        time.minute(),
+        time.second(),
+        time.timestamp_subsec_millis().min(999)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn ec2_timestamps() {
+        let time =
+            Utc.with_ymd_and_hms(2016, 11, 15, 12, 34, 56).unwrap() + Duration::milliseconds(7);
+        assert_eq!(format_timestamp(time), "2016-11-15T12:34:56.007Z");
+        assert_eq!(
+            format_timestamp(time),
+            time.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+        );
+    }
 }

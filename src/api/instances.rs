@@ -530,7 +530,19 @@ pub struct InstanceListing {
     around: Surroundings,
 }
 
+/// Bytes one instance item takes, rounded up.
+const INSTANCE_XML_BYTES: usize = 2600;
+
 impl XmlOutput for InstanceListing {
+    fn size_hint(&self) -> usize {
+        1024 + INSTANCE_XML_BYTES
+            * self
+                .reservations
+                .iter()
+                .map(|r| r.instances.len())
+                .sum::<usize>()
+    }
+
     fn write_xml(&self, xml: &mut XmlWriter) {
         xml.list("reservationSet", &self.reservations, |xml, reservation| {
             write_reservation(xml, reservation, &self.around)

@@ -26,6 +26,12 @@ pub struct XmlWriter {
 /// An action's output: writes its members under the response root.
 pub trait XmlOutput: Send {
     fn write_xml(&self, xml: &mut XmlWriter);
+
+    /// About how many bytes the XML will take, so large answers are written
+    /// into one buffer instead of growing (and copying) it many times.
+    fn size_hint(&self) -> usize {
+        2048
+    }
 }
 
 /// Actions without an output shape answer `<return>true</return>`.
@@ -38,11 +44,11 @@ impl XmlOutput for ReturnTrue {
 }
 
 impl XmlWriter {
-    fn new(indent: bool) -> Self {
+    fn new(indent: bool, capacity: usize) -> Self {
         let writer = if indent {
-            Writer::new_with_indent(Vec::with_capacity(1024), b' ', 4)
+            Writer::new_with_indent(Vec::with_capacity(capacity), b' ', 4)
         } else {
-            Writer::new(Vec::with_capacity(512))
+            Writer::new(Vec::with_capacity(capacity))
         };
         Self { writer }
     }
@@ -140,7 +146,7 @@ pub fn render_response(
     request_id: &str,
     output: &dyn XmlOutput,
 ) -> Vec<u8> {
-    let mut xml = XmlWriter::new(true);
+    let mut xml = XmlWriter::new(true, output.size_hint());
     xml.event(Event::Decl(BytesDecl::new("1.0", Some("UTF-8"), None)));
     let root = format!("{action}Response");
     let namespace = format!("http://ec2.amazonaws.com/doc/{version}/");
@@ -155,7 +161,7 @@ pub fn render_response(
 
 /// Renders an error document.
 pub fn render_error(error: &ApiError, request_id: &str) -> Vec<u8> {
-    let mut xml = XmlWriter::new(false);
+    let mut xml = XmlWriter::new(false, 512);
     xml.event(Event::Decl(BytesDecl::new("1.0", Some("UTF-8"), None)));
     xml.writer.get_mut().push(b'\n');
     xml.nested("Response", |xml| {

@@ -114,12 +114,14 @@ impl Connection {
     }
 
     /// Sends one request; returns the status and the body.
+    /// Sends one request; returns the status, the body, and whether the
+    /// server keeps the connection open (moto's server closes it every time).
     pub async fn send(
         &mut self,
         path: &str,
         headers: &[(&'static str, String)],
         body: String,
-    ) -> std::io::Result<(u16, Bytes)> {
+    ) -> std::io::Result<(u16, Bytes, bool)> {
         let mut request = Request::builder().method("POST").uri(path);
         for (name, value) in headers {
             request = request.header(*name, value);
@@ -134,13 +136,18 @@ impl Connection {
             .await
             .map_err(std::io::Error::other)?;
         let status = response.status().as_u16();
+        let close = response
+            .headers()
+            .get(hyper::header::CONNECTION)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.eq_ignore_ascii_case("close"));
         let bytes = response
             .into_body()
             .collect()
             .await
             .map_err(std::io::Error::other)?
             .to_bytes();
-        Ok((status, bytes))
+        Ok((status, bytes, !close && !self.sender.is_closed()))
     }
 }
 
@@ -190,14 +197,15 @@ pub async fn run(
                     tokio::time::timeout(timeout, connection.send(&path, &headers, body)).await;
                 let took = sent.elapsed();
                 let measured = sent >= measure_from && Instant::now() <= deadline + timeout;
+                let keep_alive = matches!(result, Ok(Ok((_, _, true))));
                 match result {
-                    Ok(Ok((200, _))) => {
+                    Ok(Ok((200, _, _))) => {
                         if measured {
                             report.requests += 1;
                             report.latencies_us.push(took.as_micros() as u64);
                         }
                     }
-                    Ok(Ok((status, body))) => {
+                    Ok(Ok((status, body, _))) => {
                         if measured {
                             *report.errors.entry(error_code(status, &body)).or_default() += 1;
                         }
@@ -215,6 +223,12 @@ pub async fn run(
                             Ok(fresh) => connection = fresh,
                             Err(_) => break,
                         }
+                    }
+                }
+                if !keep_alive {
+                    match Connection::open(&target.authority).await {
+                        Ok(fresh) => connection = fresh,
+                        Err(_) => break,
                     }
                 }
             }
@@ -243,7 +257,7 @@ pub async fn call(target: &Target, params: &[(String, String)]) -> Result<String
         .await
         .map_err(|e| e.to_string())?;
     let (path, headers, body) = signed_request(target, params);
-    let (status, bytes) = connection
+    let (status, bytes, _) = connection
         .send(&path, &headers, body)
         .await
         .map_err(|e| e.to_string())?;

@@ -201,6 +201,7 @@ async fn programme(
     timeout: Duration,
     rss: &dyn Fn() -> Option<f64>,
     label: &str,
+    skip_slow: bool,
 ) -> Result<Vec<(String, Report, Option<f64>)>, String> {
     let sizes: [usize; 3] = if quick {
         [10, 100, 300]
@@ -248,6 +249,17 @@ async fn programme(
             params(&[("Action", "DescribeInstances"), ("MaxResults", "100")]),
         );
         for scenario in [by_id, full, paged] {
+            // moto needs about half a minute per full listing of 1,000
+            // instances; at 10,000 every call outlives any timeout.
+            let hopeless = skip_slow && size >= 10000 && !scenario.name.contains("by id");
+            if hopeless {
+                eprintln!(
+                    "[{label}] {}: not measured (each call takes minutes)",
+                    scenario.name
+                );
+                record(scenario.name.clone(), Report::default());
+                continue;
+            }
             if wanted(&scenario.name) && !(size == 10 && scenario.name.contains("MaxResults")) {
                 record(
                     scenario.name.clone(),
@@ -313,7 +325,7 @@ fn print_table(rows: &[Row], ceiling: Option<&Report>, plan: &Plan, signing: Sig
                 cell(m.quantile_ms(0.5), 1),
                 format!("{:.0}x", g.rate() / m.rate()),
             ),
-            Some(_) => ("0 (each call > timeout)".into(), "-".into(), "-".into()),
+            Some(_) => ("not measured".into(), "-".into(), "-".into()),
             None => ("-".into(), "-".into(), "-".into()),
         };
         let errors = if g.errors.is_empty() {
@@ -441,6 +453,7 @@ async fn bench(cli: Cli) -> Result<bool, String> {
         Duration::from_secs(30),
         &rss,
         "ec2-gateway",
+        false,
     )
     .await?;
     drop(gateway);
@@ -468,6 +481,7 @@ async fn bench(cli: Cli) -> Result<bool, String> {
                     Duration::from_secs(30),
                     &none,
                     "moto",
+                    true,
                 )
                 .await?,
             )

@@ -12,7 +12,9 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// The benchmark configuration: one 100k-vCPU host per zone, quotas out of the way.
+/// The benchmark configuration: sixteen zones (each account's default subnet
+/// in a zone holds 4,088 addresses) with one huge host each, quotas out of
+/// the way.
 const GATEWAY_CONFIG: &str = r#"
 listen = "127.0.0.1:0"
 data_dir = "DATA_DIR"
@@ -53,6 +55,84 @@ memory_mib = 1000000000
 [[hosts]]
 name = "bench-c"
 availability_zone = "us-east-1c"
+vcpus = 1000000
+memory_mib = 1000000000
+
+[[hosts]]
+name = "bench-d"
+availability_zone = "us-east-1d"
+vcpus = 1000000
+memory_mib = 1000000000
+
+[[hosts]]
+name = "bench-e"
+availability_zone = "us-east-1e"
+vcpus = 1000000
+memory_mib = 1000000000
+
+[[hosts]]
+name = "bench-f"
+availability_zone = "us-east-1f"
+vcpus = 1000000
+memory_mib = 1000000000
+
+[[hosts]]
+name = "bench-g"
+availability_zone = "us-east-1g"
+vcpus = 1000000
+memory_mib = 1000000000
+
+[[hosts]]
+name = "bench-h"
+availability_zone = "us-east-1h"
+vcpus = 1000000
+memory_mib = 1000000000
+
+[[hosts]]
+name = "bench-i"
+availability_zone = "us-east-1i"
+vcpus = 1000000
+memory_mib = 1000000000
+
+[[hosts]]
+name = "bench-j"
+availability_zone = "us-east-1j"
+vcpus = 1000000
+memory_mib = 1000000000
+
+[[hosts]]
+name = "bench-k"
+availability_zone = "us-east-1k"
+vcpus = 1000000
+memory_mib = 1000000000
+
+[[hosts]]
+name = "bench-l"
+availability_zone = "us-east-1l"
+vcpus = 1000000
+memory_mib = 1000000000
+
+[[hosts]]
+name = "bench-m"
+availability_zone = "us-east-1m"
+vcpus = 1000000
+memory_mib = 1000000000
+
+[[hosts]]
+name = "bench-n"
+availability_zone = "us-east-1n"
+vcpus = 1000000
+memory_mib = 1000000000
+
+[[hosts]]
+name = "bench-o"
+availability_zone = "us-east-1o"
+vcpus = 1000000
+memory_mib = 1000000000
+
+[[hosts]]
+name = "bench-p"
+availability_zone = "us-east-1p"
 vcpus = 1000000
 memory_mib = 1000000000
 "#;
