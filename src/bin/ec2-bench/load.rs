@@ -26,6 +26,12 @@ pub struct Target {
     pub signing: Signing,
 }
 
+/// Sees every successful answer's body.
+pub type Observer = Arc<dyn Fn(&[u8]) + Send + Sync>;
+
+/// Makes each request's parameters.
+pub type RequestMaker = Arc<dyn Fn() -> Vec<(String, String)> + Send + Sync>;
+
 /// What one run measured.
 #[derive(Debug, Default, Clone)]
 pub struct Report {
@@ -169,7 +175,8 @@ pub async fn run(
     warmup: Duration,
     duration: Duration,
     timeout: Duration,
-    next: Arc<dyn Fn() -> Vec<(String, String)> + Send + Sync>,
+    next: RequestMaker,
+    observe: Option<Observer>,
 ) -> Report {
     let start = Instant::now();
     let measure_from = start + warmup;
@@ -178,6 +185,7 @@ pub async fn run(
     for _ in 0..connections {
         let target = target.clone();
         let next = next.clone();
+        let observe = observe.clone();
         tasks.push(tokio::spawn(async move {
             let mut report = Report::default();
             let mut connection = match Connection::open(&target.authority).await {
@@ -199,7 +207,10 @@ pub async fn run(
                 let measured = sent >= measure_from && Instant::now() <= deadline + timeout;
                 let keep_alive = matches!(result, Ok(Ok((_, _, true))));
                 match result {
-                    Ok(Ok((200, _, _))) => {
+                    Ok(Ok((200, ref body, _))) => {
+                        if let Some(observe) = &observe {
+                            observe(body);
+                        }
                         if measured {
                             report.requests += 1;
                             report.latencies_us.push(took.as_micros() as u64);

@@ -54,6 +54,16 @@ struct Cli {
     /// The ec2-gateway binary (default: beside this one).
     #[arg(long)]
     gateway_binary: Option<std::path::PathBuf>,
+    /// Measure an already running gateway (host:port) instead of starting one;
+    /// it must accept the benchmark keys (AKIDEXAMPLE and AKIDEXAMPLEWRITER).
+    #[arg(long)]
+    endpoint: Option<String>,
+    /// How long the started gateway keeps terminated instances (seconds).
+    #[arg(long, default_value_t = 3600)]
+    retention_secs: u64,
+    /// The PID of the `--endpoint` server, to report its peak RSS.
+    #[arg(long)]
+    server_pid: Option<u32>,
     /// Serve the bare-hyper ceiling on this address and do nothing else.
     #[arg(long, hide = true)]
     ceiling_server: Option<String>,
@@ -109,13 +119,16 @@ async fn seed(target: &Target, have: &mut usize, total: usize) -> Result<Vec<Str
 /// A scenario: its name and how to make each request.
 struct Scenario {
     name: String,
-    next: Arc<dyn Fn() -> Vec<(String, String)> + Send + Sync>,
+    next: load::RequestMaker,
+    /// Sees every successful answer (the churn learns launched ids from it).
+    observe: Option<load::Observer>,
 }
 
 fn fixed(name: &str, request: Vec<(String, String)>) -> Scenario {
     Scenario {
         name: name.to_string(),
         next: Arc::new(move || request.clone()),
+        observe: None,
     }
 }
 
@@ -146,25 +159,45 @@ fn mixed(ids: Arc<Vec<String>>) -> Scenario {
                 ]),
             }
         }),
+        observe: None,
     }
 }
 
 /// Alternates RunInstances and TerminateInstances of instances seeded for it.
-fn churn(ids: Arc<Vec<String>>) -> Scenario {
+/// Launches one instance, then terminates one it launched earlier, and so
+/// on: a steady population with a stream of terminated instances.
+fn churn() -> Scenario {
+    let launched: Arc<std::sync::Mutex<std::collections::VecDeque<String>>> = Arc::default();
     let counter = Arc::new(AtomicU64::new(0));
+    let queue = launched.clone();
     Scenario {
         name: "run-terminate churn".into(),
         next: Arc::new(move || {
             let n = counter.fetch_add(1, Ordering::Relaxed);
-            if n % 2 == 0 {
-                run_one()
+            let victim = if n % 2 == 1 {
+                queue.lock().expect("queue").pop_front()
             } else {
-                params(&[
-                    ("Action", "TerminateInstances"),
-                    ("InstanceId.1", &ids[(n as usize / 2) % ids.len()]),
-                ])
+                None
+            };
+            match victim {
+                Some(id) => params(&[("Action", "TerminateInstances"), ("InstanceId.1", &id)]),
+                None => run_one(),
             }
         }),
+        observe: Some(Arc::new(move |body: &[u8]| {
+            if body
+                .starts_with(b"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<RunInstancesResponse")
+            {
+                let text = String::from_utf8_lossy(body);
+                if let Some(id) = text
+                    .split("<instanceId>")
+                    .nth(1)
+                    .and_then(|rest| rest.split('<').next())
+                {
+                    launched.lock().expect("queue").push_back(id.to_string());
+                }
+            }
+        })),
     }
 }
 
@@ -182,6 +215,7 @@ async fn measure(target: &Target, plan: &Plan, scenario: &Scenario, timeout: Dur
         plan.duration,
         timeout,
         scenario.next.clone(),
+        scenario.observe.clone(),
     )
     .await
 }
@@ -271,17 +305,19 @@ async fn programme(
     let run_large = Scenario {
         name: format!("run-instances @{}", sizes[2]),
         next: Arc::new(run_one),
+        observe: None,
     };
     let mut writer_have = 0usize;
     let writer_ids = Arc::new(seed(writer, &mut writer_have, sizes[0]).await?);
     let run_small = Scenario {
         name: format!("run-instances @{}", sizes[0]),
         next: Arc::new(run_one),
+        observe: None,
     };
     for (target, scenario) in [
         (writer, run_small),
         (reader, run_large),
-        (writer, churn(writer_ids.clone())),
+        (writer, churn()),
         (writer, mixed(writer_ids)),
     ] {
         if wanted(&scenario.name) {
@@ -315,7 +351,7 @@ fn print_table(rows: &[Row], ceiling: Option<&Report>, plan: &Plan, signing: Sig
             .unwrap_or(1)
     );
     println!();
-    println!("| scenario | ec2-gateway req/s | p50 ms | p90 ms | p99 ms | max ms | errors | RSS MiB | moto req/s | moto p50 ms | ratio |");
+    println!("| scenario | ec2-gateway req/s | p50 ms | p90 ms | p99 ms | max ms | errors | peak RSS MiB | moto req/s | moto p50 ms | ratio |");
     println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for row in rows {
         let g = &row.gateway;
@@ -432,9 +468,17 @@ async fn bench(cli: Cli) -> Result<bool, String> {
         access_key_id: WRITER_KEY.into(),
         ..credentials.clone()
     };
-    let gateway = servers::Process::gateway(cli.gateway_binary.clone())?;
+    let (gateway, authority, pid) = match &cli.endpoint {
+        Some(endpoint) => (None, endpoint.clone(), cli.server_pid),
+        None => {
+            let process =
+                servers::Process::gateway(cli.gateway_binary.clone(), cli.retention_secs)?;
+            let (authority, pid) = (process.authority.clone(), Some(process.pid()));
+            (Some(process), authority, pid)
+        }
+    };
     let reader = Target {
-        authority: gateway.authority.clone(),
+        authority,
         credentials: credentials.clone(),
         signing,
     };
@@ -442,8 +486,7 @@ async fn bench(cli: Cli) -> Result<bool, String> {
         credentials: writer_credentials.clone(),
         ..reader.clone()
     };
-    let pid = gateway.pid();
-    let rss = move || servers::rss_mib(pid);
+    let rss = move || pid.and_then(servers::peak_rss_mib);
     let gateway_rows = programme(
         &reader,
         &writer,

@@ -28,6 +28,9 @@ max_vcpus = 100000000
 [limits]
 max_connections = 4096
 
+[lifecycle]
+terminated_retention_secs = RETENTION
+
 [[accounts]]
 id = "111122223333"
 name = "bench"
@@ -150,7 +153,7 @@ impl Process {
     }
 
     /// ec2-gateway with the benchmark configuration in a fresh data folder.
-    pub fn gateway(binary: Option<PathBuf>) -> Result<Self, String> {
+    pub fn gateway(binary: Option<PathBuf>, retention_secs: u64) -> Result<Self, String> {
         let binary = match binary {
             Some(binary) => binary,
             None => std::env::current_exe()
@@ -161,7 +164,9 @@ impl Process {
         let config = dir.path().join("bench.toml");
         std::fs::write(
             &config,
-            GATEWAY_CONFIG.replace("DATA_DIR", &dir.path().join("data").display().to_string()),
+            GATEWAY_CONFIG
+                .replace("DATA_DIR", &dir.path().join("data").display().to_string())
+                .replace("RETENTION", &retention_secs.to_string()),
         )
         .map_err(|e| e.to_string())?;
         let mut child = Command::new(&binary)
@@ -260,12 +265,12 @@ fn wait_for(authority: &str) -> Result<(), String> {
     Err(format!("nothing listens on {authority} after 30 s"))
 }
 
-/// Resident memory of a process (MiB), from /proc.
-pub fn rss_mib(pid: u32) -> Option<f64> {
+/// Peak resident memory of a process so far (MiB), from /proc (`VmHWM`).
+pub fn peak_rss_mib(pid: u32) -> Option<f64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let kib: f64 = status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .find_map(|l| l.strip_prefix("VmHWM:"))?
         .trim()
         .trim_end_matches("kB")
         .trim()
