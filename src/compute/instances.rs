@@ -17,13 +17,13 @@ use super::scheduler::Demand;
 use super::Compute;
 use crate::error::{ApiError, ApiResult};
 use crate::store::{StoreHandle, StoreResult, WriteBatch};
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Mutex;
 
 pub(crate) const INSTANCES: &str = "instances";
-const CLIENT_TOKENS: &str = "client_tokens";
+pub(super) const CLIENT_TOKENS: &str = "client_tokens";
 const META: &str = "meta";
 const ADDRESS_COUNTER: &str = "address_counter/";
 
@@ -150,14 +150,14 @@ pub struct Instance {
 }
 
 impl Instance {
-    fn demand(&self) -> Demand {
+    pub(super) fn demand(&self) -> Demand {
         Demand {
             vcpus: self.vcpus,
             memory_mib: self.memory_mib,
         }
     }
 
-    fn key(&self) -> Vec<u8> {
+    pub(super) fn key(&self) -> Vec<u8> {
         instance_key(&self.account_id, &self.id)
     }
 }
@@ -168,22 +168,22 @@ fn instance_key(account_id: &str, instance_id: &str) -> Vec<u8> {
 
 /// A ClientToken and what it launched.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-struct ClientTokenRecord {
-    account_id: String,
-    token: String,
+pub(super) struct ClientTokenRecord {
+    pub(super) account_id: String,
+    pub(super) token: String,
     /// Digest of the launch parameters the token was first used with.
-    fingerprint: String,
-    reservation_id: String,
-    instance_ids: Vec<String>,
-    created_at: DateTime<Utc>,
+    pub(super) fingerprint: String,
+    pub(super) reservation_id: String,
+    pub(super) instance_ids: Vec<String>,
+    pub(super) created_at: DateTime<Utc>,
     /// Set once every instance of the token is gone: 24 hours after they
     /// terminated, the token is forgotten.
     #[serde(default)]
-    expires_at: Option<DateTime<Utc>>,
+    pub(super) expires_at: Option<DateTime<Utc>>,
 }
 
 /// How long a ClientToken outlives the termination of its instances.
-const CLIENT_TOKEN_RETENTION_HOURS: i64 = 24;
+pub(super) const CLIENT_TOKEN_RETENTION_HOURS: i64 = 24;
 
 /// A reservation: one RunInstances call.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -268,14 +268,14 @@ impl AccountInstances {
 }
 
 #[derive(Default)]
-struct Book {
+pub(super) struct Book {
     accounts: HashMap<String, AccountInstances>,
     /// (due, account, instance id) of every pending transition or purge.
-    schedule: BTreeSet<(DateTime<Utc>, String, String)>,
+    pub(super) schedule: BTreeSet<(DateTime<Utc>, String, String)>,
     next_sequence: u64,
-    tokens: HashMap<(String, String), ClientTokenRecord>,
+    pub(super) tokens: HashMap<(String, String), ClientTokenRecord>,
     /// (expiry, account, token) of tokens whose instances are all gone.
-    token_expiry: BTreeSet<(DateTime<Utc>, String, String)>,
+    pub(super) token_expiry: BTreeSet<(DateTime<Utc>, String, String)>,
     /// Next address offset per `account/zone` (each account's default VPC
     /// has its own address space).
     address_counters: HashMap<String, u32>,
@@ -306,7 +306,7 @@ impl Book {
     }
 
     /// Replaces a stored instance, keeping the schedule in step.
-    fn update(&mut self, before: &Instance, after: Instance) {
+    pub(super) fn update(&mut self, before: &Instance, after: Instance) {
         // A terminated instance gives its private address back at once.
         if after.state == InstanceState::Terminated && before.state != InstanceState::Terminated {
             self.addresses_in_use
@@ -327,7 +327,7 @@ impl Book {
         }
     }
 
-    fn remove(&mut self, instance: &Instance) {
+    pub(super) fn remove(&mut self, instance: &Instance) {
         if let Some(due) = instance.transition_at.or(instance.purge_at) {
             self.schedule
                 .remove(&(due, instance.account_id.clone(), instance.id.clone()));
@@ -342,7 +342,7 @@ impl Book {
         }
     }
 
-    fn get(&self, account_id: &str, instance_id: &str) -> Option<&Instance> {
+    pub(super) fn get(&self, account_id: &str, instance_id: &str) -> Option<&Instance> {
         let account = self.accounts.get(account_id)?;
         account
             .by_sequence
@@ -352,7 +352,7 @@ impl Book {
 
 /// Every instance, cached from the store, plus what launches need.
 pub struct InstanceBook {
-    book: Mutex<Book>,
+    pub(super) book: Mutex<Book>,
     /// Wakes the lifecycle driver when a transition is scheduled.
     pub(crate) wake: tokio::sync::Notify,
 }
@@ -878,125 +878,6 @@ impl Compute {
             Ok(changes)
         })
     }
-
-    /// Advances every transition due at `now`: pending -> running,
-    /// stopping -> stopped, shutting-down -> terminated (releasing capacity),
-    /// and purges terminated instances past their retention. Returns how
-    /// many instances changed.
-    pub fn advance_due(&self, now: DateTime<Utc>) -> ApiResult<usize> {
-        let mut book = self.instances.book.lock().expect("instance lock");
-        let due: Vec<(String, String)> = book
-            .schedule
-            .iter()
-            .take_while(|(at, _, _)| *at <= now)
-            .map(|(_, account, id)| (account.clone(), id.clone()))
-            .collect();
-        let expired_tokens: Vec<(DateTime<Utc>, String, String)> = book
-            .token_expiry
-            .iter()
-            .take_while(|(at, _, _)| *at <= now)
-            .cloned()
-            .collect();
-        if due.is_empty() && expired_tokens.is_empty() {
-            return Ok(0);
-        }
-        let book = &mut *book;
-        let retention = self.lifecycle.terminated_retention;
-        let (changed, _) = self.services.transaction(|hosts| {
-            let mut changed = 0;
-            for (account_id, id) in &due {
-                let Some(before) = book.get(account_id, id).cloned() else {
-                    continue;
-                };
-                let mut after = before.clone();
-                after.transition_at = None;
-                match before.state {
-                    InstanceState::Pending => {
-                        after.state = InstanceState::Running;
-                        after.state_reason = None;
-                    }
-                    InstanceState::Stopping => {
-                        after.state = InstanceState::Stopped;
-                        if let Some(host) = after.host.take() {
-                            hosts.release(&host, before.demand());
-                        }
-                    }
-                    InstanceState::ShuttingDown => {
-                        after.state = InstanceState::Terminated;
-                        after.purge_at = Some(now + retention);
-                        if let Some(host) = after.host.take() {
-                            hosts.release(&host, before.demand());
-                        }
-                    }
-                    InstanceState::Terminated if before.purge_at.is_some_and(|at| at <= now) => {
-                        hosts.batch.delete(INSTANCES, before.key());
-                        book.remove(&before);
-                        if let Some(token) = &before.client_token {
-                            expire_token_when_unused(
-                                book,
-                                &mut hosts.batch,
-                                account_id,
-                                token,
-                                now - retention,
-                            );
-                        }
-                        changed += 1;
-                        continue;
-                    }
-                    _ => {}
-                }
-                hosts.batch.put_record(INSTANCES, after.key(), &after);
-                book.update(&before, after);
-                changed += 1;
-            }
-            for entry in &expired_tokens {
-                book.token_expiry.remove(entry);
-                book.tokens.remove(&(entry.1.clone(), entry.2.clone()));
-                hosts.batch.delete(
-                    CLIENT_TOKENS,
-                    format!("{}/{}", entry.1, entry.2).into_bytes(),
-                );
-            }
-            Ok(changed)
-        })?;
-        Ok(changed)
-    }
-}
-
-/// Once no instance of `token` remains, schedules the token to be forgotten
-/// 24 hours after `terminated_at`.
-fn expire_token_when_unused(
-    book: &mut Book,
-    batch: &mut WriteBatch,
-    account_id: &str,
-    token: &str,
-    terminated_at: DateTime<Utc>,
-) {
-    let key = (account_id.to_string(), token.to_string());
-    let Some(record) = book.tokens.get(&key) else {
-        return;
-    };
-    if record.expires_at.is_some()
-        || record
-            .instance_ids
-            .iter()
-            .any(|id| book.get(account_id, id).is_some())
-    {
-        return;
-    }
-    let expiry = terminated_at + Duration::hours(CLIENT_TOKEN_RETENTION_HOURS);
-    let record = ClientTokenRecord {
-        expires_at: Some(expiry),
-        ..record.clone()
-    };
-    batch.put_record(
-        CLIENT_TOKENS,
-        format!("{account_id}/{token}").into_bytes(),
-        &record,
-    );
-    book.token_expiry
-        .insert((expiry, key.0.clone(), key.1.clone()));
-    book.tokens.insert(key, record);
 }
 
 /// EC2's rules for which states each action starts from.
@@ -1029,27 +910,6 @@ fn check_transition(instance: &Instance, action: StateAction) -> ApiResult<()> {
             "The instance '{}' is not in a state from which it can be {verb}.",
             instance.id
         )))
-    }
-}
-
-/// Lifecycle timing as durations.
-#[derive(Debug, Clone)]
-pub struct LifecycleTiming {
-    pub boot_delay: Duration,
-    pub stop_delay: Duration,
-    pub terminate_delay: Duration,
-    pub terminated_retention: Duration,
-}
-
-impl From<&crate::config::LifecycleConfig> for LifecycleTiming {
-    fn from(config: &crate::config::LifecycleConfig) -> Self {
-        let seconds = |s: u64| Duration::seconds(s as i64);
-        Self {
-            boot_delay: seconds(config.boot_delay_secs),
-            stop_delay: seconds(config.stop_delay_secs),
-            terminate_delay: seconds(config.terminate_delay_secs),
-            terminated_retention: seconds(config.terminated_retention_secs),
-        }
     }
 }
 

@@ -27,7 +27,8 @@ use crate::store::{StoreHandle, StoreResult};
 use accounts::AccountDirectory;
 use catalog::Catalog;
 use chrono::Duration;
-use instances::{InstanceBook, LifecycleTiming};
+use instances::InstanceBook;
+use lifecycle::LifecycleTiming;
 use services::ServiceRegistry;
 use std::sync::Arc;
 
