@@ -688,23 +688,9 @@ fn admin_cli_changes_what_clients_see() {
     assert!(gateway.terminate().success());
 }
 
-/// Zone states through the gateway's own signed client.
+/// Zone states through the gateway's own signed client, as the test user.
 fn ec2_zone_states(endpoint: &str) -> Vec<(String, String)> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        let endpoint = ec2_gateway::client::Endpoint::parse(endpoint).unwrap();
-        let reply =
-            ec2_gateway::client::call(&endpoint, &common::user(), "DescribeAvailabilityZones", &[])
-                .await
-                .unwrap();
-        ec2_gateway::client::items(&reply.body, "availabilityZoneInfo")
-            .into_iter()
-            .map(|z| (z["zoneName"].clone(), z["zoneState"].clone()))
-            .collect()
-    })
+    ec2_zone_states_with(endpoint, USER_KEY, USER_SECRET)
 }
 
 #[test]

@@ -6,7 +6,6 @@ mod common;
 use common::*;
 use ec2_gateway::client::{text_of, Reply};
 use ec2_gateway::config::StorageBackend;
-use std::time::Duration;
 
 const IMAGE: &str = "ami-0b1c2d3e4f5a6b7c8";
 
@@ -36,19 +35,6 @@ async fn launch(server: &TestServer, extra: &[(&str, &str)]) -> String {
     let reply = server.user("RunInstances", &params).await;
     assert_eq!(reply.status, 200, "{}", reply.body);
     text_of(&reply.body, "instanceId").unwrap()
-}
-
-async fn wait_for(server: &TestServer, id: &str, state: &str) {
-    for _ in 0..100 {
-        let reply = server
-            .user("DescribeInstances", &[("InstanceId.1", id)])
-            .await;
-        if reply.body.contains(&format!("<name>{state}</name>")) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("{id} never became {state}");
 }
 
 #[tokio::test]

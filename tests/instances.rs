@@ -8,7 +8,6 @@ use common::*;
 use ec2_gateway::client::Reply;
 use ec2_gateway::config::StorageBackend;
 use std::collections::HashSet;
-use std::time::Duration;
 
 const IMAGE: &str = "ami-0b1c2d3e4f5a6b7c8";
 
@@ -51,20 +50,6 @@ async fn run(server: &TestServer, extra: &[(&str, &str)]) -> Reply {
         params.push((name, value));
     }
     server.user("RunInstances", &params).await
-}
-
-/// Polls DescribeInstances until `id` reaches `state` (5 s at most).
-async fn wait_for(server: &TestServer, id: &str, state: &str) {
-    for _ in 0..100 {
-        let reply = server
-            .user("DescribeInstances", &[("InstanceId.1", id)])
-            .await;
-        if reply.body.contains(&format!("<name>{state}</name>")) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("{id} never became {state}");
 }
 
 #[tokio::test]

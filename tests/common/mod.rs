@@ -255,6 +255,21 @@ pub fn column(reply: &Reply, set: &str, field: &str) -> Vec<String> {
         .collect()
 }
 
+/// Polls DescribeInstances (as the test user) until instance `id` is in
+/// `state`; panics after 5 s.
+pub async fn wait_for(server: &TestServer, id: &str, state: &str) {
+    for _ in 0..100 {
+        let reply = server
+            .user("DescribeInstances", &[("InstanceId.1", id)])
+            .await;
+        if reply.body.contains(&format!("<name>{state}</name>")) {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("{id} never became {state}");
+}
+
 /// Sends raw bytes and returns the raw answer (status line to the end).
 pub async fn raw_exchange(endpoint: &Endpoint, request: &[u8]) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
