@@ -51,30 +51,53 @@ fn state_of(compute: &Compute, id: &str) -> InstanceState {
         .state
 }
 
-#[tokio::test(start_paused = true)]
-async fn every_transition_happens_on_its_own() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = config_with_delays(dir.path(), StorageBackend::Memory);
-    let compute = compute(
-        &config,
-        Arc::new(MemoryStore::new()),
-        Arc::new(TokioClock::new()),
-    )
-    .await;
-    let driver = tokio::spawn(ec2_gateway::compute::lifecycle::drive(compute.clone()));
-    // Keep the simulated hosts alive while time jumps ahead.
-    let beats = {
-        let compute = compute.clone();
-        tokio::spawn(async move {
+/// A compute core on tokio's (paused) clock with its lifecycle driver and
+/// simulated heartbeats running; both stop when it is dropped.
+struct Running {
+    compute: Arc<Compute>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Running {
+    async fn start(config: &Config) -> Self {
+        let compute = compute(
+            config,
+            Arc::new(MemoryStore::new()),
+            Arc::new(TokioClock::new()),
+        )
+        .await;
+        let driver = tokio::spawn(ec2_gateway::compute::lifecycle::drive(compute.clone()));
+        // Keep the simulated hosts alive while time jumps ahead.
+        let beating = compute.clone();
+        let beats = tokio::spawn(async move {
             loop {
-                compute
+                beating
                     .services
-                    .heartbeat_simulated(compute.clock.now())
+                    .heartbeat_simulated(beating.clock.now())
                     .unwrap();
                 tokio::time::sleep(Duration::from_secs(5)).await;
             }
-        })
-    };
+        });
+        Self {
+            compute,
+            tasks: vec![driver, beats],
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn every_transition_happens_on_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let running = Running::start(&config_with_delays(dir.path(), StorageBackend::Memory)).await;
+    let compute = running.compute.clone();
     let reservation = compute
         .run_instances(
             USER_ACCOUNT,
@@ -156,8 +179,6 @@ async fn every_transition_happens_on_its_own() {
             .code(),
         "InvalidInstanceID.NotFound"
     );
-    driver.abort();
-    beats.abort();
 }
 
 #[tokio::test]
@@ -311,26 +332,8 @@ mod capacity {
 #[tokio::test(start_paused = true)]
 async fn client_tokens_are_kept_a_day_past_termination() {
     let dir = tempfile::tempdir().unwrap();
-    let config = config_with_delays(dir.path(), StorageBackend::Memory);
-    let compute = compute(
-        &config,
-        Arc::new(MemoryStore::new()),
-        Arc::new(TokioClock::new()),
-    )
-    .await;
-    let driver = tokio::spawn(ec2_gateway::compute::lifecycle::drive(compute.clone()));
-    let beats = {
-        let compute = compute.clone();
-        tokio::spawn(async move {
-            loop {
-                compute
-                    .services
-                    .heartbeat_simulated(compute.clock.now())
-                    .unwrap();
-                tokio::time::sleep(Duration::from_secs(5)).await;
-            }
-        })
-    };
+    let running = Running::start(&config_with_delays(dir.path(), StorageBackend::Memory)).await;
+    let compute = running.compute.clone();
     let with_token = || LaunchRequest {
         client_token: Some("nightly-build".into()),
         ..launch(IMAGE, "t3.micro", 1, None)
@@ -376,6 +379,4 @@ async fn client_tokens_are_kept_a_day_past_termination() {
         .unwrap();
     assert_ne!(fresh.reservation_id, first.reservation_id);
     assert_eq!(fresh.instances.len(), 1);
-    driver.abort();
-    beats.abort();
 }
