@@ -103,12 +103,12 @@ impl App {
             write_admin_credentials(&config.data_dir, key, &config.region)
                 .map_err(|e| format!("cannot save the admin credential: {e}"))?;
         }
-        let strict_region = config.strict_signature_scope.then(|| config.region.clone());
-        let gateway = Arc::new(Gateway::new(
-            Arc::new(compute),
-            config.limits.clone(),
-            strict_region,
-        ));
+        let auth = crate::auth::AuthSettings {
+            region: config.region.clone(),
+            strict_scope: config.strict_signature_scope,
+            allow_signature_v1: config.allow_signature_v1,
+        };
+        let gateway = Arc::new(Gateway::new(Arc::new(compute), config.limits.clone(), auth));
         Ok(Self {
             gateway,
             config,

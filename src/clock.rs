@@ -35,13 +35,13 @@ impl OffsetClock {
 
     /// Moves this clock forward by `by`.
     pub fn advance(&self, by: Duration) {
-        *self.offset.lock().expect("clock lock") += by;
+        *crate::sync::lock(&self.offset) += by;
     }
 }
 
 impl Clock for OffsetClock {
     fn now(&self) -> DateTime<Utc> {
-        Utc::now() + *self.offset.lock().expect("clock lock")
+        Utc::now() + *crate::sync::lock(&self.offset)
     }
 }
 

@@ -217,6 +217,11 @@ pub struct Config {
     /// default: boto 2, euca2ools and some SDKs sign other scopes.
     #[serde(default)]
     pub strict_signature_scope: bool,
+    /// Accept the legacy SignatureVersion=1. Off by default: its string to
+    /// sign concatenates names and values with no delimiter, so a signed
+    /// `DryRun=true` also signs `DryRuntrue=` (AWS retired it for this).
+    #[serde(default)]
+    pub allow_signature_v1: bool,
     /// A host is alive while its last heartbeat is at most this old.
     #[serde(default = "default_liveness")]
     pub liveness_window_secs: u64,
@@ -385,6 +390,9 @@ impl Config {
         }
         if let Some(v) = env("EC2_GATEWAY_STRICT_SIGNATURE_SCOPE") {
             self.strict_signature_scope = parsed("EC2_GATEWAY_STRICT_SIGNATURE_SCOPE", &v)?;
+        }
+        if let Some(v) = env("EC2_GATEWAY_ALLOW_SIGNATURE_V1") {
+            self.allow_signature_v1 = parsed("EC2_GATEWAY_ALLOW_SIGNATURE_V1", &v)?;
         }
         if let Some(v) = env("EC2_GATEWAY_LIVENESS_WINDOW_SECS") {
             self.liveness_window_secs = parsed("EC2_GATEWAY_LIVENESS_WINDOW_SECS", &v)?;

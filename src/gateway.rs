@@ -7,7 +7,7 @@
 //! sent with 200 as an empty success, and HTML breaks every client.
 
 use crate::api::{Action, Context};
-use crate::auth::{AuthRequest, Verifier};
+use crate::auth::{AuthRequest, AuthSettings, Verifier};
 use crate::compute::Compute;
 use crate::config::Limits;
 use crate::error::{ApiError, ApiResult};
@@ -44,12 +44,8 @@ struct Answer {
 }
 
 impl Gateway {
-    pub fn new(compute: Arc<Compute>, limits: Limits, strict_region: Option<String>) -> Self {
-        let verifier = Verifier::new(
-            compute.accounts.clone(),
-            compute.clock.clone(),
-            strict_region,
-        );
+    pub fn new(compute: Arc<Compute>, limits: Limits, auth: AuthSettings) -> Self {
+        let verifier = Verifier::new(compute.accounts.clone(), compute.clock.clone(), auth);
         Self {
             compute,
             verifier,
@@ -205,6 +201,11 @@ impl Gateway {
 
 /// The decoded query-string pairs (what SigV4 signs) and the union of query
 /// and form parameters (what the action and SigV2 see).
+///
+/// Every byte that can become a parameter is covered by the signature that
+/// authenticates the request, so nothing is read that was not signed: a GET
+/// carries no body (its signature covers the query only), a body is read
+/// only as a form, and a name may appear once (see [`Params::from_request`]).
 pub fn request_params(
     method: &Method,
     query: Option<&str>,
@@ -213,14 +214,24 @@ pub fn request_params(
 ) -> ApiResult<(Vec<(String, String)>, Params)> {
     let query_pairs = decode_form(query.unwrap_or("").as_bytes())?;
     let mut pairs = query_pairs.clone();
-    if is_form_body(method, headers) {
+    if !body.is_empty() {
+        if method == Method::GET {
+            return Err(ApiError::MalformedQueryString(
+                "A GET request cannot carry a body: send the parameters in the query string, or use POST".into(),
+            ));
+        }
+        if !is_form_body(method, headers) {
+            return Err(ApiError::MalformedQueryString(
+                "The request body must be application/x-www-form-urlencoded".into(),
+            ));
+        }
         pairs.extend(decode_form(body)?);
     }
-    Ok((query_pairs, Params::new(pairs)))
+    Ok((query_pairs, Params::from_request(pairs)?))
 }
 
-/// Form parameters come from the body when it is declared as a form, or
-/// when a POST declares no type at all (some old clients).
+/// A body is a form when it is declared as one, or when a POST declares no
+/// type at all (some old clients).
 fn is_form_body(method: &Method, headers: &hyper::HeaderMap) -> bool {
     match headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()) {
         Some(content_type) => content_type

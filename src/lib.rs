@@ -17,7 +17,7 @@
 //!
 //! Around them: [`config`] (TOML + environment), [`app`] (wiring),
 //! [`client`] and [`admin_cli`] (the `ec2-gateway admin` commands),
-//! [`error`] (the one error enum), [`clock`] and [`secret`].
+//! [`error`] (the one error enum), [`clock`], [`secret`] and [`sync`].
 
 pub mod admin_cli;
 pub mod api;
@@ -33,3 +33,4 @@ pub mod protocol;
 pub mod secret;
 pub mod server;
 pub mod store;
+pub mod sync;

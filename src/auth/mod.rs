@@ -17,6 +17,7 @@ use crate::clock::Clock;
 use crate::error::{ApiError, ApiResult};
 use crate::protocol::Params;
 use crate::secret::Secret;
+use crate::sync::lock;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -71,7 +72,9 @@ pub struct Principal {
 }
 
 /// SigV4 signing keys by (access key, date, region, service): deriving one
-/// costs four HMACs, and a client keeps the same scope all day.
+/// costs four HMACs, and a client keeps the same scope all day. A key is
+/// remembered only once a signature made with it verified, so requests with
+/// invented scopes (anyone can send them) cannot fill the cache.
 #[derive(Default)]
 pub struct KeyCache {
     keys: Mutex<HashMap<ScopeId, [u8; 32]>>,
@@ -80,28 +83,77 @@ pub struct KeyCache {
 /// (access key, date, region, service).
 type ScopeId = (String, String, String, String);
 
+/// A signing key, and whether it still has to be remembered.
+pub struct SigningKey {
+    pub key: [u8; 32],
+    scope: Option<ScopeId>,
+}
+
 /// Entries kept before the cache starts over (scopes are per day, so a
 /// handful per key is normal).
 const KEY_CACHE_LIMIT: usize = 4096;
 
 impl KeyCache {
-    pub fn signing_key(&self, scope: &sigv4::CredentialScope, secret: &Secret) -> [u8; 32] {
+    /// The cached key for `scope`, or a newly derived one (not cached yet:
+    /// see [`KeyCache::remember`]).
+    pub fn signing_key(&self, scope: &sigv4::CredentialScope, secret: &Secret) -> SigningKey {
         let id = (
             scope.access_key_id.clone(),
             scope.date.clone(),
             scope.region.clone(),
             scope.service.clone(),
         );
-        let mut keys = self.keys.lock().expect("key cache lock");
-        if let Some(key) = keys.get(&id) {
-            return *key;
+        if let Some(key) = lock(&self.keys).get(&id) {
+            return SigningKey {
+                key: *key,
+                scope: None,
+            };
         }
-        let key = sigv4::signing_key(secret.expose(), &scope.date, &scope.region, &scope.service);
+        SigningKey {
+            key: sigv4::signing_key(secret.expose(), &scope.date, &scope.region, &scope.service),
+            scope: Some(id),
+        }
+    }
+
+    /// Caches a key whose signature verified.
+    pub fn remember(&self, key: SigningKey) {
+        let Some(id) = key.scope else { return };
+        let mut keys = lock(&self.keys);
         if keys.len() >= KEY_CACHE_LIMIT {
             keys.clear();
         }
-        keys.insert(id, key);
-        key
+        keys.insert(id, key.key);
+    }
+
+    /// How many keys are cached.
+    pub fn len(&self) -> usize {
+        lock(&self.keys).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// What the operator chose about signatures.
+#[derive(Debug, Clone)]
+pub struct AuthSettings {
+    /// This gateway's region.
+    pub region: String,
+    /// Require SigV4 scopes to name `region` and service `ec2`.
+    pub strict_scope: bool,
+    /// Accept the legacy (ambiguous) SignatureVersion=1.
+    pub allow_signature_v1: bool,
+}
+
+impl AuthSettings {
+    /// Lenient scope, no SigV1: the defaults.
+    pub fn new(region: impl Into<String>) -> Self {
+        Self {
+            region: region.into(),
+            strict_scope: false,
+            allow_signature_v1: false,
+        }
     }
 }
 
@@ -110,21 +162,46 @@ pub struct Verifier {
     credentials: Arc<dyn CredentialSource>,
     clock: Arc<dyn Clock>,
     keys: KeyCache,
-    /// `Some(region)` in strict scope mode.
-    strict_region: Option<String>,
+    settings: AuthSettings,
+    /// Foreign SigV4 scopes already reported in the log (bounded).
+    reported_scopes: Mutex<std::collections::HashSet<(String, String)>>,
 }
+
+/// Foreign scopes reported before the reports stop.
+const REPORTED_SCOPES_LIMIT: usize = 64;
 
 impl Verifier {
     pub fn new(
         credentials: Arc<dyn CredentialSource>,
         clock: Arc<dyn Clock>,
-        strict_region: Option<String>,
+        settings: AuthSettings,
     ) -> Self {
         Self {
             credentials,
             clock,
             keys: KeyCache::default(),
-            strict_region,
+            settings,
+            reported_scopes: Mutex::default(),
+        }
+    }
+
+    /// Logs, once per region/service pair, a verified request whose SigV4
+    /// scope names another region or service than this gateway's. Accepted
+    /// in lenient mode (boto 2 and euca2ools invent scopes), but a request
+    /// signed for another region may have been meant for another endpoint.
+    fn report_foreign_scope(&self, region: &str, service: &str) {
+        if region == self.settings.region && service == "ec2" {
+            return;
+        }
+        let mut reported = lock(&self.reported_scopes);
+        if reported.len() < REPORTED_SCOPES_LIMIT
+            && reported.insert((region.to_string(), service.to_string()))
+        {
+            tracing::warn!(
+                region,
+                service,
+                "accepted a SigV4 request scoped to another region or service (strict_signature_scope is off)"
+            );
         }
     }
 
@@ -135,21 +212,26 @@ impl Verifier {
     /// Checks the signature, whichever kind it is.
     pub fn verify(&self, request: &AuthRequest<'_>) -> ApiResult<Verified> {
         let now = self.clock.now();
-        let strict = self.strict_region.as_deref();
+        let strict = self
+            .settings
+            .strict_scope
+            .then_some(self.settings.region.as_str());
         let credentials = self.credentials.as_ref();
         if let Some(authorization) = request.headers.get("authorization") {
             let authorization = authorization.to_str().map_err(|_| {
                 ApiError::IncompleteSignature("The Authorization header is not valid text".into())
             })?;
             if authorization.starts_with(sigv4::ALGORITHM) {
-                return sigv4::verify_header(
+                let (verified, scope) = sigv4::verify_header(
                     request,
                     authorization,
                     credentials,
                     &self.keys,
                     now,
                     strict,
-                );
+                )?;
+                self.report_foreign_scope(&scope.region, &scope.service);
+                return Ok(verified);
             }
             return Err(ApiError::IncompleteSignature(
                 "Unsupported Authorization header: expected AWS4-HMAC-SHA256".into(),
@@ -160,10 +242,18 @@ impl Verifier {
             .iter()
             .any(|(n, _)| n == "X-Amz-Algorithm")
         {
-            return sigv4::verify_presigned(request, credentials, &self.keys, now, strict);
+            let (verified, scope) =
+                sigv4::verify_presigned(request, credentials, &self.keys, now, strict)?;
+            self.report_foreign_scope(&scope.region, &scope.service);
+            return Ok(verified);
         }
         if let Some(version) = request.params.get("SignatureVersion") {
-            return sigv2::verify(request, version, credentials, &self.keys, now);
+            if version == "1" && !self.settings.allow_signature_v1 {
+                return Err(ApiError::AuthFailure(
+                    "Signature version 1 is not accepted: its string to sign is ambiguous. Use SigV4 or SigV2 (an operator can allow it with allow_signature_v1)".into(),
+                ));
+            }
+            return sigv2::verify(request, version, credentials, now);
         }
         if request.params.get("Signature").is_some()
             || request.params.get("AWSAccessKeyId").is_some()
@@ -188,5 +278,81 @@ impl Verifier {
             access_key_id: verified.access_key_id,
             admin: verified.key.admin,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::FixedClock;
+
+    struct OneKey;
+
+    impl CredentialSource for OneKey {
+        fn lookup(&self, access_key_id: &str) -> ApiResult<KeyRecord> {
+            if access_key_id != "AKIDEXAMPLE" {
+                return Err(unknown_access_key());
+            }
+            Ok(KeyRecord {
+                secret: Secret::new("wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"),
+                account_id: "111122223333".into(),
+                user_name: "operator".into(),
+                admin: false,
+            })
+        }
+    }
+
+    fn request_for(
+        region: &str,
+        secret: &str,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> (hyper::HeaderMap, String) {
+        let credentials = signer::SigningCredentials {
+            access_key_id: "AKIDEXAMPLE".into(),
+            secret: Secret::new(secret),
+            region: region.into(),
+            service: "ec2".into(),
+        };
+        let body = "Action=DescribeRegions&Version=2016-11-15".to_string();
+        let mut headers = hyper::HeaderMap::new();
+        for (name, value) in signer::sign_v4_post(&credentials, "127.0.0.1:1", "/", &body, now) {
+            headers.insert(name, value.parse().unwrap());
+        }
+        headers.insert("host", "127.0.0.1:1".parse().unwrap());
+        (headers, body)
+    }
+
+    /// Medium 5: scopes were cached before the signature was checked, so
+    /// anyone could fill the cache with invented regions.
+    #[test]
+    fn only_verified_scopes_are_cached() {
+        let now = chrono::Utc::now();
+        let verifier = Verifier::new(
+            Arc::new(OneKey),
+            Arc::new(FixedClock(now)),
+            AuthSettings::new("us-east-1"),
+        );
+        let verify = |region: &str, secret: &str| {
+            let (headers, body) = request_for(region, secret, now);
+            let params = Params::new(Vec::new());
+            verifier
+                .verify(&AuthRequest {
+                    method: "POST",
+                    path: "/",
+                    query_pairs: &[],
+                    headers: &headers,
+                    body: body.as_bytes(),
+                    params: &params,
+                })
+                .map(|_| ())
+        };
+        for n in 0..100 {
+            let refused = verify(&format!("region-{n}"), "not-the-secret-at-all");
+            assert_eq!(refused.unwrap_err(), ApiError::SignatureDoesNotMatch);
+        }
+        assert!(verifier.key_cache().is_empty());
+        verify("us-east-1", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY").unwrap();
+        verify("us-east-1", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY").unwrap();
+        assert_eq!(verifier.key_cache().len(), 1);
     }
 }

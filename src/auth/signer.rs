@@ -117,3 +117,56 @@ pub fn sign_v2(
     let signature = STANDARD.encode(signature_method.sign(credentials.secret.expose(), &to_sign));
     params.push(("Signature".into(), signature));
 }
+
+/// A presigned SigV4 query string (`X-Amz-*` added to `params`, host the
+/// only signed header) for `method` on `host` + `path`, valid for
+/// `expires_secs`, as boto3's `generate_presigned_url` builds one.
+pub fn presign_v4(
+    credentials: &SigningCredentials,
+    method: &str,
+    host: &str,
+    path: &str,
+    params: &[(String, String)],
+    expires_secs: u32,
+    now: DateTime<Utc>,
+) -> String {
+    let amz_date = sigv4::format_amz_date(now);
+    let scope = sigv4::CredentialScope {
+        access_key_id: credentials.access_key_id.clone(),
+        date: amz_date[..8].to_string(),
+        region: credentials.region.clone(),
+        service: credentials.service.clone(),
+    };
+    let mut query: Vec<(String, String)> = params.to_vec();
+    query.extend([
+        ("X-Amz-Algorithm".to_string(), sigv4::ALGORITHM.to_string()),
+        (
+            "X-Amz-Credential".to_string(),
+            format!("{}/{}", credentials.access_key_id, scope.scope()),
+        ),
+        ("X-Amz-Date".to_string(), amz_date.clone()),
+        ("X-Amz-Expires".to_string(), expires_secs.to_string()),
+        ("X-Amz-SignedHeaders".to_string(), "host".to_string()),
+    ]);
+    let canonical_query =
+        super::encoding::canonical_query(query.iter().map(|(n, v)| (n.as_str(), v.as_str())));
+    let canonical = sigv4::canonical_request(
+        method,
+        &sigv4::canonical_uri(path),
+        &canonical_query,
+        &format!("host:{host}\n"),
+        &["host".to_string()],
+        sigv4::EMPTY_PAYLOAD_HASH,
+    );
+    let to_sign = sigv4::string_to_sign(&amz_date, &scope.scope(), &canonical);
+    let key = sigv4::signing_key(
+        credentials.secret.expose(),
+        &scope.date,
+        &scope.region,
+        &scope.service,
+    );
+    format!(
+        "{canonical_query}&X-Amz-Signature={}",
+        sigv4::signature(&key, &to_sign)
+    )
+}

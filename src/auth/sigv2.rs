@@ -8,7 +8,7 @@
 //! concatenates `name+value` pairs sorted case-insensitively. Version 0 signs
 //! no parameters at all and is refused.
 
-use super::{AuthRequest, CredentialSource, KeyCache, Verified};
+use super::{AuthRequest, CredentialSource, Verified};
 use crate::error::{ApiError, ApiResult};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
@@ -116,6 +116,9 @@ pub fn parse_timestamp(value: &str) -> Option<DateTime<Utc>> {
         .map(|t| Utc.from_utc_datetime(&t))
 }
 
+/// How far ahead `Expires` may be (SigV4's presigned maximum, 7 days).
+pub const MAX_EXPIRES_AHEAD_SECONDS: i64 = 604_800;
+
 fn check_time(params: &crate::protocol::Params, now: DateTime<Utc>) -> ApiResult<()> {
     match (params.get("Timestamp"), params.get("Expires")) {
         (Some(_), Some(_)) => Err(ApiError::InvalidParameterCombination(
@@ -141,6 +144,14 @@ fn check_time(params: &crate::protocol::Params, now: DateTime<Utc>) -> ApiResult
                     "Request has expired. Expires date is {expires}"
                 )));
             }
+            // A signature valid for years is a credential that leaks with
+            // every log line: no more than SigV4's presigned maximum.
+            if (expires_at - now).num_seconds() > MAX_EXPIRES_AHEAD_SECONDS {
+                return Err(ApiError::invalid_value(format!(
+                    "Expires '{expires}' is too far in the future: at most {} days ahead",
+                    MAX_EXPIRES_AHEAD_SECONDS / 86_400
+                )));
+            }
             Ok(())
         }
     }
@@ -151,7 +162,6 @@ pub fn verify(
     request: &AuthRequest<'_>,
     version: &str,
     credentials: &dyn CredentialSource,
-    _keys: &KeyCache,
     now: DateTime<Utc>,
 ) -> ApiResult<Verified> {
     let params = request.params;

@@ -224,13 +224,20 @@ fn header<'a>(request: &'a AuthRequest<'_>, name: &str) -> Option<&'a str> {
     request.headers.get(name).and_then(|v| v.to_str().ok())
 }
 
-/// The payload hash: `X-Amz-Content-SHA256` when sent (it must then match
-/// the body unless it is `UNSIGNED-PAYLOAD`), else the body's hash.
+/// The payload hash: the body's own. An `X-Amz-Content-SHA256` header, when
+/// sent, must equal it; `UNSIGNED-PAYLOAD` (an S3 convention) is refused,
+/// because an EC2 request's parameters are in its body and every one of
+/// them must be covered by the signature.
 fn payload_hash(request: &AuthRequest<'_>) -> ApiResult<String> {
     let actual = hex::encode(Sha256::digest(request.body));
     match header(request, "x-amz-content-sha256") {
-        Some("UNSIGNED-PAYLOAD") => Ok("UNSIGNED-PAYLOAD".to_string()),
-        Some(claimed) if claimed.eq_ignore_ascii_case(&actual) => Ok(claimed.to_string()),
+        Some(claimed) if claimed.eq_ignore_ascii_case("UNSIGNED-PAYLOAD") => {
+            Err(ApiError::IncompleteSignature(
+                "X-Amz-Content-SHA256 UNSIGNED-PAYLOAD is not accepted: sign the request body"
+                    .into(),
+            ))
+        }
+        Some(claimed) if claimed.eq_ignore_ascii_case(&actual) => Ok(actual),
         Some(_) => Err(ApiError::SignatureDoesNotMatch),
         None => Ok(actual),
     }
@@ -267,7 +274,7 @@ pub fn verify_header(
     keys: &KeyCache,
     now: DateTime<Utc>,
     strict_region: Option<&str>,
-) -> ApiResult<Verified> {
+) -> ApiResult<(Verified, CredentialScope)> {
     let auth = AuthorizationHeader::parse(authorization)?;
     let amz_date = match header(request, "x-amz-date") {
         Some(date) => date.to_string(),
@@ -308,14 +315,16 @@ pub fn verify_header(
     );
     let to_sign = string_to_sign(&amz_date, &auth.credential.scope(), &canonical);
     let signing_key = keys.signing_key(&auth.credential, &key.secret);
-    if !signature_matches(&signing_key, &to_sign, &auth.signature) {
+    if !signature_matches(&signing_key.key, &to_sign, &auth.signature) {
         return Err(ApiError::SignatureDoesNotMatch);
     }
-    Ok(Verified {
-        access_key_id: auth.credential.access_key_id,
+    keys.remember(signing_key);
+    let verified = Verified {
+        access_key_id: auth.credential.access_key_id.clone(),
         session_token: header(request, "x-amz-security-token").map(str::to_string),
         key,
-    })
+    };
+    Ok((verified, auth.credential))
 }
 
 /// Verifies a presigned request (`X-Amz-*` in the query string).
@@ -325,7 +334,7 @@ pub fn verify_presigned(
     keys: &KeyCache,
     now: DateTime<Utc>,
     strict_region: Option<&str>,
-) -> ApiResult<Verified> {
+) -> ApiResult<(Verified, CredentialScope)> {
     let query = |name: &str| {
         request
             .query_pairs
@@ -379,33 +388,33 @@ pub fn verify_presigned(
             .filter(|(n, _)| n != "X-Amz-Signature")
             .map(|(n, v)| (n.as_str(), v.as_str())),
     );
+    // A presigned URL signs its query string only: a body would add
+    // parameters its signer never saw.
+    if !request.body.is_empty() {
+        return Err(ApiError::IncompleteSignature(
+            "A presigned request carries its parameters in the query string: its body must be empty".into(),
+        ));
+    }
+    if header(request, "x-amz-content-sha256").is_some() {
+        payload_hash(request)?;
+    }
     let headers = canonical_headers(request.headers, &signed_headers);
     let uri = canonical_uri(request.path);
     let signing_key = keys.signing_key(&credential, &key.secret);
-    // The payload is the body as sent (empty for the usual presigned GET);
-    // some presigners hash the empty body even when one is sent.
-    let body_hash = payload_hash(request)?;
-    let payload_hashes: &[&str] = if body_hash == EMPTY_PAYLOAD_HASH {
-        &[EMPTY_PAYLOAD_HASH]
-    } else {
-        &[body_hash.as_str(), EMPTY_PAYLOAD_HASH]
-    };
     let matches_as = |method: &str| {
-        payload_hashes.iter().any(|payload| {
-            let canonical = canonical_request(
-                method,
-                &uri,
-                &canonical_query,
-                &headers,
-                &signed_headers,
-                payload,
-            );
-            signature_matches(
-                &signing_key,
-                &string_to_sign(amz_date, &credential.scope(), &canonical),
-                received_signature,
-            )
-        })
+        let canonical = canonical_request(
+            method,
+            &uri,
+            &canonical_query,
+            &headers,
+            &signed_headers,
+            EMPTY_PAYLOAD_HASH,
+        );
+        signature_matches(
+            &signing_key.key,
+            &string_to_sign(amz_date, &credential.scope(), &canonical),
+            received_signature,
+        )
     };
     // boto3's generate_presigned_url signs EC2 URLs as POST although they are
     // then fetched with GET: accept a GET that verifies as POST.
@@ -413,11 +422,13 @@ pub fn verify_presigned(
     if !verified {
         return Err(ApiError::SignatureDoesNotMatch);
     }
-    Ok(Verified {
-        access_key_id: credential.access_key_id,
+    keys.remember(signing_key);
+    let verified = Verified {
+        access_key_id: credential.access_key_id.clone(),
         session_token: query("X-Amz-Security-Token").map(str::to_string),
         key,
-    })
+    };
+    Ok((verified, credential))
 }
 
 #[cfg(test)]

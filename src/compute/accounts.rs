@@ -93,7 +93,7 @@ impl AccountDirectory {
     pub async fn seed(&self, configured: &[AccountConfig], now: DateTime<Utc>) -> StoreResult<()> {
         let mut batch = WriteBatch::new();
         let sequence = {
-            let mut directory = self.directory.write().expect("account lock");
+            let mut directory = crate::sync::write(&self.directory);
             for config in configured {
                 let account = Account {
                     id: config.id.clone(),
@@ -129,7 +129,7 @@ impl AccountDirectory {
     /// and key and returns them (to print once).
     pub async fn ensure_admin(&self, now: DateTime<Utc>) -> ApiResult<Option<AccessKey>> {
         let has_admin = {
-            let directory = self.directory.read().expect("account lock");
+            let directory = crate::sync::read(&self.directory);
             directory.keys.values().any(|k| {
                 k.active
                     && directory
@@ -163,7 +163,7 @@ impl AccountDirectory {
         }
         let mut batch = WriteBatch::new();
         let (key, sequence) = {
-            let mut directory = self.directory.write().expect("account lock");
+            let mut directory = crate::sync::write(&self.directory);
             let account = match directory.accounts.get(account_id) {
                 Some(account) => account.clone(),
                 None => {
@@ -204,7 +204,7 @@ impl AccountDirectory {
     /// Keys of one account (or of all), secrets left in place for the caller
     /// to drop; sorted by account then creation.
     pub fn access_keys(&self, account_id: Option<&str>) -> Vec<AccessKey> {
-        let directory = self.directory.read().expect("account lock");
+        let directory = crate::sync::read(&self.directory);
         let mut keys: Vec<AccessKey> = directory
             .keys
             .values()
@@ -222,9 +222,7 @@ impl AccountDirectory {
     }
 
     pub fn account(&self, account_id: &str) -> Option<Account> {
-        self.directory
-            .read()
-            .expect("account lock")
+        crate::sync::read(&self.directory)
             .accounts
             .get(account_id)
             .cloned()
@@ -234,7 +232,7 @@ impl AccountDirectory {
     /// which would lock every operator out.
     pub async fn deactivate(&self, access_key_id: &str) -> ApiResult<()> {
         let sequence = {
-            let mut directory = self.directory.write().expect("account lock");
+            let mut directory = crate::sync::write(&self.directory);
             let key = directory
                 .keys
                 .get(access_key_id)
@@ -272,7 +270,7 @@ impl AccountDirectory {
 
 impl CredentialSource for AccountDirectory {
     fn lookup(&self, access_key_id: &str) -> ApiResult<KeyRecord> {
-        let directory = self.directory.read().expect("account lock");
+        let directory = crate::sync::read(&self.directory);
         let key = directory
             .keys
             .get(access_key_id)

@@ -163,7 +163,7 @@ impl Compute {
         dry_run: bool,
     ) -> ApiResult<Address> {
         let (address, sequence) = {
-            let _guard = self.address_lock.lock().expect("address lock");
+            let _guard = crate::sync::lock(&self.address_lock);
             let held = self
                 .store
                 .records::<Address>(ADDRESSES, format!("{account_id}/").as_bytes())?
@@ -174,7 +174,7 @@ impl Compute {
                     message: "The maximum number of addresses has been reached.".into(),
                 });
             }
-            let mut taken = self.address_book.taken.lock().expect("address book lock");
+            let mut taken = crate::sync::lock(&self.address_book.taken);
             let public_ip = self
                 .address_pool
                 .addresses()
@@ -236,7 +236,7 @@ impl Compute {
             }
         }
         let (association_id, sequence) = {
-            let _guard = self.address_lock.lock().expect("address lock");
+            let _guard = crate::sync::lock(&self.address_lock);
             let addresses = self.addresses(account_id)?;
             let address = self.address(account_id, selector)?;
             if let Some(current) = &address.association {
@@ -311,7 +311,7 @@ impl Compute {
         dry_run: bool,
     ) -> ApiResult<()> {
         let sequence = {
-            let _guard = self.address_lock.lock().expect("address lock");
+            let _guard = crate::sync::lock(&self.address_lock);
             let addresses = self.addresses(account_id)?;
             let address = match (association_id, public_ip) {
                 (Some(id), _) => addresses
@@ -363,7 +363,7 @@ impl Compute {
         dry_run: bool,
     ) -> ApiResult<()> {
         let sequence = {
-            let _guard = self.address_lock.lock().expect("address lock");
+            let _guard = crate::sync::lock(&self.address_lock);
             let address = self.address(account_id, selector)?;
             if address.association.is_some() {
                 return Err(ApiError::NotFound {
@@ -377,11 +377,7 @@ impl Compute {
             let mut batch = WriteBatch::new();
             batch.delete(ADDRESSES, address_key(account_id, &address.allocation_id));
             let sequence = self.store.apply(&batch)?;
-            self.address_book
-                .taken
-                .lock()
-                .expect("address book lock")
-                .remove(&address.public_ip);
+            crate::sync::lock(&self.address_book.taken).remove(&address.public_ip);
             sequence
         };
         self.store.durable(sequence).await?;

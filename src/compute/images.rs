@@ -96,7 +96,7 @@ impl Compute {
             )));
         }
         let sequence = {
-            let _guard = self.image_lock.lock().expect("image lock");
+            let _guard = crate::sync::lock(&self.image_lock);
             let own = self
                 .store
                 .records::<Image>(IMAGES, format!("{account_id}/").as_bytes())?;
@@ -146,7 +146,7 @@ impl Compute {
             )));
         }
         let sequence = {
-            let _guard = self.image_lock.lock().expect("image lock");
+            let _guard = crate::sync::lock(&self.image_lock);
             if self
                 .store
                 .get_record::<Image>(IMAGES, &image_key(account_id, image_id))?

@@ -380,7 +380,7 @@ impl InstanceBook {
 
     /// The earliest scheduled transition or purge.
     pub fn next_due(&self) -> Option<DateTime<Utc>> {
-        let book = self.book.lock().expect("instance lock");
+        let book = crate::sync::lock(&self.book);
         let instance = book.schedule.first().map(|(due, _, _)| *due);
         let token = book.token_expiry.first().map(|(due, _, _)| *due);
         instance.into_iter().chain(token).min()
@@ -573,7 +573,7 @@ impl Compute {
             subnets,
             groups,
         } = plan;
-        let mut book = self.instances.book.lock().expect("instance lock");
+        let mut book = crate::sync::lock(&self.instances.book);
         if let Some(token) = &request.client_token {
             if let Some(record) = book.tokens.get(&(account_id.to_string(), token.clone())) {
                 if record.fingerprint != request.fingerprint {
@@ -710,7 +710,7 @@ impl Compute {
         limit: Option<usize>,
         keep: impl Fn(&Instance) -> bool,
     ) -> (Vec<Instance>, bool) {
-        let book = self.instances.book.lock().expect("instance lock");
+        let book = crate::sync::lock(&self.instances.book);
         let Some(account) = book.accounts.get(account_id) else {
             return (Vec::new(), false);
         };
@@ -730,7 +730,7 @@ impl Compute {
 
     /// How many of the account's instances (not terminated) are in `zone`.
     pub fn instances_in_zone(&self, account_id: &str, zone: &str) -> usize {
-        let book = self.instances.book.lock().expect("instance lock");
+        let book = crate::sync::lock(&self.instances.book);
         book.accounts.get(account_id).map_or(0, |account| {
             account
                 .by_sequence
@@ -751,7 +751,7 @@ impl Compute {
         for id in ids {
             super::ids::check_id(id, "i", "InvalidInstanceID.Malformed")?;
         }
-        let book = self.instances.book.lock().expect("instance lock");
+        let book = crate::sync::lock(&self.instances.book);
         if !ids.is_empty() {
             let missing: Vec<String> = ids
                 .iter()
@@ -807,7 +807,7 @@ impl Compute {
         dry_run: bool,
         now: DateTime<Utc>,
     ) -> ApiResult<(Vec<StateChange>, u64)> {
-        let mut book = self.instances.book.lock().expect("instance lock");
+        let mut book = crate::sync::lock(&self.instances.book);
         // Re-read under the lock: the lifecycle may have moved them on.
         let current: Vec<Instance> = current
             .iter()
@@ -925,7 +925,7 @@ impl Compute {
         dry_run: bool,
     ) -> ApiResult<u64> {
         let mut batch = batch;
-        let mut book = self.instances.book.lock().expect("instance lock");
+        let mut book = crate::sync::lock(&self.instances.book);
         let missing: Vec<String> = ids
             .iter()
             .filter(|id| book.get(account_id, id).is_none())
@@ -979,7 +979,7 @@ impl Compute {
     ) -> ApiResult<()> {
         super::ids::check_id(instance_id, "i", "InvalidInstanceID.Malformed")?;
         let sequence = {
-            let mut book = self.instances.book.lock().expect("instance lock");
+            let mut book = crate::sync::lock(&self.instances.book);
             let before = book
                 .get(account_id, instance_id)
                 .cloned()

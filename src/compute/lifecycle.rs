@@ -51,7 +51,7 @@ impl Compute {
     /// and purges terminated instances past their retention. Returns how
     /// many instances changed.
     pub fn advance_due(&self, now: DateTime<Utc>) -> ApiResult<usize> {
-        let mut book = self.instances.book.lock().expect("instance lock");
+        let mut book = crate::sync::lock(&self.instances.book);
         let due: Vec<(String, String)> = book
             .schedule
             .iter()

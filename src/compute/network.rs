@@ -95,9 +95,7 @@ impl NetworkBook {
 impl NetworkBook {
     /// The account's default VPC, if it was created.
     pub fn vpc(&self, account_id: &str) -> Option<Vpc> {
-        self.networks
-            .lock()
-            .expect("network lock")
+        crate::sync::lock(&self.networks)
             .vpcs
             .get(account_id)
             .cloned()
@@ -105,7 +103,7 @@ impl NetworkBook {
 
     /// The account's default subnets created so far, by zone.
     pub fn subnets(&self, account_id: &str) -> Vec<Subnet> {
-        let networks = self.networks.lock().expect("network lock");
+        let networks = crate::sync::lock(&self.networks);
         let mut subnets: Vec<Subnet> = networks
             .subnets
             .values()
@@ -118,7 +116,7 @@ impl NetworkBook {
 
     /// Re-reads the account's VPC and subnets (after their tags changed).
     pub fn reload_tags(&self, store: &StoreHandle, account_id: &str) -> StoreResult<()> {
-        let mut networks = self.networks.lock().expect("network lock");
+        let mut networks = crate::sync::lock(&self.networks);
         if let Some(vpc) = store.get_record::<Vpc>(VPCS, account_id.as_bytes())? {
             networks.vpcs.insert(account_id.to_string(), vpc);
         }
@@ -143,7 +141,7 @@ impl Compute {
             .map(|z| (z.name, z.zone_id))
             .collect();
         let (vpc, subnets, sequence) = {
-            let mut networks = self.network.networks.lock().expect("network lock");
+            let mut networks = crate::sync::lock(&self.network.networks);
             let mut batch = WriteBatch::new();
             let vpc = match networks.vpcs.get(account_id) {
                 Some(vpc) => vpc.clone(),

@@ -151,10 +151,7 @@ impl Compute {
         }
         let (vpc, _) = self.default_network(account_id).await?;
         let sequence = {
-            let _guard = self
-                .security_group_lock
-                .lock()
-                .expect("security group lock");
+            let _guard = crate::sync::lock(&self.security_group_lock);
             let mut groups: Vec<SecurityGroup> = self
                 .store
                 .records(SECURITY_GROUPS, format!("{account_id}/").as_bytes())?;
@@ -282,10 +279,7 @@ impl Compute {
             }
         }
         let (group, sequence) = {
-            let _guard = self
-                .security_group_lock
-                .lock()
-                .expect("security group lock");
+            let _guard = crate::sync::lock(&self.security_group_lock);
             let existing: Vec<SecurityGroup> = self
                 .store
                 .records(SECURITY_GROUPS, format!("{account_id}/").as_bytes())?;
@@ -350,10 +344,7 @@ impl Compute {
             });
         }
         let sequence = {
-            let _guard = self
-                .security_group_lock
-                .lock()
-                .expect("security group lock");
+            let _guard = crate::sync::lock(&self.security_group_lock);
             let others: Vec<SecurityGroup> = self
                 .store
                 .records(SECURITY_GROUPS, format!("{account_id}/").as_bytes())?;
@@ -413,10 +404,7 @@ impl Compute {
     ) -> ApiResult<(SecurityGroup, Vec<Rule>)> {
         let group = self.security_group(account_id, selector).await?;
         let (group, added, sequence) = {
-            let _guard = self
-                .security_group_lock
-                .lock()
-                .expect("security group lock");
+            let _guard = crate::sync::lock(&self.security_group_lock);
             let mut group: SecurityGroup = self
                 .store
                 .get_record(SECURITY_GROUPS, &group_key(account_id, &group.id))?
@@ -468,10 +456,7 @@ impl Compute {
     ) -> ApiResult<(SecurityGroup, Vec<Rule>)> {
         let group = self.security_group(account_id, selector).await?;
         let (group, removed, sequence) = {
-            let _guard = self
-                .security_group_lock
-                .lock()
-                .expect("security group lock");
+            let _guard = crate::sync::lock(&self.security_group_lock);
             let mut group: SecurityGroup = self
                 .store
                 .get_record(SECURITY_GROUPS, &group_key(account_id, &group.id))?

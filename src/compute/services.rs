@@ -170,7 +170,7 @@ impl ServiceRegistry {
     pub async fn seed(&self, hosts: &[HostConfig], now: DateTime<Utc>) -> StoreResult<()> {
         let mut batch = WriteBatch::new();
         let sequence = {
-            let mut registry = self.registry.write().expect("registry lock");
+            let mut registry = crate::sync::write(&self.registry);
             for host in hosts {
                 if self
                     .store
@@ -217,7 +217,7 @@ impl ServiceRegistry {
         change: impl FnOnce(&mut ServiceRecord),
     ) -> ApiResult<ServiceRecord> {
         let (record, sequence) = {
-            let mut registry = self.registry.write().expect("registry lock");
+            let mut registry = crate::sync::write(&self.registry);
             let mut record = registry
                 .services
                 .get(name)
@@ -234,9 +234,7 @@ impl ServiceRegistry {
 
     /// Every host, by name.
     pub fn hosts(&self) -> Vec<ServiceRecord> {
-        self.registry
-            .read()
-            .expect("registry lock")
+        crate::sync::read(&self.registry)
             .services
             .values()
             .cloned()
@@ -245,7 +243,7 @@ impl ServiceRegistry {
 
     /// The zones that exist now, by name, with their hosts and state.
     pub fn zones(&self, now: DateTime<Utc>) -> Vec<Zone> {
-        let registry = self.registry.read().expect("registry lock");
+        let registry = crate::sync::read(&self.registry);
         let mut zones: BTreeMap<&str, Zone> = BTreeMap::new();
         for record in registry.services.values() {
             let zone = zones
@@ -289,7 +287,7 @@ impl ServiceRegistry {
         }
         let record = new_record(&host, now);
         let sequence = {
-            let mut registry = self.registry.write().expect("registry lock");
+            let mut registry = crate::sync::write(&self.registry);
             if registry.services.contains_key(&host.name) {
                 return Err(ApiError::HostAlreadyExists(host.name));
             }
@@ -305,7 +303,7 @@ impl ServiceRegistry {
     /// Removes a host; a configured host stays removed across restarts.
     pub async fn remove_host(&self, name: &str) -> ApiResult<()> {
         let sequence = {
-            let mut registry = self.registry.write().expect("registry lock");
+            let mut registry = crate::sync::write(&self.registry);
             let record = registry
                 .services
                 .get(name)
@@ -349,7 +347,7 @@ impl ServiceRegistry {
     /// Heartbeats every simulated host at once (no flush: a lost heartbeat
     /// is repeated by the next tick, and nobody waits on it).
     pub fn heartbeat_simulated(&self, now: DateTime<Utc>) -> StoreResult<()> {
-        let mut registry = self.registry.write().expect("registry lock");
+        let mut registry = crate::sync::write(&self.registry);
         let mut batch = WriteBatch::new();
         let simulated: Vec<ServiceRecord> = registry
             .services
@@ -446,7 +444,7 @@ impl ServiceRegistry {
         &self,
         change: impl FnOnce(&mut HostsTransaction<'_>) -> ApiResult<R>,
     ) -> ApiResult<(R, u64)> {
-        let mut registry = self.registry.write().expect("registry lock");
+        let mut registry = crate::sync::write(&self.registry);
         let snapshot = registry.services.clone();
         let mut transaction = HostsTransaction {
             owner: self,

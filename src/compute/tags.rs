@@ -265,14 +265,11 @@ impl Compute {
             .collect::<ApiResult<_>>()?;
         let sequence = {
             // One lock per store-backed family, always in this order.
-            let _groups = self
-                .security_group_lock
-                .lock()
-                .expect("security group lock");
-            let _keys = self.key_pair_lock.lock().expect("key pair lock");
-            let _images = self.image_lock.lock().expect("image lock");
-            let _volumes = self.volume_lock.lock().expect("volume lock");
-            let _addresses = self.address_lock.lock().expect("address lock");
+            let _groups = crate::sync::lock(&self.security_group_lock);
+            let _keys = crate::sync::lock(&self.key_pair_lock);
+            let _images = crate::sync::lock(&self.image_lock);
+            let _volumes = crate::sync::lock(&self.volume_lock);
+            let _addresses = crate::sync::lock(&self.address_lock);
             let mut batch = WriteBatch::new();
             let mut instance_ids = Vec::new();
             for (id, kind) in ids.iter().zip(&kinds) {

@@ -295,7 +295,7 @@ impl Compute {
             )));
         }
         let (volume, sequence) = {
-            let _guard = self.volume_lock.lock().expect("volume lock");
+            let _guard = crate::sync::lock(&self.volume_lock);
             if let Some(token) = &request.client_token {
                 let existing = self
                     .store
@@ -315,7 +315,7 @@ impl Compute {
                     return Ok(volume);
                 }
             }
-            let mut used = self.volume_pools.used.lock().expect("volume pool lock");
+            let mut used = crate::sync::lock(&self.volume_pools.used);
             let in_zone = used.get(&request.availability_zone).copied().unwrap_or(0);
             if in_zone + size as u64 > self.volume_capacity_gib_per_zone {
                 return Err(ApiError::InsufficientCapacity {
@@ -365,14 +365,14 @@ impl Compute {
         change: impl FnOnce(&mut Volume, DateTime<Utc>) -> ApiResult<()>,
     ) -> ApiResult<Volume> {
         let (volume, sequence) = {
-            let _guard = self.volume_lock.lock().expect("volume lock");
+            let _guard = crate::sync::lock(&self.volume_lock);
             let mut volume = self.volume(account_id, id)?;
             let before_size = volume.size_gib;
             change(&mut volume, self.clock.now())?;
             if dry_run {
                 return Err(ApiError::DryRunOperation);
             }
-            let mut used = self.volume_pools.used.lock().expect("volume pool lock");
+            let mut used = crate::sync::lock(&self.volume_pools.used);
             let in_zone = used.entry(volume.availability_zone.clone()).or_default();
             let grown = volume.size_gib.saturating_sub(before_size) as u64;
             if *in_zone + grown > self.volume_capacity_gib_per_zone {
@@ -539,7 +539,7 @@ impl Compute {
         dry_run: bool,
     ) -> ApiResult<()> {
         let sequence = {
-            let _guard = self.volume_lock.lock().expect("volume lock");
+            let _guard = crate::sync::lock(&self.volume_lock);
             let volume = self.volume(account_id, volume_id)?;
             if volume.attachment.is_some() {
                 return Err(ApiError::NotFound {
@@ -553,7 +553,7 @@ impl Compute {
             let mut batch = WriteBatch::new();
             batch.delete(VOLUMES, key(account_id, volume_id));
             let sequence = self.store.apply(&batch)?;
-            let mut used = self.volume_pools.used.lock().expect("volume pool lock");
+            let mut used = crate::sync::lock(&self.volume_pools.used);
             let in_zone = used.entry(volume.availability_zone.clone()).or_default();
             *in_zone = in_zone.saturating_sub(volume.size_gib as u64);
             sequence
@@ -601,7 +601,7 @@ impl Compute {
     ) -> ApiResult<()> {
         self.snapshot(account_id, snapshot_id)?;
         let sequence = {
-            let _guard = self.image_lock.lock().expect("image lock");
+            let _guard = crate::sync::lock(&self.image_lock);
             let in_use = self
                 .visible_images(account_id)?
                 .into_iter()

@@ -77,6 +77,35 @@ impl Params {
         Self { pairs }
     }
 
+    /// The parameters of a request as received: refuses a name given twice
+    /// (in the query, the body, or both) and characters XML cannot carry.
+    ///
+    /// Strict because a duplicate is how a signed request gets bent: readers
+    /// that take the first value and readers that take the last would see
+    /// different requests, and a presigned URL sent with an extra body would
+    /// gain parameters its signer never saw. EC2's flattened lists index
+    /// every member (`InstanceId.1`, `InstanceId.2`), so no real client ever
+    /// repeats a name. Control characters are refused here, once, so that
+    /// nothing stored can later render as malformed XML.
+    pub fn from_request(pairs: Vec<(String, String)>) -> ApiResult<Self> {
+        let mut seen = std::collections::HashSet::with_capacity(pairs.len());
+        for (name, value) in &pairs {
+            if !seen.insert(name.as_str()) {
+                return Err(ApiError::invalid_value(format!(
+                    "The parameter {} is given more than once",
+                    printable(name)
+                )));
+            }
+            if !is_xml_text(name) || !is_xml_text(value) {
+                return Err(ApiError::invalid_value(format!(
+                    "The parameter {} contains a control character that is not allowed",
+                    printable(name)
+                )));
+            }
+        }
+        Ok(Self { pairs })
+    }
+
     /// Every pair, in arrival order.
     pub fn pairs(&self) -> &[(String, String)] {
         &self.pairs
@@ -226,6 +255,19 @@ impl Params {
     }
 }
 
+/// True when every character of `text` may appear in an XML 1.0 document
+/// (tab, line feed and carriage return are the only control characters it allows).
+pub fn is_xml_text(text: &str) -> bool {
+    text.chars().all(|c| {
+        !matches!(c, '\u{0}'..='\u{8}' | '\u{b}' | '\u{c}' | '\u{e}'..='\u{1f}' | '\u{fffe}' | '\u{ffff}')
+    })
+}
+
+/// A parameter name safe to echo in a message (control characters dropped, at most 64 characters).
+fn printable(name: &str) -> String {
+    name.chars().filter(|c| !c.is_control()).take(64).collect()
+}
+
 fn parse_index(key: &str, index: &str) -> ApiResult<u32> {
     match index.parse::<u32>() {
         Ok(n) if n >= 1 && !index.starts_with('+') => Ok(n),
@@ -311,6 +353,20 @@ mod tests {
         assert_eq!(p.boolean("All").unwrap(), Some(false));
         assert!(p.boolean("Bad").is_err());
         assert_eq!(p.unknown(&["DryRun", "All", "Bad", "ZoneName"]), ["Extra"]);
+    }
+
+    #[test]
+    fn duplicates_and_control_characters_are_refused() {
+        let pairs = |text: &str| decode_form(text.as_bytes()).unwrap();
+        assert!(Params::from_request(pairs("A=1&B=2&C.1=x&C.2=y")).is_ok());
+        for bad in ["A=1&A=1", "A=1&B=2&A=3", "A=%01", "A%0B=1", "A=%EF%BF%BF"] {
+            assert_eq!(
+                Params::from_request(pairs(bad)).unwrap_err().code(),
+                "InvalidParameterValue",
+                "{bad}"
+            );
+        }
+        assert!(Params::from_request(pairs("A=line%0Anext%09tab%0D")).is_ok());
     }
 
     #[test]

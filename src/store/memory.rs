@@ -25,7 +25,7 @@ impl MemoryStore {
 
 impl Store for MemoryStore {
     fn get(&self, tree: &str, key: &[u8]) -> StoreResult<Option<Vec<u8>>> {
-        let data = self.data.read().expect("memory store lock");
+        let data = crate::sync::read(&self.data);
         Ok(data.get(&(tree.to_string(), key.to_vec())).cloned())
     }
 
@@ -37,7 +37,7 @@ impl Store for MemoryStore {
         limit: usize,
     ) -> StoreResult<Vec<Entry>> {
         use std::ops::Bound;
-        let data = self.data.read().expect("memory store lock");
+        let data = crate::sync::read(&self.data);
         let start = match after {
             Some(after) => Bound::Excluded((tree.to_string(), after.to_vec())),
             None => Bound::Included((tree.to_string(), prefix.to_vec())),
@@ -51,7 +51,7 @@ impl Store for MemoryStore {
     }
 
     fn apply(&self, batch: &WriteBatch) -> StoreResult<()> {
-        let mut data = self.data.write().expect("memory store lock");
+        let mut data = crate::sync::write(&self.data);
         for op in &batch.ops {
             match op {
                 WriteOp::Put { tree, key, value } => {

@@ -175,7 +175,7 @@ fn churn() -> Scenario {
         next: Arc::new(move || {
             let n = counter.fetch_add(1, Ordering::Relaxed);
             let victim = if n % 2 == 1 {
-                queue.lock().expect("queue").pop_front()
+                ec2_gateway::sync::lock(&queue).pop_front()
             } else {
                 None
             };
@@ -194,7 +194,7 @@ fn churn() -> Scenario {
                     .nth(1)
                     .and_then(|rest| rest.split('<').next())
                 {
-                    launched.lock().expect("queue").push_back(id.to_string());
+                    ec2_gateway::sync::lock(&launched).push_back(id.to_string());
                 }
             }
         })),

@@ -1,0 +1,44 @@
+//! Locks that survive a panic.
+//!
+//! A panic in one request's handler must not break the requests after it
+//! (the issue of a poisoned `std::sync::Mutex`: every later `lock()` fails).
+//! The state these locks guard is kept consistent by the code that holds
+//! them (it validates first and mutates last), so the value left behind by
+//! a panicking holder is still usable: these helpers take it as it is.
+
+use std::sync::{Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+/// Locks `mutex`, recovering it from a panicked holder.
+pub fn lock<T: ?Sized>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Read-locks `lock`, recovering it from a panicked writer.
+pub fn read<T: ?Sized>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Write-locks `lock`, recovering it from a panicked holder.
+pub fn write<T: ?Sized>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn a_panicked_holder_does_not_break_later_lockers() {
+        let shared = Arc::new(Mutex::new(1));
+        let clone = shared.clone();
+        let _ = std::thread::spawn(move || {
+            let _guard = clone.lock().unwrap();
+            panic!("handler bug");
+        })
+        .join();
+        assert!(shared.is_poisoned());
+        *lock(&shared) += 1;
+        assert_eq!(*lock(&shared), 2);
+    }
+}
