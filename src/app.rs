@@ -99,6 +99,10 @@ impl App {
             .ensure_admin(clock.now())
             .await
             .map_err(|e| e.to_string())?;
+        compute
+            .provision_all_defaults()
+            .await
+            .map_err(|e| format!("cannot create the accounts' default resources: {e}"))?;
         if let (Some(key), StorageBackend::Sled) = (&created_admin, config.storage) {
             write_admin_credentials(&config.data_dir, key, &config.region)
                 .map_err(|e| format!("cannot save the admin credential: {e}"))?;

@@ -145,6 +145,9 @@ pub struct Quotas {
     pub max_elastic_ips: u32,
     /// Security groups, per account.
     pub max_security_groups: u32,
+    /// Inbound rules per security group, and outbound rules per group
+    /// (EC2's default: 60 each). Also caps one Authorize request.
+    pub max_rules_per_security_group: u32,
 }
 
 impl Default for Quotas {
@@ -154,6 +157,7 @@ impl Default for Quotas {
             max_vcpus: 512,
             max_elastic_ips: 5,
             max_security_groups: 500,
+            max_rules_per_security_group: 60,
         }
     }
 }

@@ -79,6 +79,15 @@ pub enum ApiError {
     RequestTimeout,
     /// An HTTP method other than GET and POST.
     UnsupportedHttpVerb(String),
+    /// A per-request or per-account limit (`FilterLimitExceeded`,
+    /// `RulesPerSecurityGroupLimitExceeded`, `KeyPairLimitExceeded`, ...): 400.
+    LimitExceeded { code: &'static str, message: String },
+    /// The account sent more requests than its rate allows: 503, which
+    /// every SDK retries with back-off.
+    RequestLimitExceeded,
+    /// The gateway is out of a shared resource (buffered request bytes,
+    /// connections for this client): 503, retried by clients.
+    ServiceUnavailable(String),
     /// A bug or a storage failure; logged with the request id.
     InternalError,
 }
@@ -108,7 +117,10 @@ impl ApiError {
             ApiError::AccessKeyNotFound(_) => "InvalidAccessKeyId.NotFound",
             ApiError::NotFound { code, .. }
             | ApiError::Malformed { code, .. }
-            | ApiError::InsufficientCapacity { code, .. } => code,
+            | ApiError::InsufficientCapacity { code, .. }
+            | ApiError::LimitExceeded { code, .. } => code,
+            ApiError::RequestLimitExceeded => "RequestLimitExceeded",
+            ApiError::ServiceUnavailable(_) => "ServiceUnavailable",
             ApiError::IncorrectInstanceState(_) => "IncorrectInstanceState",
             ApiError::InstanceLimitExceeded(_) => "InstanceLimitExceeded",
             ApiError::VcpuLimitExceeded(_) => "VcpuLimitExceeded",
@@ -135,6 +147,9 @@ impl ApiError {
             ApiError::RequestHeaderSectionTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::UnsupportedHttpVerb(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::RequestLimitExceeded | ApiError::ServiceUnavailable(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::InternalError
             | ApiError::InsufficientInstanceCapacity(_)
             | ApiError::InsufficientCapacity { .. } => StatusCode::INTERNAL_SERVER_ERROR,
@@ -180,7 +195,10 @@ impl ApiError {
             ApiError::AccessKeyNotFound(key) => format!("The access key '{key}' does not exist"),
             ApiError::NotFound { message, .. }
             | ApiError::Malformed { message, .. }
-            | ApiError::InsufficientCapacity { message, .. } => message.clone(),
+            | ApiError::InsufficientCapacity { message, .. }
+            | ApiError::LimitExceeded { message, .. } => message.clone(),
+            ApiError::RequestLimitExceeded => "Request limit exceeded.".into(),
+            ApiError::ServiceUnavailable(text) => text.clone(),
             ApiError::IncorrectInstanceState(text)
             | ApiError::InstanceLimitExceeded(text)
             | ApiError::VcpuLimitExceeded(text)

@@ -189,7 +189,11 @@ impl Gateway {
             compute: &self.compute,
             principal: &principal,
         };
-        let output = action.execute(&context).await?;
+        let output = if carries_filters(&params) {
+            run_off_the_workers(action.execute(&context)).await?
+        } else {
+            action.execute(&context).await?
+        };
         Ok(render_response(
             &action_name,
             &version,
@@ -228,6 +232,31 @@ pub fn request_params(
         pairs.extend(decode_form(body)?);
     }
     Ok((query_pairs, Params::from_request(pairs)?))
+}
+
+/// True when the request filters a listing: the only requests whose CPU
+/// cost grows with what the client sends (up to 200 patterns against every
+/// value of every resource).
+fn carries_filters(params: &Params) -> bool {
+    params
+        .pairs()
+        .iter()
+        .any(|(name, _)| name.starts_with("Filter."))
+}
+
+/// Runs `work` where it cannot hold up other requests: on a multi-threaded
+/// runtime the worker hands its other tasks to a new worker first
+/// (`block_in_place`), so a heavy filtered listing occupies a blocking-pool
+/// thread instead of a runtime worker. On a single-threaded runtime (some
+/// tests) it simply runs.
+async fn run_off_the_workers<T>(work: impl std::future::Future<Output = T>) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    let handle = Handle::current();
+    if handle.runtime_flavor() == RuntimeFlavor::MultiThread {
+        tokio::task::block_in_place(|| handle.block_on(work))
+    } else {
+        work.await
+    }
 }
 
 /// A body is a form when it is declared as one, or when a POST declares no

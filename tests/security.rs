@@ -309,3 +309,271 @@ async fn sigv2_expires_is_capped() {
     }
     server.stop().await;
 }
+
+fn ingress_ranges(group: &str, count: usize) -> Vec<(String, String)> {
+    let mut params = pairs(&[
+        ("GroupName", group),
+        ("IpPermissions.1.IpProtocol", "tcp"),
+        ("IpPermissions.1.FromPort", "1"),
+        ("IpPermissions.1.ToPort", "65535"),
+    ]);
+    for n in 0..count {
+        params.push((
+            format!("IpPermissions.1.IpRanges.{}.CidrIp", n + 1),
+            format!("10.{}.{}.{}/32", n / 65536, (n / 256) % 256, n % 256),
+        ));
+    }
+    params
+}
+
+async fn call_owned(server: &TestServer, action: &str, params: &[(String, String)]) -> Reply {
+    let borrowed: Vec<(&str, &str)> = params
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
+    server.user(action, &borrowed).await
+}
+
+/// High 2: one Authorize with N ranges copied the whole group per rule
+/// (1,500 rules: 750 MB). EC2's 60-rule limit per direction now applies,
+/// configurable, and also caps a single request.
+#[tokio::test]
+async fn rules_per_group_are_limited() {
+    let (server, _dir) = server_with(|_| {}).await;
+    let created = server
+        .user(
+            "CreateSecurityGroup",
+            &[("GroupName", "web"), ("GroupDescription", "web")],
+        )
+        .await;
+    assert_eq!(created.status, 200);
+    let too_many = call_owned(
+        &server,
+        "AuthorizeSecurityGroupIngress",
+        &ingress_ranges("web", 61),
+    )
+    .await;
+    assert_eq!(too_many.status, 400, "{}", too_many.body);
+    assert_eq!(error_code(&too_many), "RulesPerSecurityGroupLimitExceeded");
+    let sixty = call_owned(
+        &server,
+        "AuthorizeSecurityGroupIngress",
+        &ingress_ranges("web", 60),
+    )
+    .await;
+    assert_eq!(sixty.status, 200, "{}", sixty.body);
+    let one_more = server
+        .user(
+            "AuthorizeSecurityGroupIngress",
+            &[
+                ("GroupName", "web"),
+                ("IpProtocol", "tcp"),
+                ("FromPort", "22"),
+                ("ToPort", "22"),
+                ("CidrIp", "192.0.2.0/24"),
+            ],
+        )
+        .await;
+    assert_eq!(error_code(&one_more), "RulesPerSecurityGroupLimitExceeded");
+    // Egress has its own 60 (one all-traffic rule exists already).
+    let egress = server
+        .user(
+            "AuthorizeSecurityGroupEgress",
+            &[
+                (
+                    "GroupId",
+                    &client::text_of(&created.body, "groupId").unwrap(),
+                ),
+                ("IpPermissions.1.IpProtocol", "udp"),
+                ("IpPermissions.1.FromPort", "53"),
+                ("IpPermissions.1.ToPort", "53"),
+                ("IpPermissions.1.IpRanges.1.CidrIp", "192.0.2.53/32"),
+            ],
+        )
+        .await;
+    assert_eq!(egress.status, 200, "{}", egress.body);
+    let rules = server.user("DescribeSecurityGroupRules", &[]).await;
+    assert_eq!(rules.status, 200);
+    server.stop().await;
+
+    // An operator may raise the limit; a large group then still works, and
+    // a duplicate inside one request is found (in linear time).
+    let (server, _dir) =
+        server_with(|config| config.quotas.max_rules_per_security_group = 2000).await;
+    server
+        .user(
+            "CreateSecurityGroup",
+            &[("GroupName", "big"), ("GroupDescription", "big")],
+        )
+        .await;
+    let mut duplicated = ingress_ranges("big", 1500);
+    duplicated.push((
+        "IpPermissions.1.IpRanges.1501.CidrIp".into(),
+        "10.0.0.7/32".into(),
+    ));
+    let reply = call_owned(&server, "AuthorizeSecurityGroupIngress", &duplicated).await;
+    assert_eq!(
+        error_code(&reply),
+        "InvalidPermission.Duplicate",
+        "{}",
+        reply.body
+    );
+    let reply = call_owned(
+        &server,
+        "AuthorizeSecurityGroupIngress",
+        &ingress_ranges("big", 1500),
+    )
+    .await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.body.matches("<securityGroupRuleId>").count(), 1500);
+    let rules = server
+        .user(
+            "DescribeSecurityGroupRules",
+            &[("Filter.1.Name", "group-id"), ("Filter.1.Value.1", "sg-*")],
+        )
+        .await;
+    assert!(rules.body.matches("<securityGroupRuleId>").count() >= 1500);
+    server.stop().await;
+}
+
+/// High 3 and medium 2: a rule referencing another account's group created
+/// a default VPC, subnets and group for any id (even with DryRun) and let a
+/// tenant probe other accounts' group names and read their ids. Now such a
+/// reference is `InvalidGroup.NotFound`, worded as for a group that does
+/// not exist, and nothing is written anywhere.
+#[tokio::test]
+async fn rule_references_to_other_accounts_reveal_and_create_nothing() {
+    let (server, _dir) = server_with(|config| {
+        config.liveness_window_secs = 600;
+        config.heartbeat_interval_secs = 590;
+    })
+    .await;
+    let admin_groups = server.admin("DescribeSecurityGroups", &[]).await;
+    let admin_default = client::text_of(&admin_groups.body, "groupId").unwrap();
+    let store = server.gateway.compute.store.clone();
+    let before = store.last_applied();
+    let reference = |owner: &str, group_field: &str, group: &str, dry_run: bool| {
+        let mut params = pairs(&[
+            ("GroupName", "default"),
+            ("IpPermissions.1.IpProtocol", "tcp"),
+            ("IpPermissions.1.FromPort", "22"),
+            ("IpPermissions.1.ToPort", "22"),
+            ("IpPermissions.1.Groups.1.UserId", owner),
+            (&format!("IpPermissions.1.Groups.1.{group_field}"), group),
+        ]);
+        if dry_run {
+            params.push(("DryRun".into(), "true".into()));
+        }
+        params
+    };
+    let mut messages = Vec::new();
+    for (owner, field, group, dry_run) in [
+        ("999999999999", "GroupName", "default", true),
+        ("888888888888", "GroupName", "default", false),
+        (ADMIN_ACCOUNT, "GroupName", "default", false),
+        (ADMIN_ACCOUNT, "GroupName", "no-such-group", false),
+        (ADMIN_ACCOUNT, "GroupId", admin_default.as_str(), false),
+        (ADMIN_ACCOUNT, "GroupId", "sg-0123456789abcdef0", false),
+    ] {
+        let reply = call_owned(
+            &server,
+            "AuthorizeSecurityGroupIngress",
+            &reference(owner, field, group, dry_run),
+        )
+        .await;
+        assert_eq!(reply.status, 400, "{}", reply.body);
+        assert_eq!(
+            error_code(&reply),
+            "InvalidGroup.NotFound",
+            "{}",
+            reply.body
+        );
+        messages.push(client::text_of(&reply.body, "Message").unwrap());
+    }
+    // An existing group of the other account reads exactly like a missing one.
+    assert_eq!(messages[2], messages[3].replace("no-such-group", "default"));
+    assert_eq!(
+        messages[4],
+        messages[5].replace("sg-0123456789abcdef0", &admin_default)
+    );
+    for phantom in ["999999999999", "888888888888"] {
+        assert!(server.gateway.compute.network.vpc(phantom).is_none());
+    }
+    // DryRun requests of every kind write nothing at all.
+    for (action, params) in [
+        (
+            "CreateSecurityGroup",
+            vec![("GroupName", "x"), ("GroupDescription", "x")],
+        ),
+        (
+            "RunInstances",
+            vec![("ImageId", IMAGE), ("MinCount", "1"), ("MaxCount", "1")],
+        ),
+        ("CreateKeyPair", vec![("KeyName", "k")]),
+        ("DescribeVpcs", vec![]),
+    ] {
+        let mut params = params;
+        params.push(("DryRun", "true"));
+        let reply = server.user(action, &params).await;
+        assert_eq!(error_code(&reply), "DryRunOperation", "{action}");
+    }
+    assert_eq!(
+        store.last_applied(),
+        before,
+        "a refused or DryRun request wrote"
+    );
+    server.stop().await;
+}
+
+/// High 4: no limit on filter values or pattern length, and a matcher that
+/// backtracked. EC2's 200-value limit is `FilterLimitExceeded`.
+#[tokio::test]
+async fn filter_values_and_lengths_are_limited() {
+    let (server, _dir) = server_with(|_| {}).await;
+    let with_values = |count: usize, value: &str| {
+        let mut params = vec![("Filter.1.Name".to_string(), "tag-value".to_string())];
+        for n in 1..=count {
+            params.push((format!("Filter.1.Value.{n}"), format!("{value}{n}")));
+        }
+        params
+    };
+    let ok = call_owned(&server, "DescribeInstances", &with_values(200, "*a*")).await;
+    assert_eq!(ok.status, 200, "{}", ok.body);
+    let too_many = call_owned(&server, "DescribeInstances", &with_values(201, "*a*")).await;
+    assert_eq!(too_many.status, 400);
+    assert_eq!(error_code(&too_many), "FilterLimitExceeded");
+    // Split over several filters, the total counts.
+    let mut split = with_values(150, "x");
+    split.push(("Filter.2.Name".into(), "tag-key".into()));
+    for n in 1..=51 {
+        split.push((format!("Filter.2.Value.{n}"), format!("k{n}")));
+    }
+    let reply = call_owned(&server, "DescribeSecurityGroups", &split).await;
+    assert_eq!(error_code(&reply), "FilterLimitExceeded");
+    let long = call_owned(
+        &server,
+        "DescribeInstances",
+        &with_values(1, &"*a".repeat(300)),
+    )
+    .await;
+    assert_eq!(error_code(&long), "InvalidParameterValue");
+    // Image descriptions: EC2's 255 characters.
+    let reply = server
+        .user(
+            "RegisterImage",
+            &[
+                ("Name", "long-description"),
+                ("Description", &"d".repeat(256)),
+                ("RootDeviceName", "/dev/xvda"),
+            ],
+        )
+        .await;
+    assert_eq!(
+        error_code(&reply),
+        "InvalidParameterValue",
+        "{}",
+        reply.body
+    );
+    assert!(reply.body.contains("255 characters"), "{}", reply.body);
+    server.stop().await;
+}

@@ -124,6 +124,8 @@ impl AdminAddHost {
             .services
             .add_host(self.host, context.compute.clock.now())
             .await?;
+        // A new zone gives every account a default subnet in it.
+        context.compute.provision_all_defaults().await?;
         Ok(AddedHost(HostView::new(record, context)))
     }
 }
@@ -273,6 +275,7 @@ impl AdminCreateAccessKey {
                 context.compute.clock.now(),
             )
             .await?;
+        context.compute.provision_defaults(&key.account_id).await?;
         let admin = accounts.account(&key.account_id).is_some_and(|a| a.admin);
         Ok(CreatedKey { key, admin })
     }

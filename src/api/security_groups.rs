@@ -396,6 +396,11 @@ impl<const AUTHORIZE: bool, const INGRESS: bool> RuleChange<AUTHORIZE, INGRESS> 
         } else {
             Direction::Egress
         };
+        // The per-request cap: no request names more rules than a group may hold.
+        let limit = context.compute.quotas.max_rules_per_security_group as usize;
+        if self.rules.len() + self.rule_ids.len() > limit {
+            return Err(crate::compute::security_groups::rules_limit_exceeded(limit));
+        }
         let specs = resolve(context, self.rules).await?;
         let account = &context.principal.account_id;
         let (group, rules) = if AUTHORIZE {
@@ -420,7 +425,7 @@ impl<const AUTHORIZE: bool, const INGRESS: bool> RuleChange<AUTHORIZE, INGRESS> 
             rules: if AUTHORIZE {
                 rules
                     .into_iter()
-                    .map(|r| (group.clone(), direction, r))
+                    .map(|rule| RuleRow::of(&group, direction, rule))
                     .collect()
             } else {
                 Vec::new()
@@ -429,29 +434,47 @@ impl<const AUTHORIZE: bool, const INGRESS: bool> RuleChange<AUTHORIZE, INGRESS> 
     }
 }
 
+/// One rule with the few facts of its group that its XML shows (never a
+/// copy of the whole group per rule: that made large groups quadratic).
+#[derive(Debug)]
+pub struct RuleRow {
+    group_id: String,
+    owner_id: String,
+    direction: Direction,
+    rule: Rule,
+}
+
+impl RuleRow {
+    fn of(group: &SecurityGroup, direction: Direction, rule: Rule) -> Self {
+        Self {
+            group_id: group.id.clone(),
+            owner_id: group.account_id.clone(),
+            direction,
+            rule,
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct RulesChanged {
-    rules: Vec<(SecurityGroup, Direction, Rule)>,
+    rules: Vec<RuleRow>,
 }
 
 impl XmlOutput for RulesChanged {
     fn write_xml(&self, xml: &mut XmlWriter) {
         xml.boolean("return", true);
         if !self.rules.is_empty() {
-            xml.list(
-                "securityGroupRuleSet",
-                &self.rules,
-                |xml, (group, direction, rule)| write_rule(xml, group, *direction, rule),
-            );
+            xml.list("securityGroupRuleSet", &self.rules, write_rule);
         }
     }
 }
 
-fn write_rule(xml: &mut XmlWriter, group: &SecurityGroup, direction: Direction, rule: &Rule) {
+fn write_rule(xml: &mut XmlWriter, row: &RuleRow) {
+    let rule = &row.rule;
     xml.element("securityGroupRuleId", &rule.id);
-    xml.element("groupId", &group.id);
-    xml.element("groupOwnerId", &group.account_id);
-    xml.boolean("isEgress", direction == Direction::Egress);
+    xml.element("groupId", &row.group_id);
+    xml.element("groupOwnerId", &row.owner_id);
+    xml.boolean("isEgress", row.direction == Direction::Egress);
     xml.element("ipProtocol", &rule.protocol);
     xml.number("fromPort", rule.from_port.unwrap_or(-1));
     xml.number("toPort", rule.to_port.unwrap_or(-1));
@@ -785,21 +808,20 @@ impl DescribeSecurityGroupRules {
         let account = &context.principal.account_id;
         let mut groups = context.compute.security_groups(account).await?;
         groups.sort_by(|a, b| a.id.cmp(&b.id));
-        let mut rules: Vec<(SecurityGroup, Direction, Rule)> = Vec::new();
-        for group in &groups {
-            for (direction, list) in [
-                (Direction::Ingress, &group.ingress),
-                (Direction::Egress, &group.egress),
-            ] {
-                rules.extend(list.iter().map(|r| (group.clone(), direction, r.clone())));
+        let mut rules: Vec<RuleRow> = Vec::new();
+        for group in groups {
+            let (ingress, egress) = (group.ingress.clone(), group.egress.clone());
+            for (direction, list) in [(Direction::Ingress, ingress), (Direction::Egress, egress)] {
+                rules.extend(
+                    list.into_iter()
+                        .map(|rule| RuleRow::of(&group, direction, rule)),
+                );
             }
         }
-        rules.sort_by(|a, b| a.2.id.cmp(&b.2.id));
-        if let Some(missing) = self
-            .rule_ids
-            .iter()
-            .find(|id| !rules.iter().any(|r| &r.2.id == *id))
-        {
+        rules.sort_by(|a, b| a.rule.id.cmp(&b.rule.id));
+        let known: std::collections::HashSet<&str> =
+            rules.iter().map(|r| r.rule.id.as_str()).collect();
+        if let Some(missing) = self.rule_ids.iter().find(|id| !known.contains(id.as_str())) {
             return Err(ApiError::NotFound {
                 code: "InvalidSecurityGroupRuleId.NotFound",
                 message: format!("The security group rule ID '{missing}' does not exist"),
@@ -815,19 +837,21 @@ impl DescribeSecurityGroupRules {
             self.next_token.as_deref(),
         )?;
         let after = paging.after.clone();
+        let wanted: std::collections::HashSet<&str> =
+            self.rule_ids.iter().map(String::as_str).collect();
         let matching = rules
             .into_iter()
-            .filter(|(_, _, r)| self.rule_ids.is_empty() || self.rule_ids.contains(&r.id))
-            .filter(|(_, _, r)| after.as_ref().is_none_or(|after| &r.id > after))
-            .filter(|(g, _, r)| {
+            .filter(|row| wanted.is_empty() || wanted.contains(row.rule.id.as_str()))
+            .filter(|row| after.as_ref().is_none_or(|after| &row.rule.id > after))
+            .filter(|row| {
                 matches_all(&self.filters, |name| {
                     tag_filter_values(&[], name).unwrap_or_else(|| match name {
-                        "group-id" => vec![g.id.clone()],
-                        _ => vec![r.id.clone()],
+                        "group-id" => vec![row.group_id.clone()],
+                        _ => vec![row.rule.id.clone()],
                     })
                 })
             });
-        let (page, next_token) = paging.cut(matching, |item| item.2.id.clone());
+        let (page, next_token) = paging.cut(matching, |row| row.rule.id.clone());
         Ok(RuleList {
             rules: page,
             next_token,
@@ -837,17 +861,13 @@ impl DescribeSecurityGroupRules {
 
 #[derive(Debug)]
 pub struct RuleList {
-    rules: Vec<(SecurityGroup, Direction, Rule)>,
+    rules: Vec<RuleRow>,
     next_token: Option<String>,
 }
 
 impl XmlOutput for RuleList {
     fn write_xml(&self, xml: &mut XmlWriter) {
-        xml.list(
-            "securityGroupRuleSet",
-            &self.rules,
-            |xml, (group, direction, rule)| write_rule(xml, group, *direction, rule),
-        );
+        xml.list("securityGroupRuleSet", &self.rules, write_rule);
         xml.optional("nextToken", self.next_token.as_deref());
     }
 }

@@ -221,6 +221,15 @@ impl AccountDirectory {
         keys
     }
 
+    /// Every account's id.
+    pub fn account_ids(&self) -> Vec<String> {
+        crate::sync::read(&self.directory)
+            .accounts
+            .keys()
+            .cloned()
+            .collect()
+    }
+
     pub fn account(&self, account_id: &str) -> Option<Account> {
         crate::sync::read(&self.directory)
             .accounts

@@ -89,6 +89,15 @@ impl Compute {
                 "Image names must be 3 to 128 characters long",
             ));
         }
+        if image
+            .description
+            .as_ref()
+            .is_some_and(|d| d.chars().count() > 255)
+        {
+            return Err(ApiError::invalid_value(
+                "Image descriptions may be at most 255 characters",
+            ));
+        }
         if !matches!(image.architecture.as_str(), "x86_64" | "arm64" | "i386") {
             return Err(ApiError::invalid_value(format!(
                 "Invalid architecture '{}'",

@@ -131,6 +131,29 @@ impl NetworkBook {
 }
 
 impl Compute {
+    /// Creates what every account has from its first moment, as EC2 accounts
+    /// do: the default VPC, a default subnet in every zone and the `default`
+    /// security group. Run when an account is created, at start, and when a
+    /// host brings a new zone, so that requests (a DryRun above all) find
+    /// them in place and never write them as a side effect; only accounts
+    /// that exist get them.
+    pub async fn provision_defaults(&self, account_id: &str) -> ApiResult<()> {
+        if self.accounts.account(account_id).is_none() {
+            return Ok(());
+        }
+        self.default_network(account_id).await?;
+        self.security_groups(account_id).await?;
+        Ok(())
+    }
+
+    /// [`Compute::provision_defaults`] for every account.
+    pub async fn provision_all_defaults(&self) -> ApiResult<()> {
+        for account_id in self.accounts.account_ids() {
+            self.provision_defaults(&account_id).await?;
+        }
+        Ok(())
+    }
+
     /// The account's default VPC and a default subnet in every current zone,
     /// created (and made durable) when missing.
     pub async fn default_network(&self, account_id: &str) -> ApiResult<(Vpc, Vec<Subnet>)> {

@@ -133,6 +133,19 @@ fn all_traffic(peer: RulePeer) -> Rule {
     }
 }
 
+/// What makes two rules the same (everything but id and description).
+type RuleIdentity<'a> = (&'a str, Option<i32>, Option<i32>, &'a RulePeer);
+
+/// `RulesPerSecurityGroupLimitExceeded`, as EC2 words it.
+pub fn rules_limit_exceeded(limit: usize) -> ApiError {
+    ApiError::LimitExceeded {
+        code: "RulesPerSecurityGroupLimitExceeded",
+        message: format!(
+            "The maximum number of rules per security group has been reached: {limit} inbound and {limit} outbound"
+        ),
+    }
+}
+
 fn group_not_found(what: &str) -> ApiError {
     ApiError::NotFound {
         code: "InvalidGroup.NotFound",
@@ -368,25 +381,33 @@ impl Compute {
         Ok(group.id)
     }
 
-    /// Resolves a peer group named by id or name (and owner, default: the caller).
+    /// Resolves a peer group named by id or name (and owner, default: the
+    /// caller). Only the caller's own groups can be referenced (there is no
+    /// VPC peering here): a group of another account is `InvalidGroup.NotFound`
+    /// worded exactly as for a group that does not exist, so a reference
+    /// reveals nothing about other accounts, and nothing is ever looked up
+    /// or created on their side.
     pub async fn resolve_peer(&self, account_id: &str, peer: &GroupPeer) -> ApiResult<RulePeer> {
         let (owner, selector) = match peer {
             GroupPeer::Id {
                 group_id,
                 account_id: owner,
-            } => (
-                owner.as_deref().unwrap_or(account_id),
-                GroupSelector::Id(group_id.clone()),
-            ),
+            } => (owner, GroupSelector::Id(group_id.clone())),
             GroupPeer::Name {
                 group_name,
                 account_id: owner,
-            } => (
-                owner.as_deref().unwrap_or(account_id),
-                GroupSelector::Name(group_name.clone()),
-            ),
+            } => (owner, GroupSelector::Name(group_name.clone())),
         };
-        let group = self.security_group(owner, &selector).await?;
+        if owner.as_deref().is_some_and(|owner| owner != account_id) {
+            if let GroupSelector::Id(id) = &selector {
+                super::ids::check_id(id, "sg", "InvalidGroupId.Malformed")?;
+            }
+            return Err(group_not_found(match &selector {
+                GroupSelector::Id(id) => id,
+                GroupSelector::Name(name) => name,
+            }));
+        }
+        let group = self.security_group(account_id, &selector).await?;
         Ok(RulePeer::Group {
             group_id: group.id,
             account_id: group.account_id,
@@ -409,28 +430,44 @@ impl Compute {
                 .store
                 .get_record(SECURITY_GROUPS, &group_key(account_id, &group.id))?
                 .ok_or_else(|| group_not_found(&group.id))?;
-            let mut added = Vec::new();
-            for spec in specs {
-                if group.rules(direction).iter().any(|r| r.same_as(&spec))
-                    || added.iter().any(|r: &Rule| r.same_as(&spec))
-                {
+            let limit = self.quotas.max_rules_per_security_group as usize;
+            if group.rules(direction).len() + specs.len() > limit {
+                return Err(rules_limit_exceeded(limit));
+            }
+            // Linear: one set of what exists, grown as rules are added.
+            let mut present: std::collections::HashSet<RuleIdentity<'_>> = group
+                .rules(direction)
+                .iter()
+                .map(|r| (r.protocol.as_str(), r.from_port, r.to_port, &r.peer))
+                .collect();
+            for spec in &specs {
+                if !present.insert((
+                    spec.protocol.as_str(),
+                    spec.from_port,
+                    spec.to_port,
+                    &spec.peer,
+                )) {
                     return Err(ApiError::NotFound {
                         code: "InvalidPermission.Duplicate",
                         message: format!(
                             "the specified rule \"{}\" already exists",
-                            describe_rule(&spec)
+                            describe_rule(spec)
                         ),
                     });
                 }
-                added.push(Rule {
+            }
+            drop(present);
+            let added: Vec<Rule> = specs
+                .into_iter()
+                .map(|spec| Rule {
                     id: super::ids::new_id("sgr"),
                     protocol: spec.protocol,
                     from_port: spec.from_port,
                     to_port: spec.to_port,
                     peer: spec.peer,
                     description: spec.description,
-                });
-            }
+                })
+                .collect();
             if dry_run {
                 return Err(ApiError::DryRunOperation);
             }

@@ -5,28 +5,36 @@
 //! character literal. A filter name the resource does not support is
 //! `InvalidFilter`; no match is an empty list, never an error.
 
+use super::wildcard::Pattern;
 use crate::error::{ApiError, ApiResult};
 
-/// One filter as the client sent it.
+/// Most filter values in one request, all filters together (EC2's limit;
+/// more is `FilterLimitExceeded`).
+pub const MAX_FILTER_VALUES: usize = 200;
+
+/// One filter as the client sent it, its values compiled once.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Filter {
     pub name: String,
     pub values: Vec<String>,
+    patterns: Vec<Pattern>,
 }
 
 impl Filter {
     pub fn new(name: String, values: Vec<String>) -> Self {
-        Self { name, values }
+        let patterns = values.iter().map(|v| Pattern::compile(v)).collect();
+        Self {
+            name,
+            values,
+            patterns,
+        }
     }
 
     /// True when any of this filter's patterns matches any of `candidates`.
     pub fn matches_any<'a>(&self, candidates: impl IntoIterator<Item = &'a str> + Clone) -> bool {
-        self.values.iter().any(|pattern| {
-            candidates
-                .clone()
-                .into_iter()
-                .any(|c| wildcard_match(pattern, c))
-        })
+        self.patterns
+            .iter()
+            .any(|pattern| candidates.clone().into_iter().any(|c| pattern.matches(c)))
     }
 }
 
@@ -50,59 +58,10 @@ pub fn matches_all(filters: &[Filter], field: impl Fn(&str) -> Vec<String>) -> b
     })
 }
 
-enum Token {
-    Literal(char),
-    AnyRun,
-    AnyOne,
-}
-
-fn tokens(pattern: &str) -> Vec<Token> {
-    let mut out = Vec::new();
-    let mut chars = pattern.chars();
-    while let Some(c) = chars.next() {
-        out.push(match c {
-            '*' => Token::AnyRun,
-            '?' => Token::AnyOne,
-            '\\' => Token::Literal(chars.next().unwrap_or('\\')),
-            c => Token::Literal(c),
-        });
-    }
-    out
-}
-
-/// EC2 wildcard matching over whole values.
+/// EC2 wildcard matching over whole values (compiles `pattern` each call:
+/// describes go through [`Filter`], which compiles once).
 pub fn wildcard_match(pattern: &str, value: &str) -> bool {
-    let pattern = tokens(pattern);
-    let value: Vec<char> = value.chars().collect();
-    // Iterative matcher with backtracking to the last `*` (linear for the
-    // usual single-star patterns, never exponential).
-    let (mut p, mut v) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while v < value.len() {
-        match pattern.get(p) {
-            Some(Token::AnyOne) => {
-                p += 1;
-                v += 1;
-            }
-            Some(Token::Literal(c)) if *c == value[v] => {
-                p += 1;
-                v += 1;
-            }
-            Some(Token::AnyRun) => {
-                star = Some((p, v));
-                p += 1;
-            }
-            _ => match star {
-                Some((star_p, star_v)) => {
-                    p = star_p + 1;
-                    v = star_v + 1;
-                    star = Some((star_p, star_v + 1));
-                }
-                None => return false,
-            },
-        }
-    }
-    pattern[p..].iter().all(|t| matches!(t, Token::AnyRun))
+    Pattern::compile(pattern).matches(value)
 }
 
 #[cfg(test)]

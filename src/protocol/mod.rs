@@ -3,10 +3,11 @@
 //! `params` turns a query string and a form body into one ordered parameter
 //! map with typed accessors (`.N` lists, filters, booleans); `filters`
 //! implements EC2's `Filter.N.Name`/`Filter.N.Value.M` matching with `*`/`?`
-//! wildcards; `xml` writes the success envelope and the error document.
+//! wildcards (compiled by `wildcard`); `xml` writes the success envelope and the error document.
 
 pub mod filters;
 pub mod params;
+pub mod wildcard;
 pub mod xml;
 
 pub use filters::Filter;

@@ -223,6 +223,27 @@ impl Params {
                 )));
             }
         }
+        let total: usize = by_index.values().map(|(_, values)| values.len()).sum();
+        if total > super::filters::MAX_FILTER_VALUES {
+            return Err(ApiError::LimitExceeded {
+                code: "FilterLimitExceeded",
+                message: format!(
+                    "The request uses {total} filter values: at most {} are allowed",
+                    super::filters::MAX_FILTER_VALUES
+                ),
+            });
+        }
+        if let Some(long) = by_index
+            .values()
+            .flat_map(|(_, values)| values.values())
+            .find(|v| v.chars().count() > super::wildcard::MAX_PATTERN_CHARS)
+        {
+            return Err(ApiError::invalid_value(format!(
+                "A filter value of {} characters is too long: at most {} are allowed",
+                long.chars().count(),
+                super::wildcard::MAX_PATTERN_CHARS
+            )));
+        }
         by_index
             .into_iter()
             .map(|(index, (name, values))| {

@@ -120,6 +120,8 @@ pub fn credentials(key: &str, secret: &str) -> SigningCredentials {
 /// A gateway served in-process.
 pub struct TestServer {
     pub endpoint: Endpoint,
+    /// The served gateway, for tests that look at the core or the store.
+    pub gateway: Arc<ec2_gateway::gateway::Gateway>,
     pub clock: Arc<OffsetClock>,
     pub data_dir: PathBuf,
     pub app_admin_created: bool,
@@ -140,11 +142,13 @@ impl TestServer {
             .await
             .expect("gateway opens");
         let app_admin_created = app.created_admin.is_some();
+        let gateway = app.gateway.clone();
         let (shutdown, signal) = oneshot::channel::<()>();
         let task = tokio::spawn(app.serve(listener, async {
             let _ = signal.await;
         }));
         Self {
+            gateway,
             endpoint: Endpoint {
                 authority: address.to_string(),
                 path: "/".into(),

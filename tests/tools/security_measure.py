@@ -232,6 +232,10 @@ def sc_wildcards(s, codes, notes, setup):
     moderate = [f"*a?b*c*{i}*" if i % 2 else f"*{i}a?b*c*" for i in range(800)]
     r = call(s, "DescribeInstances", tag_filter(moderate), codes=codes)
     notes.append(f"b_800={r[2]:.2f}s({r[0]}) cpu_b={s.cpu() - cpu0:.1f}s")
+    # (c) worst case of a last-star backtracking matcher: O(len(value)^2/4) per value
+    cpu0 = s.cpu()
+    r = call(s, "DescribeInstances", tag_filter(["*" + "a" * 124 + "b"] * 200), codes=codes)
+    notes.append(f"c_quadratic={r[2]:.2f}s({r[0]}) cpu_c={s.cpu() - cpu0:.1f}s")
 
 
 def sc_create_tags(s, codes, notes, setup):
@@ -285,6 +289,7 @@ def sc_slow_bodies(s, codes, notes, setup):
             "Content-Type: application/x-www-form-urlencoded; charset=utf-8\r\n"
             "X-Amz-Date: 20240101T000000Z\r\nContent-Length: 1048576\r\n\r\n").encode()
     chunk, socks, sent_total, failed = b"a" * 65536, [], 0, 0
+    t0 = time.time()
     for _ in range(200):
         try:
             c = socket.create_connection(("127.0.0.1", s.port), timeout=5)
@@ -302,12 +307,14 @@ def sc_slow_bodies(s, codes, notes, setup):
                 sent_total += n
         except OSError:
             failed += 1
+    notes.append(f"open_send={time.time() - t0:.1f}s")
     time.sleep(5)
     held = s.status("VmRSS")
     answers = collections.Counter()
     for c in socks:
         try:
-            data = c.recv(4096, socket.MSG_DONTWAIT)
+            c.setblocking(False)
+            data = c.recv(4096)
             answers[data.split(b"\r\n", 1)[0].decode(errors="replace") if data else "closed"] += 1
         except BlockingIOError:
             answers["none"] += 1
