@@ -148,6 +148,21 @@ pub struct Quotas {
     /// Inbound rules per security group, and outbound rules per group
     /// (EC2's default: 60 each). Also caps one Authorize request.
     pub max_rules_per_security_group: u32,
+    /// Key pairs, per account (EC2: 5,000).
+    pub max_key_pairs: u32,
+    /// Registered images, per account.
+    pub max_images: u32,
+    /// Volumes, per account.
+    pub max_volumes: u32,
+    /// Total size of an account's volumes (GiB).
+    pub max_volume_storage_gib: u64,
+    /// Snapshots, per account.
+    pub max_snapshots: u32,
+    /// The largest share of the fleet (vCPUs of all compute hosts, volume
+    /// capacity of all zones) one account may hold, in percent: whatever
+    /// `max_vcpus` and `max_volume_storage_gib` say, one tenant cannot take
+    /// every host or a whole volume pool.
+    pub max_fleet_share_percent: u32,
 }
 
 impl Default for Quotas {
@@ -158,6 +173,12 @@ impl Default for Quotas {
             max_elastic_ips: 5,
             max_security_groups: 500,
             max_rules_per_security_group: 60,
+            max_key_pairs: 5000,
+            max_images: 1000,
+            max_volumes: 5000,
+            max_volume_storage_gib: 51_200,
+            max_snapshots: 10_000,
+            max_fleet_share_percent: 50,
         }
     }
 }

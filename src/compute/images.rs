@@ -105,7 +105,7 @@ impl Compute {
             )));
         }
         let sequence = {
-            let _guard = crate::sync::lock(&self.image_lock);
+            let _guard = self.image_lock.lock(account_id);
             let own = self
                 .store
                 .records::<Image>(IMAGES, format!("{account_id}/").as_bytes())?;
@@ -115,6 +115,15 @@ impl Compute {
                     message: format!(
                         "AMI name {} is already in use by AMI of this account",
                         image.name
+                    ),
+                });
+            }
+            if own.len() >= self.quotas.max_images as usize {
+                return Err(ApiError::LimitExceeded {
+                    code: "ResourceLimitExceeded",
+                    message: format!(
+                        "You have reached the limit of {} registered images",
+                        self.quotas.max_images
                     ),
                 });
             }
@@ -155,7 +164,7 @@ impl Compute {
             )));
         }
         let sequence = {
-            let _guard = crate::sync::lock(&self.image_lock);
+            let _guard = self.image_lock.lock(account_id);
             if self
                 .store
                 .get_record::<Image>(IMAGES, &image_key(account_id, image_id))?

@@ -597,7 +597,8 @@ impl Compute {
             .get(account_id)
             .map_or((0, 0), |account| (account.live, account.vcpus_holding));
         let instance_room = self.quotas.max_instances.saturating_sub(count);
-        let vcpu_room = self.quotas.max_vcpus.saturating_sub(vcpus_in_use) / demand.vcpus.max(1);
+        let vcpu_limit = self.vcpu_limit();
+        let vcpu_room = vcpu_limit.saturating_sub(vcpus_in_use) / demand.vcpus.max(1);
         if instance_room < request.min_count {
             return Err(ApiError::InstanceLimitExceeded(format!(
                 "Your quota allows for {instance_room} more running instance(s). You requested at least {}.",
@@ -606,8 +607,7 @@ impl Compute {
         }
         if vcpu_room < request.min_count {
             return Err(ApiError::VcpuLimitExceeded(format!(
-                "You have requested more vCPU capacity than your current vCPU limit of {} allows for the instance bucket that the specified instance type belongs to.",
-                self.quotas.max_vcpus
+                "You have requested more vCPU capacity than your current vCPU limit of {vcpu_limit} allows for the instance bucket that the specified instance type belongs to."
             )));
         }
         let wanted = request.max_count.min(instance_room).min(vcpu_room);

@@ -68,8 +68,17 @@ impl Compute {
     /// Stores `pair` unless the name is taken (checked and written under one lock).
     async fn store_new_key_pair(&self, pair: &KeyPair, dry_run: bool) -> ApiResult<()> {
         let sequence = {
-            let _guard = crate::sync::lock(&self.key_pair_lock);
+            let _guard = self.key_pair_lock.lock(&pair.account_id);
             self.ensure_name_free(&pair.account_id, &pair.name)?;
+            let held = self
+                .store
+                .count(KEY_PAIRS, format!("{}/", pair.account_id).as_bytes())?;
+            if held >= self.quotas.max_key_pairs as usize {
+                return Err(ApiError::LimitExceeded {
+                    code: "KeyPairLimitExceeded",
+                    message: format!("Maximum of {} key pairs reached", self.quotas.max_key_pairs),
+                });
+            }
             if dry_run {
                 return Err(ApiError::DryRunOperation);
             }
@@ -187,7 +196,7 @@ impl Compute {
             super::ids::check_id(id, "key", "InvalidKeyPair.Malformed")?;
         }
         let sequence = {
-            let _guard = crate::sync::lock(&self.key_pair_lock);
+            let _guard = self.key_pair_lock.lock(account_id);
             let pair = match (name, id) {
                 (Some(name), _) => self.key_pair(account_id, name)?,
                 (None, Some(id)) => self.key_pairs(account_id)?.into_iter().find(|p| p.id == id),

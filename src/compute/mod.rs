@@ -54,17 +54,17 @@ pub struct Compute {
     pub lifecycle: LifecycleTiming,
     /// Seals pagination tokens; created once and kept in the store.
     pub pagination_key: [u8; 32],
-    /// Serialises key pair name checks with their writes.
-    key_pair_lock: std::sync::Mutex<()>,
+    /// Serialises an account's key pair name checks with their writes.
+    key_pair_lock: crate::sync::AccountLocks,
     /// Serialises image name checks with their writes.
-    image_lock: std::sync::Mutex<()>,
+    image_lock: crate::sync::AccountLocks,
     pub network: network::NetworkBook,
     /// Serialises security group checks with their writes.
-    security_group_lock: std::sync::Mutex<()>,
+    security_group_lock: crate::sync::AccountLocks,
     /// Serialises volume and snapshot checks with their writes.
-    volume_lock: std::sync::Mutex<()>,
+    volume_lock: crate::sync::AccountLocks,
     /// Serialises address checks with their writes.
-    address_lock: std::sync::Mutex<()>,
+    address_lock: crate::sync::AccountLocks,
     pub address_pool: addresses::AddressPool,
     address_book: addresses::AddressBook,
     volume_pools: volumes::VolumePools,
@@ -74,6 +74,27 @@ pub struct Compute {
 }
 
 impl Compute {
+    /// An account's vCPU limit: its quota, but never more than its share of
+    /// the fleet (so one tenant cannot take every host).
+    pub fn vcpu_limit(&self) -> u32 {
+        let share = self.fleet_share(self.services.fleet_vcpus());
+        self.quotas
+            .max_vcpus
+            .min(u32::try_from(share).unwrap_or(u32::MAX))
+    }
+
+    /// An account's volume storage limit (GiB): its quota, but never more
+    /// than its share of every zone's volume capacity together.
+    pub fn volume_storage_limit(&self) -> u64 {
+        let zones = self.services.zones(self.clock.now()).len() as u64;
+        let share = self.fleet_share(zones * self.volume_capacity_gib_per_zone);
+        self.quotas.max_volume_storage_gib.min(share)
+    }
+
+    fn fleet_share(&self, total: u64) -> u64 {
+        total * u64::from(self.quotas.max_fleet_share_percent) / 100
+    }
+
     /// Loads everything from `store` and registers the configured accounts
     /// and hosts.
     pub async fn open(
@@ -116,12 +137,12 @@ impl Compute {
             quotas: config.quotas.clone(),
             lifecycle: LifecycleTiming::from(&config.lifecycle),
             pagination_key,
-            key_pair_lock: std::sync::Mutex::new(()),
-            image_lock: std::sync::Mutex::new(()),
+            key_pair_lock: crate::sync::AccountLocks::default(),
+            image_lock: crate::sync::AccountLocks::default(),
             network: network::NetworkBook::load(&store_for_network)?,
-            security_group_lock: std::sync::Mutex::new(()),
-            volume_lock: std::sync::Mutex::new(()),
-            address_lock: std::sync::Mutex::new(()),
+            security_group_lock: crate::sync::AccountLocks::default(),
+            volume_lock: crate::sync::AccountLocks::default(),
+            address_lock: crate::sync::AccountLocks::default(),
             address_pool: addresses::AddressPool::parse(&config.elastic_ip_pool)
                 .expect("validated with the configuration"),
             address_book: addresses::AddressBook::load(&store_for_network)?,

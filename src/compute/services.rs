@@ -241,6 +241,15 @@ impl ServiceRegistry {
             .collect()
     }
 
+    /// vCPUs of every registered compute host together (the fleet).
+    pub fn fleet_vcpus(&self) -> u64 {
+        crate::sync::read(&self.registry)
+            .services
+            .values()
+            .map(|r| u64::from(r.vcpus))
+            .sum()
+    }
+
     /// The zones that exist now, by name, with their hosts and state.
     pub fn zones(&self, now: DateTime<Utc>) -> Vec<Zone> {
         let registry = crate::sync::read(&self.registry);

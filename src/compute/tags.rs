@@ -16,6 +16,9 @@ use serde::Serialize;
 /// Most tags on one resource.
 pub const MAX_TAGS: usize = 50;
 
+/// Most resource ids in one CreateTags or DeleteTags (EC2's limit).
+pub const MAX_TAGGED_RESOURCES: usize = 1000;
+
 /// The kinds of taggable resources, by id prefix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ResourceType {
@@ -184,9 +187,45 @@ fn retagged<T: Tagged>(bytes: &[u8], change: &TagChange) -> ApiResult<(Vec<u8>, 
     Ok((crate::store::encode(&record), count))
 }
 
+/// Lookups a tag change needs that are not by key: built once per request,
+/// not once per id (a request may name 1,000 ids).
+#[derive(Default)]
+struct TagIndex {
+    /// Key pair id -> name (key pairs are stored by name).
+    key_pairs: std::collections::HashMap<String, String>,
+    /// Subnet id -> zone (default subnets are stored by zone).
+    subnets: std::collections::HashMap<String, String>,
+}
+
 impl Compute {
+    fn tag_index(&self, account_id: &str, kinds: &[ResourceType]) -> ApiResult<TagIndex> {
+        let mut index = TagIndex::default();
+        if kinds.contains(&ResourceType::KeyPair) {
+            index.key_pairs = self
+                .key_pairs(account_id)?
+                .into_iter()
+                .map(|pair| (pair.id, pair.name))
+                .collect();
+        }
+        if kinds.contains(&ResourceType::Subnet) {
+            index.subnets = self
+                .network
+                .subnets(account_id)
+                .into_iter()
+                .map(|subnet| (subnet.subnet_id, subnet.availability_zone))
+                .collect();
+        }
+        Ok(index)
+    }
+
     /// The store location of a taggable, non-instance resource of the account.
-    fn locate(&self, account_id: &str, kind: ResourceType, id: &str) -> ApiResult<Located> {
+    fn locate(
+        &self,
+        account_id: &str,
+        kind: ResourceType,
+        id: &str,
+        index: &TagIndex,
+    ) -> ApiResult<Located> {
         let found = |tree: &'static str, key: Vec<u8>| -> ApiResult<Located> {
             let value = self
                 .store
@@ -210,14 +249,10 @@ impl Compute {
             ResourceType::Snapshot => by_account(super::volumes::SNAPSHOTS),
             ResourceType::ElasticIp => by_account(super::addresses::ADDRESSES),
             ResourceType::KeyPair => {
-                let pair = self
-                    .key_pairs(account_id)?
-                    .into_iter()
-                    .find(|p| p.id == id)
-                    .ok_or_else(|| kind.not_found(id))?;
+                let name = index.key_pairs.get(id).ok_or_else(|| kind.not_found(id))?;
                 found(
                     super::keypairs::KEY_PAIRS,
-                    format!("{account_id}/{}", pair.name).into_bytes(),
+                    format!("{account_id}/{name}").into_bytes(),
                 )
             }
             ResourceType::Vpc => {
@@ -229,15 +264,10 @@ impl Compute {
                 found(super::network::VPCS, vpc.account_id.into_bytes())
             }
             ResourceType::Subnet => {
-                let subnet = self
-                    .network
-                    .subnets(account_id)
-                    .into_iter()
-                    .find(|s| s.subnet_id == id)
-                    .ok_or_else(|| kind.not_found(id))?;
+                let zone = index.subnets.get(id).ok_or_else(|| kind.not_found(id))?;
                 found(
                     super::network::SUBNETS,
-                    format!("{account_id}/{}", subnet.availability_zone).into_bytes(),
+                    format!("{account_id}/{zone}").into_bytes(),
                 )
             }
             ResourceType::Instance => {
@@ -259,25 +289,36 @@ impl Compute {
                 return Err(ApiError::MissingParameter("Tag".into()));
             }
         }
+        if ids.len() > MAX_TAGGED_RESOURCES {
+            return Err(ApiError::invalid_value(format!(
+                "A request may name at most {MAX_TAGGED_RESOURCES} resource IDs, not {}",
+                ids.len()
+            )));
+        }
+        // The same id twice is one resource.
+        let mut seen = std::collections::HashSet::with_capacity(ids.len());
+        let ids: Vec<&String> = ids.iter().filter(|id| seen.insert(id.as_str())).collect();
         let kinds: Vec<ResourceType> = ids
             .iter()
             .map(|id| ResourceType::of(id))
             .collect::<ApiResult<_>>()?;
         let sequence = {
-            // One lock per store-backed family, always in this order.
-            let _groups = crate::sync::lock(&self.security_group_lock);
-            let _keys = crate::sync::lock(&self.key_pair_lock);
-            let _images = crate::sync::lock(&self.image_lock);
-            let _volumes = crate::sync::lock(&self.volume_lock);
-            let _addresses = crate::sync::lock(&self.address_lock);
+            // The account's lock of each store-backed family, always in this
+            // order; other accounts are never held up.
+            let _groups = self.security_group_lock.lock(account_id);
+            let _keys = self.key_pair_lock.lock(account_id);
+            let _images = self.image_lock.lock(account_id);
+            let _volumes = self.volume_lock.lock(account_id);
+            let _addresses = self.address_lock.lock(account_id);
+            let index = self.tag_index(account_id, &kinds)?;
             let mut batch = WriteBatch::new();
             let mut instance_ids = Vec::new();
             for (id, kind) in ids.iter().zip(&kinds) {
                 if *kind == ResourceType::Instance {
-                    instance_ids.push(id.clone());
+                    instance_ids.push((*id).clone());
                     continue;
                 }
-                let located = self.locate(account_id, *kind, id)?;
+                let located = self.locate(account_id, *kind, id, &index)?;
                 let (value, count) = match kind {
                     ResourceType::Image => {
                         retagged::<super::images::Image>(&located.value, &change)?

@@ -295,7 +295,7 @@ impl Compute {
             )));
         }
         let (volume, sequence) = {
-            let _guard = crate::sync::lock(&self.volume_lock);
+            let _guard = self.volume_lock.lock(account_id);
             if let Some(token) = &request.client_token {
                 let existing = self
                     .store
@@ -315,6 +315,7 @@ impl Compute {
                     return Ok(volume);
                 }
             }
+            self.check_volume_quota(account_id, 1, u64::from(size))?;
             let mut used = crate::sync::lock(&self.volume_pools.used);
             let in_zone = used.get(&request.availability_zone).copied().unwrap_or(0);
             if in_zone + size as u64 > self.volume_capacity_gib_per_zone {
@@ -365,10 +366,14 @@ impl Compute {
         change: impl FnOnce(&mut Volume, DateTime<Utc>) -> ApiResult<()>,
     ) -> ApiResult<Volume> {
         let (volume, sequence) = {
-            let _guard = crate::sync::lock(&self.volume_lock);
+            let _guard = self.volume_lock.lock(account_id);
             let mut volume = self.volume(account_id, id)?;
             let before_size = volume.size_gib;
             change(&mut volume, self.clock.now())?;
+            let grown = volume.size_gib.saturating_sub(before_size);
+            if grown > 0 {
+                self.check_volume_quota(account_id, 0, u64::from(grown))?;
+            }
             if dry_run {
                 return Err(ApiError::DryRunOperation);
             }
@@ -539,7 +544,7 @@ impl Compute {
         dry_run: bool,
     ) -> ApiResult<()> {
         let sequence = {
-            let _guard = crate::sync::lock(&self.volume_lock);
+            let _guard = self.volume_lock.lock(account_id);
             let volume = self.volume(account_id, volume_id)?;
             if volume.attachment.is_some() {
                 return Err(ApiError::NotFound {
@@ -562,6 +567,29 @@ impl Compute {
         Ok(())
     }
 
+    /// Refuses `more` volumes of `more_gib` GiB beyond the account's volume
+    /// count and storage limits (`VolumeLimitExceeded`). Called under the
+    /// account's volume lock.
+    fn check_volume_quota(&self, account_id: &str, more: usize, more_gib: u64) -> ApiResult<()> {
+        let volumes: Vec<Volume> = self
+            .store
+            .records(VOLUMES, format!("{account_id}/").as_bytes())?;
+        let storage: u64 = volumes.iter().map(|v| u64::from(v.size_gib)).sum();
+        let storage_limit = self.volume_storage_limit();
+        if volumes.len() + more > self.quotas.max_volumes as usize
+            || storage + more_gib > storage_limit
+        {
+            return Err(ApiError::LimitExceeded {
+                code: "VolumeLimitExceeded",
+                message: format!(
+                    "You have exceeded your maximum volume limits: {} volumes or {storage_limit} GiB of storage",
+                    self.quotas.max_volumes
+                ),
+            });
+        }
+        Ok(())
+    }
+
     /// CreateSnapshot, or CopySnapshot when `from` names a source snapshot.
     pub async fn create_snapshot(
         &self,
@@ -572,6 +600,19 @@ impl Compute {
         tags: Vec<Tag>,
         dry_run: bool,
     ) -> ApiResult<Snapshot> {
+        let _guard = self.volume_lock.lock(account_id);
+        let held = self
+            .store
+            .count(SNAPSHOTS, format!("{account_id}/").as_bytes())?;
+        if held >= self.quotas.max_snapshots as usize {
+            return Err(ApiError::LimitExceeded {
+                code: "SnapshotLimitExceeded",
+                message: format!(
+                    "The maximum number of snapshots ({}) has been reached",
+                    self.quotas.max_snapshots
+                ),
+            });
+        }
         if dry_run {
             return Err(ApiError::DryRunOperation);
         }
@@ -588,7 +629,9 @@ impl Compute {
         };
         let mut batch = WriteBatch::new();
         batch.put_record(SNAPSHOTS, key(account_id, &snapshot.id), &snapshot);
-        self.store.commit(&batch).await?;
+        let sequence = self.store.apply(&batch)?;
+        drop(_guard);
+        self.store.durable(sequence).await?;
         Ok(snapshot)
     }
 
@@ -601,7 +644,7 @@ impl Compute {
     ) -> ApiResult<()> {
         self.snapshot(account_id, snapshot_id)?;
         let sequence = {
-            let _guard = crate::sync::lock(&self.image_lock);
+            let _guard = self.image_lock.lock(account_id);
             let in_use = self
                 .visible_images(account_id)?
                 .into_iter()

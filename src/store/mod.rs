@@ -191,6 +191,11 @@ impl StoreHandle {
             .collect()
     }
 
+    /// How many records are under `prefix` (for quotas; nothing is decoded).
+    pub fn count(&self, tree: &str, prefix: &[u8]) -> StoreResult<usize> {
+        Ok(self.store.scan(tree, prefix, None, usize::MAX)?.len())
+    }
+
     /// Applies `batch` atomically and returns its sequence number, to pass to
     /// [`StoreHandle::durable`] before answering.
     pub fn apply(&self, batch: &WriteBatch) -> StoreResult<u64> {

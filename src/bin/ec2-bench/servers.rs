@@ -24,6 +24,9 @@ cache_capacity_mib = 32
 [quotas]
 max_instances = 10000000
 max_vcpus = 100000000
+max_fleet_share_percent = 100
+max_key_pairs = 10000000
+max_volumes = 10000000
 
 [limits]
 max_connections = 4096
