@@ -112,7 +112,12 @@ impl App {
             strict_scope: config.strict_signature_scope,
             allow_signature_v1: config.allow_signature_v1,
         };
-        let gateway = Arc::new(Gateway::new(Arc::new(compute), config.limits.clone(), auth));
+        let gateway = Arc::new(Gateway::new(
+            Arc::new(compute),
+            config.limits.clone(),
+            auth,
+            config.rate_limits.clone(),
+        ));
         Ok(Self {
             gateway,
             config,

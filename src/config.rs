@@ -58,6 +58,34 @@ impl Default for Limits {
     }
 }
 
+/// Per-account request rates (token buckets, see `throttle`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimits {
+    /// Off: no request is ever throttled (benchmarks).
+    pub enabled: bool,
+    /// Describe*/Get* requests per second, per account, sustained.
+    pub describe_per_second: u32,
+    /// Describe*/Get* requests an account may send at once.
+    pub describe_burst: u32,
+    /// Other requests per second, per account, sustained.
+    pub mutate_per_second: u32,
+    /// Other requests an account may send at once.
+    pub mutate_burst: u32,
+}
+
+impl Default for RateLimits {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            describe_per_second: 100,
+            describe_burst: 500,
+            mutate_per_second: 20,
+            mutate_burst: 200,
+        }
+    }
+}
+
 /// An account with a fixed credential, so scripts and tests know its keys.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -255,6 +283,8 @@ pub struct Config {
     pub heartbeat_interval_secs: u64,
     #[serde(default)]
     pub limits: Limits,
+    #[serde(default)]
+    pub rate_limits: RateLimits,
     #[serde(default)]
     pub peer_regions: Vec<PeerRegion>,
     #[serde(default)]

@@ -9,11 +9,12 @@
 use crate::api::{Action, Context};
 use crate::auth::{AuthRequest, AuthSettings, Verifier};
 use crate::compute::Compute;
-use crate::config::Limits;
+use crate::config::{Limits, RateLimits};
 use crate::error::{ApiError, ApiResult};
 use crate::protocol::params::decode_form;
 use crate::protocol::xml::{is_api_version, render_error, render_response, DEFAULT_VERSION};
 use crate::protocol::Params;
+use crate::throttle::{ActionClass, Throttle};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{HeaderValue, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE};
@@ -31,6 +32,7 @@ pub struct Gateway {
     pub compute: Arc<Compute>,
     verifier: Verifier,
     limits: Limits,
+    throttle: Throttle,
 }
 
 /// A successful answer, or an error plus whether the connection must close
@@ -44,12 +46,18 @@ struct Answer {
 }
 
 impl Gateway {
-    pub fn new(compute: Arc<Compute>, limits: Limits, auth: AuthSettings) -> Self {
+    pub fn new(
+        compute: Arc<Compute>,
+        limits: Limits,
+        auth: AuthSettings,
+        rate_limits: RateLimits,
+    ) -> Self {
         let verifier = Verifier::new(compute.accounts.clone(), compute.clock.clone(), auth);
         Self {
             compute,
             verifier,
             limits,
+            throttle: Throttle::new(rate_limits),
         }
     }
 
@@ -175,6 +183,12 @@ impl Gateway {
             params: &params,
         })?;
         span.record("account", principal.account_id.as_str());
+        if !self
+            .throttle
+            .admit(&principal.account_id, ActionClass::of(&action_name))
+        {
+            return Err(ApiError::RequestLimitExceeded);
+        }
         let version = match params.get("Version") {
             Some(version) if is_api_version(version) => version.to_string(),
             Some(version) => {

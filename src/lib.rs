@@ -8,7 +8,8 @@
 //! The layers, top to bottom (each knows only the one below):
 //!
 //! - [`server`]: hyper accept loop, connection limits, timeouts, shutdown.
-//! - [`gateway`]: one request: body limits, parameters, signature, action, XML.
+//! - [`gateway`]: one request: body limits, parameters, signature, rate
+//!   limits ([`throttle`]), action, XML.
 //! - [`protocol`]: query/form parameters, filters, the XML writer.
 //! - [`auth`]: SigV4/SigV2/SigV1 verification and client-side signing.
 //! - [`api`]: the `Action` enum, one typed request per action, handlers.
@@ -34,3 +35,4 @@ pub mod secret;
 pub mod server;
 pub mod store;
 pub mod sync;
+pub mod throttle;

@@ -90,6 +90,9 @@ impl AccountDirectory {
     }
 
     /// Creates or updates the accounts and fixed keys of the configuration.
+    /// The file sets a key's account and secret; whether the key is active
+    /// is decided at runtime and kept across restarts (see README,
+    /// "Security").
     pub async fn seed(&self, configured: &[AccountConfig], now: DateTime<Utc>) -> StoreResult<()> {
         let mut batch = WriteBatch::new();
         let sequence = {
@@ -109,7 +112,12 @@ impl AccountDirectory {
                     secret: config.secret_access_key.clone(),
                     account_id: config.id.clone(),
                     user_name: config.name.clone(),
-                    active: true,
+                    // An operator's runtime decision outlives the file: a
+                    // key deactivated at runtime stays deactivated.
+                    active: directory
+                        .keys
+                        .get(&config.access_key_id)
+                        .is_none_or(|k| k.active),
                     created_at: directory
                         .keys
                         .get(&config.access_key_id)

@@ -160,6 +160,16 @@ impl Instance {
     pub(super) fn key(&self) -> Vec<u8> {
         instance_key(&self.account_id, &self.id)
     }
+
+    /// Keeps only what a terminated instance still shows for its retention
+    /// hour (DescribeInstances' fields): its user data (up to 16 KiB, and
+    /// readable only while the instance exists) goes, so that churn cannot
+    /// make a tenant's terminated instances weigh on memory.
+    pub(super) fn retire(&mut self) {
+        self.user_data = None;
+        self.host = None;
+        self.transition_at = None;
+    }
 }
 
 fn instance_key(account_id: &str, instance_id: &str) -> Vec<u8> {

@@ -90,6 +90,7 @@ impl Compute {
                     }
                     InstanceState::ShuttingDown => {
                         after.state = InstanceState::Terminated;
+                        after.retire();
                         after.purge_at = Some(now + retention);
                         if let Some(host) = after.host.take() {
                             hosts.release(&host, before.demand());

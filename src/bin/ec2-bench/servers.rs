@@ -31,6 +31,9 @@ max_volumes = 10000000
 [limits]
 max_connections = 4096
 
+[rate_limits]
+enabled = false
+
 [lifecycle]
 terminated_retention_secs = RETENTION
 

@@ -1,0 +1,136 @@
+//! Per-account request rate limits, as EC2 throttles: token buckets.
+//!
+//! EC2 meters each account's API requests with token buckets per class of
+//! action and answers `RequestLimitExceeded` (503) when a bucket is empty;
+//! every SDK retries that with back-off. Here each account has two buckets:
+//! one for describes (reads are cheap but can be large) and one for the
+//! actions that change something (each is a durable write, and launches and
+//! terminations leave records behind). A bucket holds up to `burst` tokens
+//! and refills at `per_second`; a request takes one token. Only
+//! authenticated accounts have buckets, so their number is bounded by the
+//! accounts that exist.
+
+use crate::config::RateLimits;
+use crate::sync::lock;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use tokio::time::Instant;
+
+/// The class of an action, for metering.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ActionClass {
+    /// `Describe*` and `Get*`: reads.
+    Describe,
+    /// Everything else: writes.
+    Mutate,
+}
+
+impl ActionClass {
+    pub fn of(action: &str) -> Self {
+        if action.starts_with("Describe") || action.starts_with("Get") {
+            ActionClass::Describe
+        } else {
+            ActionClass::Mutate
+        }
+    }
+}
+
+struct Bucket {
+    tokens: f64,
+    refilled_at: Instant,
+}
+
+/// Every account's buckets.
+pub struct Throttle {
+    settings: RateLimits,
+    buckets: Mutex<HashMap<(String, ActionClass), Bucket>>,
+}
+
+impl Throttle {
+    pub fn new(settings: RateLimits) -> Self {
+        Self {
+            settings,
+            buckets: Mutex::default(),
+        }
+    }
+
+    /// Takes a token for one request of `account_id`; `false` when the
+    /// account must slow down.
+    pub fn admit(&self, account_id: &str, class: ActionClass) -> bool {
+        if !self.settings.enabled {
+            return true;
+        }
+        let (per_second, burst) = match class {
+            ActionClass::Describe => (
+                self.settings.describe_per_second,
+                self.settings.describe_burst,
+            ),
+            ActionClass::Mutate => (self.settings.mutate_per_second, self.settings.mutate_burst),
+        };
+        let now = Instant::now();
+        let mut buckets = lock(&self.buckets);
+        let bucket = buckets
+            .entry((account_id.to_string(), class))
+            .or_insert(Bucket {
+                tokens: f64::from(burst),
+                refilled_at: now,
+            });
+        let elapsed = now.duration_since(bucket.refilled_at).as_secs_f64();
+        bucket.tokens = (bucket.tokens + elapsed * f64::from(per_second)).min(f64::from(burst));
+        bucket.refilled_at = now;
+        if bucket.tokens >= 1.0 {
+            bucket.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits() -> RateLimits {
+        RateLimits {
+            enabled: true,
+            describe_per_second: 10,
+            describe_burst: 3,
+            mutate_per_second: 1,
+            mutate_burst: 2,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn buckets_empty_and_refill_per_account_and_class() {
+        let throttle = Throttle::new(limits());
+        for _ in 0..2 {
+            assert!(throttle.admit("a", ActionClass::Mutate));
+        }
+        assert!(!throttle.admit("a", ActionClass::Mutate));
+        // Another class and another account have their own buckets.
+        assert!(throttle.admit("a", ActionClass::Describe));
+        assert!(throttle.admit("b", ActionClass::Mutate));
+        tokio::time::advance(std::time::Duration::from_millis(1100)).await;
+        assert!(throttle.admit("a", ActionClass::Mutate));
+        assert!(!throttle.admit("a", ActionClass::Mutate));
+    }
+
+    #[test]
+    fn classes() {
+        assert_eq!(ActionClass::of("DescribeInstances"), ActionClass::Describe);
+        assert_eq!(ActionClass::of("GetConsoleOutput"), ActionClass::Describe);
+        assert_eq!(ActionClass::of("RunInstances"), ActionClass::Mutate);
+    }
+
+    #[test]
+    fn disabled_admits_everything() {
+        let throttle = Throttle::new(RateLimits {
+            enabled: false,
+            ..limits()
+        });
+        for _ in 0..100 {
+            assert!(throttle.admit("a", ActionClass::Mutate));
+        }
+    }
+}
