@@ -766,7 +766,7 @@ async fn terminated_instances_keep_a_small_record() {
     assert!(!attribute(id.clone()).await.body.contains(&user_data[..64]));
     let compute = &server.gateway.compute;
     let kept = compute
-        .instances(USER_ACCOUNT, &[id.clone()], None)
+        .instances(USER_ACCOUNT, std::slice::from_ref(&id), None)
         .unwrap();
     assert_eq!(kept.len(), 1, "still listed during its retention");
     assert!(kept[0].user_data.is_none());
