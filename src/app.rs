@@ -90,6 +90,15 @@ impl App {
             }
             StorageBackend::Memory => Arc::new(MemoryStore::new()),
         };
+        Self::open_with_store(config, store, clock).await
+    }
+
+    /// Opens the compute core over `store` (tests inject their own).
+    pub async fn open_with_store(
+        config: Config,
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, String> {
         let store = Arc::new(StoreHandle::new(store));
         let compute = Compute::open(&config, store, clock.clone())
             .await
@@ -135,8 +144,14 @@ impl App {
     pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()>) {
         let compute = self.gateway.compute.clone();
         let interval = Duration::from_secs(self.config.heartbeat_interval_secs);
-        let heartbeats = tokio::spawn(simulate_heartbeats(compute.clone(), interval));
-        let lifecycle = tokio::spawn(crate::compute::lifecycle::drive(compute.clone()));
+        let heartbeats = tokio::spawn(supervise("heartbeats", {
+            let compute = compute.clone();
+            move || simulate_heartbeats(compute.clone(), interval)
+        }));
+        let lifecycle = tokio::spawn(supervise("lifecycle driver", {
+            let compute = compute.clone();
+            move || crate::compute::lifecycle::drive(compute.clone())
+        }));
         crate::server::run(listener, self.gateway.clone(), shutdown).await;
         for task in [heartbeats, lifecycle] {
             task.abort();
@@ -144,6 +159,36 @@ impl App {
         }
         if let Err(error) = compute.store.flush_all().await {
             tracing::error!(%error, "final flush failed");
+        }
+    }
+}
+
+/// How long a background task that panicked waits before it restarts.
+const RESTART_DELAY: Duration = Duration::from_secs(1);
+
+/// Runs the background task `start` makes, and starts it again (after a
+/// log line and a short pause) whenever it panics: a bug in one transition
+/// must not silently stop every later one. Dropping the supervisor stops
+/// the task.
+pub async fn supervise<F>(name: &'static str, start: impl Fn() -> F)
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    struct AbortOnDrop(tokio::task::JoinHandle<()>);
+    impl Drop for AbortOnDrop {
+        fn drop(&mut self) {
+            self.0.abort();
+        }
+    }
+    loop {
+        let mut task = AbortOnDrop(tokio::spawn(start()));
+        match (&mut task.0).await {
+            Ok(()) => return,
+            Err(error) if error.is_panic() => {
+                tracing::error!(task = name, "background task panicked: restarting it");
+                tokio::time::sleep(RESTART_DELAY).await;
+            }
+            Err(_) => return,
         }
     }
 }
@@ -157,5 +202,28 @@ async fn simulate_heartbeats(compute: Arc<Compute>, interval: Duration) {
         if let Err(error) = compute.services.heartbeat_simulated(compute.clock.now()) {
             tracing::error!(%error, "heartbeat failed");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A background task that panics is started again, not lost.
+    #[tokio::test(start_paused = true)]
+    async fn a_panicked_background_task_restarts() {
+        let runs = Arc::new(AtomicUsize::new(0));
+        let counted = runs.clone();
+        supervise("test task", move || {
+            let run = counted.fetch_add(1, Ordering::SeqCst);
+            async move {
+                if run < 2 {
+                    panic!("bug in run {run}");
+                }
+            }
+        })
+        .await;
+        assert_eq!(runs.load(Ordering::SeqCst), 3);
     }
 }

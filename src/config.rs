@@ -43,6 +43,15 @@ pub struct Limits {
     pub body_read_timeout_secs: u64,
     /// Most connections served at once; further ones wait in the backlog.
     pub max_connections: usize,
+    /// Most connections one client address may hold at once; more are
+    /// answered `ServiceUnavailable` (503) and closed.
+    pub max_connections_per_client: usize,
+    /// Bytes all unfinished request bodies may hold together; past it a
+    /// request is answered `ServiceUnavailable` (503) before it is read.
+    pub max_buffered_body_bytes: u64,
+    /// Slowest body accepted after a 2-second grace (bytes per second;
+    /// 0: only `body_read_timeout_secs` applies).
+    pub min_body_bytes_per_sec: u64,
 }
 
 impl Default for Limits {
@@ -54,6 +63,9 @@ impl Default for Limits {
             header_read_timeout_secs: 30,
             body_read_timeout_secs: 30,
             max_connections: 1024,
+            max_connections_per_client: 128,
+            max_buffered_body_bytes: 64 * 1024 * 1024,
+            min_body_bytes_per_sec: 4096,
         }
     }
 }
@@ -481,6 +493,20 @@ impl Config {
         }
         if self.limits.max_connections == 0 {
             return Err(config_error("limits.max_connections", "must be at least 1"));
+        }
+        if self.limits.max_connections_per_client == 0 {
+            return Err(config_error(
+                "limits.max_connections_per_client",
+                "must be at least 1",
+            ));
+        }
+        if self.limits.max_buffered_body_bytes < self.limits.max_body_bytes
+            || self.limits.max_buffered_body_bytes > u64::from(u32::MAX)
+        {
+            return Err(config_error(
+                "limits.max_buffered_body_bytes",
+                "must be at least limits.max_body_bytes and at most 4 GiB",
+            ));
         }
         if self.limits.max_header_bytes < 8192 {
             return Err(config_error(

@@ -8,6 +8,7 @@
 
 use crate::api::{Action, Context};
 use crate::auth::{AuthRequest, AuthSettings, Verifier};
+use crate::body::{BodyReader, ReadBody};
 use crate::compute::Compute;
 use crate::config::{Limits, RateLimits};
 use crate::error::{ApiError, ApiResult};
@@ -15,13 +16,13 @@ use crate::protocol::params::decode_form;
 use crate::protocol::xml::{is_api_version, render_error, render_response, DEFAULT_VERSION};
 use crate::protocol::Params;
 use crate::throttle::{ActionClass, Throttle};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{HeaderValue, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::http::request::Parts;
 use hyper::{Method, Request, Response, StatusCode};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use tracing::{field, Instrument};
 
 /// The content type of every answer.
@@ -32,6 +33,7 @@ pub struct Gateway {
     pub compute: Arc<Compute>,
     verifier: Verifier,
     limits: Limits,
+    body_reader: BodyReader,
     throttle: Throttle,
 }
 
@@ -56,6 +58,7 @@ impl Gateway {
         Self {
             compute,
             verifier,
+            body_reader: BodyReader::new(&limits),
             limits,
             throttle: Throttle::new(rate_limits),
         }
@@ -83,17 +86,7 @@ impl Gateway {
             latency_us = started.elapsed().as_micros() as u64,
             "request"
         );
-        let mut response = Response::new(Full::new(Bytes::from(answer.body)));
-        *response.status_mut() = answer.status;
-        let headers = response.headers_mut();
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static(XML_CONTENT_TYPE));
-        if let Ok(id) = HeaderValue::from_str(&request_id) {
-            headers.insert("x-amzn-requestid", id);
-        }
-        if answer.close {
-            headers.insert(CONNECTION, HeaderValue::from_static("close"));
-        }
-        response
+        into_response(answer, &request_id)
     }
 
     async fn answer(
@@ -107,7 +100,7 @@ impl Gateway {
             Ok(body) => body,
             Err(error) => return error_answer(&error, request_id, true),
         };
-        match self.run(parts, &body, request_id, span).await {
+        match self.run(parts, &body.bytes, request_id, span).await {
             Ok(xml) => Answer {
                 status: StatusCode::OK,
                 code: None,
@@ -118,9 +111,9 @@ impl Gateway {
         }
     }
 
-    /// Reads the body within the size and time limits; an oversized body
-    /// announced by Content-Length is refused without reading any of it.
-    async fn read_body(&self, parts: &Parts, body: Incoming) -> ApiResult<Bytes> {
+    /// Reads the body within the size, budget, rate and time limits (see
+    /// [`crate::body`]); only GET and POST are accepted.
+    async fn read_body(&self, parts: &Parts, body: Incoming) -> ApiResult<ReadBody> {
         if parts.method != Method::GET && parts.method != Method::POST {
             return Err(ApiError::UnsupportedHttpVerb(parts.method.to_string()));
         }
@@ -137,30 +130,12 @@ impl Gateway {
         {
             return Err(ApiError::RequestHeaderSectionTooLarge);
         }
-        let max = self.limits.max_body_bytes;
         let announced = parts
             .headers
             .get(CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
-        if announced.is_some_and(|length| length > max) {
-            return Err(ApiError::RequestEntityTooLarge);
-        }
-        let limited = Limited::new(body, max as usize);
-        let timeout = Duration::from_secs(self.limits.body_read_timeout_secs);
-        match tokio::time::timeout(timeout, limited.collect()).await {
-            Err(_) => Err(ApiError::RequestTimeout),
-            Ok(Ok(collected)) => Ok(collected.to_bytes()),
-            Ok(Err(error)) if error.is::<http_body_util::LengthLimitError>() => {
-                Err(ApiError::RequestEntityTooLarge)
-            }
-            Ok(Err(error)) => {
-                tracing::debug!(%error, "request body could not be read");
-                Err(ApiError::MalformedQueryString(
-                    "The request body could not be read".into(),
-                ))
-            }
-        }
+        self.body_reader.read(body, announced).await
     }
 
     async fn run(
@@ -283,6 +258,27 @@ fn is_form_body(method: &Method, headers: &hyper::HeaderMap) -> bool {
             .starts_with("application/x-www-form-urlencoded"),
         None => method == Method::POST,
     }
+}
+
+fn into_response(answer: Answer, request_id: &str) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(answer.body)));
+    *response.status_mut() = answer.status;
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(XML_CONTENT_TYPE));
+    if let Ok(id) = HeaderValue::from_str(request_id) {
+        headers.insert("x-amzn-requestid", id);
+    }
+    if answer.close {
+        headers.insert(CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
+}
+
+/// An EC2 error answer made outside the request pipeline (a handler that
+/// panicked, a client over its connection limit); the connection closes.
+pub fn refusal(error: &ApiError) -> Response<Full<Bytes>> {
+    let request_id = uuid::Uuid::new_v4().to_string();
+    into_response(error_answer(error, &request_id, true), &request_id)
 }
 
 fn error_answer(error: &ApiError, request_id: &str, close: bool) -> Answer {

@@ -8,7 +8,7 @@
 //! The layers, top to bottom (each knows only the one below):
 //!
 //! - [`server`]: hyper accept loop, connection limits, timeouts, shutdown.
-//! - [`gateway`]: one request: body limits, parameters, signature, rate
+//! - [`gateway`]: one request: body limits ([`body`]), parameters, signature, rate
 //!   limits ([`throttle`]), action, XML.
 //! - [`protocol`]: query/form parameters, filters, the XML writer.
 //! - [`auth`]: SigV4/SigV2/SigV1 verification and client-side signing.
@@ -24,6 +24,7 @@ pub mod admin_cli;
 pub mod api;
 pub mod app;
 pub mod auth;
+pub mod body;
 pub mod client;
 pub mod clock;
 pub mod compute;

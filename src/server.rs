@@ -6,16 +6,27 @@
 //! forever: the request head must arrive within the header timeout (also the
 //! idle limit between kept-alive requests), the body within the body timeout.
 //! At most `max_connections` connections are served at once; the rest wait in
-//! the kernel's backlog.
+//! the kernel's backlog. One client address may hold at most
+//! `max_connections_per_client` of them: past that, its next connection is
+//! answered `ServiceUnavailable` (503) and closed, so one client cannot take
+//! every slot. A handler that panics answers `InternalError` (500) for its
+//! own request only; the connection closes and the server carries on.
 
-use crate::gateway::Gateway;
+use crate::error::ApiError;
+use crate::gateway::{refusal, Gateway};
+use crate::sync::lock;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
-use std::sync::Arc;
+use std::net::IpAddr;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -27,6 +38,7 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 pub async fn run(listener: TcpListener, gateway: Arc<Gateway>, shutdown: impl Future<Output = ()>) {
     let limits = gateway.limits().clone();
     let connection_permits = Arc::new(Semaphore::new(limits.max_connections));
+    let clients: Clients = Arc::default();
     let graceful = GracefulShutdown::new();
     let mut http = http1::Builder::new();
     http.timer(TokioTimer::new())
@@ -55,16 +67,37 @@ pub async fn run(listener: TcpListener, gateway: Arc<Gateway>, shutdown: impl Fu
             _ = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
+        let Some(slot) = ClientSlot::take(&clients, remote.ip(), limits.max_connections_per_client)
+        else {
+            // Over its share: one 503 in EC2's XML, then the connection closes.
+            let refuse = service_fn(|_request| async {
+                Ok::<_, Infallible>(refusal(&ApiError::ServiceUnavailable(
+                    "Too many connections from this client address".into(),
+                )))
+            });
+            let mut once = http.clone();
+            once.keep_alive(false);
+            let connection = graceful.watch(once.serve_connection(TokioIo::new(stream), refuse));
+            tokio::spawn(async move {
+                let _ = connection.await;
+                drop(permit);
+            });
+            continue;
+        };
         let gateway = gateway.clone();
         let service = service_fn(move |request| {
             let gateway = gateway.clone();
-            async move { Ok::<_, Infallible>(gateway.handle(request).await) }
+            async move {
+                let answer = CatchUnwind(Box::pin(gateway.handle(request))).await;
+                Ok::<_, Infallible>(answer.unwrap_or_else(|| refusal(&ApiError::InternalError)))
+            }
         });
         let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
         tokio::spawn(async move {
             if let Err(error) = connection.await {
                 tracing::debug!(%remote, %error, "connection ended with an error");
             }
+            drop(slot);
             drop(permit);
         });
     }
@@ -75,5 +108,63 @@ pub async fn run(listener: TcpListener, gateway: Arc<Gateway>, shutdown: impl Fu
         .is_err()
     {
         tracing::warn!("some connections did not finish within the grace period");
+    }
+}
+
+/// Open connections per client address.
+type Clients = Arc<Mutex<HashMap<IpAddr, usize>>>;
+
+/// One connection's place in its client's count; given back on drop.
+struct ClientSlot {
+    clients: Clients,
+    address: IpAddr,
+}
+
+impl ClientSlot {
+    /// A slot for `address`, unless it already holds `limit` connections.
+    fn take(clients: &Clients, address: IpAddr, limit: usize) -> Option<Self> {
+        let mut counts = lock(clients);
+        let count = counts.entry(address).or_default();
+        if *count >= limit {
+            return None;
+        }
+        *count += 1;
+        Some(Self {
+            clients: clients.clone(),
+            address,
+        })
+    }
+}
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        let mut counts = lock(&self.clients);
+        if let Some(count) = counts.get_mut(&self.address) {
+            *count -= 1;
+            if *count == 0 {
+                counts.remove(&self.address);
+            }
+        }
+    }
+}
+
+/// Runs a request's future and turns a panic inside it into `None`, so that
+/// a bug answers one request with `InternalError` instead of killing the
+/// connection's task silently. The panic itself is logged by the hook.
+struct CatchUnwind<F>(F);
+
+impl<F: Future + Unpin> Future for CatchUnwind<F> {
+    type Output = Option<F::Output>;
+
+    fn poll(mut self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<Self::Output> {
+        let inner = &mut self.0;
+        match std::panic::catch_unwind(AssertUnwindSafe(|| Pin::new(inner).poll(context))) {
+            Ok(Poll::Ready(output)) => Poll::Ready(Some(output)),
+            Ok(Poll::Pending) => Poll::Pending,
+            Err(_) => {
+                tracing::error!("a request handler panicked: answered InternalError");
+                Poll::Ready(None)
+            }
+        }
     }
 }

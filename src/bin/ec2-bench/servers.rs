@@ -30,6 +30,7 @@ max_volumes = 10000000
 
 [limits]
 max_connections = 4096
+max_connections_per_client = 4096
 
 [rate_limits]
 enabled = false
