@@ -30,13 +30,20 @@ pub struct App {
     pub created_admin: Option<AccessKey>,
 }
 
-/// Creates `folder` (and parents) readable by its owner only.
+/// Creates `folder` (and parents) readable by its owner only, and puts the
+/// owner-only modes back on every start (the folder, and the admin
+/// credential file when it exists): the folder holds every secret in
+/// plaintext, and a mode loosened by hand or by a restore must not stay so.
 fn create_private_folder(folder: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(folder)?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(folder, std::fs::Permissions::from_mode(0o700))?;
+        let credentials = folder.join(ADMIN_CREDENTIALS_FILE);
+        if credentials.exists() {
+            std::fs::set_permissions(&credentials, std::fs::Permissions::from_mode(0o600))?;
+        }
     }
     Ok(())
 }

@@ -760,8 +760,25 @@ fn first_run_needs_no_configuration() {
         assert_eq!(zone_names(&json(&output)).len(), 3);
     }
     assert!(gateway.terminate().success(), "SIGTERM is a clean exit");
+    // Modes loosened while it was stopped are made owner-only again.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let loosen = |path: &Path, mode| {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap()
+        };
+        loosen(&data, 0o755);
+        loosen(&data.join("admin-credentials"), 0o644);
+    }
     // A second start keeps the credential and prints none.
     let again = Gateway::start(cwd.path(), None);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&data), 0o700);
+        assert_eq!(mode(&data.join("admin-credentials")), 0o600);
+    }
     assert!(
         !again
             .banner
@@ -832,4 +849,58 @@ fn trimmed_model_is_fresh() {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
+}
+
+/// Low (security review): the log went to stdout, the stream that carries
+/// the one-time admin secret. The log now goes to stderr; stdout carries
+/// only the banner.
+#[test]
+fn the_log_goes_to_stderr_and_stdout_holds_only_the_banner() {
+    use std::io::Read;
+    let cwd = tempfile::tempdir().unwrap();
+    let mut child = Command::new(BINARY)
+        .arg("serve")
+        .current_dir(cwd.path())
+        .env("EC2_GATEWAY_LISTEN", "127.0.0.1:0")
+        .env("EC2_GATEWAY_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start ec2-gateway");
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut printed = Vec::new();
+    loop {
+        let mut line = String::new();
+        assert!(stdout.read_line(&mut line).unwrap() > 0, "exited early");
+        let done = line.starts_with("ec2-gateway listening on ");
+        printed.push(line);
+        if done {
+            break;
+        }
+    }
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).unwrap();
+    let mut log = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut log)
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    printed.push(rest);
+    let printed = printed.concat();
+    assert!(printed.contains("aws_secret_access_key"), "{printed}");
+    assert!(
+        !printed.contains(" INFO "),
+        "log lines on stdout: {printed}"
+    );
+    assert!(log.contains(" INFO ") && log.contains("listening"), "{log}");
+    assert!(!log.contains("aws_secret_access_key"), "{log}");
 }

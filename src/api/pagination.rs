@@ -1,17 +1,21 @@
 //! NextTokens: opaque, stable and tamper-proof.
 //!
 //! A token carries the position after which the next page starts (an
-//! instance's launch sequence, an instance type's name), bound to the
-//! account, the action and a digest of the request's selection (filters and
-//! ids), and sealed with an HMAC under a key kept in the store. A forged,
-//! altered or foreign token is `InvalidNextToken`. Positions are launch
-//! order, so instances added while a client pages through appear at the
-//! end and nothing is skipped or repeated.
+//! instance's launch sequence, an instance type's name), encrypted and
+//! authenticated (ChaCha20-Poly1305 under a key kept in the store, a random
+//! nonce per token) and bound, as associated data, to the account, the
+//! action and a digest of the request's selection (filters and ids). A
+//! client learns nothing from a token (not even how many instances the
+//! gateway launched before its own), and a forged, altered or foreign token
+//! is `InvalidNextToken`. Positions are launch order, so instances added
+//! while a client pages through appear at the end and nothing is skipped or
+//! repeated.
 
 use crate::error::{ApiError, ApiResult};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use hmac::{Hmac, Mac};
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{ChaCha20Poly1305, Nonce};
 use sha2::{Digest, Sha256};
 
 /// `MaxResults` as EC2 bounds it for most describes.
@@ -39,18 +43,26 @@ fn selection_digest(parts: &[&str]) -> String {
     hex::encode(&hasher.finalize()[..8])
 }
 
-fn seal(key: &[u8; 32], body: &str) -> Vec<u8> {
-    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("any key length");
-    mac.update(body.as_bytes());
-    mac.finalize().into_bytes().to_vec()
+/// The associated data a token is bound to.
+fn binding(account: &str, action: &str, selection: &str) -> String {
+    format!("{account}\n{action}\n{selection}")
 }
 
-/// Issues a token for `position`.
+/// Issues a token for `position`: nonce then ciphertext, base64url.
 fn issue(key: &[u8; 32], account: &str, action: &str, selection: &str, position: &str) -> String {
-    let body = format!("{account}\n{action}\n{selection}\n{position}");
-    let mut bytes = body.clone().into_bytes();
-    bytes.push(0);
-    bytes.extend(seal(key, &body));
+    let cipher = ChaCha20Poly1305::new(key.into());
+    let nonce: [u8; 12] = rand::random();
+    let sealed = cipher
+        .encrypt(
+            Nonce::from_slice(&nonce),
+            Payload {
+                msg: position.as_bytes(),
+                aad: binding(account, action, selection).as_bytes(),
+            },
+        )
+        .expect("encrypting a short position cannot fail");
+    let mut bytes = nonce.to_vec();
+    bytes.extend(sealed);
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
@@ -66,25 +78,20 @@ fn verify(
     let bytes = URL_SAFE_NO_PAD
         .decode(token.trim())
         .map_err(|_| ApiError::InvalidNextToken)?;
-    let split = bytes
-        .iter()
-        .position(|b| *b == 0)
-        .ok_or(ApiError::InvalidNextToken)?;
-    let body = std::str::from_utf8(&bytes[..split]).map_err(|_| ApiError::InvalidNextToken)?;
-    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("any key length");
-    mac.update(body.as_bytes());
-    mac.verify_slice(&bytes[split + 1..])
-        .map_err(|_| ApiError::InvalidNextToken)?;
-    let mut parts = body.splitn(4, '\n');
-    let (Some(a), Some(b), Some(c), Some(position)) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(ApiError::InvalidNextToken);
-    };
-    if a != account || b != action || c != selection {
+    if bytes.len() < 12 {
         return Err(ApiError::InvalidNextToken);
     }
-    Ok(position.to_string())
+    let (nonce, sealed) = bytes.split_at(12);
+    let position = ChaCha20Poly1305::new(key.into())
+        .decrypt(
+            Nonce::from_slice(nonce),
+            Payload {
+                msg: sealed,
+                aad: binding(account, action, selection).as_bytes(),
+            },
+        )
+        .map_err(|_| ApiError::InvalidNextToken)?;
+    String::from_utf8(position).map_err(|_| ApiError::InvalidNextToken)
 }
 
 /// The paging of one describe request: where to resume, and how to cut the
@@ -199,8 +206,7 @@ mod tests {
             "other key"
         );
         let mut bytes = URL_SAFE_NO_PAD.decode(&token).unwrap();
-        let last = bytes.len() - 40;
-        bytes[last] ^= 1;
+        bytes[12] ^= 1;
         assert!(verify(
             &key,
             &URL_SAFE_NO_PAD.encode(bytes),
@@ -210,7 +216,26 @@ mod tests {
         )
         .is_err());
         assert!(verify(&key, "garbage!", "a", "b", "c").is_err());
+        assert!(verify(&key, "", "a", "b", "c").is_err());
         assert!(check_max_results(Some(4), 5, 1000).is_err());
         assert_eq!(check_max_results(Some(5), 5, 1000).unwrap(), Some(5));
+    }
+
+    /// Low (security review): tokens were readable and showed the
+    /// gateway-wide launch count. Now nothing of the position, account or
+    /// action can be read from one, and two tokens for one position differ.
+    #[test]
+    fn tokens_are_opaque() {
+        let key = [7u8; 32];
+        let token = issue(&key, "111122223333", "DescribeInstances", "abc", "1234567");
+        let bytes = URL_SAFE_NO_PAD.decode(&token).unwrap();
+        let text = String::from_utf8_lossy(&bytes);
+        for secret in ["1234567", "111122223333", "DescribeInstances"] {
+            assert!(!text.contains(secret), "{secret} readable in the token");
+        }
+        assert_ne!(
+            token,
+            issue(&key, "111122223333", "DescribeInstances", "abc", "1234567")
+        );
     }
 }

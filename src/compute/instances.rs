@@ -165,10 +165,9 @@ impl Instance {
     /// hour (DescribeInstances' fields): its user data (up to 16 KiB, and
     /// readable only while the instance exists) goes, so that churn cannot
     /// make a tenant's terminated instances weigh on memory.
+    /// (The host's capacity is released by the transition itself.)
     pub(super) fn retire(&mut self) {
         self.user_data = None;
-        self.host = None;
-        self.transition_at = None;
     }
 }
 
