@@ -41,23 +41,32 @@ fn init_tracing() {
         .with_env_filter(filter)
         .with_target(false)
         .with_writer(std::io::stderr)
+        // Colours for a terminal only: a log file or journal gets plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// Resolves on SIGTERM or Ctrl-C. The handlers are installed when this is
+/// called (before the gateway says it is listening), so a SIGTERM sent as
+/// soon as the banner appears is a clean shutdown, not a kill.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
+        use tokio::signal::unix::{signal, SignalKind};
         let mut terminate =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                .expect("installing the SIGTERM handler");
-        tokio::select! {
-            _ = ctrl_c => {},
-            _ = terminate.recv() => {},
+            signal(SignalKind::terminate()).expect("installing the SIGTERM handler");
+        let mut interrupt = signal(SignalKind::interrupt()).expect("installing the SIGINT handler");
+        async move {
+            tokio::select! {
+                _ = terminate.recv() => {},
+                _ = interrupt.recv() => {},
+            }
         }
     }
     #[cfg(not(unix))]
-    let _ = ctrl_c.await;
+    async {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 async fn serve(config_path: Option<PathBuf>) -> Result<(), String> {
@@ -68,6 +77,7 @@ async fn serve(config_path: Option<PathBuf>) -> Result<(), String> {
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
     let address = listener.local_addr().map_err(|e| e.to_string())?;
     let app = App::open(config.bound_to(address), Arc::new(SystemClock)).await?;
+    let shutdown = shutdown_signal();
     if let Some(key) = &app.created_admin {
         // Printed once, on stdout (never to the log): the operator's first key.
         println!("Created the admin credential (shown only now). Ready for the AWS CLI:");
@@ -92,7 +102,7 @@ async fn serve(config_path: Option<PathBuf>) -> Result<(), String> {
         app.config.region
     );
     tracing::info!(%address, region = %app.config.region, data_dir = %app.config.data_dir.display(), "listening");
-    app.serve(listener, shutdown_signal()).await;
+    app.serve(listener, shutdown).await;
     tracing::info!("stopped");
     Ok(())
 }
