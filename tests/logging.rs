@@ -106,3 +106,38 @@ async fn one_line_per_request_and_no_secrets() {
         "{log}"
     );
 }
+
+/// Low (security review): a request signed for another region was accepted
+/// silently. It is still accepted (lenient scope is the default, for boto 2
+/// and euca2ools), but the first one per region/service pair is a warning.
+#[tokio::test(flavor = "current_thread")]
+async fn a_request_signed_for_another_region_is_logged_once() {
+    let buffer = Buffer::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(buffer.clone())
+        .with_ansi(false)
+        .with_max_level(tracing::Level::WARN)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(test_config(
+        &dir.path().join("data"),
+        StorageBackend::Memory,
+    ))
+    .await;
+    let mut elsewhere = user();
+    elsewhere.region = "eu-west-9".into();
+    for _ in 0..3 {
+        let reply = server.call(&elsewhere, "DescribeRegions", &[]).await;
+        assert_eq!(reply.status, 200, "{}", reply.body);
+    }
+    assert_eq!(server.user("DescribeRegions", &[]).await.status, 200);
+    server.stop().await;
+    let log = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+    let warnings: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("scoped to another region"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{log}");
+    assert!(warnings[0].contains("eu-west-9"), "{}", warnings[0]);
+}
