@@ -49,6 +49,8 @@ pub struct Limits {
     /// Bytes all unfinished request bodies may hold together; past it a
     /// request is answered `ServiceUnavailable` (503) before it is read.
     pub max_buffered_body_bytes: u64,
+    /// The share of that budget one client address may hold.
+    pub max_buffered_body_bytes_per_client: u64,
     /// Slowest body accepted after a 2-second grace (bytes per second;
     /// 0: only `body_read_timeout_secs` applies).
     pub min_body_bytes_per_sec: u64,
@@ -65,6 +67,7 @@ impl Default for Limits {
             max_connections: 1024,
             max_connections_per_client: 128,
             max_buffered_body_bytes: 64 * 1024 * 1024,
+            max_buffered_body_bytes_per_client: 8 * 1024 * 1024,
             min_body_bytes_per_sec: 4096,
         }
     }
@@ -506,6 +509,38 @@ impl Config {
             return Err(config_error(
                 "limits.max_buffered_body_bytes",
                 "must be at least limits.max_body_bytes and at most 4 GiB",
+            ));
+        }
+        if self.limits.max_buffered_body_bytes_per_client < self.limits.max_body_bytes {
+            return Err(config_error(
+                "limits.max_buffered_body_bytes_per_client",
+                "must be at least limits.max_body_bytes",
+            ));
+        }
+        for (key, secs) in [
+            (
+                "limits.header_read_timeout_secs",
+                self.limits.header_read_timeout_secs,
+            ),
+            (
+                "limits.body_read_timeout_secs",
+                self.limits.body_read_timeout_secs,
+            ),
+        ] {
+            if !(1..=3600).contains(&secs) {
+                return Err(config_error(key, "must be 1 to 3600 seconds"));
+            }
+        }
+        if self.rate_limits.describe_burst == 0 || self.rate_limits.mutate_burst == 0 {
+            return Err(config_error(
+                "rate_limits",
+                "bursts must be at least 1 (set enabled = false to turn rate limits off)",
+            ));
+        }
+        if !(1..=100).contains(&self.quotas.max_fleet_share_percent) {
+            return Err(config_error(
+                "quotas.max_fleet_share_percent",
+                "must be 1 to 100",
             ));
         }
         if self.limits.max_header_bytes < 8192 {

@@ -8,7 +8,7 @@
 
 use crate::api::{Action, Context};
 use crate::auth::{AuthRequest, AuthSettings, Verifier};
-use crate::body::{BodyReader, ReadBody};
+use crate::body::{BodyReader, ClientKey, ReadBody};
 use crate::compute::Compute;
 use crate::config::{Limits, RateLimits};
 use crate::error::{ApiError, ApiResult};
@@ -135,7 +135,8 @@ impl Gateway {
             .get(CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
-        self.body_reader.read(body, announced).await
+        let client = parts.extensions.get::<ClientKey>().copied();
+        self.body_reader.read(body, announced, client).await
     }
 
     async fn run(

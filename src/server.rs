@@ -12,8 +12,10 @@
 //! every slot. A handler that panics answers `InternalError` (500) for its
 //! own request only; the connection closes and the server carries on.
 
+use crate::body::ClientKey;
 use crate::error::ApiError;
 use crate::gateway::{refusal, Gateway};
+use crate::protocol::xml::render_error;
 use crate::sync::lock;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -22,7 +24,6 @@ use hyper_util::server::graceful::GracefulShutdown;
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
-use std::net::IpAddr;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -39,6 +40,7 @@ pub async fn run(listener: TcpListener, gateway: Arc<Gateway>, shutdown: impl Fu
     let limits = gateway.limits().clone();
     let connection_permits = Arc::new(Semaphore::new(limits.max_connections));
     let clients: Clients = Arc::default();
+    let refusals = Arc::new(Semaphore::new(MAX_REFUSALS_IN_FLIGHT));
     let graceful = GracefulShutdown::new();
     let mut http = http1::Builder::new();
     http.timer(TokioTimer::new())
@@ -67,26 +69,26 @@ pub async fn run(listener: TcpListener, gateway: Arc<Gateway>, shutdown: impl Fu
             _ = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let Some(slot) = ClientSlot::take(&clients, remote.ip(), limits.max_connections_per_client)
+        let client = ClientKey::of(remote.ip());
+        let Some(slot) = ClientSlot::take(&clients, client, limits.max_connections_per_client)
         else {
-            // Over its share: one 503 in EC2's XML, then the connection closes.
-            let refuse = service_fn(|_request| async {
-                Ok::<_, Infallible>(refusal(&ApiError::ServiceUnavailable(
-                    "Too many connections from this client address".into(),
-                )))
-            });
-            let mut once = http.clone();
-            once.keep_alive(false);
-            let connection = graceful.watch(once.serve_connection(TokioIo::new(stream), refuse));
-            tokio::spawn(async move {
-                let _ = connection.await;
-                drop(permit);
-            });
+            // Over its share: the connection slot goes back at once, and a
+            // short task answers one 503 in EC2's XML and closes, without
+            // waiting for a request (a client over its share must not hold
+            // anything for the header timeout).
+            drop(permit);
+            if let Ok(refusing) = refusals.clone().try_acquire_owned() {
+                tokio::spawn(async move {
+                    refuse_connection(stream).await;
+                    drop(refusing);
+                });
+            }
             continue;
         };
         let gateway = gateway.clone();
-        let service = service_fn(move |request| {
+        let service = service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
             let gateway = gateway.clone();
+            request.extensions_mut().insert(client);
             async move {
                 let answer = CatchUnwind(Box::pin(gateway.handle(request))).await;
                 Ok::<_, Infallible>(answer.unwrap_or_else(|| refusal(&ApiError::InternalError)))
@@ -111,18 +113,56 @@ pub async fn run(listener: TcpListener, gateway: Arc<Gateway>, shutdown: impl Fu
     }
 }
 
-/// Open connections per client address.
-type Clients = Arc<Mutex<HashMap<IpAddr, usize>>>;
+/// Refusals being written at once; past it, a refused connection is simply
+/// closed.
+const MAX_REFUSALS_IN_FLIGHT: usize = 256;
+/// How long a refusal may take to write and linger.
+const REFUSAL_TIME: Duration = Duration::from_secs(1);
+/// How much a refused client may send while its refusal lingers.
+const REFUSAL_DRAIN_BYTES: usize = 64 * 1024;
+
+/// Writes one `ServiceUnavailable` answer, half-closes, and reads (and
+/// drops) what the client still sends for a moment, so that its kernel does
+/// not reset the connection before it has read the answer.
+async fn refuse_connection(mut stream: tokio::net::TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let error =
+        ApiError::ServiceUnavailable("Too many connections from this client address".into());
+    let body = render_error(&error, &uuid::Uuid::new_v4().to_string());
+    let mut answer = format!(
+        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/xml;charset=UTF-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    answer.extend(body);
+    let _ = tokio::time::timeout(REFUSAL_TIME, async {
+        stream.write_all(&answer).await?;
+        stream.shutdown().await?;
+        let mut sink = [0u8; 4096];
+        let mut drained = 0;
+        while drained < REFUSAL_DRAIN_BYTES {
+            match stream.read(&mut sink).await? {
+                0 => break,
+                n => drained += n,
+            }
+        }
+        Ok::<_, std::io::Error>(())
+    })
+    .await;
+}
+
+/// Open connections per client.
+type Clients = Arc<Mutex<HashMap<ClientKey, usize>>>;
 
 /// One connection's place in its client's count; given back on drop.
 struct ClientSlot {
     clients: Clients,
-    address: IpAddr,
+    address: ClientKey,
 }
 
 impl ClientSlot {
     /// A slot for `address`, unless it already holds `limit` connections.
-    fn take(clients: &Clients, address: IpAddr, limit: usize) -> Option<Self> {
+    fn take(clients: &Clients, address: ClientKey, limit: usize) -> Option<Self> {
         let mut counts = lock(clients);
         let count = counts.entry(address).or_default();
         if *count >= limit {

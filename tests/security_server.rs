@@ -68,7 +68,12 @@ async fn read_head(stream: &mut TcpStream) -> String {
 /// share, its next connection gets one 503 in EC2's XML and is closed.
 #[tokio::test]
 async fn one_client_address_cannot_take_every_connection() {
-    let (server, _dir) = server_with(|config| config.limits.max_connections_per_client = 2).await;
+    let (server, _dir) = server_with(|config| {
+        config.limits.max_connections_per_client = 2;
+        // The held connections must outlive the test's steps.
+        config.limits.header_read_timeout_secs = 60;
+    })
+    .await;
     let mut held = Vec::new();
     for _ in 0..2 {
         let mut stream = TcpStream::connect(&server.endpoint.authority)
@@ -118,30 +123,34 @@ async fn one_client_address_cannot_take_every_connection() {
 }
 
 /// Medium 6: unfinished bodies were all buffered (1 MiB each, about 1 GiB at
-/// 1,024 connections). Bodies now share a budget: past it, 503 before reading.
+/// 1,024 connections). Bodies now share a budget, counted as bytes arrive:
+/// past it, 503 (after the rest of the body is drained, so it is read).
 #[tokio::test]
 async fn unfinished_bodies_share_a_bounded_budget() {
     let (server, _dir) = server_with(|config| {
         config.limits.max_body_bytes = 64 * 1024;
         config.limits.max_buffered_body_bytes = 100 * 1024;
+        config.limits.max_buffered_body_bytes_per_client = 100 * 1024;
     })
     .await;
-    // Two unauthenticated clients announce 64 KiB and send half of it.
-    let mut hogs = Vec::new();
-    for _ in 0..2 {
-        let mut stream = TcpStream::connect(&server.endpoint.authority)
-            .await
-            .unwrap();
-        let head = format!(
-            "POST / HTTP/1.1\r\nHost: {}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 65536\r\n\r\n",
-            server.endpoint.authority
-        );
-        stream.write_all(head.as_bytes()).await.unwrap();
-        stream.write_all(&[b'a'; 32 * 1024]).await.unwrap();
-        hogs.push(stream);
-    }
+    let head = format!(
+        "POST / HTTP/1.1\r\nHost: {}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 65536\r\n\r\n",
+        server.endpoint.authority
+    );
+    // An unauthenticated client announces 64 KiB and sends 60 KiB of it.
+    let mut hog = TcpStream::connect(&server.endpoint.authority)
+        .await
+        .unwrap();
+    hog.write_all(head.as_bytes()).await.unwrap();
+    hog.write_all(&[b'a'; 60 * 1024]).await.unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let answer = read_head(&mut hogs[1]).await;
+    // A second one sends its whole 64 KiB: past the budget.
+    let mut second = TcpStream::connect(&server.endpoint.authority)
+        .await
+        .unwrap();
+    second.write_all(head.as_bytes()).await.unwrap();
+    second.write_all(&[b'b'; 64 * 1024]).await.unwrap();
+    let answer = read_head(&mut second).await;
     assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
     assert!(
         answer.contains("<Code>ServiceUnavailable</Code>"),
@@ -150,7 +159,37 @@ async fn unfinished_bodies_share_a_bounded_budget() {
     // The first still holds its share; a small request still fits.
     let reply = server.user("DescribeRegions", &[]).await;
     assert_eq!(reply.status, 200, "{}", reply.body);
-    drop(hogs);
+    drop(hog);
+    server.stop().await;
+}
+
+/// Medium 6: one client address may hold only its share of the budget.
+#[tokio::test]
+async fn one_client_address_holds_only_its_share_of_the_budget() {
+    let (server, _dir) = server_with(|config| {
+        config.limits.max_body_bytes = 64 * 1024;
+        config.limits.max_buffered_body_bytes = 1024 * 1024;
+        config.limits.max_buffered_body_bytes_per_client = 100 * 1024;
+    })
+    .await;
+    let head = format!(
+        "POST / HTTP/1.1\r\nHost: {}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 65536\r\n\r\n",
+        server.endpoint.authority
+    );
+    let mut hog = TcpStream::connect(&server.endpoint.authority)
+        .await
+        .unwrap();
+    hog.write_all(head.as_bytes()).await.unwrap();
+    hog.write_all(&[b'a'; 60 * 1024]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut second = TcpStream::connect(&server.endpoint.authority)
+        .await
+        .unwrap();
+    second.write_all(head.as_bytes()).await.unwrap();
+    second.write_all(&[b'b'; 64 * 1024]).await.unwrap();
+    let answer = read_head(&mut second).await;
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    drop(hog);
     server.stop().await;
 }
 

@@ -289,9 +289,14 @@ fn printable(name: &str) -> String {
     name.chars().filter(|c| !c.is_control()).take(64).collect()
 }
 
+/// A list index: 1, 2, ... written plainly. `01` or `+1` would name the same
+/// member as `1` under another parameter name, slipping past the check for
+/// repeated names, so they are refused.
 fn parse_index(key: &str, index: &str) -> ApiResult<u32> {
     match index.parse::<u32>() {
-        Ok(n) if n >= 1 && !index.starts_with('+') => Ok(n),
+        Ok(n) if n >= 1 && index.bytes().all(|b| b.is_ascii_digit()) && !index.starts_with('0') => {
+            Ok(n)
+        }
         _ => Err(ApiError::invalid_value(format!(
             "Invalid list index in parameter {key}"
         ))),
@@ -336,6 +341,12 @@ mod tests {
         let p = params("ZoneName.10=j&ZoneName.2=b&ZoneName.1=a&ZoneNames=x&ZoneName.9=i");
         assert_eq!(p.list("ZoneName").unwrap(), ["a", "b", "i", "j"]);
         assert!(params("ZoneName.0=a").list("ZoneName").is_err());
+        assert!(params("ZoneName.01=a").list("ZoneName").is_err());
+        assert!(params("ZoneName.+1=a").list("ZoneName").is_err());
+        assert!(params("Filter.1.Name=a&Filter.1.Value.01=b")
+            .filters()
+            .is_err());
+        assert!(params("Tag.01.Key=a").structures("Tag").is_err());
         assert!(params("ZoneName.x=a").list("ZoneName").is_err());
     }
 

@@ -60,7 +60,8 @@ impl Pattern {
                 '\\' => Token::Literal(chars.next().unwrap_or('\\')),
                 c => Token::Literal(c),
             };
-            has_wildcard |= token != Token::Literal(c);
+            // An escape is special too: `a\\b` must unescape to `a\b`.
+            has_wildcard |= matches!(c, '*' | '?' | '\\');
             // `**` matches what `*` matches.
             if !(token == Token::AnyRun && tokens.last() == Some(&Token::AnyRun)) {
                 tokens.push(token);
@@ -252,6 +253,32 @@ mod tests {
         }
     }
 
+    /// A value the pattern matches, built from it (random values rarely
+    /// match a pattern, so the matching side needs its own generator).
+    fn instance_of(pattern: &str, fill: &str) -> String {
+        let mut out = String::new();
+        let mut chars = pattern.chars();
+        let mut fill = fill.chars().cycle();
+        while let Some(c) = chars.next() {
+            match c {
+                '*' => out.extend(fill.by_ref().take(2)),
+                '?' => out.extend(fill.next()),
+                '\\' => out.push(chars.next().unwrap_or('\\')),
+                c => out.push(c),
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn escapes_unescape() {
+        assert!(matches("a\\\\b", "a\\b"));
+        assert!(!matches("a\\\\b", "a\\\\b"));
+        assert!(matches("\\?", "?"));
+        assert!(!matches("\\?", "x"));
+        assert!(matches("a\\", "a\\"));
+    }
+
     proptest! {
         #[test]
         fn agrees_with_the_definition(
@@ -261,6 +288,15 @@ mod tests {
             let p: Vec<char> = pattern.chars().collect();
             let v: Vec<char> = value.chars().collect();
             prop_assert_eq!(matches(&pattern, &value), reference(&p, &v), "{} vs {}", pattern, value);
+        }
+
+        #[test]
+        fn matches_what_it_describes(pattern in "[ab*?\\\\]{0,12}", fill in "[ab\\\\]{1,4}") {
+            let value = instance_of(&pattern, &fill);
+            let p: Vec<char> = pattern.chars().collect();
+            let v: Vec<char> = value.chars().collect();
+            prop_assert!(reference(&p, &v), "{} vs {}", pattern, value);
+            prop_assert!(matches(&pattern, &value), "{} vs {}", pattern, value);
         }
     }
 }

@@ -37,7 +37,7 @@ secret_access_key = "userSecretKeyExample00000000000000000000"
 [quotas]
 max_instances = 1000000
 max_vcpus = 10000000
-
+{raised_quotas}
 [lifecycle]
 boot_delay_secs = 0
 stop_delay_secs = 0
@@ -45,7 +45,17 @@ terminate_delay_secs = 0
 terminated_retention_secs = 60
 volume_delay_secs = 0
 snapshot_delay_secs = 0
+{raised_sections}"""
+# --raise-limits (binaries from the security fixes on): the same attacks with
+# the new limits lifted, to measure the work itself rather than the refusal.
+RAISED_QUOTAS = """max_rules_per_security_group = 2000
+max_fleet_share_percent = 100
 """
+RAISED_SECTIONS = """
+[rate_limits]
+enabled = false
+"""
+RAISE_LIMITS = False
 HOST = """
 [[hosts]]
 name = "node-{z}1"
@@ -68,7 +78,9 @@ class Server:
     def start(self):
         cfg = os.path.join(self.dir, "config.toml")
         with open(cfg, "w") as f:
-            f.write(CONFIG.format(data_dir=self.data, hosts="".join(HOST.format(z=z) for z in "abc")))
+            f.write(CONFIG.format(data_dir=self.data, hosts="".join(HOST.format(z=z) for z in "abc"),
+                                  raised_quotas=RAISED_QUOTAS if RAISE_LIMITS else "",
+                                  raised_sections=RAISED_SECTIONS if RAISE_LIMITS else ""))
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
@@ -357,15 +369,19 @@ def run(binary, name):
 
 
 def main():
-    global TIMEOUT
+    global TIMEOUT, RAISE_LIMITS
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--binary", required=True)
     ap.add_argument("--scenario", action="append", choices=list(SCENARIOS),
                     help="repeatable; default: all")
     ap.add_argument("--timeout", type=float, default=TIMEOUT, help="per-request client timeout (s)")
+    ap.add_argument("--raise-limits", action="store_true",
+                    help="lift the rule limit, fleet share and rate limits (new binaries only)")
     args = ap.parse_args()
     TIMEOUT = args.timeout
-    print(f"# binary={os.path.abspath(args.binary)} cpus={os.cpu_count()} timeout={TIMEOUT}s", flush=True)
+    RAISE_LIMITS = args.raise_limits
+    print(f"# binary={os.path.abspath(args.binary)} cpus={os.cpu_count()} timeout={TIMEOUT}s "
+          f"raise_limits={RAISE_LIMITS}", flush=True)
     for name in args.scenario or SCENARIOS:
         run(args.binary, name)
 
