@@ -116,6 +116,10 @@ impl App {
             .await
             .map_err(|e| e.to_string())?;
         compute
+            .forget_phantom_accounts()
+            .await
+            .map_err(|e| format!("cannot clean up phantom accounts: {e}"))?;
+        compute
             .provision_all_defaults()
             .await
             .map_err(|e| format!("cannot create the accounts' default resources: {e}"))?;

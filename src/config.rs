@@ -87,6 +87,11 @@ pub struct RateLimits {
     pub mutate_per_second: u32,
     /// Other requests an account may send at once.
     pub mutate_burst: u32,
+    /// Instances an account may launch per second, sustained (EC2's
+    /// RunInstances resource rate: 2).
+    pub instances_per_second: u32,
+    /// Instances an account may launch at once (EC2: 1,000).
+    pub instance_burst: u32,
 }
 
 impl Default for RateLimits {
@@ -97,6 +102,8 @@ impl Default for RateLimits {
             describe_burst: 500,
             mutate_per_second: 20,
             mutate_burst: 200,
+            instances_per_second: 2,
+            instance_burst: 1000,
         }
     }
 }
@@ -531,7 +538,10 @@ impl Config {
                 return Err(config_error(key, "must be 1 to 3600 seconds"));
             }
         }
-        if self.rate_limits.describe_burst == 0 || self.rate_limits.mutate_burst == 0 {
+        if self.rate_limits.describe_burst == 0
+            || self.rate_limits.mutate_burst == 0
+            || self.rate_limits.instance_burst == 0
+        {
             return Err(config_error(
                 "rate_limits",
                 "bursts must be at least 1 (set enabled = false to turn rate limits off)",

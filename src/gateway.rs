@@ -35,6 +35,8 @@ pub struct Gateway {
     limits: Limits,
     body_reader: BodyReader,
     throttle: Throttle,
+    /// Turns for filtered listings (one per core).
+    filtered_listings: tokio::sync::Semaphore,
 }
 
 /// A successful answer, or an error plus whether the connection must close
@@ -61,6 +63,9 @@ impl Gateway {
             body_reader: BodyReader::new(&limits),
             limits,
             throttle: Throttle::new(rate_limits),
+            filtered_listings: tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(2, |n| n.get()),
+            ),
         }
     }
 
@@ -175,11 +180,27 @@ impl Gateway {
             None => DEFAULT_VERSION.to_string(),
         };
         let action = Action::parse(&action_name, &params.without_auth(), &principal)?;
+        if let Action::RunInstances(run) = &action {
+            if !self.throttle.admit_many(
+                &principal.account_id,
+                ActionClass::InstanceLaunches,
+                run.request.max_count,
+            ) {
+                return Err(ApiError::RequestLimitExceeded);
+            }
+        }
         let context = Context {
             compute: &self.compute,
             principal: &principal,
         };
         let output = if carries_filters(&params) {
+            // At most one filtered listing per core at a time; the others
+            // wait here without holding a thread.
+            let _turn = self
+                .filtered_listings
+                .acquire()
+                .await
+                .map_err(|_| ApiError::InternalError)?;
             run_off_the_workers(action.execute(&context)).await?
         } else {
             action.execute(&context).await?
@@ -237,8 +258,9 @@ fn carries_filters(params: &Params) -> bool {
 /// Runs `work` where it cannot hold up other requests: on a multi-threaded
 /// runtime the worker hands its other tasks to a new worker first
 /// (`block_in_place`), so a heavy filtered listing occupies a blocking-pool
-/// thread instead of a runtime worker. On a single-threaded runtime (some
-/// tests) it simply runs.
+/// thread instead of a runtime worker (and the caller lets only one such
+/// listing per core run at once). On a single-threaded runtime (some tests)
+/// it simply runs.
 async fn run_off_the_workers<T>(work: impl std::future::Future<Output = T>) -> T {
     use tokio::runtime::{Handle, RuntimeFlavor};
     let handle = Handle::current();

@@ -2,14 +2,14 @@
 //!
 //! A panic in one request's handler must not break the requests after it
 //! (the issue of a poisoned `std::sync::Mutex`: every later `lock()` fails).
-//! The state these locks guard is kept consistent by the code that holds
-//! them (it validates first and mutates last), so the value left behind by
-//! a panicking holder is still usable: these helpers take it as it is.
+//! These helpers take the value a panicking holder left behind as it is.
+//! Most holders validate first and mutate last; the host registry's
+//! transaction puts its snapshot back when its closure panics. What remains
+//! (in-memory views updated before their store write) is the subject of the
+//! store-contract work that removes these caches as the basis of decisions.
 
-use std::collections::HashSet;
-use std::sync::{
-    Condvar, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard,
-};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 /// Locks `mutex`, recovering it from a panicked holder.
 pub fn lock<T: ?Sized>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -28,48 +28,65 @@ pub fn write<T: ?Sized>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
 
 /// One exclusive lock per account, for a family of resources: a request
 /// that checks and writes one account's resources never waits for another
-/// account's request. Only accounts whose lock is held take any memory.
+/// account's request, and waiting is asynchronous (a runtime worker is
+/// never parked on it: with two workers, two requests of one account
+/// waiting on each other would otherwise stall every account). Only
+/// accounts whose lock is held or awaited take any memory.
 #[derive(Default)]
 pub struct AccountLocks {
-    busy: Mutex<HashSet<String>>,
-    released: Condvar,
+    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 /// Holds one account's lock until dropped.
 pub struct AccountGuard<'a> {
     locks: &'a AccountLocks,
     account_id: String,
+    held: Option<tokio::sync::OwnedMutexGuard<()>>,
 }
 
 impl AccountLocks {
     /// Waits until no one holds `account_id`'s lock, then takes it.
-    pub fn lock(&self, account_id: &str) -> AccountGuard<'_> {
-        let mut busy = lock(&self.busy);
-        while busy.contains(account_id) {
-            busy = self
-                .released
-                .wait(busy)
-                .unwrap_or_else(PoisonError::into_inner);
-        }
-        busy.insert(account_id.to_string());
+    pub async fn lock(&self, account_id: &str) -> AccountGuard<'_> {
+        let mutex = lock(&self.locks)
+            .entry(account_id.to_string())
+            .or_default()
+            .clone();
         AccountGuard {
             locks: self,
             account_id: account_id.to_string(),
+            held: Some(mutex.lock_owned().await),
         }
+    }
+
+    /// Accounts with a lock held or awaited.
+    pub fn len(&self) -> usize {
+        lock(&self.locks).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
 impl Drop for AccountGuard<'_> {
     fn drop(&mut self) {
-        lock(&self.locks.busy).remove(&self.account_id);
-        self.locks.released.notify_all();
+        let mut locks = lock(&self.locks.locks);
+        drop(self.held.take());
+        // Nobody else holds or awaits it (only the map's reference is
+        // left): forget it. Lockers clone under the same map lock, so this
+        // cannot race with a new one.
+        if locks
+            .get(&self.account_id)
+            .is_some_and(|mutex| Arc::strong_count(mutex) == 1)
+        {
+            locks.remove(&self.account_id);
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
 
     #[test]
     fn a_panicked_holder_does_not_break_later_lockers() {
@@ -85,28 +102,22 @@ mod tests {
         assert_eq!(*lock(&shared), 2);
     }
 
-    #[test]
-    fn account_locks_exclude_one_account_only() {
+    #[tokio::test]
+    async fn account_locks_exclude_one_account_only() {
         let locks = Arc::new(AccountLocks::default());
-        let held = locks.lock("111111111111");
+        let held = locks.lock("111111111111").await;
         // Another account is not held up.
-        drop(locks.lock("222222222222"));
-        let (sender, receiver) = std::sync::mpsc::channel();
+        drop(locks.lock("222222222222").await);
         let waiter = {
             let locks = locks.clone();
-            std::thread::spawn(move || {
-                let _guard = locks.lock("111111111111");
-                sender.send(()).unwrap();
+            tokio::spawn(async move {
+                let _guard = locks.lock("111111111111").await;
             })
         };
-        assert!(receiver
-            .recv_timeout(std::time::Duration::from_millis(100))
-            .is_err());
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished());
         drop(held);
-        receiver
-            .recv_timeout(std::time::Duration::from_secs(5))
-            .unwrap();
-        waiter.join().unwrap();
-        assert!(lock(&locks.busy).is_empty());
+        waiter.await.unwrap();
+        assert!(locks.is_empty(), "released locks are forgotten");
     }
 }

@@ -2,11 +2,14 @@
 //!
 //! EC2 meters each account's API requests with token buckets per class of
 //! action and answers `RequestLimitExceeded` (503) when a bucket is empty;
-//! every SDK retries that with back-off. Here each account has two buckets:
-//! one for describes (reads are cheap but can be large) and one for the
-//! actions that change something (each is a durable write, and launches and
-//! terminations leave records behind). A bucket holds up to `burst` tokens
-//! and refills at `per_second`; a request takes one token. Only
+//! every SDK retries that with back-off. Here each account has two request
+//! buckets: one for describes (reads are cheap but can be large) and one for
+//! the actions that change something (each is a durable write). A bucket
+//! holds up to `burst` tokens and refills at `per_second`; a request takes
+//! one token. Like EC2's resource rate limit, a third bucket counts
+//! instances launched (a RunInstances takes `MaxCount` tokens): every
+//! launch leaves a terminated record behind for the retention hour, so the
+//! rate of launches is what bounds the memory one account can fill. Only
 //! authenticated accounts have buckets, so their number is bounded by the
 //! accounts that exist.
 
@@ -23,6 +26,8 @@ pub enum ActionClass {
     Describe,
     /// Everything else: writes.
     Mutate,
+    /// Instances launched (not requests).
+    InstanceLaunches,
 }
 
 impl ActionClass {
@@ -57,6 +62,11 @@ impl Throttle {
     /// Takes a token for one request of `account_id`; `false` when the
     /// account must slow down.
     pub fn admit(&self, account_id: &str, class: ActionClass) -> bool {
+        self.admit_many(account_id, class, 1)
+    }
+
+    /// Takes `count` tokens of `class` for `account_id`, or none at all.
+    pub fn admit_many(&self, account_id: &str, class: ActionClass, count: u32) -> bool {
         if !self.settings.enabled {
             return true;
         }
@@ -66,7 +76,12 @@ impl Throttle {
                 self.settings.describe_burst,
             ),
             ActionClass::Mutate => (self.settings.mutate_per_second, self.settings.mutate_burst),
+            ActionClass::InstanceLaunches => (
+                self.settings.instances_per_second,
+                self.settings.instance_burst,
+            ),
         };
+        let count = f64::from(count);
         let now = Instant::now();
         let mut buckets = lock(&self.buckets);
         let bucket = buckets
@@ -78,8 +93,8 @@ impl Throttle {
         let elapsed = now.duration_since(bucket.refilled_at).as_secs_f64();
         bucket.tokens = (bucket.tokens + elapsed * f64::from(per_second)).min(f64::from(burst));
         bucket.refilled_at = now;
-        if bucket.tokens >= 1.0 {
-            bucket.tokens -= 1.0;
+        if bucket.tokens >= count {
+            bucket.tokens -= count;
             true
         } else {
             false
@@ -98,7 +113,19 @@ mod tests {
             describe_burst: 3,
             mutate_per_second: 1,
             mutate_burst: 2,
+            instances_per_second: 2,
+            instance_burst: 10,
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn launches_are_metered_by_instance() {
+        let throttle = Throttle::new(limits());
+        assert!(throttle.admit_many("a", ActionClass::InstanceLaunches, 8));
+        assert!(!throttle.admit_many("a", ActionClass::InstanceLaunches, 3));
+        assert!(throttle.admit_many("a", ActionClass::InstanceLaunches, 2));
+        tokio::time::advance(std::time::Duration::from_secs(2)).await;
+        assert!(throttle.admit_many("a", ActionClass::InstanceLaunches, 4));
     }
 
     #[tokio::test(start_paused = true)]

@@ -164,6 +164,11 @@ enum Mutation {
     DropHeader {
         index: usize,
     },
+    /// Moves a pair's `=` (`DryRun=true` -> `DryRuntrue=`): the SigV1 attack.
+    ShiftEquals {
+        index: usize,
+        by: i8,
+    },
 }
 
 fn mutation() -> impl Strategy<Value = Mutation> {
@@ -186,6 +191,7 @@ fn mutation() -> impl Strategy<Value = Mutation> {
             .prop_map(|(name, value)| Mutation::AddBodyParameter { name, value }),
         prop_oneof![Just("GET"), Just("POST"), Just("PUT")].prop_map(Mutation::ChangeMethod),
         any::<usize>().prop_map(|index| Mutation::DropHeader { index }),
+        (any::<usize>(), -3i8..=3).prop_map(|(index, by)| Mutation::ShiftEquals { index, by }),
     ]
 }
 
@@ -287,6 +293,19 @@ fn apply(capture: &mut Capture, mutation: &Mutation) {
             }
         }
         Mutation::ChangeMethod(method) => capture.method = method.to_string(),
+        Mutation::ShiftEquals { index, by } => {
+            let (in_body, mut pairs) = pairs_of(capture);
+            if !pairs.is_empty() {
+                let i = index % pairs.len();
+                let joined: String = pairs[i].replace('=', "");
+                let at = pairs[i].find('=').unwrap_or(joined.len()) as i64 + i64::from(*by);
+                let at = at.clamp(0, joined.len() as i64) as usize;
+                if joined.is_char_boundary(at) {
+                    pairs[i] = format!("{}={}", &joined[..at], &joined[at..]);
+                    set_pairs(capture, in_body, pairs);
+                }
+            }
+        }
         Mutation::DropHeader { index } => {
             if !capture.headers.is_empty() {
                 let i = index % capture.headers.len();
@@ -296,41 +315,55 @@ fn apply(capture: &mut Capture, mutation: &Mutation) {
     }
 }
 
+/// What the gateway made of a (mutated) capture.
+struct Outcome {
+    /// The action's parameters (sorted), when the signature verified.
+    verified: Option<Vec<(String, String)>>,
+    /// Parameters, signature and action parsing together.
+    result: ApiResult<()>,
+}
+
 /// Runs a (mutated) capture through parameters, signature and action
 /// parsing, as the gateway does before any handler runs.
-fn process(capture: &Capture, at: DateTime<Utc>) -> ApiResult<()> {
-    let method = Method::from_bytes(capture.method.as_bytes())
-        .map_err(|_| ApiError::UnsupportedHttpVerb(capture.method.clone()))?;
-    let mut headers = HeaderMap::new();
-    for (name, value) in &capture.headers {
-        if let (Ok(name), Ok(value)) = (
-            HeaderName::from_bytes(name.as_bytes()),
-            HeaderValue::from_str(value),
-        ) {
-            headers.append(name, value);
+fn process(capture: &Capture, at: DateTime<Utc>) -> Outcome {
+    let mut verified = None;
+    let result = (|| {
+        let method = Method::from_bytes(capture.method.as_bytes())
+            .map_err(|_| ApiError::UnsupportedHttpVerb(capture.method.clone()))?;
+        let mut headers = HeaderMap::new();
+        for (name, value) in &capture.headers {
+            if let (Ok(name), Ok(value)) = (
+                HeaderName::from_bytes(name.as_bytes()),
+                HeaderValue::from_str(value),
+            ) {
+                headers.append(name, value);
+            }
         }
-    }
-    let (path, query) = match capture.target.split_once('?') {
-        Some((path, query)) => (path, Some(query)),
-        None => (capture.target.as_str(), None),
-    };
-    let (query_pairs, params) = request_params(&method, query, &headers, &capture.body)?;
-    let settings = AuthSettings {
-        allow_signature_v1: true,
-        ..AuthSettings::new("us-east-1")
-    };
-    let verifier = Verifier::new(Arc::new(ExampleKeys), Arc::new(FixedClock(at)), settings);
-    let principal: Principal = verifier.authenticate(&AuthRequest {
-        method: &capture.method,
-        path,
-        query_pairs: &query_pairs,
-        headers: &headers,
-        body: &capture.body,
-        params: &params,
-    })?;
-    let action = params.get("Action").unwrap_or("").to_string();
-    Action::parse(&action, &params.without_auth(), &principal)?;
-    Ok(())
+        let (path, query) = match capture.target.split_once('?') {
+            Some((path, query)) => (path, Some(query)),
+            None => (capture.target.as_str(), None),
+        };
+        let (query_pairs, params) = request_params(&method, query, &headers, &capture.body)?;
+        // The gateway's defaults: SigV1 refused (with it allowed, ShiftEquals
+        // finds its ambiguity at once).
+        let settings = AuthSettings::new("us-east-1");
+        let verifier = Verifier::new(Arc::new(ExampleKeys), Arc::new(FixedClock(at)), settings);
+        let principal: Principal = verifier.authenticate(&AuthRequest {
+            method: &capture.method,
+            path,
+            query_pairs: &query_pairs,
+            headers: &headers,
+            body: &capture.body,
+            params: &params,
+        })?;
+        let mut pairs = params.without_auth().pairs().to_vec();
+        pairs.sort();
+        verified = Some(pairs);
+        let action = params.get("Action").unwrap_or("").to_string();
+        Action::parse(&action, &params.without_auth(), &principal)?;
+        Ok(())
+    })();
+    Outcome { verified, result }
 }
 
 /// Every refusal renders as a well-formed EC2 error document with a
@@ -368,10 +401,11 @@ fn mutated_captures_never_panic_and_every_refusal_is_ec2_xml() {
     let captures = captures();
     assert!(captures.len() >= 15, "captures are missing");
     // Unmutated, every capture's signature verifies (so that mutations are
-    // what fail); two carry a session token (AuthFailure), one a filter the
-    // zones do not have (InvalidFilter, after verification).
+    // what fail); two carry a session token and one is SigV1 (AuthFailure),
+    // one names a filter the zones do not have (InvalidFilter, after
+    // verification).
     for capture in &captures {
-        let outcome = process(capture, signed_at(capture));
+        let outcome = process(capture, signed_at(capture)).result;
         assert!(
             outcome.is_ok()
                 || ["AuthFailure", "InvalidFilter"].contains(&outcome.as_ref().unwrap_err().code()),
@@ -397,43 +431,21 @@ fn mutated_captures_never_panic_and_every_refusal_is_ec2_xml() {
                 for mutation in &mutations {
                     apply(&mut capture, mutation);
                 }
-                match process(&capture, signed_at(&captures[index])) {
-                    Ok(()) => {
-                        accepted.fetch_add(1, Ordering::Relaxed);
-                        // A mutation that still verifies must have left every
-                        // signed byte as it was: the parameters are the same.
-                        let original = &captures[index];
-                        let same_params = |c: &Capture| {
-                            let method = Method::from_bytes(c.method.as_bytes()).unwrap();
-                            let mut headers = HeaderMap::new();
-                            for (n, v) in &c.headers {
-                                if let (Ok(n), Ok(v)) = (
-                                    HeaderName::from_bytes(n.as_bytes()),
-                                    HeaderValue::from_str(v),
-                                ) {
-                                    headers.append(n, v);
-                                }
-                            }
-                            request_params(
-                                &method,
-                                c.target.split_once('?').map(|(_, q)| q),
-                                &headers,
-                                &c.body,
-                            )
-                            .map(|(_, p)| {
-                                let mut pairs = p.without_auth().pairs().to_vec();
-                                pairs.sort();
-                                pairs
-                            })
-                        };
-                        prop_assert_eq!(
-                            same_params(&capture).ok(),
-                            same_params(original).ok(),
-                            "a mutated request verified with other parameters: {:?}",
-                            mutations
-                        );
-                    }
-                    Err(error) => check_refusal(&error)?,
+                let outcome = process(&capture, signed_at(&captures[index]));
+                if let Some(params) = &outcome.verified {
+                    accepted.fetch_add(1, Ordering::Relaxed);
+                    // A mutation that still verifies must have left every
+                    // signed byte's meaning as it was: the same parameters.
+                    let original = process(&captures[index], signed_at(&captures[index]));
+                    prop_assert_eq!(
+                        Some(params),
+                        original.verified.as_ref(),
+                        "a mutated request verified with other parameters: {:?}",
+                        mutations
+                    );
+                }
+                if let Err(error) = &outcome.result {
+                    check_refusal(error)?;
                 }
                 Ok(())
             },

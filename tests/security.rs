@@ -185,19 +185,39 @@ async fn a_parameter_given_twice_is_refused() {
     assert_eq!(reply.status, 400, "{}", reply.body);
     assert_eq!(error_code(&reply), "InvalidParameterValue");
     assert!(reply.body.contains("InstanceId.1"), "{}", reply.body);
-    // In the query and in the body (the query is signed too, as the canonical query).
-    let body = format!("Action=StopInstances&Version=2016-11-15&InstanceId.1={a}");
-    let reply = client::send(
-        &server.endpoint,
+    // In the query and in the body: SigV2 signs both together, so the
+    // signature holds, and a reader taking the last value would have
+    // stopped the other instance.
+    let b = launch(&server).await;
+    let mut signed = pairs(&[
+        ("Action", "StopInstances"),
+        ("Version", "2016-11-15"),
+        ("InstanceId.1", &a),
+        ("InstanceId.1", &b),
+    ]);
+    ec2_gateway::auth::signer::sign_v2(
+        &user(),
         "POST",
-        "/?Action=DescribeInstances",
-        &sign(&body),
-        body.into_bytes(),
+        &server.endpoint.authority,
+        "/",
+        &mut signed,
+        SignatureMethod::HmacSha256,
+        Utc::now(),
+    );
+    let in_query = form_body(&signed[..3]);
+    let in_body = form_body(&signed[3..]);
+    let reply = send(
+        &server,
+        "POST",
+        &in_query,
+        &[("Content-Type", FORM_CONTENT_TYPE.to_string())],
+        &in_body,
     )
-    .await
-    .unwrap();
+    .await;
     assert_eq!(reply.status, 400, "{}", reply.body);
+    assert_eq!(error_code(&reply), "InvalidParameterValue");
     assert_eq!(state_of(&server, &a).await, "running");
+    assert_eq!(state_of(&server, &b).await, "running");
     server.stop().await;
 }
 
@@ -443,23 +463,23 @@ async fn rules_per_group_are_limited() {
 /// not exist, and nothing is written anywhere.
 #[tokio::test]
 async fn rule_references_to_other_accounts_reveal_and_create_nothing() {
+    // Hosts heartbeated by hand: no background task writes during the test.
     let (server, _dir) = server_with(|config| {
-        config.liveness_window_secs = 600;
-        config.heartbeat_interval_secs = 590;
+        for host in &mut config.hosts {
+            host.simulated = false;
+        }
     })
     .await;
+    for host in ["node-a1", "node-a2", "node-b1", "node-c1"] {
+        let reply = server
+            .admin("AdminHostHeartbeat", &[("HostName", host)])
+            .await;
+        assert_eq!(reply.status, 200, "{}", reply.body);
+    }
     let admin_groups = server.admin("DescribeSecurityGroups", &[]).await;
     let admin_default = client::text_of(&admin_groups.body, "groupId").unwrap();
     let store = server.gateway.compute.store.clone();
-    // The hosts' first heartbeat (the next is 590 s away) is a write of its own.
-    let mut before = store.last_applied();
-    loop {
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        if store.last_applied() == before {
-            break;
-        }
-        before = store.last_applied();
-    }
+    let before = store.last_applied();
     let reference = |owner: &str, group_field: &str, group: &str, dry_run: bool| {
         let mut params = pairs(&[
             ("GroupName", "default"),
@@ -783,9 +803,10 @@ async fn terminated_instances_keep_a_small_record() {
 /// and the other class are not affected.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_are_rate_limited_per_account() {
+    // No refill: the outcome does not depend on how fast the test runs.
     let (server, _dir) = server_with(|config| {
         config.rate_limits.mutate_burst = 5;
-        config.rate_limits.mutate_per_second = 1;
+        config.rate_limits.mutate_per_second = 0;
     })
     .await;
     let mut codes = Vec::new();
@@ -811,6 +832,49 @@ async fn requests_are_rate_limited_per_account() {
     server.stop().await;
 }
 
+/// Medium 4: a RunInstances of 100 instances cost one request token, so
+/// churn was bounded by requests, not by what they leave behind. Launches
+/// now also draw from a per-account bucket of instances (EC2's resource
+/// rate limit).
+#[tokio::test]
+async fn instance_launches_are_metered_per_instance() {
+    let (server, _dir) = server_with(|config| {
+        config.rate_limits.instance_burst = 5;
+        config.rate_limits.instances_per_second = 0;
+    })
+    .await;
+    let launch = |count: &'static str| {
+        let server = &server;
+        async move {
+            server
+                .user(
+                    "RunInstances",
+                    &[
+                        ("ImageId", IMAGE),
+                        ("InstanceType", "t3.micro"),
+                        ("MinCount", "1"),
+                        ("MaxCount", count),
+                    ],
+                )
+                .await
+        }
+    };
+    assert_eq!(launch("3").await.status, 200);
+    let refused = launch("3").await;
+    assert_eq!(refused.status, 503, "{}", refused.body);
+    assert_eq!(error_code(&refused), "RequestLimitExceeded");
+    assert_eq!(launch("2").await.status, 200);
+    // Another account has its own bucket.
+    let other = server
+        .admin(
+            "RunInstances",
+            &[("ImageId", IMAGE), ("MinCount", "1"), ("MaxCount", "5")],
+        )
+        .await;
+    assert_eq!(other.status, 200, "{}", other.body);
+    server.stop().await;
+}
+
 /// Medium 8: a configured key deactivated at runtime was active again after
 /// a restart. The runtime decision now outlives the file.
 #[tokio::test]
@@ -829,5 +893,77 @@ async fn a_deactivated_configured_key_stays_deactivated_after_restart() {
     assert_eq!(reply.status, 401, "{}", reply.body);
     assert_eq!(error_code(&reply), "AuthFailure");
     assert_eq!(server.admin("DescribeRegions", &[]).await.status, 200);
+    server.stop().await;
+}
+
+/// Medium 7 (review): the share was taken over all zones together, so one
+/// account could still fill a whole zone's volume pool. It now applies to
+/// each zone's pool as well.
+#[tokio::test]
+async fn one_account_cannot_fill_a_zones_volume_pool() {
+    let (server, _dir) = server_with(|config| {
+        config.volume_capacity_gib_per_zone = 1000;
+        config.quotas.max_fleet_share_percent = 50;
+        config.quotas.max_volume_storage_gib = 100_000;
+    })
+    .await;
+    let volume = |zone: &'static str, size: &'static str| {
+        let server = &server;
+        async move {
+            server
+                .user(
+                    "CreateVolume",
+                    &[("AvailabilityZone", zone), ("Size", size)],
+                )
+                .await
+        }
+    };
+    assert_eq!(volume("us-east-1a", "400").await.status, 200);
+    let refused = volume("us-east-1a", "200").await;
+    assert_eq!(
+        error_code(&refused),
+        "VolumeLimitExceeded",
+        "{}",
+        refused.body
+    );
+    assert_eq!(volume("us-east-1b", "200").await.status, 200);
+    // The rest of zone a is still there for another account.
+    assert_eq!(
+        server
+            .admin(
+                "CreateVolume",
+                &[("AvailabilityZone", "us-east-1a"), ("Size", "500")]
+            )
+            .await
+            .status,
+        200
+    );
+    server.stop().await;
+}
+
+/// High 3: phantom accounts were persisted and reloaded at start. Data
+/// written by 0.1.0 for ids that are not accounts is removed at start.
+#[tokio::test]
+async fn phantom_account_records_are_removed_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = || test_config(&dir.path().join("data"), StorageBackend::Sled);
+    let server = TestServer::start(config()).await;
+    // What 0.1.0 did for a rule reference to any id.
+    let compute = server.gateway.compute.clone();
+    compute.default_network("999999999999").await.unwrap();
+    compute.security_groups("999999999999").await.unwrap();
+    assert!(compute.network.vpc("999999999999").is_some());
+    drop(compute);
+    server.stop().await;
+    let server = TestServer::start(config()).await;
+    let compute = &server.gateway.compute;
+    assert!(compute.network.vpc("999999999999").is_none());
+    let groups: Vec<ec2_gateway::compute::security_groups::SecurityGroup> = compute
+        .store
+        .records("security_groups", b"999999999999/")
+        .unwrap();
+    assert!(groups.is_empty());
+    // Real accounts keep theirs.
+    assert!(compute.network.vpc(USER_ACCOUNT).is_some());
     server.stop().await;
 }

@@ -43,6 +43,9 @@ fn selection_digest(parts: &[&str]) -> String {
     hex::encode(&hasher.finalize()[..8])
 }
 
+/// Positions are padded to at least this many bytes before encryption.
+const PADDED_POSITION: usize = 48;
+
 /// The associated data a token is bound to.
 fn binding(account: &str, action: &str, selection: &str) -> String {
     format!("{account}\n{action}\n{selection}")
@@ -52,11 +55,16 @@ fn binding(account: &str, action: &str, selection: &str) -> String {
 fn issue(key: &[u8; 32], account: &str, action: &str, selection: &str, position: &str) -> String {
     let cipher = ChaCha20Poly1305::new(key.into());
     let nonce: [u8; 12] = rand::random();
+    // Padded (with NULs, which no position contains) so that a token's
+    // length says nothing about its position, e.g. how many digits the
+    // gateway-wide launch count has.
+    let mut padded = position.as_bytes().to_vec();
+    padded.resize(padded.len().max(PADDED_POSITION).next_multiple_of(16), 0);
     let sealed = cipher
         .encrypt(
             Nonce::from_slice(&nonce),
             Payload {
-                msg: position.as_bytes(),
+                msg: &padded,
                 aad: binding(account, action, selection).as_bytes(),
             },
         )
@@ -91,7 +99,11 @@ fn verify(
             },
         )
         .map_err(|_| ApiError::InvalidNextToken)?;
-    String::from_utf8(position).map_err(|_| ApiError::InvalidNextToken)
+    let length = position
+        .iter()
+        .position(|b| *b == 0)
+        .unwrap_or(position.len());
+    String::from_utf8(position[..length].to_vec()).map_err(|_| ApiError::InvalidNextToken)
 }
 
 /// The paging of one describe request: where to resume, and how to cut the
@@ -237,5 +249,14 @@ mod tests {
             token,
             issue(&key, "111122223333", "DescribeInstances", "abc", "1234567")
         );
+        // Nor its length: positions of any usual size give tokens of one size.
+        let sizes: std::collections::HashSet<usize> =
+            ["1", "1234567", "99999999999", "m5.24xlarge"]
+                .iter()
+                .map(|position| {
+                    issue(&key, "111122223333", "DescribeInstances", "abc", position).len()
+                })
+                .collect();
+        assert_eq!(sizes.len(), 1);
     }
 }

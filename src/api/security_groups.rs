@@ -136,13 +136,13 @@ fn requested_rules(params: &Params) -> ApiResult<Vec<RequestedRule>> {
         for range in permission.structures("IpRanges")? {
             peers.push((
                 RequestedPeer::Cidr(check_cidr(&range.required("CidrIp")?, false)?),
-                range.optional("Description"),
+                range.optional_text("Description", 255)?,
             ));
         }
         for range in permission.structures("Ipv6Ranges")? {
             peers.push((
                 RequestedPeer::CidrV6(check_cidr(&range.required("CidrIpv6")?, true)?),
-                range.optional("Description"),
+                range.optional_text("Description", 255)?,
             ));
         }
         for pair in permission.structures("Groups")? {
@@ -162,7 +162,10 @@ fn requested_rules(params: &Params) -> ApiResult<Vec<RequestedRule>> {
                     ))
                 }
             };
-            peers.push((RequestedPeer::Group(peer), pair.optional("Description")));
+            peers.push((
+                RequestedPeer::Group(peer),
+                pair.optional_text("Description", 255)?,
+            ));
         }
         if peers.is_empty() {
             return Err(ApiError::MissingParameter(

@@ -662,7 +662,7 @@ impl CreateSnapshot {
     pub fn from_params(params: &Params) -> ApiResult<Self> {
         Ok(Self {
             volume_id: volume_id(params)?,
-            description: params.optional("Description"),
+            description: params.optional_text("Description", 255)?,
             tags: tag_specifications(params, "snapshot")?,
             dry_run: params.boolean("DryRun")?.unwrap_or(false),
         })
@@ -727,7 +727,7 @@ impl CopySnapshot {
         Ok(Self {
             source_region: params.required("SourceRegion")?,
             source_snapshot_id,
-            description: params.optional("Description"),
+            description: params.optional_text("Description", 255)?,
             tags: tag_specifications(params, "snapshot")?,
             dry_run: params.boolean("DryRun")?.unwrap_or(false),
         })

@@ -163,7 +163,7 @@ impl Compute {
         dry_run: bool,
     ) -> ApiResult<Address> {
         let (address, sequence) = {
-            let _guard = self.address_lock.lock(account_id);
+            let _guard = self.address_lock.lock(account_id).await;
             let held = self
                 .store
                 .records::<Address>(ADDRESSES, format!("{account_id}/").as_bytes())?
@@ -236,7 +236,7 @@ impl Compute {
             }
         }
         let (association_id, sequence) = {
-            let _guard = self.address_lock.lock(account_id);
+            let _guard = self.address_lock.lock(account_id).await;
             let addresses = self.addresses(account_id)?;
             let address = self.address(account_id, selector)?;
             if let Some(current) = &address.association {
@@ -311,7 +311,7 @@ impl Compute {
         dry_run: bool,
     ) -> ApiResult<()> {
         let sequence = {
-            let _guard = self.address_lock.lock(account_id);
+            let _guard = self.address_lock.lock(account_id).await;
             let addresses = self.addresses(account_id)?;
             let address = match (association_id, public_ip) {
                 (Some(id), _) => addresses
@@ -363,7 +363,7 @@ impl Compute {
         dry_run: bool,
     ) -> ApiResult<()> {
         let sequence = {
-            let _guard = self.address_lock.lock(account_id);
+            let _guard = self.address_lock.lock(account_id).await;
             let address = self.address(account_id, selector)?;
             if address.association.is_some() {
                 return Err(ApiError::NotFound {

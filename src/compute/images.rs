@@ -105,7 +105,7 @@ impl Compute {
             )));
         }
         let sequence = {
-            let _guard = self.image_lock.lock(account_id);
+            let _guard = self.image_lock.lock(account_id).await;
             let own = self
                 .store
                 .records::<Image>(IMAGES, format!("{account_id}/").as_bytes())?;
@@ -164,7 +164,7 @@ impl Compute {
             )));
         }
         let sequence = {
-            let _guard = self.image_lock.lock(account_id);
+            let _guard = self.image_lock.lock(account_id).await;
             if self
                 .store
                 .get_record::<Image>(IMAGES, &image_key(account_id, image_id))?

@@ -68,7 +68,7 @@ impl Compute {
     /// Stores `pair` unless the name is taken (checked and written under one lock).
     async fn store_new_key_pair(&self, pair: &KeyPair, dry_run: bool) -> ApiResult<()> {
         let sequence = {
-            let _guard = self.key_pair_lock.lock(&pair.account_id);
+            let _guard = self.key_pair_lock.lock(&pair.account_id).await;
             self.ensure_name_free(&pair.account_id, &pair.name)?;
             let held = self
                 .store
@@ -196,7 +196,7 @@ impl Compute {
             super::ids::check_id(id, "key", "InvalidKeyPair.Malformed")?;
         }
         let sequence = {
-            let _guard = self.key_pair_lock.lock(account_id);
+            let _guard = self.key_pair_lock.lock(account_id).await;
             let pair = match (name, id) {
                 (Some(name), _) => self.key_pair(account_id, name)?,
                 (None, Some(id)) => self.key_pairs(account_id)?.into_iter().find(|p| p.id == id),

@@ -84,11 +84,17 @@ impl Compute {
     }
 
     /// An account's volume storage limit (GiB): its quota, but never more
-    /// than its share of every zone's volume capacity together.
+    /// than its share of every zone's volume capacity together (and, zone
+    /// by zone, see [`Compute::volume_zone_share`]).
     pub fn volume_storage_limit(&self) -> u64 {
         let zones = self.services.zones(self.clock.now()).len() as u64;
         let share = self.fleet_share(zones * self.volume_capacity_gib_per_zone);
         self.quotas.max_volume_storage_gib.min(share)
+    }
+
+    /// The most of one zone's volume pool an account may hold (GiB).
+    pub fn volume_zone_share(&self) -> u64 {
+        self.fleet_share(self.volume_capacity_gib_per_zone)
     }
 
     fn fleet_share(&self, total: u64) -> u64 {

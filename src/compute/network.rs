@@ -146,6 +146,50 @@ impl Compute {
         Ok(())
     }
 
+    /// Removes default VPCs, subnets and security groups stored for account
+    /// ids that are not accounts: 0.1.0 created them for any id a rule
+    /// reference named (even with DryRun). Run at start, before anything
+    /// else reads them; returns how many records went.
+    pub async fn forget_phantom_accounts(&self) -> ApiResult<usize> {
+        let is_account = |id: &str| self.accounts.account(id).is_some();
+        let mut batch = WriteBatch::new();
+        {
+            let mut networks = crate::sync::lock(&self.network.networks);
+            networks.vpcs.retain(|account_id, _| {
+                let keep = is_account(account_id);
+                if !keep {
+                    batch.delete(VPCS, account_id.as_bytes().to_vec());
+                }
+                keep
+            });
+            networks.subnets.retain(|(account_id, zone), _| {
+                let keep = is_account(account_id);
+                if !keep {
+                    batch.delete(SUBNETS, format!("{account_id}/{zone}").into_bytes());
+                }
+                keep
+            });
+        }
+        let groups: Vec<super::security_groups::SecurityGroup> = self
+            .store
+            .records(super::security_groups::SECURITY_GROUPS, b"")?;
+        for group in groups.iter().filter(|g| !is_account(&g.account_id)) {
+            batch.delete(
+                super::security_groups::SECURITY_GROUPS,
+                format!("{}/{}", group.account_id, group.id).into_bytes(),
+            );
+        }
+        let removed = batch.ops.len();
+        if removed > 0 {
+            tracing::warn!(
+                records = removed,
+                "removed resources of ids that are not accounts"
+            );
+            self.store.commit(&batch).await?;
+        }
+        Ok(removed)
+    }
+
     /// [`Compute::provision_defaults`] for every account.
     pub async fn provision_all_defaults(&self) -> ApiResult<()> {
         for account_id in self.accounts.account_ids() {

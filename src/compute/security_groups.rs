@@ -164,7 +164,7 @@ impl Compute {
         }
         let (vpc, _) = self.default_network(account_id).await?;
         let sequence = {
-            let _guard = self.security_group_lock.lock(account_id);
+            let _guard = self.security_group_lock.lock(account_id).await;
             let mut groups: Vec<SecurityGroup> = self
                 .store
                 .records(SECURITY_GROUPS, format!("{account_id}/").as_bytes())?;
@@ -292,7 +292,7 @@ impl Compute {
             }
         }
         let (group, sequence) = {
-            let _guard = self.security_group_lock.lock(account_id);
+            let _guard = self.security_group_lock.lock(account_id).await;
             let existing: Vec<SecurityGroup> = self
                 .store
                 .records(SECURITY_GROUPS, format!("{account_id}/").as_bytes())?;
@@ -357,7 +357,7 @@ impl Compute {
             });
         }
         let sequence = {
-            let _guard = self.security_group_lock.lock(account_id);
+            let _guard = self.security_group_lock.lock(account_id).await;
             let others: Vec<SecurityGroup> = self
                 .store
                 .records(SECURITY_GROUPS, format!("{account_id}/").as_bytes())?;
@@ -425,7 +425,7 @@ impl Compute {
     ) -> ApiResult<(SecurityGroup, Vec<Rule>)> {
         let group = self.security_group(account_id, selector).await?;
         let (group, added, sequence) = {
-            let _guard = self.security_group_lock.lock(account_id);
+            let _guard = self.security_group_lock.lock(account_id).await;
             let mut group: SecurityGroup = self
                 .store
                 .get_record(SECURITY_GROUPS, &group_key(account_id, &group.id))?
@@ -493,7 +493,7 @@ impl Compute {
     ) -> ApiResult<(SecurityGroup, Vec<Rule>)> {
         let group = self.security_group(account_id, selector).await?;
         let (group, removed, sequence) = {
-            let _guard = self.security_group_lock.lock(account_id);
+            let _guard = self.security_group_lock.lock(account_id).await;
             let mut group: SecurityGroup = self
                 .store
                 .get_record(SECURITY_GROUPS, &group_key(account_id, &group.id))?

@@ -460,7 +460,18 @@ impl ServiceRegistry {
             registry: &mut registry,
             batch: WriteBatch::new(),
         };
-        match change(&mut transaction) {
+        // A panic inside `change` must not leave half-reserved capacity
+        // behind for the requests after it (the lock itself survives it).
+        let outcome =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| change(&mut transaction)));
+        let outcome = match outcome {
+            Ok(outcome) => outcome,
+            Err(panic) => {
+                registry.services = snapshot;
+                std::panic::resume_unwind(panic);
+            }
+        };
+        match outcome {
             Ok(result) => {
                 let batch = std::mem::take(&mut transaction.batch);
                 match self.store.apply(&batch) {

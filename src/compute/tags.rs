@@ -305,11 +305,11 @@ impl Compute {
         let sequence = {
             // The account's lock of each store-backed family, always in this
             // order; other accounts are never held up.
-            let _groups = self.security_group_lock.lock(account_id);
-            let _keys = self.key_pair_lock.lock(account_id);
-            let _images = self.image_lock.lock(account_id);
-            let _volumes = self.volume_lock.lock(account_id);
-            let _addresses = self.address_lock.lock(account_id);
+            let _groups = self.security_group_lock.lock(account_id).await;
+            let _keys = self.key_pair_lock.lock(account_id).await;
+            let _images = self.image_lock.lock(account_id).await;
+            let _volumes = self.volume_lock.lock(account_id).await;
+            let _addresses = self.address_lock.lock(account_id).await;
             let index = self.tag_index(account_id, &kinds)?;
             let mut batch = WriteBatch::new();
             let mut instance_ids = Vec::new();

@@ -295,7 +295,7 @@ impl Compute {
             )));
         }
         let (volume, sequence) = {
-            let _guard = self.volume_lock.lock(account_id);
+            let _guard = self.volume_lock.lock(account_id).await;
             if let Some(token) = &request.client_token {
                 let existing = self
                     .store
@@ -315,7 +315,7 @@ impl Compute {
                     return Ok(volume);
                 }
             }
-            self.check_volume_quota(account_id, 1, u64::from(size))?;
+            self.check_volume_quota(account_id, &request.availability_zone, 1, u64::from(size))?;
             let mut used = crate::sync::lock(&self.volume_pools.used);
             let in_zone = used.get(&request.availability_zone).copied().unwrap_or(0);
             if in_zone + size as u64 > self.volume_capacity_gib_per_zone {
@@ -366,13 +366,18 @@ impl Compute {
         change: impl FnOnce(&mut Volume, DateTime<Utc>) -> ApiResult<()>,
     ) -> ApiResult<Volume> {
         let (volume, sequence) = {
-            let _guard = self.volume_lock.lock(account_id);
+            let _guard = self.volume_lock.lock(account_id).await;
             let mut volume = self.volume(account_id, id)?;
             let before_size = volume.size_gib;
             change(&mut volume, self.clock.now())?;
             let grown = volume.size_gib.saturating_sub(before_size);
             if grown > 0 {
-                self.check_volume_quota(account_id, 0, u64::from(grown))?;
+                self.check_volume_quota(
+                    account_id,
+                    &volume.availability_zone,
+                    0,
+                    u64::from(grown),
+                )?;
             }
             if dry_run {
                 return Err(ApiError::DryRunOperation);
@@ -544,7 +549,7 @@ impl Compute {
         dry_run: bool,
     ) -> ApiResult<()> {
         let sequence = {
-            let _guard = self.volume_lock.lock(account_id);
+            let _guard = self.volume_lock.lock(account_id).await;
             let volume = self.volume(account_id, volume_id)?;
             if volume.attachment.is_some() {
                 return Err(ApiError::NotFound {
@@ -567,22 +572,36 @@ impl Compute {
         Ok(())
     }
 
-    /// Refuses `more` volumes of `more_gib` GiB beyond the account's volume
-    /// count and storage limits (`VolumeLimitExceeded`). Called under the
-    /// account's volume lock.
-    fn check_volume_quota(&self, account_id: &str, more: usize, more_gib: u64) -> ApiResult<()> {
+    /// Refuses `more` volumes of `more_gib` GiB in `zone` beyond the
+    /// account's limits (`VolumeLimitExceeded`): its volume count, its
+    /// storage, and its share of the zone's volume pool (so one account
+    /// cannot fill a zone). Called under the account's volume lock.
+    fn check_volume_quota(
+        &self,
+        account_id: &str,
+        zone: &str,
+        more: usize,
+        more_gib: u64,
+    ) -> ApiResult<()> {
         let volumes: Vec<Volume> = self
             .store
             .records(VOLUMES, format!("{account_id}/").as_bytes())?;
         let storage: u64 = volumes.iter().map(|v| u64::from(v.size_gib)).sum();
+        let in_zone: u64 = volumes
+            .iter()
+            .filter(|v| v.availability_zone == zone)
+            .map(|v| u64::from(v.size_gib))
+            .sum();
         let storage_limit = self.volume_storage_limit();
+        let zone_limit = self.volume_zone_share();
         if volumes.len() + more > self.quotas.max_volumes as usize
             || storage + more_gib > storage_limit
+            || in_zone + more_gib > zone_limit
         {
             return Err(ApiError::LimitExceeded {
                 code: "VolumeLimitExceeded",
                 message: format!(
-                    "You have exceeded your maximum volume limits: {} volumes or {storage_limit} GiB of storage",
+                    "You have exceeded your maximum volume limits: {} volumes, {storage_limit} GiB of storage, {zone_limit} GiB in {zone}",
                     self.quotas.max_volumes
                 ),
             });
@@ -600,7 +619,7 @@ impl Compute {
         tags: Vec<Tag>,
         dry_run: bool,
     ) -> ApiResult<Snapshot> {
-        let _guard = self.volume_lock.lock(account_id);
+        let _guard = self.volume_lock.lock(account_id).await;
         let held = self
             .store
             .count(SNAPSHOTS, format!("{account_id}/").as_bytes())?;
@@ -644,7 +663,7 @@ impl Compute {
     ) -> ApiResult<()> {
         self.snapshot(account_id, snapshot_id)?;
         let sequence = {
-            let _guard = self.image_lock.lock(account_id);
+            let _guard = self.image_lock.lock(account_id).await;
             let in_use = self
                 .visible_images(account_id)?
                 .into_iter()

@@ -144,6 +144,17 @@ impl Params {
         self.get(name).filter(|v| !v.is_empty()).map(str::to_string)
     }
 
+    /// An optional free-text parameter (a description) of at most
+    /// `max_chars` characters, EC2's limit for it.
+    pub fn optional_text(&self, name: &str, max_chars: usize) -> ApiResult<Option<String>> {
+        match self.optional(name) {
+            Some(text) if text.chars().count() > max_chars => Err(ApiError::invalid_value(
+                format!("{name} may be at most {max_chars} characters long"),
+            )),
+            other => Ok(other),
+        }
+    }
+
     /// An optional boolean: `true`/`false` in any case.
     pub fn boolean(&self, name: &str) -> ApiResult<Option<bool>> {
         match self.get(name) {
