@@ -315,7 +315,10 @@ impl Compute {
                     return Ok(volume);
                 }
             }
-            self.check_volume_quota(account_id, &request.availability_zone, 1, u64::from(size))?;
+            // The account's own volumes are read before the shared pool is
+            // locked; an exhausted pool is reported first.
+            let quota =
+                self.check_volume_quota(account_id, &request.availability_zone, 1, u64::from(size));
             let mut used = crate::sync::lock(&self.volume_pools.used);
             let in_zone = used.get(&request.availability_zone).copied().unwrap_or(0);
             if in_zone + size as u64 > self.volume_capacity_gib_per_zone {
@@ -327,6 +330,7 @@ impl Compute {
                     ),
                 });
             }
+            quota?;
             if dry_run {
                 return Err(ApiError::DryRunOperation);
             }
@@ -370,21 +374,14 @@ impl Compute {
             let mut volume = self.volume(account_id, id)?;
             let before_size = volume.size_gib;
             change(&mut volume, self.clock.now())?;
-            let grown = volume.size_gib.saturating_sub(before_size);
-            if grown > 0 {
-                self.check_volume_quota(
-                    account_id,
-                    &volume.availability_zone,
-                    0,
-                    u64::from(grown),
-                )?;
-            }
-            if dry_run {
-                return Err(ApiError::DryRunOperation);
-            }
+            let grown = u64::from(volume.size_gib.saturating_sub(before_size));
+            let quota = if grown > 0 {
+                self.check_volume_quota(account_id, &volume.availability_zone, 0, grown)
+            } else {
+                Ok(())
+            };
             let mut used = crate::sync::lock(&self.volume_pools.used);
             let in_zone = used.entry(volume.availability_zone.clone()).or_default();
-            let grown = volume.size_gib.saturating_sub(before_size) as u64;
             if *in_zone + grown > self.volume_capacity_gib_per_zone {
                 return Err(ApiError::InsufficientCapacity {
                     code: "InsufficientVolumeCapacity",
@@ -393,6 +390,10 @@ impl Compute {
                         volume.availability_zone
                     ),
                 });
+            }
+            quota?;
+            if dry_run {
+                return Err(ApiError::DryRunOperation);
             }
             *in_zone += grown;
             let mut batch = WriteBatch::new();
