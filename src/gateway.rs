@@ -297,8 +297,8 @@ fn into_response(answer: Answer, request_id: &str) -> Response<Full<Bytes>> {
     response
 }
 
-/// An EC2 error answer made outside the request pipeline (a handler that
-/// panicked, a client over its connection limit); the connection closes.
+/// An EC2 error answer made outside the request pipeline (for a handler
+/// that panicked); the connection closes.
 pub fn refusal(error: &ApiError) -> Response<Full<Bytes>> {
     let request_id = uuid::Uuid::new_v4().to_string();
     into_response(error_answer(error, &request_id, true), &request_id)
