@@ -265,6 +265,14 @@ def sc_create_tags(s, codes, notes, setup):
     r = call(s, "CreateKeyPair", {"KeyName": "other"}, ACCOUNT2, None, codes)
     t.join()
     notes.append(f"create_tags={out['r'][2]:.2f}s({out['r'][0]}) a2_keypair={r[2]:.2f}s({r[0]})")
+    # Within EC2's limit: 1,000 ids (150 distinct key pairs).
+    p = {f"ResourceId.{n + 1}": ids[n % len(ids)] for n in range(1000)}
+    p.update({"Tag.1.Key": "k2", "Tag.1.Value": "v"})
+    t, out = in_thread(call, s, "CreateTags", p, ACCOUNT1, None, codes)
+    time.sleep(0.01)
+    r = call(s, "CreateKeyPair", {"KeyName": "other2"}, ACCOUNT2, None, codes)
+    t.join()
+    notes.append(f"create_tags_1000={out['r'][2]:.2f}s({out['r'][0]}) a2_keypair_during={r[2]:.3f}s({r[0]})")
 
 
 def sc_churn(s, codes, notes, setup):
