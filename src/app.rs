@@ -115,6 +115,11 @@ impl App {
             .ensure_admin(clock.now())
             .await
             .map_err(|e| e.to_string())?;
+        if compute.services.zones(clock.now()).is_empty() {
+            tracing::warn!(
+                "no availability zone: this gateway has no compute host, so no instance can launch; add [[hosts]] to the configuration, or hosts with `ec2-gateway admin hosts add`"
+            );
+        }
         compute
             .forget_phantom_accounts()
             .await

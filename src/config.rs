@@ -373,6 +373,19 @@ impl std::fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+/// Lays `given` over `base`: tables merge key by key, everything else
+/// replaces.
+fn overlay(base: &mut toml::Table, given: toml::Table) {
+    for (key, value) in given {
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(below)), toml::Value::Table(above)) => overlay(below, above),
+            (_, value) => {
+                base.insert(key, value);
+            }
+        }
+    }
+}
+
 fn config_error(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
     ConfigError {
         key: key.into(),
@@ -387,9 +400,21 @@ impl Config {
     }
 
     /// Parses and validates a TOML document.
+    ///
+    /// The document is laid over the embedded default, so a key it leaves
+    /// out keeps the default's value: tables merge key by key, anything
+    /// else (a value, a list such as `[[hosts]]`) replaces the default's
+    /// whole. `hosts = []` therefore means "no built-in hosts".
     pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
-        let deserializer = toml::Deserializer::new(text);
-        let config: Config = serde_path_to_error::deserialize(deserializer).map_err(|error| {
+        let given: toml::Table = text
+            .parse()
+            .map_err(|error: toml::de::Error| config_error("", error.to_string().trim()))?;
+        let mut merged: toml::Table = DEFAULT_CONFIG
+            .parse()
+            .expect("the embedded default configuration is valid TOML");
+        overlay(&mut merged, given);
+        let config: Config = serde_path_to_error::deserialize(toml::Value::Table(merged))
+            .map_err(|error| {
             let key = error.path().to_string();
             let reason = error.inner().message().to_string();
             config_error(if key == "." { String::new() } else { key }, reason)
@@ -790,6 +815,26 @@ mod tests {
             Config::load(None, bad).unwrap_err().key,
             "EC2_GATEWAY_LIVENESS_WINDOW_SECS"
         );
+    }
+
+    /// Issue 10 (finding 4): a file is the embedded default plus its changes.
+    #[test]
+    fn a_file_changes_only_what_it_names() {
+        let config = Config::from_toml("listen = \"127.0.0.1:9999\"\n[quotas]\nmax_instances = 7\n").unwrap();
+        assert_eq!(config.region, "us-east-1");
+        assert_eq!(config.listen.port(), 9999);
+        assert_eq!(config.quotas.max_instances, 7);
+        assert_eq!(config.quotas.max_vcpus, Quotas::default().max_vcpus);
+        assert_eq!(config.hosts.len(), 6, "the built-in hosts");
+        let agents_only = Config::from_toml("hosts = []\n").unwrap();
+        assert!(agents_only.hosts.is_empty());
+        let one_host = Config::from_toml(
+            "[[hosts]]\nname = \"h\"\navailability_zone = \"us-east-1d\"\nvcpus = 2\nmemory_mib = 1024\n",
+        )
+        .unwrap();
+        assert_eq!(one_host.hosts.len(), 1, "a list replaces the default's");
+        let broken = Config::from_toml("listen = ").unwrap_err();
+        assert!(!broken.reason.is_empty());
     }
 
     #[test]

@@ -141,3 +141,26 @@ async fn a_request_signed_for_another_region_is_logged_once() {
     assert_eq!(warnings.len(), 1, "{log}");
     assert!(warnings[0].contains("eu-west-9"), "{}", warnings[0]);
 }
+
+/// Issue 10 (finding 4): a gateway with no host (`hosts = []`) starts, and
+/// says clearly that it has no zone.
+#[tokio::test(flavor = "current_thread")]
+async fn a_gateway_without_hosts_warns_that_it_has_no_zone() {
+    let buffer = Buffer::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(buffer.clone())
+        .with_ansi(false)
+        .with_max_level(tracing::Level::WARN)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(&dir.path().join("data"), StorageBackend::Memory);
+    config.hosts.clear();
+    let server = TestServer::start(config).await;
+    let zones = server.user("DescribeAvailabilityZones", &[]).await;
+    assert_eq!(zones.status, 200);
+    assert!(!zones.body.contains("<zoneName>"), "{}", zones.body);
+    server.stop().await;
+    let log = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+    assert!(log.contains("WARN") && log.contains("no availability zone"), "{log}");
+}
