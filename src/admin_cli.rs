@@ -41,6 +41,9 @@ pub enum AdminCommand {
     /// Access keys.
     #[command(subcommand)]
     Keys(KeyCommand),
+    /// How many instances of each type still fit (and fit at most) in each
+    /// zone, as euca-describe-instance-types shows it.
+    Capacity,
 }
 
 #[derive(Debug, Subcommand)]
@@ -184,6 +187,10 @@ pub async fn run(args: AdminArgs) -> Result<String, String> {
             "AdminDeactivateAccessKey",
             vec![("AccessKeyId", access_key_id.clone())],
         ),
+        AdminCommand::Capacity => (
+            "DescribeInstanceTypes",
+            vec![("Availability", "true".to_string())],
+        ),
     };
     let params: Vec<(&str, &str)> = params.iter().map(|(n, v)| (*n, v.as_str())).collect();
     let reply = call(&endpoint, &credentials, action, &params)
@@ -263,6 +270,62 @@ pub async fn run(args: AdminArgs) -> Result<String, String> {
                 get("secretAccessKey")
             )
         }
+        AdminCommand::Capacity => capacity_table(&reply.body),
         _ => "ok".to_string(),
     })
+}
+
+/// `TYPE CPU MEMORY DISK` and one `available/max` column per zone, from
+/// Eucalyptus's `instanceTypeDetails`.
+fn capacity_table(xml: &str) -> String {
+    let xml: String = xml.lines().map(str::trim).collect();
+    let types: Vec<&str> = xml.split("<item><name>").skip(1).collect();
+    let mut zones: Vec<String> = Vec::new();
+    let parsed: Vec<(Vec<String>, Vec<(String, String)>)> = types
+        .iter()
+        .map(|item| {
+            let item = format!("<name>{item}");
+            let get = |k: &str| text_of(&item, k).unwrap_or_default();
+            let row = vec![get("name"), get("cpu"), get("memory"), get("disk")];
+            let availability: Vec<(String, String)> = item
+                .split("<zoneName>")
+                .skip(1)
+                .map(|rest| {
+                    let zone = rest.split('<').next().unwrap_or("").to_string();
+                    let element = |name: &str| {
+                        rest.split(&format!("<{name}>"))
+                            .nth(1)
+                            .and_then(|after| after.split('<').next())
+                            .unwrap_or("")
+                            .to_string()
+                    };
+                    let (available, max) = (element("available"), element("max"));
+                    (zone, format!("{available}/{max}"))
+                })
+                .collect();
+            for (zone, _) in &availability {
+                if !zones.contains(zone) {
+                    zones.push(zone.clone());
+                }
+            }
+            (row, availability)
+        })
+        .collect();
+    let mut header: Vec<String> = ["TYPE", "CPU", "MEMORY MIB", "DISK GIB"]
+        .map(String::from)
+        .to_vec();
+    header.extend(zones.iter().map(|z| format!("{z} (FREE/MAX)")));
+    let mut rows = vec![header];
+    for (mut row, availability) in parsed {
+        for zone in &zones {
+            row.push(
+                availability
+                    .iter()
+                    .find(|(z, _)| z == zone)
+                    .map_or(String::new(), |(_, cell)| cell.clone()),
+            );
+        }
+        rows.push(row);
+    }
+    table(&rows)
 }

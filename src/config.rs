@@ -413,12 +413,12 @@ impl Config {
             .parse()
             .expect("the embedded default configuration is valid TOML");
         overlay(&mut merged, given);
-        let config: Config = serde_path_to_error::deserialize(toml::Value::Table(merged))
-            .map_err(|error| {
-            let key = error.path().to_string();
-            let reason = error.inner().message().to_string();
-            config_error(if key == "." { String::new() } else { key }, reason)
-        })?;
+        let config: Config =
+            serde_path_to_error::deserialize(toml::Value::Table(merged)).map_err(|error| {
+                let key = error.path().to_string();
+                let reason = error.inner().message().to_string();
+                config_error(if key == "." { String::new() } else { key }, reason)
+            })?;
         config.validate()?;
         Ok(config)
     }
@@ -820,7 +820,9 @@ mod tests {
     /// Issue 10 (finding 4): a file is the embedded default plus its changes.
     #[test]
     fn a_file_changes_only_what_it_names() {
-        let config = Config::from_toml("listen = \"127.0.0.1:9999\"\n[quotas]\nmax_instances = 7\n").unwrap();
+        let config =
+            Config::from_toml("listen = \"127.0.0.1:9999\"\n[quotas]\nmax_instances = 7\n")
+                .unwrap();
         assert_eq!(config.region, "us-east-1");
         assert_eq!(config.listen.port(), 9999);
         assert_eq!(config.quotas.max_instances, 7);

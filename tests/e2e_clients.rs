@@ -584,6 +584,24 @@ fn admin_cli_changes_what_clients_see() {
             && l.ends_with("new disks")),
         "{hosts}"
     );
+    // Capacity per type and zone, as euca-describe-instance-types shows it:
+    // a disabled host has nothing free, but still counts for the maximum.
+    let capacity = stdout(&admin_cli(ep, ADMIN_KEY, ADMIN_SECRET, &["capacity"]));
+    let header = capacity.lines().next().unwrap();
+    assert!(
+        header.starts_with("TYPE") && header.contains("us-east-1b (FREE/MAX)"),
+        "{capacity}"
+    );
+    let m5 = capacity
+        .lines()
+        .find(|l| l.starts_with("m5.2xlarge "))
+        .expect("m5.2xlarge listed");
+    let cells: Vec<&str> = m5.split_whitespace().collect();
+    assert_eq!(
+        cells,
+        ["m5.2xlarge", "8", "32768", "0", "2/2", "0/2", "2/2"],
+        "{capacity}"
+    );
     // The disable shows at once through the EC2 API.
     let zones = ec2_zone_states(ep);
     assert_eq!(

@@ -162,5 +162,8 @@ async fn a_gateway_without_hosts_warns_that_it_has_no_zone() {
     assert!(!zones.body.contains("<zoneName>"), "{}", zones.body);
     server.stop().await;
     let log = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
-    assert!(log.contains("WARN") && log.contains("no availability zone"), "{log}");
+    assert!(
+        log.contains("WARN") && log.contains("no availability zone"),
+        "{log}"
+    );
 }

@@ -4,10 +4,19 @@
 //! `InvalidInstanceType`), filters instance-type, vcpu-info.default-vcpus,
 //! memory-info.size-in-mib, processor-info.supported-architecture,
 //! current-generation, with pagination (MaxResults 5..100).
+//!
+//! Eucalyptus's `euca-describe-instance-types` asks its own way, with
+//! `Availability=true|false`, and expects Eucalyptus's answer:
+//! `instanceTypeDetails` with each type's name, cpu, memory (MiB), disk
+//! (GiB: 0, every type here is EBS-only) and network interfaces, plus, with
+//! `Availability=true`, how many instances of the type still fit and fit at
+//! most in each zone, from the hosts' capacities. A request with
+//! `Availability` gets that shape; any other gets AWS's.
 
 use super::pagination::{check_max_results, Paging};
 use super::{dry_run_check, Context};
 use crate::compute::catalog::InstanceType;
+use crate::compute::scheduler::{zone_capacity, Demand, ZoneCapacity};
 use crate::error::{ApiError, ApiResult};
 use crate::protocol::filters::{check_names, matches_all};
 use crate::protocol::xml::{XmlOutput, XmlWriter};
@@ -23,6 +32,8 @@ const TYPE_FILTERS: &[&str] = &[
 
 #[derive(Debug)]
 pub struct DescribeInstanceTypes {
+    /// `Some` when asked the Eucalyptus way (`Availability=true|false`).
+    pub eucalyptus_availability: Option<bool>,
     pub instance_types: Vec<String>,
     pub filters: Vec<Filter>,
     pub max_results: Option<usize>,
@@ -32,6 +43,7 @@ pub struct DescribeInstanceTypes {
 
 impl DescribeInstanceTypes {
     pub const PARAMETERS: &'static [&'static str] = &[
+        "Availability",
         "InstanceType",
         "Filter",
         "MaxResults",
@@ -41,6 +53,7 @@ impl DescribeInstanceTypes {
 
     pub fn from_params(params: &Params) -> ApiResult<Self> {
         let request = Self {
+            eucalyptus_availability: params.boolean("Availability")?,
             instance_types: params.list("InstanceType")?,
             filters: params.filters()?,
             max_results: check_max_results(params.number("MaxResults")?, 5, 100)?,
@@ -51,7 +64,7 @@ impl DescribeInstanceTypes {
         Ok(request)
     }
 
-    pub async fn execute(self, context: &Context<'_>) -> ApiResult<InstanceTypeList> {
+    pub async fn execute(self, context: &Context<'_>) -> ApiResult<InstanceTypesAnswer> {
         let catalog = &context.compute.catalog;
         let unknown: Vec<&str> = self
             .instance_types
@@ -69,6 +82,11 @@ impl DescribeInstanceTypes {
             });
         }
         dry_run_check(self.dry_run)?;
+        if let Some(availability) = self.eucalyptus_availability {
+            return Ok(InstanceTypesAnswer::Eucalyptus(
+                self.eucalyptus_details(context, availability),
+            ));
+        }
         let paging = Paging::start(
             context,
             "DescribeInstanceTypes",
@@ -85,7 +103,81 @@ impl DescribeInstanceTypes {
             .filter(|t| matches_all(&self.filters, |name| type_filter_values(t, name)))
             .cloned();
         let (types, next_token) = paging.cut(matching, |item| item.name.clone());
-        Ok(InstanceTypeList { types, next_token })
+        Ok(InstanceTypesAnswer::Aws(InstanceTypeList {
+            types,
+            next_token,
+        }))
+    }
+
+    /// Eucalyptus's answer: every (requested) type with, when asked, its
+    /// capacity zone by zone.
+    fn eucalyptus_details(&self, context: &Context<'_>, availability: bool) -> TypeDetails {
+        let compute = context.compute;
+        let now = compute.clock.now();
+        let zones = compute.services.zones(now);
+        let window = compute.services.liveness_window();
+        let types = compute
+            .catalog
+            .instance_types()
+            .filter(|t| self.instance_types.is_empty() || self.instance_types.contains(&t.name))
+            .filter(|t| matches_all(&self.filters, |name| type_filter_values(t, name)))
+            .map(|t| {
+                let capacity = availability.then(|| {
+                    zone_capacity(
+                        &zones,
+                        Demand {
+                            vcpus: t.vcpus,
+                            memory_mib: t.memory_mib,
+                        },
+                        now,
+                        window,
+                    )
+                });
+                (t.clone(), capacity)
+            })
+            .collect();
+        TypeDetails { types }
+    }
+}
+
+/// AWS's answer, or Eucalyptus's.
+#[derive(Debug)]
+pub enum InstanceTypesAnswer {
+    Aws(InstanceTypeList),
+    Eucalyptus(TypeDetails),
+}
+
+impl XmlOutput for InstanceTypesAnswer {
+    fn write_xml(&self, xml: &mut XmlWriter) {
+        match self {
+            InstanceTypesAnswer::Aws(list) => list.write_xml(xml),
+            InstanceTypesAnswer::Eucalyptus(details) => details.write_xml(xml),
+        }
+    }
+}
+
+/// Eucalyptus's `instanceTypeDetails`.
+#[derive(Debug)]
+pub struct TypeDetails {
+    types: Vec<(InstanceType, Option<Vec<ZoneCapacity>>)>,
+}
+
+impl XmlOutput for TypeDetails {
+    fn write_xml(&self, xml: &mut XmlWriter) {
+        xml.list("instanceTypeDetails", &self.types, |xml, (t, capacity)| {
+            xml.element("name", &t.name);
+            xml.number("cpu", t.vcpus);
+            xml.number("memory", t.memory_mib);
+            xml.number("disk", 0);
+            xml.number("networkInterfaces", 1);
+            if let Some(capacity) = capacity {
+                xml.list("availability", capacity, |xml, zone| {
+                    xml.element("zoneName", &zone.zone);
+                    xml.number("available", zone.available);
+                    xml.number("max", zone.max);
+                });
+            }
+        });
     }
 }
 

@@ -1,8 +1,9 @@
 //! DescribeImages, RegisterImage, DeregisterImage, DescribeImageAttribute.
 //!
 //! DescribeImages: `ImageId.N`, `Owner.N` (`self`, `amazon` for the
-//! catalogue's system account, or an account id), `ExecutableBy.N` (`self`,
-//! `all`, an account id), and the filters name, image-id, state,
+//! catalogue's system account, or an account id), `ExecutableBy.N` (`all`:
+//! public images; `self` or an account id: images that account has an
+//! explicit launch permission for, i.e. its own), and the filters name, image-id, state,
 //! architecture, owner-id, owner-alias, is-public, image-type,
 //! root-device-type, platform, description and tags; only images the caller
 //! may launch are visible. DescribeImageAttribute answers `description` and
@@ -11,7 +12,7 @@
 use super::tags::{check_filter_names, tag_filter_values, tag_specifications, write_tags};
 use super::{dry_run_check, Context};
 use crate::compute::catalog::{SYSTEM_ACCOUNT_ID, SYSTEM_OWNER_ALIAS};
-use crate::compute::images::{Image, NewImage};
+use crate::compute::images::{BlockDevice, Image, NewImage, DEFAULT_ROOT_DEVICE};
 use crate::error::{ApiError, ApiResult};
 use crate::protocol::filters::matches_all;
 use crate::protocol::xml::{ReturnTrue, XmlOutput, XmlWriter};
@@ -94,12 +95,16 @@ impl DescribeImages {
                     id => image.owner_id == id,
                 })
         };
+        // EC2's ExecutableBy: `all` is the public images; `self` (or an
+        // account id) the images that account has an explicit launch
+        // permission for: here, the ones it owns (nothing is shared between
+        // accounts yet). A public image is not "explicitly" executable.
         let executable = |image: &Image| {
             self.executable_by.is_empty()
                 || self.executable_by.iter().any(|who| match who.as_str() {
                     "all" => image.public,
-                    "self" => image.public || image.owner_id == account,
-                    id => image.public || image.owner_id == id,
+                    "self" => image.owner_id == account,
+                    id => image.owner_id == id,
                 })
         };
         let images = visible
@@ -146,6 +151,28 @@ fn image_filter_values(image: &Image, filter: &str) -> Vec<String> {
     }
 }
 
+fn write_block_device(xml: &mut XmlWriter, device: &BlockDevice) {
+    xml.element("deviceName", &device.device_name);
+    xml.optional("virtualName", device.virtual_name.as_deref());
+    if device.snapshot_id.is_some() || device.volume_size.is_some() || device.volume_type.is_some()
+    {
+        xml.nested("ebs", |xml| {
+            xml.boolean(
+                "deleteOnTermination",
+                device.delete_on_termination.unwrap_or(true),
+            );
+            xml.optional("snapshotId", device.snapshot_id.as_deref());
+            if let Some(size) = device.volume_size {
+                xml.number("volumeSize", size);
+            }
+            xml.optional("volumeType", device.volume_type.as_deref());
+        });
+    }
+    if device.no_device {
+        xml.element("noDevice", "");
+    }
+}
+
 #[derive(Debug)]
 pub struct ImageList {
     images: Vec<Image>,
@@ -176,8 +203,18 @@ impl XmlOutput for ImageList {
             xml.element("name", &image.name);
             xml.optional("description", image.description.as_deref());
             xml.element("rootDeviceType", "ebs");
-            xml.element("rootDeviceName", "/dev/xvda");
-            xml.list("blockDeviceMapping", &[] as &[String], |_, _| {});
+            xml.element(
+                "rootDeviceName",
+                image
+                    .root_device_name
+                    .as_deref()
+                    .unwrap_or(DEFAULT_ROOT_DEVICE),
+            );
+            xml.list(
+                "blockDeviceMapping",
+                &image.block_devices,
+                write_block_device,
+            );
             xml.element("virtualizationType", "hvm");
             xml.element("hypervisor", "xen");
             write_tags(xml, &image.tags);
@@ -230,11 +267,16 @@ impl RegisterImage {
                     .optional("Architecture")
                     .unwrap_or_else(|| "x86_64".into()),
                 tags: tag_specifications(params, "image")?,
-                snapshot_ids: params
+                root_device_name: params
+                    .optional("RootDeviceName")
+                    .map(|name| device_name(&name, "RootDeviceName"))
+                    .transpose()?,
+                block_devices: params
                     .structures("BlockDeviceMapping")?
                     .iter()
-                    .filter_map(|mapping| mapping.optional("Ebs.SnapshotId"))
-                    .collect(),
+                    .enumerate()
+                    .map(|(i, mapping)| block_device(mapping, i + 1))
+                    .collect::<ApiResult<_>>()?,
             },
             dry_run: params.boolean("DryRun")?.unwrap_or(false),
         })
@@ -247,6 +289,37 @@ impl RegisterImage {
             .await?;
         Ok(RegisteredImage(image.id))
     }
+}
+
+/// A device name as EC2 takes it: `/dev/sdf`, `/dev/xvdb`, `xvdh`...
+fn device_name(name: &str, parameter: &str) -> ApiResult<String> {
+    let valid = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'/' || b == b'_' || b == b'-');
+    if !valid {
+        return Err(ApiError::invalid_value(format!(
+            "Invalid device name '{name}' for {parameter}"
+        )));
+    }
+    Ok(name.to_string())
+}
+
+/// One `BlockDeviceMapping.N`.
+fn block_device(mapping: &Params, index: usize) -> ApiResult<BlockDevice> {
+    let name = mapping.optional("DeviceName").ok_or_else(|| {
+        ApiError::MissingParameter(format!("BlockDeviceMapping.{index}.DeviceName"))
+    })?;
+    Ok(BlockDevice {
+        device_name: device_name(&name, &format!("BlockDeviceMapping.{index}.DeviceName"))?,
+        virtual_name: mapping.optional("VirtualName"),
+        no_device: mapping.get("NoDevice").is_some(),
+        snapshot_id: mapping.optional("Ebs.SnapshotId"),
+        volume_size: mapping.number("Ebs.VolumeSize")?,
+        volume_type: mapping.optional("Ebs.VolumeType"),
+        delete_on_termination: mapping.boolean("Ebs.DeleteOnTermination")?,
+    })
 }
 
 #[derive(Debug)]

@@ -142,6 +142,8 @@ impl Catalog {
                     tags: Vec::new(),
                     created_at: None,
                     snapshot_ids: Vec::new(),
+                    root_device_name: None,
+                    block_devices: Vec::new(),
                 };
                 (image.id.clone(), image)
             })

@@ -31,7 +31,30 @@ pub struct Image {
     /// Snapshots its block device mappings use (they cannot be deleted).
     #[serde(default)]
     pub snapshot_ids: Vec<String>,
+    /// The root device, as RegisterImage named it (`/dev/xvda` when it did not).
+    #[serde(default)]
+    pub root_device_name: Option<String>,
+    /// The block device mappings, as RegisterImage gave them.
+    #[serde(default)]
+    pub block_devices: Vec<BlockDevice>,
 }
+
+/// One `BlockDeviceMapping` of an image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockDevice {
+    pub device_name: String,
+    /// `ephemeralN` for an instance store volume.
+    pub virtual_name: Option<String>,
+    /// Suppresses a device of the image (`NoDevice`).
+    pub no_device: bool,
+    pub snapshot_id: Option<String>,
+    pub volume_size: Option<u32>,
+    pub volume_type: Option<String>,
+    pub delete_on_termination: Option<bool>,
+}
+
+/// The root device an image reports when RegisterImage named none.
+pub const DEFAULT_ROOT_DEVICE: &str = "/dev/xvda";
 
 /// What RegisterImage supplies.
 #[derive(Debug, Clone)]
@@ -40,7 +63,8 @@ pub struct NewImage {
     pub description: Option<String>,
     pub architecture: String,
     pub tags: Vec<Tag>,
-    pub snapshot_ids: Vec<String>,
+    pub root_device_name: Option<String>,
+    pub block_devices: Vec<BlockDevice>,
 }
 
 fn image_key(account_id: &str, image_id: &str) -> Vec<u8> {
@@ -140,7 +164,13 @@ impl Compute {
                 public: false,
                 tags: image.tags,
                 created_at: Some(self.clock.now()),
-                snapshot_ids: image.snapshot_ids,
+                snapshot_ids: image
+                    .block_devices
+                    .iter()
+                    .filter_map(|device| device.snapshot_id.clone())
+                    .collect(),
+                root_device_name: image.root_device_name,
+                block_devices: image.block_devices,
             };
             let mut batch = WriteBatch::new();
             batch.put_record(IMAGES, image_key(account_id, &record.id), &record);

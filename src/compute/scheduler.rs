@@ -43,6 +43,55 @@ pub fn fits(
         && host.memory_mib.saturating_sub(host.memory_mib_used) >= demand.memory_mib
 }
 
+/// How many instances of one shape fit in a zone: still (on its enabled,
+/// live hosts, with what they have free) and at most (on all its hosts,
+/// empty). Eucalyptus's `euca-describe-instance-types` shows these.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ZoneCapacity {
+    pub zone: String,
+    pub available: u64,
+    pub max: u64,
+}
+
+/// Instances of `demand` that fit in `vcpus` and `memory_mib`.
+fn slots(vcpus: u32, memory_mib: u64, demand: Demand) -> u64 {
+    let by_cpu = u64::from(vcpus) / u64::from(demand.vcpus.max(1));
+    let by_memory = memory_mib / demand.memory_mib.max(1);
+    by_cpu.min(by_memory)
+}
+
+/// [`ZoneCapacity`] of every zone of `zones`, for `demand`.
+pub fn zone_capacity(
+    zones: &[super::services::Zone],
+    demand: Demand,
+    now: DateTime<Utc>,
+    window: Duration,
+) -> Vec<ZoneCapacity> {
+    zones
+        .iter()
+        .map(|zone| ZoneCapacity {
+            zone: zone.name.clone(),
+            available: zone
+                .hosts
+                .iter()
+                .filter(|host| !host.disabled && host.is_alive(now, window))
+                .map(|host| {
+                    slots(
+                        host.vcpus.saturating_sub(host.vcpus_used),
+                        host.memory_mib.saturating_sub(host.memory_mib_used),
+                        demand,
+                    )
+                })
+                .sum(),
+            max: zone
+                .hosts
+                .iter()
+                .map(|host| slots(host.vcpus, host.memory_mib, demand))
+                .sum(),
+        })
+        .collect()
+}
+
 /// The index of the host that should take `demand`, if any fits.
 pub fn choose(
     hosts: &[ServiceRecord],

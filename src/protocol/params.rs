@@ -178,15 +178,23 @@ impl Params {
             .transpose()
     }
 
-    /// The list `name.1`, `name.2`, ... in numeric index order.
+    /// The list `name.1`, `name.2`, ... in numeric index order. A bare
+    /// `name` (no index), as older clients send a single member, is member 1.
     pub fn list(&self, name: &str) -> ApiResult<Vec<String>> {
         let mut items = BTreeMap::new();
         for (key, value) in &self.pairs {
-            if let Some(index) = key
+            let index = if key == name {
+                1
+            } else if let Some(index) = key
                 .strip_prefix(name)
                 .and_then(|rest| rest.strip_prefix('.'))
             {
-                items.insert(parse_index(key, index)?, value.clone());
+                parse_index(key, index)?
+            } else {
+                continue;
+            };
+            if items.insert(index, value.clone()).is_some() {
+                return Err(member_twice(name, index));
             }
         }
         Ok(items.into_values().collect())
@@ -222,12 +230,21 @@ impl Params {
             };
             let (index, field) = rest.split_once('.').unwrap_or((rest, ""));
             let entry = by_index.entry(parse_index(key, index)?).or_default();
+            // `Filter.N.Value` with no index (VM::EC2, hand-written
+            // scripts) is the filter's first value, as EC2 takes it.
+            let value_index = match field {
+                "Value" => Some(1),
+                _ => field
+                    .strip_prefix("Value.")
+                    .map(|index| parse_index(key, index))
+                    .transpose()?,
+            };
             if field == "Name" {
                 entry.0 = Some(value.clone());
-            } else if let Some(value_index) = field.strip_prefix("Value.") {
-                entry
-                    .1
-                    .insert(parse_index(key, value_index)?, value.clone());
+            } else if let Some(value_index) = value_index {
+                if entry.1.insert(value_index, value.clone()).is_some() {
+                    return Err(member_twice(key, value_index));
+                }
             } else {
                 return Err(ApiError::invalid_value(format!(
                     "Unknown filter parameter {key}"
@@ -285,6 +302,13 @@ impl Params {
             })
             .collect()
     }
+}
+
+/// The same list member given twice (`name` and `name.1`).
+fn member_twice(name: &str, index: u32) -> ApiError {
+    ApiError::invalid_value(format!(
+        "The list member {name} number {index} is given more than once"
+    ))
 }
 
 /// True when every character of `text` may appear in an XML 1.0 document
@@ -373,6 +397,25 @@ mod tests {
             params("Filter.1.Value.1=a").filters().unwrap_err().code(),
             "MissingParameter"
         );
+    }
+
+    /// Issue 10 (finding 1): a single member without its index.
+    #[test]
+    fn bare_members_are_the_first() {
+        assert_eq!(params("ZoneName=a").list("ZoneName").unwrap(), ["a"]);
+        assert_eq!(
+            params("ZoneName=a&ZoneName.2=b").list("ZoneName").unwrap(),
+            ["a", "b"]
+        );
+        assert!(params("ZoneName=a&ZoneName.1=b").list("ZoneName").is_err());
+        let filters = params("Filter.1.Name=tag:Name&Filter.1.Value=web")
+            .filters()
+            .unwrap();
+        assert_eq!(filters[0].values, ["web"]);
+        let both = params("Filter.1.Name=a&Filter.1.Value=x&Filter.1.Value.1=y");
+        assert_eq!(both.filters().unwrap_err().code(), "InvalidParameterValue");
+        let more = params("Filter.1.Name=a&Filter.1.Value=x&Filter.1.Value.2=y");
+        assert_eq!(more.filters().unwrap()[0].values, ["x", "y"]);
     }
 
     #[test]
