@@ -281,7 +281,9 @@ fn capacity_table(xml: &str) -> String {
     let xml: String = xml.lines().map(str::trim).collect();
     let types: Vec<&str> = xml.split("<item><name>").skip(1).collect();
     let mut zones: Vec<String> = Vec::new();
-    let parsed: Vec<(Vec<String>, Vec<(String, String)>)> = types
+    // Per type: its cells, and `available/max` by zone.
+    type Parsed = (Vec<String>, Vec<(String, String)>);
+    let parsed: Vec<Parsed> = types
         .iter()
         .map(|item| {
             let item = format!("<name>{item}");
