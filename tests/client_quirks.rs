@@ -122,7 +122,7 @@ async fn executable_by_self_is_only_the_callers_images() {
     let by_self = server
         .user("DescribeImages", &[("ExecutableBy.1", "self")])
         .await;
-    assert_eq!(ids(&by_self), [own.clone()]);
+    assert_eq!(ids(&by_self), std::slice::from_ref(&own));
     let by_all = server
         .user("DescribeImages", &[("ExecutableBy.1", "all")])
         .await;
