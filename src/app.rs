@@ -74,29 +74,27 @@ fn write_admin_credentials(
     Ok(path)
 }
 
+/// The store `config` asks for, kept in `folder` (sled: `folder/db`,
+/// created owner-only).
+pub fn open_store(config: &Config, folder: &Path) -> Result<Arc<dyn Store>, String> {
+    Ok(match config.storage {
+        StorageBackend::Sled => {
+            create_private_folder(folder)
+                .map_err(|e| format!("cannot create data folder {}: {e}", folder.display()))?;
+            let cache_bytes = config.cache_capacity_mib * 1024 * 1024;
+            Arc::new(
+                SledStore::open(&folder.join("db"), cache_bytes)
+                    .map_err(|e| format!("cannot open the store in {}: {e}", folder.display()))?,
+            )
+        }
+        StorageBackend::Memory => Arc::new(MemoryStore::new()),
+    })
+}
+
 impl App {
     /// Opens storage and the compute core as `config` says.
     pub async fn open(config: Config, clock: Arc<dyn Clock>) -> Result<Self, String> {
-        let store: Arc<dyn Store> = match config.storage {
-            StorageBackend::Sled => {
-                create_private_folder(&config.data_dir).map_err(|e| {
-                    format!(
-                        "cannot create data folder {}: {e}",
-                        config.data_dir.display()
-                    )
-                })?;
-                let cache_bytes = config.cache_capacity_mib * 1024 * 1024;
-                Arc::new(
-                    SledStore::open(&config.data_dir.join("db"), cache_bytes).map_err(|e| {
-                        format!(
-                            "cannot open the store in {}: {e}",
-                            config.data_dir.display()
-                        )
-                    })?,
-                )
-            }
-            StorageBackend::Memory => Arc::new(MemoryStore::new()),
-        };
+        let store = open_store(&config, &config.data_dir)?;
         Self::open_with_store(config, store, clock).await
     }
 
@@ -137,12 +135,25 @@ impl App {
             strict_scope: config.strict_signature_scope,
             allow_signature_v1: config.allow_signature_v1,
         };
-        let gateway = Arc::new(Gateway::new(
+        let mut gateway = Gateway::new(
             Arc::new(compute),
             config.limits.clone(),
             auth,
             config.rate_limits.clone(),
-        ));
+        );
+        if config.dev_mode {
+            if !config.listen.ip().is_loopback() && !config.dev_allow_remote {
+                return Err(format!(
+                    "development mode accepts unverified signatures: it listens on loopback only, not {} (pass --dev-allow-remote, or dev_allow_remote = true, to override)",
+                    config.listen
+                ));
+            }
+            tracing::warn!(
+                "DEVELOPMENT MODE: signatures are NOT verified, any access key is accepted; never expose this gateway"
+            );
+            gateway.dev = Some(crate::dev::DevMode::new(config.clone(), clock.clone()));
+        }
+        let gateway = Arc::new(gateway);
         Ok(Self {
             gateway,
             config,
@@ -160,23 +171,36 @@ impl App {
     pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()>) {
         let compute = self.gateway.compute.clone();
         let interval = Duration::from_secs(self.config.heartbeat_interval_secs);
-        let heartbeats = tokio::spawn(supervise("heartbeats", {
-            let compute = compute.clone();
-            move || simulate_heartbeats(compute.clone(), interval)
-        }));
-        let lifecycle = tokio::spawn(supervise("lifecycle driver", {
-            let compute = compute.clone();
-            move || crate::compute::lifecycle::drive(compute.clone())
-        }));
+        let tasks = background_tasks(&compute, interval);
         crate::server::run(listener, self.gateway.clone(), shutdown).await;
-        for task in [heartbeats, lifecycle] {
+        for task in tasks {
             task.abort();
             let _ = task.await;
+        }
+        if let Some(dev) = &self.gateway.dev {
+            dev.stop().await;
         }
         if let Err(error) = compute.store.flush_all().await {
             tracing::error!(%error, "final flush failed");
         }
     }
+}
+
+/// Starts a compute core's background work: the simulated hosts'
+/// heartbeats and the lifecycle driver, each restarted if it panics.
+pub fn background_tasks(
+    compute: &Arc<Compute>,
+    heartbeat_interval: Duration,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let heartbeats = tokio::spawn(supervise("heartbeats", {
+        let compute = compute.clone();
+        move || simulate_heartbeats(compute.clone(), heartbeat_interval)
+    }));
+    let lifecycle = tokio::spawn(supervise("lifecycle driver", {
+        let compute = compute.clone();
+        move || crate::compute::lifecycle::drive(compute.clone())
+    }));
+    vec![heartbeats, lifecycle]
 }
 
 /// How long a background task that panicked waits before it restarts.

@@ -297,6 +297,14 @@ pub struct Config {
     /// `DryRun=true` also signs `DryRuntrue=` (AWS retired it for this).
     #[serde(default)]
     pub allow_signature_v1: bool,
+    /// Development mode (for test suites that use moto or LocalStack):
+    /// signatures are parsed but not verified, any access key is accepted
+    /// and names its account, and other regions are created on first use.
+    #[serde(default)]
+    pub dev_mode: bool,
+    /// Let development mode listen beyond loopback.
+    #[serde(default)]
+    pub dev_allow_remote: bool,
     /// A host is alive while its last heartbeat is at most this old.
     #[serde(default = "default_liveness")]
     pub liveness_window_secs: u64,
@@ -492,6 +500,9 @@ impl Config {
         }
         if let Some(v) = env("EC2_GATEWAY_STRICT_SIGNATURE_SCOPE") {
             self.strict_signature_scope = parsed("EC2_GATEWAY_STRICT_SIGNATURE_SCOPE", &v)?;
+        }
+        if let Some(v) = env("EC2_GATEWAY_DEV_MODE") {
+            self.dev_mode = parsed("EC2_GATEWAY_DEV_MODE", &v)?;
         }
         if let Some(v) = env("EC2_GATEWAY_ALLOW_SIGNATURE_V1") {
             self.allow_signature_v1 = parsed("EC2_GATEWAY_ALLOW_SIGNATURE_V1", &v)?;
@@ -696,7 +707,8 @@ impl Config {
     }
 }
 
-fn is_region_name(name: &str) -> bool {
+/// A region name: lower-case letters, digits and dashes, like `us-east-1`.
+pub fn is_region_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64
         && name

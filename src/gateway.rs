@@ -11,6 +11,7 @@ use crate::auth::{AuthRequest, AuthSettings, Verifier};
 use crate::body::{BodyReader, ClientKey, ReadBody};
 use crate::compute::Compute;
 use crate::config::{Limits, RateLimits};
+use crate::dev::DevMode;
 use crate::error::{ApiError, ApiResult};
 use crate::protocol::params::decode_form;
 use crate::protocol::xml::{is_api_version, render_error, render_response, DEFAULT_VERSION};
@@ -31,6 +32,8 @@ const XML_CONTENT_TYPE: &str = "text/xml;charset=UTF-8";
 /// The request pipeline's shared state.
 pub struct Gateway {
     pub compute: Arc<Compute>,
+    /// Development mode, when on (see [`crate::dev`]).
+    pub dev: Option<DevMode>,
     verifier: Verifier,
     limits: Limits,
     body_reader: BodyReader,
@@ -59,6 +62,7 @@ impl Gateway {
         let verifier = Verifier::new(compute.accounts.clone(), compute.clock.clone(), auth);
         Self {
             compute,
+            dev: None,
             verifier,
             body_reader: BodyReader::new(&limits),
             limits,
@@ -76,7 +80,13 @@ impl Gateway {
     /// Answers one request; never fails.
     pub async fn handle(&self, request: Request<Incoming>) -> Response<Full<Bytes>> {
         let request_id = uuid::Uuid::new_v4().to_string();
-        let span = tracing::info_span!("request", request_id = %request_id, action = field::Empty, account = field::Empty);
+        let span = tracing::info_span!(
+            "request",
+            request_id = %request_id,
+            action = field::Empty,
+            account = field::Empty,
+            signatures = field::Empty
+        );
         let started = Instant::now();
         let (parts, body) = request.into_parts();
         let answer = self
@@ -155,14 +165,30 @@ impl Gateway {
             request_params(&parts.method, parts.uri.query(), &parts.headers, body)?;
         let action_name = params.get("Action").unwrap_or("").to_string();
         span.record("action", action_name.as_str());
-        let principal = self.verifier.authenticate(&AuthRequest {
+        let request = AuthRequest {
             method: parts.method.as_str(),
             path: parts.uri.path(),
             query_pairs: &query_pairs,
             headers: &parts.headers,
             body,
             params: &params,
-        })?;
+        };
+        let (principal, compute) = match &self.dev {
+            None => (self.verifier.authenticate(&request)?, self.compute.clone()),
+            Some(dev) => {
+                span.record("signatures", "unverified");
+                let (access_key_id, region) = self.verifier.claimed_identity(&request)?;
+                let compute = match region.filter(|r| {
+                    *r != self.compute.region.name && crate::dev::looks_like_aws_region(r)
+                }) {
+                    Some(region) => dev.region(&region).await?,
+                    None => self.compute.clone(),
+                };
+                let principal = crate::dev::dev_principal(&access_key_id);
+                dev.ensure_account(&compute, &principal.account_id).await?;
+                (principal, compute)
+            }
+        };
         span.record("account", principal.account_id.as_str());
         if !self
             .throttle
@@ -190,7 +216,7 @@ impl Gateway {
             }
         }
         let context = Context {
-            compute: &self.compute,
+            compute: &compute,
             principal: &principal,
         };
         let output = if carries_filters(&params) {

@@ -17,6 +17,7 @@
 //! - [`store`]: the storage trait, sled and in-memory backends, group commit.
 //!
 //! Around them: [`config`] (TOML + environment), [`app`] (wiring),
+//! [`dev`] (development mode for moto/LocalStack test suites),
 //! [`client`] and [`admin_cli`] (the `ec2-gateway admin` commands),
 //! [`error`] (the one error enum), [`clock`], [`secret`] and [`sync`].
 
@@ -29,6 +30,7 @@ pub mod client;
 pub mod clock;
 pub mod compute;
 pub mod config;
+pub mod dev;
 pub mod error;
 pub mod gateway;
 pub mod protocol;

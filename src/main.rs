@@ -27,6 +27,15 @@ enum Command {
         /// A TOML configuration file (see README.md, "Configuration").
         #[arg(long)]
         config: Option<PathBuf>,
+        /// Development mode, for test suites written for moto or LocalStack:
+        /// signatures are NOT verified, any access key is accepted, other
+        /// regions are created on first use. Loopback only.
+        #[arg(long)]
+        dev: bool,
+        /// Let --dev listen beyond loopback (anyone who reaches it can act
+        /// as any account).
+        #[arg(long, requires = "dev")]
+        dev_allow_remote: bool,
     },
     /// Administer a running gateway with an admin account's keys.
     Admin(AdminArgs),
@@ -69,9 +78,15 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     }
 }
 
-async fn serve(config_path: Option<PathBuf>) -> Result<(), String> {
-    let config = Config::load(config_path.as_deref(), |name| std::env::var(name).ok())
+async fn serve(
+    config_path: Option<PathBuf>,
+    dev: bool,
+    dev_allow_remote: bool,
+) -> Result<(), String> {
+    let mut config = Config::load(config_path.as_deref(), |name| std::env::var(name).ok())
         .map_err(|e| e.to_string())?;
+    config.dev_mode |= dev;
+    config.dev_allow_remote |= dev_allow_remote;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
@@ -97,6 +112,9 @@ async fn serve(config_path: Option<PathBuf>) -> Result<(), String> {
             );
         }
     }
+    if app.config.dev_mode {
+        println!("DEVELOPMENT MODE: signatures are not verified and any access key is accepted.");
+    }
     println!(
         "ec2-gateway listening on http://{address} (region {})",
         app.config.region
@@ -111,9 +129,13 @@ async fn serve(config_path: Option<PathBuf>) -> Result<(), String> {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Serve { config } => {
+        Command::Serve {
+            config,
+            dev,
+            dev_allow_remote,
+        } => {
             init_tracing();
-            serve(config).await
+            serve(config, dev, dev_allow_remote).await
         }
         Command::Admin(args) => admin_cli::run(args)
             .await

@@ -52,9 +52,15 @@ struct Gateway {
 impl Gateway {
     /// Starts `ec2-gateway serve` in `cwd`, with `--config` when given.
     fn start(cwd: &Path, config: Option<&Path>) -> Self {
+        Self::start_with(cwd, config, &[])
+    }
+
+    /// Starts `ec2-gateway serve` with extra arguments (`--dev`).
+    fn start_with(cwd: &Path, config: Option<&Path>, extra: &[&str]) -> Self {
         let mut command = Command::new(BINARY);
         command
             .arg("serve")
+            .args(extra)
             .current_dir(cwd)
             .env("EC2_GATEWAY_LISTEN", "127.0.0.1:0")
             .env("EC2_GATEWAY_LOG", "warn");
@@ -921,4 +927,25 @@ fn the_log_goes_to_stderr_and_stdout_holds_only_the_banner() {
     );
     assert!(log.contains(" INFO ") && log.contains("listening"), "{log}");
     assert!(!log.contains("aws_secret_access_key"), "{log}");
+}
+
+/// Issue 10: a boto3 suite written for moto/LocalStack (dummy `test` keys,
+/// two regions) runs unchanged against `serve --dev`.
+#[test]
+fn boto3_suite_with_dummy_keys_against_dev_mode() {
+    if !available("boto3", "python3", &["-c", "import boto3"]) {
+        return;
+    }
+    let cwd = tempfile::tempdir().unwrap();
+    let gateway = Gateway::start_with(cwd.path(), None, &["--dev"]);
+    assert!(
+        gateway
+            .banner
+            .iter()
+            .any(|l| l.starts_with("DEVELOPMENT MODE")),
+        "{:?}",
+        gateway.banner
+    );
+    python_script("python3", "boto3_dev_mode.py", &gateway.endpoint);
+    assert!(gateway.terminate().success());
 }

@@ -167,3 +167,32 @@ async fn a_gateway_without_hosts_warns_that_it_has_no_zone() {
         "{log}"
     );
 }
+
+/// Issue 10: in development mode every request's log line says that its
+/// signature was not verified.
+#[tokio::test(flavor = "current_thread")]
+async fn development_mode_marks_every_request_line() {
+    let buffer = Buffer::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(buffer.clone())
+        .with_ansi(false)
+        .with_max_level(tracing::Level::INFO)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(&dir.path().join("data"), StorageBackend::Memory);
+    config.dev_mode = true;
+    let server = TestServer::start(config).await;
+    let reply = server
+        .call(&credentials("test", "test"), "DescribeRegions", &[])
+        .await;
+    assert_eq!(reply.status, 200);
+    server.stop().await;
+    let log = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+    assert!(log.contains("DEVELOPMENT MODE"), "{log}");
+    let line = log
+        .lines()
+        .find(|l| l.contains("status=200"))
+        .expect("the request's line");
+    assert!(line.contains("signatures=\"unverified\""), "{line}");
+}

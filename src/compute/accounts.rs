@@ -209,6 +209,35 @@ impl AccountDirectory {
         Ok(key)
     }
 
+    /// Creates the account `account_id` (no key) unless it exists: for
+    /// development mode, where any access key names its account.
+    pub async fn ensure_account(
+        &self,
+        account_id: &str,
+        name: &str,
+        now: DateTime<Utc>,
+    ) -> ApiResult<()> {
+        let sequence = {
+            let mut directory = crate::sync::write(&self.directory);
+            if directory.accounts.contains_key(account_id) {
+                return Ok(());
+            }
+            let account = Account {
+                id: account_id.to_string(),
+                name: name.to_string(),
+                admin: false,
+                created_at: now,
+            };
+            let mut batch = WriteBatch::new();
+            batch.put_record(ACCOUNTS, account.id.as_bytes(), &account);
+            let sequence = self.store.apply(&batch)?;
+            directory.accounts.insert(account.id.clone(), account);
+            sequence
+        };
+        self.store.durable(sequence).await?;
+        Ok(())
+    }
+
     /// Keys of one account (or of all), secrets left in place for the caller
     /// to drop; sorted by account then creation.
     pub fn access_keys(&self, account_id: Option<&str>) -> Vec<AccessKey> {
