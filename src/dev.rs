@@ -39,6 +39,9 @@ pub const DEFAULT_DEV_ACCOUNT: &str = "123456789012";
 const DEV_HOST_VCPUS: u32 = 64;
 const DEV_HOST_MEMORY_MIB: u64 = 262_144;
 
+/// Regions development mode creates at most (each has its own store).
+pub const MAX_DEV_REGIONS: usize = 32;
+
 /// A region created on first use, and its background work.
 struct DevRegion {
     compute: Arc<Compute>,
@@ -110,6 +113,11 @@ impl DevMode {
         let mut created = self.created.lock().await;
         if let Some(existing) = created.get(region) {
             return Ok(existing.compute.clone());
+        }
+        if created.len() >= MAX_DEV_REGIONS {
+            return Err(ApiError::invalid_value(format!(
+                "Development mode serves at most {MAX_DEV_REGIONS} regions besides the configured one"
+            )));
         }
         let compute = Arc::new(self.open_region(region).await.map_err(|error| {
             tracing::error!(region, %error, "cannot create a development region");

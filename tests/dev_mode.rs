@@ -183,3 +183,25 @@ async fn development_mode_stays_on_loopback_unless_told() {
     let (config, _d) = dev_config("0.0.0.0:8773", true);
     assert!(open(config).await.is_ok(), "the explicit flag");
 }
+
+/// Test suites hammer an emulator: development mode does not throttle.
+#[tokio::test]
+async fn development_mode_does_not_throttle() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(&dir.path().join("data"), StorageBackend::Memory);
+    config.dev_mode = true;
+    config.rate_limits.mutate_burst = 1;
+    config.rate_limits.mutate_per_second = 0;
+    let server = TestServer::start(config).await;
+    for n in 0..5 {
+        let reply = server
+            .call(
+                &key("test", "test", "us-east-1"),
+                "CreateKeyPair",
+                &[("KeyName", &format!("k{n}"))],
+            )
+            .await;
+        assert_eq!(reply.status, 200, "{}", reply.body);
+    }
+    server.stop().await;
+}
