@@ -93,7 +93,12 @@ pub fn open_store(config: &Config, folder: &Path) -> Result<Arc<dyn Store>, Stri
 
 impl App {
     /// Opens storage and the compute core as `config` says.
-    pub async fn open(config: Config, clock: Arc<dyn Clock>) -> Result<Self, String> {
+    pub async fn open(mut config: Config, clock: Arc<dyn Clock>) -> Result<Self, String> {
+        config.check_dev_listen().map_err(|e| e.to_string())?;
+        if config.dev_mode {
+            // Development mode never opens the real data.
+            config.data_dir = config.data_dir.join("dev");
+        }
         let store = open_store(&config, &config.data_dir)?;
         Self::open_with_store(config, store, clock).await
     }
@@ -104,6 +109,7 @@ impl App {
         store: Arc<dyn Store>,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, String> {
+        config.check_dev_listen().map_err(|e| e.to_string())?;
         let store = Arc::new(StoreHandle::new(store));
         let compute = Compute::open(&config, store, clock.clone())
             .await
@@ -140,12 +146,6 @@ impl App {
         rate_limits.enabled &= !config.dev_mode;
         let mut gateway = Gateway::new(Arc::new(compute), config.limits.clone(), auth, rate_limits);
         if config.dev_mode {
-            if !config.listen.ip().is_loopback() && !config.dev_allow_remote {
-                return Err(format!(
-                    "development mode accepts unverified signatures: it listens on loopback only, not {} (pass --dev-allow-remote, or dev_allow_remote = true, to override)",
-                    config.listen
-                ));
-            }
             tracing::warn!(
                 "DEVELOPMENT MODE: signatures are NOT verified, any access key is accepted; never expose this gateway"
             );

@@ -2,8 +2,9 @@
 //!
 //! A first `ec2-gateway serve` needs nothing: region `us-east-1`, zones
 //! `us-east-1a/b/c` backed by simulated compute hosts, data in
-//! `./ec2-gateway-data`. `--config FILE` replaces the default; single
-//! `EC2_GATEWAY_*` variables override single keys. A bad file stops the
+//! `./ec2-gateway-data`. `--config FILE` is laid over the default (what it
+//! leaves out keeps the default's value; the built-in hosts follow the
+//! region); single `EC2_GATEWAY_*` variables override single keys. A bad file stops the
 //! server at start with the key path and the reason (`hosts[1].vcpus: ...`),
 //! because a gateway that starts with half its configuration is worse than
 //! one that refuses to start.
@@ -122,7 +123,7 @@ pub struct AccountConfig {
 }
 
 /// A compute host registered at start and simulated inside the server.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HostConfig {
     pub name: String,
@@ -321,6 +322,10 @@ pub struct Config {
     pub accounts: Vec<AccountConfig>,
     #[serde(default)]
     pub hosts: Vec<HostConfig>,
+    /// True when `hosts` are the built-in ones (none were configured): they
+    /// then follow the region (two per zone `<region>a`, `b`, `c`).
+    #[serde(skip)]
+    pub hosts_are_builtin: bool,
     /// Instance types added to (or replacing, by name) the built-in catalogue.
     #[serde(default)]
     pub instance_types: Vec<InstanceTypeConfig>,
@@ -381,6 +386,24 @@ impl std::fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+/// The built-in hosts of `region`: two simulated hosts (64 vCPUs, 256 GiB)
+/// in each of the zones `<region>a`, `b` and `c`, as the embedded default
+/// lists them for `us-east-1`.
+pub fn builtin_hosts(region: &str) -> Vec<HostConfig> {
+    ["a", "b", "c"]
+        .iter()
+        .flat_map(|zone| {
+            (1..=2).map(move |n| HostConfig {
+                name: format!("compute-{region}{zone}-{n}"),
+                availability_zone: format!("{region}{zone}"),
+                vcpus: 64,
+                memory_mib: 262_144,
+                simulated: true,
+            })
+        })
+        .collect()
+}
+
 /// Lays `given` over `base`: tables merge key by key, everything else
 /// replaces.
 fn overlay(base: &mut toml::Table, given: toml::Table) {
@@ -420,15 +443,35 @@ impl Config {
         let mut merged: toml::Table = DEFAULT_CONFIG
             .parse()
             .expect("the embedded default configuration is valid TOML");
+        let hosts_are_builtin = !given.contains_key("hosts") || text == DEFAULT_CONFIG;
         overlay(&mut merged, given);
-        let config: Config =
-            serde_path_to_error::deserialize(toml::Value::Table(merged)).map_err(|error| {
+        let mut config: Config = serde_path_to_error::deserialize(toml::Value::Table(merged))
+            .map_err(|error| {
                 let key = error.path().to_string();
                 let reason = error.inner().message().to_string();
                 config_error(if key == "." { String::new() } else { key }, reason)
             })?;
+        if hosts_are_builtin {
+            config.hosts = builtin_hosts(&config.region);
+            config.hosts_are_builtin = true;
+        }
         config.validate()?;
         Ok(config)
+    }
+
+    /// Development mode accepts unverified signatures: it listens on
+    /// loopback only unless `dev_allow_remote` says otherwise.
+    pub fn check_dev_listen(&self) -> Result<(), ConfigError> {
+        if self.dev_mode && !self.listen.ip().is_loopback() && !self.dev_allow_remote {
+            return Err(config_error(
+                "listen",
+                format!(
+                    "development mode accepts unverified signatures: it listens on loopback only, not {} (pass --dev-allow-remote, or set dev_allow_remote = true, to override)",
+                    self.listen
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// Reads `path` (or the embedded default when `None`), then applies
@@ -494,6 +537,9 @@ impl Config {
         }
         if let Some(v) = env("EC2_GATEWAY_REGION") {
             self.region = v;
+            if self.hosts_are_builtin {
+                self.hosts = builtin_hosts(&self.region);
+            }
         }
         if let Some(v) = env("EC2_GATEWAY_ENDPOINT") {
             self.endpoint = Some(v);
@@ -849,6 +895,25 @@ mod tests {
         assert_eq!(one_host.hosts.len(), 1, "a list replaces the default's");
         let broken = Config::from_toml("listen = ").unwrap_err();
         assert!(!broken.reason.is_empty());
+        // The built-in hosts follow the region, from the file or the environment.
+        let west = Config::from_toml("region = \"eu-west-1\"\n").unwrap();
+        assert!(west
+            .hosts
+            .iter()
+            .all(|h| h.availability_zone.starts_with("eu-west-1")));
+        let env = |name: &str| (name == "EC2_GATEWAY_REGION").then(|| "ap-south-1".to_string());
+        let from_env = Config::load(None, env).unwrap();
+        assert!(from_env
+            .hosts
+            .iter()
+            .all(|h| h.availability_zone.starts_with("ap-south-1")));
+    }
+
+    #[test]
+    fn builtin_hosts_are_the_embedded_defaults() {
+        let text: toml::Table = DEFAULT_CONFIG.parse().unwrap();
+        let listed: Vec<HostConfig> = text["hosts"].clone().try_into().unwrap();
+        assert_eq!(listed, builtin_hosts("us-east-1"));
     }
 
     #[test]

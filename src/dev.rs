@@ -22,7 +22,7 @@ use crate::app::{background_tasks, open_store};
 use crate::auth::Principal;
 use crate::clock::Clock;
 use crate::compute::Compute;
-use crate::config::{Config, HostConfig};
+use crate::config::{Config, PeerRegion};
 use crate::error::{ApiError, ApiResult};
 use crate::store::StoreHandle;
 use crate::sync::{lock, read, write};
@@ -33,11 +33,6 @@ use tokio::task::JoinHandle;
 
 /// The account of an access key that is not 12 digits (moto's default).
 pub const DEFAULT_DEV_ACCOUNT: &str = "123456789012";
-
-/// vCPUs and memory of each built-in host of a region made on first use
-/// (two per zone, as in the embedded default).
-const DEV_HOST_VCPUS: u32 = 64;
-const DEV_HOST_MEMORY_MIB: u64 = 262_144;
 
 /// Regions development mode creates at most (each has its own store).
 pub const MAX_DEV_REGIONS: usize = 32;
@@ -61,7 +56,10 @@ pub struct DevMode {
 
 /// The account an access key names in development mode.
 pub fn dev_account(access_key_id: &str) -> String {
-    if access_key_id.len() == 12 && access_key_id.bytes().all(|b| b.is_ascii_digit()) {
+    let is_account_id =
+        access_key_id.len() == 12 && access_key_id.bytes().all(|b| b.is_ascii_digit());
+    // `000000000000` owns the public catalogue: never a tenant.
+    if is_account_id && access_key_id != crate::compute::catalog::SYSTEM_ACCOUNT_ID {
         access_key_id.to_string()
     } else {
         DEFAULT_DEV_ACCOUNT.to_string()
@@ -139,20 +137,9 @@ impl DevMode {
     async fn open_region(&self, region: &str) -> Result<Compute, String> {
         let mut config = self.config.clone();
         config.region = region.to_string();
-        config.endpoint = None;
         config.accounts.clear();
-        config.hosts = ["a", "b", "c"]
-            .iter()
-            .flat_map(|zone| {
-                (1..=2).map(move |n| HostConfig {
-                    name: format!("compute-{region}{zone}-{n}"),
-                    availability_zone: format!("{region}{zone}"),
-                    vcpus: DEV_HOST_VCPUS,
-                    memory_mib: DEV_HOST_MEMORY_MIB,
-                    simulated: true,
-                })
-            })
-            .collect();
+        config.hosts = crate::config::builtin_hosts(region);
+        config.peer_regions.clear();
         let folder = self.config.data_dir.join("regions").join(region);
         let store = Arc::new(StoreHandle::new(open_store(&config, &folder)?));
         let compute = Compute::open(&config, store, self.clock.clone())
@@ -163,6 +150,20 @@ impl DevMode {
             .await
             .map_err(|e| e.to_string())?;
         Ok(compute)
+    }
+
+    /// The regions served besides `serving`: the configured one and those
+    /// made so far, all at this gateway's endpoint.
+    pub fn other_regions(&self, configured: &Compute, serving: &str) -> Vec<PeerRegion> {
+        let endpoint = configured.region.endpoint.clone();
+        std::iter::once(configured.region.name.clone())
+            .chain(read(&self.regions).keys().cloned())
+            .filter(|name| name != serving)
+            .map(|name| PeerRegion {
+                name,
+                endpoint: endpoint.clone(),
+            })
+            .collect()
     }
 
     /// Creates `account_id` in `compute` (with its default network and
@@ -207,6 +208,7 @@ mod tests {
         assert_eq!(dev_account("test"), DEFAULT_DEV_ACCOUNT);
         assert_eq!(dev_account("FOOBARKEY"), DEFAULT_DEV_ACCOUNT);
         assert_eq!(dev_account("1234567890123"), DEFAULT_DEV_ACCOUNT);
+        assert_eq!(dev_account("000000000000"), DEFAULT_DEV_ACCOUNT);
     }
 
     #[test]

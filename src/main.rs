@@ -32,13 +32,24 @@ enum Command {
         /// regions are created on first use. Loopback only.
         #[arg(long)]
         dev: bool,
-        /// Let --dev listen beyond loopback (anyone who reaches it can act
-        /// as any account).
-        #[arg(long, requires = "dev")]
+        /// Let development mode listen beyond loopback (anyone who reaches
+        /// it can act as any account).
+        #[arg(long)]
         dev_allow_remote: bool,
+        /// With --dev: keep what the suite creates (sled, in
+        /// `<data_dir>/dev`) instead of starting empty each time.
+        #[arg(long)]
+        dev_persist: bool,
     },
     /// Administer a running gateway with an admin account's keys.
     Admin(AdminArgs),
+}
+
+/// What `serve`'s development-mode flags ask for.
+struct DevFlags {
+    dev: bool,
+    allow_remote: bool,
+    persist: bool,
 }
 
 fn init_tracing() {
@@ -78,15 +89,17 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     }
 }
 
-async fn serve(
-    config_path: Option<PathBuf>,
-    dev: bool,
-    dev_allow_remote: bool,
-) -> Result<(), String> {
+async fn serve(config_path: Option<PathBuf>, dev: DevFlags) -> Result<(), String> {
     let mut config = Config::load(config_path.as_deref(), |name| std::env::var(name).ok())
         .map_err(|e| e.to_string())?;
-    config.dev_mode |= dev;
-    config.dev_allow_remote |= dev_allow_remote;
+    config.dev_mode |= dev.dev;
+    config.dev_allow_remote |= dev.allow_remote;
+    if dev.dev && !dev.persist {
+        // Like moto and LocalStack: each run starts empty.
+        config.storage = ec2_gateway::config::StorageBackend::Memory;
+    }
+    // Before anything is bound or written.
+    config.check_dev_listen().map_err(|e| e.to_string())?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
@@ -133,9 +146,15 @@ async fn main() -> ExitCode {
             config,
             dev,
             dev_allow_remote,
+            dev_persist,
         } => {
             init_tracing();
-            serve(config, dev, dev_allow_remote).await
+            let flags = DevFlags {
+                dev,
+                allow_remote: dev_allow_remote,
+                persist: dev_persist,
+            };
+            serve(config, flags).await
         }
         Command::Admin(args) => admin_cli::run(args)
             .await

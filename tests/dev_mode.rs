@@ -205,3 +205,49 @@ async fn development_mode_does_not_throttle() {
     }
     server.stop().await;
 }
+
+/// Real keys keep their rights in development mode (the admin CLI, external
+/// hosts' heartbeats); SigV2 with a dummy key works too; DescribeRegions
+/// lists the regions made on first use.
+#[tokio::test]
+async fn real_keys_sigv2_and_the_region_list() {
+    let (server, _dir) = dev_server(StorageBackend::Memory).await;
+    let hosts = server.admin("AdminDescribeHosts", &[]).await;
+    assert_eq!(hosts.status, 200, "{}", hosts.body);
+    let mut params = vec![
+        ("Action".to_string(), "DescribeKeyPairs".to_string()),
+        ("Version".to_string(), "2014-10-01".to_string()),
+    ];
+    ec2_gateway::auth::signer::sign_v2(
+        &key("FOOBARKEY", "FOOBARSECRET", "us-east-1"),
+        "GET",
+        &server.endpoint.authority,
+        "/",
+        &mut params,
+        ec2_gateway::auth::sigv2::SignatureMethod::HmacSha256,
+        chrono::Utc::now(),
+    );
+    let query = ec2_gateway::auth::signer::form_body(&params);
+    let reply = client::send(
+        &server.endpoint,
+        "GET",
+        &format!("/?{query}"),
+        &[],
+        Vec::new(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let west = key("test", "test", "us-west-2");
+    server.call(&west, "DescribeAvailabilityZones", &[]).await;
+    let east = key("test", "test", "us-east-1");
+    let regions = server.call(&east, "DescribeRegions", &[]).await;
+    let names = column(&regions, "regionInfo", "regionName");
+    assert!(names.contains(&"us-west-2".to_string()), "{names:?}");
+    assert!(names.contains(&"us-east-1".to_string()), "{names:?}");
+    let from_west = server
+        .call(&west, "DescribeRegions", &[("RegionName.1", "us-east-1")])
+        .await;
+    assert_eq!(from_west.status, 200, "{}", from_west.body);
+    server.stop().await;
+}

@@ -949,3 +949,24 @@ fn boto3_suite_with_dummy_keys_against_dev_mode() {
     python_script("python3", "boto3_dev_mode.py", &gateway.endpoint);
     assert!(gateway.terminate().success());
 }
+
+/// Issue 10: `serve --dev` refuses to listen beyond loopback unless told,
+/// before binding or writing anything.
+#[test]
+fn dev_mode_refuses_a_non_loopback_address() {
+    let cwd = tempfile::tempdir().unwrap();
+    let output = Command::new(BINARY)
+        .args(["serve", "--dev"])
+        .current_dir(cwd.path())
+        .env("EC2_GATEWAY_LISTEN", "0.0.0.0:0")
+        .env("EC2_GATEWAY_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("loopback"), "{stderr}");
+    assert!(
+        !cwd.path().join("ec2-gateway-data").exists(),
+        "nothing is written before the refusal"
+    );
+}

@@ -33,6 +33,9 @@ use crate::protocol::Params;
 pub struct Context<'a> {
     pub compute: &'a Compute,
     pub principal: &'a Principal,
+    /// Regions this gateway also serves besides the compute core's own and
+    /// its configured peers (development mode's regions made on first use).
+    pub other_regions: Vec<crate::config::PeerRegion>,
 }
 
 /// Logs parameters no field of the request covers.

@@ -48,10 +48,14 @@ impl DescribeRegions {
             name: region.name.clone(),
             endpoint: region.endpoint.clone(),
         }];
-        regions.extend(region.peers.iter().map(|p| RegionView {
-            name: p.name.clone(),
-            endpoint: p.endpoint.clone(),
-        }));
+        for peer in region.peers.iter().chain(&context.other_regions) {
+            if !regions.iter().any(|r| r.name == peer.name) {
+                regions.push(RegionView {
+                    name: peer.name.clone(),
+                    endpoint: peer.endpoint.clone(),
+                });
+            }
+        }
         regions.sort_by(|a, b| a.name.cmp(&b.name));
         for name in &self.region_names {
             if !regions.iter().any(|r| &r.name == name) {

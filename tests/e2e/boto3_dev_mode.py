@@ -20,6 +20,7 @@ def ec2(region):
         region_name=region,
         aws_access_key_id="test",
         aws_secret_access_key="test",
+        aws_session_token="testing",  # moto's documented setup exports one
         config=Config(retries={"max_attempts": 2}),
     )
 
@@ -33,6 +34,8 @@ def check(what, condition):
 east, west = ec2("us-east-1"), ec2("us-west-2")
 zones = [z["ZoneName"] for z in west.describe_availability_zones()["AvailabilityZones"]]
 check("us-west-2 has its zones on first use", zones == ["us-west-2a", "us-west-2b", "us-west-2c"])
+regions = [r["RegionName"] for r in east.describe_regions()["Regions"]]
+check("describe_regions lists both regions", "us-east-1" in regions and "us-west-2" in regions)
 
 image = east.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
 key = east.create_key_pair(KeyName="ci-key")
