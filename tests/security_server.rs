@@ -9,7 +9,10 @@ use ec2_gateway::app::App;
 use ec2_gateway::client::{self, Endpoint};
 use ec2_gateway::clock::OffsetClock;
 use ec2_gateway::config::{Config, StorageBackend};
-use ec2_gateway::store::{Entry, MemoryStore, Store, StoreResult, WriteBatch, WriteOp};
+use ec2_gateway::store::{
+    Committed, Entry, Expectation, MemoryStore, Store, StoreResult, VersionedValue, WriteBatch,
+    WriteOp,
+};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -286,7 +289,11 @@ impl Store for PanickingStore {
         self.0.scan(tree, prefix, after, limit)
     }
 
-    fn apply(&self, batch: &WriteBatch) -> StoreResult<()> {
+    fn get_versioned(&self, tree: &str, key: &[u8]) -> StoreResult<Option<VersionedValue>> {
+        self.0.get_versioned(tree, key)
+    }
+
+    fn commit(&self, expectations: &[Expectation], batch: &WriteBatch) -> StoreResult<Committed> {
         for op in &batch.ops {
             let key = match op {
                 WriteOp::Put { key, .. } | WriteOp::Delete { key, .. } => key,
@@ -298,7 +305,7 @@ impl Store for PanickingStore {
                 );
             }
         }
-        self.0.apply(batch)
+        self.0.commit(expectations, batch)
     }
 
     fn flush(&self) -> StoreResult<()> {

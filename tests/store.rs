@@ -1,7 +1,10 @@
 //! One storage suite, run on both backends (sled and memory), plus group
 //! commit and sled's durability across reopen.
 
-use ec2_gateway::store::{MemoryStore, SledStore, Store, StoreHandle, StoreResult, WriteBatch};
+use ec2_gateway::store::{
+    Committed, Expect, Expectation, MemoryStore, SledStore, Store, StoreHandle, StoreResult,
+    VersionedValue, WriteBatch,
+};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -82,6 +85,198 @@ fn suite(store: Arc<dyn Store>) {
     store.flush().unwrap();
 }
 
+/// The versioned contract: versions, expectations, conflicts, atomicity,
+/// one operation per key.
+fn versioned_suite(store: Arc<dyn Store>) {
+    let expect = |tree: &'static str, key: &str, expect: Expect| Expectation {
+        tree,
+        key: key.as_bytes().to_vec(),
+        expect,
+    };
+    let put = |pairs: &[(&'static str, &str, &str)]| {
+        let mut batch = WriteBatch::new();
+        for (tree, key, value) in pairs {
+            batch.put(tree, key.as_bytes().to_vec(), value.as_bytes().to_vec());
+        }
+        batch
+    };
+    // Expect absent: the first of two creators wins.
+    let created = store
+        .commit(
+            &[expect("names", "web", Expect::Absent)],
+            &put(&[("names", "web", "sg-1")]),
+        )
+        .unwrap();
+    let Committed::Applied { version: first } = created else {
+        panic!("{created:?}")
+    };
+    let again = store
+        .commit(
+            &[expect("names", "web", Expect::Absent)],
+            &put(&[("names", "web", "sg-2")]),
+        )
+        .unwrap();
+    assert_eq!(
+        again,
+        Committed::Conflict {
+            keys: vec![("names".to_string(), b"web".to_vec())]
+        }
+    );
+    let read = store.get_versioned("names", b"web").unwrap().unwrap();
+    assert_eq!((read.value.as_slice(), read.version), (&b"sg-1"[..], first));
+    // Expect a version: a stale reader loses, and nothing of its commit applies.
+    let updated = store
+        .commit(
+            &[expect("names", "web", Expect::At(first))],
+            &put(&[("names", "web", "sg-1b"), ("usage", "acct", "1")]),
+        )
+        .unwrap();
+    let Committed::Applied { version: second } = updated else {
+        panic!("{updated:?}")
+    };
+    assert!(second > first, "versions grow");
+    let stale = store
+        .commit(
+            &[
+                expect("names", "web", Expect::At(first)),
+                expect("usage", "other", Expect::Absent),
+            ],
+            &put(&[("usage", "acct", "2"), ("usage", "other", "9")]),
+        )
+        .unwrap();
+    assert_eq!(
+        stale,
+        Committed::Conflict {
+            keys: vec![("names".to_string(), b"web".to_vec())]
+        }
+    );
+    assert_eq!(
+        store.get("usage", b"acct").unwrap(),
+        Some(b"1".to_vec()),
+        "all or nothing"
+    );
+    assert_eq!(store.get("usage", b"other").unwrap(), None);
+    // Any: only written.
+    assert!(matches!(
+        store
+            .commit(
+                &[expect("usage", "acct", Expect::Any)],
+                &put(&[("usage", "acct", "3")])
+            )
+            .unwrap(),
+        Committed::Applied { .. }
+    ));
+    // A key written twice in one commit is refused (etcd refuses it too).
+    let mut twice = put(&[("usage", "acct", "4")]);
+    twice.delete("usage", b"acct".to_vec());
+    assert!(store.commit(&[], &twice).is_err());
+    assert_eq!(store.get("usage", b"acct").unwrap(), Some(b"3".to_vec()));
+    // ...but the blind apply keeps its old meaning: the last write wins.
+    store.apply(&twice).unwrap();
+    assert_eq!(store.get("usage", b"acct").unwrap(), None);
+    // Deleted keys are absent again; blind writes get versions too.
+    assert!(matches!(
+        store
+            .commit(
+                &[expect("usage", "acct", Expect::Absent)],
+                &put(&[("usage", "acct", "5")])
+            )
+            .unwrap(),
+        Committed::Applied { .. }
+    ));
+    store.apply(&put(&[("usage", "acct", "6")])).unwrap();
+    let latest = store.get_versioned("usage", b"acct").unwrap().unwrap();
+    assert!(latest.version > second);
+    // Concurrent compare-and-set on one key: exactly one winner per round.
+    let winners = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        for n in 0..8 {
+            let store = store.clone();
+            let winners = &winners;
+            scope.spawn(move || {
+                let value = format!("{n}");
+                if let Committed::Applied { .. } = store
+                    .commit(
+                        &[Expectation {
+                            tree: "usage",
+                            key: b"acct".to_vec(),
+                            expect: Expect::At(latest.version),
+                        }],
+                        &put(&[("usage", "acct", value.as_str())]),
+                    )
+                    .unwrap()
+                {
+                    winners.fetch_add(1, Ordering::SeqCst);
+                }
+            });
+        }
+    });
+    assert_eq!(winners.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn memory_backend_versions() {
+    versioned_suite(Arc::new(MemoryStore::new()));
+}
+
+#[test]
+fn sled_backend_versions() {
+    let dir = tempfile::tempdir().unwrap();
+    versioned_suite(Arc::new(
+        SledStore::open(&dir.path().join("db"), 8 << 20).unwrap(),
+    ));
+}
+
+/// Versions survive a reopen, and values written before versions existed
+/// read as version 0 (and a commit can expect exactly that).
+#[test]
+fn sled_versions_survive_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let version = {
+        let store = SledStore::open(&path, 8 << 20).unwrap();
+        let mut batch = WriteBatch::new();
+        batch.put("hosts", b"a".to_vec(), b"1".to_vec());
+        let Committed::Applied { version } = store.commit(&[], &batch).unwrap() else {
+            panic!()
+        };
+        store.flush().unwrap();
+        version
+    };
+    let store = SledStore::open(&path, 8 << 20).unwrap();
+    assert_eq!(
+        store.get_versioned("hosts", b"a").unwrap().unwrap().version,
+        version
+    );
+    let mut batch = WriteBatch::new();
+    batch.put("hosts", b"b".to_vec(), b"2".to_vec());
+    let Committed::Applied { version: next } = store.commit(&[], &batch).unwrap() else {
+        panic!()
+    };
+    assert!(next > version, "the revision keeps growing across restarts");
+    // A value from before versions (the upgrade fixture's kind) is version 0.
+    drop(store);
+    let raw = sled::open(&path).unwrap();
+    let data = raw.open_tree("data").unwrap();
+    data.insert(b"hosts\0legacy", b"old".to_vec()).unwrap();
+    raw.flush().unwrap();
+    drop((data, raw));
+    let store = SledStore::open(&path, 8 << 20).unwrap();
+    let legacy = store.get_versioned("hosts", b"legacy").unwrap().unwrap();
+    assert_eq!((legacy.value.as_slice(), legacy.version), (&b"old"[..], 0));
+    let mut batch = WriteBatch::new();
+    batch.put("hosts", b"legacy".to_vec(), b"new".to_vec());
+    let expectation = Expectation {
+        tree: "hosts",
+        key: b"legacy".to_vec(),
+        expect: Expect::At(0),
+    };
+    assert!(matches!(
+        store.commit(&[expectation], &batch).unwrap(),
+        Committed::Applied { .. }
+    ));
+}
+
 #[test]
 fn memory_backend() {
     suite(Arc::new(MemoryStore::new()));
@@ -132,8 +327,11 @@ impl Store for SlowFlushes {
     ) -> StoreResult<Vec<(Vec<u8>, Vec<u8>)>> {
         self.inner.scan(tree, prefix, after, limit)
     }
-    fn apply(&self, batch: &WriteBatch) -> StoreResult<()> {
-        self.inner.apply(batch)
+    fn get_versioned(&self, tree: &str, key: &[u8]) -> StoreResult<Option<VersionedValue>> {
+        self.inner.get_versioned(tree, key)
+    }
+    fn commit(&self, expectations: &[Expectation], batch: &WriteBatch) -> StoreResult<Committed> {
+        self.inner.commit(expectations, batch)
     }
     fn flush(&self) -> StoreResult<()> {
         self.flushes.fetch_add(1, Ordering::SeqCst);

@@ -15,6 +15,7 @@ pub mod keymaterial;
 pub mod keypairs;
 pub mod lifecycle;
 pub mod network;
+pub mod operation;
 pub mod scheduler;
 pub mod security_groups;
 pub mod services;

@@ -2,16 +2,28 @@
 //!
 //! Used by tests (the storage suite runs on both backends) and by anyone who
 //! wants a throwaway gateway. `flush` is a no-op because there is nothing more
-//! durable to reach.
+//! durable to reach. Versions are the store-wide revision of the commit that
+//! wrote a key, kept under the same lock as the data, so an expectation is
+//! checked and the write applied in one step.
 
-use super::{Entry, Store, StoreResult, WriteBatch, WriteOp};
+use super::{
+    check_unique_keys, Committed, Entry, Expect, Expectation, Store, StoreResult, VersionedValue,
+    WriteBatch, WriteOp,
+};
 use std::collections::BTreeMap;
 use std::sync::RwLock;
 
 /// `BTreeMap`-backed [`Store`].
 #[derive(Default)]
 pub struct MemoryStore {
-    data: RwLock<BTreeMap<TreeKey, Vec<u8>>>,
+    inner: RwLock<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    data: BTreeMap<TreeKey, VersionedValue>,
+    /// The revision of the last commit.
+    revision: u64,
 }
 
 /// (tree name, key).
@@ -23,10 +35,27 @@ impl MemoryStore {
     }
 }
 
+/// True when `current` (a key's version, if it has a value) meets `expect`.
+pub(super) fn meets(expect: Expect, current: Option<u64>) -> bool {
+    match expect {
+        Expect::Any => true,
+        Expect::Absent => current.is_none(),
+        Expect::At(version) => current == Some(version),
+    }
+}
+
 impl Store for MemoryStore {
     fn get(&self, tree: &str, key: &[u8]) -> StoreResult<Option<Vec<u8>>> {
-        let data = crate::sync::read(&self.data);
-        Ok(data.get(&(tree.to_string(), key.to_vec())).cloned())
+        let inner = crate::sync::read(&self.inner);
+        Ok(inner
+            .data
+            .get(&(tree.to_string(), key.to_vec()))
+            .map(|v| v.value.clone()))
+    }
+
+    fn get_versioned(&self, tree: &str, key: &[u8]) -> StoreResult<Option<VersionedValue>> {
+        let inner = crate::sync::read(&self.inner);
+        Ok(inner.data.get(&(tree.to_string(), key.to_vec())).cloned())
     }
 
     fn scan(
@@ -37,32 +66,56 @@ impl Store for MemoryStore {
         limit: usize,
     ) -> StoreResult<Vec<Entry>> {
         use std::ops::Bound;
-        let data = crate::sync::read(&self.data);
+        let inner = crate::sync::read(&self.inner);
         let start = match after {
             Some(after) => Bound::Excluded((tree.to_string(), after.to_vec())),
             None => Bound::Included((tree.to_string(), prefix.to_vec())),
         };
-        Ok(data
+        Ok(inner
+            .data
             .range((start, Bound::Unbounded))
             .take_while(|((t, k), _)| t == tree && k.starts_with(prefix))
             .take(limit)
-            .map(|((_, k), v)| (k.clone(), v.clone()))
+            .map(|((_, k), v)| (k.clone(), v.value.clone()))
             .collect())
     }
 
-    fn apply(&self, batch: &WriteBatch) -> StoreResult<()> {
-        let mut data = crate::sync::write(&self.data);
-        for op in &batch.ops {
+    fn commit(&self, expectations: &[Expectation], writes: &WriteBatch) -> StoreResult<Committed> {
+        check_unique_keys(writes)?;
+        let mut inner = crate::sync::write(&self.inner);
+        let conflicts: Vec<(String, Vec<u8>)> = expectations
+            .iter()
+            .filter(|e| {
+                let current = inner
+                    .data
+                    .get(&(e.tree.to_string(), e.key.clone()))
+                    .map(|v| v.version);
+                !meets(e.expect, current)
+            })
+            .map(|e| (e.tree.to_string(), e.key.clone()))
+            .collect();
+        if !conflicts.is_empty() {
+            return Ok(Committed::Conflict { keys: conflicts });
+        }
+        inner.revision += 1;
+        let version = inner.revision;
+        for op in &writes.ops {
             match op {
                 WriteOp::Put { tree, key, value } => {
-                    data.insert((tree.to_string(), key.clone()), value.clone());
+                    inner.data.insert(
+                        (tree.to_string(), key.clone()),
+                        VersionedValue {
+                            value: value.clone(),
+                            version,
+                        },
+                    );
                 }
                 WriteOp::Delete { tree, key } => {
-                    data.remove(&(tree.to_string(), key.clone()));
+                    inner.data.remove(&(tree.to_string(), key.clone()));
                 }
             }
         }
-        Ok(())
+        Ok(Committed::Applied { version })
     }
 
     fn flush(&self) -> StoreResult<()> {

@@ -6,6 +6,13 @@
 //! so that a networked, replicated backend can replace sled later without the
 //! compute core noticing. [`StoreHandle`] adds group commit on top: many
 //! concurrent requests wait on one flush instead of each forcing its own.
+//!
+//! Every value carries a version (the store-wide revision of the commit that
+//! wrote it, as etcd's `mod_revision`), and [`Store::commit`] applies a write
+//! set only if the keys it names are as expected (absent, at a version, or
+//! anything), reporting the conflicting keys otherwise: the contract of
+//! ../shared/design/scale-out.md, on which `compute::operation` runs
+//! read-check-commit operations with retries.
 
 mod memory;
 mod sled_store;
@@ -90,10 +97,123 @@ impl WriteBatch {
     }
 }
 
+/// What a commit requires of a key before it writes anything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    /// The key holds no value.
+    Absent,
+    /// The key holds a value at exactly this version.
+    At(u64),
+    /// Anything (the key is only written).
+    Any,
+}
+
+/// One expectation of a [`Commit`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Expectation {
+    pub tree: &'static str,
+    pub key: Vec<u8>,
+    pub expect: Expect,
+}
+
+/// A conditional write: expectations on keys (usually the ones the
+/// operation read, at the versions it read them), then a write set with at
+/// most one operation per key. It applies whole or not at all.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Commit {
+    pub expectations: Vec<Expectation>,
+    pub writes: WriteBatch,
+}
+
+impl Commit {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Requires `key` in `tree` to be as `expect` says.
+    pub fn expect(&mut self, tree: &'static str, key: impl Into<Vec<u8>>, expect: Expect) {
+        self.expectations.push(Expectation {
+            tree,
+            key: key.into(),
+            expect,
+        });
+    }
+}
+
+/// What became of a commit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Committed {
+    /// Applied; every written key now has this version.
+    Applied { version: u64 },
+    /// Not applied: these keys (tree, key) were not as expected.
+    Conflict { keys: Vec<(String, Vec<u8>)> },
+}
+
+/// The value under a key and the version it was written at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionedValue {
+    pub value: Vec<u8>,
+    /// The store-wide revision of the commit that wrote it (0 for a value
+    /// written before versions existed).
+    pub version: u64,
+}
+
+/// Refuses a write set naming a key twice (etcd refuses it too).
+pub fn check_unique_keys(writes: &WriteBatch) -> StoreResult<()> {
+    let mut seen = std::collections::HashSet::with_capacity(writes.ops.len());
+    for op in &writes.ops {
+        let (tree, key) = match op {
+            WriteOp::Put { tree, key, .. } | WriteOp::Delete { tree, key } => (tree, key),
+        };
+        if !seen.insert((*tree, key.as_slice())) {
+            return Err(StoreError(format!(
+                "the key {tree}/{} is written twice in one commit",
+                String::from_utf8_lossy(key)
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The last operation of each key, in first-seen order: what applying the
+/// batch one operation after the other would leave.
+fn last_write_per_key(batch: &WriteBatch) -> WriteBatch {
+    let mut position = std::collections::HashMap::new();
+    let mut ops: Vec<WriteOp> = Vec::with_capacity(batch.ops.len());
+    for op in &batch.ops {
+        let key = match op {
+            WriteOp::Put { tree, key, .. } | WriteOp::Delete { tree, key } => (*tree, key.clone()),
+        };
+        match position.get(&key) {
+            Some(&i) => ops[i] = op.clone(),
+            None => {
+                position.insert(key, ops.len());
+                ops.push(op.clone());
+            }
+        }
+    }
+    WriteBatch { ops }
+}
+
 /// The storage contract every backend implements.
+///
+/// Every value has a version: the store-wide revision of the commit that
+/// last wrote it (as etcd's `mod_revision`). [`Store::commit`] checks
+/// expectations on versions and applies its write set whole, or reports the
+/// keys that conflicted; backends do the check and the write under their
+/// own lock, so concurrent commits on one key serialise and exactly one of
+/// them wins.
 pub trait Store: Send + Sync + 'static {
     /// The value under `key` in `tree`.
     fn get(&self, tree: &str, key: &[u8]) -> StoreResult<Option<Vec<u8>>>;
+
+    /// The value under `key` in `tree`, with its version.
+    fn get_versioned(&self, tree: &str, key: &[u8]) -> StoreResult<Option<VersionedValue>>;
+
+    /// Checks `expectations` and applies `writes`, atomically (not yet
+    /// durably: see [`Store::flush`]). A write set naming a key twice is an
+    /// error.
+    fn commit(&self, expectations: &[Expectation], writes: &WriteBatch) -> StoreResult<Committed>;
 
     /// Up to `limit` entries of `tree` whose keys start with `prefix`, in key
     /// order, starting strictly after `after` when given.
@@ -105,8 +225,21 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> StoreResult<Vec<Entry>>;
 
-    /// Applies every operation of `batch` atomically (not yet durably).
-    fn apply(&self, batch: &WriteBatch) -> StoreResult<()>;
+    /// Applies every operation of `batch` atomically (not yet durably),
+    /// without expectations; a key written twice ends as its last write.
+    fn apply(&self, batch: &WriteBatch) -> StoreResult<()> {
+        let outcome = if check_unique_keys(batch).is_ok() {
+            self.commit(&[], batch)?
+        } else {
+            self.commit(&[], &last_write_per_key(batch))?
+        };
+        match outcome {
+            Committed::Applied { .. } => Ok(()),
+            Committed::Conflict { .. } => {
+                unreachable!("a commit without expectations cannot conflict")
+            }
+        }
+    }
 
     /// Blocks until everything applied so far is on stable storage.
     fn flush(&self) -> StoreResult<()>;
@@ -194,6 +327,29 @@ impl StoreHandle {
     /// How many records are under `prefix` (for quotas; nothing is decoded).
     pub fn count(&self, tree: &str, prefix: &[u8]) -> StoreResult<usize> {
         Ok(self.store.scan(tree, prefix, None, usize::MAX)?.len())
+    }
+
+    /// The value under `key` in `tree` with its version, decoded.
+    pub fn get_versioned_record<T: DeserializeOwned>(
+        &self,
+        tree: &str,
+        key: &[u8],
+    ) -> StoreResult<Option<(T, u64)>> {
+        self.store
+            .get_versioned(tree, key)?
+            .map(|v| decode(&v.value).map(|record| (record, v.version)))
+            .transpose()
+    }
+
+    /// Checks `commit`'s expectations and applies its writes; when applied,
+    /// waits until they are durable.
+    pub async fn commit_checked(&self, commit: &Commit) -> StoreResult<Committed> {
+        let outcome = self.store.commit(&commit.expectations, &commit.writes)?;
+        if let Committed::Applied { .. } = outcome {
+            let sequence = self.applied.fetch_add(1, Ordering::SeqCst) + 1;
+            self.durable(sequence).await?;
+        }
+        Ok(outcome)
     }
 
     /// Applies `batch` atomically and returns its sequence number, to pass to

@@ -4,15 +4,43 @@
 //! [`WriteBatch`] touching several trees is a single `apply_batch`: atomic
 //! without sled's multi-tree transactions. The page cache is bounded so the
 //! server's memory stays predictable with many resources.
+//!
+//! Versions live beside the values in the same sled tree: `\x01<tree>\0<key>`
+//! holds the version of `<tree>\0<key>`, and `\x02revision` the store-wide
+//! revision, all written in the commit's one batch. A value written before
+//! versions existed (no version entry) has version 0. Commits check their
+//! expectations and apply under one lock (sled serves one process).
 
-use super::{Entry, Store, StoreError, StoreResult, WriteBatch, WriteOp};
+use super::memory::meets;
+use super::{
+    check_unique_keys, Committed, Entry, Expectation, Store, StoreError, StoreResult,
+    VersionedValue, WriteBatch, WriteOp,
+};
 use std::ops::Bound;
 use std::path::Path;
+use std::sync::Mutex;
 
 /// sled-backed [`Store`].
 pub struct SledStore {
     db: sled::Db,
     data: sled::Tree,
+    /// Held while a commit checks its expectations and applies.
+    committing: Mutex<()>,
+}
+
+/// Where the store-wide revision is kept.
+const REVISION_KEY: &[u8] = b"\x02revision";
+
+fn version_key(tree: &str, key: &[u8]) -> Vec<u8> {
+    let mut full = vec![1u8];
+    full.extend_from_slice(&full_key(tree, key));
+    full
+}
+
+fn decode_version(bytes: Option<sled::IVec>) -> u64 {
+    bytes
+        .and_then(|b| <[u8; 8]>::try_from(b.as_ref()).ok())
+        .map_or(0, u64::from_be_bytes)
 }
 
 fn storage_error(error: sled::Error) -> StoreError {
@@ -38,7 +66,19 @@ impl SledStore {
             .open()
             .map_err(storage_error)?;
         let data = db.open_tree("data").map_err(storage_error)?;
-        Ok(Self { db, data })
+        Ok(Self {
+            db,
+            data,
+            committing: Mutex::new(()),
+        })
+    }
+
+    fn version(&self, tree: &str, key: &[u8]) -> StoreResult<u64> {
+        Ok(decode_version(
+            self.data
+                .get(version_key(tree, key))
+                .map_err(storage_error)?,
+        ))
     }
 }
 
@@ -79,17 +119,59 @@ impl Store for SledStore {
         Ok(entries)
     }
 
-    fn apply(&self, batch: &WriteBatch) -> StoreResult<()> {
-        let mut sled_batch = sled::Batch::default();
-        for op in &batch.ops {
-            match op {
-                WriteOp::Put { tree, key, value } => {
-                    sled_batch.insert(full_key(tree, key), value.as_slice())
-                }
-                WriteOp::Delete { tree, key } => sled_batch.remove(full_key(tree, key)),
+    fn get_versioned(&self, tree: &str, key: &[u8]) -> StoreResult<Option<VersionedValue>> {
+        // Value and version are written in one batch; reading the version
+        // on both sides of the value proves they belong together.
+        loop {
+            let before = self.version(tree, key)?;
+            let value = self.get(tree, key)?;
+            if self.version(tree, key)? == before {
+                return Ok(value.map(|value| VersionedValue {
+                    value,
+                    version: before,
+                }));
             }
         }
-        self.data.apply_batch(sled_batch).map_err(storage_error)
+    }
+
+    fn commit(&self, expectations: &[Expectation], writes: &WriteBatch) -> StoreResult<Committed> {
+        check_unique_keys(writes)?;
+        let _committing = crate::sync::lock(&self.committing);
+        let mut conflicts = Vec::new();
+        for expectation in expectations {
+            let present = self
+                .data
+                .contains_key(full_key(expectation.tree, &expectation.key))
+                .map_err(storage_error)?;
+            let current = if present {
+                Some(self.version(expectation.tree, &expectation.key)?)
+            } else {
+                None
+            };
+            if !meets(expectation.expect, current) {
+                conflicts.push((expectation.tree.to_string(), expectation.key.clone()));
+            }
+        }
+        if !conflicts.is_empty() {
+            return Ok(Committed::Conflict { keys: conflicts });
+        }
+        let version = decode_version(self.data.get(REVISION_KEY).map_err(storage_error)?) + 1;
+        let mut sled_batch = sled::Batch::default();
+        sled_batch.insert(REVISION_KEY, &version.to_be_bytes());
+        for op in &writes.ops {
+            match op {
+                WriteOp::Put { tree, key, value } => {
+                    sled_batch.insert(full_key(tree, key), value.as_slice());
+                    sled_batch.insert(version_key(tree, key), &version.to_be_bytes());
+                }
+                WriteOp::Delete { tree, key } => {
+                    sled_batch.remove(full_key(tree, key));
+                    sled_batch.remove(version_key(tree, key));
+                }
+            }
+        }
+        self.data.apply_batch(sled_batch).map_err(storage_error)?;
+        Ok(Committed::Applied { version })
     }
 
     fn flush(&self) -> StoreResult<()> {
