@@ -5,11 +5,14 @@
 //! without sled's multi-tree transactions. The page cache is bounded so the
 //! server's memory stays predictable with many resources.
 //!
-//! Versions live beside the values in the same sled tree: `\x01<tree>\0<key>`
-//! holds the version of `<tree>\0<key>`, and `\x02revision` the store-wide
-//! revision, all written in the commit's one batch. A value written before
-//! versions existed (no version entry) has version 0. Commits check their
-//! expectations and apply under one lock (sled serves one process).
+//! Each value is stored behind a 9-byte header, a marker byte `0xFF` and its
+//! version (big-endian u64), so a value and its version are one sled entry,
+//! read and written together. `\x02revision` holds the store-wide revision,
+//! written in each commit's batch and kept in memory between commits. A
+//! value written before versions existed has no header (every record was
+//! JSON, which never starts with `0xFF`) and reads as version 0. Commits
+//! check their expectations and apply under one lock (sled serves one
+//! process).
 
 use super::memory::meets;
 use super::{
@@ -24,23 +27,9 @@ use std::sync::Mutex;
 pub struct SledStore {
     db: sled::Db,
     data: sled::Tree,
-    /// Held while a commit checks its expectations and applies.
-    committing: Mutex<()>,
-}
-
-/// Where the store-wide revision is kept.
-const REVISION_KEY: &[u8] = b"\x02revision";
-
-fn version_key(tree: &str, key: &[u8]) -> Vec<u8> {
-    let mut full = vec![1u8];
-    full.extend_from_slice(&full_key(tree, key));
-    full
-}
-
-fn decode_version(bytes: Option<sled::IVec>) -> u64 {
-    bytes
-        .and_then(|b| <[u8; 8]>::try_from(b.as_ref()).ok())
-        .map_or(0, u64::from_be_bytes)
+    /// The revision of the last commit; held while a commit checks its
+    /// expectations and applies.
+    revision: Mutex<u64>,
 }
 
 fn storage_error(error: sled::Error) -> StoreError {
@@ -55,6 +44,36 @@ fn full_key(tree: &str, key: &[u8]) -> Vec<u8> {
     full
 }
 
+/// Where the store-wide revision is kept.
+const REVISION_KEY: &[u8] = b"\x02revision";
+/// First byte of a versioned value.
+const VERSIONED: u8 = 0xFF;
+/// Marker and version.
+const HEADER: usize = 9;
+
+/// A value as stored: header, then the value.
+fn with_version(value: &[u8], version: u64) -> Vec<u8> {
+    let mut stored = Vec::with_capacity(HEADER + value.len());
+    stored.push(VERSIONED);
+    stored.extend_from_slice(&version.to_be_bytes());
+    stored.extend_from_slice(value);
+    stored
+}
+
+/// A stored value and its version (0 for a value from before versions).
+fn split_version(stored: &[u8]) -> (&[u8], u64) {
+    match stored.split_first() {
+        Some((&VERSIONED, rest)) if rest.len() >= 8 => {
+            let (version, value) = rest.split_at(8);
+            (
+                value,
+                u64::from_be_bytes(version.try_into().expect("8 bytes")),
+            )
+        }
+        _ => (stored, 0),
+    }
+}
+
 impl SledStore {
     /// Opens (or creates) the database in `folder`, with a page cache of at
     /// most `cache_bytes`.
@@ -66,19 +85,16 @@ impl SledStore {
             .open()
             .map_err(storage_error)?;
         let data = db.open_tree("data").map_err(storage_error)?;
+        let revision = data
+            .get(REVISION_KEY)
+            .map_err(storage_error)?
+            .and_then(|b| <[u8; 8]>::try_from(b.as_ref()).ok())
+            .map_or(0, u64::from_be_bytes);
         Ok(Self {
             db,
             data,
-            committing: Mutex::new(()),
+            revision: Mutex::new(revision),
         })
-    }
-
-    fn version(&self, tree: &str, key: &[u8]) -> StoreResult<u64> {
-        Ok(decode_version(
-            self.data
-                .get(version_key(tree, key))
-                .map_err(storage_error)?,
-        ))
     }
 }
 
@@ -88,7 +104,7 @@ impl Store for SledStore {
             .data
             .get(full_key(tree, key))
             .map_err(storage_error)?
-            .map(|v| v.to_vec()))
+            .map(|stored| split_version(&stored).0.to_vec()))
     }
 
     fn scan(
@@ -114,40 +130,35 @@ impl Store for SledStore {
             if entries.len() >= limit {
                 break;
             }
-            entries.push((key[skip..].to_vec(), value.to_vec()));
+            entries.push((key[skip..].to_vec(), split_version(&value).0.to_vec()));
         }
         Ok(entries)
     }
 
     fn get_versioned(&self, tree: &str, key: &[u8]) -> StoreResult<Option<VersionedValue>> {
-        // Value and version are written in one batch; reading the version
-        // on both sides of the value proves they belong together.
-        loop {
-            let before = self.version(tree, key)?;
-            let value = self.get(tree, key)?;
-            if self.version(tree, key)? == before {
-                return Ok(value.map(|value| VersionedValue {
-                    value,
-                    version: before,
-                }));
-            }
-        }
+        Ok(self
+            .data
+            .get(full_key(tree, key))
+            .map_err(storage_error)?
+            .map(|stored| {
+                let (value, version) = split_version(&stored);
+                VersionedValue {
+                    value: value.to_vec(),
+                    version,
+                }
+            }))
     }
 
     fn commit(&self, expectations: &[Expectation], writes: &WriteBatch) -> StoreResult<Committed> {
         check_unique_keys(writes)?;
-        let _committing = crate::sync::lock(&self.committing);
+        let mut revision = crate::sync::lock(&self.revision);
         let mut conflicts = Vec::new();
         for expectation in expectations {
-            let present = self
+            let current = self
                 .data
-                .contains_key(full_key(expectation.tree, &expectation.key))
-                .map_err(storage_error)?;
-            let current = if present {
-                Some(self.version(expectation.tree, &expectation.key)?)
-            } else {
-                None
-            };
+                .get(full_key(expectation.tree, &expectation.key))
+                .map_err(storage_error)?
+                .map(|stored| split_version(&stored).1);
             if !meets(expectation.expect, current) {
                 conflicts.push((expectation.tree.to_string(), expectation.key.clone()));
             }
@@ -155,22 +166,19 @@ impl Store for SledStore {
         if !conflicts.is_empty() {
             return Ok(Committed::Conflict { keys: conflicts });
         }
-        let version = decode_version(self.data.get(REVISION_KEY).map_err(storage_error)?) + 1;
+        let version = *revision + 1;
         let mut sled_batch = sled::Batch::default();
         sled_batch.insert(REVISION_KEY, &version.to_be_bytes());
         for op in &writes.ops {
             match op {
                 WriteOp::Put { tree, key, value } => {
-                    sled_batch.insert(full_key(tree, key), value.as_slice());
-                    sled_batch.insert(version_key(tree, key), &version.to_be_bytes());
+                    sled_batch.insert(full_key(tree, key), with_version(value, version));
                 }
-                WriteOp::Delete { tree, key } => {
-                    sled_batch.remove(full_key(tree, key));
-                    sled_batch.remove(version_key(tree, key));
-                }
+                WriteOp::Delete { tree, key } => sled_batch.remove(full_key(tree, key)),
             }
         }
         self.data.apply_batch(sled_batch).map_err(storage_error)?;
+        *revision = version;
         Ok(Committed::Applied { version })
     }
 
