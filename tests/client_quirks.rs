@@ -170,6 +170,23 @@ async fn registered_images_keep_their_device_names() {
         ),
         "{body}"
     );
+    // Instances launched from it report its root device.
+    let launched = server
+        .user(
+            "RunInstances",
+            &[
+                ("ImageId", &id),
+                ("InstanceType", "t3.micro"),
+                ("MinCount", "1"),
+                ("MaxCount", "1"),
+            ],
+        )
+        .await;
+    assert_eq!(launched.status, 200, "{}", launched.body);
+    assert_eq!(
+        client::text_of(&launched.body, "rootDeviceName").unwrap(),
+        "/dev/sda1"
+    );
     let missing = server
         .user(
             "RegisterImage",

@@ -336,7 +336,9 @@ impl XmlOutput for AttributeOutput {
                 "instanceInitiatedShutdownBehavior",
                 &instance.shutdown_behavior,
             ),
-            InstanceAttributeName::RootDeviceName => value(xml, "rootDeviceName", "/dev/xvda"),
+            InstanceAttributeName::RootDeviceName => {
+                value(xml, "rootDeviceName", instance.root_device())
+            }
             InstanceAttributeName::GroupSet => {
                 xml.list("groupSet", &instance.security_groups, |xml, group| {
                     xml.element("groupId", &group.id);

@@ -263,7 +263,7 @@ fn write_instance(xml: &mut XmlWriter, instance: &Instance, around: &Surrounding
     }
     xml.element("architecture", &instance.architecture);
     xml.element("rootDeviceType", "ebs");
-    xml.element("rootDeviceName", "/dev/xvda");
+    xml.element("rootDeviceName", instance.root_device());
     xml.list(
         "blockDeviceMapping",
         around.volumes(instance),
@@ -382,7 +382,7 @@ fn instance_filter_values(instance: &Instance, filter: &str, around: &Surroundin
         "owner-id" => one(&instance.account_id),
         "architecture" => one(&instance.architecture),
         "root-device-type" => one("ebs"),
-        "root-device-name" => one("/dev/xvda"),
+        "root-device-name" => one(instance.root_device()),
         "virtualization-type" => one("hvm"),
         "hypervisor" => one("xen"),
         "platform" => {

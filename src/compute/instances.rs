@@ -147,9 +147,20 @@ pub struct Instance {
     pub vpc_id: Option<String>,
     #[serde(default)]
     pub subnet_id: Option<String>,
+    /// The root device of the image it was launched from (`/dev/xvda`
+    /// when that image named none; older records have none).
+    #[serde(default)]
+    pub root_device_name: Option<String>,
 }
 
 impl Instance {
+    /// The root device name DescribeInstances shows.
+    pub fn root_device(&self) -> &str {
+        self.root_device_name
+            .as_deref()
+            .unwrap_or(super::images::DEFAULT_ROOT_DEVICE)
+    }
+
     pub(super) fn demand(&self) -> Demand {
         Demand {
             vcpus: self.vcpus,
@@ -684,6 +695,7 @@ impl Compute {
                         .iter()
                         .find(|s| s.availability_zone == host.availability_zone)
                         .map(|s| s.subnet_id.clone()),
+                    root_device_name: image.root_device_name.clone(),
                 };
                 hosts.batch.put_record(INSTANCES, instance.key(), &instance);
                 instances.push(instance);
