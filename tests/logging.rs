@@ -28,17 +28,25 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Buffer {
     }
 }
 
-// A current-thread runtime: every task of the server logs through the
-// subscriber installed on this thread.
-#[tokio::test(flavor = "current_thread")]
-async fn one_line_per_request_and_no_secrets() {
+/// Captures what is logged at `level` and above on this thread while the
+/// guard lives (the tests run on a current-thread runtime, so every task of
+/// the server logs here).
+fn capture(level: tracing::Level) -> (Buffer, tracing::subscriber::DefaultGuard) {
     let buffer = Buffer::default();
     let subscriber = tracing_subscriber::fmt()
         .with_writer(buffer.clone())
         .with_ansi(false)
-        .with_max_level(tracing::Level::TRACE)
+        .with_max_level(level)
         .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let guard = tracing::subscriber::set_default(subscriber);
+    (buffer, guard)
+}
+
+// A current-thread runtime: every task of the server logs through the
+// subscriber installed on this thread.
+#[tokio::test(flavor = "current_thread")]
+async fn one_line_per_request_and_no_secrets() {
+    let (buffer, _guard) = capture(tracing::Level::TRACE);
 
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start(test_config(
@@ -112,13 +120,7 @@ async fn one_line_per_request_and_no_secrets() {
 /// and euca2ools), but the first one per region/service pair is a warning.
 #[tokio::test(flavor = "current_thread")]
 async fn a_request_signed_for_another_region_is_logged_once() {
-    let buffer = Buffer::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(buffer.clone())
-        .with_ansi(false)
-        .with_max_level(tracing::Level::WARN)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (buffer, _guard) = capture(tracing::Level::WARN);
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start(test_config(
         &dir.path().join("data"),
@@ -146,13 +148,7 @@ async fn a_request_signed_for_another_region_is_logged_once() {
 /// says clearly that it has no zone.
 #[tokio::test(flavor = "current_thread")]
 async fn a_gateway_without_hosts_warns_that_it_has_no_zone() {
-    let buffer = Buffer::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(buffer.clone())
-        .with_ansi(false)
-        .with_max_level(tracing::Level::WARN)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (buffer, _guard) = capture(tracing::Level::WARN);
     let dir = tempfile::tempdir().unwrap();
     let mut config = test_config(&dir.path().join("data"), StorageBackend::Memory);
     config.hosts.clear();
@@ -172,13 +168,7 @@ async fn a_gateway_without_hosts_warns_that_it_has_no_zone() {
 /// signature was not verified.
 #[tokio::test(flavor = "current_thread")]
 async fn development_mode_marks_every_request_line() {
-    let buffer = Buffer::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(buffer.clone())
-        .with_ansi(false)
-        .with_max_level(tracing::Level::INFO)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (buffer, _guard) = capture(tracing::Level::INFO);
     let dir = tempfile::tempdir().unwrap();
     let mut config = test_config(&dir.path().join("data"), StorageBackend::Memory);
     config.dev_mode = true;

@@ -25,6 +25,21 @@ pub struct SigningCredentials {
     pub service: String,
 }
 
+/// `X-Amz-Date` for `now` and the credential scope of that day.
+fn date_and_scope(
+    credentials: &SigningCredentials,
+    now: DateTime<Utc>,
+) -> (String, sigv4::CredentialScope) {
+    let amz_date = sigv4::format_amz_date(now);
+    let scope = sigv4::CredentialScope {
+        access_key_id: credentials.access_key_id.clone(),
+        date: amz_date[..8].to_string(),
+        region: credentials.region.clone(),
+        service: credentials.service.clone(),
+    };
+    (amz_date, scope)
+}
+
 /// Encodes parameters as a form body.
 pub fn form_body(params: &[(String, String)]) -> String {
     params
@@ -44,13 +59,7 @@ pub fn sign_v4_post(
     body: &str,
     now: DateTime<Utc>,
 ) -> Vec<(&'static str, String)> {
-    let amz_date = sigv4::format_amz_date(now);
-    let scope = sigv4::CredentialScope {
-        access_key_id: credentials.access_key_id.clone(),
-        date: amz_date[..8].to_string(),
-        region: credentials.region.clone(),
-        service: credentials.service.clone(),
-    };
+    let (amz_date, scope) = date_and_scope(credentials, now);
     let signed_headers = vec![
         "content-type".to_string(),
         "host".to_string(),
@@ -130,13 +139,7 @@ pub fn presign_v4(
     expires_secs: u32,
     now: DateTime<Utc>,
 ) -> String {
-    let amz_date = sigv4::format_amz_date(now);
-    let scope = sigv4::CredentialScope {
-        access_key_id: credentials.access_key_id.clone(),
-        date: amz_date[..8].to_string(),
-        region: credentials.region.clone(),
-        service: credentials.service.clone(),
-    };
+    let (amz_date, scope) = date_and_scope(credentials, now);
     let mut query: Vec<(String, String)> = params.to_vec();
     query.extend([
         ("X-Amz-Algorithm".to_string(), sigv4::ALGORITHM.to_string()),
