@@ -15,8 +15,9 @@ mod common;
 
 use chrono::{DateTime, Utc};
 use common::*;
-use ec2_gateway::client;
-use ec2_gateway::clock::OffsetClock;
+use ec2_gateway::auth::signer::{form_body, sign_v4_post};
+use ec2_gateway::client::{self, Reply};
+use ec2_gateway::clock::{Clock, OffsetClock};
 use ec2_gateway::config::Config;
 use serde_json::Value;
 use std::path::Path;
@@ -114,6 +115,35 @@ fn served_instances(manifest: &Value) -> Vec<&Value> {
         .collect()
 }
 
+/// A call as the test user, signed at the gateway's (set back) time: a
+/// signature made at the real time would be outside its 15-minute window.
+async fn user(
+    server: &TestServer,
+    clock: &OffsetClock,
+    action: &str,
+    params: &[(&str, &str)],
+) -> Reply {
+    let mut pairs = vec![
+        ("Action".to_string(), action.to_string()),
+        ("Version".to_string(), "2016-11-15".to_string()),
+    ];
+    pairs.extend(params.iter().map(|(n, v)| (n.to_string(), v.to_string())));
+    let body = form_body(&pairs);
+    let mut headers = sign_v4_post(
+        &common::user(),
+        &server.endpoint.authority,
+        "/",
+        &body,
+        clock.now(),
+    );
+    headers.push(("Host", server.endpoint.authority.clone()));
+    let reply = client::send(&server.endpoint, "POST", "/", &headers, body.into_bytes())
+        .await
+        .unwrap();
+    check_reply(action, &reply);
+    reply
+}
+
 #[tokio::test]
 async fn a_data_folder_of_the_previous_release_serves_everything_as_before() {
     let manifest = manifest();
@@ -128,16 +158,20 @@ async fn a_data_folder_of_the_previous_release_serves_everything_as_before() {
     let clock = Arc::new(OffsetClock::new());
     clock.advance(written_at - Utc::now() + chrono::Duration::seconds(5));
     let server =
-        TestServer::start_with_clock(fixture_config(&dir.path().join("data")), clock).await;
+        TestServer::start_with_clock(fixture_config(&dir.path().join("data")), clock.clone()).await;
 
     // Every instance in the state, zone and with the tags it had.
-    let described = server.user("DescribeInstances", &[]).await;
+    let described = user(&server, &clock, "DescribeInstances", &[]).await;
     assert_eq!(described.status, 200, "{}", described.body);
     for old in served_instances(&manifest) {
         let id = old["InstanceId"].as_str().unwrap();
-        let one = server
-            .user("DescribeInstances", &[("InstanceId.1", id)])
-            .await;
+        let one = user(
+            &server,
+            &clock,
+            "DescribeInstances",
+            &[("InstanceId.1", id)],
+        )
+        .await;
         assert_eq!(one.status, 200, "{id}: {}", one.body);
         let state = one.body.split("<instanceState>").nth(1).unwrap();
         assert_eq!(
@@ -162,11 +196,15 @@ async fn a_data_folder_of_the_previous_release_serves_everything_as_before() {
     // The attached volume and the associated address show on their instances.
     let running = ids(&manifest, "running");
     let volumes = ids(&manifest, "volumes");
-    let first = server
-        .user("DescribeInstances", &[("InstanceId.1", &running[0])])
-        .await;
+    let first = user(
+        &server,
+        &clock,
+        "DescribeInstances",
+        &[("InstanceId.1", &running[0])],
+    )
+    .await;
     assert!(first.body.contains(&volumes[0]), "{}", first.body);
-    let addresses = server.user("DescribeAddresses", &[]).await;
+    let addresses = user(&server, &clock, "DescribeAddresses", &[]).await;
     assert_eq!(
         column(&addresses, "addressesSet", "allocationId").len(),
         2,
@@ -177,39 +215,41 @@ async fn a_data_folder_of_the_previous_release_serves_everything_as_before() {
 
     // Groups and their rules, key pairs, the image's devices, volumes,
     // the snapshot and the tags, as the old release described them.
-    let groups = server.user("DescribeSecurityGroups", &[]).await;
+    let groups = user(&server, &clock, "DescribeSecurityGroups", &[]).await;
     for group in ids(&manifest, "groups") {
         assert!(groups.body.contains(&group), "{group}");
     }
     assert!(groups.body.contains("<fromPort>443</fromPort>"));
     assert!(groups.body.contains("<fromPort>5432</fromPort>"));
-    let pairs = server.user("DescribeKeyPairs", &[]).await;
+    let pairs = user(&server, &clock, "DescribeKeyPairs", &[]).await;
     for old in manifest["served"]["key_pairs"].as_array().unwrap() {
         assert!(
             pairs.body.contains(old["KeyFingerprint"].as_str().unwrap()),
             "{old}"
         );
     }
-    let image = server
-        .user(
-            "DescribeImages",
-            &[("ImageId.1", &ids(&manifest, "image")[0])],
-        )
-        .await;
+    let image = user(
+        &server,
+        &clock,
+        "DescribeImages",
+        &[("ImageId.1", &ids(&manifest, "image")[0])],
+    )
+    .await;
     assert!(image.body.contains("/dev/sda1"), "{}", image.body);
-    let described_volumes = server.user("DescribeVolumes", &[]).await;
+    let described_volumes = user(&server, &clock, "DescribeVolumes", &[]).await;
     assert!(described_volumes.body.contains("<status>in-use</status>"));
     assert!(described_volumes
         .body
         .contains("<status>available</status>"));
-    let snapshots = server
-        .user(
-            "DescribeSnapshots",
-            &[("SnapshotId.1", &ids(&manifest, "snapshot")[0])],
-        )
-        .await;
+    let snapshots = user(
+        &server,
+        &clock,
+        "DescribeSnapshots",
+        &[("SnapshotId.1", &ids(&manifest, "snapshot")[0])],
+    )
+    .await;
     assert!(snapshots.body.contains("<status>completed</status>"));
-    let tags = server.user("DescribeTags", &[]).await;
+    let tags = user(&server, &clock, "DescribeTags", &[]).await;
     assert_eq!(
         tags.body.matches("<resourceId>").count(),
         manifest["served"]["tags"].as_array().unwrap().len(),
@@ -218,9 +258,7 @@ async fn a_data_folder_of_the_previous_release_serves_everything_as_before() {
     );
 
     // The ClientToken still answers with the original reservation.
-    let image = server
-        .user("DescribeImages", &[("Owner.1", "amazon")])
-        .await;
+    let image = user(&server, &clock, "DescribeImages", &[("Owner.1", "amazon")]).await;
     let public = client::text_of(&image.body, "imageId").unwrap();
     let web = ids(&manifest, "groups")[0].clone();
     // boto3 base64-encodes UserData itself; the script gave it base64 text.
@@ -228,25 +266,26 @@ async fn a_data_folder_of_the_previous_release_serves_everything_as_before() {
         &base64::engine::general_purpose::STANDARD,
         "IyEvYmluL3NoCmVjaG8gZml4dHVyZQo=",
     );
-    let retried = server
-        .user(
-            "RunInstances",
-            &[
-                ("ImageId", &public),
-                ("InstanceType", "t3.micro"),
-                ("MinCount", "2"),
-                ("MaxCount", "2"),
-                ("KeyName", "fixture-ed25519"),
-                ("SecurityGroupId.1", &web),
-                ("Placement.AvailabilityZone", "us-east-1a"),
-                ("ClientToken", "fixture-token-running"),
-                ("UserData", &user_data),
-                ("TagSpecification.1.ResourceType", "instance"),
-                ("TagSpecification.1.Tag.1.Key", "Name"),
-                ("TagSpecification.1.Tag.1.Value", "running"),
-            ],
-        )
-        .await;
+    let retried = user(
+        &server,
+        &clock,
+        "RunInstances",
+        &[
+            ("ImageId", &public),
+            ("InstanceType", "t3.micro"),
+            ("MinCount", "2"),
+            ("MaxCount", "2"),
+            ("KeyName", "fixture-ed25519"),
+            ("SecurityGroupId.1", &web),
+            ("Placement.AvailabilityZone", "us-east-1a"),
+            ("ClientToken", "fixture-token-running"),
+            ("UserData", &user_data),
+            ("TagSpecification.1.ResourceType", "instance"),
+            ("TagSpecification.1.Tag.1.Key", "Name"),
+            ("TagSpecification.1.Tag.1.Value", "running"),
+        ],
+    )
+    .await;
     assert_eq!(retried.status, 200, "{}", retried.body);
     let mut again = column(&retried, "instancesSet", "instanceId");
     let mut original = running.clone();
