@@ -7,10 +7,13 @@
 //! a first start. `App::serve` runs the server plus the simulated hosts'
 //! heartbeats until shutdown, then flushes the store.
 
+use crate::auth::{unknown_access_key, CredentialSource, KeyRecord};
 use crate::clock::Clock;
 use crate::compute::accounts::AccessKey;
+use crate::compute::accounts::AccountDirectory;
 use crate::compute::Compute;
 use crate::config::{Config, StorageBackend};
+use crate::error::ApiResult;
 use crate::gateway::Gateway;
 use crate::store::{MemoryStore, SledStore, Store, StoreHandle};
 use std::future::Future;
@@ -18,6 +21,23 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
+
+/// The account directory as the signature verifier's source of keys: the
+/// one place where the compute core's accounts meet `auth`'s types (the
+/// core itself knows nothing of signatures).
+impl CredentialSource for AccountDirectory {
+    fn lookup(&self, access_key_id: &str) -> ApiResult<KeyRecord> {
+        let (key, account) = self
+            .active_key(access_key_id)
+            .ok_or_else(unknown_access_key)?;
+        Ok(KeyRecord {
+            secret: key.secret,
+            account_id: account.id,
+            user_name: key.user_name,
+            admin: account.admin,
+        })
+    }
+}
 
 /// The file (in the data folder) holding the first admin credential.
 pub const ADMIN_CREDENTIALS_FILE: &str = "admin-credentials";

@@ -7,7 +7,6 @@
 //! secret of a new key is returned once to its creator and otherwise only
 //! used to verify signatures.
 
-use crate::auth::{unknown_access_key, CredentialSource, KeyRecord};
 use crate::config::AccountConfig;
 use crate::error::{ApiError, ApiResult};
 use crate::secret::Secret;
@@ -314,23 +313,13 @@ impl AccountDirectory {
     }
 }
 
-impl CredentialSource for AccountDirectory {
-    fn lookup(&self, access_key_id: &str) -> ApiResult<KeyRecord> {
+impl AccountDirectory {
+    /// The active key `access_key_id` and its account, if there is one
+    /// (what the signature verifier needs: see `app`'s credential adapter).
+    pub fn active_key(&self, access_key_id: &str) -> Option<(AccessKey, Account)> {
         let directory = crate::sync::read(&self.directory);
-        let key = directory
-            .keys
-            .get(access_key_id)
-            .filter(|k| k.active)
-            .ok_or_else(unknown_access_key)?;
-        let account = directory
-            .accounts
-            .get(&key.account_id)
-            .ok_or_else(unknown_access_key)?;
-        Ok(KeyRecord {
-            secret: key.secret.clone(),
-            account_id: account.id.clone(),
-            user_name: key.user_name.clone(),
-            admin: account.admin,
-        })
+        let key = directory.keys.get(access_key_id).filter(|k| k.active)?;
+        let account = directory.accounts.get(&key.account_id)?;
+        Some((key.clone(), account.clone()))
     }
 }
