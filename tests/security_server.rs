@@ -125,35 +125,46 @@ async fn one_client_address_cannot_take_every_connection() {
     server.stop().await;
 }
 
+/// Opens a connection that announces a 64 KiB form body and sends `sent`
+/// bytes of it.
+async fn body_of_64k(server: &TestServer, sent: usize) -> TcpStream {
+    let head = format!(
+        "POST / HTTP/1.1\r\nHost: {}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 65536\r\n\r\n",
+        server.endpoint.authority
+    );
+    let mut stream = TcpStream::connect(&server.endpoint.authority)
+        .await
+        .unwrap();
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(&vec![b'a'; sent]).await.unwrap();
+    stream
+}
+
+/// One client holds 60 KiB of an unfinished body; what does a second 64 KiB
+/// body get, with these budgets?
+async fn second_body_answer(
+    total: u64,
+    per_client: u64,
+) -> (TestServer, tempfile::TempDir, TcpStream, String) {
+    let (server, dir) = server_with(|config| {
+        config.limits.max_body_bytes = 64 * 1024;
+        config.limits.max_buffered_body_bytes = total;
+        config.limits.max_buffered_body_bytes_per_client = per_client;
+    })
+    .await;
+    let hog = body_of_64k(&server, 60 * 1024).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut second = body_of_64k(&server, 64 * 1024).await;
+    let answer = read_head(&mut second).await;
+    (server, dir, hog, answer)
+}
+
 /// Medium 6: unfinished bodies were all buffered (1 MiB each, about 1 GiB at
 /// 1,024 connections). Bodies now share a budget, counted as bytes arrive:
 /// past it, 503 (after the rest of the body is drained, so it is read).
 #[tokio::test]
 async fn unfinished_bodies_share_a_bounded_budget() {
-    let (server, _dir) = server_with(|config| {
-        config.limits.max_body_bytes = 64 * 1024;
-        config.limits.max_buffered_body_bytes = 100 * 1024;
-        config.limits.max_buffered_body_bytes_per_client = 100 * 1024;
-    })
-    .await;
-    let head = format!(
-        "POST / HTTP/1.1\r\nHost: {}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 65536\r\n\r\n",
-        server.endpoint.authority
-    );
-    // An unauthenticated client announces 64 KiB and sends 60 KiB of it.
-    let mut hog = TcpStream::connect(&server.endpoint.authority)
-        .await
-        .unwrap();
-    hog.write_all(head.as_bytes()).await.unwrap();
-    hog.write_all(&[b'a'; 60 * 1024]).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    // A second one sends its whole 64 KiB: past the budget.
-    let mut second = TcpStream::connect(&server.endpoint.authority)
-        .await
-        .unwrap();
-    second.write_all(head.as_bytes()).await.unwrap();
-    second.write_all(&[b'b'; 64 * 1024]).await.unwrap();
-    let answer = read_head(&mut second).await;
+    let (server, _dir, hog, answer) = second_body_answer(100 * 1024, 100 * 1024).await;
     assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
     assert!(
         answer.contains("<Code>ServiceUnavailable</Code>"),
@@ -166,31 +177,11 @@ async fn unfinished_bodies_share_a_bounded_budget() {
     server.stop().await;
 }
 
-/// Medium 6: one client address may hold only its share of the budget.
+/// Medium 6: one client address may hold only its share of the budget
+/// (here the whole budget would have room).
 #[tokio::test]
 async fn one_client_address_holds_only_its_share_of_the_budget() {
-    let (server, _dir) = server_with(|config| {
-        config.limits.max_body_bytes = 64 * 1024;
-        config.limits.max_buffered_body_bytes = 1024 * 1024;
-        config.limits.max_buffered_body_bytes_per_client = 100 * 1024;
-    })
-    .await;
-    let head = format!(
-        "POST / HTTP/1.1\r\nHost: {}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 65536\r\n\r\n",
-        server.endpoint.authority
-    );
-    let mut hog = TcpStream::connect(&server.endpoint.authority)
-        .await
-        .unwrap();
-    hog.write_all(head.as_bytes()).await.unwrap();
-    hog.write_all(&[b'a'; 60 * 1024]).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let mut second = TcpStream::connect(&server.endpoint.authority)
-        .await
-        .unwrap();
-    second.write_all(head.as_bytes()).await.unwrap();
-    second.write_all(&[b'b'; 64 * 1024]).await.unwrap();
-    let answer = read_head(&mut second).await;
+    let (server, _dir, hog, answer) = second_body_answer(1024 * 1024, 100 * 1024).await;
     assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
     drop(hog);
     server.stop().await;
