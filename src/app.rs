@@ -139,7 +139,12 @@ impl App {
             .ensure_admin(clock.now())
             .await
             .map_err(|e| e.to_string())?;
-        if compute.services.zones(clock.now()).is_empty() {
+        if compute
+            .services
+            .zones(clock.now())
+            .map_err(|e| e.to_string())?
+            .is_empty()
+        {
             tracing::warn!(
                 "no availability zone: this gateway has no compute host, so no instance can launch; add [[hosts]] to the configuration, or hosts with `ec2-gateway admin hosts add`"
             );
@@ -257,7 +262,11 @@ async fn simulate_heartbeats(compute: Arc<Compute>, interval: Duration) {
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
-        if let Err(error) = compute.services.heartbeat_simulated(compute.clock.now()) {
+        if let Err(error) = compute
+            .services
+            .heartbeat_simulated(compute.clock.now())
+            .await
+        {
             tracing::error!(%error, "heartbeat failed");
         }
     }

@@ -67,7 +67,7 @@ impl AdminDescribeHosts {
         let hosts = context
             .compute
             .services
-            .hosts()
+            .hosts()?
             .into_iter()
             .map(|r| HostView::new(r, context))
             .collect();

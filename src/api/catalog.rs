@@ -84,7 +84,7 @@ impl DescribeInstanceTypes {
         dry_run_check(self.dry_run)?;
         if let Some(availability) = self.eucalyptus_availability {
             return Ok(InstanceTypesAnswer::Eucalyptus(
-                self.eucalyptus_details(context, availability),
+                self.eucalyptus_details(context, availability)?,
             ));
         }
         let paging = Paging::start(
@@ -111,10 +111,14 @@ impl DescribeInstanceTypes {
 
     /// Eucalyptus's answer: every (requested) type with, when asked, its
     /// capacity zone by zone.
-    fn eucalyptus_details(&self, context: &Context<'_>, availability: bool) -> TypeDetails {
+    fn eucalyptus_details(
+        &self,
+        context: &Context<'_>,
+        availability: bool,
+    ) -> ApiResult<TypeDetails> {
         let compute = context.compute;
         let now = compute.clock.now();
-        let zones = compute.services.zones(now);
+        let zones = compute.services.zones(now)?;
         let window = compute.services.liveness_window();
         let types = compute
             .catalog
@@ -136,7 +140,7 @@ impl DescribeInstanceTypes {
                 (t.clone(), capacity)
             })
             .collect();
-        TypeDetails { types }
+        Ok(TypeDetails { types })
     }
 }
 

@@ -498,7 +498,7 @@ impl DescribeInstances {
         };
         let (mut page, more) = match named {
             Some(named) => (named.into_iter().filter(|i| keep(i)).collect(), false),
-            None => compute.instance_page(account, after, paging.limit(), keep),
+            None => compute.instance_page(account, after, paging.limit(), keep)?,
         };
         let next_token = paging.next_token(page.last().map(|i| i.sequence.to_string()), more);
         // Group consecutive instances of one reservation.

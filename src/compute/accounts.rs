@@ -29,6 +29,8 @@ pub struct Account {
     pub created_at: DateTime<Utc>,
 }
 
+impl crate::store::Record for Account {}
+
 /// An access key and the secret it signs with.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct AccessKey {
@@ -39,6 +41,8 @@ pub struct AccessKey {
     pub active: bool,
     pub created_at: DateTime<Utc>,
 }
+
+impl crate::store::Record for AccessKey {}
 
 #[derive(Default)]
 struct Directory {

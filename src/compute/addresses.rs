@@ -8,17 +8,20 @@
 //! address gets the new one instead. A terminated instance's association
 //! ends with it. While associated, the instance shows the address as its
 //! `ipAddress` and the matching public `dnsName`. Associated addresses
-//! cannot be released (`InvalidIPAddress.InUse`).
+//! cannot be released (`InvalidIPAddress.InUse`). A pool address is held
+//! by its `public_ips/<ip>` key, written on the condition that it is
+//! absent, so two gateways never hand out one address twice.
 
 use super::instances::{InstanceState, Tag};
 use super::Compute;
 use crate::error::{ApiError, ApiResult};
-use crate::store::{StoreHandle, StoreResult, WriteBatch};
+use super::operation::Tx;
+use super::usage::{Kind, Usage};
+use crate::store::StoreResult;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 use std::net::Ipv4Addr;
-use std::sync::Mutex;
 
 pub(crate) const ADDRESSES: &str = "addresses";
 
@@ -40,6 +43,8 @@ pub struct Address {
     pub tags: Vec<Tag>,
     pub allocated_at: DateTime<Utc>,
 }
+
+impl crate::store::Record for Address {}
 
 /// How a request names an address.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,22 +80,15 @@ impl AddressPool {
     }
 }
 
-/// Which pool addresses are taken, across all accounts.
-pub struct AddressBook {
-    taken: Mutex<HashSet<String>>,
-}
+/// `public_ips/<ip>`: who holds a pool address, across all accounts (the
+/// key is expected absent when an address is allocated).
+const PUBLIC_IPS: &str = "public_ips";
 
-impl AddressBook {
-    pub fn load(store: &StoreHandle) -> StoreResult<Self> {
-        let taken = store
-            .records::<Address>(ADDRESSES, b"")?
-            .into_iter()
-            .map(|a| a.public_ip)
-            .collect();
-        Ok(Self {
-            taken: Mutex::new(taken),
-        })
-    }
+/// The account's address usage in `tx`.
+fn address_usage(tx: &mut Tx<'_>, account_id: &str) -> StoreResult<Usage> {
+    super::usage::read(tx, account_id, Kind::Addresses, |tx| {
+        super::usage::count_of::<Address>(tx, ADDRESSES, format!("{account_id}/").as_bytes())
+    })
 }
 
 fn address_key(account_id: &str, allocation_id: &str) -> Vec<u8> {
@@ -155,60 +153,99 @@ impl Compute {
         }
     }
 
-    /// AllocateAddress.
+    /// One of the account's addresses, read in `tx`, its association
+    /// cleared when its instance is gone.
+    fn address_in(
+        &self,
+        tx: &mut Tx<'_>,
+        account_id: &str,
+        selector: &AddressSelector,
+    ) -> ApiResult<Address> {
+        let listed = self.address(account_id, selector)?;
+        let mut address = tx
+            .get::<Address>(ADDRESSES, &address_key(account_id, &listed.allocation_id))?
+            .ok_or_else(|| match selector {
+                AddressSelector::AllocationId(id) => ApiError::NotFound {
+                    code: "InvalidAllocationID.NotFound",
+                    message: format!("The allocation ID '{id}' does not exist"),
+                },
+                AddressSelector::PublicIp(ip) => ApiError::NotFound {
+                    code: "InvalidAddress.NotFound",
+                    message: format!("The address '{ip}' does not belong to you."),
+                },
+            })?;
+        if let Some(association) = &address.association {
+            let live = super::instances::load(tx, account_id, &association.instance_id)?
+                .is_some_and(|i| i.state != InstanceState::Terminated);
+            if !live {
+                address.association = None;
+            }
+        }
+        Ok(address)
+    }
+
+    /// AllocateAddress: the quota from the account's address usage, the
+    /// address claimed by its `public_ips` key.
     pub async fn allocate_address(
         &self,
         account_id: &str,
         tags: Vec<Tag>,
         dry_run: bool,
     ) -> ApiResult<Address> {
-        let (address, sequence) = {
-            let _guard = self.address_lock.lock(account_id).await;
-            let held = self
-                .store
-                .records::<Address>(ADDRESSES, format!("{account_id}/").as_bytes())?
-                .len() as u32;
-            if held >= self.quotas.max_elastic_ips {
+        let now = self.clock.now();
+        super::operation::run(&self.store, dry_run, |tx| {
+            let mut usage = address_usage(tx, account_id)?;
+            if usage.count >= u64::from(self.quotas.max_elastic_ips) {
                 return Err(ApiError::NotFound {
                     code: "AddressLimitExceeded",
                     message: "The maximum number of addresses has been reached.".into(),
                 });
             }
-            let mut taken = crate::sync::lock(&self.address_book.taken);
-            let public_ip = self
-                .address_pool
-                .addresses()
-                .find(|ip| !taken.contains(ip))
-                .ok_or_else(|| ApiError::InsufficientCapacity {
-                    code: "InsufficientAddressCapacity",
-                    message: "There are no more Elastic IP addresses in the pool".into(),
-                })?;
-            if dry_run {
-                return Err(ApiError::DryRunOperation);
+            let taken: HashSet<String> = tx
+                .scan::<Address>(ADDRESSES, b"")?
+                .into_iter()
+                .map(|a| a.public_ip)
+                .collect();
+            let mut chosen = None;
+            for ip in self.address_pool.addresses().filter(|ip| !taken.contains(ip)) {
+                if tx.get::<String>(PUBLIC_IPS, ip.as_bytes())?.is_none() {
+                    chosen = Some(ip);
+                    break;
+                }
             }
+            let public_ip = chosen.ok_or_else(|| ApiError::InsufficientCapacity {
+                code: "InsufficientAddressCapacity",
+                message: "There are no more Elastic IP addresses in the pool".into(),
+            })?;
             let address = Address {
                 allocation_id: super::ids::new_id("eipalloc"),
                 public_ip: public_ip.clone(),
                 account_id: account_id.to_string(),
                 association: None,
-                tags,
-                allocated_at: self.clock.now(),
+                tags: tags.clone(),
+                allocated_at: now,
             };
-            let mut batch = WriteBatch::new();
-            batch.put_record(
+            tx.put(
                 ADDRESSES,
                 address_key(account_id, &address.allocation_id),
                 &address,
             );
-            let sequence = self.store.apply(&batch)?;
-            taken.insert(public_ip);
-            (address, sequence)
-        };
-        self.store.durable(sequence).await?;
-        Ok(address)
+            tx.put(
+                PUBLIC_IPS,
+                public_ip.as_bytes(),
+                &String::from_utf8_lossy(&address_key(account_id, &address.allocation_id))
+                    .into_owned(),
+            );
+            usage.count += 1;
+            super::usage::write(tx, account_id, Kind::Addresses, &usage);
+            Ok(address)
+        })
+        .await
     }
 
-    /// AssociateAddress; returns the association id.
+    /// AssociateAddress; returns the association id. The instance's spec is
+    /// rewritten unchanged so that two associations racing for one instance
+    /// serialise (an instance has one public address).
     pub async fn associate_address(
         &self,
         account_id: &str,
@@ -218,32 +255,28 @@ impl Compute {
         allow_reassociation: bool,
         dry_run: bool,
     ) -> ApiResult<String> {
-        let instance = self
-            .instances(account_id, &[instance_id.to_string()], None)?
-            .remove(0);
-        if instance.state == InstanceState::Terminated
-            || instance.state == InstanceState::ShuttingDown
-        {
-            return Err(ApiError::IncorrectInstanceState(format!(
-                "The instance '{instance_id}' is not in a valid state for this operation."
-            )));
-        }
-        if let Some(ip) = private_ip {
-            if ip != instance.private_ip {
-                return Err(ApiError::invalid_value(format!(
-                    "The private IP address {ip} is not assigned to instance {instance_id}"
+        super::ids::check_id(instance_id, "i", "InvalidInstanceID.Malformed")?;
+        super::operation::run(&self.store, dry_run, |tx| {
+            let instance = super::instances::load(tx, account_id, instance_id)?.ok_or_else(
+                || super::instances::instances_not_found(&[instance_id.to_string()]),
+            )?;
+            if instance.state == InstanceState::Terminated
+                || instance.state == InstanceState::ShuttingDown
+            {
+                return Err(ApiError::IncorrectInstanceState(format!(
+                    "The instance '{instance_id}' is not in a valid state for this operation."
                 )));
             }
-        }
-        let (association_id, sequence) = {
-            let _guard = self.address_lock.lock(account_id).await;
-            let addresses = self.addresses(account_id)?;
-            let address = self.address(account_id, selector)?;
+            if let Some(ip) = private_ip {
+                if ip != instance.private_ip {
+                    return Err(ApiError::invalid_value(format!(
+                        "The private IP address {ip} is not assigned to instance {instance_id}"
+                    )));
+                }
+            }
+            let address = self.address_in(tx, account_id, selector)?;
             if let Some(current) = &address.association {
                 if current.instance_id == instance_id {
-                    if dry_run {
-                        return Err(ApiError::DryRunOperation);
-                    }
                     return Ok(current.association_id.clone());
                 }
                 if !allow_reassociation {
@@ -256,12 +289,13 @@ impl Compute {
                     });
                 }
             }
-            if dry_run {
-                return Err(ApiError::DryRunOperation);
-            }
-            let mut batch = WriteBatch::new();
+            tx.touch(
+                super::instances::INSTANCES,
+                &super::instances::instance_key(account_id, instance_id),
+            )?;
             // The instance's previous address, if any, lets go of it.
-            for other in addresses
+            for other in self
+                .addresses(account_id)?
                 .iter()
                 .filter(|a| a.allocation_id != address.allocation_id)
             {
@@ -270,15 +304,17 @@ impl Compute {
                     .as_ref()
                     .is_some_and(|a| a.instance_id == instance_id)
                 {
-                    let released = Address {
-                        association: None,
-                        ..other.clone()
-                    };
-                    batch.put_record(
-                        ADDRESSES,
-                        address_key(account_id, &released.allocation_id),
-                        &released,
-                    );
+                    let key = address_key(account_id, &other.allocation_id);
+                    if let Some(stored) = tx.get::<Address>(ADDRESSES, &key)? {
+                        tx.put(
+                            ADDRESSES,
+                            key,
+                            &Address {
+                                association: None,
+                                ..stored
+                            },
+                        );
+                    }
                 }
             }
             let association = Association {
@@ -291,15 +327,14 @@ impl Compute {
                 association: Some(association),
                 ..address
             };
-            batch.put_record(
+            tx.put(
                 ADDRESSES,
                 address_key(account_id, &updated.allocation_id),
                 &updated,
             );
-            (id, self.store.apply(&batch)?)
-        };
-        self.store.durable(sequence).await?;
-        Ok(association_id)
+            Ok(id)
+        })
+        .await
     }
 
     /// DisassociateAddress by association id or public IP.
@@ -310,11 +345,10 @@ impl Compute {
         public_ip: Option<&str>,
         dry_run: bool,
     ) -> ApiResult<()> {
-        let sequence = {
-            let _guard = self.address_lock.lock(account_id).await;
-            let addresses = self.addresses(account_id)?;
-            let address = match (association_id, public_ip) {
-                (Some(id), _) => addresses
+        let selector = match (association_id, public_ip) {
+            (Some(id), _) => {
+                let address = self
+                    .addresses(account_id)?
                     .into_iter()
                     .find(|a| {
                         a.association
@@ -324,35 +358,43 @@ impl Compute {
                     .ok_or_else(|| ApiError::NotFound {
                         code: "InvalidAssociationID.NotFound",
                         message: format!("The association ID '{id}' does not exist"),
-                    })?,
-                (None, Some(ip)) => {
-                    self.address(account_id, &AddressSelector::PublicIp(ip.to_string()))?
-                }
-                (None, None) => return Err(ApiError::MissingParameter("AssociationId".into())),
-            };
-            if address.association.is_none() {
-                return Err(ApiError::NotFound {
-                    code: "InvalidAssociationID.NotFound",
-                    message: format!("The address {} is not associated", address.public_ip),
-                });
+                    })?;
+                AddressSelector::AllocationId(address.allocation_id)
             }
-            if dry_run {
-                return Err(ApiError::DryRunOperation);
+            (None, Some(ip)) => AddressSelector::PublicIp(ip.to_string()),
+            (None, None) => return Err(ApiError::MissingParameter("AssociationId".into())),
+        };
+        super::operation::run(&self.store, dry_run, |tx| {
+            let address = self.address_in(tx, account_id, &selector)?;
+            let still = match (&address.association, association_id) {
+                (Some(current), Some(id)) => current.association_id == id,
+                (Some(_), None) => true,
+                (None, _) => false,
+            };
+            if !still {
+                return Err(match association_id {
+                    Some(id) => ApiError::NotFound {
+                        code: "InvalidAssociationID.NotFound",
+                        message: format!("The association ID '{id}' does not exist"),
+                    },
+                    None => ApiError::NotFound {
+                        code: "InvalidAssociationID.NotFound",
+                        message: format!("The address {} is not associated", address.public_ip),
+                    },
+                });
             }
             let updated = Address {
                 association: None,
                 ..address
             };
-            let mut batch = WriteBatch::new();
-            batch.put_record(
+            tx.put(
                 ADDRESSES,
                 address_key(account_id, &updated.allocation_id),
                 &updated,
             );
-            self.store.apply(&batch)?
-        };
-        self.store.durable(sequence).await?;
-        Ok(())
+            Ok(())
+        })
+        .await
     }
 
     /// ReleaseAddress.
@@ -362,25 +404,21 @@ impl Compute {
         selector: &AddressSelector,
         dry_run: bool,
     ) -> ApiResult<()> {
-        let sequence = {
-            let _guard = self.address_lock.lock(account_id).await;
-            let address = self.address(account_id, selector)?;
+        super::operation::run(&self.store, dry_run, |tx| {
+            let address = self.address_in(tx, account_id, selector)?;
             if address.association.is_some() {
                 return Err(ApiError::NotFound {
                     code: "InvalidIPAddress.InUse",
                     message: format!("The address {} is in use.", address.public_ip),
                 });
             }
-            if dry_run {
-                return Err(ApiError::DryRunOperation);
-            }
-            let mut batch = WriteBatch::new();
-            batch.delete(ADDRESSES, address_key(account_id, &address.allocation_id));
-            let sequence = self.store.apply(&batch)?;
-            crate::sync::lock(&self.address_book.taken).remove(&address.public_ip);
-            sequence
-        };
-        self.store.durable(sequence).await?;
-        Ok(())
+            let mut usage = address_usage(tx, account_id)?;
+            tx.delete(ADDRESSES, address_key(account_id, &address.allocation_id));
+            tx.delete(PUBLIC_IPS, address.public_ip.as_bytes());
+            usage.count = usage.count.saturating_sub(1);
+            super::usage::write(tx, account_id, Kind::Addresses, &usage);
+            Ok(())
+        })
+        .await
     }
 }

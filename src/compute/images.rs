@@ -4,12 +4,14 @@
 //! per account: `InvalidAMIName.Duplicate`); DeregisterImage removes one of
 //! the caller's own images (instances launched from it keep running);
 //! another account's private image is `InvalidAMIID.NotFound`, as if it did
-//! not exist, and catalogue images cannot be deregistered.
+//! not exist, and catalogue images cannot be deregistered. Names and the
+//! image quota are checked against the account's image usage record, read
+//! in the same operation (see `usage`).
 
 use super::instances::Tag;
 use super::Compute;
 use crate::error::{ApiError, ApiResult};
-use crate::store::WriteBatch;
+use super::usage::Kind;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -38,6 +40,8 @@ pub struct Image {
     #[serde(default)]
     pub block_devices: Vec<BlockDevice>,
 }
+
+impl crate::store::Record for Image {}
 
 /// One `BlockDeviceMapping` of an image.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -128,11 +132,17 @@ impl Compute {
                 image.architecture
             )));
         }
-        let sequence = {
-            let _guard = self.image_lock.lock(account_id).await;
-            let own = self
-                .store
-                .records::<Image>(IMAGES, format!("{account_id}/").as_bytes())?;
+        let snapshot_ids: Vec<String> = image
+            .block_devices
+            .iter()
+            .filter_map(|device| device.snapshot_id.clone())
+            .collect();
+        let now = self.clock.now();
+        super::operation::run(&self.store, dry_run, |tx| {
+            let mut usage = super::usage::read(tx, account_id, Kind::Images, |tx| {
+                super::usage::count_of::<Image>(tx, IMAGES, format!("{account_id}/").as_bytes())
+            })?;
+            let own = tx.scan::<Image>(IMAGES, format!("{account_id}/").as_bytes())?;
             if own.iter().any(|i| i.name == image.name) {
                 return Err(ApiError::NotFound {
                     code: "InvalidAMIName.Duplicate",
@@ -142,7 +152,7 @@ impl Compute {
                     ),
                 });
             }
-            if own.len() >= self.quotas.max_images as usize {
+            if usage.count >= u64::from(self.quotas.max_images) {
                 return Err(ApiError::LimitExceeded {
                     code: "ResourceLimitExceeded",
                     message: format!(
@@ -151,33 +161,31 @@ impl Compute {
                     ),
                 });
             }
-            if dry_run {
-                return Err(ApiError::DryRunOperation);
+            // The snapshots it is made of: rewritten unchanged, so that a
+            // DeleteSnapshot racing this registration runs again and sees it.
+            for snapshot_id in &snapshot_ids {
+                self.touch_snapshot(tx, account_id, snapshot_id)?;
             }
             let record = Image {
                 id: super::ids::new_id("ami"),
-                name: image.name,
-                description: image.description,
-                architecture: image.architecture,
+                name: image.name.clone(),
+                description: image.description.clone(),
+                architecture: image.architecture.clone(),
                 platform: "linux".into(),
                 owner_id: account_id.to_string(),
                 public: false,
-                tags: image.tags,
-                created_at: Some(self.clock.now()),
-                snapshot_ids: image
-                    .block_devices
-                    .iter()
-                    .filter_map(|device| device.snapshot_id.clone())
-                    .collect(),
-                root_device_name: image.root_device_name,
-                block_devices: image.block_devices,
+                tags: image.tags.clone(),
+                created_at: Some(now),
+                snapshot_ids: snapshot_ids.clone(),
+                root_device_name: image.root_device_name.clone(),
+                block_devices: image.block_devices.clone(),
             };
-            let mut batch = WriteBatch::new();
-            batch.put_record(IMAGES, image_key(account_id, &record.id), &record);
-            (self.store.apply(&batch)?, record)
-        };
-        self.store.durable(sequence.0).await?;
-        Ok(sequence.1)
+            tx.put(IMAGES, image_key(account_id, &record.id), &record);
+            usage.count += 1;
+            super::usage::write(tx, account_id, Kind::Images, &usage);
+            Ok(record)
+        })
+        .await
     }
 
     /// DeregisterImage: only the caller's own images.
@@ -193,23 +201,19 @@ impl Compute {
                 "The image {image_id} is a public catalogue image and cannot be deregistered"
             )));
         }
-        let sequence = {
-            let _guard = self.image_lock.lock(account_id).await;
-            if self
-                .store
-                .get_record::<Image>(IMAGES, &image_key(account_id, image_id))?
-                .is_none()
-            {
+        super::operation::run(&self.store, dry_run, |tx| {
+            let mut usage = super::usage::read(tx, account_id, Kind::Images, |tx| {
+                super::usage::count_of::<Image>(tx, IMAGES, format!("{account_id}/").as_bytes())
+            })?;
+            let key = image_key(account_id, image_id);
+            if tx.get::<Image>(IMAGES, &key)?.is_none() {
                 return Err(not_found(image_id));
             }
-            if dry_run {
-                return Err(ApiError::DryRunOperation);
-            }
-            let mut batch = WriteBatch::new();
-            batch.delete(IMAGES, image_key(account_id, image_id));
-            self.store.apply(&batch)?
-        };
-        self.store.durable(sequence).await?;
-        Ok(())
+            tx.delete(IMAGES, key);
+            usage.count = usage.count.saturating_sub(1);
+            super::usage::write(tx, account_id, Kind::Images, &usage);
+            Ok(())
+        })
+        .await
     }
 }

@@ -5,14 +5,15 @@
 //! under `<account>/<name>`; names are unique per account
 //! (`InvalidKeyPair.Duplicate`), unknown ones `InvalidKeyPair.NotFound`.
 //! DeleteKeyPair is idempotent, as in EC2. RunInstances checks `KeyName`
-//! against these.
+//! against these. The name is the record's key, so a create expects it
+//! absent; the quota is the account's key pair usage record (see `usage`).
 
 use super::instances::Tag;
 use super::keymaterial::{self, KeyFormat, KeyType};
 use super::Compute;
 use crate::error::{ApiError, ApiResult};
 use crate::secret::Secret;
-use crate::store::WriteBatch;
+use super::usage::Kind;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -31,6 +32,8 @@ pub struct KeyPair {
     pub created_at: DateTime<Utc>,
 }
 
+impl crate::store::Record for KeyPair {}
+
 fn key(account_id: &str, name: &str) -> Vec<u8> {
     format!("{account_id}/{name}").into_bytes()
 }
@@ -43,6 +46,13 @@ fn check_name(name: &str) -> ApiResult<()> {
         ));
     }
     Ok(())
+}
+
+fn duplicate(name: &str) -> ApiError {
+    ApiError::NotFound {
+        code: "InvalidKeyPair.Duplicate",
+        message: format!("The keypair '{name}' already exists."),
+    }
 }
 
 fn not_found(what: &str) -> ApiError {
@@ -66,31 +76,51 @@ impl Compute {
     }
 
     /// Stores `pair` unless the name is taken (checked and written under one lock).
+    /// Stores a new pair: its key (the name) must be absent and the
+    /// account's key pair usage under the quota, in one operation.
     async fn store_new_key_pair(&self, pair: &KeyPair, dry_run: bool) -> ApiResult<()> {
-        let sequence = {
-            let _guard = self.key_pair_lock.lock(&pair.account_id).await;
-            self.ensure_name_free(&pair.account_id, &pair.name)?;
-            let held = self
-                .store
-                .count(KEY_PAIRS, format!("{}/", pair.account_id).as_bytes())?;
-            if held >= self.quotas.max_key_pairs as usize {
+        let account_id = pair.account_id.as_str();
+        super::operation::run(&self.store, dry_run, |tx| {
+            let mut usage = self.key_pair_usage(tx, account_id)?;
+            let key = key(account_id, &pair.name);
+            if tx.get::<KeyPair>(KEY_PAIRS, &key)?.is_some() {
+                return Err(duplicate(&pair.name));
+            }
+            if usage.count >= u64::from(self.quotas.max_key_pairs) {
                 return Err(ApiError::LimitExceeded {
                     code: "KeyPairLimitExceeded",
                     message: format!("Maximum of {} key pairs reached", self.quotas.max_key_pairs),
                 });
             }
-            if dry_run {
-                return Err(ApiError::DryRunOperation);
-            }
-            let mut batch = WriteBatch::new();
-            batch.put_record(KEY_PAIRS, key(&pair.account_id, &pair.name), pair);
-            self.store.apply(&batch)?
-        };
-        self.store.durable(sequence).await?;
-        Ok(())
+            tx.put(KEY_PAIRS, key, pair);
+            usage.count += 1;
+            super::usage::write(tx, account_id, Kind::KeyPairs, &usage);
+            Ok(())
+        })
+        .await
     }
 
-    /// CreateKeyPair: returns the pair and its private key (shown once).
+    fn key_pair_usage(
+        &self,
+        tx: &mut super::operation::Tx<'_>,
+        account_id: &str,
+    ) -> crate::store::StoreResult<super::usage::Usage> {
+        super::usage::read(tx, account_id, Kind::KeyPairs, |tx| {
+            super::usage::count_of::<KeyPair>(tx, KEY_PAIRS, format!("{account_id}/").as_bytes())
+        })
+    }
+
+    /// True when the account has a key pair `name`, read in `tx` (a launch
+    /// naming it then conflicts with its deletion).
+    pub(crate) fn key_pair_in(
+        &self,
+        tx: &mut super::operation::Tx<'_>,
+        account_id: &str,
+        name: &str,
+    ) -> crate::store::StoreResult<bool> {
+        Ok(tx.get::<KeyPair>(KEY_PAIRS, &key(account_id, name))?.is_some())
+    }
+
     pub async fn create_key_pair(
         &self,
         account_id: &str,
@@ -123,10 +153,7 @@ impl Compute {
     /// `InvalidKeyPair.Duplicate` when the account already has `name`.
     fn ensure_name_free(&self, account_id: &str, name: &str) -> ApiResult<()> {
         if self.key_pair(account_id, name)?.is_some() {
-            return Err(ApiError::NotFound {
-                code: "InvalidKeyPair.Duplicate",
-                message: format!("The keypair '{name}' already exists."),
-            });
+            return Err(duplicate(name));
         }
         Ok(())
     }
@@ -195,22 +222,25 @@ impl Compute {
         if let Some(id) = id {
             super::ids::check_id(id, "key", "InvalidKeyPair.Malformed")?;
         }
-        let sequence = {
-            let _guard = self.key_pair_lock.lock(account_id).await;
+        super::operation::run(&self.store, dry_run, |tx| {
             let pair = match (name, id) {
-                (Some(name), _) => self.key_pair(account_id, name)?,
-                (None, Some(id)) => self.key_pairs(account_id)?.into_iter().find(|p| p.id == id),
+                (Some(name), _) => tx.get::<KeyPair>(KEY_PAIRS, &key(account_id, name))?,
+                (None, Some(id)) => {
+                    // Found by listing: the usage record guards the listing.
+                    self.key_pair_usage(tx, account_id)?;
+                    tx.scan::<KeyPair>(KEY_PAIRS, format!("{account_id}/").as_bytes())?
+                        .into_iter()
+                        .find(|p| p.id == id)
+                }
                 (None, None) => return Err(ApiError::MissingParameter("KeyName".into())),
             };
-            if dry_run {
-                return Err(ApiError::DryRunOperation);
-            }
             let Some(pair) = pair else { return Ok(None) };
-            let mut batch = WriteBatch::new();
-            batch.delete(KEY_PAIRS, key(account_id, &pair.name));
-            (self.store.apply(&batch)?, pair.id)
-        };
-        self.store.durable(sequence.0).await?;
-        Ok(Some(sequence.1))
+            let mut usage = self.key_pair_usage(tx, account_id)?;
+            tx.delete(KEY_PAIRS, key(account_id, &pair.name));
+            usage.count = usage.count.saturating_sub(1);
+            super::usage::write(tx, account_id, Kind::KeyPairs, &usage);
+            Ok(Some(pair.id))
+        })
+        .await
     }
 }

@@ -2,21 +2,26 @@
 //!
 //! RunInstances answers `pending` and `aws ec2 wait instance-running` polls
 //! until the instance is `running`; stop and terminate pass through
-//! `stopping` and `shutting-down` the same way. The driver sleeps until the
-//! earliest scheduled transition (or until a new one is scheduled), applies
-//! every transition that is due, and repeats. Transitions are scheduled
-//! from persisted times, so after a crash or restart the instances left
-//! mid-transition are simply due and complete at once. It sleeps on tokio's
-//! clock, so tests drive it with `tokio::time::pause()`. The transitions
-//! themselves (`Compute::advance_due`) live here too, with the forgetting of
-//! ClientTokens a day after their instances terminated.
+//! `stopping` and `shutting-down` the same way. Every change that schedules
+//! a transition writes a `schedule/<due>/...` entry in its own commit; the
+//! driver sleeps until the earliest entry (or until woken), and applies
+//! each due one as an operation of its own: it re-reads the instance, does
+//! nothing if the entry is stale (the instance moved on), and otherwise
+//! writes the new status, releases the host's capacity and the private
+//! address where the state says so, and deletes the entry, all in one
+//! commit. Two drivers (two gateways) doing the same entry are harmless: one
+//! commit wins, the other finds the entry gone. After a crash the entries
+//! left are simply due. It sleeps on tokio's clock, so tests drive it with
+//! `tokio::time::pause()`. ClientTokens are forgotten a day after their
+//! instances are purged, through the same schedule.
 
 use super::instances::{
-    Book, ClientTokenRecord, InstanceState, CLIENT_TOKENS, CLIENT_TOKEN_RETENTION_HOURS, INSTANCES,
+    self, parse_schedule_key, schedule_key, ClientTokenRecord, Due, InstanceState, CLIENT_TOKENS,
+    CLIENT_TOKEN_RETENTION_HOURS, INSTANCES, SCHEDULE,
 };
+use super::operation::{self, Tx};
 use super::Compute;
 use crate::error::ApiResult;
-use crate::store::WriteBatch;
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,19 +29,26 @@ use std::time::Duration;
 /// The longest the driver sleeps without looking again.
 const MAX_SLEEP: Duration = Duration::from_secs(30);
 
+/// Schedule entries read per scan.
+const BATCH: usize = 256;
+
 /// Runs forever; abort the task to stop it.
 pub async fn drive(compute: Arc<Compute>) {
     loop {
         let now = compute.clock.now();
-        if let Err(error) = compute.advance_due(now) {
+        if let Err(error) = compute.advance_due(now).await {
             tracing::error!(%error, "lifecycle transition failed");
         }
-        let wait = match compute.instances.next_due() {
-            Some(due) => (due - compute.clock.now())
+        let wait = match compute.next_due() {
+            Ok(Some(due)) => (due - compute.clock.now())
                 .to_std()
                 .unwrap_or(Duration::ZERO)
                 .min(MAX_SLEEP),
-            None => MAX_SLEEP,
+            Ok(None) => MAX_SLEEP,
+            Err(error) => {
+                tracing::error!(%error, "cannot read the schedule");
+                MAX_SLEEP
+            }
         };
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
@@ -46,125 +58,165 @@ pub async fn drive(compute: Arc<Compute>) {
 }
 
 impl Compute {
-    /// Advances every transition due at `now`: pending -> running,
-    /// stopping -> stopped, shutting-down -> terminated (releasing capacity),
-    /// and purges terminated instances past their retention. Returns how
-    /// many instances changed.
-    pub fn advance_due(&self, now: DateTime<Utc>) -> ApiResult<usize> {
-        let mut book = crate::sync::lock(&self.instances.book);
-        let due: Vec<(String, String)> = book
-            .schedule
-            .iter()
-            .take_while(|(at, _, _)| *at <= now)
-            .map(|(_, account, id)| (account.clone(), id.clone()))
-            .collect();
-        let expired_tokens: Vec<(DateTime<Utc>, String, String)> = book
-            .token_expiry
-            .iter()
-            .take_while(|(at, _, _)| *at <= now)
-            .cloned()
-            .collect();
-        if due.is_empty() && expired_tokens.is_empty() {
-            return Ok(0);
+    /// Applies every schedule entry due at `now`: pending -> running,
+    /// stopping -> stopped, shutting-down -> terminated (releasing capacity
+    /// and the private address), purges terminated instances past their
+    /// retention and forgets expired ClientTokens. Returns how many
+    /// entries did something.
+    pub async fn advance_due(&self, now: DateTime<Utc>) -> ApiResult<usize> {
+        let mut changed = 0;
+        loop {
+            let entries = self.store.raw_scan(SCHEDULE, b"", None, BATCH)?;
+            let due: Vec<(Vec<u8>, DateTime<Utc>, Due, String, String)> = entries
+                .iter()
+                .map_while(|(key, _)| {
+                    let (at, what, account, id) = parse_schedule_key(key)?;
+                    (at <= now).then(|| (key.clone(), at, what, account, id))
+                })
+                .collect();
+            let complete_batch = due.len() == BATCH;
+            for (key, at, what, account_id, id) in due {
+                let did = operation::run_background(&self.store, |tx| {
+                    if tx.get::<bool>(SCHEDULE, &key)?.is_none() {
+                        return Ok(false);
+                    }
+                    match what {
+                        Due::Instance => self.advance_instance(tx, &key, at, &account_id, &id, now),
+                        Due::Token => forget_token(tx, &key, &account_id, &id, now),
+                    }
+                })
+                .await?;
+                changed += usize::from(did);
+            }
+            if !complete_batch {
+                return Ok(changed);
+            }
         }
-        let book = &mut *book;
+    }
+
+    /// One instance's due transition or purge, in `tx`.
+    fn advance_instance(
+        &self,
+        tx: &mut Tx<'_>,
+        entry: &[u8],
+        at: DateTime<Utc>,
+        account_id: &str,
+        instance_id: &str,
+        now: DateTime<Utc>,
+    ) -> ApiResult<bool> {
+        let Some(before) = instances::load(tx, account_id, instance_id)? else {
+            tx.delete(SCHEDULE, entry);
+            return Ok(false);
+        };
+        if before.due() != Some(at) {
+            // The instance moved on since this entry was written.
+            tx.delete(SCHEDULE, entry);
+            return Ok(false);
+        }
         let retention = self.lifecycle.terminated_retention;
-        let (changed, _) = self.services.transaction(|hosts| {
-            let mut changed = 0;
-            for (account_id, id) in &due {
-                let Some(before) = book.get(account_id, id).cloned() else {
-                    continue;
-                };
-                let mut after = before.clone();
-                after.transition_at = None;
-                match before.state {
-                    InstanceState::Pending => {
-                        after.state = InstanceState::Running;
-                        after.state_reason = None;
-                    }
-                    InstanceState::Stopping => {
-                        after.state = InstanceState::Stopped;
-                        if let Some(host) = after.host.take() {
-                            hosts.release(&host, before.demand());
-                        }
-                    }
-                    InstanceState::ShuttingDown => {
-                        after.state = InstanceState::Terminated;
-                        after.retire();
-                        after.purge_at = Some(now + retention);
-                        if let Some(host) = after.host.take() {
-                            hosts.release(&host, before.demand());
-                        }
-                    }
-                    InstanceState::Terminated if before.purge_at.is_some_and(|at| at <= now) => {
-                        hosts.batch.delete(INSTANCES, before.key());
-                        book.remove(&before);
-                        if let Some(token) = &before.client_token {
-                            expire_token_when_unused(
-                                book,
-                                &mut hosts.batch,
-                                account_id,
-                                token,
-                                now - retention,
-                            );
-                        }
-                        changed += 1;
-                        continue;
-                    }
-                    _ => {}
+        let mut after = before.clone();
+        after.transition_at = None;
+        match before.state {
+            InstanceState::Pending => {
+                after.state = InstanceState::Running;
+                after.state_reason = None;
+            }
+            InstanceState::Stopping => {
+                after.state = InstanceState::Stopped;
+                if let Some(host) = after.host.take() {
+                    super::services::release(tx, &host, before.demand())?;
                 }
-                hosts.batch.put_record(INSTANCES, after.key(), &after);
-                book.update(&before, after);
-                changed += 1;
             }
-            for entry in &expired_tokens {
-                book.token_expiry.remove(entry);
-                book.tokens.remove(&(entry.1.clone(), entry.2.clone()));
-                hosts.batch.delete(
-                    CLIENT_TOKENS,
-                    format!("{}/{}", entry.1, entry.2).into_bytes(),
-                );
+            InstanceState::ShuttingDown => {
+                after.state = InstanceState::Terminated;
+                after.retire();
+                after.purge_at = Some(now + retention);
+                if let Some(host) = after.host.take() {
+                    super::services::release(tx, &host, before.demand())?;
+                }
+                super::launch::release_private_ip(tx, &before);
+                // The spec loses its user data with the transition.
+                tx.put(INSTANCES, after.key(), &after);
             }
-            Ok(changed)
-        })?;
-        Ok(changed)
+            InstanceState::Terminated if before.purge_at.is_some_and(|at| at <= now) => {
+                instances::remove(tx, &before);
+                if let Some(token) = &before.client_token {
+                    expire_token_when_unused(tx, account_id, token, &before.id, now - retention)?;
+                }
+                return Ok(true);
+            }
+            _ => {}
+        }
+        if before.is_live() != after.is_live()
+            || before.state.holds_capacity() != after.state.holds_capacity()
+        {
+            let mut usage = instances::usage(tx, account_id)?;
+            instances::account_change(&mut usage, Some(&before), Some(&after));
+            super::usage::write(tx, account_id, super::usage::Kind::Instances, &usage);
+        }
+        instances::write_status(tx, &before, &after);
+        Ok(true)
     }
 }
 
-/// Once no instance of `token` remains, schedules the token to be forgotten
-/// 24 hours after `terminated_at`.
+/// Once no instance of `token` remains (`purged` goes in this commit),
+/// schedules the token to be forgotten 24 hours after `terminated_at`.
 fn expire_token_when_unused(
-    book: &mut Book,
-    batch: &mut WriteBatch,
+    tx: &mut Tx<'_>,
     account_id: &str,
     token: &str,
+    purged: &str,
     terminated_at: DateTime<Utc>,
-) {
-    let key = (account_id.to_string(), token.to_string());
-    let Some(record) = book.tokens.get(&key) else {
-        return;
+) -> ApiResult<()> {
+    let key = format!("{account_id}/{token}").into_bytes();
+    let Some(record) = tx.get::<ClientTokenRecord>(CLIENT_TOKENS, &key)? else {
+        return Ok(());
     };
-    if record.expires_at.is_some()
-        || record
-            .instance_ids
-            .iter()
-            .any(|id| book.get(account_id, id).is_some())
-    {
-        return;
+    if record.expires_at.is_some() {
+        return Ok(());
+    }
+    for id in record.instance_ids.iter().filter(|id| *id != purged) {
+        if tx
+            .get::<instances::Instance>(INSTANCES, &instances::instance_key(account_id, id))?
+            .is_some()
+        {
+            return Ok(());
+        }
     }
     let expiry = terminated_at + chrono::Duration::hours(CLIENT_TOKEN_RETENTION_HOURS);
-    let record = ClientTokenRecord {
-        expires_at: Some(expiry),
-        ..record.clone()
-    };
-    batch.put_record(
-        CLIENT_TOKENS,
-        format!("{account_id}/{token}").into_bytes(),
-        &record,
+    tx.put(
+        SCHEDULE,
+        schedule_key(expiry, Due::Token, account_id, token),
+        &true,
     );
-    book.token_expiry
-        .insert((expiry, key.0.clone(), key.1.clone()));
-    book.tokens.insert(key, record);
+    tx.put(
+        CLIENT_TOKENS,
+        key,
+        &ClientTokenRecord {
+            expires_at: Some(expiry),
+            ..record
+        },
+    );
+    Ok(())
+}
+
+/// A token's expiry entry: forgets the token.
+fn forget_token(
+    tx: &mut Tx<'_>,
+    entry: &[u8],
+    account_id: &str,
+    token: &str,
+    now: DateTime<Utc>,
+) -> ApiResult<bool> {
+    tx.delete(SCHEDULE, entry);
+    let key = format!("{account_id}/{token}").into_bytes();
+    match tx.get::<ClientTokenRecord>(CLIENT_TOKENS, &key)? {
+        Some(record) if record.expires_at.is_some_and(|at| at <= now) => {
+            tx.delete(CLIENT_TOKENS, key);
+            Ok(true)
+        }
+        _ => Ok(false),
+    }
 }
 
 /// Lifecycle timing as durations.

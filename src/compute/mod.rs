@@ -13,13 +13,16 @@ pub mod images;
 pub mod instances;
 pub mod keymaterial;
 pub mod keypairs;
+pub mod launch;
 pub mod lifecycle;
 pub mod network;
 pub mod operation;
 pub mod scheduler;
 pub mod security_groups;
 pub mod services;
+pub mod state_changes;
 pub mod tags;
+pub mod usage;
 pub mod volumes;
 
 use crate::clock::Clock;
@@ -55,20 +58,7 @@ pub struct Compute {
     pub lifecycle: LifecycleTiming,
     /// Seals pagination tokens; created once and kept in the store.
     pub pagination_key: [u8; 32],
-    /// Serialises an account's key pair name checks with their writes.
-    key_pair_lock: crate::sync::AccountLocks,
-    /// Serialises image name checks with their writes.
-    image_lock: crate::sync::AccountLocks,
-    pub network: network::NetworkBook,
-    /// Serialises security group checks with their writes.
-    security_group_lock: crate::sync::AccountLocks,
-    /// Serialises volume and snapshot checks with their writes.
-    volume_lock: crate::sync::AccountLocks,
-    /// Serialises address checks with their writes.
-    address_lock: crate::sync::AccountLocks,
     pub address_pool: addresses::AddressPool,
-    address_book: addresses::AddressBook,
-    volume_pools: volumes::VolumePools,
     pub volume_capacity_gib_per_zone: u64,
     pub volume_delay: Duration,
     pub snapshot_delay: Duration,
@@ -77,20 +67,21 @@ pub struct Compute {
 impl Compute {
     /// An account's vCPU limit: its quota, but never more than its share of
     /// the fleet (so one tenant cannot take every host).
-    pub fn vcpu_limit(&self) -> u32 {
-        let share = self.fleet_share(self.services.fleet_vcpus());
-        self.quotas
+    pub fn vcpu_limit(&self) -> StoreResult<u32> {
+        let share = self.fleet_share(self.services.fleet_vcpus()?);
+        Ok(self
+            .quotas
             .max_vcpus
-            .min(u32::try_from(share).unwrap_or(u32::MAX))
+            .min(u32::try_from(share).unwrap_or(u32::MAX)))
     }
 
     /// An account's volume storage limit (GiB): its quota, but never more
     /// than its share of every zone's volume capacity together (and, zone
     /// by zone, see [`Compute::volume_zone_share`]).
-    pub fn volume_storage_limit(&self) -> u64 {
-        let zones = self.services.zones(self.clock.now()).len() as u64;
+    pub fn volume_storage_limit(&self) -> StoreResult<u64> {
+        let zones = self.services.zones(self.clock.now())?.len() as u64;
         let share = self.fleet_share(zones * self.volume_capacity_gib_per_zone);
-        self.quotas.max_volume_storage_gib.min(share)
+        Ok(self.quotas.max_volume_storage_gib.min(share))
     }
 
     /// The most of one zone's volume pool an account may hold (GiB).
@@ -114,14 +105,16 @@ impl Compute {
         let services = ServiceRegistry::load(store.clone(), &config.region, liveness)?;
         let now = clock.now();
         accounts.seed(&config.accounts, now).await?;
-        services.seed(&config.hosts, now).await?;
+        services
+            .seed(&config.hosts, now)
+            .await
+            .map_err(|e| crate::store::StoreError(e.to_string()))?;
         let region = RegionInfo {
             name: config.region.clone(),
             endpoint: config.region_endpoint(),
             peers: config.peer_regions.clone(),
         };
-        let instances = InstanceBook::load(&store)?;
-        let store_for_network = store.clone();
+        let instances = InstanceBook::default();
         let pagination_key = match store.get_record::<Vec<u8>>("meta", b"pagination_key")? {
             Some(bytes) if bytes.len() == 32 => bytes.try_into().expect("32 bytes"),
             _ => {
@@ -132,7 +125,7 @@ impl Compute {
                 key
             }
         };
-        Ok(Self {
+        let compute = Self {
             store,
             clock,
             accounts,
@@ -144,19 +137,16 @@ impl Compute {
             quotas: config.quotas.clone(),
             lifecycle: LifecycleTiming::from(&config.lifecycle),
             pagination_key,
-            key_pair_lock: crate::sync::AccountLocks::default(),
-            image_lock: crate::sync::AccountLocks::default(),
-            network: network::NetworkBook::load(&store_for_network)?,
-            security_group_lock: crate::sync::AccountLocks::default(),
-            volume_lock: crate::sync::AccountLocks::default(),
-            address_lock: crate::sync::AccountLocks::default(),
             address_pool: addresses::AddressPool::parse(&config.elastic_ip_pool)
                 .expect("validated with the configuration"),
-            address_book: addresses::AddressBook::load(&store_for_network)?,
-            volume_pools: volumes::VolumePools::load(&store_for_network)?,
             volume_capacity_gib_per_zone: config.volume_capacity_gib_per_zone,
             volume_delay: volumes::delays(&config.lifecycle).0,
             snapshot_delay: volumes::delays(&config.lifecycle).1,
-        })
+        };
+        compute
+            .upgrade_instances()
+            .await
+            .map_err(|e| crate::store::StoreError(format!("upgrading instances: {e}")))?;
+        Ok(compute)
     }
 }

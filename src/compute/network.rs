@@ -10,11 +10,9 @@
 
 use super::Compute;
 use crate::error::ApiResult;
-use crate::store::{StoreHandle, StoreResult, WriteBatch};
+use crate::store::{StoreResult, WriteBatch};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
-use std::sync::Mutex;
 
 pub(crate) const VPCS: &str = "default_vpcs";
 pub(crate) const SUBNETS: &str = "default_subnets";
@@ -35,6 +33,8 @@ pub struct Vpc {
     pub tags: Vec<super::instances::Tag>,
 }
 
+impl crate::store::Record for Vpc {}
+
 /// A default subnet.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Subnet {
@@ -47,6 +47,8 @@ pub struct Subnet {
     #[serde(default)]
     pub tags: Vec<super::instances::Tag>,
 }
+
+impl crate::store::Record for Subnet {}
 
 /// The first address of a zone's `/20`, from its zone id (`...-az<n>`).
 pub fn zone_network(zone_id: &str) -> u32 {
@@ -63,70 +65,16 @@ pub fn zone_cidr(zone_id: &str) -> String {
     format!("{}/20", std::net::Ipv4Addr::from(zone_network(zone_id)))
 }
 
-#[derive(Default)]
-struct Networks {
-    vpcs: HashMap<String, Vpc>,
-    subnets: HashMap<(String, String), Subnet>,
-}
-
-/// Every account's default VPC and subnets, cached from the store.
-pub struct NetworkBook {
-    networks: Mutex<Networks>,
-}
-
-impl NetworkBook {
-    pub fn load(store: &StoreHandle) -> StoreResult<Self> {
-        let mut networks = Networks::default();
-        for vpc in store.records::<Vpc>(VPCS, b"")? {
-            networks.vpcs.insert(vpc.account_id.clone(), vpc);
-        }
-        for subnet in store.records::<Subnet>(SUBNETS, b"")? {
-            networks.subnets.insert(
-                (subnet.account_id.clone(), subnet.availability_zone.clone()),
-                subnet,
-            );
-        }
-        Ok(Self {
-            networks: Mutex::new(networks),
-        })
-    }
-}
-
-impl NetworkBook {
+impl Compute {
     /// The account's default VPC, if it was created.
-    pub fn vpc(&self, account_id: &str) -> Option<Vpc> {
-        crate::sync::lock(&self.networks)
-            .vpcs
-            .get(account_id)
-            .cloned()
+    pub fn default_vpc(&self, account_id: &str) -> StoreResult<Option<Vpc>> {
+        self.store.get_record::<Vpc>(VPCS, account_id.as_bytes())
     }
 
     /// The account's default subnets created so far, by zone.
-    pub fn subnets(&self, account_id: &str) -> Vec<Subnet> {
-        let networks = crate::sync::lock(&self.networks);
-        let mut subnets: Vec<Subnet> = networks
-            .subnets
-            .values()
-            .filter(|s| s.account_id == account_id)
-            .cloned()
-            .collect();
-        subnets.sort_by(|a, b| a.availability_zone.cmp(&b.availability_zone));
-        subnets
-    }
-
-    /// Re-reads the account's VPC and subnets (after their tags changed).
-    pub fn reload_tags(&self, store: &StoreHandle, account_id: &str) -> StoreResult<()> {
-        let mut networks = crate::sync::lock(&self.networks);
-        if let Some(vpc) = store.get_record::<Vpc>(VPCS, account_id.as_bytes())? {
-            networks.vpcs.insert(account_id.to_string(), vpc);
-        }
-        for subnet in store.records::<Subnet>(SUBNETS, format!("{account_id}/").as_bytes())? {
-            networks.subnets.insert(
-                (subnet.account_id.clone(), subnet.availability_zone.clone()),
-                subnet,
-            );
-        }
-        Ok(())
+    pub fn default_subnets(&self, account_id: &str) -> StoreResult<Vec<Subnet>> {
+        self.store
+            .records::<Subnet>(SUBNETS, format!("{account_id}/").as_bytes())
     }
 }
 
@@ -153,22 +101,18 @@ impl Compute {
     pub async fn forget_phantom_accounts(&self) -> ApiResult<usize> {
         let is_account = |id: &str| self.accounts.account(id).is_some();
         let mut batch = WriteBatch::new();
-        {
-            let mut networks = crate::sync::lock(&self.network.networks);
-            networks.vpcs.retain(|account_id, _| {
-                let keep = is_account(account_id);
-                if !keep {
-                    batch.delete(VPCS, account_id.as_bytes().to_vec());
-                }
-                keep
-            });
-            networks.subnets.retain(|(account_id, zone), _| {
-                let keep = is_account(account_id);
-                if !keep {
-                    batch.delete(SUBNETS, format!("{account_id}/{zone}").into_bytes());
-                }
-                keep
-            });
+        for vpc in self.store.records::<Vpc>(VPCS, b"")? {
+            if !is_account(&vpc.account_id) {
+                batch.delete(VPCS, vpc.account_id.as_bytes().to_vec());
+            }
+        }
+        for subnet in self.store.records::<Subnet>(SUBNETS, b"")? {
+            if !is_account(&subnet.account_id) {
+                batch.delete(
+                    SUBNETS,
+                    format!("{}/{}", subnet.account_id, subnet.availability_zone).into_bytes(),
+                );
+            }
         }
         let groups: Vec<super::security_groups::SecurityGroup> = self
             .store
@@ -199,19 +143,20 @@ impl Compute {
     }
 
     /// The account's default VPC and a default subnet in every current zone,
-    /// created (and made durable) when missing.
+    /// created (and made durable) when missing: one VPC per account (its
+    /// key is the account) and one subnet per zone (its key is the zone),
+    /// each expected absent when created.
     pub async fn default_network(&self, account_id: &str) -> ApiResult<(Vpc, Vec<Subnet>)> {
         let zones: Vec<(String, String)> = self
             .services
-            .zones(self.clock.now())
+            .zones(self.clock.now())?
             .into_iter()
             .map(|z| (z.name, z.zone_id))
             .collect();
-        let (vpc, subnets, sequence) = {
-            let mut networks = crate::sync::lock(&self.network.networks);
-            let mut batch = WriteBatch::new();
-            let vpc = match networks.vpcs.get(account_id) {
-                Some(vpc) => vpc.clone(),
+        let now = self.clock.now();
+        super::operation::run(&self.store, false, |tx| {
+            let vpc = match tx.get::<Vpc>(VPCS, account_id.as_bytes())? {
+                Some(vpc) => vpc,
                 None => {
                     let vpc = Vpc {
                         vpc_id: super::ids::new_id("vpc"),
@@ -219,50 +164,36 @@ impl Compute {
                         cidr_block: DEFAULT_VPC_CIDR.to_string(),
                         cidr_association_id: super::ids::new_id("vpc-cidr-assoc"),
                         dhcp_options_id: super::ids::new_id("dopt"),
-                        created_at: self.clock.now(),
+                        created_at: now,
                         tags: Vec::new(),
                     };
-                    batch.put_record(VPCS, account_id.as_bytes(), &vpc);
-                    networks.vpcs.insert(account_id.to_string(), vpc.clone());
+                    tx.put(VPCS, account_id.as_bytes(), &vpc);
                     vpc
                 }
             };
             let mut subnets = Vec::new();
-            for (zone, zone_id) in zones {
-                let key = (account_id.to_string(), zone.clone());
-                let subnet = match networks.subnets.get(&key) {
-                    Some(subnet) => subnet.clone(),
+            for (zone, zone_id) in &zones {
+                let key = format!("{account_id}/{zone}").into_bytes();
+                let subnet = match tx.get::<Subnet>(SUBNETS, &key)? {
+                    Some(subnet) => subnet,
                     None => {
                         let subnet = Subnet {
                             subnet_id: super::ids::new_id("subnet"),
                             account_id: account_id.to_string(),
                             vpc_id: vpc.vpc_id.clone(),
                             availability_zone: zone.clone(),
-                            cidr_block: zone_cidr(&zone_id),
-                            availability_zone_id: zone_id,
+                            cidr_block: zone_cidr(zone_id),
+                            availability_zone_id: zone_id.clone(),
                             tags: Vec::new(),
                         };
-                        batch.put_record(
-                            SUBNETS,
-                            format!("{account_id}/{zone}").into_bytes(),
-                            &subnet,
-                        );
-                        networks.subnets.insert(key, subnet.clone());
+                        tx.put(SUBNETS, key, &subnet);
                         subnet
                     }
                 };
                 subnets.push(subnet);
             }
-            // Written under the lock; a caller that finds them cached waits
-            // for whatever is still being flushed, so nothing unflushed is answered.
-            let sequence = if batch.is_empty() {
-                self.store.last_applied()
-            } else {
-                self.store.apply(&batch)?
-            };
-            (vpc, subnets, sequence)
-        };
-        self.store.durable(sequence).await?;
-        Ok((vpc, subnets))
+            Ok((vpc, subnets))
+        })
+        .await
     }
 }

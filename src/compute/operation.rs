@@ -1,58 +1,192 @@
 //! One way to run an operation on the store: read, check, commit with
 //! expectations, retry on conflict.
 //!
-//! An operation reads what it depends on (with versions), decides, and
-//! returns a [`Commit`] whose expectations name what it read; the store
-//! applies it only if nothing it read has changed. On a conflict the whole
-//! operation runs again on fresh reads, a bounded number of times with
-//! jittered back-off, so two gateways (or two requests) racing for one host,
-//! one name or one ClientToken serialise on the store itself, with no lock
-//! in the process. A DryRun stops just before the commit, after every check
-//! has run. This is the contract every backend follows (memory and sled
-//! today, etcd next): see ../shared/design/scale-out.md, section 3.
+//! An operation reads what it depends on through a [`Tx`], which remembers
+//! the version of every key it read (or that the key was absent) and
+//! collects the writes; [`run`] then commits the writes on the condition
+//! that nothing read has changed. On a conflict the whole operation runs
+//! again on fresh reads, a bounded number of times with jittered back-off,
+//! so two gateways (or two requests) racing for one host, one name or one
+//! ClientToken serialise on the store itself, with no lock in the process.
+//! A DryRun stops just before the commit, after every check has run.
+//! Decisions that rest on a listing (a quota, a name being free, a group
+//! not being in use) read the collection's usage record in the same `Tx`,
+//! and every change to the collection writes it, so the listing cannot
+//! change unseen (see `usage`). This is the contract every backend follows
+//! (memory and sled today, etcd next): ../shared/design/scale-out.md, §3.
 
 use crate::error::{ApiError, ApiResult};
-use crate::store::{Commit, Committed, StoreHandle};
+use crate::store::{
+    decode, encode, Commit, Committed, Expect, Record, StoreHandle, StoreResult, WriteBatch,
+};
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 /// Attempts before an operation gives up on conflicts (each one re-reads).
 pub const MAX_ATTEMPTS: u32 = 16;
 
-/// What one attempt of an operation decided.
-pub enum Decision<T> {
-    /// Commit this, then answer `T`.
-    Commit(Commit, T),
-    /// Nothing to write (already done, e.g. a retried ClientToken): answer `T`.
-    Answer(T),
+/// (tree, key).
+type TreeKey = (&'static str, Vec<u8>);
+
+/// One attempt's reads (with the versions seen) and writes.
+pub struct Tx<'s> {
+    store: &'s StoreHandle,
+    /// What each key read held: the expectation the commit carries and the
+    /// value seen (so a second read answers the same).
+    reads: HashMap<TreeKey, (Expect, Option<Vec<u8>>)>,
+    /// The write set: one operation per key (`None` deletes).
+    writes: BTreeMap<TreeKey, Option<Vec<u8>>>,
 }
 
-/// Runs `attempt` until its commit applies (or it needs none), retrying on
-/// conflicts with jittered back-off. With `dry_run`, answers
-/// `DryRunOperation` where the commit would have been made; a refusal
-/// (`Err`) from `attempt` always wins over the dry run.
+impl<'s> Tx<'s> {
+    pub fn new(store: &'s StoreHandle) -> Self {
+        Self {
+            store,
+            reads: HashMap::new(),
+            writes: BTreeMap::new(),
+        }
+    }
+
+    /// The raw value under `key`, as this attempt sees it (its own writes
+    /// first); the commit will require it unchanged.
+    pub fn get_raw(&mut self, tree: &'static str, key: &[u8]) -> StoreResult<Option<Vec<u8>>> {
+        let tree_key = (tree, key.to_vec());
+        if let Some(written) = self.writes.get(&tree_key) {
+            return Ok(written.clone());
+        }
+        if let Some((_, seen)) = self.reads.get(&tree_key) {
+            return Ok(seen.clone());
+        }
+        let current = self.store.raw_versioned(tree, key)?;
+        let (expect, value) = match current {
+            Some(v) => (Expect::At(v.version), Some(v.value)),
+            None => (Expect::Absent, None),
+        };
+        self.reads.insert(tree_key, (expect, value.clone()));
+        Ok(value)
+    }
+
+    /// The record under `key`; the commit will require it unchanged.
+    pub fn get<T: Record>(&mut self, tree: &'static str, key: &[u8]) -> StoreResult<Option<T>> {
+        self.get_raw(tree, key)?
+            .map(|bytes| decode(&bytes))
+            .transpose()
+    }
+
+    /// Writes `value` under `key` (replacing an earlier write of this attempt).
+    pub fn put<T: Record>(&mut self, tree: &'static str, key: impl Into<Vec<u8>>, value: &T) {
+        self.writes.insert((tree, key.into()), Some(encode(value)));
+    }
+
+    /// Writes an encoded record under `key`.
+    pub fn put_raw(&mut self, tree: &'static str, key: impl Into<Vec<u8>>, value: Vec<u8>) {
+        self.writes.insert((tree, key.into()), Some(value));
+    }
+
+    /// Deletes `key` (replacing an earlier write of this attempt).
+    pub fn delete(&mut self, tree: &'static str, key: impl Into<Vec<u8>>) {
+        self.writes.insert((tree, key.into()), None);
+    }
+
+    /// Rewrites `key` unchanged, so that any concurrent operation that read
+    /// it conflicts (a new reference to a group, a snapshot an image now
+    /// uses). Returns false when the key holds nothing.
+    pub fn touch(&mut self, tree: &'static str, key: &[u8]) -> StoreResult<bool> {
+        match self.get_raw(tree, key)? {
+            Some(value) => {
+                self.writes.insert((tree, key.to_vec()), Some(value));
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// Every record under `prefix`, in key order, as stored now. Not
+    /// tracked: a decision resting on it must also read the collection's
+    /// usage record (see the module documentation).
+    pub fn scan<T: Record>(&self, tree: &'static str, prefix: &[u8]) -> StoreResult<Vec<T>> {
+        self.store.records(tree, prefix)
+    }
+
+    /// True when this attempt writes something.
+    pub fn has_writes(&self) -> bool {
+        !self.writes.is_empty()
+    }
+
+    fn into_commit(self) -> Commit {
+        let mut commit = Commit::new();
+        for ((tree, key), (expect, _)) in self.reads {
+            commit.expect(tree, key, expect);
+        }
+        let mut writes = WriteBatch::new();
+        for ((tree, key), value) in self.writes {
+            match value {
+                Some(value) => writes.put(tree, key, value),
+                None => writes.delete(tree, key),
+            }
+        }
+        commit.writes = writes;
+        commit
+    }
+}
+
+/// Runs `attempt` until its writes commit (or it writes nothing),
+/// retrying on conflicts with jittered back-off, and answers once the
+/// commit is durable. With `dry_run`, answers `DryRunOperation` where the
+/// commit would have been made; a refusal (`Err`) from `attempt` always
+/// wins over the dry run. An answer that writes nothing (a retried
+/// ClientToken) still waits until what it read is durable.
 pub async fn run<T>(
     store: &StoreHandle,
     dry_run: bool,
-    mut attempt: impl FnMut() -> ApiResult<Decision<T>>,
+    attempt: impl FnMut(&mut Tx<'_>) -> ApiResult<T>,
+) -> ApiResult<T> {
+    run_with(store, dry_run, true, attempt).await
+}
+
+/// [`run`] for background work that a crash simply redoes (the lifecycle's
+/// due transitions): the commit is applied, and becomes durable with the
+/// next flush, without waiting for it.
+pub async fn run_background<T>(
+    store: &StoreHandle,
+    attempt: impl FnMut(&mut Tx<'_>) -> ApiResult<T>,
+) -> ApiResult<T> {
+    run_with(store, false, false, attempt).await
+}
+
+async fn run_with<T>(
+    store: &StoreHandle,
+    dry_run: bool,
+    durable: bool,
+    mut attempt: impl FnMut(&mut Tx<'_>) -> ApiResult<T>,
 ) -> ApiResult<T> {
     for round in 0..MAX_ATTEMPTS {
-        match attempt()? {
-            Decision::Answer(output) => return Ok(output),
-            Decision::Commit(commit, output) => {
-                if dry_run {
-                    return Err(ApiError::DryRunOperation);
-                }
-                match store.commit_checked(&commit).await? {
-                    Committed::Applied { .. } => return Ok(output),
-                    Committed::Conflict { keys } => {
-                        tracing::debug!(
-                            round,
-                            conflicts = keys.len(),
-                            "commit conflicted: retrying"
-                        );
-                        tokio::time::sleep(back_off(round)).await;
-                    }
-                }
+        let mut tx = Tx::new(store);
+        let output = attempt(&mut tx)?;
+        if dry_run {
+            return Err(ApiError::DryRunOperation);
+        }
+        if !tx.has_writes() {
+            if durable {
+                store.durable(store.last_applied()).await?;
+            }
+            return Ok(output);
+        }
+        let commit = tx.into_commit();
+        let outcome = if durable {
+            store.commit_checked(&commit).await?
+        } else {
+            store.commit_applied(&commit)?
+        };
+        match outcome {
+            Committed::Applied { .. } => return Ok(output),
+            Committed::Conflict { keys } => {
+                tracing::debug!(
+                    round,
+                    conflicts = keys.len(),
+                    "commit conflicted: retrying"
+                );
+                tokio::time::sleep(back_off(round)).await;
             }
         }
     }
@@ -72,30 +206,17 @@ fn back_off(round: u32) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{Expect, MemoryStore, WriteBatch};
+    use crate::store::MemoryStore;
     use std::sync::atomic::{AtomicU32, Ordering};
     use std::sync::Arc;
 
     /// Increments a counter by read-check-commit.
     async fn increment(store: &StoreHandle, attempts: &AtomicU32) -> ApiResult<u64> {
-        run(store, false, || {
+        run(store, false, |tx| {
             attempts.fetch_add(1, Ordering::SeqCst);
-            let current = store.get_versioned_record::<u64>("usage", b"counter")?;
-            let mut commit = Commit::new();
-            let next = match current {
-                Some((value, version)) => {
-                    commit.expect("usage", b"counter".to_vec(), Expect::At(version));
-                    value + 1
-                }
-                None => {
-                    commit.expect("usage", b"counter".to_vec(), Expect::Absent);
-                    1
-                }
-            };
-            commit
-                .writes
-                .put_record("usage", b"counter".to_vec(), &next);
-            Ok(Decision::Commit(commit, next))
+            let next = tx.get::<u64>("usage", b"counter")?.unwrap_or(0) + 1;
+            tx.put("usage", b"counter".to_vec(), &next);
+            Ok(next)
         })
         .await
     }
@@ -131,35 +252,56 @@ mod tests {
     #[tokio::test]
     async fn dry_run_stops_before_the_commit_and_refusals_win() {
         let store = StoreHandle::new(Arc::new(MemoryStore::new()));
-        let mut commit = Commit::new();
-        commit.writes = {
-            let mut batch = WriteBatch::new();
-            batch.put("names", b"web".to_vec(), b"x".to_vec());
-            batch
-        };
-        let dry = run(&store, true, || Ok(Decision::Commit(commit.clone(), ()))).await;
+        let dry = run(&store, true, |tx| {
+            tx.put("names", b"web".to_vec(), &true);
+            Ok(())
+        })
+        .await;
         assert_eq!(dry.unwrap_err(), ApiError::DryRunOperation);
         assert!(
             store.raw("names", b"web").unwrap().is_none(),
             "nothing written"
         );
         let refused: ApiResult<()> =
-            run(&store, true, || Err(ApiError::invalid_value("bad"))).await;
+            run(&store, true, |_| Err(ApiError::invalid_value("bad"))).await;
         assert_eq!(refused.unwrap_err().code(), "InvalidParameterValue");
-        let answered = run(&store, false, || Ok(Decision::Answer(7))).await;
+        let answered = run(&store, false, |_| Ok(7)).await;
         assert_eq!(answered.unwrap(), 7);
+    }
+
+    #[tokio::test]
+    async fn a_second_read_sees_the_first_and_own_writes() {
+        let store = StoreHandle::new(Arc::new(MemoryStore::new()));
+        let mut batch = WriteBatch::new();
+        batch.put_record("names", b"web".to_vec(), &1u64);
+        store.apply(&batch).unwrap();
+        let mut tx = Tx::new(&store);
+        assert_eq!(tx.get::<u64>("names", b"web").unwrap(), Some(1));
+        let mut other = WriteBatch::new();
+        other.put_record("names", b"web".to_vec(), &2u64);
+        store.apply(&other).unwrap();
+        assert_eq!(tx.get::<u64>("names", b"web").unwrap(), Some(1));
+        tx.put("names", b"web".to_vec(), &3u64);
+        assert_eq!(tx.get::<u64>("names", b"web").unwrap(), Some(3));
+        // The write was based on version 1's value: the commit conflicts.
+        let outcome = store.commit_checked(&tx.into_commit()).await.unwrap();
+        assert!(matches!(outcome, Committed::Conflict { .. }));
+        assert_eq!(store.get_record::<u64>("names", b"web").unwrap(), Some(2));
     }
 
     #[tokio::test(start_paused = true)]
     async fn endless_conflicts_give_up_with_a_retryable_error() {
         let store = StoreHandle::new(Arc::new(MemoryStore::new()));
-        let mut batch = WriteBatch::new();
-        batch.put("names", b"web".to_vec(), b"x".to_vec());
-        store.apply(&batch).unwrap();
-        let mut commit = Commit::new();
-        commit.expect("names", b"web".to_vec(), Expect::Absent);
-        let outcome: ApiResult<()> =
-            run(&store, false, || Ok(Decision::Commit(commit.clone(), ()))).await;
+        let outcome: ApiResult<()> = run(&store, false, |tx| {
+            tx.get::<u64>("names", b"web")?;
+            // Someone else always writes between the read and the commit.
+            let mut batch = WriteBatch::new();
+            batch.put_record("names", b"web".to_vec(), &rand::random::<u64>());
+            store.apply(&batch)?;
+            tx.put("names", b"web".to_vec(), &0u64);
+            Ok(())
+        })
+        .await;
         assert_eq!(outcome.unwrap_err().code(), "ServiceUnavailable");
     }
 }

@@ -9,12 +9,17 @@
 //! protocol and ports. Adding a rule that exists is
 //! `InvalidPermission.Duplicate`, removing one that does not is
 //! `InvalidPermission.NotFound`; a group used by an instance or referenced by
-//! another group's rule cannot be deleted (`DependencyViolation`).
+//! another group's rule cannot be deleted (`DependencyViolation`). Every
+//! change is one operation on the store (see `operation`): names and the
+//! quota rest on the account's group usage record, a group's use by
+//! instances on the account's instance usage record.
 
-use super::instances::{GroupRef, InstanceState, Tag};
+use super::instances::{InstanceState, Tag};
 use super::Compute;
 use crate::error::{ApiError, ApiResult};
-use crate::store::WriteBatch;
+use super::operation::Tx;
+use super::usage::{Kind, Usage};
+use crate::store::StoreResult;
 use serde::{Deserialize, Serialize};
 
 pub(crate) const SECURITY_GROUPS: &str = "security_groups";
@@ -95,6 +100,8 @@ pub struct SecurityGroup {
     pub tags: Vec<Tag>,
 }
 
+impl crate::store::Record for SecurityGroup {}
+
 impl SecurityGroup {
     pub fn rules(&self, direction: Direction) -> &Vec<Rule> {
         match direction {
@@ -153,48 +160,60 @@ fn group_not_found(what: &str) -> ApiError {
     }
 }
 
+fn in_use(group_id: &str) -> ApiError {
+    ApiError::NotFound {
+        code: "DependencyViolation",
+        message: format!("resource {group_id} has a dependent object"),
+    }
+}
+
+/// The account's security group usage in `tx`.
+fn group_usage(tx: &mut Tx<'_>, account_id: &str) -> StoreResult<Usage> {
+    super::usage::read(tx, account_id, Kind::SecurityGroups, |tx| {
+        super::usage::count_of::<SecurityGroup>(
+            tx,
+            SECURITY_GROUPS,
+            format!("{account_id}/").as_bytes(),
+        )
+    })
+}
+
 impl Compute {
     /// The account's groups, the `default` one created when missing.
     pub async fn security_groups(&self, account_id: &str) -> ApiResult<Vec<SecurityGroup>> {
-        let groups: Vec<SecurityGroup> = self
-            .store
-            .records(SECURITY_GROUPS, format!("{account_id}/").as_bytes())?;
+        let prefix = format!("{account_id}/");
+        let groups: Vec<SecurityGroup> = self.store.records(SECURITY_GROUPS, prefix.as_bytes())?;
         if groups.iter().any(|g| g.name == "default") {
             return Ok(groups);
         }
         let (vpc, _) = self.default_network(account_id).await?;
-        let sequence = {
-            let _guard = self.security_group_lock.lock(account_id).await;
-            let mut groups: Vec<SecurityGroup> = self
-                .store
-                .records(SECURITY_GROUPS, format!("{account_id}/").as_bytes())?;
+        super::operation::run(&self.store, false, |tx| {
+            let mut usage = group_usage(tx, account_id)?;
+            let groups = tx.scan::<SecurityGroup>(SECURITY_GROUPS, prefix.as_bytes())?;
             if groups.iter().any(|g| g.name == "default") {
-                self.store.last_applied()
-            } else {
-                let id = super::ids::new_id("sg");
-                let group = SecurityGroup {
-                    ingress: vec![all_traffic(RulePeer::Group {
-                        group_id: id.clone(),
-                        account_id: account_id.to_string(),
-                    })],
-                    egress: vec![all_traffic(RulePeer::Cidr("0.0.0.0/0".into()))],
-                    id,
-                    account_id: account_id.to_string(),
-                    name: "default".into(),
-                    description: "default VPC security group".into(),
-                    vpc_id: vpc.vpc_id,
-                    tags: Vec::new(),
-                };
-                let mut batch = WriteBatch::new();
-                batch.put_record(SECURITY_GROUPS, group_key(account_id, &group.id), &group);
-                groups.push(group);
-                self.store.apply(&batch)?
+                return Ok(());
             }
-        };
-        self.store.durable(sequence).await?;
-        Ok(self
-            .store
-            .records(SECURITY_GROUPS, format!("{account_id}/").as_bytes())?)
+            let id = super::ids::new_id("sg");
+            let group = SecurityGroup {
+                ingress: vec![all_traffic(RulePeer::Group {
+                    group_id: id.clone(),
+                    account_id: account_id.to_string(),
+                })],
+                egress: vec![all_traffic(RulePeer::Cidr("0.0.0.0/0".into()))],
+                id,
+                account_id: account_id.to_string(),
+                name: "default".into(),
+                description: "default VPC security group".into(),
+                vpc_id: vpc.vpc_id.clone(),
+                tags: Vec::new(),
+            };
+            tx.put(SECURITY_GROUPS, group_key(account_id, &group.id), &group);
+            usage.count += 1;
+            super::usage::write(tx, account_id, Kind::SecurityGroups, &usage);
+            Ok(())
+        })
+        .await?;
+        Ok(self.store.records(SECURITY_GROUPS, prefix.as_bytes())?)
     }
 
     /// One group by id or name.
@@ -213,54 +232,35 @@ impl Compute {
                 GroupSelector::Id(id) => &g.id == id,
                 GroupSelector::Name(name) => &g.name == name,
             })
-            .ok_or_else(|| {
-                group_not_found(match selector {
-                    GroupSelector::Id(id) => id,
-                    GroupSelector::Name(name) => name,
-                })
-            })
+            .ok_or_else(|| group_not_found(selector_text(selector)))
     }
 
-    /// The groups a launch names (by name and by id), or `default`.
-    pub async fn launch_groups(
+    /// One group by id or name, read in `tx` (its deletion or change makes
+    /// the operation run again).
+    pub(crate) fn security_group_in(
         &self,
+        tx: &mut Tx<'_>,
         account_id: &str,
-        names: &[String],
-        ids: &[String],
-    ) -> ApiResult<Vec<GroupRef>> {
-        let mut refs = Vec::new();
-        for name in names {
-            let group = self
-                .security_group(account_id, &GroupSelector::Name(name.clone()))
-                .await?;
-            refs.push(GroupRef {
-                id: group.id,
-                name: group.name,
-            });
-        }
-        for id in ids {
-            let group = self
-                .security_group(account_id, &GroupSelector::Id(id.clone()))
-                .await?;
-            refs.push(GroupRef {
-                id: group.id,
-                name: group.name,
-            });
-        }
-        if refs.is_empty() {
-            let group = self
-                .security_group(account_id, &GroupSelector::Name("default".into()))
-                .await?;
-            refs.push(GroupRef {
-                id: group.id,
-                name: group.name,
-            });
-        }
-        refs.dedup();
-        Ok(refs)
+        selector: &GroupSelector,
+    ) -> ApiResult<SecurityGroup> {
+        let id = match selector {
+            GroupSelector::Id(id) => {
+                super::ids::check_id(id, "sg", "InvalidGroupId.Malformed")?;
+                id.clone()
+            }
+            GroupSelector::Name(name) => tx
+                .scan::<SecurityGroup>(SECURITY_GROUPS, format!("{account_id}/").as_bytes())?
+                .into_iter()
+                .find(|g| &g.name == name)
+                .map(|g| g.id)
+                .ok_or_else(|| group_not_found(name))?,
+        };
+        tx.get::<SecurityGroup>(SECURITY_GROUPS, &group_key(account_id, &id))?
+            .ok_or_else(|| group_not_found(selector_text(selector)))
     }
 
-    /// CreateSecurityGroup.
+    /// CreateSecurityGroup: the name free in the VPC and the quota, checked
+    /// against the account's group usage in the same operation.
     pub async fn create_security_group(
         &self,
         account_id: &str,
@@ -291,12 +291,14 @@ impl Compute {
                 });
             }
         }
-        let (group, sequence) = {
-            let _guard = self.security_group_lock.lock(account_id).await;
-            let existing: Vec<SecurityGroup> = self
-                .store
-                .records(SECURITY_GROUPS, format!("{account_id}/").as_bytes())?;
-            if existing.iter().any(|g| g.name == name) {
+        super::operation::run(&self.store, dry_run, |tx| {
+            let mut usage = group_usage(tx, account_id)?;
+            let existing =
+                tx.scan::<SecurityGroup>(SECURITY_GROUPS, format!("{account_id}/").as_bytes())?;
+            if existing
+                .iter()
+                .any(|g| g.name == name && g.vpc_id == vpc.vpc_id)
+            {
                 return Err(ApiError::NotFound {
                     code: "InvalidGroup.Duplicate",
                     message: format!(
@@ -305,7 +307,7 @@ impl Compute {
                     ),
                 });
             }
-            if existing.len() as u32 >= self.quotas.max_security_groups {
+            if usage.count >= u64::from(self.quotas.max_security_groups) {
                 return Err(ApiError::NotFound {
                     code: "SecurityGroupLimitExceeded",
                     message: format!(
@@ -313,9 +315,6 @@ impl Compute {
                         self.quotas.max_security_groups
                     ),
                 });
-            }
-            if dry_run {
-                return Err(ApiError::DryRunOperation);
             }
             let group = SecurityGroup {
                 id: super::ids::new_id("sg"),
@@ -325,60 +324,63 @@ impl Compute {
                 vpc_id: vpc.vpc_id.clone(),
                 ingress: Vec::new(),
                 egress: vec![all_traffic(RulePeer::Cidr("0.0.0.0/0".into()))],
-                tags,
+                tags: tags.clone(),
             };
-            let mut batch = WriteBatch::new();
-            batch.put_record(SECURITY_GROUPS, group_key(account_id, &group.id), &group);
-            let sequence = self.store.apply(&batch)?;
-            (group, sequence)
-        };
-        self.store.durable(sequence).await?;
-        Ok(group)
+            tx.put(SECURITY_GROUPS, group_key(account_id, &group.id), &group);
+            usage.count += 1;
+            super::usage::write(tx, account_id, Kind::SecurityGroups, &usage);
+            Ok(group)
+        })
+        .await
     }
 
-    /// DeleteSecurityGroup; returns the deleted group's id.
+    /// DeleteSecurityGroup; returns the deleted group's id. Whether an
+    /// instance uses it is read with the account's instance usage, which
+    /// every launch rewrites, and whether a rule references it with the
+    /// group itself, which every new reference rewrites: neither can appear
+    /// between the check and the commit.
     pub async fn delete_security_group(
         &self,
         account_id: &str,
         selector: &GroupSelector,
         dry_run: bool,
     ) -> ApiResult<String> {
-        let group = self.security_group(account_id, selector).await?;
-        if group.name == "default" {
-            return Err(ApiError::NotFound {
-                code: "CannotDelete",
-                message: "the specified group: \"default\" name cannot be deleted by a user".into(),
-            });
-        }
-        if self.instances_using_group(account_id, &group.id) {
-            return Err(ApiError::NotFound {
-                code: "DependencyViolation",
-                message: format!("resource {} has a dependent object", group.id),
-            });
-        }
-        let sequence = {
-            let _guard = self.security_group_lock.lock(account_id).await;
-            let others: Vec<SecurityGroup> = self
-                .store
-                .records(SECURITY_GROUPS, format!("{account_id}/").as_bytes())?;
-            let referenced = others.iter().filter(|g| g.id != group.id).any(|g| {
-                g.ingress.iter().chain(&g.egress).any(|r| matches!(&r.peer, RulePeer::Group { group_id, .. } if group_id == &group.id))
-            });
-            if referenced {
+        // Resolves `default` when missing, as before.
+        self.security_groups(account_id).await?;
+        super::operation::run(&self.store, dry_run, |tx| {
+            let group = self.security_group_in(tx, account_id, selector)?;
+            if group.name == "default" {
                 return Err(ApiError::NotFound {
-                    code: "DependencyViolation",
-                    message: format!("resource {} has a dependent object", group.id),
+                    code: "CannotDelete",
+                    message: "the specified group: \"default\" name cannot be deleted by a user"
+                        .into(),
                 });
             }
-            if dry_run {
-                return Err(ApiError::DryRunOperation);
+            super::instances::usage(tx, account_id)?;
+            let (users, _) = self.instance_page(account_id, None, Some(1), |i| {
+                i.state != InstanceState::Terminated
+                    && i.security_groups.iter().any(|g| g.id == group.id)
+            })?;
+            if !users.is_empty() {
+                return Err(in_use(&group.id));
             }
-            let mut batch = WriteBatch::new();
-            batch.delete(SECURITY_GROUPS, group_key(account_id, &group.id));
-            self.store.apply(&batch)?
-        };
-        self.store.durable(sequence).await?;
-        Ok(group.id)
+            let mut usage = group_usage(tx, account_id)?;
+            let others =
+                tx.scan::<SecurityGroup>(SECURITY_GROUPS, format!("{account_id}/").as_bytes())?;
+            let referenced = others.iter().filter(|g| g.id != group.id).any(|g| {
+                g.ingress.iter().chain(&g.egress).any(
+                    |r| matches!(&r.peer, RulePeer::Group { group_id, .. } if group_id == &group.id),
+                )
+            });
+            if referenced {
+                return Err(in_use(&group.id));
+            }
+            tx.delete(SECURITY_GROUPS, group_key(account_id, &group.id));
+            usage.count = usage.count.saturating_sub(1);
+            super::usage::write(tx, account_id, Kind::SecurityGroups, &usage);
+            Ok(group.id)
+        })
+        .await
     }
 
     /// Resolves a peer group named by id or name (and owner, default: the
@@ -402,10 +404,7 @@ impl Compute {
             if let GroupSelector::Id(id) = &selector {
                 super::ids::check_id(id, "sg", "InvalidGroupId.Malformed")?;
             }
-            return Err(group_not_found(match &selector {
-                GroupSelector::Id(id) => id,
-                GroupSelector::Name(name) => name,
-            }));
+            return Err(group_not_found(selector_text(&selector)));
         }
         let group = self.security_group(account_id, &selector).await?;
         Ok(RulePeer::Group {
@@ -414,7 +413,9 @@ impl Compute {
         })
     }
 
-    /// Authorize ingress or egress rules; returns the new rules.
+    /// Authorize ingress or egress rules; returns the new rules. Every
+    /// group a new rule references is rewritten unchanged in the same
+    /// commit, so that its concurrent deletion conflicts.
     pub async fn authorize_rules(
         &self,
         account_id: &str,
@@ -423,13 +424,9 @@ impl Compute {
         specs: Vec<RuleSpec>,
         dry_run: bool,
     ) -> ApiResult<(SecurityGroup, Vec<Rule>)> {
-        let group = self.security_group(account_id, selector).await?;
-        let (group, added, sequence) = {
-            let _guard = self.security_group_lock.lock(account_id).await;
-            let mut group: SecurityGroup = self
-                .store
-                .get_record(SECURITY_GROUPS, &group_key(account_id, &group.id))?
-                .ok_or_else(|| group_not_found(&group.id))?;
+        self.security_groups(account_id).await?;
+        super::operation::run(&self.store, dry_run, |tx| {
+            let mut group = self.security_group_in(tx, account_id, selector)?;
             let limit = self.quotas.max_rules_per_security_group as usize;
             if group.rules(direction).len() + specs.len() > limit {
                 return Err(rules_limit_exceeded(limit));
@@ -457,28 +454,36 @@ impl Compute {
                 }
             }
             drop(present);
+            for spec in &specs {
+                if let RulePeer::Group {
+                    group_id,
+                    account_id: owner,
+                } = &spec.peer
+                {
+                    if group_id != &group.id
+                        && (owner != account_id
+                            || !tx.touch(SECURITY_GROUPS, &group_key(account_id, group_id))?)
+                    {
+                        return Err(group_not_found(group_id));
+                    }
+                }
+            }
             let added: Vec<Rule> = specs
-                .into_iter()
+                .iter()
                 .map(|spec| Rule {
                     id: super::ids::new_id("sgr"),
-                    protocol: spec.protocol,
+                    protocol: spec.protocol.clone(),
                     from_port: spec.from_port,
                     to_port: spec.to_port,
-                    peer: spec.peer,
-                    description: spec.description,
+                    peer: spec.peer.clone(),
+                    description: spec.description.clone(),
                 })
                 .collect();
-            if dry_run {
-                return Err(ApiError::DryRunOperation);
-            }
             group.rules_mut(direction).extend(added.iter().cloned());
-            let mut batch = WriteBatch::new();
-            batch.put_record(SECURITY_GROUPS, group_key(account_id, &group.id), &group);
-            let sequence = self.store.apply(&batch)?;
-            (group, added, sequence)
-        };
-        self.store.durable(sequence).await?;
-        Ok((group, added))
+            tx.put(SECURITY_GROUPS, group_key(account_id, &group.id), &group);
+            Ok((group, added))
+        })
+        .await
     }
 
     /// Revoke rules named by content or by `sgr-` id; returns the removed rules.
@@ -491,13 +496,9 @@ impl Compute {
         rule_ids: &[String],
         dry_run: bool,
     ) -> ApiResult<(SecurityGroup, Vec<Rule>)> {
-        let group = self.security_group(account_id, selector).await?;
-        let (group, removed, sequence) = {
-            let _guard = self.security_group_lock.lock(account_id).await;
-            let mut group: SecurityGroup = self
-                .store
-                .get_record(SECURITY_GROUPS, &group_key(account_id, &group.id))?
-                .ok_or_else(|| group_not_found(&group.id))?;
+        self.security_groups(account_id).await?;
+        super::operation::run(&self.store, dry_run, |tx| {
+            let mut group = self.security_group_in(tx, account_id, selector)?;
             let mut removed = Vec::new();
             for spec in &specs {
                 match group.rules(direction).iter().find(|r| r.same_as(spec)) {
@@ -524,30 +525,20 @@ impl Compute {
                     }
                 }
             }
-            if dry_run {
-                return Err(ApiError::DryRunOperation);
-            }
             group
                 .rules_mut(direction)
                 .retain(|r| !removed.iter().any(|gone| gone.id == r.id));
-            let mut batch = WriteBatch::new();
-            batch.put_record(SECURITY_GROUPS, group_key(account_id, &group.id), &group);
-            let sequence = self.store.apply(&batch)?;
-            (group, removed, sequence)
-        };
-        self.store.durable(sequence).await?;
-        Ok((group, removed))
+            tx.put(SECURITY_GROUPS, group_key(account_id, &group.id), &group);
+            Ok((group, removed))
+        })
+        .await
     }
+}
 
-    /// True while a non-terminated instance of the account uses the group.
-    fn instances_using_group(&self, account_id: &str, group_id: &str) -> bool {
-        self.instances(account_id, &[], None)
-            .unwrap_or_default()
-            .iter()
-            .any(|i| {
-                i.state != InstanceState::Terminated
-                    && i.security_groups.iter().any(|g| g.id == group_id)
-            })
+fn selector_text(selector: &GroupSelector) -> &str {
+    match selector {
+        GroupSelector::Id(id) => id,
+        GroupSelector::Name(name) => name,
     }
 }
 

@@ -9,24 +9,36 @@
 //! heartbeat (Nova once used `timedelta.seconds` and lost the days, so a host
 //! dead for a day and ten seconds looked alive). Zone ids (`use1-az1`) are
 //! assigned when a zone first appears and never change or get reused.
+//!
+//! What the scheduler reserves lives apart from the record: each host's
+//! `host_usage` record is the compare-and-swap point of placement (a launch
+//! reads it, adds its demand and commits on the condition that it did not
+//! change), so heartbeats and admin changes never conflict with launches,
+//! and two gateways never book the same capacity twice. Nothing here is
+//! cached: every answer reads the store.
 
+use super::operation::{self, Tx};
 use super::scheduler::{choose, Demand};
 use crate::config::{is_host_name, is_zone_name, HostConfig, SchedulerPolicy};
 use crate::error::{ApiError, ApiResult};
-use crate::store::{StoreHandle, StoreResult, WriteBatch};
+use crate::store::{Record, StoreHandle, StoreResult};
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 const SERVICES: &str = "services";
 const REMOVED_SERVICES: &str = "removed_services";
 const ZONE_IDS: &str = "zone_ids";
+const HOST_USAGE: &str = "host_usage";
+const META: &str = "meta";
+/// How many zone ids were ever assigned (the next one is this plus one).
+const ZONE_COUNT: &[u8] = b"zone_count";
 
 /// The binary name of compute services (Nova's `nova-compute`).
 pub const COMPUTE_BINARY: &str = "compute";
 
-/// One compute host's service record.
+/// A compute service record, as Nova's `services` table with capacity.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ServiceRecord {
     pub host: String,
@@ -37,26 +49,54 @@ pub struct ServiceRecord {
     pub last_heartbeat: Option<DateTime<Utc>>,
     pub vcpus: u32,
     pub memory_mib: u64,
+    /// Reserved capacity, from the host's `host_usage` record (version 1
+    /// records carried it here; version 2 no longer writes it).
+    #[serde(default, skip_serializing)]
     pub vcpus_used: u32,
+    #[serde(default, skip_serializing)]
     pub memory_mib_used: u64,
-    /// Heartbeats come from inside the server (true) or from an external agent.
     pub simulated: bool,
     pub created_at: DateTime<Utc>,
 }
 
+impl Record for ServiceRecord {
+    const VERSION: u32 = 2;
+
+    /// Version 1 kept the reserved capacity in the record itself; it is
+    /// read from there until the host's first `host_usage` write.
+    fn upgrade(version: u32, data: serde_json::Value) -> StoreResult<Self> {
+        match version {
+            1 => serde_json::from_value(data)
+                .map_err(|e| crate::store::StoreError(format!("service record v1: {e}"))),
+            _ => Err(crate::store::StoreError(format!(
+                "no upgrade from version {version} of a service record"
+            ))),
+        }
+    }
+}
+
 impl ServiceRecord {
-    /// Time since the last heartbeat, whole (days included).
+    /// How long ago the host last heartbeated.
     pub fn heartbeat_age(&self, now: DateTime<Utc>) -> Option<Duration> {
         self.last_heartbeat.map(|beat| now - beat)
     }
 
-    /// Alive: heartbeated within `window`.
+    /// Heartbeated within `window` (the whole age, days included).
     pub fn is_alive(&self, now: DateTime<Utc>, window: Duration) -> bool {
         self.heartbeat_age(now).is_some_and(|age| age <= window)
     }
 }
 
-/// Whether a zone can take work.
+/// Capacity reserved on one host: the scheduler's compare-and-swap point.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostUsage {
+    pub vcpus_used: u32,
+    pub memory_mib_used: u64,
+}
+
+impl Record for HostUsage {}
+
+/// A zone's state as DescribeAvailabilityZones shows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ZoneState {
     Available,
@@ -72,17 +112,16 @@ impl ZoneState {
     }
 }
 
-/// An availability zone, as derived from its hosts.
+/// A zone derived from its hosts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Zone {
     pub name: String,
     pub zone_id: String,
     pub state: ZoneState,
-    /// The zone's hosts, by name.
     pub hosts: Vec<ServiceRecord>,
 }
 
-/// What an operator supplies to register a host.
+/// A host to register.
 #[derive(Debug, Clone)]
 pub struct NewHost {
     pub name: String,
@@ -104,14 +143,8 @@ impl From<&HostConfig> for NewHost {
     }
 }
 
-#[derive(Default)]
-struct Registry {
-    services: BTreeMap<String, ServiceRecord>,
-    zone_ids: BTreeMap<String, String>,
-}
-
-/// The zone-id prefix of a region: `us-east-1` -> `use1`, `ap-southeast-2`
-/// -> `apse2` (AWS's own abbreviations), any other name kept as it is.
+/// The short form of a region in zone ids: `us-east-1` -> `use1`,
+/// `ap-southeast-2` -> `apse2`.
 pub fn zone_id_prefix(region: &str) -> String {
     let parts: Vec<&str> = region.split('-').collect();
     if parts.len() < 3 {
@@ -132,12 +165,22 @@ pub fn zone_id_prefix(region: &str) -> String {
     prefix
 }
 
-/// All compute services, cached from the store.
+/// The registry of compute services, over the store.
 pub struct ServiceRegistry {
     store: Arc<StoreHandle>,
     zone_id_prefix: String,
     liveness_window: Duration,
-    registry: RwLock<Registry>,
+}
+
+/// The usage of `record`'s host as `tx` sees it (version 1 records carry
+/// their own until the first write).
+fn usage_in(tx: &mut Tx<'_>, record: &ServiceRecord) -> StoreResult<HostUsage> {
+    Ok(tx
+        .get::<HostUsage>(HOST_USAGE, record.host.as_bytes())?
+        .unwrap_or(HostUsage {
+            vcpus_used: record.vcpus_used,
+            memory_mib_used: record.memory_mib_used,
+        }))
 }
 
 impl ServiceRegistry {
@@ -146,121 +189,144 @@ impl ServiceRegistry {
         region: &str,
         liveness_window: Duration,
     ) -> StoreResult<Self> {
-        let mut registry = Registry::default();
-        for record in store.records::<ServiceRecord>(SERVICES, b"")? {
-            registry.services.insert(record.host.clone(), record);
-        }
-        for (zone, id) in store.records::<(String, String)>(ZONE_IDS, b"")? {
-            registry.zone_ids.insert(zone, id);
-        }
         Ok(Self {
             store,
             zone_id_prefix: zone_id_prefix(region),
             liveness_window,
-            registry: RwLock::new(registry),
         })
     }
 
+    /// How long a heartbeat keeps a host alive.
     pub fn liveness_window(&self) -> Duration {
         self.liveness_window
     }
 
-    /// Registers the configured hosts: new ones are added (unless an operator
-    /// removed them), known ones take the configured zone and capacity.
-    pub async fn seed(&self, hosts: &[HostConfig], now: DateTime<Utc>) -> StoreResult<()> {
-        let mut batch = WriteBatch::new();
-        let sequence = {
-            let mut registry = crate::sync::write(&self.registry);
+    /// Registers or updates the configured hosts (not those an admin
+    /// removed), keeping their heartbeats, state and reservations.
+    pub async fn seed(&self, hosts: &[HostConfig], now: DateTime<Utc>) -> ApiResult<()> {
+        operation::run(&self.store, false, |tx| {
             for host in hosts {
-                if self
-                    .store
-                    .get_record::<bool>(REMOVED_SERVICES, host.name.as_bytes())?
+                if tx
+                    .get::<bool>(REMOVED_SERVICES, host.name.as_bytes())?
                     .is_some()
                 {
                     continue;
                 }
-                let record = match registry.services.get(&host.name) {
-                    Some(existing) => ServiceRecord {
-                        availability_zone: host.availability_zone.clone(),
-                        vcpus: host.vcpus,
-                        memory_mib: host.memory_mib,
-                        simulated: host.simulated,
-                        ..existing.clone()
-                    },
+                let record = match tx.get::<ServiceRecord>(SERVICES, host.name.as_bytes())? {
+                    Some(existing) => {
+                        let usage = usage_in(tx, &existing)?;
+                        tx.put(HOST_USAGE, host.name.as_bytes(), &usage);
+                        ServiceRecord {
+                            availability_zone: host.availability_zone.clone(),
+                            vcpus: host.vcpus,
+                            memory_mib: host.memory_mib,
+                            simulated: host.simulated,
+                            ..existing
+                        }
+                    }
                     None => new_record(&NewHost::from(host), now),
                 };
-                self.stage(&mut registry, &mut batch, record);
+                self.stage(tx, &record)?;
             }
-            self.store.apply(&batch)?
-        };
-        self.store.durable(sequence).await
+            Ok(())
+        })
+        .await
     }
 
-    /// Queues `record` (and its zone's id when the zone is new) and updates the cache.
-    fn stage(&self, registry: &mut Registry, batch: &mut WriteBatch, record: ServiceRecord) {
-        if !registry.zone_ids.contains_key(&record.availability_zone) {
-            let zone_id = format!("{}-az{}", self.zone_id_prefix, registry.zone_ids.len() + 1);
-            let entry = (record.availability_zone.clone(), zone_id.clone());
-            batch.put_record(ZONE_IDS, record.availability_zone.as_bytes(), &entry);
-            registry
-                .zone_ids
-                .insert(record.availability_zone.clone(), zone_id);
+    /// Writes `record` in `tx`, assigning its zone an id when it is new.
+    fn stage(&self, tx: &mut Tx<'_>, record: &ServiceRecord) -> StoreResult<()> {
+        let zone = record.availability_zone.as_bytes();
+        if tx.get::<(String, String)>(ZONE_IDS, zone)?.is_none() {
+            let assigned = match tx.get::<u64>(META, ZONE_COUNT)? {
+                Some(count) => count,
+                None => tx.scan::<(String, String)>(ZONE_IDS, b"")?.len() as u64,
+            };
+            let zone_id = format!("{}-az{}", self.zone_id_prefix, assigned + 1);
+            tx.put(
+                ZONE_IDS,
+                zone,
+                &(record.availability_zone.clone(), zone_id),
+            );
+            tx.put(META, ZONE_COUNT, &(assigned + 1));
         }
-        batch.put_record(SERVICES, record.host.as_bytes(), &record);
-        registry.services.insert(record.host.clone(), record);
+        tx.put(SERVICES, record.host.as_bytes(), record);
+        Ok(())
     }
 
-    /// Applies `change` to host `name` and persists it durably.
+    /// Changes one host's record.
     async fn update(
         &self,
         name: &str,
-        change: impl FnOnce(&mut ServiceRecord),
+        change: impl Fn(&mut ServiceRecord),
     ) -> ApiResult<ServiceRecord> {
-        let (record, sequence) = {
-            let mut registry = crate::sync::write(&self.registry);
-            let mut record = registry
-                .services
-                .get(name)
-                .cloned()
+        let record = operation::run(&self.store, false, |tx| {
+            let mut record = tx
+                .get::<ServiceRecord>(SERVICES, name.as_bytes())?
                 .ok_or_else(|| ApiError::HostNotFound(name.into()))?;
             change(&mut record);
-            let mut batch = WriteBatch::new();
-            self.stage(&mut registry, &mut batch, record.clone());
-            (record, self.store.apply(&batch)?)
-        };
-        self.store.durable(sequence).await?;
+            self.stage(tx, &record)?;
+            Ok(record)
+        })
+        .await?;
+        self.with_usage(record)
+    }
+
+    /// `record` with its reserved capacity filled in.
+    fn with_usage(&self, mut record: ServiceRecord) -> ApiResult<ServiceRecord> {
+        if let Some(usage) = self
+            .store
+            .get_record::<HostUsage>(HOST_USAGE, record.host.as_bytes())?
+        {
+            record.vcpus_used = usage.vcpus_used;
+            record.memory_mib_used = usage.memory_mib_used;
+        }
         Ok(record)
     }
 
-    /// Every host, by name.
-    pub fn hosts(&self) -> Vec<ServiceRecord> {
-        crate::sync::read(&self.registry)
-            .services
-            .values()
-            .cloned()
-            .collect()
+    /// Every host with its reserved capacity, by name.
+    pub fn hosts(&self) -> StoreResult<Vec<ServiceRecord>> {
+        let records = self.store.records::<ServiceRecord>(SERVICES, b"")?;
+        let mut usage: BTreeMap<Vec<u8>, HostUsage> = BTreeMap::new();
+        for (key, value) in self.store.raw_scan(HOST_USAGE, b"", None, usize::MAX)? {
+            usage.insert(key, crate::store::decode(&value)?);
+        }
+        Ok(records
+            .into_iter()
+            .map(|mut record| {
+                if let Some(used) = usage.get(record.host.as_bytes()) {
+                    record.vcpus_used = used.vcpus_used;
+                    record.memory_mib_used = used.memory_mib_used;
+                }
+                record
+            })
+            .collect())
     }
 
-    /// vCPUs of every registered compute host together (the fleet).
-    pub fn fleet_vcpus(&self) -> u64 {
-        crate::sync::read(&self.registry)
-            .services
-            .values()
+    /// The vCPUs of every host together (the fleet an account shares).
+    pub fn fleet_vcpus(&self) -> StoreResult<u64> {
+        Ok(self
+            .store
+            .records::<ServiceRecord>(SERVICES, b"")?
+            .iter()
             .map(|r| u64::from(r.vcpus))
-            .sum()
+            .sum())
     }
 
-    /// The zones that exist now, by name, with their hosts and state.
-    pub fn zones(&self, now: DateTime<Utc>) -> Vec<Zone> {
-        let registry = crate::sync::read(&self.registry);
-        let mut zones: BTreeMap<&str, Zone> = BTreeMap::new();
-        for record in registry.services.values() {
+    /// The zones, derived from the hosts: a zone exists while a host names
+    /// it and is available while one of its enabled hosts is alive.
+    pub fn zones(&self, now: DateTime<Utc>) -> StoreResult<Vec<Zone>> {
+        let zone_ids: BTreeMap<String, String> = self
+            .store
+            .records::<(String, String)>(ZONE_IDS, b"")?
+            .into_iter()
+            .collect();
+        let mut zones: BTreeMap<String, Zone> = BTreeMap::new();
+        for record in self.hosts()? {
             let zone = zones
-                .entry(record.availability_zone.as_str())
+                .entry(record.availability_zone.clone())
                 .or_insert_with(|| Zone {
                     name: record.availability_zone.clone(),
-                    zone_id: registry
-                        .zone_ids
+                    zone_id: zone_ids
                         .get(&record.availability_zone)
                         .cloned()
                         .unwrap_or_default(),
@@ -270,12 +336,12 @@ impl ServiceRegistry {
             if !record.disabled && record.is_alive(now, self.liveness_window) {
                 zone.state = ZoneState::Available;
             }
-            zone.hosts.push(record.clone());
+            zone.hosts.push(record);
         }
-        zones.into_values().collect()
+        Ok(zones.into_values().collect())
     }
 
-    /// Registers a new host at runtime.
+    /// AdminAddHost: a new compute host (external ones must heartbeat).
     pub async fn add_host(&self, host: NewHost, now: DateTime<Utc>) -> ApiResult<ServiceRecord> {
         if !is_host_name(&host.name) {
             return Err(ApiError::invalid_value(format!(
@@ -295,45 +361,43 @@ impl ServiceRegistry {
             ));
         }
         let record = new_record(&host, now);
-        let sequence = {
-            let mut registry = crate::sync::write(&self.registry);
-            if registry.services.contains_key(&host.name) {
-                return Err(ApiError::HostAlreadyExists(host.name));
+        operation::run(&self.store, false, |tx| {
+            if tx
+                .get::<ServiceRecord>(SERVICES, host.name.as_bytes())?
+                .is_some()
+            {
+                return Err(ApiError::HostAlreadyExists(host.name.clone()));
             }
-            let mut batch = WriteBatch::new();
-            batch.delete(REMOVED_SERVICES, host.name.as_bytes());
-            self.stage(&mut registry, &mut batch, record.clone());
-            self.store.apply(&batch)?
-        };
-        self.store.durable(sequence).await?;
+            tx.delete(REMOVED_SERVICES, host.name.as_bytes());
+            tx.put(HOST_USAGE, host.name.as_bytes(), &HostUsage::default());
+            self.stage(tx, &record)?;
+            Ok(())
+        })
+        .await?;
         Ok(record)
     }
 
-    /// Removes a host; a configured host stays removed across restarts.
+    /// AdminRemoveHost: only a host that runs nothing.
     pub async fn remove_host(&self, name: &str) -> ApiResult<()> {
-        let sequence = {
-            let mut registry = crate::sync::write(&self.registry);
-            let record = registry
-                .services
-                .get(name)
+        operation::run(&self.store, false, |tx| {
+            let record = tx
+                .get::<ServiceRecord>(SERVICES, name.as_bytes())?
                 .ok_or_else(|| ApiError::HostNotFound(name.into()))?;
-            if record.vcpus_used > 0 || record.memory_mib_used > 0 {
+            let usage = usage_in(tx, &record)?;
+            if usage.vcpus_used > 0 || usage.memory_mib_used > 0 {
                 return Err(ApiError::invalid_value(format!(
                     "The compute host '{name}' still runs instances"
                 )));
             }
-            let mut batch = WriteBatch::new();
-            batch.delete(SERVICES, name.as_bytes());
-            batch.put_record(REMOVED_SERVICES, name.as_bytes(), &true);
-            registry.services.remove(name);
-            self.store.apply(&batch)?
-        };
-        self.store.durable(sequence).await?;
-        Ok(())
+            tx.delete(SERVICES, name.as_bytes());
+            tx.delete(HOST_USAGE, name.as_bytes());
+            tx.put(REMOVED_SERVICES, name.as_bytes(), &true);
+            Ok(())
+        })
+        .await
     }
 
-    /// Disables (with a reason) or enables a host. A disabled host keeps its
-    /// instances but receives no new ones.
+    /// Disables (with a reason) or enables a host.
     pub async fn set_disabled(
         &self,
         name: &str,
@@ -342,152 +406,121 @@ impl ServiceRegistry {
     ) -> ApiResult<ServiceRecord> {
         self.update(name, |record| {
             record.disabled = disabled;
-            record.disabled_reason = if disabled { reason } else { None };
+            record.disabled_reason = if disabled { reason.clone() } else { None };
         })
         .await
     }
 
-    /// Records a heartbeat from an external agent.
+    /// Records a heartbeat of an external host.
     pub async fn heartbeat(&self, name: &str, now: DateTime<Utc>) -> ApiResult<ServiceRecord> {
         self.update(name, |record| record.last_heartbeat = Some(now))
             .await
     }
 
-    /// Heartbeats every simulated host at once (no flush: a lost heartbeat
-    /// is repeated by the next tick, and nobody waits on it).
-    pub fn heartbeat_simulated(&self, now: DateTime<Utc>) -> StoreResult<()> {
-        let mut registry = crate::sync::write(&self.registry);
-        let mut batch = WriteBatch::new();
-        let simulated: Vec<ServiceRecord> = registry
-            .services
-            .values()
-            .filter(|r| r.simulated)
-            .cloned()
-            .collect();
-        for record in simulated {
-            self.stage(
-                &mut registry,
-                &mut batch,
-                ServiceRecord {
-                    last_heartbeat: Some(now),
-                    ..record
-                },
-            );
+    /// Heartbeats every simulated host (they live inside this process).
+    pub async fn heartbeat_simulated(&self, now: DateTime<Utc>) -> ApiResult<()> {
+        operation::run(&self.store, false, |tx| {
+            for record in tx.scan::<ServiceRecord>(SERVICES, b"")? {
+                if !record.simulated {
+                    continue;
+                }
+                // Read through the Tx: a concurrent admin change wins and
+                // this heartbeat runs again on it.
+                if let Some(current) = tx.get::<ServiceRecord>(SERVICES, record.host.as_bytes())? {
+                    tx.put(
+                        SERVICES,
+                        record.host.as_bytes(),
+                        &ServiceRecord {
+                            last_heartbeat: Some(now),
+                            ..current
+                        },
+                    );
+                }
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// The hosts as `tx` sees them, for placing instances.
+    pub fn placement(&self, tx: &mut Tx<'_>) -> StoreResult<Placement> {
+        let mut hosts = tx.scan::<ServiceRecord>(SERVICES, b"")?;
+        for host in &mut hosts {
+            let usage = usage_in(tx, host)?;
+            host.vcpus_used = usage.vcpus_used;
+            host.memory_mib_used = usage.memory_mib_used;
         }
-        if !batch.is_empty() {
-            self.store.apply(&batch)?;
-        }
-        Ok(())
+        Ok(Placement {
+            hosts,
+            liveness_window: self.liveness_window,
+        })
+    }
+
+    /// The id of `zone`, if it has one.
+    pub fn zone_id(&self, tx: &mut Tx<'_>, zone: &str) -> StoreResult<Option<String>> {
+        Ok(tx
+            .get::<(String, String)>(ZONE_IDS, zone.as_bytes())?
+            .map(|(_, id)| id))
     }
 }
 
-/// Capacity changes made under the registry's lock and written in one
-/// atomic batch together with the caller's own records (the instances that
-/// use the capacity).
-pub struct HostsTransaction<'a> {
-    owner: &'a ServiceRegistry,
-    registry: &'a mut Registry,
-    /// Everything to write atomically: host records plus the caller's.
-    pub batch: WriteBatch,
+/// The hosts one operation places instances on; every reservation is a
+/// write of the host's usage in the operation's `Tx`.
+pub struct Placement {
+    hosts: Vec<ServiceRecord>,
+    liveness_window: Duration,
 }
 
-impl HostsTransaction<'_> {
-    /// True while at least one host names `zone`.
+impl Placement {
+    /// True when a host names `zone`.
     pub fn zone_exists(&self, zone: &str) -> bool {
-        self.registry
-            .services
-            .values()
-            .any(|s| s.availability_zone == zone)
+        self.hosts.iter().any(|s| s.availability_zone == zone)
     }
 
-    /// The id of `zone` (`use1-az2`).
-    pub fn zone_id(&self, zone: &str) -> Option<&str> {
-        self.registry.zone_ids.get(zone).map(String::as_str)
-    }
-
-    /// Chooses a host for `demand` and reserves its capacity.
+    /// Reserves `demand` on the host the scheduler picks (in `zone` when
+    /// given) and returns that host.
     pub fn place(
         &mut self,
+        tx: &mut Tx<'_>,
         zone: Option<&str>,
         demand: Demand,
         policy: SchedulerPolicy,
         now: DateTime<Utc>,
     ) -> Option<ServiceRecord> {
-        let hosts: Vec<ServiceRecord> = self.registry.services.values().cloned().collect();
-        let index = choose(
-            &hosts,
-            zone,
-            demand,
-            policy,
-            now,
-            self.owner.liveness_window,
-        )?;
-        let mut host = hosts[index].clone();
+        let index = choose(&self.hosts, zone, demand, policy, now, self.liveness_window)?;
+        let host = &mut self.hosts[index];
         host.vcpus_used += demand.vcpus;
         host.memory_mib_used += demand.memory_mib;
-        self.owner
-            .stage(self.registry, &mut self.batch, host.clone());
-        Some(host)
-    }
-
-    /// Gives `demand` back to `host` (a no-op for a host since removed).
-    pub fn release(&mut self, host: &str, demand: Demand) {
-        if let Some(record) = self.registry.services.get(host).cloned() {
-            let released = ServiceRecord {
-                vcpus_used: record.vcpus_used.saturating_sub(demand.vcpus),
-                memory_mib_used: record.memory_mib_used.saturating_sub(demand.memory_mib),
-                ..record
-            };
-            self.owner.stage(self.registry, &mut self.batch, released);
-        }
+        tx.put(
+            HOST_USAGE,
+            host.host.as_bytes(),
+            &HostUsage {
+                vcpus_used: host.vcpus_used,
+                memory_mib_used: host.memory_mib_used,
+            },
+        );
+        Some(host.clone())
     }
 }
 
-impl ServiceRegistry {
-    /// Runs `change` under the registry lock; when it succeeds, applies its
-    /// batch (still under the lock, so host records are written in the order
-    /// they were changed) and returns the batch's sequence number, to wait on
-    /// with `StoreHandle::durable`. A failed or dry-run `change` writes nothing
-    /// and leaves the cached records untouched.
-    pub fn transaction<R>(
-        &self,
-        change: impl FnOnce(&mut HostsTransaction<'_>) -> ApiResult<R>,
-    ) -> ApiResult<(R, u64)> {
-        let mut registry = crate::sync::write(&self.registry);
-        let snapshot = registry.services.clone();
-        let mut transaction = HostsTransaction {
-            owner: self,
-            registry: &mut registry,
-            batch: WriteBatch::new(),
-        };
-        // A panic inside `change` must not leave half-reserved capacity
-        // behind for the requests after it (the lock itself survives it).
-        let outcome =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| change(&mut transaction)));
-        let outcome = match outcome {
-            Ok(outcome) => outcome,
-            Err(panic) => {
-                registry.services = snapshot;
-                std::panic::resume_unwind(panic);
-            }
-        };
-        match outcome {
-            Ok(result) => {
-                let batch = std::mem::take(&mut transaction.batch);
-                match self.store.apply(&batch) {
-                    Ok(sequence) => Ok((result, sequence)),
-                    Err(error) => {
-                        registry.services = snapshot;
-                        Err(error.into())
-                    }
-                }
-            }
-            Err(error) => {
-                registry.services = snapshot;
-                Err(error)
-            }
-        }
-    }
+/// Gives `demand` back to `host` in `tx` (nothing when the host is gone).
+pub fn release(tx: &mut Tx<'_>, host: &str, demand: Demand) -> StoreResult<()> {
+    let usage = match tx.get::<HostUsage>(HOST_USAGE, host.as_bytes())? {
+        Some(usage) => usage,
+        None => match tx.get::<ServiceRecord>(SERVICES, host.as_bytes())? {
+            Some(record) => usage_in(tx, &record)?,
+            None => return Ok(()),
+        },
+    };
+    tx.put(
+        HOST_USAGE,
+        host.as_bytes(),
+        &HostUsage {
+            vcpus_used: usage.vcpus_used.saturating_sub(demand.vcpus),
+            memory_mib_used: usage.memory_mib_used.saturating_sub(demand.memory_mib),
+        },
+    );
+    Ok(())
 }
 
 fn new_record(host: &NewHost, now: DateTime<Utc>) -> ServiceRecord {
@@ -563,7 +596,7 @@ mod tests {
             .add_host(host("h3", "us-east-1a"), now)
             .await
             .unwrap();
-        let zones = registry.zones(now);
+        let zones = registry.zones(now).unwrap();
         let summary: Vec<_> = zones
             .iter()
             .map(|z| (z.name.as_str(), z.zone_id.as_str(), z.state, z.hosts.len()))
@@ -579,18 +612,18 @@ mod tests {
             .set_disabled("h1", true, Some("maintenance".into()))
             .await
             .unwrap();
-        assert_eq!(registry.zones(now)[1].state, ZoneState::Unavailable);
+        assert_eq!(registry.zones(now).unwrap()[1].state, ZoneState::Unavailable);
         registry.remove_host("h1").await.unwrap();
-        assert_eq!(registry.zones(now).len(), 1);
+        assert_eq!(registry.zones(now).unwrap().len(), 1);
         // The zone id stays reserved: a new zone gets the next number.
         registry
             .add_host(host("h4", "us-east-1c"), now)
             .await
             .unwrap();
-        assert_eq!(registry.zones(now)[1].zone_id, "use1-az3");
+        assert_eq!(registry.zones(now).unwrap()[1].zone_id, "use1-az3");
         // Ids survive a reload from the store.
         let reloaded = ServiceRegistry::load(store, "us-east-1", Duration::seconds(60)).unwrap();
-        assert_eq!(reloaded.zones(now)[1].zone_id, "use1-az3");
+        assert_eq!(reloaded.zones(now).unwrap()[1].zone_id, "use1-az3");
         assert_eq!(
             registry
                 .add_host(host("h4", "x"), now)

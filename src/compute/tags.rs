@@ -4,14 +4,14 @@
 //! `sg-`, `vol-`, `snap-`, `eipalloc-`, `vpc-`, `subnet-`); an id of another
 //! shape is `InvalidID`, an unknown one the type's own `.NotFound`. Every
 //! id of a request is checked before anything changes, and all changes are
-//! written in one atomic batch. Limits as EC2: 50 tags per resource.
+//! written in one commit, on the condition that none of the records read
+//! changed meanwhile. Limits as EC2: 50 tags per resource.
 
 use super::instances::Tag;
 use super::Compute;
 use crate::error::{ApiError, ApiResult};
-use crate::store::WriteBatch;
-use serde::de::DeserializeOwned;
-use serde::Serialize;
+use super::operation::Tx;
+use crate::store::Record;
 
 /// Most tags on one resource.
 pub const MAX_TAGS: usize = 50;
@@ -107,7 +107,7 @@ impl ResourceType {
 }
 
 /// A stored record that carries tags.
-pub(crate) trait Tagged: Serialize + DeserializeOwned {
+pub(crate) trait Tagged: Record {
     fn tags_mut(&mut self) -> &mut Vec<Tag>;
 }
 
@@ -209,8 +209,7 @@ impl Compute {
         }
         if kinds.contains(&ResourceType::Subnet) {
             index.subnets = self
-                .network
-                .subnets(account_id)
+                .default_subnets(account_id)?
                 .into_iter()
                 .map(|subnet| (subnet.subnet_id, subnet.availability_zone))
                 .collect();
@@ -221,20 +220,17 @@ impl Compute {
     /// The store location of a taggable, non-instance resource of the account.
     fn locate(
         &self,
+        tx: &mut Tx<'_>,
         account_id: &str,
         kind: ResourceType,
         id: &str,
         index: &TagIndex,
     ) -> ApiResult<Located> {
-        let found = |tree: &'static str, key: Vec<u8>| -> ApiResult<Located> {
-            let value = self
-                .store
-                .raw(tree, &key)?
-                .ok_or_else(|| kind.not_found(id))?;
+        let mut found = |tree: &'static str, key: Vec<u8>| -> ApiResult<Located> {
+            let value = tx.get_raw(tree, &key)?.ok_or_else(|| kind.not_found(id))?;
             Ok(Located { tree, key, value })
         };
-        let by_account =
-            |tree: &'static str| found(tree, format!("{account_id}/{id}").into_bytes());
+        let by_account = format!("{account_id}/{id}").into_bytes();
         match kind {
             ResourceType::Image => {
                 if self.catalog.image(id).is_some() {
@@ -242,12 +238,12 @@ impl Compute {
                         "{id} is a public catalogue image: only your own images can be tagged"
                     )));
                 }
-                by_account(super::images::IMAGES)
+                found(super::images::IMAGES, by_account)
             }
-            ResourceType::SecurityGroup => by_account(super::security_groups::SECURITY_GROUPS),
-            ResourceType::Volume => by_account(super::volumes::VOLUMES),
-            ResourceType::Snapshot => by_account(super::volumes::SNAPSHOTS),
-            ResourceType::ElasticIp => by_account(super::addresses::ADDRESSES),
+            ResourceType::SecurityGroup => found(super::security_groups::SECURITY_GROUPS, by_account),
+            ResourceType::Volume => found(super::volumes::VOLUMES, by_account),
+            ResourceType::Snapshot => found(super::volumes::SNAPSHOTS, by_account),
+            ResourceType::ElasticIp => found(super::addresses::ADDRESSES, by_account),
             ResourceType::KeyPair => {
                 let name = index.key_pairs.get(id).ok_or_else(|| kind.not_found(id))?;
                 found(
@@ -257,8 +253,7 @@ impl Compute {
             }
             ResourceType::Vpc => {
                 let vpc = self
-                    .network
-                    .vpc(account_id)
+                    .default_vpc(account_id)?
                     .filter(|v| v.vpc_id == id)
                     .ok_or_else(|| kind.not_found(id))?;
                 found(super::network::VPCS, vpc.account_id.into_bytes())
@@ -271,7 +266,7 @@ impl Compute {
                 )
             }
             ResourceType::Instance => {
-                unreachable!("instances are tagged through the instance book")
+                unreachable!("instances are retagged by `retag_instance`")
             }
         }
     }
@@ -302,23 +297,14 @@ impl Compute {
             .iter()
             .map(|id| ResourceType::of(id))
             .collect::<ApiResult<_>>()?;
-        let sequence = {
-            // The account's lock of each store-backed family, always in this
-            // order; other accounts are never held up.
-            let _groups = self.security_group_lock.lock(account_id).await;
-            let _keys = self.key_pair_lock.lock(account_id).await;
-            let _images = self.image_lock.lock(account_id).await;
-            let _volumes = self.volume_lock.lock(account_id).await;
-            let _addresses = self.address_lock.lock(account_id).await;
-            let index = self.tag_index(account_id, &kinds)?;
-            let mut batch = WriteBatch::new();
-            let mut instance_ids = Vec::new();
+        let index = self.tag_index(account_id, &kinds)?;
+        super::operation::run(&self.store, dry_run, |tx| {
             for (id, kind) in ids.iter().zip(&kinds) {
                 if *kind == ResourceType::Instance {
-                    instance_ids.push((*id).clone());
+                    self.retag_instance(tx, account_id, id, &change)?;
                     continue;
                 }
-                let located = self.locate(account_id, *kind, id, &index)?;
+                let located = self.locate(tx, account_id, *kind, id, &index)?;
                 let (value, count) = match kind {
                     ResourceType::Image => {
                         retagged::<super::images::Image>(&located.value, &change)?
@@ -347,15 +333,11 @@ impl Compute {
                 if count > MAX_TAGS {
                     return Err(too_many_tags(id));
                 }
-                batch.put(located.tree, located.key, value);
+                tx.put_raw(located.tree, located.key, value);
             }
-            let sequence =
-                self.retag_instances(account_id, &instance_ids, &change, batch, dry_run)?;
-            self.network.reload_tags(&self.store, account_id)?;
-            sequence
-        };
-        self.store.durable(sequence).await?;
-        Ok(())
+            Ok(())
+        })
+        .await
     }
 
     /// Every tag of the account's resources.
@@ -400,10 +382,10 @@ impl Compute {
                 &address.tags,
             );
         }
-        if let Some(vpc) = self.network.vpc(account_id) {
+        if let Some(vpc) = self.default_vpc(account_id)? {
             push(&vpc.vpc_id, ResourceType::Vpc, &vpc.tags);
         }
-        for subnet in self.network.subnets(account_id) {
+        for subnet in self.default_subnets(account_id)? {
             push(&subnet.subnet_id, ResourceType::Subnet, &subnet.tags);
         }
         Ok(all)

@@ -10,16 +10,18 @@
 //! grows with time, then `completed`. An attachment ends with its instance
 //! (terminated or purged). Attached volumes cannot be deleted
 //! (`VolumeInUse`); snapshots that registered images use cannot be deleted
-//! (`InvalidSnapshot.InUse`).
+//! (`InvalidSnapshot.InUse`). Each change is one operation on the store:
+//! a zone pool's `volume_pools/<zone>` record and the account's volume and
+//! snapshot usage records are read and rewritten with the change.
 
 use super::instances::{InstanceState, Tag};
 use super::Compute;
 use crate::error::{ApiError, ApiResult};
-use crate::store::{StoreHandle, StoreResult, WriteBatch};
+use super::operation::Tx;
+use super::usage::{Kind, Usage};
+use crate::store::StoreResult;
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
-use std::sync::Mutex;
 
 pub(crate) const VOLUMES: &str = "volumes";
 pub(crate) const SNAPSHOTS: &str = "snapshots";
@@ -58,6 +60,8 @@ pub struct Volume {
     pub fingerprint: String,
 }
 
+impl crate::store::Record for Volume {}
+
 /// A snapshot.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Snapshot {
@@ -70,6 +74,8 @@ pub struct Snapshot {
     pub completed_at: DateTime<Utc>,
     pub tags: Vec<Tag>,
 }
+
+impl crate::store::Record for Snapshot {}
 
 impl Snapshot {
     pub fn state(&self, now: DateTime<Utc>) -> &'static str {
@@ -140,20 +146,32 @@ pub fn size_range(volume_type: &str) -> (u32, u32) {
 }
 
 /// Capacity in use per zone, across accounts.
-pub struct VolumePools {
-    used: Mutex<HashMap<String, u64>>,
+const VOLUME_POOLS: &str = "volume_pools";
+
+/// GiB of volumes in `zone` (all accounts), read in `tx`: the zone pool's
+/// compare-and-swap point, summed from the volumes when no record exists.
+fn pool_used(tx: &mut Tx<'_>, zone: &str) -> StoreResult<u64> {
+    match tx.get::<u64>(VOLUME_POOLS, zone.as_bytes())? {
+        Some(used) => Ok(used),
+        None => Ok(tx
+            .scan::<Volume>(VOLUMES, b"")?
+            .iter()
+            .filter(|v| v.availability_zone == zone)
+            .map(|v| u64::from(v.size_gib))
+            .sum()),
+    }
 }
 
-impl VolumePools {
-    pub fn load(store: &StoreHandle) -> StoreResult<Self> {
-        let mut used: HashMap<String, u64> = HashMap::new();
-        for volume in store.records::<Volume>(VOLUMES, b"")? {
-            *used.entry(volume.availability_zone).or_default() += volume.size_gib as u64;
-        }
-        Ok(Self {
-            used: Mutex::new(used),
+/// The account's volume usage in `tx` (count and GiB).
+fn volume_usage(tx: &mut Tx<'_>, account_id: &str) -> StoreResult<Usage> {
+    super::usage::read(tx, account_id, Kind::Volumes, |tx| {
+        let volumes = tx.scan::<Volume>(VOLUMES, format!("{account_id}/").as_bytes())?;
+        Ok(Usage {
+            count: volumes.len() as u64,
+            amount: volumes.iter().map(|v| u64::from(v.size_gib)).sum(),
+            ..Usage::default()
         })
-    }
+    })
 }
 
 fn key(account_id: &str, id: &str) -> Vec<u8> {
@@ -254,7 +272,7 @@ impl Compute {
     ) -> ApiResult<Volume> {
         let zone_exists = self
             .services
-            .zones(self.clock.now())
+            .zones(self.clock.now())?
             .iter()
             .any(|z| z.name == request.availability_zone);
         if !zone_exists {
@@ -294,14 +312,14 @@ impl Compute {
                 request.volume_type
             )));
         }
-        let (volume, sequence) = {
-            let _guard = self.volume_lock.lock(account_id).await;
+        let now = self.clock.now();
+        let storage_limit = self.volume_storage_limit()?;
+        super::operation::run(&self.store, dry_run, |tx| {
+            let mut usage = volume_usage(tx, account_id)?;
+            let own = tx.scan::<Volume>(VOLUMES, format!("{account_id}/").as_bytes())?;
             if let Some(token) = &request.client_token {
-                let existing = self
-                    .store
-                    .records::<Volume>(VOLUMES, format!("{account_id}/").as_bytes())?;
-                if let Some(volume) = existing
-                    .into_iter()
+                if let Some(volume) = own
+                    .iter()
                     .find(|v| v.client_token.as_ref() == Some(token))
                 {
                     if volume.fingerprint != request.fingerprint {
@@ -309,38 +327,24 @@ impl Compute {
                             "Client token '{token}' was used with different parameters"
                         )));
                     }
-                    if dry_run {
-                        return Err(ApiError::DryRunOperation);
-                    }
-                    return Ok(volume);
+                    return Ok(volume.clone());
                 }
             }
-            // The account's own volumes are read before the shared pool is
-            // locked; an exhausted pool is reported first.
-            let quota =
-                self.check_volume_quota(account_id, &request.availability_zone, 1, u64::from(size));
-            let mut used = crate::sync::lock(&self.volume_pools.used);
-            let in_zone = used.get(&request.availability_zone).copied().unwrap_or(0);
-            if in_zone + size as u64 > self.volume_capacity_gib_per_zone {
+            let zone = &request.availability_zone;
+            let pool = pool_used(tx, zone)?;
+            if pool + u64::from(size) > self.volume_capacity_gib_per_zone {
                 return Err(ApiError::InsufficientCapacity {
                     code: "InsufficientVolumeCapacity",
-                    message: format!(
-                        "There is not enough capacity for a {size}GiB volume in {}",
-                        request.availability_zone
-                    ),
+                    message: format!("There is not enough capacity for a {size}GiB volume in {zone}"),
                 });
             }
-            quota?;
-            if dry_run {
-                return Err(ApiError::DryRunOperation);
-            }
-            let now = self.clock.now();
+            self.check_volume_quota(&own, &usage, zone, 1, u64::from(size), storage_limit)?;
             let volume = Volume {
                 id: super::ids::new_id("vol"),
                 account_id: account_id.to_string(),
                 size_gib: size,
                 snapshot_id: request.snapshot_id.clone(),
-                availability_zone: request.availability_zone.clone(),
+                availability_zone: zone.clone(),
                 volume_type: request.volume_type.clone(),
                 iops: request.iops,
                 throughput: request.throughput,
@@ -351,57 +355,71 @@ impl Compute {
                 client_token: request.client_token.clone(),
                 fingerprint: request.fingerprint.clone(),
             };
-            let mut batch = WriteBatch::new();
-            batch.put_record(VOLUMES, key(account_id, &volume.id), &volume);
-            let sequence = self.store.apply(&batch)?;
-            *used.entry(volume.availability_zone.clone()).or_default() += size as u64;
-            (volume, sequence)
-        };
-        self.store.durable(sequence).await?;
+            tx.put(VOLUMES, key(account_id, &volume.id), &volume);
+            tx.put(VOLUME_POOLS, zone.as_bytes(), &(pool + u64::from(size)));
+            usage.count += 1;
+            usage.amount += u64::from(size);
+            super::usage::write(tx, account_id, Kind::Volumes, &usage);
+            Ok(volume)
+        })
+        .await
+    }
+
+    /// A volume read in `tx`, its attachment cleared when it has ended
+    /// (detached, or its instance terminated or gone).
+    fn volume_in(&self, tx: &mut Tx<'_>, account_id: &str, id: &str) -> ApiResult<Volume> {
+        super::ids::check_id(id, "vol", "InvalidVolumeID.Malformed")?;
+        let mut volume = tx
+            .get::<Volume>(VOLUMES, &key(account_id, id))?
+            .ok_or_else(|| volume_not_found(id))?;
+        let now = self.clock.now();
+        if let Some(attachment) = &volume.attachment {
+            let ended = attachment.detached_at.is_some_and(|at| at <= now)
+                || !super::instances::load(tx, account_id, &attachment.instance_id)?
+                    .is_some_and(|i| i.state != InstanceState::Terminated);
+            if ended {
+                volume.attachment = None;
+            }
+        }
         Ok(volume)
     }
 
-    /// Writes a changed volume under the volume lock, after `check`.
+    /// Changes one volume in one operation: `change` sees it as stored
+    /// (attachment ended when it has), growth is checked against the zone
+    /// pool and the account's limits.
     async fn update_volume(
         &self,
         account_id: &str,
         id: &str,
         dry_run: bool,
-        change: impl FnOnce(&mut Volume, DateTime<Utc>) -> ApiResult<()>,
+        change: impl Fn(&mut Tx<'_>, &mut Volume, DateTime<Utc>) -> ApiResult<()>,
     ) -> ApiResult<Volume> {
-        let (volume, sequence) = {
-            let _guard = self.volume_lock.lock(account_id).await;
-            let mut volume = self.volume(account_id, id)?;
+        let storage_limit = self.volume_storage_limit()?;
+        super::operation::run(&self.store, dry_run, |tx| {
+            let mut volume = self.volume_in(tx, account_id, id)?;
             let before_size = volume.size_gib;
-            change(&mut volume, self.clock.now())?;
+            change(tx, &mut volume, self.clock.now())?;
             let grown = u64::from(volume.size_gib.saturating_sub(before_size));
-            let quota = if grown > 0 {
-                self.check_volume_quota(account_id, &volume.availability_zone, 0, grown)
-            } else {
-                Ok(())
-            };
-            let mut used = crate::sync::lock(&self.volume_pools.used);
-            let in_zone = used.entry(volume.availability_zone.clone()).or_default();
-            if *in_zone + grown > self.volume_capacity_gib_per_zone {
-                return Err(ApiError::InsufficientCapacity {
-                    code: "InsufficientVolumeCapacity",
-                    message: format!(
-                        "There is not enough capacity to grow {id} in {}",
-                        volume.availability_zone
-                    ),
-                });
+            if grown > 0 {
+                let zone = volume.availability_zone.clone();
+                let mut usage = volume_usage(tx, account_id)?;
+                let own = tx.scan::<Volume>(VOLUMES, format!("{account_id}/").as_bytes())?;
+                let pool = pool_used(tx, &zone)?;
+                if pool + grown > self.volume_capacity_gib_per_zone {
+                    return Err(ApiError::InsufficientCapacity {
+                        code: "InsufficientVolumeCapacity",
+                        message: format!("There is not enough capacity to grow {id} in {zone}"),
+                    });
+                }
+                self.check_volume_quota(&own, &usage, &zone, 0, grown, storage_limit)?;
+                tx.put(VOLUME_POOLS, zone.as_bytes(), &(pool + grown));
+                usage.amount += grown;
+                super::usage::write(tx, account_id, Kind::Volumes, &usage);
             }
-            quota?;
-            if dry_run {
-                return Err(ApiError::DryRunOperation);
-            }
-            *in_zone += grown;
-            let mut batch = WriteBatch::new();
-            batch.put_record(VOLUMES, key(account_id, &volume.id), &volume);
-            (volume, self.store.apply(&batch)?)
-        };
-        self.store.durable(sequence).await?;
-        Ok(volume)
+            tx.put(VOLUMES, key(account_id, &volume.id), &volume);
+            Ok(volume)
+        })
+        .await
     }
 
     /// AttachVolume.
@@ -416,20 +434,20 @@ impl Compute {
         if !is_device_name(device) {
             return Err(ApiError::invalid_value(format!("Value ({device}) for parameter device is invalid. {device} is not a valid EBS device name.")));
         }
-        let instance = self
-            .instances(account_id, &[instance_id.to_string()], None)?
-            .remove(0);
-        if !matches!(
-            instance.state,
-            InstanceState::Running | InstanceState::Stopped
-        ) {
-            return Err(ApiError::IncorrectInstanceState(format!(
-                "Instance '{instance_id}' is not 'running' or 'stopped'."
-            )));
-        }
-        let others = self.volumes(account_id)?;
+        super::ids::check_id(instance_id, "i", "InvalidInstanceID.Malformed")?;
         let delay = self.volume_delay;
-        self.update_volume(account_id, volume_id, dry_run, |volume, now| {
+        self.update_volume(account_id, volume_id, dry_run, |tx, volume, now| {
+            let instance = super::instances::load(tx, account_id, instance_id)?.ok_or_else(|| {
+                super::instances::instances_not_found(&[instance_id.to_string()])
+            })?;
+            if !matches!(
+                instance.state,
+                InstanceState::Running | InstanceState::Stopped
+            ) {
+                return Err(ApiError::IncorrectInstanceState(format!(
+                    "Instance '{instance_id}' is not 'running' or 'stopped'."
+                )));
+            }
             if volume.availability_zone != instance.availability_zone {
                 return Err(ApiError::NotFound {
                     code: "InvalidVolume.ZoneMismatch",
@@ -447,9 +465,14 @@ impl Compute {
                 }
                 _ => {}
             }
+            // Devices are unique per instance: the instance's spec is
+            // rewritten unchanged, so two attachments racing for one
+            // instance serialise.
+            tx.touch(super::instances::INSTANCES, &super::instances::instance_key(account_id, instance_id))?;
+            let others = self.volumes(account_id)?;
             let taken = device == "/dev/xvda"
                 || device == "/dev/sda1"
-                || others.iter().any(|v| v.attachment.as_ref().is_some_and(|a| a.instance_id == instance_id && a.device == device));
+                || others.iter().any(|v| v.id != volume_id && v.attachment.as_ref().is_some_and(|a| a.instance_id == instance_id && a.device == device));
             if taken {
                 return Err(ApiError::invalid_value(format!("Attachment point {device} is already in use")));
             }
@@ -476,7 +499,7 @@ impl Compute {
         dry_run: bool,
     ) -> ApiResult<Volume> {
         let delay = self.volume_delay;
-        self.update_volume(account_id, volume_id, dry_run, |volume, now| {
+        self.update_volume(account_id, volume_id, dry_run, |_, volume, now| {
             let Some(attachment) = volume.attachment.as_mut() else {
                 return Err(ApiError::NotFound {
                     code: "IncorrectState",
@@ -516,7 +539,7 @@ impl Compute {
     ) -> ApiResult<(Volume, Volume)> {
         let original = self.volume(account_id, volume_id)?;
         let modified = self
-            .update_volume(account_id, volume_id, dry_run, |volume, _| {
+            .update_volume(account_id, volume_id, dry_run, |_, volume, _| {
                 if let Some(size) = size {
                     if size < volume.size_gib {
                         return Err(ApiError::invalid_value(format!(
@@ -549,28 +572,26 @@ impl Compute {
         volume_id: &str,
         dry_run: bool,
     ) -> ApiResult<()> {
-        let sequence = {
-            let _guard = self.volume_lock.lock(account_id).await;
-            let volume = self.volume(account_id, volume_id)?;
+        super::operation::run(&self.store, dry_run, |tx| {
+            let volume = self.volume_in(tx, account_id, volume_id)?;
             if volume.attachment.is_some() {
                 return Err(ApiError::NotFound {
                     code: "VolumeInUse",
                     message: format!("Volume {volume_id} is currently attached to an instance"),
                 });
             }
-            if dry_run {
-                return Err(ApiError::DryRunOperation);
-            }
-            let mut batch = WriteBatch::new();
-            batch.delete(VOLUMES, key(account_id, volume_id));
-            let sequence = self.store.apply(&batch)?;
-            let mut used = crate::sync::lock(&self.volume_pools.used);
-            let in_zone = used.entry(volume.availability_zone.clone()).or_default();
-            *in_zone = in_zone.saturating_sub(volume.size_gib as u64);
-            sequence
-        };
-        self.store.durable(sequence).await?;
-        Ok(())
+            let zone = volume.availability_zone.clone();
+            let size = u64::from(volume.size_gib);
+            let mut usage = volume_usage(tx, account_id)?;
+            let pool = pool_used(tx, &zone)?;
+            tx.delete(VOLUMES, key(account_id, volume_id));
+            tx.put(VOLUME_POOLS, zone.as_bytes(), &pool.saturating_sub(size));
+            usage.count = usage.count.saturating_sub(1);
+            usage.amount = usage.amount.saturating_sub(size);
+            super::usage::write(tx, account_id, Kind::Volumes, &usage);
+            Ok(())
+        })
+        .await
     }
 
     /// Refuses `more` volumes of `more_gib` GiB in `zone` beyond the
@@ -579,24 +600,21 @@ impl Compute {
     /// cannot fill a zone). Called under the account's volume lock.
     fn check_volume_quota(
         &self,
-        account_id: &str,
+        own: &[Volume],
+        usage: &Usage,
         zone: &str,
-        more: usize,
+        more: u64,
         more_gib: u64,
+        storage_limit: u64,
     ) -> ApiResult<()> {
-        let volumes: Vec<Volume> = self
-            .store
-            .records(VOLUMES, format!("{account_id}/").as_bytes())?;
-        let storage: u64 = volumes.iter().map(|v| u64::from(v.size_gib)).sum();
-        let in_zone: u64 = volumes
+        let in_zone: u64 = own
             .iter()
             .filter(|v| v.availability_zone == zone)
             .map(|v| u64::from(v.size_gib))
             .sum();
-        let storage_limit = self.volume_storage_limit();
         let zone_limit = self.volume_zone_share();
-        if volumes.len() + more > self.quotas.max_volumes as usize
-            || storage + more_gib > storage_limit
+        if usage.count + more > u64::from(self.quotas.max_volumes)
+            || usage.amount + more_gib > storage_limit
             || in_zone + more_gib > zone_limit
         {
             return Err(ApiError::LimitExceeded {
@@ -620,39 +638,34 @@ impl Compute {
         tags: Vec<Tag>,
         dry_run: bool,
     ) -> ApiResult<Snapshot> {
-        let _guard = self.volume_lock.lock(account_id).await;
-        let held = self
-            .store
-            .count(SNAPSHOTS, format!("{account_id}/").as_bytes())?;
-        if held >= self.quotas.max_snapshots as usize {
-            return Err(ApiError::LimitExceeded {
-                code: "SnapshotLimitExceeded",
-                message: format!(
-                    "The maximum number of snapshots ({}) has been reached",
-                    self.quotas.max_snapshots
-                ),
-            });
-        }
-        if dry_run {
-            return Err(ApiError::DryRunOperation);
-        }
         let now = self.clock.now();
-        let snapshot = Snapshot {
-            id: super::ids::new_id("snap"),
-            account_id: account_id.to_string(),
-            volume_id: volume_id.to_string(),
-            volume_size,
-            description,
-            started_at: now,
-            completed_at: now + self.snapshot_delay,
-            tags,
-        };
-        let mut batch = WriteBatch::new();
-        batch.put_record(SNAPSHOTS, key(account_id, &snapshot.id), &snapshot);
-        let sequence = self.store.apply(&batch)?;
-        drop(_guard);
-        self.store.durable(sequence).await?;
-        Ok(snapshot)
+        super::operation::run(&self.store, dry_run, |tx| {
+            let mut usage = snapshot_usage(tx, account_id)?;
+            if usage.count >= u64::from(self.quotas.max_snapshots) {
+                return Err(ApiError::LimitExceeded {
+                    code: "SnapshotLimitExceeded",
+                    message: format!(
+                        "The maximum number of snapshots ({}) has been reached",
+                        self.quotas.max_snapshots
+                    ),
+                });
+            }
+            let snapshot = Snapshot {
+                id: super::ids::new_id("snap"),
+                account_id: account_id.to_string(),
+                volume_id: volume_id.to_string(),
+                volume_size,
+                description: description.clone(),
+                started_at: now,
+                completed_at: now + self.snapshot_delay,
+                tags: tags.clone(),
+            };
+            tx.put(SNAPSHOTS, key(account_id, &snapshot.id), &snapshot);
+            usage.count += 1;
+            super::usage::write(tx, account_id, Kind::Snapshots, &usage);
+            Ok(snapshot)
+        })
+        .await
     }
 
     /// DeleteSnapshot: refused while a registered image uses it.
@@ -662,9 +675,14 @@ impl Compute {
         snapshot_id: &str,
         dry_run: bool,
     ) -> ApiResult<()> {
-        self.snapshot(account_id, snapshot_id)?;
-        let sequence = {
-            let _guard = self.image_lock.lock(account_id).await;
+        super::ids::check_id(snapshot_id, "snap", "InvalidSnapshotID.Malformed")?;
+        super::operation::run(&self.store, dry_run, |tx| {
+            let key = key(account_id, snapshot_id);
+            if tx.get::<Snapshot>(SNAPSHOTS, &key)?.is_none() {
+                return Err(snapshot_not_found(snapshot_id));
+            }
+            // Registrations rewrite the snapshots they use, so an image
+            // registered after this listing makes the commit conflict.
             let in_use = self
                 .visible_images(account_id)?
                 .into_iter()
@@ -678,16 +696,31 @@ impl Compute {
                     ),
                 });
             }
-            if dry_run {
-                return Err(ApiError::DryRunOperation);
-            }
-            let mut batch = WriteBatch::new();
-            batch.delete(SNAPSHOTS, key(account_id, snapshot_id));
-            self.store.apply(&batch)?
-        };
-        self.store.durable(sequence).await?;
-        Ok(())
+            let mut usage = snapshot_usage(tx, account_id)?;
+            tx.delete(SNAPSHOTS, key);
+            usage.count = usage.count.saturating_sub(1);
+            super::usage::write(tx, account_id, Kind::Snapshots, &usage);
+            Ok(())
+        })
+        .await
     }
+
+    /// Rewrites a snapshot unchanged in `tx` (an image now uses it).
+    pub(crate) fn touch_snapshot(
+        &self,
+        tx: &mut Tx<'_>,
+        account_id: &str,
+        snapshot_id: &str,
+    ) -> StoreResult<bool> {
+        tx.touch(SNAPSHOTS, &key(account_id, snapshot_id))
+    }
+}
+
+/// The account's snapshot usage in `tx`.
+fn snapshot_usage(tx: &mut Tx<'_>, account_id: &str) -> StoreResult<Usage> {
+    super::usage::read(tx, account_id, Kind::Snapshots, |tx| {
+        super::usage::count_of::<Snapshot>(tx, SNAPSHOTS, format!("{account_id}/").as_bytes())
+    })
 }
 
 /// Lifecycle delays of volumes and snapshots.

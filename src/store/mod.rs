@@ -15,12 +15,12 @@
 //! read-check-commit operations with retries.
 
 mod memory;
+mod record;
 mod sled_store;
 
 pub use memory::MemoryStore;
 pub use sled_store::SledStore;
 
-use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::sync::{watch, Mutex};
@@ -76,7 +76,7 @@ impl WriteBatch {
     }
 
     /// Serialises `value` with its schema version and queues it.
-    pub fn put_record<T: Serialize>(
+    pub fn put_record<T: Record>(
         &mut self,
         tree: &'static str,
         key: impl Into<Vec<u8>>,
@@ -245,38 +245,7 @@ pub trait Store: Send + Sync + 'static {
     fn flush(&self) -> StoreResult<()>;
 }
 
-/// The on-disk envelope: every persisted value carries its schema version.
-#[derive(Serialize, Deserialize)]
-struct Versioned<T> {
-    v: u32,
-    d: T,
-}
-
-/// Schema version written with every value; bump it when a record changes
-/// incompatibly and teach [`decode`] the old one.
-pub const SCHEMA_VERSION: u32 = 1;
-
-/// Encodes a record with its schema version.
-pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
-    serde_json::to_vec(&Versioned {
-        v: SCHEMA_VERSION,
-        d: value,
-    })
-    .expect("records always serialise")
-}
-
-/// Decodes a record written by [`encode`].
-pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> StoreResult<T> {
-    let versioned: Versioned<T> = serde_json::from_slice(bytes)
-        .map_err(|e| StoreError(format!("undecodable record: {e}")))?;
-    if versioned.v != SCHEMA_VERSION {
-        return Err(StoreError(format!(
-            "unknown record version {}",
-            versioned.v
-        )));
-    }
-    Ok(versioned.d)
-}
+pub use record::{decode, encode, version_of, Record};
 
 /// A store plus group commit: the handle the rest of the gateway uses.
 pub struct StoreHandle {
@@ -304,7 +273,7 @@ impl StoreHandle {
         self.store.get(tree, key)
     }
 
-    pub fn get_record<T: DeserializeOwned>(
+    pub fn get_record<T: Record>(
         &self,
         tree: &str,
         key: &[u8],
@@ -316,7 +285,7 @@ impl StoreHandle {
     }
 
     /// Every record under `prefix`, in key order.
-    pub fn records<T: DeserializeOwned>(&self, tree: &str, prefix: &[u8]) -> StoreResult<Vec<T>> {
+    pub fn records<T: Record>(&self, tree: &str, prefix: &[u8]) -> StoreResult<Vec<T>> {
         self.store
             .scan(tree, prefix, None, usize::MAX)?
             .into_iter()
@@ -329,8 +298,24 @@ impl StoreHandle {
         Ok(self.store.scan(tree, prefix, None, usize::MAX)?.len())
     }
 
+    /// The value under `key` in `tree` with its version, as stored.
+    pub fn raw_versioned(&self, tree: &str, key: &[u8]) -> StoreResult<Option<VersionedValue>> {
+        self.store.get_versioned(tree, key)
+    }
+
+    /// Up to `limit` entries under `prefix` after `after`, as stored.
+    pub fn raw_scan(
+        &self,
+        tree: &str,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> StoreResult<Vec<Entry>> {
+        self.store.scan(tree, prefix, after, limit)
+    }
+
     /// The value under `key` in `tree` with its version, decoded.
-    pub fn get_versioned_record<T: DeserializeOwned>(
+    pub fn get_versioned_record<T: Record>(
         &self,
         tree: &str,
         key: &[u8],
@@ -344,10 +329,20 @@ impl StoreHandle {
     /// Checks `commit`'s expectations and applies its writes; when applied,
     /// waits until they are durable.
     pub async fn commit_checked(&self, commit: &Commit) -> StoreResult<Committed> {
+        let outcome = self.commit_applied(commit)?;
+        if let Committed::Applied { .. } = outcome {
+            self.durable(self.applied.load(Ordering::SeqCst)).await?;
+        }
+        Ok(outcome)
+    }
+
+    /// Checks `commit`'s expectations and applies its writes, without
+    /// waiting for durability (work that is redone after a crash anyway,
+    /// such as a due transition whose schedule entry it deletes).
+    pub fn commit_applied(&self, commit: &Commit) -> StoreResult<Committed> {
         let outcome = self.store.commit(&commit.expectations, &commit.writes)?;
         if let Committed::Applied { .. } = outcome {
-            let sequence = self.applied.fetch_add(1, Ordering::SeqCst) + 1;
-            self.durable(sequence).await?;
+            self.applied.fetch_add(1, Ordering::SeqCst);
         }
         Ok(outcome)
     }

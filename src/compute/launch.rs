@@ -1,0 +1,369 @@
+//! RunInstances: one operation that checks the ClientToken, the quotas,
+//! the groups and key pair it names, places every instance and records
+//! everything in one commit.
+//!
+//! EC2's idempotency promise is that a retried RunInstances with the same
+//! ClientToken returns the first reservation, whichever gateway the retry
+//! reaches: the token's record is written with the instances, on the
+//! condition that it is absent, so of two racing retries one commits and
+//! the other runs again and finds it. The account's instance usage (the
+//! quota counters and the launch sequence) and each chosen host's usage
+//! are read and rewritten in the same commit, so two launches can neither
+//! exceed a quota nor book the same capacity. The security groups and the
+//! key pair are read in the operation too: a group deleted while the launch
+//! runs makes it run again and answer `InvalidGroup.NotFound`.
+
+use super::instances::{
+    self, ClientTokenRecord, GroupRef, Instance, InstanceState, LaunchRequest, Reservation,
+    StateReason, CLIENT_TOKENS,
+};
+use super::operation::{self, Tx};
+use super::scheduler::Demand;
+use super::Compute;
+use crate::error::{ApiError, ApiResult};
+use crate::store::StoreResult;
+
+const META: &str = "meta";
+const ADDRESS_COUNTER: &str = "address_counter/";
+const PRIVATE_IPS: &str = "private_ips";
+
+/// Offsets 4..4091 of a default subnet's /20 (AWS reserves the first four
+/// addresses and the last).
+const FIRST_OFFSET: u32 = 4;
+const OFFSETS: u32 = 4088;
+
+fn format_ip(address: u32) -> String {
+    std::net::Ipv4Addr::from(address).to_string()
+}
+
+/// `private_ips` key of an address in use.
+pub(super) fn private_ip_key(account_id: &str, zone: &str, address: &str) -> Vec<u8> {
+    format!("{account_id}/{zone}/{address}").into_bytes()
+}
+
+/// Frees an instance's private address in `tx` (it terminated).
+pub(super) fn release_private_ip(tx: &mut Tx<'_>, instance: &Instance) {
+    tx.delete(
+        PRIVATE_IPS,
+        private_ip_key(
+            &instance.account_id,
+            &instance.availability_zone,
+            &instance.private_ip,
+        ),
+    );
+}
+
+/// Marks an instance's private address as taken in `tx`.
+pub(super) fn hold_private_ip(tx: &mut Tx<'_>, instance: &Instance) {
+    tx.put(
+        PRIVATE_IPS,
+        private_ip_key(
+            &instance.account_id,
+            &instance.availability_zone,
+            &instance.private_ip,
+        ),
+        &instance.id,
+    );
+}
+
+/// The next free private address of the account's default subnet in
+/// `zone`, taken in `tx`: the per-zone counter says where to look, and the
+/// address's own key (expected absent) makes it unique.
+fn allocate_private_address(
+    tx: &mut Tx<'_>,
+    account_id: &str,
+    zone: &str,
+    zone_id: &str,
+    instance_id: &str,
+) -> ApiResult<String> {
+    let network = super::network::zone_network(zone_id);
+    let counter_key = format!("{account_id}/{zone}");
+    let stored_key = format!("{ADDRESS_COUNTER}{counter_key}").into_bytes();
+    let start = tx
+        .get::<(String, u32)>(META, &stored_key)?
+        .map_or(0, |(_, next)| next);
+    for step in 0..OFFSETS {
+        let offset = FIRST_OFFSET + (start + step) % OFFSETS;
+        let address = format_ip(network + offset);
+        let key = private_ip_key(account_id, zone, &address);
+        if tx.get::<String>(PRIVATE_IPS, &key)?.is_none() {
+            let next = (start + step + 1) % OFFSETS;
+            tx.put(META, stored_key, &(counter_key, next));
+            tx.put(PRIVATE_IPS, key, &instance_id.to_string());
+            return Ok(address);
+        }
+    }
+    Err(ApiError::NotFound {
+        code: "InsufficientFreeAddressesInSubnet",
+        message: format!("The default subnet in {zone} has no free private addresses left"),
+    })
+}
+
+impl Compute {
+    fn private_dns_name(&self, address: &str) -> String {
+        let host = format!("ip-{}", address.replace('.', "-"));
+        if self.region.name == "us-east-1" {
+            format!("{host}.ec2.internal")
+        } else {
+            format!("{host}.{}.compute.internal", self.region.name)
+        }
+    }
+
+    /// The reservation a token launched, with the instances' current state.
+    fn reservation_of(
+        &self,
+        tx: &mut Tx<'_>,
+        record: &ClientTokenRecord,
+    ) -> StoreResult<Reservation> {
+        let mut found = Vec::new();
+        for id in &record.instance_ids {
+            if let Some(instance) = instances::load(tx, &record.account_id, id)? {
+                found.push(instance);
+            }
+        }
+        Ok(Reservation {
+            reservation_id: record.reservation_id.clone(),
+            owner_id: record.account_id.clone(),
+            instances: found,
+        })
+    }
+
+    /// The groups a launch names (by name and by id), or `default`, read
+    /// in `tx` so that their deletion makes the launch run again.
+    fn launch_groups(
+        &self,
+        tx: &mut Tx<'_>,
+        account_id: &str,
+        names: &[String],
+        ids: &[String],
+    ) -> ApiResult<Vec<GroupRef>> {
+        use super::security_groups::GroupSelector;
+        let mut selectors: Vec<GroupSelector> = names
+            .iter()
+            .map(|n| GroupSelector::Name(n.clone()))
+            .chain(ids.iter().map(|id| GroupSelector::Id(id.clone())))
+            .collect();
+        if selectors.is_empty() {
+            selectors.push(GroupSelector::Name("default".into()));
+        }
+        let mut refs = Vec::new();
+        for selector in &selectors {
+            let group = self.security_group_in(tx, account_id, selector)?;
+            refs.push(GroupRef {
+                id: group.id,
+                name: group.name,
+            });
+        }
+        refs.dedup();
+        Ok(refs)
+    }
+
+    /// RunInstances: validate, then one operation that checks the token,
+    /// quotas and dependencies, places each instance and commits it all.
+    pub async fn run_instances(
+        &self,
+        account_id: &str,
+        request: LaunchRequest,
+    ) -> ApiResult<Reservation> {
+        let image = self
+            .visible_image(account_id, &request.image_id)?
+            .ok_or_else(|| ApiError::NotFound {
+                code: "InvalidAMIID.NotFound",
+                message: format!("The image id '[{}]' does not exist", request.image_id),
+            })?;
+        let instance_type = self
+            .catalog
+            .instance_type(&request.instance_type)
+            .ok_or_else(|| {
+                ApiError::invalid_value(format!(
+                    "The instance type '{}' does not exist",
+                    request.instance_type
+                ))
+            })?;
+        if instance_type.architecture != image.architecture {
+            return Err(ApiError::invalid_value(format!(
+                "The architecture '{}' of the specified instance type does not match the architecture '{}' of the specified AMI.",
+                instance_type.architecture, image.architecture
+            )));
+        }
+        let demand = Demand {
+            vcpus: instance_type.vcpus,
+            memory_mib: instance_type.memory_mib,
+        };
+        let (vpc, subnets) = self.default_network(account_id).await?;
+        let mut request = request;
+        if let Some(subnet_id) = &request.subnet_id {
+            super::ids::check_id(subnet_id, "subnet", "InvalidSubnetID.Malformed")?;
+            let subnet = subnets
+                .iter()
+                .find(|s| &s.subnet_id == subnet_id)
+                .ok_or_else(|| ApiError::NotFound {
+                    code: "InvalidSubnetID.NotFound",
+                    message: format!("The subnet ID '{subnet_id}' does not exist"),
+                })?;
+            match &request.availability_zone {
+                Some(zone) if zone != &subnet.availability_zone => {
+                    return Err(ApiError::InvalidParameterCombination(format!(
+                        "The subnet {subnet_id} is in {}, not in the requested {zone}",
+                        subnet.availability_zone
+                    )))
+                }
+                _ => request.availability_zone = Some(subnet.availability_zone.clone()),
+            }
+        }
+        let now = self.clock.now();
+        let vcpu_limit = self.vcpu_limit()?;
+        let reservation = operation::run(&self.store, request.dry_run, |tx| {
+            if let Some(token) = &request.client_token {
+                let key = format!("{account_id}/{token}").into_bytes();
+                if let Some(record) = tx.get::<ClientTokenRecord>(CLIENT_TOKENS, &key)? {
+                    if record.fingerprint != request.fingerprint {
+                        return Err(ApiError::IdempotentParameterMismatch(format!(
+                            "Arguments on this idempotent request are inconsistent with arguments used in previous request(s) with client token '{token}'"
+                        )));
+                    }
+                    return Ok(self.reservation_of(tx, &record)?);
+                }
+            }
+            if let Some(key_name) = &request.key_name {
+                if !self.key_pair_in(tx, account_id, key_name)? {
+                    return Err(ApiError::NotFound {
+                        code: "InvalidKeyPair.NotFound",
+                        message: format!("The key pair '{key_name}' does not exist"),
+                    });
+                }
+            }
+            let groups = self.launch_groups(
+                tx,
+                account_id,
+                &request.security_group_names,
+                &request.security_group_ids,
+            )?;
+            let mut usage = instances::usage(tx, account_id)?;
+            let count = u32::try_from(usage.count).unwrap_or(u32::MAX);
+            let vcpus_in_use = u32::try_from(usage.amount).unwrap_or(u32::MAX);
+            let instance_room = self.quotas.max_instances.saturating_sub(count);
+            let vcpu_room = vcpu_limit.saturating_sub(vcpus_in_use) / demand.vcpus.max(1);
+            if instance_room < request.min_count {
+                return Err(ApiError::InstanceLimitExceeded(format!(
+                    "Your quota allows for {instance_room} more running instance(s). You requested at least {}.",
+                    request.min_count
+                )));
+            }
+            if vcpu_room < request.min_count {
+                return Err(ApiError::VcpuLimitExceeded(format!(
+                    "You have requested more vCPU capacity than your current vCPU limit of {vcpu_limit} allows for the instance bucket that the specified instance type belongs to."
+                )));
+            }
+            let wanted = request.max_count.min(instance_room).min(vcpu_room);
+            let mut placement = self.services.placement(tx)?;
+            if let Some(zone) = &request.availability_zone {
+                if !placement.zone_exists(zone) {
+                    return Err(ApiError::invalid_value(format!(
+                        "Invalid availability zone: [{zone}]"
+                    )));
+                }
+            }
+            let mut placed = Vec::new();
+            for _ in 0..wanted {
+                match placement.place(
+                    tx,
+                    request.availability_zone.as_deref(),
+                    demand,
+                    self.scheduler_policy,
+                    now,
+                ) {
+                    Some(host) => placed.push(host),
+                    None => break,
+                }
+            }
+            if (placed.len() as u32) < request.min_count {
+                let zone = request
+                    .availability_zone
+                    .clone()
+                    .map_or(String::new(), |z| format!(" in {z}"));
+                return Err(ApiError::InsufficientInstanceCapacity(format!(
+                    "We currently do not have sufficient {} capacity{zone}. Our system will be working on provisioning additional capacity.",
+                    request.instance_type
+                )));
+            }
+            let reservation_id = super::ids::new_id("r");
+            let mut launched = Vec::new();
+            for (index, host) in placed.into_iter().enumerate() {
+                let zone = host.availability_zone.clone();
+                let zone_id = self.services.zone_id(tx, &zone)?.unwrap_or_default();
+                let id = super::ids::new_id("i");
+                let private_ip = allocate_private_address(tx, account_id, &zone, &zone_id, &id)?;
+                let instance = Instance {
+                    id,
+                    sequence: usage.next_sequence,
+                    account_id: account_id.to_string(),
+                    reservation_id: reservation_id.clone(),
+                    image_id: image.id.clone(),
+                    instance_type: instance_type.name.clone(),
+                    vcpus: instance_type.vcpus,
+                    memory_mib: instance_type.memory_mib,
+                    architecture: image.architecture.clone(),
+                    platform: image.platform.clone(),
+                    key_name: request.key_name.clone(),
+                    state: InstanceState::Pending,
+                    transition_at: Some(now + self.lifecycle.boot_delay),
+                    reason: None,
+                    state_reason: Some(StateReason {
+                        code: "pending".into(),
+                        message: "pending".into(),
+                    }),
+                    launch_time: now,
+                    ami_launch_index: index as u32,
+                    host: Some(host.host.clone()),
+                    private_dns_name: self.private_dns_name(&private_ip),
+                    private_ip,
+                    client_token: request.client_token.clone(),
+                    user_data: request.user_data.clone(),
+                    security_groups: groups.clone(),
+                    tags: request.tags.clone(),
+                    disable_api_termination: request.disable_api_termination,
+                    shutdown_behavior: request.shutdown_behavior.clone(),
+                    purge_at: None,
+                    vpc_id: Some(vpc.vpc_id.clone()),
+                    subnet_id: subnets
+                        .iter()
+                        .find(|s| s.availability_zone == zone)
+                        .map(|s| s.subnet_id.clone()),
+                    availability_zone: zone,
+                    root_device_name: image.root_device_name.clone(),
+                };
+                usage.next_sequence += 1;
+                instances::account_change(&mut usage, None, Some(&instance));
+                instances::insert(tx, &instance);
+                launched.push(instance);
+            }
+            super::usage::write(tx, account_id, super::usage::Kind::Instances, &usage);
+            if let Some(token) = &request.client_token {
+                let record = ClientTokenRecord {
+                    account_id: account_id.to_string(),
+                    token: token.clone(),
+                    fingerprint: request.fingerprint.clone(),
+                    reservation_id: reservation_id.clone(),
+                    instance_ids: launched.iter().map(|i| i.id.clone()).collect(),
+                    created_at: now,
+                    expires_at: None,
+                };
+                // Read above as absent: the commit requires it still is.
+                tx.put(
+                    CLIENT_TOKENS,
+                    format!("{account_id}/{token}").into_bytes(),
+                    &record,
+                );
+            }
+            Ok(Reservation {
+                reservation_id,
+                owner_id: account_id.to_string(),
+                instances: launched,
+            })
+        })
+        .await?;
+        self.instances.wake.notify_one();
+        Ok(reservation)
+    }
+}

@@ -1,0 +1,126 @@
+//! StartInstances, StopInstances, RebootInstances, TerminateInstances.
+//!
+//! Every id must exist and be in a state the action accepts, or nothing
+//! changes (EC2 answers the whole request or refuses it). One operation
+//! reads the instances' status, the account's instance usage and, for a
+//! start, the hosts' usage; it writes the new status with its scheduled
+//! transition and the usage, on the condition that nothing it read moved
+//! (the lifecycle advancing an instance meanwhile makes it run again).
+
+use super::instances::{
+    self, check_transition, instances_not_found, user_initiated, InstanceState, StateAction,
+    StateChange, StateReason,
+};
+use super::operation;
+use super::Compute;
+use crate::error::{ApiError, ApiResult};
+use std::collections::HashSet;
+
+impl Compute {
+    /// Start, Stop, Reboot or Terminate `ids`.
+    pub async fn change_state(
+        &self,
+        account_id: &str,
+        ids: &[String],
+        action: StateAction,
+        dry_run: bool,
+    ) -> ApiResult<Vec<StateChange>> {
+        for id in ids {
+            super::ids::check_id(id, "i", "InvalidInstanceID.Malformed")?;
+        }
+        let now = self.clock.now();
+        let lifecycle = &self.lifecycle;
+        let changes = operation::run(&self.store, dry_run, |tx| {
+            let mut seen = HashSet::new();
+            let mut current = Vec::new();
+            let mut missing = Vec::new();
+            for id in ids {
+                if !seen.insert(id.as_str()) {
+                    continue;
+                }
+                match instances::load(tx, account_id, id)? {
+                    Some(instance) => current.push(instance),
+                    None => missing.push(id.clone()),
+                }
+            }
+            if !missing.is_empty() {
+                return Err(instances_not_found(&missing));
+            }
+            current.sort_by_key(|i| i.sequence);
+            for instance in &current {
+                check_transition(instance, action)?;
+            }
+            let mut usage = instances::usage(tx, account_id)?;
+            let mut placement = None;
+            let mut changes = Vec::new();
+            for before in &current {
+                let mut after = before.clone();
+                match (action, before.state) {
+                    (StateAction::Reboot, _) => {}
+                    (StateAction::Start, InstanceState::Stopped) => {
+                        let placement = match &mut placement {
+                            Some(placement) => placement,
+                            None => placement.insert(self.services.placement(tx)?),
+                        };
+                        let host = placement
+                            .place(
+                                tx,
+                                Some(&before.availability_zone),
+                                before.demand(),
+                                self.scheduler_policy,
+                                now,
+                            )
+                            .ok_or_else(|| {
+                                ApiError::InsufficientInstanceCapacity(format!(
+                                    "Insufficient capacity to start {} in {}: no compute host has room for {}",
+                                    before.id, before.availability_zone, before.instance_type
+                                ))
+                            })?;
+                        after.host = Some(host.host);
+                        after.state = InstanceState::Pending;
+                        after.transition_at = Some(now + lifecycle.boot_delay);
+                        after.reason = None;
+                        after.state_reason = Some(StateReason {
+                            code: "pending".into(),
+                            message: "pending".into(),
+                        });
+                    }
+                    (StateAction::Stop, InstanceState::Pending | InstanceState::Running) => {
+                        after.state = InstanceState::Stopping;
+                        after.transition_at = Some(now + lifecycle.stop_delay);
+                        after.reason = Some(user_initiated(now));
+                        after.state_reason = Some(StateReason::user_initiated());
+                    }
+                    (StateAction::Terminate, state)
+                        if state != InstanceState::Terminated
+                            && state != InstanceState::ShuttingDown =>
+                    {
+                        after.state = InstanceState::ShuttingDown;
+                        after.transition_at = Some(now + lifecycle.terminate_delay);
+                        after.reason = Some(user_initiated(now));
+                        after.state_reason = Some(StateReason::user_initiated());
+                    }
+                    // Already where the action leads (stop a stopped instance,
+                    // start a running one, terminate twice): nothing to do.
+                    _ => {}
+                }
+                changes.push(StateChange {
+                    instance_id: before.id.clone(),
+                    previous: before.state,
+                    current: after.state,
+                });
+                if &after != before {
+                    instances::account_change(&mut usage, Some(before), Some(&after));
+                    instances::write_status(tx, before, &after);
+                }
+            }
+            if tx.has_writes() {
+                super::usage::write(tx, account_id, super::usage::Kind::Instances, &usage);
+            }
+            Ok(changes)
+        })
+        .await?;
+        self.instances.wake.notify_one();
+        Ok(changes)
+    }
+}

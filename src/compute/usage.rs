@@ -1,0 +1,94 @@
+//! Per-account usage records: the compare-and-swap point of each
+//! collection.
+//!
+//! EC2's quotas (instances, vCPUs, key pairs, images, volumes and their
+//! GiB, snapshots, security groups, Elastic IPs) and every decision that
+//! rests on a listing (a name being free, a group not used by any instance,
+//! a snapshot not used by any image) must hold when two requests (or two
+//! gateways) race. Each account has one small record per kind,
+//! `usage/<account>/<kind>`, that every create and delete of that kind
+//! rewrites in the same commit; an operation that decides from a listing
+//! reads the record in its `Tx`, so a concurrent change to the listing makes
+//! its commit conflict and run again. A record missing (data written before
+//! usage records existed) is counted from the listing the first time it is
+//! needed and written by that operation.
+
+use super::operation::Tx;
+use crate::store::{Record, StoreResult};
+use serde::{Deserialize, Serialize};
+
+pub(crate) const USAGE: &str = "usage";
+
+/// The kinds that have a usage record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// count: instances not terminated; amount: vCPUs holding capacity;
+    /// next_sequence: launch order.
+    Instances,
+    KeyPairs,
+    Images,
+    /// amount: GiB.
+    Volumes,
+    Snapshots,
+    SecurityGroups,
+    Addresses,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Instances => "instances",
+            Kind::KeyPairs => "key_pairs",
+            Kind::Images => "images",
+            Kind::Volumes => "volumes",
+            Kind::Snapshots => "snapshots",
+            Kind::SecurityGroups => "security_groups",
+            Kind::Addresses => "addresses",
+        }
+    }
+}
+
+/// One account's usage of one kind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    pub count: u64,
+    /// vCPUs (instances) or GiB (volumes).
+    #[serde(default)]
+    pub amount: u64,
+    /// The next launch sequence (instances).
+    #[serde(default)]
+    pub next_sequence: u64,
+}
+
+impl Record for Usage {}
+
+fn key(account_id: &str, kind: Kind) -> Vec<u8> {
+    format!("{account_id}/{}", kind.name()).into_bytes()
+}
+
+/// The account's usage of `kind`, read in `tx` (so the commit requires it
+/// unchanged); counted with `recount` when no record exists yet.
+pub fn read(
+    tx: &mut Tx<'_>,
+    account_id: &str,
+    kind: Kind,
+    recount: impl FnOnce(&Tx<'_>) -> StoreResult<Usage>,
+) -> StoreResult<Usage> {
+    match tx.get::<Usage>(USAGE, &key(account_id, kind))? {
+        Some(usage) => Ok(usage),
+        None => recount(tx),
+    }
+}
+
+/// Writes the account's usage of `kind` in `tx`.
+pub fn write(tx: &mut Tx<'_>, account_id: &str, kind: Kind, usage: &Usage) {
+    tx.put(USAGE, key(account_id, kind), usage);
+}
+
+/// Counts records under `prefix` (the recount of a simple collection).
+pub fn count_of<T: Record>(tx: &Tx<'_>, tree: &'static str, prefix: &[u8]) -> StoreResult<Usage> {
+    Ok(Usage {
+        count: tx.scan::<T>(tree, prefix)?.len() as u64,
+        ..Usage::default()
+    })
+}
