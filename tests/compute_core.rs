@@ -74,6 +74,7 @@ impl Running {
                 beating
                     .services
                     .heartbeat_simulated(beating.clock.now())
+                    .await
                     .unwrap();
                 tokio::time::sleep(Duration::from_secs(5)).await;
             }
@@ -117,6 +118,7 @@ async fn every_transition_happens_on_its_own() {
         compute
             .services
             .hosts()
+            .unwrap()
             .iter()
             .find(|h| h.host == "node-b1")
             .unwrap()
@@ -209,7 +211,7 @@ async fn a_restart_completes_transitions_in_flight() {
             .id
             .clone();
         clock.advance(chrono::Duration::seconds(3));
-        compute.advance_due(clock.now()).unwrap();
+        compute.advance_due(clock.now()).await.unwrap();
         compute
             .change_state(
                 USER_ACCOUNT,
@@ -244,7 +246,13 @@ async fn a_restart_completes_transitions_in_flight() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(state_of(&compute, &pending), InstanceState::Running);
     assert_eq!(state_of(&compute, &stopping), InstanceState::Stopped);
-    let used: u32 = compute.services.hosts().iter().map(|h| h.vcpus_used).sum();
+    let used: u32 = compute
+        .services
+        .hosts()
+        .unwrap()
+        .iter()
+        .map(|h| h.vcpus_used)
+        .sum();
     assert_eq!(
         used, 4,
         "two running instances hold capacity, the stopped one none"
@@ -309,12 +317,12 @@ mod capacity {
                         Op::Terminate(i) => if let Some(id) = pick(i) { let _ = compute.change_state(USER_ACCOUNT, &[id], StateAction::Terminate, false).await; },
                         Op::Advance(seconds) => {
                             clock.advance(chrono::Duration::seconds(seconds));
-                            compute.services.heartbeat_simulated(clock.now()).unwrap();
-                            compute.advance_due(clock.now()).unwrap();
+                            compute.services.heartbeat_simulated(clock.now()).await.unwrap();
+                            compute.advance_due(clock.now()).await.unwrap();
                         }
                     }
                     let instances = compute.instances(USER_ACCOUNT, &[], None).unwrap();
-                    for host in compute.services.hosts() {
+                    for host in compute.services.hosts().unwrap() {
                         prop_assert!(host.vcpus_used <= host.vcpus, "{} uses {} of {} vCPUs", host.host, host.vcpus_used, host.vcpus);
                         prop_assert!(host.memory_mib_used <= host.memory_mib);
                         let holding: Vec<_> = instances.iter().filter(|i| i.host.as_deref() == Some(host.host.as_str())).collect();

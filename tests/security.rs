@@ -525,7 +525,12 @@ async fn rule_references_to_other_accounts_reveal_and_create_nothing() {
         messages[5].replace("sg-0123456789abcdef0", &admin_default)
     );
     for phantom in ["999999999999", "888888888888"] {
-        assert!(server.gateway.compute.network.vpc(phantom).is_none());
+        assert!(server
+            .gateway
+            .compute
+            .default_vpc(phantom)
+            .unwrap()
+            .is_none());
     }
     // DryRun requests of every kind write nothing at all.
     for (action, params) in [
@@ -952,18 +957,18 @@ async fn phantom_account_records_are_removed_at_start() {
     let compute = server.gateway.compute.clone();
     compute.default_network("999999999999").await.unwrap();
     compute.security_groups("999999999999").await.unwrap();
-    assert!(compute.network.vpc("999999999999").is_some());
+    assert!(compute.default_vpc("999999999999").unwrap().is_some());
     drop(compute);
     server.stop().await;
     let server = TestServer::start(config()).await;
     let compute = &server.gateway.compute;
-    assert!(compute.network.vpc("999999999999").is_none());
+    assert!(compute.default_vpc("999999999999").unwrap().is_none());
     let groups: Vec<ec2_gateway::compute::security_groups::SecurityGroup> = compute
         .store
         .records("security_groups", b"999999999999/")
         .unwrap();
     assert!(groups.is_empty());
     // Real accounts keep theirs.
-    assert!(compute.network.vpc(USER_ACCOUNT).is_some());
+    assert!(compute.default_vpc(USER_ACCOUNT).unwrap().is_some());
     server.stop().await;
 }

@@ -298,14 +298,18 @@ async fn sled_keeps_committed_writes_across_reopen() {
             SledStore::open(dir.path(), 8 * 1024 * 1024).unwrap(),
         ));
         let mut batch = WriteBatch::new();
-        batch.put_record("accounts", b"111122223333".to_vec(), &("operator", true));
+        batch.put_record(
+            "accounts",
+            b"111122223333".to_vec(),
+            &("operator".to_string(), "admin".to_string()),
+        );
         handle.commit(&batch).await.unwrap();
     }
     let handle = StoreHandle::new(Arc::new(
         SledStore::open(dir.path(), 8 * 1024 * 1024).unwrap(),
     ));
-    let record: Option<(String, bool)> = handle.get_record("accounts", b"111122223333").unwrap();
-    assert_eq!(record, Some(("operator".to_string(), true)));
+    let record: Option<(String, String)> = handle.get_record("accounts", b"111122223333").unwrap();
+    assert_eq!(record, Some(("operator".to_string(), "admin".to_string())));
 }
 
 /// Counts flushes and makes each one slow, like a disk.

@@ -13,10 +13,10 @@
 //! absent, so two gateways never hand out one address twice.
 
 use super::instances::{InstanceState, Tag};
-use super::Compute;
-use crate::error::{ApiError, ApiResult};
 use super::operation::Tx;
 use super::usage::{Kind, Usage};
+use super::Compute;
+use crate::error::{ApiError, ApiResult};
 use crate::store::StoreResult;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -207,7 +207,11 @@ impl Compute {
                 .map(|a| a.public_ip)
                 .collect();
             let mut chosen = None;
-            for ip in self.address_pool.addresses().filter(|ip| !taken.contains(ip)) {
+            for ip in self
+                .address_pool
+                .addresses()
+                .filter(|ip| !taken.contains(ip))
+            {
                 if tx.get::<String>(PUBLIC_IPS, ip.as_bytes())?.is_none() {
                     chosen = Some(ip);
                     break;
@@ -257,9 +261,8 @@ impl Compute {
     ) -> ApiResult<String> {
         super::ids::check_id(instance_id, "i", "InvalidInstanceID.Malformed")?;
         super::operation::run(&self.store, dry_run, |tx| {
-            let instance = super::instances::load(tx, account_id, instance_id)?.ok_or_else(
-                || super::instances::instances_not_found(&[instance_id.to_string()]),
-            )?;
+            let instance = super::instances::load(tx, account_id, instance_id)?
+                .ok_or_else(|| super::instances::instances_not_found(&[instance_id.to_string()]))?;
             if instance.state == InstanceState::Terminated
                 || instance.state == InstanceState::ShuttingDown
             {

@@ -9,9 +9,9 @@
 //! in the same operation (see `usage`).
 
 use super::instances::Tag;
+use super::usage::Kind;
 use super::Compute;
 use crate::error::{ApiError, ApiResult};
-use super::usage::Kind;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 

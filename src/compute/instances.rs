@@ -280,10 +280,7 @@ pub(super) enum Due {
 /// `schedule` key: `<due, ns since the epoch, 20 digits>/<i|t>/<account>/<id>`,
 /// so a scan from the start meets the earliest first.
 pub(super) fn schedule_key(due: DateTime<Utc>, what: Due, account_id: &str, id: &str) -> Vec<u8> {
-    let nanos = due
-        .timestamp_nanos_opt()
-        .unwrap_or(i64::MAX)
-        .max(0);
+    let nanos = due.timestamp_nanos_opt().unwrap_or(i64::MAX).max(0);
     let tag = match what {
         Due::Instance => 'i',
         Due::Token => 't',

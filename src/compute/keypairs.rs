@@ -10,10 +10,10 @@
 
 use super::instances::Tag;
 use super::keymaterial::{self, KeyFormat, KeyType};
+use super::usage::Kind;
 use super::Compute;
 use crate::error::{ApiError, ApiResult};
 use crate::secret::Secret;
-use super::usage::Kind;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -118,7 +118,9 @@ impl Compute {
         account_id: &str,
         name: &str,
     ) -> crate::store::StoreResult<bool> {
-        Ok(tx.get::<KeyPair>(KEY_PAIRS, &key(account_id, name))?.is_some())
+        Ok(tx
+            .get::<KeyPair>(KEY_PAIRS, &key(account_id, name))?
+            .is_some())
     }
 
     pub async fn create_key_pair(

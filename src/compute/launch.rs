@@ -191,6 +191,10 @@ impl Compute {
             memory_mib: instance_type.memory_mib,
         };
         let (vpc, subnets) = self.default_network(account_id).await?;
+        if request.security_group_names.is_empty() && request.security_group_ids.is_empty() {
+            // The `default` group, made when the account was (or now).
+            self.security_groups(account_id).await?;
+        }
         let mut request = request;
         if let Some(subnet_id) = &request.subnet_id {
             super::ids::check_id(subnet_id, "subnet", "InvalidSubnetID.Malformed")?;

@@ -181,11 +181,7 @@ async fn run_with<T>(
         match outcome {
             Committed::Applied { .. } => return Ok(output),
             Committed::Conflict { keys } => {
-                tracing::debug!(
-                    round,
-                    conflicts = keys.len(),
-                    "commit conflicted: retrying"
-                );
+                tracing::debug!(round, conflicts = keys.len(), "commit conflicted: retrying");
                 tokio::time::sleep(back_off(round)).await;
             }
         }

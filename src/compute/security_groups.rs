@@ -15,10 +15,10 @@
 //! instances on the account's instance usage record.
 
 use super::instances::{InstanceState, Tag};
-use super::Compute;
-use crate::error::{ApiError, ApiResult};
 use super::operation::Tx;
 use super::usage::{Kind, Usage};
+use super::Compute;
+use crate::error::{ApiError, ApiResult};
 use crate::store::StoreResult;
 use serde::{Deserialize, Serialize};
 

@@ -242,11 +242,7 @@ impl ServiceRegistry {
                 None => tx.scan::<(String, String)>(ZONE_IDS, b"")?.len() as u64,
             };
             let zone_id = format!("{}-az{}", self.zone_id_prefix, assigned + 1);
-            tx.put(
-                ZONE_IDS,
-                zone,
-                &(record.availability_zone.clone(), zone_id),
-            );
+            tx.put(ZONE_IDS, zone, &(record.availability_zone.clone(), zone_id));
             tx.put(META, ZONE_COUNT, &(assigned + 1));
         }
         tx.put(SERVICES, record.host.as_bytes(), record);
@@ -612,7 +608,10 @@ mod tests {
             .set_disabled("h1", true, Some("maintenance".into()))
             .await
             .unwrap();
-        assert_eq!(registry.zones(now).unwrap()[1].state, ZoneState::Unavailable);
+        assert_eq!(
+            registry.zones(now).unwrap()[1].state,
+            ZoneState::Unavailable
+        );
         registry.remove_host("h1").await.unwrap();
         assert_eq!(registry.zones(now).unwrap().len(), 1);
         // The zone id stays reserved: a new zone gets the next number.

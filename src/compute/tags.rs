@@ -8,9 +8,9 @@
 //! changed meanwhile. Limits as EC2: 50 tags per resource.
 
 use super::instances::Tag;
+use super::operation::Tx;
 use super::Compute;
 use crate::error::{ApiError, ApiResult};
-use super::operation::Tx;
 use crate::store::Record;
 
 /// Most tags on one resource.
@@ -240,7 +240,9 @@ impl Compute {
                 }
                 found(super::images::IMAGES, by_account)
             }
-            ResourceType::SecurityGroup => found(super::security_groups::SECURITY_GROUPS, by_account),
+            ResourceType::SecurityGroup => {
+                found(super::security_groups::SECURITY_GROUPS, by_account)
+            }
             ResourceType::Volume => found(super::volumes::VOLUMES, by_account),
             ResourceType::Snapshot => found(super::volumes::SNAPSHOTS, by_account),
             ResourceType::ElasticIp => found(super::addresses::ADDRESSES, by_account),

@@ -15,10 +15,10 @@
 //! snapshot usage records are read and rewritten with the change.
 
 use super::instances::{InstanceState, Tag};
-use super::Compute;
-use crate::error::{ApiError, ApiResult};
 use super::operation::Tx;
 use super::usage::{Kind, Usage};
+use super::Compute;
+use crate::error::{ApiError, ApiResult};
 use crate::store::StoreResult;
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
@@ -318,10 +318,7 @@ impl Compute {
             let mut usage = volume_usage(tx, account_id)?;
             let own = tx.scan::<Volume>(VOLUMES, format!("{account_id}/").as_bytes())?;
             if let Some(token) = &request.client_token {
-                if let Some(volume) = own
-                    .iter()
-                    .find(|v| v.client_token.as_ref() == Some(token))
-                {
+                if let Some(volume) = own.iter().find(|v| v.client_token.as_ref() == Some(token)) {
                     if volume.fingerprint != request.fingerprint {
                         return Err(ApiError::IdempotentParameterMismatch(format!(
                             "Client token '{token}' was used with different parameters"
@@ -335,7 +332,9 @@ impl Compute {
             if pool + u64::from(size) > self.volume_capacity_gib_per_zone {
                 return Err(ApiError::InsufficientCapacity {
                     code: "InsufficientVolumeCapacity",
-                    message: format!("There is not enough capacity for a {size}GiB volume in {zone}"),
+                    message: format!(
+                        "There is not enough capacity for a {size}GiB volume in {zone}"
+                    ),
                 });
             }
             self.check_volume_quota(&own, &usage, zone, 1, u64::from(size), storage_limit)?;

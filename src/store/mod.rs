@@ -273,11 +273,7 @@ impl StoreHandle {
         self.store.get(tree, key)
     }
 
-    pub fn get_record<T: Record>(
-        &self,
-        tree: &str,
-        key: &[u8],
-    ) -> StoreResult<Option<T>> {
+    pub fn get_record<T: Record>(&self, tree: &str, key: &[u8]) -> StoreResult<Option<T>> {
         self.store
             .get(tree, key)?
             .map(|bytes| decode(&bytes))
