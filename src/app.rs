@@ -28,7 +28,7 @@ use tokio::net::TcpListener;
 impl CredentialSource for AccountDirectory {
     fn lookup(&self, access_key_id: &str) -> ApiResult<KeyRecord> {
         let (key, account) = self
-            .active_key(access_key_id)
+            .active_key(access_key_id)?
             .ok_or_else(unknown_access_key)?;
         Ok(KeyRecord {
             secret: key.secret,

@@ -314,7 +314,7 @@ impl AdminDescribeAccessKeys {
     pub async fn execute(self, context: &Context<'_>) -> ApiResult<KeyList> {
         let accounts = &context.compute.accounts;
         let keys = accounts
-            .access_keys(self.account_id.as_deref())
+            .access_keys(self.account_id.as_deref())?
             .into_iter()
             .map(|key| {
                 let admin = accounts.account(&key.account_id).is_some_and(|a| a.admin);

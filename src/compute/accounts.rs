@@ -2,20 +2,23 @@
 //!
 //! Every EC2 resource belongs to one account (a 12-digit owner id) and is
 //! invisible to the others; every access key maps to one account and user.
-//! Keys live in the store and in a read-mostly map the signature verifier
-//! consults on every request. Deactivating a key takes effect at once. The
-//! secret of a new key is returned once to its creator and otherwise only
-//! used to verify signatures.
+//! Keys live in the store, read on every request by the signature verifier,
+//! so deactivating a key takes effect at once on every gateway. The secret
+//! of a new key is returned once to its creator and otherwise only used to
+//! verify signatures. Every change to accounts or keys is an operation that
+//! also rewrites `meta/directory_revision`, which the checks over the whole
+//! directory (an admin exists; this is not the last admin key) read, so
+//! they hold under concurrent changes.
 
+use super::operation::{self, Tx};
 use crate::config::AccountConfig;
 use crate::error::{ApiError, ApiResult};
 use crate::secret::Secret;
-use crate::store::{StoreHandle, StoreResult, WriteBatch};
+use crate::store::{StoreHandle, StoreResult};
 use chrono::{DateTime, Utc};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 const ACCOUNTS: &str = "accounts";
 const ACCESS_KEYS: &str = "access_keys";
@@ -44,16 +47,28 @@ pub struct AccessKey {
 
 impl crate::store::Record for AccessKey {}
 
-#[derive(Default)]
-struct Directory {
-    accounts: HashMap<String, Account>,
-    keys: HashMap<String, AccessKey>,
-}
-
-/// All accounts and keys, cached from the store.
+/// All accounts and keys, in the store.
 pub struct AccountDirectory {
     store: Arc<StoreHandle>,
-    directory: RwLock<Directory>,
+}
+
+const META: &str = "meta";
+const DIRECTORY_REVISION: &[u8] = b"directory_revision";
+
+/// Reads the directory's revision in `tx` and writes the next one: the
+/// operation now conflicts with any other change to accounts or keys.
+fn bump_revision(tx: &mut Tx<'_>) -> StoreResult<()> {
+    let revision = tx.get::<u64>(META, DIRECTORY_REVISION)?.unwrap_or(0);
+    tx.put(META, DIRECTORY_REVISION, &(revision + 1));
+    Ok(())
+}
+
+/// True when `key` is an active key of an admin account (read in `tx`).
+fn is_admin_key(tx: &mut Tx<'_>, key: &AccessKey) -> StoreResult<bool> {
+    Ok(key.active
+        && tx
+            .get::<Account>(ACCOUNTS, key.account_id.as_bytes())?
+            .is_some_and(|a| a.admin))
 }
 
 /// Alphabet of generated access key ids (as AWS's: upper-case base32).
@@ -77,38 +92,30 @@ fn new_account_id() -> String {
 }
 
 impl AccountDirectory {
-    /// Loads every account and key from the store.
+    /// The directory over `store`.
     pub fn load(store: Arc<StoreHandle>) -> StoreResult<Self> {
-        let mut directory = Directory::default();
-        for account in store.records::<Account>(ACCOUNTS, b"")? {
-            directory.accounts.insert(account.id.clone(), account);
-        }
-        for key in store.records::<AccessKey>(ACCESS_KEYS, b"")? {
-            directory.keys.insert(key.access_key_id.clone(), key);
-        }
-        Ok(Self {
-            store,
-            directory: RwLock::new(directory),
-        })
+        Ok(Self { store })
     }
 
     /// Creates or updates the accounts and fixed keys of the configuration.
     /// The file sets a key's account and secret; whether the key is active
     /// is decided at runtime and kept across restarts (see README,
     /// "Security").
-    pub async fn seed(&self, configured: &[AccountConfig], now: DateTime<Utc>) -> StoreResult<()> {
-        let mut batch = WriteBatch::new();
-        let sequence = {
-            let mut directory = crate::sync::write(&self.directory);
+    pub async fn seed(&self, configured: &[AccountConfig], now: DateTime<Utc>) -> ApiResult<()> {
+        if configured.is_empty() {
+            return Ok(());
+        }
+        operation::run(&self.store, false, |tx| {
+            bump_revision(tx)?;
             for config in configured {
+                let existing_account = tx.get::<Account>(ACCOUNTS, config.id.as_bytes())?;
+                let existing_key =
+                    tx.get::<AccessKey>(ACCESS_KEYS, config.access_key_id.as_bytes())?;
                 let account = Account {
                     id: config.id.clone(),
                     name: config.name.clone(),
                     admin: config.admin,
-                    created_at: directory
-                        .accounts
-                        .get(&config.id)
-                        .map_or(now, |a| a.created_at),
+                    created_at: existing_account.map_or(now, |a| a.created_at),
                 };
                 let key = AccessKey {
                     access_key_id: config.access_key_id.clone(),
@@ -117,45 +124,40 @@ impl AccountDirectory {
                     user_name: config.name.clone(),
                     // An operator's runtime decision outlives the file: a
                     // key deactivated at runtime stays deactivated.
-                    active: directory
-                        .keys
-                        .get(&config.access_key_id)
-                        .is_none_or(|k| k.active),
-                    created_at: directory
-                        .keys
-                        .get(&config.access_key_id)
-                        .map_or(now, |k| k.created_at),
+                    active: existing_key.as_ref().is_none_or(|k| k.active),
+                    created_at: existing_key.map_or(now, |k| k.created_at),
                 };
-                batch.put_record(ACCOUNTS, account.id.as_bytes(), &account);
-                batch.put_record(ACCESS_KEYS, key.access_key_id.as_bytes(), &key);
-                directory.accounts.insert(account.id.clone(), account);
-                directory.keys.insert(key.access_key_id.clone(), key);
+                tx.put(ACCOUNTS, account.id.as_bytes(), &account);
+                tx.put(ACCESS_KEYS, key.access_key_id.as_bytes(), &key);
             }
-            self.store.apply(&batch)?
-        };
-        self.store.durable(sequence).await
+            Ok(())
+        })
+        .await
     }
 
     /// On a first start with no admin key at all, creates an admin account
     /// and key and returns them (to print once).
     pub async fn ensure_admin(&self, now: DateTime<Utc>) -> ApiResult<Option<AccessKey>> {
-        let has_admin = {
-            let directory = crate::sync::read(&self.directory);
-            directory.keys.values().any(|k| {
-                k.active
-                    && directory
-                        .accounts
-                        .get(&k.account_id)
-                        .is_some_and(|a| a.admin)
-            })
-        };
-        if has_admin {
-            return Ok(None);
-        }
-        let key = self
-            .create_access_key(&new_account_id(), Some("admin"), Some(true), now)
-            .await?;
-        Ok(Some(key))
+        let account_id = new_account_id();
+        let key = new_key(&account_id, "admin", now);
+        operation::run(&self.store, false, |tx| {
+            bump_revision(tx)?;
+            for existing in tx.scan::<AccessKey>(ACCESS_KEYS, b"")? {
+                if is_admin_key(tx, &existing)? {
+                    return Ok(None);
+                }
+            }
+            let account = Account {
+                id: account_id.clone(),
+                name: "admin".into(),
+                admin: true,
+                created_at: now,
+            };
+            tx.put(ACCOUNTS, account.id.as_bytes(), &account);
+            tx.put(ACCESS_KEYS, key.access_key_id.as_bytes(), &key);
+            Ok(Some(key.clone()))
+        })
+        .await
     }
 
     /// Creates a key for `account_id`, creating the account first when it
@@ -172,11 +174,10 @@ impl AccountDirectory {
                 "Invalid account id '{account_id}': expected 12 digits"
             )));
         }
-        let mut batch = WriteBatch::new();
-        let (key, sequence) = {
-            let mut directory = crate::sync::write(&self.directory);
-            let account = match directory.accounts.get(account_id) {
-                Some(account) => account.clone(),
+        operation::run(&self.store, false, |tx| {
+            bump_revision(tx)?;
+            let account = match tx.get::<Account>(ACCOUNTS, account_id.as_bytes())? {
+                Some(account) => account,
                 None => {
                     let name = account_name
                         .ok_or_else(|| ApiError::MissingParameter("AccountName".into()))?;
@@ -186,30 +187,23 @@ impl AccountDirectory {
                         admin: admin.unwrap_or(false),
                         created_at: now,
                     };
-                    batch.put_record(ACCOUNTS, account.id.as_bytes(), &account);
-                    directory
-                        .accounts
-                        .insert(account.id.clone(), account.clone());
+                    tx.put(ACCOUNTS, account.id.as_bytes(), &account);
                     account
                 }
             };
-            let key = AccessKey {
-                access_key_id: format!("AKIA{}", random_string(KEY_ID_ALPHABET, 16)),
-                secret: Secret::new(random_string(SECRET_ALPHABET, 40)),
-                account_id: account.id.clone(),
-                user_name: account.name.clone(),
-                active: true,
-                created_at: now,
-            };
-            batch.put_record(ACCESS_KEYS, key.access_key_id.as_bytes(), &key);
-            let sequence = self.store.apply(&batch)?;
-            directory
-                .keys
-                .insert(key.access_key_id.clone(), key.clone());
-            (key, sequence)
-        };
-        self.store.durable(sequence).await?;
-        Ok(key)
+            let key = new_key(&account.id, &account.name, now);
+            if tx
+                .get::<AccessKey>(ACCESS_KEYS, key.access_key_id.as_bytes())?
+                .is_some()
+            {
+                return Err(ApiError::ServiceUnavailable(
+                    "An access key id collided; retry".into(),
+                ));
+            }
+            tx.put(ACCESS_KEYS, key.access_key_id.as_bytes(), &key);
+            Ok(key)
+        })
+        .await
     }
 
     /// Creates the account `account_id` (no key) unless it exists: for
@@ -220,36 +214,37 @@ impl AccountDirectory {
         name: &str,
         now: DateTime<Utc>,
     ) -> ApiResult<()> {
-        let sequence = {
-            let mut directory = crate::sync::write(&self.directory);
-            if directory.accounts.contains_key(account_id) {
+        if self.account(account_id).is_some() {
+            return Ok(());
+        }
+        operation::run(&self.store, false, |tx| {
+            if tx
+                .get::<Account>(ACCOUNTS, account_id.as_bytes())?
+                .is_some()
+            {
                 return Ok(());
             }
+            bump_revision(tx)?;
             let account = Account {
                 id: account_id.to_string(),
                 name: name.to_string(),
                 admin: false,
                 created_at: now,
             };
-            let mut batch = WriteBatch::new();
-            batch.put_record(ACCOUNTS, account.id.as_bytes(), &account);
-            let sequence = self.store.apply(&batch)?;
-            directory.accounts.insert(account.id.clone(), account);
-            sequence
-        };
-        self.store.durable(sequence).await?;
-        Ok(())
+            tx.put(ACCOUNTS, account.id.as_bytes(), &account);
+            Ok(())
+        })
+        .await
     }
 
     /// Keys of one account (or of all), secrets left in place for the caller
     /// to drop; sorted by account then creation.
-    pub fn access_keys(&self, account_id: Option<&str>) -> Vec<AccessKey> {
-        let directory = crate::sync::read(&self.directory);
-        let mut keys: Vec<AccessKey> = directory
-            .keys
-            .values()
+    pub fn access_keys(&self, account_id: Option<&str>) -> StoreResult<Vec<AccessKey>> {
+        let mut keys: Vec<AccessKey> = self
+            .store
+            .records::<AccessKey>(ACCESS_KEYS, b"")?
+            .into_iter()
             .filter(|k| account_id.is_none_or(|id| k.account_id == id))
-            .cloned()
             .collect();
         keys.sort_by(|a, b| {
             (&a.account_id, a.created_at, &a.access_key_id).cmp(&(
@@ -258,72 +253,92 @@ impl AccountDirectory {
                 &b.access_key_id,
             ))
         });
-        keys
+        Ok(keys)
     }
 
     /// Every account's id.
-    pub fn account_ids(&self) -> Vec<String> {
-        crate::sync::read(&self.directory)
-            .accounts
-            .keys()
-            .cloned()
-            .collect()
+    pub fn account_ids(&self) -> StoreResult<Vec<String>> {
+        Ok(self
+            .store
+            .records::<Account>(ACCOUNTS, b"")?
+            .into_iter()
+            .map(|a| a.id)
+            .collect())
     }
 
+    /// The account `account_id`, if it exists (a store failure reads as
+    /// absent and is logged).
     pub fn account(&self, account_id: &str) -> Option<Account> {
-        crate::sync::read(&self.directory)
-            .accounts
-            .get(account_id)
-            .cloned()
+        self.store
+            .get_record::<Account>(ACCOUNTS, account_id.as_bytes())
+            .unwrap_or_else(|error| {
+                tracing::error!(%error, "cannot read an account");
+                None
+            })
     }
 
     /// Deactivates a key. Refused when it is the last active admin key,
     /// which would lock every operator out.
     pub async fn deactivate(&self, access_key_id: &str) -> ApiResult<()> {
-        let sequence = {
-            let mut directory = crate::sync::write(&self.directory);
-            let key = directory
-                .keys
-                .get(access_key_id)
-                .cloned()
+        operation::run(&self.store, false, |tx| {
+            bump_revision(tx)?;
+            let key = tx
+                .get::<AccessKey>(ACCESS_KEYS, access_key_id.as_bytes())?
                 .ok_or_else(|| ApiError::AccessKeyNotFound(access_key_id.into()))?;
-            let is_admin = |d: &Directory, k: &AccessKey| {
-                k.active && d.accounts.get(&k.account_id).is_some_and(|a| a.admin)
-            };
-            if is_admin(&directory, &key)
-                && directory
-                    .keys
-                    .values()
-                    .filter(|k| is_admin(&directory, k))
-                    .count()
-                    == 1
-            {
-                return Err(ApiError::invalid_value(
-                    "Refusing to deactivate the last active admin access key",
-                ));
+            if is_admin_key(tx, &key)? {
+                let mut admins = 0;
+                for other in tx.scan::<AccessKey>(ACCESS_KEYS, b"")? {
+                    admins += usize::from(is_admin_key(tx, &other)?);
+                }
+                if admins <= 1 {
+                    return Err(ApiError::invalid_value(
+                        "Refusing to deactivate the last active admin access key",
+                    ));
+                }
             }
-            let updated = AccessKey {
-                active: false,
-                ..key
-            };
-            let mut batch = WriteBatch::new();
-            batch.put_record(ACCESS_KEYS, access_key_id.as_bytes(), &updated);
-            let sequence = self.store.apply(&batch)?;
-            directory.keys.insert(access_key_id.to_string(), updated);
-            sequence
-        };
-        self.store.durable(sequence).await?;
-        Ok(())
+            tx.put(
+                ACCESS_KEYS,
+                access_key_id.as_bytes(),
+                &AccessKey {
+                    active: false,
+                    ..key
+                },
+            );
+            Ok(())
+        })
+        .await
+    }
+}
+
+/// A new key of `account_id` with a fresh id and secret.
+fn new_key(account_id: &str, user_name: &str, now: DateTime<Utc>) -> AccessKey {
+    AccessKey {
+        access_key_id: format!("AKIA{}", random_string(KEY_ID_ALPHABET, 16)),
+        secret: Secret::new(random_string(SECRET_ALPHABET, 40)),
+        account_id: account_id.to_string(),
+        user_name: user_name.to_string(),
+        active: true,
+        created_at: now,
     }
 }
 
 impl AccountDirectory {
     /// The active key `access_key_id` and its account, if there is one
     /// (what the signature verifier needs: see `app`'s credential adapter).
-    pub fn active_key(&self, access_key_id: &str) -> Option<(AccessKey, Account)> {
-        let directory = crate::sync::read(&self.directory);
-        let key = directory.keys.get(access_key_id).filter(|k| k.active)?;
-        let account = directory.accounts.get(&key.account_id)?;
-        Some((key.clone(), account.clone()))
+    pub fn active_key(&self, access_key_id: &str) -> StoreResult<Option<(AccessKey, Account)>> {
+        let Some(key) = self
+            .store
+            .get_record::<AccessKey>(ACCESS_KEYS, access_key_id.as_bytes())?
+            .filter(|k| k.active)
+        else {
+            return Ok(None);
+        };
+        let Some(account) = self
+            .store
+            .get_record::<Account>(ACCOUNTS, key.account_id.as_bytes())?
+        else {
+            return Ok(None);
+        };
+        Ok(Some((key, account)))
     }
 }

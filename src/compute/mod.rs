@@ -104,7 +104,10 @@ impl Compute {
         let liveness = Duration::seconds(config.liveness_window_secs as i64);
         let services = ServiceRegistry::load(store.clone(), &config.region, liveness)?;
         let now = clock.now();
-        accounts.seed(&config.accounts, now).await?;
+        accounts
+            .seed(&config.accounts, now)
+            .await
+            .map_err(|e| crate::store::StoreError(e.to_string()))?;
         services
             .seed(&config.hosts, now)
             .await

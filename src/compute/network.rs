@@ -136,7 +136,7 @@ impl Compute {
 
     /// [`Compute::provision_defaults`] for every account.
     pub async fn provision_all_defaults(&self) -> ApiResult<()> {
-        for account_id in self.accounts.account_ids() {
+        for account_id in self.accounts.account_ids()? {
             self.provision_defaults(&account_id).await?;
         }
         Ok(())
