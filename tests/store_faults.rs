@@ -1,0 +1,325 @@
+//! The three faults of the lock-and-cache core, each as a test.
+//!
+//! 1. A write the store refuses must leave nothing behind: 0.1.0 updated
+//!    its instance cache before the write and rolled back only the hosts,
+//!    so a launch or a stop whose write failed still showed.
+//! 2. `DeleteSecurityGroup` checked which instances used the group before
+//!    taking its lock: a launch in the group between the check and the
+//!    delete left a live instance in a deleted group.
+//! 3. One request held locks other accounts needed: a launch whose write
+//!    was slow stopped every other account's launches.
+//!
+//! The store is wrapped so that the tests can make a commit fail, or hold a
+//! chosen commit until they release it, and so race requests
+//! deterministically.
+
+mod common;
+
+use common::{test_config, ADMIN_ACCOUNT, USER_ACCOUNT};
+use ec2_gateway::clock::{Clock, OffsetClock};
+use ec2_gateway::compute::instances::{InstanceState, LaunchRequest, StateAction};
+use ec2_gateway::compute::security_groups::GroupSelector;
+use ec2_gateway::compute::Compute;
+use ec2_gateway::config::StorageBackend;
+use ec2_gateway::store::{
+    Committed, Entry, Expectation, MemoryStore, Store, StoreError, StoreHandle, StoreResult,
+    VersionedValue, WriteBatch, WriteOp,
+};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+const IMAGE: &str = "ami-0b1c2d3e4f5a6b7c8";
+
+/// Picks the commits a [`FaultyStore`] holds.
+type Matcher = Box<dyn Fn(&WriteBatch) -> bool + Send + Sync>;
+
+/// A commit being held: the test hears when it arrives, and lets it go.
+struct Hold {
+    matches: Matcher,
+    arrived: mpsc::Sender<()>,
+    release: Mutex<mpsc::Receiver<()>>,
+}
+
+/// A memory store that fails commits while `failing`, and holds the first
+/// commit a [`Hold`] matches until the test releases it.
+#[derive(Default)]
+struct FaultyStore {
+    inner: MemoryStore,
+    failing: AtomicBool,
+    hold: Mutex<Option<Arc<Hold>>>,
+}
+
+impl FaultyStore {
+    /// Holds the next commit `matches` accepts; returns (arrived, release).
+    fn hold_next(&self, matches: Matcher) -> (mpsc::Receiver<()>, mpsc::Sender<()>) {
+        let (arrived_tx, arrived_rx) = mpsc::channel();
+        let (release_tx, release_rx) = mpsc::channel();
+        *self.hold.lock().unwrap() = Some(Arc::new(Hold {
+            matches,
+            arrived: arrived_tx,
+            release: Mutex::new(release_rx),
+        }));
+        (arrived_rx, release_tx)
+    }
+}
+
+impl Store for FaultyStore {
+    fn get(&self, tree: &str, key: &[u8]) -> StoreResult<Option<Vec<u8>>> {
+        self.inner.get(tree, key)
+    }
+
+    fn get_versioned(&self, tree: &str, key: &[u8]) -> StoreResult<Option<VersionedValue>> {
+        self.inner.get_versioned(tree, key)
+    }
+
+    fn commit(&self, expectations: &[Expectation], writes: &WriteBatch) -> StoreResult<Committed> {
+        if self.failing.load(Ordering::SeqCst) {
+            return Err(StoreError("injected write failure".into()));
+        }
+        let hold = {
+            let mut slot = self.hold.lock().unwrap();
+            match slot.as_ref() {
+                Some(hold) if (hold.matches)(writes) => slot.take(),
+                _ => None,
+            }
+        };
+        if let Some(hold) = hold {
+            let _ = hold.arrived.send(());
+            // Never forever: a test that fails must not hang the suite.
+            let _ = hold
+                .release
+                .lock()
+                .unwrap()
+                .recv_timeout(Duration::from_secs(20));
+        }
+        self.inner.commit(expectations, writes)
+    }
+
+    fn scan(
+        &self,
+        tree: &str,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> StoreResult<Vec<Entry>> {
+        self.inner.scan(tree, prefix, after, limit)
+    }
+
+    fn flush(&self) -> StoreResult<()> {
+        Ok(())
+    }
+}
+
+fn writes_key(batch: &WriteBatch, tree: &str, prefix: &str, delete: bool) -> bool {
+    batch.ops.iter().any(|op| match op {
+        WriteOp::Delete { tree: t, key } => {
+            delete && *t == tree && key.starts_with(prefix.as_bytes())
+        }
+        WriteOp::Put { tree: t, key, .. } => {
+            !delete && *t == tree && key.starts_with(prefix.as_bytes())
+        }
+    })
+}
+
+async fn open(store: Arc<FaultyStore>) -> (Arc<Compute>, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = test_config(dir.path(), StorageBackend::Memory);
+    let compute = Compute::open(
+        &config,
+        Arc::new(StoreHandle::new(store)),
+        Arc::new(OffsetClock::new()),
+    )
+    .await
+    .unwrap();
+    for account in [USER_ACCOUNT, ADMIN_ACCOUNT] {
+        compute.provision_defaults(account).await.unwrap();
+    }
+    (Arc::new(compute), dir)
+}
+
+fn launch(groups: &[&str]) -> LaunchRequest {
+    LaunchRequest {
+        image_id: IMAGE.into(),
+        instance_type: "t3.micro".into(),
+        min_count: 1,
+        max_count: 1,
+        security_group_names: groups.iter().map(|g| g.to_string()).collect(),
+        shutdown_behavior: "stop".into(),
+        fingerprint: format!("{groups:?}"),
+        ..LaunchRequest::default()
+    }
+}
+
+/// Blocks (off the runtime's workers) until `arrived` hears.
+async fn wait_for(arrived: mpsc::Receiver<()>) {
+    tokio::task::spawn_blocking(move || arrived.recv_timeout(Duration::from_secs(20)))
+        .await
+        .unwrap()
+        .expect("the held commit arrived");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_refused_write_leaves_nothing_behind() {
+    let store = Arc::new(FaultyStore::default());
+    let (compute, _dir) = open(store.clone()).await;
+    let first = compute
+        .run_instances(USER_ACCOUNT, launch(&[]))
+        .await
+        .unwrap()
+        .instances
+        .remove(0);
+
+    // Launch: refused by the store, so nothing was launched.
+    store.failing.store(true, Ordering::SeqCst);
+    let refused = compute.run_instances(USER_ACCOUNT, launch(&[])).await;
+    store.failing.store(false, Ordering::SeqCst);
+    assert!(refused.is_err(), "the launch reports the failed write");
+    let listed = compute.instances(USER_ACCOUNT, &[], None).unwrap();
+    assert_eq!(
+        listed.iter().map(|i| i.id.as_str()).collect::<Vec<_>>(),
+        [first.id.as_str()],
+        "only the instance whose write was applied is listed"
+    );
+
+    // State change: refused, so the instance is as it was.
+    store.failing.store(true, Ordering::SeqCst);
+    let refused = compute
+        .change_state(
+            USER_ACCOUNT,
+            std::slice::from_ref(&first.id),
+            StateAction::Stop,
+            false,
+        )
+        .await;
+    store.failing.store(false, Ordering::SeqCst);
+    assert!(refused.is_err());
+    let state = compute
+        .instances(USER_ACCOUNT, std::slice::from_ref(&first.id), None)
+        .unwrap()[0]
+        .state;
+    assert_eq!(state, InstanceState::Pending, "the stop did not happen");
+
+    // The books still balance: stopping works, and every vCPU booked on
+    // a host belongs to an instance that holds it.
+    compute
+        .change_state(
+            USER_ACCOUNT,
+            std::slice::from_ref(&first.id),
+            StateAction::Stop,
+            false,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        compute
+            .instances(USER_ACCOUNT, std::slice::from_ref(&first.id), None)
+            .unwrap()[0]
+            .state,
+        InstanceState::Stopping
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_refused_transition_leaves_the_instance_where_it_was() {
+    let store = Arc::new(FaultyStore::default());
+    let (compute, _dir) = open(store.clone()).await;
+    let id = compute
+        .run_instances(USER_ACCOUNT, launch(&[]))
+        .await
+        .unwrap()
+        .instances
+        .remove(0)
+        .id;
+    let state = |compute: &Compute| {
+        compute
+            .instances(USER_ACCOUNT, std::slice::from_ref(&id), None)
+            .unwrap()[0]
+            .state
+    };
+    store.failing.store(true, Ordering::SeqCst);
+    assert!(compute.advance_due(compute.clock.now()).await.is_err());
+    store.failing.store(false, Ordering::SeqCst);
+    assert_eq!(state(&compute), InstanceState::Pending);
+    compute.advance_due(compute.clock.now()).await.unwrap();
+    assert_eq!(state(&compute), InstanceState::Running);
+    let booked: u32 = compute
+        .services
+        .hosts()
+        .unwrap()
+        .iter()
+        .map(|h| h.vcpus_used)
+        .sum();
+    assert_eq!(booked, 2, "one t3.micro booked once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_group_cannot_be_deleted_under_a_launch_in_it() {
+    let store = Arc::new(FaultyStore::default());
+    let (compute, _dir) = open(store.clone()).await;
+    compute
+        .create_security_group(USER_ACCOUNT, "web", "web", None, Vec::new(), false)
+        .await
+        .unwrap();
+    // Hold the delete's write until a launch in the group has answered.
+    let (arrived, release) = store.hold_next(Box::new(|batch| {
+        writes_key(batch, "security_groups", USER_ACCOUNT, true)
+    }));
+    let deleting = {
+        let compute = compute.clone();
+        tokio::spawn(async move {
+            compute
+                .delete_security_group(USER_ACCOUNT, &GroupSelector::Name("web".into()), false)
+                .await
+        })
+    };
+    wait_for(arrived).await;
+    let launched = compute
+        .run_instances(USER_ACCOUNT, launch(&["web"]))
+        .await
+        .expect("the group exists while its deletion is held")
+        .instances
+        .remove(0);
+    release.send(()).unwrap();
+    let deleted = deleting.await.unwrap();
+    let group_left = compute
+        .security_groups(USER_ACCOUNT)
+        .await
+        .unwrap()
+        .into_iter()
+        .any(|g| g.name == "web");
+    assert!(
+        group_left,
+        "the group of a live instance ({}) was deleted",
+        launched.id
+    );
+    assert_eq!(deleted.unwrap_err().code(), "DependencyViolation");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_slow_request_does_not_hold_up_other_accounts() {
+    let store = Arc::new(FaultyStore::default());
+    let (compute, _dir) = open(store.clone()).await;
+    // Hold the user's launch in its write.
+    let (arrived, release) = store.hold_next(Box::new(|batch| {
+        writes_key(batch, "instances", USER_ACCOUNT, false)
+    }));
+    let slow = {
+        let compute = compute.clone();
+        tokio::spawn(async move { compute.run_instances(USER_ACCOUNT, launch(&[])).await })
+    };
+    wait_for(arrived).await;
+    // Another account launches while the first launch is held.
+    let other = tokio::time::timeout(
+        Duration::from_secs(15),
+        compute.run_instances(ADMIN_ACCOUNT, launch(&[])),
+    )
+    .await;
+    release.send(()).unwrap();
+    let other = other.expect("another account's launch is not held up");
+    assert_eq!(other.unwrap().instances.len(), 1);
+    // And the held launch still completes, once, on fresh reads.
+    assert_eq!(slow.await.unwrap().unwrap().instances.len(), 1);
+    assert_eq!(compute.instances(USER_ACCOUNT, &[], None).unwrap().len(), 1);
+}
