@@ -155,13 +155,7 @@ fn launch(
 
 /// Runs one operation on `core` (errors are answers too: only the
 /// invariants afterwards matter).
-async fn apply(
-    core: &Compute,
-    clock: &OffsetClock,
-    account: usize,
-    op: Op,
-    known: &Mutex<Known>,
-) {
+async fn apply(core: &Compute, clock: &OffsetClock, account: usize, op: Op, known: &Mutex<Known>) {
     let account_id = ACCOUNTS[account];
     let instance = |i: usize| {
         let known = known.lock().unwrap();
@@ -413,7 +407,10 @@ fn check_invariants(core: &Compute, store: &StoreHandle) -> Result<(), TestCaseE
             .filter(|i| i.state.holds_capacity())
             .map(|i| u64::from(i.vcpus))
             .sum();
-        prop_assert!(live <= u64::from(MAX_INSTANCES), "{account}: {live} instances");
+        prop_assert!(
+            live <= u64::from(MAX_INSTANCES),
+            "{account}: {live} instances"
+        );
         prop_assert!(
             vcpus <= u64::from(core.vcpu_limit().unwrap()),
             "{account}: {vcpus} vCPUs"
@@ -493,7 +490,14 @@ fn check_invariants(core: &Compute, store: &StoreHandle) -> Result<(), TestCaseE
         }
     }
     for ((account, token), ids) in &reservations {
-        prop_assert_eq!(ids.len(), 1, "{} {} has reservations {:?}", account, token, ids);
+        prop_assert_eq!(
+            ids.len(),
+            1,
+            "{} {} has reservations {:?}",
+            account,
+            token,
+            ids
+        );
     }
     // Pool addresses: never handed out twice, across accounts.
     let all: Vec<Address> = records(store, "addresses");
@@ -506,8 +510,16 @@ fn check_invariants(core: &Compute, store: &StoreHandle) -> Result<(), TestCaseE
         *by_zone.entry(&volume.availability_zone).or_default() += u64::from(volume.size_gib);
     }
     for zone in ZONES {
-        if let Some(used) = store.get_record::<u64>("volume_pools", zone.as_bytes()).unwrap() {
-            prop_assert_eq!(used, by_zone.get(zone).copied().unwrap_or(0), "pool of {}", zone);
+        if let Some(used) = store
+            .get_record::<u64>("volume_pools", zone.as_bytes())
+            .unwrap()
+        {
+            prop_assert_eq!(
+                used,
+                by_zone.get(zone).copied().unwrap_or(0),
+                "pool of {}",
+                zone
+            );
         }
     }
     Ok(())

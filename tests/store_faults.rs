@@ -310,15 +310,27 @@ async fn a_slow_request_does_not_hold_up_other_accounts() {
         tokio::spawn(async move { compute.run_instances(USER_ACCOUNT, launch(&[])).await })
     };
     wait_for(arrived).await;
-    // Another account launches while the first launch is held.
-    let other = tokio::time::timeout(
-        Duration::from_secs(15),
-        compute.run_instances(ADMIN_ACCOUNT, launch(&[])),
-    )
-    .await;
-    release.send(()).unwrap();
-    let other = other.expect("another account's launch is not held up");
-    assert_eq!(other.unwrap().instances.len(), 1);
+    // Another account launches while the first launch is held; whether it
+    // answered is read before the first one is let go.
+    let (done_tx, done_rx) = mpsc::channel();
+    let other = {
+        let compute = compute.clone();
+        tokio::spawn(async move {
+            let answer = compute.run_instances(ADMIN_ACCOUNT, launch(&[])).await;
+            let _ = done_tx.send(());
+            answer
+        })
+    };
+    let answered_while_held =
+        tokio::task::spawn_blocking(move || done_rx.recv_timeout(Duration::from_secs(15)).is_ok())
+            .await
+            .unwrap();
+    let _ = release.send(());
+    assert!(
+        answered_while_held,
+        "another account's launch waited for the held one"
+    );
+    assert_eq!(other.await.unwrap().unwrap().instances.len(), 1);
     // And the held launch still completes, once, on fresh reads.
     assert_eq!(slow.await.unwrap().unwrap().instances.len(), 1);
     assert_eq!(compute.instances(USER_ACCOUNT, &[], None).unwrap().len(), 1);

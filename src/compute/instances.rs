@@ -378,14 +378,18 @@ pub(super) fn remove(tx: &mut Tx<'_>, instance: &Instance) {
 pub(super) fn usage(tx: &mut Tx<'_>, account_id: &str) -> StoreResult<super::usage::Usage> {
     super::usage::read(tx, account_id, super::usage::Kind::Instances, |tx| {
         let prefix = format!("{account_id}/");
-        let mut usage = super::usage::Usage::default();
-        for (spec, status) in tx
-            .scan::<Instance>(INSTANCES, prefix.as_bytes())?
+        let mut statuses: std::collections::HashMap<String, InstanceStatus> = tx
+            .scan::<InstanceStatus>(INSTANCE_STATUS, prefix.as_bytes())?
             .into_iter()
-            .zip(tx.scan::<InstanceStatus>(INSTANCE_STATUS, prefix.as_bytes())?)
-        {
-            let mut instance = spec;
-            instance.set_status(status);
+            .zip(tx.scan_keys(INSTANCE_STATUS, prefix.as_bytes())?)
+            .map(|(status, key)| (String::from_utf8_lossy(&key).into_owned(), status))
+            .collect();
+        let mut usage = super::usage::Usage::default();
+        for mut instance in tx.scan::<Instance>(INSTANCES, prefix.as_bytes())? {
+            let key = String::from_utf8_lossy(&instance.key()).into_owned();
+            if let Some(status) = statuses.remove(&key) {
+                instance.set_status(status);
+            }
             usage.next_sequence = usage.next_sequence.max(instance.sequence + 1);
             usage.count += u64::from(instance.is_live());
             if instance.state.holds_capacity() {

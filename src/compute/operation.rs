@@ -108,6 +108,16 @@ impl<'s> Tx<'s> {
         self.store.records(tree, prefix)
     }
 
+    /// The keys under `prefix`, in key order (untracked, as [`Tx::scan`]).
+    pub fn scan_keys(&self, tree: &'static str, prefix: &[u8]) -> StoreResult<Vec<Vec<u8>>> {
+        Ok(self
+            .store
+            .raw_scan(tree, prefix, None, usize::MAX)?
+            .into_iter()
+            .map(|(key, _)| key)
+            .collect())
+    }
+
     /// True when this attempt writes something.
     pub fn has_writes(&self) -> bool {
         !self.writes.is_empty()
