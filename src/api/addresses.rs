@@ -16,7 +16,7 @@ use crate::protocol::{Filter, Params};
 fn address_selector(params: &Params) -> ApiResult<AddressSelector> {
     match (params.optional("AllocationId"), params.optional("PublicIp")) {
         (Some(id), _) => {
-            crate::compute::ids::check_id(&id, "eipalloc", "InvalidAllocationID.Malformed")?;
+            crate::compute::kinds::ResourceKind::ElasticIp.check(&id)?;
             Ok(AddressSelector::AllocationId(id))
         }
         (None, Some(ip)) => Ok(AddressSelector::PublicIp(ip)),
@@ -131,7 +131,7 @@ impl DescribeAddresses {
             .find(|id| !addresses.iter().any(|a| &a.allocation_id == *id))
         {
             return Err(ApiError::NotFound {
-                code: "InvalidAllocationID.NotFound",
+                code: crate::compute::kinds::ResourceKind::ElasticIp.not_found_code(),
                 message: format!("Allocation ID '{missing}' not found."),
             });
         }
@@ -225,7 +225,7 @@ impl AssociateAddress {
             ));
         }
         let instance_id = params.required("InstanceId")?;
-        crate::compute::ids::check_id(&instance_id, "i", "InvalidInstanceID.Malformed")?;
+        crate::compute::kinds::ResourceKind::Instance.check(&instance_id)?;
         Ok(Self {
             selector: address_selector(params)?,
             instance_id,

@@ -118,7 +118,7 @@ impl DescribeInstanceTypes {
     ) -> ApiResult<TypeDetails> {
         let compute = context.compute;
         let now = compute.clock.now();
-        let zones = compute.services.zones(now)?;
+        let zones = compute.services.zones_with_usage(now)?;
         let window = compute.services.liveness_window();
         let types = compute
             .catalog

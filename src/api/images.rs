@@ -65,7 +65,7 @@ impl DescribeImages {
             dry_run: params.boolean("DryRun")?.unwrap_or(false),
         };
         for id in &request.image_ids {
-            crate::compute::ids::check_id(id, "ami", "InvalidAMIID.Malformed")?;
+            crate::compute::kinds::ResourceKind::Image.check(id)?;
         }
         check_filter_names(&request.filters, IMAGE_FILTERS)?;
         Ok(request)
@@ -82,7 +82,7 @@ impl DescribeImages {
             .collect();
         if !missing.is_empty() {
             return Err(ApiError::NotFound {
-                code: "InvalidAMIID.NotFound",
+                code: crate::compute::kinds::ResourceKind::Image.not_found_code(),
                 message: format!("The image id '[{}]' does not exist", missing.join(", ")),
             });
         }
@@ -376,7 +376,7 @@ impl DescribeImageAttribute {
 
     pub fn from_params(params: &Params) -> ApiResult<Self> {
         let image_id = params.required("ImageId")?;
-        crate::compute::ids::check_id(&image_id, "ami", "InvalidAMIID.Malformed")?;
+        crate::compute::kinds::ResourceKind::Image.check(&image_id)?;
         let attribute = match params.required("Attribute")?.as_str() {
             "description" => ImageAttributeName::Description,
             "launchPermission" => ImageAttributeName::LaunchPermission,
@@ -398,7 +398,7 @@ impl DescribeImageAttribute {
             .compute
             .visible_image(&context.principal.account_id, &self.image_id)?
             .ok_or_else(|| ApiError::NotFound {
-                code: "InvalidAMIID.NotFound",
+                code: crate::compute::kinds::ResourceKind::Image.not_found_code(),
                 message: format!("The image id '[{}]' does not exist", self.image_id),
             })?;
         dry_run_check(self.dry_run)?;

@@ -168,7 +168,7 @@ impl XmlOutput for StatusList {
 /// A single required, well-formed instance id.
 fn one_instance_id(params: &Params) -> ApiResult<String> {
     let id = params.required("InstanceId")?;
-    crate::compute::ids::check_id(&id, "i", "InvalidInstanceID.Malformed")?;
+    crate::compute::kinds::ResourceKind::Instance.check(&id)?;
     Ok(id)
 }
 

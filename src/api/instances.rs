@@ -101,7 +101,7 @@ impl RunInstances {
 
     pub fn from_params(params: &Params) -> ApiResult<Self> {
         let image_id = params.required("ImageId")?;
-        crate::compute::ids::check_id(&image_id, "ami", "InvalidAMIID.Malformed")?;
+        crate::compute::kinds::ResourceKind::Image.check(&image_id)?;
         let min_count = count(params, "MinCount")?;
         let max_count = count(params, "MaxCount")?;
         if max_count < min_count {
@@ -558,7 +558,7 @@ fn instance_ids(params: &Params) -> ApiResult<Vec<String>> {
         return Err(ApiError::MissingParameter("InstanceId".into()));
     }
     for id in &ids {
-        crate::compute::ids::check_id(id, "i", "InvalidInstanceID.Malformed")?;
+        crate::compute::kinds::ResourceKind::Instance.check(id)?;
     }
     Ok(ids)
 }

@@ -138,7 +138,7 @@ impl DescribeVpcs {
             .await?;
         if let Some(missing) = self.vpc_ids.iter().find(|id| **id != vpc.vpc_id) {
             return Err(ApiError::NotFound {
-                code: "InvalidVpcID.NotFound",
+                code: crate::compute::kinds::ResourceKind::Vpc.not_found_code(),
                 message: format!("The vpc ID '{missing}' does not exist"),
             });
         }
@@ -238,7 +238,7 @@ impl DescribeSubnets {
             .find(|id| !subnets.iter().any(|s| &s.subnet_id == *id))
         {
             return Err(ApiError::NotFound {
-                code: "InvalidSubnetID.NotFound",
+                code: crate::compute::kinds::ResourceKind::Subnet.not_found_code(),
                 message: format!("The subnet ID '{missing}' does not exist"),
             });
         }

@@ -577,7 +577,7 @@ impl DescribeSecurityGroups {
             ));
         }
         for id in &request.group_ids {
-            crate::compute::ids::check_id(id, "sg", "InvalidGroupId.Malformed")?;
+            crate::compute::kinds::ResourceKind::SecurityGroup.check(id)?;
         }
         check_filter_names(&request.filters, GROUP_FILTERS)?;
         Ok(request)
@@ -593,7 +593,7 @@ impl DescribeSecurityGroups {
             .find(|n| !groups.iter().any(|g| &g.name == *n))
         {
             return Err(ApiError::NotFound {
-                code: "InvalidGroup.NotFound",
+                code: crate::compute::kinds::ResourceKind::SecurityGroup.not_found_code(),
                 message: format!("The security group '{missing}' does not exist in default VPC"),
             });
         }
@@ -603,7 +603,7 @@ impl DescribeSecurityGroups {
             .find(|id| !groups.iter().any(|g| &g.id == *id))
         {
             return Err(ApiError::NotFound {
-                code: "InvalidGroup.NotFound",
+                code: crate::compute::kinds::ResourceKind::SecurityGroup.not_found_code(),
                 message: format!("The security group '{missing}' does not exist"),
             });
         }

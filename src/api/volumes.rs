@@ -23,7 +23,7 @@ const VOLUME_TYPES: &[&str] = &["gp2", "gp3", "io1", "io2", "st1", "sc1", "stand
 
 fn volume_id(params: &Params) -> ApiResult<String> {
     let id = params.required("VolumeId")?;
-    crate::compute::ids::check_id(&id, "vol", "InvalidVolumeID.Malformed")?;
+    crate::compute::kinds::ResourceKind::Volume.check(&id)?;
     Ok(id)
 }
 
@@ -84,7 +84,7 @@ impl CreateVolume {
         }
         let snapshot_id = params.optional("SnapshotId");
         if let Some(id) = &snapshot_id {
-            crate::compute::ids::check_id(id, "snap", "InvalidSnapshotID.Malformed")?;
+            crate::compute::kinds::ResourceKind::Snapshot.check(id)?;
         }
         let mut fingerprint_parts: Vec<&(String, String)> = params
             .pairs()
@@ -248,7 +248,7 @@ impl VolumeQuery {
             ));
         }
         for id in &query.volume_ids {
-            crate::compute::ids::check_id(id, "vol", "InvalidVolumeID.Malformed")?;
+            crate::compute::kinds::ResourceKind::Volume.check(id)?;
         }
         check_filter_names(&query.filters, filters)?;
         Ok(query)
@@ -269,7 +269,7 @@ impl VolumeQuery {
             .find(|id| !volumes.iter().any(|v| &v.id == *id))
         {
             return Err(ApiError::NotFound {
-                code: "InvalidVolume.NotFound",
+                code: crate::compute::kinds::ResourceKind::Volume.not_found_code(),
                 message: format!("The volume '{missing}' does not exist."),
             });
         }
@@ -466,7 +466,7 @@ impl AttachVolume {
 
     pub fn from_params(params: &Params) -> ApiResult<Self> {
         let instance_id = params.required("InstanceId")?;
-        crate::compute::ids::check_id(&instance_id, "i", "InvalidInstanceID.Malformed")?;
+        crate::compute::kinds::ResourceKind::Instance.check(&instance_id)?;
         Ok(Self {
             volume_id: volume_id(params)?,
             instance_id,
@@ -723,7 +723,7 @@ impl CopySnapshot {
 
     pub fn from_params(params: &Params) -> ApiResult<Self> {
         let source_snapshot_id = params.required("SourceSnapshotId")?;
-        crate::compute::ids::check_id(&source_snapshot_id, "snap", "InvalidSnapshotID.Malformed")?;
+        crate::compute::kinds::ResourceKind::Snapshot.check(&source_snapshot_id)?;
         Ok(Self {
             source_region: params.required("SourceRegion")?,
             source_snapshot_id,
@@ -820,7 +820,7 @@ impl DescribeSnapshots {
             dry_run: params.boolean("DryRun")?.unwrap_or(false),
         };
         for id in &request.snapshot_ids {
-            crate::compute::ids::check_id(id, "snap", "InvalidSnapshotID.Malformed")?;
+            crate::compute::kinds::ResourceKind::Snapshot.check(id)?;
         }
         check_filter_names(&request.filters, SNAPSHOT_FILTERS)?;
         Ok(request)
@@ -837,7 +837,7 @@ impl DescribeSnapshots {
             .find(|id| !snapshots.iter().any(|s| &s.id == *id))
         {
             return Err(ApiError::NotFound {
-                code: "InvalidSnapshot.NotFound",
+                code: crate::compute::kinds::ResourceKind::Snapshot.not_found_code(),
                 message: format!("The snapshot '{missing}' does not exist."),
             });
         }
@@ -914,7 +914,7 @@ impl DeleteSnapshot {
 
     pub fn from_params(params: &Params) -> ApiResult<Self> {
         let snapshot_id = params.required("SnapshotId")?;
-        crate::compute::ids::check_id(&snapshot_id, "snap", "InvalidSnapshotID.Malformed")?;
+        crate::compute::kinds::ResourceKind::Snapshot.check(&snapshot_id)?;
         Ok(Self {
             snapshot_id,
             dry_run: params.boolean("DryRun")?.unwrap_or(false),

@@ -2,8 +2,9 @@
 //!
 //! Every EC2 resource belongs to one account (a 12-digit owner id) and is
 //! invisible to the others; every access key maps to one account and user.
-//! Keys live in the store, read on every request by the signature verifier,
-//! so deactivating a key takes effect at once on every gateway. The secret
+//! Keys live in the store; the signature verifier reads them through a view
+//! checked against the directory's revision on every request, so
+//! deactivating a key takes effect at once on every gateway. The secret
 //! of a new key is returned once to its creator and otherwise only used to
 //! verify signatures. Every change to accounts or keys is an operation that
 //! also rewrites `meta/directory_revision`, which the checks over the whole
@@ -50,6 +51,16 @@ impl crate::store::Record for AccessKey {}
 /// All accounts and keys, in the store.
 pub struct AccountDirectory {
     store: Arc<StoreHandle>,
+    /// Active keys with their accounts as of one version of
+    /// `meta/directory_revision`: a derived view for the signature
+    /// verifier, used only after checking that version is current.
+    view: std::sync::RwLock<Option<KeysView>>,
+}
+
+/// Every active key and its account, at one directory revision.
+struct KeysView {
+    version: u64,
+    keys: std::collections::HashMap<String, (AccessKey, Account)>,
 }
 
 const META: &str = "meta";
@@ -94,7 +105,10 @@ fn new_account_id() -> String {
 impl AccountDirectory {
     /// The directory over `store`.
     pub fn load(store: Arc<StoreHandle>) -> StoreResult<Self> {
-        Ok(Self { store })
+        Ok(Self {
+            store,
+            view: std::sync::RwLock::new(None),
+        })
     }
 
     /// Creates or updates the accounts and fixed keys of the configuration.
@@ -326,19 +340,34 @@ impl AccountDirectory {
     /// The active key `access_key_id` and its account, if there is one
     /// (what the signature verifier needs: see `app`'s credential adapter).
     pub fn active_key(&self, access_key_id: &str) -> StoreResult<Option<(AccessKey, Account)>> {
-        let Some(key) = self
+        let version = self
             .store
-            .get_record::<AccessKey>(ACCESS_KEYS, access_key_id.as_bytes())?
+            .raw_versioned(META, DIRECTORY_REVISION)?
+            .map_or(0, |v| v.version);
+        if let Some(view) = crate::sync::read(&self.view)
+            .as_ref()
+            .filter(|view| view.version == version)
+        {
+            return Ok(view.keys.get(access_key_id).cloned());
+        }
+        let accounts: std::collections::HashMap<String, Account> = self
+            .store
+            .records::<Account>(ACCOUNTS, b"")?
+            .into_iter()
+            .map(|a| (a.id.clone(), a))
+            .collect();
+        let keys: std::collections::HashMap<String, (AccessKey, Account)> = self
+            .store
+            .records::<AccessKey>(ACCESS_KEYS, b"")?
+            .into_iter()
             .filter(|k| k.active)
-        else {
-            return Ok(None);
-        };
-        let Some(account) = self
-            .store
-            .get_record::<Account>(ACCOUNTS, key.account_id.as_bytes())?
-        else {
-            return Ok(None);
-        };
-        Ok(Some((key, account)))
+            .filter_map(|k| {
+                let account = accounts.get(&k.account_id)?.clone();
+                Some((k.access_key_id.clone(), (k, account)))
+            })
+            .collect();
+        let found = keys.get(access_key_id).cloned();
+        *crate::sync::write(&self.view) = Some(KeysView { version, keys });
+        Ok(found)
     }
 }

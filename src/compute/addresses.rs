@@ -140,7 +140,7 @@ impl Compute {
                 .into_iter()
                 .find(|a| &a.allocation_id == id)
                 .ok_or_else(|| ApiError::NotFound {
-                    code: "InvalidAllocationID.NotFound",
+                    code: super::kinds::ResourceKind::ElasticIp.not_found_code(),
                     message: format!("The allocation ID '{id}' does not exist"),
                 }),
             AddressSelector::PublicIp(ip) => addresses
@@ -166,7 +166,7 @@ impl Compute {
             .get::<Address>(ADDRESSES, &address_key(account_id, &listed.allocation_id))?
             .ok_or_else(|| match selector {
                 AddressSelector::AllocationId(id) => ApiError::NotFound {
-                    code: "InvalidAllocationID.NotFound",
+                    code: super::kinds::ResourceKind::ElasticIp.not_found_code(),
                     message: format!("The allocation ID '{id}' does not exist"),
                 },
                 AddressSelector::PublicIp(ip) => ApiError::NotFound {
@@ -259,7 +259,7 @@ impl Compute {
         allow_reassociation: bool,
         dry_run: bool,
     ) -> ApiResult<String> {
-        super::ids::check_id(instance_id, "i", "InvalidInstanceID.Malformed")?;
+        super::kinds::ResourceKind::Instance.check(instance_id)?;
         super::operation::run(&self.store, dry_run, |tx| {
             let instance = super::instances::load(tx, account_id, instance_id)?
                 .ok_or_else(|| super::instances::instances_not_found(&[instance_id.to_string()]))?;

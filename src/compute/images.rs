@@ -77,7 +77,7 @@ fn image_key(account_id: &str, image_id: &str) -> Vec<u8> {
 
 fn not_found(image_id: &str) -> ApiError {
     ApiError::NotFound {
-        code: "InvalidAMIID.NotFound",
+        code: super::kinds::ResourceKind::Image.not_found_code(),
         message: format!("The image id '[{image_id}]' does not exist"),
     }
 }
@@ -164,7 +164,12 @@ impl Compute {
             // The snapshots it is made of: rewritten unchanged, so that a
             // DeleteSnapshot racing this registration runs again and sees it.
             for snapshot_id in &snapshot_ids {
-                self.touch_snapshot(tx, account_id, snapshot_id)?;
+                if !self.touch_snapshot(tx, account_id, snapshot_id)? {
+                    return Err(ApiError::NotFound {
+                        code: super::kinds::ResourceKind::Snapshot.not_found_code(),
+                        message: format!("The snapshot '{snapshot_id}' does not exist."),
+                    });
+                }
             }
             let record = Image {
                 id: super::ids::new_id("ami"),
@@ -195,7 +200,7 @@ impl Compute {
         image_id: &str,
         dry_run: bool,
     ) -> ApiResult<()> {
-        super::ids::check_id(image_id, "ami", "InvalidAMIID.Malformed")?;
+        super::kinds::ResourceKind::Image.check(image_id)?;
         if self.catalog.image(image_id).is_some() {
             return Err(ApiError::OperationNotPermitted(format!(
                 "The image {image_id} is a public catalogue image and cannot be deregistered"

@@ -378,16 +378,14 @@ pub(super) fn remove(tx: &mut Tx<'_>, instance: &Instance) {
 pub(super) fn usage(tx: &mut Tx<'_>, account_id: &str) -> StoreResult<super::usage::Usage> {
     super::usage::read(tx, account_id, super::usage::Kind::Instances, |tx| {
         let prefix = format!("{account_id}/");
-        let mut statuses: std::collections::HashMap<String, InstanceStatus> = tx
-            .scan::<InstanceStatus>(INSTANCE_STATUS, prefix.as_bytes())?
+        let mut statuses: std::collections::HashMap<Vec<u8>, InstanceStatus> = tx
+            .scan_entries(INSTANCE_STATUS, prefix.as_bytes())?
             .into_iter()
-            .zip(tx.scan_keys(INSTANCE_STATUS, prefix.as_bytes())?)
-            .map(|(status, key)| (String::from_utf8_lossy(&key).into_owned(), status))
-            .collect();
+            .map(|(key, value)| Ok((key, crate::store::decode(&value)?)))
+            .collect::<StoreResult<_>>()?;
         let mut usage = super::usage::Usage::default();
         for mut instance in tx.scan::<Instance>(INSTANCES, prefix.as_bytes())? {
-            let key = String::from_utf8_lossy(&instance.key()).into_owned();
-            if let Some(status) = statuses.remove(&key) {
+            if let Some(status) = statuses.remove(&instance.key()) {
                 instance.set_status(status);
             }
             usage.next_sequence = usage.next_sequence.max(instance.sequence + 1);
@@ -500,7 +498,7 @@ pub(super) fn instances_not_found(missing: &[String]) -> ApiError {
         many => format!("The instance IDs '{}' do not exist", many.join(", ")),
     };
     ApiError::NotFound {
-        code: "InvalidInstanceID.NotFound",
+        code: super::kinds::ResourceKind::Instance.not_found_code(),
         message,
     }
 }
@@ -589,7 +587,7 @@ impl Compute {
         after: Option<u64>,
     ) -> ApiResult<Vec<Instance>> {
         for id in ids {
-            super::ids::check_id(id, "i", "InvalidInstanceID.Malformed")?;
+            super::kinds::ResourceKind::Instance.check(id)?;
         }
         if ids.is_empty() {
             return Ok(self.instance_page(account_id, after, None, |_| true)?.0);
@@ -696,7 +694,7 @@ impl Compute {
         change: AttributeChange,
         dry_run: bool,
     ) -> ApiResult<()> {
-        super::ids::check_id(instance_id, "i", "InvalidInstanceID.Malformed")?;
+        super::kinds::ResourceKind::Instance.check(instance_id)?;
         super::operation::run(&self.store, dry_run, |tx| {
             let before = load(tx, account_id, instance_id)?
                 .ok_or_else(|| instances_not_found(&[instance_id.to_string()]))?;
@@ -764,7 +762,11 @@ impl Compute {
                 if crate::store::version_of(&raw)? >= Instance::VERSION {
                     return Ok(false);
                 }
-                let instance: Instance = crate::store::decode(&raw)?;
+                let mut instance: Instance = crate::store::decode(&raw)?;
+                // A status written since (by a newer gateway) wins.
+                if let Some(status) = tx.get::<InstanceStatus>(INSTANCE_STATUS, &key)? {
+                    instance.set_status(status);
+                }
                 insert(tx, &instance);
                 if instance.is_live() {
                     super::launch::hold_private_ip(tx, &instance);
@@ -774,7 +776,8 @@ impl Compute {
             .await?;
             upgraded += usize::from(done);
         }
-        // Tokens already counting down (their expiry was kept in memory).
+        // Tokens already counting down (0.1.0 kept their expiry schedule in
+        // memory only).
         for token in self
             .store
             .records::<ClientTokenRecord>(CLIENT_TOKENS, b"")?

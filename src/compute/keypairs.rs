@@ -57,7 +57,7 @@ fn duplicate(name: &str) -> ApiError {
 
 fn not_found(what: &str) -> ApiError {
     ApiError::NotFound {
-        code: "InvalidKeyPair.NotFound",
+        code: super::kinds::ResourceKind::KeyPair.not_found_code(),
         message: format!("The key pair '{what}' does not exist"),
     }
 }
@@ -75,7 +75,6 @@ impl Compute {
         Ok(self.store.get_record(KEY_PAIRS, &key(account_id, name))?)
     }
 
-    /// Stores `pair` unless the name is taken (checked and written under one lock).
     /// Stores a new pair: its key (the name) must be absent and the
     /// account's key pair usage under the quota, in one operation.
     async fn store_new_key_pair(&self, pair: &KeyPair, dry_run: bool) -> ApiResult<()> {
@@ -134,7 +133,18 @@ impl Compute {
     ) -> ApiResult<(KeyPair, Secret)> {
         check_name(name)?;
         if dry_run {
-            self.ensure_name_free(account_id, name)?;
+            // Every check the real request makes, without making a key.
+            let placeholder = KeyPair {
+                id: String::new(),
+                account_id: account_id.to_string(),
+                name: name.to_string(),
+                key_type,
+                fingerprint: String::new(),
+                public_key: String::new(),
+                tags,
+                created_at: self.clock.now(),
+            };
+            self.store_new_key_pair(&placeholder, true).await?;
             return Err(ApiError::DryRunOperation);
         }
         let generated = keymaterial::generate(key_type, format, name)?;
@@ -150,14 +160,6 @@ impl Compute {
         };
         self.store_new_key_pair(&pair, false).await?;
         Ok((pair, generated.private_material))
-    }
-
-    /// `InvalidKeyPair.Duplicate` when the account already has `name`.
-    fn ensure_name_free(&self, account_id: &str, name: &str) -> ApiResult<()> {
-        if self.key_pair(account_id, name)?.is_some() {
-            return Err(duplicate(name));
-        }
-        Ok(())
     }
 
     /// ImportKeyPair from an OpenSSH public key.
@@ -193,7 +195,7 @@ impl Compute {
         ids: &[String],
     ) -> ApiResult<Vec<KeyPair>> {
         for id in ids {
-            super::ids::check_id(id, "key", "InvalidKeyPair.Malformed")?;
+            super::kinds::ResourceKind::KeyPair.check(id)?;
         }
         let all = self.key_pairs(account_id)?;
         if let Some(missing) = names.iter().find(|n| !all.iter().any(|p| &p.name == *n)) {
@@ -222,7 +224,7 @@ impl Compute {
         dry_run: bool,
     ) -> ApiResult<Option<String>> {
         if let Some(id) = id {
-            super::ids::check_id(id, "key", "InvalidKeyPair.Malformed")?;
+            super::kinds::ResourceKind::KeyPair.check(id)?;
         }
         super::operation::run(&self.store, dry_run, |tx| {
             let pair = match (name, id) {

@@ -99,7 +99,39 @@ fn allocate_private_address(
     })
 }
 
+fn token_mismatch(token: &str) -> ApiError {
+    ApiError::IdempotentParameterMismatch(format!(
+        "Arguments on this idempotent request are inconsistent with arguments used in previous request(s) with client token '{token}'"
+    ))
+}
+
 impl Compute {
+    /// The account's default VPC and subnets, and its `default` group: read
+    /// as they are (made with the account), created only when missing.
+    async fn launch_network(
+        &self,
+        account_id: &str,
+    ) -> ApiResult<(super::network::Vpc, Vec<super::network::Subnet>)> {
+        let zones = self.services.zones(self.clock.now())?.len();
+        let has_default_group = self
+            .store
+            .records::<super::security_groups::SecurityGroup>(
+                super::security_groups::SECURITY_GROUPS,
+                format!("{account_id}/").as_bytes(),
+            )?
+            .iter()
+            .any(|g| g.name == "default");
+        if let Some(vpc) = self.default_vpc(account_id)? {
+            let subnets = self.default_subnets(account_id)?;
+            if subnets.len() >= zones && has_default_group {
+                return Ok((vpc, subnets));
+            }
+        }
+        let network = self.default_network(account_id).await?;
+        self.security_groups(account_id).await?;
+        Ok(network)
+    }
+
     fn private_dns_name(&self, address: &str) -> String {
         let host = format!("ip-{}", address.replace('.', "-"));
         if self.region.name == "us-east-1" {
@@ -165,10 +197,35 @@ impl Compute {
         account_id: &str,
         request: LaunchRequest,
     ) -> ApiResult<Reservation> {
+        // A retry of a launch that happened is answered from its token,
+        // whatever changed since (an image deregistered, a subnet gone).
+        if let Some(token) = &request.client_token {
+            let key = format!("{account_id}/{token}").into_bytes();
+            if self
+                .store
+                .get_record::<ClientTokenRecord>(CLIENT_TOKENS, &key)?
+                .is_some()
+            {
+                return operation::run(&self.store, request.dry_run, |tx| {
+                    let record = tx
+                        .get::<ClientTokenRecord>(CLIENT_TOKENS, &key)?
+                        .ok_or_else(|| {
+                            ApiError::ServiceUnavailable(
+                                "The ClientToken expired while this request ran; retry".into(),
+                            )
+                        })?;
+                    if record.fingerprint != request.fingerprint {
+                        return Err(token_mismatch(token));
+                    }
+                    Ok(self.reservation_of(tx, &record)?)
+                })
+                .await;
+            }
+        }
         let image = self
             .visible_image(account_id, &request.image_id)?
             .ok_or_else(|| ApiError::NotFound {
-                code: "InvalidAMIID.NotFound",
+                code: super::kinds::ResourceKind::Image.not_found_code(),
                 message: format!("The image id '[{}]' does not exist", request.image_id),
             })?;
         let instance_type = self
@@ -190,19 +247,15 @@ impl Compute {
             vcpus: instance_type.vcpus,
             memory_mib: instance_type.memory_mib,
         };
-        let (vpc, subnets) = self.default_network(account_id).await?;
-        if request.security_group_names.is_empty() && request.security_group_ids.is_empty() {
-            // The `default` group, made when the account was (or now).
-            self.security_groups(account_id).await?;
-        }
+        let (vpc, subnets) = self.launch_network(account_id).await?;
         let mut request = request;
         if let Some(subnet_id) = &request.subnet_id {
-            super::ids::check_id(subnet_id, "subnet", "InvalidSubnetID.Malformed")?;
+            super::kinds::ResourceKind::Subnet.check(subnet_id)?;
             let subnet = subnets
                 .iter()
                 .find(|s| &s.subnet_id == subnet_id)
                 .ok_or_else(|| ApiError::NotFound {
-                    code: "InvalidSubnetID.NotFound",
+                    code: super::kinds::ResourceKind::Subnet.not_found_code(),
                     message: format!("The subnet ID '{subnet_id}' does not exist"),
                 })?;
             match &request.availability_zone {
@@ -222,9 +275,7 @@ impl Compute {
                 let key = format!("{account_id}/{token}").into_bytes();
                 if let Some(record) = tx.get::<ClientTokenRecord>(CLIENT_TOKENS, &key)? {
                     if record.fingerprint != request.fingerprint {
-                        return Err(ApiError::IdempotentParameterMismatch(format!(
-                            "Arguments on this idempotent request are inconsistent with arguments used in previous request(s) with client token '{token}'"
-                        )));
+                        return Err(token_mismatch(token));
                     }
                     return Ok(self.reservation_of(tx, &record)?);
                 }
@@ -232,7 +283,7 @@ impl Compute {
             if let Some(key_name) = &request.key_name {
                 if !self.key_pair_in(tx, account_id, key_name)? {
                     return Err(ApiError::NotFound {
-                        code: "InvalidKeyPair.NotFound",
+                        code: super::kinds::ResourceKind::KeyPair.not_found_code(),
                         message: format!("The key pair '{key_name}' does not exist"),
                     });
                 }
@@ -276,7 +327,7 @@ impl Compute {
                     demand,
                     self.scheduler_policy,
                     now,
-                ) {
+                )? {
                     Some(host) => placed.push(host),
                     None => break,
                 }

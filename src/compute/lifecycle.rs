@@ -29,6 +29,9 @@ use std::time::Duration;
 /// The longest the driver sleeps without looking again.
 const MAX_SLEEP: Duration = Duration::from_secs(30);
 
+/// How long entries that failed wait before the next attempt.
+const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(1);
+
 /// Schedule entries read per scan.
 const BATCH: usize = 256;
 
@@ -36,13 +39,17 @@ const BATCH: usize = 256;
 pub async fn drive(compute: Arc<Compute>) {
     loop {
         let now = compute.clock.now();
-        if let Err(error) = compute.advance_due(now).await {
-            tracing::error!(%error, "lifecycle transition failed");
-        }
+        let failed = compute.advance_due(now).await.is_err();
         let wait = match compute.next_due() {
+            // After a failure, entries still due wait a moment (no spinning).
             Ok(Some(due)) => (due - compute.clock.now())
                 .to_std()
                 .unwrap_or(Duration::ZERO)
+                .max(if failed {
+                    RETRY_AFTER_FAILURE
+                } else {
+                    Duration::ZERO
+                })
                 .min(MAX_SLEEP),
             Ok(None) => MAX_SLEEP,
             Err(error) => {
@@ -65,18 +72,27 @@ impl Compute {
     /// entries did something.
     pub async fn advance_due(&self, now: DateTime<Utc>) -> ApiResult<usize> {
         let mut changed = 0;
+        let mut first_failure = None;
+        // Entries that failed this pass (they are retried on the next one).
+        let mut failed: std::collections::HashSet<Vec<u8>> = std::collections::HashSet::new();
         loop {
-            let entries = self.store.raw_scan(SCHEDULE, b"", None, BATCH)?;
+            let entries = self
+                .store
+                .raw_scan(SCHEDULE, b"", None, BATCH + failed.len())?;
             let due: Vec<(Vec<u8>, DateTime<Utc>, Due, String, String)> = entries
                 .iter()
                 .map_while(|(key, _)| {
                     let (at, what, account, id) = parse_schedule_key(key)?;
                     (at <= now).then(|| (key.clone(), at, what, account, id))
                 })
+                .filter(|(key, ..)| !failed.contains(key))
                 .collect();
+            if due.is_empty() {
+                break;
+            }
             let complete_batch = due.len() == BATCH;
             for (key, at, what, account_id, id) in due {
-                let did = operation::run_background(&self.store, |tx| {
+                let outcome = operation::run_background(&self.store, |tx| {
                     if tx.get::<bool>(SCHEDULE, &key)?.is_none() {
                         return Ok(false);
                     }
@@ -85,12 +101,24 @@ impl Compute {
                         Due::Token => forget_token(tx, &key, &account_id, &id, now),
                     }
                 })
-                .await?;
-                changed += usize::from(did);
+                .await;
+                match outcome {
+                    Ok(did) => changed += usize::from(did),
+                    // One entry that fails holds up no other.
+                    Err(error) => {
+                        tracing::error!(%error, account = %account_id, id = %id, "a due transition failed");
+                        failed.insert(key);
+                        first_failure.get_or_insert(error);
+                    }
+                }
             }
             if !complete_batch {
-                return Ok(changed);
+                break;
             }
+        }
+        match first_failure {
+            Some(error) => Err(error),
+            None => Ok(changed),
         }
     }
 

@@ -13,6 +13,7 @@ pub mod images;
 pub mod instances;
 pub mod keymaterial;
 pub mod keypairs;
+pub mod kinds;
 pub mod launch;
 pub mod lifecycle;
 pub mod network;
@@ -118,16 +119,20 @@ impl Compute {
             peers: config.peer_regions.clone(),
         };
         let instances = InstanceBook::default();
-        let pagination_key = match store.get_record::<Vec<u8>>("meta", b"pagination_key")? {
-            Some(bytes) if bytes.len() == 32 => bytes.try_into().expect("32 bytes"),
-            _ => {
-                let key: [u8; 32] = rand::random();
-                let mut batch = crate::store::WriteBatch::new();
-                batch.put_record("meta", b"pagination_key".to_vec(), &key.to_vec());
-                store.commit(&batch).await?;
-                key
+        // Created once, by whichever gateway starts first; the others adopt it.
+        let fresh: [u8; 32] = rand::random();
+        let stored = operation::run(&store, false, |tx| {
+            match tx.get::<Vec<u8>>("meta", b"pagination_key")? {
+                Some(bytes) if bytes.len() == 32 => Ok(bytes),
+                _ => {
+                    tx.put("meta", b"pagination_key".to_vec(), &fresh.to_vec());
+                    Ok(fresh.to_vec())
+                }
             }
-        };
+        })
+        .await
+        .map_err(|e| crate::store::StoreError(format!("pagination key: {e}")))?;
+        let pagination_key: [u8; 32] = stored.try_into().expect("32 bytes");
         let compute = Self {
             store,
             clock,
@@ -146,6 +151,11 @@ impl Compute {
             volume_delay: volumes::delays(&config.lifecycle).0,
             snapshot_delay: volumes::delays(&config.lifecycle).1,
         };
+        compute
+            .services
+            .upgrade_usage()
+            .await
+            .map_err(|e| crate::store::StoreError(format!("upgrading host usage: {e}")))?;
         compute
             .upgrade_instances()
             .await

@@ -17,7 +17,7 @@
 
 use crate::error::{ApiError, ApiResult};
 use crate::store::{
-    decode, encode, Commit, Committed, Expect, Record, StoreHandle, StoreResult, WriteBatch,
+    decode, encode, Commit, Committed, Entry, Expect, Record, StoreHandle, StoreResult, WriteBatch,
 };
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -36,6 +36,8 @@ pub struct Tx<'s> {
     reads: HashMap<TreeKey, (Expect, Option<Vec<u8>>)>,
     /// The write set: one operation per key (`None` deletes).
     writes: BTreeMap<TreeKey, Option<Vec<u8>>>,
+    /// The highest version among the values read.
+    newest_read: u64,
 }
 
 impl<'s> Tx<'s> {
@@ -44,6 +46,7 @@ impl<'s> Tx<'s> {
             store,
             reads: HashMap::new(),
             writes: BTreeMap::new(),
+            newest_read: 0,
         }
     }
 
@@ -59,7 +62,10 @@ impl<'s> Tx<'s> {
         }
         let current = self.store.raw_versioned(tree, key)?;
         let (expect, value) = match current {
-            Some(v) => (Expect::At(v.version), Some(v.value)),
+            Some(v) => {
+                self.newest_read = self.newest_read.max(v.version);
+                (Expect::At(v.version), Some(v.value))
+            }
             None => (Expect::Absent, None),
         };
         self.reads.insert(tree_key, (expect, value.clone()));
@@ -108,14 +114,28 @@ impl<'s> Tx<'s> {
         self.store.records(tree, prefix)
     }
 
-    /// The keys under `prefix`, in key order (untracked, as [`Tx::scan`]).
-    pub fn scan_keys(&self, tree: &'static str, prefix: &[u8]) -> StoreResult<Vec<Vec<u8>>> {
-        Ok(self
-            .store
-            .raw_scan(tree, prefix, None, usize::MAX)?
-            .into_iter()
-            .map(|(key, _)| key)
-            .collect())
+    /// The entries under `prefix`, keys with encoded values, in one scan
+    /// (untracked, as [`Tx::scan`]).
+    pub fn scan_entries(&self, tree: &'static str, prefix: &[u8]) -> StoreResult<Vec<Entry>> {
+        self.store.raw_scan(tree, prefix, None, usize::MAX)
+    }
+
+    /// True when every key read still holds the version it was read at
+    /// (or is still absent): then the reads were all true at one moment,
+    /// now, and a refusal based on them stands.
+    fn reads_still_current(&self) -> StoreResult<bool> {
+        for ((tree, key), (expect, _)) in &self.reads {
+            let current = self.store.raw_versioned(tree, key)?.map(|v| v.version);
+            let same = match expect {
+                Expect::Absent => current.is_none(),
+                Expect::At(version) => current == Some(*version),
+                Expect::Any => true,
+            };
+            if !same {
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
 
     /// True when this attempt writes something.
@@ -172,12 +192,23 @@ async fn run_with<T>(
 ) -> ApiResult<T> {
     for round in 0..MAX_ATTEMPTS {
         let mut tx = Tx::new(store);
-        let output = attempt(&mut tx)?;
+        let output = match attempt(&mut tx) {
+            Ok(output) => output,
+            // A refusal must rest on reads that were true together: if one
+            // changed meanwhile (a ClientToken's launch committed between
+            // the token read and a quota read), decide again.
+            Err(refusal) if tx.reads_still_current()? => return Err(refusal),
+            Err(_) => {
+                tokio::time::sleep(back_off(round)).await;
+                continue;
+            }
+        };
         if dry_run {
             return Err(ApiError::DryRunOperation);
         }
         if !tx.has_writes() {
-            if durable {
+            // An answer resting on values not yet flushed waits for them.
+            if durable && store.may_be_volatile(tx.newest_read) {
                 store.durable(store.last_applied()).await?;
             }
             return Ok(output);

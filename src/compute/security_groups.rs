@@ -155,7 +155,7 @@ pub fn rules_limit_exceeded(limit: usize) -> ApiError {
 
 fn group_not_found(what: &str) -> ApiError {
     ApiError::NotFound {
-        code: "InvalidGroup.NotFound",
+        code: super::kinds::ResourceKind::SecurityGroup.not_found_code(),
         message: format!("The security group '{what}' does not exist"),
     }
 }
@@ -223,7 +223,7 @@ impl Compute {
         selector: &GroupSelector,
     ) -> ApiResult<SecurityGroup> {
         if let GroupSelector::Id(id) = selector {
-            super::ids::check_id(id, "sg", "InvalidGroupId.Malformed")?;
+            super::kinds::ResourceKind::SecurityGroup.check(id)?;
         }
         let groups = self.security_groups(account_id).await?;
         groups
@@ -245,7 +245,7 @@ impl Compute {
     ) -> ApiResult<SecurityGroup> {
         let id = match selector {
             GroupSelector::Id(id) => {
-                super::ids::check_id(id, "sg", "InvalidGroupId.Malformed")?;
+                super::kinds::ResourceKind::SecurityGroup.check(id)?;
                 id.clone()
             }
             GroupSelector::Name(name) => tx
@@ -286,7 +286,7 @@ impl Compute {
         if let Some(requested) = vpc_id {
             if requested != vpc.vpc_id {
                 return Err(ApiError::NotFound {
-                    code: "InvalidVpcID.NotFound",
+                    code: super::kinds::ResourceKind::Vpc.not_found_code(),
                     message: format!("The vpc ID '{requested}' does not exist"),
                 });
             }
@@ -402,7 +402,7 @@ impl Compute {
         };
         if owner.as_deref().is_some_and(|owner| owner != account_id) {
             if let GroupSelector::Id(id) = &selector {
-                super::ids::check_id(id, "sg", "InvalidGroupId.Malformed")?;
+                super::kinds::ResourceKind::SecurityGroup.check(id)?;
             }
             return Err(group_not_found(selector_text(&selector)));
         }

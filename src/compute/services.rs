@@ -34,6 +34,9 @@ const HOST_USAGE: &str = "host_usage";
 const META: &str = "meta";
 /// How many zone ids were ever assigned (the next one is this plus one).
 const ZONE_COUNT: &[u8] = b"zone_count";
+/// Rewritten with every change to the services or zone ids: the version
+/// the zone view is checked against.
+const SERVICES_REVISION: &[u8] = b"services_revision";
 
 /// The binary name of compute services (Nova's `nova-compute`).
 pub const COMPUTE_BINARY: &str = "compute";
@@ -170,6 +173,24 @@ pub struct ServiceRegistry {
     store: Arc<StoreHandle>,
     zone_id_prefix: String,
     liveness_window: Duration,
+    /// The hosts and zone ids as of a version of `services_revision`: a
+    /// derived view for DescribeAvailabilityZones, used only after checking
+    /// that version is still the stored one.
+    view: std::sync::RwLock<Option<HostsView>>,
+}
+
+/// Hosts (without their usage) and zone ids at one `services_revision`.
+struct HostsView {
+    version: u64,
+    hosts: Vec<ServiceRecord>,
+    zone_ids: BTreeMap<String, String>,
+}
+
+/// Marks a change to the services in `tx`.
+fn bump_services_revision(tx: &mut Tx<'_>) -> StoreResult<()> {
+    let revision = tx.get::<u64>(META, SERVICES_REVISION)?.unwrap_or(0);
+    tx.put(META, SERVICES_REVISION, &(revision + 1));
+    Ok(())
 }
 
 /// The usage of `record`'s host as `tx` sees it (version 1 records carry
@@ -193,6 +214,7 @@ impl ServiceRegistry {
             store,
             zone_id_prefix: zone_id_prefix(region),
             liveness_window,
+            view: std::sync::RwLock::new(None),
         })
     }
 
@@ -224,7 +246,10 @@ impl ServiceRegistry {
                             ..existing
                         }
                     }
-                    None => new_record(&NewHost::from(host), now),
+                    None => {
+                        tx.put(HOST_USAGE, host.name.as_bytes(), &HostUsage::default());
+                        new_record(&NewHost::from(host), now)
+                    }
                 };
                 self.stage(tx, &record)?;
             }
@@ -235,6 +260,7 @@ impl ServiceRegistry {
 
     /// Writes `record` in `tx`, assigning its zone an id when it is new.
     fn stage(&self, tx: &mut Tx<'_>, record: &ServiceRecord) -> StoreResult<()> {
+        bump_services_revision(tx)?;
         let zone = record.availability_zone.as_bytes();
         if tx.get::<(String, String)>(ZONE_IDS, zone)?.is_none() {
             let assigned = match tx.get::<u64>(META, ZONE_COUNT)? {
@@ -309,15 +335,52 @@ impl ServiceRegistry {
     }
 
     /// The zones, derived from the hosts: a zone exists while a host names
-    /// it and is available while one of its enabled hosts is alive.
+    /// it and is available while one of its enabled hosts is alive. The
+    /// hosts carry no usage (see [`ServiceRegistry::zones_with_usage`]).
     pub fn zones(&self, now: DateTime<Utc>) -> StoreResult<Vec<Zone>> {
+        let version = self
+            .store
+            .raw_versioned(META, SERVICES_REVISION)?
+            .map_or(0, |v| v.version);
+        if let Some(view) = crate::sync::read(&self.view)
+            .as_ref()
+            .filter(|view| view.version == version)
+        {
+            return Ok(self.group_zones(view.hosts.clone(), &view.zone_ids, now));
+        }
+        let hosts = self.store.records::<ServiceRecord>(SERVICES, b"")?;
         let zone_ids: BTreeMap<String, String> = self
             .store
             .records::<(String, String)>(ZONE_IDS, b"")?
             .into_iter()
             .collect();
+        let zones = self.group_zones(hosts.clone(), &zone_ids, now);
+        *crate::sync::write(&self.view) = Some(HostsView {
+            version,
+            hosts,
+            zone_ids,
+        });
+        Ok(zones)
+    }
+
+    /// [`ServiceRegistry::zones`] with every host's reserved capacity.
+    pub fn zones_with_usage(&self, now: DateTime<Utc>) -> StoreResult<Vec<Zone>> {
+        let zone_ids: BTreeMap<String, String> = self
+            .store
+            .records::<(String, String)>(ZONE_IDS, b"")?
+            .into_iter()
+            .collect();
+        Ok(self.group_zones(self.hosts()?, &zone_ids, now))
+    }
+
+    fn group_zones(
+        &self,
+        hosts: Vec<ServiceRecord>,
+        zone_ids: &BTreeMap<String, String>,
+        now: DateTime<Utc>,
+    ) -> Vec<Zone> {
         let mut zones: BTreeMap<String, Zone> = BTreeMap::new();
-        for record in self.hosts()? {
+        for record in hosts {
             let zone = zones
                 .entry(record.availability_zone.clone())
                 .or_insert_with(|| Zone {
@@ -334,7 +397,7 @@ impl ServiceRegistry {
             }
             zone.hosts.push(record);
         }
-        Ok(zones.into_values().collect())
+        zones.into_values().collect()
     }
 
     /// AdminAddHost: a new compute host (external ones must heartbeat).
@@ -365,7 +428,12 @@ impl ServiceRegistry {
                 return Err(ApiError::HostAlreadyExists(host.name.clone()));
             }
             tx.delete(REMOVED_SERVICES, host.name.as_bytes());
-            tx.put(HOST_USAGE, host.name.as_bytes(), &HostUsage::default());
+            if tx
+                .get::<HostUsage>(HOST_USAGE, host.name.as_bytes())?
+                .is_none()
+            {
+                tx.put(HOST_USAGE, host.name.as_bytes(), &HostUsage::default());
+            }
             self.stage(tx, &record)?;
             Ok(())
         })
@@ -385,6 +453,7 @@ impl ServiceRegistry {
                     "The compute host '{name}' still runs instances"
                 )));
             }
+            bump_services_revision(tx)?;
             tx.delete(SERVICES, name.as_bytes());
             tx.delete(HOST_USAGE, name.as_bytes());
             tx.put(REMOVED_SERVICES, name.as_bytes(), &true);
@@ -423,6 +492,7 @@ impl ServiceRegistry {
                 // Read through the Tx: a concurrent admin change wins and
                 // this heartbeat runs again on it.
                 if let Some(current) = tx.get::<ServiceRecord>(SERVICES, record.host.as_bytes())? {
+                    bump_services_revision(tx)?;
                     tx.put(
                         SERVICES,
                         record.host.as_bytes(),
@@ -438,18 +508,57 @@ impl ServiceRegistry {
         .await
     }
 
-    /// The hosts as `tx` sees them, for placing instances.
+    /// The hosts, for placing instances: their usage as stored now (not
+    /// tracked; [`Placement::place`] reads the chosen host's in the `Tx`).
     pub fn placement(&self, tx: &mut Tx<'_>) -> StoreResult<Placement> {
         let mut hosts = tx.scan::<ServiceRecord>(SERVICES, b"")?;
+        let mut usage: BTreeMap<Vec<u8>, HostUsage> = BTreeMap::new();
+        for (key, value) in self.store.raw_scan(HOST_USAGE, b"", None, usize::MAX)? {
+            usage.insert(key, crate::store::decode(&value)?);
+        }
         for host in &mut hosts {
-            let usage = usage_in(tx, host)?;
-            host.vcpus_used = usage.vcpus_used;
-            host.memory_mib_used = usage.memory_mib_used;
+            if let Some(used) = usage.get(host.host.as_bytes()) {
+                host.vcpus_used = used.vcpus_used;
+                host.memory_mib_used = used.memory_mib_used;
+            }
         }
         Ok(Placement {
             hosts,
             liveness_window: self.liveness_window,
         })
+    }
+
+    /// Gives every host a `host_usage` record (version 1 records carried
+    /// their reservations inline): run at start, before anything places.
+    pub async fn upgrade_usage(&self) -> ApiResult<()> {
+        for record in self.store.records::<ServiceRecord>(SERVICES, b"")? {
+            if self
+                .store
+                .raw(HOST_USAGE, record.host.as_bytes())?
+                .is_some()
+            {
+                continue;
+            }
+            operation::run(&self.store, false, |tx| {
+                let Some(current) = tx.get::<ServiceRecord>(SERVICES, record.host.as_bytes())?
+                else {
+                    return Ok(());
+                };
+                if tx
+                    .get::<HostUsage>(HOST_USAGE, record.host.as_bytes())?
+                    .is_none()
+                {
+                    let usage = HostUsage {
+                        vcpus_used: current.vcpus_used,
+                        memory_mib_used: current.memory_mib_used,
+                    };
+                    tx.put(HOST_USAGE, record.host.as_bytes(), &usage);
+                }
+                Ok(())
+            })
+            .await?;
+        }
+        Ok(())
     }
 
     /// The id of `zone`, if it has one.
@@ -474,7 +583,10 @@ impl Placement {
     }
 
     /// Reserves `demand` on the host the scheduler picks (in `zone` when
-    /// given) and returns that host.
+    /// given) and returns that host. The choice is made on the usage read
+    /// when the placement began; the chosen host's usage is then read in
+    /// the `Tx` (so only a change to that host conflicts) and the fit
+    /// checked again on it.
     pub fn place(
         &mut self,
         tx: &mut Tx<'_>,
@@ -482,20 +594,33 @@ impl Placement {
         demand: Demand,
         policy: SchedulerPolicy,
         now: DateTime<Utc>,
-    ) -> Option<ServiceRecord> {
-        let index = choose(&self.hosts, zone, demand, policy, now, self.liveness_window)?;
-        let host = &mut self.hosts[index];
-        host.vcpus_used += demand.vcpus;
-        host.memory_mib_used += demand.memory_mib;
-        tx.put(
-            HOST_USAGE,
-            host.host.as_bytes(),
-            &HostUsage {
-                vcpus_used: host.vcpus_used,
-                memory_mib_used: host.memory_mib_used,
-            },
-        );
-        Some(host.clone())
+    ) -> StoreResult<Option<ServiceRecord>> {
+        for _ in 0..=self.hosts.len() {
+            let Some(index) = choose(&self.hosts, zone, demand, policy, now, self.liveness_window)
+            else {
+                return Ok(None);
+            };
+            let host = &mut self.hosts[index];
+            let current = usage_in(tx, host)?;
+            host.vcpus_used = current.vcpus_used;
+            host.memory_mib_used = current.memory_mib_used;
+            if !super::scheduler::fits(host, zone, demand, now, self.liveness_window) {
+                // It filled meanwhile: choose again on what is now known.
+                continue;
+            }
+            host.vcpus_used += demand.vcpus;
+            host.memory_mib_used += demand.memory_mib;
+            tx.put(
+                HOST_USAGE,
+                host.host.as_bytes(),
+                &HostUsage {
+                    vcpus_used: host.vcpus_used,
+                    memory_mib_used: host.memory_mib_used,
+                },
+            );
+            return Ok(Some(host.clone()));
+        }
+        Ok(None)
     }
 }
 

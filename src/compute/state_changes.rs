@@ -26,10 +26,11 @@ impl Compute {
         dry_run: bool,
     ) -> ApiResult<Vec<StateChange>> {
         for id in ids {
-            super::ids::check_id(id, "i", "InvalidInstanceID.Malformed")?;
+            super::kinds::ResourceKind::Instance.check(id)?;
         }
         let now = self.clock.now();
         let lifecycle = &self.lifecycle;
+        let vcpu_limit = u64::from(self.vcpu_limit()?);
         let changes = operation::run(&self.store, dry_run, |tx| {
             let mut seen = HashSet::new();
             let mut current = Vec::new();
@@ -58,6 +59,13 @@ impl Compute {
                 match (action, before.state) {
                     (StateAction::Reboot, _) => {}
                     (StateAction::Start, InstanceState::Stopped) => {
+                        // A start takes vCPUs again: the quota holds here too.
+                        if usage.amount + u64::from(before.vcpus) > vcpu_limit {
+                            return Err(ApiError::VcpuLimitExceeded(format!(
+                                "Starting {} would exceed your vCPU limit of {vcpu_limit}.",
+                                before.id
+                            )));
+                        }
                         let placement = match &mut placement {
                             Some(placement) => placement,
                             None => placement.insert(self.services.placement(tx)?),
@@ -69,7 +77,7 @@ impl Compute {
                                 before.demand(),
                                 self.scheduler_policy,
                                 now,
-                            )
+                            )?
                             .ok_or_else(|| {
                                 ApiError::InsufficientInstanceCapacity(format!(
                                     "Insufficient capacity to start {} in {}: no compute host has room for {}",

@@ -19,92 +19,7 @@ pub const MAX_TAGS: usize = 50;
 /// Most resource ids in one CreateTags or DeleteTags (EC2's limit).
 pub const MAX_TAGGED_RESOURCES: usize = 1000;
 
-/// The kinds of taggable resources, by id prefix.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ResourceType {
-    Instance,
-    Image,
-    KeyPair,
-    SecurityGroup,
-    Volume,
-    Snapshot,
-    ElasticIp,
-    Vpc,
-    Subnet,
-}
-
-impl ResourceType {
-    /// Every kind, in DescribeTags order.
-    pub const ALL: [ResourceType; 9] = [
-        ResourceType::Instance,
-        ResourceType::Image,
-        ResourceType::KeyPair,
-        ResourceType::SecurityGroup,
-        ResourceType::Volume,
-        ResourceType::Snapshot,
-        ResourceType::ElasticIp,
-        ResourceType::Vpc,
-        ResourceType::Subnet,
-    ];
-
-    fn prefix(self) -> &'static str {
-        match self {
-            ResourceType::Instance => "i",
-            ResourceType::Image => "ami",
-            ResourceType::KeyPair => "key",
-            ResourceType::SecurityGroup => "sg",
-            ResourceType::Volume => "vol",
-            ResourceType::Snapshot => "snap",
-            ResourceType::ElasticIp => "eipalloc",
-            ResourceType::Vpc => "vpc",
-            ResourceType::Subnet => "subnet",
-        }
-    }
-
-    /// The `resourceType` DescribeTags reports.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ResourceType::Instance => "instance",
-            ResourceType::Image => "image",
-            ResourceType::KeyPair => "key-pair",
-            ResourceType::SecurityGroup => "security-group",
-            ResourceType::Volume => "volume",
-            ResourceType::Snapshot => "snapshot",
-            ResourceType::ElasticIp => "elastic-ip",
-            ResourceType::Vpc => "vpc",
-            ResourceType::Subnet => "subnet",
-        }
-    }
-
-    fn not_found(self, id: &str) -> ApiError {
-        let code = match self {
-            ResourceType::Instance => "InvalidInstanceID.NotFound",
-            ResourceType::Image => "InvalidAMIID.NotFound",
-            ResourceType::KeyPair => "InvalidKeyPair.NotFound",
-            ResourceType::SecurityGroup => "InvalidGroup.NotFound",
-            ResourceType::Volume => "InvalidVolume.NotFound",
-            ResourceType::Snapshot => "InvalidSnapshot.NotFound",
-            ResourceType::ElasticIp => "InvalidAllocationID.NotFound",
-            ResourceType::Vpc => "InvalidVpcID.NotFound",
-            ResourceType::Subnet => "InvalidSubnetID.NotFound",
-        };
-        ApiError::NotFound {
-            code,
-            message: format!("The {} ID '{id}' does not exist", self.as_str()),
-        }
-    }
-
-    /// The type of `id`, from its prefix and syntax.
-    pub fn of(id: &str) -> ApiResult<Self> {
-        Self::ALL
-            .into_iter()
-            .find(|kind| crate::config::is_resource_id(id, kind.prefix()))
-            .ok_or_else(|| ApiError::NotFound {
-                code: "InvalidID",
-                message: format!("The ID '{id}' is not valid"),
-            })
-    }
-}
+pub use super::kinds::ResourceKind as ResourceType;
 
 /// A stored record that carries tags.
 pub(crate) trait Tagged: Record {
@@ -248,10 +163,16 @@ impl Compute {
             ResourceType::ElasticIp => found(super::addresses::ADDRESSES, by_account),
             ResourceType::KeyPair => {
                 let name = index.key_pairs.get(id).ok_or_else(|| kind.not_found(id))?;
-                found(
+                let located = found(
                     super::keypairs::KEY_PAIRS,
                     format!("{account_id}/{name}").into_bytes(),
-                )
+                )?;
+                // The name may have been given to a new pair since the index.
+                let pair: super::keypairs::KeyPair = crate::store::decode(&located.value)?;
+                if pair.id != id {
+                    return Err(kind.not_found(id));
+                }
+                Ok(located)
             }
             ResourceType::Vpc => {
                 let vpc = self

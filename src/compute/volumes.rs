@@ -180,14 +180,14 @@ fn key(account_id: &str, id: &str) -> Vec<u8> {
 
 fn volume_not_found(id: &str) -> ApiError {
     ApiError::NotFound {
-        code: "InvalidVolume.NotFound",
+        code: super::kinds::ResourceKind::Volume.not_found_code(),
         message: format!("The volume '{id}' does not exist."),
     }
 }
 
 fn snapshot_not_found(id: &str) -> ApiError {
     ApiError::NotFound {
-        code: "InvalidSnapshot.NotFound",
+        code: super::kinds::ResourceKind::Snapshot.not_found_code(),
         message: format!("The snapshot '{id}' does not exist."),
     }
 }
@@ -241,7 +241,7 @@ impl Compute {
     }
 
     pub fn volume(&self, account_id: &str, id: &str) -> ApiResult<Volume> {
-        super::ids::check_id(id, "vol", "InvalidVolumeID.Malformed")?;
+        super::kinds::ResourceKind::Volume.check(id)?;
         self.volumes(account_id)?
             .into_iter()
             .find(|v| v.id == id)
@@ -257,7 +257,7 @@ impl Compute {
     }
 
     pub fn snapshot(&self, account_id: &str, id: &str) -> ApiResult<Snapshot> {
-        super::ids::check_id(id, "snap", "InvalidSnapshotID.Malformed")?;
+        super::kinds::ResourceKind::Snapshot.check(id)?;
         self.store
             .get_record(SNAPSHOTS, &key(account_id, id))?
             .ok_or_else(|| snapshot_not_found(id))
@@ -367,7 +367,7 @@ impl Compute {
     /// A volume read in `tx`, its attachment cleared when it has ended
     /// (detached, or its instance terminated or gone).
     fn volume_in(&self, tx: &mut Tx<'_>, account_id: &str, id: &str) -> ApiResult<Volume> {
-        super::ids::check_id(id, "vol", "InvalidVolumeID.Malformed")?;
+        super::kinds::ResourceKind::Volume.check(id)?;
         let mut volume = tx
             .get::<Volume>(VOLUMES, &key(account_id, id))?
             .ok_or_else(|| volume_not_found(id))?;
@@ -433,7 +433,7 @@ impl Compute {
         if !is_device_name(device) {
             return Err(ApiError::invalid_value(format!("Value ({device}) for parameter device is invalid. {device} is not a valid EBS device name.")));
         }
-        super::ids::check_id(instance_id, "i", "InvalidInstanceID.Malformed")?;
+        super::kinds::ResourceKind::Instance.check(instance_id)?;
         let delay = self.volume_delay;
         self.update_volume(account_id, volume_id, dry_run, |tx, volume, now| {
             let instance = super::instances::load(tx, account_id, instance_id)?.ok_or_else(|| {
@@ -674,7 +674,7 @@ impl Compute {
         snapshot_id: &str,
         dry_run: bool,
     ) -> ApiResult<()> {
-        super::ids::check_id(snapshot_id, "snap", "InvalidSnapshotID.Malformed")?;
+        super::kinds::ResourceKind::Snapshot.check(snapshot_id)?;
         super::operation::run(&self.store, dry_run, |tx| {
             let key = key(account_id, snapshot_id);
             if tx.get::<Snapshot>(SNAPSHOTS, &key)?.is_none() {

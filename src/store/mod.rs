@@ -227,14 +227,15 @@ pub trait Store: Send + Sync + 'static {
 
     /// Applies every operation of `batch` atomically (not yet durably),
     /// without expectations; a key written twice ends as its last write.
-    fn apply(&self, batch: &WriteBatch) -> StoreResult<()> {
+    /// Returns the version it was applied at.
+    fn apply(&self, batch: &WriteBatch) -> StoreResult<u64> {
         let outcome = if check_unique_keys(batch).is_ok() {
             self.commit(&[], batch)?
         } else {
             self.commit(&[], &last_write_per_key(batch))?
         };
         match outcome {
-            Committed::Applied { .. } => Ok(()),
+            Committed::Applied { version } => Ok(version),
             Committed::Conflict { .. } => {
                 unreachable!("a commit without expectations cannot conflict")
             }
@@ -256,6 +257,10 @@ pub struct StoreHandle {
     durable: watch::Sender<u64>,
     /// Held by the one task currently flushing.
     flushing: Mutex<()>,
+    /// The highest version applied through this handle.
+    applied_version: AtomicU64,
+    /// Every version up to this one is durable.
+    durable_version: AtomicU64,
 }
 
 impl StoreHandle {
@@ -265,6 +270,8 @@ impl StoreHandle {
             applied: AtomicU64::new(0),
             durable: watch::Sender::new(0),
             flushing: Mutex::new(()),
+            applied_version: AtomicU64::new(0),
+            durable_version: AtomicU64::new(0),
         }
     }
 
@@ -337,7 +344,8 @@ impl StoreHandle {
     /// such as a due transition whose schedule entry it deletes).
     pub fn commit_applied(&self, commit: &Commit) -> StoreResult<Committed> {
         let outcome = self.store.commit(&commit.expectations, &commit.writes)?;
-        if let Committed::Applied { .. } = outcome {
+        if let Committed::Applied { version } = outcome {
+            self.applied_version.fetch_max(version, Ordering::SeqCst);
             self.applied.fetch_add(1, Ordering::SeqCst);
         }
         Ok(outcome)
@@ -346,8 +354,15 @@ impl StoreHandle {
     /// Applies `batch` atomically and returns its sequence number, to pass to
     /// [`StoreHandle::durable`] before answering.
     pub fn apply(&self, batch: &WriteBatch) -> StoreResult<u64> {
-        self.store.apply(batch)?;
+        let version = self.store.apply(batch)?;
+        self.applied_version.fetch_max(version, Ordering::SeqCst);
         Ok(self.applied.fetch_add(1, Ordering::SeqCst) + 1)
+    }
+
+    /// True when a value read at `version` may not be on stable storage
+    /// yet (so an answer resting on it must wait for the next flush).
+    pub fn may_be_volatile(&self, version: u64) -> bool {
+        version > self.durable_version.load(Ordering::SeqCst)
     }
 
     /// The sequence number of the latest applied batch: waiting on it makes
@@ -370,10 +385,13 @@ impl StoreHandle {
                 return Ok(());
             }
             let target = self.applied.load(Ordering::SeqCst);
+            let target_version = self.applied_version.load(Ordering::SeqCst);
             let store = self.store.clone();
             tokio::task::spawn_blocking(move || store.flush())
                 .await
                 .map_err(|e| StoreError(format!("flush task failed: {e}")))??;
+            self.durable_version
+                .fetch_max(target_version, Ordering::SeqCst);
             self.durable
                 .send_modify(|durable| *durable = (*durable).max(target));
         }
