@@ -16,7 +16,7 @@
 mod common;
 
 use common::{test_config, ADMIN_ACCOUNT, USER_ACCOUNT};
-use ec2_gateway::clock::{Clock, OffsetClock};
+use ec2_gateway::clock::OffsetClock;
 use ec2_gateway::compute::instances::{InstanceState, LaunchRequest, StateAction};
 use ec2_gateway::compute::security_groups::GroupSelector;
 use ec2_gateway::compute::Compute;

@@ -99,6 +99,14 @@ fn allocate_private_address(
     })
 }
 
+/// What one launch operation came to.
+enum Launched {
+    Done(Reservation),
+    /// The account's default VPC, a default subnet or group is missing
+    /// (nothing was written).
+    MissingDefaults,
+}
+
 fn token_mismatch(token: &str) -> ApiError {
     ApiError::IdempotentParameterMismatch(format!(
         "Arguments on this idempotent request are inconsistent with arguments used in previous request(s) with client token '{token}'"
@@ -106,32 +114,6 @@ fn token_mismatch(token: &str) -> ApiError {
 }
 
 impl Compute {
-    /// The account's default VPC and subnets, and its `default` group: read
-    /// as they are (made with the account), created only when missing.
-    async fn launch_network(
-        &self,
-        account_id: &str,
-    ) -> ApiResult<(super::network::Vpc, Vec<super::network::Subnet>)> {
-        let zones = self.services.zones(self.clock.now())?.len();
-        let has_default_group = self
-            .store
-            .records::<super::security_groups::SecurityGroup>(
-                super::security_groups::SECURITY_GROUPS,
-                format!("{account_id}/").as_bytes(),
-            )?
-            .iter()
-            .any(|g| g.name == "default");
-        if let Some(vpc) = self.default_vpc(account_id)? {
-            let subnets = self.default_subnets(account_id)?;
-            if subnets.len() >= zones && has_default_group {
-                return Ok((vpc, subnets));
-            }
-        }
-        let network = self.default_network(account_id).await?;
-        self.security_groups(account_id).await?;
-        Ok(network)
-    }
-
     fn private_dns_name(&self, address: &str) -> String {
         let host = format!("ip-{}", address.replace('.', "-"));
         if self.region.name == "us-east-1" {
@@ -243,14 +225,10 @@ impl Compute {
                 instance_type.architecture, image.architecture
             )));
         }
-        let demand = Demand {
-            vcpus: instance_type.vcpus,
-            memory_mib: instance_type.memory_mib,
-        };
-        let (vpc, subnets) = self.launch_network(account_id).await?;
         let mut request = request;
         if let Some(subnet_id) = &request.subnet_id {
             super::kinds::ResourceKind::Subnet.check(subnet_id)?;
+            let subnets = self.default_subnets(account_id)?;
             let subnet = subnets
                 .iter()
                 .find(|s| &s.subnet_id == subnet_id)
@@ -270,14 +248,54 @@ impl Compute {
         }
         let now = self.clock.now();
         let vcpu_limit = self.vcpu_limit()?;
-        let reservation = operation::run(&self.store, request.dry_run, |tx| {
+        // The account's defaults (VPC, subnets, `default` group) are made
+        // with the account; a launch that finds one missing makes them and
+        // runs again.
+        let mut made_defaults = false;
+        let reservation = loop {
+            let outcome = self
+                .launch_once(account_id, &request, &image, instance_type, now, vcpu_limit)
+                .await?;
+            match outcome {
+                Launched::Done(reservation) => break reservation,
+                Launched::MissingDefaults if !made_defaults => {
+                    self.default_network(account_id).await?;
+                    self.security_groups(account_id).await?;
+                    made_defaults = true;
+                }
+                Launched::MissingDefaults => {
+                    return Err(ApiError::ServiceUnavailable(
+                        "The account's default network is being created; retry".into(),
+                    ))
+                }
+            }
+        };
+        self.instances.wake.notify_one();
+        Ok(reservation)
+    }
+
+    /// One launch operation (see [`Compute::run_instances`]).
+    async fn launch_once(
+        &self,
+        account_id: &str,
+        request: &LaunchRequest,
+        image: &super::catalog::Image,
+        instance_type: &super::catalog::InstanceType,
+        now: chrono::DateTime<chrono::Utc>,
+        vcpu_limit: u32,
+    ) -> ApiResult<Launched> {
+        let demand = Demand {
+            vcpus: instance_type.vcpus,
+            memory_mib: instance_type.memory_mib,
+        };
+        operation::run(&self.store, request.dry_run, |tx| {
             if let Some(token) = &request.client_token {
                 let key = format!("{account_id}/{token}").into_bytes();
                 if let Some(record) = tx.get::<ClientTokenRecord>(CLIENT_TOKENS, &key)? {
                     if record.fingerprint != request.fingerprint {
                         return Err(token_mismatch(token));
                     }
-                    return Ok(self.reservation_of(tx, &record)?);
+                    return Ok(Launched::Done(self.reservation_of(tx, &record)?));
                 }
             }
             if let Some(key_name) = &request.key_name {
@@ -288,12 +306,19 @@ impl Compute {
                     });
                 }
             }
-            let groups = self.launch_groups(
-                tx,
-                account_id,
-                &request.security_group_names,
-                &request.security_group_ids,
-            )?;
+            let Some(vpc) = tx.get::<super::network::Vpc>(super::network::VPCS, account_id.as_bytes())?
+            else {
+                return Ok(Launched::MissingDefaults);
+            };
+            let names = &request.security_group_names;
+            let groups = match self.launch_groups(tx, account_id, names, &request.security_group_ids) {
+                Err(ApiError::NotFound { .. })
+                    if names.is_empty() && request.security_group_ids.is_empty() =>
+                {
+                    return Ok(Launched::MissingDefaults)
+                }
+                other => other?,
+            };
             let mut usage = instances::usage(tx, account_id)?;
             let count = u32::try_from(usage.count).unwrap_or(u32::MAX);
             let vcpus_in_use = u32::try_from(usage.amount).unwrap_or(u32::MAX);
@@ -347,6 +372,12 @@ impl Compute {
             for (index, host) in placed.into_iter().enumerate() {
                 let zone = host.availability_zone.clone();
                 let zone_id = self.services.zone_id(tx, &zone)?.unwrap_or_default();
+                let subnet_key = format!("{account_id}/{zone}").into_bytes();
+                let Some(subnet) =
+                    tx.get::<super::network::Subnet>(super::network::SUBNETS, &subnet_key)?
+                else {
+                    return Ok(Launched::MissingDefaults);
+                };
                 let id = super::ids::new_id("i");
                 let private_ip = allocate_private_address(tx, account_id, &zone, &zone_id, &id)?;
                 let instance = Instance {
@@ -381,10 +412,7 @@ impl Compute {
                     shutdown_behavior: request.shutdown_behavior.clone(),
                     purge_at: None,
                     vpc_id: Some(vpc.vpc_id.clone()),
-                    subnet_id: subnets
-                        .iter()
-                        .find(|s| s.availability_zone == zone)
-                        .map(|s| s.subnet_id.clone()),
+                    subnet_id: Some(subnet.subnet_id),
                     availability_zone: zone,
                     root_device_name: image.root_device_name.clone(),
                 };
@@ -411,14 +439,12 @@ impl Compute {
                     &record,
                 );
             }
-            Ok(Reservation {
+            Ok(Launched::Done(Reservation {
                 reservation_id,
                 owner_id: account_id.to_string(),
                 instances: launched,
-            })
+            }))
         })
-        .await?;
-        self.instances.wake.notify_one();
-        Ok(reservation)
+        .await
     }
 }

@@ -32,8 +32,12 @@ const MAX_SLEEP: Duration = Duration::from_secs(30);
 /// How long entries that failed wait before the next attempt.
 const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(1);
 
-/// Schedule entries read per scan.
-const BATCH: usize = 256;
+/// A schedule entry: its key, when it is due, for what, account and id.
+type DueEntry = (Vec<u8>, DateTime<Utc>, Due, String, String);
+
+/// Schedule entries read per scan (the driver wakes on every launch, so a
+/// scan that finds nothing due must stay small).
+const BATCH: usize = 32;
 
 /// Runs forever; abort the task to stop it.
 pub async fn drive(compute: Arc<Compute>) {
@@ -79,7 +83,7 @@ impl Compute {
             let entries = self
                 .store
                 .raw_scan(SCHEDULE, b"", None, BATCH + failed.len())?;
-            let due: Vec<(Vec<u8>, DateTime<Utc>, Due, String, String)> = entries
+            let due: Vec<DueEntry> = entries
                 .iter()
                 .map_while(|(key, _)| {
                     let (at, what, account, id) = parse_schedule_key(key)?;
@@ -91,24 +95,32 @@ impl Compute {
                 break;
             }
             let complete_batch = due.len() == BATCH;
-            for (key, at, what, account_id, id) in due {
-                let outcome = operation::run_background(&self.store, |tx| {
-                    if tx.get::<bool>(SCHEDULE, &key)?.is_none() {
-                        return Ok(false);
-                    }
-                    match what {
-                        Due::Instance => self.advance_instance(tx, &key, at, &account_id, &id, now),
-                        Due::Token => forget_token(tx, &key, &account_id, &id, now),
-                    }
-                })
-                .await;
-                match outcome {
-                    Ok(did) => changed += usize::from(did),
-                    // One entry that fails holds up no other.
-                    Err(error) => {
-                        tracing::error!(%error, account = %account_id, id = %id, "a due transition failed");
-                        failed.insert(key);
-                        first_failure.get_or_insert(error);
+            // The whole batch in one commit (one write for many transitions,
+            // as a busy gateway needs); if that keeps failing, one by one,
+            // so that one entry that fails holds up no other.
+            let together = operation::run_background(&self.store, |tx| {
+                let mut did = 0;
+                for entry in &due {
+                    did += usize::from(self.advance_entry(tx, entry, now)?);
+                }
+                Ok(did)
+            })
+            .await;
+            if let Ok(did) = together {
+                changed += did;
+            } else {
+                for entry in due {
+                    let outcome = operation::run_background(&self.store, |tx| {
+                        self.advance_entry(tx, &entry, now)
+                    })
+                    .await;
+                    match outcome {
+                        Ok(did) => changed += usize::from(did),
+                        Err(error) => {
+                            tracing::error!(%error, account = %entry.3, id = %entry.4, "a due transition failed");
+                            failed.insert(entry.0);
+                            first_failure.get_or_insert(error);
+                        }
                     }
                 }
             }
@@ -119,6 +131,23 @@ impl Compute {
         match first_failure {
             Some(error) => Err(error),
             None => Ok(changed),
+        }
+    }
+
+    /// One schedule entry, in `tx`: nothing when it is gone (another
+    /// driver did it).
+    fn advance_entry(
+        &self,
+        tx: &mut Tx<'_>,
+        (key, at, what, account_id, id): &DueEntry,
+        now: DateTime<Utc>,
+    ) -> ApiResult<bool> {
+        if tx.get::<bool>(SCHEDULE, key)?.is_none() {
+            return Ok(false);
+        }
+        match what {
+            Due::Instance => self.advance_instance(tx, key, *at, account_id, id, now),
+            Due::Token => forget_token(tx, key, account_id, id, now),
         }
     }
 

@@ -327,17 +327,16 @@ impl ServiceRegistry {
     /// The vCPUs of every host together (the fleet an account shares).
     pub fn fleet_vcpus(&self) -> StoreResult<u64> {
         Ok(self
-            .store
-            .records::<ServiceRecord>(SERVICES, b"")?
+            .current_view()?
+            .0
             .iter()
             .map(|r| u64::from(r.vcpus))
             .sum())
     }
 
-    /// The zones, derived from the hosts: a zone exists while a host names
-    /// it and is available while one of its enabled hosts is alive. The
-    /// hosts carry no usage (see [`ServiceRegistry::zones_with_usage`]).
-    pub fn zones(&self, now: DateTime<Utc>) -> StoreResult<Vec<Zone>> {
+    /// The hosts (without usage) and zone ids, from the view when it is
+    /// still at the stored `services_revision`, else read and kept.
+    fn current_view(&self) -> StoreResult<(Vec<ServiceRecord>, BTreeMap<String, String>)> {
         let version = self
             .store
             .raw_versioned(META, SERVICES_REVISION)?
@@ -346,7 +345,7 @@ impl ServiceRegistry {
             .as_ref()
             .filter(|view| view.version == version)
         {
-            return Ok(self.group_zones(view.hosts.clone(), &view.zone_ids, now));
+            return Ok((view.hosts.clone(), view.zone_ids.clone()));
         }
         let hosts = self.store.records::<ServiceRecord>(SERVICES, b"")?;
         let zone_ids: BTreeMap<String, String> = self
@@ -354,13 +353,20 @@ impl ServiceRegistry {
             .records::<(String, String)>(ZONE_IDS, b"")?
             .into_iter()
             .collect();
-        let zones = self.group_zones(hosts.clone(), &zone_ids, now);
         *crate::sync::write(&self.view) = Some(HostsView {
             version,
-            hosts,
-            zone_ids,
+            hosts: hosts.clone(),
+            zone_ids: zone_ids.clone(),
         });
-        Ok(zones)
+        Ok((hosts, zone_ids))
+    }
+
+    /// The zones, derived from the hosts: a zone exists while a host names
+    /// it and is available while one of its enabled hosts is alive. The
+    /// hosts carry no usage (see [`ServiceRegistry::zones_with_usage`]).
+    pub fn zones(&self, now: DateTime<Utc>) -> StoreResult<Vec<Zone>> {
+        let (hosts, zone_ids) = self.current_view()?;
+        Ok(self.group_zones(hosts, &zone_ids, now))
     }
 
     /// [`ServiceRegistry::zones`] with every host's reserved capacity.
@@ -510,8 +516,8 @@ impl ServiceRegistry {
 
     /// The hosts, for placing instances: their usage as stored now (not
     /// tracked; [`Placement::place`] reads the chosen host's in the `Tx`).
-    pub fn placement(&self, tx: &mut Tx<'_>) -> StoreResult<Placement> {
-        let mut hosts = tx.scan::<ServiceRecord>(SERVICES, b"")?;
+    pub fn placement(&self, _tx: &mut Tx<'_>) -> StoreResult<Placement> {
+        let (mut hosts, _) = self.current_view()?;
         let mut usage: BTreeMap<Vec<u8>, HostUsage> = BTreeMap::new();
         for (key, value) in self.store.raw_scan(HOST_USAGE, b"", None, usize::MAX)? {
             usage.insert(key, crate::store::decode(&value)?);
