@@ -67,28 +67,34 @@ pub(super) fn hold_private_ip(tx: &mut Tx<'_>, instance: &Instance) {
 }
 
 /// The next free private address of the account's default subnet in
-/// `zone`, taken in `tx`: the per-zone counter says where to look, and the
-/// address's own key (expected absent) makes it unique.
+/// `zone`, taken in `tx`: the per-zone counter (kept in the account's
+/// instance usage, which the launch rewrites anyway; older data kept it in
+/// `meta/address_counter/...`) says where to look, and the address's own
+/// key (expected absent) makes it unique.
 fn allocate_private_address(
     tx: &mut Tx<'_>,
+    usage: &mut super::usage::Usage,
     account_id: &str,
     zone: &str,
     zone_id: &str,
     instance_id: &str,
 ) -> ApiResult<String> {
     let network = super::network::zone_network(zone_id);
-    let counter_key = format!("{account_id}/{zone}");
-    let stored_key = format!("{ADDRESS_COUNTER}{counter_key}").into_bytes();
-    let start = tx
-        .get::<(String, u32)>(META, &stored_key)?
-        .map_or(0, |(_, next)| next);
+    let start = match usage.next_address.get(zone) {
+        Some(next) => *next,
+        None => {
+            let legacy = format!("{ADDRESS_COUNTER}{account_id}/{zone}").into_bytes();
+            tx.get::<(String, u32)>(META, &legacy)?
+                .map_or(0, |(_, next)| next)
+        }
+    };
     for step in 0..OFFSETS {
         let offset = FIRST_OFFSET + (start + step) % OFFSETS;
         let address = format_ip(network + offset);
         let key = private_ip_key(account_id, zone, &address);
         if tx.get::<String>(PRIVATE_IPS, &key)?.is_none() {
             let next = (start + step + 1) % OFFSETS;
-            tx.put(META, stored_key, &(counter_key, next));
+            usage.next_address.insert(zone.to_string(), next);
             tx.put(PRIVATE_IPS, key, &instance_id.to_string());
             return Ok(address);
         }
@@ -371,7 +377,7 @@ impl Compute {
             let mut launched = Vec::new();
             for (index, host) in placed.into_iter().enumerate() {
                 let zone = host.availability_zone.clone();
-                let zone_id = self.services.zone_id(tx, &zone)?.unwrap_or_default();
+                let zone_id = self.services.zone_id(&zone)?.unwrap_or_default();
                 let subnet_key = format!("{account_id}/{zone}").into_bytes();
                 let Some(subnet) =
                     tx.get::<super::network::Subnet>(super::network::SUBNETS, &subnet_key)?
@@ -379,7 +385,8 @@ impl Compute {
                     return Ok(Launched::MissingDefaults);
                 };
                 let id = super::ids::new_id("i");
-                let private_ip = allocate_private_address(tx, account_id, &zone, &zone_id, &id)?;
+                let private_ip =
+                    allocate_private_address(tx, &mut usage, account_id, &zone, &zone_id, &id)?;
                 let instance = Instance {
                     id,
                     sequence: usage.next_sequence,

@@ -176,7 +176,7 @@ pub struct ServiceRegistry {
     /// The hosts and zone ids as of a version of `services_revision`: a
     /// derived view for DescribeAvailabilityZones, used only after checking
     /// that version is still the stored one.
-    view: std::sync::RwLock<Option<HostsView>>,
+    view: std::sync::RwLock<Option<Arc<HostsView>>>,
 }
 
 /// Hosts (without their usage) and zone ids at one `services_revision`.
@@ -328,7 +328,7 @@ impl ServiceRegistry {
     pub fn fleet_vcpus(&self) -> StoreResult<u64> {
         Ok(self
             .current_view()?
-            .0
+            .hosts
             .iter()
             .map(|r| u64::from(r.vcpus))
             .sum())
@@ -336,7 +336,7 @@ impl ServiceRegistry {
 
     /// The hosts (without usage) and zone ids, from the view when it is
     /// still at the stored `services_revision`, else read and kept.
-    fn current_view(&self) -> StoreResult<(Vec<ServiceRecord>, BTreeMap<String, String>)> {
+    fn current_view(&self) -> StoreResult<Arc<HostsView>> {
         let version = self
             .store
             .raw_versioned(META, SERVICES_REVISION)?
@@ -345,28 +345,27 @@ impl ServiceRegistry {
             .as_ref()
             .filter(|view| view.version == version)
         {
-            return Ok((view.hosts.clone(), view.zone_ids.clone()));
+            return Ok(view.clone());
         }
-        let hosts = self.store.records::<ServiceRecord>(SERVICES, b"")?;
-        let zone_ids: BTreeMap<String, String> = self
-            .store
-            .records::<(String, String)>(ZONE_IDS, b"")?
-            .into_iter()
-            .collect();
-        *crate::sync::write(&self.view) = Some(HostsView {
+        let view = Arc::new(HostsView {
             version,
-            hosts: hosts.clone(),
-            zone_ids: zone_ids.clone(),
+            hosts: self.store.records::<ServiceRecord>(SERVICES, b"")?,
+            zone_ids: self
+                .store
+                .records::<(String, String)>(ZONE_IDS, b"")?
+                .into_iter()
+                .collect(),
         });
-        Ok((hosts, zone_ids))
+        *crate::sync::write(&self.view) = Some(view.clone());
+        Ok(view)
     }
 
     /// The zones, derived from the hosts: a zone exists while a host names
     /// it and is available while one of its enabled hosts is alive. The
     /// hosts carry no usage (see [`ServiceRegistry::zones_with_usage`]).
     pub fn zones(&self, now: DateTime<Utc>) -> StoreResult<Vec<Zone>> {
-        let (hosts, zone_ids) = self.current_view()?;
-        Ok(self.group_zones(hosts, &zone_ids, now))
+        let view = self.current_view()?;
+        Ok(self.group_zones(view.hosts.clone(), &view.zone_ids, now))
     }
 
     /// [`ServiceRegistry::zones`] with every host's reserved capacity.
@@ -517,7 +516,7 @@ impl ServiceRegistry {
     /// The hosts, for placing instances: their usage as stored now (not
     /// tracked; [`Placement::place`] reads the chosen host's in the `Tx`).
     pub fn placement(&self, _tx: &mut Tx<'_>) -> StoreResult<Placement> {
-        let (mut hosts, _) = self.current_view()?;
+        let mut hosts = self.current_view()?.hosts.clone();
         let mut usage: BTreeMap<Vec<u8>, HostUsage> = BTreeMap::new();
         for (key, value) in self.store.raw_scan(HOST_USAGE, b"", None, usize::MAX)? {
             usage.insert(key, crate::store::decode(&value)?);
@@ -567,11 +566,9 @@ impl ServiceRegistry {
         Ok(())
     }
 
-    /// The id of `zone`, if it has one.
-    pub fn zone_id(&self, tx: &mut Tx<'_>, zone: &str) -> StoreResult<Option<String>> {
-        Ok(tx
-            .get::<(String, String)>(ZONE_IDS, zone.as_bytes())?
-            .map(|(_, id)| id))
+    /// The id of `zone`, if it has one (ids never change once assigned).
+    pub fn zone_id(&self, zone: &str) -> StoreResult<Option<String>> {
+        Ok(self.current_view()?.zone_ids.get(zone).cloned())
     }
 }
 

@@ -16,6 +16,7 @@
 use super::operation::Tx;
 use crate::store::{Record, StoreResult};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 pub(crate) const USAGE: &str = "usage";
 
@@ -49,7 +50,7 @@ impl Kind {
 }
 
 /// One account's usage of one kind.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Usage {
     pub count: u64,
     /// vCPUs (instances) or GiB (volumes).
@@ -58,6 +59,9 @@ pub struct Usage {
     /// The next launch sequence (instances).
     #[serde(default)]
     pub next_sequence: u64,
+    /// Where the next private address search starts, per zone (instances).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub next_address: BTreeMap<String, u32>,
 }
 
 impl Record for Usage {}
