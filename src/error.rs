@@ -4,10 +4,11 @@
 //! string clients switch on (botocore raises `ClientError` with it, boto 2
 //! keeps it in `error_code`) and a non-2xx status: botocore treats an error
 //! body sent with 200 as an empty success, so the status matters as much as
-//! the code. Each variant maps to exactly one code and one status here, and
+//! the code. Each variant maps to exactly one code here; its HTTP status is
+//! chosen with the wire format (`protocol::xml::http_status`), so the
+//! compute core's errors know nothing of HTTP, and
 //! `protocol::xml::render_error` is the only place that turns it into bytes.
 
-use hyper::StatusCode;
 use std::fmt;
 
 /// A failure answered to the client as EC2 error XML.
@@ -132,28 +133,6 @@ impl ApiError {
             ApiError::RequestTimeout => "RequestTimeout",
             ApiError::UnsupportedHttpVerb(_) => "UnsupportedHttpVerb",
             ApiError::InternalError => "InternalError",
-        }
-    }
-
-    /// The HTTP status EC2 sends with this code.
-    pub fn status(&self) -> StatusCode {
-        match self {
-            ApiError::AuthFailure(_) => StatusCode::UNAUTHORIZED,
-            ApiError::SignatureDoesNotMatch
-            | ApiError::MissingAuthenticationToken
-            | ApiError::UnauthorizedOperation => StatusCode::FORBIDDEN,
-            ApiError::DryRunOperation => StatusCode::PRECONDITION_FAILED,
-            ApiError::RequestEntityTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::RequestHeaderSectionTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
-            ApiError::UnsupportedHttpVerb(_) => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::RequestLimitExceeded | ApiError::ServiceUnavailable(_) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
-            ApiError::InternalError
-            | ApiError::InsufficientInstanceCapacity(_)
-            | ApiError::InsufficientCapacity { .. } => StatusCode::INTERNAL_SERVER_ERROR,
-            _ => StatusCode::BAD_REQUEST,
         }
     }
 

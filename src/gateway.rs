@@ -348,7 +348,7 @@ fn error_answer(error: &ApiError, request_id: &str, close: bool) -> Answer {
         tracing::debug!(code = error.code(), "request refused");
     }
     Answer {
-        status: error.status(),
+        status: crate::protocol::xml::http_status(error),
         code: Some(error.code()),
         body: render_error(error, request_id),
         close,

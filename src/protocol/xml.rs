@@ -12,6 +12,7 @@
 use crate::clock::format_timestamp;
 use crate::error::ApiError;
 use chrono::{DateTime, Utc};
+use hyper::StatusCode;
 use quick_xml::events::{BytesDecl, BytesEnd, BytesStart, BytesText, Event};
 use quick_xml::Writer;
 
@@ -157,6 +158,29 @@ pub fn render_response(
     output.write_xml(&mut xml);
     xml.event(Event::End(BytesEnd::new(root.as_str())));
     xml.finish()
+}
+
+/// The HTTP status EC2 sends with `error` (the status belongs to the wire,
+/// not to the error: the compute core's errors know nothing of HTTP).
+pub fn http_status(error: &ApiError) -> StatusCode {
+    match error {
+        ApiError::AuthFailure(_) => StatusCode::UNAUTHORIZED,
+        ApiError::SignatureDoesNotMatch
+        | ApiError::MissingAuthenticationToken
+        | ApiError::UnauthorizedOperation => StatusCode::FORBIDDEN,
+        ApiError::DryRunOperation => StatusCode::PRECONDITION_FAILED,
+        ApiError::RequestEntityTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        ApiError::RequestHeaderSectionTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+        ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+        ApiError::UnsupportedHttpVerb(_) => StatusCode::METHOD_NOT_ALLOWED,
+        ApiError::RequestLimitExceeded | ApiError::ServiceUnavailable(_) => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
+        ApiError::InternalError
+        | ApiError::InsufficientInstanceCapacity(_)
+        | ApiError::InsufficientCapacity { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+        _ => StatusCode::BAD_REQUEST,
+    }
 }
 
 /// Renders an error document.
