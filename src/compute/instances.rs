@@ -508,19 +508,43 @@ pub(super) fn user_initiated(now: DateTime<Utc>) -> String {
     format!("User initiated ({} GMT)", now.format("%Y-%m-%d %H:%M:%S"))
 }
 
-/// What the lifecycle driver needs from instance changes: a nudge when a
-/// transition is scheduled earlier than it planned to wake.
+/// What the lifecycle driver needs from instance changes (a nudge when a
+/// transition is scheduled earlier than it planned to wake), and decoded
+/// specs for listings.
 #[derive(Default)]
 pub struct InstanceBook {
     pub(crate) wake: tokio::sync::Notify,
+    /// Decoded specs by key, each with the version it was decoded from: a
+    /// derived view that saves decoding, used only when the stored version
+    /// read just before is the same. Bounded: emptied when full.
+    specs: std::sync::RwLock<std::collections::HashMap<Vec<u8>, (u64, Instance)>>,
 }
+
+/// Most specs [`InstanceBook`] keeps decoded.
+const MAX_DECODED_SPECS: usize = 20_000;
 
 impl Compute {
     /// One instance, read now (not in an operation).
     fn read_instance(&self, account_id: &str, instance_id: &str) -> StoreResult<Option<Instance>> {
         let key = instance_key(account_id, instance_id);
-        let Some(mut instance) = self.store.get_record::<Instance>(INSTANCES, &key)? else {
+        let Some(stored) = self.store.raw_versioned(INSTANCES, &key)? else {
             return Ok(None);
+        };
+        let decoded = crate::sync::read(&self.instances.specs)
+            .get(&key)
+            .filter(|(version, _)| *version == stored.version)
+            .map(|(_, instance)| instance.clone());
+        let mut instance = match decoded {
+            Some(instance) => instance,
+            None => {
+                let instance: Instance = crate::store::decode(&stored.value)?;
+                let mut specs = crate::sync::write(&self.instances.specs);
+                if specs.len() >= MAX_DECODED_SPECS {
+                    specs.clear();
+                }
+                specs.insert(key.clone(), (stored.version, instance.clone()));
+                instance
+            }
         };
         if let Some(status) = self
             .store
@@ -542,14 +566,17 @@ impl Compute {
         limit: Option<usize>,
         keep: impl Fn(&Instance) -> bool,
     ) -> ApiResult<(Vec<Instance>, bool)> {
-        const CHUNK: usize = 256;
+        const MAX_CHUNK: usize = 256;
+        // A page of N needs N + 1 entries (the one after tells whether more
+        // follow) unless a filter skips some: start there, grow if needed.
+        let mut chunk = limit.map_or(MAX_CHUNK, |l| (l + 1).min(MAX_CHUNK));
         let prefix = format!("{account_id}/");
         let mut cursor = after.map(|a| order_key(account_id, a));
         let mut page = Vec::new();
         loop {
             let entries =
                 self.store
-                    .raw_scan(INSTANCE_ORDER, prefix.as_bytes(), cursor.as_deref(), CHUNK)?;
+                    .raw_scan(INSTANCE_ORDER, prefix.as_bytes(), cursor.as_deref(), chunk)?;
             for (_, value) in &entries {
                 let id: String = crate::store::decode(value)?;
                 let Some(instance) = self.read_instance(account_id, &id)? else {
@@ -564,9 +591,10 @@ impl Compute {
                 page.push(instance);
             }
             match entries.last() {
-                Some((key, _)) if entries.len() == CHUNK => cursor = Some(key.clone()),
+                Some((key, _)) if entries.len() == chunk => cursor = Some(key.clone()),
                 _ => return Ok((page, false)),
             }
+            chunk = MAX_CHUNK;
         }
     }
 
