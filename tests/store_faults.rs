@@ -22,8 +22,8 @@ use ec2_gateway::compute::security_groups::GroupSelector;
 use ec2_gateway::compute::Compute;
 use ec2_gateway::config::StorageBackend;
 use ec2_gateway::store::{
-    Committed, Entry, Expectation, MemoryStore, Store, StoreError, StoreHandle, StoreResult,
-    VersionedValue, WriteBatch, WriteOp,
+    Committed, Entry, Expectation, MemoryStore, SledStore, Store, StoreError, StoreHandle,
+    StoreResult, VersionedValue, WriteBatch, WriteOp,
 };
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
@@ -42,16 +42,33 @@ struct Hold {
     release: Mutex<mpsc::Receiver<()>>,
 }
 
-/// A memory store that fails commits while `failing`, and holds the first
-/// commit a [`Hold`] matches until the test releases it.
-#[derive(Default)]
+/// A store (memory or sled) that fails commits while `failing`, and holds
+/// the first commit a [`Hold`] matches until the test releases it.
 struct FaultyStore {
-    inner: MemoryStore,
+    inner: Box<dyn Store>,
     failing: AtomicBool,
     hold: Mutex<Option<Arc<Hold>>>,
+    /// The sled folder, removed with the store.
+    _dir: tempfile::TempDir,
 }
 
 impl FaultyStore {
+    fn over(backend: StorageBackend) -> Arc<Self> {
+        let dir = tempfile::tempdir().unwrap();
+        let inner: Box<dyn Store> = match backend {
+            StorageBackend::Memory => Box::new(MemoryStore::new()),
+            StorageBackend::Sled => {
+                Box::new(SledStore::open(&dir.path().join("db"), 8 << 20).unwrap())
+            }
+        };
+        Arc::new(Self {
+            inner,
+            failing: AtomicBool::new(false),
+            hold: Mutex::new(None),
+            _dir: dir,
+        })
+    }
+
     /// Holds the next commit `matches` accepts; returns (arrived, release).
     fn hold_next(&self, matches: Matcher) -> (mpsc::Receiver<()>, mpsc::Sender<()>) {
         let (arrived_tx, arrived_rx) = mpsc::channel();
@@ -108,7 +125,7 @@ impl Store for FaultyStore {
     }
 
     fn flush(&self) -> StoreResult<()> {
-        Ok(())
+        self.inner.flush()
     }
 }
 
@@ -160,9 +177,8 @@ async fn wait_for(arrived: mpsc::Receiver<()>) {
         .expect("the held commit arrived");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_refused_write_leaves_nothing_behind() {
-    let store = Arc::new(FaultyStore::default());
+async fn a_refused_write_leaves_nothing_behind(backend: StorageBackend) {
+    let store = FaultyStore::over(backend);
     let (compute, _dir) = open(store.clone()).await;
     let first = compute
         .run_instances(USER_ACCOUNT, launch(&[]))
@@ -221,9 +237,8 @@ async fn a_refused_write_leaves_nothing_behind() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_refused_transition_leaves_the_instance_where_it_was() {
-    let store = Arc::new(FaultyStore::default());
+async fn a_refused_transition_leaves_the_instance_where_it_was(backend: StorageBackend) {
+    let store = FaultyStore::over(backend);
     let (compute, _dir) = open(store.clone()).await;
     let id = compute
         .run_instances(USER_ACCOUNT, launch(&[]))
@@ -254,9 +269,8 @@ async fn a_refused_transition_leaves_the_instance_where_it_was() {
     assert_eq!(booked, 2, "one t3.micro booked once");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_group_cannot_be_deleted_under_a_launch_in_it() {
-    let store = Arc::new(FaultyStore::default());
+async fn a_group_cannot_be_deleted_under_a_launch_in_it(backend: StorageBackend) {
+    let store = FaultyStore::over(backend);
     let (compute, _dir) = open(store.clone()).await;
     compute
         .create_security_group(USER_ACCOUNT, "web", "web", None, Vec::new(), false)
@@ -297,9 +311,8 @@ async fn a_group_cannot_be_deleted_under_a_launch_in_it() {
     assert_eq!(deleted.unwrap_err().code(), "DependencyViolation");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_slow_request_does_not_hold_up_other_accounts() {
-    let store = Arc::new(FaultyStore::default());
+async fn a_slow_request_does_not_hold_up_other_accounts(backend: StorageBackend) {
+    let store = FaultyStore::over(backend);
     let (compute, _dir) = open(store.clone()).await;
     // Hold the user's launch in its write.
     let (arrived, release) = store.hold_next(Box::new(|batch| {
@@ -335,3 +348,32 @@ async fn a_slow_request_does_not_hold_up_other_accounts() {
     assert_eq!(slow.await.unwrap().unwrap().instances.len(), 1);
     assert_eq!(compute.instances(USER_ACCOUNT, &[], None).unwrap().len(), 1);
 }
+
+/// Each fault test on memory and on sled.
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod memory {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    super::$name(super::StorageBackend::Memory).await
+                }
+            )*
+        }
+        mod sled {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    super::$name(super::StorageBackend::Sled).await
+                }
+            )*
+        }
+    };
+}
+
+on_both_backends!(
+    a_refused_write_leaves_nothing_behind,
+    a_refused_transition_leaves_the_instance_where_it_was,
+    a_group_cannot_be_deleted_under_a_launch_in_it,
+    a_slow_request_does_not_hold_up_other_accounts,
+);
