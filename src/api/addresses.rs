@@ -31,9 +31,6 @@ pub struct AllocateAddress {
 }
 
 impl AllocateAddress {
-    pub const PARAMETERS: &'static [&'static str] =
-        &["Domain", "NetworkBorderGroup", "TagSpecification", "DryRun"];
-
     pub fn from_params(params: &Params) -> ApiResult<Self> {
         if let Some(domain) = params.optional("Domain") {
             if domain != "vpc" && domain != "standard" {
@@ -47,7 +44,7 @@ impl AllocateAddress {
         }
         Ok(Self {
             tags: tag_specifications(params, "elastic-ip")?,
-            dry_run: params.boolean("DryRun")?.unwrap_or(false),
+            dry_run: params.dry_run()?,
         })
     }
 
@@ -99,15 +96,12 @@ pub struct DescribeAddresses {
 }
 
 impl DescribeAddresses {
-    pub const PARAMETERS: &'static [&'static str] =
-        &["PublicIp", "AllocationId", "Filter", "DryRun"];
-
     pub fn from_params(params: &Params) -> ApiResult<Self> {
         let request = Self {
             public_ips: params.list("PublicIp")?,
             allocation_ids: params.list("AllocationId")?,
             filters: params.filters()?,
-            dry_run: params.boolean("DryRun")?.unwrap_or(false),
+            dry_run: params.dry_run()?,
         };
         check_filter_names(&request.filters, ADDRESS_FILTERS)?;
         Ok(request)
@@ -208,16 +202,6 @@ pub struct AssociateAddress {
 }
 
 impl AssociateAddress {
-    pub const PARAMETERS: &'static [&'static str] = &[
-        "AllocationId",
-        "PublicIp",
-        "InstanceId",
-        "PrivateIpAddress",
-        "AllowReassociation",
-        "NetworkInterfaceId",
-        "DryRun",
-    ];
-
     pub fn from_params(params: &Params) -> ApiResult<Self> {
         if params.optional("NetworkInterfaceId").is_some() {
             return Err(ApiError::UnsupportedOperation(
@@ -231,7 +215,7 @@ impl AssociateAddress {
             instance_id,
             private_ip: params.optional("PrivateIpAddress"),
             allow_reassociation: params.boolean("AllowReassociation")?.unwrap_or(false),
-            dry_run: params.boolean("DryRun")?.unwrap_or(false),
+            dry_run: params.dry_run()?,
         })
     }
 
@@ -268,13 +252,11 @@ pub struct DisassociateAddress {
 }
 
 impl DisassociateAddress {
-    pub const PARAMETERS: &'static [&'static str] = &["AssociationId", "PublicIp", "DryRun"];
-
     pub fn from_params(params: &Params) -> ApiResult<Self> {
         Ok(Self {
             association_id: params.optional("AssociationId"),
             public_ip: params.optional("PublicIp"),
-            dry_run: params.boolean("DryRun")?.unwrap_or(false),
+            dry_run: params.dry_run()?,
         })
     }
 
@@ -299,13 +281,10 @@ pub struct ReleaseAddress {
 }
 
 impl ReleaseAddress {
-    pub const PARAMETERS: &'static [&'static str] =
-        &["AllocationId", "PublicIp", "NetworkBorderGroup", "DryRun"];
-
     pub fn from_params(params: &Params) -> ApiResult<Self> {
         Ok(Self {
             selector: address_selector(params)?,
-            dry_run: params.boolean("DryRun")?.unwrap_or(false),
+            dry_run: params.dry_run()?,
         })
     }
 

@@ -57,8 +57,6 @@ impl HostView {
 pub struct AdminDescribeHosts;
 
 impl AdminDescribeHosts {
-    pub const PARAMETERS: &'static [&'static str] = &[];
-
     pub fn from_params(_: &Params) -> ApiResult<Self> {
         Ok(Self)
     }
@@ -92,14 +90,6 @@ pub struct AdminAddHost {
 }
 
 impl AdminAddHost {
-    pub const PARAMETERS: &'static [&'static str] = &[
-        "HostName",
-        "AvailabilityZone",
-        "Vcpus",
-        "MemoryMib",
-        "Simulated",
-    ];
-
     pub fn from_params(params: &Params) -> ApiResult<Self> {
         let required_number = |name: &str| -> ApiResult<u64> {
             params
@@ -145,8 +135,6 @@ pub struct AdminRemoveHost {
 }
 
 impl AdminRemoveHost {
-    pub const PARAMETERS: &'static [&'static str] = &["HostName"];
-
     pub fn from_params(params: &Params) -> ApiResult<Self> {
         Ok(Self {
             host_name: params.required("HostName")?,
@@ -169,8 +157,6 @@ pub struct AdminEnableHost {
 }
 
 impl AdminEnableHost {
-    pub const PARAMETERS: &'static [&'static str] = &["HostName"];
-
     pub fn from_params(params: &Params) -> ApiResult<Self> {
         Ok(Self {
             host_name: params.required("HostName")?,
@@ -194,8 +180,6 @@ pub struct AdminDisableHost {
 }
 
 impl AdminDisableHost {
-    pub const PARAMETERS: &'static [&'static str] = &["HostName", "Reason"];
-
     pub fn from_params(params: &Params) -> ApiResult<Self> {
         Ok(Self {
             host_name: params.required("HostName")?,
@@ -219,8 +203,6 @@ pub struct AdminHostHeartbeat {
 }
 
 impl AdminHostHeartbeat {
-    pub const PARAMETERS: &'static [&'static str] = &["HostName"];
-
     pub fn from_params(params: &Params) -> ApiResult<Self> {
         Ok(Self {
             host_name: params.required("HostName")?,
@@ -255,8 +237,6 @@ pub struct AdminCreateAccessKey {
 }
 
 impl AdminCreateAccessKey {
-    pub const PARAMETERS: &'static [&'static str] = &["AccountId", "AccountName", "Admin"];
-
     pub fn from_params(params: &Params) -> ApiResult<Self> {
         Ok(Self {
             account_id: params.required("AccountId")?,
@@ -303,8 +283,6 @@ pub struct AdminDescribeAccessKeys {
 }
 
 impl AdminDescribeAccessKeys {
-    pub const PARAMETERS: &'static [&'static str] = &["AccountId"];
-
     pub fn from_params(params: &Params) -> ApiResult<Self> {
         Ok(Self {
             account_id: params.optional("AccountId"),
@@ -344,8 +322,6 @@ pub struct AdminDeactivateAccessKey {
 }
 
 impl AdminDeactivateAccessKey {
-    pub const PARAMETERS: &'static [&'static str] = &["AccessKeyId"];
-
     pub fn from_params(params: &Params) -> ApiResult<Self> {
         Ok(Self {
             access_key_id: params.required("AccessKeyId")?,

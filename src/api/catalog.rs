@@ -42,15 +42,6 @@ pub struct DescribeInstanceTypes {
 }
 
 impl DescribeInstanceTypes {
-    pub const PARAMETERS: &'static [&'static str] = &[
-        "Availability",
-        "InstanceType",
-        "Filter",
-        "MaxResults",
-        "NextToken",
-        "DryRun",
-    ];
-
     pub fn from_params(params: &Params) -> ApiResult<Self> {
         let request = Self {
             eucalyptus_availability: params.boolean("Availability")?,
@@ -58,7 +49,7 @@ impl DescribeInstanceTypes {
             filters: params.filters()?,
             max_results: check_max_results(params.number("MaxResults")?, 5, 100)?,
             next_token: params.optional("NextToken"),
-            dry_run: params.boolean("DryRun")?.unwrap_or(false),
+            dry_run: params.dry_run()?,
         };
         check_names(&request.filters, TYPE_FILTERS)?;
         Ok(request)

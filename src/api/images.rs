@@ -46,23 +46,13 @@ pub struct DescribeImages {
 }
 
 impl DescribeImages {
-    pub const PARAMETERS: &'static [&'static str] = &[
-        "ImageId",
-        "Owner",
-        "ExecutableBy",
-        "Filter",
-        "IncludeDeprecated",
-        "IncludeDisabled",
-        "DryRun",
-    ];
-
     pub fn from_params(params: &Params) -> ApiResult<Self> {
         let request = Self {
             image_ids: params.list("ImageId")?,
             owners: params.list("Owner")?,
             executable_by: params.list("ExecutableBy")?,
             filters: params.filters()?,
-            dry_run: params.boolean("DryRun")?.unwrap_or(false),
+            dry_run: params.dry_run()?,
         };
         for id in &request.image_ids {
             crate::compute::kinds::ResourceKind::Image.check(id)?;
@@ -237,20 +227,6 @@ pub struct RegisterImage {
 }
 
 impl RegisterImage {
-    pub const PARAMETERS: &'static [&'static str] = &[
-        "Name",
-        "Description",
-        "Architecture",
-        "ImageLocation",
-        "RootDeviceName",
-        "BlockDeviceMapping",
-        "VirtualizationType",
-        "EnaSupport",
-        "BootMode",
-        "TagSpecification",
-        "DryRun",
-    ];
-
     pub fn from_params(params: &Params) -> ApiResult<Self> {
         if let Some(virtualization) = params.optional("VirtualizationType") {
             if virtualization != "hvm" {
@@ -278,7 +254,7 @@ impl RegisterImage {
                     .map(|(i, mapping)| block_device(mapping, i + 1))
                     .collect::<ApiResult<_>>()?,
             },
-            dry_run: params.boolean("DryRun")?.unwrap_or(false),
+            dry_run: params.dry_run()?,
         })
     }
 
@@ -338,13 +314,10 @@ pub struct DeregisterImage {
 }
 
 impl DeregisterImage {
-    pub const PARAMETERS: &'static [&'static str] =
-        &["ImageId", "DeleteAssociatedSnapshots", "DryRun"];
-
     pub fn from_params(params: &Params) -> ApiResult<Self> {
         Ok(Self {
             image_id: params.required("ImageId")?,
-            dry_run: params.boolean("DryRun")?.unwrap_or(false),
+            dry_run: params.dry_run()?,
         })
     }
 
@@ -372,8 +345,6 @@ pub struct DescribeImageAttribute {
 }
 
 impl DescribeImageAttribute {
-    pub const PARAMETERS: &'static [&'static str] = &["ImageId", "Attribute", "DryRun"];
-
     pub fn from_params(params: &Params) -> ApiResult<Self> {
         let image_id = params.required("ImageId")?;
         crate::compute::kinds::ResourceKind::Image.check(&image_id)?;
@@ -389,7 +360,7 @@ impl DescribeImageAttribute {
         Ok(Self {
             image_id,
             attribute,
-            dry_run: params.boolean("DryRun")?.unwrap_or(false),
+            dry_run: params.dry_run()?,
         })
     }
 

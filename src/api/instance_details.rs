@@ -50,15 +50,6 @@ pub struct DescribeInstanceStatus {
 }
 
 impl DescribeInstanceStatus {
-    pub const PARAMETERS: &'static [&'static str] = &[
-        "InstanceId",
-        "Filter",
-        "IncludeAllInstances",
-        "MaxResults",
-        "NextToken",
-        "DryRun",
-    ];
-
     pub fn from_params(params: &Params) -> ApiResult<Self> {
         let request = Self {
             instance_ids: params.list("InstanceId")?,
@@ -66,7 +57,7 @@ impl DescribeInstanceStatus {
             include_all_instances: params.boolean("IncludeAllInstances")?.unwrap_or(false),
             max_results: check_max_results(params.number("MaxResults")?, 5, 1000)?,
             next_token: params.optional("NextToken"),
-            dry_run: params.boolean("DryRun")?.unwrap_or(false),
+            dry_run: params.dry_run()?,
         };
         if request.max_results.is_some() && !request.instance_ids.is_empty() {
             return Err(ApiError::InvalidParameterCombination(
@@ -186,12 +177,10 @@ pub struct GetConsoleOutput {
 }
 
 impl GetConsoleOutput {
-    pub const PARAMETERS: &'static [&'static str] = &["InstanceId", "Latest", "DryRun"];
-
     pub fn from_params(params: &Params) -> ApiResult<Self> {
         Ok(Self {
             instance_id: one_instance_id(params)?,
-            dry_run: params.boolean("DryRun")?.unwrap_or(false),
+            dry_run: params.dry_run()?,
         })
     }
 
@@ -286,13 +275,11 @@ pub struct DescribeInstanceAttribute {
 }
 
 impl DescribeInstanceAttribute {
-    pub const PARAMETERS: &'static [&'static str] = &["InstanceId", "Attribute", "DryRun"];
-
     pub fn from_params(params: &Params) -> ApiResult<Self> {
         Ok(Self {
             instance_id: one_instance_id(params)?,
             attribute: InstanceAttributeName::parse(&params.required("Attribute")?)?,
-            dry_run: params.boolean("DryRun")?.unwrap_or(false),
+            dry_run: params.dry_run()?,
         })
     }
 
@@ -357,17 +344,6 @@ pub struct ModifyInstanceAttribute {
 }
 
 impl ModifyInstanceAttribute {
-    pub const PARAMETERS: &'static [&'static str] = &[
-        "InstanceId",
-        "Attribute",
-        "Value",
-        "InstanceType",
-        "UserData",
-        "DisableApiTermination",
-        "InstanceInitiatedShutdownBehavior",
-        "DryRun",
-    ];
-
     /// Either `Attribute` + `Value` or one `<Attribute>.Value` parameter.
     pub fn from_params(params: &Params) -> ApiResult<Self> {
         let instance_id = one_instance_id(params)?;
@@ -445,7 +421,7 @@ impl ModifyInstanceAttribute {
         Ok(Self {
             instance_id,
             change,
-            dry_run: params.boolean("DryRun")?.unwrap_or(false),
+            dry_run: params.dry_run()?,
         })
     }
 

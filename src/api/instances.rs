@@ -81,24 +81,6 @@ pub struct RunInstances {
 }
 
 impl RunInstances {
-    pub const PARAMETERS: &'static [&'static str] = &[
-        "ImageId",
-        "InstanceType",
-        "MinCount",
-        "MaxCount",
-        "Placement",
-        "KeyName",
-        "SecurityGroup",
-        "SecurityGroupId",
-        "UserData",
-        "TagSpecification",
-        "ClientToken",
-        "DisableApiTermination",
-        "InstanceInitiatedShutdownBehavior",
-        "SubnetId",
-        "DryRun",
-    ];
-
     pub fn from_params(params: &Params) -> ApiResult<Self> {
         let image_id = params.required("ImageId")?;
         crate::compute::kinds::ResourceKind::Image.check(&image_id)?;
@@ -142,7 +124,7 @@ impl RunInstances {
                 client_token,
                 disable_api_termination: params.boolean("DisableApiTermination")?.unwrap_or(false),
                 shutdown_behavior,
-                dry_run: params.boolean("DryRun")?.unwrap_or(false),
+                dry_run: params.dry_run()?,
                 fingerprint: launch_fingerprint(params),
                 subnet_id: params.optional("SubnetId"),
             },
@@ -443,16 +425,13 @@ pub struct DescribeInstances {
 }
 
 impl DescribeInstances {
-    pub const PARAMETERS: &'static [&'static str] =
-        &["InstanceId", "Filter", "MaxResults", "NextToken", "DryRun"];
-
     pub fn from_params(params: &Params) -> ApiResult<Self> {
         let request = Self {
             instance_ids: params.list("InstanceId")?,
             filters: params.filters()?,
             max_results: check_max_results(params.number("MaxResults")?, 5, 1000)?,
             next_token: params.optional("NextToken"),
-            dry_run: params.boolean("DryRun")?.unwrap_or(false),
+            dry_run: params.dry_run()?,
         };
         if request.max_results.is_some() && !request.instance_ids.is_empty() {
             return Err(ApiError::InvalidParameterCombination(
@@ -573,16 +552,22 @@ macro_rules! state_action {
         }
 
         impl $name {
-            pub const PARAMETERS: &'static [&'static str] = &["InstanceId", "DryRun" $(, $extra)*];
-
             pub fn from_params(params: &Params) -> ApiResult<Self> {
-                Ok(Self { instance_ids: instance_ids(params)?, dry_run: params.boolean("DryRun")?.unwrap_or(false) })
+                Ok(Self {
+                    instance_ids: instance_ids(params)?,
+                    dry_run: params.dry_run()?,
+                })
             }
 
             pub async fn execute(self, context: &Context<'_>) -> ApiResult<StateChanges> {
                 let changes = context
                     .compute
-                    .change_state(&context.principal.account_id, &self.instance_ids, $action, self.dry_run)
+                    .change_state(
+                        &context.principal.account_id,
+                        &self.instance_ids,
+                        $action,
+                        self.dry_run,
+                    )
                     .await?;
                 Ok(StateChanges(changes))
             }
@@ -631,12 +616,10 @@ pub struct RebootInstances {
 }
 
 impl RebootInstances {
-    pub const PARAMETERS: &'static [&'static str] = &["InstanceId", "DryRun"];
-
     pub fn from_params(params: &Params) -> ApiResult<Self> {
         Ok(Self {
             instance_ids: instance_ids(params)?,
-            dry_run: params.boolean("DryRun")?.unwrap_or(false),
+            dry_run: params.dry_run()?,
         })
     }
 

@@ -28,14 +28,6 @@ pub struct CreateKeyPair {
 }
 
 impl CreateKeyPair {
-    pub const PARAMETERS: &'static [&'static str] = &[
-        "KeyName",
-        "KeyType",
-        "KeyFormat",
-        "TagSpecification",
-        "DryRun",
-    ];
-
     pub fn from_params(params: &Params) -> ApiResult<Self> {
         Ok(Self {
             key_name: params.required("KeyName")?,
@@ -50,7 +42,7 @@ impl CreateKeyPair {
                 .transpose()?
                 .unwrap_or(KeyFormat::Pem),
             tags: tag_specifications(params, "key-pair")?,
-            dry_run: params.boolean("DryRun")?.unwrap_or(false),
+            dry_run: params.dry_run()?,
         })
     }
 
@@ -96,9 +88,6 @@ pub struct ImportKeyPair {
 }
 
 impl ImportKeyPair {
-    pub const PARAMETERS: &'static [&'static str] =
-        &["KeyName", "PublicKeyMaterial", "TagSpecification", "DryRun"];
-
     pub fn from_params(params: &Params) -> ApiResult<Self> {
         let encoded = params.required("PublicKeyMaterial")?;
         let compact: String = encoded.chars().filter(|c| !c.is_whitespace()).collect();
@@ -110,7 +99,7 @@ impl ImportKeyPair {
             key_name: params.required("KeyName")?,
             material,
             tags: tag_specifications(params, "key-pair")?,
-            dry_run: params.boolean("DryRun")?.unwrap_or(false),
+            dry_run: params.dry_run()?,
         })
     }
 
@@ -160,21 +149,13 @@ pub struct DescribeKeyPairs {
 }
 
 impl DescribeKeyPairs {
-    pub const PARAMETERS: &'static [&'static str] = &[
-        "KeyName",
-        "KeyPairId",
-        "Filter",
-        "IncludePublicKey",
-        "DryRun",
-    ];
-
     pub fn from_params(params: &Params) -> ApiResult<Self> {
         let request = Self {
             key_names: params.list("KeyName")?,
             key_pair_ids: params.list("KeyPairId")?,
             filters: params.filters()?,
             include_public_key: params.boolean("IncludePublicKey")?.unwrap_or(false),
-            dry_run: params.boolean("DryRun")?.unwrap_or(false),
+            dry_run: params.dry_run()?,
         };
         check_filter_names(&request.filters, KEY_PAIR_FILTERS)?;
         Ok(request)
@@ -237,13 +218,11 @@ pub struct DeleteKeyPair {
 }
 
 impl DeleteKeyPair {
-    pub const PARAMETERS: &'static [&'static str] = &["KeyName", "KeyPairId", "DryRun"];
-
     pub fn from_params(params: &Params) -> ApiResult<Self> {
         Ok(Self {
             key_name: params.optional("KeyName"),
             key_pair_id: params.optional("KeyPairId"),
-            dry_run: params.boolean("DryRun")?.unwrap_or(false),
+            dry_run: params.dry_run()?,
         })
     }
 

@@ -40,9 +40,9 @@ pub struct Context<'a> {
     pub other_regions: Vec<crate::config::PeerRegion>,
 }
 
-/// Logs parameters no field of the request covers.
-pub(crate) fn log_unknown(action: &str, params: &Params, known: &[&str]) {
-    let unknown = params.unknown(known);
+/// Logs parameters the action's parser did not read.
+pub(crate) fn log_unknown(action: &str, params: &Params) {
+    let unknown = params.unread();
     if !unknown.is_empty() {
         tracing::debug!(action, ?unknown, "ignoring unknown parameters");
     }
@@ -69,7 +69,7 @@ macro_rules! actions {
                             return Err(ApiError::UnauthorizedOperation);
                         }
                         let request = <$request>::from_params(params)?;
-                        log_unknown(name, params, <$request>::PARAMETERS);
+                        log_unknown(name, params);
                         Ok(Action::$name(request))
                     } )*
                     "" => Err(ApiError::MissingAction),

@@ -31,8 +31,6 @@ pub struct DescribeAccountAttributes {
 }
 
 impl DescribeAccountAttributes {
-    pub const PARAMETERS: &'static [&'static str] = &["AttributeName", "DryRun"];
-
     pub fn from_params(params: &Params) -> ApiResult<Self> {
         let attribute_names = params.list("AttributeName")?;
         if let Some(unknown) = attribute_names
@@ -45,7 +43,7 @@ impl DescribeAccountAttributes {
         }
         Ok(Self {
             attribute_names,
-            dry_run: params.boolean("DryRun")?.unwrap_or(false),
+            dry_run: params.dry_run()?,
         })
     }
 
@@ -117,15 +115,12 @@ pub struct DescribeVpcs {
 }
 
 impl DescribeVpcs {
-    pub const PARAMETERS: &'static [&'static str] =
-        &["VpcId", "Filter", "MaxResults", "NextToken", "DryRun"];
-
     pub fn from_params(params: &Params) -> ApiResult<Self> {
         check_page_size(params)?;
         let request = Self {
             vpc_ids: params.list("VpcId")?,
             filters: params.filters()?,
-            dry_run: params.boolean("DryRun")?.unwrap_or(false),
+            dry_run: params.dry_run()?,
         };
         check_filter_names(&request.filters, VPC_FILTERS)?;
         Ok(request)
@@ -215,15 +210,12 @@ pub struct DescribeSubnets {
 }
 
 impl DescribeSubnets {
-    pub const PARAMETERS: &'static [&'static str] =
-        &["SubnetId", "Filter", "MaxResults", "NextToken", "DryRun"];
-
     pub fn from_params(params: &Params) -> ApiResult<Self> {
         check_page_size(params)?;
         let request = Self {
             subnet_ids: params.list("SubnetId")?,
             filters: params.filters()?,
-            dry_run: params.boolean("DryRun")?.unwrap_or(false),
+            dry_run: params.dry_run()?,
         };
         check_filter_names(&request.filters, SUBNET_FILTERS)?;
         Ok(request)

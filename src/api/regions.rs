@@ -28,15 +28,12 @@ pub struct RegionView {
 }
 
 impl DescribeRegions {
-    pub const PARAMETERS: &'static [&'static str] =
-        &["RegionName", "Filter", "AllRegions", "DryRun"];
-
     pub fn from_params(params: &Params) -> ApiResult<Self> {
         let request = Self {
             region_names: params.list("RegionName")?,
             filters: params.filters()?,
             all_regions: params.boolean("AllRegions")?.unwrap_or(false),
-            dry_run: params.boolean("DryRun")?.unwrap_or(false),
+            dry_run: params.dry_run()?,
         };
         check_names(&request.filters, FILTERS)?;
         Ok(request)

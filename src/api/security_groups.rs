@@ -33,21 +33,13 @@ pub struct CreateSecurityGroup {
 }
 
 impl CreateSecurityGroup {
-    pub const PARAMETERS: &'static [&'static str] = &[
-        "GroupName",
-        "GroupDescription",
-        "VpcId",
-        "TagSpecification",
-        "DryRun",
-    ];
-
     pub fn from_params(params: &Params) -> ApiResult<Self> {
         Ok(Self {
             name: params.required("GroupName")?,
             description: params.required("GroupDescription")?,
             vpc_id: params.optional("VpcId"),
             tags: tag_specifications(params, "security-group")?,
-            dry_run: params.boolean("DryRun")?.unwrap_or(false),
+            dry_run: params.dry_run()?,
         })
     }
 
@@ -98,12 +90,10 @@ pub struct DeleteSecurityGroup {
 }
 
 impl DeleteSecurityGroup {
-    pub const PARAMETERS: &'static [&'static str] = &["GroupId", "GroupName", "DryRun"];
-
     pub fn from_params(params: &Params) -> ApiResult<Self> {
         Ok(Self {
             selector: selector(params)?,
-            dry_run: params.boolean("DryRun")?.unwrap_or(false),
+            dry_run: params.dry_run()?,
         })
     }
 
@@ -141,21 +131,6 @@ pub type RevokeSecurityGroupIngress = RuleChange<false, true>;
 pub type RevokeSecurityGroupEgress = RuleChange<false, false>;
 
 impl<const AUTHORIZE: bool, const INGRESS: bool> RuleChange<AUTHORIZE, INGRESS> {
-    pub const PARAMETERS: &'static [&'static str] = &[
-        "GroupId",
-        "GroupName",
-        "IpPermissions",
-        "IpProtocol",
-        "FromPort",
-        "ToPort",
-        "CidrIp",
-        "SourceSecurityGroupName",
-        "SourceSecurityGroupOwnerId",
-        "SecurityGroupRuleId",
-        "TagSpecification",
-        "DryRun",
-    ];
-
     pub fn from_params(params: &Params) -> ApiResult<Self> {
         let selector = selector(params)?;
         if !INGRESS && matches!(selector, GroupSelector::Name(_)) {
@@ -174,7 +149,7 @@ impl<const AUTHORIZE: bool, const INGRESS: bool> RuleChange<AUTHORIZE, INGRESS> 
             selector,
             rules,
             rule_ids,
-            dry_run: params.boolean("DryRun")?.unwrap_or(false),
+            dry_run: params.dry_run()?,
         })
     }
 
@@ -336,15 +311,6 @@ pub struct DescribeSecurityGroups {
 }
 
 impl DescribeSecurityGroups {
-    pub const PARAMETERS: &'static [&'static str] = &[
-        "GroupName",
-        "GroupId",
-        "Filter",
-        "MaxResults",
-        "NextToken",
-        "DryRun",
-    ];
-
     pub fn from_params(params: &Params) -> ApiResult<Self> {
         let request = Self {
             group_names: params.list("GroupName")?,
@@ -352,7 +318,7 @@ impl DescribeSecurityGroups {
             filters: params.filters()?,
             max_results: check_max_results(params.number("MaxResults")?, 5, 1000)?,
             next_token: params.optional("NextToken"),
-            dry_run: params.boolean("DryRun")?.unwrap_or(false),
+            dry_run: params.dry_run()?,
         };
         if request.max_results.is_some()
             && !(request.group_ids.is_empty() && request.group_names.is_empty())
@@ -488,21 +454,13 @@ pub struct DescribeSecurityGroupRules {
 }
 
 impl DescribeSecurityGroupRules {
-    pub const PARAMETERS: &'static [&'static str] = &[
-        "SecurityGroupRuleId",
-        "Filter",
-        "MaxResults",
-        "NextToken",
-        "DryRun",
-    ];
-
     pub fn from_params(params: &Params) -> ApiResult<Self> {
         let request = Self {
             rule_ids: params.list("SecurityGroupRuleId")?,
             filters: params.filters()?,
             max_results: check_max_results(params.number("MaxResults")?, 5, 1000)?,
             next_token: params.optional("NextToken"),
-            dry_run: params.boolean("DryRun")?.unwrap_or(false),
+            dry_run: params.dry_run()?,
         };
         check_filter_names(&request.filters, RULE_FILTERS)?;
         Ok(request)

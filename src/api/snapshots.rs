@@ -40,15 +40,12 @@ pub struct CreateSnapshot {
 }
 
 impl CreateSnapshot {
-    pub const PARAMETERS: &'static [&'static str] =
-        &["VolumeId", "Description", "TagSpecification", "DryRun"];
-
     pub fn from_params(params: &Params) -> ApiResult<Self> {
         Ok(Self {
             volume_id: volume_id(params)?,
             description: params.optional_text("Description", 255)?,
             tags: tag_specifications(params, "snapshot")?,
-            dry_run: params.boolean("DryRun")?.unwrap_or(false),
+            dry_run: params.dry_run()?,
         })
     }
 
@@ -96,15 +93,6 @@ pub struct CopySnapshot {
 }
 
 impl CopySnapshot {
-    pub const PARAMETERS: &'static [&'static str] = &[
-        "SourceRegion",
-        "SourceSnapshotId",
-        "Description",
-        "DestinationRegion",
-        "TagSpecification",
-        "DryRun",
-    ];
-
     pub fn from_params(params: &Params) -> ApiResult<Self> {
         let source_snapshot_id = params.required("SourceSnapshotId")?;
         crate::compute::kinds::ResourceKind::Snapshot.check(&source_snapshot_id)?;
@@ -113,7 +101,7 @@ impl CopySnapshot {
             source_snapshot_id,
             description: params.optional_text("Description", 255)?,
             tags: tag_specifications(params, "snapshot")?,
-            dry_run: params.boolean("DryRun")?.unwrap_or(false),
+            dry_run: params.dry_run()?,
         })
     }
 
@@ -183,16 +171,6 @@ pub struct DescribeSnapshots {
 }
 
 impl DescribeSnapshots {
-    pub const PARAMETERS: &'static [&'static str] = &[
-        "SnapshotId",
-        "Owner",
-        "RestorableBy",
-        "Filter",
-        "MaxResults",
-        "NextToken",
-        "DryRun",
-    ];
-
     pub fn from_params(params: &Params) -> ApiResult<Self> {
         let request = Self {
             snapshot_ids: params.list("SnapshotId")?,
@@ -201,7 +179,7 @@ impl DescribeSnapshots {
             filters: params.filters()?,
             max_results: check_max_results(params.number("MaxResults")?, 5, 1000)?,
             next_token: params.optional("NextToken"),
-            dry_run: params.boolean("DryRun")?.unwrap_or(false),
+            dry_run: params.dry_run()?,
         };
         for id in &request.snapshot_ids {
             crate::compute::kinds::ResourceKind::Snapshot.check(id)?;
@@ -294,14 +272,12 @@ pub struct DeleteSnapshot {
 }
 
 impl DeleteSnapshot {
-    pub const PARAMETERS: &'static [&'static str] = &["SnapshotId", "DryRun"];
-
     pub fn from_params(params: &Params) -> ApiResult<Self> {
         let snapshot_id = params.required("SnapshotId")?;
         crate::compute::kinds::ResourceKind::Snapshot.check(&snapshot_id)?;
         Ok(Self {
             snapshot_id,
-            dry_run: params.boolean("DryRun")?.unwrap_or(false),
+            dry_run: params.dry_run()?,
         })
     }
 

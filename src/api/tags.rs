@@ -123,8 +123,6 @@ pub struct CreateTags {
 }
 
 impl CreateTags {
-    pub const PARAMETERS: &'static [&'static str] = &["ResourceId", "Tag", "DryRun"];
-
     pub fn from_params(params: &Params) -> ApiResult<Self> {
         let resource_ids = params.list("ResourceId")?;
         if resource_ids.is_empty() {
@@ -139,7 +137,7 @@ impl CreateTags {
         Ok(Self {
             resource_ids,
             tags,
-            dry_run: params.boolean("DryRun")?.unwrap_or(false),
+            dry_run: params.dry_run()?,
         })
     }
 
@@ -165,8 +163,6 @@ pub struct DeleteTags {
 }
 
 impl DeleteTags {
-    pub const PARAMETERS: &'static [&'static str] = &["ResourceId", "Tag", "DryRun"];
-
     pub fn from_params(params: &Params) -> ApiResult<Self> {
         let resource_ids = params.list("ResourceId")?;
         if resource_ids.is_empty() {
@@ -175,7 +171,7 @@ impl DeleteTags {
         Ok(Self {
             resource_ids,
             tags: tag_list(params)?,
-            dry_run: params.boolean("DryRun")?.unwrap_or(false),
+            dry_run: params.dry_run()?,
         })
     }
 
@@ -204,9 +200,6 @@ pub struct DescribeTags {
 }
 
 impl DescribeTags {
-    pub const PARAMETERS: &'static [&'static str] =
-        &["Filter", "MaxResults", "NextToken", "DryRun"];
-
     pub fn from_params(params: &Params) -> ApiResult<Self> {
         let request = Self {
             filters: params.filters()?,
@@ -216,7 +209,7 @@ impl DescribeTags {
                 1000,
             )?,
             next_token: params.optional("NextToken"),
-            dry_run: params.boolean("DryRun")?.unwrap_or(false),
+            dry_run: params.dry_run()?,
         };
         check_names(&request.filters, DESCRIBE_TAG_FILTERS)?;
         Ok(request)

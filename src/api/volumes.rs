@@ -45,19 +45,6 @@ pub struct CreateVolume {
 }
 
 impl CreateVolume {
-    pub const PARAMETERS: &'static [&'static str] = &[
-        "AvailabilityZone",
-        "Size",
-        "SnapshotId",
-        "VolumeType",
-        "Iops",
-        "Throughput",
-        "Encrypted",
-        "TagSpecification",
-        "ClientToken",
-        "DryRun",
-    ];
-
     pub fn from_params(params: &Params) -> ApiResult<Self> {
         let volume_type = params
             .optional("VolumeType")
@@ -105,7 +92,7 @@ impl CreateVolume {
                 client_token: params.optional("ClientToken"),
                 fingerprint,
             },
-            dry_run: params.boolean("DryRun")?.unwrap_or(false),
+            dry_run: params.dry_run()?,
         })
     }
 
@@ -240,7 +227,7 @@ impl VolumeQuery {
             filters: params.filters()?,
             max_results: check_max_results(params.number("MaxResults")?, 5, 1000)?,
             next_token: params.optional("NextToken"),
-            dry_run: params.boolean("DryRun")?.unwrap_or(false),
+            dry_run: params.dry_run()?,
         };
         if query.max_results.is_some() && !query.volume_ids.is_empty() {
             return Err(ApiError::InvalidParameterCombination(
@@ -299,9 +286,6 @@ pub struct DescribeVolumes {
 }
 
 impl DescribeVolumes {
-    pub const PARAMETERS: &'static [&'static str] =
-        &["VolumeId", "Filter", "MaxResults", "NextToken", "DryRun"];
-
     pub fn from_params(params: &Params) -> ApiResult<Self> {
         VolumeQuery::parse(params, VOLUME_FILTERS)?;
         Ok(Self {
@@ -349,9 +333,6 @@ pub struct DescribeVolumeStatus {
 }
 
 impl DescribeVolumeStatus {
-    pub const PARAMETERS: &'static [&'static str] =
-        &["VolumeId", "Filter", "MaxResults", "NextToken", "DryRun"];
-
     pub fn from_params(params: &Params) -> ApiResult<Self> {
         VolumeQuery::parse(params, VOLUME_STATUS_FILTERS)?;
         Ok(Self {
@@ -435,12 +416,10 @@ pub struct DeleteVolume {
 }
 
 impl DeleteVolume {
-    pub const PARAMETERS: &'static [&'static str] = &["VolumeId", "DryRun"];
-
     pub fn from_params(params: &Params) -> ApiResult<Self> {
         Ok(Self {
             volume_id: volume_id(params)?,
-            dry_run: params.boolean("DryRun")?.unwrap_or(false),
+            dry_run: params.dry_run()?,
         })
     }
 
@@ -462,8 +441,6 @@ pub struct AttachVolume {
 }
 
 impl AttachVolume {
-    pub const PARAMETERS: &'static [&'static str] = &["VolumeId", "InstanceId", "Device", "DryRun"];
-
     pub fn from_params(params: &Params) -> ApiResult<Self> {
         let instance_id = params.required("InstanceId")?;
         crate::compute::kinds::ResourceKind::Instance.check(&instance_id)?;
@@ -471,7 +448,7 @@ impl AttachVolume {
             volume_id: volume_id(params)?,
             instance_id,
             device: params.required("Device")?,
-            dry_run: params.boolean("DryRun")?.unwrap_or(false),
+            dry_run: params.dry_run()?,
         })
     }
 
@@ -502,16 +479,13 @@ pub struct DetachVolume {
 }
 
 impl DetachVolume {
-    pub const PARAMETERS: &'static [&'static str] =
-        &["VolumeId", "InstanceId", "Device", "Force", "DryRun"];
-
     pub fn from_params(params: &Params) -> ApiResult<Self> {
         params.boolean("Force")?;
         Ok(Self {
             volume_id: volume_id(params)?,
             instance_id: params.optional("InstanceId"),
             device: params.optional("Device"),
-            dry_run: params.boolean("DryRun")?.unwrap_or(false),
+            dry_run: params.dry_run()?,
         })
     }
 
@@ -556,15 +530,6 @@ pub struct ModifyVolume {
 }
 
 impl ModifyVolume {
-    pub const PARAMETERS: &'static [&'static str] = &[
-        "VolumeId",
-        "Size",
-        "VolumeType",
-        "Iops",
-        "Throughput",
-        "DryRun",
-    ];
-
     pub fn from_params(params: &Params) -> ApiResult<Self> {
         let volume_type = params.optional("VolumeType");
         if let Some(volume_type) = &volume_type {
@@ -575,7 +540,7 @@ impl ModifyVolume {
             size: params.number("Size")?,
             volume_type,
             iops: params.number("Iops")?,
-            dry_run: params.boolean("DryRun")?.unwrap_or(false),
+            dry_run: params.dry_run()?,
         };
         if request.size.is_none() && request.volume_type.is_none() && request.iops.is_none() {
             return Err(ApiError::MissingParameter(

@@ -43,21 +43,13 @@ pub struct DescribeAvailabilityZones {
 }
 
 impl DescribeAvailabilityZones {
-    pub const PARAMETERS: &'static [&'static str] = &[
-        "ZoneName",
-        "ZoneId",
-        "Filter",
-        "AllAvailabilityZones",
-        "DryRun",
-    ];
-
     pub fn from_params(params: &Params) -> ApiResult<Self> {
         let request = Self {
             zone_names: params.list("ZoneName")?,
             zone_ids: params.list("ZoneId")?,
             filters: params.filters()?,
             all_availability_zones: params.boolean("AllAvailabilityZones")?.unwrap_or(false),
-            dry_run: params.boolean("DryRun")?.unwrap_or(false),
+            dry_run: params.dry_run()?,
         };
         check_names(&request.filters, FILTERS)?;
         Ok(request)

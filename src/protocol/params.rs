@@ -58,7 +58,39 @@ fn percent_decode(input: &[u8]) -> ApiResult<String> {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Params {
     pairs: Vec<(String, String)>,
+    /// The names the action's parser asked for: what it does not ask for
+    /// is unknown to it ([`Params::unread`]), so each action declares its
+    /// parameters once, in the code that reads them.
+    read: ReadNames,
 }
+
+/// Names read from a [`Params`] (bookkeeping: not part of its value).
+#[derive(Debug, Default)]
+struct ReadNames(std::sync::Mutex<std::collections::HashSet<String>>);
+
+impl ReadNames {
+    fn note(&self, name: &str) {
+        crate::sync::lock(&self.0).insert(name.to_string());
+    }
+
+    fn contains(&self, name: &str) -> bool {
+        crate::sync::lock(&self.0).contains(name)
+    }
+}
+
+impl Clone for ReadNames {
+    fn clone(&self) -> Self {
+        Self(std::sync::Mutex::new(crate::sync::lock(&self.0).clone()))
+    }
+}
+
+impl PartialEq for ReadNames {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for ReadNames {}
 
 /// Parameters that authenticate the request rather than describe the action.
 /// Removed before the action sees the parameters.
@@ -74,7 +106,10 @@ const AUTH_PARAMETERS: &[&str] = &[
 
 impl Params {
     pub fn new(pairs: Vec<(String, String)>) -> Self {
-        Self { pairs }
+        Self {
+            pairs,
+            read: ReadNames::default(),
+        }
     }
 
     /// The parameters of a request as received: refuses a name given twice
@@ -103,7 +138,7 @@ impl Params {
                 )));
             }
         }
-        Ok(Self { pairs })
+        Ok(Self::new(pairs))
     }
 
     /// Every pair, in arrival order.
@@ -113,6 +148,7 @@ impl Params {
 
     /// The first value of `name`.
     pub fn get(&self, name: &str) -> Option<&str> {
+        self.read.note(name);
         self.pairs
             .iter()
             .find(|(n, _)| n == name)
@@ -121,14 +157,13 @@ impl Params {
 
     /// The same parameters without the authentication ones.
     pub fn without_auth(&self) -> Params {
-        Params {
-            pairs: self
-                .pairs
+        Params::new(
+            self.pairs
                 .iter()
                 .filter(|(n, _)| !AUTH_PARAMETERS.contains(&n.as_str()) && !n.starts_with("X-Amz-"))
                 .cloned()
                 .collect(),
-        }
+        )
     }
 
     /// A required string parameter.
@@ -181,6 +216,7 @@ impl Params {
     /// The list `name.1`, `name.2`, ... in numeric index order. A bare
     /// `name` (no index), as older clients send a single member, is member 1.
     pub fn list(&self, name: &str) -> ApiResult<Vec<String>> {
+        self.read.note(name);
         let mut items = BTreeMap::new();
         for (key, value) in &self.pairs {
             let index = if key == name {
@@ -204,6 +240,7 @@ impl Params {
     /// `TagSpecification.1.Tag.1.Key`, ...), each as its own parameters with
     /// the `name.N.` prefix removed, in numeric index order.
     pub fn structures(&self, name: &str) -> ApiResult<Vec<Params>> {
+        self.read.note(name);
         let mut by_index: BTreeMap<u32, Vec<(String, String)>> = BTreeMap::new();
         for (key, value) in &self.pairs {
             let Some(rest) = key
@@ -223,6 +260,7 @@ impl Params {
 
     /// `Filter.N.Name` with `Filter.N.Value.M`, in index order.
     pub fn filters(&self) -> ApiResult<Vec<Filter>> {
+        self.read.note("Filter");
         let mut by_index: BTreeMap<u32, (Option<String>, BTreeMap<u32, String>)> = BTreeMap::new();
         for (key, value) in &self.pairs {
             let Some(rest) = key.strip_prefix("Filter.") else {
@@ -287,18 +325,22 @@ impl Params {
             .collect()
     }
 
-    /// Names that none of `known` (exact names or list prefixes) covers;
-    /// `Action` and `Version` are always known.
-    pub fn unknown<'a>(&'a self, known: &[&str]) -> Vec<&'a str> {
+    /// `DryRun`: the one place it is read.
+    pub fn dry_run(&self) -> ApiResult<bool> {
+        Ok(self.boolean("DryRun")?.unwrap_or(false))
+    }
+
+    /// Names the parser never read (neither the name itself nor the list or
+    /// structure it belongs to); `Action` and `Version` are always known.
+    pub fn unread(&self) -> Vec<&str> {
         self.pairs
             .iter()
             .map(|(name, _)| name.as_str())
             .filter(|name| {
+                let top = name.split('.').next().unwrap_or(name);
                 !["Action", "Version"].contains(name)
-                    && !known.iter().any(|k| {
-                        name == k
-                            || (name.starts_with(k) && name.as_bytes().get(k.len()) == Some(&b'.'))
-                    })
+                    && !self.read.contains(name)
+                    && !self.read.contains(top)
             })
             .collect()
     }
@@ -438,7 +480,9 @@ mod tests {
         assert_eq!(p.boolean("DryRun").unwrap(), Some(true));
         assert_eq!(p.boolean("All").unwrap(), Some(false));
         assert!(p.boolean("Bad").is_err());
-        assert_eq!(p.unknown(&["DryRun", "All", "Bad", "ZoneName"]), ["Extra"]);
+        assert_eq!(p.unread(), ["ZoneName.1", "Extra"]);
+        p.list("ZoneName").unwrap();
+        assert_eq!(p.unread(), ["Extra"], "a list read covers its members");
     }
 
     #[test]
