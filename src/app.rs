@@ -135,12 +135,12 @@ impl App {
             .await
             .map_err(|e| e.to_string())?;
         let created_admin = compute
-            .accounts
+            .accounts()
             .ensure_admin(clock.now())
             .await
             .map_err(|e| e.to_string())?;
         if compute
-            .services
+            .services()
             .zones(clock.now())
             .map_err(|e| e.to_string())?
             .is_empty()
@@ -203,7 +203,7 @@ impl App {
         if let Some(dev) = &self.gateway.dev {
             dev.stop().await;
         }
-        if let Err(error) = compute.store.flush_all().await {
+        if let Err(error) = compute.store().flush_all().await {
             tracing::error!(%error, "final flush failed");
         }
     }
@@ -263,8 +263,8 @@ async fn simulate_heartbeats(compute: Arc<Compute>, interval: Duration) {
     loop {
         ticker.tick().await;
         if let Err(error) = compute
-            .services
-            .heartbeat_simulated(compute.clock.now())
+            .services()
+            .heartbeat_simulated(compute.clock().now())
             .await
         {
             tracing::error!(%error, "heartbeat failed");

@@ -155,8 +155,8 @@ impl DevMode {
     /// The regions served besides `serving`: the configured one and those
     /// made so far, all at this gateway's endpoint.
     pub fn other_regions(&self, configured: &Compute, serving: &str) -> Vec<PeerRegion> {
-        let endpoint = configured.region.endpoint.clone();
-        std::iter::once(configured.region.name.clone())
+        let endpoint = configured.region().endpoint.clone();
+        std::iter::once(configured.region().name.clone())
             .chain(read(&self.regions).keys().cloned())
             .filter(|name| name != serving)
             .map(|name| PeerRegion {
@@ -169,13 +169,13 @@ impl DevMode {
     /// Creates `account_id` in `compute` (with its default network and
     /// group) when this is its first request there.
     pub async fn ensure_account(&self, compute: &Compute, account_id: &str) -> ApiResult<()> {
-        let key = (compute.region.name.clone(), account_id.to_string());
+        let key = (compute.region().name.clone(), account_id.to_string());
         if lock(&self.accounts).contains(&key) {
             return Ok(());
         }
         compute
-            .accounts
-            .ensure_account(account_id, "dev", compute.clock.now())
+            .accounts()
+            .ensure_account(account_id, "dev", compute.clock().now())
             .await?;
         compute.provision_defaults(account_id).await?;
         lock(&self.accounts).insert(key);
@@ -190,7 +190,7 @@ impl DevMode {
                 task.abort();
                 let _ = task.await;
             }
-            if let Err(error) = dev.compute.store.flush_all().await {
+            if let Err(error) = dev.compute.store().flush_all().await {
                 tracing::error!(region, %error, "final flush failed");
             }
         }

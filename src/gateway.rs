@@ -59,7 +59,7 @@ impl Gateway {
         auth: AuthSettings,
         rate_limits: RateLimits,
     ) -> Self {
-        let verifier = Verifier::new(compute.accounts.clone(), compute.clock.clone(), auth);
+        let verifier = Verifier::new(compute.accounts().clone(), compute.clock().clone(), auth);
         Self {
             compute,
             dev: None,
@@ -182,12 +182,12 @@ impl Gateway {
             Some(dev) => {
                 let (access_key_id, region) = self.verifier.claimed_identity(&request)?;
                 let compute = match region.filter(|r| {
-                    *r != self.compute.region.name && crate::dev::looks_like_aws_region(r)
+                    *r != self.compute.region().name && crate::dev::looks_like_aws_region(r)
                 }) {
                     Some(region) => dev.region(&region).await?,
                     None => self.compute.clone(),
                 };
-                other_regions = dev.other_regions(&self.compute, &compute.region.name);
+                other_regions = dev.other_regions(&self.compute, &compute.region().name);
                 // A real key that verifies keeps its account and rights
                 // (the admin CLI, external hosts' heartbeats); any other
                 // key names its account.

@@ -72,8 +72,8 @@ impl Running {
         let beats = tokio::spawn(async move {
             loop {
                 beating
-                    .services
-                    .heartbeat_simulated(beating.clock.now())
+                    .services()
+                    .heartbeat_simulated(beating.clock().now())
                     .await
                     .unwrap();
                 tokio::time::sleep(Duration::from_secs(5)).await;
@@ -116,7 +116,7 @@ async fn every_transition_happens_on_its_own() {
 
     let host_usage = |compute: &Compute| {
         compute
-            .services
+            .services()
             .hosts()
             .unwrap()
             .iter()
@@ -247,7 +247,7 @@ async fn a_restart_completes_transitions_in_flight() {
     assert_eq!(state_of(&compute, &pending), InstanceState::Running);
     assert_eq!(state_of(&compute, &stopping), InstanceState::Stopped);
     let used: u32 = compute
-        .services
+        .services()
         .hosts()
         .unwrap()
         .iter()
@@ -317,12 +317,12 @@ mod capacity {
                         Op::Terminate(i) => if let Some(id) = pick(i) { let _ = compute.change_state(USER_ACCOUNT, &[id], StateAction::Terminate, false).await; },
                         Op::Advance(seconds) => {
                             clock.advance(chrono::Duration::seconds(seconds));
-                            compute.services.heartbeat_simulated(clock.now()).await.unwrap();
+                            compute.services().heartbeat_simulated(clock.now()).await.unwrap();
                             compute.advance_due(clock.now()).await.unwrap();
                         }
                     }
                     let instances = compute.instances(USER_ACCOUNT, &[], None).unwrap();
-                    for host in compute.services.hosts().unwrap() {
+                    for host in compute.services().hosts().unwrap() {
                         prop_assert!(host.vcpus_used <= host.vcpus, "{} uses {} of {} vCPUs", host.host, host.vcpus_used, host.vcpus);
                         prop_assert!(host.memory_mib_used <= host.memory_mib);
                         let holding: Vec<_> = instances.iter().filter(|i| i.host.as_deref() == Some(host.host.as_str())).collect();

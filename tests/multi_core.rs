@@ -349,7 +349,7 @@ async fn apply(core: &Compute, clock: &OffsetClock, account: usize, op: Op, know
         }
         Op::Advance(seconds) => {
             clock.advance(chrono::Duration::seconds(seconds));
-            core.services
+            core.services()
                 .heartbeat_simulated(clock.now())
                 .await
                 .unwrap();
@@ -370,7 +370,7 @@ fn check_invariants(core: &Compute, store: &StoreHandle) -> Result<(), TestCaseE
         instances.extend(core.instances(account, &[], None).unwrap());
     }
     // Capacity: booked exactly by the instances holding it, never above.
-    for host in core.services.hosts().unwrap() {
+    for host in core.services().hosts().unwrap() {
         let holding: Vec<&Instance> = instances
             .iter()
             .filter(|i| i.host.as_deref() == Some(host.host.as_str()))

@@ -478,7 +478,7 @@ async fn rule_references_to_other_accounts_reveal_and_create_nothing() {
     }
     let admin_groups = server.admin("DescribeSecurityGroups", &[]).await;
     let admin_default = client::text_of(&admin_groups.body, "groupId").unwrap();
-    let store = server.gateway.compute.store.clone();
+    let store = server.gateway.compute.store().clone();
     let before = store.last_applied();
     let reference = |owner: &str, group_field: &str, group: &str, dry_run: bool| {
         let mut params = pairs(&[
@@ -964,7 +964,7 @@ async fn phantom_account_records_are_removed_at_start() {
     let compute = &server.gateway.compute;
     assert!(compute.default_vpc("999999999999").unwrap().is_none());
     let groups: Vec<ec2_gateway::compute::security_groups::SecurityGroup> = compute
-        .store
+        .store()
         .records("security_groups", b"999999999999/")
         .unwrap();
     assert!(groups.is_empty());

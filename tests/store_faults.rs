@@ -254,13 +254,13 @@ async fn a_refused_transition_leaves_the_instance_where_it_was(backend: StorageB
             .state
     };
     store.failing.store(true, Ordering::SeqCst);
-    assert!(compute.advance_due(compute.clock.now()).await.is_err());
+    assert!(compute.advance_due(compute.clock().now()).await.is_err());
     store.failing.store(false, Ordering::SeqCst);
     assert_eq!(state(&compute), InstanceState::Pending);
-    compute.advance_due(compute.clock.now()).await.unwrap();
+    compute.advance_due(compute.clock().now()).await.unwrap();
     assert_eq!(state(&compute), InstanceState::Running);
     let booked: u32 = compute
-        .services
+        .services()
         .hosts()
         .unwrap()
         .iter()

@@ -55,7 +55,7 @@ impl AllocateAddress {
             .await?;
         Ok(AllocatedAddress {
             address,
-            region: context.compute.region.name.clone(),
+            region: context.compute.region().name.clone(),
         })
     }
 }
@@ -130,7 +130,7 @@ impl DescribeAddresses {
             });
         }
         dry_run_check(self.dry_run)?;
-        let region = context.compute.region.name.clone();
+        let region = context.compute.region().name.clone();
         let addresses = addresses
             .into_iter()
             .filter(|a| {

@@ -28,8 +28,8 @@ impl HostView {
     fn new(record: ServiceRecord, context: &Context<'_>) -> Self {
         Self {
             record,
-            now: context.compute.clock.now(),
-            liveness_window: context.compute.services.liveness_window(),
+            now: context.compute.clock().now(),
+            liveness_window: context.compute.services().liveness_window(),
         }
     }
 
@@ -64,7 +64,7 @@ impl AdminDescribeHosts {
     pub async fn execute(self, context: &Context<'_>) -> ApiResult<HostList> {
         let hosts = context
             .compute
-            .services
+            .services()
             .hosts()?
             .into_iter()
             .map(|r| HostView::new(r, context))
@@ -111,8 +111,8 @@ impl AdminAddHost {
     pub async fn execute(self, context: &Context<'_>) -> ApiResult<AddedHost> {
         let record = context
             .compute
-            .services
-            .add_host(self.host, context.compute.clock.now())
+            .services()
+            .add_host(self.host, context.compute.clock().now())
             .await?;
         // A new zone gives every account a default subnet in it.
         context.compute.provision_all_defaults().await?;
@@ -144,7 +144,7 @@ impl AdminRemoveHost {
     pub async fn execute(self, context: &Context<'_>) -> ApiResult<ReturnTrue> {
         context
             .compute
-            .services
+            .services()
             .remove_host(&self.host_name)
             .await?;
         Ok(ReturnTrue)
@@ -166,7 +166,7 @@ impl AdminEnableHost {
     pub async fn execute(self, context: &Context<'_>) -> ApiResult<ReturnTrue> {
         context
             .compute
-            .services
+            .services()
             .set_disabled(&self.host_name, false, None)
             .await?;
         Ok(ReturnTrue)
@@ -190,7 +190,7 @@ impl AdminDisableHost {
     pub async fn execute(self, context: &Context<'_>) -> ApiResult<ReturnTrue> {
         context
             .compute
-            .services
+            .services()
             .set_disabled(&self.host_name, true, self.reason)
             .await?;
         Ok(ReturnTrue)
@@ -212,8 +212,8 @@ impl AdminHostHeartbeat {
     pub async fn execute(self, context: &Context<'_>) -> ApiResult<ReturnTrue> {
         context
             .compute
-            .services
-            .heartbeat(&self.host_name, context.compute.clock.now())
+            .services()
+            .heartbeat(&self.host_name, context.compute.clock().now())
             .await?;
         Ok(ReturnTrue)
     }
@@ -246,13 +246,13 @@ impl AdminCreateAccessKey {
     }
 
     pub async fn execute(self, context: &Context<'_>) -> ApiResult<CreatedKey> {
-        let accounts = &context.compute.accounts;
+        let accounts = &context.compute.accounts();
         let key = accounts
             .create_access_key(
                 &self.account_id,
                 self.account_name.as_deref(),
                 self.admin,
-                context.compute.clock.now(),
+                context.compute.clock().now(),
             )
             .await?;
         context.compute.provision_defaults(&key.account_id).await?;
@@ -290,7 +290,7 @@ impl AdminDescribeAccessKeys {
     }
 
     pub async fn execute(self, context: &Context<'_>) -> ApiResult<KeyList> {
-        let accounts = &context.compute.accounts;
+        let accounts = &context.compute.accounts();
         let keys = accounts
             .access_keys(self.account_id.as_deref())?
             .into_iter()
@@ -331,7 +331,7 @@ impl AdminDeactivateAccessKey {
     pub async fn execute(self, context: &Context<'_>) -> ApiResult<ReturnTrue> {
         context
             .compute
-            .accounts
+            .accounts()
             .deactivate(&self.access_key_id)
             .await?;
         Ok(ReturnTrue)

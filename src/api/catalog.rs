@@ -56,7 +56,7 @@ impl DescribeInstanceTypes {
     }
 
     pub async fn execute(self, context: &Context<'_>) -> ApiResult<InstanceTypesAnswer> {
-        let catalog = &context.compute.catalog;
+        let catalog = &context.compute.catalog();
         let unknown: Vec<&str> = self
             .instance_types
             .iter()
@@ -108,11 +108,11 @@ impl DescribeInstanceTypes {
         availability: bool,
     ) -> ApiResult<TypeDetails> {
         let compute = context.compute;
-        let now = compute.clock.now();
-        let zones = compute.services.zones_with_usage(now)?;
-        let window = compute.services.liveness_window();
+        let now = compute.clock().now();
+        let zones = compute.services().zones_with_usage(now)?;
+        let window = compute.services().liveness_window();
         let types = compute
-            .catalog
+            .catalog()
             .instance_types()
             .filter(|t| self.instance_types.is_empty() || self.instance_types.contains(&t.name))
             .filter(|t| matches_all(&self.filters, |name| type_filter_values(t, name)))

@@ -190,9 +190,9 @@ impl GetConsoleOutput {
         let booted = !matches!(instance.state, InstanceState::Pending);
         Ok(ConsoleOutput {
             instance_id: instance.id.clone(),
-            timestamp: context.compute.clock.now(),
+            timestamp: context.compute.clock().now(),
             output: booted
-                .then(|| STANDARD.encode(boot_log(&instance, &context.compute.region.name))),
+                .then(|| STANDARD.encode(boot_log(&instance, &context.compute.region().name))),
         })
     }
 }

@@ -180,8 +180,8 @@ impl Surroundings {
         Ok(Self {
             public_ips,
             volumes,
-            region: context.compute.region.name.clone(),
-            now: context.compute.clock.now(),
+            region: context.compute.region().name.clone(),
+            now: context.compute.clock().now(),
         })
     }
 

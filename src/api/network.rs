@@ -53,7 +53,7 @@ impl DescribeAccountAttributes {
             .compute
             .default_network(&context.principal.account_id)
             .await?;
-        let quotas = &context.compute.quotas;
+        let quotas = &context.compute.quotas();
         let attributes = ACCOUNT_ATTRIBUTES
             .iter()
             .filter(|name| {
@@ -266,7 +266,7 @@ impl DescribeSubnets {
         }
         Ok(SubnetList {
             subnets: listed,
-            region: context.compute.region.name.clone(),
+            region: context.compute.region().name.clone(),
         })
     }
 }

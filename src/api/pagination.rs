@@ -135,7 +135,7 @@ impl Paging {
             .collect();
         parts.extend(extra.iter().cloned());
         let selection = selection_digest(&parts.iter().map(String::as_str).collect::<Vec<_>>());
-        let key = context.compute.pagination_key;
+        let key = *context.compute.pagination_key();
         let account = context.principal.account_id.clone();
         let after = next_token
             .map(|token| verify(&key, token, &account, action, &selection))

@@ -40,7 +40,7 @@ impl DescribeRegions {
     }
 
     pub async fn execute(self, context: &Context<'_>) -> ApiResult<RegionList> {
-        let region = &context.compute.region;
+        let region = &context.compute.region();
         let mut regions = vec![RegionView {
             name: region.name.clone(),
             endpoint: region.endpoint.clone(),

@@ -65,7 +65,9 @@ impl CreateSecurityGroup {
 fn group_arn(context: &Context<'_>, group: &SecurityGroup) -> String {
     format!(
         "arn:aws:ec2:{}:{}:security-group/{}",
-        context.compute.region.name, group.account_id, group.id
+        context.compute.region().name,
+        group.account_id,
+        group.id
     )
 }
 
@@ -160,7 +162,7 @@ impl<const AUTHORIZE: bool, const INGRESS: bool> RuleChange<AUTHORIZE, INGRESS> 
             Direction::Egress
         };
         // The per-request cap: no request names more rules than a group may hold.
-        let limit = context.compute.quotas.max_rules_per_security_group as usize;
+        let limit = context.compute.quotas().max_rules_per_security_group as usize;
         if self.rules.len() + self.rule_ids.len() > limit {
             return Err(crate::compute::security_groups::rules_limit_exceeded(limit));
         }
@@ -401,7 +403,7 @@ impl DescribeSecurityGroups {
                 })
             });
         let (page, next_token) = paging.cut(matching, |item| item.id.clone());
-        let region = context.compute.region.name.clone();
+        let region = context.compute.region().name.clone();
         Ok(GroupList {
             groups: page,
             names,

@@ -65,7 +65,7 @@ impl CreateSnapshot {
             .await?;
         Ok(SnapshotOutput {
             snapshot,
-            now: context.compute.clock.now(),
+            now: context.compute.clock().now(),
         })
     }
 }
@@ -107,10 +107,10 @@ impl CopySnapshot {
 
     pub async fn execute(self, context: &Context<'_>) -> ApiResult<CopiedSnapshot> {
         let compute = context.compute;
-        if self.source_region != compute.region.name {
+        if self.source_region != compute.region().name {
             return Err(ApiError::invalid_value(format!(
                 "Copies between regions are not supported: the source region must be {}",
-                compute.region.name
+                compute.region().name
             )));
         }
         let account = &context.principal.account_id;
@@ -190,7 +190,7 @@ impl DescribeSnapshots {
 
     pub async fn execute(self, context: &Context<'_>) -> ApiResult<SnapshotList> {
         let account = context.principal.account_id.as_str();
-        let now = context.compute.clock.now();
+        let now = context.compute.clock().now();
         // Snapshots are private to their owner: only the caller's are visible.
         let snapshots = context.compute.snapshots(account)?;
         if let Some(missing) = self

@@ -103,7 +103,7 @@ impl CreateVolume {
             .await?;
         Ok(VolumeOutput {
             volume,
-            now: context.compute.clock.now(),
+            now: context.compute.clock().now(),
         })
     }
 }
@@ -248,7 +248,7 @@ impl VolumeQuery {
         action: &'static str,
     ) -> ApiResult<(Vec<Volume>, Option<String>)> {
         let account = &context.principal.account_id;
-        let now = context.compute.clock.now();
+        let now = context.compute.clock().now();
         let volumes = context.compute.volumes(account)?;
         if let Some(missing) = self
             .volume_ids
@@ -299,7 +299,7 @@ impl DescribeVolumes {
         Ok(VolumeList {
             volumes,
             next_token,
-            now: context.compute.clock.now(),
+            now: context.compute.clock().now(),
         })
     }
 }
@@ -345,7 +345,7 @@ impl DescribeVolumeStatus {
         // Status filters are answered here: every volume's I/O is enabled.
         let status_filters = std::mem::take(&mut query.filters);
         let (volumes, next_token) = query.run(context, "DescribeVolumeStatus")?;
-        let now = context.compute.clock.now();
+        let now = context.compute.clock().now();
         let volumes = volumes
             .into_iter()
             .filter(|v| {
@@ -465,7 +465,7 @@ impl AttachVolume {
             .await?;
         Ok(AttachmentOutput {
             volume,
-            now: context.compute.clock.now(),
+            now: context.compute.clock().now(),
         })
     }
 }
@@ -502,7 +502,7 @@ impl DetachVolume {
             .await?;
         Ok(AttachmentOutput {
             volume,
-            now: context.compute.clock.now(),
+            now: context.compute.clock().now(),
         })
     }
 }
@@ -565,7 +565,7 @@ impl ModifyVolume {
         Ok(Modification {
             original,
             modified,
-            at: context.compute.clock.now(),
+            at: context.compute.clock().now(),
         })
     }
 }

@@ -57,8 +57,8 @@ impl DescribeAvailabilityZones {
 
     pub async fn execute(mut self, context: &Context<'_>) -> ApiResult<ZoneList> {
         let compute = context.compute;
-        let now = compute.clock.now();
-        let zones = compute.services.zones(now)?;
+        let now = compute.clock().now();
+        let zones = compute.services().zones(now)?;
         let verbose = self.zone_names.iter().any(|n| n == VERBOSE);
         self.zone_names.retain(|n| n != VERBOSE);
         for name in &self.zone_names {
@@ -76,7 +76,7 @@ impl DescribeAvailabilityZones {
             }
         }
         dry_run_check(self.dry_run)?;
-        let region = &compute.region.name;
+        let region = &compute.region().name;
         let selected: Vec<ZoneView> = zones
             .into_iter()
             .filter(|zone| {
@@ -94,7 +94,7 @@ impl DescribeAvailabilityZones {
             zones: selected,
             verbose: verbose && context.principal.admin,
             now,
-            liveness_window: compute.services.liveness_window(),
+            liveness_window: compute.services().liveness_window(),
         })
     }
 }

@@ -47,22 +47,70 @@ pub struct RegionInfo {
 
 /// The compute core's state.
 pub struct Compute {
-    pub store: Arc<StoreHandle>,
-    pub clock: Arc<dyn Clock>,
-    pub accounts: Arc<AccountDirectory>,
-    pub services: ServiceRegistry,
-    pub region: RegionInfo,
-    pub catalog: Catalog,
-    pub instances: InstanceBook,
-    pub scheduler_policy: SchedulerPolicy,
-    pub quotas: Quotas,
-    pub lifecycle: LifecycleTiming,
+    store: Arc<StoreHandle>,
+    clock: Arc<dyn Clock>,
+    accounts: Arc<AccountDirectory>,
+    services: ServiceRegistry,
+    region: RegionInfo,
+    catalog: Catalog,
+    instances: InstanceBook,
+    scheduler_policy: SchedulerPolicy,
+    quotas: Quotas,
+    lifecycle: LifecycleTiming,
     /// Seals pagination tokens; created once and kept in the store.
-    pub pagination_key: [u8; 32],
-    pub address_pool: addresses::AddressPool,
-    pub volume_capacity_gib_per_zone: u64,
-    pub volume_delay: Duration,
-    pub snapshot_delay: Duration,
+    pagination_key: [u8; 32],
+    address_pool: addresses::AddressPool,
+    volume_capacity_gib_per_zone: u64,
+    volume_delay: Duration,
+    snapshot_delay: Duration,
+}
+
+/// What the layers around the core may read of it.
+impl Compute {
+    /// The store the core keeps everything in.
+    pub fn store(&self) -> &Arc<StoreHandle> {
+        &self.store
+    }
+
+    /// The core's clock (tests set it back or forward).
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    /// Accounts and their access keys.
+    pub fn accounts(&self) -> &Arc<AccountDirectory> {
+        &self.accounts
+    }
+
+    /// Compute hosts and the zones they make.
+    pub fn services(&self) -> &ServiceRegistry {
+        &self.services
+    }
+
+    /// This gateway's region and its peers.
+    pub fn region(&self) -> &RegionInfo {
+        &self.region
+    }
+
+    /// Instance types and public images.
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    /// The per-account quotas.
+    pub fn quotas(&self) -> &Quotas {
+        &self.quotas
+    }
+
+    /// The key that seals NextTokens.
+    pub fn pagination_key(&self) -> &[u8; 32] {
+        &self.pagination_key
+    }
+
+    /// Wakes the lifecycle driver (after a change scheduled a transition).
+    pub fn wake_lifecycle(&self) {
+        self.instances.wake.notify_one();
+    }
 }
 
 impl Compute {
