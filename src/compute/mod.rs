@@ -106,11 +106,6 @@ impl Compute {
     pub fn pagination_key(&self) -> &[u8; 32] {
         &self.pagination_key
     }
-
-    /// Wakes the lifecycle driver (after a change scheduled a transition).
-    pub fn wake_lifecycle(&self) {
-        self.instances.wake.notify_one();
-    }
 }
 
 impl Compute {
