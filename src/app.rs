@@ -237,22 +237,15 @@ pub async fn supervise<F>(name: &'static str, start: impl Fn() -> F)
 where
     F: Future<Output = ()> + Send + 'static,
 {
-    struct AbortOnDrop(tokio::task::JoinHandle<()>);
-    impl Drop for AbortOnDrop {
-        fn drop(&mut self) {
-            self.0.abort();
-        }
-    }
-    loop {
-        let mut task = AbortOnDrop(tokio::spawn(start()));
-        match (&mut task.0).await {
-            Ok(()) => return,
-            Err(error) if error.is_panic() => {
-                tracing::error!(task = name, "background task panicked: restarting it");
-                tokio::time::sleep(RESTART_DELAY).await;
-            }
-            Err(_) => return,
-        }
+    // Polled in this task (not spawned): stopping the supervisor drops the
+    // task's future, and with it everything it holds (the store above all),
+    // before the supervisor's own handle reports it finished.
+    while crate::server::CatchUnwind(Box::pin(start()))
+        .await
+        .is_none()
+    {
+        tracing::error!(task = name, "background task panicked: restarting it");
+        tokio::time::sleep(RESTART_DELAY).await;
     }
 }
 

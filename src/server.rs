@@ -91,7 +91,10 @@ pub async fn run(listener: TcpListener, gateway: Arc<Gateway>, shutdown: impl Fu
             request.extensions_mut().insert(client);
             async move {
                 let answer = CatchUnwind(Box::pin(gateway.handle(request))).await;
-                Ok::<_, Infallible>(answer.unwrap_or_else(|| refusal(&ApiError::InternalError)))
+                Ok::<_, Infallible>(answer.unwrap_or_else(|| {
+                    tracing::error!("a request handler panicked: answered InternalError");
+                    refusal(&ApiError::InternalError)
+                }))
             }
         });
         let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
@@ -188,10 +191,11 @@ impl Drop for ClientSlot {
     }
 }
 
-/// Runs a request's future and turns a panic inside it into `None`, so that
-/// a bug answers one request with `InternalError` instead of killing the
-/// connection's task silently. The panic itself is logged by the hook.
-struct CatchUnwind<F>(F);
+/// Runs a future and turns a panic inside it into `None`: a bug answers one
+/// request with `InternalError` instead of killing the connection's task
+/// silently, and a background task can be restarted. The panic itself is
+/// logged by the hook (and by the caller).
+pub(crate) struct CatchUnwind<F>(pub(crate) F);
 
 impl<F: Future + Unpin> Future for CatchUnwind<F> {
     type Output = Option<F::Output>;
@@ -201,10 +205,7 @@ impl<F: Future + Unpin> Future for CatchUnwind<F> {
         match std::panic::catch_unwind(AssertUnwindSafe(|| Pin::new(inner).poll(context))) {
             Ok(Poll::Ready(output)) => Poll::Ready(Some(output)),
             Ok(Poll::Pending) => Poll::Pending,
-            Err(_) => {
-                tracing::error!("a request handler panicked: answered InternalError");
-                Poll::Ready(None)
-            }
+            Err(_) => Poll::Ready(None),
         }
     }
 }

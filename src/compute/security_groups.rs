@@ -280,11 +280,16 @@ impl Compute {
                 "Group descriptions may be at most 255 characters",
             ));
         }
-        // Make sure `default` exists first: it counts towards the quota.
-        self.security_groups(account_id).await?;
-        let (vpc, _) = self.default_network(account_id).await?;
+        // The account's defaults (made with it) first: `default` counts
+        // towards the quota. A DryRun only reads them, never makes them.
+        let account_vpc = if dry_run {
+            self.default_vpc(account_id)?.map(|v| v.vpc_id)
+        } else {
+            self.security_groups(account_id).await?;
+            Some(self.default_network(account_id).await?.0.vpc_id)
+        };
         if let Some(requested) = vpc_id {
-            if requested != vpc.vpc_id {
+            if Some(requested) != account_vpc.as_deref() {
                 return Err(ApiError::NotFound {
                     code: super::kinds::ResourceKind::Vpc.not_found_code(),
                     message: format!("The vpc ID '{requested}' does not exist"),
@@ -295,15 +300,16 @@ impl Compute {
             let mut usage = group_usage(tx, account_id)?;
             let existing =
                 tx.scan::<SecurityGroup>(SECURITY_GROUPS, format!("{account_id}/").as_bytes())?;
+            let vpc_id = account_vpc.clone().unwrap_or_default();
             if existing
                 .iter()
-                .any(|g| g.name == name && g.vpc_id == vpc.vpc_id)
+                .any(|g| g.name == name && g.vpc_id == vpc_id)
             {
                 return Err(ApiError::NotFound {
                     code: "InvalidGroup.Duplicate",
                     message: format!(
                         "The security group '{name}' already exists for VPC '{}'",
-                        vpc.vpc_id
+                        vpc_id
                     ),
                 });
             }
@@ -321,7 +327,7 @@ impl Compute {
                 account_id: account_id.to_string(),
                 name: name.to_string(),
                 description: description.to_string(),
-                vpc_id: vpc.vpc_id.clone(),
+                vpc_id: vpc_id.clone(),
                 ingress: Vec::new(),
                 egress: vec![all_traffic(RulePeer::Cidr("0.0.0.0/0".into()))],
                 tags: tags.clone(),
@@ -345,8 +351,10 @@ impl Compute {
         selector: &GroupSelector,
         dry_run: bool,
     ) -> ApiResult<String> {
-        // Resolves `default` when missing, as before.
-        self.security_groups(account_id).await?;
+        // Resolves `default` when missing (never made by a DryRun).
+        if !dry_run {
+            self.security_groups(account_id).await?;
+        }
         super::operation::run(&self.store, dry_run, |tx| {
             let group = self.security_group_in(tx, account_id, selector)?;
             if group.name == "default" {
@@ -424,7 +432,9 @@ impl Compute {
         specs: Vec<RuleSpec>,
         dry_run: bool,
     ) -> ApiResult<(SecurityGroup, Vec<Rule>)> {
-        self.security_groups(account_id).await?;
+        if !dry_run {
+            self.security_groups(account_id).await?;
+        }
         super::operation::run(&self.store, dry_run, |tx| {
             let mut group = self.security_group_in(tx, account_id, selector)?;
             let limit = self.quotas.max_rules_per_security_group as usize;
@@ -496,7 +506,9 @@ impl Compute {
         rule_ids: &[String],
         dry_run: bool,
     ) -> ApiResult<(SecurityGroup, Vec<Rule>)> {
-        self.security_groups(account_id).await?;
+        if !dry_run {
+            self.security_groups(account_id).await?;
+        }
         super::operation::run(&self.store, dry_run, |tx| {
             let mut group = self.security_group_in(tx, account_id, selector)?;
             let mut removed = Vec::new();

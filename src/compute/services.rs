@@ -487,9 +487,11 @@ impl ServiceRegistry {
             .await
     }
 
-    /// Heartbeats every simulated host (they live inside this process).
+    /// Heartbeats every simulated host (they live inside this process). A
+    /// heartbeat lost in a crash is simply the next one, so it does not
+    /// wait for a flush.
     pub async fn heartbeat_simulated(&self, now: DateTime<Utc>) -> ApiResult<()> {
-        operation::run(&self.store, false, |tx| {
+        operation::run_background(&self.store, |tx| {
             for record in tx.scan::<ServiceRecord>(SERVICES, b"")? {
                 if !record.simulated {
                     continue;
