@@ -12,7 +12,8 @@
 
 use super::pagination::{check_max_results, Paging};
 use super::{dry_run_check, Context};
-use crate::compute::instances::{AttributeChange, Instance, InstanceState};
+use crate::compute::instance_attributes::AttributeChange;
+use crate::compute::instances::{Instance, InstanceState};
 use crate::error::{ApiError, ApiResult};
 use crate::protocol::filters::{check_names, matches_all};
 use crate::protocol::xml::{ReturnTrue, XmlOutput, XmlWriter};

@@ -11,7 +11,7 @@ use super::tags::{check_filter_names, tag_filter_values, tag_specifications, wri
 use super::volumes::volume_id;
 use super::{dry_run_check, Context};
 use crate::clock::format_timestamp;
-use crate::compute::volumes::Snapshot;
+use crate::compute::snapshots::Snapshot;
 use crate::error::{ApiError, ApiResult};
 use crate::protocol::filters::matches_all;
 use crate::protocol::xml::{ReturnTrue, XmlOutput, XmlWriter};

@@ -181,7 +181,7 @@ impl Compute {
             InstanceState::Stopping => {
                 after.state = InstanceState::Stopped;
                 if let Some(host) = after.host.take() {
-                    super::services::release(tx, &host, before.demand())?;
+                    super::scheduler::release(tx, &host, before.demand())?;
                 }
             }
             InstanceState::ShuttingDown => {
@@ -189,7 +189,7 @@ impl Compute {
                 after.retire();
                 after.purge_at = Some(now + retention);
                 if let Some(host) = after.host.take() {
-                    super::services::release(tx, &host, before.demand())?;
+                    super::scheduler::release(tx, &host, before.demand())?;
                 }
                 super::launch::release_private_ip(tx, &before);
                 // The spec loses its user data with the transition.

@@ -10,6 +10,7 @@ pub mod addresses;
 pub mod catalog;
 pub mod ids;
 pub mod images;
+pub mod instance_attributes;
 pub mod instances;
 pub mod keymaterial;
 pub mod keypairs;
@@ -21,8 +22,10 @@ pub mod operation;
 pub mod scheduler;
 pub mod security_groups;
 pub mod services;
+pub mod snapshots;
 pub mod state_changes;
 pub mod tags;
+pub mod upgrade;
 pub mod usage;
 pub mod volumes;
 

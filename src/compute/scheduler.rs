@@ -6,11 +6,15 @@
 //! the instance type needs. They are weighed by the configured policy:
 //! `spread` prefers the host with the most free capacity, `pack` the one
 //! with the least that still fits. Ties go to the host name, so placement is
-//! deterministic. The caller reserves the capacity in the same atomic store
-//! write that records the instance.
+//! deterministic. A [`Placement`] chooses on the usage read when it began,
+//! then reads the chosen host's `host_usage` in the operation's `Tx` and
+//! reserves there, so the capacity is booked in the same commit that
+//! records the instance and only a change to that host conflicts.
 
-use super::services::ServiceRecord;
+use super::operation::Tx;
+use super::services::{usage_in, HostUsage, ServiceRecord, HOST_USAGE, SERVICES};
 use crate::config::SchedulerPolicy;
+use crate::store::StoreResult;
 use chrono::{DateTime, Duration, Utc};
 
 /// What one instance needs.
@@ -114,6 +118,89 @@ pub fn choose(
         by_share.then_with(|| a.1.host.cmp(&b.1.host))
     };
     candidates.min_by(better).map(|(index, _)| index)
+}
+
+/// The hosts one operation places instances on; every reservation is a
+/// write of the host's usage in the operation's `Tx`.
+pub struct Placement {
+    hosts: Vec<ServiceRecord>,
+    liveness_window: Duration,
+}
+
+impl Placement {
+    /// Placement over `hosts` (with the usage read when it began).
+    pub(super) fn new(hosts: Vec<ServiceRecord>, liveness_window: Duration) -> Self {
+        Self {
+            hosts,
+            liveness_window,
+        }
+    }
+
+    /// True when a host names `zone`.
+    pub fn zone_exists(&self, zone: &str) -> bool {
+        self.hosts.iter().any(|s| s.availability_zone == zone)
+    }
+
+    /// Reserves `demand` on the host the scheduler picks (in `zone` when
+    /// given) and returns that host. The choice is made on the usage read
+    /// when the placement began; the chosen host's usage is then read in
+    /// the `Tx` (so only a change to that host conflicts) and the fit
+    /// checked again on it.
+    pub fn place(
+        &mut self,
+        tx: &mut Tx<'_>,
+        zone: Option<&str>,
+        demand: Demand,
+        policy: SchedulerPolicy,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<ServiceRecord>> {
+        for _ in 0..=self.hosts.len() {
+            let Some(index) = choose(&self.hosts, zone, demand, policy, now, self.liveness_window)
+            else {
+                return Ok(None);
+            };
+            let host = &mut self.hosts[index];
+            let current = usage_in(tx, host)?;
+            host.vcpus_used = current.vcpus_used;
+            host.memory_mib_used = current.memory_mib_used;
+            if !fits(host, zone, demand, now, self.liveness_window) {
+                // It filled meanwhile: choose again on what is now known.
+                continue;
+            }
+            host.vcpus_used += demand.vcpus;
+            host.memory_mib_used += demand.memory_mib;
+            tx.put(
+                HOST_USAGE,
+                host.host.as_bytes(),
+                &HostUsage {
+                    vcpus_used: host.vcpus_used,
+                    memory_mib_used: host.memory_mib_used,
+                },
+            );
+            return Ok(Some(host.clone()));
+        }
+        Ok(None)
+    }
+}
+
+/// Gives `demand` back to `host` in `tx` (nothing when the host is gone).
+pub fn release(tx: &mut Tx<'_>, host: &str, demand: Demand) -> StoreResult<()> {
+    let usage = match tx.get::<HostUsage>(HOST_USAGE, host.as_bytes())? {
+        Some(usage) => usage,
+        None => match tx.get::<ServiceRecord>(SERVICES, host.as_bytes())? {
+            Some(record) => usage_in(tx, &record)?,
+            None => return Ok(()),
+        },
+    };
+    tx.put(
+        HOST_USAGE,
+        host.as_bytes(),
+        &HostUsage {
+            vcpus_used: usage.vcpus_used.saturating_sub(demand.vcpus),
+            memory_mib_used: usage.memory_mib_used.saturating_sub(demand.memory_mib),
+        },
+    );
+    Ok(())
 }
 
 #[cfg(test)]

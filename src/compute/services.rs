@@ -18,8 +18,8 @@
 //! cached: every answer reads the store.
 
 use super::operation::{self, Tx};
-use super::scheduler::{choose, Demand};
-use crate::config::{is_host_name, is_zone_name, HostConfig, SchedulerPolicy};
+use super::scheduler::Placement;
+use crate::config::{is_host_name, is_zone_name, HostConfig};
 use crate::error::{ApiError, ApiResult};
 use crate::store::{Record, StoreHandle, StoreResult};
 use chrono::{DateTime, Duration, Utc};
@@ -27,10 +27,10 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-const SERVICES: &str = "services";
+pub(super) const SERVICES: &str = "services";
 const REMOVED_SERVICES: &str = "removed_services";
 const ZONE_IDS: &str = "zone_ids";
-const HOST_USAGE: &str = "host_usage";
+pub(super) const HOST_USAGE: &str = "host_usage";
 const META: &str = "meta";
 /// How many zone ids were ever assigned (the next one is this plus one).
 const ZONE_COUNT: &[u8] = b"zone_count";
@@ -195,7 +195,7 @@ fn bump_services_revision(tx: &mut Tx<'_>) -> StoreResult<()> {
 
 /// The usage of `record`'s host as `tx` sees it (version 1 records carry
 /// their own until the first write).
-fn usage_in(tx: &mut Tx<'_>, record: &ServiceRecord) -> StoreResult<HostUsage> {
+pub(super) fn usage_in(tx: &mut Tx<'_>, record: &ServiceRecord) -> StoreResult<HostUsage> {
     Ok(tx
         .get::<HostUsage>(HOST_USAGE, record.host.as_bytes())?
         .unwrap_or(HostUsage {
@@ -529,10 +529,7 @@ impl ServiceRegistry {
                 host.memory_mib_used = used.memory_mib_used;
             }
         }
-        Ok(Placement {
-            hosts,
-            liveness_window: self.liveness_window,
-        })
+        Ok(Placement::new(hosts, self.liveness_window))
     }
 
     /// Gives every host a `host_usage` record (version 1 records carried
@@ -572,81 +569,6 @@ impl ServiceRegistry {
     pub fn zone_id(&self, zone: &str) -> StoreResult<Option<String>> {
         Ok(self.current_view()?.zone_ids.get(zone).cloned())
     }
-}
-
-/// The hosts one operation places instances on; every reservation is a
-/// write of the host's usage in the operation's `Tx`.
-pub struct Placement {
-    hosts: Vec<ServiceRecord>,
-    liveness_window: Duration,
-}
-
-impl Placement {
-    /// True when a host names `zone`.
-    pub fn zone_exists(&self, zone: &str) -> bool {
-        self.hosts.iter().any(|s| s.availability_zone == zone)
-    }
-
-    /// Reserves `demand` on the host the scheduler picks (in `zone` when
-    /// given) and returns that host. The choice is made on the usage read
-    /// when the placement began; the chosen host's usage is then read in
-    /// the `Tx` (so only a change to that host conflicts) and the fit
-    /// checked again on it.
-    pub fn place(
-        &mut self,
-        tx: &mut Tx<'_>,
-        zone: Option<&str>,
-        demand: Demand,
-        policy: SchedulerPolicy,
-        now: DateTime<Utc>,
-    ) -> StoreResult<Option<ServiceRecord>> {
-        for _ in 0..=self.hosts.len() {
-            let Some(index) = choose(&self.hosts, zone, demand, policy, now, self.liveness_window)
-            else {
-                return Ok(None);
-            };
-            let host = &mut self.hosts[index];
-            let current = usage_in(tx, host)?;
-            host.vcpus_used = current.vcpus_used;
-            host.memory_mib_used = current.memory_mib_used;
-            if !super::scheduler::fits(host, zone, demand, now, self.liveness_window) {
-                // It filled meanwhile: choose again on what is now known.
-                continue;
-            }
-            host.vcpus_used += demand.vcpus;
-            host.memory_mib_used += demand.memory_mib;
-            tx.put(
-                HOST_USAGE,
-                host.host.as_bytes(),
-                &HostUsage {
-                    vcpus_used: host.vcpus_used,
-                    memory_mib_used: host.memory_mib_used,
-                },
-            );
-            return Ok(Some(host.clone()));
-        }
-        Ok(None)
-    }
-}
-
-/// Gives `demand` back to `host` in `tx` (nothing when the host is gone).
-pub fn release(tx: &mut Tx<'_>, host: &str, demand: Demand) -> StoreResult<()> {
-    let usage = match tx.get::<HostUsage>(HOST_USAGE, host.as_bytes())? {
-        Some(usage) => usage,
-        None => match tx.get::<ServiceRecord>(SERVICES, host.as_bytes())? {
-            Some(record) => usage_in(tx, &record)?,
-            None => return Ok(()),
-        },
-    };
-    tx.put(
-        HOST_USAGE,
-        host.as_bytes(),
-        &HostUsage {
-            vcpus_used: usage.vcpus_used.saturating_sub(demand.vcpus),
-            memory_mib_used: usage.memory_mib_used.saturating_sub(demand.memory_mib),
-        },
-    );
-    Ok(())
 }
 
 fn new_record(host: &NewHost, now: DateTime<Utc>) -> ServiceRecord {

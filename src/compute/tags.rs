@@ -43,7 +43,7 @@ tagged!(
     super::network::Vpc,
     super::network::Subnet,
     super::volumes::Volume,
-    super::volumes::Snapshot,
+    super::snapshots::Snapshot,
     super::addresses::Address
 );
 
@@ -159,7 +159,7 @@ impl Compute {
                 found(super::security_groups::SECURITY_GROUPS, by_account)
             }
             ResourceType::Volume => found(super::volumes::VOLUMES, by_account),
-            ResourceType::Snapshot => found(super::volumes::SNAPSHOTS, by_account),
+            ResourceType::Snapshot => found(super::snapshots::SNAPSHOTS, by_account),
             ResourceType::ElasticIp => found(super::addresses::ADDRESSES, by_account),
             ResourceType::KeyPair => {
                 let name = index.key_pairs.get(id).ok_or_else(|| kind.not_found(id))?;
@@ -246,7 +246,7 @@ impl Compute {
                         retagged::<super::volumes::Volume>(&located.value, &change)?
                     }
                     ResourceType::Snapshot => {
-                        retagged::<super::volumes::Snapshot>(&located.value, &change)?
+                        retagged::<super::snapshots::Snapshot>(&located.value, &change)?
                     }
                     ResourceType::ElasticIp => {
                         retagged::<super::addresses::Address>(&located.value, &change)?

@@ -1,4 +1,4 @@
-//! EBS volumes and snapshots.
+//! EBS volumes (snapshots are in `snapshots`).
 //!
 //! A volume lives in one zone and draws on that zone's capacity pool
 //! (`volumes.capacity_gib_per_zone`; `InsufficientVolumeCapacity` when it is
@@ -6,13 +6,11 @@
 //! need no background work and survive restarts: a volume is `creating`
 //! until its creation delay has passed, then `available`, or `in-use` while
 //! an attachment is live; an attachment is `attaching`, then `attached`, and
-//! `detaching` until it ends; a snapshot is `pending` with a progress that
-//! grows with time, then `completed`. An attachment ends with its instance
+//! `detaching` until it ends. An attachment ends with its instance
 //! (terminated or purged). Attached volumes cannot be deleted
-//! (`VolumeInUse`); snapshots that registered images use cannot be deleted
-//! (`InvalidSnapshot.InUse`). Each change is one operation on the store:
-//! a zone pool's `volume_pools/<zone>` record and the account's volume and
-//! snapshot usage records are read and rewritten with the change.
+//! (`VolumeInUse`). Each change is one operation on the store: a zone
+//! pool's `volume_pools/<zone>` record and the account's volume usage
+//! record are read and rewritten with the change.
 
 use super::instances::{InstanceState, Tag};
 use super::operation::Tx;
@@ -24,7 +22,6 @@ use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
 pub(crate) const VOLUMES: &str = "volumes";
-pub(crate) const SNAPSHOTS: &str = "snapshots";
 
 /// An attachment of a volume to an instance.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -61,43 +58,6 @@ pub struct Volume {
 }
 
 impl crate::store::Record for Volume {}
-
-/// A snapshot.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Snapshot {
-    pub id: String,
-    pub account_id: String,
-    pub volume_id: String,
-    pub volume_size: u32,
-    pub description: Option<String>,
-    pub started_at: DateTime<Utc>,
-    pub completed_at: DateTime<Utc>,
-    pub tags: Vec<Tag>,
-}
-
-impl crate::store::Record for Snapshot {}
-
-impl Snapshot {
-    pub fn state(&self, now: DateTime<Utc>) -> &'static str {
-        if now >= self.completed_at {
-            "completed"
-        } else {
-            "pending"
-        }
-    }
-
-    /// `0%`..`100%`, in step with time.
-    pub fn progress(&self, now: DateTime<Utc>) -> String {
-        if now >= self.completed_at {
-            return "100%".to_string();
-        }
-        let total = (self.completed_at - self.started_at)
-            .num_milliseconds()
-            .max(1);
-        let done = (now - self.started_at).num_milliseconds().clamp(0, total);
-        format!("{}%", done * 100 / total)
-    }
-}
 
 /// The state of an attachment now.
 pub fn attachment_state(attachment: &Attachment, now: DateTime<Utc>) -> &'static str {
@@ -185,13 +145,6 @@ fn volume_not_found(id: &str) -> ApiError {
     }
 }
 
-fn snapshot_not_found(id: &str) -> ApiError {
-    ApiError::NotFound {
-        code: super::kinds::ResourceKind::Snapshot.not_found_code(),
-        message: format!("The snapshot '{id}' does not exist."),
-    }
-}
-
 /// Devices a data volume may use: `/dev/sd[b-z]`, `/dev/xvd[b-z]`, with an
 /// optional second letter (`/dev/xvdba`) or partition digit (`/dev/sdf1`).
 pub fn is_device_name(device: &str) -> bool {
@@ -248,22 +201,6 @@ impl Compute {
             .ok_or_else(|| volume_not_found(id))
     }
 
-    pub fn snapshots(&self, account_id: &str) -> ApiResult<Vec<Snapshot>> {
-        let mut snapshots: Vec<Snapshot> = self
-            .store
-            .records(SNAPSHOTS, format!("{account_id}/").as_bytes())?;
-        snapshots.sort_by(|a, b| a.id.cmp(&b.id));
-        Ok(snapshots)
-    }
-
-    pub fn snapshot(&self, account_id: &str, id: &str) -> ApiResult<Snapshot> {
-        super::kinds::ResourceKind::Snapshot.check(id)?;
-        self.store
-            .get_record(SNAPSHOTS, &key(account_id, id))?
-            .ok_or_else(|| snapshot_not_found(id))
-    }
-
-    /// CreateVolume (idempotent with a ClientToken).
     pub async fn create_volume(
         &self,
         account_id: &str,
@@ -626,100 +563,6 @@ impl Compute {
         }
         Ok(())
     }
-
-    /// CreateSnapshot, or CopySnapshot when `from` names a source snapshot.
-    pub async fn create_snapshot(
-        &self,
-        account_id: &str,
-        volume_id: &str,
-        volume_size: u32,
-        description: Option<String>,
-        tags: Vec<Tag>,
-        dry_run: bool,
-    ) -> ApiResult<Snapshot> {
-        let now = self.clock.now();
-        super::operation::run(&self.store, dry_run, |tx| {
-            let mut usage = snapshot_usage(tx, account_id)?;
-            if usage.count >= u64::from(self.quotas.max_snapshots) {
-                return Err(ApiError::LimitExceeded {
-                    code: "SnapshotLimitExceeded",
-                    message: format!(
-                        "The maximum number of snapshots ({}) has been reached",
-                        self.quotas.max_snapshots
-                    ),
-                });
-            }
-            let snapshot = Snapshot {
-                id: super::ids::new_id("snap"),
-                account_id: account_id.to_string(),
-                volume_id: volume_id.to_string(),
-                volume_size,
-                description: description.clone(),
-                started_at: now,
-                completed_at: now + self.snapshot_delay,
-                tags: tags.clone(),
-            };
-            tx.put(SNAPSHOTS, key(account_id, &snapshot.id), &snapshot);
-            usage.count += 1;
-            super::usage::write(tx, account_id, Kind::Snapshots, &usage);
-            Ok(snapshot)
-        })
-        .await
-    }
-
-    /// DeleteSnapshot: refused while a registered image uses it.
-    pub async fn delete_snapshot(
-        &self,
-        account_id: &str,
-        snapshot_id: &str,
-        dry_run: bool,
-    ) -> ApiResult<()> {
-        super::kinds::ResourceKind::Snapshot.check(snapshot_id)?;
-        super::operation::run(&self.store, dry_run, |tx| {
-            let key = key(account_id, snapshot_id);
-            if tx.get::<Snapshot>(SNAPSHOTS, &key)?.is_none() {
-                return Err(snapshot_not_found(snapshot_id));
-            }
-            // Registrations rewrite the snapshots they use, so an image
-            // registered after this listing makes the commit conflict.
-            let in_use = self
-                .visible_images(account_id)?
-                .into_iter()
-                .find(|i| i.snapshot_ids.iter().any(|s| s == snapshot_id));
-            if let Some(image) = in_use {
-                return Err(ApiError::NotFound {
-                    code: "InvalidSnapshot.InUse",
-                    message: format!(
-                        "The snapshot {snapshot_id} is currently in use by {}",
-                        image.id
-                    ),
-                });
-            }
-            let mut usage = snapshot_usage(tx, account_id)?;
-            tx.delete(SNAPSHOTS, key);
-            usage.count = usage.count.saturating_sub(1);
-            super::usage::write(tx, account_id, Kind::Snapshots, &usage);
-            Ok(())
-        })
-        .await
-    }
-
-    /// Rewrites a snapshot unchanged in `tx` (an image now uses it).
-    pub(crate) fn touch_snapshot(
-        &self,
-        tx: &mut Tx<'_>,
-        account_id: &str,
-        snapshot_id: &str,
-    ) -> StoreResult<bool> {
-        tx.touch(SNAPSHOTS, &key(account_id, snapshot_id))
-    }
-}
-
-/// The account's snapshot usage in `tx`.
-fn snapshot_usage(tx: &mut Tx<'_>, account_id: &str) -> StoreResult<Usage> {
-    super::usage::read(tx, account_id, Kind::Snapshots, |tx| {
-        super::usage::count_of::<Snapshot>(tx, SNAPSHOTS, format!("{account_id}/").as_bytes())
-    })
 }
 
 /// Lifecycle delays of volumes and snapshots.
@@ -733,42 +576,6 @@ pub fn delays(config: &crate::config::LifecycleConfig) -> (Duration, Duration) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn snapshot_progress_follows_time() {
-        let start = Utc::now();
-        let snapshot = Snapshot {
-            id: "snap-1".into(),
-            account_id: "a".into(),
-            volume_id: "vol-1".into(),
-            volume_size: 1,
-            description: None,
-            started_at: start,
-            completed_at: start + Duration::seconds(10),
-            tags: Vec::new(),
-        };
-        assert_eq!(
-            (snapshot.state(start), snapshot.progress(start).as_str()),
-            ("pending", "0%")
-        );
-        assert_eq!(snapshot.progress(start + Duration::seconds(4)), "40%");
-        assert_eq!(
-            (
-                snapshot.state(start + Duration::seconds(10)),
-                snapshot.progress(start + Duration::seconds(10)).as_str()
-            ),
-            ("completed", "100%")
-        );
-        let instant = Snapshot {
-            completed_at: start,
-            ..snapshot
-        };
-        assert_eq!(
-            instant.progress(start),
-            "100%",
-            "a zero-delay snapshot is complete at once"
-        );
-    }
 
     #[test]
     fn device_names() {
