@@ -221,3 +221,44 @@ impl From<crate::store::StoreError> for ApiError {
 
 /// Result alias used by every handler.
 pub type ApiResult<T> = Result<T, ApiError>;
+
+/// EC2 error codes answered through the generic `NotFound`,
+/// `LimitExceeded` and `InsufficientCapacity` variants (the resource kinds'
+/// `.NotFound` and `.Malformed` codes are in `compute::kinds`; the other
+/// codes are the variants themselves): each declared once, so a call site
+/// names a code rather than spelling it.
+pub mod codes {
+    pub const ADDRESS_LIMIT_EXCEEDED: &str = "AddressLimitExceeded";
+    pub const CANNOT_DELETE: &str = "CannotDelete";
+    pub const DEPENDENCY_VIOLATION: &str = "DependencyViolation";
+    pub const FILTER_LIMIT_EXCEEDED: &str = "FilterLimitExceeded";
+    pub const INCORRECT_STATE: &str = "IncorrectState";
+    pub const INSUFFICIENT_ADDRESS_CAPACITY: &str = "InsufficientAddressCapacity";
+    pub const INSUFFICIENT_FREE_ADDRESSES_IN_SUBNET: &str = "InsufficientFreeAddressesInSubnet";
+    pub const INSUFFICIENT_VOLUME_CAPACITY: &str = "InsufficientVolumeCapacity";
+    pub const INVALID_AMI_NAME_DUPLICATE: &str = "InvalidAMIName.Duplicate";
+    pub const INVALID_ADDRESS_NOT_FOUND: &str = "InvalidAddress.NotFound";
+    pub const INVALID_ASSOCIATION_ID_NOT_FOUND: &str = "InvalidAssociationID.NotFound";
+    pub const INVALID_ATTACHMENT_NOT_FOUND: &str = "InvalidAttachment.NotFound";
+    pub const INVALID_GROUP_DUPLICATE: &str = "InvalidGroup.Duplicate";
+    pub const INVALID_ID: &str = "InvalidID";
+    pub const INVALID_IP_ADDRESS_IN_USE: &str = "InvalidIPAddress.InUse";
+    pub const INVALID_INSTANCE_TYPE: &str = "InvalidInstanceType";
+    pub const INVALID_KEY_FORMAT: &str = "InvalidKey.Format";
+    pub const INVALID_KEY_PAIR_DUPLICATE: &str = "InvalidKeyPair.Duplicate";
+    pub const INVALID_PERMISSION_DUPLICATE: &str = "InvalidPermission.Duplicate";
+    pub const INVALID_PERMISSION_NOT_FOUND: &str = "InvalidPermission.NotFound";
+    pub const INVALID_SECURITY_GROUP_RULE_ID_NOT_FOUND: &str =
+        "InvalidSecurityGroupRuleId.NotFound";
+    pub const INVALID_SNAPSHOT_IN_USE: &str = "InvalidSnapshot.InUse";
+    pub const INVALID_VOLUME_ZONE_MISMATCH: &str = "InvalidVolume.ZoneMismatch";
+    pub const KEY_PAIR_LIMIT_EXCEEDED: &str = "KeyPairLimitExceeded";
+    pub const RESOURCE_ALREADY_ASSOCIATED: &str = "Resource.AlreadyAssociated";
+    pub const RESOURCE_LIMIT_EXCEEDED: &str = "ResourceLimitExceeded";
+    pub const RULES_PER_SECURITY_GROUP_LIMIT_EXCEEDED: &str = "RulesPerSecurityGroupLimitExceeded";
+    pub const SECURITY_GROUP_LIMIT_EXCEEDED: &str = "SecurityGroupLimitExceeded";
+    pub const SNAPSHOT_LIMIT_EXCEEDED: &str = "SnapshotLimitExceeded";
+    pub const TAG_LIMIT_EXCEEDED: &str = "TagLimitExceeded";
+    pub const VOLUME_IN_USE: &str = "VolumeInUse";
+    pub const VOLUME_LIMIT_EXCEEDED: &str = "VolumeLimitExceeded";
+}

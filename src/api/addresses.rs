@@ -115,7 +115,7 @@ impl DescribeAddresses {
             .find(|ip| !addresses.iter().any(|a| &a.public_ip == *ip))
         {
             return Err(ApiError::NotFound {
-                code: "InvalidAddress.NotFound",
+                code: crate::error::codes::INVALID_ADDRESS_NOT_FOUND,
                 message: format!("Address '{missing}' not found."),
             });
         }

@@ -65,7 +65,7 @@ impl DescribeInstanceTypes {
             .collect();
         if !unknown.is_empty() {
             return Err(ApiError::NotFound {
-                code: "InvalidInstanceType",
+                code: crate::error::codes::INVALID_INSTANCE_TYPE,
                 message: format!(
                     "The following supplied instance types do not exist: [{}]",
                     unknown.join(", ")

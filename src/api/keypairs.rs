@@ -92,7 +92,7 @@ impl ImportKeyPair {
         let encoded = params.required("PublicKeyMaterial")?;
         let compact: String = encoded.chars().filter(|c| !c.is_whitespace()).collect();
         let material = STANDARD.decode(compact).map_err(|_| ApiError::Malformed {
-            code: "InvalidKey.Format",
+            code: crate::error::codes::INVALID_KEY_FORMAT,
             message: "PublicKeyMaterial is not valid base64".into(),
         })?;
         Ok(Self {

@@ -487,7 +487,7 @@ impl DescribeSecurityGroupRules {
             rules.iter().map(|r| r.rule.id.as_str()).collect();
         if let Some(missing) = self.rule_ids.iter().find(|id| !known.contains(id.as_str())) {
             return Err(ApiError::NotFound {
-                code: "InvalidSecurityGroupRuleId.NotFound",
+                code: crate::error::codes::INVALID_SECURITY_GROUP_RULE_ID_NOT_FOUND,
                 message: format!("The security group rule ID '{missing}' does not exist"),
             });
         }

@@ -147,7 +147,7 @@ impl Compute {
                 .into_iter()
                 .find(|a| &a.public_ip == ip)
                 .ok_or_else(|| ApiError::NotFound {
-                    code: "InvalidAddress.NotFound",
+                    code: crate::error::codes::INVALID_ADDRESS_NOT_FOUND,
                     message: format!("The address '{ip}' does not belong to you."),
                 }),
         }
@@ -170,7 +170,7 @@ impl Compute {
                     message: format!("The allocation ID '{id}' does not exist"),
                 },
                 AddressSelector::PublicIp(ip) => ApiError::NotFound {
-                    code: "InvalidAddress.NotFound",
+                    code: crate::error::codes::INVALID_ADDRESS_NOT_FOUND,
                     message: format!("The address '{ip}' does not belong to you."),
                 },
             })?;
@@ -197,7 +197,7 @@ impl Compute {
             let mut usage = address_usage(tx, account_id)?;
             if usage.count >= u64::from(self.quotas.max_elastic_ips) {
                 return Err(ApiError::NotFound {
-                    code: "AddressLimitExceeded",
+                    code: crate::error::codes::ADDRESS_LIMIT_EXCEEDED,
                     message: "The maximum number of addresses has been reached.".into(),
                 });
             }
@@ -218,7 +218,7 @@ impl Compute {
                 }
             }
             let public_ip = chosen.ok_or_else(|| ApiError::InsufficientCapacity {
-                code: "InsufficientAddressCapacity",
+                code: crate::error::codes::INSUFFICIENT_ADDRESS_CAPACITY,
                 message: "There are no more Elastic IP addresses in the pool".into(),
             })?;
             let address = Address {
@@ -284,7 +284,7 @@ impl Compute {
                 }
                 if !allow_reassociation {
                     return Err(ApiError::NotFound {
-                        code: "Resource.AlreadyAssociated",
+                        code: crate::error::codes::RESOURCE_ALREADY_ASSOCIATED,
                         message: format!(
                             "resource {} is already associated with associate-id {}",
                             address.allocation_id, current.association_id
@@ -359,7 +359,7 @@ impl Compute {
                             .is_some_and(|x| x.association_id == id)
                     })
                     .ok_or_else(|| ApiError::NotFound {
-                        code: "InvalidAssociationID.NotFound",
+                        code: crate::error::codes::INVALID_ASSOCIATION_ID_NOT_FOUND,
                         message: format!("The association ID '{id}' does not exist"),
                     })?;
                 AddressSelector::AllocationId(address.allocation_id)
@@ -377,11 +377,11 @@ impl Compute {
             if !still {
                 return Err(match association_id {
                     Some(id) => ApiError::NotFound {
-                        code: "InvalidAssociationID.NotFound",
+                        code: crate::error::codes::INVALID_ASSOCIATION_ID_NOT_FOUND,
                         message: format!("The association ID '{id}' does not exist"),
                     },
                     None => ApiError::NotFound {
-                        code: "InvalidAssociationID.NotFound",
+                        code: crate::error::codes::INVALID_ASSOCIATION_ID_NOT_FOUND,
                         message: format!("The address {} is not associated", address.public_ip),
                     },
                 });
@@ -411,7 +411,7 @@ impl Compute {
             let address = self.address_in(tx, account_id, selector)?;
             if address.association.is_some() {
                 return Err(ApiError::NotFound {
-                    code: "InvalidIPAddress.InUse",
+                    code: crate::error::codes::INVALID_IP_ADDRESS_IN_USE,
                     message: format!("The address {} is in use.", address.public_ip),
                 });
             }

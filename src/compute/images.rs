@@ -145,7 +145,7 @@ impl Compute {
             let own = tx.scan::<Image>(IMAGES, format!("{account_id}/").as_bytes())?;
             if own.iter().any(|i| i.name == image.name) {
                 return Err(ApiError::NotFound {
-                    code: "InvalidAMIName.Duplicate",
+                    code: crate::error::codes::INVALID_AMI_NAME_DUPLICATE,
                     message: format!(
                         "AMI name {} is already in use by AMI of this account",
                         image.name
@@ -154,7 +154,7 @@ impl Compute {
             }
             if usage.count >= u64::from(self.quotas.max_images) {
                 return Err(ApiError::LimitExceeded {
-                    code: "ResourceLimitExceeded",
+                    code: crate::error::codes::RESOURCE_LIMIT_EXCEEDED,
                     message: format!(
                         "You have reached the limit of {} registered images",
                         self.quotas.max_images

@@ -154,7 +154,7 @@ pub fn generate(key_type: KeyType, format: KeyFormat, name: &str) -> ApiResult<G
 /// Parses an OpenSSH public key line (what `ssh-keygen` writes to `.pub`).
 pub fn import(material: &[u8]) -> ApiResult<ImportedKey> {
     let invalid = || ApiError::Malformed {
-        code: "InvalidKey.Format",
+        code: crate::error::codes::INVALID_KEY_FORMAT,
         message: "Key is not in valid OpenSSH public key format".into(),
     };
     let text = std::str::from_utf8(material).map_err(|_| invalid())?.trim();
@@ -171,7 +171,7 @@ pub fn import(material: &[u8]) -> ApiResult<ImportedKey> {
             let bits = rsa::traits::PublicKeyParts::size(&key) * 8;
             if !(1024..=4096).contains(&bits) {
                 return Err(ApiError::Malformed {
-                    code: "InvalidKey.Format",
+                    code: crate::error::codes::INVALID_KEY_FORMAT,
                     message: format!("RSA keys must have 1024 to 4096 bits, not {bits}"),
                 });
             }
@@ -183,7 +183,7 @@ pub fn import(material: &[u8]) -> ApiResult<ImportedKey> {
             })
         }
         _ => Err(ApiError::Malformed {
-            code: "InvalidKey.Format",
+            code: crate::error::codes::INVALID_KEY_FORMAT,
             message: "Only ssh-rsa and ssh-ed25519 public keys can be imported".into(),
         }),
     }

@@ -50,7 +50,7 @@ fn check_name(name: &str) -> ApiResult<()> {
 
 fn duplicate(name: &str) -> ApiError {
     ApiError::NotFound {
-        code: "InvalidKeyPair.Duplicate",
+        code: crate::error::codes::INVALID_KEY_PAIR_DUPLICATE,
         message: format!("The keypair '{name}' already exists."),
     }
 }
@@ -87,7 +87,7 @@ impl Compute {
             }
             if usage.count >= u64::from(self.quotas.max_key_pairs) {
                 return Err(ApiError::LimitExceeded {
-                    code: "KeyPairLimitExceeded",
+                    code: crate::error::codes::KEY_PAIR_LIMIT_EXCEEDED,
                     message: format!("Maximum of {} key pairs reached", self.quotas.max_key_pairs),
                 });
             }

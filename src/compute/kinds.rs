@@ -94,7 +94,7 @@ impl ResourceKind {
             .into_iter()
             .find(|kind| crate::config::is_resource_id(id, kind.prefix()))
             .ok_or_else(|| ApiError::NotFound {
-                code: "InvalidID",
+                code: crate::error::codes::INVALID_ID,
                 message: format!("The ID '{id}' is not valid"),
             })
     }

@@ -100,7 +100,7 @@ fn allocate_private_address(
         }
     }
     Err(ApiError::NotFound {
-        code: "InsufficientFreeAddressesInSubnet",
+        code: crate::error::codes::INSUFFICIENT_FREE_ADDRESSES_IN_SUBNET,
         message: format!("The default subnet in {zone} has no free private addresses left"),
     })
 }

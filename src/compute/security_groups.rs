@@ -146,7 +146,7 @@ type RuleIdentity<'a> = (&'a str, Option<i32>, Option<i32>, &'a RulePeer);
 /// `RulesPerSecurityGroupLimitExceeded`, as EC2 words it.
 pub fn rules_limit_exceeded(limit: usize) -> ApiError {
     ApiError::LimitExceeded {
-        code: "RulesPerSecurityGroupLimitExceeded",
+        code: crate::error::codes::RULES_PER_SECURITY_GROUP_LIMIT_EXCEEDED,
         message: format!(
             "The maximum number of rules per security group has been reached: {limit} inbound and {limit} outbound"
         ),
@@ -162,7 +162,7 @@ fn group_not_found(what: &str) -> ApiError {
 
 fn in_use(group_id: &str) -> ApiError {
     ApiError::NotFound {
-        code: "DependencyViolation",
+        code: crate::error::codes::DEPENDENCY_VIOLATION,
         message: format!("resource {group_id} has a dependent object"),
     }
 }
@@ -306,7 +306,7 @@ impl Compute {
                 .any(|g| g.name == name && g.vpc_id == vpc_id)
             {
                 return Err(ApiError::NotFound {
-                    code: "InvalidGroup.Duplicate",
+                    code: crate::error::codes::INVALID_GROUP_DUPLICATE,
                     message: format!(
                         "The security group '{name}' already exists for VPC '{}'",
                         vpc_id
@@ -315,7 +315,7 @@ impl Compute {
             }
             if usage.count >= u64::from(self.quotas.max_security_groups) {
                 return Err(ApiError::NotFound {
-                    code: "SecurityGroupLimitExceeded",
+                    code: crate::error::codes::SECURITY_GROUP_LIMIT_EXCEEDED,
                     message: format!(
                         "You have reached the limit of {} security groups",
                         self.quotas.max_security_groups
@@ -359,7 +359,7 @@ impl Compute {
             let group = self.security_group_in(tx, account_id, selector)?;
             if group.name == "default" {
                 return Err(ApiError::NotFound {
-                    code: "CannotDelete",
+                    code: crate::error::codes::CANNOT_DELETE,
                     message: "the specified group: \"default\" name cannot be deleted by a user"
                         .into(),
                 });
@@ -455,7 +455,7 @@ impl Compute {
                     &spec.peer,
                 )) {
                     return Err(ApiError::NotFound {
-                        code: "InvalidPermission.Duplicate",
+                        code: crate::error::codes::INVALID_PERMISSION_DUPLICATE,
                         message: format!(
                             "the specified rule \"{}\" already exists",
                             describe_rule(spec)
@@ -517,7 +517,7 @@ impl Compute {
                     Some(rule) => removed.push(rule.clone()),
                     None => {
                         return Err(ApiError::NotFound {
-                            code: "InvalidPermission.NotFound",
+                            code: crate::error::codes::INVALID_PERMISSION_NOT_FOUND,
                             message: format!(
                                 "The specified rule does not exist in this security group: {}",
                                 describe_rule(spec)
@@ -531,7 +531,7 @@ impl Compute {
                     Some(rule) => removed.push(rule.clone()),
                     None => {
                         return Err(ApiError::NotFound {
-                            code: "InvalidSecurityGroupRuleId.NotFound",
+                            code: crate::error::codes::INVALID_SECURITY_GROUP_RULE_ID_NOT_FOUND,
                             message: format!("The security group rule ID '{id}' does not exist"),
                         })
                     }

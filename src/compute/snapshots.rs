@@ -98,7 +98,7 @@ impl Compute {
             let mut usage = snapshot_usage(tx, account_id)?;
             if usage.count >= u64::from(self.quotas.max_snapshots) {
                 return Err(ApiError::LimitExceeded {
-                    code: "SnapshotLimitExceeded",
+                    code: crate::error::codes::SNAPSHOT_LIMIT_EXCEEDED,
                     message: format!(
                         "The maximum number of snapshots ({}) has been reached",
                         self.quotas.max_snapshots
@@ -144,7 +144,7 @@ impl Compute {
                 .find(|i| i.snapshot_ids.iter().any(|s| s == snapshot_id));
             if let Some(image) = in_use {
                 return Err(ApiError::NotFound {
-                    code: "InvalidSnapshot.InUse",
+                    code: crate::error::codes::INVALID_SNAPSHOT_IN_USE,
                     message: format!(
                         "The snapshot {snapshot_id} is currently in use by {}",
                         image.id

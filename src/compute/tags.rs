@@ -317,7 +317,7 @@ impl Compute {
 
 pub(crate) fn too_many_tags(id: &str) -> ApiError {
     ApiError::NotFound {
-        code: "TagLimitExceeded",
+        code: crate::error::codes::TAG_LIMIT_EXCEEDED,
         message: format!("The maximum number of tags ({MAX_TAGS}) for {id} has been exceeded"),
     }
 }

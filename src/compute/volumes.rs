@@ -226,7 +226,7 @@ impl Compute {
         if let Some(snapshot) = &snapshot {
             if snapshot.state(self.clock.now()) != "completed" {
                 return Err(ApiError::NotFound {
-                    code: "IncorrectState",
+                    code: crate::error::codes::INCORRECT_STATE,
                     message: format!("Snapshot '{}' is not completed yet", snapshot.id),
                 });
             }
@@ -268,7 +268,7 @@ impl Compute {
             let pool = pool_used(tx, zone)?;
             if pool + u64::from(size) > self.volume_capacity_gib_per_zone {
                 return Err(ApiError::InsufficientCapacity {
-                    code: "InsufficientVolumeCapacity",
+                    code: crate::error::codes::INSUFFICIENT_VOLUME_CAPACITY,
                     message: format!(
                         "There is not enough capacity for a {size}GiB volume in {zone}"
                     ),
@@ -343,7 +343,7 @@ impl Compute {
                 let pool = pool_used(tx, &zone)?;
                 if pool + grown > self.volume_capacity_gib_per_zone {
                     return Err(ApiError::InsufficientCapacity {
-                        code: "InsufficientVolumeCapacity",
+                        code: crate::error::codes::INSUFFICIENT_VOLUME_CAPACITY,
                         message: format!("There is not enough capacity to grow {id} in {zone}"),
                     });
                 }
@@ -386,7 +386,7 @@ impl Compute {
             }
             if volume.availability_zone != instance.availability_zone {
                 return Err(ApiError::NotFound {
-                    code: "InvalidVolume.ZoneMismatch",
+                    code: crate::error::codes::INVALID_VOLUME_ZONE_MISMATCH,
                     message: format!(
                         "The volume '{volume_id}' is not in the same availability zone as instance '{instance_id}'"
                     ),
@@ -394,10 +394,10 @@ impl Compute {
             }
             match volume.state(now) {
                 "creating" => {
-                    return Err(ApiError::NotFound { code: "IncorrectState", message: format!("Volume '{volume_id}' is in the 'creating' state.") })
+                    return Err(ApiError::NotFound { code: crate::error::codes::INCORRECT_STATE, message: format!("Volume '{volume_id}' is in the 'creating' state.") })
                 }
                 "in-use" => {
-                    return Err(ApiError::NotFound { code: "VolumeInUse", message: format!("{volume_id} is already attached to an instance") })
+                    return Err(ApiError::NotFound { code: crate::error::codes::VOLUME_IN_USE, message: format!("{volume_id} is already attached to an instance") })
                 }
                 _ => {}
             }
@@ -438,7 +438,7 @@ impl Compute {
         self.update_volume(account_id, volume_id, dry_run, |_, volume, now| {
             let Some(attachment) = volume.attachment.as_mut() else {
                 return Err(ApiError::NotFound {
-                    code: "IncorrectState",
+                    code: crate::error::codes::INCORRECT_STATE,
                     message: format!(
                         "Volume '{volume_id}' is in the '{}' state.",
                         volume.state(now)
@@ -449,7 +449,7 @@ impl Compute {
                 || device.is_some_and(|d| d != attachment.device)
             {
                 return Err(ApiError::NotFound {
-                    code: "InvalidAttachment.NotFound",
+                    code: crate::error::codes::INVALID_ATTACHMENT_NOT_FOUND,
                     message: format!(
                         "Volume '{volume_id}' is not attached to that instance and device"
                     ),
@@ -512,7 +512,7 @@ impl Compute {
             let volume = self.volume_in(tx, account_id, volume_id)?;
             if volume.attachment.is_some() {
                 return Err(ApiError::NotFound {
-                    code: "VolumeInUse",
+                    code: crate::error::codes::VOLUME_IN_USE,
                     message: format!("Volume {volume_id} is currently attached to an instance"),
                 });
             }
@@ -554,7 +554,7 @@ impl Compute {
             || in_zone + more_gib > zone_limit
         {
             return Err(ApiError::LimitExceeded {
-                code: "VolumeLimitExceeded",
+                code: crate::error::codes::VOLUME_LIMIT_EXCEEDED,
                 message: format!(
                     "You have exceeded your maximum volume limits: {} volumes, {storage_limit} GiB of storage, {zone_limit} GiB in {zone}",
                     self.quotas.max_volumes

@@ -292,7 +292,7 @@ impl Params {
         let total: usize = by_index.values().map(|(_, values)| values.len()).sum();
         if total > super::filters::MAX_FILTER_VALUES {
             return Err(ApiError::LimitExceeded {
-                code: "FilterLimitExceeded",
+                code: crate::error::codes::FILTER_LIMIT_EXCEEDED,
                 message: format!(
                     "The request uses {total} filter values: at most {} are allowed",
                     super::filters::MAX_FILTER_VALUES
