@@ -18,7 +18,9 @@
 //! account's instances in launch order (listings and NextTokens walk it),
 //! and `schedule/<due>/...` holds every transition due, written in the same
 //! commit as the change that schedules it. Launches and state changes are
-//! in `launch` and `state_changes`; this module has the records and reads.
+//! in `launch` and `state_changes`, attribute changes in
+//! `instance_attributes`, the upgrade of older records in `upgrade`; this
+//! module has the records and the reads.
 
 use super::operation::Tx;
 use super::scheduler::Demand;
