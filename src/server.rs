@@ -42,6 +42,9 @@ pub async fn run(listener: TcpListener, gateway: Arc<Gateway>, shutdown: impl Fu
     let clients: Clients = Arc::default();
     let refusals = Arc::new(Semaphore::new(MAX_REFUSALS_IN_FLIGHT));
     let graceful = GracefulShutdown::new();
+    // Every connection's task, so that shutdown can wait until each has
+    // ended and let go of the gateway (and the store it holds).
+    let mut connections = tokio::task::JoinSet::new();
     let mut http = http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(Duration::from_secs(limits.header_read_timeout_secs))
@@ -52,6 +55,7 @@ pub async fn run(listener: TcpListener, gateway: Arc<Gateway>, shutdown: impl Fu
         .keep_alive(true);
     tokio::pin!(shutdown);
     loop {
+        while connections.try_join_next().is_some() {}
         let permit = tokio::select! {
             permit = connection_permits.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
             _ = &mut shutdown => break,
@@ -98,7 +102,7 @@ pub async fn run(listener: TcpListener, gateway: Arc<Gateway>, shutdown: impl Fu
             }
         });
         let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
-        tokio::spawn(async move {
+        connections.spawn(async move {
             if let Err(error) = connection.await {
                 tracing::debug!(%remote, %error, "connection ended with an error");
             }
@@ -108,12 +112,16 @@ pub async fn run(listener: TcpListener, gateway: Arc<Gateway>, shutdown: impl Fu
     }
     drop(listener);
     tracing::info!("shutting down: waiting for in-flight requests");
-    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
-        .await
-        .is_err()
-    {
+    let finished = tokio::time::timeout(SHUTDOWN_GRACE, async {
+        graceful.shutdown().await;
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    if finished.is_err() {
         tracing::warn!("some connections did not finish within the grace period");
     }
+    // Whatever outlived the grace period is stopped now.
+    connections.shutdown().await;
 }
 
 /// Refusals being written at once; past it, a refused connection is simply
