@@ -74,16 +74,39 @@ fn split_version(stored: &[u8]) -> (&[u8], u64) {
     }
 }
 
+/// How long opening waits for the folder's lock: a store closed a moment
+/// ago in this process (a restart in place) lets go of it once sled's
+/// background work on it ends; another process holding it is refused.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Opens sled in `folder`, waiting up to [`LOCK_WAIT`] for its lock.
+fn open_locked(folder: &Path, cache_bytes: u64) -> StoreResult<sled::Db> {
+    let started = std::time::Instant::now();
+    loop {
+        let opened = sled::Config::new()
+            .path(folder)
+            .cache_capacity(cache_bytes)
+            .mode(sled::Mode::HighThroughput)
+            .open();
+        match opened {
+            // sled (pinned at 0.34.7) reports the held lock as an I/O error
+            // of kind `Other` whose text names it.
+            Err(sled::Error::Io(error))
+                if error.to_string().contains("could not acquire lock")
+                    && started.elapsed() < LOCK_WAIT =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => return other.map_err(storage_error),
+        }
+    }
+}
+
 impl SledStore {
     /// Opens (or creates) the database in `folder`, with a page cache of at
     /// most `cache_bytes`.
     pub fn open(folder: &Path, cache_bytes: u64) -> StoreResult<Self> {
-        let db = sled::Config::new()
-            .path(folder)
-            .cache_capacity(cache_bytes)
-            .mode(sled::Mode::HighThroughput)
-            .open()
-            .map_err(storage_error)?;
+        let db = open_locked(folder, cache_bytes)?;
         let data = db.open_tree("data").map_err(storage_error)?;
         let revision = data
             .get(REVISION_KEY)
@@ -184,5 +207,22 @@ impl Store for SledStore {
 
     fn flush(&self) -> StoreResult<()> {
         self.db.flush().map(|_| ()).map_err(storage_error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_folder_in_use_is_refused_and_opens_once_let_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let held = SledStore::open(dir.path(), 1 << 20).unwrap();
+        // Refused (after the bounded wait), not hung.
+        let second = SledStore::open(dir.path(), 1 << 20);
+        assert!(second.is_err(), "two stores on one folder");
+        drop(held);
+        // Once let go, the folder opens again.
+        SledStore::open(dir.path(), 1 << 20).unwrap();
     }
 }
