@@ -87,7 +87,7 @@ const PUBLIC_IPS: &str = "public_ips";
 /// The account's address usage in `tx`.
 fn address_usage(tx: &mut Tx<'_>, account_id: &str) -> StoreResult<Usage> {
     super::usage::read(tx, account_id, Kind::Addresses, |tx| {
-        super::usage::count_of::<Address>(tx, ADDRESSES, format!("{account_id}/").as_bytes())
+        super::usage::count_of(tx, ADDRESSES, format!("{account_id}/").as_bytes())
     })
 }
 

@@ -140,7 +140,7 @@ impl Compute {
         let now = self.clock.now();
         super::operation::run(&self.store, dry_run, |tx| {
             let mut usage = super::usage::read(tx, account_id, Kind::Images, |tx| {
-                super::usage::count_of::<Image>(tx, IMAGES, format!("{account_id}/").as_bytes())
+                super::usage::count_of(tx, IMAGES, format!("{account_id}/").as_bytes())
             })?;
             let own = tx.scan::<Image>(IMAGES, format!("{account_id}/").as_bytes())?;
             if own.iter().any(|i| i.name == image.name) {
@@ -208,7 +208,7 @@ impl Compute {
         }
         super::operation::run(&self.store, dry_run, |tx| {
             let mut usage = super::usage::read(tx, account_id, Kind::Images, |tx| {
-                super::usage::count_of::<Image>(tx, IMAGES, format!("{account_id}/").as_bytes())
+                super::usage::count_of(tx, IMAGES, format!("{account_id}/").as_bytes())
             })?;
             let key = image_key(account_id, image_id);
             if tx.get::<Image>(IMAGES, &key)?.is_none() {

@@ -105,7 +105,7 @@ impl Compute {
         account_id: &str,
     ) -> crate::store::StoreResult<super::usage::Usage> {
         super::usage::read(tx, account_id, Kind::KeyPairs, |tx| {
-            super::usage::count_of::<KeyPair>(tx, KEY_PAIRS, format!("{account_id}/").as_bytes())
+            super::usage::count_of(tx, KEY_PAIRS, format!("{account_id}/").as_bytes())
         })
     }
 

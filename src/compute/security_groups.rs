@@ -170,11 +170,7 @@ fn in_use(group_id: &str) -> ApiError {
 /// The account's security group usage in `tx`.
 fn group_usage(tx: &mut Tx<'_>, account_id: &str) -> StoreResult<Usage> {
     super::usage::read(tx, account_id, Kind::SecurityGroups, |tx| {
-        super::usage::count_of::<SecurityGroup>(
-            tx,
-            SECURITY_GROUPS,
-            format!("{account_id}/").as_bytes(),
-        )
+        super::usage::count_of(tx, SECURITY_GROUPS, format!("{account_id}/").as_bytes())
     })
 }
 

@@ -370,12 +370,8 @@ impl ServiceRegistry {
 
     /// [`ServiceRegistry::zones`] with every host's reserved capacity.
     pub fn zones_with_usage(&self, now: DateTime<Utc>) -> StoreResult<Vec<Zone>> {
-        let zone_ids: BTreeMap<String, String> = self
-            .store
-            .records::<(String, String)>(ZONE_IDS, b"")?
-            .into_iter()
-            .collect();
-        Ok(self.group_zones(self.hosts()?, &zone_ids, now))
+        let view = self.current_view()?;
+        Ok(self.group_zones(self.hosts()?, &view.zone_ids, now))
     }
 
     fn group_zones(

@@ -174,7 +174,7 @@ impl Compute {
 /// The account's snapshot usage in `tx`.
 fn snapshot_usage(tx: &mut Tx<'_>, account_id: &str) -> StoreResult<Usage> {
     super::usage::read(tx, account_id, Kind::Snapshots, |tx| {
-        super::usage::count_of::<Snapshot>(tx, SNAPSHOTS, format!("{account_id}/").as_bytes())
+        super::usage::count_of(tx, SNAPSHOTS, format!("{account_id}/").as_bytes())
     })
 }
 

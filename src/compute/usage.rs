@@ -89,10 +89,11 @@ pub fn write(tx: &mut Tx<'_>, account_id: &str, kind: Kind, usage: &Usage) {
     tx.put(USAGE, key(account_id, kind), usage);
 }
 
-/// Counts records under `prefix` (the recount of a simple collection).
-pub fn count_of<T: Record>(tx: &Tx<'_>, tree: &'static str, prefix: &[u8]) -> StoreResult<Usage> {
+/// Counts records under `prefix` (the recount of a simple collection;
+/// nothing is decoded).
+pub fn count_of(tx: &Tx<'_>, tree: &'static str, prefix: &[u8]) -> StoreResult<Usage> {
     Ok(Usage {
-        count: tx.scan::<T>(tree, prefix)?.len() as u64,
+        count: tx.scan_entries(tree, prefix)?.len() as u64,
         ..Usage::default()
     })
 }

@@ -70,7 +70,10 @@ struct ReadNames(std::sync::Mutex<std::collections::HashSet<String>>);
 
 impl ReadNames {
     fn note(&self, name: &str) {
-        crate::sync::lock(&self.0).insert(name.to_string());
+        let mut read = crate::sync::lock(&self.0);
+        if !read.contains(name) {
+            read.insert(name.to_string());
+        }
     }
 
     fn contains(&self, name: &str) -> bool {

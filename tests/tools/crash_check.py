@@ -111,16 +111,23 @@ def main():
         instances = {i["InstanceId"]: i for r in ec2.describe_instances()["Reservations"] for i in r["Instances"]}
         lost_keys = answered["keys"] - keys
         lost_instances = answered["instances"] - set(instances)
-        tags_present = sum(
-            1 for (target, key), value in latest.items()
-            if target in instances and {"Key": key, "Value": value} in instances[target].get("Tags", []))
+        # The stored value must be the last answered one, or a later write of
+        # the same thread whose answer the kill cut off (it may have committed).
+        def order(value):
+            return int(value.split("-")[-1])
+
+        def kept(target, key, value):
+            stored = {t["Key"]: t["Value"] for t in instances.get(target, {}).get("Tags", [])}
+            return key in stored and order(stored[key]) >= order(value)
+
+        tags_present = sum(1 for (target, key), value in latest.items() if kept(target, key, value))
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
         print(f"round {round_ + 1}: answered {len(answered['keys'])} key pairs, {len(answered['instances'])} "
               f"instances, {len(answered['tags'])} tag writes; lost {len(lost_keys)} key pairs, "
               f"{len(lost_instances)} instances; tags present {tags_present}/{len(latest)} (last per key)",
               flush=True)
-        if lost_keys or lost_instances:
+        if lost_keys or lost_instances or tags_present != len(latest):
             sys.exit(1)
         answered["tags"] = set()
 
