@@ -7,7 +7,9 @@
 //! a first start. `App::serve` runs the server plus the simulated hosts'
 //! heartbeats until shutdown, then flushes the store.
 
-use crate::auth::{unknown_access_key, CredentialSource, KeyRecord};
+use crate::auth::{
+    unknown_access_key, AuthRequest, CredentialSource, KeyRecord, Principal, Verifier,
+};
 use crate::clock::Clock;
 use crate::compute::accounts::AccessKey;
 use crate::compute::accounts::AccountDirectory;
@@ -22,20 +24,72 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 
-/// The account directory as the signature verifier's source of keys: the
-/// one place where the compute core's accounts meet `auth`'s types (the
-/// core itself knows nothing of signatures).
-impl CredentialSource for AccountDirectory {
-    fn lookup(&self, access_key_id: &str) -> ApiResult<KeyRecord> {
-        let (key, account) = self
-            .active_key(access_key_id)?
-            .ok_or_else(unknown_access_key)?;
-        Ok(KeyRecord {
-            secret: key.secret,
-            account_id: account.id,
-            user_name: key.user_name,
-            admin: account.admin,
+/// One access key read from the account directory before the signature is
+/// checked: the one place where the compute core's accounts meet `auth`'s
+/// types (the core itself knows nothing of signatures). The directory may
+/// have to wait for its store while the verifier never waits, so the key is
+/// fetched first; the verifier asking for any other key is noted, so the
+/// caller can fetch that one and verify again.
+struct FetchedKey {
+    access_key_id: String,
+    record: Option<KeyRecord>,
+    other_asked: std::sync::Mutex<Option<String>>,
+}
+
+impl FetchedKey {
+    async fn fetch(directory: &AccountDirectory, access_key_id: &str) -> ApiResult<Self> {
+        let record = directory
+            .active_key(access_key_id)
+            .await?
+            .map(|(key, account)| KeyRecord {
+                secret: key.secret,
+                account_id: account.id,
+                user_name: key.user_name,
+                admin: account.admin,
+            });
+        Ok(Self {
+            access_key_id: access_key_id.to_string(),
+            record,
+            other_asked: std::sync::Mutex::new(None),
         })
+    }
+
+    fn other_asked(&self) -> Option<String> {
+        crate::sync::lock(&self.other_asked).take()
+    }
+}
+
+impl CredentialSource for FetchedKey {
+    fn lookup(&self, access_key_id: &str) -> ApiResult<KeyRecord> {
+        if access_key_id != self.access_key_id {
+            *crate::sync::lock(&self.other_asked) = Some(access_key_id.to_string());
+            return Err(unknown_access_key());
+        }
+        self.record.clone().ok_or_else(unknown_access_key)
+    }
+}
+
+/// Verifies `request`'s signature with its key from `directory` and
+/// resolves the caller.
+pub async fn authenticate(
+    verifier: &Verifier,
+    directory: &AccountDirectory,
+    request: &AuthRequest<'_>,
+) -> ApiResult<Principal> {
+    let claimed = verifier
+        .claimed_identity(request)
+        .map(|(access_key_id, _)| access_key_id)
+        .unwrap_or_default();
+    let key = FetchedKey::fetch(directory, &claimed).await?;
+    let answer = verifier.authenticate(request, &key);
+    match key.other_asked() {
+        // The verifier read the key id from elsewhere than the first guess
+        // (a request naming two): verify again with the key it named.
+        Some(other) => {
+            let key = FetchedKey::fetch(directory, &other).await?;
+            verifier.authenticate(request, &key)
+        }
+        None => answer,
     }
 }
 
@@ -142,6 +196,7 @@ impl App {
         if compute
             .services()
             .zones(clock.now())
+            .await
             .map_err(|e| e.to_string())?
             .is_empty()
         {

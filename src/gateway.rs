@@ -7,7 +7,7 @@
 //! sent with 200 as an empty success, and HTML breaks every client.
 
 use crate::api::{Action, Context};
-use crate::auth::{AuthRequest, AuthSettings, Verifier};
+use crate::auth::{AuthRequest, AuthSettings, Principal, Verifier};
 use crate::body::{BodyReader, ClientKey, ReadBody};
 use crate::compute::Compute;
 use crate::config::{Limits, RateLimits};
@@ -59,7 +59,7 @@ impl Gateway {
         auth: AuthSettings,
         rate_limits: RateLimits,
     ) -> Self {
-        let verifier = Verifier::new(compute.accounts().clone(), compute.clock().clone(), auth);
+        let verifier = Verifier::new(compute.clock().clone(), auth);
         Self {
             compute,
             dev: None,
@@ -71,6 +71,11 @@ impl Gateway {
                 std::thread::available_parallelism().map_or(2, |n| n.get()),
             ),
         }
+    }
+
+    /// Verifies the request's signature against the account directory.
+    async fn authenticate(&self, request: &AuthRequest<'_>) -> ApiResult<Principal> {
+        crate::app::authenticate(&self.verifier, self.compute.accounts(), request).await
     }
 
     pub fn limits(&self) -> &Limits {
@@ -178,7 +183,7 @@ impl Gateway {
         };
         let mut other_regions = Vec::new();
         let (principal, compute) = match &self.dev {
-            None => (self.verifier.authenticate(&request)?, self.compute.clone()),
+            None => (self.authenticate(&request).await?, self.compute.clone()),
             Some(dev) => {
                 let (access_key_id, region) = self.verifier.claimed_identity(&request)?;
                 let compute = match region.filter(|r| {
@@ -191,7 +196,7 @@ impl Gateway {
                 // A real key that verifies keeps its account and rights
                 // (the admin CLI, external hosts' heartbeats); any other
                 // key names its account.
-                let principal = match self.verifier.authenticate(&request) {
+                let principal = match self.authenticate(&request).await {
                     Ok(principal) => principal,
                     Err(_) => crate::dev::dev_principal(&access_key_id),
                 };

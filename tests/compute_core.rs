@@ -44,10 +44,22 @@ async fn compute(config: &Config, store: Arc<dyn Store>, clock: Arc<dyn Clock>) 
     )
 }
 
-fn state_of(compute: &Compute, id: &str) -> InstanceState {
+async fn host_usage(compute: &Compute) -> u32 {
+    compute
+        .services()
+        .hosts()
+        .await
+        .unwrap()
+        .iter()
+        .find(|h| h.host == "node-b1")
+        .unwrap()
+        .vcpus_used
+}
+
+async fn state_of(compute: &Compute, id: &str) -> InstanceState {
     compute
         .instances(USER_ACCOUNT, &[id.to_string()], None)
-        .unwrap()[0]
+        .await.unwrap()[0]
         .state
 }
 
@@ -110,21 +122,11 @@ async fn every_transition_happens_on_its_own() {
     assert_eq!(reservation.instances[0].state, InstanceState::Pending);
     assert_eq!(reservation.instances[0].availability_zone, "us-east-1b");
     tokio::time::sleep(Duration::from_millis(1900)).await;
-    assert_eq!(state_of(&compute, &id), InstanceState::Pending);
+    assert_eq!(state_of(&compute, &id).await, InstanceState::Pending);
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(state_of(&compute, &id), InstanceState::Running);
+    assert_eq!(state_of(&compute, &id).await, InstanceState::Running);
 
-    let host_usage = |compute: &Compute| {
-        compute
-            .services()
-            .hosts()
-            .unwrap()
-            .iter()
-            .find(|h| h.host == "node-b1")
-            .unwrap()
-            .vcpus_used
-    };
-    assert_eq!(host_usage(&compute), 2);
+    assert_eq!(host_usage(&compute).await, 2);
     compute
         .change_state(
             USER_ACCOUNT,
@@ -134,11 +136,11 @@ async fn every_transition_happens_on_its_own() {
         )
         .await
         .unwrap();
-    assert_eq!(state_of(&compute, &id), InstanceState::Stopping);
+    assert_eq!(state_of(&compute, &id).await, InstanceState::Stopping);
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    assert_eq!(state_of(&compute, &id), InstanceState::Stopped);
+    assert_eq!(state_of(&compute, &id).await, InstanceState::Stopped);
     assert_eq!(
-        host_usage(&compute),
+        host_usage(&compute).await,
         0,
         "a stopped instance releases its capacity"
     );
@@ -152,10 +154,10 @@ async fn every_transition_happens_on_its_own() {
         )
         .await
         .unwrap();
-    assert_eq!(state_of(&compute, &id), InstanceState::Pending);
-    assert_eq!(host_usage(&compute), 2);
+    assert_eq!(state_of(&compute, &id).await, InstanceState::Pending);
+    assert_eq!(host_usage(&compute).await, 2);
     tokio::time::sleep(Duration::from_millis(2100)).await;
-    assert_eq!(state_of(&compute, &id), InstanceState::Running);
+    assert_eq!(state_of(&compute, &id).await, InstanceState::Running);
 
     compute
         .change_state(
@@ -166,18 +168,18 @@ async fn every_transition_happens_on_its_own() {
         )
         .await
         .unwrap();
-    assert_eq!(state_of(&compute, &id), InstanceState::ShuttingDown);
+    assert_eq!(state_of(&compute, &id).await, InstanceState::ShuttingDown);
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    assert_eq!(state_of(&compute, &id), InstanceState::Terminated);
-    assert_eq!(host_usage(&compute), 0);
+    assert_eq!(state_of(&compute, &id).await, InstanceState::Terminated);
+    assert_eq!(host_usage(&compute).await, 0);
     // Visible for the retention period, then purged.
     tokio::time::sleep(Duration::from_secs(3590)).await;
-    assert_eq!(state_of(&compute, &id), InstanceState::Terminated);
+    assert_eq!(state_of(&compute, &id).await, InstanceState::Terminated);
     tokio::time::sleep(Duration::from_secs(20)).await;
     assert_eq!(
         compute
             .instances(USER_ACCOUNT, std::slice::from_ref(&id), None)
-            .unwrap_err()
+            .await.unwrap_err()
             .code(),
         "InvalidInstanceID.NotFound"
     );
@@ -229,7 +231,7 @@ async fn a_restart_completes_transitions_in_flight() {
             .instances[0]
             .id
             .clone();
-        assert_eq!(state_of(&compute, &c), InstanceState::Pending);
+        assert_eq!(state_of(&compute, &c).await, InstanceState::Pending);
         let _ = a;
         (c, b)
     };
@@ -240,16 +242,16 @@ async fn a_restart_completes_transitions_in_flight() {
         clock.clone(),
     )
     .await;
-    assert_eq!(state_of(&compute, &pending), InstanceState::Pending);
-    assert_eq!(state_of(&compute, &stopping), InstanceState::Stopping);
+    assert_eq!(state_of(&compute, &pending).await, InstanceState::Pending);
+    assert_eq!(state_of(&compute, &stopping).await, InstanceState::Stopping);
     let driver = tokio::spawn(ec2_gateway::compute::lifecycle::drive(compute.clone()));
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(state_of(&compute, &pending), InstanceState::Running);
-    assert_eq!(state_of(&compute, &stopping), InstanceState::Stopped);
+    assert_eq!(state_of(&compute, &pending).await, InstanceState::Running);
+    assert_eq!(state_of(&compute, &stopping).await, InstanceState::Stopped);
     let used: u32 = compute
         .services()
         .hosts()
-        .unwrap()
+        .await.unwrap()
         .iter()
         .map(|h| h.vcpus_used)
         .sum();
@@ -321,8 +323,8 @@ mod capacity {
                             compute.advance_due(clock.now()).await.unwrap();
                         }
                     }
-                    let instances = compute.instances(USER_ACCOUNT, &[], None).unwrap();
-                    for host in compute.services().hosts().unwrap() {
+                    let instances = compute.instances(USER_ACCOUNT, &[], None).await.unwrap();
+                    for host in compute.services().hosts().await.unwrap() {
                         prop_assert!(host.vcpus_used <= host.vcpus, "{} uses {} of {} vCPUs", host.host, host.vcpus_used, host.vcpus);
                         prop_assert!(host.memory_mib_used <= host.memory_mib);
                         let holding: Vec<_> = instances.iter().filter(|i| i.host.as_deref() == Some(host.host.as_str())).collect();

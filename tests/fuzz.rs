@@ -347,15 +347,18 @@ fn process(capture: &Capture, at: DateTime<Utc>) -> Outcome {
         // The gateway's defaults: SigV1 refused (with it allowed, ShiftEquals
         // finds its ambiguity at once).
         let settings = AuthSettings::new("us-east-1");
-        let verifier = Verifier::new(Arc::new(ExampleKeys), Arc::new(FixedClock(at)), settings);
-        let principal: Principal = verifier.authenticate(&AuthRequest {
-            method: &capture.method,
-            path,
-            query_pairs: &query_pairs,
-            headers: &headers,
-            body: &capture.body,
-            params: &params,
-        })?;
+        let verifier = Verifier::new(Arc::new(FixedClock(at)), settings);
+        let principal: Principal = verifier.authenticate(
+            &AuthRequest {
+                method: &capture.method,
+                path,
+                query_pairs: &query_pairs,
+                headers: &headers,
+                body: &capture.body,
+                params: &params,
+            },
+            &ExampleKeys,
+        )?;
         let mut pairs = params.without_auth().pairs().to_vec();
         pairs.sort();
         verified = Some(pairs);

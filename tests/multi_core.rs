@@ -11,12 +11,15 @@
 //! store holds: host capacity booked exactly once and never above a host's
 //! size, quotas never exceeded and usage records equal to what they count,
 //! one reservation per ClientToken, no live instance in a deleted group,
-//! unique names, no address handed out twice. On memory and on sled; cases:
+//! unique names, no address handed out twice. On memory, on sled and on a
+//! store whose every call waits as a network store's does (so every
+//! operation takes the path an etcd backend will); cases:
 //! `EC2_GATEWAY_MULTI_CORE_CASES` (default 256; an eighth of that on sled,
-//! where every commit is flushed).
+//! where every commit is flushed, and on the waiting store).
 
 mod common;
 
+use common::remote::RemoteShaped;
 use common::{test_config, ADMIN_ACCOUNT, USER_ACCOUNT};
 use ec2_gateway::clock::{Clock, OffsetClock};
 use ec2_gateway::compute::addresses::{Address, AddressSelector};
@@ -359,18 +362,18 @@ async fn apply(core: &Compute, clock: &OffsetClock, account: usize, op: Op, know
 }
 
 /// Every record of `tree` in the store, decoded.
-fn records<T: ec2_gateway::store::Record>(store: &StoreHandle, tree: &str) -> Vec<T> {
-    store.records(tree, b"").unwrap()
+async fn records<T: ec2_gateway::store::Record>(store: &StoreHandle, tree: &str) -> Vec<T> {
+    store.records(tree, b"").await.unwrap()
 }
 
 /// Checks every invariant on what the store holds.
-fn check_invariants(core: &Compute, store: &StoreHandle) -> Result<(), TestCaseError> {
+async fn check_invariants(core: &Compute, store: &StoreHandle) -> Result<(), TestCaseError> {
     let mut instances: Vec<Instance> = Vec::new();
     for account in ACCOUNTS {
-        instances.extend(core.instances(account, &[], None).unwrap());
+        instances.extend(core.instances(account, &[], None).await.unwrap());
     }
     // Capacity: booked exactly by the instances holding it, never above.
-    for host in core.services().hosts().unwrap() {
+    for host in core.services().hosts().await.unwrap() {
         let holding: Vec<&Instance> = instances
             .iter()
             .filter(|i| i.host.as_deref() == Some(host.host.as_str()))
@@ -413,12 +416,12 @@ fn check_invariants(core: &Compute, store: &StoreHandle) -> Result<(), TestCaseE
             "{account}: {live} instances"
         );
         prop_assert!(
-            vcpus <= u64::from(core.vcpu_limit().unwrap()),
+            vcpus <= u64::from(core.vcpu_limit().await.unwrap()),
             "{account}: {vcpus} vCPUs"
         );
         if let Some(usage) = store
             .get_record::<Usage>("usage", format!("{account}/instances").as_bytes())
-            .unwrap()
+            .await.unwrap()
         {
             prop_assert_eq!((usage.count, usage.amount), (live, vcpus), "instance usage");
         }
@@ -432,11 +435,11 @@ fn check_invariants(core: &Compute, store: &StoreHandle) -> Result<(), TestCaseE
             );
         }
         // Names and quotas of the other kinds.
-        let pairs = core.key_pairs(account).unwrap();
+        let pairs = core.key_pairs(account).await.unwrap();
         prop_assert!(pairs.len() as u32 <= MAX_KEY_PAIRS);
         let groups: Vec<SecurityGroup> = store
             .records("security_groups", format!("{account}/").as_bytes())
-            .unwrap();
+            .await.unwrap();
         prop_assert!(groups.len() as u32 <= MAX_GROUPS, "{} groups", groups.len());
         let names: BTreeSet<&str> = groups.iter().map(|g| g.name.as_str()).collect();
         prop_assert_eq!(names.len(), groups.len(), "group names are unique");
@@ -458,9 +461,9 @@ fn check_invariants(core: &Compute, store: &StoreHandle) -> Result<(), TestCaseE
                 }
             }
         }
-        let addresses = core.addresses(account).unwrap();
+        let addresses = core.addresses(account).await.unwrap();
         prop_assert!(addresses.len() as u32 <= MAX_ADDRESSES);
-        let volumes = core.volumes(account).unwrap();
+        let volumes = core.volumes(account).await.unwrap();
         prop_assert!(volumes.len() as u32 <= MAX_VOLUMES);
         // One device per instance, one instance per address.
         let mut devices = BTreeSet::new();
@@ -501,11 +504,11 @@ fn check_invariants(core: &Compute, store: &StoreHandle) -> Result<(), TestCaseE
         );
     }
     // Pool addresses: never handed out twice, across accounts.
-    let all: Vec<Address> = records(store, "addresses");
+    let all: Vec<Address> = records(store, "addresses").await;
     let public: BTreeSet<&str> = all.iter().map(|a| a.public_ip.as_str()).collect();
     prop_assert_eq!(public.len(), all.len(), "an Elastic IP given twice");
     // Volume pools equal what the volumes take.
-    let volumes: Vec<Volume> = records(store, "volumes");
+    let volumes: Vec<Volume> = records(store, "volumes").await;
     let mut by_zone: BTreeMap<&str, u64> = BTreeMap::new();
     for volume in &volumes {
         *by_zone.entry(&volume.availability_zone).or_default() += u64::from(volume.size_gib);
@@ -513,7 +516,7 @@ fn check_invariants(core: &Compute, store: &StoreHandle) -> Result<(), TestCaseE
     for zone in ZONES {
         if let Some(used) = store
             .get_record::<u64>("volume_pools", zone.as_bytes())
-            .unwrap()
+            .await.unwrap()
         {
             prop_assert_eq!(
                 used,
@@ -533,11 +536,20 @@ fn cases() -> u32 {
         .unwrap_or(256)
 }
 
+/// The store the cores share.
+#[derive(Clone, Copy)]
+enum Backend {
+    Memory,
+    Sled,
+    /// Memory behind calls that all wait, as a network store's do.
+    RemoteShaped,
+}
+
 /// Runs `streams` concurrently on three cores over one store of
 /// `backend`, then checks the invariants (twice: as left, and once every
 /// transition has completed).
 fn run_case(
-    backend: StorageBackend,
+    backend: Backend,
     streams: Vec<Vec<(usize, usize, Op)>>,
 ) -> Result<(), TestCaseError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -548,11 +560,11 @@ fn run_case(
     runtime.block_on(async {
         let dir = tempfile::tempdir().unwrap();
         let config = config(dir.path());
+        let remote = Arc::new(RemoteShaped::new());
         let store: Arc<dyn Store> = match backend {
-            StorageBackend::Memory => Arc::new(MemoryStore::new()),
-            StorageBackend::Sled => {
-                Arc::new(SledStore::open(&dir.path().join("db"), 8 << 20).unwrap())
-            }
+            Backend::Memory => Arc::new(MemoryStore::new()),
+            Backend::Sled => Arc::new(SledStore::open(&dir.path().join("db"), 8 << 20).unwrap()),
+            Backend::RemoteShaped => remote.clone(),
         };
         let clock = Arc::new(OffsetClock::new());
         let mut cores = Vec::new();
@@ -585,13 +597,16 @@ fn run_case(
             task.await.unwrap();
         }
         let observer = StoreHandle::new(store.clone());
-        check_invariants(&cores[0], &observer)?;
+        check_invariants(&cores[0], &observer).await?;
+        if let Backend::RemoteShaped = backend {
+            prop_assert!(remote.waited_calls() > 0, "the cores waited for the store");
+        }
         // Time passes: every transition completes, and the books still balance.
         clock.advance(chrono::Duration::seconds(5));
         for core in &cores {
             core.advance_due(clock.now()).await.unwrap();
         }
-        check_invariants(&cores[1], &observer)
+        check_invariants(&cores[1], &observer).await
     })
 }
 
@@ -607,7 +622,7 @@ proptest! {
 
     #[test]
     fn several_cores_on_one_memory_store_keep_every_invariant(streams in streams()) {
-        run_case(StorageBackend::Memory, streams)?;
+        run_case(Backend::Memory, streams)?;
     }
 }
 
@@ -617,6 +632,16 @@ proptest! {
 
     #[test]
     fn several_cores_on_one_sled_store_keep_every_invariant(streams in streams()) {
-        run_case(StorageBackend::Sled, streams)?;
+        run_case(Backend::Sled, streams)?;
+    }
+}
+
+proptest! {
+    // Every call waits (a yield, or 1 ms): fewer cases.
+    #![proptest_config(ProptestConfig { cases: (cases() / 8).max(1), ..ProptestConfig::default() })]
+
+    #[test]
+    fn several_cores_on_one_remote_shaped_store_keep_every_invariant(streams in streams()) {
+        run_case(Backend::RemoteShaped, streams)?;
     }
 }

@@ -529,7 +529,7 @@ async fn rule_references_to_other_accounts_reveal_and_create_nothing() {
             .gateway
             .compute
             .default_vpc(phantom)
-            .unwrap()
+            .await.unwrap()
             .is_none());
     }
     // DryRun requests of every kind write nothing at all.
@@ -792,7 +792,7 @@ async fn terminated_instances_keep_a_small_record() {
     let compute = &server.gateway.compute;
     let kept = compute
         .instances(USER_ACCOUNT, std::slice::from_ref(&id), None)
-        .unwrap();
+        .await.unwrap();
     assert_eq!(kept.len(), 1, "still listed during its retention");
     assert!(kept[0].user_data.is_none());
     // Still described as EC2 describes a terminated instance.
@@ -957,18 +957,18 @@ async fn phantom_account_records_are_removed_at_start() {
     let compute = server.gateway.compute.clone();
     compute.default_network("999999999999").await.unwrap();
     compute.security_groups("999999999999").await.unwrap();
-    assert!(compute.default_vpc("999999999999").unwrap().is_some());
+    assert!(compute.default_vpc("999999999999").await.unwrap().is_some());
     drop(compute);
     server.stop().await;
     let server = TestServer::start(config()).await;
     let compute = &server.gateway.compute;
-    assert!(compute.default_vpc("999999999999").unwrap().is_none());
+    assert!(compute.default_vpc("999999999999").await.unwrap().is_none());
     let groups: Vec<ec2_gateway::compute::security_groups::SecurityGroup> = compute
         .store()
         .records("security_groups", b"999999999999/")
-        .unwrap();
+        .await.unwrap();
     assert!(groups.is_empty());
     // Real accounts keep theirs.
-    assert!(compute.default_vpc(USER_ACCOUNT).unwrap().is_some());
+    assert!(compute.default_vpc(USER_ACCOUNT).await.unwrap().is_some());
     server.stop().await;
 }

@@ -10,7 +10,7 @@ use ec2_gateway::client::{self, Endpoint};
 use ec2_gateway::clock::OffsetClock;
 use ec2_gateway::config::{Config, StorageBackend};
 use ec2_gateway::store::{
-    Committed, Entry, Expectation, MemoryStore, Store, StoreResult, VersionedValue, WriteBatch,
+    Committed, Entry, Expectation, MemoryStore, Store, StoreCall, VersionedValue, WriteBatch,
     WriteOp,
 };
 use std::sync::Arc;
@@ -266,25 +266,29 @@ async fn an_oversized_body_gets_its_413_read() {
 struct PanickingStore(MemoryStore);
 
 impl Store for PanickingStore {
-    fn get(&self, tree: &str, key: &[u8]) -> StoreResult<Option<Vec<u8>>> {
-        self.0.get(tree, key)
-    }
-
-    fn scan(
-        &self,
-        tree: &str,
-        prefix: &[u8],
-        after: Option<&[u8]>,
+    fn scan<'a>(
+        &'a self,
+        tree: &'a str,
+        prefix: &'a [u8],
+        after: Option<&'a [u8]>,
         limit: usize,
-    ) -> StoreResult<Vec<Entry>> {
+    ) -> StoreCall<'a, Vec<Entry>> {
         self.0.scan(tree, prefix, after, limit)
     }
 
-    fn get_versioned(&self, tree: &str, key: &[u8]) -> StoreResult<Option<VersionedValue>> {
+    fn get_versioned<'a>(
+        &'a self,
+        tree: &'a str,
+        key: &'a [u8],
+    ) -> StoreCall<'a, Option<VersionedValue>> {
         self.0.get_versioned(tree, key)
     }
 
-    fn commit(&self, expectations: &[Expectation], batch: &WriteBatch) -> StoreResult<Committed> {
+    fn commit<'a>(
+        &'a self,
+        expectations: &'a [Expectation],
+        batch: &'a WriteBatch,
+    ) -> StoreCall<'a, Committed> {
         for op in &batch.ops {
             let key = match op {
                 WriteOp::Put { key, .. } | WriteOp::Delete { key, .. } => key,
@@ -299,7 +303,7 @@ impl Store for PanickingStore {
         self.0.commit(expectations, batch)
     }
 
-    fn flush(&self) -> StoreResult<()> {
+    fn flush(&self) -> StoreCall<'_, ()> {
         self.0.flush()
     }
 }

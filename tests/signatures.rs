@@ -101,7 +101,7 @@ fn verify_with(
         strict_scope: strict_region.is_some(),
         allow_signature_v1: true,
     };
-    let verifier = Verifier::new(Arc::new(ExampleKeys), Arc::new(FixedClock(now)), settings);
+    let verifier = Verifier::new(Arc::new(FixedClock(now)), settings);
     let headers = header_map(raw);
     let (path, query) = match raw.target.split_once('?') {
         Some((path, query)) => (path, Some(query)),
@@ -118,9 +118,9 @@ fn verify_with(
         params: &params,
     };
     if full {
-        verifier.authenticate(&request).map(|_| ())
+        verifier.authenticate(&request, &ExampleKeys).map(|_| ())
     } else {
-        verifier.verify(&request).map(|_| ())
+        verifier.verify(&request, &ExampleKeys).map(|_| ())
     }
 }
 

@@ -1,29 +1,32 @@
 //! One storage suite, run on both backends (sled and memory), plus group
 //! commit and sled's durability across reopen.
 
+mod common;
+
+use common::remote::RemoteShaped;
 use ec2_gateway::store::{
-    Committed, Expect, Expectation, MemoryStore, SledStore, Store, StoreHandle, StoreResult,
-    VersionedValue, WriteBatch,
+    apply_unconditionally, Committed, Expect, Expectation, MemoryStore, SledStore, Store,
+    StoreCall, StoreHandle, VersionedValue, WriteBatch,
 };
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-fn suite(store: Arc<dyn Store>) {
+async fn suite(store: Arc<dyn Store>) {
     // Put, get, overwrite, delete.
     let mut batch = WriteBatch::new();
     batch.put("hosts", b"b".to_vec(), b"2".to_vec());
     batch.put("hosts", b"a".to_vec(), b"1".to_vec());
     batch.put("hosts", b"c".to_vec(), b"3".to_vec());
     batch.put("zones", b"a".to_vec(), b"zone".to_vec());
-    store.apply(&batch).unwrap();
-    assert_eq!(store.get("hosts", b"a").unwrap(), Some(b"1".to_vec()));
+    apply_unconditionally(store.as_ref(), &batch).await.unwrap();
+    assert_eq!(get(store.as_ref(), "hosts", b"a").await, Some(b"1".to_vec()));
     assert_eq!(
-        store.get("zones", b"a").unwrap(),
+        get(store.as_ref(), "zones", b"a").await,
         Some(b"zone".to_vec()),
         "trees are separate"
     );
-    assert_eq!(store.get("hosts", b"zz").unwrap(), None);
-    assert_eq!(store.get("nothing", b"a").unwrap(), None);
+    assert_eq!(get(store.as_ref(), "hosts", b"zz").await, None);
+    assert_eq!(get(store.as_ref(), "nothing", b"a").await, None);
 
     // Ordered scans with prefix, start-after and limit.
     let keys = |entries: Vec<(Vec<u8>, Vec<u8>)>| {
@@ -33,26 +36,27 @@ fn suite(store: Arc<dyn Store>) {
             .collect::<Vec<_>>()
     };
     assert_eq!(
-        keys(store.scan("hosts", b"", None, usize::MAX).unwrap()),
+        keys(store.scan("hosts", b"", None, usize::MAX).await.unwrap()),
         ["a", "b", "c"]
     );
     assert_eq!(
-        keys(store.scan("hosts", b"", Some(b"a"), 1).unwrap()),
+        keys(store.scan("hosts", b"", Some(b"a"), 1).await.unwrap()),
         ["b"]
     );
     assert_eq!(
-        keys(store.scan("hosts", b"", Some(b"c"), 10).unwrap()),
+        keys(store.scan("hosts", b"", Some(b"c"), 10).await.unwrap()),
         Vec::<String>::new()
     );
     let mut batch = WriteBatch::new();
     for key in ["acct1/i-1", "acct1/i-2", "acct2/i-1", "acct10/i-1"] {
         batch.put("instances", key.as_bytes().to_vec(), b"x".to_vec());
     }
-    store.apply(&batch).unwrap();
+    apply_unconditionally(store.as_ref(), &batch).await.unwrap();
     assert_eq!(
         keys(
             store
                 .scan("instances", b"acct1/", None, usize::MAX)
+                .await
                 .unwrap()
         ),
         ["acct1/i-1", "acct1/i-2"]
@@ -61,12 +65,13 @@ fn suite(store: Arc<dyn Store>) {
         keys(
             store
                 .scan("instances", b"acct1/", Some(b"acct1/i-1"), usize::MAX)
+                .await
                 .unwrap()
         ),
         ["acct1/i-2"]
     );
     assert_eq!(
-        keys(store.scan("hosts", b"b", None, usize::MAX).unwrap()),
+        keys(store.scan("hosts", b"b", None, usize::MAX).await.unwrap()),
         ["b"]
     );
 
@@ -75,19 +80,19 @@ fn suite(store: Arc<dyn Store>) {
     batch.delete("hosts", b"a".to_vec());
     batch.put("zones", b"b".to_vec(), b"zone-b".to_vec());
     batch.put("hosts", b"c".to_vec(), b"33".to_vec());
-    store.apply(&batch).unwrap();
-    assert_eq!(store.get("hosts", b"a").unwrap(), None);
-    assert_eq!(store.get("hosts", b"c").unwrap(), Some(b"33".to_vec()));
+    apply_unconditionally(store.as_ref(), &batch).await.unwrap();
+    assert_eq!(get(store.as_ref(), "hosts", b"a").await, None);
+    assert_eq!(get(store.as_ref(), "hosts", b"c").await, Some(b"33".to_vec()));
     assert_eq!(
-        keys(store.scan("zones", b"", None, usize::MAX).unwrap()),
+        keys(store.scan("zones", b"", None, usize::MAX).await.unwrap()),
         ["a", "b"]
     );
-    store.flush().unwrap();
+    store.flush().await.unwrap();
 }
 
 /// The versioned contract: versions, expectations, conflicts, atomicity,
 /// one operation per key.
-fn versioned_suite(store: Arc<dyn Store>) {
+async fn versioned_suite(store: Arc<dyn Store>) {
     let expect = |tree: &'static str, key: &str, expect: Expect| Expectation {
         tree,
         key: key.as_bytes().to_vec(),
@@ -106,6 +111,7 @@ fn versioned_suite(store: Arc<dyn Store>) {
             &[expect("names", "web", Expect::Absent)],
             &put(&[("names", "web", "sg-1")]),
         )
+        .await
         .unwrap();
     let Committed::Applied { version: first } = created else {
         panic!("{created:?}")
@@ -115,6 +121,7 @@ fn versioned_suite(store: Arc<dyn Store>) {
             &[expect("names", "web", Expect::Absent)],
             &put(&[("names", "web", "sg-2")]),
         )
+        .await
         .unwrap();
     assert_eq!(
         again,
@@ -122,7 +129,7 @@ fn versioned_suite(store: Arc<dyn Store>) {
             keys: vec![("names".to_string(), b"web".to_vec())]
         }
     );
-    let read = store.get_versioned("names", b"web").unwrap().unwrap();
+    let read = store.get_versioned("names", b"web").await.unwrap().unwrap();
     assert_eq!((read.value.as_slice(), read.version), (&b"sg-1"[..], first));
     // Expect a version: a stale reader loses, and nothing of its commit applies.
     let updated = store
@@ -130,6 +137,7 @@ fn versioned_suite(store: Arc<dyn Store>) {
             &[expect("names", "web", Expect::At(first))],
             &put(&[("names", "web", "sg-1b"), ("usage", "acct", "1")]),
         )
+        .await
         .unwrap();
     let Committed::Applied { version: second } = updated else {
         panic!("{updated:?}")
@@ -143,6 +151,7 @@ fn versioned_suite(store: Arc<dyn Store>) {
             ],
             &put(&[("usage", "acct", "2"), ("usage", "other", "9")]),
         )
+        .await
         .unwrap();
     assert_eq!(
         stale,
@@ -151,11 +160,11 @@ fn versioned_suite(store: Arc<dyn Store>) {
         }
     );
     assert_eq!(
-        store.get("usage", b"acct").unwrap(),
+        get(store.as_ref(), "usage", b"acct").await,
         Some(b"1".to_vec()),
         "all or nothing"
     );
-    assert_eq!(store.get("usage", b"other").unwrap(), None);
+    assert_eq!(get(store.as_ref(), "usage", b"other").await, None);
     // Any: only written.
     assert!(matches!(
         store
@@ -163,17 +172,18 @@ fn versioned_suite(store: Arc<dyn Store>) {
                 &[expect("usage", "acct", Expect::Any)],
                 &put(&[("usage", "acct", "3")])
             )
+            .await
             .unwrap(),
         Committed::Applied { .. }
     ));
     // A key written twice in one commit is refused (etcd refuses it too).
     let mut twice = put(&[("usage", "acct", "4")]);
     twice.delete("usage", b"acct".to_vec());
-    assert!(store.commit(&[], &twice).is_err());
-    assert_eq!(store.get("usage", b"acct").unwrap(), Some(b"3".to_vec()));
+    assert!(store.commit(&[], &twice).await.is_err());
+    assert_eq!(get(store.as_ref(), "usage", b"acct").await, Some(b"3".to_vec()));
     // ...but the blind apply keeps its old meaning: the last write wins.
-    store.apply(&twice).unwrap();
-    assert_eq!(store.get("usage", b"acct").unwrap(), None);
+    apply_unconditionally(store.as_ref(), &twice).await.unwrap();
+    assert_eq!(get(store.as_ref(), "usage", b"acct").await, None);
     // Deleted keys are absent again; blind writes get versions too.
     assert!(matches!(
         store
@@ -181,76 +191,95 @@ fn versioned_suite(store: Arc<dyn Store>) {
                 &[expect("usage", "acct", Expect::Absent)],
                 &put(&[("usage", "acct", "5")])
             )
+            .await
             .unwrap(),
         Committed::Applied { .. }
     ));
-    store.apply(&put(&[("usage", "acct", "6")])).unwrap();
-    let latest = store.get_versioned("usage", b"acct").unwrap().unwrap();
+    apply_unconditionally(store.as_ref(), &put(&[("usage", "acct", "6")])).await.unwrap();
+    let latest = store.get_versioned("usage", b"acct").await.unwrap().unwrap();
     assert!(latest.version > second);
     // Concurrent compare-and-set on one key: exactly one winner per round.
-    let winners = std::sync::atomic::AtomicUsize::new(0);
-    std::thread::scope(|scope| {
-        for n in 0..8 {
-            let store = store.clone();
-            let winners = &winners;
-            scope.spawn(move || {
-                let value = format!("{n}");
-                if let Committed::Applied { .. } = store
-                    .commit(
-                        &[Expectation {
-                            tree: "usage",
-                            key: b"acct".to_vec(),
-                            expect: Expect::At(latest.version),
-                        }],
-                        &put(&[("usage", "acct", value.as_str())]),
-                    )
-                    .unwrap()
+    let winners = Arc::new(AtomicUsize::new(0));
+    let racers: Vec<_> = (0..8)
+        .map(|n| {
+            let (store, winners) = (store.clone(), winners.clone());
+            let batch = put(&[("usage", "acct", format!("{n}").as_str())]);
+            tokio::spawn(async move {
+                let expectation = Expectation {
+                    tree: "usage",
+                    key: b"acct".to_vec(),
+                    expect: Expect::At(latest.version),
+                };
+                if let Committed::Applied { .. } =
+                    store.commit(&[expectation], &batch).await.unwrap()
                 {
                     winners.fetch_add(1, Ordering::SeqCst);
                 }
-            });
-        }
-    });
+            })
+        })
+        .collect();
+    for racer in racers {
+        racer.await.unwrap();
+    }
     assert_eq!(winners.load(Ordering::SeqCst), 1);
 }
 
-#[test]
-fn memory_backend_versions() {
-    versioned_suite(Arc::new(MemoryStore::new()));
+/// The value under `key`, without its version.
+async fn get(store: &dyn Store, tree: &str, key: &[u8]) -> Option<Vec<u8>> {
+    store
+        .get_versioned(tree, key)
+        .await
+        .unwrap()
+        .map(|v| v.value)
 }
 
-#[test]
-fn sled_backend_versions() {
+/// A store every call of which waits, as a network store's would.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_shaped_backend() {
+    let store = Arc::new(RemoteShaped::new());
+    suite(store.clone()).await;
+    versioned_suite(store.clone()).await;
+    assert!(store.waited_calls() > 20, "every call waited");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_backend_versions() {
+    versioned_suite(Arc::new(MemoryStore::new())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sled_backend_versions() {
     let dir = tempfile::tempdir().unwrap();
     versioned_suite(Arc::new(
         SledStore::open(&dir.path().join("db"), 8 << 20).unwrap(),
-    ));
+    ))
+    .await;
 }
 
 /// Versions survive a reopen, and values written before versions existed
 /// read as version 0 (and a commit can expect exactly that).
-#[test]
-fn sled_versions_survive_reopen() {
+#[tokio::test]
+async fn sled_versions_survive_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("db");
     let version = {
         let store = SledStore::open(&path, 8 << 20).unwrap();
         let mut batch = WriteBatch::new();
         batch.put("hosts", b"a".to_vec(), b"1".to_vec());
-        let Committed::Applied { version } = store.commit(&[], &batch).unwrap() else {
+        let Committed::Applied { version } = store.commit(&[], &batch).await.unwrap() else {
             panic!()
         };
-        store.flush().unwrap();
+        store.flush().await.unwrap();
         version
     };
     let store = SledStore::open(&path, 8 << 20).unwrap();
     assert_eq!(
-        store.get_versioned("hosts", b"a").unwrap().unwrap().version,
+        store.get_versioned("hosts", b"a").await.unwrap().unwrap().version,
         version
     );
     let mut batch = WriteBatch::new();
     batch.put("hosts", b"b".to_vec(), b"2".to_vec());
-    let Committed::Applied { version: next } = store.commit(&[], &batch).unwrap() else {
+    let Committed::Applied { version: next } = store.commit(&[], &batch).await.unwrap() else {
         panic!()
     };
     assert!(next > version, "the revision keeps growing across restarts");
@@ -262,7 +291,7 @@ fn sled_versions_survive_reopen() {
     raw.flush().unwrap();
     drop((data, raw));
     let store = SledStore::open(&path, 8 << 20).unwrap();
-    let legacy = store.get_versioned("hosts", b"legacy").unwrap().unwrap();
+    let legacy = store.get_versioned("hosts", b"legacy").await.unwrap().unwrap();
     assert_eq!((legacy.value.as_slice(), legacy.version), (&b"old"[..], 0));
     let mut batch = WriteBatch::new();
     batch.put("hosts", b"legacy".to_vec(), b"new".to_vec());
@@ -272,22 +301,23 @@ fn sled_versions_survive_reopen() {
         expect: Expect::At(0),
     };
     assert!(matches!(
-        store.commit(&[expectation], &batch).unwrap(),
+        store.commit(&[expectation], &batch).await.unwrap(),
         Committed::Applied { .. }
     ));
 }
 
-#[test]
-fn memory_backend() {
-    suite(Arc::new(MemoryStore::new()));
+#[tokio::test]
+async fn memory_backend() {
+    suite(Arc::new(MemoryStore::new())).await;
 }
 
-#[test]
-fn sled_backend() {
+#[tokio::test]
+async fn sled_backend() {
     let dir = tempfile::tempdir().unwrap();
     suite(Arc::new(
         SledStore::open(dir.path(), 8 * 1024 * 1024).unwrap(),
-    ));
+    ))
+    .await;
 }
 
 #[tokio::test]
@@ -308,7 +338,10 @@ async fn sled_keeps_committed_writes_across_reopen() {
     let handle = StoreHandle::new(Arc::new(
         SledStore::open(dir.path(), 8 * 1024 * 1024).unwrap(),
     ));
-    let record: Option<(String, String)> = handle.get_record("accounts", b"111122223333").unwrap();
+    let record: Option<(String, String)> = handle
+        .get_record("accounts", b"111122223333")
+        .await
+        .unwrap();
     assert_eq!(record, Some(("operator".to_string(), "admin".to_string())));
 }
 
@@ -319,28 +352,35 @@ struct SlowFlushes {
 }
 
 impl Store for SlowFlushes {
-    fn get(&self, tree: &str, key: &[u8]) -> StoreResult<Option<Vec<u8>>> {
-        self.inner.get(tree, key)
-    }
-    fn scan(
-        &self,
-        tree: &str,
-        prefix: &[u8],
-        after: Option<&[u8]>,
+    fn scan<'a>(
+        &'a self,
+        tree: &'a str,
+        prefix: &'a [u8],
+        after: Option<&'a [u8]>,
         limit: usize,
-    ) -> StoreResult<Vec<(Vec<u8>, Vec<u8>)>> {
+    ) -> StoreCall<'a, Vec<(Vec<u8>, Vec<u8>)>> {
         self.inner.scan(tree, prefix, after, limit)
     }
-    fn get_versioned(&self, tree: &str, key: &[u8]) -> StoreResult<Option<VersionedValue>> {
+    fn get_versioned<'a>(
+        &'a self,
+        tree: &'a str,
+        key: &'a [u8],
+    ) -> StoreCall<'a, Option<VersionedValue>> {
         self.inner.get_versioned(tree, key)
     }
-    fn commit(&self, expectations: &[Expectation], batch: &WriteBatch) -> StoreResult<Committed> {
+    fn commit<'a>(
+        &'a self,
+        expectations: &'a [Expectation],
+        batch: &'a WriteBatch,
+    ) -> StoreCall<'a, Committed> {
         self.inner.commit(expectations, batch)
     }
-    fn flush(&self) -> StoreResult<()> {
+    fn flush(&self) -> StoreCall<'_, ()> {
         self.flushes.fetch_add(1, Ordering::SeqCst);
-        std::thread::sleep(std::time::Duration::from_millis(20));
-        Ok(())
+        StoreCall::waiting(async {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            Ok(())
+        })
     }
 }
 
@@ -367,7 +407,7 @@ async fn concurrent_commits_share_flushes() {
     let flushes = store.flushes.load(Ordering::SeqCst);
     assert!(flushes >= 1, "commits must flush");
     assert!(flushes < 16, "64 concurrent commits used {flushes} flushes");
-    assert_eq!(store.scan("t", b"", None, usize::MAX).unwrap().len(), 64);
+    assert_eq!(store.scan("t", b"", None, usize::MAX).await.unwrap().len(), 64);
     // A commit after everything is durable still flushes its own write.
     let mut batch = WriteBatch::new();
     batch.put("t", b"late".to_vec(), vec![2]);

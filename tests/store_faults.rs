@@ -23,7 +23,7 @@ use ec2_gateway::compute::Compute;
 use ec2_gateway::config::StorageBackend;
 use ec2_gateway::store::{
     Committed, Entry, Expectation, MemoryStore, SledStore, Store, StoreError, StoreHandle,
-    StoreResult, VersionedValue, WriteBatch, WriteOp,
+    StoreCall, VersionedValue, WriteBatch, WriteOp,
 };
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
@@ -83,17 +83,23 @@ impl FaultyStore {
 }
 
 impl Store for FaultyStore {
-    fn get(&self, tree: &str, key: &[u8]) -> StoreResult<Option<Vec<u8>>> {
-        self.inner.get(tree, key)
-    }
-
-    fn get_versioned(&self, tree: &str, key: &[u8]) -> StoreResult<Option<VersionedValue>> {
+    fn get_versioned<'a>(
+        &'a self,
+        tree: &'a str,
+        key: &'a [u8],
+    ) -> StoreCall<'a, Option<VersionedValue>> {
         self.inner.get_versioned(tree, key)
     }
 
-    fn commit(&self, expectations: &[Expectation], writes: &WriteBatch) -> StoreResult<Committed> {
+    /// Fails when told to; holds (blocking, as a slow disk would) the
+    /// commit a test waits for.
+    fn commit<'a>(
+        &'a self,
+        expectations: &'a [Expectation],
+        writes: &'a WriteBatch,
+    ) -> StoreCall<'a, Committed> {
         if self.failing.load(Ordering::SeqCst) {
-            return Err(StoreError("injected write failure".into()));
+            return StoreCall::ready(Err(StoreError("injected write failure".into())));
         }
         let hold = {
             let mut slot = self.hold.lock().unwrap();
@@ -114,17 +120,17 @@ impl Store for FaultyStore {
         self.inner.commit(expectations, writes)
     }
 
-    fn scan(
-        &self,
-        tree: &str,
-        prefix: &[u8],
-        after: Option<&[u8]>,
+    fn scan<'a>(
+        &'a self,
+        tree: &'a str,
+        prefix: &'a [u8],
+        after: Option<&'a [u8]>,
         limit: usize,
-    ) -> StoreResult<Vec<Entry>> {
+    ) -> StoreCall<'a, Vec<Entry>> {
         self.inner.scan(tree, prefix, after, limit)
     }
 
-    fn flush(&self) -> StoreResult<()> {
+    fn flush(&self) -> StoreCall<'_, ()> {
         self.inner.flush()
     }
 }
@@ -192,7 +198,7 @@ async fn a_refused_write_leaves_nothing_behind(backend: StorageBackend) {
     let refused = compute.run_instances(USER_ACCOUNT, launch(&[])).await;
     store.failing.store(false, Ordering::SeqCst);
     assert!(refused.is_err(), "the launch reports the failed write");
-    let listed = compute.instances(USER_ACCOUNT, &[], None).unwrap();
+    let listed = compute.instances(USER_ACCOUNT, &[], None).await.unwrap();
     assert_eq!(
         listed.iter().map(|i| i.id.as_str()).collect::<Vec<_>>(),
         [first.id.as_str()],
@@ -213,7 +219,7 @@ async fn a_refused_write_leaves_nothing_behind(backend: StorageBackend) {
     assert!(refused.is_err());
     let state = compute
         .instances(USER_ACCOUNT, std::slice::from_ref(&first.id), None)
-        .unwrap()[0]
+        .await.unwrap()[0]
         .state;
     assert_eq!(state, InstanceState::Pending, "the stop did not happen");
 
@@ -231,7 +237,7 @@ async fn a_refused_write_leaves_nothing_behind(backend: StorageBackend) {
     assert_eq!(
         compute
             .instances(USER_ACCOUNT, std::slice::from_ref(&first.id), None)
-            .unwrap()[0]
+            .await.unwrap()[0]
             .state,
         InstanceState::Stopping
     );
@@ -247,22 +253,21 @@ async fn a_refused_transition_leaves_the_instance_where_it_was(backend: StorageB
         .instances
         .remove(0)
         .id;
-    let state = |compute: &Compute| {
-        compute
-            .instances(USER_ACCOUNT, std::slice::from_ref(&id), None)
-            .unwrap()[0]
-            .state
+    let state = |compute: &Arc<Compute>| {
+        let ids = vec![id.clone()];
+        let compute = compute.clone();
+        async move { compute.instances(USER_ACCOUNT, &ids, None).await.unwrap()[0].state }
     };
     store.failing.store(true, Ordering::SeqCst);
     assert!(compute.advance_due(compute.clock().now()).await.is_err());
     store.failing.store(false, Ordering::SeqCst);
-    assert_eq!(state(&compute), InstanceState::Pending);
+    assert_eq!(state(&compute).await, InstanceState::Pending);
     compute.advance_due(compute.clock().now()).await.unwrap();
-    assert_eq!(state(&compute), InstanceState::Running);
+    assert_eq!(state(&compute).await, InstanceState::Running);
     let booked: u32 = compute
         .services()
         .hosts()
-        .unwrap()
+        .await.unwrap()
         .iter()
         .map(|h| h.vcpus_used)
         .sum();
@@ -346,7 +351,7 @@ async fn a_slow_request_does_not_hold_up_other_accounts(backend: StorageBackend)
     assert_eq!(other.await.unwrap().unwrap().instances.len(), 1);
     // And the held launch still completes, once, on fresh reads.
     assert_eq!(slow.await.unwrap().unwrap().instances.len(), 1);
-    assert_eq!(compute.instances(USER_ACCOUNT, &[], None).unwrap().len(), 1);
+    assert_eq!(compute.instances(USER_ACCOUNT, &[], None).await.unwrap().len(), 1);
 }
 
 /// Each fault test on memory and on sled.

@@ -65,7 +65,7 @@ impl AdminDescribeHosts {
         let hosts = context
             .compute
             .services()
-            .hosts()?
+            .hosts().await?
             .into_iter()
             .map(|r| HostView::new(r, context))
             .collect();
@@ -256,7 +256,10 @@ impl AdminCreateAccessKey {
             )
             .await?;
         context.compute.provision_defaults(&key.account_id).await?;
-        let admin = accounts.account(&key.account_id).is_some_and(|a| a.admin);
+        let admin = accounts
+            .account(&key.account_id)
+            .await
+            .is_some_and(|a| a.admin);
         Ok(CreatedKey { key, admin })
     }
 }
@@ -291,14 +294,14 @@ impl AdminDescribeAccessKeys {
 
     pub async fn execute(self, context: &Context<'_>) -> ApiResult<KeyList> {
         let accounts = &context.compute.accounts();
-        let keys = accounts
-            .access_keys(self.account_id.as_deref())?
-            .into_iter()
-            .map(|key| {
-                let admin = accounts.account(&key.account_id).is_some_and(|a| a.admin);
-                (key, admin)
-            })
-            .collect();
+        let mut keys = Vec::new();
+        for key in accounts.access_keys(self.account_id.as_deref()).await? {
+            let admin = accounts
+                .account(&key.account_id)
+                .await
+                .is_some_and(|a| a.admin);
+            keys.push((key, admin));
+        }
         Ok(KeyList { keys })
     }
 }

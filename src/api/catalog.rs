@@ -75,7 +75,7 @@ impl DescribeInstanceTypes {
         dry_run_check(self.dry_run)?;
         if let Some(availability) = self.eucalyptus_availability {
             return Ok(InstanceTypesAnswer::Eucalyptus(
-                self.eucalyptus_details(context, availability)?,
+                self.eucalyptus_details(context, availability).await?,
             ));
         }
         let paging = Paging::start(
@@ -102,14 +102,14 @@ impl DescribeInstanceTypes {
 
     /// Eucalyptus's answer: every (requested) type with, when asked, its
     /// capacity zone by zone.
-    fn eucalyptus_details(
+    async fn eucalyptus_details(
         &self,
         context: &Context<'_>,
         availability: bool,
     ) -> ApiResult<TypeDetails> {
         let compute = context.compute;
         let now = compute.clock().now();
-        let zones = compute.services().zones_with_usage(now)?;
+        let zones = compute.services().zones_with_usage(now).await?;
         let window = compute.services().liveness_window();
         let types = compute
             .catalog()

@@ -63,7 +63,7 @@ impl DescribeImages {
 
     pub async fn execute(self, context: &Context<'_>) -> ApiResult<ImageList> {
         let account = context.principal.account_id.as_str();
-        let visible = context.compute.visible_images(account)?;
+        let visible = context.compute.visible_images(account).await?;
         let missing: Vec<&str> = self
             .image_ids
             .iter()
@@ -367,7 +367,7 @@ impl DescribeImageAttribute {
     pub async fn execute(self, context: &Context<'_>) -> ApiResult<ImageAttributeOutput> {
         let image = context
             .compute
-            .visible_image(&context.principal.account_id, &self.image_id)?
+            .visible_image(&context.principal.account_id, &self.image_id).await?
             .ok_or_else(|| ApiError::NotFound {
                 code: crate::compute::kinds::ResourceKind::Image.not_found_code(),
                 message: format!("The image id '[{}]' does not exist", self.image_id),

@@ -89,7 +89,7 @@ impl DescribeInstanceStatus {
                     .map_err(|_| ApiError::InvalidNextToken)
             })
             .transpose()?;
-        let instances = compute.instances(account, &self.instance_ids, after)?;
+        let instances = compute.instances(account, &self.instance_ids, after).await?;
         dry_run_check(self.dry_run)?;
         let matching = instances
             .into_iter()
@@ -164,10 +164,10 @@ fn one_instance_id(params: &Params) -> ApiResult<String> {
     Ok(id)
 }
 
-fn lookup(context: &Context<'_>, id: &str) -> ApiResult<Instance> {
+async fn lookup(context: &Context<'_>, id: &str) -> ApiResult<Instance> {
     Ok(context
         .compute
-        .instances(&context.principal.account_id, &[id.to_string()], None)?
+        .instances(&context.principal.account_id, &[id.to_string()], None).await?
         .remove(0))
 }
 
@@ -186,7 +186,7 @@ impl GetConsoleOutput {
     }
 
     pub async fn execute(self, context: &Context<'_>) -> ApiResult<ConsoleOutput> {
-        let instance = lookup(context, &self.instance_id)?;
+        let instance = lookup(context, &self.instance_id).await?;
         dry_run_check(self.dry_run)?;
         let booted = !matches!(instance.state, InstanceState::Pending);
         Ok(ConsoleOutput {
@@ -285,7 +285,7 @@ impl DescribeInstanceAttribute {
     }
 
     pub async fn execute(self, context: &Context<'_>) -> ApiResult<AttributeOutput> {
-        let instance = lookup(context, &self.instance_id)?;
+        let instance = lookup(context, &self.instance_id).await?;
         dry_run_check(self.dry_run)?;
         Ok(AttributeOutput {
             instance,

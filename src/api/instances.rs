@@ -136,7 +136,7 @@ impl RunInstances {
             .compute
             .run_instances(&context.principal.account_id, self.request)
             .await?;
-        Ok(ReservationOutput(reservation, Surroundings::of(context)?))
+        Ok(ReservationOutput(reservation, Surroundings::of(context).await?))
     }
 }
 
@@ -160,16 +160,16 @@ pub struct Surroundings {
 
 impl Surroundings {
     /// Looks up the account's addresses and volumes once per request.
-    pub fn of(context: &Context<'_>) -> ApiResult<Self> {
+    pub async fn of(context: &Context<'_>) -> ApiResult<Self> {
         let account = &context.principal.account_id;
         let public_ips = context
             .compute
-            .addresses(account)?
+            .addresses(account).await?
             .into_iter()
             .filter_map(|a| a.association.map(|x| (x.instance_id, a.public_ip)))
             .collect();
         let mut volumes: HashMap<String, Vec<crate::compute::volumes::Volume>> = HashMap::new();
-        for volume in context.compute.volumes(account)? {
+        for volume in context.compute.volumes(account).await? {
             if let Some(attachment) = &volume.attachment {
                 volumes
                     .entry(attachment.instance_id.clone())
@@ -466,10 +466,10 @@ impl DescribeInstances {
         let named = if self.instance_ids.is_empty() {
             None
         } else {
-            Some(compute.instances(account, &self.instance_ids, None)?)
+            Some(compute.instances(account, &self.instance_ids, None).await?)
         };
         dry_run_check(self.dry_run)?;
-        let around = Surroundings::of(context)?;
+        let around = Surroundings::of(context).await?;
         let keep = |i: &Instance| {
             matches_all(&self.filters, |name| {
                 instance_filter_values(i, name, &around)
@@ -477,7 +477,7 @@ impl DescribeInstances {
         };
         let (mut page, more) = match named {
             Some(named) => (named.into_iter().filter(|i| keep(i)).collect(), false),
-            None => compute.instance_page(account, after, paging.limit(), keep)?,
+            None => compute.instance_page(account, after, paging.limit(), keep).await?,
         };
         let next_token = paging.next_token(page.last().map(|i| i.sequence.to_string()), more);
         // Group consecutive instances of one reservation.

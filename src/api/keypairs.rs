@@ -166,7 +166,7 @@ impl DescribeKeyPairs {
             &context.principal.account_id,
             &self.key_names,
             &self.key_pair_ids,
-        )?;
+        ).await?;
         dry_run_check(self.dry_run)?;
         let pairs = pairs
             .into_iter()

@@ -51,7 +51,7 @@ impl CreateSnapshot {
 
     pub async fn execute(self, context: &Context<'_>) -> ApiResult<SnapshotOutput> {
         let account = &context.principal.account_id;
-        let volume = context.compute.volume(account, &self.volume_id)?;
+        let volume = context.compute.volume(account, &self.volume_id).await?;
         let snapshot = context
             .compute
             .create_snapshot(
@@ -114,7 +114,7 @@ impl CopySnapshot {
             )));
         }
         let account = &context.principal.account_id;
-        let source = compute.snapshot(account, &self.source_snapshot_id)?;
+        let source = compute.snapshot(account, &self.source_snapshot_id).await?;
         let description = self.description.or_else(|| {
             Some(format!(
                 "Copied for DestinationSnapshot from SourceSnapshot {}",
@@ -192,7 +192,7 @@ impl DescribeSnapshots {
         let account = context.principal.account_id.as_str();
         let now = context.compute.clock().now();
         // Snapshots are private to their owner: only the caller's are visible.
-        let snapshots = context.compute.snapshots(account)?;
+        let snapshots = context.compute.snapshots(account).await?;
         if let Some(missing) = self
             .snapshot_ids
             .iter()

@@ -242,14 +242,14 @@ impl VolumeQuery {
     }
 
     /// The page of matching volumes and the token for the next one.
-    fn run(
+    async fn run(
         &self,
         context: &Context<'_>,
         action: &'static str,
     ) -> ApiResult<(Vec<Volume>, Option<String>)> {
         let account = &context.principal.account_id;
         let now = context.compute.clock().now();
-        let volumes = context.compute.volumes(account)?;
+        let volumes = context.compute.volumes(account).await?;
         if let Some(missing) = self
             .volume_ids
             .iter()
@@ -295,7 +295,7 @@ impl DescribeVolumes {
 
     pub async fn execute(self, context: &Context<'_>) -> ApiResult<VolumeList> {
         let (volumes, next_token) =
-            VolumeQuery::parse(&self.params, VOLUME_FILTERS)?.run(context, "DescribeVolumes")?;
+            VolumeQuery::parse(&self.params, VOLUME_FILTERS)?.run(context, "DescribeVolumes").await?;
         Ok(VolumeList {
             volumes,
             next_token,
@@ -344,7 +344,7 @@ impl DescribeVolumeStatus {
         let mut query = VolumeQuery::parse(&self.params, VOLUME_STATUS_FILTERS)?;
         // Status filters are answered here: every volume's I/O is enabled.
         let status_filters = std::mem::take(&mut query.filters);
-        let (volumes, next_token) = query.run(context, "DescribeVolumeStatus")?;
+        let (volumes, next_token) = query.run(context, "DescribeVolumeStatus").await?;
         let now = context.compute.clock().now();
         let volumes = volumes
             .into_iter()

@@ -58,7 +58,7 @@ impl DescribeAvailabilityZones {
     pub async fn execute(mut self, context: &Context<'_>) -> ApiResult<ZoneList> {
         let compute = context.compute;
         let now = compute.clock().now();
-        let zones = compute.services().zones(now)?;
+        let zones = compute.services().zones(now).await?;
         let verbose = self.zone_names.iter().any(|n| n == VERBOSE);
         self.zone_names.retain(|n| n != VERBOSE);
         for name in &self.zone_names {

@@ -159,7 +159,6 @@ impl AuthSettings {
 
 /// Verifies signatures and resolves principals.
 pub struct Verifier {
-    credentials: Arc<dyn CredentialSource>,
     clock: Arc<dyn Clock>,
     keys: KeyCache,
     settings: AuthSettings,
@@ -171,13 +170,8 @@ pub struct Verifier {
 const REPORTED_SCOPES_LIMIT: usize = 64;
 
 impl Verifier {
-    pub fn new(
-        credentials: Arc<dyn CredentialSource>,
-        clock: Arc<dyn Clock>,
-        settings: AuthSettings,
-    ) -> Self {
+    pub fn new(clock: Arc<dyn Clock>, settings: AuthSettings) -> Self {
         Self {
-            credentials,
             clock,
             keys: KeyCache::default(),
             settings,
@@ -209,14 +203,18 @@ impl Verifier {
         &self.keys
     }
 
-    /// Checks the signature, whichever kind it is.
-    pub fn verify(&self, request: &AuthRequest<'_>) -> ApiResult<Verified> {
+    /// Checks the signature, whichever kind it is, with the key
+    /// `credentials` has for the access key id the request names.
+    pub fn verify(
+        &self,
+        request: &AuthRequest<'_>,
+        credentials: &dyn CredentialSource,
+    ) -> ApiResult<Verified> {
         let now = self.clock.now();
         let strict = self
             .settings
             .strict_scope
             .then_some(self.settings.region.as_str());
-        let credentials = self.credentials.as_ref();
         if let Some(authorization) = request.headers.get("authorization") {
             let authorization = authorization.to_str().map_err(|_| {
                 ApiError::IncompleteSignature("The Authorization header is not valid text".into())
@@ -296,8 +294,12 @@ impl Verifier {
 
     /// Verifies and resolves the caller. Session tokens are refused: this
     /// gateway issues none.
-    pub fn authenticate(&self, request: &AuthRequest<'_>) -> ApiResult<Principal> {
-        let verified = self.verify(request)?;
+    pub fn authenticate(
+        &self,
+        request: &AuthRequest<'_>,
+        credentials: &dyn CredentialSource,
+    ) -> ApiResult<Principal> {
+        let verified = self.verify(request, credentials)?;
         if verified.session_token.is_some() {
             return Err(ApiError::AuthFailure(
                 "The security token included in the request is invalid: this gateway issues no session tokens".into(),
@@ -358,23 +360,22 @@ mod tests {
     #[test]
     fn only_verified_scopes_are_cached() {
         let now = chrono::Utc::now();
-        let verifier = Verifier::new(
-            Arc::new(OneKey),
-            Arc::new(FixedClock(now)),
-            AuthSettings::new("us-east-1"),
-        );
+        let verifier = Verifier::new(Arc::new(FixedClock(now)), AuthSettings::new("us-east-1"));
         let verify = |region: &str, secret: &str| {
             let (headers, body) = request_for(region, secret, now);
             let params = Params::new(Vec::new());
             verifier
-                .verify(&AuthRequest {
-                    method: "POST",
-                    path: "/",
-                    query_pairs: &[],
-                    headers: &headers,
-                    body: body.as_bytes(),
-                    params: &params,
-                })
+                .verify(
+                    &AuthRequest {
+                        method: "POST",
+                        path: "/",
+                        query_pairs: &[],
+                        headers: &headers,
+                        body: body.as_bytes(),
+                        params: &params,
+                    },
+                    &OneKey,
+                )
                 .map(|_| ())
         };
         for n in 0..100 {

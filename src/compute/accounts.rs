@@ -54,7 +54,7 @@ pub struct AccountDirectory {
     /// Active keys with their accounts as of one version of
     /// `meta/directory_revision`: a derived view for the signature
     /// verifier, used only after checking that version is current.
-    view: std::sync::RwLock<Option<KeysView>>,
+    view: std::sync::RwLock<Option<Arc<KeysView>>>,
 }
 
 /// Every active key and its account, at one directory revision.
@@ -228,7 +228,7 @@ impl AccountDirectory {
         name: &str,
         now: DateTime<Utc>,
     ) -> ApiResult<()> {
-        if self.account(account_id).is_some() {
+        if self.account(account_id).await.is_some() {
             return Ok(());
         }
         operation::run(&self.store, false, |tx| {
@@ -253,10 +253,10 @@ impl AccountDirectory {
 
     /// Keys of one account (or of all), secrets left in place for the caller
     /// to drop; sorted by account then creation.
-    pub fn access_keys(&self, account_id: Option<&str>) -> StoreResult<Vec<AccessKey>> {
+    pub async fn access_keys(&self, account_id: Option<&str>) -> StoreResult<Vec<AccessKey>> {
         let mut keys: Vec<AccessKey> = self
             .store
-            .records::<AccessKey>(ACCESS_KEYS, b"")?
+            .records::<AccessKey>(ACCESS_KEYS, b"").await?
             .into_iter()
             .filter(|k| account_id.is_none_or(|id| k.account_id == id))
             .collect();
@@ -271,10 +271,10 @@ impl AccountDirectory {
     }
 
     /// Every account's id.
-    pub fn account_ids(&self) -> StoreResult<Vec<String>> {
+    pub async fn account_ids(&self) -> StoreResult<Vec<String>> {
         Ok(self
             .store
-            .records::<Account>(ACCOUNTS, b"")?
+            .records::<Account>(ACCOUNTS, b"").await?
             .into_iter()
             .map(|a| a.id)
             .collect())
@@ -282,9 +282,10 @@ impl AccountDirectory {
 
     /// The account `account_id`, if it exists (a store failure reads as
     /// absent and is logged).
-    pub fn account(&self, account_id: &str) -> Option<Account> {
+    pub async fn account(&self, account_id: &str) -> Option<Account> {
         self.store
             .get_record::<Account>(ACCOUNTS, account_id.as_bytes())
+            .await
             .unwrap_or_else(|error| {
                 tracing::error!(%error, "cannot read an account");
                 None
@@ -339,26 +340,33 @@ fn new_key(account_id: &str, user_name: &str, now: DateTime<Utc>) -> AccessKey {
 impl AccountDirectory {
     /// The active key `access_key_id` and its account, if there is one
     /// (what the signature verifier needs: see `app`'s credential adapter).
-    pub fn active_key(&self, access_key_id: &str) -> StoreResult<Option<(AccessKey, Account)>> {
-        let version = self
-            .store
-            .raw_versioned(META, DIRECTORY_REVISION)?
-            .map_or(0, |v| v.version);
+    pub async fn active_key(
+        &self,
+        access_key_id: &str,
+    ) -> StoreResult<Option<(AccessKey, Account)>> {
+        operation::read(&self.store, |tx| {
+            Ok(self.keys_view(tx)?.keys.get(access_key_id).cloned())
+        })
+        .await
+    }
+
+    /// The active keys with their accounts, from the view when it is still
+    /// at the stored directory revision, else read and kept.
+    fn keys_view(&self, tx: &Tx<'_>) -> StoreResult<Arc<KeysView>> {
+        let version = tx.peek(META, DIRECTORY_REVISION)?.map_or(0, |v| v.version);
         if let Some(view) = crate::sync::read(&self.view)
             .as_ref()
             .filter(|view| view.version == version)
         {
-            return Ok(view.keys.get(access_key_id).cloned());
+            return Ok(view.clone());
         }
-        let accounts: std::collections::HashMap<String, Account> = self
-            .store
-            .records::<Account>(ACCOUNTS, b"")?
+        let accounts: std::collections::HashMap<String, Account> = tx
+            .scan::<Account>(ACCOUNTS, b"")?
             .into_iter()
             .map(|a| (a.id.clone(), a))
             .collect();
-        let keys: std::collections::HashMap<String, (AccessKey, Account)> = self
-            .store
-            .records::<AccessKey>(ACCESS_KEYS, b"")?
+        let keys: std::collections::HashMap<String, (AccessKey, Account)> = tx
+            .scan::<AccessKey>(ACCESS_KEYS, b"")?
             .into_iter()
             .filter(|k| k.active)
             .filter_map(|k| {
@@ -366,8 +374,8 @@ impl AccountDirectory {
                 Some((k.access_key_id.clone(), (k, account)))
             })
             .collect();
-        let found = keys.get(access_key_id).cloned();
-        *crate::sync::write(&self.view) = Some(KeysView { version, keys });
-        Ok(found)
+        let view = Arc::new(KeysView { version, keys });
+        *crate::sync::write(&self.view) = Some(view.clone());
+        Ok(view)
     }
 }

@@ -13,7 +13,7 @@
 //! absent, so two gateways never hand out one address twice.
 
 use super::instances::{InstanceState, Tag};
-use super::operation::Tx;
+use super::operation::{self, Tx};
 use super::usage::{Kind, Usage};
 use super::Compute;
 use crate::error::{ApiError, ApiResult};
@@ -108,15 +108,18 @@ pub fn public_dns_name(public_ip: &str, region: &str) -> String {
 impl Compute {
     /// The account's addresses, with associations to terminated or purged
     /// instances cleared (they ended with the instance).
-    pub fn addresses(&self, account_id: &str) -> ApiResult<Vec<Address>> {
-        let mut addresses: Vec<Address> = self
-            .store
-            .records(ADDRESSES, format!("{account_id}/").as_bytes())?;
+    pub async fn addresses(&self, account_id: &str) -> ApiResult<Vec<Address>> {
+        operation::read(&self.store, |tx| self.addresses_in(tx, account_id)).await
+    }
+
+    fn addresses_in(&self, tx: &Tx<'_>, account_id: &str) -> ApiResult<Vec<Address>> {
+        let mut addresses: Vec<Address> =
+            tx.scan(ADDRESSES, format!("{account_id}/").as_bytes())?;
         for address in &mut addresses {
             let ended = address
                 .association
                 .as_ref()
-                .is_some_and(|a| !self.instance_is_live(account_id, &a.instance_id));
+                .is_some_and(|a| !self.instance_is_live(tx, account_id, &a.instance_id));
             if ended {
                 address.association = None;
             }
@@ -125,34 +128,24 @@ impl Compute {
         Ok(addresses)
     }
 
-    fn instance_is_live(&self, account_id: &str, instance_id: &str) -> bool {
-        self.instances(account_id, &[instance_id.to_string()], None)
+    fn instance_is_live(&self, tx: &Tx<'_>, account_id: &str, instance_id: &str) -> bool {
+        self.instances_in(tx, account_id, &[instance_id.to_string()], None)
             .ok()
             .and_then(|found| found.into_iter().next())
             .is_some_and(|i| i.state != InstanceState::Terminated)
     }
 
     /// One of the account's addresses.
-    pub fn address(&self, account_id: &str, selector: &AddressSelector) -> ApiResult<Address> {
-        let addresses = self.addresses(account_id)?;
-        match selector {
-            AddressSelector::AllocationId(id) => addresses
-                .into_iter()
-                .find(|a| &a.allocation_id == id)
-                .ok_or_else(|| ApiError::NotFound {
-                    code: super::kinds::ResourceKind::ElasticIp.not_found_code(),
-                    message: format!("The allocation ID '{id}' does not exist"),
-                }),
-            AddressSelector::PublicIp(ip) => addresses
-                .into_iter()
-                .find(|a| &a.public_ip == ip)
-                .ok_or_else(|| ApiError::NotFound {
-                    code: crate::error::codes::INVALID_ADDRESS_NOT_FOUND,
-                    message: format!("The address '{ip}' does not belong to you."),
-                }),
-        }
+    pub async fn address(
+        &self,
+        account_id: &str,
+        selector: &AddressSelector,
+    ) -> ApiResult<Address> {
+        pick_address(self.addresses(account_id).await?, selector)
     }
+}
 
+impl Compute {
     /// One of the account's addresses, read in `tx`, its association
     /// cleared when its instance is gone.
     fn address_in(
@@ -161,7 +154,7 @@ impl Compute {
         account_id: &str,
         selector: &AddressSelector,
     ) -> ApiResult<Address> {
-        let listed = self.address(account_id, selector)?;
+        let listed = pick_address(self.addresses_in(tx, account_id)?, selector)?;
         let mut address = tx
             .get::<Address>(ADDRESSES, &address_key(account_id, &listed.allocation_id))?
             .ok_or_else(|| match selector {
@@ -298,7 +291,7 @@ impl Compute {
             )?;
             // The instance's previous address, if any, lets go of it.
             for other in self
-                .addresses(account_id)?
+                .addresses_in(tx, account_id)?
                 .iter()
                 .filter(|a| a.allocation_id != address.allocation_id)
             {
@@ -351,7 +344,8 @@ impl Compute {
         let selector = match (association_id, public_ip) {
             (Some(id), _) => {
                 let address = self
-                    .addresses(account_id)?
+                    .addresses(account_id)
+                    .await?
                     .into_iter()
                     .find(|a| {
                         a.association
@@ -423,5 +417,25 @@ impl Compute {
             Ok(())
         })
         .await
+    }
+}
+
+/// The address `selector` names among `addresses`.
+fn pick_address(addresses: Vec<Address>, selector: &AddressSelector) -> ApiResult<Address> {
+    match selector {
+        AddressSelector::AllocationId(id) => addresses
+            .into_iter()
+            .find(|a| &a.allocation_id == id)
+            .ok_or_else(|| ApiError::NotFound {
+                code: super::kinds::ResourceKind::ElasticIp.not_found_code(),
+                message: format!("The allocation ID '{id}' does not exist"),
+            }),
+        AddressSelector::PublicIp(ip) => addresses
+            .into_iter()
+            .find(|a| &a.public_ip == ip)
+            .ok_or_else(|| ApiError::NotFound {
+                code: crate::error::codes::INVALID_ADDRESS_NOT_FOUND,
+                message: format!("The address '{ip}' does not belong to you."),
+            }),
     }
 }

@@ -10,6 +10,7 @@
 
 use super::instances::Tag;
 use super::usage::Kind;
+use super::operation::{self, Tx};
 use super::Compute;
 use crate::error::{ApiError, ApiResult};
 use chrono::{DateTime, Utc};
@@ -84,24 +85,26 @@ fn not_found(image_id: &str) -> ApiError {
 
 impl Compute {
     /// The images `account_id` may see and launch: public ones and its own.
-    pub fn visible_images(&self, account_id: &str) -> ApiResult<Vec<Image>> {
+    pub async fn visible_images(&self, account_id: &str) -> ApiResult<Vec<Image>> {
+        operation::read(&self.store, |tx| self.visible_images_in(tx, account_id)).await
+    }
+
+    /// [`Compute::visible_images`] as `tx` reads them now.
+    pub(super) fn visible_images_in(&self, tx: &Tx<'_>, account_id: &str) -> ApiResult<Vec<Image>> {
         let mut images: Vec<Image> = self.catalog.images().cloned().collect();
-        images.extend(
-            self.store
-                .records::<Image>(IMAGES, format!("{account_id}/").as_bytes())?,
-        );
+        images.extend(tx.scan::<Image>(IMAGES, format!("{account_id}/").as_bytes())?);
         images.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(images)
     }
 
     /// One visible image.
-    pub fn visible_image(&self, account_id: &str, image_id: &str) -> ApiResult<Option<Image>> {
+    pub async fn visible_image(&self, account_id: &str, image_id: &str) -> ApiResult<Option<Image>> {
         if let Some(image) = self.catalog.image(image_id) {
             return Ok(Some(image.clone()));
         }
         Ok(self
             .store
-            .get_record(IMAGES, &image_key(account_id, image_id))?)
+            .get_record(IMAGES, &image_key(account_id, image_id)).await?)
     }
 
     /// RegisterImage: a private image of the caller.

@@ -22,7 +22,7 @@
 //! `instance_attributes`, the upgrade of older records in `upgrade`; this
 //! module has the records and the reads.
 
-use super::operation::Tx;
+use super::operation::{self, Tx};
 use super::scheduler::Demand;
 use super::Compute;
 use crate::error::{ApiError, ApiResult};
@@ -526,10 +526,15 @@ pub struct InstanceBook {
 const MAX_DECODED_SPECS: usize = 20_000;
 
 impl Compute {
-    /// One instance, read now (not in an operation).
-    fn read_instance(&self, account_id: &str, instance_id: &str) -> StoreResult<Option<Instance>> {
+    /// One instance, as `tx` reads it now (untracked).
+    fn read_instance(
+        &self,
+        tx: &Tx<'_>,
+        account_id: &str,
+        instance_id: &str,
+    ) -> StoreResult<Option<Instance>> {
         let key = instance_key(account_id, instance_id);
-        let Some(stored) = self.store.raw_versioned(INSTANCES, &key)? else {
+        let Some(stored) = tx.peek(INSTANCES, &key)? else {
             return Ok(None);
         };
         let decoded = crate::sync::read(&self.instances.specs)
@@ -548,10 +553,7 @@ impl Compute {
                 instance
             }
         };
-        if let Some(status) = self
-            .store
-            .get_record::<InstanceStatus>(INSTANCE_STATUS, &key)?
-        {
+        if let Some(status) = tx.peek_record::<InstanceStatus>(INSTANCE_STATUS, &key)? {
             instance.set_status(status);
         }
         Ok(Some(instance))
@@ -561,12 +563,27 @@ impl Compute {
     /// (all without one) after sequence `after` that pass `keep`, and whether
     /// more would follow. Walks the launch order only as far as the page
     /// needs.
-    pub fn instance_page(
+    pub async fn instance_page(
         &self,
         account_id: &str,
         after: Option<u64>,
         limit: Option<usize>,
         keep: impl Fn(&Instance) -> bool,
+    ) -> ApiResult<(Vec<Instance>, bool)> {
+        operation::read(&self.store, |tx| {
+            self.instance_page_in(tx, account_id, after, limit, &keep)
+        })
+        .await
+    }
+
+    /// [`Compute::instance_page`] as `tx` reads it now.
+    pub(super) fn instance_page_in(
+        &self,
+        tx: &Tx<'_>,
+        account_id: &str,
+        after: Option<u64>,
+        limit: Option<usize>,
+        keep: &impl Fn(&Instance) -> bool,
     ) -> ApiResult<(Vec<Instance>, bool)> {
         const MAX_CHUNK: usize = 256;
         // A page of N needs N + 1 entries (the one after tells whether more
@@ -577,11 +594,10 @@ impl Compute {
         let mut page = Vec::new();
         loop {
             let entries =
-                self.store
-                    .raw_scan(INSTANCE_ORDER, prefix.as_bytes(), cursor.as_deref(), chunk)?;
+                tx.scan_after(INSTANCE_ORDER, prefix.as_bytes(), cursor.as_deref(), chunk)?;
             for (_, value) in &entries {
                 let id: String = crate::store::decode(value)?;
-                let Some(instance) = self.read_instance(account_id, &id)? else {
+                let Some(instance) = self.read_instance(tx, account_id, &id)? else {
                     continue;
                 };
                 if !keep(&instance) {
@@ -601,17 +617,30 @@ impl Compute {
     }
 
     /// How many of the account's instances (not terminated) are in `zone`.
-    pub fn instances_in_zone(&self, account_id: &str, zone: &str) -> ApiResult<usize> {
-        let (matching, _) = self.instance_page(account_id, None, None, |i| {
-            i.availability_zone == zone && i.is_live()
-        })?;
+    pub async fn instances_in_zone(&self, account_id: &str, zone: &str) -> ApiResult<usize> {
+        let (matching, _) = self
+            .instance_page(account_id, None, None, |i| {
+                i.availability_zone == zone && i.is_live()
+            })
+            .await?;
         Ok(matching.len())
     }
 
     /// The account's instances: those named (all must exist), or all, in
     /// launch order, starting after sequence `after`.
-    pub fn instances(
+    pub async fn instances(
         &self,
+        account_id: &str,
+        ids: &[String],
+        after: Option<u64>,
+    ) -> ApiResult<Vec<Instance>> {
+        operation::read(&self.store, |tx| self.instances_in(tx, account_id, ids, after)).await
+    }
+
+    /// [`Compute::instances`] as `tx` reads them now.
+    pub(super) fn instances_in(
+        &self,
+        tx: &Tx<'_>,
         account_id: &str,
         ids: &[String],
         after: Option<u64>,
@@ -620,12 +649,14 @@ impl Compute {
             super::kinds::ResourceKind::Instance.check(id)?;
         }
         if ids.is_empty() {
-            return Ok(self.instance_page(account_id, after, None, |_| true)?.0);
+            return Ok(self
+                .instance_page_in(tx, account_id, after, None, &|_| true)?
+                .0);
         }
         let mut found = Vec::with_capacity(ids.len());
         let mut missing = Vec::new();
         for id in ids {
-            match self.read_instance(account_id, id)? {
+            match self.read_instance(tx, account_id, id)? {
                 Some(instance) => found.push(instance),
                 None => missing.push(id.clone()),
             }
@@ -639,10 +670,11 @@ impl Compute {
     }
 
     /// The earliest scheduled transition, purge or token expiry.
-    pub fn next_due(&self) -> StoreResult<Option<DateTime<Utc>>> {
+    pub async fn next_due(&self) -> StoreResult<Option<DateTime<Utc>>> {
         Ok(self
             .store
-            .raw_scan(SCHEDULE, b"", None, 1)?
+            .raw_scan(SCHEDULE, b"", None, 1)
+            .await?
             .first()
             .and_then(|(key, _)| parse_schedule_key(key))
             .map(|(due, ..)| due))

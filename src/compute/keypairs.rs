@@ -64,15 +64,15 @@ fn not_found(what: &str) -> ApiError {
 
 impl Compute {
     /// Every key pair of the account, by name.
-    pub fn key_pairs(&self, account_id: &str) -> ApiResult<Vec<KeyPair>> {
+    pub async fn key_pairs(&self, account_id: &str) -> ApiResult<Vec<KeyPair>> {
         Ok(self
             .store
-            .records(KEY_PAIRS, format!("{account_id}/").as_bytes())?)
+            .records(KEY_PAIRS, format!("{account_id}/").as_bytes()).await?)
     }
 
     /// The key pair `name` of the account.
-    pub fn key_pair(&self, account_id: &str, name: &str) -> ApiResult<Option<KeyPair>> {
-        Ok(self.store.get_record(KEY_PAIRS, &key(account_id, name))?)
+    pub async fn key_pair(&self, account_id: &str, name: &str) -> ApiResult<Option<KeyPair>> {
+        Ok(self.store.get_record(KEY_PAIRS, &key(account_id, name)).await?)
     }
 
     /// Stores a new pair: its key (the name) must be absent and the
@@ -188,7 +188,7 @@ impl Compute {
     }
 
     /// The named pairs and pairs with the given ids (all must exist), or all.
-    pub fn find_key_pairs(
+    pub async fn find_key_pairs(
         &self,
         account_id: &str,
         names: &[String],
@@ -197,7 +197,7 @@ impl Compute {
         for id in ids {
             super::kinds::ResourceKind::KeyPair.check(id)?;
         }
-        let all = self.key_pairs(account_id)?;
+        let all = self.key_pairs(account_id).await?;
         if let Some(missing) = names.iter().find(|n| !all.iter().any(|p| &p.name == *n)) {
             return Err(not_found(missing));
         }

@@ -191,7 +191,7 @@ impl Compute {
             let key = format!("{account_id}/{token}").into_bytes();
             if self
                 .store
-                .get_record::<ClientTokenRecord>(CLIENT_TOKENS, &key)?
+                .get_record::<ClientTokenRecord>(CLIENT_TOKENS, &key).await?
                 .is_some()
             {
                 return operation::run(&self.store, request.dry_run, |tx| {
@@ -211,7 +211,7 @@ impl Compute {
             }
         }
         let image = self
-            .visible_image(account_id, &request.image_id)?
+            .visible_image(account_id, &request.image_id).await?
             .ok_or_else(|| ApiError::NotFound {
                 code: super::kinds::ResourceKind::Image.not_found_code(),
                 message: format!("The image id '[{}]' does not exist", request.image_id),
@@ -234,7 +234,7 @@ impl Compute {
         let mut request = request;
         if let Some(subnet_id) = &request.subnet_id {
             super::kinds::ResourceKind::Subnet.check(subnet_id)?;
-            let subnets = self.default_subnets(account_id)?;
+            let subnets = self.default_subnets(account_id).await?;
             let subnet = subnets
                 .iter()
                 .find(|s| &s.subnet_id == subnet_id)
@@ -253,7 +253,7 @@ impl Compute {
             }
         }
         let now = self.clock.now();
-        let vcpu_limit = self.vcpu_limit()?;
+        let vcpu_limit = self.vcpu_limit().await?;
         // The account's defaults (VPC, subnets, `default` group) are made
         // with the account; a launch that finds one missing makes them and
         // runs again.
@@ -377,7 +377,7 @@ impl Compute {
             let mut launched = Vec::new();
             for (index, host) in placed.into_iter().enumerate() {
                 let zone = host.availability_zone.clone();
-                let zone_id = self.services.zone_id(&zone)?.unwrap_or_default();
+                let zone_id = self.services.zone_id(tx, &zone)?.unwrap_or_default();
                 let subnet_key = format!("{account_id}/{zone}").into_bytes();
                 let Some(subnet) =
                     tx.get::<super::network::Subnet>(super::network::SUBNETS, &subnet_key)?

@@ -44,7 +44,7 @@ pub async fn drive(compute: Arc<Compute>) {
     loop {
         let now = compute.clock.now();
         let failed = compute.advance_due(now).await.is_err();
-        let wait = match compute.next_due() {
+        let wait = match compute.next_due().await {
             // After a failure, entries still due wait a moment (no spinning).
             Ok(Some(due)) => (due - compute.clock.now())
                 .to_std()
@@ -82,7 +82,7 @@ impl Compute {
         loop {
             let entries = self
                 .store
-                .raw_scan(SCHEDULE, b"", None, BATCH + failed.len())?;
+                .raw_scan(SCHEDULE, b"", None, BATCH + failed.len()).await?;
             let due: Vec<DueEntry> = entries
                 .iter()
                 .map_while(|(key, _)| {

@@ -114,8 +114,8 @@ impl Compute {
 impl Compute {
     /// An account's vCPU limit: its quota, but never more than its share of
     /// the fleet (so one tenant cannot take every host).
-    pub fn vcpu_limit(&self) -> StoreResult<u32> {
-        let share = self.fleet_share(self.services.fleet_vcpus()?);
+    pub async fn vcpu_limit(&self) -> StoreResult<u32> {
+        let share = self.fleet_share(self.services.fleet_vcpus().await?);
         Ok(self
             .quotas
             .max_vcpus
@@ -125,8 +125,8 @@ impl Compute {
     /// An account's volume storage limit (GiB): its quota, but never more
     /// than its share of every zone's volume capacity together (and, zone
     /// by zone, see [`Compute::volume_zone_share`]).
-    pub fn volume_storage_limit(&self) -> StoreResult<u64> {
-        let zones = self.services.zones(self.clock.now())?.len() as u64;
+    pub async fn volume_storage_limit(&self) -> StoreResult<u64> {
+        let zones = self.services.zones(self.clock.now()).await?.len() as u64;
         let share = self.fleet_share(zones * self.volume_capacity_gib_per_zone);
         Ok(self.quotas.max_volume_storage_gib.min(share))
     }

@@ -67,14 +67,17 @@ pub fn zone_cidr(zone_id: &str) -> String {
 
 impl Compute {
     /// The account's default VPC, if it was created.
-    pub fn default_vpc(&self, account_id: &str) -> StoreResult<Option<Vpc>> {
-        self.store.get_record::<Vpc>(VPCS, account_id.as_bytes())
+    pub async fn default_vpc(&self, account_id: &str) -> StoreResult<Option<Vpc>> {
+        self.store
+            .get_record::<Vpc>(VPCS, account_id.as_bytes())
+            .await
     }
 
     /// The account's default subnets created so far, by zone.
-    pub fn default_subnets(&self, account_id: &str) -> StoreResult<Vec<Subnet>> {
+    pub async fn default_subnets(&self, account_id: &str) -> StoreResult<Vec<Subnet>> {
         self.store
             .records::<Subnet>(SUBNETS, format!("{account_id}/").as_bytes())
+            .await
     }
 }
 
@@ -86,7 +89,7 @@ impl Compute {
     /// them in place and never write them as a side effect; only accounts
     /// that exist get them.
     pub async fn provision_defaults(&self, account_id: &str) -> ApiResult<()> {
-        if self.accounts.account(account_id).is_none() {
+        if self.accounts.account(account_id).await.is_none() {
             return Ok(());
         }
         self.default_network(account_id).await?;
@@ -99,14 +102,16 @@ impl Compute {
     /// reference named (even with DryRun). Run at start, before anything
     /// else reads them; returns how many records went.
     pub async fn forget_phantom_accounts(&self) -> ApiResult<usize> {
-        let is_account = |id: &str| self.accounts.account(id).is_some();
+        let accounts: std::collections::HashSet<String> =
+            self.accounts.account_ids().await?.into_iter().collect();
+        let is_account = |id: &str| accounts.contains(id);
         let mut batch = WriteBatch::new();
-        for vpc in self.store.records::<Vpc>(VPCS, b"")? {
+        for vpc in self.store.records::<Vpc>(VPCS, b"").await? {
             if !is_account(&vpc.account_id) {
                 batch.delete(VPCS, vpc.account_id.as_bytes().to_vec());
             }
         }
-        for subnet in self.store.records::<Subnet>(SUBNETS, b"")? {
+        for subnet in self.store.records::<Subnet>(SUBNETS, b"").await? {
             if !is_account(&subnet.account_id) {
                 batch.delete(
                     SUBNETS,
@@ -116,7 +121,7 @@ impl Compute {
         }
         let groups: Vec<super::security_groups::SecurityGroup> = self
             .store
-            .records(super::security_groups::SECURITY_GROUPS, b"")?;
+            .records(super::security_groups::SECURITY_GROUPS, b"").await?;
         for group in groups.iter().filter(|g| !is_account(&g.account_id)) {
             batch.delete(
                 super::security_groups::SECURITY_GROUPS,
@@ -136,7 +141,7 @@ impl Compute {
 
     /// [`Compute::provision_defaults`] for every account.
     pub async fn provision_all_defaults(&self) -> ApiResult<()> {
-        for account_id in self.accounts.account_ids()? {
+        for account_id in self.accounts.account_ids().await? {
             self.provision_defaults(&account_id).await?;
         }
         Ok(())
@@ -149,7 +154,7 @@ impl Compute {
     pub async fn default_network(&self, account_id: &str) -> ApiResult<(Vpc, Vec<Subnet>)> {
         let zones: Vec<(String, String)> = self
             .services
-            .zones(self.clock.now())?
+            .zones(self.clock.now()).await?
             .into_iter()
             .map(|z| (z.name, z.zone_id))
             .collect();

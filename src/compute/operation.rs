@@ -17,7 +17,8 @@
 
 use crate::error::{ApiError, ApiResult};
 use crate::store::{
-    decode, encode, Commit, Committed, Entry, Expect, Record, StoreHandle, StoreResult, WriteBatch,
+    decode, encode, Commit, Committed, Entry, Expect, Record, StoreError, StoreHandle, StoreResult,
+    VersionedValue, WriteBatch,
 };
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -25,12 +26,68 @@ use std::time::Duration;
 /// Attempts before an operation gives up on conflicts (each one re-reads).
 pub const MAX_ATTEMPTS: u32 = 16;
 
+/// Times one attempt may run again to take in answers it had to wait for
+/// (a networked store); each time adds at least one answer.
+const MAX_FETCH_ROUNDS: u32 = 1_000;
+
 /// (tree, key).
 type TreeKey = (&'static str, Vec<u8>);
+
+/// (tree, prefix, after, limit): one scan.
+type ScanKey = (&'static str, Vec<u8>, Option<Vec<u8>>, usize);
+
+/// A store call an attempt could not answer without waiting.
+enum Miss {
+    Value(TreeKey),
+    Scan(ScanKey),
+}
+
+/// Answers awaited for earlier runs of this attempt: when a backend cannot
+/// answer a read at once, the attempt is run again with the answer here,
+/// until it needs nothing it does not have (see [`crate::store::StoreCall`]).
+#[derive(Default)]
+struct Fetched {
+    values: HashMap<TreeKey, Option<VersionedValue>>,
+    scans: HashMap<ScanKey, Vec<Entry>>,
+}
+
+impl Fetched {
+    async fn take_in(&mut self, store: &StoreHandle, missing: Vec<Miss>) -> StoreResult<()> {
+        for miss in missing {
+            match miss {
+                Miss::Value((tree, key)) => {
+                    let value = store.raw_versioned(tree, &key).await?;
+                    self.values.insert((tree, key), value);
+                }
+                Miss::Scan((tree, prefix, after, limit)) => {
+                    let entries = store
+                        .raw_scan(tree, &prefix, after.as_deref(), limit)
+                        .await?;
+                    self.scans.insert((tree, prefix, after, limit), entries);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn clear(&mut self) {
+        self.values.clear();
+        self.scans.clear();
+    }
+}
+
+/// What a read that must wait answers inside an attempt; the runner looks
+/// at the attempt's misses, not at how the attempt passed this on.
+fn awaiting_answer() -> StoreError {
+    StoreError("a read is awaiting the store; the attempt runs again".into())
+}
 
 /// One attempt's reads (with the versions seen) and writes.
 pub struct Tx<'s> {
     store: &'s StoreHandle,
+    fetched: &'s Fetched,
+    /// Reads the backend could not answer at once.
+    missing: std::sync::Mutex<Vec<Miss>>,
     /// What each key read held: the expectation the commit carries and the
     /// value seen (so a second read answers the same).
     reads: HashMap<TreeKey, (Expect, Option<Vec<u8>>)>,
@@ -41,12 +98,55 @@ pub struct Tx<'s> {
 }
 
 impl<'s> Tx<'s> {
-    pub fn new(store: &'s StoreHandle) -> Self {
+    fn new(store: &'s StoreHandle, fetched: &'s Fetched) -> Self {
         Self {
             store,
+            fetched,
+            missing: std::sync::Mutex::new(Vec::new()),
             reads: HashMap::new(),
             writes: BTreeMap::new(),
             newest_read: 0,
+        }
+    }
+
+    /// The value under `key` with its version, from the answers awaited
+    /// earlier or from the backend if it answers at once.
+    fn versioned(&self, tree: &'static str, key: &[u8]) -> StoreResult<Option<VersionedValue>> {
+        if !self.fetched.values.is_empty() {
+            if let Some(value) = self.fetched.values.get(&(tree, key.to_vec())) {
+                return Ok(value.clone());
+            }
+        }
+        match self.store.backend().get_versioned(tree, key).now() {
+            Some(answer) => answer,
+            None => {
+                crate::sync::lock(&self.missing).push(Miss::Value((tree, key.to_vec())));
+                Err(awaiting_answer())
+            }
+        }
+    }
+
+    /// Up to `limit` entries under `prefix` after `after` (untracked), from
+    /// the answers awaited earlier or from the backend if it answers at once.
+    pub fn scan_after(
+        &self,
+        tree: &'static str,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> StoreResult<Vec<Entry>> {
+        let scan_key = || (tree, prefix.to_vec(), after.map(<[u8]>::to_vec), limit);
+        if !self.fetched.scans.is_empty() {
+            if let Some(entries) = self.fetched.scans.get(&scan_key()) {
+                return Ok(entries.clone());
+            }
+        }
+        match self.store.backend().scan(tree, prefix, after, limit).now() {
+            Some(answer) => answer,
+            None => {
+                crate::sync::lock(&self.missing).push(Miss::Scan(scan_key()));
+                Err(awaiting_answer())
+            }
         }
     }
 
@@ -60,8 +160,7 @@ impl<'s> Tx<'s> {
         if let Some((_, seen)) = self.reads.get(&tree_key) {
             return Ok(seen.clone());
         }
-        let current = self.store.raw_versioned(tree, key)?;
-        let (expect, value) = match current {
+        let (expect, value) = match self.versioned(tree, key)? {
             Some(v) => {
                 self.newest_read = self.newest_read.max(v.version);
                 (Expect::At(v.version), Some(v.value))
@@ -76,6 +175,19 @@ impl<'s> Tx<'s> {
     pub fn get<T: Record>(&mut self, tree: &'static str, key: &[u8]) -> StoreResult<Option<T>> {
         self.get_raw(tree, key)?
             .map(|bytes| decode(&bytes))
+            .transpose()
+    }
+
+    /// The value under `key` with its version as stored now, not tracked:
+    /// for checking a derived view against the version it reflects.
+    pub fn peek(&self, tree: &'static str, key: &[u8]) -> StoreResult<Option<VersionedValue>> {
+        self.versioned(tree, key)
+    }
+
+    /// The record under `key` as stored now, not tracked (see [`Tx::peek`]).
+    pub fn peek_record<T: Record>(&self, tree: &'static str, key: &[u8]) -> StoreResult<Option<T>> {
+        self.versioned(tree, key)?
+            .map(|v| decode(&v.value))
             .transpose()
     }
 
@@ -111,21 +223,34 @@ impl<'s> Tx<'s> {
     /// tracked: a decision resting on it must also read the collection's
     /// usage record (see the module documentation).
     pub fn scan<T: Record>(&self, tree: &'static str, prefix: &[u8]) -> StoreResult<Vec<T>> {
-        self.store.records(tree, prefix)
+        self.scan_entries(tree, prefix)?
+            .into_iter()
+            .map(|(_, value)| decode(&value))
+            .collect()
     }
 
     /// The entries under `prefix`, keys with encoded values, in one scan
     /// (untracked, as [`Tx::scan`]).
     pub fn scan_entries(&self, tree: &'static str, prefix: &[u8]) -> StoreResult<Vec<Entry>> {
-        self.store.raw_scan(tree, prefix, None, usize::MAX)
+        self.scan_after(tree, prefix, None, usize::MAX)
+    }
+
+    /// Reads the backend could not answer at once (the attempt's result
+    /// means nothing while there are some).
+    fn take_missing(&self) -> Vec<Miss> {
+        std::mem::take(&mut *crate::sync::lock(&self.missing))
     }
 
     /// True when every key read still holds the version it was read at
     /// (or is still absent): then the reads were all true at one moment,
     /// now, and a refusal based on them stands.
-    fn reads_still_current(&self) -> StoreResult<bool> {
+    async fn reads_still_current(&self) -> StoreResult<bool> {
         for ((tree, key), (expect, _)) in &self.reads {
-            let current = self.store.raw_versioned(tree, key)?.map(|v| v.version);
+            let current = self
+                .store
+                .raw_versioned(tree, key)
+                .await?
+                .map(|v| v.version);
             let same = match expect {
                 Expect::Absent => current.is_none(),
                 Expect::At(version) => current == Some(*version),
@@ -160,6 +285,29 @@ impl<'s> Tx<'s> {
     }
 }
 
+/// Runs `view`, a function of reads only, against the store as it is now,
+/// taking in answers the backend had to wait for: how paths outside an
+/// operation (listings, views) read through the same synchronous code.
+/// Nothing is committed and nothing waits for a flush.
+pub async fn read<T, E: From<StoreError>>(
+    store: &StoreHandle,
+    mut view: impl FnMut(&mut Tx<'_>) -> Result<T, E>,
+) -> Result<T, E> {
+    let mut fetched = Fetched::default();
+    for _ in 0..MAX_FETCH_ROUNDS {
+        let mut tx = Tx::new(store, &fetched);
+        let output = view(&mut tx);
+        let missing = tx.take_missing();
+        if missing.is_empty() {
+            debug_assert!(!tx.has_writes(), "a read wrote");
+            return output;
+        }
+        drop(tx);
+        fetched.take_in(store, missing).await?;
+    }
+    Err(StoreError("a read kept needing more answers".into()).into())
+}
+
 /// Runs `attempt` until its writes commit (or it writes nothing),
 /// retrying on conflicts with jittered back-off, and answers once the
 /// commit is durable. With `dry_run`, answers `DryRunOperation` where the
@@ -190,16 +338,35 @@ async fn run_with<T>(
     durable: bool,
     mut attempt: impl FnMut(&mut Tx<'_>) -> ApiResult<T>,
 ) -> ApiResult<T> {
-    for round in 0..MAX_ATTEMPTS {
-        let mut tx = Tx::new(store);
-        let output = match attempt(&mut tx) {
+    let mut fetched = Fetched::default();
+    let mut fetch_rounds = 0;
+    let mut round = 0;
+    while round < MAX_ATTEMPTS {
+        let mut tx = Tx::new(store, &fetched);
+        let result = attempt(&mut tx);
+        let missing = tx.take_missing();
+        if !missing.is_empty() {
+            // The attempt needed answers the backend had to wait for: its
+            // result means nothing yet. Await them and run it again.
+            drop(tx);
+            fetch_rounds += 1;
+            if fetch_rounds > MAX_FETCH_ROUNDS {
+                return Err(StoreError("an operation kept needing more answers".into()).into());
+            }
+            fetched.take_in(store, missing).await?;
+            continue;
+        }
+        let output = match result {
             Ok(output) => output,
             // A refusal must rest on reads that were true together: if one
             // changed meanwhile (a ClientToken's launch committed between
             // the token read and a quota read), decide again.
-            Err(refusal) if tx.reads_still_current()? => return Err(refusal),
+            Err(refusal) if tx.reads_still_current().await? => return Err(refusal),
             Err(_) => {
+                drop(tx);
+                fetched.clear();
                 tokio::time::sleep(back_off(round)).await;
+                round += 1;
                 continue;
             }
         };
@@ -217,13 +384,15 @@ async fn run_with<T>(
         let outcome = if durable {
             store.commit_checked(&commit).await?
         } else {
-            store.commit_applied(&commit)?
+            store.commit_applied(&commit).await?
         };
         match outcome {
             Committed::Applied { .. } => return Ok(output),
             Committed::Conflict { keys } => {
                 tracing::debug!(round, conflicts = keys.len(), "commit conflicted: retrying");
+                fetched.clear();
                 tokio::time::sleep(back_off(round)).await;
+                round += 1;
             }
         }
     }
@@ -280,7 +449,7 @@ mod tests {
         );
         let (value, _) = store
             .get_versioned_record::<u64>("usage", b"counter")
-            .unwrap()
+            .await.unwrap()
             .unwrap();
         assert_eq!(value, 32);
         assert!(attempts.load(Ordering::SeqCst) >= 32);
@@ -296,7 +465,7 @@ mod tests {
         .await;
         assert_eq!(dry.unwrap_err(), ApiError::DryRunOperation);
         assert!(
-            store.raw("names", b"web").unwrap().is_none(),
+            store.raw("names", b"web").await.unwrap().is_none(),
             "nothing written"
         );
         let refused: ApiResult<()> =
@@ -311,19 +480,20 @@ mod tests {
         let store = StoreHandle::new(Arc::new(MemoryStore::new()));
         let mut batch = WriteBatch::new();
         batch.put_record("names", b"web".to_vec(), &1u64);
-        store.apply(&batch).unwrap();
-        let mut tx = Tx::new(&store);
+        store.apply(&batch).await.unwrap();
+        let fetched = Fetched::default();
+        let mut tx = Tx::new(&store, &fetched);
         assert_eq!(tx.get::<u64>("names", b"web").unwrap(), Some(1));
         let mut other = WriteBatch::new();
         other.put_record("names", b"web".to_vec(), &2u64);
-        store.apply(&other).unwrap();
+        store.apply(&other).await.unwrap();
         assert_eq!(tx.get::<u64>("names", b"web").unwrap(), Some(1));
         tx.put("names", b"web".to_vec(), &3u64);
         assert_eq!(tx.get::<u64>("names", b"web").unwrap(), Some(3));
         // The write was based on version 1's value: the commit conflicts.
         let outcome = store.commit_checked(&tx.into_commit()).await.unwrap();
         assert!(matches!(outcome, Committed::Conflict { .. }));
-        assert_eq!(store.get_record::<u64>("names", b"web").unwrap(), Some(2));
+        assert_eq!(store.get_record::<u64>("names", b"web").await.unwrap(), Some(2));
     }
 
     #[tokio::test(start_paused = true)]
@@ -334,7 +504,11 @@ mod tests {
             // Someone else always writes between the read and the commit.
             let mut batch = WriteBatch::new();
             batch.put_record("names", b"web".to_vec(), &rand::random::<u64>());
-            store.apply(&batch)?;
+            store
+                .backend()
+                .commit(&[], &batch)
+                .now()
+                .expect("memory answers at once")?;
             tx.put("names", b"web".to_vec(), &0u64);
             Ok(())
         })

@@ -178,7 +178,7 @@ impl Compute {
     /// The account's groups, the `default` one created when missing.
     pub async fn security_groups(&self, account_id: &str) -> ApiResult<Vec<SecurityGroup>> {
         let prefix = format!("{account_id}/");
-        let groups: Vec<SecurityGroup> = self.store.records(SECURITY_GROUPS, prefix.as_bytes())?;
+        let groups: Vec<SecurityGroup> = self.store.records(SECURITY_GROUPS, prefix.as_bytes()).await?;
         if groups.iter().any(|g| g.name == "default") {
             return Ok(groups);
         }
@@ -209,7 +209,7 @@ impl Compute {
             Ok(())
         })
         .await?;
-        Ok(self.store.records(SECURITY_GROUPS, prefix.as_bytes())?)
+        Ok(self.store.records(SECURITY_GROUPS, prefix.as_bytes()).await?)
     }
 
     /// One group by id or name.
@@ -279,7 +279,7 @@ impl Compute {
         // The account's defaults (made with it) first: `default` counts
         // towards the quota. A DryRun only reads them, never makes them.
         let account_vpc = if dry_run {
-            self.default_vpc(account_id)?.map(|v| v.vpc_id)
+            self.default_vpc(account_id).await?.map(|v| v.vpc_id)
         } else {
             self.security_groups(account_id).await?;
             Some(self.default_network(account_id).await?.0.vpc_id)
@@ -361,7 +361,7 @@ impl Compute {
                 });
             }
             super::instances::usage(tx, account_id)?;
-            let (users, _) = self.instance_page(account_id, None, Some(1), |i| {
+            let (users, _) = self.instance_page_in(tx, account_id, None, Some(1), &|i| {
                 i.state != InstanceState::Terminated
                     && i.security_groups.iter().any(|g| g.id == group.id)
             })?;

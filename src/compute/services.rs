@@ -290,14 +290,15 @@ impl ServiceRegistry {
             Ok(record)
         })
         .await?;
-        self.with_usage(record)
+        self.with_usage(record).await
     }
 
     /// `record` with its reserved capacity filled in.
-    fn with_usage(&self, mut record: ServiceRecord) -> ApiResult<ServiceRecord> {
+    async fn with_usage(&self, mut record: ServiceRecord) -> ApiResult<ServiceRecord> {
         if let Some(usage) = self
             .store
-            .get_record::<HostUsage>(HOST_USAGE, record.host.as_bytes())?
+            .get_record::<HostUsage>(HOST_USAGE, record.host.as_bytes())
+            .await?
         {
             record.vcpus_used = usage.vcpus_used;
             record.memory_mib_used = usage.memory_mib_used;
@@ -306,41 +307,43 @@ impl ServiceRegistry {
     }
 
     /// Every host with its reserved capacity, by name.
-    pub fn hosts(&self) -> StoreResult<Vec<ServiceRecord>> {
-        let records = self.store.records::<ServiceRecord>(SERVICES, b"")?;
+    pub async fn hosts(&self) -> StoreResult<Vec<ServiceRecord>> {
+        operation::read(&self.store, |tx| self.hosts_in(tx)).await
+    }
+
+    /// Every host with its reserved capacity as `tx` reads them now.
+    fn hosts_in(&self, tx: &Tx<'_>) -> StoreResult<Vec<ServiceRecord>> {
+        let mut hosts = self.current_view(tx)?.hosts.clone();
         let mut usage: BTreeMap<Vec<u8>, HostUsage> = BTreeMap::new();
-        for (key, value) in self.store.raw_scan(HOST_USAGE, b"", None, usize::MAX)? {
+        for (key, value) in tx.scan_entries(HOST_USAGE, b"")? {
             usage.insert(key, crate::store::decode(&value)?);
         }
-        Ok(records
-            .into_iter()
-            .map(|mut record| {
-                if let Some(used) = usage.get(record.host.as_bytes()) {
-                    record.vcpus_used = used.vcpus_used;
-                    record.memory_mib_used = used.memory_mib_used;
-                }
-                record
-            })
-            .collect())
+        for host in &mut hosts {
+            if let Some(used) = usage.get(host.host.as_bytes()) {
+                host.vcpus_used = used.vcpus_used;
+                host.memory_mib_used = used.memory_mib_used;
+            }
+        }
+        Ok(hosts)
     }
 
     /// The vCPUs of every host together (the fleet an account shares).
-    pub fn fleet_vcpus(&self) -> StoreResult<u64> {
-        Ok(self
-            .current_view()?
-            .hosts
-            .iter()
-            .map(|r| u64::from(r.vcpus))
-            .sum())
+    pub async fn fleet_vcpus(&self) -> StoreResult<u64> {
+        operation::read(&self.store, |tx| {
+            Ok(self
+                .current_view(tx)?
+                .hosts
+                .iter()
+                .map(|r| u64::from(r.vcpus))
+                .sum())
+        })
+        .await
     }
 
     /// The hosts (without usage) and zone ids, from the view when it is
     /// still at the stored `services_revision`, else read and kept.
-    fn current_view(&self) -> StoreResult<Arc<HostsView>> {
-        let version = self
-            .store
-            .raw_versioned(META, SERVICES_REVISION)?
-            .map_or(0, |v| v.version);
+    fn current_view(&self, tx: &Tx<'_>) -> StoreResult<Arc<HostsView>> {
+        let version = tx.peek(META, SERVICES_REVISION)?.map_or(0, |v| v.version);
         if let Some(view) = crate::sync::read(&self.view)
             .as_ref()
             .filter(|view| view.version == version)
@@ -349,10 +352,9 @@ impl ServiceRegistry {
         }
         let view = Arc::new(HostsView {
             version,
-            hosts: self.store.records::<ServiceRecord>(SERVICES, b"")?,
-            zone_ids: self
-                .store
-                .records::<(String, String)>(ZONE_IDS, b"")?
+            hosts: tx.scan::<ServiceRecord>(SERVICES, b"")?,
+            zone_ids: tx
+                .scan::<(String, String)>(ZONE_IDS, b"")?
                 .into_iter()
                 .collect(),
         });
@@ -363,15 +365,23 @@ impl ServiceRegistry {
     /// The zones, derived from the hosts: a zone exists while a host names
     /// it and is available while one of its enabled hosts is alive. The
     /// hosts carry no usage (see [`ServiceRegistry::zones_with_usage`]).
-    pub fn zones(&self, now: DateTime<Utc>) -> StoreResult<Vec<Zone>> {
-        let view = self.current_view()?;
+    pub async fn zones(&self, now: DateTime<Utc>) -> StoreResult<Vec<Zone>> {
+        operation::read(&self.store, |tx| self.zones_in(tx, now)).await
+    }
+
+    /// [`ServiceRegistry::zones`] as `tx` reads them now.
+    pub(super) fn zones_in(&self, tx: &Tx<'_>, now: DateTime<Utc>) -> StoreResult<Vec<Zone>> {
+        let view = self.current_view(tx)?;
         Ok(self.group_zones(view.hosts.clone(), &view.zone_ids, now))
     }
 
     /// [`ServiceRegistry::zones`] with every host's reserved capacity.
-    pub fn zones_with_usage(&self, now: DateTime<Utc>) -> StoreResult<Vec<Zone>> {
-        let view = self.current_view()?;
-        Ok(self.group_zones(self.hosts()?, &view.zone_ids, now))
+    pub async fn zones_with_usage(&self, now: DateTime<Utc>) -> StoreResult<Vec<Zone>> {
+        operation::read(&self.store, |tx| {
+            let view = self.current_view(tx)?;
+            Ok(self.group_zones(self.hosts_in(tx)?, &view.zone_ids, now))
+        })
+        .await
     }
 
     fn group_zones(
@@ -513,28 +523,17 @@ impl ServiceRegistry {
 
     /// The hosts, for placing instances: their usage as stored now (not
     /// tracked; [`Placement::place`] reads the chosen host's in the `Tx`).
-    pub fn placement(&self, _tx: &mut Tx<'_>) -> StoreResult<Placement> {
-        let mut hosts = self.current_view()?.hosts.clone();
-        let mut usage: BTreeMap<Vec<u8>, HostUsage> = BTreeMap::new();
-        for (key, value) in self.store.raw_scan(HOST_USAGE, b"", None, usize::MAX)? {
-            usage.insert(key, crate::store::decode(&value)?);
-        }
-        for host in &mut hosts {
-            if let Some(used) = usage.get(host.host.as_bytes()) {
-                host.vcpus_used = used.vcpus_used;
-                host.memory_mib_used = used.memory_mib_used;
-            }
-        }
-        Ok(Placement::new(hosts, self.liveness_window))
+    pub fn placement(&self, tx: &Tx<'_>) -> StoreResult<Placement> {
+        Ok(Placement::new(self.hosts_in(tx)?, self.liveness_window))
     }
 
     /// Gives every host a `host_usage` record (version 1 records carried
     /// their reservations inline): run at start, before anything places.
     pub async fn upgrade_usage(&self) -> ApiResult<()> {
-        for record in self.store.records::<ServiceRecord>(SERVICES, b"")? {
+        for record in self.store.records::<ServiceRecord>(SERVICES, b"").await? {
             if self
                 .store
-                .raw(HOST_USAGE, record.host.as_bytes())?
+                .raw(HOST_USAGE, record.host.as_bytes()).await?
                 .is_some()
             {
                 continue;
@@ -562,8 +561,8 @@ impl ServiceRegistry {
     }
 
     /// The id of `zone`, if it has one (ids never change once assigned).
-    pub fn zone_id(&self, zone: &str) -> StoreResult<Option<String>> {
-        Ok(self.current_view()?.zone_ids.get(zone).cloned())
+    pub fn zone_id(&self, tx: &Tx<'_>, zone: &str) -> StoreResult<Option<String>> {
+        Ok(self.current_view(tx)?.zone_ids.get(zone).cloned())
     }
 }
 
@@ -640,7 +639,7 @@ mod tests {
             .add_host(host("h3", "us-east-1a"), now)
             .await
             .unwrap();
-        let zones = registry.zones(now).unwrap();
+        let zones = registry.zones(now).await.unwrap();
         let summary: Vec<_> = zones
             .iter()
             .map(|z| (z.name.as_str(), z.zone_id.as_str(), z.state, z.hosts.len()))
@@ -657,20 +656,20 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(
-            registry.zones(now).unwrap()[1].state,
+            registry.zones(now).await.unwrap()[1].state,
             ZoneState::Unavailable
         );
         registry.remove_host("h1").await.unwrap();
-        assert_eq!(registry.zones(now).unwrap().len(), 1);
+        assert_eq!(registry.zones(now).await.unwrap().len(), 1);
         // The zone id stays reserved: a new zone gets the next number.
         registry
             .add_host(host("h4", "us-east-1c"), now)
             .await
             .unwrap();
-        assert_eq!(registry.zones(now).unwrap()[1].zone_id, "use1-az3");
+        assert_eq!(registry.zones(now).await.unwrap()[1].zone_id, "use1-az3");
         // Ids survive a reload from the store.
         let reloaded = ServiceRegistry::load(store, "us-east-1", Duration::seconds(60)).unwrap();
-        assert_eq!(reloaded.zones(now).unwrap()[1].zone_id, "use1-az3");
+        assert_eq!(reloaded.zones(now).await.unwrap()[1].zone_id, "use1-az3");
         assert_eq!(
             registry
                 .add_host(host("h4", "x"), now)

@@ -67,18 +67,18 @@ impl Snapshot {
 }
 
 impl Compute {
-    pub fn snapshots(&self, account_id: &str) -> ApiResult<Vec<Snapshot>> {
+    pub async fn snapshots(&self, account_id: &str) -> ApiResult<Vec<Snapshot>> {
         let mut snapshots: Vec<Snapshot> = self
             .store
-            .records(SNAPSHOTS, format!("{account_id}/").as_bytes())?;
+            .records(SNAPSHOTS, format!("{account_id}/").as_bytes()).await?;
         snapshots.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(snapshots)
     }
 
-    pub fn snapshot(&self, account_id: &str, id: &str) -> ApiResult<Snapshot> {
+    pub async fn snapshot(&self, account_id: &str, id: &str) -> ApiResult<Snapshot> {
         super::kinds::ResourceKind::Snapshot.check(id)?;
         self.store
-            .get_record(SNAPSHOTS, &key(account_id, id))?
+            .get_record(SNAPSHOTS, &key(account_id, id)).await?
             .ok_or_else(|| snapshot_not_found(id))
     }
 
@@ -139,7 +139,7 @@ impl Compute {
             // Registrations rewrite the snapshots they use, so an image
             // registered after this listing makes the commit conflict.
             let in_use = self
-                .visible_images(account_id)?
+                .visible_images_in(tx, account_id)?
                 .into_iter()
                 .find(|i| i.snapshot_ids.iter().any(|s| s == snapshot_id));
             if let Some(image) = in_use {

@@ -30,7 +30,7 @@ impl Compute {
         }
         let now = self.clock.now();
         let lifecycle = &self.lifecycle;
-        let vcpu_limit = u64::from(self.vcpu_limit()?);
+        let vcpu_limit = u64::from(self.vcpu_limit().await?);
         let changes = operation::run(&self.store, dry_run, |tx| {
             let mut seen = HashSet::new();
             let mut current = Vec::new();

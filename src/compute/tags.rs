@@ -113,18 +113,19 @@ struct TagIndex {
 }
 
 impl Compute {
-    fn tag_index(&self, account_id: &str, kinds: &[ResourceType]) -> ApiResult<TagIndex> {
+    async fn tag_index(&self, account_id: &str, kinds: &[ResourceType]) -> ApiResult<TagIndex> {
         let mut index = TagIndex::default();
         if kinds.contains(&ResourceType::KeyPair) {
             index.key_pairs = self
-                .key_pairs(account_id)?
+                .key_pairs(account_id).await?
                 .into_iter()
                 .map(|pair| (pair.id, pair.name))
                 .collect();
         }
         if kinds.contains(&ResourceType::Subnet) {
             index.subnets = self
-                .default_subnets(account_id)?
+                .default_subnets(account_id)
+                .await?
                 .into_iter()
                 .map(|subnet| (subnet.subnet_id, subnet.availability_zone))
                 .collect();
@@ -175,11 +176,12 @@ impl Compute {
                 Ok(located)
             }
             ResourceType::Vpc => {
-                let vpc = self
-                    .default_vpc(account_id)?
-                    .filter(|v| v.vpc_id == id)
-                    .ok_or_else(|| kind.not_found(id))?;
-                found(super::network::VPCS, vpc.account_id.into_bytes())
+                let located = found(super::network::VPCS, account_id.as_bytes().to_vec())?;
+                let vpc: super::network::Vpc = crate::store::decode(&located.value)?;
+                if vpc.vpc_id != id {
+                    return Err(kind.not_found(id));
+                }
+                Ok(located)
             }
             ResourceType::Subnet => {
                 let zone = index.subnets.get(id).ok_or_else(|| kind.not_found(id))?;
@@ -220,7 +222,7 @@ impl Compute {
             .iter()
             .map(|id| ResourceType::of(id))
             .collect::<ApiResult<_>>()?;
-        let index = self.tag_index(account_id, &kinds)?;
+        let index = self.tag_index(account_id, &kinds).await?;
         super::operation::run(&self.store, dry_run, |tx| {
             for (id, kind) in ids.iter().zip(&kinds) {
                 if *kind == ResourceType::Instance {
@@ -276,39 +278,39 @@ impl Compute {
                 });
             }
         };
-        for instance in self.instances(account_id, &[], None)? {
+        for instance in self.instances(account_id, &[], None).await? {
             push(&instance.id, ResourceType::Instance, &instance.tags);
         }
         for image in self
-            .visible_images(account_id)?
+            .visible_images(account_id).await?
             .into_iter()
             .filter(|i| i.owner_id == account_id)
         {
             push(&image.id, ResourceType::Image, &image.tags);
         }
-        for pair in self.key_pairs(account_id)? {
+        for pair in self.key_pairs(account_id).await? {
             push(&pair.id, ResourceType::KeyPair, &pair.tags);
         }
         for group in self.security_groups(account_id).await? {
             push(&group.id, ResourceType::SecurityGroup, &group.tags);
         }
-        for volume in self.volumes(account_id)? {
+        for volume in self.volumes(account_id).await? {
             push(&volume.id, ResourceType::Volume, &volume.tags);
         }
-        for snapshot in self.snapshots(account_id)? {
+        for snapshot in self.snapshots(account_id).await? {
             push(&snapshot.id, ResourceType::Snapshot, &snapshot.tags);
         }
-        for address in self.addresses(account_id)? {
+        for address in self.addresses(account_id).await? {
             push(
                 &address.allocation_id,
                 ResourceType::ElasticIp,
                 &address.tags,
             );
         }
-        if let Some(vpc) = self.default_vpc(account_id)? {
+        if let Some(vpc) = self.default_vpc(account_id).await? {
             push(&vpc.vpc_id, ResourceType::Vpc, &vpc.tags);
         }
-        for subnet in self.default_subnets(account_id)? {
+        for subnet in self.default_subnets(account_id).await? {
             push(&subnet.subnet_id, ResourceType::Subnet, &subnet.tags);
         }
         Ok(all)

@@ -24,7 +24,7 @@ impl Compute {
     /// upgrading at the same time does no harm. Returns how many changed.
     pub async fn upgrade_instances(&self) -> ApiResult<usize> {
         let mut upgraded = 0;
-        for (key, value) in self.store.raw_scan(INSTANCES, b"", None, usize::MAX)? {
+        for (key, value) in self.store.raw_scan(INSTANCES, b"", None, usize::MAX).await? {
             if crate::store::version_of(&value)? >= Instance::VERSION {
                 continue;
             }
@@ -53,11 +53,11 @@ impl Compute {
         // memory only).
         for token in self
             .store
-            .records::<ClientTokenRecord>(CLIENT_TOKENS, b"")?
+            .records::<ClientTokenRecord>(CLIENT_TOKENS, b"").await?
         {
             if let Some(expiry) = token.expires_at {
                 let entry = schedule_key(expiry, Due::Token, &token.account_id, &token.token);
-                if self.store.raw(SCHEDULE, &entry)?.is_none() {
+                if self.store.raw(SCHEDULE, &entry).await?.is_none() {
                     super::operation::run(&self.store, false, |tx| {
                         tx.put(SCHEDULE, entry.clone(), &true);
                         Ok(())

@@ -13,7 +13,7 @@
 //! record are read and rewritten with the change.
 
 use super::instances::{InstanceState, Tag};
-use super::operation::Tx;
+use super::operation::{self, Tx};
 use super::usage::{Kind, Usage};
 use super::Compute;
 use crate::error::{ApiError, ApiResult};
@@ -168,15 +168,17 @@ pub fn is_device_name(device: &str) -> bool {
 impl Compute {
     /// The account's volumes, attachments of ended or ended-detaching
     /// instances dropped.
-    pub fn volumes(&self, account_id: &str) -> ApiResult<Vec<Volume>> {
+    pub async fn volumes(&self, account_id: &str) -> ApiResult<Vec<Volume>> {
+        operation::read(&self.store, |tx| self.volumes_in(tx, account_id)).await
+    }
+
+    fn volumes_in(&self, tx: &Tx<'_>, account_id: &str) -> ApiResult<Vec<Volume>> {
         let now = self.clock.now();
-        let mut volumes: Vec<Volume> = self
-            .store
-            .records(VOLUMES, format!("{account_id}/").as_bytes())?;
+        let mut volumes: Vec<Volume> = tx.scan(VOLUMES, format!("{account_id}/").as_bytes())?;
         for volume in &mut volumes {
             let ended = volume.attachment.as_ref().is_some_and(|a| {
                 a.detached_at.is_some_and(|at| at <= now)
-                    || !self.instance_holds_volumes(account_id, &a.instance_id)
+                    || !self.instance_holds_volumes(tx, account_id, &a.instance_id)
             });
             if ended {
                 volume.attachment = None;
@@ -186,16 +188,17 @@ impl Compute {
         Ok(volumes)
     }
 
-    fn instance_holds_volumes(&self, account_id: &str, instance_id: &str) -> bool {
-        self.instances(account_id, &[instance_id.to_string()], None)
+    fn instance_holds_volumes(&self, tx: &Tx<'_>, account_id: &str, instance_id: &str) -> bool {
+        self.instances_in(tx, account_id, &[instance_id.to_string()], None)
             .ok()
             .and_then(|found| found.into_iter().next())
             .is_some_and(|i| i.state != InstanceState::Terminated)
     }
 
-    pub fn volume(&self, account_id: &str, id: &str) -> ApiResult<Volume> {
+    pub async fn volume(&self, account_id: &str, id: &str) -> ApiResult<Volume> {
         super::kinds::ResourceKind::Volume.check(id)?;
-        self.volumes(account_id)?
+        self.volumes(account_id)
+            .await?
             .into_iter()
             .find(|v| v.id == id)
             .ok_or_else(|| volume_not_found(id))
@@ -209,7 +212,8 @@ impl Compute {
     ) -> ApiResult<Volume> {
         let zone_exists = self
             .services
-            .zones(self.clock.now())?
+            .zones(self.clock.now())
+            .await?
             .iter()
             .any(|z| z.name == request.availability_zone);
         if !zone_exists {
@@ -218,11 +222,10 @@ impl Compute {
                 request.availability_zone
             )));
         }
-        let snapshot = request
-            .snapshot_id
-            .as_deref()
-            .map(|id| self.snapshot(account_id, id))
-            .transpose()?;
+        let snapshot = match request.snapshot_id.as_deref() {
+            Some(id) => Some(self.snapshot(account_id, id).await?),
+            None => None,
+        };
         if let Some(snapshot) = &snapshot {
             if snapshot.state(self.clock.now()) != "completed" {
                 return Err(ApiError::NotFound {
@@ -250,7 +253,7 @@ impl Compute {
             )));
         }
         let now = self.clock.now();
-        let storage_limit = self.volume_storage_limit()?;
+        let storage_limit = self.volume_storage_limit().await?;
         super::operation::run(&self.store, dry_run, |tx| {
             let mut usage = volume_usage(tx, account_id)?;
             let own = tx.scan::<Volume>(VOLUMES, format!("{account_id}/").as_bytes())?;
@@ -330,7 +333,7 @@ impl Compute {
         dry_run: bool,
         change: impl Fn(&mut Tx<'_>, &mut Volume, DateTime<Utc>) -> ApiResult<()>,
     ) -> ApiResult<Volume> {
-        let storage_limit = self.volume_storage_limit()?;
+        let storage_limit = self.volume_storage_limit().await?;
         super::operation::run(&self.store, dry_run, |tx| {
             let mut volume = self.volume_in(tx, account_id, id)?;
             let before_size = volume.size_gib;
@@ -405,7 +408,7 @@ impl Compute {
             // rewritten unchanged, so two attachments racing for one
             // instance serialise.
             tx.touch(super::instances::INSTANCES, &super::instances::instance_key(account_id, instance_id))?;
-            let others = self.volumes(account_id)?;
+            let others = self.volumes_in(tx, account_id)?;
             let taken = device == "/dev/xvda"
                 || device == "/dev/sda1"
                 || others.iter().any(|v| v.id != volume_id && v.attachment.as_ref().is_some_and(|a| a.instance_id == instance_id && a.device == device));
@@ -473,7 +476,7 @@ impl Compute {
         iops: Option<u32>,
         dry_run: bool,
     ) -> ApiResult<(Volume, Volume)> {
-        let original = self.volume(account_id, volume_id)?;
+        let original = self.volume(account_id, volume_id).await?;
         let modified = self
             .update_volume(account_id, volume_id, dry_run, |_, volume, _| {
                 if let Some(size) = size {

@@ -7,8 +7,8 @@
 //! checked and the write applied in one step.
 
 use super::{
-    check_unique_keys, Committed, Entry, Expect, Expectation, Store, StoreResult, VersionedValue,
-    WriteBatch, WriteOp,
+    check_unique_keys, Committed, Entry, Expect, Expectation, Store, StoreCall, StoreResult,
+    VersionedValue, WriteBatch, WriteOp,
 };
 use std::collections::BTreeMap;
 use std::sync::RwLock;
@@ -44,43 +44,33 @@ pub(super) fn meets(expect: Expect, current: Option<u64>) -> bool {
     }
 }
 
-impl Store for MemoryStore {
-    fn get(&self, tree: &str, key: &[u8]) -> StoreResult<Option<Vec<u8>>> {
+impl MemoryStore {
+    fn get_now(&self, tree: &str, key: &[u8]) -> Option<VersionedValue> {
         let inner = crate::sync::read(&self.inner);
-        Ok(inner
-            .data
-            .get(&(tree.to_string(), key.to_vec()))
-            .map(|v| v.value.clone()))
+        inner.data.get(&(tree.to_string(), key.to_vec())).cloned()
     }
 
-    fn get_versioned(&self, tree: &str, key: &[u8]) -> StoreResult<Option<VersionedValue>> {
-        let inner = crate::sync::read(&self.inner);
-        Ok(inner.data.get(&(tree.to_string(), key.to_vec())).cloned())
-    }
-
-    fn scan(
-        &self,
-        tree: &str,
-        prefix: &[u8],
-        after: Option<&[u8]>,
-        limit: usize,
-    ) -> StoreResult<Vec<Entry>> {
+    fn scan_now(&self, tree: &str, prefix: &[u8], after: Option<&[u8]>, limit: usize) -> Vec<Entry> {
         use std::ops::Bound;
         let inner = crate::sync::read(&self.inner);
         let start = match after {
             Some(after) => Bound::Excluded((tree.to_string(), after.to_vec())),
             None => Bound::Included((tree.to_string(), prefix.to_vec())),
         };
-        Ok(inner
+        inner
             .data
             .range((start, Bound::Unbounded))
             .take_while(|((t, k), _)| t == tree && k.starts_with(prefix))
             .take(limit)
             .map(|((_, k), v)| (k.clone(), v.value.clone()))
-            .collect())
+            .collect()
     }
 
-    fn commit(&self, expectations: &[Expectation], writes: &WriteBatch) -> StoreResult<Committed> {
+    fn commit_now(
+        &self,
+        expectations: &[Expectation],
+        writes: &WriteBatch,
+    ) -> StoreResult<Committed> {
         check_unique_keys(writes)?;
         let mut inner = crate::sync::write(&self.inner);
         let conflicts: Vec<(String, Vec<u8>)> = expectations
@@ -117,8 +107,36 @@ impl Store for MemoryStore {
         }
         Ok(Committed::Applied { version })
     }
+}
 
-    fn flush(&self) -> StoreResult<()> {
-        Ok(())
+impl Store for MemoryStore {
+    fn get_versioned<'a>(
+        &'a self,
+        tree: &'a str,
+        key: &'a [u8],
+    ) -> StoreCall<'a, Option<VersionedValue>> {
+        StoreCall::ready(Ok(self.get_now(tree, key)))
+    }
+
+    fn scan<'a>(
+        &'a self,
+        tree: &'a str,
+        prefix: &'a [u8],
+        after: Option<&'a [u8]>,
+        limit: usize,
+    ) -> StoreCall<'a, Vec<Entry>> {
+        StoreCall::ready(Ok(self.scan_now(tree, prefix, after, limit)))
+    }
+
+    fn commit<'a>(
+        &'a self,
+        expectations: &'a [Expectation],
+        writes: &'a WriteBatch,
+    ) -> StoreCall<'a, Committed> {
+        StoreCall::ready(self.commit_now(expectations, writes))
+    }
+
+    fn flush(&self) -> StoreCall<'_, ()> {
+        StoreCall::ready(Ok(()))
     }
 }

@@ -21,8 +21,11 @@ mod sled_store;
 pub use memory::MemoryStore;
 pub use sled_store::SledStore;
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use tokio::sync::{watch, Mutex};
 
 /// A storage failure: I/O, corruption, or a value that no longer decodes.
@@ -195,6 +198,57 @@ fn last_write_per_key(batch: &WriteBatch) -> WriteBatch {
     WriteBatch { ops }
 }
 
+/// A store call's answer: ready at once (memory and sled answer from this
+/// process) or a future to await (a networked store such as etcd).
+///
+/// The compute core runs its checks as plain functions over a [`Tx`]
+/// (`compute::operation`): a ready answer is used on the spot, and a call
+/// that would wait is noted, awaited by the operation's runner, and the
+/// attempt runs again with the answer in hand. So the core stays free of
+/// `.await` inside its checks while a backend is free to be remote; no
+/// allocation is made on the local path.
+///
+/// [`Tx`]: crate::compute::operation::Tx
+pub enum StoreCall<'a, T> {
+    Ready(Option<StoreResult<T>>),
+    Waiting(Pin<Box<dyn Future<Output = StoreResult<T>> + Send + 'a>>),
+}
+
+impl<'a, T> StoreCall<'a, T> {
+    /// An answer already known.
+    pub fn ready(answer: StoreResult<T>) -> Self {
+        Self::Ready(Some(answer))
+    }
+
+    /// An answer still to come.
+    pub fn waiting(future: impl Future<Output = StoreResult<T>> + Send + 'a) -> Self {
+        Self::Waiting(Box::pin(future))
+    }
+
+    /// The answer if it is known without waiting.
+    pub fn now(self) -> Option<StoreResult<T>> {
+        match self {
+            Self::Ready(answer) => answer,
+            Self::Waiting(_) => None,
+        }
+    }
+}
+
+impl<T: Unpin> Future for StoreCall<'_, T> {
+    type Output = StoreResult<T>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.get_mut() {
+            Self::Ready(answer) => Poll::Ready(
+                answer
+                    .take()
+                    .unwrap_or_else(|| Err(StoreError("a store call was awaited twice".into()))),
+            ),
+            Self::Waiting(future) => future.as_mut().poll(cx),
+        }
+    }
+}
+
 /// The storage contract every backend implements.
 ///
 /// Every value has a version: the store-wide revision of the commit that
@@ -202,48 +256,54 @@ fn last_write_per_key(batch: &WriteBatch) -> WriteBatch {
 /// expectations on versions and applies its write set whole, or reports the
 /// keys that conflicted; backends do the check and the write under their
 /// own lock, so concurrent commits on one key serialise and exactly one of
-/// them wins.
+/// them wins. Every call answers a [`StoreCall`]: local backends answer at
+/// once, a network backend with a future.
 pub trait Store: Send + Sync + 'static {
-    /// The value under `key` in `tree`.
-    fn get(&self, tree: &str, key: &[u8]) -> StoreResult<Option<Vec<u8>>>;
-
     /// The value under `key` in `tree`, with its version.
-    fn get_versioned(&self, tree: &str, key: &[u8]) -> StoreResult<Option<VersionedValue>>;
+    fn get_versioned<'a>(
+        &'a self,
+        tree: &'a str,
+        key: &'a [u8],
+    ) -> StoreCall<'a, Option<VersionedValue>>;
 
     /// Checks `expectations` and applies `writes`, atomically (not yet
     /// durably: see [`Store::flush`]). A write set naming a key twice is an
     /// error.
-    fn commit(&self, expectations: &[Expectation], writes: &WriteBatch) -> StoreResult<Committed>;
+    fn commit<'a>(
+        &'a self,
+        expectations: &'a [Expectation],
+        writes: &'a WriteBatch,
+    ) -> StoreCall<'a, Committed>;
 
     /// Up to `limit` entries of `tree` whose keys start with `prefix`, in key
     /// order, starting strictly after `after` when given.
-    fn scan(
-        &self,
-        tree: &str,
-        prefix: &[u8],
-        after: Option<&[u8]>,
+    fn scan<'a>(
+        &'a self,
+        tree: &'a str,
+        prefix: &'a [u8],
+        after: Option<&'a [u8]>,
         limit: usize,
-    ) -> StoreResult<Vec<Entry>>;
+    ) -> StoreCall<'a, Vec<Entry>>;
 
-    /// Applies every operation of `batch` atomically (not yet durably),
-    /// without expectations; a key written twice ends as its last write.
-    /// Returns the version it was applied at.
-    fn apply(&self, batch: &WriteBatch) -> StoreResult<u64> {
-        let outcome = if check_unique_keys(batch).is_ok() {
-            self.commit(&[], batch)?
-        } else {
-            self.commit(&[], &last_write_per_key(batch))?
-        };
-        match outcome {
-            Committed::Applied { version } => Ok(version),
-            Committed::Conflict { .. } => {
-                unreachable!("a commit without expectations cannot conflict")
-            }
-        }
+    /// Makes everything applied so far durable.
+    fn flush(&self) -> StoreCall<'_, ()>;
+}
+
+/// Applies every operation of `batch` atomically (not yet durably), without
+/// expectations; a key written twice ends as its last write. Returns the
+/// version it was applied at.
+pub async fn apply_unconditionally(store: &dyn Store, batch: &WriteBatch) -> StoreResult<u64> {
+    let outcome = if check_unique_keys(batch).is_ok() {
+        store.commit(&[], batch).await?
+    } else {
+        store.commit(&[], &last_write_per_key(batch)).await?
+    };
+    match outcome {
+        Committed::Applied { version } => Ok(version),
+        Committed::Conflict { .. } => Err(StoreError(
+            "a commit without expectations reported a conflict".into(),
+        )),
     }
-
-    /// Blocks until everything applied so far is on stable storage.
-    fn flush(&self) -> StoreResult<()>;
 }
 
 pub use record::{decode, encode, version_of, Record};
@@ -275,56 +335,63 @@ impl StoreHandle {
         }
     }
 
-    /// The encoded value under `key`, as stored.
-    pub fn raw(&self, tree: &str, key: &[u8]) -> StoreResult<Option<Vec<u8>>> {
-        self.store.get(tree, key)
+    /// The backend, for calls that may answer without waiting (see
+    /// [`StoreCall`]).
+    pub fn backend(&self) -> &dyn Store {
+        self.store.as_ref()
     }
 
-    pub fn get_record<T: Record>(&self, tree: &str, key: &[u8]) -> StoreResult<Option<T>> {
-        self.store
-            .get(tree, key)?
+    /// The encoded value under `key`, as stored.
+    pub async fn raw(&self, tree: &str, key: &[u8]) -> StoreResult<Option<Vec<u8>>> {
+        Ok(self.store.get_versioned(tree, key).await?.map(|v| v.value))
+    }
+
+    pub async fn get_record<T: Record>(&self, tree: &str, key: &[u8]) -> StoreResult<Option<T>> {
+        self.raw(tree, key)
+            .await?
             .map(|bytes| decode(&bytes))
             .transpose()
     }
 
     /// Every record under `prefix`, in key order.
-    pub fn records<T: Record>(&self, tree: &str, prefix: &[u8]) -> StoreResult<Vec<T>> {
+    pub async fn records<T: Record>(&self, tree: &str, prefix: &[u8]) -> StoreResult<Vec<T>> {
         self.store
-            .scan(tree, prefix, None, usize::MAX)?
+            .scan(tree, prefix, None, usize::MAX)
+            .await?
             .into_iter()
             .map(|(_, value)| decode(&value))
             .collect()
     }
 
-    /// How many records are under `prefix` (for quotas; nothing is decoded).
-    pub fn count(&self, tree: &str, prefix: &[u8]) -> StoreResult<usize> {
-        Ok(self.store.scan(tree, prefix, None, usize::MAX)?.len())
-    }
-
     /// The value under `key` in `tree` with its version, as stored.
-    pub fn raw_versioned(&self, tree: &str, key: &[u8]) -> StoreResult<Option<VersionedValue>> {
-        self.store.get_versioned(tree, key)
+    pub async fn raw_versioned(
+        &self,
+        tree: &str,
+        key: &[u8],
+    ) -> StoreResult<Option<VersionedValue>> {
+        self.store.get_versioned(tree, key).await
     }
 
     /// Up to `limit` entries under `prefix` after `after`, as stored.
-    pub fn raw_scan(
+    pub async fn raw_scan(
         &self,
         tree: &str,
         prefix: &[u8],
         after: Option<&[u8]>,
         limit: usize,
     ) -> StoreResult<Vec<Entry>> {
-        self.store.scan(tree, prefix, after, limit)
+        self.store.scan(tree, prefix, after, limit).await
     }
 
     /// The value under `key` in `tree` with its version, decoded.
-    pub fn get_versioned_record<T: Record>(
+    pub async fn get_versioned_record<T: Record>(
         &self,
         tree: &str,
         key: &[u8],
     ) -> StoreResult<Option<(T, u64)>> {
         self.store
-            .get_versioned(tree, key)?
+            .get_versioned(tree, key)
+            .await?
             .map(|v| decode(&v.value).map(|record| (record, v.version)))
             .transpose()
     }
@@ -332,7 +399,7 @@ impl StoreHandle {
     /// Checks `commit`'s expectations and applies its writes; when applied,
     /// waits until they are durable.
     pub async fn commit_checked(&self, commit: &Commit) -> StoreResult<Committed> {
-        let outcome = self.commit_applied(commit)?;
+        let outcome = self.commit_applied(commit).await?;
         if let Committed::Applied { .. } = outcome {
             self.durable(self.applied.load(Ordering::SeqCst)).await?;
         }
@@ -342,21 +409,27 @@ impl StoreHandle {
     /// Checks `commit`'s expectations and applies its writes, without
     /// waiting for durability (work that is redone after a crash anyway,
     /// such as a due transition whose schedule entry it deletes).
-    pub fn commit_applied(&self, commit: &Commit) -> StoreResult<Committed> {
-        let outcome = self.store.commit(&commit.expectations, &commit.writes)?;
+    pub async fn commit_applied(&self, commit: &Commit) -> StoreResult<Committed> {
+        let outcome = self
+            .store
+            .commit(&commit.expectations, &commit.writes)
+            .await?;
         if let Committed::Applied { version } = outcome {
-            self.applied_version.fetch_max(version, Ordering::SeqCst);
-            self.applied.fetch_add(1, Ordering::SeqCst);
+            self.note_applied(version);
         }
         Ok(outcome)
     }
 
+    fn note_applied(&self, version: u64) -> u64 {
+        self.applied_version.fetch_max(version, Ordering::SeqCst);
+        self.applied.fetch_add(1, Ordering::SeqCst) + 1
+    }
+
     /// Applies `batch` atomically and returns its sequence number, to pass to
     /// [`StoreHandle::durable`] before answering.
-    pub fn apply(&self, batch: &WriteBatch) -> StoreResult<u64> {
-        let version = self.store.apply(batch)?;
-        self.applied_version.fetch_max(version, Ordering::SeqCst);
-        Ok(self.applied.fetch_add(1, Ordering::SeqCst) + 1)
+    pub async fn apply(&self, batch: &WriteBatch) -> StoreResult<u64> {
+        let version = apply_unconditionally(self.store.as_ref(), batch).await?;
+        Ok(self.note_applied(version))
     }
 
     /// True when a value read at `version` may not be on stable storage
@@ -386,10 +459,7 @@ impl StoreHandle {
             }
             let target = self.applied.load(Ordering::SeqCst);
             let target_version = self.applied_version.load(Ordering::SeqCst);
-            let store = self.store.clone();
-            tokio::task::spawn_blocking(move || store.flush())
-                .await
-                .map_err(|e| StoreError(format!("flush task failed: {e}")))??;
+            self.store.flush().await?;
             self.durable_version
                 .fetch_max(target_version, Ordering::SeqCst);
             self.durable
@@ -399,7 +469,7 @@ impl StoreHandle {
 
     /// Applies `batch` and waits until it is durable.
     pub async fn commit(&self, batch: &WriteBatch) -> StoreResult<()> {
-        let sequence = self.apply(batch)?;
+        let sequence = self.apply(batch).await?;
         self.durable(sequence).await
     }
 

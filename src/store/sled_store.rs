@@ -16,7 +16,7 @@
 
 use super::memory::meets;
 use super::{
-    check_unique_keys, Committed, Entry, Expectation, Store, StoreError, StoreResult,
+    check_unique_keys, Committed, Entry, Expectation, Store, StoreCall, StoreError, StoreResult,
     VersionedValue, WriteBatch, WriteOp,
 };
 use std::ops::Bound;
@@ -121,16 +121,8 @@ impl SledStore {
     }
 }
 
-impl Store for SledStore {
-    fn get(&self, tree: &str, key: &[u8]) -> StoreResult<Option<Vec<u8>>> {
-        Ok(self
-            .data
-            .get(full_key(tree, key))
-            .map_err(storage_error)?
-            .map(|stored| split_version(&stored).0.to_vec()))
-    }
-
-    fn scan(
+impl SledStore {
+    fn scan_now(
         &self,
         tree: &str,
         prefix: &[u8],
@@ -158,7 +150,7 @@ impl Store for SledStore {
         Ok(entries)
     }
 
-    fn get_versioned(&self, tree: &str, key: &[u8]) -> StoreResult<Option<VersionedValue>> {
+    fn get_now(&self, tree: &str, key: &[u8]) -> StoreResult<Option<VersionedValue>> {
         Ok(self
             .data
             .get(full_key(tree, key))
@@ -172,7 +164,7 @@ impl Store for SledStore {
             }))
     }
 
-    fn commit(&self, expectations: &[Expectation], writes: &WriteBatch) -> StoreResult<Committed> {
+    fn commit_now(&self, expectations: &[Expectation], writes: &WriteBatch) -> StoreResult<Committed> {
         check_unique_keys(writes)?;
         let mut revision = crate::sync::lock(&self.revision);
         let mut conflicts = Vec::new();
@@ -204,9 +196,43 @@ impl Store for SledStore {
         *revision = version;
         Ok(Committed::Applied { version })
     }
+}
 
-    fn flush(&self) -> StoreResult<()> {
-        self.db.flush().map(|_| ()).map_err(storage_error)
+impl Store for SledStore {
+    fn get_versioned<'a>(
+        &'a self,
+        tree: &'a str,
+        key: &'a [u8],
+    ) -> StoreCall<'a, Option<VersionedValue>> {
+        StoreCall::ready(self.get_now(tree, key))
+    }
+
+    fn scan<'a>(
+        &'a self,
+        tree: &'a str,
+        prefix: &'a [u8],
+        after: Option<&'a [u8]>,
+        limit: usize,
+    ) -> StoreCall<'a, Vec<Entry>> {
+        StoreCall::ready(self.scan_now(tree, prefix, after, limit))
+    }
+
+    fn commit<'a>(
+        &'a self,
+        expectations: &'a [Expectation],
+        writes: &'a WriteBatch,
+    ) -> StoreCall<'a, Committed> {
+        StoreCall::ready(self.commit_now(expectations, writes))
+    }
+
+    /// An fsync: run off the async workers.
+    fn flush(&self) -> StoreCall<'_, ()> {
+        let db = self.db.clone();
+        StoreCall::waiting(async move {
+            tokio::task::spawn_blocking(move || db.flush().map(|_| ()).map_err(storage_error))
+                .await
+                .map_err(|e| StoreError(format!("flush task failed: {e}")))?
+        })
     }
 }
 
