@@ -59,7 +59,8 @@ async fn host_usage(compute: &Compute) -> u32 {
 async fn state_of(compute: &Compute, id: &str) -> InstanceState {
     compute
         .instances(USER_ACCOUNT, &[id.to_string()], None)
-        .await.unwrap()[0]
+        .await
+        .unwrap()[0]
         .state
 }
 
@@ -179,7 +180,8 @@ async fn every_transition_happens_on_its_own() {
     assert_eq!(
         compute
             .instances(USER_ACCOUNT, std::slice::from_ref(&id), None)
-            .await.unwrap_err()
+            .await
+            .unwrap_err()
             .code(),
         "InvalidInstanceID.NotFound"
     );
@@ -251,7 +253,8 @@ async fn a_restart_completes_transitions_in_flight() {
     let used: u32 = compute
         .services()
         .hosts()
-        .await.unwrap()
+        .await
+        .unwrap()
         .iter()
         .map(|h| h.vcpus_used)
         .sum();

@@ -421,7 +421,8 @@ async fn check_invariants(core: &Compute, store: &StoreHandle) -> Result<(), Tes
         );
         if let Some(usage) = store
             .get_record::<Usage>("usage", format!("{account}/instances").as_bytes())
-            .await.unwrap()
+            .await
+            .unwrap()
         {
             prop_assert_eq!((usage.count, usage.amount), (live, vcpus), "instance usage");
         }
@@ -439,7 +440,8 @@ async fn check_invariants(core: &Compute, store: &StoreHandle) -> Result<(), Tes
         prop_assert!(pairs.len() as u32 <= MAX_KEY_PAIRS);
         let groups: Vec<SecurityGroup> = store
             .records("security_groups", format!("{account}/").as_bytes())
-            .await.unwrap();
+            .await
+            .unwrap();
         prop_assert!(groups.len() as u32 <= MAX_GROUPS, "{} groups", groups.len());
         let names: BTreeSet<&str> = groups.iter().map(|g| g.name.as_str()).collect();
         prop_assert_eq!(names.len(), groups.len(), "group names are unique");
@@ -516,7 +518,8 @@ async fn check_invariants(core: &Compute, store: &StoreHandle) -> Result<(), Tes
     for zone in ZONES {
         if let Some(used) = store
             .get_record::<u64>("volume_pools", zone.as_bytes())
-            .await.unwrap()
+            .await
+            .unwrap()
         {
             prop_assert_eq!(
                 used,
@@ -548,10 +551,7 @@ enum Backend {
 /// Runs `streams` concurrently on three cores over one store of
 /// `backend`, then checks the invariants (twice: as left, and once every
 /// transition has completed).
-fn run_case(
-    backend: Backend,
-    streams: Vec<Vec<(usize, usize, Op)>>,
-) -> Result<(), TestCaseError> {
+fn run_case(backend: Backend, streams: Vec<Vec<(usize, usize, Op)>>) -> Result<(), TestCaseError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

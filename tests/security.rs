@@ -529,7 +529,8 @@ async fn rule_references_to_other_accounts_reveal_and_create_nothing() {
             .gateway
             .compute
             .default_vpc(phantom)
-            .await.unwrap()
+            .await
+            .unwrap()
             .is_none());
     }
     // DryRun requests of every kind write nothing at all.
@@ -792,7 +793,8 @@ async fn terminated_instances_keep_a_small_record() {
     let compute = &server.gateway.compute;
     let kept = compute
         .instances(USER_ACCOUNT, std::slice::from_ref(&id), None)
-        .await.unwrap();
+        .await
+        .unwrap();
     assert_eq!(kept.len(), 1, "still listed during its retention");
     assert!(kept[0].user_data.is_none());
     // Still described as EC2 describes a terminated instance.
@@ -966,7 +968,8 @@ async fn phantom_account_records_are_removed_at_start() {
     let groups: Vec<ec2_gateway::compute::security_groups::SecurityGroup> = compute
         .store()
         .records("security_groups", b"999999999999/")
-        .await.unwrap();
+        .await
+        .unwrap();
     assert!(groups.is_empty());
     // Real accounts keep theirs.
     assert!(compute.default_vpc(USER_ACCOUNT).await.unwrap().is_some());

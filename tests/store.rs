@@ -19,7 +19,10 @@ async fn suite(store: Arc<dyn Store>) {
     batch.put("hosts", b"c".to_vec(), b"3".to_vec());
     batch.put("zones", b"a".to_vec(), b"zone".to_vec());
     apply_unconditionally(store.as_ref(), &batch).await.unwrap();
-    assert_eq!(get(store.as_ref(), "hosts", b"a").await, Some(b"1".to_vec()));
+    assert_eq!(
+        get(store.as_ref(), "hosts", b"a").await,
+        Some(b"1".to_vec())
+    );
     assert_eq!(
         get(store.as_ref(), "zones", b"a").await,
         Some(b"zone".to_vec()),
@@ -82,7 +85,10 @@ async fn suite(store: Arc<dyn Store>) {
     batch.put("hosts", b"c".to_vec(), b"33".to_vec());
     apply_unconditionally(store.as_ref(), &batch).await.unwrap();
     assert_eq!(get(store.as_ref(), "hosts", b"a").await, None);
-    assert_eq!(get(store.as_ref(), "hosts", b"c").await, Some(b"33".to_vec()));
+    assert_eq!(
+        get(store.as_ref(), "hosts", b"c").await,
+        Some(b"33".to_vec())
+    );
     assert_eq!(
         keys(store.scan("zones", b"", None, usize::MAX).await.unwrap()),
         ["a", "b"]
@@ -180,7 +186,10 @@ async fn versioned_suite(store: Arc<dyn Store>) {
     let mut twice = put(&[("usage", "acct", "4")]);
     twice.delete("usage", b"acct".to_vec());
     assert!(store.commit(&[], &twice).await.is_err());
-    assert_eq!(get(store.as_ref(), "usage", b"acct").await, Some(b"3".to_vec()));
+    assert_eq!(
+        get(store.as_ref(), "usage", b"acct").await,
+        Some(b"3".to_vec())
+    );
     // ...but the blind apply keeps its old meaning: the last write wins.
     apply_unconditionally(store.as_ref(), &twice).await.unwrap();
     assert_eq!(get(store.as_ref(), "usage", b"acct").await, None);
@@ -195,8 +204,14 @@ async fn versioned_suite(store: Arc<dyn Store>) {
             .unwrap(),
         Committed::Applied { .. }
     ));
-    apply_unconditionally(store.as_ref(), &put(&[("usage", "acct", "6")])).await.unwrap();
-    let latest = store.get_versioned("usage", b"acct").await.unwrap().unwrap();
+    apply_unconditionally(store.as_ref(), &put(&[("usage", "acct", "6")]))
+        .await
+        .unwrap();
+    let latest = store
+        .get_versioned("usage", b"acct")
+        .await
+        .unwrap()
+        .unwrap();
     assert!(latest.version > second);
     // Concurrent compare-and-set on one key: exactly one winner per round.
     let winners = Arc::new(AtomicUsize::new(0));
@@ -274,7 +289,12 @@ async fn sled_versions_survive_reopen() {
     };
     let store = SledStore::open(&path, 8 << 20).unwrap();
     assert_eq!(
-        store.get_versioned("hosts", b"a").await.unwrap().unwrap().version,
+        store
+            .get_versioned("hosts", b"a")
+            .await
+            .unwrap()
+            .unwrap()
+            .version,
         version
     );
     let mut batch = WriteBatch::new();
@@ -291,7 +311,11 @@ async fn sled_versions_survive_reopen() {
     raw.flush().unwrap();
     drop((data, raw));
     let store = SledStore::open(&path, 8 << 20).unwrap();
-    let legacy = store.get_versioned("hosts", b"legacy").await.unwrap().unwrap();
+    let legacy = store
+        .get_versioned("hosts", b"legacy")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!((legacy.value.as_slice(), legacy.version), (&b"old"[..], 0));
     let mut batch = WriteBatch::new();
     batch.put("hosts", b"legacy".to_vec(), b"new".to_vec());
@@ -407,7 +431,10 @@ async fn concurrent_commits_share_flushes() {
     let flushes = store.flushes.load(Ordering::SeqCst);
     assert!(flushes >= 1, "commits must flush");
     assert!(flushes < 16, "64 concurrent commits used {flushes} flushes");
-    assert_eq!(store.scan("t", b"", None, usize::MAX).await.unwrap().len(), 64);
+    assert_eq!(
+        store.scan("t", b"", None, usize::MAX).await.unwrap().len(),
+        64
+    );
     // A commit after everything is durable still flushes its own write.
     let mut batch = WriteBatch::new();
     batch.put("t", b"late".to_vec(), vec![2]);

@@ -22,8 +22,8 @@ use ec2_gateway::compute::security_groups::GroupSelector;
 use ec2_gateway::compute::Compute;
 use ec2_gateway::config::StorageBackend;
 use ec2_gateway::store::{
-    Committed, Entry, Expectation, MemoryStore, SledStore, Store, StoreError, StoreHandle,
-    StoreCall, VersionedValue, WriteBatch, WriteOp,
+    Committed, Entry, Expectation, MemoryStore, SledStore, Store, StoreCall, StoreError,
+    StoreHandle, VersionedValue, WriteBatch, WriteOp,
 };
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
@@ -219,7 +219,8 @@ async fn a_refused_write_leaves_nothing_behind(backend: StorageBackend) {
     assert!(refused.is_err());
     let state = compute
         .instances(USER_ACCOUNT, std::slice::from_ref(&first.id), None)
-        .await.unwrap()[0]
+        .await
+        .unwrap()[0]
         .state;
     assert_eq!(state, InstanceState::Pending, "the stop did not happen");
 
@@ -237,7 +238,8 @@ async fn a_refused_write_leaves_nothing_behind(backend: StorageBackend) {
     assert_eq!(
         compute
             .instances(USER_ACCOUNT, std::slice::from_ref(&first.id), None)
-            .await.unwrap()[0]
+            .await
+            .unwrap()[0]
             .state,
         InstanceState::Stopping
     );
@@ -267,7 +269,8 @@ async fn a_refused_transition_leaves_the_instance_where_it_was(backend: StorageB
     let booked: u32 = compute
         .services()
         .hosts()
-        .await.unwrap()
+        .await
+        .unwrap()
         .iter()
         .map(|h| h.vcpus_used)
         .sum();
@@ -351,7 +354,14 @@ async fn a_slow_request_does_not_hold_up_other_accounts(backend: StorageBackend)
     assert_eq!(other.await.unwrap().unwrap().instances.len(), 1);
     // And the held launch still completes, once, on fresh reads.
     assert_eq!(slow.await.unwrap().unwrap().instances.len(), 1);
-    assert_eq!(compute.instances(USER_ACCOUNT, &[], None).await.unwrap().len(), 1);
+    assert_eq!(
+        compute
+            .instances(USER_ACCOUNT, &[], None)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
 }
 
 /// Each fault test on memory and on sled.

@@ -108,7 +108,10 @@ impl DescribeAddresses {
     }
 
     pub async fn execute(self, context: &Context<'_>) -> ApiResult<AddressList> {
-        let addresses = context.compute.addresses(&context.principal.account_id).await?;
+        let addresses = context
+            .compute
+            .addresses(&context.principal.account_id)
+            .await?;
         if let Some(missing) = self
             .public_ips
             .iter()

@@ -65,7 +65,8 @@ impl AdminDescribeHosts {
         let hosts = context
             .compute
             .services()
-            .hosts().await?
+            .hosts()
+            .await?
             .into_iter()
             .map(|r| HostView::new(r, context))
             .collect();

@@ -367,7 +367,8 @@ impl DescribeImageAttribute {
     pub async fn execute(self, context: &Context<'_>) -> ApiResult<ImageAttributeOutput> {
         let image = context
             .compute
-            .visible_image(&context.principal.account_id, &self.image_id).await?
+            .visible_image(&context.principal.account_id, &self.image_id)
+            .await?
             .ok_or_else(|| ApiError::NotFound {
                 code: crate::compute::kinds::ResourceKind::Image.not_found_code(),
                 message: format!("The image id '[{}]' does not exist", self.image_id),

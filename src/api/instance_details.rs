@@ -89,7 +89,9 @@ impl DescribeInstanceStatus {
                     .map_err(|_| ApiError::InvalidNextToken)
             })
             .transpose()?;
-        let instances = compute.instances(account, &self.instance_ids, after).await?;
+        let instances = compute
+            .instances(account, &self.instance_ids, after)
+            .await?;
         dry_run_check(self.dry_run)?;
         let matching = instances
             .into_iter()
@@ -167,7 +169,8 @@ fn one_instance_id(params: &Params) -> ApiResult<String> {
 async fn lookup(context: &Context<'_>, id: &str) -> ApiResult<Instance> {
     Ok(context
         .compute
-        .instances(&context.principal.account_id, &[id.to_string()], None).await?
+        .instances(&context.principal.account_id, &[id.to_string()], None)
+        .await?
         .remove(0))
 }
 

@@ -136,7 +136,10 @@ impl RunInstances {
             .compute
             .run_instances(&context.principal.account_id, self.request)
             .await?;
-        Ok(ReservationOutput(reservation, Surroundings::of(context).await?))
+        Ok(ReservationOutput(
+            reservation,
+            Surroundings::of(context).await?,
+        ))
     }
 }
 
@@ -164,7 +167,8 @@ impl Surroundings {
         let account = &context.principal.account_id;
         let public_ips = context
             .compute
-            .addresses(account).await?
+            .addresses(account)
+            .await?
             .into_iter()
             .filter_map(|a| a.association.map(|x| (x.instance_id, a.public_ip)))
             .collect();
@@ -477,7 +481,11 @@ impl DescribeInstances {
         };
         let (mut page, more) = match named {
             Some(named) => (named.into_iter().filter(|i| keep(i)).collect(), false),
-            None => compute.instance_page(account, after, paging.limit(), keep).await?,
+            None => {
+                compute
+                    .instance_page(account, after, paging.limit(), keep)
+                    .await?
+            }
         };
         let next_token = paging.next_token(page.last().map(|i| i.sequence.to_string()), more);
         // Group consecutive instances of one reservation.

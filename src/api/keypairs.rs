@@ -162,11 +162,14 @@ impl DescribeKeyPairs {
     }
 
     pub async fn execute(self, context: &Context<'_>) -> ApiResult<KeyPairList> {
-        let pairs = context.compute.find_key_pairs(
-            &context.principal.account_id,
-            &self.key_names,
-            &self.key_pair_ids,
-        ).await?;
+        let pairs = context
+            .compute
+            .find_key_pairs(
+                &context.principal.account_id,
+                &self.key_names,
+                &self.key_pair_ids,
+            )
+            .await?;
         dry_run_check(self.dry_run)?;
         let pairs = pairs
             .into_iter()

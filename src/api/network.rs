@@ -256,7 +256,8 @@ impl DescribeSubnets {
             if matches {
                 let used = context
                     .compute
-                    .instances_in_zone(account, &subnet.availability_zone).await?;
+                    .instances_in_zone(account, &subnet.availability_zone)
+                    .await?;
                 listed.push(SubnetView {
                     available: 4091usize.saturating_sub(used),
                     subnet,

@@ -294,8 +294,9 @@ impl DescribeVolumes {
     }
 
     pub async fn execute(self, context: &Context<'_>) -> ApiResult<VolumeList> {
-        let (volumes, next_token) =
-            VolumeQuery::parse(&self.params, VOLUME_FILTERS)?.run(context, "DescribeVolumes").await?;
+        let (volumes, next_token) = VolumeQuery::parse(&self.params, VOLUME_FILTERS)?
+            .run(context, "DescribeVolumes")
+            .await?;
         Ok(VolumeList {
             volumes,
             next_token,

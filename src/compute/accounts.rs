@@ -256,7 +256,8 @@ impl AccountDirectory {
     pub async fn access_keys(&self, account_id: Option<&str>) -> StoreResult<Vec<AccessKey>> {
         let mut keys: Vec<AccessKey> = self
             .store
-            .records::<AccessKey>(ACCESS_KEYS, b"").await?
+            .records::<AccessKey>(ACCESS_KEYS, b"")
+            .await?
             .into_iter()
             .filter(|k| account_id.is_none_or(|id| k.account_id == id))
             .collect();
@@ -274,7 +275,8 @@ impl AccountDirectory {
     pub async fn account_ids(&self) -> StoreResult<Vec<String>> {
         Ok(self
             .store
-            .records::<Account>(ACCOUNTS, b"").await?
+            .records::<Account>(ACCOUNTS, b"")
+            .await?
             .into_iter()
             .map(|a| a.id)
             .collect())

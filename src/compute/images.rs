@@ -9,8 +9,8 @@
 //! in the same operation (see `usage`).
 
 use super::instances::Tag;
-use super::usage::Kind;
 use super::operation::{self, Tx};
+use super::usage::Kind;
 use super::Compute;
 use crate::error::{ApiError, ApiResult};
 use chrono::{DateTime, Utc};
@@ -98,13 +98,18 @@ impl Compute {
     }
 
     /// One visible image.
-    pub async fn visible_image(&self, account_id: &str, image_id: &str) -> ApiResult<Option<Image>> {
+    pub async fn visible_image(
+        &self,
+        account_id: &str,
+        image_id: &str,
+    ) -> ApiResult<Option<Image>> {
         if let Some(image) = self.catalog.image(image_id) {
             return Ok(Some(image.clone()));
         }
         Ok(self
             .store
-            .get_record(IMAGES, &image_key(account_id, image_id)).await?)
+            .get_record(IMAGES, &image_key(account_id, image_id))
+            .await?)
     }
 
     /// RegisterImage: a private image of the caller.

@@ -634,7 +634,10 @@ impl Compute {
         ids: &[String],
         after: Option<u64>,
     ) -> ApiResult<Vec<Instance>> {
-        operation::read(&self.store, |tx| self.instances_in(tx, account_id, ids, after)).await
+        operation::read(&self.store, |tx| {
+            self.instances_in(tx, account_id, ids, after)
+        })
+        .await
     }
 
     /// [`Compute::instances`] as `tx` reads them now.

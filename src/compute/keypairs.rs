@@ -67,12 +67,16 @@ impl Compute {
     pub async fn key_pairs(&self, account_id: &str) -> ApiResult<Vec<KeyPair>> {
         Ok(self
             .store
-            .records(KEY_PAIRS, format!("{account_id}/").as_bytes()).await?)
+            .records(KEY_PAIRS, format!("{account_id}/").as_bytes())
+            .await?)
     }
 
     /// The key pair `name` of the account.
     pub async fn key_pair(&self, account_id: &str, name: &str) -> ApiResult<Option<KeyPair>> {
-        Ok(self.store.get_record(KEY_PAIRS, &key(account_id, name)).await?)
+        Ok(self
+            .store
+            .get_record(KEY_PAIRS, &key(account_id, name))
+            .await?)
     }
 
     /// Stores a new pair: its key (the name) must be absent and the

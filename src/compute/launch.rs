@@ -191,7 +191,8 @@ impl Compute {
             let key = format!("{account_id}/{token}").into_bytes();
             if self
                 .store
-                .get_record::<ClientTokenRecord>(CLIENT_TOKENS, &key).await?
+                .get_record::<ClientTokenRecord>(CLIENT_TOKENS, &key)
+                .await?
                 .is_some()
             {
                 return operation::run(&self.store, request.dry_run, |tx| {
@@ -211,7 +212,8 @@ impl Compute {
             }
         }
         let image = self
-            .visible_image(account_id, &request.image_id).await?
+            .visible_image(account_id, &request.image_id)
+            .await?
             .ok_or_else(|| ApiError::NotFound {
                 code: super::kinds::ResourceKind::Image.not_found_code(),
                 message: format!("The image id '[{}]' does not exist", request.image_id),

@@ -82,7 +82,8 @@ impl Compute {
         loop {
             let entries = self
                 .store
-                .raw_scan(SCHEDULE, b"", None, BATCH + failed.len()).await?;
+                .raw_scan(SCHEDULE, b"", None, BATCH + failed.len())
+                .await?;
             let due: Vec<DueEntry> = entries
                 .iter()
                 .map_while(|(key, _)| {

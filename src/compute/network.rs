@@ -121,7 +121,8 @@ impl Compute {
         }
         let groups: Vec<super::security_groups::SecurityGroup> = self
             .store
-            .records(super::security_groups::SECURITY_GROUPS, b"").await?;
+            .records(super::security_groups::SECURITY_GROUPS, b"")
+            .await?;
         for group in groups.iter().filter(|g| !is_account(&g.account_id)) {
             batch.delete(
                 super::security_groups::SECURITY_GROUPS,
@@ -154,7 +155,8 @@ impl Compute {
     pub async fn default_network(&self, account_id: &str) -> ApiResult<(Vpc, Vec<Subnet>)> {
         let zones: Vec<(String, String)> = self
             .services
-            .zones(self.clock.now()).await?
+            .zones(self.clock.now())
+            .await?
             .into_iter()
             .map(|z| (z.name, z.zone_id))
             .collect();

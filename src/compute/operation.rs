@@ -449,7 +449,8 @@ mod tests {
         );
         let (value, _) = store
             .get_versioned_record::<u64>("usage", b"counter")
-            .await.unwrap()
+            .await
+            .unwrap()
             .unwrap();
         assert_eq!(value, 32);
         assert!(attempts.load(Ordering::SeqCst) >= 32);
@@ -493,7 +494,10 @@ mod tests {
         // The write was based on version 1's value: the commit conflicts.
         let outcome = store.commit_checked(&tx.into_commit()).await.unwrap();
         assert!(matches!(outcome, Committed::Conflict { .. }));
-        assert_eq!(store.get_record::<u64>("names", b"web").await.unwrap(), Some(2));
+        assert_eq!(
+            store.get_record::<u64>("names", b"web").await.unwrap(),
+            Some(2)
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -178,7 +178,10 @@ impl Compute {
     /// The account's groups, the `default` one created when missing.
     pub async fn security_groups(&self, account_id: &str) -> ApiResult<Vec<SecurityGroup>> {
         let prefix = format!("{account_id}/");
-        let groups: Vec<SecurityGroup> = self.store.records(SECURITY_GROUPS, prefix.as_bytes()).await?;
+        let groups: Vec<SecurityGroup> = self
+            .store
+            .records(SECURITY_GROUPS, prefix.as_bytes())
+            .await?;
         if groups.iter().any(|g| g.name == "default") {
             return Ok(groups);
         }
@@ -209,7 +212,10 @@ impl Compute {
             Ok(())
         })
         .await?;
-        Ok(self.store.records(SECURITY_GROUPS, prefix.as_bytes()).await?)
+        Ok(self
+            .store
+            .records(SECURITY_GROUPS, prefix.as_bytes())
+            .await?)
     }
 
     /// One group by id or name.

@@ -533,7 +533,8 @@ impl ServiceRegistry {
         for record in self.store.records::<ServiceRecord>(SERVICES, b"").await? {
             if self
                 .store
-                .raw(HOST_USAGE, record.host.as_bytes()).await?
+                .raw(HOST_USAGE, record.host.as_bytes())
+                .await?
                 .is_some()
             {
                 continue;

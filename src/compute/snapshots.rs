@@ -70,7 +70,8 @@ impl Compute {
     pub async fn snapshots(&self, account_id: &str) -> ApiResult<Vec<Snapshot>> {
         let mut snapshots: Vec<Snapshot> = self
             .store
-            .records(SNAPSHOTS, format!("{account_id}/").as_bytes()).await?;
+            .records(SNAPSHOTS, format!("{account_id}/").as_bytes())
+            .await?;
         snapshots.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(snapshots)
     }
@@ -78,7 +79,8 @@ impl Compute {
     pub async fn snapshot(&self, account_id: &str, id: &str) -> ApiResult<Snapshot> {
         super::kinds::ResourceKind::Snapshot.check(id)?;
         self.store
-            .get_record(SNAPSHOTS, &key(account_id, id)).await?
+            .get_record(SNAPSHOTS, &key(account_id, id))
+            .await?
             .ok_or_else(|| snapshot_not_found(id))
     }
 

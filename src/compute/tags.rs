@@ -117,7 +117,8 @@ impl Compute {
         let mut index = TagIndex::default();
         if kinds.contains(&ResourceType::KeyPair) {
             index.key_pairs = self
-                .key_pairs(account_id).await?
+                .key_pairs(account_id)
+                .await?
                 .into_iter()
                 .map(|pair| (pair.id, pair.name))
                 .collect();
@@ -282,7 +283,8 @@ impl Compute {
             push(&instance.id, ResourceType::Instance, &instance.tags);
         }
         for image in self
-            .visible_images(account_id).await?
+            .visible_images(account_id)
+            .await?
             .into_iter()
             .filter(|i| i.owner_id == account_id)
         {

@@ -24,7 +24,11 @@ impl Compute {
     /// upgrading at the same time does no harm. Returns how many changed.
     pub async fn upgrade_instances(&self) -> ApiResult<usize> {
         let mut upgraded = 0;
-        for (key, value) in self.store.raw_scan(INSTANCES, b"", None, usize::MAX).await? {
+        for (key, value) in self
+            .store
+            .raw_scan(INSTANCES, b"", None, usize::MAX)
+            .await?
+        {
             if crate::store::version_of(&value)? >= Instance::VERSION {
                 continue;
             }
@@ -53,7 +57,8 @@ impl Compute {
         // memory only).
         for token in self
             .store
-            .records::<ClientTokenRecord>(CLIENT_TOKENS, b"").await?
+            .records::<ClientTokenRecord>(CLIENT_TOKENS, b"")
+            .await?
         {
             if let Some(expiry) = token.expires_at {
                 let entry = schedule_key(expiry, Due::Token, &token.account_id, &token.token);

@@ -50,7 +50,13 @@ impl MemoryStore {
         inner.data.get(&(tree.to_string(), key.to_vec())).cloned()
     }
 
-    fn scan_now(&self, tree: &str, prefix: &[u8], after: Option<&[u8]>, limit: usize) -> Vec<Entry> {
+    fn scan_now(
+        &self,
+        tree: &str,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Vec<Entry> {
         use std::ops::Bound;
         let inner = crate::sync::read(&self.inner);
         let start = match after {

@@ -164,7 +164,11 @@ impl SledStore {
             }))
     }
 
-    fn commit_now(&self, expectations: &[Expectation], writes: &WriteBatch) -> StoreResult<Committed> {
+    fn commit_now(
+        &self,
+        expectations: &[Expectation],
+        writes: &WriteBatch,
+    ) -> StoreResult<Committed> {
         check_unique_keys(writes)?;
         let mut revision = crate::sync::lock(&self.revision);
         let mut conflicts = Vec::new();
