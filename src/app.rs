@@ -11,8 +11,7 @@ use crate::auth::{
     unknown_access_key, AuthRequest, CredentialSource, KeyRecord, Principal, Verifier,
 };
 use crate::clock::Clock;
-use crate::compute::accounts::AccessKey;
-use crate::compute::accounts::AccountDirectory;
+use crate::compute::accounts::{AccessKey, Account, AccountDirectory};
 use crate::compute::Compute;
 use crate::config::{Config, StorageBackend};
 use crate::error::ApiResult;
@@ -24,49 +23,58 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 
-/// One access key read from the account directory before the signature is
-/// checked: the one place where the compute core's accounts meet `auth`'s
-/// types (the core itself knows nothing of signatures). The directory may
-/// have to wait for its store while the verifier never waits, so the key is
-/// fetched first; the verifier asking for any other key is noted, so the
-/// caller can fetch that one and verify again.
-struct FetchedKey {
-    access_key_id: String,
-    record: Option<KeyRecord>,
-    other_asked: std::sync::Mutex<Option<String>>,
+/// The account directory as the signature verifier's source of keys: the
+/// one place where the compute core's accounts meet `auth`'s types (the
+/// core itself knows nothing of signatures). The verifier never waits, so
+/// this answers what the directory's store answers at once (memory and
+/// sled: everything) and notes a key it would have to wait for; the caller
+/// then fetches that key ([`FetchedKey`]) and verifies again.
+struct DirectoryKeys<'a> {
+    directory: &'a AccountDirectory,
+    must_wait_for: std::sync::Mutex<Option<String>>,
 }
 
-impl FetchedKey {
-    async fn fetch(directory: &AccountDirectory, access_key_id: &str) -> ApiResult<Self> {
-        let record = directory
-            .active_key(access_key_id)
-            .await?
-            .map(|(key, account)| KeyRecord {
-                secret: key.secret,
-                account_id: account.id,
-                user_name: key.user_name,
-                admin: account.admin,
-            });
-        Ok(Self {
-            access_key_id: access_key_id.to_string(),
-            record,
-            other_asked: std::sync::Mutex::new(None),
-        })
+impl DirectoryKeys<'_> {
+    fn must_wait_for(&self) -> Option<String> {
+        crate::sync::lock(&self.must_wait_for).take()
     }
+}
 
-    fn other_asked(&self) -> Option<String> {
-        crate::sync::lock(&self.other_asked).take()
+impl CredentialSource for DirectoryKeys<'_> {
+    fn lookup(&self, access_key_id: &str) -> ApiResult<KeyRecord> {
+        match self.directory.active_key_now(access_key_id) {
+            Some(found) => key_record(found?),
+            None => {
+                *crate::sync::lock(&self.must_wait_for) = Some(access_key_id.to_string());
+                Err(unknown_access_key())
+            }
+        }
     }
+}
+
+/// One access key, fetched from the directory ahead of the check.
+struct FetchedKey {
+    access_key_id: String,
+    found: Option<(AccessKey, Account)>,
 }
 
 impl CredentialSource for FetchedKey {
     fn lookup(&self, access_key_id: &str) -> ApiResult<KeyRecord> {
         if access_key_id != self.access_key_id {
-            *crate::sync::lock(&self.other_asked) = Some(access_key_id.to_string());
             return Err(unknown_access_key());
         }
-        self.record.clone().ok_or_else(unknown_access_key)
+        key_record(self.found.clone())
     }
+}
+
+fn key_record(found: Option<(AccessKey, Account)>) -> ApiResult<KeyRecord> {
+    let (key, account) = found.ok_or_else(unknown_access_key)?;
+    Ok(KeyRecord {
+        secret: key.secret,
+        account_id: account.id,
+        user_name: key.user_name,
+        admin: account.admin,
+    })
 }
 
 /// Verifies `request`'s signature with its key from `directory` and
@@ -76,20 +84,23 @@ pub async fn authenticate(
     directory: &AccountDirectory,
     request: &AuthRequest<'_>,
 ) -> ApiResult<Principal> {
-    let claimed = verifier
-        .claimed_identity(request)
-        .map(|(access_key_id, _)| access_key_id)
-        .unwrap_or_default();
-    let key = FetchedKey::fetch(directory, &claimed).await?;
-    let answer = verifier.authenticate(request, &key);
-    match key.other_asked() {
-        // The verifier read the key id from elsewhere than the first guess
-        // (a request naming two): verify again with the key it named.
-        Some(other) => {
-            let key = FetchedKey::fetch(directory, &other).await?;
-            verifier.authenticate(request, &key)
-        }
+    let keys = DirectoryKeys {
+        directory,
+        must_wait_for: std::sync::Mutex::new(None),
+    };
+    let answer = verifier.authenticate(request, &keys);
+    match keys.must_wait_for() {
         None => answer,
+        Some(access_key_id) => {
+            let found = directory.active_key(&access_key_id).await?;
+            verifier.authenticate(
+                request,
+                &FetchedKey {
+                    access_key_id,
+                    found,
+                },
+            )
+        }
     }
 }
 

@@ -12,6 +12,7 @@
 //! they hold under concurrent changes.
 
 use super::operation::{self, Tx};
+use super::view::{DerivedView, Stamped};
 use crate::config::AccountConfig;
 use crate::error::{ApiError, ApiResult};
 use crate::secret::Secret;
@@ -54,12 +55,11 @@ pub struct AccountDirectory {
     /// Active keys with their accounts as of one version of
     /// `meta/directory_revision`: a derived view for the signature
     /// verifier, used only after checking that version is current.
-    view: std::sync::RwLock<Option<Arc<KeysView>>>,
+    view: DerivedView<KeysView>,
 }
 
 /// Every active key and its account, at one directory revision.
 struct KeysView {
-    version: u64,
     keys: std::collections::HashMap<String, (AccessKey, Account)>,
 }
 
@@ -107,7 +107,7 @@ impl AccountDirectory {
     pub fn load(store: Arc<StoreHandle>) -> StoreResult<Self> {
         Ok(Self {
             store,
-            view: std::sync::RwLock::new(None),
+            view: DerivedView::new(META, DIRECTORY_REVISION),
         })
     }
 
@@ -352,32 +352,36 @@ impl AccountDirectory {
         .await
     }
 
+    /// [`AccountDirectory::active_key`] if the store answers at once
+    /// (`None`: it must wait; use `active_key`).
+    pub fn active_key_now(
+        &self,
+        access_key_id: &str,
+    ) -> Option<StoreResult<Option<(AccessKey, Account)>>> {
+        operation::read_now(&self.store, |tx| {
+            Ok(self.keys_view(tx)?.keys.get(access_key_id).cloned())
+        })
+    }
+
     /// The active keys with their accounts, from the view when it is still
     /// at the stored directory revision, else read and kept.
-    fn keys_view(&self, tx: &Tx<'_>) -> StoreResult<Arc<KeysView>> {
-        let version = tx.peek(META, DIRECTORY_REVISION)?.map_or(0, |v| v.version);
-        if let Some(view) = crate::sync::read(&self.view)
-            .as_ref()
-            .filter(|view| view.version == version)
-        {
-            return Ok(view.clone());
-        }
-        let accounts: std::collections::HashMap<String, Account> = tx
-            .scan::<Account>(ACCOUNTS, b"")?
-            .into_iter()
-            .map(|a| (a.id.clone(), a))
-            .collect();
-        let keys: std::collections::HashMap<String, (AccessKey, Account)> = tx
-            .scan::<AccessKey>(ACCESS_KEYS, b"")?
-            .into_iter()
-            .filter(|k| k.active)
-            .filter_map(|k| {
-                let account = accounts.get(&k.account_id)?.clone();
-                Some((k.access_key_id.clone(), (k, account)))
-            })
-            .collect();
-        let view = Arc::new(KeysView { version, keys });
-        *crate::sync::write(&self.view) = Some(view.clone());
-        Ok(view)
+    fn keys_view(&self, tx: &Tx<'_>) -> StoreResult<Arc<Stamped<KeysView>>> {
+        self.view.current(tx, |tx| {
+            let accounts: std::collections::HashMap<String, Account> = tx
+                .scan::<Account>(ACCOUNTS, b"")?
+                .into_iter()
+                .map(|a| (a.id.clone(), a))
+                .collect();
+            let keys = tx
+                .scan::<AccessKey>(ACCESS_KEYS, b"")?
+                .into_iter()
+                .filter(|k| k.active)
+                .filter_map(|k| {
+                    let account = accounts.get(&k.account_id)?.clone();
+                    Some((k.access_key_id.clone(), (k, account)))
+                })
+                .collect();
+            Ok(KeysView { keys })
+        })
     }
 }

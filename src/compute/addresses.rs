@@ -87,7 +87,18 @@ const PUBLIC_IPS: &str = "public_ips";
 /// The account's address usage in `tx`.
 fn address_usage(tx: &mut Tx<'_>, account_id: &str) -> StoreResult<Usage> {
     super::usage::read(tx, account_id, Kind::Addresses, |tx| {
-        super::usage::count_of(tx, ADDRESSES, format!("{account_id}/").as_bytes())
+        count_addresses(tx, account_id)
+    })
+}
+
+fn count_addresses(tx: &Tx<'_>, account_id: &str) -> StoreResult<Usage> {
+    super::usage::count_of(tx, ADDRESSES, format!("{account_id}/").as_bytes())
+}
+
+/// Gives the account an address usage record if it has none.
+pub(super) fn ensure_usage(tx: &mut Tx<'_>, account_id: &str) -> StoreResult<()> {
+    super::usage::ensure(tx, account_id, Kind::Addresses, |tx| {
+        count_addresses(tx, account_id)
     })
 }
 
@@ -113,6 +124,9 @@ impl Compute {
     }
 
     fn addresses_in(&self, tx: &Tx<'_>, account_id: &str) -> ApiResult<Vec<Address>> {
+        if super::usage::known_empty(tx, account_id, Kind::Addresses)? {
+            return Ok(Vec::new());
+        }
         let mut addresses: Vec<Address> =
             tx.scan(ADDRESSES, format!("{account_id}/").as_bytes())?;
         for address in &mut addresses {
@@ -168,8 +182,9 @@ impl Compute {
                 },
             })?;
         if let Some(association) = &address.association {
-            let live = super::instances::load(tx, account_id, &association.instance_id)?
-                .is_some_and(|i| i.state != InstanceState::Terminated);
+            let live =
+                super::instances::load(&self.instances, tx, account_id, &association.instance_id)?
+                    .is_some_and(|i| i.state != InstanceState::Terminated);
             if !live {
                 address.association = None;
             }
@@ -254,7 +269,7 @@ impl Compute {
     ) -> ApiResult<String> {
         super::kinds::ResourceKind::Instance.check(instance_id)?;
         super::operation::run(&self.store, dry_run, |tx| {
-            let instance = super::instances::load(tx, account_id, instance_id)?
+            let instance = super::instances::load(&self.instances, tx, account_id, instance_id)?
                 .ok_or_else(|| super::instances::instances_not_found(&[instance_id.to_string()]))?;
             if instance.state == InstanceState::Terminated
                 || instance.state == InstanceState::ShuttingDown

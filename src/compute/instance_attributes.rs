@@ -34,7 +34,7 @@ impl Compute {
     ) -> ApiResult<()> {
         super::kinds::ResourceKind::Instance.check(instance_id)?;
         super::operation::run(&self.store, dry_run, |tx| {
-            let before = load(tx, account_id, instance_id)?
+            let before = load(&self.instances, tx, account_id, instance_id)?
                 .ok_or_else(|| instances_not_found(&[instance_id.to_string()]))?;
             if before.state == InstanceState::Terminated {
                 return Err(ApiError::IncorrectInstanceState(format!(

@@ -307,14 +307,17 @@ pub(super) fn parse_schedule_key(key: &[u8]) -> Option<(DateTime<Utc>, Due, Stri
 
 /// Reads an instance (spec and status) in `tx`.
 pub(super) fn load(
+    book: &InstanceBook,
     tx: &mut Tx<'_>,
     account_id: &str,
     instance_id: &str,
 ) -> StoreResult<Option<Instance>> {
     let key = instance_key(account_id, instance_id);
-    let Some(mut instance) = tx.get::<Instance>(INSTANCES, &key)? else {
+    let Some(bytes) = tx.get_raw(INSTANCES, &key)? else {
         return Ok(None);
     };
+    let version = tx.read_version(INSTANCES, &key);
+    let mut instance = book.decode_spec(&key, version, &bytes)?;
     if let Some(status) = tx.get::<InstanceStatus>(INSTANCE_STATUS, &key)? {
         instance.set_status(status);
     }
@@ -513,9 +516,12 @@ pub(super) fn user_initiated(now: DateTime<Utc>) -> String {
 /// What the lifecycle driver needs from instance changes (a nudge when a
 /// transition is scheduled earlier than it planned to wake), and decoded
 /// specs for listings.
-#[derive(Default)]
 pub struct InstanceBook {
     pub(crate) wake: tokio::sync::Notify,
+    /// When the driver plans its next pass (Unix milliseconds on the
+    /// core's clock; `i64::MIN` while a pass runs): a transition due later
+    /// needs no nudge.
+    planned_wake: std::sync::atomic::AtomicI64,
     /// Decoded specs by key, each with the version it was decoded from: a
     /// derived view that saves decoding, used only when the stored version
     /// read just before is the same. Bounded: emptied when full.
@@ -524,6 +530,58 @@ pub struct InstanceBook {
 
 /// Most specs [`InstanceBook`] keeps decoded.
 const MAX_DECODED_SPECS: usize = 20_000;
+
+impl Default for InstanceBook {
+    fn default() -> Self {
+        Self {
+            wake: tokio::sync::Notify::new(),
+            // No pass planned yet: every new transition nudges.
+            planned_wake: std::sync::atomic::AtomicI64::new(i64::MIN),
+            specs: Default::default(),
+        }
+    }
+}
+
+impl InstanceBook {
+    /// Notes when the driver's next pass is planned (`None`: a pass runs).
+    pub(super) fn plan_wake(&self, at: Option<DateTime<Utc>>) {
+        let millis = at.map_or(i64::MIN, |at| at.timestamp_millis());
+        self.planned_wake
+            .store(millis, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Wakes the driver if a transition due at `due` would come before its
+    /// planned pass.
+    pub(super) fn nudge(&self, due: DateTime<Utc>) {
+        let planned = self.planned_wake.load(std::sync::atomic::Ordering::SeqCst);
+        if due.timestamp_millis() < planned {
+            self.wake.notify_one();
+        }
+    }
+
+    /// The spec stored as `bytes` under `key` at `version`, decoded once
+    /// per version (a value without a known version is decoded and not
+    /// kept).
+    fn decode_spec(&self, key: &[u8], version: Option<u64>, bytes: &[u8]) -> StoreResult<Instance> {
+        if let Some(version) = version {
+            if let Some((_, instance)) = crate::sync::read(&self.specs)
+                .get(key)
+                .filter(|(cached, _)| *cached == version)
+            {
+                return Ok(instance.clone());
+            }
+        }
+        let instance: Instance = crate::store::decode(bytes)?;
+        if let Some(version) = version {
+            let mut specs = crate::sync::write(&self.specs);
+            if specs.len() >= MAX_DECODED_SPECS {
+                specs.clear();
+            }
+            specs.insert(key.to_vec(), (version, instance.clone()));
+        }
+        Ok(instance)
+    }
+}
 
 impl Compute {
     /// One instance, as `tx` reads it now (untracked).
@@ -534,23 +592,21 @@ impl Compute {
         instance_id: &str,
     ) -> StoreResult<Option<Instance>> {
         let key = instance_key(account_id, instance_id);
-        let Some(stored) = tx.peek(INSTANCES, &key)? else {
+        let Some(version) = tx.peek_version(INSTANCES, &key)? else {
             return Ok(None);
         };
         let decoded = crate::sync::read(&self.instances.specs)
             .get(&key)
-            .filter(|(version, _)| *version == stored.version)
+            .filter(|(cached, _)| *cached == version)
             .map(|(_, instance)| instance.clone());
         let mut instance = match decoded {
             Some(instance) => instance,
             None => {
-                let instance: Instance = crate::store::decode(&stored.value)?;
-                let mut specs = crate::sync::write(&self.instances.specs);
-                if specs.len() >= MAX_DECODED_SPECS {
-                    specs.clear();
-                }
-                specs.insert(key.clone(), (stored.version, instance.clone()));
-                instance
+                let Some(stored) = tx.peek(INSTANCES, &key)? else {
+                    return Ok(None);
+                };
+                self.instances
+                    .decode_spec(&key, Some(stored.version), &stored.value)?
             }
         };
         if let Some(status) = tx.peek_record::<InstanceStatus>(INSTANCE_STATUS, &key)? {

@@ -137,7 +137,7 @@ impl Compute {
     ) -> StoreResult<Reservation> {
         let mut found = Vec::new();
         for id in &record.instance_ids {
-            if let Some(instance) = instances::load(tx, &record.account_id, id)? {
+            if let Some(instance) = instances::load(&self.instances, tx, &record.account_id, id)? {
                 found.push(instance);
             }
         }
@@ -278,7 +278,7 @@ impl Compute {
                 }
             }
         };
-        self.instances.wake.notify_one();
+        self.instances.nudge(now + self.lifecycle.boot_delay);
         Ok(reservation)
     }
 

@@ -16,8 +16,8 @@
 //! instances are purged, through the same schedule.
 
 use super::instances::{
-    self, parse_schedule_key, schedule_key, ClientTokenRecord, Due, InstanceState, CLIENT_TOKENS,
-    CLIENT_TOKEN_RETENTION_HOURS, INSTANCES, SCHEDULE,
+    self, parse_schedule_key, schedule_key, ClientTokenRecord, Due, InstanceState, InstanceStatus,
+    CLIENT_TOKENS, CLIENT_TOKEN_RETENTION_HOURS, INSTANCES, INSTANCE_STATUS, SCHEDULE,
 };
 use super::operation::{self, Tx};
 use super::Compute;
@@ -39,9 +39,21 @@ type DueEntry = (Vec<u8>, DateTime<Utc>, Due, String, String);
 /// scan that finds nothing due must stay small).
 const BATCH: usize = 32;
 
+/// The least time between two passes the driver's own timer starts:
+/// transitions coming due one after the other (a gateway launching
+/// thousands a second) are applied together rather than in a pass, with its
+/// scans and commit, each. A transition is at most this much later than
+/// its due time; a nudge (something due before the planned pass) is never
+/// held back.
+const PASS_INTERVAL: Duration = Duration::from_millis(20);
+
 /// Runs forever; abort the task to stop it.
 pub async fn drive(compute: Arc<Compute>) {
     loop {
+        let pass_started = tokio::time::Instant::now();
+        // During the pass every new transition nudges (it may be missed by
+        // the pass's scan).
+        compute.instances.plan_wake(None);
         let now = compute.clock.now();
         let failed = compute.advance_due(now).await.is_err();
         let wait = match compute.next_due().await {
@@ -61,9 +73,15 @@ pub async fn drive(compute: Arc<Compute>) {
                 MAX_SLEEP
             }
         };
-        tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
-            _ = compute.instances.wake.notified() => {}
+        compute.instances.plan_wake(Some(
+            compute.clock.now() + chrono::Duration::from_std(wait).unwrap_or_default(),
+        ));
+        let nudged = tokio::select! {
+            _ = tokio::time::sleep(wait) => false,
+            _ = compute.instances.wake.notified() => true,
+        };
+        if !nudged {
+            tokio::time::sleep_until(pass_started + PASS_INTERVAL).await;
         }
     }
 }
@@ -162,7 +180,10 @@ impl Compute {
         instance_id: &str,
         now: DateTime<Utc>,
     ) -> ApiResult<bool> {
-        let Some(before) = instances::load(tx, account_id, instance_id)? else {
+        if boot_completed(tx, entry, at, account_id, instance_id)? {
+            return Ok(true);
+        }
+        let Some(before) = instances::load(&self.instances, tx, account_id, instance_id)? else {
             tx.delete(SCHEDULE, entry);
             return Ok(false);
         };
@@ -215,6 +236,38 @@ impl Compute {
         instances::write_status(tx, &before, &after);
         Ok(true)
     }
+}
+
+/// pending -> running, the most frequent transition, changes the status
+/// alone (no capacity, usage or address moves): done from the status
+/// record, without reading or decoding the spec. False when the entry is
+/// for something else.
+fn boot_completed(
+    tx: &mut Tx<'_>,
+    entry: &[u8],
+    at: DateTime<Utc>,
+    account_id: &str,
+    instance_id: &str,
+) -> ApiResult<bool> {
+    let key = instances::instance_key(account_id, instance_id);
+    let Some(status) = tx.get::<InstanceStatus>(INSTANCE_STATUS, &key)? else {
+        return Ok(false);
+    };
+    if status.state != InstanceState::Pending
+        || status.transition_at != Some(at)
+        || status.purge_at.is_some()
+    {
+        return Ok(false);
+    }
+    tx.delete(SCHEDULE, entry);
+    let running = InstanceStatus {
+        state: InstanceState::Running,
+        transition_at: None,
+        state_reason: None,
+        ..status
+    };
+    tx.put(INSTANCE_STATUS, key, &running);
+    Ok(true)
 }
 
 /// Once no instance of `token` remains (`purged` goes in this commit),

@@ -27,6 +27,7 @@ pub mod state_changes;
 pub mod tags;
 pub mod upgrade;
 pub mod usage;
+pub mod view;
 pub mod volumes;
 
 use crate::clock::Clock;
@@ -57,6 +58,7 @@ pub struct Compute {
     region: RegionInfo,
     catalog: Catalog,
     instances: InstanceBook,
+    group_names: security_groups::GroupNameHints,
     scheduler_policy: SchedulerPolicy,
     quotas: Quotas,
     lifecycle: LifecycleTiming,
@@ -187,6 +189,7 @@ impl Compute {
             region,
             catalog: Catalog::from_config(config),
             instances,
+            group_names: security_groups::GroupNameHints::default(),
             scheduler_policy: config.scheduler_policy,
             quotas: config.quotas.clone(),
             lifecycle: LifecycleTiming::from(&config.lifecycle),

@@ -94,7 +94,14 @@ impl Compute {
         }
         self.default_network(account_id).await?;
         self.security_groups(account_id).await?;
-        Ok(())
+        // Instance listings skip the scans of addresses and volumes when
+        // these records say the account has none (`usage::known_empty`).
+        super::operation::run(&self.store, false, |tx| {
+            super::addresses::ensure_usage(tx, account_id)?;
+            super::volumes::ensure_usage(tx, account_id)?;
+            Ok(())
+        })
+        .await
     }
 
     /// Removes default VPCs, subnets and security groups stored for account

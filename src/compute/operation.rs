@@ -88,6 +88,10 @@ pub struct Tx<'s> {
     fetched: &'s Fetched,
     /// Reads the backend could not answer at once.
     missing: std::sync::Mutex<Vec<Miss>>,
+    /// What the backend answered this attempt, so that a key is read from
+    /// it once (a peek then a tracked read of the same key, a view checked
+    /// twice).
+    answered: std::sync::Mutex<HashMap<TreeKey, Option<VersionedValue>>>,
     /// What each key read held: the expectation the commit carries and the
     /// value seen (so a second read answers the same).
     reads: HashMap<TreeKey, (Expect, Option<Vec<u8>>)>,
@@ -103,6 +107,7 @@ impl<'s> Tx<'s> {
             store,
             fetched,
             missing: std::sync::Mutex::new(Vec::new()),
+            answered: std::sync::Mutex::new(HashMap::new()),
             reads: HashMap::new(),
             writes: BTreeMap::new(),
             newest_read: 0,
@@ -112,13 +117,19 @@ impl<'s> Tx<'s> {
     /// The value under `key` with its version, from the answers awaited
     /// earlier or from the backend if it answers at once.
     fn versioned(&self, tree: &'static str, key: &[u8]) -> StoreResult<Option<VersionedValue>> {
-        if !self.fetched.values.is_empty() {
-            if let Some(value) = self.fetched.values.get(&(tree, key.to_vec())) {
-                return Ok(value.clone());
-            }
+        let tree_key = (tree, key.to_vec());
+        if let Some(value) = crate::sync::lock(&self.answered).get(&tree_key) {
+            return Ok(value.clone());
+        }
+        if let Some(value) = self.fetched.values.get(&tree_key) {
+            return Ok(value.clone());
         }
         match self.store.backend().get_versioned(tree, key).now() {
-            Some(answer) => answer,
+            Some(answer) => {
+                let value = answer?;
+                crate::sync::lock(&self.answered).insert(tree_key, value.clone());
+                Ok(value)
+            }
             None => {
                 crate::sync::lock(&self.missing).push(Miss::Value((tree, key.to_vec())));
                 Err(awaiting_answer())
@@ -171,6 +182,18 @@ impl<'s> Tx<'s> {
         Ok(value)
     }
 
+    /// The version `key` was read at in this attempt (`None` when it was
+    /// not read, was absent, or holds this attempt's own write).
+    pub fn read_version(&self, tree: &'static str, key: &[u8]) -> Option<u64> {
+        if self.writes.contains_key(&(tree, key.to_vec())) {
+            return None;
+        }
+        match self.reads.get(&(tree, key.to_vec())) {
+            Some((Expect::At(version), _)) => Some(*version),
+            _ => None,
+        }
+    }
+
     /// The record under `key`; the commit will require it unchanged.
     pub fn get<T: Record>(&mut self, tree: &'static str, key: &[u8]) -> StoreResult<Option<T>> {
         self.get_raw(tree, key)?
@@ -182,6 +205,31 @@ impl<'s> Tx<'s> {
     /// for checking a derived view against the version it reflects.
     pub fn peek(&self, tree: &'static str, key: &[u8]) -> StoreResult<Option<VersionedValue>> {
         self.versioned(tree, key)
+    }
+
+    /// The version of the value under `key` as stored now (not tracked,
+    /// the value not copied): to check a derived view.
+    pub fn peek_version(&self, tree: &'static str, key: &[u8]) -> StoreResult<Option<u64>> {
+        let tree_key = (tree, key.to_vec());
+        if let Some(value) = crate::sync::lock(&self.answered).get(&tree_key) {
+            return Ok(value.as_ref().map(|v| v.version));
+        }
+        if let Some(value) = self.fetched.values.get(&tree_key) {
+            return Ok(value.as_ref().map(|v| v.version));
+        }
+        match self.store.backend().version(tree, key).now() {
+            Some(answer) => answer,
+            None => {
+                crate::sync::lock(&self.missing).push(Miss::Value((tree, key.to_vec())));
+                Err(awaiting_answer())
+            }
+        }
+    }
+
+    /// The store-wide revision of its last commit, if the store knows it
+    /// without asking anyone (see `view`).
+    pub fn store_revision(&self) -> Option<u64> {
+        self.store.backend().revision()
     }
 
     /// The record under `key` as stored now, not tracked (see [`Tx::peek`]).
@@ -306,6 +354,19 @@ pub async fn read<T, E: From<StoreError>>(
         fetched.take_in(store, missing).await?;
     }
     Err(StoreError("a read kept needing more answers".into()).into())
+}
+
+/// Runs `view` once on what the store answers at once: `None` when it
+/// needed an answer the store must wait for (then [`read`] it). For paths
+/// that cannot wait in the middle (a signature check).
+pub fn read_now<T, E>(
+    store: &StoreHandle,
+    view: impl FnOnce(&mut Tx<'_>) -> Result<T, E>,
+) -> Option<Result<T, E>> {
+    let fetched = Fetched::default();
+    let mut tx = Tx::new(store, &fetched);
+    let output = view(&mut tx);
+    tx.take_missing().is_empty().then_some(output)
 }
 
 /// Runs `attempt` until its writes commit (or it writes nothing),

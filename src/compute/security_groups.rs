@@ -238,7 +238,9 @@ impl Compute {
     }
 
     /// One group by id or name, read in `tx` (its deletion or change makes
-    /// the operation run again).
+    /// the operation run again). A name is looked up through
+    /// [`GroupNameHints`] first (a group found by id with that name is the
+    /// one: names are unique and never change), else in a listing.
     pub(crate) fn security_group_in(
         &self,
         tx: &mut Tx<'_>,
@@ -250,12 +252,24 @@ impl Compute {
                 super::kinds::ResourceKind::SecurityGroup.check(id)?;
                 id.clone()
             }
-            GroupSelector::Name(name) => tx
-                .scan::<SecurityGroup>(SECURITY_GROUPS, format!("{account_id}/").as_bytes())?
-                .into_iter()
-                .find(|g| &g.name == name)
-                .map(|g| g.id)
-                .ok_or_else(|| group_not_found(name))?,
+            GroupSelector::Name(name) => {
+                if let Some(id) = self.group_names.get(account_id, name) {
+                    let key = group_key(account_id, &id);
+                    if let Some(group) = tx.get::<SecurityGroup>(SECURITY_GROUPS, &key)? {
+                        if &group.name == name {
+                            return Ok(group);
+                        }
+                    }
+                }
+                let id = tx
+                    .scan::<SecurityGroup>(SECURITY_GROUPS, format!("{account_id}/").as_bytes())?
+                    .into_iter()
+                    .find(|g| &g.name == name)
+                    .map(|g| g.id)
+                    .ok_or_else(|| group_not_found(name))?;
+                self.group_names.remember(account_id, name, &id);
+                id
+            }
         };
         tx.get::<SecurityGroup>(SECURITY_GROUPS, &group_key(account_id, &id))?
             .ok_or_else(|| group_not_found(selector_text(selector)))
@@ -572,4 +586,32 @@ fn describe_rule(spec: &RuleSpec) -> String {
         spec.protocol.to_uppercase()
     };
     format!("peer: {peer}, {protocol}{ports}, ALLOW")
+}
+
+/// Which group id a name was last found at, per account: saves the
+/// listing a launch by group name would scan. Only a hint: the group is
+/// then read by id in the operation (tracked), and used only if it still
+/// carries that name; a miss falls back to the listing. Bounded.
+#[derive(Default)]
+pub(crate) struct GroupNameHints {
+    ids: std::sync::RwLock<std::collections::HashMap<(String, String), String>>,
+}
+
+/// Most names [`GroupNameHints`] keeps.
+const MAX_GROUP_NAME_HINTS: usize = 10_000;
+
+impl GroupNameHints {
+    fn get(&self, account_id: &str, name: &str) -> Option<String> {
+        crate::sync::read(&self.ids)
+            .get(&(account_id.to_string(), name.to_string()))
+            .cloned()
+    }
+
+    fn remember(&self, account_id: &str, name: &str, id: &str) {
+        let mut ids = crate::sync::write(&self.ids);
+        if ids.len() >= MAX_GROUP_NAME_HINTS {
+            ids.clear();
+        }
+        ids.insert((account_id.to_string(), name.to_string()), id.to_string());
+    }
 }

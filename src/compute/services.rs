@@ -19,6 +19,7 @@
 
 use super::operation::{self, Tx};
 use super::scheduler::Placement;
+use super::view::{DerivedView, Stamped};
 use crate::config::{is_host_name, is_zone_name, HostConfig};
 use crate::error::{ApiError, ApiResult};
 use crate::store::{Record, StoreHandle, StoreResult};
@@ -176,12 +177,11 @@ pub struct ServiceRegistry {
     /// The hosts and zone ids as of a version of `services_revision`: a
     /// derived view for DescribeAvailabilityZones, used only after checking
     /// that version is still the stored one.
-    view: std::sync::RwLock<Option<Arc<HostsView>>>,
+    view: DerivedView<HostsView>,
 }
 
 /// Hosts (without their usage) and zone ids at one `services_revision`.
 struct HostsView {
-    version: u64,
     hosts: Vec<ServiceRecord>,
     zone_ids: BTreeMap<String, String>,
 }
@@ -214,7 +214,7 @@ impl ServiceRegistry {
             store,
             zone_id_prefix: zone_id_prefix(region),
             liveness_window,
-            view: std::sync::RwLock::new(None),
+            view: DerivedView::new(META, SERVICES_REVISION),
         })
     }
 
@@ -313,13 +313,11 @@ impl ServiceRegistry {
 
     /// Every host with its reserved capacity as `tx` reads them now.
     fn hosts_in(&self, tx: &Tx<'_>) -> StoreResult<Vec<ServiceRecord>> {
+        // One read per host rather than a scan: a handful of hosts, and a
+        // point read costs far less than a range in sled.
         let mut hosts = self.current_view(tx)?.hosts.clone();
-        let mut usage: BTreeMap<Vec<u8>, HostUsage> = BTreeMap::new();
-        for (key, value) in tx.scan_entries(HOST_USAGE, b"")? {
-            usage.insert(key, crate::store::decode(&value)?);
-        }
         for host in &mut hosts {
-            if let Some(used) = usage.get(host.host.as_bytes()) {
+            if let Some(used) = tx.peek_record::<HostUsage>(HOST_USAGE, host.host.as_bytes())? {
                 host.vcpus_used = used.vcpus_used;
                 host.memory_mib_used = used.memory_mib_used;
             }
@@ -342,24 +340,16 @@ impl ServiceRegistry {
 
     /// The hosts (without usage) and zone ids, from the view when it is
     /// still at the stored `services_revision`, else read and kept.
-    fn current_view(&self, tx: &Tx<'_>) -> StoreResult<Arc<HostsView>> {
-        let version = tx.peek(META, SERVICES_REVISION)?.map_or(0, |v| v.version);
-        if let Some(view) = crate::sync::read(&self.view)
-            .as_ref()
-            .filter(|view| view.version == version)
-        {
-            return Ok(view.clone());
-        }
-        let view = Arc::new(HostsView {
-            version,
-            hosts: tx.scan::<ServiceRecord>(SERVICES, b"")?,
-            zone_ids: tx
-                .scan::<(String, String)>(ZONE_IDS, b"")?
-                .into_iter()
-                .collect(),
-        });
-        *crate::sync::write(&self.view) = Some(view.clone());
-        Ok(view)
+    fn current_view(&self, tx: &Tx<'_>) -> StoreResult<Arc<Stamped<HostsView>>> {
+        self.view.current(tx, |tx| {
+            Ok(HostsView {
+                hosts: tx.scan::<ServiceRecord>(SERVICES, b"")?,
+                zone_ids: tx
+                    .scan::<(String, String)>(ZONE_IDS, b"")?
+                    .into_iter()
+                    .collect(),
+            })
+        })
     }
 
     /// The zones, derived from the hosts: a zone exists while a host names

@@ -39,7 +39,7 @@ impl Compute {
                 if !seen.insert(id.as_str()) {
                     continue;
                 }
-                match instances::load(tx, account_id, id)? {
+                match instances::load(&self.instances, tx, account_id, id)? {
                     Some(instance) => current.push(instance),
                     None => missing.push(id.clone()),
                 }

@@ -84,6 +84,30 @@ pub fn read(
     }
 }
 
+/// True when the account's usage record of `kind` says it holds none (read
+/// now, untracked): a listing can then skip its scan. False when the
+/// record is missing (old data) or counts some.
+pub fn known_empty(tx: &Tx<'_>, account_id: &str, kind: Kind) -> StoreResult<bool> {
+    Ok(tx
+        .peek_record::<Usage>(USAGE, &key(account_id, kind))?
+        .is_some_and(|usage| usage.count == 0))
+}
+
+/// Writes the account's usage of `kind` in `tx` when it has no record yet,
+/// counted with `recount` (so that [`known_empty`] can answer for it).
+pub fn ensure(
+    tx: &mut Tx<'_>,
+    account_id: &str,
+    kind: Kind,
+    recount: impl FnOnce(&Tx<'_>) -> StoreResult<Usage>,
+) -> StoreResult<()> {
+    if tx.get::<Usage>(USAGE, &key(account_id, kind))?.is_none() {
+        let usage = recount(tx)?;
+        write(tx, account_id, kind, &usage);
+    }
+    Ok(())
+}
+
 /// Writes the account's usage of `kind` in `tx`.
 pub fn write(tx: &mut Tx<'_>, account_id: &str, kind: Kind, usage: &Usage) {
     tx.put(USAGE, key(account_id, kind), usage);

@@ -125,12 +125,23 @@ fn pool_used(tx: &mut Tx<'_>, zone: &str) -> StoreResult<u64> {
 /// The account's volume usage in `tx` (count and GiB).
 fn volume_usage(tx: &mut Tx<'_>, account_id: &str) -> StoreResult<Usage> {
     super::usage::read(tx, account_id, Kind::Volumes, |tx| {
-        let volumes = tx.scan::<Volume>(VOLUMES, format!("{account_id}/").as_bytes())?;
-        Ok(Usage {
-            count: volumes.len() as u64,
-            amount: volumes.iter().map(|v| u64::from(v.size_gib)).sum(),
-            ..Usage::default()
-        })
+        count_volumes(tx, account_id)
+    })
+}
+
+fn count_volumes(tx: &Tx<'_>, account_id: &str) -> StoreResult<Usage> {
+    let volumes = tx.scan::<Volume>(VOLUMES, format!("{account_id}/").as_bytes())?;
+    Ok(Usage {
+        count: volumes.len() as u64,
+        amount: volumes.iter().map(|v| u64::from(v.size_gib)).sum(),
+        ..Usage::default()
+    })
+}
+
+/// Gives the account a volume usage record if it has none.
+pub(super) fn ensure_usage(tx: &mut Tx<'_>, account_id: &str) -> StoreResult<()> {
+    super::usage::ensure(tx, account_id, Kind::Volumes, |tx| {
+        count_volumes(tx, account_id)
     })
 }
 
@@ -173,6 +184,9 @@ impl Compute {
     }
 
     fn volumes_in(&self, tx: &Tx<'_>, account_id: &str) -> ApiResult<Vec<Volume>> {
+        if super::usage::known_empty(tx, account_id, Kind::Volumes)? {
+            return Ok(Vec::new());
+        }
         let now = self.clock.now();
         let mut volumes: Vec<Volume> = tx.scan(VOLUMES, format!("{account_id}/").as_bytes())?;
         for volume in &mut volumes {
@@ -314,8 +328,13 @@ impl Compute {
         let now = self.clock.now();
         if let Some(attachment) = &volume.attachment {
             let ended = attachment.detached_at.is_some_and(|at| at <= now)
-                || !super::instances::load(tx, account_id, &attachment.instance_id)?
-                    .is_some_and(|i| i.state != InstanceState::Terminated);
+                || !super::instances::load(
+                    &self.instances,
+                    tx,
+                    account_id,
+                    &attachment.instance_id,
+                )?
+                .is_some_and(|i| i.state != InstanceState::Terminated);
             if ended {
                 volume.attachment = None;
             }
@@ -376,7 +395,7 @@ impl Compute {
         super::kinds::ResourceKind::Instance.check(instance_id)?;
         let delay = self.volume_delay;
         self.update_volume(account_id, volume_id, dry_run, |tx, volume, now| {
-            let instance = super::instances::load(tx, account_id, instance_id)?.ok_or_else(|| {
+            let instance = super::instances::load(&self.instances, tx, account_id, instance_id)?.ok_or_else(|| {
                 super::instances::instances_not_found(&[instance_id.to_string()])
             })?;
             if !matches!(

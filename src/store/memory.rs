@@ -145,4 +145,8 @@ impl Store for MemoryStore {
     fn flush(&self) -> StoreCall<'_, ()> {
         StoreCall::ready(Ok(()))
     }
+
+    fn revision(&self) -> Option<u64> {
+        Some(crate::sync::read(&self.inner).revision)
+    }
 }

@@ -266,6 +266,19 @@ pub trait Store: Send + Sync + 'static {
         key: &'a [u8],
     ) -> StoreCall<'a, Option<VersionedValue>>;
 
+    /// The version of the value under `key` in `tree`, without the value
+    /// (a derived view checking it still reflects the key).
+    fn version<'a>(&'a self, tree: &'a str, key: &'a [u8]) -> StoreCall<'a, Option<u64>> {
+        match self.get_versioned(tree, key) {
+            StoreCall::Ready(answer) => {
+                StoreCall::Ready(answer.map(|found| found.map(|found| found.map(|v| v.version))))
+            }
+            StoreCall::Waiting(future) => {
+                StoreCall::waiting(async move { Ok(future.await?.map(|v| v.version)) })
+            }
+        }
+    }
+
     /// Checks `expectations` and applies `writes`, atomically (not yet
     /// durably: see [`Store::flush`]). A write set naming a key twice is an
     /// error.
@@ -287,6 +300,13 @@ pub trait Store: Send + Sync + 'static {
 
     /// Makes everything applied so far durable.
     fn flush(&self) -> StoreCall<'_, ()>;
+
+    /// The store-wide revision of the last commit, if known without asking
+    /// anyone (local backends): when it has not moved since a derived view
+    /// was read, nothing changed, and the view needs no check.
+    fn revision(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// Applies every operation of `batch` atomically (not yet durably), without

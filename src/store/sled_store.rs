@@ -7,8 +7,11 @@
 //!
 //! Each value is stored behind a 9-byte header, a marker byte `0xFF` and its
 //! version (big-endian u64), so a value and its version are one sled entry,
-//! read and written together. `\x02revision` holds the store-wide revision,
-//! written in each commit's batch and kept in memory between commits. A
+//! read and written together. `\x02revision` holds a ceiling on the
+//! store-wide revision: revisions are taken from memory, and the commit
+//! that passes the ceiling writes a new one [`REVISION_BLOCK`] higher in its
+//! batch, so most commits write no extra key, and after a restart the
+//! revision starts at the ceiling (versions only ever grow). A
 //! value written before versions existed has no header (every record was
 //! JSON, which never starts with `0xFF`) and reads as version 0. Commits
 //! check their expectations and apply under one lock (sled serves one
@@ -21,6 +24,7 @@ use super::{
 };
 use std::ops::Bound;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 /// sled-backed [`Store`].
@@ -29,7 +33,10 @@ pub struct SledStore {
     data: sled::Tree,
     /// The revision of the last commit; held while a commit checks its
     /// expectations and applies.
-    revision: Mutex<u64>,
+    revision: Mutex<Revision>,
+    /// The revision of the last commit, for [`Store::revision`] (set after
+    /// the commit applied).
+    published: AtomicU64,
 }
 
 fn storage_error(error: sled::Error) -> StoreError {
@@ -44,8 +51,17 @@ fn full_key(tree: &str, key: &[u8]) -> Vec<u8> {
     full
 }
 
-/// Where the store-wide revision is kept.
+/// Where the ceiling of the store-wide revision is kept.
 const REVISION_KEY: &[u8] = b"\x02revision";
+
+/// How far each stored ceiling reaches beyond the revision that wrote it.
+const REVISION_BLOCK: u64 = 1024;
+
+/// The revision of the last commit and the stored ceiling.
+struct Revision {
+    last: u64,
+    ceiling: u64,
+}
 /// First byte of a versioned value.
 const VERSIONED: u8 = 0xFF;
 /// Marker and version.
@@ -116,7 +132,12 @@ impl SledStore {
         Ok(Self {
             db,
             data,
-            revision: Mutex::new(revision),
+            // Revisions below the stored ceiling may have been used.
+            revision: Mutex::new(Revision {
+                last: revision,
+                ceiling: revision,
+            }),
+            published: AtomicU64::new(revision),
         })
     }
 }
@@ -148,6 +169,14 @@ impl SledStore {
             entries.push((key[skip..].to_vec(), split_version(&value).0.to_vec()));
         }
         Ok(entries)
+    }
+
+    fn version_now(&self, tree: &str, key: &[u8]) -> StoreResult<Option<u64>> {
+        Ok(self
+            .data
+            .get(full_key(tree, key))
+            .map_err(storage_error)?
+            .map(|stored| split_version(&stored).1))
     }
 
     fn get_now(&self, tree: &str, key: &[u8]) -> StoreResult<Option<VersionedValue>> {
@@ -185,9 +214,15 @@ impl SledStore {
         if !conflicts.is_empty() {
             return Ok(Committed::Conflict { keys: conflicts });
         }
-        let version = *revision + 1;
+        let version = revision.last + 1;
         let mut sled_batch = sled::Batch::default();
-        sled_batch.insert(REVISION_KEY, &version.to_be_bytes());
+        let ceiling = if version > revision.ceiling {
+            let ceiling = version + REVISION_BLOCK - 1;
+            sled_batch.insert(REVISION_KEY, &ceiling.to_be_bytes());
+            ceiling
+        } else {
+            revision.ceiling
+        };
         for op in &writes.ops {
             match op {
                 WriteOp::Put { tree, key, value } => {
@@ -197,7 +232,11 @@ impl SledStore {
             }
         }
         self.data.apply_batch(sled_batch).map_err(storage_error)?;
-        *revision = version;
+        *revision = Revision {
+            last: version,
+            ceiling,
+        };
+        self.published.store(version, Ordering::SeqCst);
         Ok(Committed::Applied { version })
     }
 }
@@ -219,6 +258,15 @@ impl Store for SledStore {
         limit: usize,
     ) -> StoreCall<'a, Vec<Entry>> {
         StoreCall::ready(self.scan_now(tree, prefix, after, limit))
+    }
+
+    fn revision(&self) -> Option<u64> {
+        Some(self.published.load(Ordering::SeqCst))
+    }
+
+    /// The version from the stored header, the value left uncopied.
+    fn version<'a>(&'a self, tree: &'a str, key: &'a [u8]) -> StoreCall<'a, Option<u64>> {
+        StoreCall::ready(self.version_now(tree, key))
     }
 
     fn commit<'a>(

@@ -180,7 +180,12 @@ impl Process {
             .arg("serve")
             .arg("--config")
             .arg(&config)
-            .env("EC2_GATEWAY_LOG", "error")
+            // Quiet unless asked (EC2_GATEWAY_BENCH_LOG, e.g. to count
+            // commit conflicts while profiling).
+            .env(
+                "EC2_GATEWAY_LOG",
+                std::env::var("EC2_GATEWAY_BENCH_LOG").unwrap_or_else(|_| "error".into()),
+            )
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
