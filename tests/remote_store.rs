@@ -99,6 +99,29 @@ async fn a_gateway_on_a_waiting_store_answers_as_on_any_other() {
     assert_eq!(forged.status, 403, "{}", forged.body);
     assert_eq!(error_code(&forged), "SignatureDoesNotMatch");
 
+    // A new account's key: its id is drawn once, whatever the reruns.
+    let created = client::call(
+        &endpoint,
+        &admin(),
+        "AdminCreateAccessKey",
+        &[("AccountId", "777788889999"), ("AccountName", "bob")],
+    )
+    .await
+    .unwrap();
+    assert_eq!(created.status, 200, "{}", created.body);
+    let key = client::text_of(&created.body, "accessKeyId").unwrap();
+    let secret = client::text_of(&created.body, "secretAccessKey").unwrap();
+    let bob = client::call(
+        &endpoint,
+        &credentials(&key, &secret),
+        "DescribeInstances",
+        &[],
+    )
+    .await
+    .unwrap();
+    assert_eq!(bob.status, 200, "{}", bob.body);
+    assert!(column(&bob, "reservationSet", "reservationId").is_empty());
+
     assert!(
         store.waited_calls() > waited_before + 10,
         "the requests waited for the store"

@@ -33,7 +33,10 @@ async fn launch(server: &TestServer) -> String {
         )
         .await;
     assert_eq!(reply.status, 200, "{}", reply.body);
-    client::text_of(&reply.body, "instanceId").unwrap()
+    let id = client::text_of(&reply.body, "instanceId").unwrap();
+    // The attacks below must leave a running instance running.
+    wait_for(server, &id, "running").await;
+    id
 }
 
 async fn state_of(server: &TestServer, id: &str) -> String {
@@ -112,7 +115,7 @@ async fn presigned_urls_cannot_gain_parameters_from_a_body() {
     // The URL itself still works, for A only.
     let reply = send(&server, "GET", &query, &[], "").await;
     assert_eq!(reply.status, 200, "{}", reply.body);
-    assert_eq!(state_of(&server, &a).await, "stopped");
+    wait_for(&server, &a, "stopped").await;
     assert_eq!(state_of(&server, &b).await, "running");
     server.stop().await;
 }

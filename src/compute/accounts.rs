@@ -188,6 +188,9 @@ impl AccountDirectory {
                 "Invalid account id '{account_id}': expected 12 digits"
             )));
         }
+        // Drawn once: every run of the attempt (a retry, or a rerun with
+        // answers a networked store had to wait for) reads the same key id.
+        let fresh = new_key(account_id, "", now);
         operation::run(&self.store, false, |tx| {
             bump_revision(tx)?;
             let account = match tx.get::<Account>(ACCOUNTS, account_id.as_bytes())? {
@@ -205,7 +208,10 @@ impl AccountDirectory {
                     account
                 }
             };
-            let key = new_key(&account.id, &account.name, now);
+            let key = AccessKey {
+                user_name: account.name.clone(),
+                ..fresh.clone()
+            };
             if tx
                 .get::<AccessKey>(ACCESS_KEYS, key.access_key_id.as_bytes())?
                 .is_some()

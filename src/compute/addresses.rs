@@ -129,6 +129,11 @@ impl Compute {
         }
         let mut addresses: Vec<Address> =
             tx.scan(ADDRESSES, format!("{account_id}/").as_bytes())?;
+        let associated: Vec<String> = addresses
+            .iter()
+            .filter_map(|a| Some(a.association.as_ref()?.instance_id.clone()))
+            .collect();
+        tx.prefetch(&super::instances::instance_keys(account_id, &associated))?;
         for address in &mut addresses {
             let ended = address
                 .association

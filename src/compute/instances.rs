@@ -265,6 +265,16 @@ pub(super) fn instance_key(account_id: &str, instance_id: &str) -> Vec<u8> {
     format!("{account_id}/{instance_id}").into_bytes()
 }
 
+/// The spec and status keys of `ids` (to read them in one round).
+pub(super) fn instance_keys(account_id: &str, ids: &[String]) -> Vec<(&'static str, Vec<u8>)> {
+    ids.iter()
+        .flat_map(|id| {
+            let key = instance_key(account_id, id);
+            [(INSTANCES, key.clone()), (INSTANCE_STATUS, key)]
+        })
+        .collect()
+}
+
 /// `instance_order` key: launch order within the account.
 pub(super) fn order_key(account_id: &str, sequence: u64) -> Vec<u8> {
     format!("{account_id}/{sequence:020}").into_bytes()
@@ -519,8 +529,8 @@ pub(super) fn user_initiated(now: DateTime<Utc>) -> String {
 pub struct InstanceBook {
     pub(crate) wake: tokio::sync::Notify,
     /// When the driver plans its next pass (Unix milliseconds on the
-    /// core's clock; `i64::MIN` while a pass runs): a transition due later
-    /// needs no nudge.
+    /// core's clock; `i64::MAX` while a pass runs, so that every new
+    /// transition nudges): a transition due later needs no nudge.
     planned_wake: std::sync::atomic::AtomicI64,
     /// Decoded specs by key, each with the version it was decoded from: a
     /// derived view that saves decoding, used only when the stored version
@@ -536,7 +546,7 @@ impl Default for InstanceBook {
         Self {
             wake: tokio::sync::Notify::new(),
             // No pass planned yet: every new transition nudges.
-            planned_wake: std::sync::atomic::AtomicI64::new(i64::MIN),
+            planned_wake: std::sync::atomic::AtomicI64::new(i64::MAX),
             specs: Default::default(),
         }
     }
@@ -545,7 +555,7 @@ impl Default for InstanceBook {
 impl InstanceBook {
     /// Notes when the driver's next pass is planned (`None`: a pass runs).
     pub(super) fn plan_wake(&self, at: Option<DateTime<Utc>>) {
-        let millis = at.map_or(i64::MIN, |at| at.timestamp_millis());
+        let millis = at.map_or(i64::MAX, |at| at.timestamp_millis());
         self.planned_wake
             .store(millis, std::sync::atomic::Ordering::SeqCst);
     }
@@ -651,9 +661,13 @@ impl Compute {
         loop {
             let entries =
                 tx.scan_after(INSTANCE_ORDER, prefix.as_bytes(), cursor.as_deref(), chunk)?;
-            for (_, value) in &entries {
-                let id: String = crate::store::decode(value)?;
-                let Some(instance) = self.read_instance(tx, account_id, &id)? else {
+            let ids = entries
+                .iter()
+                .map(|(_, value)| crate::store::decode::<String>(value))
+                .collect::<StoreResult<Vec<String>>>()?;
+            tx.prefetch(&instance_keys(account_id, &ids))?;
+            for id in &ids {
+                let Some(instance) = self.read_instance(tx, account_id, id)? else {
                     continue;
                 };
                 if !keep(&instance) {
@@ -712,6 +726,7 @@ impl Compute {
                 .instance_page_in(tx, account_id, after, None, &|_| true)?
                 .0);
         }
+        tx.prefetch(&instance_keys(account_id, ids))?;
         let mut found = Vec::with_capacity(ids.len());
         let mut missing = Vec::new();
         for id in ids {

@@ -39,12 +39,10 @@ type DueEntry = (Vec<u8>, DateTime<Utc>, Due, String, String);
 /// scan that finds nothing due must stay small).
 const BATCH: usize = 32;
 
-/// The least time between two passes the driver's own timer starts:
-/// transitions coming due one after the other (a gateway launching
-/// thousands a second) are applied together rather than in a pass, with its
-/// scans and commit, each. A transition is at most this much later than
-/// its due time; a nudge (something due before the planned pass) is never
-/// held back.
+/// The least time between two passes: transitions coming due one after
+/// the other (a gateway launching thousands a second) are applied together
+/// rather than in a pass, with its scans and commit, each. A transition is
+/// at most this much later than its due time.
 const PASS_INTERVAL: Duration = Duration::from_millis(20);
 
 /// Runs forever; abort the task to stop it.
@@ -76,13 +74,11 @@ pub async fn drive(compute: Arc<Compute>) {
         compute.instances.plan_wake(Some(
             compute.clock.now() + chrono::Duration::from_std(wait).unwrap_or_default(),
         ));
-        let nudged = tokio::select! {
-            _ = tokio::time::sleep(wait) => false,
-            _ = compute.instances.wake.notified() => true,
-        };
-        if !nudged {
-            tokio::time::sleep_until(pass_started + PASS_INTERVAL).await;
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = compute.instances.wake.notified() => {}
         }
+        tokio::time::sleep_until(pass_started + PASS_INTERVAL).await;
     }
 }
 

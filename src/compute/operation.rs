@@ -137,6 +137,41 @@ impl<'s> Tx<'s> {
         }
     }
 
+    /// Asks for every one of `keys` at once when the backend would make
+    /// each read wait: a listing then waits one round for all its records
+    /// (the attempt runs again once with all of them), not one round, and
+    /// one rerun, per record. Nothing to do on a backend that answers at
+    /// once.
+    pub fn prefetch(&self, keys: &[(&'static str, Vec<u8>)]) -> StoreResult<()> {
+        if self.store.backend().answers_at_once() {
+            return Ok(());
+        }
+        let mut waiting = false;
+        for (tree, key) in keys {
+            let tree_key = (*tree, key.clone());
+            if crate::sync::lock(&self.answered).contains_key(&tree_key)
+                || self.fetched.values.contains_key(&tree_key)
+            {
+                continue;
+            }
+            match self.store.backend().get_versioned(tree, key).now() {
+                Some(answer) => {
+                    let value = answer?;
+                    crate::sync::lock(&self.answered).insert(tree_key, value);
+                }
+                None => {
+                    crate::sync::lock(&self.missing).push(Miss::Value(tree_key));
+                    waiting = true;
+                }
+            }
+        }
+        if waiting {
+            Err(awaiting_answer())
+        } else {
+            Ok(())
+        }
+    }
+
     /// Up to `limit` entries under `prefix` after `after` (untracked), from
     /// the answers awaited earlier or from the backend if it answers at once.
     pub fn scan_after(
@@ -559,6 +594,80 @@ mod tests {
             store.get_record::<u64>("names", b"web").await.unwrap(),
             Some(2)
         );
+    }
+
+    /// A store whose every call waits (as a network store's would).
+    struct Waiting(MemoryStore);
+
+    impl crate::store::Store for Waiting {
+        fn get_versioned<'a>(
+            &'a self,
+            tree: &'a str,
+            key: &'a [u8],
+        ) -> crate::store::StoreCall<'a, Option<VersionedValue>> {
+            crate::store::StoreCall::waiting(async move {
+                tokio::task::yield_now().await;
+                self.0.get_versioned(tree, key).await
+            })
+        }
+        fn commit<'a>(
+            &'a self,
+            expectations: &'a [crate::store::Expectation],
+            writes: &'a WriteBatch,
+        ) -> crate::store::StoreCall<'a, Committed> {
+            crate::store::StoreCall::waiting(async move {
+                tokio::task::yield_now().await;
+                self.0.commit(expectations, writes).await
+            })
+        }
+        fn scan<'a>(
+            &'a self,
+            tree: &'a str,
+            prefix: &'a [u8],
+            after: Option<&'a [u8]>,
+            limit: usize,
+        ) -> crate::store::StoreCall<'a, Vec<Entry>> {
+            crate::store::StoreCall::waiting(async move {
+                tokio::task::yield_now().await;
+                self.0.scan(tree, prefix, after, limit).await
+            })
+        }
+        fn flush(&self) -> crate::store::StoreCall<'_, ()> {
+            crate::store::StoreCall::ready(Ok(()))
+        }
+    }
+
+    /// On a waiting store an attempt runs again once per round of answers:
+    /// reads one by one would take a round (and a rerun) each, so a
+    /// listing asks for all its keys at once and runs three times whatever
+    /// its length (the scan, the records, then the answer).
+    #[tokio::test]
+    async fn a_listing_on_a_waiting_store_waits_one_round_for_all_its_records() {
+        let store = StoreHandle::new(Arc::new(Waiting(MemoryStore::new())));
+        let mut batch = WriteBatch::new();
+        for n in 0..1_500u64 {
+            batch.put_record("records", format!("{n:05}").into_bytes(), &n);
+        }
+        store.apply(&batch).await.unwrap();
+        let runs = AtomicU32::new(0);
+        let sum = read(&store, |tx| {
+            runs.fetch_add(1, Ordering::SeqCst);
+            let keys: Vec<(&'static str, Vec<u8>)> = tx
+                .scan_entries("records", b"")?
+                .into_iter()
+                .map(|(key, _)| ("records", key))
+                .collect();
+            tx.prefetch(&keys)?;
+            let mut sum = 0;
+            for (tree, key) in &keys {
+                sum += tx.peek_record::<u64>(tree, key)?.unwrap_or(0);
+            }
+            Ok::<u64, StoreError>(sum)
+        })
+        .await
+        .unwrap();
+        assert_eq!(sum, (0..1_500).sum::<u64>());
+        assert_eq!(runs.load(Ordering::SeqCst), 3);
     }
 
     #[tokio::test(start_paused = true)]

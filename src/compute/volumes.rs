@@ -189,6 +189,11 @@ impl Compute {
         }
         let now = self.clock.now();
         let mut volumes: Vec<Volume> = tx.scan(VOLUMES, format!("{account_id}/").as_bytes())?;
+        let attached: Vec<String> = volumes
+            .iter()
+            .filter_map(|v| Some(v.attachment.as_ref()?.instance_id.clone()))
+            .collect();
+        tx.prefetch(&super::instances::instance_keys(account_id, &attached))?;
         for volume in &mut volumes {
             let ended = volume.attachment.as_ref().is_some_and(|a| {
                 a.detached_at.is_some_and(|at| at <= now)

@@ -146,6 +146,10 @@ impl Store for MemoryStore {
         StoreCall::ready(Ok(()))
     }
 
+    fn answers_at_once(&self) -> bool {
+        true
+    }
+
     fn revision(&self) -> Option<u64> {
         Some(crate::sync::read(&self.inner).revision)
     }

@@ -301,6 +301,12 @@ pub trait Store: Send + Sync + 'static {
     /// Makes everything applied so far durable.
     fn flush(&self) -> StoreCall<'_, ()>;
 
+    /// True when every call answers at once (memory, sled): the core then
+    /// skips asking for many keys ahead of reading them one by one.
+    fn answers_at_once(&self) -> bool {
+        false
+    }
+
     /// The store-wide revision of the last commit, if known without asking
     /// anyone (local backends): when it has not moved since a derived view
     /// was read, nothing changed, and the view needs no check.

@@ -260,6 +260,10 @@ impl Store for SledStore {
         StoreCall::ready(self.scan_now(tree, prefix, after, limit))
     }
 
+    fn answers_at_once(&self) -> bool {
+        true
+    }
+
     fn revision(&self) -> Option<u64> {
         Some(self.published.load(Ordering::SeqCst))
     }
