@@ -133,7 +133,10 @@ impl Compute {
             .iter()
             .filter_map(|a| Some(a.association.as_ref()?.instance_id.clone()))
             .collect();
-        tx.prefetch(&super::instances::instance_keys(account_id, &associated))?;
+        tx.prefetch(&super::instance_reads::instance_keys(
+            account_id,
+            &associated,
+        ))?;
         for address in &mut addresses {
             let ended = address
                 .association

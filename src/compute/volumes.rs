@@ -193,7 +193,7 @@ impl Compute {
             .iter()
             .filter_map(|v| Some(v.attachment.as_ref()?.instance_id.clone()))
             .collect();
-        tx.prefetch(&super::instances::instance_keys(account_id, &attached))?;
+        tx.prefetch(&super::instance_reads::instance_keys(account_id, &attached))?;
         for volume in &mut volumes {
             let ended = volume.attachment.as_ref().is_some_and(|a| {
                 a.detached_at.is_some_and(|at| at <= now)

@@ -1,0 +1,268 @@
+//! Reading instances: DescribeInstances by id and page by page.
+//!
+//! An instance is two records (spec and status, see `instances`); a listing
+//! walks `instance_order/<account>/<sequence>` only as far as its page
+//! needs and reads each instance's spec and status, asking a store that
+//! must wait for all of a chunk's records at once. Specs are decoded once
+//! per stored version ([`InstanceBook`]'s decoded-spec view, checked with a
+//! version-only read), since listings read the same instances again and
+//! again while they seldom change. The book also carries the lifecycle
+//! driver's wake-up: a transition due before the driver's planned pass
+//! nudges it.
+
+use super::instances::{
+    instance_key, instances_not_found, order_key, parse_schedule_key, Instance, InstanceStatus,
+    INSTANCES, INSTANCE_ORDER, INSTANCE_STATUS, SCHEDULE,
+};
+use super::operation::{self, Tx};
+use super::Compute;
+use crate::error::ApiResult;
+use crate::store::StoreResult;
+use chrono::{DateTime, Utc};
+
+/// The spec and status keys of `ids` (to read them in one round).
+pub(super) fn instance_keys(account_id: &str, ids: &[String]) -> Vec<(&'static str, Vec<u8>)> {
+    ids.iter()
+        .flat_map(|id| {
+            let key = instance_key(account_id, id);
+            [(INSTANCES, key.clone()), (INSTANCE_STATUS, key)]
+        })
+        .collect()
+}
+
+/// What the lifecycle driver needs from instance changes (a nudge when a
+/// transition is scheduled earlier than it planned to wake), and decoded
+/// specs for listings.
+pub struct InstanceBook {
+    pub(crate) wake: tokio::sync::Notify,
+    /// When the driver plans its next pass (Unix milliseconds on the
+    /// core's clock; `i64::MAX` while a pass runs, so that every new
+    /// transition nudges): a transition due later needs no nudge.
+    planned_wake: std::sync::atomic::AtomicI64,
+    /// Decoded specs by key, each with the version it was decoded from: a
+    /// derived view that saves decoding, used only when the stored version
+    /// read just before is the same. Bounded: emptied when full.
+    specs: std::sync::RwLock<std::collections::HashMap<Vec<u8>, (u64, Instance)>>,
+}
+
+/// Most specs [`InstanceBook`] keeps decoded.
+const MAX_DECODED_SPECS: usize = 20_000;
+
+impl Default for InstanceBook {
+    fn default() -> Self {
+        Self {
+            wake: tokio::sync::Notify::new(),
+            // No pass planned yet: every new transition nudges.
+            planned_wake: std::sync::atomic::AtomicI64::new(i64::MAX),
+            specs: Default::default(),
+        }
+    }
+}
+
+impl InstanceBook {
+    /// Notes when the driver's next pass is planned (`None`: a pass runs).
+    pub(super) fn plan_wake(&self, at: Option<DateTime<Utc>>) {
+        let millis = at.map_or(i64::MAX, |at| at.timestamp_millis());
+        self.planned_wake
+            .store(millis, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Wakes the driver if a transition due at `due` would come before its
+    /// planned pass.
+    pub(super) fn nudge(&self, due: DateTime<Utc>) {
+        let planned = self.planned_wake.load(std::sync::atomic::Ordering::SeqCst);
+        if due.timestamp_millis() < planned {
+            self.wake.notify_one();
+        }
+    }
+
+    /// The spec stored as `bytes` under `key` at `version`, decoded once
+    /// per version (a value without a known version is decoded and not
+    /// kept).
+    pub(super) fn decode_spec(
+        &self,
+        key: &[u8],
+        version: Option<u64>,
+        bytes: &[u8],
+    ) -> StoreResult<Instance> {
+        if let Some(version) = version {
+            if let Some((_, instance)) = crate::sync::read(&self.specs)
+                .get(key)
+                .filter(|(cached, _)| *cached == version)
+            {
+                return Ok(instance.clone());
+            }
+        }
+        let instance: Instance = crate::store::decode(bytes)?;
+        if let Some(version) = version {
+            let mut specs = crate::sync::write(&self.specs);
+            if specs.len() >= MAX_DECODED_SPECS {
+                specs.clear();
+            }
+            specs.insert(key.to_vec(), (version, instance.clone()));
+        }
+        Ok(instance)
+    }
+}
+
+impl Compute {
+    /// One instance, as `tx` reads it now (untracked).
+    fn read_instance(
+        &self,
+        tx: &Tx<'_>,
+        account_id: &str,
+        instance_id: &str,
+    ) -> StoreResult<Option<Instance>> {
+        let key = instance_key(account_id, instance_id);
+        let Some(version) = tx.peek_version(INSTANCES, &key)? else {
+            return Ok(None);
+        };
+        let decoded = crate::sync::read(&self.instances.specs)
+            .get(&key)
+            .filter(|(cached, _)| *cached == version)
+            .map(|(_, instance)| instance.clone());
+        let mut instance = match decoded {
+            Some(instance) => instance,
+            None => {
+                let Some(stored) = tx.peek(INSTANCES, &key)? else {
+                    return Ok(None);
+                };
+                self.instances
+                    .decode_spec(&key, Some(stored.version), &stored.value)?
+            }
+        };
+        if let Some(status) = tx.peek_record::<InstanceStatus>(INSTANCE_STATUS, &key)? {
+            instance.set_status(status);
+        }
+        Ok(Some(instance))
+    }
+
+    /// One page of the account's instances in launch order: up to `limit`
+    /// (all without one) after sequence `after` that pass `keep`, and whether
+    /// more would follow. Walks the launch order only as far as the page
+    /// needs.
+    pub async fn instance_page(
+        &self,
+        account_id: &str,
+        after: Option<u64>,
+        limit: Option<usize>,
+        keep: impl Fn(&Instance) -> bool,
+    ) -> ApiResult<(Vec<Instance>, bool)> {
+        operation::read(&self.store, |tx| {
+            self.instance_page_in(tx, account_id, after, limit, &keep)
+        })
+        .await
+    }
+
+    /// [`Compute::instance_page`] as `tx` reads it now.
+    pub(super) fn instance_page_in(
+        &self,
+        tx: &Tx<'_>,
+        account_id: &str,
+        after: Option<u64>,
+        limit: Option<usize>,
+        keep: &impl Fn(&Instance) -> bool,
+    ) -> ApiResult<(Vec<Instance>, bool)> {
+        const MAX_CHUNK: usize = 256;
+        // A page of N needs N + 1 entries (the one after tells whether more
+        // follow) unless a filter skips some: start there, grow if needed.
+        let mut chunk = limit.map_or(MAX_CHUNK, |l| (l + 1).min(MAX_CHUNK));
+        let prefix = format!("{account_id}/");
+        let mut cursor = after.map(|a| order_key(account_id, a));
+        let mut page = Vec::new();
+        loop {
+            let entries =
+                tx.scan_after(INSTANCE_ORDER, prefix.as_bytes(), cursor.as_deref(), chunk)?;
+            let ids = entries
+                .iter()
+                .map(|(_, value)| crate::store::decode::<String>(value))
+                .collect::<StoreResult<Vec<String>>>()?;
+            tx.prefetch(&instance_keys(account_id, &ids))?;
+            for id in &ids {
+                let Some(instance) = self.read_instance(tx, account_id, id)? else {
+                    continue;
+                };
+                if !keep(&instance) {
+                    continue;
+                }
+                if limit.is_some_and(|limit| page.len() == limit) {
+                    return Ok((page, true));
+                }
+                page.push(instance);
+            }
+            match entries.last() {
+                Some((key, _)) if entries.len() == chunk => cursor = Some(key.clone()),
+                _ => return Ok((page, false)),
+            }
+            chunk = MAX_CHUNK;
+        }
+    }
+
+    /// How many of the account's instances (not terminated) are in `zone`.
+    pub async fn instances_in_zone(&self, account_id: &str, zone: &str) -> ApiResult<usize> {
+        let (matching, _) = self
+            .instance_page(account_id, None, None, |i| {
+                i.availability_zone == zone && i.is_live()
+            })
+            .await?;
+        Ok(matching.len())
+    }
+
+    /// The account's instances: those named (all must exist), or all, in
+    /// launch order, starting after sequence `after`.
+    pub async fn instances(
+        &self,
+        account_id: &str,
+        ids: &[String],
+        after: Option<u64>,
+    ) -> ApiResult<Vec<Instance>> {
+        operation::read(&self.store, |tx| {
+            self.instances_in(tx, account_id, ids, after)
+        })
+        .await
+    }
+
+    /// [`Compute::instances`] as `tx` reads them now.
+    pub(super) fn instances_in(
+        &self,
+        tx: &Tx<'_>,
+        account_id: &str,
+        ids: &[String],
+        after: Option<u64>,
+    ) -> ApiResult<Vec<Instance>> {
+        for id in ids {
+            super::kinds::ResourceKind::Instance.check(id)?;
+        }
+        if ids.is_empty() {
+            return Ok(self
+                .instance_page_in(tx, account_id, after, None, &|_| true)?
+                .0);
+        }
+        tx.prefetch(&instance_keys(account_id, ids))?;
+        let mut found = Vec::with_capacity(ids.len());
+        let mut missing = Vec::new();
+        for id in ids {
+            match self.read_instance(tx, account_id, id)? {
+                Some(instance) => found.push(instance),
+                None => missing.push(id.clone()),
+            }
+        }
+        if !missing.is_empty() {
+            return Err(instances_not_found(&missing));
+        }
+        found.sort_by_key(|i| i.sequence);
+        found.dedup_by_key(|i| i.sequence);
+        Ok(found)
+    }
+
+    /// The earliest scheduled transition, purge or token expiry.
+    pub async fn next_due(&self) -> StoreResult<Option<DateTime<Utc>>> {
+        Ok(self
+            .store
+            .raw_scan(SCHEDULE, b"", None, 1)
+            .await?
+            .first()
+            .and_then(|(key, _)| parse_schedule_key(key))
+            .map(|(due, ..)| due))
+    }
+}
