@@ -209,6 +209,8 @@ pub struct Quotas {
     pub max_volume_storage_gib: u64,
     /// Snapshots, per account.
     pub max_snapshots: u32,
+    /// VPCs per account, the default VPC included (EC2: 5 per Region).
+    pub max_vpcs: u32,
     /// The largest share of the fleet (vCPUs of all compute hosts, volume
     /// capacity of all zones) one account may hold, in percent: whatever
     /// `max_vcpus` and `max_volume_storage_gib` say, one tenant cannot take
@@ -229,6 +231,7 @@ impl Default for Quotas {
             max_volumes: 5000,
             max_volume_storage_gib: 51_200,
             max_snapshots: 10_000,
+            max_vpcs: 5,
             max_fleet_share_percent: 50,
         }
     }

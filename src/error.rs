@@ -258,6 +258,9 @@ pub mod codes {
     pub const RULES_PER_SECURITY_GROUP_LIMIT_EXCEEDED: &str = "RulesPerSecurityGroupLimitExceeded";
     pub const SECURITY_GROUP_LIMIT_EXCEEDED: &str = "SecurityGroupLimitExceeded";
     pub const SNAPSHOT_LIMIT_EXCEEDED: &str = "SnapshotLimitExceeded";
+    pub const INVALID_VPC_RANGE: &str = "InvalidVpc.Range";
+    pub const INVALID_PARAMETER: &str = "InvalidParameter";
+    pub const VPC_LIMIT_EXCEEDED: &str = "VpcLimitExceeded";
     pub const TAG_LIMIT_EXCEEDED: &str = "TagLimitExceeded";
     pub const VOLUME_IN_USE: &str = "VolumeInUse";
     pub const VOLUME_LIMIT_EXCEEDED: &str = "VolumeLimitExceeded";

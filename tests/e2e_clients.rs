@@ -264,6 +264,94 @@ fn aws_cli() {
     assert!(gateway.terminate().success());
 }
 
+/// A VPC made, waited for, tuned and removed with the AWS CLI (its
+/// `vpc-available` waiter polls DescribeVpcs).
+#[test]
+fn aws_cli_vpc() {
+    if !available("the AWS CLI", "aws", &["--version"]) {
+        return;
+    }
+    let gateway = Gateway::with_test_config();
+    let ep = gateway.endpoint.as_str();
+    let created = json(&aws(
+        ep,
+        USER_KEY,
+        USER_SECRET,
+        &[
+            "create-vpc",
+            "--cidr-block",
+            "10.0.0.0/16",
+            "--tag-specifications",
+            "ResourceType=vpc,Tags=[{Key=Name,Value=cli}]",
+        ],
+    ));
+    let vpc = created["Vpc"]["VpcId"].as_str().unwrap().to_string();
+    assert_eq!(created["Vpc"]["CidrBlock"], "10.0.0.0/16");
+    let waited = aws(
+        ep,
+        USER_KEY,
+        USER_SECRET,
+        &["wait", "vpc-available", "--vpc-ids", &vpc],
+    );
+    assert!(
+        waited.status.success(),
+        "{}",
+        String::from_utf8_lossy(&waited.stderr)
+    );
+    let modified = aws(
+        ep,
+        USER_KEY,
+        USER_SECRET,
+        &[
+            "modify-vpc-attribute",
+            "--vpc-id",
+            &vpc,
+            "--enable-dns-hostnames",
+            "{\"Value\":true}",
+        ],
+    );
+    assert!(
+        modified.status.success(),
+        "{}",
+        String::from_utf8_lossy(&modified.stderr)
+    );
+    let attribute = json(&aws(
+        ep,
+        USER_KEY,
+        USER_SECRET,
+        &[
+            "describe-vpc-attribute",
+            "--vpc-id",
+            &vpc,
+            "--attribute",
+            "enableDnsHostnames",
+        ],
+    ));
+    assert_eq!(attribute["EnableDnsHostnames"]["Value"], true);
+    let listed = json(&aws(
+        ep,
+        USER_KEY,
+        USER_SECRET,
+        &["describe-vpcs", "--filters", "Name=tag:Name,Values=cli"],
+    ));
+    assert_eq!(listed["Vpcs"][0]["VpcId"], vpc.as_str());
+    assert_eq!(listed["Vpcs"][0]["IsDefault"], false);
+    let deleted = aws(ep, USER_KEY, USER_SECRET, &["delete-vpc", "--vpc-id", &vpc]);
+    assert!(
+        deleted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&deleted.stderr)
+    );
+    let gone = aws(
+        ep,
+        USER_KEY,
+        USER_SECRET,
+        &["describe-vpcs", "--vpc-ids", &vpc],
+    );
+    assert!(String::from_utf8_lossy(&gone.stderr).contains("(InvalidVpcID.NotFound)"));
+    assert!(gateway.terminate().success());
+}
+
 /// The AWS CLI flow of the instances issue, as a user would type it.
 #[test]
 fn aws_cli_instances() {

@@ -23,6 +23,7 @@ pub mod security_groups;
 pub mod snapshots;
 pub mod tags;
 pub mod volumes;
+pub mod vpcs;
 pub mod zones;
 
 use crate::auth::Principal;
@@ -104,6 +105,10 @@ actions! {
     DescribeRegions => regions::DescribeRegions, admin = false;
     DescribeAccountAttributes => network::DescribeAccountAttributes, admin = false;
     DescribeVpcs => network::DescribeVpcs, admin = false;
+    CreateVpc => vpcs::CreateVpc, admin = false;
+    DeleteVpc => vpcs::DeleteVpc, admin = false;
+    DescribeVpcAttribute => vpcs::DescribeVpcAttribute, admin = false;
+    ModifyVpcAttribute => vpcs::ModifyVpcAttribute, admin = false;
     DescribeSubnets => network::DescribeSubnets, admin = false;
     DescribeInstanceTypes => catalog::DescribeInstanceTypes, admin = false;
     DescribeImages => images::DescribeImages, admin = false;
@@ -164,11 +169,6 @@ actions! {
 
 /// EC2 actions deliberately not offered, with the reason given to clients.
 pub const UNSUPPORTED_ACTIONS: &[(&str, &str)] = &[
-    (
-        "CreateVpc",
-        "every account has exactly one default VPC (172.31.0.0/16)",
-    ),
-    ("DeleteVpc", "the default VPC cannot be deleted"),
     (
         "CreateDefaultVpc",
         "every account already has its default VPC",

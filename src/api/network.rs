@@ -3,8 +3,9 @@
 //!
 //! Every account has one default VPC with a default subnet per zone
 //! (`compute::network`), which is what tools look for before a launch.
-//! Account attributes come from the configured quotas. Creating or deleting
-//! VPCs and subnets is refused with `UnsupportedOperation` (see
+//! Account attributes come from the configured quotas. DescribeVpcs lists
+//! the default VPC and those created (`api::vpcs`); creating or deleting
+//! subnets is refused with `UnsupportedOperation` (see
 //! `api::UNSUPPORTED_ACTIONS`), rather than pretending.
 
 use super::tags::{check_filter_names, tag_filter_values};
@@ -127,61 +128,58 @@ impl DescribeVpcs {
     }
 
     pub async fn execute(self, context: &Context<'_>) -> ApiResult<VpcList> {
-        let (vpc, _) = context
+        let vpcs = context
             .compute
-            .default_network(&context.principal.account_id)
+            .account_vpcs(&context.principal.account_id)
             .await?;
-        if let Some(missing) = self.vpc_ids.iter().find(|id| **id != vpc.vpc_id) {
+        if let Some(missing) = self
+            .vpc_ids
+            .iter()
+            .find(|id| !vpcs.iter().any(|v| &v.vpc.vpc_id == *id))
+        {
             return Err(ApiError::NotFound {
                 code: crate::compute::kinds::ResourceKind::Vpc.not_found_code(),
                 message: format!("The vpc ID '{missing}' does not exist"),
             });
         }
         dry_run_check(self.dry_run)?;
-        let tags = vpc.tags.clone();
-        let matches = matches_all(&self.filters, |name| {
-            tag_filter_values(&tags, name).unwrap_or_else(|| match name {
-                "vpc-id" => vec![vpc.vpc_id.clone()],
-                "cidr" | "cidr-block-association.cidr-block" => vec![vpc.cidr_block.clone()],
-                "cidr-block-association.association-id" => vec![vpc.cidr_association_id.clone()],
-                "cidr-block-association.state" => vec!["associated".into()],
-                "is-default" => vec!["true".into()],
-                "state" => vec!["available".into()],
-                "owner-id" => vec![vpc.account_id.clone()],
-                _ => vec![vpc.dhcp_options_id.clone()],
+        let vpcs = vpcs
+            .into_iter()
+            .filter(|found| self.vpc_ids.is_empty() || self.vpc_ids.contains(&found.vpc.vpc_id))
+            .filter(|found| {
+                let vpc = &found.vpc;
+                matches_all(&self.filters, |name| {
+                    tag_filter_values(&vpc.tags, name).unwrap_or_else(|| match name {
+                        "vpc-id" => vec![vpc.vpc_id.clone()],
+                        "cidr" | "cidr-block-association.cidr-block" => {
+                            vec![vpc.cidr_block.clone()]
+                        }
+                        "cidr-block-association.association-id" => {
+                            vec![vpc.cidr_association_id.clone()]
+                        }
+                        "cidr-block-association.state" => vec!["associated".into()],
+                        "is-default" => vec![found.is_default.to_string()],
+                        "state" => vec!["available".into()],
+                        "owner-id" => vec![vpc.account_id.clone()],
+                        _ => vec![vpc.dhcp_options_id.clone()],
+                    })
+                })
             })
-        });
-        Ok(VpcList {
-            vpcs: if matches {
-                vec![(vpc, tags)]
-            } else {
-                Vec::new()
-            },
-        })
+            .map(|found| (found.vpc, found.is_default))
+            .collect();
+        Ok(VpcList { vpcs })
     }
 }
 
 #[derive(Debug)]
 pub struct VpcList {
-    vpcs: Vec<(Vpc, Vec<crate::compute::instances::Tag>)>,
+    vpcs: Vec<(Vpc, bool)>,
 }
 
 impl XmlOutput for VpcList {
     fn write_xml(&self, xml: &mut XmlWriter) {
-        xml.list("vpcSet", &self.vpcs, |xml, (vpc, tags)| {
-            xml.element("vpcId", &vpc.vpc_id);
-            xml.element("ownerId", &vpc.account_id);
-            xml.element("state", "available");
-            xml.element("cidrBlock", &vpc.cidr_block);
-            xml.list("cidrBlockAssociationSet", &[()], |xml, _| {
-                xml.element("cidrBlock", &vpc.cidr_block);
-                xml.element("associationId", &vpc.cidr_association_id);
-                xml.nested("cidrBlockState", |xml| xml.element("state", "associated"));
-            });
-            xml.element("dhcpOptionsId", &vpc.dhcp_options_id);
-            super::tags::write_tags(xml, tags);
-            xml.element("instanceTenancy", "default");
-            xml.boolean("isDefault", true);
+        xml.list("vpcSet", &self.vpcs, |xml, (vpc, is_default)| {
+            super::vpcs::write_vpc(xml, vpc, *is_default, "available")
         });
     }
 }

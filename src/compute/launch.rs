@@ -154,6 +154,7 @@ impl Compute {
         &self,
         tx: &mut Tx<'_>,
         account_id: &str,
+        vpc_id: &str,
         names: &[String],
         ids: &[String],
     ) -> ApiResult<Vec<GroupRef>> {
@@ -169,6 +170,15 @@ impl Compute {
         let mut refs = Vec::new();
         for selector in &selectors {
             let group = self.security_group_in(tx, account_id, selector)?;
+            if group.vpc_id != vpc_id {
+                return Err(ApiError::NotFound {
+                    code: crate::error::codes::INVALID_PARAMETER,
+                    message: format!(
+                        "Security group {} and the instance's subnet belong to different networks.",
+                        group.id
+                    ),
+                });
+            }
             refs.push(GroupRef {
                 id: group.id,
                 name: group.name,
@@ -319,7 +329,13 @@ impl Compute {
                 return Ok(Launched::MissingDefaults);
             };
             let names = &request.security_group_names;
-            let groups = match self.launch_groups(tx, account_id, names, &request.security_group_ids) {
+            let groups = match self.launch_groups(
+                tx,
+                account_id,
+                &vpc.vpc_id,
+                names,
+                &request.security_group_ids,
+            ) {
                 Err(ApiError::NotFound { .. })
                     if names.is_empty() && request.security_group_ids.is_empty() =>
                 {

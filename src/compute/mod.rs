@@ -8,6 +8,7 @@
 pub mod accounts;
 pub mod addresses;
 pub mod catalog;
+pub mod cidr;
 pub mod ids;
 pub mod images;
 pub mod instance_attributes;
@@ -30,6 +31,7 @@ pub mod upgrade;
 pub mod usage;
 pub mod view;
 pub mod volumes;
+pub mod vpcs;
 
 use crate::clock::Clock;
 use crate::config::{Config, PeerRegion, Quotas, SchedulerPolicy};

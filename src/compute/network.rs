@@ -31,6 +31,11 @@ pub struct Vpc {
     pub created_at: DateTime<Utc>,
     #[serde(default)]
     pub tags: Vec<super::instances::Tag>,
+    /// Set by ModifyVpcAttribute (`None`: EC2's default, see `vpcs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enable_dns_support: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enable_dns_hostnames: Option<bool>,
 }
 
 impl crate::store::Record for Vpc {}
@@ -180,6 +185,8 @@ impl Compute {
                         dhcp_options_id: super::ids::new_id("dopt"),
                         created_at: now,
                         tags: Vec::new(),
+                        enable_dns_support: None,
+                        enable_dns_hostnames: None,
                     };
                     tx.put(VPCS, account_id.as_bytes(), &vpc);
                     vpc

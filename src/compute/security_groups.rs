@@ -168,7 +168,7 @@ fn in_use(group_id: &str) -> ApiError {
 }
 
 /// The account's security group usage in `tx`.
-fn group_usage(tx: &mut Tx<'_>, account_id: &str) -> StoreResult<Usage> {
+pub(super) fn group_usage(tx: &mut Tx<'_>, account_id: &str) -> StoreResult<Usage> {
     super::usage::read(tx, account_id, Kind::SecurityGroups, |tx| {
         super::usage::count_of(tx, SECURITY_GROUPS, format!("{account_id}/").as_bytes())
     })
@@ -304,19 +304,35 @@ impl Compute {
             self.security_groups(account_id).await?;
             Some(self.default_network(account_id).await?.0.vpc_id)
         };
-        if let Some(requested) = vpc_id {
-            if Some(requested) != account_vpc.as_deref() {
-                return Err(ApiError::NotFound {
-                    code: super::kinds::ResourceKind::Vpc.not_found_code(),
-                    message: format!("The vpc ID '{requested}' does not exist"),
-                });
+        // A created VPC (read again in the operation, so that its deletion
+        // meanwhile conflicts), else the default one.
+        let created_vpc = match vpc_id {
+            Some(requested) if Some(requested) != account_vpc.as_deref() => {
+                self.account_vpc(account_id, requested).await?;
+                Some(requested.to_string())
             }
-        }
+            _ => None,
+        };
         super::operation::run(&self.store, dry_run, |tx| {
+            if let Some(created) = &created_vpc {
+                let key = format!("{account_id}/{created}").into_bytes();
+                if tx
+                    .get::<super::network::Vpc>(super::vpcs::VPCS, &key)?
+                    .is_none()
+                {
+                    return Err(ApiError::NotFound {
+                        code: super::kinds::ResourceKind::Vpc.not_found_code(),
+                        message: format!("The vpc ID '{created}' does not exist"),
+                    });
+                }
+            }
             let mut usage = group_usage(tx, account_id)?;
             let existing =
                 tx.scan::<SecurityGroup>(SECURITY_GROUPS, format!("{account_id}/").as_bytes())?;
-            let vpc_id = account_vpc.clone().unwrap_or_default();
+            let vpc_id = created_vpc
+                .clone()
+                .or_else(|| account_vpc.clone())
+                .unwrap_or_default();
             if existing
                 .iter()
                 .any(|g| g.name == name && g.vpc_id == vpc_id)

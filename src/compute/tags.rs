@@ -177,6 +177,10 @@ impl Compute {
                 Ok(located)
             }
             ResourceType::Vpc => {
+                // A created VPC, else the default one (stored by account).
+                if let Ok(located) = found(super::vpcs::VPCS, by_account.clone()) {
+                    return Ok(located);
+                }
                 let located = found(super::network::VPCS, account_id.as_bytes().to_vec())?;
                 let vpc: super::network::Vpc = crate::store::decode(&located.value)?;
                 if vpc.vpc_id != id {
@@ -309,8 +313,8 @@ impl Compute {
                 &address.tags,
             );
         }
-        if let Some(vpc) = self.default_vpc(account_id).await? {
-            push(&vpc.vpc_id, ResourceType::Vpc, &vpc.tags);
+        for found in self.account_vpcs(account_id).await? {
+            push(&found.vpc.vpc_id, ResourceType::Vpc, &found.vpc.tags);
         }
         for subnet in self.default_subnets(account_id).await? {
             push(&subnet.subnet_id, ResourceType::Subnet, &subnet.tags);

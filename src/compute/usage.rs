@@ -33,6 +33,8 @@ pub enum Kind {
     Snapshots,
     SecurityGroups,
     Addresses,
+    /// VPCs created (the default VPC apart).
+    Vpcs,
 }
 
 impl Kind {
@@ -45,6 +47,7 @@ impl Kind {
             Kind::Snapshots => "snapshots",
             Kind::SecurityGroups => "security_groups",
             Kind::Addresses => "addresses",
+            Kind::Vpcs => "vpcs",
         }
     }
 }

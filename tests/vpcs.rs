@@ -1,0 +1,333 @@
+//! VPCs beside the default one: CreateVpc, DescribeVpcs, DeleteVpc and the
+//! DNS attributes, through the in-process server, with EC2's error codes,
+//! the quota, account isolation and a restart.
+
+mod common;
+
+use common::*;
+use ec2_gateway::client::text_of;
+use ec2_gateway::config::StorageBackend;
+
+async fn create(server: &TestServer, block: &str) -> ec2_gateway::client::Reply {
+    server.user("CreateVpc", &[("CidrBlock", block)]).await
+}
+
+#[tokio::test]
+async fn vpcs_are_created_listed_tagged_and_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(test_config(
+        &dir.path().join("data"),
+        StorageBackend::Memory,
+    ))
+    .await;
+    // Host bits are cleared, as EC2 does; the new VPC answers `pending`.
+    let reply = server
+        .user(
+            "CreateVpc",
+            &[
+                ("CidrBlock", "10.1.2.3/16"),
+                ("TagSpecification.1.ResourceType", "vpc"),
+                ("TagSpecification.1.Tag.1.Key", "Name"),
+                ("TagSpecification.1.Tag.1.Value", "lab"),
+            ],
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    check_reply("CreateVpc", &reply);
+    let vpc = text_of(&reply.body, "vpcId").unwrap();
+    assert!(vpc.starts_with("vpc-"));
+    assert_eq!(text_of(&reply.body, "cidrBlock").unwrap(), "10.1.0.0/16");
+    assert_eq!(text_of(&reply.body, "state").unwrap(), "pending");
+    assert_eq!(text_of(&reply.body, "isDefault").unwrap(), "false");
+
+    // Listed beside the default VPC, available; filters by default-ness,
+    // block and tag.
+    let all = server.user("DescribeVpcs", &[]).await;
+    check_reply("DescribeVpcs", &all);
+    assert_eq!(column(&all, "vpcSet", "vpcId").len(), 2);
+    let created = server
+        .user(
+            "DescribeVpcs",
+            &[
+                ("Filter.1.Name", "is-default"),
+                ("Filter.1.Value.1", "false"),
+            ],
+        )
+        .await;
+    assert_eq!(
+        column(&created, "vpcSet", "vpcId"),
+        std::slice::from_ref(&vpc)
+    );
+    assert_eq!(column(&created, "vpcSet", "state"), ["available"]);
+    let by_block = server
+        .user(
+            "DescribeVpcs",
+            &[
+                ("Filter.1.Name", "cidr"),
+                ("Filter.1.Value.1", "10.1.0.0/16"),
+            ],
+        )
+        .await;
+    assert_eq!(
+        column(&by_block, "vpcSet", "vpcId"),
+        std::slice::from_ref(&vpc)
+    );
+    let by_tag = server
+        .user(
+            "DescribeVpcs",
+            &[("Filter.1.Name", "tag:Name"), ("Filter.1.Value.1", "lab")],
+        )
+        .await;
+    assert_eq!(
+        column(&by_tag, "vpcSet", "vpcId"),
+        std::slice::from_ref(&vpc)
+    );
+    let tags = server
+        .user(
+            "DescribeTags",
+            &[("Filter.1.Name", "resource-id"), ("Filter.1.Value.1", &vpc)],
+        )
+        .await;
+    assert_eq!(column(&tags, "tagSet", "value"), ["lab"]);
+    let retag = server
+        .user(
+            "CreateTags",
+            &[
+                ("ResourceId.1", &vpc),
+                ("Tag.1.Key", "team"),
+                ("Tag.1.Value", "net"),
+            ],
+        )
+        .await;
+    assert_eq!(retag.status, 200, "{}", retag.body);
+
+    // DryRun deletes nothing; then it goes, and is gone.
+    let dry = server
+        .user("DeleteVpc", &[("VpcId", &vpc), ("DryRun", "true")])
+        .await;
+    assert_eq!(error_code(&dry), "DryRunOperation");
+    let deleted = server.user("DeleteVpc", &[("VpcId", &vpc)]).await;
+    assert_eq!(deleted.status, 200, "{}", deleted.body);
+    check_reply("DeleteVpc", &deleted);
+    let again = server.user("DeleteVpc", &[("VpcId", &vpc)]).await;
+    assert_eq!(
+        (again.status, error_code(&again).as_str()),
+        (400, "InvalidVpcID.NotFound")
+    );
+    let listed = server.user("DescribeVpcs", &[("VpcId.1", &vpc)]).await;
+    assert_eq!(error_code(&listed), "InvalidVpcID.NotFound");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn bad_blocks_the_quota_and_the_default_vpc_answer_as_ec2() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(test_config(
+        &dir.path().join("data"),
+        StorageBackend::Memory,
+    ))
+    .await;
+    for (block, code) in [
+        ("10.0.0.0/15", "InvalidVpc.Range"),
+        ("10.0.0.0/29", "InvalidVpc.Range"),
+        ("10.0.0/16", "InvalidParameterValue"),
+        ("10.0.0.0/16/1", "InvalidParameterValue"),
+    ] {
+        let reply = create(&server, block).await;
+        assert_eq!(
+            (reply.status, error_code(&reply).as_str()),
+            (400, code),
+            "{block}"
+        );
+    }
+    let missing = server.user("CreateVpc", &[]).await;
+    assert_eq!(error_code(&missing), "MissingParameter");
+    // Five VPCs per account, the default one included (EC2's quota).
+    for n in 0..4 {
+        let reply = create(&server, &format!("10.{n}.0.0/16")).await;
+        assert_eq!(reply.status, 200, "{}", reply.body);
+    }
+    let over = create(&server, "10.9.0.0/16").await;
+    assert_eq!(
+        (over.status, error_code(&over).as_str()),
+        (400, "VpcLimitExceeded")
+    );
+    // A DryRun within the quota is a DryRunOperation, over it the limit.
+    let dry = server
+        .user(
+            "CreateVpc",
+            &[("CidrBlock", "10.9.0.0/16"), ("DryRun", "true")],
+        )
+        .await;
+    assert_eq!(error_code(&dry), "VpcLimitExceeded");
+    // The default VPC keeps its default subnets: it has dependencies.
+    let attributes = server.user("DescribeAccountAttributes", &[]).await;
+    let default_vpc = attributes
+        .body
+        .split("<attributeName>default-vpc</attributeName>")
+        .nth(1)
+        .and_then(|rest| text_of(rest, "attributeValue"))
+        .unwrap();
+    let refused = server.user("DeleteVpc", &[("VpcId", &default_vpc)]).await;
+    assert_eq!(
+        (refused.status, error_code(&refused).as_str()),
+        (400, "DependencyViolation")
+    );
+    let malformed = server.user("DeleteVpc", &[("VpcId", "vpc-nothex!")]).await;
+    assert_eq!(error_code(&malformed), "InvalidVpcID.Malformed");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn dns_attributes_follow_ec2_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(test_config(
+        &dir.path().join("data"),
+        StorageBackend::Memory,
+    ))
+    .await;
+    let vpc = text_of(&create(&server, "192.168.0.0/24").await.body, "vpcId").unwrap();
+    let read = |attribute: &'static str| {
+        let (server, vpc) = (&server, vpc.clone());
+        async move {
+            let reply = server
+                .user(
+                    "DescribeVpcAttribute",
+                    &[("VpcId", &vpc), ("Attribute", attribute)],
+                )
+                .await;
+            assert_eq!(reply.status, 200, "{}", reply.body);
+            check_reply("DescribeVpcAttribute", &reply);
+            let inner = reply
+                .body
+                .split(&format!("<{attribute}>"))
+                .nth(1)
+                .unwrap()
+                .to_string();
+            text_of(&inner, "value").unwrap()
+        }
+    };
+    // A created VPC: DNS support on, hostnames off.
+    assert_eq!(read("enableDnsSupport").await, "true");
+    assert_eq!(read("enableDnsHostnames").await, "false");
+    let modify = |params: Vec<(&'static str, &'static str)>| {
+        let (server, vpc) = (&server, vpc.clone());
+        async move {
+            let mut all = vec![("VpcId", vpc.as_str())];
+            all.extend(params);
+            server.user("ModifyVpcAttribute", &all).await
+        }
+    };
+    let on = modify(vec![("EnableDnsHostnames.Value", "true")]).await;
+    assert_eq!(on.status, 200, "{}", on.body);
+    assert_eq!(read("enableDnsHostnames").await, "true");
+    // Hostnames need DNS support; both at once is refused.
+    let off = modify(vec![("EnableDnsSupport.Value", "false")]).await;
+    assert_eq!(error_code(&off), "InvalidParameterValue");
+    let both = modify(vec![
+        ("EnableDnsSupport.Value", "true"),
+        ("EnableDnsHostnames.Value", "true"),
+    ])
+    .await;
+    assert_eq!(error_code(&both), "InvalidParameterCombination");
+    let unknown = server
+        .user(
+            "DescribeVpcAttribute",
+            &[("VpcId", &vpc), ("Attribute", "colour")],
+        )
+        .await;
+    assert_eq!(error_code(&unknown), "InvalidParameterValue");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn another_account_neither_sees_nor_deletes_a_vpc_and_vpcs_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = test_config(&dir.path().join("data"), StorageBackend::Sled);
+    let server = TestServer::start(config.clone()).await;
+    let vpc = text_of(&create(&server, "10.20.0.0/16").await.body, "vpcId").unwrap();
+    let theirs = server.admin("DescribeVpcs", &[("VpcId.1", &vpc)]).await;
+    assert_eq!(error_code(&theirs), "InvalidVpcID.NotFound");
+    let delete = server.admin("DeleteVpc", &[("VpcId", &vpc)]).await;
+    assert_eq!(error_code(&delete), "InvalidVpcID.NotFound");
+    let tag = server
+        .admin("CreateTags", &[("ResourceId.1", &vpc), ("Tag.1.Key", "k")])
+        .await;
+    assert_eq!(error_code(&tag), "InvalidVpcID.NotFound");
+    server.stop().await;
+
+    let server = TestServer::start(config).await;
+    let listed = server.user("DescribeVpcs", &[("VpcId.1", &vpc)]).await;
+    assert_eq!(listed.status, 200, "{}", listed.body);
+    assert_eq!(column(&listed, "vpcSet", "cidrBlock"), ["10.20.0.0/16"]);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_vpc_with_a_security_group_is_not_deleted_and_its_groups_stay_in_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(test_config(
+        &dir.path().join("data"),
+        StorageBackend::Memory,
+    ))
+    .await;
+    let vpc = text_of(&create(&server, "10.30.0.0/16").await.body, "vpcId").unwrap();
+    // The same name may be used once per VPC.
+    let make = |vpc_id: Option<String>| {
+        let server = &server;
+        async move {
+            let mut params = vec![
+                ("GroupName", "web".to_string()),
+                ("GroupDescription", "web".to_string()),
+            ];
+            if let Some(vpc_id) = vpc_id {
+                params.push(("VpcId", vpc_id));
+            }
+            let params: Vec<(&str, &str)> = params.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            server.user("CreateSecurityGroup", &params).await
+        }
+    };
+    let in_default = make(None).await;
+    assert_eq!(in_default.status, 200, "{}", in_default.body);
+    let in_vpc = make(Some(vpc.clone())).await;
+    assert_eq!(in_vpc.status, 200, "{}", in_vpc.body);
+    let group = text_of(&in_vpc.body, "groupId").unwrap();
+    let twice = make(Some(vpc.clone())).await;
+    assert_eq!(error_code(&twice), "InvalidGroup.Duplicate");
+    let described = server
+        .user("DescribeSecurityGroups", &[("GroupId.1", &group)])
+        .await;
+    assert_eq!(
+        column(&described, "securityGroupInfo", "vpcId"),
+        std::slice::from_ref(&vpc)
+    );
+    // Instances launch into the default VPC: a group of another VPC is
+    // refused.
+    let launch = server
+        .user(
+            "RunInstances",
+            &[
+                ("ImageId", "ami-0b1c2d3e4f5a6b7c8"),
+                ("MinCount", "1"),
+                ("MaxCount", "1"),
+                ("SecurityGroupId.1", &group),
+            ],
+        )
+        .await;
+    assert_eq!(
+        (launch.status, error_code(&launch).as_str()),
+        (400, "InvalidParameter")
+    );
+    // The group keeps the VPC; once it goes, the VPC can go.
+    let refused = server.user("DeleteVpc", &[("VpcId", &vpc)]).await;
+    assert_eq!(error_code(&refused), "DependencyViolation");
+    let gone = server
+        .user("DeleteSecurityGroup", &[("GroupId", &group)])
+        .await;
+    assert_eq!(gone.status, 200, "{}", gone.body);
+    let deleted = server.user("DeleteVpc", &[("VpcId", &vpc)]).await;
+    assert_eq!(deleted.status, 200, "{}", deleted.body);
+    let orphan = make(Some(vpc.clone())).await;
+    assert_eq!(error_code(&orphan), "InvalidVpcID.NotFound");
+    server.stop().await;
+}
