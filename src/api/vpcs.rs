@@ -14,6 +14,7 @@ fn attribute_named(name: &str) -> ApiResult<VpcAttribute> {
     match name {
         "enableDnsSupport" => Ok(VpcAttribute::EnableDnsSupport),
         "enableDnsHostnames" => Ok(VpcAttribute::EnableDnsHostnames),
+        "enableNetworkAddressUsageMetrics" => Ok(VpcAttribute::EnableNetworkAddressUsageMetrics),
         other => Err(ApiError::invalid_value(format!(
             "Value ({other}) for parameter attribute is invalid. Unknown attribute."
         ))),

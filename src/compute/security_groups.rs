@@ -304,35 +304,21 @@ impl Compute {
             self.security_groups(account_id).await?;
             Some(self.default_network(account_id).await?.0.vpc_id)
         };
-        // A created VPC (read again in the operation, so that its deletion
-        // meanwhile conflicts), else the default one.
-        let created_vpc = match vpc_id {
-            Some(requested) if Some(requested) != account_vpc.as_deref() => {
+        if let Some(requested) = vpc_id {
+            if Some(requested) != account_vpc.as_deref() {
+                // A created VPC exists, but its groups (each VPC's own
+                // `default`, names per VPC) come with its subnets.
                 self.account_vpc(account_id, requested).await?;
-                Some(requested.to_string())
+                return Err(ApiError::UnsupportedOperation(format!(
+                    "Security groups in a created VPC ({requested}) are not offered yet: groups live in the default VPC"
+                )));
             }
-            _ => None,
-        };
+        }
         super::operation::run(&self.store, dry_run, |tx| {
-            if let Some(created) = &created_vpc {
-                let key = format!("{account_id}/{created}").into_bytes();
-                if tx
-                    .get::<super::network::Vpc>(super::vpcs::VPCS, &key)?
-                    .is_none()
-                {
-                    return Err(ApiError::NotFound {
-                        code: super::kinds::ResourceKind::Vpc.not_found_code(),
-                        message: format!("The vpc ID '{created}' does not exist"),
-                    });
-                }
-            }
             let mut usage = group_usage(tx, account_id)?;
             let existing =
                 tx.scan::<SecurityGroup>(SECURITY_GROUPS, format!("{account_id}/").as_bytes())?;
-            let vpc_id = created_vpc
-                .clone()
-                .or_else(|| account_vpc.clone())
-                .unwrap_or_default();
+            let vpc_id = account_vpc.clone().unwrap_or_default();
             if existing
                 .iter()
                 .any(|g| g.name == name && g.vpc_id == vpc_id)

@@ -178,8 +178,10 @@ impl Compute {
             }
             ResourceType::Vpc => {
                 // A created VPC, else the default one (stored by account).
-                if let Ok(located) = found(super::vpcs::VPCS, by_account.clone()) {
-                    return Ok(located);
+                match found(super::vpcs::VPCS, by_account.clone()) {
+                    Ok(located) => return Ok(located),
+                    Err(ApiError::NotFound { .. }) => {}
+                    Err(other) => return Err(other),
                 }
                 let located = found(super::network::VPCS, account_id.as_bytes().to_vec())?;
                 let vpc: super::network::Vpc = crate::store::decode(&located.value)?;

@@ -11,8 +11,9 @@
 //! default VPC). The account's VPC usage record is rewritten by every
 //! create and delete, so the quota holds when two requests race. A VPC
 //! with dependencies is not deleted (`DependencyViolation`): the default
-//! VPC always has its default subnets, and a VPC whose security groups
-//! remain keeps them.
+//! VPC always has its default subnets. Security groups are not yet created
+//! in other VPCs (each VPC's own `default` group and names per VPC come
+//! with subnets); DeleteVpc already refuses a VPC that still holds one.
 
 use super::cidr::Ipv4Cidr;
 use super::instances::Tag;
@@ -35,6 +36,8 @@ const LONGEST_PREFIX: u8 = 28;
 pub enum VpcAttribute {
     EnableDnsSupport,
     EnableDnsHostnames,
+    /// Network Address Usage metrics: not offered, always off.
+    EnableNetworkAddressUsageMetrics,
 }
 
 /// One of the account's VPCs, and whether it is the default one.
@@ -52,6 +55,7 @@ impl AccountVpc {
             VpcAttribute::EnableDnsHostnames => {
                 self.vpc.enable_dns_hostnames.unwrap_or(self.is_default)
             }
+            VpcAttribute::EnableNetworkAddressUsageMetrics => false,
         }
     }
 }
@@ -99,7 +103,11 @@ impl Compute {
         tags: Vec<Tag>,
         dry_run: bool,
     ) -> ApiResult<Vpc> {
-        let (default_vpc, _) = self.default_network(account_id).await?;
+        // Read only: a DryRun writes nothing, not even the account's defaults.
+        let dhcp_options_id = match self.default_vpc(account_id).await? {
+            Some(default_vpc) => default_vpc.dhcp_options_id,
+            None => super::ids::new_id("dopt"),
+        };
         let now = self.clock.now();
         // Drawn once: every run of the operation writes the same VPC.
         let vpc = Vpc {
@@ -107,7 +115,7 @@ impl Compute {
             account_id: account_id.to_string(),
             cidr_block: block.to_string(),
             cidr_association_id: super::ids::new_id("vpc-cidr-assoc"),
-            dhcp_options_id: default_vpc.dhcp_options_id.clone(),
+            dhcp_options_id,
             created_at: now,
             tags,
             enable_dns_support: Some(true),
@@ -133,11 +141,16 @@ impl Compute {
     /// Every VPC of the account: the default one first, then the created
     /// ones by id.
     pub async fn account_vpcs(&self, account_id: &str) -> ApiResult<Vec<AccountVpc>> {
-        let (default_vpc, _) = self.default_network(account_id).await?;
-        let mut vpcs = vec![AccountVpc {
-            vpc: default_vpc,
-            is_default: true,
-        }];
+        // Read only (the default VPC is made with the account).
+        let mut vpcs: Vec<AccountVpc> = self
+            .default_vpc(account_id)
+            .await?
+            .into_iter()
+            .map(|vpc| AccountVpc {
+                vpc,
+                is_default: true,
+            })
+            .collect();
         let created: Vec<Vpc> = self
             .store
             .records(VPCS, format!("{account_id}/").as_bytes())
@@ -224,6 +237,11 @@ impl Compute {
                 }
                 VpcAttribute::EnableDnsHostnames => {
                     (current.attribute(VpcAttribute::EnableDnsSupport), value)
+                }
+                VpcAttribute::EnableNetworkAddressUsageMetrics => {
+                    return Err(ApiError::UnsupportedOperation(
+                        "Network Address Usage metrics are not offered".into(),
+                    ))
                 }
             };
             if hostnames && !support {
