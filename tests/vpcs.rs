@@ -12,6 +12,20 @@ async fn create(server: &TestServer, block: &str) -> ec2_gateway::client::Reply 
     server.user("CreateVpc", &[("CidrBlock", block)]).await
 }
 
+/// DescribeVpcAttribute's `value` for `attribute` of `vpc`.
+async fn attribute(server: &TestServer, vpc: &str, attribute: &str) -> String {
+    let reply = server
+        .user(
+            "DescribeVpcAttribute",
+            &[("VpcId", vpc), ("Attribute", attribute)],
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    check_reply("DescribeVpcAttribute", &reply);
+    let inner = reply.body.split(&format!("<{attribute}>")).nth(1).unwrap();
+    text_of(inner, "value").unwrap()
+}
+
 #[tokio::test]
 async fn vpcs_are_created_listed_tagged_and_deleted() {
     let dir = tempfile::tempdir().unwrap();
@@ -187,29 +201,12 @@ async fn dns_attributes_follow_ec2_rules() {
     ))
     .await;
     let vpc = text_of(&create(&server, "192.168.0.0/24").await.body, "vpcId").unwrap();
-    let read = |attribute: &'static str| {
-        let (server, vpc) = (&server, vpc.clone());
-        async move {
-            let reply = server
-                .user(
-                    "DescribeVpcAttribute",
-                    &[("VpcId", &vpc), ("Attribute", attribute)],
-                )
-                .await;
-            assert_eq!(reply.status, 200, "{}", reply.body);
-            check_reply("DescribeVpcAttribute", &reply);
-            let inner = reply
-                .body
-                .split(&format!("<{attribute}>"))
-                .nth(1)
-                .unwrap()
-                .to_string();
-            text_of(&inner, "value").unwrap()
-        }
-    };
     // A created VPC: DNS support on, hostnames off.
-    assert_eq!(read("enableDnsSupport").await, "true");
-    assert_eq!(read("enableDnsHostnames").await, "false");
+    assert_eq!(attribute(&server, &vpc, "enableDnsSupport").await, "true");
+    assert_eq!(
+        attribute(&server, &vpc, "enableDnsHostnames").await,
+        "false"
+    );
     let modify = |params: Vec<(&'static str, &'static str)>| {
         let (server, vpc) = (&server, vpc.clone());
         async move {
@@ -220,7 +217,7 @@ async fn dns_attributes_follow_ec2_rules() {
     };
     let on = modify(vec![("EnableDnsHostnames.Value", "true")]).await;
     assert_eq!(on.status, 200, "{}", on.body);
-    assert_eq!(read("enableDnsHostnames").await, "true");
+    assert_eq!(attribute(&server, &vpc, "enableDnsHostnames").await, "true");
     // Hostnames need DNS support; both at once is refused.
     let off = modify(vec![("EnableDnsSupport.Value", "false")]).await;
     assert_eq!(error_code(&off), "InvalidParameterValue");
@@ -325,16 +322,9 @@ async fn groups_stay_in_the_default_vpc_and_dry_runs_write_nothing() {
         )
         .await;
     let default_vpc = column(&default_vpc, "vpcSet", "vpcId").remove(0);
-    let hostnames = server
-        .user(
-            "DescribeVpcAttribute",
-            &[("VpcId", &default_vpc), ("Attribute", "enableDnsHostnames")],
-        )
-        .await;
-    assert!(
-        hostnames.body.contains("<value>true</value>"),
-        "{}",
-        hostnames.body
+    assert_eq!(
+        attribute(&server, &default_vpc, "enableDnsHostnames").await,
+        "true"
     );
     let off = server
         .user(
@@ -346,30 +336,13 @@ async fn groups_stay_in_the_default_vpc_and_dry_runs_write_nothing() {
         )
         .await;
     assert_eq!(off.status, 200, "{}", off.body);
-    let hostnames = server
-        .user(
-            "DescribeVpcAttribute",
-            &[("VpcId", &default_vpc), ("Attribute", "enableDnsHostnames")],
-        )
-        .await;
-    assert!(
-        hostnames.body.contains("<value>false</value>"),
-        "{}",
-        hostnames.body
+    assert_eq!(
+        attribute(&server, &default_vpc, "enableDnsHostnames").await,
+        "false"
     );
-    let metrics = server
-        .user(
-            "DescribeVpcAttribute",
-            &[
-                ("VpcId", &vpc),
-                ("Attribute", "enableNetworkAddressUsageMetrics"),
-            ],
-        )
-        .await;
-    assert!(
-        metrics.body.contains("<value>false</value>"),
-        "{}",
-        metrics.body
+    assert_eq!(
+        attribute(&server, &vpc, "enableNetworkAddressUsageMetrics").await,
+        "false"
     );
     for action in ["DescribeVpcAttribute", "ModifyVpcAttribute"] {
         let theirs = server
