@@ -253,6 +253,8 @@ pub struct LifecycleConfig {
     pub volume_delay_secs: u64,
     /// Snapshots: pending -> completed.
     pub snapshot_delay_secs: u64,
+    /// NAT gateways: pending -> available, deleting -> deleted.
+    pub nat_gateway_delay_secs: u64,
 }
 
 impl Default for LifecycleConfig {
@@ -264,6 +266,7 @@ impl Default for LifecycleConfig {
             terminated_retention_secs: 3600,
             volume_delay_secs: 1,
             snapshot_delay_secs: 2,
+            nat_gateway_delay_secs: 2,
         }
     }
 }

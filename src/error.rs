@@ -259,6 +259,16 @@ pub mod codes {
     pub const SECURITY_GROUP_LIMIT_EXCEEDED: &str = "SecurityGroupLimitExceeded";
     pub const SNAPSHOT_LIMIT_EXCEEDED: &str = "SnapshotLimitExceeded";
     pub const INVALID_VPC_RANGE: &str = "InvalidVpc.Range";
+    pub const INVALID_SUBNET_RANGE: &str = "InvalidSubnet.Range";
+    pub const INVALID_SUBNET_CONFLICT: &str = "InvalidSubnet.Conflict";
+    pub const SUBNET_LIMIT_EXCEEDED: &str = "SubnetLimitExceeded";
+    pub const INTERNET_GATEWAY_LIMIT_EXCEEDED: &str = "InternetGatewayLimitExceeded";
+    pub const GATEWAY_NOT_ATTACHED: &str = "Gateway.NotAttached";
+    pub const ROUTE_ALREADY_EXISTS: &str = "RouteAlreadyExists";
+    pub const INVALID_ROUTE_NOT_FOUND: &str = "InvalidRoute.NotFound";
+    pub const ROUTE_TABLE_LIMIT_EXCEEDED: &str = "RouteTableLimitExceeded";
+    pub const ROUTE_LIMIT_EXCEEDED: &str = "RouteLimitExceeded";
+    pub const NAT_GATEWAY_LIMIT_EXCEEDED: &str = "NatGatewayLimitExceeded";
     pub const INVALID_PARAMETER: &str = "InvalidParameter";
     pub const VPC_LIMIT_EXCEEDED: &str = "VpcLimitExceeded";
     pub const TAG_LIMIT_EXCEEDED: &str = "TagLimitExceeded";

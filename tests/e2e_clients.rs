@@ -595,6 +595,41 @@ fn aws_cli_getting_started_guide() {
 }
 
 #[test]
+fn aws_cli_builds_and_tears_down_a_vpc_network() {
+    if !available("the AWS CLI", "aws", &["--version"]) {
+        return;
+    }
+    let gateway = Gateway::with_test_config();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/aws_vpc_network.sh");
+    let output = Command::new("bash")
+        .arg(script)
+        .env("EC2_GATEWAY_ENDPOINT", &gateway.endpoint)
+        .env("AWS_ACCESS_KEY_ID", USER_KEY)
+        .env("AWS_SECRET_ACCESS_KEY", USER_SECRET)
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    println!("{stdout}");
+    assert!(
+        output.status.success(),
+        "VPC network script failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("all checks passed"));
+}
+
+#[test]
+fn boto3_builds_and_tears_down_a_vpc_network() {
+    if !available("boto3", "python3", &["-c", "import boto3"]) {
+        return;
+    }
+    let gateway = Gateway::with_test_config();
+    python_script("python3", "boto3_vpc_network.py", &gateway.endpoint);
+}
+
+#[test]
 fn boto3_getting_started_guide() {
     if !available("boto3", "python3", &["-c", "import boto3"]) {
         return;

@@ -1477,8 +1477,8 @@ async fn account_attributes_vpcs_and_subnets() {
     // Each account has its own default VPC.
     let theirs = text_of(&server.admin("DescribeVpcs", &[]).await.body, "vpcId").unwrap();
     assert_ne!(theirs, vpc);
-    // Subnets beyond the default ones are not offered yet (VPCs are: see
-    // tests/vpcs.rs).
+    // The default VPC keeps one default subnet per zone (subnets of created
+    // VPCs: see tests/subnets.rs).
     let reply = server
         .user(
             "CreateSubnet",

@@ -261,7 +261,7 @@ async fn another_account_neither_sees_nor_deletes_a_vpc_and_vpcs_survive_a_resta
 }
 
 #[tokio::test]
-async fn groups_stay_in_the_default_vpc_and_dry_runs_write_nothing() {
+async fn each_vpc_has_its_own_groups_and_dry_runs_write_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start(test_config(
         &dir.path().join("data"),
@@ -284,20 +284,66 @@ async fn groups_stay_in_the_default_vpc_and_dry_runs_write_nothing() {
                 .await
         }
     };
-    // Groups of a created VPC (its own `default`, names per VPC) are not
-    // offered yet: refused, not created in the default VPC instead.
-    let refused = group_in(&vpc).await;
-    assert_eq!(
-        (refused.status, error_code(&refused).as_str()),
-        (400, "UnsupportedOperation")
-    );
+    // A created VPC has its own `default` group; names are unique per VPC,
+    // so `web` may exist in both VPCs.
+    let in_created = group_in(&vpc).await;
+    assert_eq!(in_created.status, 200, "{}", in_created.body);
+    let web_created = text_of(&in_created.body, "groupId").unwrap();
+    let in_default = server
+        .user(
+            "CreateSecurityGroup",
+            &[("GroupName", "web"), ("GroupDescription", "web")],
+        )
+        .await;
+    assert_eq!(in_default.status, 200, "{}", in_default.body);
+    let again = group_in(&vpc).await;
+    assert_eq!(error_code(&again), "InvalidGroup.Duplicate");
     let unknown = group_in("vpc-0123456789abcdef0").await;
     assert_eq!(error_code(&unknown), "InvalidVpcID.NotFound");
+    let of_vpc = server
+        .user(
+            "DescribeSecurityGroups",
+            &[("Filter.1.Name", "vpc-id"), ("Filter.1.Value.1", &vpc)],
+        )
+        .await;
+    let mut names = column(&of_vpc, "securityGroupInfo", "groupName");
+    names.sort();
+    assert_eq!(names, ["default", "web"]);
+    let own_default = items(&of_vpc, "securityGroupInfo")
+        .into_iter()
+        .find(|g| g["groupName"] == "default")
+        .map(|g| g["groupId"].clone())
+        .unwrap();
+    // A name means the default VPC's group: deleting `web` by name leaves
+    // the created VPC's `web`; its `default` cannot be deleted.
+    let by_name = server
+        .user("DeleteSecurityGroup", &[("GroupName", "web")])
+        .await;
+    assert_eq!(by_name.status, 200, "{}", by_name.body);
+    let kept = server
+        .user("DescribeSecurityGroups", &[("GroupId.1", &web_created)])
+        .await;
+    assert_eq!(kept.status, 200, "{}", kept.body);
+    let protected = server
+        .user("DeleteSecurityGroup", &[("GroupId", &own_default)])
+        .await;
+    assert_eq!(error_code(&protected), "CannotDelete");
+    // The VPC is not deleted while `web` lives in it; then its `default`
+    // goes with it.
+    let busy = server.user("DeleteVpc", &[("VpcId", &vpc)]).await;
+    assert_eq!(error_code(&busy), "DependencyViolation");
+    let gone = server
+        .user("DeleteSecurityGroup", &[("GroupId", &web_created)])
+        .await;
+    assert_eq!(gone.status, 200, "{}", gone.body);
+    let deleted = server.user("DeleteVpc", &[("VpcId", &vpc)]).await;
+    assert_eq!(deleted.status, 200, "{}", deleted.body);
     let groups = server.user("DescribeSecurityGroups", &[]).await;
     assert_eq!(
         column(&groups, "securityGroupInfo", "groupName"),
         ["default"]
     );
+    let vpc = text_of(&create(&server, "10.30.0.0/16").await.body, "vpcId").unwrap();
 
     // A DryRun of CreateVpc within the quota stores nothing.
     let dry = server

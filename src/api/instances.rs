@@ -18,7 +18,6 @@ use crate::protocol::xml::{XmlOutput, XmlWriter};
 use crate::protocol::{Filter, Params};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 
 /// Largest UserData accepted, decoded (EC2's limit).
@@ -54,25 +53,6 @@ fn count(params: &Params, name: &str) -> ApiResult<u32> {
         )));
     }
     Ok(value)
-}
-
-/// Digest of every launch parameter except ClientToken and DryRun: what
-/// "the same parameters" means for idempotent retries.
-fn launch_fingerprint(params: &Params) -> String {
-    let mut pairs: Vec<&(String, String)> = params
-        .pairs()
-        .iter()
-        .filter(|(n, _)| !matches!(n.as_str(), "Action" | "Version" | "ClientToken" | "DryRun"))
-        .collect();
-    pairs.sort();
-    let mut hasher = Sha256::new();
-    for (name, value) in pairs {
-        hasher.update(name.as_bytes());
-        hasher.update([0]);
-        hasher.update(value.as_bytes());
-        hasher.update([0]);
-    }
-    hex::encode(hasher.finalize())
 }
 
 #[derive(Debug)]
@@ -125,7 +105,7 @@ impl RunInstances {
                 disable_api_termination: params.boolean("DisableApiTermination")?.unwrap_or(false),
                 shutdown_behavior,
                 dry_run: params.dry_run()?,
-                fingerprint: launch_fingerprint(params),
+                fingerprint: super::request_fingerprint(params),
                 subnet_id: params.optional("SubnetId"),
             },
         })

@@ -14,13 +14,17 @@ pub mod catalog;
 pub mod images;
 pub mod instance_details;
 pub mod instances;
+pub mod internet_gateways;
 pub mod ip_permissions;
 pub mod keypairs;
+pub mod nat_gateways;
 pub mod network;
 pub mod pagination;
 pub mod regions;
+pub mod route_tables;
 pub mod security_groups;
 pub mod snapshots;
+pub mod subnets;
 pub mod tags;
 pub mod volumes;
 pub mod vpcs;
@@ -109,7 +113,27 @@ actions! {
     DeleteVpc => vpcs::DeleteVpc, admin = false;
     DescribeVpcAttribute => vpcs::DescribeVpcAttribute, admin = false;
     ModifyVpcAttribute => vpcs::ModifyVpcAttribute, admin = false;
-    DescribeSubnets => network::DescribeSubnets, admin = false;
+    DescribeSubnets => subnets::DescribeSubnets, admin = false;
+    CreateSubnet => subnets::CreateSubnet, admin = false;
+    DeleteSubnet => subnets::DeleteSubnet, admin = false;
+    ModifySubnetAttribute => subnets::ModifySubnetAttribute, admin = false;
+    CreateInternetGateway => internet_gateways::CreateInternetGateway, admin = false;
+    AttachInternetGateway => internet_gateways::AttachInternetGateway, admin = false;
+    DetachInternetGateway => internet_gateways::DetachInternetGateway, admin = false;
+    DeleteInternetGateway => internet_gateways::DeleteInternetGateway, admin = false;
+    DescribeInternetGateways => internet_gateways::DescribeInternetGateways, admin = false;
+    CreateRouteTable => route_tables::CreateRouteTable, admin = false;
+    DeleteRouteTable => route_tables::DeleteRouteTable, admin = false;
+    DescribeRouteTables => route_tables::DescribeRouteTables, admin = false;
+    CreateRoute => route_tables::CreateRoute, admin = false;
+    ReplaceRoute => route_tables::ReplaceRoute, admin = false;
+    DeleteRoute => route_tables::DeleteRoute, admin = false;
+    AssociateRouteTable => route_tables::AssociateRouteTable, admin = false;
+    DisassociateRouteTable => route_tables::DisassociateRouteTable, admin = false;
+    ReplaceRouteTableAssociation => route_tables::ReplaceRouteTableAssociation, admin = false;
+    CreateNatGateway => nat_gateways::CreateNatGateway, admin = false;
+    DeleteNatGateway => nat_gateways::DeleteNatGateway, admin = false;
+    DescribeNatGateways => nat_gateways::DescribeNatGateways, admin = false;
     DescribeInstanceTypes => catalog::DescribeInstanceTypes, admin = false;
     DescribeImages => images::DescribeImages, admin = false;
     RegisterImage => images::RegisterImage, admin = false;
@@ -168,17 +192,30 @@ actions! {
 }
 
 /// EC2 actions deliberately not offered, with the reason given to clients.
-pub const UNSUPPORTED_ACTIONS: &[(&str, &str)] = &[
-    (
-        "CreateDefaultVpc",
-        "every account already has its default VPC",
-    ),
-    (
-        "CreateSubnet",
-        "each zone has exactly one default subnet per account",
-    ),
-    ("DeleteSubnet", "default subnets cannot be deleted"),
-];
+pub const UNSUPPORTED_ACTIONS: &[(&str, &str)] = &[(
+    "CreateDefaultVpc",
+    "every account already has its default VPC",
+)];
+
+/// Digest of every parameter of a request except ClientToken and DryRun:
+/// what "the same parameters" means for idempotent retries.
+pub(crate) fn request_fingerprint(params: &Params) -> String {
+    let mut pairs: Vec<&(String, String)> = params
+        .pairs()
+        .iter()
+        .filter(|(n, _)| !matches!(n.as_str(), "Action" | "Version" | "ClientToken" | "DryRun"))
+        .collect();
+    pairs.sort();
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    for (name, value) in pairs {
+        hasher.update(name.as_bytes());
+        hasher.update([0]);
+        hasher.update(value.as_bytes());
+        hasher.update([0]);
+    }
+    hex::encode(hasher.finalize())
+}
 
 /// Answers `DryRunOperation` when the request asked for a dry run; call it
 /// after every check and before acting.

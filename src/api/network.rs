@@ -1,16 +1,14 @@
-//! DescribeAccountAttributes, DescribeVpcs, DescribeSubnets, and the VPC
-//! actions this gateway does not offer.
+//! DescribeAccountAttributes and DescribeVpcs.
 //!
 //! Every account has one default VPC with a default subnet per zone
 //! (`compute::network`), which is what tools look for before a launch.
 //! Account attributes come from the configured quotas. DescribeVpcs lists
-//! the default VPC and those created (`api::vpcs`); creating or deleting
-//! subnets is refused with `UnsupportedOperation` (see
-//! `api::UNSUPPORTED_ACTIONS`), rather than pretending.
+//! the default VPC and those created (`api::vpcs`); subnets are in
+//! `api::subnets`.
 
 use super::tags::{check_filter_names, tag_filter_values};
 use super::{dry_run_check, Context};
-use crate::compute::network::{Subnet, Vpc};
+use crate::compute::network::Vpc;
 use crate::error::{ApiError, ApiResult};
 use crate::protocol::filters::matches_all;
 use crate::protocol::xml::{XmlOutput, XmlWriter};
@@ -104,7 +102,7 @@ const VPC_FILTERS: &[&str] = &[
 ];
 
 /// MaxResults for VPC and subnet listings (one page always holds them all).
-fn check_page_size(params: &Params) -> ApiResult<()> {
+pub(super) fn check_page_size(params: &Params) -> ApiResult<()> {
     super::pagination::check_max_results(params.number("MaxResults")?, 5, 1000).map(|_| ())
 }
 
@@ -180,133 +178,6 @@ impl XmlOutput for VpcList {
     fn write_xml(&self, xml: &mut XmlWriter) {
         xml.list("vpcSet", &self.vpcs, |xml, (vpc, is_default)| {
             super::vpcs::write_vpc(xml, vpc, *is_default, "available")
-        });
-    }
-}
-
-const SUBNET_FILTERS: &[&str] = &[
-    "availability-zone",
-    "availability-zone-id",
-    "default-for-az",
-    "vpc-id",
-    "subnet-id",
-    "cidr-block",
-    "cidr",
-    "cidrBlock",
-    "state",
-    "owner-id",
-    "map-public-ip-on-launch",
-    "tag-key",
-    "tag-value",
-];
-
-#[derive(Debug)]
-pub struct DescribeSubnets {
-    pub subnet_ids: Vec<String>,
-    pub filters: Vec<Filter>,
-    pub dry_run: bool,
-}
-
-impl DescribeSubnets {
-    pub fn from_params(params: &Params) -> ApiResult<Self> {
-        check_page_size(params)?;
-        let request = Self {
-            subnet_ids: params.list("SubnetId")?,
-            filters: params.filters()?,
-            dry_run: params.dry_run()?,
-        };
-        check_filter_names(&request.filters, SUBNET_FILTERS)?;
-        Ok(request)
-    }
-
-    pub async fn execute(self, context: &Context<'_>) -> ApiResult<SubnetList> {
-        let account = &context.principal.account_id;
-        let (_, subnets) = context.compute.default_network(account).await?;
-        if let Some(missing) = self
-            .subnet_ids
-            .iter()
-            .find(|id| !subnets.iter().any(|s| &s.subnet_id == *id))
-        {
-            return Err(ApiError::NotFound {
-                code: crate::compute::kinds::ResourceKind::Subnet.not_found_code(),
-                message: format!("The subnet ID '{missing}' does not exist"),
-            });
-        }
-        dry_run_check(self.dry_run)?;
-        let mut listed = Vec::new();
-        for subnet in subnets {
-            if !self.subnet_ids.is_empty() && !self.subnet_ids.contains(&subnet.subnet_id) {
-                continue;
-            }
-            let tags = subnet.tags.clone();
-            let matches = matches_all(&self.filters, |name| {
-                tag_filter_values(&tags, name).unwrap_or_else(|| match name {
-                    "availability-zone" => vec![subnet.availability_zone.clone()],
-                    "availability-zone-id" => vec![subnet.availability_zone_id.clone()],
-                    "default-for-az" | "map-public-ip-on-launch" => vec!["true".into()],
-                    "vpc-id" => vec![subnet.vpc_id.clone()],
-                    "subnet-id" => vec![subnet.subnet_id.clone()],
-                    "state" => vec!["available".into()],
-                    "owner-id" => vec![subnet.account_id.clone()],
-                    _ => vec![subnet.cidr_block.clone()],
-                })
-            });
-            if matches {
-                let used = context
-                    .compute
-                    .instances_in_zone(account, &subnet.availability_zone)
-                    .await?;
-                listed.push(SubnetView {
-                    available: 4091usize.saturating_sub(used),
-                    subnet,
-                    tags,
-                });
-            }
-        }
-        Ok(SubnetList {
-            subnets: listed,
-            region: context.compute.region().name.clone(),
-        })
-    }
-}
-
-#[derive(Debug)]
-struct SubnetView {
-    subnet: Subnet,
-    tags: Vec<crate::compute::instances::Tag>,
-    available: usize,
-}
-
-#[derive(Debug)]
-pub struct SubnetList {
-    subnets: Vec<SubnetView>,
-    region: String,
-}
-
-impl XmlOutput for SubnetList {
-    fn write_xml(&self, xml: &mut XmlWriter) {
-        xml.list("subnetSet", &self.subnets, |xml, view| {
-            let subnet = &view.subnet;
-            xml.element("subnetId", &subnet.subnet_id);
-            xml.element(
-                "subnetArn",
-                &format!(
-                    "arn:aws:ec2:{}:{}:subnet/{}",
-                    self.region, subnet.account_id, subnet.subnet_id
-                ),
-            );
-            xml.element("state", "available");
-            xml.element("ownerId", &subnet.account_id);
-            xml.element("vpcId", &subnet.vpc_id);
-            xml.element("cidrBlock", &subnet.cidr_block);
-            xml.list("ipv6CidrBlockAssociationSet", &[] as &[String], |_, _| {});
-            xml.number("availableIpAddressCount", view.available);
-            xml.element("availabilityZone", &subnet.availability_zone);
-            xml.element("availabilityZoneId", &subnet.availability_zone_id);
-            xml.boolean("defaultForAz", true);
-            xml.boolean("mapPublicIpOnLaunch", true);
-            xml.boolean("assignIpv6AddressOnCreation", false);
-            super::tags::write_tags(xml, &view.tags);
         });
     }
 }

@@ -340,11 +340,21 @@ impl DescribeSecurityGroups {
         let account = &context.principal.account_id;
         let mut groups = context.compute.security_groups(account).await?;
         groups.sort_by(|a, b| a.id.cmp(&b.id));
-        if let Some(missing) = self
-            .group_names
-            .iter()
-            .find(|n| !groups.iter().any(|g| &g.name == *n))
-        {
+        // `GroupName` names groups of the default VPC, as in EC2.
+        let default_vpc = context
+            .compute
+            .default_vpc(account)
+            .await?
+            .map(|vpc| vpc.vpc_id)
+            .unwrap_or_default();
+        let named = |g: &crate::compute::security_groups::SecurityGroup| {
+            g.vpc_id == default_vpc && self.group_names.contains(&g.name)
+        };
+        if let Some(missing) = self.group_names.iter().find(|n| {
+            !groups
+                .iter()
+                .any(|g| &g.name == *n && g.vpc_id == default_vpc)
+        }) {
             return Err(ApiError::NotFound {
                 code: crate::compute::kinds::ResourceKind::SecurityGroup.not_found_code(),
                 message: format!("The security group '{missing}' does not exist in default VPC"),
@@ -378,7 +388,7 @@ impl DescribeSecurityGroups {
             .into_iter()
             .filter(|g| {
                 self.group_names.is_empty() && self.group_ids.is_empty()
-                    || self.group_names.contains(&g.name)
+                    || named(g)
                     || self.group_ids.contains(&g.id)
             })
             .filter(|g| after.as_ref().is_none_or(|after| &g.id > after))

@@ -42,6 +42,10 @@ pub struct Address {
     pub association: Option<Association>,
     pub tags: Vec<Tag>,
     pub allocated_at: DateTime<Utc>,
+    /// The NAT gateway that holds it (neither associated nor released
+    /// meanwhile).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nat_gateway_id: Option<String>,
 }
 
 impl crate::store::Record for Address {}
@@ -244,6 +248,7 @@ impl Compute {
                 association: None,
                 tags: tags.clone(),
                 allocated_at: now,
+                nat_gateway_id: None,
             };
             tx.put(
                 ADDRESSES,
@@ -294,6 +299,9 @@ impl Compute {
                 }
             }
             let address = self.address_in(tx, account_id, selector)?;
+            if let Some(nat) = &address.nat_gateway_id {
+                return Err(held_by_nat(&address, nat));
+            }
             if let Some(current) = &address.association {
                 if current.instance_id == instance_id {
                     return Ok(current.association_id.clone());
@@ -426,7 +434,7 @@ impl Compute {
     ) -> ApiResult<()> {
         super::operation::run(&self.store, dry_run, |tx| {
             let address = self.address_in(tx, account_id, selector)?;
-            if address.association.is_some() {
+            if address.association.is_some() || address.nat_gateway_id.is_some() {
                 return Err(ApiError::NotFound {
                     code: crate::error::codes::INVALID_IP_ADDRESS_IN_USE,
                     message: format!("The address {} is in use.", address.public_ip),
@@ -440,6 +448,65 @@ impl Compute {
             Ok(())
         })
         .await
+    }
+}
+
+impl Compute {
+    /// Marks an address as held by a NAT gateway in `tx`; returns its
+    /// public IP. It must be free: neither associated nor held.
+    pub(super) fn hold_address_for_nat(
+        &self,
+        tx: &mut Tx<'_>,
+        account_id: &str,
+        allocation_id: &str,
+        nat_gateway_id: &str,
+    ) -> ApiResult<String> {
+        super::kinds::ResourceKind::ElasticIp.check(allocation_id)?;
+        let selector = AddressSelector::AllocationId(allocation_id.to_string());
+        let mut address = self.address_in(tx, account_id, &selector)?;
+        if let Some(nat) = &address.nat_gateway_id {
+            return Err(held_by_nat(&address, nat));
+        }
+        if let Some(current) = &address.association {
+            return Err(ApiError::NotFound {
+                code: crate::error::codes::RESOURCE_ALREADY_ASSOCIATED,
+                message: format!(
+                    "resource {allocation_id} is already associated with associate-id {}",
+                    current.association_id
+                ),
+            });
+        }
+        address.nat_gateway_id = Some(nat_gateway_id.to_string());
+        tx.put(ADDRESSES, address_key(account_id, allocation_id), &address);
+        Ok(address.public_ip)
+    }
+
+    /// Lets a deleted NAT gateway's address go in `tx`.
+    pub(super) fn release_address_from_nat(
+        &self,
+        tx: &mut Tx<'_>,
+        account_id: &str,
+        allocation_id: &str,
+        nat_gateway_id: &str,
+    ) -> ApiResult<()> {
+        let key = address_key(account_id, allocation_id);
+        if let Some(mut address) = tx.get::<Address>(ADDRESSES, &key)? {
+            if address.nat_gateway_id.as_deref() == Some(nat_gateway_id) {
+                address.nat_gateway_id = None;
+                tx.put(ADDRESSES, key, &address);
+            }
+        }
+        Ok(())
+    }
+}
+
+fn held_by_nat(address: &Address, nat_gateway_id: &str) -> ApiError {
+    ApiError::NotFound {
+        code: crate::error::codes::RESOURCE_ALREADY_ASSOCIATED,
+        message: format!(
+            "resource {} is in use by NAT gateway {nat_gateway_id}",
+            address.allocation_id
+        ),
     }
 }
 

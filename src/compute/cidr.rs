@@ -38,6 +38,36 @@ impl Ipv4Cidr {
     pub fn prefix(&self) -> u8 {
         self.prefix
     }
+
+    /// The block's first address.
+    pub fn base(&self) -> u32 {
+        self.base
+    }
+
+    /// How many addresses the block spans.
+    pub fn size(&self) -> u64 {
+        1u64 << (32 - u32::from(self.prefix))
+    }
+
+    /// The block's last address.
+    pub fn last(&self) -> u32 {
+        (u64::from(self.base) + self.size() - 1) as u32
+    }
+
+    /// True when `other` lies wholly inside this block.
+    pub fn contains(&self, other: &Ipv4Cidr) -> bool {
+        other.base >= self.base && other.last() <= self.last()
+    }
+
+    /// True when the two blocks share an address.
+    pub fn overlaps(&self, other: &Ipv4Cidr) -> bool {
+        self.base <= other.last() && other.base <= self.last()
+    }
+
+    /// True when `address` is in the block.
+    pub fn holds(&self, address: u32) -> bool {
+        address >= self.base && address <= self.last()
+    }
 }
 
 impl fmt::Display for Ipv4Cidr {
@@ -49,6 +79,25 @@ impl fmt::Display for Ipv4Cidr {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn blocks_contain_and_overlap() {
+        let vpc = Ipv4Cidr::parse("10.0.0.0/16").unwrap();
+        let low = Ipv4Cidr::parse("10.0.0.0/24").unwrap();
+        let wide = Ipv4Cidr::parse("10.0.0.0/23").unwrap();
+        let outside = Ipv4Cidr::parse("10.1.0.0/24").unwrap();
+        assert!(vpc.contains(&low) && !vpc.contains(&outside));
+        assert!(low.overlaps(&wide) && wide.overlaps(&low));
+        assert!(!low.overlaps(&outside));
+        assert_eq!(low.size(), 256);
+        assert_eq!(
+            std::net::Ipv4Addr::from(low.last()).to_string(),
+            "10.0.0.255"
+        );
+        assert!(low.holds(low.base() + 255) && !low.holds(low.base() + 256));
+        let everything = Ipv4Cidr::parse("0.0.0.0/0").unwrap();
+        assert_eq!(everything.last(), u32::MAX);
+    }
 
     #[test]
     fn blocks_are_read_and_made_canonical() {

@@ -198,16 +198,6 @@ impl Compute {
         }
     }
 
-    /// How many of the account's instances (not terminated) are in `zone`.
-    pub async fn instances_in_zone(&self, account_id: &str, zone: &str) -> ApiResult<usize> {
-        let (matching, _) = self
-            .instance_page(account_id, None, None, |i| {
-                i.availability_zone == zone && i.is_live()
-            })
-            .await?;
-        Ok(matching.len())
-    }
-
     /// The account's instances: those named (all must exist), or all, in
     /// launch order, starting after sequence `after`.
     pub async fn instances(

@@ -161,7 +161,8 @@ pub struct Instance {
     /// When a terminated instance disappears.
     #[serde(default, skip_serializing)]
     pub purge_at: Option<DateTime<Utc>>,
-    /// The account's default VPC and the zone's default subnet.
+    /// Its VPC and subnet (a zone's default subnet unless launched in a
+    /// created one).
     #[serde(default)]
     pub vpc_id: Option<String>,
     #[serde(default)]
@@ -170,9 +171,20 @@ pub struct Instance {
     /// when that image named none; older records have none).
     #[serde(default)]
     pub root_device_name: Option<String>,
+    /// Where its private address is held: a created subnet's id (`None`:
+    /// the zone's default subnet, keyed by zone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address_pool: Option<String>,
 }
 
 impl Instance {
+    /// The pool its private address is held in (see `address_pool`).
+    pub fn address_pool(&self) -> &str {
+        self.address_pool
+            .as_deref()
+            .unwrap_or(&self.availability_zone)
+    }
+
     /// The root device name DescribeInstances shows.
     pub fn root_device(&self) -> &str {
         self.root_device_name

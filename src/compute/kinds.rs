@@ -20,11 +20,14 @@ pub enum ResourceKind {
     ElasticIp,
     Vpc,
     Subnet,
+    InternetGateway,
+    RouteTable,
+    NatGateway,
 }
 
 impl ResourceKind {
     /// Every kind, in DescribeTags order.
-    pub const ALL: [ResourceKind; 9] = [
+    pub const ALL: [ResourceKind; 12] = [
         ResourceKind::Instance,
         ResourceKind::Image,
         ResourceKind::KeyPair,
@@ -34,6 +37,9 @@ impl ResourceKind {
         ResourceKind::ElasticIp,
         ResourceKind::Vpc,
         ResourceKind::Subnet,
+        ResourceKind::InternetGateway,
+        ResourceKind::RouteTable,
+        ResourceKind::NatGateway,
     ];
 
     pub fn prefix(self) -> &'static str {
@@ -47,6 +53,9 @@ impl ResourceKind {
             ResourceKind::ElasticIp => "eipalloc",
             ResourceKind::Vpc => "vpc",
             ResourceKind::Subnet => "subnet",
+            ResourceKind::InternetGateway => "igw",
+            ResourceKind::RouteTable => "rtb",
+            ResourceKind::NatGateway => "nat",
         }
     }
 
@@ -62,6 +71,9 @@ impl ResourceKind {
             ResourceKind::ElasticIp => "elastic-ip",
             ResourceKind::Vpc => "vpc",
             ResourceKind::Subnet => "subnet",
+            ResourceKind::InternetGateway => "internet-gateway",
+            ResourceKind::RouteTable => "route-table",
+            ResourceKind::NatGateway => "natgateway",
         }
     }
 
@@ -77,6 +89,9 @@ impl ResourceKind {
             ResourceKind::ElasticIp => "InvalidAllocationID.NotFound",
             ResourceKind::Vpc => "InvalidVpcID.NotFound",
             ResourceKind::Subnet => "InvalidSubnetID.NotFound",
+            ResourceKind::InternetGateway => "InvalidInternetGatewayID.NotFound",
+            ResourceKind::RouteTable => "InvalidRouteTableID.NotFound",
+            ResourceKind::NatGateway => "NatGatewayNotFound",
         }
     }
 
@@ -111,6 +126,9 @@ impl ResourceKind {
             ResourceKind::ElasticIp => "InvalidAllocationID.Malformed",
             ResourceKind::Vpc => "InvalidVpcID.Malformed",
             ResourceKind::Subnet => "InvalidSubnetID.Malformed",
+            ResourceKind::InternetGateway => "InvalidInternetGatewayID.Malformed",
+            ResourceKind::RouteTable => "InvalidRouteTableID.Malformed",
+            ResourceKind::NatGateway => "NatGatewayMalformed",
         }
     }
 

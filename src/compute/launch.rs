@@ -25,7 +25,7 @@ use crate::store::StoreResult;
 
 const META: &str = "meta";
 const ADDRESS_COUNTER: &str = "address_counter/";
-const PRIVATE_IPS: &str = "private_ips";
+pub(super) const PRIVATE_IPS: &str = "private_ips";
 
 /// Offsets 4..4091 of a default subnet's /20 (AWS reserves the first four
 /// addresses and the last).
@@ -36,9 +36,10 @@ fn format_ip(address: u32) -> String {
     std::net::Ipv4Addr::from(address).to_string()
 }
 
-/// `private_ips` key of an address in use.
-pub(super) fn private_ip_key(account_id: &str, zone: &str, address: &str) -> Vec<u8> {
-    format!("{account_id}/{zone}/{address}").into_bytes()
+/// `private_ips` key of an address in use in `pool` (a zone for its
+/// default subnet, a created subnet's id).
+pub(super) fn private_ip_key(account_id: &str, pool: &str, address: &str) -> Vec<u8> {
+    format!("{account_id}/{pool}/{address}").into_bytes()
 }
 
 /// Frees an instance's private address in `tx` (it terminated).
@@ -47,7 +48,7 @@ pub(super) fn release_private_ip(tx: &mut Tx<'_>, instance: &Instance) {
         PRIVATE_IPS,
         private_ip_key(
             &instance.account_id,
-            &instance.availability_zone,
+            instance.address_pool(),
             &instance.private_ip,
         ),
     );
@@ -59,50 +60,115 @@ pub(super) fn hold_private_ip(tx: &mut Tx<'_>, instance: &Instance) {
         PRIVATE_IPS,
         private_ip_key(
             &instance.account_id,
-            &instance.availability_zone,
+            instance.address_pool(),
             &instance.private_ip,
         ),
         &instance.id,
     );
 }
 
-/// The next free private address of the account's default subnet in
-/// `zone`, taken in `tx`: the per-zone counter (kept in the account's
-/// instance usage, which the launch rewrites anyway; older data kept it in
-/// `meta/address_counter/...`) says where to look, and the address's own
-/// key (expected absent) makes it unique.
+/// The addresses instances may take in one subnet: `count` of them from
+/// `first` on, held under `pool`.
+struct AddressRange<'a> {
+    pool: &'a str,
+    first: u32,
+    count: u32,
+    /// How the subnet is named in an error.
+    label: String,
+}
+
+impl<'a> AddressRange<'a> {
+    /// A zone's default subnet (its `/20`, pool: the zone).
+    fn default_subnet(zone: &'a str, zone_id: &str) -> Self {
+        Self {
+            pool: zone,
+            first: super::network::zone_network(zone_id) + FIRST_OFFSET,
+            count: OFFSETS,
+            label: format!("The default subnet in {zone}"),
+        }
+    }
+
+    /// A created subnet (all but EC2's five reserved addresses; pool: its id).
+    fn created_subnet(subnet: &'a super::network::Subnet) -> ApiResult<Self> {
+        let block =
+            super::cidr::Ipv4Cidr::parse(&subnet.cidr_block).ok_or(ApiError::InternalError)?;
+        let usable = block
+            .size()
+            .saturating_sub(super::subnets::RESERVED_ADDRESSES);
+        Ok(Self {
+            pool: &subnet.subnet_id,
+            first: block.base() + FIRST_OFFSET,
+            count: u32::try_from(usable).unwrap_or(u32::MAX),
+            label: format!("The subnet {}", subnet.subnet_id),
+        })
+    }
+}
+
+/// The next free private address of `range`, taken in `tx`: the pool's
+/// counter (kept in the account's instance usage, which the launch
+/// rewrites anyway; older data kept a zone's in `meta/address_counter/...`)
+/// says where to look, and the address's own key (expected absent) makes
+/// it unique.
 fn allocate_private_address(
     tx: &mut Tx<'_>,
     usage: &mut super::usage::Usage,
     account_id: &str,
-    zone: &str,
-    zone_id: &str,
+    range: &AddressRange<'_>,
     instance_id: &str,
 ) -> ApiResult<String> {
-    let network = super::network::zone_network(zone_id);
-    let start = match usage.next_address.get(zone) {
+    let pool = range.pool;
+    let start = match usage.next_address.get(pool) {
         Some(next) => *next,
         None => {
-            let legacy = format!("{ADDRESS_COUNTER}{account_id}/{zone}").into_bytes();
+            let legacy = format!("{ADDRESS_COUNTER}{account_id}/{pool}").into_bytes();
             tx.get::<(String, u32)>(META, &legacy)?
                 .map_or(0, |(_, next)| next)
         }
     };
-    for step in 0..OFFSETS {
-        let offset = FIRST_OFFSET + (start + step) % OFFSETS;
-        let address = format_ip(network + offset);
-        let key = private_ip_key(account_id, zone, &address);
+    for step in 0..range.count {
+        let offset = (start.wrapping_add(step)) % range.count;
+        let address = format_ip(range.first + offset);
+        let key = private_ip_key(account_id, pool, &address);
         if tx.get::<String>(PRIVATE_IPS, &key)?.is_none() {
-            let next = (start + step + 1) % OFFSETS;
-            usage.next_address.insert(zone.to_string(), next);
+            let next = (offset + 1) % range.count;
+            usage.next_address.insert(pool.to_string(), next);
             tx.put(PRIVATE_IPS, key, &instance_id.to_string());
             return Ok(address);
         }
     }
     Err(ApiError::NotFound {
         code: crate::error::codes::INSUFFICIENT_FREE_ADDRESSES_IN_SUBNET,
-        message: format!("The default subnet in {zone} has no free private addresses left"),
+        message: format!("{} has no free private addresses left", range.label),
     })
+}
+
+/// Takes a free private address of `subnet` for `holder_id` (a NAT gateway,
+/// say) in `tx`, with the pool counter of the account's instance usage;
+/// returns the pool and the address. Rewriting the instance usage record
+/// makes a DeleteSubnet running meanwhile conflict.
+pub(super) fn take_subnet_address(
+    tx: &mut Tx<'_>,
+    account_id: &str,
+    subnet: &super::subnets::AccountSubnet,
+    zone_id: &str,
+    holder_id: &str,
+) -> ApiResult<(String, String)> {
+    let mut usage = instances::usage(tx, account_id)?;
+    let range = if subnet.is_default {
+        AddressRange::default_subnet(&subnet.subnet.availability_zone, zone_id)
+    } else {
+        AddressRange::created_subnet(&subnet.subnet)?
+    };
+    let address = allocate_private_address(tx, &mut usage, account_id, &range, holder_id)?;
+    let pool = range.pool.to_string();
+    super::usage::write(tx, account_id, super::usage::Kind::Instances, &usage);
+    Ok((pool, address))
+}
+
+/// Frees a private address held outside an instance (see
+/// [`take_subnet_address`]).
+pub(super) fn release_address(tx: &mut Tx<'_>, account_id: &str, pool: &str, address: &str) {
+    tx.delete(PRIVATE_IPS, private_ip_key(account_id, pool, address));
 }
 
 /// What one launch operation came to.
@@ -148,13 +214,15 @@ impl Compute {
         })
     }
 
-    /// The groups a launch names (by name and by id), or `default`, read
-    /// in `tx` so that their deletion makes the launch run again.
+    /// The groups a launch names (by name and by id), or its VPC's
+    /// `default` group, read in `tx` so that their deletion makes the
+    /// launch run again. Every group must be in the launch's VPC; a name
+    /// is looked up in that VPC.
     fn launch_groups(
         &self,
         tx: &mut Tx<'_>,
         account_id: &str,
-        vpc_id: &str,
+        vpc: &super::network::Vpc,
         names: &[String],
         ids: &[String],
     ) -> ApiResult<Vec<GroupRef>> {
@@ -165,12 +233,21 @@ impl Compute {
             .chain(ids.iter().map(|id| GroupSelector::Id(id.clone())))
             .collect();
         if selectors.is_empty() {
-            selectors.push(GroupSelector::Name("default".into()));
+            selectors.push(match &vpc.default_group_id {
+                Some(id) => GroupSelector::Id(id.clone()),
+                None => GroupSelector::Name("default".into()),
+            });
         }
         let mut refs = Vec::new();
         for selector in &selectors {
-            let group = self.security_group_in(tx, account_id, selector)?;
-            if group.vpc_id != vpc_id {
+            let group = match (selector, vpc.default_group_id.is_some()) {
+                // A created VPC: its groups by name.
+                (GroupSelector::Name(name), true) => {
+                    self.security_group_named_in_vpc(tx, account_id, &vpc.vpc_id, name)?
+                }
+                _ => self.security_group_in(tx, account_id, selector)?,
+            };
+            if group.vpc_id != vpc.vpc_id {
                 return Err(ApiError::NotFound {
                     code: crate::error::codes::INVALID_PARAMETER,
                     message: format!(
@@ -244,24 +321,22 @@ impl Compute {
             )));
         }
         let mut request = request;
+        // A created subnet names the VPC, the zone and the address range;
+        // a default subnet only the zone.
+        let mut created_subnet = None;
         if let Some(subnet_id) = &request.subnet_id {
-            super::kinds::ResourceKind::Subnet.check(subnet_id)?;
-            let subnets = self.default_subnets(account_id).await?;
-            let subnet = subnets
-                .iter()
-                .find(|s| &s.subnet_id == subnet_id)
-                .ok_or_else(|| ApiError::NotFound {
-                    code: super::kinds::ResourceKind::Subnet.not_found_code(),
-                    message: format!("The subnet ID '{subnet_id}' does not exist"),
-                })?;
+            let found = self.account_subnet(account_id, subnet_id).await?;
             match &request.availability_zone {
-                Some(zone) if zone != &subnet.availability_zone => {
+                Some(zone) if zone != &found.subnet.availability_zone => {
                     return Err(ApiError::InvalidParameterCombination(format!(
                         "The subnet {subnet_id} is in {}, not in the requested {zone}",
-                        subnet.availability_zone
+                        found.subnet.availability_zone
                     )))
                 }
-                _ => request.availability_zone = Some(subnet.availability_zone.clone()),
+                _ => request.availability_zone = Some(found.subnet.availability_zone.clone()),
+            }
+            if !found.is_default {
+                created_subnet = Some(found.subnet);
             }
         }
         let now = self.clock.now();
@@ -272,7 +347,15 @@ impl Compute {
         let mut made_defaults = false;
         let reservation = loop {
             let outcome = self
-                .launch_once(account_id, &request, &image, instance_type, now, vcpu_limit)
+                .launch_once(
+                    account_id,
+                    &request,
+                    created_subnet.as_ref(),
+                    &image,
+                    instance_type,
+                    now,
+                    vcpu_limit,
+                )
                 .await?;
             match outcome {
                 Launched::Done(reservation) => break reservation,
@@ -293,10 +376,12 @@ impl Compute {
     }
 
     /// One launch operation (see [`Compute::run_instances`]).
+    #[allow(clippy::too_many_arguments)]
     async fn launch_once(
         &self,
         account_id: &str,
         request: &LaunchRequest,
+        created_subnet: Option<&super::network::Subnet>,
         image: &super::catalog::Image,
         instance_type: &super::catalog::InstanceType,
         now: chrono::DateTime<chrono::Utc>,
@@ -324,24 +409,35 @@ impl Compute {
                     });
                 }
             }
-            let Some(vpc) = tx.get::<super::network::Vpc>(super::network::VPCS, account_id.as_bytes())?
-            else {
-                return Ok(Launched::MissingDefaults);
-            };
             let names = &request.security_group_names;
-            let groups = match self.launch_groups(
-                tx,
-                account_id,
-                &vpc.vpc_id,
-                names,
-                &request.security_group_ids,
-            ) {
-                Err(ApiError::NotFound { .. })
-                    if names.is_empty() && request.security_group_ids.is_empty() =>
-                {
-                    return Ok(Launched::MissingDefaults)
+            let ids = &request.security_group_ids;
+            let (vpc_id, groups) = match created_subnet {
+                Some(subnet) => {
+                    // Read in the operation: its deletion (or its VPC's)
+                    // makes the launch run again.
+                    if super::subnets::created_subnet(tx, account_id, &subnet.subnet_id)?.is_none() {
+                        return Err(super::subnets::subnet_not_found(&subnet.subnet_id));
+                    }
+                    let vpc = super::vpcs::created_vpc(tx, account_id, &subnet.vpc_id)?;
+                    let groups = self.launch_groups(tx, account_id, &vpc, names, ids)?;
+                    (vpc.vpc_id, groups)
                 }
-                other => other?,
+                None => {
+                    let Some(vpc) = tx.get::<super::network::Vpc>(
+                        super::network::VPCS,
+                        account_id.as_bytes(),
+                    )?
+                    else {
+                        return Ok(Launched::MissingDefaults);
+                    };
+                    let groups = match self.launch_groups(tx, account_id, &vpc, names, ids) {
+                        Err(ApiError::NotFound { .. }) if names.is_empty() && ids.is_empty() => {
+                            return Ok(Launched::MissingDefaults)
+                        }
+                        other => other?,
+                    };
+                    (vpc.vpc_id, groups)
+                }
             };
             let mut usage = instances::usage(tx, account_id)?;
             let count = u32::try_from(usage.count).unwrap_or(u32::MAX);
@@ -395,16 +491,28 @@ impl Compute {
             let mut launched = Vec::new();
             for (index, host) in placed.into_iter().enumerate() {
                 let zone = host.availability_zone.clone();
-                let zone_id = self.services.zone_id(tx, &zone)?.unwrap_or_default();
-                let subnet_key = format!("{account_id}/{zone}").into_bytes();
-                let Some(subnet) =
-                    tx.get::<super::network::Subnet>(super::network::SUBNETS, &subnet_key)?
-                else {
-                    return Ok(Launched::MissingDefaults);
-                };
                 let id = super::ids::new_id("i");
-                let private_ip =
-                    allocate_private_address(tx, &mut usage, account_id, &zone, &zone_id, &id)?;
+                let (subnet_id, private_ip, address_pool) = match created_subnet {
+                    Some(subnet) => {
+                        let range = AddressRange::created_subnet(subnet)?;
+                        let address =
+                            allocate_private_address(tx, &mut usage, account_id, &range, &id)?;
+                        (subnet.subnet_id.clone(), address, Some(subnet.subnet_id.clone()))
+                    }
+                    None => {
+                        let zone_id = self.services.zone_id(tx, &zone)?.unwrap_or_default();
+                        let subnet_key = format!("{account_id}/{zone}").into_bytes();
+                        let Some(subnet) = tx
+                            .get::<super::network::Subnet>(super::network::SUBNETS, &subnet_key)?
+                        else {
+                            return Ok(Launched::MissingDefaults);
+                        };
+                        let range = AddressRange::default_subnet(&zone, &zone_id);
+                        let address =
+                            allocate_private_address(tx, &mut usage, account_id, &range, &id)?;
+                        (subnet.subnet_id, address, None)
+                    }
+                };
                 let instance = Instance {
                     id,
                     sequence: usage.next_sequence,
@@ -436,10 +544,11 @@ impl Compute {
                     disable_api_termination: request.disable_api_termination,
                     shutdown_behavior: request.shutdown_behavior.clone(),
                     purge_at: None,
-                    vpc_id: Some(vpc.vpc_id.clone()),
-                    subnet_id: Some(subnet.subnet_id),
+                    vpc_id: Some(vpc_id.clone()),
+                    subnet_id: Some(subnet_id),
                     availability_zone: zone,
                     root_device_name: image.root_device_name.clone(),
+                    address_pool,
                 };
                 usage.next_sequence += 1;
                 instances::account_change(&mut usage, None, Some(&instance));

@@ -333,6 +333,8 @@ pub struct LifecycleTiming {
     pub stop_delay: chrono::Duration,
     pub terminate_delay: chrono::Duration,
     pub terminated_retention: chrono::Duration,
+    /// NAT gateways: pending -> available, deleting -> deleted.
+    pub nat_gateway_delay: chrono::Duration,
 }
 
 impl From<&crate::config::LifecycleConfig> for LifecycleTiming {
@@ -343,6 +345,7 @@ impl From<&crate::config::LifecycleConfig> for LifecycleTiming {
             stop_delay: seconds(config.stop_delay_secs),
             terminate_delay: seconds(config.terminate_delay_secs),
             terminated_retention: seconds(config.terminated_retention_secs),
+            nat_gateway_delay: seconds(config.nat_gateway_delay_secs),
         }
     }
 }

@@ -5,8 +5,10 @@
 //! (`172.31.0.0/16`) created on first use, and a default subnet in every
 //! zone, whose `/20` is the range instances in that zone get their private
 //! addresses from (`172.31.0.0/20` for `...-az1`, `172.31.16.0/20` for
-//! `...-az2`, ...). Ids are assigned once and persisted. Creating other
-//! VPCs or subnets is outside this gateway's scope.
+//! `...-az2`, ...). Like EC2's, the default VPC has an internet gateway
+//! attached and a main route table whose default route leads to it. Ids
+//! are assigned once and persisted. VPCs and
+//! subnets an account creates are in `vpcs` and `subnets`.
 
 use super::Compute;
 use crate::error::ApiResult;
@@ -36,6 +38,14 @@ pub struct Vpc {
     pub enable_dns_support: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enable_dns_hostnames: Option<bool>,
+    /// A created VPC's own `default` security group (the default VPC's
+    /// is found by its name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_group_id: Option<String>,
+    /// Its main route table (made with it; a default VPC stored before
+    /// route tables existed gets one at the next start).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub main_route_table_id: Option<String>,
 }
 
 impl crate::store::Record for Vpc {}
@@ -51,6 +61,10 @@ pub struct Subnet {
     pub cidr_block: String,
     #[serde(default)]
     pub tags: Vec<super::instances::Tag>,
+    /// Set by ModifySubnetAttribute (`None`: on in a default subnet, off
+    /// in a created one, as in EC2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub map_public_ip_on_launch: Option<bool>,
 }
 
 impl crate::store::Record for Subnet {}
@@ -68,6 +82,30 @@ pub fn zone_network(zone_id: &str) -> u32 {
 /// `a.b.c.d/20` of a zone.
 pub fn zone_cidr(zone_id: &str) -> String {
     format!("{}/20", std::net::Ipv4Addr::from(zone_network(zone_id)))
+}
+
+/// Gives a default VPC what EC2's has: an internet gateway attached to it
+/// and a main route table with the local route and a default route to
+/// that gateway; returns the VPC as rewritten in `tx`.
+fn default_routing(tx: &mut super::operation::Tx<'_>, mut vpc: Vpc) -> ApiResult<Vpc> {
+    let account_id = vpc.account_id.clone();
+    let gateway = super::internet_gateways::InternetGateway {
+        id: super::ids::new_id("igw"),
+        account_id: account_id.clone(),
+        vpc_id: Some(vpc.vpc_id.clone()),
+        tags: Vec::new(),
+    };
+    super::internet_gateways::put_new_attached(tx, &gateway)?;
+    let mut table =
+        super::route_tables::RouteTable::new(&account_id, &vpc.vpc_id, &vpc.cidr_block, true);
+    table.routes.push(super::route_tables::Route {
+        destination: "0.0.0.0/0".into(),
+        target: super::route_tables::RouteTarget::Gateway(gateway.id.clone()),
+    });
+    super::route_tables::put_new(tx, &table)?;
+    vpc.main_route_table_id = Some(table.id);
+    tx.put(VPCS, account_id.as_bytes(), &vpc);
+    Ok(vpc)
 }
 
 impl Compute {
@@ -187,10 +225,16 @@ impl Compute {
                         tags: Vec::new(),
                         enable_dns_support: None,
                         enable_dns_hostnames: None,
+                        default_group_id: None,
+                        main_route_table_id: None,
                     };
                     tx.put(VPCS, account_id.as_bytes(), &vpc);
                     vpc
                 }
+            };
+            let vpc = match vpc.main_route_table_id {
+                Some(_) => vpc,
+                None => default_routing(tx, vpc)?,
             };
             let mut subnets = Vec::new();
             for (zone, zone_id) in &zones {
@@ -206,6 +250,7 @@ impl Compute {
                             cidr_block: zone_cidr(zone_id),
                             availability_zone_id: zone_id.clone(),
                             tags: Vec::new(),
+                            map_public_ip_on_launch: None,
                         };
                         tx.put(SUBNETS, key, &subnet);
                         subnet

@@ -1,8 +1,11 @@
 //! Security groups and their rules.
 //!
-//! Every account's default VPC has a `default` group (all traffic in from
-//! the group itself, all traffic out), created on first use; it cannot be
-//! deleted. Other groups are created with one egress rule (all traffic to
+//! Every VPC has a `default` group (all traffic in from the group itself,
+//! all traffic out): the default VPC's is created with the account, a
+//! created VPC's with the VPC; it cannot be deleted, and goes with its
+//! VPC. Names are unique per VPC, and a group named by `GroupName` is one
+//! of the default VPC, as in EC2 (a created VPC's groups are named by id,
+//! except in a launch into one of its subnets). Other groups are created with one egress rule (all traffic to
 //! `0.0.0.0/0`), as EC2 does. Rules are stored one source each (a CIDR, an
 //! IPv6 CIDR or a group), like EC2's security group rules with their `sgr-`
 //! ids; DescribeSecurityGroups folds them back into `ipPermissions` by
@@ -167,6 +170,39 @@ fn in_use(group_id: &str) -> ApiError {
     }
 }
 
+/// A VPC's `default` group: all traffic in from the group itself, all
+/// traffic out.
+pub(super) fn default_group(account_id: &str, vpc_id: &str) -> SecurityGroup {
+    let id = super::ids::new_id("sg");
+    SecurityGroup {
+        ingress: vec![all_traffic(RulePeer::Group {
+            group_id: id.clone(),
+            account_id: account_id.to_string(),
+        })],
+        egress: vec![all_traffic(RulePeer::Cidr("0.0.0.0/0".into()))],
+        id,
+        account_id: account_id.to_string(),
+        name: "default".into(),
+        description: "default VPC security group".into(),
+        vpc_id: vpc_id.to_string(),
+        tags: Vec::new(),
+    }
+}
+
+/// Stores a new group in `tx` (its usage counted by the caller).
+pub(super) fn put_group(tx: &mut Tx<'_>, group: &SecurityGroup) {
+    tx.put(
+        SECURITY_GROUPS,
+        group_key(&group.account_id, &group.id),
+        group,
+    );
+}
+
+/// Removes a group in `tx` (its usage counted by the caller).
+pub(super) fn delete_group(tx: &mut Tx<'_>, account_id: &str, group_id: &str) {
+    tx.delete(SECURITY_GROUPS, group_key(account_id, group_id));
+}
+
 /// The account's security group usage in `tx`.
 pub(super) fn group_usage(tx: &mut Tx<'_>, account_id: &str) -> StoreResult<Usage> {
     super::usage::read(tx, account_id, Kind::SecurityGroups, |tx| {
@@ -182,30 +218,25 @@ impl Compute {
             .store
             .records(SECURITY_GROUPS, prefix.as_bytes())
             .await?;
-        if groups.iter().any(|g| g.name == "default") {
-            return Ok(groups);
+        let default_vpc = self.default_vpc(account_id).await?;
+        let has_default = |groups: &[SecurityGroup], vpc_id: &str| {
+            groups
+                .iter()
+                .any(|g| g.name == "default" && g.vpc_id == vpc_id)
+        };
+        if let Some(vpc) = &default_vpc {
+            if has_default(&groups, &vpc.vpc_id) {
+                return Ok(groups);
+            }
         }
         let (vpc, _) = self.default_network(account_id).await?;
         super::operation::run(&self.store, false, |tx| {
             let mut usage = group_usage(tx, account_id)?;
             let groups = tx.scan::<SecurityGroup>(SECURITY_GROUPS, prefix.as_bytes())?;
-            if groups.iter().any(|g| g.name == "default") {
+            if has_default(&groups, &vpc.vpc_id) {
                 return Ok(());
             }
-            let id = super::ids::new_id("sg");
-            let group = SecurityGroup {
-                ingress: vec![all_traffic(RulePeer::Group {
-                    group_id: id.clone(),
-                    account_id: account_id.to_string(),
-                })],
-                egress: vec![all_traffic(RulePeer::Cidr("0.0.0.0/0".into()))],
-                id,
-                account_id: account_id.to_string(),
-                name: "default".into(),
-                description: "default VPC security group".into(),
-                vpc_id: vpc.vpc_id.clone(),
-                tags: Vec::new(),
-            };
+            let group = default_group(account_id, &vpc.vpc_id);
             tx.put(SECURITY_GROUPS, group_key(account_id, &group.id), &group);
             usage.count += 1;
             super::usage::write(tx, account_id, Kind::SecurityGroups, &usage);
@@ -228,11 +259,14 @@ impl Compute {
             super::kinds::ResourceKind::SecurityGroup.check(id)?;
         }
         let groups = self.security_groups(account_id).await?;
+        let default_vpc = self.default_vpc(account_id).await?.map(|v| v.vpc_id);
         groups
             .into_iter()
             .find(|g| match selector {
                 GroupSelector::Id(id) => &g.id == id,
-                GroupSelector::Name(name) => &g.name == name,
+                GroupSelector::Name(name) => {
+                    &g.name == name && Some(&g.vpc_id) == default_vpc.as_ref()
+                }
             })
             .ok_or_else(|| group_not_found(selector_text(selector)))
     }
@@ -261,10 +295,15 @@ impl Compute {
                         }
                     }
                 }
+                // A name means a group of the default VPC, as in EC2.
+                let default_vpc = tx
+                    .get::<super::network::Vpc>(super::network::VPCS, account_id.as_bytes())?
+                    .map(|vpc| vpc.vpc_id)
+                    .ok_or_else(|| group_not_found(name))?;
                 let id = tx
                     .scan::<SecurityGroup>(SECURITY_GROUPS, format!("{account_id}/").as_bytes())?
                     .into_iter()
-                    .find(|g| &g.name == name)
+                    .find(|g| &g.name == name && g.vpc_id == default_vpc)
                     .map(|g| g.id)
                     .ok_or_else(|| group_not_found(name))?;
                 self.group_names.remember(account_id, name, &id);
@@ -273,6 +312,27 @@ impl Compute {
         };
         tx.get::<SecurityGroup>(SECURITY_GROUPS, &group_key(account_id, &id))?
             .ok_or_else(|| group_not_found(selector_text(selector)))
+    }
+
+    /// The group called `name` in a created VPC, read in `tx` (the group
+    /// usage record read with it: a group created or deleted meanwhile
+    /// makes the operation run again).
+    pub(crate) fn security_group_named_in_vpc(
+        &self,
+        tx: &mut Tx<'_>,
+        account_id: &str,
+        vpc_id: &str,
+        name: &str,
+    ) -> ApiResult<SecurityGroup> {
+        group_usage(tx, account_id)?;
+        let id = tx
+            .scan::<SecurityGroup>(SECURITY_GROUPS, format!("{account_id}/").as_bytes())?
+            .into_iter()
+            .find(|g| g.name == name && g.vpc_id == vpc_id)
+            .map(|g| g.id)
+            .ok_or_else(|| group_not_found(name))?;
+        tx.get::<SecurityGroup>(SECURITY_GROUPS, &group_key(account_id, &id))?
+            .ok_or_else(|| group_not_found(name))
     }
 
     /// CreateSecurityGroup: the name free in the VPC and the quota, checked
@@ -304,21 +364,23 @@ impl Compute {
             self.security_groups(account_id).await?;
             Some(self.default_network(account_id).await?.0.vpc_id)
         };
-        if let Some(requested) = vpc_id {
-            if Some(requested) != account_vpc.as_deref() {
-                // A created VPC exists, but its groups (each VPC's own
-                // `default`, names per VPC) come with its subnets.
-                self.account_vpc(account_id, requested).await?;
-                return Err(ApiError::UnsupportedOperation(format!(
-                    "Security groups in a created VPC ({requested}) are not offered yet: groups live in the default VPC"
-                )));
+        // A created VPC named: read in the operation, so that its deletion
+        // meanwhile makes the create answer `InvalidVpcID.NotFound`.
+        let created_vpc = match vpc_id {
+            Some(requested) if Some(requested) != account_vpc.as_deref() => {
+                super::kinds::ResourceKind::Vpc.check(requested)?;
+                Some(requested.to_string())
             }
-        }
+            _ => None,
+        };
         super::operation::run(&self.store, dry_run, |tx| {
+            let vpc_id = match &created_vpc {
+                Some(requested) => super::vpcs::created_vpc(tx, account_id, requested)?.vpc_id,
+                None => account_vpc.clone().unwrap_or_default(),
+            };
             let mut usage = group_usage(tx, account_id)?;
             let existing =
                 tx.scan::<SecurityGroup>(SECURITY_GROUPS, format!("{account_id}/").as_bytes())?;
-            let vpc_id = account_vpc.clone().unwrap_or_default();
             if existing
                 .iter()
                 .any(|g| g.name == name && g.vpc_id == vpc_id)

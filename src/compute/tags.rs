@@ -1,11 +1,11 @@
 //! Tags on every resource: CreateTags, DeleteTags, DescribeTags.
 //!
 //! The resource type comes from the id's prefix (`i-`, `ami-`, `key-`,
-//! `sg-`, `vol-`, `snap-`, `eipalloc-`, `vpc-`, `subnet-`); an id of another
-//! shape is `InvalidID`, an unknown one the type's own `.NotFound`. Every
-//! id of a request is checked before anything changes, and all changes are
-//! written in one commit, on the condition that none of the records read
-//! changed meanwhile. Limits as EC2: 50 tags per resource.
+//! `sg-`, `vol-`, `snap-`, `eipalloc-`, `vpc-`, `subnet-`, `igw-`, `rtb-`,
+//! `nat-`); an id of another shape is `InvalidID`, an unknown one the
+//! type's own `.NotFound`. Every id of a request is checked before anything
+//! changes, and all changes are written in one commit, on the condition that
+//! none of the records read changed meanwhile. Limits as EC2: 50 tags per resource.
 
 use super::instances::Tag;
 use super::operation::Tx;
@@ -42,6 +42,9 @@ tagged!(
     super::security_groups::SecurityGroup,
     super::network::Vpc,
     super::network::Subnet,
+    super::internet_gateways::InternetGateway,
+    super::route_tables::RouteTable,
+    super::nat_gateways::NatGateway,
     super::volumes::Volume,
     super::snapshots::Snapshot,
     super::addresses::Address
@@ -163,6 +166,11 @@ impl Compute {
             ResourceType::Volume => found(super::volumes::VOLUMES, by_account),
             ResourceType::Snapshot => found(super::snapshots::SNAPSHOTS, by_account),
             ResourceType::ElasticIp => found(super::addresses::ADDRESSES, by_account),
+            ResourceType::InternetGateway => {
+                found(super::internet_gateways::INTERNET_GATEWAYS, by_account)
+            }
+            ResourceType::RouteTable => found(super::route_tables::ROUTE_TABLES, by_account),
+            ResourceType::NatGateway => found(super::nat_gateways::NAT_GATEWAYS, by_account),
             ResourceType::KeyPair => {
                 let name = index.key_pairs.get(id).ok_or_else(|| kind.not_found(id))?;
                 let located = found(
@@ -191,6 +199,12 @@ impl Compute {
                 Ok(located)
             }
             ResourceType::Subnet => {
+                // A created subnet, else a default one (stored by zone).
+                match found(super::subnets::SUBNETS, by_account.clone()) {
+                    Ok(located) => return Ok(located),
+                    Err(ApiError::NotFound { .. }) => {}
+                    Err(other) => return Err(other),
+                }
                 let zone = index.subnets.get(id).ok_or_else(|| kind.not_found(id))?;
                 found(
                     super::network::SUBNETS,
@@ -260,6 +274,15 @@ impl Compute {
                     ResourceType::ElasticIp => {
                         retagged::<super::addresses::Address>(&located.value, &change)?
                     }
+                    ResourceType::InternetGateway => retagged::<
+                        super::internet_gateways::InternetGateway,
+                    >(&located.value, &change)?,
+                    ResourceType::RouteTable => {
+                        retagged::<super::route_tables::RouteTable>(&located.value, &change)?
+                    }
+                    ResourceType::NatGateway => {
+                        retagged::<super::nat_gateways::NatGateway>(&located.value, &change)?
+                    }
                     ResourceType::Instance => unreachable!(),
                 };
                 if count > MAX_TAGS {
@@ -318,8 +341,21 @@ impl Compute {
         for found in self.account_vpcs(account_id).await? {
             push(&found.vpc.vpc_id, ResourceType::Vpc, &found.vpc.tags);
         }
-        for subnet in self.default_subnets(account_id).await? {
-            push(&subnet.subnet_id, ResourceType::Subnet, &subnet.tags);
+        for gateway in self.internet_gateways(account_id).await? {
+            push(&gateway.id, ResourceType::InternetGateway, &gateway.tags);
+        }
+        for table in self.route_tables(account_id).await? {
+            push(&table.id, ResourceType::RouteTable, &table.tags);
+        }
+        for nat in self.nat_gateways(account_id).await? {
+            push(&nat.id, ResourceType::NatGateway, &nat.tags);
+        }
+        for found in self.account_subnets(account_id).await? {
+            push(
+                &found.subnet.subnet_id,
+                ResourceType::Subnet,
+                &found.subnet.tags,
+            );
         }
         Ok(all)
     }

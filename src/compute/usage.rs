@@ -35,6 +35,13 @@ pub enum Kind {
     Addresses,
     /// VPCs created (the default VPC apart).
     Vpcs,
+    /// Subnets created (default subnets apart).
+    Subnets,
+    /// amount: gateways attached.
+    InternetGateways,
+    RouteTables,
+    /// count: not deleted.
+    NatGateways,
 }
 
 impl Kind {
@@ -48,6 +55,10 @@ impl Kind {
             Kind::SecurityGroups => "security_groups",
             Kind::Addresses => "addresses",
             Kind::Vpcs => "vpcs",
+            Kind::Subnets => "subnets",
+            Kind::InternetGateways => "internet_gateways",
+            Kind::RouteTables => "route_tables",
+            Kind::NatGateways => "nat_gateways",
         }
     }
 }

@@ -11,9 +11,10 @@
 //! default VPC). The account's VPC usage record is rewritten by every
 //! create and delete, so the quota holds when two requests race. A VPC
 //! with dependencies is not deleted (`DependencyViolation`): the default
-//! VPC always has its default subnets. Security groups are not yet created
-//! in other VPCs (each VPC's own `default` group and names per VPC come
-//! with subnets); DeleteVpc already refuses a VPC that still holds one.
+//! VPC always has its default subnets; a created VPC is deleted once its
+//! subnets, its groups but `default`, its route tables but the main one
+//! and its internet gateway are gone (its `default` group and main route
+//! table, made with it, go with it).
 
 use super::cidr::Ipv4Cidr;
 use super::instances::Tag;
@@ -71,6 +72,23 @@ fn vpc_not_found(vpc_id: &str) -> ApiError {
     }
 }
 
+/// Where a VPC of the account is stored: the default VPC by account, a
+/// created one by id.
+pub(super) fn vpc_key(account_id: &str, vpc_id: &str, is_default: bool) -> (&'static str, Vec<u8>) {
+    if is_default {
+        (DEFAULT_VPCS, account_id.as_bytes().to_vec())
+    } else {
+        (VPCS, key(account_id, vpc_id))
+    }
+}
+
+/// A created VPC of the account, read in `tx` (`InvalidVpcID.NotFound`
+/// when absent).
+pub(super) fn created_vpc(tx: &mut Tx<'_>, account_id: &str, vpc_id: &str) -> ApiResult<Vpc> {
+    tx.get::<Vpc>(VPCS, &key(account_id, vpc_id))?
+        .ok_or_else(|| vpc_not_found(vpc_id))
+}
+
 /// The account's usage of created VPCs in `tx`.
 fn vpc_usage(tx: &mut Tx<'_>, account_id: &str) -> StoreResult<Usage> {
     super::usage::read(tx, account_id, Kind::Vpcs, |tx| {
@@ -109,9 +127,14 @@ impl Compute {
             None => super::ids::new_id("dopt"),
         };
         let now = self.clock.now();
-        // Drawn once: every run of the operation writes the same VPC.
+        // Drawn once: every run of the operation writes the same VPC and
+        // the same default group.
+        let vpc_id = super::ids::new_id("vpc");
+        let default_group = super::security_groups::default_group(account_id, &vpc_id);
+        let main_table =
+            super::route_tables::RouteTable::new(account_id, &vpc_id, &block.to_string(), true);
         let vpc = Vpc {
-            vpc_id: super::ids::new_id("vpc"),
+            vpc_id,
             account_id: account_id.to_string(),
             cidr_block: block.to_string(),
             cidr_association_id: super::ids::new_id("vpc-cidr-assoc"),
@@ -120,6 +143,8 @@ impl Compute {
             tags,
             enable_dns_support: Some(true),
             enable_dns_hostnames: Some(false),
+            default_group_id: Some(default_group.id.clone()),
+            main_route_table_id: Some(main_table.id.clone()),
         };
         operation::run(&self.store, dry_run, |tx| {
             let mut usage = vpc_usage(tx, account_id)?;
@@ -133,6 +158,12 @@ impl Compute {
             usage.count += 1;
             super::usage::write(tx, account_id, Kind::Vpcs, &usage);
             tx.put(VPCS, key(account_id, &vpc.vpc_id), &vpc);
+            // Its `default` group counts among the account's groups.
+            let mut groups = super::security_groups::group_usage(tx, account_id)?;
+            groups.count += 1;
+            super::usage::write(tx, account_id, Kind::SecurityGroups, &groups);
+            super::security_groups::put_group(tx, &default_group);
+            super::route_tables::put_new(tx, &main_table)?;
             Ok(vpc.clone())
         })
         .await
@@ -184,24 +215,71 @@ impl Compute {
             return Err(dependencies());
         }
         operation::run(&self.store, dry_run, |tx| {
-            let key = key(account_id, vpc_id);
-            if tx.get::<Vpc>(VPCS, &key)?.is_none() {
-                return Err(vpc_not_found(vpc_id));
+            let vpc = created_vpc(tx, account_id, vpc_id)?;
+            // Subnets and groups are created under their usage records:
+            // reading them makes one created in this VPC meanwhile conflict.
+            super::subnets::subnet_usage(tx, account_id)?;
+            let subnets: Vec<super::network::Subnet> = tx.scan(
+                super::subnets::SUBNETS,
+                format!("{account_id}/").as_bytes(),
+            )?;
+            if subnets.iter().any(|s| s.vpc_id == vpc_id) {
+                return Err(dependencies());
             }
-            // Groups are created under the group usage record: reading it
-            // makes a group created in this VPC meanwhile conflict.
-            super::security_groups::group_usage(tx, account_id)?;
+            let mut group_usage = super::security_groups::group_usage(tx, account_id)?;
             let groups: Vec<super::security_groups::SecurityGroup> = tx.scan(
                 super::security_groups::SECURITY_GROUPS,
                 format!("{account_id}/").as_bytes(),
             )?;
-            if groups.iter().any(|g| g.vpc_id == vpc_id) {
+            let own_default = |g: &super::security_groups::SecurityGroup| {
+                vpc.default_group_id.as_deref() == Some(g.id.as_str())
+            };
+            if groups.iter().any(|g| g.vpc_id == vpc_id && !own_default(g)) {
                 return Err(dependencies());
             }
+            // Its `default` group goes with it (unless a group elsewhere
+            // still references it).
+            if let Some(default_id) = &vpc.default_group_id {
+                let referenced = groups.iter().filter(|g| !own_default(g)).any(|g| {
+                    g.ingress.iter().chain(&g.egress).any(|r| {
+                        matches!(&r.peer, super::security_groups::RulePeer::Group { group_id, .. } if group_id == default_id)
+                    })
+                });
+                if referenced {
+                    return Err(dependencies());
+                }
+                if groups.iter().any(own_default) {
+                    super::security_groups::delete_group(tx, account_id, default_id);
+                    group_usage.count = group_usage.count.saturating_sub(1);
+                    super::usage::write(tx, account_id, Kind::SecurityGroups, &group_usage);
+                }
+            }
+            // No internet gateway attached, no route table but the main one
+            // (which goes with it).
+            super::internet_gateways::gateway_usage(tx, account_id)?;
+            if super::internet_gateways::account_gateways_in(tx, account_id)?
+                .iter()
+                .any(|g| g.vpc_id.as_deref() == Some(vpc_id))
+            {
+                return Err(dependencies());
+            }
+            let mut table_usage = super::route_tables::table_usage(tx, account_id)?;
+            let tables: Vec<_> = super::route_tables::account_tables_in(tx, account_id)?
+                .into_iter()
+                .filter(|t| t.vpc_id == vpc_id)
+                .collect();
+            if tables.iter().any(|t| !t.is_main()) {
+                return Err(dependencies());
+            }
+            for table in &tables {
+                super::route_tables::delete_table(tx, account_id, &table.id);
+                table_usage.count = table_usage.count.saturating_sub(1);
+            }
+            super::usage::write(tx, account_id, Kind::RouteTables, &table_usage);
             let mut usage = vpc_usage(tx, account_id)?;
             usage.count = usage.count.saturating_sub(1);
             super::usage::write(tx, account_id, Kind::Vpcs, &usage);
-            tx.delete(VPCS, key);
+            tx.delete(VPCS, key(account_id, vpc_id));
             Ok(())
         })
         .await
@@ -217,11 +295,7 @@ impl Compute {
         dry_run: bool,
     ) -> ApiResult<()> {
         let found = self.account_vpc(account_id, vpc_id).await?;
-        let (tree, key) = if found.is_default {
-            (DEFAULT_VPCS, account_id.as_bytes().to_vec())
-        } else {
-            (VPCS, key(account_id, vpc_id))
-        };
+        let (tree, key) = vpc_key(account_id, vpc_id, found.is_default);
         operation::run(&self.store, dry_run, |tx| {
             let mut vpc = tx
                 .get::<Vpc>(tree, &key)?

@@ -1,0 +1,247 @@
+//! CreateNatGateway, DeleteNatGateway and DescribeNatGateways.
+
+use super::pagination::{check_max_results, Paging};
+use super::tags::{check_filter_names, tag_filter_values, tag_specifications};
+use super::{dry_run_check, Context};
+use crate::compute::idempotency::ClientToken;
+use crate::compute::kinds::ResourceKind;
+use crate::compute::nat_gateways::{NatGatewayView, NewNatGateway};
+use crate::error::{ApiError, ApiResult};
+use crate::protocol::filters::matches_all;
+use crate::protocol::xml::{XmlOutput, XmlWriter};
+use crate::protocol::{Filter, Params};
+
+/// One NAT gateway as EC2 renders it (the `NatGateway` shape).
+fn write_nat_gateway(xml: &mut XmlWriter, nat: &NatGatewayView) {
+    xml.timestamp("createTime", nat.created_at);
+    if let Some(deleted) = nat.deleted_at {
+        xml.timestamp("deleteTime", deleted);
+    }
+    xml.list("natGatewayAddressSet", &[()], |xml, _| {
+        xml.optional("allocationId", nat.allocation_id.as_deref());
+        xml.element("privateIp", &nat.private_ip);
+        xml.optional("publicIp", nat.public_ip.as_deref());
+        xml.boolean("isPrimary", true);
+        let status = match nat.state.as_str() {
+            "pending" => "associating",
+            "available" => "succeeded",
+            "deleting" => "disassociating",
+            _ => "succeeded",
+        };
+        xml.element("status", status);
+    });
+    xml.element("natGatewayId", &nat.id);
+    xml.element("state", nat.state.as_str());
+    xml.element("subnetId", &nat.subnet_id);
+    xml.element("vpcId", &nat.vpc_id);
+    super::tags::write_tags(xml, &nat.tags);
+    xml.element("connectivityType", &nat.connectivity_type);
+}
+
+#[derive(Debug)]
+pub struct CreateNatGateway {
+    pub request: NewNatGateway,
+    pub dry_run: bool,
+}
+
+impl CreateNatGateway {
+    pub fn from_params(params: &Params) -> ApiResult<Self> {
+        let private = match params.get("ConnectivityType") {
+            None | Some("public") => false,
+            Some("private") => true,
+            Some(other) => {
+                return Err(ApiError::invalid_value(format!(
+                    "Value ({other}) for parameter connectivityType is invalid. Valid values: public, private"
+                )))
+            }
+        };
+        for unoffered in [
+            "PrivateIpAddress",
+            "SecondaryAllocationId.1",
+            "SecondaryPrivateIpAddress.1",
+            "SecondaryPrivateIpAddressCount",
+            "AvailabilityMode",
+        ] {
+            if params.get(unoffered).is_some() {
+                return Err(ApiError::UnsupportedOperation(format!(
+                    "{} is not offered: a NAT gateway takes one address of its subnet",
+                    unoffered.trim_end_matches(".1")
+                )));
+            }
+        }
+        let allocation_id = params.optional("AllocationId");
+        match (private, &allocation_id) {
+            (false, None) => return Err(ApiError::MissingParameter("AllocationId".into())),
+            (true, Some(_)) => {
+                return Err(ApiError::InvalidParameterCombination(
+                    "A private NAT gateway takes no Elastic IP address".into(),
+                ))
+            }
+            _ => {}
+        }
+        let client_token = params.optional("ClientToken").map(|token| ClientToken {
+            token,
+            fingerprint: super::request_fingerprint(params),
+        });
+        Ok(Self {
+            request: NewNatGateway {
+                subnet_id: params.required("SubnetId")?,
+                allocation_id,
+                private,
+                tags: tag_specifications(params, "natgateway")?,
+                client_token,
+            },
+            dry_run: params.dry_run()?,
+        })
+    }
+
+    pub async fn execute(self, context: &Context<'_>) -> ApiResult<CreatedNatGateway> {
+        ResourceKind::Subnet.check(&self.request.subnet_id)?;
+        let token = self.request.client_token.as_ref().map(|t| t.token.clone());
+        let nat = context
+            .compute
+            .create_nat_gateway(&context.principal.account_id, self.request, self.dry_run)
+            .await?;
+        Ok(CreatedNatGateway { nat, token })
+    }
+}
+
+#[derive(Debug)]
+pub struct CreatedNatGateway {
+    nat: NatGatewayView,
+    token: Option<String>,
+}
+
+impl XmlOutput for CreatedNatGateway {
+    fn write_xml(&self, xml: &mut XmlWriter) {
+        xml.optional("clientToken", self.token.as_deref());
+        xml.nested("natGateway", |xml| write_nat_gateway(xml, &self.nat));
+    }
+}
+
+#[derive(Debug)]
+pub struct DeleteNatGateway {
+    pub nat_gateway_id: String,
+    pub dry_run: bool,
+}
+
+impl DeleteNatGateway {
+    pub fn from_params(params: &Params) -> ApiResult<Self> {
+        Ok(Self {
+            nat_gateway_id: params.required("NatGatewayId")?,
+            dry_run: params.dry_run()?,
+        })
+    }
+
+    pub async fn execute(self, context: &Context<'_>) -> ApiResult<DeletedNatGateway> {
+        context
+            .compute
+            .delete_nat_gateway(
+                &context.principal.account_id,
+                &self.nat_gateway_id,
+                self.dry_run,
+            )
+            .await?;
+        Ok(DeletedNatGateway(self.nat_gateway_id))
+    }
+}
+
+#[derive(Debug)]
+pub struct DeletedNatGateway(String);
+
+impl XmlOutput for DeletedNatGateway {
+    fn write_xml(&self, xml: &mut XmlWriter) {
+        xml.element("natGatewayId", &self.0);
+    }
+}
+
+const NAT_FILTERS: &[&str] = &[
+    "nat-gateway-id",
+    "state",
+    "subnet-id",
+    "vpc-id",
+    "tag-key",
+    "tag-value",
+];
+
+#[derive(Debug)]
+pub struct DescribeNatGateways {
+    pub ids: Vec<String>,
+    pub filters: Vec<Filter>,
+    pub max_results: Option<usize>,
+    pub next_token: Option<String>,
+    pub dry_run: bool,
+}
+
+impl DescribeNatGateways {
+    pub fn from_params(params: &Params) -> ApiResult<Self> {
+        let request = Self {
+            ids: params.list("NatGatewayId")?,
+            filters: params.filters()?,
+            max_results: check_max_results(params.number("MaxResults")?, 5, 1000)?,
+            next_token: params.optional("NextToken"),
+            dry_run: params.dry_run()?,
+        };
+        for id in &request.ids {
+            ResourceKind::NatGateway.check(id)?;
+        }
+        check_filter_names(&request.filters, NAT_FILTERS)?;
+        Ok(request)
+    }
+
+    pub async fn execute(self, context: &Context<'_>) -> ApiResult<NatGatewayList> {
+        let gateways = context
+            .compute
+            .nat_gateways(&context.principal.account_id)
+            .await?;
+        if let Some(missing) = self
+            .ids
+            .iter()
+            .find(|id| !gateways.iter().any(|g| &g.id == *id))
+        {
+            return Err(ResourceKind::NatGateway.not_found(missing));
+        }
+        dry_run_check(self.dry_run)?;
+        let paging = Paging::start(
+            context,
+            "DescribeNatGateways",
+            &self.filters,
+            &self.ids,
+            self.max_results,
+            self.next_token.as_deref(),
+        )?;
+        let after = paging.after.clone();
+        let matching = gateways
+            .into_iter()
+            .filter(|g| self.ids.is_empty() || self.ids.contains(&g.id))
+            .filter(|g| after.as_ref().is_none_or(|after| &g.id > after))
+            .filter(|g| {
+                matches_all(&self.filters, |name| {
+                    tag_filter_values(&g.tags, name).unwrap_or_else(|| match name {
+                        "nat-gateway-id" => vec![g.id.clone()],
+                        "state" => vec![g.state.as_str().to_string()],
+                        "subnet-id" => vec![g.subnet_id.clone()],
+                        _ => vec![g.vpc_id.clone()],
+                    })
+                })
+            });
+        let (gateways, next_token) = paging.cut(matching, |g| g.id.clone());
+        Ok(NatGatewayList {
+            gateways,
+            next_token,
+        })
+    }
+}
+
+#[derive(Debug)]
+pub struct NatGatewayList {
+    gateways: Vec<NatGatewayView>,
+    next_token: Option<String>,
+}
+
+impl XmlOutput for NatGatewayList {
+    fn write_xml(&self, xml: &mut XmlWriter) {
+        xml.list("natGatewaySet", &self.gateways, write_nat_gateway);
+        xml.optional("nextToken", self.next_token.as_deref());
+    }
+}
