@@ -269,6 +269,11 @@ pub mod codes {
     pub const ROUTE_TABLE_LIMIT_EXCEEDED: &str = "RouteTableLimitExceeded";
     pub const ROUTE_LIMIT_EXCEEDED: &str = "RouteLimitExceeded";
     pub const NAT_GATEWAY_LIMIT_EXCEEDED: &str = "NatGatewayLimitExceeded";
+    pub const INVALID_NETWORK_ACL_ENTRY_NOT_FOUND: &str = "InvalidNetworkAclEntry.NotFound";
+    pub const NETWORK_ACL_ENTRY_ALREADY_EXISTS: &str = "NetworkAclEntryAlreadyExists";
+    pub const NETWORK_ACL_LIMIT_EXCEEDED: &str = "NetworkAclLimitExceeded";
+    pub const NETWORK_ACL_ENTRY_LIMIT_EXCEEDED: &str = "NetworkAclEntryLimitExceeded";
+    pub const DHCP_OPTIONS_LIMIT_EXCEEDED: &str = "DhcpOptionsLimitExceeded";
     pub const INVALID_PARAMETER: &str = "InvalidParameter";
     pub const VPC_LIMIT_EXCEEDED: &str = "VpcLimitExceeded";
     pub const TAG_LIMIT_EXCEEDED: &str = "TagLimitExceeded";

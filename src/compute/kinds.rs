@@ -23,11 +23,13 @@ pub enum ResourceKind {
     InternetGateway,
     RouteTable,
     NatGateway,
+    NetworkAcl,
+    DhcpOptions,
 }
 
 impl ResourceKind {
     /// Every kind, in DescribeTags order.
-    pub const ALL: [ResourceKind; 12] = [
+    pub const ALL: [ResourceKind; 14] = [
         ResourceKind::Instance,
         ResourceKind::Image,
         ResourceKind::KeyPair,
@@ -40,6 +42,8 @@ impl ResourceKind {
         ResourceKind::InternetGateway,
         ResourceKind::RouteTable,
         ResourceKind::NatGateway,
+        ResourceKind::NetworkAcl,
+        ResourceKind::DhcpOptions,
     ];
 
     pub fn prefix(self) -> &'static str {
@@ -56,6 +60,8 @@ impl ResourceKind {
             ResourceKind::InternetGateway => "igw",
             ResourceKind::RouteTable => "rtb",
             ResourceKind::NatGateway => "nat",
+            ResourceKind::NetworkAcl => "acl",
+            ResourceKind::DhcpOptions => "dopt",
         }
     }
 
@@ -74,6 +80,8 @@ impl ResourceKind {
             ResourceKind::InternetGateway => "internet-gateway",
             ResourceKind::RouteTable => "route-table",
             ResourceKind::NatGateway => "natgateway",
+            ResourceKind::NetworkAcl => "network-acl",
+            ResourceKind::DhcpOptions => "dhcp-options",
         }
     }
 
@@ -92,6 +100,8 @@ impl ResourceKind {
             ResourceKind::InternetGateway => "InvalidInternetGatewayID.NotFound",
             ResourceKind::RouteTable => "InvalidRouteTableID.NotFound",
             ResourceKind::NatGateway => "NatGatewayNotFound",
+            ResourceKind::NetworkAcl => "InvalidNetworkAclID.NotFound",
+            ResourceKind::DhcpOptions => "InvalidDhcpOptionID.NotFound",
         }
     }
 
@@ -129,6 +139,8 @@ impl ResourceKind {
             ResourceKind::InternetGateway => "InvalidInternetGatewayID.Malformed",
             ResourceKind::RouteTable => "InvalidRouteTableID.Malformed",
             ResourceKind::NatGateway => "NatGatewayMalformed",
+            ResourceKind::NetworkAcl => "InvalidNetworkAclID.Malformed",
+            ResourceKind::DhcpOptions => "InvalidDhcpOptionsId.Malformed",
         }
     }
 

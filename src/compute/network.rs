@@ -6,7 +6,8 @@
 //! zone, whose `/20` is the range instances in that zone get their private
 //! addresses from (`172.31.0.0/20` for `...-az1`, `172.31.16.0/20` for
 //! `...-az2`, ...). Like EC2's, the default VPC has an internet gateway
-//! attached and a main route table whose default route leads to it. Ids
+//! attached, a main route table whose default route leads to it, a default
+//! network ACL and a DHCP options set. Ids
 //! are assigned once and persisted. VPCs and
 //! subnets an account creates are in `vpcs` and `subnets`.
 
@@ -46,6 +47,9 @@ pub struct Vpc {
     /// route tables existed gets one at the next start).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub main_route_table_id: Option<String>,
+    /// Its default network ACL (as the main route table).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_network_acl_id: Option<String>,
 }
 
 impl crate::store::Record for Vpc {}
@@ -65,6 +69,9 @@ pub struct Subnet {
     /// in a created one, as in EC2).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub map_public_ip_on_launch: Option<bool>,
+    /// Its network ACL when moved from its VPC's default one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_acl: Option<super::network_acls::AclAssociation>,
 }
 
 impl crate::store::Record for Subnet {}
@@ -84,27 +91,55 @@ pub fn zone_cidr(zone_id: &str) -> String {
     format!("{}/20", std::net::Ipv4Addr::from(zone_network(zone_id)))
 }
 
-/// Gives a default VPC what EC2's has: an internet gateway attached to it
-/// and a main route table with the local route and a default route to
-/// that gateway; returns the VPC as rewritten in `tx`.
-fn default_routing(tx: &mut super::operation::Tx<'_>, mut vpc: Vpc) -> ApiResult<Vpc> {
+/// Gives a default VPC what EC2's has and it lacks (it was stored by an
+/// earlier release, or just made): an internet gateway attached to it, a
+/// main route table with the local route and a default route to that
+/// gateway, a default network ACL and its DHCP options set; returns the VPC
+/// as rewritten in `tx`.
+fn complete_default_vpc(
+    tx: &mut super::operation::Tx<'_>,
+    mut vpc: Vpc,
+    region: &str,
+) -> ApiResult<Vpc> {
     let account_id = vpc.account_id.clone();
-    let gateway = super::internet_gateways::InternetGateway {
-        id: super::ids::new_id("igw"),
-        account_id: account_id.clone(),
-        vpc_id: Some(vpc.vpc_id.clone()),
-        tags: Vec::new(),
-    };
-    super::internet_gateways::put_new_attached(tx, &gateway)?;
-    let mut table =
-        super::route_tables::RouteTable::new(&account_id, &vpc.vpc_id, &vpc.cidr_block, true);
-    table.routes.push(super::route_tables::Route {
-        destination: "0.0.0.0/0".into(),
-        target: super::route_tables::RouteTarget::Gateway(gateway.id.clone()),
-    });
-    super::route_tables::put_new(tx, &table)?;
-    vpc.main_route_table_id = Some(table.id);
-    tx.put(VPCS, account_id.as_bytes(), &vpc);
+    let mut changed = false;
+    if vpc.main_route_table_id.is_none() {
+        let gateway = super::internet_gateways::InternetGateway {
+            id: super::ids::new_id("igw"),
+            account_id: account_id.clone(),
+            vpc_id: Some(vpc.vpc_id.clone()),
+            tags: Vec::new(),
+        };
+        super::internet_gateways::put_new_attached(tx, &gateway)?;
+        let mut table =
+            super::route_tables::RouteTable::new(&account_id, &vpc.vpc_id, &vpc.cidr_block, true);
+        table.routes.push(super::route_tables::Route {
+            destination: "0.0.0.0/0".into(),
+            target: super::route_tables::RouteTarget::Gateway(gateway.id.clone()),
+        });
+        super::route_tables::put_new(tx, &table)?;
+        vpc.main_route_table_id = Some(table.id);
+        changed = true;
+    }
+    if vpc.default_network_acl_id.is_none() {
+        let acl = super::network_acls::NetworkAcl::new(&account_id, &vpc.vpc_id, true);
+        super::network_acls::put_new(tx, &acl)?;
+        vpc.default_network_acl_id = Some(acl.id);
+        changed = true;
+    }
+    let options_key = format!("{account_id}/{}", vpc.dhcp_options_id).into_bytes();
+    // A set a VPC uses is never deleted: missing, it was never made.
+    if tx
+        .get_raw(super::dhcp_options::DHCP_OPTIONS, &options_key)?
+        .is_none()
+    {
+        let options =
+            super::dhcp_options::default_options(&account_id, &vpc.dhcp_options_id, region);
+        super::dhcp_options::put_new(tx, &options)?;
+    }
+    if changed {
+        tx.put(VPCS, account_id.as_bytes(), &vpc);
+    }
     Ok(vpc)
 }
 
@@ -227,15 +262,13 @@ impl Compute {
                         enable_dns_hostnames: None,
                         default_group_id: None,
                         main_route_table_id: None,
+                        default_network_acl_id: None,
                     };
                     tx.put(VPCS, account_id.as_bytes(), &vpc);
                     vpc
                 }
             };
-            let vpc = match vpc.main_route_table_id {
-                Some(_) => vpc,
-                None => default_routing(tx, vpc)?,
-            };
+            let vpc = complete_default_vpc(tx, vpc, &self.region.name)?;
             let mut subnets = Vec::new();
             for (zone, zone_id) in &zones {
                 let key = format!("{account_id}/{zone}").into_bytes();
@@ -251,6 +284,7 @@ impl Compute {
                             availability_zone_id: zone_id.clone(),
                             tags: Vec::new(),
                             map_public_ip_on_launch: None,
+                            network_acl: None,
                         };
                         tx.put(SUBNETS, key, &subnet);
                         subnet

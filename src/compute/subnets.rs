@@ -185,6 +185,7 @@ impl Compute {
             cidr_block: block.to_string(),
             tags,
             map_public_ip_on_launch: Some(false),
+            network_acl: None,
         };
         operation::run(&self.store, dry_run, |tx| {
             let vpc: Vpc = tx

@@ -2,7 +2,7 @@
 //!
 //! The resource type comes from the id's prefix (`i-`, `ami-`, `key-`,
 //! `sg-`, `vol-`, `snap-`, `eipalloc-`, `vpc-`, `subnet-`, `igw-`, `rtb-`,
-//! `nat-`); an id of another shape is `InvalidID`, an unknown one the
+//! `nat-`, `acl-`, `dopt-`); an id of another shape is `InvalidID`, an unknown one the
 //! type's own `.NotFound`. Every id of a request is checked before anything
 //! changes, and all changes are written in one commit, on the condition that
 //! none of the records read changed meanwhile. Limits as EC2: 50 tags per resource.
@@ -45,6 +45,8 @@ tagged!(
     super::internet_gateways::InternetGateway,
     super::route_tables::RouteTable,
     super::nat_gateways::NatGateway,
+    super::network_acls::NetworkAcl,
+    super::dhcp_options::DhcpOptions,
     super::volumes::Volume,
     super::snapshots::Snapshot,
     super::addresses::Address
@@ -171,6 +173,8 @@ impl Compute {
             }
             ResourceType::RouteTable => found(super::route_tables::ROUTE_TABLES, by_account),
             ResourceType::NatGateway => found(super::nat_gateways::NAT_GATEWAYS, by_account),
+            ResourceType::NetworkAcl => found(super::network_acls::NETWORK_ACLS, by_account),
+            ResourceType::DhcpOptions => found(super::dhcp_options::DHCP_OPTIONS, by_account),
             ResourceType::KeyPair => {
                 let name = index.key_pairs.get(id).ok_or_else(|| kind.not_found(id))?;
                 let located = found(
@@ -283,6 +287,12 @@ impl Compute {
                     ResourceType::NatGateway => {
                         retagged::<super::nat_gateways::NatGateway>(&located.value, &change)?
                     }
+                    ResourceType::NetworkAcl => {
+                        retagged::<super::network_acls::NetworkAcl>(&located.value, &change)?
+                    }
+                    ResourceType::DhcpOptions => {
+                        retagged::<super::dhcp_options::DhcpOptions>(&located.value, &change)?
+                    }
                     ResourceType::Instance => unreachable!(),
                 };
                 if count > MAX_TAGS {
@@ -349,6 +359,12 @@ impl Compute {
         }
         for nat in self.nat_gateways(account_id).await? {
             push(&nat.id, ResourceType::NatGateway, &nat.tags);
+        }
+        for view in self.network_acls(account_id).await? {
+            push(&view.acl.id, ResourceType::NetworkAcl, &view.acl.tags);
+        }
+        for options in self.dhcp_options(account_id).await? {
+            push(&options.id, ResourceType::DhcpOptions, &options.tags);
         }
         for found in self.account_subnets(account_id).await? {
             push(

@@ -42,6 +42,8 @@ pub enum Kind {
     RouteTables,
     /// count: not deleted.
     NatGateways,
+    NetworkAcls,
+    DhcpOptions,
 }
 
 impl Kind {
@@ -59,6 +61,8 @@ impl Kind {
             Kind::InternetGateways => "internet_gateways",
             Kind::RouteTables => "route_tables",
             Kind::NatGateways => "nat_gateways",
+            Kind::NetworkAcls => "network_acls",
+            Kind::DhcpOptions => "dhcp_options",
         }
     }
 }

@@ -12,9 +12,10 @@
 //! create and delete, so the quota holds when two requests race. A VPC
 //! with dependencies is not deleted (`DependencyViolation`): the default
 //! VPC always has its default subnets; a created VPC is deleted once its
-//! subnets, its groups but `default`, its route tables but the main one
-//! and its internet gateway are gone (its `default` group and main route
-//! table, made with it, go with it).
+//! subnets, its groups but `default`, its route tables but the main one,
+//! its network ACLs but the default one and its internet gateway are gone
+//! (its `default` group, main route table and default ACL, made with it, go
+//! with it). It starts with the default VPC's DHCP options set.
 
 use super::cidr::Ipv4Cidr;
 use super::instances::Tag;
@@ -90,7 +91,7 @@ pub(super) fn created_vpc(tx: &mut Tx<'_>, account_id: &str, vpc_id: &str) -> Ap
 }
 
 /// The account's usage of created VPCs in `tx`.
-fn vpc_usage(tx: &mut Tx<'_>, account_id: &str) -> StoreResult<Usage> {
+pub(super) fn vpc_usage(tx: &mut Tx<'_>, account_id: &str) -> StoreResult<Usage> {
     super::usage::read(tx, account_id, Kind::Vpcs, |tx| {
         super::usage::count_of(tx, VPCS, format!("{account_id}/").as_bytes())
     })
@@ -121,11 +122,10 @@ impl Compute {
         tags: Vec<Tag>,
         dry_run: bool,
     ) -> ApiResult<Vpc> {
-        // Read only: a DryRun writes nothing, not even the account's defaults.
-        let dhcp_options_id = match self.default_vpc(account_id).await? {
-            Some(default_vpc) => default_vpc.dhcp_options_id,
-            None => super::ids::new_id("dopt"),
-        };
+        // The account's defaults are made with it; a DryRun never makes them.
+        if !dry_run && self.default_vpc(account_id).await?.is_none() {
+            self.default_network(account_id).await?;
+        }
         let now = self.clock.now();
         // Drawn once: every run of the operation writes the same VPC and
         // the same default group.
@@ -133,20 +133,32 @@ impl Compute {
         let default_group = super::security_groups::default_group(account_id, &vpc_id);
         let main_table =
             super::route_tables::RouteTable::new(account_id, &vpc_id, &block.to_string(), true);
-        let vpc = Vpc {
+        let default_acl = super::network_acls::NetworkAcl::new(account_id, &vpc_id, true);
+        let mut vpc = Vpc {
             vpc_id,
             account_id: account_id.to_string(),
             cidr_block: block.to_string(),
             cidr_association_id: super::ids::new_id("vpc-cidr-assoc"),
-            dhcp_options_id,
+            dhcp_options_id: String::new(),
             created_at: now,
             tags,
             enable_dns_support: Some(true),
             enable_dns_hostnames: Some(false),
             default_group_id: Some(default_group.id.clone()),
             main_route_table_id: Some(main_table.id.clone()),
+            default_network_acl_id: Some(default_acl.id.clone()),
         };
         operation::run(&self.store, dry_run, |tx| {
+            // It starts with the default VPC's DHCP options, as in EC2 (read
+            // here: an association meanwhile makes this run again).
+            let default_vpc = tx
+                .get::<Vpc>(DEFAULT_VPCS, account_id.as_bytes())?
+                .ok_or_else(|| {
+                    ApiError::ServiceUnavailable(
+                        "The account's default network is being created; retry".into(),
+                    )
+                })?;
+            vpc.dhcp_options_id = default_vpc.dhcp_options_id;
             let mut usage = vpc_usage(tx, account_id)?;
             // The default VPC counts against the quota, as in EC2.
             if usage.count + 1 >= u64::from(self.quotas.max_vpcs) {
@@ -164,6 +176,7 @@ impl Compute {
             super::usage::write(tx, account_id, Kind::SecurityGroups, &groups);
             super::security_groups::put_group(tx, &default_group);
             super::route_tables::put_new(tx, &main_table)?;
+            super::network_acls::put_new(tx, &default_acl)?;
             Ok(vpc.clone())
         })
         .await
@@ -271,11 +284,18 @@ impl Compute {
             if tables.iter().any(|t| !t.is_main()) {
                 return Err(dependencies());
             }
+            let acls = super::network_acls::vpc_acls_in(tx, account_id, vpc_id)?;
+            if acls.iter().any(|acl| !acl.is_default) {
+                return Err(dependencies());
+            }
             for table in &tables {
                 super::route_tables::delete_table(tx, account_id, &table.id);
                 table_usage.count = table_usage.count.saturating_sub(1);
             }
             super::usage::write(tx, account_id, Kind::RouteTables, &table_usage);
+            for acl in &acls {
+                super::network_acls::delete_with_vpc(tx, account_id, &acl.id)?;
+            }
             let mut usage = vpc_usage(tx, account_id)?;
             usage.count = usage.count.saturating_sub(1);
             super::usage::write(tx, account_id, Kind::Vpcs, &usage);
