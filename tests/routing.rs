@@ -586,6 +586,34 @@ async fn nat_gateways_hold_their_addresses_and_pass_through_ec2_states() {
         refused(&server, "CreateNatGateway", &[("SubnetId", &subnet)]).await,
         "MissingParameter"
     );
+    // Without an internet gateway in the VPC a public NAT gateway fails, as
+    // in EC2, holding nothing.
+    let failed = ok(
+        &server,
+        "CreateNatGateway",
+        &[("SubnetId", &subnet), ("AllocationId", &allocation)],
+    )
+    .await;
+    let failed = text_of(&failed.body, "natGatewayId").unwrap();
+    let listed = ok(
+        &server,
+        "DescribeNatGateways",
+        &[("NatGatewayId.1", &failed)],
+    )
+    .await;
+    assert_eq!(text_of(&listed.body, "state").unwrap(), "failed");
+    assert_eq!(
+        text_of(&listed.body, "failureCode").unwrap(),
+        "Gateway.NotAttached"
+    );
+    let igw = ok(&server, "CreateInternetGateway", &[]).await;
+    let igw = text_of(&igw.body, "internetGatewayId").unwrap();
+    ok(
+        &server,
+        "AttachInternetGateway",
+        &[("InternetGatewayId", &igw), ("VpcId", &vpc)],
+    )
+    .await;
     let create = [
         ("SubnetId", subnet.as_str()),
         ("AllocationId", allocation.as_str()),
@@ -599,14 +627,15 @@ async fn nat_gateways_hold_their_addresses_and_pass_through_ec2_states() {
     assert!(private_ip.starts_with("10.2.0."), "{private_ip}");
     let retry = ok(&server, "CreateNatGateway", &create).await;
     assert_eq!(text_of(&retry.body, "natGatewayId").unwrap(), nat);
+    let live = ok(
+        &server,
+        "DescribeNatGateways",
+        &[("Filter.1.Name", "state"), ("Filter.1.Value.1", "pending")],
+    )
+    .await;
     assert_eq!(
-        column(
-            &ok(&server, "DescribeNatGateways", &[]).await,
-            "natGatewaySet",
-            "natGatewayId"
-        )
-        .len(),
-        1
+        column(&live, "natGatewaySet", "natGatewayId"),
+        std::slice::from_ref(&nat)
     );
 
     // Its Elastic IP and its address in the subnet are held.
@@ -704,6 +733,24 @@ async fn nat_gateways_hold_their_addresses_and_pass_through_ec2_states() {
     assert_eq!(text_of(&deleting.body, "state").unwrap(), "deleting");
     let blackhole = tables(&server, "route.nat-gateway-id", &nat).await;
     assert_eq!(routes(&blackhole)[1].1, "blackhole");
+    // No new route to it, and its subnet stays until it is `deleted`.
+    assert_eq!(
+        refused(
+            &server,
+            "CreateRoute",
+            &[
+                ("RouteTableId", &main),
+                ("DestinationCidrBlock", "192.168.0.0/16"),
+                ("NatGatewayId", &nat),
+            ]
+        )
+        .await,
+        "NatGatewayNotFound"
+    );
+    assert_eq!(
+        refused(&server, "DeleteSubnet", &[("SubnetId", &subnet)]).await,
+        "DependencyViolation"
+    );
     server.clock.advance(chrono::Duration::seconds(3));
     let gone = ok(&server, "DescribeNatGateways", &[("NatGatewayId.1", &nat)]).await;
     assert_eq!(text_of(&gone.body, "state").unwrap(), "deleted");

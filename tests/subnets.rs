@@ -248,14 +248,14 @@ async fn launches_take_addresses_from_their_subnet_until_it_is_full() {
         .find(|g| g["vpcId"] != vpc)
         .map(|g| g["groupId"].clone())
         .unwrap();
-    let launch = |count: &'static str, extra: Vec<(&'static str, String)>| {
+    let launch = |counts: (&'static str, &'static str), extra: Vec<(&'static str, String)>| {
         let (server, subnet) = (&server, subnet.clone());
         async move {
             let mut params: Vec<(&str, String)> = vec![
                 ("ImageId", IMAGE.into()),
                 ("InstanceType", "t3.micro".into()),
-                ("MinCount", count.into()),
-                ("MaxCount", count.into()),
+                ("MinCount", counts.0.into()),
+                ("MaxCount", counts.1.into()),
                 ("SubnetId", subnet),
             ];
             params.extend(extra);
@@ -263,16 +263,17 @@ async fn launches_take_addresses_from_their_subnet_until_it_is_full() {
             server.user("RunInstances", &params).await
         }
     };
-    let wrong_vpc = launch("1", vec![("SecurityGroupId.1", foreign)]).await;
+    let wrong_vpc = launch(("1", "1"), vec![("SecurityGroupId.1", foreign)]).await;
     assert_eq!(error_code(&wrong_vpc), "InvalidParameter");
     let wrong_zone = launch(
-        "1",
+        ("1", "1"),
         vec![("Placement.AvailabilityZone", "us-east-1b".into())],
     )
     .await;
     assert_eq!(error_code(&wrong_zone), "InvalidParameterCombination");
 
-    let reply = launch("11", vec![]).await;
+    // More than fit: EC2 launches as many as the subnet has addresses for.
+    let reply = launch(("1", "15"), vec![]).await;
     assert_eq!(reply.status, 200, "{}", reply.body);
     let launched = items(&reply, "instancesSet");
     assert_eq!(launched.len(), 11);
@@ -300,7 +301,7 @@ async fn launches_take_addresses_from_their_subnet_until_it_is_full() {
     );
 
     // Full: EC2's code; the subnet cannot go while instances live in it.
-    let full = launch("1", vec![]).await;
+    let full = launch(("1", "1"), vec![]).await;
     assert_eq!(
         (full.status, error_code(&full).as_str()),
         (400, "InsufficientFreeAddressesInSubnet")
@@ -326,7 +327,7 @@ async fn launches_take_addresses_from_their_subnet_until_it_is_full() {
         describe(&server, &subnet).await["availableIpAddressCount"],
         "11"
     );
-    let reused = launch("1", vec![]).await;
+    let reused = launch(("1", "1"), vec![]).await;
     assert_eq!(reused.status, 200, "{}", reused.body);
     let last = text_of(&reused.body, "instanceId").unwrap();
     let reply = server

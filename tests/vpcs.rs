@@ -314,6 +314,34 @@ async fn each_vpc_has_its_own_groups_and_dry_runs_write_nothing() {
         .find(|g| g["groupName"] == "default")
         .map(|g| g["groupId"].clone())
         .unwrap();
+    // Rules reference groups of the same VPC only (there is no peering).
+    let default_web = text_of(&in_default.body, "groupId").unwrap();
+    let across = server
+        .user(
+            "AuthorizeSecurityGroupIngress",
+            &[
+                ("GroupId", &web_created),
+                ("IpPermissions.1.IpProtocol", "tcp"),
+                ("IpPermissions.1.FromPort", "80"),
+                ("IpPermissions.1.ToPort", "80"),
+                ("IpPermissions.1.Groups.1.GroupId", &default_web),
+            ],
+        )
+        .await;
+    assert_eq!(error_code(&across), "InvalidGroup.NotFound");
+    let within = server
+        .user(
+            "AuthorizeSecurityGroupIngress",
+            &[
+                ("GroupId", &web_created),
+                ("IpPermissions.1.IpProtocol", "tcp"),
+                ("IpPermissions.1.FromPort", "80"),
+                ("IpPermissions.1.ToPort", "80"),
+                ("IpPermissions.1.Groups.1.GroupId", &own_default),
+            ],
+        )
+        .await;
+    assert_eq!(within.status, 200, "{}", within.body);
     // A name means the default VPC's group: deleting `web` by name leaves
     // the created VPC's `web`; its `default` cannot be deleted.
     let by_name = server

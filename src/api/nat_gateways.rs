@@ -5,7 +5,7 @@ use super::tags::{check_filter_names, tag_filter_values, tag_specifications};
 use super::{dry_run_check, Context};
 use crate::compute::idempotency::ClientToken;
 use crate::compute::kinds::ResourceKind;
-use crate::compute::nat_gateways::{NatGatewayView, NewNatGateway};
+use crate::compute::nat_gateways::{NatGatewayState, NatGatewayView, NewNatGateway};
 use crate::error::{ApiError, ApiResult};
 use crate::protocol::filters::matches_all;
 use crate::protocol::xml::{XmlOutput, XmlWriter};
@@ -17,16 +17,22 @@ fn write_nat_gateway(xml: &mut XmlWriter, nat: &NatGatewayView) {
     if let Some(deleted) = nat.deleted_at {
         xml.timestamp("deleteTime", deleted);
     }
+    if let Some((code, message)) = &nat.failure {
+        xml.element("failureCode", code);
+        xml.element("failureMessage", message);
+    }
     xml.list("natGatewayAddressSet", &[()], |xml, _| {
         xml.optional("allocationId", nat.allocation_id.as_deref());
-        xml.element("privateIp", &nat.private_ip);
+        if nat.failure.is_none() {
+            xml.element("privateIp", &nat.private_ip);
+        }
         xml.optional("publicIp", nat.public_ip.as_deref());
         xml.boolean("isPrimary", true);
-        let status = match nat.state.as_str() {
-            "pending" => "associating",
-            "available" => "succeeded",
-            "deleting" => "disassociating",
-            _ => "succeeded",
+        let status = match nat.state {
+            NatGatewayState::Pending => "associating",
+            NatGatewayState::Deleting => "disassociating",
+            NatGatewayState::Failed => "failed",
+            NatGatewayState::Available | NatGatewayState::Deleted => "succeeded",
         };
         xml.element("status", status);
     });

@@ -139,8 +139,19 @@ impl CreateRouteTable {
                 self.dry_run,
             )
             .await?;
+        // A retry answers the first table as it is now, routes and all.
+        let targets = match table.routes.len() {
+            1 => RouteTargets::default(),
+            _ => {
+                context
+                    .compute
+                    .route_targets(&context.principal.account_id)
+                    .await?
+            }
+        };
         Ok(CreatedRouteTable {
             table,
+            targets,
             client_token: self.client_token.map(|t| t.token),
         })
     }
@@ -149,14 +160,15 @@ impl CreateRouteTable {
 #[derive(Debug)]
 pub struct CreatedRouteTable {
     table: RouteTable,
+    targets: RouteTargets,
     client_token: Option<String>,
 }
 
 impl XmlOutput for CreatedRouteTable {
     fn write_xml(&self, xml: &mut XmlWriter) {
-        // A new table holds only its local route, always active.
-        let targets = RouteTargets::default();
-        xml.nested("routeTable", |xml| write_table(xml, &self.table, &targets));
+        xml.nested("routeTable", |xml| {
+            write_table(xml, &self.table, &self.targets)
+        });
         xml.optional("clientToken", self.client_token.as_deref());
     }
 }

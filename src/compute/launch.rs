@@ -455,7 +455,30 @@ impl Compute {
                     "You have requested more vCPU capacity than your current vCPU limit of {vcpu_limit} allows for the instance bucket that the specified instance type belongs to."
                 )));
             }
-            let wanted = request.max_count.min(instance_room).min(vcpu_room);
+            let mut wanted = request.max_count.min(instance_room).min(vcpu_room);
+            // As many as the subnet has addresses for (each address is
+            // then taken by its own key, so an estimate made stale by a
+            // concurrent launch makes this run again).
+            if let Some(subnet) = created_subnet {
+                let range = AddressRange::created_subnet(subnet)?;
+                let held = tx
+                    .scan_entries(
+                        PRIVATE_IPS,
+                        format!("{account_id}/{}/", subnet.subnet_id).as_bytes(),
+                    )?
+                    .len();
+                let free = range.count.saturating_sub(u32::try_from(held).unwrap_or(u32::MAX));
+                if free < request.min_count {
+                    return Err(ApiError::NotFound {
+                        code: crate::error::codes::INSUFFICIENT_FREE_ADDRESSES_IN_SUBNET,
+                        message: format!(
+                            "The subnet {} has {free} free private addresses; {} requested at least",
+                            subnet.subnet_id, request.min_count
+                        ),
+                    });
+                }
+                wanted = wanted.min(free);
+            }
             let mut placement = self.services.placement(tx)?;
             if let Some(zone) = &request.availability_zone {
                 if !placement.zone_exists(zone) {

@@ -7,8 +7,11 @@
 //! nor used by another NAT gateway. Its state follows EC2's machine:
 //! `pending` for `lifecycle.nat_gateway_delay_secs`, then `available`;
 //! DeleteNatGateway makes it `deleting` for as long, then `deleted`, and it
-//! stays listed an hour as EC2 keeps it. The address and the Elastic IP are
-//! let go when the delete is asked. ClientToken retries answer the first
+//! stays listed an hour as EC2 keeps it. Its Elastic IP and subnet address
+//! are let go when the delete is asked, but its subnet cannot be deleted
+//! until it is `deleted`. A public gateway in a VPC without an internet
+//! gateway is `failed` (`Gateway.NotAttached`), holds nothing, and is
+//! listed an hour. ClientToken retries answer the first
 //! gateway (see `idempotency`). Gateways live under
 //! `nat_gateways/<account>/<id>`; every create and delete rewrites the
 //! account's NAT gateway usage record and the address it holds, so two
@@ -42,6 +45,8 @@ pub enum NatGatewayState {
     Available,
     Deleting,
     Deleted,
+    /// It could not be made (`failure` says why); it holds nothing.
+    Failed,
 }
 
 impl NatGatewayState {
@@ -51,6 +56,7 @@ impl NatGatewayState {
             NatGatewayState::Available => "available",
             NatGatewayState::Deleting => "deleting",
             NatGatewayState::Deleted => "deleted",
+            NatGatewayState::Failed => "failed",
         }
     }
 }
@@ -78,6 +84,9 @@ pub struct NatGateway {
     pub client_token: Option<String>,
     #[serde(default)]
     pub tags: Vec<Tag>,
+    /// Why it failed: EC2's failure code and message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<(String, String)>,
 }
 
 impl crate::store::Record for NatGateway {}
@@ -99,6 +108,9 @@ impl std::ops::Deref for NatGatewayView {
 impl NatGateway {
     /// The state at `now`.
     pub fn state(&self, now: DateTime<Utc>) -> NatGatewayState {
+        if self.failure.is_some() {
+            return NatGatewayState::Failed;
+        }
         match self.deleted_at {
             Some(at) if now < at => NatGatewayState::Deleting,
             Some(_) => NatGatewayState::Deleted,
@@ -107,9 +119,18 @@ impl NatGateway {
         }
     }
 
+    /// Gone from view: deleted, or failed, over an hour ago.
     fn expired(&self, now: DateTime<Utc>) -> bool {
-        self.deleted_at
-            .is_some_and(|at| now >= at + Duration::seconds(DELETED_RETENTION_SECS))
+        let ended = match (&self.failure, self.deleted_at) {
+            (Some(_), _) => Some(self.created_at),
+            (None, at) => at,
+        };
+        ended.is_some_and(|at| now >= at + Duration::seconds(DELETED_RETENTION_SECS))
+    }
+
+    /// True while it holds an address of its subnet.
+    fn holds_address(&self, now: DateTime<Utc>) -> bool {
+        self.failure.is_none() && self.deleted_at.is_none_or(|at| now < at)
     }
 }
 
@@ -137,13 +158,29 @@ fn nat_usage(tx: &mut Tx<'_>, account_id: &str, now: DateTime<Utc>) -> StoreResu
         let live = tx
             .scan::<NatGateway>(NAT_GATEWAYS, format!("{account_id}/").as_bytes())?
             .iter()
-            .filter(|n| n.deleted_at.is_none_or(|at| now < at))
+            .filter(|n| n.holds_address(now))
             .count();
         Ok(Usage {
             count: live as u64,
             ..Usage::default()
         })
     })
+}
+
+/// True when a NAT gateway not yet `deleted` lives in the subnet (read
+/// with the account's NAT gateway usage, which creates and deletes
+/// rewrite).
+pub(super) fn in_subnet(
+    tx: &mut Tx<'_>,
+    account_id: &str,
+    subnet_id: &str,
+    now: DateTime<Utc>,
+) -> StoreResult<bool> {
+    nat_usage(tx, account_id, now)?;
+    Ok(tx
+        .scan::<NatGateway>(NAT_GATEWAYS, format!("{account_id}/").as_bytes())?
+        .iter()
+        .any(|n| n.subnet_id == subnet_id && n.holds_address(now)))
 }
 
 /// A NAT gateway of the account, read in `tx` (not yet gone from view).
@@ -234,6 +271,45 @@ impl Compute {
                     ),
                 });
             }
+            // EC2 fails a public NAT gateway in a VPC without an internet
+            // gateway: it is listed `failed` and holds nothing.
+            if !request.private {
+                super::internet_gateways::gateway_usage(tx, account_id)?;
+                let attached = super::internet_gateways::account_gateways_in(tx, account_id)?
+                    .iter()
+                    .any(|g| g.vpc_id.as_deref() == Some(subnet.subnet.vpc_id.as_str()));
+                if !attached {
+                    let failed = NatGateway {
+                        id: gateway_id.clone(),
+                        account_id: account_id.to_string(),
+                        vpc_id: subnet.subnet.vpc_id.clone(),
+                        subnet_id: subnet.subnet.subnet_id.clone(),
+                        availability_zone: subnet.subnet.availability_zone.clone(),
+                        address_pool: String::new(),
+                        private_ip: String::new(),
+                        connectivity_type: "public".into(),
+                        allocation_id: request.allocation_id.clone(),
+                        public_ip: None,
+                        created_at: now,
+                        available_at: now,
+                        deleted_at: None,
+                        client_token: request.client_token.as_ref().map(|t| t.token.clone()),
+                        tags: request.tags.clone(),
+                        failure: Some((
+                            "Gateway.NotAttached".into(),
+                            format!(
+                                "Network {} has no Internet gateway attached",
+                                subnet.subnet.vpc_id
+                            ),
+                        )),
+                    };
+                    tx.put(NAT_GATEWAYS, key(account_id, &failed.id), &failed);
+                    return Ok(NatGatewayView {
+                        state: NatGatewayState::Pending,
+                        gateway: failed,
+                    });
+                }
+            }
             let public_ip = match &request.allocation_id {
                 Some(allocation_id) => Some(self.hold_address_for_nat(
                     tx,
@@ -266,6 +342,7 @@ impl Compute {
                 deleted_at: None,
                 client_token: request.client_token.as_ref().map(|t| t.token.clone()),
                 tags: request.tags.clone(),
+                failure: None,
             };
             // Gateways deleted over an hour ago are forgotten now.
             for old in tx
@@ -304,8 +381,8 @@ impl Compute {
             if gateway.expired(now) {
                 return Err(not_found(gateway_id));
             }
-            if gateway.deleted_at.is_some() {
-                // Deleting again is answered as EC2 does: no change.
+            if gateway.deleted_at.is_some() || gateway.failure.is_some() {
+                // Deleting again, or a failed one, changes nothing.
                 return Ok(());
             }
             let mut usage = nat_usage(tx, account_id, now)?;

@@ -104,13 +104,25 @@ fn complete_default_vpc(
     let account_id = vpc.account_id.clone();
     let mut changed = false;
     if vpc.main_route_table_id.is_none() {
-        let gateway = super::internet_gateways::InternetGateway {
-            id: super::ids::new_id("igw"),
-            account_id: account_id.clone(),
-            vpc_id: Some(vpc.vpc_id.clone()),
-            tags: Vec::new(),
+        // A gateway attached meanwhile (by a replica of an earlier
+        // release) is the one; else a new one.
+        super::internet_gateways::gateway_usage(tx, &account_id)?;
+        let attached = super::internet_gateways::account_gateways_in(tx, &account_id)?
+            .into_iter()
+            .find(|g| g.vpc_id.as_deref() == Some(vpc.vpc_id.as_str()));
+        let gateway = match attached {
+            Some(gateway) => gateway,
+            None => {
+                let gateway = super::internet_gateways::InternetGateway {
+                    id: super::ids::new_id("igw"),
+                    account_id: account_id.clone(),
+                    vpc_id: Some(vpc.vpc_id.clone()),
+                    tags: Vec::new(),
+                };
+                super::internet_gateways::put_new_attached(tx, &gateway)?;
+                gateway
+            }
         };
-        super::internet_gateways::put_new_attached(tx, &gateway)?;
         let mut table =
             super::route_tables::RouteTable::new(&account_id, &vpc.vpc_id, &vpc.cidr_block, true);
         table.routes.push(super::route_tables::Route {
@@ -246,16 +258,23 @@ impl Compute {
             .map(|z| (z.name, z.zone_id))
             .collect();
         let now = self.clock.now();
+        // Drawn once: a rerun (on a store that makes reads wait) must read
+        // the same DHCP options key.
+        let (vpc_id, association_id, options_id) = (
+            super::ids::new_id("vpc"),
+            super::ids::new_id("vpc-cidr-assoc"),
+            super::ids::new_id("dopt"),
+        );
         super::operation::run(&self.store, false, |tx| {
             let vpc = match tx.get::<Vpc>(VPCS, account_id.as_bytes())? {
                 Some(vpc) => vpc,
                 None => {
                     let vpc = Vpc {
-                        vpc_id: super::ids::new_id("vpc"),
+                        vpc_id: vpc_id.clone(),
                         account_id: account_id.to_string(),
                         cidr_block: DEFAULT_VPC_CIDR.to_string(),
-                        cidr_association_id: super::ids::new_id("vpc-cidr-assoc"),
-                        dhcp_options_id: super::ids::new_id("dopt"),
+                        cidr_association_id: association_id.clone(),
+                        dhcp_options_id: options_id.clone(),
                         created_at: now,
                         tags: Vec::new(),
                         enable_dns_support: None,

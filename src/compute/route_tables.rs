@@ -184,9 +184,12 @@ pub(super) fn put_new(tx: &mut Tx<'_>, table: &RouteTable) -> StoreResult<()> {
     Ok(())
 }
 
-/// Removes a table in `tx`.
-pub(super) fn delete_table(tx: &mut Tx<'_>, account_id: &str, id: &str) {
-    tx.delete(ROUTE_TABLES, key(account_id, id));
+/// Removes a table in `tx` (its ClientToken forgotten with it).
+pub(super) fn delete_table(tx: &mut Tx<'_>, table: &RouteTable) {
+    if let Some(token) = &table.client_token {
+        super::idempotency::forget(tx, &table.account_id, CREATE_ROUTE_TABLE, token);
+    }
+    tx.delete(ROUTE_TABLES, key(&table.account_id, &table.id));
 }
 
 fn table_in(tx: &mut Tx<'_>, account_id: &str, id: &str) -> ApiResult<RouteTable> {
@@ -306,8 +309,13 @@ impl Compute {
         table.client_token = client_token.map(|t| t.token.clone());
         operation::run(&self.store, dry_run, |tx| {
             if let Some(token) = client_token {
-                if let Some(id) = super::idempotency::earlier(tx, account_id, CREATE_ROUTE_TABLE, token)? {
-                    return table_in(tx, account_id, &id);
+// A table since deleted (with its VPC) no longer answers.
+                if let Some(id) =
+                    super::idempotency::earlier(tx, account_id, CREATE_ROUTE_TABLE, token)?
+                {
+                    if let Some(table) = tx.get::<RouteTable>(ROUTE_TABLES, &key(account_id, &id))? {
+                        return Ok(table);
+                    }
                 }
                 super::idempotency::remember(tx, account_id, CREATE_ROUTE_TABLE, token, &table.id);
             }
@@ -352,10 +360,7 @@ impl Compute {
             let mut usage = table_usage(tx, account_id)?;
             usage.count = usage.count.saturating_sub(1);
             super::usage::write(tx, account_id, Kind::RouteTables, &usage);
-            if let Some(token) = &table.client_token {
-                super::idempotency::forget(tx, account_id, CREATE_ROUTE_TABLE, token);
-            }
-            delete_table(tx, account_id, table_id);
+            delete_table(tx, &table);
             Ok(())
         })
         .await
@@ -389,6 +394,9 @@ impl Compute {
             }
             RouteTarget::NatGateway(id) => {
                 let nat = super::nat_gateways::nat_gateway_in(tx, account_id, id)?;
+                if nat.deleted_at.is_some() || nat.failure.is_some() {
+                    return Err(super::kinds::ResourceKind::NatGateway.not_found(id));
+                }
                 if nat.vpc_id != table.vpc_id {
                     return Err(different_networks(id));
                 }
@@ -621,12 +629,16 @@ impl Compute {
                     from.id
                 )));
             }
+            let main = moved.main;
             to.associations.push(RouteAssociation {
                 id: new_id.clone(),
                 ..moved
             });
             put_table(tx, &from);
             put_table(tx, &to);
+            if main {
+                super::vpcs::set_main_route_table(tx, account_id, &to.vpc_id, &to.id)?;
+            }
             Ok(new_id.clone())
         })
         .await

@@ -198,6 +198,15 @@ pub(super) fn put_group(tx: &mut Tx<'_>, group: &SecurityGroup) {
     );
 }
 
+/// A group of the account, read in `tx`.
+pub(super) fn group_in(
+    tx: &mut Tx<'_>,
+    account_id: &str,
+    group_id: &str,
+) -> StoreResult<Option<SecurityGroup>> {
+    tx.get::<SecurityGroup>(SECURITY_GROUPS, &group_key(account_id, group_id))
+}
+
 /// Removes a group in `tx` (its usage counted by the caller).
 pub(super) fn delete_group(tx: &mut Tx<'_>, account_id: &str, group_id: &str) {
     tx.delete(SECURITY_GROUPS, group_key(account_id, group_id));
@@ -550,12 +559,28 @@ impl Compute {
                     account_id: owner,
                 } = &spec.peer
                 {
-                    if group_id != &group.id
-                        && (owner != account_id
-                            || !tx.touch(SECURITY_GROUPS, &group_key(account_id, group_id))?)
-                    {
-                        return Err(group_not_found(group_id));
+                    if group_id == &group.id {
+                        continue;
                     }
+                    let key = group_key(account_id, group_id);
+                    let peer = match owner == account_id {
+                        true => tx.get::<SecurityGroup>(SECURITY_GROUPS, &key)?,
+                        false => None,
+                    };
+                    let Some(peer) = peer else {
+                        return Err(group_not_found(group_id));
+                    };
+                    // Only groups of the same VPC (there is no peering).
+                    if peer.vpc_id != group.vpc_id {
+                        return Err(ApiError::NotFound {
+                            code: super::kinds::ResourceKind::SecurityGroup.not_found_code(),
+                            message: format!(
+                                "The security group '{group_id}' does not exist in VPC '{}'",
+                                group.vpc_id
+                            ),
+                        });
+                    }
+                    tx.touch(SECURITY_GROUPS, &key)?;
                 }
             }
             let added: Vec<Rule> = specs

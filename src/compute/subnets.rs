@@ -315,7 +315,15 @@ impl Compute {
             }
             // Every launch rewrites the instance usage record: reading it
             // makes a launch into this subnet meanwhile conflict.
-            super::instances::usage(tx, account_id)?;
+            let mut instances = super::instances::usage(tx, account_id)?;
+            if super::nat_gateways::in_subnet(tx, account_id, subnet_id, self.clock.now())? {
+                return Err(ApiError::NotFound {
+                    code: codes::DEPENDENCY_VIOLATION,
+                    message: format!(
+                        "The subnet '{subnet_id}' has dependencies and cannot be deleted."
+                    ),
+                });
+            }
             let held = tx.scan_after(
                 super::launch::PRIVATE_IPS,
                 &addresses_prefix(account_id, subnet_id),
@@ -333,6 +341,10 @@ impl Compute {
             let mut usage = subnet_usage(tx, account_id)?;
             usage.count = usage.count.saturating_sub(1);
             super::usage::write(tx, account_id, Kind::Subnets, &usage);
+            // Its address counter goes with it.
+            if instances.next_address.remove(subnet_id).is_some() {
+                super::usage::write(tx, account_id, Kind::Instances, &instances);
+            }
             super::route_tables::forget_subnet(tx, account_id, subnet_id)?;
             tx.delete(SUBNETS, key(account_id, subnet_id));
             Ok(())

@@ -83,6 +83,27 @@ pub(super) fn vpc_key(account_id: &str, vpc_id: &str, is_default: bool) -> (&'st
     }
 }
 
+/// Records in `tx` that `table_id` is now the VPC's main route table.
+pub(super) fn set_main_route_table(
+    tx: &mut Tx<'_>,
+    account_id: &str,
+    vpc_id: &str,
+    table_id: &str,
+) -> ApiResult<()> {
+    let created = key(account_id, vpc_id);
+    let (tree, key) = match tx.get::<Vpc>(VPCS, &created)? {
+        Some(_) => (VPCS, created),
+        None => (DEFAULT_VPCS, account_id.as_bytes().to_vec()),
+    };
+    let mut vpc = tx
+        .get::<Vpc>(tree, &key)?
+        .filter(|v| v.vpc_id == vpc_id)
+        .ok_or_else(|| vpc_not_found(vpc_id))?;
+    vpc.main_route_table_id = Some(table_id.to_string());
+    tx.put(tree, key, &vpc);
+    Ok(())
+}
+
 /// A created VPC of the account, read in `tx` (`InvalidVpcID.NotFound`
 /// when absent).
 pub(super) fn created_vpc(tx: &mut Tx<'_>, account_id: &str, vpc_id: &str) -> ApiResult<Vpc> {
@@ -172,6 +193,15 @@ impl Compute {
             tx.put(VPCS, key(account_id, &vpc.vpc_id), &vpc);
             // Its `default` group counts among the account's groups.
             let mut groups = super::security_groups::group_usage(tx, account_id)?;
+            if groups.count >= u64::from(self.quotas.max_security_groups) {
+                return Err(ApiError::NotFound {
+                    code: codes::SECURITY_GROUP_LIMIT_EXCEEDED,
+                    message: format!(
+                        "You have reached the limit of {} security groups: a VPC needs one for its default group",
+                        self.quotas.max_security_groups
+                    ),
+                });
+            }
             groups.count += 1;
             super::usage::write(tx, account_id, Kind::SecurityGroups, &groups);
             super::security_groups::put_group(tx, &default_group);
@@ -261,7 +291,8 @@ impl Compute {
                 if referenced {
                     return Err(dependencies());
                 }
-                if groups.iter().any(own_default) {
+                // Read (tracked): a rule naming it meanwhile rewrites it.
+                if super::security_groups::group_in(tx, account_id, default_id)?.is_some() {
                     super::security_groups::delete_group(tx, account_id, default_id);
                     group_usage.count = group_usage.count.saturating_sub(1);
                     super::usage::write(tx, account_id, Kind::SecurityGroups, &group_usage);
@@ -289,7 +320,7 @@ impl Compute {
                 return Err(dependencies());
             }
             for table in &tables {
-                super::route_tables::delete_table(tx, account_id, &table.id);
+                super::route_tables::delete_table(tx, table);
                 table_usage.count = table_usage.count.saturating_sub(1);
             }
             super::usage::write(tx, account_id, Kind::RouteTables, &table_usage);
