@@ -274,6 +274,15 @@ pub mod codes {
     pub const NETWORK_ACL_LIMIT_EXCEEDED: &str = "NetworkAclLimitExceeded";
     pub const NETWORK_ACL_ENTRY_LIMIT_EXCEEDED: &str = "NetworkAclEntryLimitExceeded";
     pub const DHCP_OPTIONS_LIMIT_EXCEEDED: &str = "DhcpOptionsLimitExceeded";
+    pub const INVALID_LAUNCH_TEMPLATE_NAME_EXISTS: &str =
+        "InvalidLaunchTemplateName.AlreadyExistsException";
+    pub const INVALID_LAUNCH_TEMPLATE_NAME_MALFORMED: &str =
+        "InvalidLaunchTemplateName.MalformedException";
+    pub const INVALID_LAUNCH_TEMPLATE_NAME_NOT_FOUND: &str =
+        "InvalidLaunchTemplateName.NotFoundException";
+    pub const INVALID_LAUNCH_TEMPLATE_VERSION_NOT_FOUND: &str =
+        "InvalidLaunchTemplateId.VersionNotFound";
+    pub const VERSION_LIMIT_EXCEEDED: &str = "VersionLimitExceeded";
     pub const INVALID_PARAMETER: &str = "InvalidParameter";
     pub const VPC_LIMIT_EXCEEDED: &str = "VpcLimitExceeded";
     pub const TAG_LIMIT_EXCEEDED: &str = "TagLimitExceeded";

@@ -225,7 +225,7 @@ impl Gateway {
             if !self.throttle.admit_many(
                 &principal.account_id,
                 ActionClass::InstanceLaunches,
-                run.request.max_count,
+                run.max_count,
             ) {
                 return Err(ApiError::RequestLimitExceeded);
             }

@@ -12,6 +12,7 @@ use super::{dry_run_check, Context};
 use crate::compute::instances::{
     Instance, InstanceState, LaunchRequest, Reservation, StateAction, StateChange,
 };
+use crate::compute::launch_templates::{TemplateRef, VersionRef};
 use crate::error::{ApiError, ApiResult};
 use crate::protocol::filters::matches_all;
 use crate::protocol::xml::{XmlOutput, XmlWriter};
@@ -57,11 +58,108 @@ fn count(params: &Params, name: &str) -> ApiResult<u32> {
 
 #[derive(Debug)]
 pub struct RunInstances {
-    pub request: LaunchRequest,
+    /// MaxCount (for the launch throttle, before the launch is resolved).
+    pub max_count: u32,
+    pub launch: Launch,
+}
+
+/// What RunInstances launches.
+#[derive(Debug)]
+pub enum Launch {
+    /// Everything given in the request.
+    Given(Box<LaunchRequest>),
+    /// From a launch template: the request's parameters, completed member
+    /// by member from the template's version when the request runs.
+    FromTemplate {
+        template: TemplateRef,
+        version: VersionRef,
+        /// The request's parameters, `LaunchTemplate.*` apart.
+        given: Vec<(String, String)>,
+        /// The digest of the request as sent (what a ClientToken retry
+        /// must repeat).
+        fingerprint: String,
+    },
+}
+
+/// The request's parameters completed from a template version's data: a
+/// member the request gives is the request's (as in EC2); the template's
+/// primary network interface names the subnet and its groups.
+fn completed(
+    given: &[(String, String)],
+    data: &std::collections::BTreeMap<String, String>,
+) -> Vec<(String, String)> {
+    use crate::compute::launch_templates::member_of;
+    let members: std::collections::HashSet<&str> =
+        given.iter().map(|(name, _)| member_of(name)).collect();
+    let mut merged = given.to_vec();
+    for (name, value) in data {
+        if members.contains(member_of(name)) {
+            continue;
+        }
+        let from_interface = name.strip_prefix("NetworkInterface.1.");
+        match from_interface {
+            Some("SubnetId") if !members.contains("SubnetId") => {
+                merged.push(("SubnetId".into(), value.clone()))
+            }
+            Some(field)
+                if field.starts_with("SecurityGroupId.")
+                    && !members.contains("SecurityGroupId")
+                    && !members.contains("SecurityGroup")
+                    && !data.keys().any(|k| member_of(k) == "SecurityGroupId") =>
+            {
+                merged.push((field.to_string(), value.clone()))
+            }
+            Some(_) => {}
+            None => merged.push((name.clone(), value.clone())),
+        }
+    }
+    merged
 }
 
 impl RunInstances {
     pub fn from_params(params: &Params) -> ApiResult<Self> {
+        let has_template = params
+            .pairs()
+            .iter()
+            .any(|(name, _)| name.starts_with("LaunchTemplate."));
+        if !has_template {
+            let request = Self::request(params)?;
+            return Ok(Self {
+                max_count: request.max_count,
+                launch: Launch::Given(Box::new(request)),
+            });
+        }
+        let template = super::launch_templates::template_ref(params, "LaunchTemplate.")?;
+        let version = params
+            .optional("LaunchTemplate.Version")
+            .map(|v| VersionRef::parse(&v))
+            .transpose()?
+            .unwrap_or(VersionRef::Default);
+        let max_count = count(params, "MaxCount")?;
+        count(params, "MinCount")?;
+        let given: Vec<(String, String)> = params
+            .pairs()
+            .iter()
+            .filter(|(name, _)| !name.starts_with("LaunchTemplate."))
+            .cloned()
+            .collect();
+        // Read when the launch is resolved.
+        for (name, _) in params.pairs() {
+            params.mark_read(crate::compute::launch_templates::member_of(name));
+        }
+        Ok(Self {
+            max_count,
+            launch: Launch::FromTemplate {
+                template,
+                version,
+                given,
+                fingerprint: super::request_fingerprint(params),
+            },
+        })
+    }
+
+    /// The launch the parameters describe.
+    fn request(params: &Params) -> ApiResult<LaunchRequest> {
         let image_id = params.required("ImageId")?;
         crate::compute::kinds::ResourceKind::Image.check(&image_id)?;
         let min_count = count(params, "MinCount")?;
@@ -87,35 +185,50 @@ impl RunInstances {
                 "Value ({shutdown_behavior}) for parameter InstanceInitiatedShutdownBehavior is invalid. Expected stop or terminate."
             )));
         }
-        Ok(Self {
-            request: LaunchRequest {
-                image_id,
-                instance_type: params
-                    .optional("InstanceType")
-                    .unwrap_or_else(|| DEFAULT_INSTANCE_TYPE.into()),
-                min_count,
-                max_count,
-                availability_zone: params.optional("Placement.AvailabilityZone"),
-                key_name: params.optional("KeyName"),
-                security_group_names: params.list("SecurityGroup")?,
-                security_group_ids: params.list("SecurityGroupId")?,
-                user_data: user_data(params)?,
-                tags: tag_specifications(params, "instance")?,
-                client_token,
-                disable_api_termination: params.boolean("DisableApiTermination")?.unwrap_or(false),
-                shutdown_behavior,
-                dry_run: params.dry_run()?,
-                fingerprint: super::request_fingerprint(params),
-                subnet_id: params.optional("SubnetId"),
-            },
+        Ok(LaunchRequest {
+            image_id,
+            instance_type: params
+                .optional("InstanceType")
+                .unwrap_or_else(|| DEFAULT_INSTANCE_TYPE.into()),
+            min_count,
+            max_count,
+            availability_zone: params.optional("Placement.AvailabilityZone"),
+            key_name: params.optional("KeyName"),
+            security_group_names: params.list("SecurityGroup")?,
+            security_group_ids: params.list("SecurityGroupId")?,
+            user_data: user_data(params)?,
+            tags: tag_specifications(params, "instance")?,
+            client_token,
+            disable_api_termination: params.boolean("DisableApiTermination")?.unwrap_or(false),
+            shutdown_behavior,
+            dry_run: params.dry_run()?,
+            fingerprint: super::request_fingerprint(params),
+            subnet_id: params.optional("SubnetId"),
         })
     }
 
     pub async fn execute(self, context: &Context<'_>) -> ApiResult<ReservationOutput> {
-        let reservation = context
-            .compute
-            .run_instances(&context.principal.account_id, self.request)
-            .await?;
+        let account_id = &context.principal.account_id;
+        let request = match self.launch {
+            Launch::Given(request) => *request,
+            Launch::FromTemplate {
+                template,
+                version,
+                given,
+                fingerprint,
+            } => {
+                let version = context
+                    .compute
+                    .launch_template_version(account_id, &template, version)
+                    .await?;
+                let merged = Params::new(completed(&given, &version.data));
+                LaunchRequest {
+                    fingerprint,
+                    ..Self::request(&merged)?
+                }
+            }
+        };
+        let reservation = context.compute.run_instances(account_id, request).await?;
         Ok(ReservationOutput(
             reservation,
             Surroundings::of(context).await?,

@@ -25,11 +25,12 @@ pub enum ResourceKind {
     NatGateway,
     NetworkAcl,
     DhcpOptions,
+    LaunchTemplate,
 }
 
 impl ResourceKind {
     /// Every kind, in DescribeTags order.
-    pub const ALL: [ResourceKind; 14] = [
+    pub const ALL: [ResourceKind; 15] = [
         ResourceKind::Instance,
         ResourceKind::Image,
         ResourceKind::KeyPair,
@@ -44,6 +45,7 @@ impl ResourceKind {
         ResourceKind::NatGateway,
         ResourceKind::NetworkAcl,
         ResourceKind::DhcpOptions,
+        ResourceKind::LaunchTemplate,
     ];
 
     pub fn prefix(self) -> &'static str {
@@ -62,6 +64,7 @@ impl ResourceKind {
             ResourceKind::NatGateway => "nat",
             ResourceKind::NetworkAcl => "acl",
             ResourceKind::DhcpOptions => "dopt",
+            ResourceKind::LaunchTemplate => "lt",
         }
     }
 
@@ -82,6 +85,7 @@ impl ResourceKind {
             ResourceKind::NatGateway => "natgateway",
             ResourceKind::NetworkAcl => "network-acl",
             ResourceKind::DhcpOptions => "dhcp-options",
+            ResourceKind::LaunchTemplate => "launch-template",
         }
     }
 
@@ -102,6 +106,7 @@ impl ResourceKind {
             ResourceKind::NatGateway => "NatGatewayNotFound",
             ResourceKind::NetworkAcl => "InvalidNetworkAclID.NotFound",
             ResourceKind::DhcpOptions => "InvalidDhcpOptionID.NotFound",
+            ResourceKind::LaunchTemplate => "InvalidLaunchTemplateId.NotFound",
         }
     }
 
@@ -141,6 +146,7 @@ impl ResourceKind {
             ResourceKind::NatGateway => "NatGatewayMalformed",
             ResourceKind::NetworkAcl => "InvalidNetworkAclID.Malformed",
             ResourceKind::DhcpOptions => "InvalidDhcpOptionsId.Malformed",
+            ResourceKind::LaunchTemplate => "InvalidLaunchTemplateId.Malformed",
         }
     }
 

@@ -21,6 +21,7 @@ pub mod keymaterial;
 pub mod keypairs;
 pub mod kinds;
 pub mod launch;
+pub mod launch_templates;
 pub mod lifecycle;
 pub mod nat_gateways;
 pub mod network;

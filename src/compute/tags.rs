@@ -2,7 +2,7 @@
 //!
 //! The resource type comes from the id's prefix (`i-`, `ami-`, `key-`,
 //! `sg-`, `vol-`, `snap-`, `eipalloc-`, `vpc-`, `subnet-`, `igw-`, `rtb-`,
-//! `nat-`, `acl-`, `dopt-`); an id of another shape is `InvalidID`, an unknown one the
+//! `nat-`, `acl-`, `dopt-`, `lt-`); an id of another shape is `InvalidID`, an unknown one the
 //! type's own `.NotFound`. Every id of a request is checked before anything
 //! changes, and all changes are written in one commit, on the condition that
 //! none of the records read changed meanwhile. Limits as EC2: 50 tags per resource.
@@ -47,6 +47,7 @@ tagged!(
     super::nat_gateways::NatGateway,
     super::network_acls::NetworkAcl,
     super::dhcp_options::DhcpOptions,
+    super::launch_templates::LaunchTemplate,
     super::volumes::Volume,
     super::snapshots::Snapshot,
     super::addresses::Address
@@ -175,6 +176,9 @@ impl Compute {
             ResourceType::NatGateway => found(super::nat_gateways::NAT_GATEWAYS, by_account),
             ResourceType::NetworkAcl => found(super::network_acls::NETWORK_ACLS, by_account),
             ResourceType::DhcpOptions => found(super::dhcp_options::DHCP_OPTIONS, by_account),
+            ResourceType::LaunchTemplate => {
+                found(super::launch_templates::LAUNCH_TEMPLATES, by_account)
+            }
             ResourceType::KeyPair => {
                 let name = index.key_pairs.get(id).ok_or_else(|| kind.not_found(id))?;
                 let located = found(
@@ -293,6 +297,9 @@ impl Compute {
                     ResourceType::DhcpOptions => {
                         retagged::<super::dhcp_options::DhcpOptions>(&located.value, &change)?
                     }
+                    ResourceType::LaunchTemplate => retagged::<
+                        super::launch_templates::LaunchTemplate,
+                    >(&located.value, &change)?,
                     ResourceType::Instance => unreachable!(),
                 };
                 if count > MAX_TAGS {
@@ -365,6 +372,9 @@ impl Compute {
         }
         for options in self.dhcp_options(account_id).await? {
             push(&options.id, ResourceType::DhcpOptions, &options.tags);
+        }
+        for template in self.launch_templates(account_id).await? {
+            push(&template.id, ResourceType::LaunchTemplate, &template.tags);
         }
         for found in self.account_subnets(account_id).await? {
             push(

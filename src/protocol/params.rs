@@ -328,6 +328,12 @@ impl Params {
             .collect()
     }
 
+    /// Marks `name` (and everything under `name.`) as read, for a parser
+    /// that reads a structure's members by walking [`Params::pairs`].
+    pub fn mark_read(&self, name: &str) {
+        self.read.note(name);
+    }
+
     /// `DryRun`: the one place it is read.
     pub fn dry_run(&self) -> ApiResult<bool> {
         Ok(self.boolean("DryRun")?.unwrap_or(false))
