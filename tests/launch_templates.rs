@@ -408,3 +408,162 @@ async fn a_template_names_the_subnet_and_groups_of_its_network_interface() {
         .starts_with("10.9.3."));
     server.stop().await;
 }
+
+#[tokio::test]
+async fn versions_latest_tokens_and_retries_follow_ec2() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(test_config(
+        &dir.path().join("data"),
+        StorageBackend::Memory,
+    ))
+    .await;
+    let created = ok(
+        &server,
+        "CreateLaunchTemplate",
+        &[
+            ("LaunchTemplateName", "base"),
+            ("LaunchTemplateData.ImageId", IMAGE),
+            ("LaunchTemplateData.InstanceType", "t3.micro"),
+        ],
+    )
+    .await;
+    let template = text_of(&created.body, "launchTemplateId").unwrap();
+    // A version made with a ClientToken, retried: one version.
+    let version = [
+        ("LaunchTemplateId", template.as_str()),
+        ("ClientToken", "v-1"),
+        ("LaunchTemplateData.ImageId", IMAGE),
+        ("LaunchTemplateData.InstanceType", "t3.small"),
+    ];
+    let v2 = ok(&server, "CreateLaunchTemplateVersion", &version).await;
+    let again = ok(&server, "CreateLaunchTemplateVersion", &version).await;
+    assert_eq!(text_of(&v2.body, "versionNumber").unwrap(), "2");
+    assert_eq!(text_of(&again.body, "versionNumber").unwrap(), "2");
+    // Deleting the newest: `$Latest` is the newest left, and a new version
+    // takes a number never given before.
+    ok(
+        &server,
+        "DeleteLaunchTemplateVersions",
+        &[
+            ("LaunchTemplateId", &template),
+            ("LaunchTemplateVersion.1", "2"),
+        ],
+    )
+    .await;
+    let latest = ok(
+        &server,
+        "DescribeLaunchTemplateVersions",
+        &[
+            ("LaunchTemplateId", &template),
+            ("LaunchTemplateVersion.1", "$Latest"),
+        ],
+    )
+    .await;
+    assert_eq!(text_of(&latest.body, "versionNumber").unwrap(), "1");
+    let v3 = ok(
+        &server,
+        "CreateLaunchTemplateVersion",
+        &[
+            ("LaunchTemplateId", &template),
+            ("SourceVersion", "$Latest"),
+            ("LaunchTemplateData.KeyName", "none"),
+        ],
+    )
+    .await;
+    assert_eq!(text_of(&v3.body, "versionNumber").unwrap(), "3");
+    // An unknown template: every version refused in the answer, as EC2 does.
+    let unknown = ok(
+        &server,
+        "DeleteLaunchTemplateVersions",
+        &[
+            ("LaunchTemplateId", "lt-0123456789abcdef0"),
+            ("LaunchTemplateVersion.1", "1"),
+        ],
+    )
+    .await;
+    assert!(
+        unknown
+            .body
+            .contains("<code>launchTemplateIdDoesNotExist</code>"),
+        "{}",
+        unknown.body
+    );
+    // Volume tags have no volume to go on here.
+    assert_eq!(
+        refused(
+            &server,
+            "CreateLaunchTemplate",
+            &[
+                ("LaunchTemplateName", "tagged"),
+                ("LaunchTemplateData.ImageId", IMAGE),
+                (
+                    "LaunchTemplateData.TagSpecification.1.ResourceType",
+                    "volume"
+                ),
+                ("LaunchTemplateData.TagSpecification.1.Tag.1.Key", "k"),
+            ]
+        )
+        .await,
+        "UnsupportedOperation"
+    );
+    // A launch from the template with a ClientToken, retried after the
+    // template is gone: the first reservation.
+    let launch = [
+        ("MinCount", "1"),
+        ("MaxCount", "1"),
+        ("ClientToken", "launch-1"),
+        ("LaunchTemplate.LaunchTemplateName", "base"),
+    ];
+    let first = ok(&server, "RunInstances", &launch).await;
+    ok(
+        &server,
+        "DeleteLaunchTemplate",
+        &[("LaunchTemplateName", "base")],
+    )
+    .await;
+    let retry = ok(&server, "RunInstances", &launch).await;
+    assert_eq!(
+        text_of(&retry.body, "instanceId"),
+        text_of(&first.body, "instanceId")
+    );
+    // The primary network interface form of RunInstances names the subnet.
+    let default_subnet = ok(
+        &server,
+        "DescribeSubnets",
+        &[
+            ("Filter.1.Name", "availability-zone"),
+            ("Filter.1.Value.1", "us-east-1c"),
+        ],
+    )
+    .await;
+    let subnet = text_of(&default_subnet.body, "subnetId").unwrap();
+    let by_interface = ok(
+        &server,
+        "RunInstances",
+        &[
+            ("ImageId", IMAGE),
+            ("MinCount", "1"),
+            ("MaxCount", "1"),
+            ("NetworkInterface.1.DeviceIndex", "0"),
+            ("NetworkInterface.1.SubnetId", &subnet),
+            ("NetworkInterface.1.AssociatePublicIpAddress", "true"),
+        ],
+    )
+    .await;
+    assert_eq!(text_of(&by_interface.body, "subnetId").unwrap(), subnet);
+    assert_eq!(
+        refused(
+            &server,
+            "RunInstances",
+            &[
+                ("ImageId", IMAGE),
+                ("MinCount", "1"),
+                ("MaxCount", "1"),
+                ("NetworkInterface.2.DeviceIndex", "1"),
+            ]
+        )
+        .await,
+        "UnsupportedOperation"
+    );
+    server.stop().await;
+}

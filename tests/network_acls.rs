@@ -370,13 +370,19 @@ async fn dhcp_options_sets_are_created_associated_and_kept_while_used() {
     let described = ok(&server, "DescribeVpcs", &[("VpcId.1", &vpc_id)]).await;
     assert_eq!(text_of(&described.body, "dhcpOptionsId").unwrap(), set);
 
-    // `default` takes the VPC back to the default set; then the set goes.
+    // `default` leaves the VPC with no options set, as in EC2; then the
+    // set goes.
     ok(
         &server,
         "AssociateDhcpOptions",
         &[("DhcpOptionsId", "default"), ("VpcId", &vpc_id)],
     )
     .await;
+    let described = ok(&server, "DescribeVpcs", &[("VpcId.1", &vpc_id)]).await;
+    assert_eq!(
+        text_of(&described.body, "dhcpOptionsId").unwrap(),
+        "default"
+    );
     ok(&server, "DeleteDhcpOptions", &[("DhcpOptionsId", &set)]).await;
     let gone = server
         .user("DescribeDhcpOptions", &[("DhcpOptionsId.1", &set)])

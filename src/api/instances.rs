@@ -82,8 +82,7 @@ pub enum Launch {
 }
 
 /// The request's parameters completed from a template version's data: a
-/// member the request gives is the request's (as in EC2); the template's
-/// primary network interface names the subnet and its groups.
+/// member the request gives is the request's, as in EC2.
 fn completed(
     given: &[(String, String)],
     data: &std::collections::BTreeMap<String, String>,
@@ -92,28 +91,65 @@ fn completed(
     let members: std::collections::HashSet<&str> =
         given.iter().map(|(name, _)| member_of(name)).collect();
     let mut merged = given.to_vec();
-    for (name, value) in data {
-        if members.contains(member_of(name)) {
+    merged.extend(
+        data.iter()
+            .filter(|(name, _)| !members.contains(member_of(name)))
+            .map(|(name, value)| (name.clone(), value.clone())),
+    );
+    merged
+}
+
+/// The primary network interface (`NetworkInterface.1`, device 0) as the
+/// subnet and groups it names, which is all an interface is here (see the
+/// README): `None` when the request names none. Other interfaces and
+/// fields are `UnsupportedOperation`; `AssociatePublicIpAddress` and
+/// `DeleteOnTermination` are accepted (a public address comes from an
+/// Elastic IP, and the interface goes with the instance).
+fn primary_interface(params: &Params) -> ApiResult<Option<Params>> {
+    const PREFIX: &str = "NetworkInterface.";
+    if !params
+        .pairs()
+        .iter()
+        .any(|(name, _)| name.starts_with(PREFIX))
+    {
+        return Ok(None);
+    }
+    params.mark_read("NetworkInterface");
+    let mut pairs = Vec::new();
+    let mut subnet = None;
+    for (name, value) in params.pairs() {
+        let Some(field) = name.strip_prefix(PREFIX) else {
+            pairs.push((name.clone(), value.clone()));
             continue;
-        }
-        let from_interface = name.strip_prefix("NetworkInterface.1.");
-        match from_interface {
-            Some("SubnetId") if !members.contains("SubnetId") => {
-                merged.push(("SubnetId".into(), value.clone()))
+        };
+        let field = field.strip_prefix("1.").ok_or_else(|| {
+            ApiError::UnsupportedOperation(
+                "Only the primary network interface (NetworkInterface.1) is offered".into(),
+            )
+        })?;
+        match field {
+            "DeviceIndex" if value == "0" => {}
+            "SubnetId" => subnet = Some(value.clone()),
+            "AssociatePublicIpAddress" | "DeleteOnTermination" => {}
+            group if group.starts_with("SecurityGroupId.") => {
+                pairs.push((group.to_string(), value.clone()))
             }
-            Some(field)
-                if field.starts_with("SecurityGroupId.")
-                    && !members.contains("SecurityGroupId")
-                    && !members.contains("SecurityGroup")
-                    && !data.keys().any(|k| member_of(k) == "SecurityGroupId") =>
-            {
-                merged.push((field.to_string(), value.clone()))
+            other => {
+                return Err(ApiError::UnsupportedOperation(format!(
+                    "NetworkInterface.1.{other} is not offered: give DeviceIndex 0, SubnetId and SecurityGroupId.N"
+                )))
             }
-            Some(_) => {}
-            None => merged.push((name.clone(), value.clone())),
         }
     }
-    merged
+    if let Some(subnet) = subnet {
+        if params.get("SubnetId").is_some() {
+            return Err(ApiError::InvalidParameterCombination(
+                "Network interfaces and an instance-level subnet ID may not be specified on the same request".into(),
+            ));
+        }
+        pairs.push(("SubnetId".into(), subnet));
+    }
+    Ok(Some(Params::new(pairs)))
 }
 
 impl RunInstances {
@@ -160,6 +196,8 @@ impl RunInstances {
 
     /// The launch the parameters describe.
     fn request(params: &Params) -> ApiResult<LaunchRequest> {
+        let translated = primary_interface(params)?;
+        let params = translated.as_ref().unwrap_or(params);
         let image_id = params.required("ImageId")?;
         crate::compute::kinds::ResourceKind::Image.check(&image_id)?;
         let min_count = count(params, "MinCount")?;
@@ -217,6 +255,21 @@ impl RunInstances {
                 given,
                 fingerprint,
             } => {
+                // A retry is answered from its token, even if the template
+                // changed or went since.
+                let given_params = Params::new(given.clone());
+                if let Some(token) = given_params.optional("ClientToken") {
+                    let earlier = context
+                        .compute
+                        .earlier_launch(account_id, &token, &fingerprint, given_params.dry_run()?)
+                        .await?;
+                    if let Some(reservation) = earlier {
+                        return Ok(ReservationOutput(
+                            reservation,
+                            Surroundings::of(context).await?,
+                        ));
+                    }
+                }
                 let version = context
                     .compute
                     .launch_template_version(account_id, &template, version)

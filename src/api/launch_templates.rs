@@ -8,8 +8,10 @@
 //! `DisableApiTermination`, `InstanceInitiatedShutdownBehavior`,
 //! `TagSpecification.N`, `BlockDeviceMapping.N`, and a primary
 //! `NetworkInterface.1` with `SubnetId` and `SecurityGroupId.N`); any other
-//! member is `UnsupportedOperation` naming it, rather than kept and
-//! ignored.
+//! member is `UnsupportedOperation` naming it. `BlockDeviceMapping.N` is
+//! kept and shown, and a launch treats it as RunInstances treats its own
+//! (accepted, not yet honoured: see the README); tags are for instances
+//! only.
 
 use super::pagination::{check_max_results, Paging};
 use super::tags::{check_filter_names, tag_filter_values, tag_specifications, write_tags};
@@ -67,6 +69,17 @@ fn template_data(params: &Params, required: bool) -> ApiResult<BTreeMap<String, 
         data.insert(member.to_string(), value.clone());
     }
     params.mark_read("LaunchTemplateData");
+    // Tags go on the instance: this gateway has no volume or interface
+    // objects to put others on.
+    if let Some((_, kind)) = data.iter().find(|(name, kind)| {
+        name.starts_with("TagSpecification.")
+            && name.ends_with(".ResourceType")
+            && kind.as_str() != "instance"
+    }) {
+        return Err(ApiError::UnsupportedOperation(format!(
+            "Tags for '{kind}' in a launch template are not offered: only 'instance'"
+        )));
+    }
     if let Some(index) = data.get("NetworkInterface.1.DeviceIndex") {
         if index != "0" {
             return Err(ApiError::UnsupportedOperation(
@@ -311,6 +324,7 @@ pub struct CreateLaunchTemplateVersion {
     pub source: Option<VersionRef>,
     pub description: Option<String>,
     pub data: BTreeMap<String, String>,
+    pub client_token: Option<ClientToken>,
     pub dry_run: bool,
 }
 
@@ -325,6 +339,10 @@ impl CreateLaunchTemplateVersion {
             description: params.optional("VersionDescription"),
             data: template_data(params, source.is_none())?,
             source,
+            client_token: params.optional("ClientToken").map(|token| ClientToken {
+                token,
+                fingerprint: super::request_fingerprint(params),
+            }),
             dry_run: params.dry_run()?,
         })
     }
@@ -338,6 +356,7 @@ impl CreateLaunchTemplateVersion {
                 self.source,
                 self.description,
                 self.data,
+                self.client_token.as_ref(),
                 self.dry_run,
             )
             .await?;
@@ -453,13 +472,19 @@ impl DeleteLaunchTemplateVersions {
                 self.dry_run,
             )
             .await?;
-        Ok(DeletedVersions { template, outcomes })
+        Ok(DeletedVersions {
+            template,
+            named: self.template,
+            outcomes,
+        })
     }
 }
 
 #[derive(Debug)]
 pub struct DeletedVersions {
-    template: LaunchTemplate,
+    /// The template, or how the request named one that does not exist.
+    template: Option<LaunchTemplate>,
+    named: TemplateRef,
     outcomes: Vec<VersionDeletion>,
 }
 
@@ -467,13 +492,17 @@ impl XmlOutput for DeletedVersions {
     fn write_xml(&self, xml: &mut XmlWriter) {
         let (done, refused): (Vec<&VersionDeletion>, Vec<&VersionDeletion>) =
             self.outcomes.iter().partition(|o| o.error.is_none());
-        let template = &self.template;
+        let (id, name) = match (&self.template, &self.named) {
+            (Some(template), _) => (Some(template.id.as_str()), Some(template.name.as_str())),
+            (None, TemplateRef::Id(id)) => (Some(id.as_str()), None),
+            (None, TemplateRef::Name(name)) => (None, Some(name.as_str())),
+        };
         xml.list(
             "successfullyDeletedLaunchTemplateVersionSet",
             &done,
             |xml, outcome| {
-                xml.element("launchTemplateId", &template.id);
-                xml.element("launchTemplateName", &template.name);
+                xml.optional("launchTemplateId", id);
+                xml.optional("launchTemplateName", name);
                 xml.number("versionNumber", outcome.number);
             },
         );
@@ -481,8 +510,8 @@ impl XmlOutput for DeletedVersions {
             "unsuccessfullyDeletedLaunchTemplateVersionSet",
             &refused,
             |xml, outcome| {
-                xml.element("launchTemplateId", &template.id);
-                xml.element("launchTemplateName", &template.name);
+                xml.optional("launchTemplateId", id);
+                xml.optional("launchTemplateName", name);
                 xml.number("versionNumber", outcome.number);
                 if let Some((code, message)) = &outcome.error {
                     xml.nested("responseError", |xml| {
@@ -495,7 +524,12 @@ impl XmlOutput for DeletedVersions {
     }
 }
 
-const TEMPLATE_FILTERS: &[&str] = &["launch-template-name", "tag-key", "tag-value"];
+const TEMPLATE_FILTERS: &[&str] = &[
+    "create-time",
+    "launch-template-name",
+    "tag-key",
+    "tag-value",
+];
 
 #[derive(Debug)]
 pub struct DescribeLaunchTemplates {
@@ -568,7 +602,10 @@ impl DescribeLaunchTemplates {
             .filter(|t| after.as_ref().is_none_or(|after| &t.id > after))
             .filter(|t| {
                 matches_all(&self.filters, |name| {
-                    tag_filter_values(&t.tags, name).unwrap_or_else(|| vec![t.name.clone()])
+                    tag_filter_values(&t.tags, name).unwrap_or_else(|| match name {
+                        "create-time" => vec![crate::clock::format_timestamp(t.created_at)],
+                        _ => vec![t.name.clone()],
+                    })
                 })
             });
         let (templates, next_token) = paging.cut(matching, |t| t.id.clone());

@@ -113,7 +113,9 @@ fn entry_of(params: &Params) -> ApiResult<AclEntry> {
         rule_number: u16::try_from(rule_number).unwrap_or(u16::MAX),
         protocol: protocol.clone(),
         action,
-        egress: params.boolean("Egress")?.unwrap_or(false),
+        egress: params
+            .boolean("Egress")?
+            .ok_or_else(|| ApiError::MissingParameter("Egress".into()))?,
         cidr: destination_block(&params.required("CidrBlock")?)?,
         port_range: port_range.filter(|_| protocol == "6" || protocol == "17"),
         icmp: icmp.filter(|_| protocol == "1"),

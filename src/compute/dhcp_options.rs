@@ -2,13 +2,14 @@
 //! AssociateDhcpOptions, and the account's sets for DescribeDhcpOptions.
 //!
 //! Every account has the set its default VPC was made with (the Region's
-//! domain name and `AmazonProvidedDNS`), which created VPCs start with too.
+//! domain name and `AmazonProvidedDNS`), which created VPCs start with too
+//! while it exists; `default` associates no set, and the VPC then shows
+//! `default`, as in EC2.
 //! A set names EC2's keys only (`domain-name`, `domain-name-servers`,
 //! `ntp-servers`, `netbios-name-servers`, `netbios-node-type`,
 //! `ipv6-address-preferred-lease-time`), at most four servers of a kind. A
 //! set a VPC uses is not deleted (`DependencyViolation`): an association
-//! rewrites the set unchanged, so its concurrent deletion conflicts, and
-//! `default` associates the account's default set.
+//! rewrites the set unchanged, so its concurrent deletion conflicts.
 
 use super::instances::Tag;
 use super::network::Vpc;
@@ -44,6 +45,10 @@ pub struct DhcpOptions {
     pub configurations: Vec<(String, Vec<String>)>,
     #[serde(default)]
     pub tags: Vec<Tag>,
+    /// The set the account's default VPC was made with, which new VPCs
+    /// take.
+    #[serde(default)]
+    pub is_default: bool,
 }
 
 impl crate::store::Record for DhcpOptions {}
@@ -80,7 +85,22 @@ pub(super) fn default_options(account_id: &str, id: &str, region: &str) -> DhcpO
             ),
         ],
         tags: Vec::new(),
+        is_default: true,
     }
+}
+
+/// What `dhcpOptionsId` a VPC with no options set shows.
+pub const NO_OPTIONS: &str = "default";
+
+/// The set a new VPC takes, read in `tx`: the account's default set while
+/// it exists, else none (`default`).
+pub(super) fn set_for_new_vpc(tx: &mut Tx<'_>, account_id: &str) -> StoreResult<String> {
+    options_usage(tx, account_id)?;
+    Ok(tx
+        .scan::<DhcpOptions>(DHCP_OPTIONS, format!("{account_id}/").as_bytes())?
+        .into_iter()
+        .find(|options| options.is_default)
+        .map_or_else(|| NO_OPTIONS.to_string(), |options| options.id))
 }
 
 /// Stores a new set in `tx`, counted in the account's usage.
@@ -148,6 +168,7 @@ impl Compute {
             account_id: account_id.to_string(),
             configurations,
             tags,
+            is_default: false,
         };
         operation::run(&self.store, dry_run, |tx| {
             if options_usage(tx, account_id)?.count >= MAX_DHCP_OPTIONS {
@@ -214,25 +235,20 @@ impl Compute {
         dry_run: bool,
     ) -> ApiResult<()> {
         let found = self.account_vpc(account_id, vpc_id).await?;
-        let options_id = if options_id == "default" {
-            self.default_vpc(account_id)
-                .await?
-                .map(|vpc| vpc.dhcp_options_id)
-                .ok_or_else(|| not_found(options_id))?
-        } else {
+        if options_id != NO_OPTIONS {
             super::kinds::ResourceKind::DhcpOptions.check(options_id)?;
-            options_id.to_string()
-        };
+        }
         operation::run(&self.store, dry_run, |tx| {
-            if !tx.touch(DHCP_OPTIONS, &key(account_id, &options_id))? {
-                return Err(not_found(&options_id));
+            // `default`: no options set, as in EC2.
+            if options_id != NO_OPTIONS && !tx.touch(DHCP_OPTIONS, &key(account_id, options_id))? {
+                return Err(not_found(options_id));
             }
             let (tree, vpc_key) = super::vpcs::vpc_key(account_id, vpc_id, found.is_default);
             let mut vpc = tx
                 .get::<Vpc>(tree, &vpc_key)?
                 .filter(|v| v.vpc_id == vpc_id)
                 .ok_or_else(|| super::kinds::ResourceKind::Vpc.not_found(vpc_id))?;
-            vpc.dhcp_options_id = options_id.clone();
+            vpc.dhcp_options_id = options_id.to_string();
             tx.put(tree, vpc_key.clone(), &vpc);
             Ok(())
         })

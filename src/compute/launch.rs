@@ -265,6 +265,41 @@ impl Compute {
         Ok(refs)
     }
 
+    /// The reservation a launch with `token` made, if one did: what a
+    /// retry is answered with (`IdempotentParameterMismatch` when the
+    /// retry's parameters differ).
+    pub async fn earlier_launch(
+        &self,
+        account_id: &str,
+        token: &str,
+        fingerprint: &str,
+        dry_run: bool,
+    ) -> ApiResult<Option<Reservation>> {
+        let key = format!("{account_id}/{token}").into_bytes();
+        if self
+            .store
+            .get_record::<ClientTokenRecord>(CLIENT_TOKENS, &key)
+            .await?
+            .is_none()
+        {
+            return Ok(None);
+        }
+        operation::run(&self.store, dry_run, |tx| {
+            let record = tx
+                .get::<ClientTokenRecord>(CLIENT_TOKENS, &key)?
+                .ok_or_else(|| {
+                    ApiError::ServiceUnavailable(
+                        "The ClientToken expired while this request ran; retry".into(),
+                    )
+                })?;
+            if record.fingerprint != fingerprint {
+                return Err(token_mismatch(token));
+            }
+            Ok(Some(self.reservation_of(tx, &record)?))
+        })
+        .await
+    }
+
     /// RunInstances: validate, then one operation that checks the token,
     /// quotas and dependencies, places each instance and commits it all.
     pub async fn run_instances(
@@ -275,27 +310,11 @@ impl Compute {
         // A retry of a launch that happened is answered from its token,
         // whatever changed since (an image deregistered, a subnet gone).
         if let Some(token) = &request.client_token {
-            let key = format!("{account_id}/{token}").into_bytes();
-            if self
-                .store
-                .get_record::<ClientTokenRecord>(CLIENT_TOKENS, &key)
+            if let Some(reservation) = self
+                .earlier_launch(account_id, token, &request.fingerprint, request.dry_run)
                 .await?
-                .is_some()
             {
-                return operation::run(&self.store, request.dry_run, |tx| {
-                    let record = tx
-                        .get::<ClientTokenRecord>(CLIENT_TOKENS, &key)?
-                        .ok_or_else(|| {
-                            ApiError::ServiceUnavailable(
-                                "The ClientToken expired while this request ran; retry".into(),
-                            )
-                        })?;
-                    if record.fingerprint != request.fingerprint {
-                        return Err(token_mismatch(token));
-                    }
-                    Ok(self.reservation_of(tx, &record)?)
-                })
-                .await;
+                return Ok(reservation);
             }
         }
         let image = self

@@ -33,6 +33,10 @@ const LAUNCH_TEMPLATE_NAMES: &str = "launch_template_names";
 const LAUNCH_TEMPLATE_VERSIONS: &str = "launch_template_versions";
 
 const CREATE: &str = "CreateLaunchTemplate";
+const CREATE_VERSION: &str = "CreateLaunchTemplateVersion";
+
+/// Most versions one DeleteLaunchTemplateVersions may name (EC2's limit).
+pub const MAX_VERSIONS_PER_DELETE: usize = 200;
 
 /// EC2's quota of versions per template.
 pub const MAX_VERSIONS: u64 = 10_000;
@@ -45,12 +49,23 @@ pub struct LaunchTemplate {
     pub name: String,
     pub created_at: DateTime<Utc>,
     pub default_version: u64,
+    /// The newest version that exists.
     pub latest_version: u64,
     #[serde(default)]
     pub tags: Vec<Tag>,
+    /// The highest number ever given (a deleted version's number is not
+    /// given again); `None`: `latest_version`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub highest_version: Option<u64>,
 }
 
 impl crate::store::Record for LaunchTemplate {}
+
+impl LaunchTemplate {
+    fn highest(&self) -> u64 {
+        self.highest_version.unwrap_or(self.latest_version)
+    }
+}
 
 /// One version of a template.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -259,6 +274,7 @@ impl Compute {
             default_version: 1,
             latest_version: 1,
             tags,
+            highest_version: Some(1),
         };
         let version = LaunchTemplateVersion {
             template_id: template.id.clone(),
@@ -311,12 +327,27 @@ impl Compute {
         source: Option<VersionRef>,
         description: Option<String>,
         data: BTreeMap<String, String>,
+        client_token: Option<&ClientToken>,
         dry_run: bool,
     ) -> ApiResult<LaunchTemplateVersion> {
         let now = self.clock.now();
         operation::run(&self.store, dry_run, |tx| {
             let mut template = template_in(tx, account_id, reference)?;
-            if template.latest_version >= MAX_VERSIONS {
+            if let Some(token) = client_token {
+                if let Some(id) =
+                    super::idempotency::earlier(tx, account_id, CREATE_VERSION, token)?
+                {
+                    if let Some((template_id, number)) = id.split_once('/') {
+                        let key = version_key(account_id, template_id, number.parse().unwrap_or(0));
+                        if let Some(earlier) =
+                            tx.get::<LaunchTemplateVersion>(LAUNCH_TEMPLATE_VERSIONS, &key)?
+                        {
+                            return Ok(earlier);
+                        }
+                    }
+                }
+            }
+            if versions_in(tx, &template)?.len() as u64 >= MAX_VERSIONS {
                 return Err(ApiError::LimitExceeded {
                     code: codes::VERSION_LIMIT_EXCEEDED,
                     message: format!("A launch template may have at most {MAX_VERSIONS} versions"),
@@ -329,12 +360,18 @@ impl Compute {
                 }
                 None => data.clone(),
             };
-            template.latest_version += 1;
+            let number = template.highest() + 1;
+            template.latest_version = number;
+            template.highest_version = Some(number);
+            if let Some(token) = client_token {
+                let id = format!("{}/{number}", template.id);
+                super::idempotency::remember(tx, account_id, CREATE_VERSION, token, &id);
+            }
             let version = LaunchTemplateVersion {
                 template_id: template.id.clone(),
                 template_name: template.name.clone(),
                 account_id: account_id.to_string(),
-                number: template.latest_version,
+                number,
                 description: description.clone(),
                 created_at: now,
                 data,
@@ -403,16 +440,42 @@ impl Compute {
         .await
     }
 
-    /// DeleteLaunchTemplateVersions: each version deleted or refused.
+    /// DeleteLaunchTemplateVersions: each version deleted or refused, as
+    /// EC2 answers (an unknown template too: every version refused).
     pub async fn delete_launch_template_versions(
         &self,
         account_id: &str,
         reference: &TemplateRef,
         numbers: &[u64],
         dry_run: bool,
-    ) -> ApiResult<(LaunchTemplate, Vec<VersionDeletion>)> {
+    ) -> ApiResult<(Option<LaunchTemplate>, Vec<VersionDeletion>)> {
+        if numbers.len() > MAX_VERSIONS_PER_DELETE {
+            return Err(ApiError::invalid_value(format!(
+                "At most {MAX_VERSIONS_PER_DELETE} versions may be deleted in one request"
+            )));
+        }
         operation::run(&self.store, dry_run, |tx| {
-            let template = template_in(tx, account_id, reference)?;
+            let mut template = match template_in(tx, account_id, reference) {
+                Ok(template) => template,
+                Err(ApiError::NotFound { code, message }) => {
+                    let error_code = match (reference, code) {
+                        (TemplateRef::Name(_), _) => "launchTemplateNameDoesNotExist",
+                        (TemplateRef::Id(_), c) if c.ends_with("Malformed") => {
+                            "launchTemplateIdMalformed"
+                        }
+                        (TemplateRef::Id(_), _) => "launchTemplateIdDoesNotExist",
+                    };
+                    let outcomes = numbers
+                        .iter()
+                        .map(|&number| VersionDeletion {
+                            number,
+                            error: Some((error_code, message.clone())),
+                        })
+                        .collect();
+                    return Ok((None, outcomes));
+                }
+                Err(other) => return Err(other),
+            };
             let mut outcomes = Vec::new();
             for &number in numbers {
                 let key = version_key(account_id, &template.id, number);
@@ -435,7 +498,28 @@ impl Compute {
                 };
                 outcomes.push(VersionDeletion { number, error });
             }
-            Ok((template.clone(), outcomes))
+            // `$Latest` is the newest version left (the default one stays).
+            let deleted: Vec<u64> = outcomes
+                .iter()
+                .filter(|o| o.error.is_none())
+                .map(|o| o.number)
+                .collect();
+            if !deleted.is_empty() {
+                let latest = versions_in(tx, &template)?
+                    .iter()
+                    .map(|v| v.number)
+                    .filter(|n| !deleted.contains(n))
+                    .max()
+                    .unwrap_or(template.default_version);
+                template.highest_version = Some(template.highest());
+                template.latest_version = latest;
+                tx.put(
+                    LAUNCH_TEMPLATES,
+                    template_key(account_id, &template.id),
+                    &template,
+                );
+            }
+            Ok((Some(template.clone()), outcomes))
         })
         .await
     }

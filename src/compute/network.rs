@@ -141,9 +141,10 @@ fn complete_default_vpc(
     }
     let options_key = format!("{account_id}/{}", vpc.dhcp_options_id).into_bytes();
     // A set a VPC uses is never deleted: missing, it was never made.
-    if tx
-        .get_raw(super::dhcp_options::DHCP_OPTIONS, &options_key)?
-        .is_none()
+    if vpc.dhcp_options_id != super::dhcp_options::NO_OPTIONS
+        && tx
+            .get_raw(super::dhcp_options::DHCP_OPTIONS, &options_key)?
+            .is_none()
     {
         let options =
             super::dhcp_options::default_options(&account_id, &vpc.dhcp_options_id, region);
@@ -183,6 +184,7 @@ impl Compute {
             return Ok(());
         }
         self.default_network(account_id).await?;
+        self.complete_created_vpcs(account_id).await?;
         self.security_groups(account_id).await?;
         // Instance listings skip the scans of addresses and volumes when
         // these records say the account has none (`usage::known_empty`).

@@ -15,7 +15,7 @@
 //! subnets, its groups but `default`, its route tables but the main one,
 //! its network ACLs but the default one and its internet gateway are gone
 //! (its `default` group, main route table and default ACL, made with it, go
-//! with it). It starts with the default VPC's DHCP options set.
+//! with it). It starts with the account's default DHCP options set.
 
 use super::cidr::Ipv4Cidr;
 use super::instances::Tag;
@@ -170,16 +170,10 @@ impl Compute {
             default_network_acl_id: Some(default_acl.id.clone()),
         };
         operation::run(&self.store, dry_run, |tx| {
-            // It starts with the default VPC's DHCP options, as in EC2 (read
-            // here: an association meanwhile makes this run again).
-            let default_vpc = tx
-                .get::<Vpc>(DEFAULT_VPCS, account_id.as_bytes())?
-                .ok_or_else(|| {
-                    ApiError::ServiceUnavailable(
-                        "The account's default network is being created; retry".into(),
-                    )
-                })?;
-            vpc.dhcp_options_id = default_vpc.dhcp_options_id;
+            // It starts with the account's default DHCP options set, as in
+            // EC2 (read with the sets' usage record: its deletion meanwhile
+            // makes this run again).
+            vpc.dhcp_options_id = super::dhcp_options::set_for_new_vpc(tx, account_id)?;
             let mut usage = vpc_usage(tx, account_id)?;
             // The default VPC counts against the quota, as in EC2.
             if usage.count + 1 >= u64::from(self.quotas.max_vpcs) {
@@ -244,6 +238,52 @@ impl Compute {
             .into_iter()
             .find(|v| v.vpc.vpc_id == vpc_id)
             .ok_or_else(|| vpc_not_found(vpc_id))
+    }
+
+    /// Gives the account's created VPCs what a VPC is made with and they
+    /// lack (a `default` group, a main route table, a default network ACL):
+    /// VPCs created before those existed. Run at start, before requests.
+    pub async fn complete_created_vpcs(&self, account_id: &str) -> ApiResult<()> {
+        let created: Vec<Vpc> = self
+            .store
+            .records(VPCS, format!("{account_id}/").as_bytes())
+            .await?;
+        for listed in created.into_iter().filter(|vpc| {
+            vpc.default_group_id.is_none()
+                || vpc.main_route_table_id.is_none()
+                || vpc.default_network_acl_id.is_none()
+        }) {
+            let vpc_id = listed.vpc_id.clone();
+            // Drawn once: reruns write the same records.
+            let group = super::security_groups::default_group(account_id, &vpc_id);
+            let table =
+                super::route_tables::RouteTable::new(account_id, &vpc_id, &listed.cidr_block, true);
+            let acl = super::network_acls::NetworkAcl::new(account_id, &vpc_id, true);
+            operation::run(&self.store, false, |tx| {
+                let Some(mut vpc) = tx.get::<Vpc>(VPCS, &key(account_id, &vpc_id))? else {
+                    return Ok(());
+                };
+                if vpc.default_group_id.is_none() {
+                    let mut usage = super::security_groups::group_usage(tx, account_id)?;
+                    usage.count += 1;
+                    super::usage::write(tx, account_id, Kind::SecurityGroups, &usage);
+                    super::security_groups::put_group(tx, &group);
+                    vpc.default_group_id = Some(group.id.clone());
+                }
+                if vpc.main_route_table_id.is_none() {
+                    super::route_tables::put_new(tx, &table)?;
+                    vpc.main_route_table_id = Some(table.id.clone());
+                }
+                if vpc.default_network_acl_id.is_none() {
+                    super::network_acls::put_new(tx, &acl)?;
+                    vpc.default_network_acl_id = Some(acl.id.clone());
+                }
+                tx.put(VPCS, key(account_id, &vpc_id), &vpc);
+                Ok(())
+            })
+            .await?;
+        }
+        Ok(())
     }
 
     /// DeleteVpc.
