@@ -18,8 +18,8 @@ use super::tags::{check_filter_names, tag_filter_values, tag_specifications, wri
 use super::{dry_run_check, Context};
 use crate::compute::idempotency::ClientToken;
 use crate::compute::launch_templates::{
-    LaunchTemplate, LaunchTemplateVersion, NewLaunchTemplate, TemplateRef, VersionDeletion,
-    VersionRef,
+    LaunchTemplate, LaunchTemplateVersion, NewLaunchTemplate, NewVersion, TemplateRef,
+    VersionDeletion, VersionRef,
 };
 use crate::error::{ApiError, ApiResult};
 use crate::protocol::filters::matches_all;
@@ -353,9 +353,11 @@ impl CreateLaunchTemplateVersion {
             .create_launch_template_version(
                 &context.principal.account_id,
                 &self.template,
-                self.source,
-                self.description,
-                self.data,
+                NewVersion {
+                    source: self.source,
+                    description: self.description,
+                    data: self.data,
+                },
                 self.client_token.as_ref(),
                 self.dry_run,
             )

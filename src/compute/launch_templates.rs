@@ -92,6 +92,16 @@ pub struct NewLaunchTemplate {
     pub tags: Vec<Tag>,
 }
 
+/// What CreateLaunchTemplateVersion asks for.
+#[derive(Debug, Clone)]
+pub struct NewVersion {
+    /// The version whose data this one starts from.
+    pub source: Option<VersionRef>,
+    pub description: Option<String>,
+    /// RunInstances parameters (replacing the source's, member by member).
+    pub data: BTreeMap<String, String>,
+}
+
 /// How a request names a template.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TemplateRef {
@@ -324,12 +334,15 @@ impl Compute {
         &self,
         account_id: &str,
         reference: &TemplateRef,
-        source: Option<VersionRef>,
-        description: Option<String>,
-        data: BTreeMap<String, String>,
+        new: NewVersion,
         client_token: Option<&ClientToken>,
         dry_run: bool,
     ) -> ApiResult<LaunchTemplateVersion> {
+        let NewVersion {
+            source,
+            description,
+            data,
+        } = new;
         let now = self.clock.now();
         operation::run(&self.store, dry_run, |tx| {
             let mut template = template_in(tx, account_id, reference)?;
