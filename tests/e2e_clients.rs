@@ -630,6 +630,40 @@ fn boto3_builds_and_tears_down_a_vpc_network() {
 }
 
 #[test]
+fn javascript_sdk_builds_a_vpc_and_launches_from_a_template() {
+    let modules =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/js/node_modules/@aws-sdk/client-ec2");
+    if !available("node", "node", &["--version"])
+        || !available(
+            "the AWS SDK for JavaScript (npm ci in tests/e2e/js)",
+            "test",
+            &["-d", &modules.display().to_string()],
+        )
+    {
+        return;
+    }
+    let gateway = Gateway::with_test_config();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/js/vpc_network.mjs");
+    let output = Command::new("node")
+        .arg(script)
+        .env("EC2_GATEWAY_ENDPOINT", &gateway.endpoint)
+        .env("AWS_ACCESS_KEY_ID", USER_KEY)
+        .env("AWS_SECRET_ACCESS_KEY", USER_SECRET)
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    println!("{stdout}");
+    assert!(
+        output.status.success(),
+        "JavaScript SDK script failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("all checks passed"));
+}
+
+#[test]
 fn boto3_getting_started_guide() {
     if !available("boto3", "python3", &["-c", "import boto3"]) {
         return;
