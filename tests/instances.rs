@@ -662,7 +662,7 @@ async fn catalogues() {
     let reply = server
         .user("DescribeImages", &[("Owner.1", "amazon")])
         .await;
-    assert_eq!(column(&reply, "imagesSet", "imageId").len(), 4);
+    assert_eq!(column(&reply, "imagesSet", "imageId").len(), 5);
     let reply = server.user("DescribeImages", &[("Owner.1", "self")]).await;
     assert!(reply.body.contains("<imagesSet/>"));
     let reply = server
@@ -696,7 +696,7 @@ async fn catalogues() {
             ],
         )
         .await;
-    assert_eq!(column(&reply, "imagesSet", "imageId").len(), 4);
+    assert_eq!(column(&reply, "imagesSet", "imageId").len(), 5);
     server.stop().await;
 }
 

@@ -1,5 +1,5 @@
-//! DescribeInstanceStatus, GetConsoleOutput, DescribeInstanceAttribute,
-//! ModifyInstanceAttribute.
+//! DescribeInstanceStatus, GetConsoleOutput, GetPasswordData,
+//! DescribeInstanceAttribute, ModifyInstanceAttribute.
 //!
 //! Status checks: a running instance reports `ok` with reachability
 //! `passed` for both the system and the instance; other states report
@@ -198,6 +198,53 @@ impl GetConsoleOutput {
             output: booted
                 .then(|| STANDARD.encode(boot_log(&instance, &context.compute.region().name))),
         })
+    }
+}
+
+#[derive(Debug)]
+pub struct GetPasswordData {
+    pub instance_id: String,
+    pub dry_run: bool,
+}
+
+impl GetPasswordData {
+    pub fn from_params(params: &Params) -> ApiResult<Self> {
+        Ok(Self {
+            instance_id: one_instance_id(params)?,
+            dry_run: params.dry_run()?,
+        })
+    }
+
+    /// The encrypted password once the instance has booted (empty before,
+    /// and for an instance that has none: not Windows, or no key pair), as
+    /// EC2 answers.
+    pub async fn execute(self, context: &Context<'_>) -> ApiResult<PasswordData> {
+        let instance = lookup(context, &self.instance_id).await?;
+        dry_run_check(self.dry_run)?;
+        let booted = !matches!(instance.state, InstanceState::Pending);
+        Ok(PasswordData {
+            instance_id: instance.id.clone(),
+            timestamp: context.compute.clock().now(),
+            data: instance
+                .password_data
+                .filter(|_| booted)
+                .unwrap_or_default(),
+        })
+    }
+}
+
+#[derive(Debug)]
+pub struct PasswordData {
+    instance_id: String,
+    timestamp: chrono::DateTime<chrono::Utc>,
+    data: String,
+}
+
+impl XmlOutput for PasswordData {
+    fn write_xml(&self, xml: &mut XmlWriter) {
+        xml.element("instanceId", &self.instance_id);
+        xml.timestamp("timestamp", self.timestamp);
+        xml.element("passwordData", &self.data);
     }
 }
 

@@ -199,6 +199,7 @@ actions! {
     TerminateInstances => instances::TerminateInstances, admin = false;
     DescribeInstanceStatus => instance_details::DescribeInstanceStatus, admin = false;
     GetConsoleOutput => instance_details::GetConsoleOutput, admin = false;
+    GetPasswordData => instance_details::GetPasswordData, admin = false;
     DescribeInstanceAttribute => instance_details::DescribeInstanceAttribute, admin = false;
     ModifyInstanceAttribute => instance_details::ModifyInstanceAttribute, admin = false;
     AdminDescribeHosts => admin::AdminDescribeHosts, admin = true;

@@ -38,31 +38,43 @@ const BUILT_IN_TYPES: &[(&str, u32, u64, &str)] = &[
     ("m5.4xlarge", 16, 65536, "x86_64"),
 ];
 
-/// Built-in public images: (id, name, description, architecture).
-const BUILT_IN_IMAGES: &[(&str, &str, &str, &str)] = &[
+/// Built-in public images: (id, name, description, architecture,
+/// platform).
+const BUILT_IN_IMAGES: &[(&str, &str, &str, &str, &str)] = &[
     (
         "ami-0b1c2d3e4f5a6b7c8",
         "debian-12-amd64-20261101",
         "Debian 12 (bookworm), amd64",
         "x86_64",
+        "linux",
     ),
     (
         "ami-0c1d2e3f4a5b6c7d8",
         "debian-12-arm64-20261101",
         "Debian 12 (bookworm), arm64",
         "arm64",
+        "linux",
     ),
     (
         "ami-0a0b0c0d0e0f10111",
         "ubuntu-noble-24.04-amd64-server-20261101",
         "Ubuntu 24.04 LTS, amd64",
         "x86_64",
+        "linux",
+    ),
+    (
+        "ami-0f0e0d0c0b0a09080",
+        "Windows_Server-2022-English-Full-Base-2026.11.01",
+        "Microsoft Windows Server 2022 Full Locale English AMI",
+        "x86_64",
+        "windows",
     ),
     (
         "ami-12345678",
         "ec2-gateway-example",
         "The image id the AWS documentation's examples use",
         "x86_64",
+        "linux",
     ),
 ];
 
@@ -119,13 +131,15 @@ impl Catalog {
             Some(images) => images.clone(),
             None => BUILT_IN_IMAGES
                 .iter()
-                .map(|(id, name, description, architecture)| ImageConfig {
-                    id: id.to_string(),
-                    name: name.to_string(),
-                    description: Some(description.to_string()),
-                    architecture: architecture.to_string(),
-                    platform: "linux".to_string(),
-                })
+                .map(
+                    |(id, name, description, architecture, platform)| ImageConfig {
+                        id: id.to_string(),
+                        name: name.to_string(),
+                        description: Some(description.to_string()),
+                        architecture: architecture.to_string(),
+                        platform: platform.to_string(),
+                    },
+                )
                 .collect(),
         };
         let images = configured

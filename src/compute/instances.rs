@@ -175,6 +175,10 @@ pub struct Instance {
     /// the zone's default subnet, keyed by zone).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub address_pool: Option<String>,
+    /// A Windows instance's password, encrypted with its key pair's public
+    /// key (see `passwords`); the password itself is never kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_data: Option<String>,
 }
 
 impl Instance {
@@ -236,11 +240,13 @@ impl Instance {
 
     /// Keeps only what a terminated instance still shows for its retention
     /// hour (DescribeInstances' fields): its user data (up to 16 KiB, and
-    /// readable only while the instance exists) goes, so that churn cannot
+    /// readable only while the instance exists) and its encrypted password
+    /// go, so that churn cannot
     /// make a tenant's terminated instances weigh on memory.
     /// (The host's capacity is released by the transition itself.)
     pub(super) fn retire(&mut self) {
         self.user_data = None;
+        self.password_data = None;
     }
 }
 

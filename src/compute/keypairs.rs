@@ -120,10 +120,8 @@ impl Compute {
         tx: &mut super::operation::Tx<'_>,
         account_id: &str,
         name: &str,
-    ) -> crate::store::StoreResult<bool> {
-        Ok(tx
-            .get::<KeyPair>(KEY_PAIRS, &key(account_id, name))?
-            .is_some())
+    ) -> crate::store::StoreResult<Option<KeyPair>> {
+        tx.get::<KeyPair>(KEY_PAIRS, &key(account_id, name))
     }
 
     pub async fn create_key_pair(

@@ -420,12 +420,20 @@ impl Compute {
                     return Ok(Launched::Done(self.reservation_of(tx, &record)?));
                 }
             }
+            let mut windows_key = None;
             if let Some(key_name) = &request.key_name {
-                if !self.key_pair_in(tx, account_id, key_name)? {
+                let Some(pair) = self.key_pair_in(tx, account_id, key_name)? else {
                     return Err(ApiError::NotFound {
                         code: super::kinds::ResourceKind::KeyPair.not_found_code(),
                         message: format!("The key pair '{key_name}' does not exist"),
                     });
+                };
+                // A Windows instance's password is encrypted with it.
+                if image.platform == "windows" {
+                    if pair.key_type == super::keymaterial::KeyType::Ed25519 {
+                        return Err(super::passwords::ed25519_refused());
+                    }
+                    windows_key = Some(pair.public_key);
                 }
             }
             let names = &request.security_group_names;
@@ -591,6 +599,10 @@ impl Compute {
                     availability_zone: zone,
                     root_device_name: image.root_device_name.clone(),
                     address_pool,
+                    password_data: windows_key
+                        .as_deref()
+                        .map(super::passwords::encrypted_password)
+                        .transpose()?,
                 };
                 usage.next_sequence += 1;
                 instances::account_change(&mut usage, None, Some(&instance));

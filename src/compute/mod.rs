@@ -27,6 +27,7 @@ pub mod nat_gateways;
 pub mod network;
 pub mod network_acls;
 pub mod operation;
+pub mod passwords;
 pub mod route_tables;
 pub mod scheduler;
 pub mod security_groups;

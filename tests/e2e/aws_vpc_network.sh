@@ -6,6 +6,8 @@
 # nothing left. Every step's output is checked.
 # Needs EC2_GATEWAY_ENDPOINT, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY.
 set -euo pipefail
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
 ec2() { aws --endpoint-url "$EC2_GATEWAY_ENDPOINT" --region us-east-1 --output text ec2 "$@"; }
 expect() { # expect <what> <actual> <wanted>
   if [ "$2" != "$3" ]; then echo "FAIL $1: got '$2', wanted '$3'"; exit 1; fi
@@ -75,9 +77,18 @@ expect_match "worker in the private subnet with the VPC's default group" \
   "^$private"$'\tdefault\t10\.0\.2\.[0-9]+$'
 expect_error "the VPC cannot go while it holds things" DependencyViolation ec2 delete-vpc --vpc-id "$vpc"
 
+# A Windows instance: its password, decrypted by the CLI with the key pair.
+ec2 create-key-pair --key-name windows-admin --key-type rsa --query KeyMaterial > "$work/windows.pem"
+windows=$(ec2 run-instances --image-id ami-0f0e0d0c0b0a09080 --instance-type t3.micro --count 1 \
+  --subnet-id "$public" --key-name windows-admin --query 'Instances[0].InstanceId')
+ec2 wait password-data-available --instance-id "$windows"
+expect_match "Windows password decrypted with --priv-launch-key" \
+  "$(ec2 get-password-data --instance-id "$windows" --priv-launch-key "$work/windows.pem" --query PasswordData)" '^[[:graph:]]{32}$'
+
 # Tear down, in the order EC2 requires.
-ec2 terminate-instances --instance-ids "$web" "$worker" > /dev/null
-ec2 wait instance-terminated --instance-ids "$web" "$worker"
+ec2 terminate-instances --instance-ids "$web" "$worker" "$windows" > /dev/null
+ec2 wait instance-terminated --instance-ids "$web" "$worker" "$windows"
+ec2 delete-key-pair --key-name windows-admin > /dev/null
 ec2 delete-security-group --group-id "$group"
 ec2 delete-nat-gateway --nat-gateway-id "$nat" > /dev/null
 ec2 wait nat-gateway-deleted --nat-gateway-ids "$nat"
