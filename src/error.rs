@@ -283,6 +283,7 @@ pub mod codes {
     pub const INVALID_LAUNCH_TEMPLATE_VERSION_NOT_FOUND: &str =
         "InvalidLaunchTemplateId.VersionNotFound";
     pub const VERSION_LIMIT_EXCEEDED: &str = "VersionLimitExceeded";
+    pub const INVALID_USER_ID_MALFORMED: &str = "InvalidUserID.Malformed";
     pub const INVALID_PARAMETER: &str = "InvalidParameter";
     pub const VPC_LIMIT_EXCEEDED: &str = "VpcLimitExceeded";
     pub const TAG_LIMIT_EXCEEDED: &str = "TagLimitExceeded";

@@ -1,17 +1,22 @@
-//! DescribeImages, RegisterImage, DeregisterImage, DescribeImageAttribute.
+//! DescribeImages, RegisterImage, DeregisterImage, Describe/Modify/
+//! ResetImageAttribute.
 //!
 //! DescribeImages: `ImageId.N`, `Owner.N` (`self`, `amazon` for the
 //! catalogue's system account, or an account id), `ExecutableBy.N` (`all`:
-//! public images; `self` or an account id: images that account has an
-//! explicit launch permission for, i.e. its own), and the filters name, image-id, state,
+//! public images; `self` or an account id: images that account owns or
+//! has an explicit launch permission for), and the filters name, image-id, state,
 //! architecture, owner-id, owner-alias, is-public, image-type,
 //! root-device-type, platform, description and tags; only images the caller
 //! may launch are visible. DescribeImageAttribute answers `description` and
-//! `launchPermission` (`group=all` for public images, empty for private ones).
+//! `launchPermission` (`group=all` for public images, the accounts it is
+//! shared with for its owner); ModifyImageAttribute shares an image with
+//! accounts or everyone (`compute::image_sharing`) or changes its
+//! description.
 
 use super::tags::{check_filter_names, tag_filter_values, tag_specifications, write_tags};
 use super::{dry_run_check, Context};
 use crate::compute::catalog::{SYSTEM_ACCOUNT_ID, SYSTEM_OWNER_ALIAS};
+use crate::compute::image_sharing::{Grantee, PermissionChange};
 use crate::compute::images::{BlockDevice, Image, NewImage, DEFAULT_ROOT_DEVICE};
 use crate::error::{ApiError, ApiResult};
 use crate::protocol::filters::matches_all;
@@ -86,15 +91,18 @@ impl DescribeImages {
                 })
         };
         // EC2's ExecutableBy: `all` is the public images; `self` (or an
-        // account id) the images that account has an explicit launch
-        // permission for: here, the ones it owns (nothing is shared between
-        // accounts yet). A public image is not "explicitly" executable.
+        // account id) the images that account owns or has an explicit
+        // launch permission for. A public image is not "explicitly"
+        // executable.
         let executable = |image: &Image| {
             self.executable_by.is_empty()
-                || self.executable_by.iter().any(|who| match who.as_str() {
-                    "all" => image.public,
-                    "self" => image.owner_id == account,
-                    id => image.owner_id == id,
+                || self.executable_by.iter().any(|who| {
+                    let who = match who.as_str() {
+                        "all" => return image.public,
+                        "self" => account,
+                        id => id,
+                    };
+                    image.owner_id == who || image.launch_permissions.iter().any(|a| a == who)
                 })
         };
         let images = visible
@@ -338,6 +346,143 @@ pub enum ImageAttributeName {
 }
 
 #[derive(Debug)]
+pub struct ModifyImageAttribute {
+    pub image_id: String,
+    pub change: ImageChange,
+    pub dry_run: bool,
+}
+
+/// What ModifyImageAttribute changes.
+#[derive(Debug)]
+pub enum ImageChange {
+    LaunchPermission(PermissionChange),
+    Description(String),
+}
+
+/// `LaunchPermission.Add.N`/`.Remove.N` (`UserId` or `Group`), or the
+/// older `OperationType` with `UserId.N` and `UserGroup.N`.
+fn permission_change(params: &Params) -> ApiResult<PermissionChange> {
+    let grantee = |user: Option<&str>, group: Option<&str>| -> ApiResult<Grantee> {
+        match (user, group) {
+            (Some(id), None) => Ok(Grantee::Account(id.to_string())),
+            (None, Some("all")) => Ok(Grantee::All),
+            (None, Some(other)) => Err(ApiError::invalid_value(format!(
+                "Value ({other}) for parameter group is invalid. Expecting all."
+            ))),
+            _ => Err(ApiError::InvalidParameterCombination(
+                "A launch permission names a UserId or a Group".into(),
+            )),
+        }
+    };
+    let mut change = PermissionChange::default();
+    for (list, into) in [
+        ("LaunchPermission.Add", &mut change.add),
+        ("LaunchPermission.Remove", &mut change.remove),
+    ] {
+        for permission in params.structures(list)? {
+            into.push(grantee(permission.get("UserId"), permission.get("Group"))?);
+        }
+    }
+    if let Some(operation) = params.optional("OperationType") {
+        let users = params.list("UserId")?;
+        let groups = params.list("UserGroup")?;
+        let mut named: Vec<Grantee> = users.into_iter().map(Grantee::Account).collect();
+        for group in groups {
+            named.push(grantee(None, Some(&group))?);
+        }
+        match operation.as_str() {
+            "add" => change.add.extend(named),
+            "remove" => change.remove.extend(named),
+            other => return Err(ApiError::invalid_value(format!(
+                "Value ({other}) for parameter operationType is invalid. Expecting add or remove."
+            ))),
+        }
+    }
+    if change.add.is_empty() && change.remove.is_empty() {
+        return Err(ApiError::MissingParameter("LaunchPermission".into()));
+    }
+    Ok(change)
+}
+
+impl ModifyImageAttribute {
+    pub fn from_params(params: &Params) -> ApiResult<Self> {
+        let image_id = params.required("ImageId")?;
+        let attribute = params.optional("Attribute");
+        let description =
+            params
+                .optional("Description.Value")
+                .or_else(|| match attribute.as_deref() {
+                    Some("description") => params.optional("Value"),
+                    _ => None,
+                });
+        let change = match (attribute.as_deref(), description) {
+            (None | Some("description"), Some(text)) => ImageChange::Description(text),
+            (None | Some("launchPermission"), None) => {
+                ImageChange::LaunchPermission(permission_change(params)?)
+            }
+            (Some(other), _) => {
+                return Err(ApiError::UnsupportedOperation(format!(
+                    "The image attribute {other} cannot be changed here: launchPermission and description can"
+                )))
+            }
+        };
+        Ok(Self {
+            image_id,
+            change,
+            dry_run: params.dry_run()?,
+        })
+    }
+
+    pub async fn execute(self, context: &Context<'_>) -> ApiResult<ReturnTrue> {
+        let account = &context.principal.account_id;
+        match self.change {
+            ImageChange::LaunchPermission(change) => {
+                context
+                    .compute
+                    .modify_launch_permissions(account, &self.image_id, change, self.dry_run)
+                    .await?
+            }
+            ImageChange::Description(text) => {
+                context
+                    .compute
+                    .modify_image_description(account, &self.image_id, text, self.dry_run)
+                    .await?
+            }
+        }
+        Ok(ReturnTrue)
+    }
+}
+
+#[derive(Debug)]
+pub struct ResetImageAttribute {
+    pub image_id: String,
+    pub dry_run: bool,
+}
+
+impl ResetImageAttribute {
+    pub fn from_params(params: &Params) -> ApiResult<Self> {
+        let attribute = params.required("Attribute")?;
+        if attribute != "launchPermission" {
+            return Err(ApiError::invalid_value(format!(
+                "Value ({attribute}) for parameter attribute is invalid. Only launchPermission can be reset."
+            )));
+        }
+        Ok(Self {
+            image_id: params.required("ImageId")?,
+            dry_run: params.dry_run()?,
+        })
+    }
+
+    pub async fn execute(self, context: &Context<'_>) -> ApiResult<ReturnTrue> {
+        context
+            .compute
+            .reset_launch_permissions(&context.principal.account_id, &self.image_id, self.dry_run)
+            .await?;
+        Ok(ReturnTrue)
+    }
+}
+
+#[derive(Debug)]
 pub struct DescribeImageAttribute {
     pub image_id: String,
     pub attribute: ImageAttributeName,
@@ -365,16 +510,25 @@ impl DescribeImageAttribute {
     }
 
     pub async fn execute(self, context: &Context<'_>) -> ApiResult<ImageAttributeOutput> {
+        let account = &context.principal.account_id;
         let image = context
             .compute
-            .visible_image(&context.principal.account_id, &self.image_id)
+            .visible_image(account, &self.image_id)
             .await?
             .ok_or_else(|| ApiError::NotFound {
                 code: crate::compute::kinds::ResourceKind::Image.not_found_code(),
                 message: format!("The image id '[{}]' does not exist", self.image_id),
             })?;
+        // Who an image is shared with is its owner's business.
+        if self.attribute == ImageAttributeName::LaunchPermission
+            && &image.owner_id != account
+            && !image.public
+        {
+            return Err(ApiError::UnauthorizedOperation);
+        }
         dry_run_check(self.dry_run)?;
         Ok(ImageAttributeOutput {
+            viewer_is_owner: &image.owner_id == account,
             image,
             attribute: self.attribute,
         })
@@ -385,6 +539,7 @@ impl DescribeImageAttribute {
 pub struct ImageAttributeOutput {
     image: Image,
     attribute: ImageAttributeName,
+    viewer_is_owner: bool,
 }
 
 impl XmlOutput for ImageAttributeOutput {
@@ -398,9 +553,20 @@ impl XmlOutput for ImageAttributeOutput {
                 None => xml.nested("description", |_| {}),
             },
             ImageAttributeName::LaunchPermission => {
-                let groups: &[&str] = if self.image.public { &["all"] } else { &[] };
-                xml.list("launchPermission", groups, |xml, group| {
-                    xml.element("group", group)
+                let mut permissions: Vec<(&str, &str)> = Vec::new();
+                if self.image.public {
+                    permissions.push(("group", "all"));
+                }
+                if self.viewer_is_owner {
+                    permissions.extend(
+                        self.image
+                            .launch_permissions
+                            .iter()
+                            .map(|id| ("userId", id.as_str())),
+                    );
+                }
+                xml.list("launchPermission", &permissions, |xml, (kind, value)| {
+                    xml.element(kind, value)
                 });
             }
         }

@@ -160,6 +160,8 @@ actions! {
     RegisterImage => images::RegisterImage, admin = false;
     DeregisterImage => images::DeregisterImage, admin = false;
     DescribeImageAttribute => images::DescribeImageAttribute, admin = false;
+    ModifyImageAttribute => images::ModifyImageAttribute, admin = false;
+    ResetImageAttribute => images::ResetImageAttribute, admin = false;
     CreateKeyPair => keypairs::CreateKeyPair, admin = false;
     ImportKeyPair => keypairs::ImportKeyPair, admin = false;
     DescribeKeyPairs => keypairs::DescribeKeyPairs, admin = false;

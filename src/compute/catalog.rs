@@ -158,6 +158,7 @@ impl Catalog {
                     snapshot_ids: Vec::new(),
                     root_device_name: None,
                     block_devices: Vec::new(),
+                    launch_permissions: Vec::new(),
                 };
                 (image.id.clone(), image)
             })

@@ -40,6 +40,9 @@ pub struct Image {
     /// The block device mappings, as RegisterImage gave them.
     #[serde(default)]
     pub block_devices: Vec<BlockDevice>,
+    /// Accounts it is shared with (`image_sharing`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub launch_permissions: Vec<String>,
 }
 
 impl crate::store::Record for Image {}
@@ -84,7 +87,8 @@ fn not_found(image_id: &str) -> ApiError {
 }
 
 impl Compute {
-    /// The images `account_id` may see and launch: public ones and its own.
+    /// The images `account_id` may see and launch: the catalogue, its own,
+    /// and those shared with it or made public.
     pub async fn visible_images(&self, account_id: &str) -> ApiResult<Vec<Image>> {
         operation::read(&self.store, |tx| self.visible_images_in(tx, account_id)).await
     }
@@ -93,6 +97,7 @@ impl Compute {
     pub(super) fn visible_images_in(&self, tx: &Tx<'_>, account_id: &str) -> ApiResult<Vec<Image>> {
         let mut images: Vec<Image> = self.catalog.images().cloned().collect();
         images.extend(tx.scan::<Image>(IMAGES, format!("{account_id}/").as_bytes())?);
+        images.extend(super::image_sharing::shared_with(tx, account_id)?);
         images.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(images)
     }
@@ -106,10 +111,15 @@ impl Compute {
         if let Some(image) = self.catalog.image(image_id) {
             return Ok(Some(image.clone()));
         }
-        Ok(self
-            .store
-            .get_record(IMAGES, &image_key(account_id, image_id))
-            .await?)
+        operation::read(&self.store, |tx| {
+            Ok::<_, ApiError>(
+                match tx.peek_record::<Image>(IMAGES, &image_key(account_id, image_id))? {
+                    Some(own) => Some(own),
+                    None => super::image_sharing::shared_image(tx, account_id, image_id)?,
+                },
+            )
+        })
+        .await
     }
 
     /// RegisterImage: a private image of the caller.
@@ -192,6 +202,7 @@ impl Compute {
                 snapshot_ids: snapshot_ids.clone(),
                 root_device_name: image.root_device_name.clone(),
                 block_devices: image.block_devices.clone(),
+                launch_permissions: Vec::new(),
             };
             tx.put(IMAGES, image_key(account_id, &record.id), &record);
             usage.count += 1;
@@ -219,9 +230,16 @@ impl Compute {
                 super::usage::count_of(tx, IMAGES, format!("{account_id}/").as_bytes())
             })?;
             let key = image_key(account_id, image_id);
-            if tx.get::<Image>(IMAGES, &key)?.is_none() {
+            let Some(image) = tx.get::<Image>(IMAGES, &key)? else {
                 return Err(not_found(image_id));
-            }
+            };
+            // Those it was shared with lose it.
+            let private = Image {
+                public: false,
+                launch_permissions: Vec::new(),
+                ..image.clone()
+            };
+            super::image_sharing::index_grants(tx, Some(&image), &private);
             tx.delete(IMAGES, key);
             usage.count = usage.count.saturating_sub(1);
             super::usage::write(tx, account_id, Kind::Images, &usage);
