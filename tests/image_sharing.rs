@@ -50,7 +50,10 @@ async fn images_are_shared_with_accounts_and_everyone_and_unshared() {
     let executable = server
         .admin("DescribeImages", &[("ExecutableBy.1", "self")])
         .await;
-    assert_eq!(column(&executable, "imagesSet", "imageId"), [image.clone()]);
+    assert_eq!(
+        column(&executable, "imagesSet", "imageId"),
+        std::slice::from_ref(&image)
+    );
     let launched = server
         .admin(
             "RunInstances",
@@ -132,7 +135,10 @@ async fn images_are_shared_with_accounts_and_everyone_and_unshared() {
             ],
         )
         .await;
-    assert_eq!(column(&listed, "imagesSet", "imageId"), [image.clone()]);
+    assert_eq!(
+        column(&listed, "imagesSet", "imageId"),
+        std::slice::from_ref(&image)
+    );
     let described = server
         .user(
             "ModifyImageAttribute",
