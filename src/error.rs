@@ -284,6 +284,7 @@ pub mod codes {
         "InvalidLaunchTemplateId.VersionNotFound";
     pub const VERSION_LIMIT_EXCEEDED: &str = "VersionLimitExceeded";
     pub const INVALID_USER_ID_MALFORMED: &str = "InvalidUserID.Malformed";
+    pub const INVALID_AMI_ID_UNAVAILABLE: &str = "InvalidAMIID.Unavailable";
     pub const INVALID_PARAMETER: &str = "InvalidParameter";
     pub const VPC_LIMIT_EXCEEDED: &str = "VpcLimitExceeded";
     pub const TAG_LIMIT_EXCEEDED: &str = "TagLimitExceeded";

@@ -16,6 +16,8 @@
 use super::tags::{check_filter_names, tag_filter_values, tag_specifications, write_tags};
 use super::{dry_run_check, Context};
 use crate::compute::catalog::{SYSTEM_ACCOUNT_ID, SYSTEM_OWNER_ALIAS};
+use crate::compute::idempotency::ClientToken;
+use crate::compute::image_creation::ImageNaming;
 use crate::compute::image_sharing::{Grantee, PermissionChange};
 use crate::compute::images::{BlockDevice, Image, NewImage, DEFAULT_ROOT_DEVICE};
 use crate::error::{ApiError, ApiResult};
@@ -82,6 +84,7 @@ impl DescribeImages {
             });
         }
         dry_run_check(self.dry_run)?;
+        let now = context.compute.clock().now();
         let owner_matches = |image: &Image| {
             self.owners.is_empty()
                 || self.owners.iter().any(|owner| match owner.as_str() {
@@ -109,13 +112,19 @@ impl DescribeImages {
             .into_iter()
             .filter(|image| self.image_ids.is_empty() || self.image_ids.contains(&image.id))
             .filter(|image| owner_matches(image) && executable(image))
-            .filter(|image| matches_all(&self.filters, |name| image_filter_values(image, name)))
+            .filter(|image| {
+                matches_all(&self.filters, |name| image_filter_values(image, name, now))
+            })
             .collect();
-        Ok(ImageList { images })
+        Ok(ImageList { images, now })
     }
 }
 
-fn image_filter_values(image: &Image, filter: &str) -> Vec<String> {
+fn image_filter_values(
+    image: &Image,
+    filter: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Vec<String> {
     if let Some(values) = tag_filter_values(&image.tags, filter) {
         return values;
     }
@@ -123,7 +132,7 @@ fn image_filter_values(image: &Image, filter: &str) -> Vec<String> {
     match filter {
         "name" => one(&image.name),
         "image-id" => one(&image.id),
-        "state" => one("available"),
+        "state" => one(image.state(now)),
         "architecture" => one(&image.architecture),
         "owner-id" => one(&image.owner_id),
         "owner-alias" => {
@@ -174,6 +183,7 @@ fn write_block_device(xml: &mut XmlWriter, device: &BlockDevice) {
 #[derive(Debug)]
 pub struct ImageList {
     images: Vec<Image>,
+    now: chrono::DateTime<chrono::Utc>,
 }
 
 impl XmlOutput for ImageList {
@@ -184,7 +194,7 @@ impl XmlOutput for ImageList {
                 "imageLocation",
                 &format!("{}/{}", image.owner_id, image.name),
             );
-            xml.element("imageState", "available");
+            xml.element("imageState", image.state(self.now));
             xml.element("imageOwnerId", &image.owner_id);
             if let Some(created) = image.created_at {
                 xml.element("creationDate", &crate::clock::format_timestamp(created));
@@ -343,6 +353,141 @@ impl DeregisterImage {
 pub enum ImageAttributeName {
     Description,
     LaunchPermission,
+}
+
+/// The naming parameters CreateImage and CopyImage share.
+fn naming(params: &Params) -> ApiResult<ImageNaming> {
+    let mut tags = Vec::new();
+    let mut snapshot_tags = Vec::new();
+    for spec in params.structures("TagSpecification")? {
+        let kind = spec
+            .required("ResourceType")
+            .map_err(|_| ApiError::MissingParameter("TagSpecification.N.ResourceType".into()))?;
+        let target = match kind.as_str() {
+            "image" => &mut tags,
+            "snapshot" => &mut snapshot_tags,
+            other => {
+                return Err(ApiError::invalid_value(format!(
+                    "'{other}' is not a valid taggable resource type for this operation."
+                )))
+            }
+        };
+        for tag in spec.structures("Tag")? {
+            let key = tag.get("Key").unwrap_or("").to_string();
+            let value = tag.get("Value").unwrap_or("").to_string();
+            super::tags::check_tag(&key, &value)?;
+            target.push(crate::compute::instances::Tag { key, value });
+        }
+    }
+    Ok(ImageNaming {
+        name: params.required("Name")?,
+        description: params.optional("Description"),
+        tags,
+        snapshot_tags,
+        copy_source_tags: false,
+    })
+}
+
+#[derive(Debug)]
+pub struct CreateImage {
+    pub instance_id: String,
+    pub naming: ImageNaming,
+    pub dry_run: bool,
+}
+
+impl CreateImage {
+    pub fn from_params(params: &Params) -> ApiResult<Self> {
+        let instance_id = params.required("InstanceId")?;
+        crate::compute::kinds::ResourceKind::Instance.check(&instance_id)?;
+        // Accepted: nothing runs inside a simulated instance to reboot.
+        params.boolean("NoReboot")?;
+        if params
+            .pairs()
+            .iter()
+            .any(|(n, _)| n.starts_with("BlockDeviceMapping."))
+        {
+            return Err(ApiError::UnsupportedOperation(
+                "BlockDeviceMapping on CreateImage is not offered: the image maps the instance's volumes".into(),
+            ));
+        }
+        Ok(Self {
+            instance_id,
+            naming: naming(params)?,
+            dry_run: params.dry_run()?,
+        })
+    }
+
+    pub async fn execute(self, context: &Context<'_>) -> ApiResult<NewImageId> {
+        let image = context
+            .compute
+            .create_image(
+                &context.principal.account_id,
+                &self.instance_id,
+                self.naming,
+                self.dry_run,
+            )
+            .await?;
+        Ok(NewImageId(image.id))
+    }
+}
+
+/// The answer of CreateImage and CopyImage.
+#[derive(Debug)]
+pub struct NewImageId(String);
+
+impl XmlOutput for NewImageId {
+    fn write_xml(&self, xml: &mut XmlWriter) {
+        xml.element("imageId", &self.0);
+    }
+}
+
+#[derive(Debug)]
+pub struct CopyImage {
+    pub source_id: String,
+    pub source_region: String,
+    pub naming: ImageNaming,
+    pub client_token: Option<ClientToken>,
+    pub dry_run: bool,
+}
+
+impl CopyImage {
+    pub fn from_params(params: &Params) -> ApiResult<Self> {
+        // Accepted: volumes are not stored, so there is nothing to encrypt.
+        params.boolean("Encrypted")?;
+        params.optional("KmsKeyId");
+        let mut naming = naming(params)?;
+        naming.copy_source_tags = params.boolean("CopyImageTags")?.unwrap_or(false);
+        Ok(Self {
+            source_id: params.required("SourceImageId")?,
+            source_region: params.required("SourceRegion")?,
+            naming,
+            client_token: params.optional("ClientToken").map(|token| ClientToken {
+                token,
+                fingerprint: super::request_fingerprint(params),
+            }),
+            dry_run: params.dry_run()?,
+        })
+    }
+
+    pub async fn execute(self, context: &Context<'_>) -> ApiResult<NewImageId> {
+        let region = &context.compute.region().name;
+        if &self.source_region != region {
+            return Err(ApiError::UnsupportedOperation(format!(
+                "Copies between regions are not offered: the source region must be {region}"
+            )));
+        }
+        let image = context
+            .compute
+            .copy_image(
+                &context.principal.account_id,
+                &self.source_id,
+                self.naming,
+                self.client_token.as_ref(),
+                self.dry_run,
+            )
+            .await?;
+        Ok(NewImageId(image.id))
+    }
 }
 
 #[derive(Debug)]

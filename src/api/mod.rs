@@ -162,6 +162,8 @@ actions! {
     DescribeImageAttribute => images::DescribeImageAttribute, admin = false;
     ModifyImageAttribute => images::ModifyImageAttribute, admin = false;
     ResetImageAttribute => images::ResetImageAttribute, admin = false;
+    CreateImage => images::CreateImage, admin = false;
+    CopyImage => images::CopyImage, admin = false;
     CreateKeyPair => keypairs::CreateKeyPair, admin = false;
     ImportKeyPair => keypairs::ImportKeyPair, admin = false;
     DescribeKeyPairs => keypairs::DescribeKeyPairs, admin = false;

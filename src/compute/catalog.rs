@@ -159,6 +159,7 @@ impl Catalog {
                     root_device_name: None,
                     block_devices: Vec::new(),
                     launch_permissions: Vec::new(),
+                    available_at: None,
                 };
                 (image.id.clone(), image)
             })

@@ -43,9 +43,39 @@ pub struct Image {
     /// Accounts it is shared with (`image_sharing`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub launch_permissions: Vec<String>,
+    /// `pending` until then (an image made by CreateImage or CopyImage
+    /// while its snapshots complete); `None`: available.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub available_at: Option<DateTime<Utc>>,
 }
 
 impl crate::store::Record for Image {}
+
+impl Image {
+    /// `pending` or `available` at `now`.
+    pub fn state(&self, now: DateTime<Utc>) -> &'static str {
+        match self.available_at {
+            Some(at) if now < at => "pending",
+            _ => "available",
+        }
+    }
+}
+
+/// Checks an image's name and description as EC2 does.
+pub fn check_naming(name: &str, description: Option<&str>) -> ApiResult<()> {
+    let name_length = name.chars().count();
+    if !(3..=128).contains(&name_length) {
+        return Err(ApiError::invalid_value(
+            "Image names must be 3 to 128 characters long",
+        ));
+    }
+    if description.is_some_and(|d| d.chars().count() > 255) {
+        return Err(ApiError::invalid_value(
+            "Image descriptions may be at most 255 characters",
+        ));
+    }
+    Ok(())
+}
 
 /// One `BlockDeviceMapping` of an image.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -129,21 +159,7 @@ impl Compute {
         image: NewImage,
         dry_run: bool,
     ) -> ApiResult<Image> {
-        let name_length = image.name.chars().count();
-        if !(3..=128).contains(&name_length) {
-            return Err(ApiError::invalid_value(
-                "Image names must be 3 to 128 characters long",
-            ));
-        }
-        if image
-            .description
-            .as_ref()
-            .is_some_and(|d| d.chars().count() > 255)
-        {
-            return Err(ApiError::invalid_value(
-                "Image descriptions may be at most 255 characters",
-            ));
-        }
+        check_naming(&image.name, image.description.as_deref())?;
         if !matches!(image.architecture.as_str(), "x86_64" | "arm64" | "i386") {
             return Err(ApiError::invalid_value(format!(
                 "Invalid architecture '{}'",
@@ -203,6 +219,7 @@ impl Compute {
                 root_device_name: image.root_device_name.clone(),
                 block_devices: image.block_devices.clone(),
                 launch_permissions: Vec::new(),
+                available_at: None,
             };
             tx.put(IMAGES, image_key(account_id, &record.id), &record);
             usage.count += 1;

@@ -324,6 +324,12 @@ impl Compute {
                 code: super::kinds::ResourceKind::Image.not_found_code(),
                 message: format!("The image id '[{}]' does not exist", request.image_id),
             })?;
+        if image.state(self.clock.now()) != "available" {
+            return Err(ApiError::NotFound {
+                code: crate::error::codes::INVALID_AMI_ID_UNAVAILABLE,
+                message: format!("The image {} is not available yet", image.id),
+            });
+        }
         let instance_type = self
             .catalog
             .instance_type(&request.instance_type)

@@ -12,6 +12,7 @@ pub mod cidr;
 pub mod dhcp_options;
 pub mod idempotency;
 pub mod ids;
+pub mod image_creation;
 pub mod image_sharing;
 pub mod images;
 pub mod instance_attributes;
