@@ -287,21 +287,48 @@ async fn copies_take_their_own_snapshots_and_answer_retries_once() {
         ],
     )
     .await;
-    let theirs = server
-        .admin(
-            "CopyImage",
-            &[
-                ("SourceImageId", &source),
-                ("SourceRegion", "us-east-1"),
-                ("Name", "mine"),
-            ],
-        )
-        .await;
+    let copy_theirs = [
+        ("SourceImageId", source.as_str()),
+        ("SourceRegion", "us-east-1"),
+        ("Name", "mine"),
+        ("CopyImageTags", "true"),
+    ];
+    // The image alone is not its storage: its snapshot must be shared too.
+    let storage = server.admin("CopyImage", &copy_theirs).await;
+    assert_eq!(
+        (storage.status, error_code(&storage).as_str()),
+        (401, "AuthFailure")
+    );
+    ok(
+        &server,
+        "ModifySnapshotAttribute",
+        &[
+            ("SnapshotId", &source_snapshot),
+            ("CreateVolumePermission.Add.1.UserId", ADMIN_ACCOUNT),
+        ],
+    )
+    .await;
+    let theirs = server.admin("CopyImage", &copy_theirs).await;
     assert_eq!(theirs.status, 200, "{}", theirs.body);
     let their_copy = text_of(&theirs.body, "imageId").unwrap();
     let owned = server
         .admin("DescribeImages", &[("ImageId.1", &their_copy)])
         .await;
     assert_eq!(text_of(&owned.body, "imageOwnerId").unwrap(), ADMIN_ACCOUNT);
+    // The owner's tags and volume ids stay with the owner.
+    assert!(!owned.body.contains("<key>team</key>"), "{}", owned.body);
+    let their_snapshot = text_of(&owned.body, "snapshotId").unwrap();
+    let copied = server
+        .admin("DescribeSnapshots", &[("SnapshotId.1", &their_snapshot)])
+        .await;
+    assert_eq!(text_of(&copied.body, "volumeId").unwrap(), "vol-ffffffff");
+    let shared_view = server
+        .admin("DescribeImages", &[("ImageId.1", &source)])
+        .await;
+    assert!(
+        !shared_view.body.contains("<key>team</key>"),
+        "{}",
+        shared_view.body
+    );
     server.stop().await;
 }

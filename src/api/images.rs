@@ -70,7 +70,19 @@ impl DescribeImages {
 
     pub async fn execute(self, context: &Context<'_>) -> ApiResult<ImageList> {
         let account = context.principal.account_id.as_str();
-        let visible = context.compute.visible_images(account).await?;
+        // Another account's tags are its own business, as in EC2.
+        let visible: Vec<Image> = context
+            .compute
+            .visible_images(account)
+            .await?
+            .into_iter()
+            .map(|mut image| {
+                if image.owner_id != account {
+                    image.tags.clear();
+                }
+                image
+            })
+            .collect();
         let missing: Vec<&str> = self
             .image_ids
             .iter()
@@ -105,7 +117,10 @@ impl DescribeImages {
                         "self" => account,
                         id => id,
                     };
-                    image.owner_id == who || image.launch_permissions.iter().any(|a| a == who)
+                    // Whom an image is shared with is for its owner to see.
+                    image.owner_id == who
+                        || ((image.owner_id == account || who == account)
+                            && image.launch_permissions.iter().any(|a| a == who))
                 })
         };
         let images = visible
@@ -555,13 +570,16 @@ impl ModifyImageAttribute {
     pub fn from_params(params: &Params) -> ApiResult<Self> {
         let image_id = params.required("ImageId")?;
         let attribute = params.optional("Attribute");
-        let description =
-            params
-                .optional("Description.Value")
-                .or_else(|| match attribute.as_deref() {
-                    Some("description") => params.optional("Value"),
-                    _ => None,
-                });
+        let description = params
+            .get("Description.Value")
+            .or_else(|| match attribute.as_deref() {
+                Some("description") => params.get("Value"),
+                _ => None,
+            })
+            .map(str::to_string);
+        if attribute.as_deref() == Some("description") && description.is_none() {
+            return Err(ApiError::MissingParameter("Value".into()));
+        }
         let change = match (attribute.as_deref(), description) {
             (None | Some("description"), Some(text)) => ImageChange::Description(text),
             (None | Some("launchPermission"), None) => {

@@ -195,6 +195,9 @@ actions! {
     DescribeSnapshots => snapshots::DescribeSnapshots, admin = false;
     DeleteSnapshot => snapshots::DeleteSnapshot, admin = false;
     CopySnapshot => snapshots::CopySnapshot, admin = false;
+    ModifySnapshotAttribute => snapshots::ModifySnapshotAttribute, admin = false;
+    DescribeSnapshotAttribute => snapshots::DescribeSnapshotAttribute, admin = false;
+    ResetSnapshotAttribute => snapshots::ResetSnapshotAttribute, admin = false;
     RunInstances => instances::RunInstances, admin = false;
     DescribeInstances => instances::DescribeInstances, admin = false;
     StartInstances => instances::StartInstances, admin = false;

@@ -1,16 +1,20 @@
 //! Snapshots: CreateSnapshot, DescribeSnapshots, DeleteSnapshot,
-//! CopySnapshot.
+//! CopySnapshot, and Describe/Modify/ResetSnapshotAttribute.
 //!
 //! A snapshot is `pending` with a progress that grows with time, then
 //! `completed` (see `compute::volumes`), so `aws ec2 wait
 //! snapshot-completed` needs no background work; snapshots a registered
-//! image uses cannot be deleted (`InvalidSnapshot.InUse`).
+//! image uses cannot be deleted (`InvalidSnapshot.InUse`). Snapshots are
+//! shared through `createVolumePermission` (`compute::snapshot_sharing`):
+//! DescribeSnapshots lists the caller's own and those shared with it or
+//! public, `Owner.N` and `RestorableBy.N` meaning what they mean in EC2.
 
 use super::pagination::{check_max_results, Paging};
 use super::tags::{check_filter_names, tag_filter_values, tag_specifications, write_tags};
 use super::volumes::volume_id;
 use super::{dry_run_check, Context};
 use crate::clock::format_timestamp;
+use crate::compute::image_sharing::{Grantee, PermissionChange};
 use crate::compute::snapshots::Snapshot;
 use crate::error::{ApiError, ApiResult};
 use crate::protocol::filters::matches_all;
@@ -191,8 +195,20 @@ impl DescribeSnapshots {
     pub async fn execute(self, context: &Context<'_>) -> ApiResult<SnapshotList> {
         let account = context.principal.account_id.as_str();
         let now = context.compute.clock().now();
-        // Snapshots are private to their owner: only the caller's are visible.
-        let snapshots = context.compute.snapshots(account).await?;
+        // The caller's own snapshots, and those shared with it or public
+        // (without their owner's tags).
+        let snapshots: Vec<Snapshot> = context
+            .compute
+            .snapshots(account)
+            .await?
+            .into_iter()
+            .map(|mut snapshot| {
+                if snapshot.account_id != account {
+                    snapshot.tags.clear();
+                }
+                snapshot
+            })
+            .collect();
         if let Some(missing) = self
             .snapshot_ids
             .iter()
@@ -204,13 +220,29 @@ impl DescribeSnapshots {
             });
         }
         dry_run_check(self.dry_run)?;
-        let owner_matches =
-            self.owners.is_empty() || self.owners.iter().any(|o| o == "self" || o == account);
-        let restorable = self.restorable_by.is_empty()
-            || self
-                .restorable_by
-                .iter()
-                .any(|r| r == "self" || r == account);
+        let owner_matches = |s: &Snapshot| {
+            self.owners.is_empty()
+                || self.owners.iter().any(|o| {
+                    let owner = if o == "self" { account } else { o.as_str() };
+                    s.account_id == owner
+                })
+        };
+        // EC2's RestorableBy: `all` is the public snapshots; `self` (or an
+        // account id) those that account owns or has an explicit create
+        // volume permission for.
+        let restorable = |s: &Snapshot| {
+            self.restorable_by.is_empty()
+                || self.restorable_by.iter().any(|r| {
+                    let who = match r.as_str() {
+                        "all" => return s.public,
+                        "self" => account,
+                        id => id,
+                    };
+                    s.account_id == who
+                        || ((s.account_id == account || who == account)
+                            && s.create_volume_permissions.iter().any(|a| a == who))
+                })
+        };
         let paging = Paging::start(
             context,
             "DescribeSnapshots",
@@ -222,7 +254,7 @@ impl DescribeSnapshots {
         let after = paging.after.clone();
         let matching = snapshots
             .into_iter()
-            .filter(|_| owner_matches && restorable)
+            .filter(|s| owner_matches(s) && restorable(s))
             .filter(|s| self.snapshot_ids.is_empty() || self.snapshot_ids.contains(&s.id))
             .filter(|s| after.as_ref().is_none_or(|after| &s.id > after))
             .filter(|s| {
@@ -291,5 +323,182 @@ impl DeleteSnapshot {
             )
             .await?;
         Ok(ReturnTrue)
+    }
+}
+
+#[derive(Debug)]
+pub struct ModifySnapshotAttribute {
+    pub snapshot_id: String,
+    pub change: PermissionChange,
+    pub dry_run: bool,
+}
+
+/// `CreateVolumePermission.Add.N`/`.Remove.N` (`UserId` or `Group`), or
+/// `OperationType` with `UserId.N` and `UserGroup.N`.
+fn volume_permission_change(params: &Params) -> ApiResult<PermissionChange> {
+    let grantee = |user: Option<&str>, group: Option<&str>| -> ApiResult<Grantee> {
+        match (user, group) {
+            (Some(id), None) => Ok(Grantee::Account(id.to_string())),
+            (None, Some("all")) => Ok(Grantee::All),
+            (None, Some(other)) => Err(ApiError::invalid_value(format!(
+                "Value ({other}) for parameter group is invalid. Expecting all."
+            ))),
+            _ => Err(ApiError::InvalidParameterCombination(
+                "A create volume permission names a UserId or a Group".into(),
+            )),
+        }
+    };
+    let mut change = PermissionChange::default();
+    for permission in params.structures("CreateVolumePermission.Add")? {
+        change
+            .add
+            .push(grantee(permission.get("UserId"), permission.get("Group"))?);
+    }
+    for permission in params.structures("CreateVolumePermission.Remove")? {
+        change
+            .remove
+            .push(grantee(permission.get("UserId"), permission.get("Group"))?);
+    }
+    if let Some(operation) = params.optional("OperationType") {
+        let mut named: Vec<Grantee> = params
+            .list("UserId")?
+            .into_iter()
+            .map(Grantee::Account)
+            .collect();
+        for group in params.list("UserGroup")? {
+            named.push(grantee(None, Some(&group))?);
+        }
+        match operation.as_str() {
+            "add" => change.add.extend(named),
+            "remove" => change.remove.extend(named),
+            other => {
+                return Err(ApiError::invalid_value(format!(
+                "Value ({other}) for parameter operationType is invalid. Expecting add or remove."
+            )))
+            }
+        }
+    }
+    if change.add.is_empty() && change.remove.is_empty() {
+        return Err(ApiError::MissingParameter("CreateVolumePermission".into()));
+    }
+    Ok(change)
+}
+
+/// `Attribute`, where given, must be `createVolumePermission`.
+fn volume_permission_attribute(params: &Params, required: bool) -> ApiResult<()> {
+    match params.optional("Attribute") {
+        None if !required => Ok(()),
+        Some(name) if name == "createVolumePermission" => Ok(()),
+        Some(name) if name == "productCodes" => Err(ApiError::UnsupportedOperation(
+            "Snapshots carry no product codes here".into(),
+        )),
+        None => Err(ApiError::MissingParameter("Attribute".into())),
+        Some(other) => Err(ApiError::invalid_value(format!(
+            "Value ({other}) for parameter attribute is invalid. Expecting createVolumePermission."
+        ))),
+    }
+}
+
+impl ModifySnapshotAttribute {
+    pub fn from_params(params: &Params) -> ApiResult<Self> {
+        volume_permission_attribute(params, false)?;
+        Ok(Self {
+            snapshot_id: params.required("SnapshotId")?,
+            change: volume_permission_change(params)?,
+            dry_run: params.dry_run()?,
+        })
+    }
+
+    pub async fn execute(self, context: &Context<'_>) -> ApiResult<ReturnTrue> {
+        context
+            .compute
+            .modify_create_volume_permissions(
+                &context.principal.account_id,
+                &self.snapshot_id,
+                self.change,
+                self.dry_run,
+            )
+            .await?;
+        Ok(ReturnTrue)
+    }
+}
+
+#[derive(Debug)]
+pub struct ResetSnapshotAttribute {
+    pub snapshot_id: String,
+    pub dry_run: bool,
+}
+
+impl ResetSnapshotAttribute {
+    pub fn from_params(params: &Params) -> ApiResult<Self> {
+        volume_permission_attribute(params, true)?;
+        Ok(Self {
+            snapshot_id: params.required("SnapshotId")?,
+            dry_run: params.dry_run()?,
+        })
+    }
+
+    pub async fn execute(self, context: &Context<'_>) -> ApiResult<ReturnTrue> {
+        context
+            .compute
+            .reset_create_volume_permissions(
+                &context.principal.account_id,
+                &self.snapshot_id,
+                self.dry_run,
+            )
+            .await?;
+        Ok(ReturnTrue)
+    }
+}
+
+#[derive(Debug)]
+pub struct DescribeSnapshotAttribute {
+    pub snapshot_id: String,
+    pub dry_run: bool,
+}
+
+impl DescribeSnapshotAttribute {
+    pub fn from_params(params: &Params) -> ApiResult<Self> {
+        volume_permission_attribute(params, true)?;
+        let snapshot_id = params.required("SnapshotId")?;
+        crate::compute::kinds::ResourceKind::Snapshot.check(&snapshot_id)?;
+        Ok(Self {
+            snapshot_id,
+            dry_run: params.dry_run()?,
+        })
+    }
+
+    pub async fn execute(self, context: &Context<'_>) -> ApiResult<SnapshotPermissions> {
+        let snapshot = context
+            .compute
+            .create_volume_permissions(&context.principal.account_id, &self.snapshot_id)
+            .await?;
+        dry_run_check(self.dry_run)?;
+        Ok(SnapshotPermissions(snapshot))
+    }
+}
+
+#[derive(Debug)]
+pub struct SnapshotPermissions(Snapshot);
+
+impl XmlOutput for SnapshotPermissions {
+    fn write_xml(&self, xml: &mut XmlWriter) {
+        let snapshot = &self.0;
+        let mut permissions: Vec<(&str, &str)> = Vec::new();
+        if snapshot.public {
+            permissions.push(("group", "all"));
+        }
+        permissions.extend(
+            snapshot
+                .create_volume_permissions
+                .iter()
+                .map(|id| ("userId", id.as_str())),
+        );
+        xml.list(
+            "createVolumePermission",
+            &permissions,
+            |xml, (kind, value)| xml.element(kind, value),
+        );
+        xml.element("snapshotId", &snapshot.id);
     }
 }

@@ -126,6 +126,8 @@ impl Compute {
             started_at: now,
             completed_at: now + self.snapshot_delay,
             tags: tags.to_vec(),
+            create_volume_permissions: Vec::new(),
+            public: false,
         }
     }
 
@@ -155,6 +157,16 @@ impl Compute {
         let now = self.clock.now();
         let image_id = super::ids::new_id("ami");
         operation::run(&self.store, dry_run, |tx| {
+            // Its state as the operation reads it (a termination meanwhile
+            // makes this run again).
+            let current = super::instances::load(&self.instances, tx, account_id, instance_id)?
+                .ok_or_else(|| super::instances::instances_not_found(&[instance_id.to_string()]))?;
+            if !matches!(current.state, InstanceState::Running | InstanceState::Stopped) {
+                return Err(ApiError::IncorrectInstanceState(format!(
+                    "The instance '{instance_id}' is not in a state from which it can be imaged: {}",
+                    current.state.name()
+                )));
+            }
             let mut usage = self.image_room(tx, account_id, &naming.name)?;
             // The instance's volumes as they are attached now.
             let volumes: Vec<Volume> = tx
@@ -173,6 +185,19 @@ impl Compute {
                 .filter(|d| d.device_name == root_device)
                 .cloned()
                 .collect();
+            // The root device's snapshot, when the caller's own, is used by
+            // the new image too (rewritten: its deletion meanwhile
+            // conflicts); another account's is not carried over.
+            let mut used_snapshots = Vec::new();
+            for device in &mut devices {
+                if let Some(snapshot_id) = device.snapshot_id.clone() {
+                    if self.touch_snapshot(tx, account_id, &snapshot_id)? {
+                        used_snapshots.push(snapshot_id);
+                    } else {
+                        device.snapshot_id = None;
+                    }
+                }
+            }
             let mut snapshots = Vec::new();
             for volume in &volumes {
                 let attachment = volume.attachment.as_ref().expect("filtered on attachment");
@@ -207,7 +232,11 @@ impl Compute {
                 public: false,
                 tags: naming.tags.clone(),
                 created_at: Some(now),
-                snapshot_ids: snapshots.iter().map(|s| s.id.clone()).collect(),
+                snapshot_ids: used_snapshots
+                    .iter()
+                    .cloned()
+                    .chain(snapshots.iter().map(|s| s.id.clone()))
+                    .collect(),
                 root_device_name: Some(root_device.clone()),
                 block_devices: devices,
                 launch_permissions: Vec::new(),
@@ -232,11 +261,33 @@ impl Compute {
     ) -> ApiResult<Image> {
         super::kinds::ResourceKind::Image.check(source_id)?;
         super::images::check_naming(&naming.name, naming.description.as_deref())?;
-        let source = self
+        // A retry is answered from its token, whatever became of the source.
+        if let Some(token) = client_token {
+            let earlier = operation::read(&self.store, |tx| {
+                match super::idempotency::earlier(tx, account_id, COPY, token)? {
+                    Some(id) => Ok(tx.get::<Image>(IMAGES, &key(account_id, &id))?),
+                    None => Ok::<_, ApiError>(None),
+                }
+            })
+            .await?;
+            if let Some(image) = earlier {
+                return match dry_run {
+                    true => Err(ApiError::DryRunOperation),
+                    false => Ok(image),
+                };
+            }
+        }
+        let listed = self
             .visible_image(account_id, source_id)
             .await?
             .ok_or_else(|| super::kinds::ResourceKind::Image.not_found(source_id))?;
         let now = self.clock.now();
+        if listed.state(now) != "available" {
+            return Err(ApiError::NotFound {
+                code: codes::INVALID_AMI_ID_UNAVAILABLE,
+                message: format!("The image {source_id} is not available yet"),
+            });
+        }
         let image_id = super::ids::new_id("ami");
         operation::run(&self.store, dry_run, |tx| {
             if let Some(token) = client_token {
@@ -247,6 +298,14 @@ impl Compute {
                 }
                 super::idempotency::remember(tx, account_id, COPY, token, &image_id);
             }
+            // The source as the operation reads it: a revoke or a
+            // deregistration meanwhile makes this run again.
+            let source = match self.catalog.image(source_id) {
+                Some(catalogue) => catalogue.clone(),
+                None => super::image_sharing::usable_image_in(tx, account_id, source_id)?
+                    .ok_or_else(|| super::kinds::ResourceKind::Image.not_found(source_id))?,
+            };
+            let foreign = source.owner_id != account_id;
             let mut usage = self.image_room(tx, account_id, &naming.name)?;
             // Each snapshot of the source, copied into the caller's account.
             let mut snapshots = Vec::new();
@@ -255,12 +314,26 @@ impl Compute {
                 let Some(snapshot_id) = &device.snapshot_id else {
                     continue;
                 };
+                // Another account's storage needs its own grant, as in EC2.
+                if foreign
+                    && !super::grants::SNAPSHOT_GRANTS.granted_in(tx, account_id, snapshot_id)?
+                {
+                    return Err(ApiError::AuthFailure(format!(
+                        "You do not have permission to access the storage of {source_id}: its snapshot {snapshot_id} is not shared with you"
+                    )));
+                }
                 let original = tx
                     .get::<Snapshot>(SNAPSHOTS, &key(&source.owner_id, snapshot_id))?
                     .ok_or_else(|| super::kinds::ResourceKind::Snapshot.not_found(snapshot_id))?;
+                // Another account's volume id is not shown, as in EC2.
+                let volume_id = if foreign {
+                    "vol-ffffffff".to_string()
+                } else {
+                    original.volume_id.clone()
+                };
                 let copy = self.new_snapshot(
                     account_id,
-                    &original.volume_id,
+                    &volume_id,
                     original.volume_size,
                     format!("Copied for {image_id} from {snapshot_id} of {source_id}"),
                     &naming.snapshot_tags,
@@ -271,7 +344,8 @@ impl Compute {
             }
             self.put_snapshots(tx, account_id, &snapshots)?;
             let mut tags = naming.tags.clone();
-            if naming.copy_source_tags {
+            // Only the caller's own tags (another account's are its own).
+            if naming.copy_source_tags && !foreign {
                 for tag in &source.tags {
                     if !tags.iter().any(|t| t.key == tag.key) {
                         tags.push(tag.clone());

@@ -19,11 +19,8 @@ use super::Compute;
 use crate::error::{ApiError, ApiResult};
 use crate::store::StoreResult;
 
-/// `<grantee or all>/<image-id>` -> owner account.
-const IMAGE_GRANTS: &str = "image_grants";
-
-/// The group that means everyone.
-pub const ALL: &str = "all";
+pub use super::grants::ALL;
+use super::grants::{grantees, IMAGE_GRANTS};
 
 /// Who a permission names.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,15 +29,45 @@ pub enum Grantee {
     All,
 }
 
-/// A change to an image's launch permissions.
+/// A change to a resource's permissions.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PermissionChange {
     pub add: Vec<Grantee>,
     pub remove: Vec<Grantee>,
 }
 
-fn grant_key(grantee: &str, image_id: &str) -> Vec<u8> {
-    format!("{grantee}/{image_id}").into_bytes()
+impl PermissionChange {
+    /// Applies the change to `accounts` and `public` (the owner itself is
+    /// never listed).
+    pub fn apply(&self, owner: &str, accounts: &mut Vec<String>, public: &mut bool) {
+        for grantee in &self.add {
+            match grantee {
+                Grantee::All => *public = true,
+                Grantee::Account(id) if id == owner => {}
+                Grantee::Account(id) => {
+                    if !accounts.contains(id) {
+                        accounts.push(id.clone());
+                    }
+                }
+            }
+        }
+        for grantee in &self.remove {
+            match grantee {
+                Grantee::All => *public = false,
+                Grantee::Account(id) => accounts.retain(|a| a != id),
+            }
+        }
+    }
+
+    /// Checks the account ids named (`InvalidUserID.Malformed`).
+    pub fn check(&self) -> ApiResult<()> {
+        for grantee in self.add.iter().chain(&self.remove) {
+            if let Grantee::Account(id) = grantee {
+                check_account_id(id)?;
+            }
+        }
+        Ok(())
+    }
 }
 
 fn image_key(account_id: &str, image_id: &str) -> Vec<u8> {
@@ -62,44 +89,20 @@ pub fn check_account_id(id: &str) -> ApiResult<()> {
 /// Writes in `tx` the index entries of `image`'s permissions, removing
 /// those of `before` that went.
 pub(super) fn index_grants(tx: &mut Tx<'_>, before: Option<&Image>, image: &Image) {
-    let names = |image: &Image| -> Vec<String> {
-        let mut names = image.launch_permissions.clone();
-        if image.public {
-            names.push(ALL.to_string());
-        }
-        names
-    };
-    let now = names(image);
-    if let Some(before) = before {
-        for gone in names(before).into_iter().filter(|n| !now.contains(n)) {
-            tx.delete(IMAGE_GRANTS, grant_key(&gone, &image.id));
-        }
-    }
-    for grantee in now {
-        tx.put(
-            IMAGE_GRANTS,
-            grant_key(&grantee, &image.id),
-            &image.owner_id,
-        );
-    }
+    let before = before
+        .map(|b| grantees(&b.launch_permissions, b.public))
+        .unwrap_or_default();
+    let now = grantees(&image.launch_permissions, image.public);
+    IMAGE_GRANTS.reindex(tx, &image.owner_id, &image.id, &before, &now);
 }
 
 /// Images shared with `account_id` (granted to it or public), read now
 /// (untracked).
 pub(super) fn shared_with(tx: &Tx<'_>, account_id: &str) -> StoreResult<Vec<Image>> {
     let mut found = Vec::new();
-    for grantee in [account_id, ALL] {
-        for (key, owner) in tx.scan_entries(IMAGE_GRANTS, format!("{grantee}/").as_bytes())? {
-            let owner: String = crate::store::decode(&owner)?;
-            let image_id = String::from_utf8_lossy(&key[grantee.len() + 1..]).into_owned();
-            if owner == account_id {
-                continue;
-            }
-            if let Some(image) = tx.peek_record::<Image>(IMAGES, &image_key(&owner, &image_id))? {
-                if !found.iter().any(|i: &Image| i.id == image.id) {
-                    found.push(image);
-                }
-            }
+    for (owner, image_id) in IMAGE_GRANTS.shared_with(tx, account_id)? {
+        if let Some(image) = tx.peek_record::<Image>(IMAGES, &image_key(&owner, &image_id))? {
+            found.push(image);
         }
     }
     Ok(found)
@@ -111,13 +114,27 @@ pub(super) fn shared_image(
     account_id: &str,
     image_id: &str,
 ) -> StoreResult<Option<Image>> {
+    match IMAGE_GRANTS.owner_for(tx, account_id, image_id)? {
+        Some(owner) => tx.peek_record::<Image>(IMAGES, &image_key(&owner, image_id)),
+        None => Ok(None),
+    }
+}
+
+/// An image the account owns or that is shared with it, read in `tx`
+/// (tracked: a revoke, a reset or a deregistration meanwhile makes the
+/// operation run again). Catalogue images are not stored.
+pub(super) fn usable_image_in(
+    tx: &mut Tx<'_>,
+    account_id: &str,
+    image_id: &str,
+) -> StoreResult<Option<Image>> {
+    if let Some(own) = tx.get::<Image>(IMAGES, &image_key(account_id, image_id))? {
+        return Ok(Some(own));
+    }
     for grantee in [account_id, ALL] {
-        if let Some(owner) =
-            tx.peek_record::<String>(IMAGE_GRANTS, &grant_key(grantee, image_id))?
-        {
-            if let Some(image) = tx.peek_record::<Image>(IMAGES, &image_key(&owner, image_id))? {
-                return Ok(Some(image));
-            }
+        let grant = format!("{grantee}/{image_id}").into_bytes();
+        if let Some(owner) = tx.get::<String>(IMAGE_GRANTS.tree(), &grant)? {
+            return tx.get::<Image>(IMAGES, &image_key(&owner, image_id));
         }
     }
     Ok(None)
@@ -153,31 +170,11 @@ impl Compute {
         dry_run: bool,
     ) -> ApiResult<()> {
         super::kinds::ResourceKind::Image.check(image_id)?;
-        for grantee in change.add.iter().chain(&change.remove) {
-            if let Grantee::Account(id) = grantee {
-                check_account_id(id)?;
-            }
-        }
+        change.check()?;
         operation::run(&self.store, dry_run, |tx| {
             let before = self.owned_image_in(tx, account_id, image_id)?;
             let mut image = before.clone();
-            for grantee in &change.add {
-                match grantee {
-                    Grantee::All => image.public = true,
-                    Grantee::Account(id) if id == account_id => {}
-                    Grantee::Account(id) => {
-                        if !image.launch_permissions.contains(id) {
-                            image.launch_permissions.push(id.clone());
-                        }
-                    }
-                }
-            }
-            for grantee in &change.remove {
-                match grantee {
-                    Grantee::All => image.public = false,
-                    Grantee::Account(id) => image.launch_permissions.retain(|a| a != id),
-                }
-            }
+            change.apply(account_id, &mut image.launch_permissions, &mut image.public);
             index_grants(tx, Some(&before), &image);
             tx.put(IMAGES, image_key(account_id, image_id), &image);
             Ok(())

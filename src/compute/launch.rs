@@ -426,6 +426,13 @@ impl Compute {
                     return Ok(Launched::Done(self.reservation_of(tx, &record)?));
                 }
             }
+            // A stored image read in the operation: a revoke or a
+            // deregistration meanwhile makes the launch run again.
+            if self.catalog.image(&image.id).is_none()
+                && super::image_sharing::usable_image_in(tx, account_id, &image.id)?.is_none()
+            {
+                return Err(super::kinds::ResourceKind::Image.not_found(&image.id));
+            }
             let mut windows_key = None;
             if let Some(key_name) = &request.key_name {
                 let Some(pair) = self.key_pair_in(tx, account_id, key_name)? else {

@@ -8,7 +8,7 @@
 //! snapshots they use, so a deletion racing one conflicts.
 
 use super::instances::Tag;
-use super::operation::Tx;
+use super::operation::{self, Tx};
 use super::usage::{Kind, Usage};
 use super::Compute;
 use crate::error::{ApiError, ApiResult};
@@ -40,6 +40,12 @@ pub struct Snapshot {
     pub started_at: DateTime<Utc>,
     pub completed_at: DateTime<Utc>,
     pub tags: Vec<Tag>,
+    /// Accounts it is shared with (`snapshot_sharing`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub create_volume_permissions: Vec<String>,
+    /// Shared with everyone.
+    #[serde(default)]
+    pub public: bool,
 }
 
 impl crate::store::Record for Snapshot {}
@@ -67,21 +73,40 @@ impl Snapshot {
 }
 
 impl Compute {
+    /// The snapshots the account may use: its own, and those shared with
+    /// it or public.
     pub async fn snapshots(&self, account_id: &str) -> ApiResult<Vec<Snapshot>> {
-        let mut snapshots: Vec<Snapshot> = self
-            .store
-            .records(SNAPSHOTS, format!("{account_id}/").as_bytes())
-            .await?;
-        snapshots.sort_by(|a, b| a.id.cmp(&b.id));
-        Ok(snapshots)
+        operation::read(&self.store, |tx| {
+            let mut snapshots: Vec<Snapshot> =
+                tx.scan(SNAPSHOTS, format!("{account_id}/").as_bytes())?;
+            snapshots.extend(super::snapshot_sharing::shared_with(tx, account_id)?);
+            snapshots.sort_by(|a, b| a.id.cmp(&b.id));
+            Ok::<_, ApiError>(snapshots)
+        })
+        .await
     }
 
+    /// The account's own snapshots.
+    pub async fn own_snapshots(&self, account_id: &str) -> ApiResult<Vec<Snapshot>> {
+        Ok(self
+            .store
+            .records(SNAPSHOTS, format!("{account_id}/").as_bytes())
+            .await?)
+    }
+
+    /// A snapshot the account may use (its own, shared with it or public).
     pub async fn snapshot(&self, account_id: &str, id: &str) -> ApiResult<Snapshot> {
         super::kinds::ResourceKind::Snapshot.check(id)?;
-        self.store
-            .get_record(SNAPSHOTS, &key(account_id, id))
-            .await?
-            .ok_or_else(|| snapshot_not_found(id))
+        operation::read(&self.store, |tx| {
+            Ok::<_, ApiError>(
+                match tx.peek_record::<Snapshot>(SNAPSHOTS, &key(account_id, id))? {
+                    Some(own) => Some(own),
+                    None => super::snapshot_sharing::shared_snapshot(tx, account_id, id)?,
+                },
+            )
+        })
+        .await?
+        .ok_or_else(|| snapshot_not_found(id))
     }
 
     /// CreateVolume (idempotent with a ClientToken).
@@ -116,6 +141,8 @@ impl Compute {
                 started_at: now,
                 completed_at: now + self.snapshot_delay,
                 tags: tags.clone(),
+                create_volume_permissions: Vec::new(),
+                public: false,
             };
             tx.put(SNAPSHOTS, key(account_id, &snapshot.id), &snapshot);
             usage.count += 1;
@@ -135,9 +162,9 @@ impl Compute {
         super::kinds::ResourceKind::Snapshot.check(snapshot_id)?;
         super::operation::run(&self.store, dry_run, |tx| {
             let key = key(account_id, snapshot_id);
-            if tx.get::<Snapshot>(SNAPSHOTS, &key)?.is_none() {
+            let Some(snapshot) = tx.get::<Snapshot>(SNAPSHOTS, &key)? else {
                 return Err(snapshot_not_found(snapshot_id));
-            }
+            };
             // Registrations rewrite the snapshots they use, so an image
             // registered after this listing makes the commit conflict.
             let in_use = self
@@ -154,6 +181,13 @@ impl Compute {
                 });
             }
             let mut usage = snapshot_usage(tx, account_id)?;
+            // Those it was shared with lose it.
+            let private = Snapshot {
+                public: false,
+                create_volume_permissions: Vec::new(),
+                ..snapshot.clone()
+            };
+            super::snapshot_sharing::index_grants(tx, Some(&snapshot), &private);
             tx.delete(SNAPSHOTS, key);
             usage.count = usage.count.saturating_sub(1);
             super::usage::write(tx, account_id, Kind::Snapshots, &usage);

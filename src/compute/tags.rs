@@ -345,7 +345,7 @@ impl Compute {
         for volume in self.volumes(account_id).await? {
             push(&volume.id, ResourceType::Volume, &volume.tags);
         }
-        for snapshot in self.snapshots(account_id).await? {
+        for snapshot in self.own_snapshots(account_id).await? {
             push(&snapshot.id, ResourceType::Snapshot, &snapshot.tags);
         }
         for address in self.addresses(account_id).await? {
