@@ -231,6 +231,8 @@ mod tests {
             started_at: start,
             completed_at: start + Duration::seconds(10),
             tags: Vec::new(),
+            create_volume_permissions: Vec::new(),
+            public: false,
         };
         assert_eq!(
             (snapshot.state(start), snapshot.progress(start).as_str()),
