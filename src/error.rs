@@ -259,6 +259,10 @@ pub mod codes {
     pub const SECURITY_GROUP_LIMIT_EXCEEDED: &str = "SecurityGroupLimitExceeded";
     pub const SNAPSHOT_LIMIT_EXCEEDED: &str = "SnapshotLimitExceeded";
     pub const INVALID_VPC_RANGE: &str = "InvalidVpc.Range";
+    pub const DEFAULT_VPC_ALREADY_EXISTS: &str = "DefaultVpcAlreadyExists";
+    pub const CIDR_LIMIT_EXCEEDED: &str = "CidrLimitExceeded";
+    pub const INVALID_VPC_CIDR_BLOCK_ASSOCIATION_ID_NOT_FOUND: &str =
+        "InvalidVpcCidrBlockAssociationID.NotFound";
     pub const INVALID_SUBNET_RANGE: &str = "InvalidSubnet.Range";
     pub const INVALID_SUBNET_CONFLICT: &str = "InvalidSubnet.Conflict";
     pub const SUBNET_LIMIT_EXCEEDED: &str = "SubnetLimitExceeded";

@@ -433,3 +433,126 @@ async fn each_vpc_has_its_own_groups_and_dry_runs_write_nothing() {
     }
     server.stop().await;
 }
+
+#[tokio::test]
+async fn secondary_blocks_hold_subnets_and_routes_and_the_default_vpc_exists() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(test_config(
+        &dir.path().join("data"),
+        StorageBackend::Memory,
+    ))
+    .await;
+    let exists = server.user("CreateDefaultVpc", &[]).await;
+    assert_eq!(
+        (exists.status, error_code(&exists).as_str()),
+        (400, "DefaultVpcAlreadyExists")
+    );
+    let vpc = text_of(&create(&server, "10.50.0.0/16").await.body, "vpcId").unwrap();
+    let outside = server
+        .user(
+            "CreateSubnet",
+            &[("VpcId", &vpc), ("CidrBlock", "10.51.0.0/24")],
+        )
+        .await;
+    assert_eq!(error_code(&outside), "InvalidSubnet.Range");
+    let associated = server
+        .user(
+            "AssociateVpcCidrBlock",
+            &[("VpcId", &vpc), ("CidrBlock", "10.51.0.0/16")],
+        )
+        .await;
+    assert_eq!(associated.status, 200, "{}", associated.body);
+    let association = text_of(&associated.body, "associationId").unwrap();
+    let overlapping = server
+        .user(
+            "AssociateVpcCidrBlock",
+            &[("VpcId", &vpc), ("CidrBlock", "10.51.128.0/17")],
+        )
+        .await;
+    assert_eq!(error_code(&overlapping), "InvalidVpc.Range");
+    // Listed, routed locally, and subnets may be made in it.
+    let listed = server.user("DescribeVpcs", &[("VpcId.1", &vpc)]).await;
+    let mut blocks = column(&listed, "cidrBlockAssociationSet", "cidrBlock");
+    blocks.sort();
+    assert_eq!(blocks, ["10.50.0.0/16", "10.51.0.0/16"]);
+    let tables = server
+        .user(
+            "DescribeRouteTables",
+            &[
+                ("Filter.1.Name", "route.destination-cidr-block"),
+                ("Filter.1.Value.1", "10.51.0.0/16"),
+            ],
+        )
+        .await;
+    assert_eq!(column(&tables, "routeTableSet", "routeTableId").len(), 1);
+    let subnet = server
+        .user(
+            "CreateSubnet",
+            &[("VpcId", &vpc), ("CidrBlock", "10.51.0.0/24")],
+        )
+        .await;
+    assert_eq!(subnet.status, 200, "{}", subnet.body);
+    let subnet = text_of(&subnet.body, "subnetId").unwrap();
+    // Not while it holds a subnet; never the primary block.
+    let busy = server
+        .user(
+            "DisassociateVpcCidrBlock",
+            &[("AssociationId", &association)],
+        )
+        .await;
+    assert_eq!(error_code(&busy), "DependencyViolation");
+    let primary = column(&listed, "cidrBlockAssociationSet", "associationId")
+        .into_iter()
+        .find(|id| id != &association)
+        .unwrap();
+    let refused = server
+        .user("DisassociateVpcCidrBlock", &[("AssociationId", &primary)])
+        .await;
+    assert_eq!(error_code(&refused), "OperationNotPermitted");
+    let theirs = server
+        .admin(
+            "DisassociateVpcCidrBlock",
+            &[("AssociationId", &association)],
+        )
+        .await;
+    assert_eq!(
+        error_code(&theirs),
+        "InvalidVpcCidrBlockAssociationID.NotFound"
+    );
+    server.user("DeleteSubnet", &[("SubnetId", &subnet)]).await;
+    let gone = server
+        .user(
+            "DisassociateVpcCidrBlock",
+            &[("AssociationId", &association)],
+        )
+        .await;
+    assert_eq!(gone.status, 200, "{}", gone.body);
+    let tables = server
+        .user(
+            "DescribeRouteTables",
+            &[
+                ("Filter.1.Name", "route.destination-cidr-block"),
+                ("Filter.1.Value.1", "10.51.0.0/16"),
+            ],
+        )
+        .await;
+    assert!(tables.body.contains("<routeTableSet/>"), "{}", tables.body);
+    // Five blocks at most.
+    for n in 60..64 {
+        let more = server
+            .user(
+                "AssociateVpcCidrBlock",
+                &[("VpcId", &vpc), ("CidrBlock", &format!("10.{n}.0.0/16"))],
+            )
+            .await;
+        assert_eq!(more.status, 200, "{}", more.body);
+    }
+    let sixth = server
+        .user(
+            "AssociateVpcCidrBlock",
+            &[("VpcId", &vpc), ("CidrBlock", "10.70.0.0/16")],
+        )
+        .await;
+    assert_eq!(error_code(&sixth), "CidrLimitExceeded");
+    server.stop().await;
+}

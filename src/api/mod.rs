@@ -113,9 +113,12 @@ actions! {
     DescribeAccountAttributes => network::DescribeAccountAttributes, admin = false;
     DescribeVpcs => network::DescribeVpcs, admin = false;
     CreateVpc => vpcs::CreateVpc, admin = false;
+    CreateDefaultVpc => vpcs::CreateDefaultVpc, admin = false;
     DeleteVpc => vpcs::DeleteVpc, admin = false;
     DescribeVpcAttribute => vpcs::DescribeVpcAttribute, admin = false;
     ModifyVpcAttribute => vpcs::ModifyVpcAttribute, admin = false;
+    AssociateVpcCidrBlock => vpcs::AssociateVpcCidrBlock, admin = false;
+    DisassociateVpcCidrBlock => vpcs::DisassociateVpcCidrBlock, admin = false;
     DescribeSubnets => subnets::DescribeSubnets, admin = false;
     CreateSubnet => subnets::CreateSubnet, admin = false;
     DeleteSubnet => subnets::DeleteSubnet, admin = false;
@@ -221,10 +224,7 @@ actions! {
 }
 
 /// EC2 actions deliberately not offered, with the reason given to clients.
-pub const UNSUPPORTED_ACTIONS: &[(&str, &str)] = &[(
-    "CreateDefaultVpc",
-    "every account already has its default VPC",
-)];
+pub const UNSUPPORTED_ACTIONS: &[(&str, &str)] = &[];
 
 /// Digest of every parameter of a request except ClientToken and DryRun:
 /// what "the same parameters" means for idempotent retries.

@@ -149,11 +149,12 @@ impl DescribeVpcs {
                 matches_all(&self.filters, |name| {
                     tag_filter_values(&vpc.tags, name).unwrap_or_else(|| match name {
                         "vpc-id" => vec![vpc.vpc_id.clone()],
-                        "cidr" | "cidr-block-association.cidr-block" => {
-                            vec![vpc.cidr_block.clone()]
+                        "cidr" => vec![vpc.cidr_block.clone()],
+                        "cidr-block-association.cidr-block" => {
+                            vpc.blocks().into_iter().map(|(_, block)| block).collect()
                         }
                         "cidr-block-association.association-id" => {
-                            vec![vpc.cidr_association_id.clone()]
+                            vpc.blocks().into_iter().map(|(id, _)| id).collect()
                         }
                         "cidr-block-association.state" => vec!["associated".into()],
                         "is-default" => vec![found.is_default.to_string()],

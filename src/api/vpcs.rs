@@ -1,9 +1,11 @@
-//! CreateVpc, DeleteVpc, DescribeVpcAttribute and ModifyVpcAttribute
-//! (DescribeVpcs is in `network`, beside the default VPC it also lists).
+//! CreateVpc, CreateDefaultVpc, DeleteVpc, Describe/ModifyVpcAttribute and
+//! Associate/DisassociateVpcCidrBlock (DescribeVpcs is in `network`, beside
+//! the default VPC it also lists).
 
 use super::tags::tag_specifications;
 use super::Context;
 use crate::compute::network::Vpc;
+use crate::compute::vpc_blocks::CidrAssociation;
 use crate::compute::vpcs::{vpc_block, VpcAttribute};
 use crate::error::{ApiError, ApiResult};
 use crate::protocol::xml::{ReturnTrue, XmlOutput, XmlWriter};
@@ -84,11 +86,15 @@ pub fn write_vpc(xml: &mut XmlWriter, vpc: &Vpc, is_default: bool, state: &str) 
     xml.element("ownerId", &vpc.account_id);
     xml.element("state", state);
     xml.element("cidrBlock", &vpc.cidr_block);
-    xml.list("cidrBlockAssociationSet", &[()], |xml, _| {
-        xml.element("cidrBlock", &vpc.cidr_block);
-        xml.element("associationId", &vpc.cidr_association_id);
-        xml.nested("cidrBlockState", |xml| xml.element("state", "associated"));
-    });
+    xml.list(
+        "cidrBlockAssociationSet",
+        &vpc.blocks(),
+        |xml, (association_id, block)| {
+            xml.element("cidrBlock", block);
+            xml.element("associationId", association_id);
+            xml.nested("cidrBlockState", |xml| xml.element("state", "associated"));
+        },
+    );
     xml.element("dhcpOptionsId", &vpc.dhcp_options_id);
     super::tags::write_tags(xml, &vpc.tags);
     xml.element("instanceTenancy", "default");
@@ -206,5 +212,134 @@ impl ModifyVpcAttribute {
             )
             .await?;
         Ok(ReturnTrue)
+    }
+}
+
+/// CreateDefaultVpc: every account has its default VPC from its first
+/// moment, and it cannot be deleted here, so this answers EC2's
+/// `DefaultVpcAlreadyExists`; an account whose defaults are still being
+/// made gets them.
+#[derive(Debug)]
+pub struct CreateDefaultVpc {
+    pub dry_run: bool,
+}
+
+impl CreateDefaultVpc {
+    pub fn from_params(params: &Params) -> ApiResult<Self> {
+        if params.boolean("Ipv6Native")? == Some(true) {
+            return Err(ApiError::UnsupportedOperation(
+                "IPv6-only default VPCs are not offered".into(),
+            ));
+        }
+        Ok(Self {
+            dry_run: params.dry_run()?,
+        })
+    }
+
+    pub async fn execute(self, context: &Context<'_>) -> ApiResult<CreatedVpc> {
+        let account = &context.principal.account_id;
+        if context.compute.default_vpc(account).await?.is_some() {
+            return Err(ApiError::NotFound {
+                code: crate::error::codes::DEFAULT_VPC_ALREADY_EXISTS,
+                message: "A Default VPC already exists for this account in this region.".into(),
+            });
+        }
+        super::dry_run_check(self.dry_run)?;
+        let (vpc, _) = context.compute.default_network(account).await?;
+        Ok(CreatedVpc(vpc))
+    }
+}
+
+#[derive(Debug)]
+pub struct AssociateVpcCidrBlock {
+    pub vpc_id: String,
+    pub cidr_block: String,
+    pub dry_run: bool,
+}
+
+impl AssociateVpcCidrBlock {
+    pub fn from_params(params: &Params) -> ApiResult<Self> {
+        if params.boolean("AmazonProvidedIpv6CidrBlock")? == Some(true)
+            || params.get("Ipv6CidrBlock").is_some()
+            || params.get("Ipv4IpamPoolId").is_some()
+            || params.get("Ipv6IpamPoolId").is_some()
+        {
+            return Err(ApiError::UnsupportedOperation(
+                "IPv6 blocks and IPAM pools are not offered: give CidrBlock".into(),
+            ));
+        }
+        Ok(Self {
+            vpc_id: params.required("VpcId")?,
+            cidr_block: params.required("CidrBlock")?,
+            dry_run: params.dry_run()?,
+        })
+    }
+
+    pub async fn execute(self, context: &Context<'_>) -> ApiResult<BlockAssociation> {
+        let block = vpc_block(&self.cidr_block)?;
+        let association = context
+            .compute
+            .associate_vpc_block(
+                &context.principal.account_id,
+                &self.vpc_id,
+                block,
+                self.dry_run,
+            )
+            .await?;
+        Ok(BlockAssociation {
+            vpc_id: self.vpc_id,
+            association,
+            state: "associating",
+        })
+    }
+}
+
+#[derive(Debug)]
+pub struct DisassociateVpcCidrBlock {
+    pub association_id: String,
+    pub dry_run: bool,
+}
+
+impl DisassociateVpcCidrBlock {
+    pub fn from_params(params: &Params) -> ApiResult<Self> {
+        Ok(Self {
+            association_id: params.required("AssociationId")?,
+            dry_run: params.dry_run()?,
+        })
+    }
+
+    pub async fn execute(self, context: &Context<'_>) -> ApiResult<BlockAssociation> {
+        let (vpc_id, association) = context
+            .compute
+            .disassociate_vpc_block(
+                &context.principal.account_id,
+                &self.association_id,
+                self.dry_run,
+            )
+            .await?;
+        Ok(BlockAssociation {
+            vpc_id,
+            association,
+            state: "disassociating",
+        })
+    }
+}
+
+/// The answer of Associate/DisassociateVpcCidrBlock.
+#[derive(Debug)]
+pub struct BlockAssociation {
+    vpc_id: String,
+    association: CidrAssociation,
+    state: &'static str,
+}
+
+impl XmlOutput for BlockAssociation {
+    fn write_xml(&self, xml: &mut XmlWriter) {
+        xml.nested("cidrBlockAssociation", |xml| {
+            xml.element("associationId", &self.association.association_id);
+            xml.element("cidrBlock", &self.association.cidr_block);
+            xml.nested("cidrBlockState", |xml| xml.element("state", self.state));
+        });
+        xml.element("vpcId", &self.vpc_id);
     }
 }

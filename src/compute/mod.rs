@@ -44,6 +44,7 @@ pub mod upgrade;
 pub mod usage;
 pub mod view;
 pub mod volumes;
+pub mod vpc_blocks;
 pub mod vpcs;
 
 use crate::clock::Clock;

@@ -50,6 +50,9 @@ pub struct Vpc {
     /// Its default network ACL (as the main route table).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default_network_acl_id: Option<String>,
+    /// Secondary IPv4 blocks (`vpc_blocks`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secondary_blocks: Vec<super::vpc_blocks::CidrAssociation>,
 }
 
 impl crate::store::Record for Vpc {}
@@ -284,6 +287,7 @@ impl Compute {
                         default_group_id: None,
                         main_route_table_id: None,
                         default_network_acl_id: None,
+                        secondary_blocks: Vec::new(),
                     };
                     tx.put(VPCS, account_id.as_bytes(), &vpc);
                     vpc

@@ -305,6 +305,13 @@ impl Compute {
         }
         let found = self.account_vpc(account_id, vpc_id).await?;
         let mut table = RouteTable::new(account_id, vpc_id, &found.vpc.cidr_block, false);
+        // A local route for each of the VPC's blocks.
+        for (_, block) in found.vpc.blocks().into_iter().skip(1) {
+            table.routes.push(Route {
+                destination: block,
+                target: RouteTarget::Local,
+            });
+        }
         table.tags = tags;
         table.client_token = client_token.map(|t| t.token.clone());
         operation::run(&self.store, dry_run, |tx| {

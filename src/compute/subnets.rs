@@ -2,7 +2,8 @@
 //! ModifySubnetAttribute, and the account's subnets as DescribeSubnets
 //! lists them (its default subnets first).
 //!
-//! A subnet is a block of one of its VPC's CIDR blocks, a /16 to a /28
+//! A subnet is a block of one of its VPC's CIDR blocks (primary or
+//! secondary), a /16 to a /28
 //! (`InvalidSubnet.Range` otherwise), overlapping no other subnet of the
 //! VPC (`InvalidSubnet.Conflict`), in one zone named by name or by zone id.
 //! EC2 reserves five addresses of every subnet (the first four and the
@@ -191,9 +192,7 @@ impl Compute {
             let vpc: Vpc = tx
                 .get(super::vpcs::VPCS, format!("{account_id}/{vpc_id}").as_bytes())?
                 .ok_or_else(|| super::kinds::ResourceKind::Vpc.not_found(vpc_id))?;
-            let vpc_block = Ipv4Cidr::parse(&vpc.cidr_block)
-                .ok_or(ApiError::InternalError)?;
-            if !vpc_block.contains(&block) {
+            if !vpc.holds(&block) {
                 return Err(subnet_range(&subnet.cidr_block));
             }
             let mut usage = subnet_usage(tx, account_id)?;

@@ -168,6 +168,7 @@ impl Compute {
             default_group_id: Some(default_group.id.clone()),
             main_route_table_id: Some(main_table.id.clone()),
             default_network_acl_id: Some(default_acl.id.clone()),
+            secondary_blocks: Vec::new(),
         };
         operation::run(&self.store, dry_run, |tx| {
             // It starts with the account's default DHCP options set, as in

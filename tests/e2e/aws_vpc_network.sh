@@ -2,8 +2,9 @@
 # A VPC built the way EC2 scripts build one, with the AWS CLI against
 # ec2-gateway: a VPC with a public and a private subnet, an internet gateway,
 # a NAT gateway with an Elastic IP, route tables, a security group, an
-# instance in each subnet; then everything torn down in EC2's order, and
-# nothing left. Every step's output is checked.
+# instance in each subnet, a Windows instance's password, an image baked
+# from an instance and launched; then everything torn down in EC2's order,
+# and nothing left. Every step's output is checked.
 # Needs EC2_GATEWAY_ENDPOINT, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY.
 set -euo pipefail
 work=$(mktemp -d)
@@ -77,6 +78,21 @@ expect_match "worker in the private subnet with the VPC's default group" \
   "^$private"$'\tdefault\t10\.0\.2\.[0-9]+$'
 expect_error "the VPC cannot go while it holds things" DependencyViolation ec2 delete-vpc --vpc-id "$vpc"
 
+# Bake an image of the web instance (with a data volume) and launch from it.
+volume=$(ec2 create-volume --availability-zone us-east-1a --size 5 --query VolumeId)
+ec2 wait volume-available --volume-ids "$volume"
+ec2 attach-volume --volume-id "$volume" --instance-id "$web" --device /dev/sdf > /dev/null
+ec2 wait volume-in-use --volume-ids "$volume"
+image=$(ec2 create-image --instance-id "$web" --name web-baked --no-reboot --query ImageId)
+ec2 wait image-available --image-ids "$image"
+snapshot=$(ec2 describe-images --image-ids "$image" --query 'Images[0].BlockDeviceMappings[?DeviceName==`/dev/sdf`].Ebs.SnapshotId')
+expect_match "baked image maps a snapshot of the data volume" "$snapshot" '^snap-[0-9a-f]{17}$'
+baked=$(ec2 run-instances --image-id "$image" --instance-type t3.micro --count 1 \
+  --subnet-id "$private" --query 'Instances[0].InstanceId')
+ec2 wait instance-running --instance-ids "$baked"
+expect "instance launched from the baked image" \
+  "$(ec2 describe-instances --instance-ids "$baked" --query 'Reservations[0].Instances[0].ImageId')" "$image"
+
 # A Windows instance: its password, decrypted by the CLI with the key pair.
 ec2 create-key-pair --key-name windows-admin --key-type rsa --query KeyMaterial > "$work/windows.pem"
 windows=$(ec2 run-instances --image-id ami-0f0e0d0c0b0a09080 --instance-type t3.micro --count 1 \
@@ -86,9 +102,13 @@ expect_match "Windows password decrypted with --priv-launch-key" \
   "$(ec2 get-password-data --instance-id "$windows" --priv-launch-key "$work/windows.pem" --query PasswordData)" '^[[:graph:]]{32}$'
 
 # Tear down, in the order EC2 requires.
-ec2 terminate-instances --instance-ids "$web" "$worker" "$windows" > /dev/null
-ec2 wait instance-terminated --instance-ids "$web" "$worker" "$windows"
+ec2 terminate-instances --instance-ids "$web" "$worker" "$windows" "$baked" > /dev/null
+ec2 wait instance-terminated --instance-ids "$web" "$worker" "$windows" "$baked"
 ec2 delete-key-pair --key-name windows-admin > /dev/null
+ec2 deregister-image --image-id "$image"
+ec2 delete-snapshot --snapshot-id "$snapshot"
+ec2 wait volume-available --volume-ids "$volume"
+ec2 delete-volume --volume-id "$volume"
 ec2 delete-security-group --group-id "$group"
 ec2 delete-nat-gateway --nat-gateway-id "$nat" > /dev/null
 ec2 wait nat-gateway-deleted --nat-gateway-ids "$nat"
@@ -108,4 +128,6 @@ expect "no route table left in it" "$(ec2 describe-route-tables --filters "Name=
 expect "no group left in it" "$(ec2 describe-security-groups --filters "Name=vpc-id,Values=$vpc" --query 'length(SecurityGroups)')" "0"
 expect "only the default VPC's gateway left" "$(ec2 describe-internet-gateways --query 'length(InternetGateways)')" "1"
 expect "no address left" "$(ec2 describe-addresses --query 'length(Addresses)')" "0"
+expect "no image, snapshot or volume left" \
+  "$(ec2 describe-images --owners self --query 'length(Images)') $(ec2 describe-snapshots --owner-ids self --query 'length(Snapshots)') $(ec2 describe-volumes --query 'length(Volumes)')" "0 0 0"
 echo "all checks passed"

@@ -74,10 +74,19 @@ check("web in its subnet", web.subnet_id == public.id and web.vpc_id == vpc.id a
 check("worker in its subnet", worker.subnet_id == private.id and worker.placement["AvailabilityZone"] == "us-east-1c", worker.placement)
 check("instances listed by VPC", sorted(i.id for i in vpc.instances.all()) == sorted([web.id, worker.id]))
 
-for instance in (web, worker):
+image = web.create_image(Name="boto3-baked", NoReboot=True)
+client.get_waiter("image_available").wait(ImageIds=[image.id], WaiterConfig=waiter_config)
+image.reload()
+check("baked image available", image.state == "available" and image.owner_id == vpc.owner_id, (image.state, image.owner_id))
+baked, = ec2.create_instances(ImageId=image.id, InstanceType="t3.micro", MinCount=1, MaxCount=1, SubnetId=private.id)
+baked.wait_until_running(WaiterConfig=waiter_config)
+check("launched from the baked image", baked.image_id == image.id)
+
+for instance in (web, worker, baked):
     instance.terminate()
-for instance in (web, worker):
+for instance in (web, worker, baked):
     instance.wait_until_terminated(WaiterConfig=waiter_config)
+image.deregister()
 client.delete_nat_gateway(NatGatewayId=nat["NatGatewayId"])
 client.get_waiter("nat_gateway_deleted").wait(NatGatewayIds=[nat["NatGatewayId"]], WaiterConfig=waiter_config)
 client.delete_route(RouteTableId=main_table.id, DestinationCidrBlock="0.0.0.0/0")
