@@ -260,6 +260,7 @@ pub mod codes {
     pub const SNAPSHOT_LIMIT_EXCEEDED: &str = "SnapshotLimitExceeded";
     pub const INVALID_VPC_RANGE: &str = "InvalidVpc.Range";
     pub const DEFAULT_VPC_ALREADY_EXISTS: &str = "DefaultVpcAlreadyExists";
+    pub const INVALID_STATE_TRANSITION: &str = "InvalidStateTransition";
     pub const CIDR_LIMIT_EXCEEDED: &str = "CidrLimitExceeded";
     pub const INVALID_VPC_CIDR_BLOCK_ASSOCIATION_ID_NOT_FOUND: &str =
         "InvalidVpcCidrBlockAssociationID.NotFound";

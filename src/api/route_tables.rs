@@ -40,6 +40,7 @@ fn write_table(xml: &mut XmlWriter, table: &RouteTable, targets: &RouteTargets) 
                 xml.element("instanceOwnerId", &table.account_id);
             }
             RouteTarget::NatGateway(id) => xml.element("natGatewayId", id),
+            RouteTarget::Peering(id) => xml.element("vpcPeeringConnectionId", id),
             RouteTarget::Local | RouteTarget::Gateway(_) => {}
         }
         xml.element("origin", route.origin());
@@ -58,14 +59,13 @@ fn route_target(params: &Params) -> ApiResult<RouteTarget> {
         "LocalGatewayId",
         "CarrierGatewayId",
         "NetworkInterfaceId",
-        "VpcPeeringConnectionId",
         "VpcEndpointId",
         "CoreNetworkArn",
         "OdbNetworkArn",
     ];
     if let Some(name) = UNOFFERED.iter().find(|n| params.get(n).is_some()) {
         return Err(ApiError::UnsupportedOperation(format!(
-            "Routes to a {name} are not offered: name a GatewayId, NatGatewayId or InstanceId"
+            "Routes to a {name} are not offered: name a GatewayId, NatGatewayId, InstanceId or VpcPeeringConnectionId"
         )));
     }
     let mut given = Vec::new();
@@ -83,10 +83,13 @@ fn route_target(params: &Params) -> ApiResult<RouteTarget> {
     if let Some(id) = params.optional("InstanceId") {
         given.push(RouteTarget::Instance(id));
     }
+    if let Some(id) = params.optional("VpcPeeringConnectionId") {
+        given.push(RouteTarget::Peering(id));
+    }
     match given.len() {
         1 => Ok(given.remove(0)),
         0 => Err(ApiError::MissingParameter(
-            "one of GatewayId, NatGatewayId or InstanceId".into(),
+            "one of GatewayId, NatGatewayId, InstanceId or VpcPeeringConnectionId".into(),
         )),
         _ => Err(ApiError::InvalidParameterCombination(
             "Exactly one route target may be given".into(),

@@ -26,11 +26,12 @@ pub enum ResourceKind {
     NetworkAcl,
     DhcpOptions,
     LaunchTemplate,
+    VpcPeeringConnection,
 }
 
 impl ResourceKind {
     /// Every kind, in DescribeTags order.
-    pub const ALL: [ResourceKind; 15] = [
+    pub const ALL: [ResourceKind; 16] = [
         ResourceKind::Instance,
         ResourceKind::Image,
         ResourceKind::KeyPair,
@@ -46,6 +47,7 @@ impl ResourceKind {
         ResourceKind::NetworkAcl,
         ResourceKind::DhcpOptions,
         ResourceKind::LaunchTemplate,
+        ResourceKind::VpcPeeringConnection,
     ];
 
     pub fn prefix(self) -> &'static str {
@@ -65,6 +67,7 @@ impl ResourceKind {
             ResourceKind::NetworkAcl => "acl",
             ResourceKind::DhcpOptions => "dopt",
             ResourceKind::LaunchTemplate => "lt",
+            ResourceKind::VpcPeeringConnection => "pcx",
         }
     }
 
@@ -86,6 +89,7 @@ impl ResourceKind {
             ResourceKind::NetworkAcl => "network-acl",
             ResourceKind::DhcpOptions => "dhcp-options",
             ResourceKind::LaunchTemplate => "launch-template",
+            ResourceKind::VpcPeeringConnection => "vpc-peering-connection",
         }
     }
 
@@ -107,6 +111,7 @@ impl ResourceKind {
             ResourceKind::NetworkAcl => "InvalidNetworkAclID.NotFound",
             ResourceKind::DhcpOptions => "InvalidDhcpOptionID.NotFound",
             ResourceKind::LaunchTemplate => "InvalidLaunchTemplateId.NotFound",
+            ResourceKind::VpcPeeringConnection => "InvalidVpcPeeringConnectionID.NotFound",
         }
     }
 
@@ -147,6 +152,7 @@ impl ResourceKind {
             ResourceKind::NetworkAcl => "InvalidNetworkAclID.Malformed",
             ResourceKind::DhcpOptions => "InvalidDhcpOptionsId.Malformed",
             ResourceKind::LaunchTemplate => "InvalidLaunchTemplateId.Malformed",
+            ResourceKind::VpcPeeringConnection => "InvalidVpcPeeringConnectionId.Malformed",
         }
     }
 

@@ -31,6 +31,7 @@ pub mod network;
 pub mod network_acls;
 pub mod operation;
 pub mod passwords;
+pub mod peering;
 pub mod route_tables;
 pub mod scheduler;
 pub mod security_groups;

@@ -49,6 +49,8 @@ pub enum RouteTarget {
     NatGateway(String),
     /// An instance (`i-`).
     Instance(String),
+    /// A VPC peering connection (`pcx-`).
+    Peering(String),
 }
 
 impl RouteTarget {
@@ -218,6 +220,8 @@ pub struct RouteTargets {
     pub available_nat_gateways: Vec<String>,
     /// Instances not terminated.
     pub live_instances: std::collections::HashSet<String>,
+    /// `(connection, vpc, vpc)` of every active peering connection.
+    pub active_peerings: Vec<(String, String, String)>,
 }
 
 impl RouteTargets {
@@ -231,6 +235,10 @@ impl RouteTargets {
                 .any(|(gateway, vpc)| gateway == id && vpc == &table.vpc_id),
             RouteTarget::NatGateway(id) => self.available_nat_gateways.contains(id),
             RouteTarget::Instance(id) => self.live_instances.contains(id),
+            RouteTarget::Peering(id) => self
+                .active_peerings
+                .iter()
+                .any(|(pcx, a, b)| pcx == id && (a == &table.vpc_id || b == &table.vpc_id)),
         };
         if active {
             "active"
@@ -271,10 +279,18 @@ impl Compute {
             .filter(|i| i.is_live())
             .map(|i| i.id)
             .collect();
+        let active_peerings = self
+            .peering_connections(account_id)
+            .await?
+            .into_iter()
+            .filter(|c| c.status == super::peering::PeeringStatus::Active)
+            .map(|c| (c.id, c.requester.vpc_id, c.accepter.vpc_id))
+            .collect();
         Ok(RouteTargets {
             attached_gateways,
             available_nat_gateways,
             live_instances,
+            active_peerings,
         })
     }
 
@@ -406,6 +422,19 @@ impl Compute {
                 }
                 if nat.vpc_id != table.vpc_id {
                     return Err(different_networks(id));
+                }
+                Ok(())
+            }
+            RouteTarget::Peering(id) => {
+                let connection = super::peering::connection_in(tx, account_id, id)?;
+                let now = self.clock.now();
+                let here = connection.requester.vpc_id == table.vpc_id
+                    || connection.accepter.vpc_id == table.vpc_id;
+                if connection.status_at(now) != super::peering::PeeringStatus::Active || !here {
+                    return Err(ApiError::invalid_value(format!(
+                        "route table {} and peering connection {id} belong to different networks, or the connection is not active",
+                        table.id
+                    )));
                 }
                 Ok(())
             }

@@ -570,8 +570,20 @@ impl Compute {
                     let Some(peer) = peer else {
                         return Err(group_not_found(group_id));
                     };
-                    // Only groups of the same VPC (there is no peering).
-                    if peer.vpc_id != group.vpc_id {
+                    // Groups of the same VPC, or of a VPC peered with it.
+                    let now = self.clock.now();
+                    let mut peered = || -> ApiResult<bool> {
+                        for listed in super::peering::account_connections_in(tx, account_id)? {
+                            if listed.joins(&group.vpc_id, &peer.vpc_id, now) {
+                                // Read (tracked): its deletion meanwhile conflicts.
+                                let current =
+                                    super::peering::connection_in(tx, account_id, &listed.id)?;
+                                return Ok(current.joins(&group.vpc_id, &peer.vpc_id, now));
+                            }
+                        }
+                        Ok(false)
+                    };
+                    if peer.vpc_id != group.vpc_id && !peered()? {
                         return Err(ApiError::NotFound {
                             code: super::kinds::ResourceKind::SecurityGroup.not_found_code(),
                             message: format!(

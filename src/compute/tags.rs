@@ -2,7 +2,7 @@
 //!
 //! The resource type comes from the id's prefix (`i-`, `ami-`, `key-`,
 //! `sg-`, `vol-`, `snap-`, `eipalloc-`, `vpc-`, `subnet-`, `igw-`, `rtb-`,
-//! `nat-`, `acl-`, `dopt-`, `lt-`); an id of another shape is `InvalidID`, an unknown one the
+//! `nat-`, `acl-`, `dopt-`, `lt-`, `pcx-`); an id of another shape is `InvalidID`, an unknown one the
 //! type's own `.NotFound`. Every id of a request is checked before anything
 //! changes, and all changes are written in one commit, on the condition that
 //! none of the records read changed meanwhile. Limits as EC2: 50 tags per resource.
@@ -48,6 +48,7 @@ tagged!(
     super::network_acls::NetworkAcl,
     super::dhcp_options::DhcpOptions,
     super::launch_templates::LaunchTemplate,
+    super::peering::PeeringConnection,
     super::volumes::Volume,
     super::snapshots::Snapshot,
     super::addresses::Address
@@ -179,6 +180,16 @@ impl Compute {
             ResourceType::LaunchTemplate => {
                 found(super::launch_templates::LAUNCH_TEMPLATES, by_account)
             }
+            ResourceType::VpcPeeringConnection => {
+                // One record for both parties: the requester's tags.
+                let located = found(super::peering::PEERINGS, id.as_bytes().to_vec())?;
+                let connection: super::peering::PeeringConnection =
+                    crate::store::decode(&located.value)?;
+                if connection.requester.account_id != account_id {
+                    return Err(kind.not_found(id));
+                }
+                Ok(located)
+            }
             ResourceType::KeyPair => {
                 let name = index.key_pairs.get(id).ok_or_else(|| kind.not_found(id))?;
                 let located = found(
@@ -300,6 +311,9 @@ impl Compute {
                     ResourceType::LaunchTemplate => retagged::<
                         super::launch_templates::LaunchTemplate,
                     >(&located.value, &change)?,
+                    ResourceType::VpcPeeringConnection => {
+                        retagged::<super::peering::PeeringConnection>(&located.value, &change)?
+                    }
                     ResourceType::Instance => unreachable!(),
                 };
                 if count > MAX_TAGS {
@@ -375,6 +389,13 @@ impl Compute {
         }
         for template in self.launch_templates(account_id).await? {
             push(&template.id, ResourceType::LaunchTemplate, &template.tags);
+        }
+        for connection in self.peering_connections(account_id).await? {
+            push(
+                &connection.id,
+                ResourceType::VpcPeeringConnection,
+                &connection.tags,
+            );
         }
         for found in self.account_subnets(account_id).await? {
             push(

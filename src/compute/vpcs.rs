@@ -368,6 +368,8 @@ impl Compute {
             for acl in &acls {
                 super::network_acls::delete_with_vpc(tx, account_id, &acl.id)?;
             }
+            // Its peering connections end with it, as in EC2.
+            super::peering::end_for_vpc(tx, account_id, vpc_id, self.clock.now())?;
             let mut usage = vpc_usage(tx, account_id)?;
             usage.count = usage.count.saturating_sub(1);
             super::usage::write(tx, account_id, Kind::Vpcs, &usage);

@@ -1,0 +1,297 @@
+//! VPC peering connections through the in-process server: a request within
+//! an account and across two accounts, acceptance, rejection, deletion,
+//! failure on overlapping blocks or an unknown peer, routes and security
+//! group references through an active connection, and isolation.
+
+mod common;
+
+use common::*;
+use ec2_gateway::client::{text_of, Reply};
+use ec2_gateway::config::StorageBackend;
+
+async fn vpc_of(server: &TestServer, admin: bool, block: &str) -> String {
+    let params = [("CidrBlock", block)];
+    let reply = if admin {
+        server.admin("CreateVpc", &params).await
+    } else {
+        server.user("CreateVpc", &params).await
+    };
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    text_of(&reply.body, "vpcId").unwrap()
+}
+
+fn status(reply: &Reply) -> String {
+    let status = reply.body.split("<status>").nth(1).unwrap();
+    text_of(status, "code").unwrap()
+}
+
+#[tokio::test]
+async fn connections_are_requested_accepted_routed_and_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(test_config(
+        &dir.path().join("data"),
+        StorageBackend::Memory,
+    ))
+    .await;
+    let mine = vpc_of(&server, false, "10.1.0.0/16").await;
+    let theirs = vpc_of(&server, true, "10.2.0.0/16").await;
+    // Across accounts: pending until the accepter accepts.
+    let requested = server
+        .user(
+            "CreateVpcPeeringConnection",
+            &[
+                ("VpcId", &mine),
+                ("PeerVpcId", &theirs),
+                ("PeerOwnerId", ADMIN_ACCOUNT),
+                ("TagSpecification.1.ResourceType", "vpc-peering-connection"),
+                ("TagSpecification.1.Tag.1.Key", "Name"),
+                ("TagSpecification.1.Tag.1.Value", "to-ops"),
+            ],
+        )
+        .await;
+    assert_eq!(requested.status, 200, "{}", requested.body);
+    let pcx = text_of(&requested.body, "vpcPeeringConnectionId").unwrap();
+    assert_eq!(status(&requested), "pending-acceptance");
+    // The requester cannot accept; the accepter sees it, without its tags.
+    let self_accept = server
+        .user(
+            "AcceptVpcPeeringConnection",
+            &[("VpcPeeringConnectionId", &pcx)],
+        )
+        .await;
+    assert_eq!(error_code(&self_accept), "OperationNotPermitted");
+    let seen = server
+        .admin(
+            "DescribeVpcPeeringConnections",
+            &[("VpcPeeringConnectionId.1", &pcx)],
+        )
+        .await;
+    assert_eq!(seen.status, 200, "{}", seen.body);
+    assert!(!seen.body.contains("to-ops"), "{}", seen.body);
+    // A route through it is refused while it is pending.
+    let main = server
+        .user(
+            "DescribeRouteTables",
+            &[("Filter.1.Name", "vpc-id"), ("Filter.1.Value.1", &mine)],
+        )
+        .await;
+    let main = text_of(&main.body, "routeTableId").unwrap();
+    let route = [
+        ("RouteTableId", main.as_str()),
+        ("DestinationCidrBlock", "10.2.0.0/16"),
+        ("VpcPeeringConnectionId", pcx.as_str()),
+    ];
+    assert_eq!(
+        error_code(&server.user("CreateRoute", &route).await),
+        "InvalidParameterValue"
+    );
+    let accepted = server
+        .admin(
+            "AcceptVpcPeeringConnection",
+            &[("VpcPeeringConnectionId", &pcx)],
+        )
+        .await;
+    assert_eq!(accepted.status, 200, "{}", accepted.body);
+    assert_eq!(status(&accepted), "active");
+    let again = server
+        .admin(
+            "AcceptVpcPeeringConnection",
+            &[("VpcPeeringConnectionId", &pcx)],
+        )
+        .await;
+    assert_eq!(error_code(&again), "InvalidStateTransition");
+    let routed = server.user("CreateRoute", &route).await;
+    assert_eq!(routed.status, 200, "{}", routed.body);
+    let active = server
+        .user(
+            "DescribeRouteTables",
+            &[
+                ("Filter.1.Name", "route.state"),
+                ("Filter.1.Value.1", "active"),
+                ("Filter.2.Name", "route.destination-cidr-block"),
+                ("Filter.2.Value.1", "10.2.0.0/16"),
+            ],
+        )
+        .await;
+    assert!(active.body.contains(&pcx), "{}", active.body);
+    // A third party (none here) aside, the accepter deletes it: the route
+    // is a blackhole.
+    let deleted = server
+        .admin(
+            "DeleteVpcPeeringConnection",
+            &[("VpcPeeringConnectionId", &pcx)],
+        )
+        .await;
+    assert_eq!(deleted.status, 200, "{}", deleted.body);
+    let blackhole = server
+        .user(
+            "DescribeRouteTables",
+            &[
+                ("Filter.1.Name", "route.state"),
+                ("Filter.1.Value.1", "blackhole"),
+            ],
+        )
+        .await;
+    assert!(blackhole.body.contains(&pcx), "{}", blackhole.body);
+    let listed = server
+        .user(
+            "DescribeVpcPeeringConnections",
+            &[
+                ("Filter.1.Name", "status-code"),
+                ("Filter.1.Value.1", "deleted"),
+            ],
+        )
+        .await;
+    assert_eq!(
+        column(&listed, "vpcPeeringConnectionSet", "vpcPeeringConnectionId"),
+        std::slice::from_ref(&pcx)
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn overlaps_unknown_peers_rejections_and_group_references_follow_ec2() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(test_config(
+        &dir.path().join("data"),
+        StorageBackend::Memory,
+    ))
+    .await;
+    let a = vpc_of(&server, false, "10.10.0.0/16").await;
+    let b = vpc_of(&server, false, "10.11.0.0/16").await;
+    let overlapping = vpc_of(&server, false, "10.10.128.0/20").await;
+    let failed = server
+        .user(
+            "CreateVpcPeeringConnection",
+            &[("VpcId", &a), ("PeerVpcId", &overlapping)],
+        )
+        .await;
+    assert_eq!(status(&failed), "failed");
+    let unknown = server
+        .user(
+            "CreateVpcPeeringConnection",
+            &[("VpcId", &a), ("PeerVpcId", "vpc-0123456789abcdef0")],
+        )
+        .await;
+    assert_eq!(status(&unknown), "failed");
+    // Within one account: the same account accepts; a rejection ends it.
+    let rejected = server
+        .user(
+            "CreateVpcPeeringConnection",
+            &[("VpcId", &a), ("PeerVpcId", &b)],
+        )
+        .await;
+    let rejected = text_of(&rejected.body, "vpcPeeringConnectionId").unwrap();
+    let reply = server
+        .user(
+            "RejectVpcPeeringConnection",
+            &[("VpcPeeringConnectionId", &rejected)],
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let pcx = server
+        .user(
+            "CreateVpcPeeringConnection",
+            &[("VpcId", &a), ("PeerVpcId", &b)],
+        )
+        .await;
+    let pcx = text_of(&pcx.body, "vpcPeeringConnectionId").unwrap();
+    // Groups of the other VPC are referenced only through an active one.
+    let group_in = |vpc: &str, name: &'static str| {
+        let (server, vpc) = (&server, vpc.to_string());
+        async move {
+            let reply = server
+                .user(
+                    "CreateSecurityGroup",
+                    &[
+                        ("GroupName", name),
+                        ("GroupDescription", name),
+                        ("VpcId", &vpc),
+                    ],
+                )
+                .await;
+            text_of(&reply.body, "groupId").unwrap()
+        }
+    };
+    let web = group_in(&a, "web").await;
+    let db = group_in(&b, "db").await;
+    let reference = [
+        ("GroupId", db.as_str()),
+        ("IpPermissions.1.IpProtocol", "tcp"),
+        ("IpPermissions.1.FromPort", "5432"),
+        ("IpPermissions.1.ToPort", "5432"),
+        ("IpPermissions.1.Groups.1.GroupId", web.as_str()),
+    ];
+    let early = server
+        .user("AuthorizeSecurityGroupIngress", &reference)
+        .await;
+    assert_eq!(error_code(&early), "InvalidGroup.NotFound");
+    let accepted = server
+        .user(
+            "AcceptVpcPeeringConnection",
+            &[("VpcPeeringConnectionId", &pcx)],
+        )
+        .await;
+    assert_eq!(status(&accepted), "active");
+    let referenced = server
+        .user("AuthorizeSecurityGroupIngress", &reference)
+        .await;
+    assert_eq!(referenced.status, 200, "{}", referenced.body);
+    // Another account sees none of these connections.
+    let hidden = server
+        .admin(
+            "DescribeVpcPeeringConnections",
+            &[("VpcPeeringConnectionId.1", &pcx)],
+        )
+        .await;
+    assert_eq!(
+        error_code(&hidden),
+        "InvalidVpcPeeringConnectionID.NotFound"
+    );
+    let hidden = server
+        .admin(
+            "DeleteVpcPeeringConnection",
+            &[("VpcPeeringConnectionId", &pcx)],
+        )
+        .await;
+    assert_eq!(
+        error_code(&hidden),
+        "InvalidVpcPeeringConnectionID.NotFound"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn deleting_a_vpc_ends_its_connections() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(test_config(
+        &dir.path().join("data"),
+        StorageBackend::Memory,
+    ))
+    .await;
+    let a = vpc_of(&server, false, "10.20.0.0/16").await;
+    let b = vpc_of(&server, false, "10.21.0.0/16").await;
+    let pcx = server
+        .user(
+            "CreateVpcPeeringConnection",
+            &[("VpcId", &a), ("PeerVpcId", &b)],
+        )
+        .await;
+    let pcx = text_of(&pcx.body, "vpcPeeringConnectionId").unwrap();
+    server
+        .user(
+            "AcceptVpcPeeringConnection",
+            &[("VpcPeeringConnectionId", &pcx)],
+        )
+        .await;
+    let deleted = server.user("DeleteVpc", &[("VpcId", &b)]).await;
+    assert_eq!(deleted.status, 200, "{}", deleted.body);
+    let listed = server
+        .user(
+            "DescribeVpcPeeringConnections",
+            &[("VpcPeeringConnectionId.1", &pcx)],
+        )
+        .await;
+    assert_eq!(status(&listed), "deleted");
+    server.stop().await;
+}
