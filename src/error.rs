@@ -261,6 +261,9 @@ pub mod codes {
     pub const INVALID_VPC_RANGE: &str = "InvalidVpc.Range";
     pub const DEFAULT_VPC_ALREADY_EXISTS: &str = "DefaultVpcAlreadyExists";
     pub const INVALID_STATE_TRANSITION: &str = "InvalidStateTransition";
+    pub const VPC_PEERING_CONNECTION_ALREADY_EXISTS: &str = "VpcPeeringConnectionAlreadyExists";
+    pub const OUTSTANDING_PEERING_LIMIT_EXCEEDED: &str =
+        "OutstandingVpcPeeringConnectionLimitExceeded";
     pub const CIDR_LIMIT_EXCEEDED: &str = "CidrLimitExceeded";
     pub const INVALID_VPC_CIDR_BLOCK_ASSOCIATION_ID_NOT_FOUND: &str =
         "InvalidVpcCidrBlockAssociationID.NotFound";

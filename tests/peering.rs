@@ -20,6 +20,15 @@ async fn vpc_of(server: &TestServer, admin: bool, block: &str) -> String {
     text_of(&reply.body, "vpcId").unwrap()
 }
 
+/// The state of the route through `pcx` in the one table of `reply`.
+fn route_state(reply: &Reply, pcx: &str) -> String {
+    items(reply, "routeSet")
+        .into_iter()
+        .find(|route| route.get("vpcPeeringConnectionId").map(String::as_str) == Some(pcx))
+        .and_then(|route| route.get("state").cloned())
+        .unwrap_or_default()
+}
+
 fn status(reply: &Reply) -> String {
     let status = reply.body.split("<status>").nth(1).unwrap();
     text_of(status, "code").unwrap()
@@ -102,18 +111,10 @@ async fn connections_are_requested_accepted_routed_and_deleted() {
     assert_eq!(error_code(&again), "InvalidStateTransition");
     let routed = server.user("CreateRoute", &route).await;
     assert_eq!(routed.status, 200, "{}", routed.body);
-    let active = server
-        .user(
-            "DescribeRouteTables",
-            &[
-                ("Filter.1.Name", "route.state"),
-                ("Filter.1.Value.1", "active"),
-                ("Filter.2.Name", "route.destination-cidr-block"),
-                ("Filter.2.Value.1", "10.2.0.0/16"),
-            ],
-        )
+    let table = server
+        .user("DescribeRouteTables", &[("RouteTableId.1", &main)])
         .await;
-    assert!(active.body.contains(&pcx), "{}", active.body);
+    assert_eq!(route_state(&table, &pcx), "active", "{}", table.body);
     // A third party (none here) aside, the accepter deletes it: the route
     // is a blackhole.
     let deleted = server
@@ -123,16 +124,23 @@ async fn connections_are_requested_accepted_routed_and_deleted() {
         )
         .await;
     assert_eq!(deleted.status, 200, "{}", deleted.body);
-    let blackhole = server
+    let table = server
+        .user("DescribeRouteTables", &[("RouteTableId.1", &main)])
+        .await;
+    assert_eq!(route_state(&table, &pcx), "blackhole", "{}", table.body);
+    let by_connection = server
         .user(
             "DescribeRouteTables",
             &[
-                ("Filter.1.Name", "route.state"),
-                ("Filter.1.Value.1", "blackhole"),
+                ("Filter.1.Name", "route.vpc-peering-connection-id"),
+                ("Filter.1.Value.1", &pcx),
             ],
         )
         .await;
-    assert!(blackhole.body.contains(&pcx), "{}", blackhole.body);
+    assert_eq!(
+        column(&by_connection, "routeTableSet", "routeTableId"),
+        std::slice::from_ref(&main)
+    );
     let listed = server
         .user(
             "DescribeVpcPeeringConnections",
@@ -278,12 +286,13 @@ async fn deleting_a_vpc_ends_its_connections() {
         )
         .await;
     let pcx = text_of(&pcx.body, "vpcPeeringConnectionId").unwrap();
-    server
+    let accepted = server
         .user(
             "AcceptVpcPeeringConnection",
             &[("VpcPeeringConnectionId", &pcx)],
         )
         .await;
+    assert_eq!(status(&accepted), "active");
     let deleted = server.user("DeleteVpc", &[("VpcId", &b)]).await;
     assert_eq!(deleted.status, 200, "{}", deleted.body);
     let listed = server
@@ -293,5 +302,58 @@ async fn deleting_a_vpc_ends_its_connections() {
         )
         .await;
     assert_eq!(status(&listed), "deleted");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_request_tells_nothing_about_another_accounts_vpcs() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(test_config(
+        &dir.path().join("data"),
+        StorageBackend::Memory,
+    ))
+    .await;
+    let mine = vpc_of(&server, false, "10.30.0.0/16").await;
+    let theirs = vpc_of(&server, true, "10.31.0.0/16").await;
+    let overlapping = vpc_of(&server, true, "10.30.0.0/20").await;
+    let request = |peer: &str| {
+        let (server, mine, peer) = (&server, mine.clone(), peer.to_string());
+        async move {
+            server
+                .user(
+                    "CreateVpcPeeringConnection",
+                    &[
+                        ("VpcId", mine.as_str()),
+                        ("PeerVpcId", peer.as_str()),
+                        ("PeerOwnerId", ADMIN_ACCOUNT),
+                    ],
+                )
+                .await
+        }
+    };
+    // Pending: the peer's blocks are not shown to the requester.
+    let pending = request(&theirs).await;
+    assert_eq!(status(&pending), "pending-acceptance");
+    assert!(!pending.body.contains("10.31."), "{}", pending.body);
+    // Overlapping and unknown peers fail in the same words.
+    let overlap = request(&overlapping).await;
+    let unknown = request("vpc-0123456789abcdef0").await;
+    assert_eq!(status(&overlap), "failed");
+    assert_eq!(status(&unknown), "failed");
+    let message = |reply: &Reply| {
+        let status = reply.body.split("<status>").nth(1).unwrap();
+        text_of(status, "message").unwrap()
+    };
+    assert_eq!(message(&overlap), message(&unknown));
+    assert!(!overlap.body.contains("10.30.0.0/20"), "{}", overlap.body);
+    // A failed request is the requester's alone; a second live one between
+    // the same VPCs is refused.
+    let listed = server.admin("DescribeVpcPeeringConnections", &[]).await;
+    assert_eq!(
+        column(&listed, "vpcPeeringConnectionSet", "vpcPeeringConnectionId").len(),
+        1
+    );
+    let twice = request(&theirs).await;
+    assert_eq!(error_code(&twice), "VpcPeeringConnectionAlreadyExists");
     server.stop().await;
 }

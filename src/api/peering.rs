@@ -12,20 +12,26 @@ use crate::protocol::filters::matches_all;
 use crate::protocol::xml::{ReturnTrue, XmlOutput, XmlWriter};
 use crate::protocol::{Filter, Params};
 
-fn write_side(xml: &mut XmlWriter, name: &str, side: &PeeringSide, region: &str) {
+/// One side; its blocks and options when `shown` (the accepter's only once
+/// the connection is active, as in EC2).
+fn write_side(xml: &mut XmlWriter, name: &str, side: &PeeringSide, region: &str, shown: bool) {
     xml.nested(name, |xml| {
-        xml.optional("cidrBlock", side.cidr_blocks.first().map(String::as_str));
-        if !side.cidr_blocks.is_empty() {
-            xml.list("cidrBlockSet", &side.cidr_blocks, |xml, block| {
-                xml.element("cidrBlock", block)
-            });
+        if shown {
+            xml.optional("cidrBlock", side.cidr_blocks.first().map(String::as_str));
+            if !side.cidr_blocks.is_empty() {
+                xml.list("cidrBlockSet", &side.cidr_blocks, |xml, block| {
+                    xml.element("cidrBlock", block)
+                });
+            }
         }
         xml.element("ownerId", &side.account_id);
-        xml.nested("peeringOptions", |xml| {
-            xml.boolean("allowDnsResolutionFromRemoteVpc", false);
-            xml.boolean("allowEgressFromLocalClassicLinkToRemoteVpc", false);
-            xml.boolean("allowEgressFromLocalVpcToRemoteClassicLink", false);
-        });
+        if shown {
+            xml.nested("peeringOptions", |xml| {
+                xml.boolean("allowDnsResolutionFromRemoteVpc", false);
+                xml.boolean("allowEgressFromLocalClassicLinkToRemoteVpc", false);
+                xml.boolean("allowEgressFromLocalVpcToRemoteClassicLink", false);
+            });
+        }
         xml.element("vpcId", &side.vpc_id);
         xml.element("region", region);
     });
@@ -33,11 +39,13 @@ fn write_side(xml: &mut XmlWriter, name: &str, side: &PeeringSide, region: &str)
 
 /// One connection as EC2 renders it (the `VpcPeeringConnection` shape).
 fn write_connection(xml: &mut XmlWriter, connection: &PeeringConnection, region: &str) {
-    write_side(xml, "accepterVpcInfo", &connection.accepter, region);
-    if connection.status == crate::compute::peering::PeeringStatus::PendingAcceptance {
+    use crate::compute::peering::PeeringStatus;
+    let active = connection.status == PeeringStatus::Active;
+    write_side(xml, "accepterVpcInfo", &connection.accepter, region, active);
+    if connection.status == PeeringStatus::PendingAcceptance {
         xml.timestamp("expirationTime", connection.expires_at());
     }
-    write_side(xml, "requesterVpcInfo", &connection.requester, region);
+    write_side(xml, "requesterVpcInfo", &connection.requester, region, true);
     xml.nested("status", |xml| {
         xml.element("code", connection.status.code());
         xml.element("message", &connection.message);
@@ -135,7 +143,9 @@ impl AcceptVpcPeeringConnection {
             .answer_peering_connection(&context.principal.account_id, &self.id, true, self.dry_run)
             .await?;
         // The requester's tags are the requester's.
-        connection.tags.clear();
+        if connection.requester.account_id != context.principal.account_id {
+            connection.tags.clear();
+        }
         Ok(ConnectionOutput {
             connection,
             region: context.compute.region().name.clone(),
@@ -270,7 +280,15 @@ impl DescribeVpcPeeringConnections {
                             "status-code" => vec![c.status.code().to_string()],
                             "status-message" => vec![c.message.clone()],
                             "vpc-peering-connection-id" => vec![c.id.clone()],
-                            n if n.ends_with(".cidr-block") => side(n).cidr_blocks.clone(),
+                            n if n.ends_with(".cidr-block") => {
+                                let shown = n.starts_with("requester")
+                                    || c.status == crate::compute::peering::PeeringStatus::Active;
+                                if shown {
+                                    side(n).cidr_blocks.clone()
+                                } else {
+                                    Vec::new()
+                                }
+                            }
                             n if n.ends_with(".owner-id") => vec![side(n).account_id.clone()],
                             n => vec![side(n).vpc_id.clone()],
                         }

@@ -413,6 +413,7 @@ const TABLE_FILTERS: &[&str] = &[
     "route.gateway-id",
     "route.instance-id",
     "route.nat-gateway-id",
+    "route.vpc-peering-connection-id",
     "route.origin",
     "route.state",
     "vpc-id",
@@ -509,6 +510,12 @@ fn table_values(table: &RouteTable, targets: &RouteTargets, name: &str) -> Vec<S
         "route.nat-gateway-id" => routes
             .filter_map(|r| match &r.target {
                 RouteTarget::NatGateway(id) => Some(id.clone()),
+                _ => None,
+            })
+            .collect(),
+        "route.vpc-peering-connection-id" => routes
+            .filter_map(|r| match &r.target {
+                RouteTarget::Peering(id) => Some(id.clone()),
                 _ => None,
             })
             .collect(),

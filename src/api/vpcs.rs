@@ -65,18 +65,18 @@ impl CreateVpc {
                 self.dry_run,
             )
             .await?;
-        Ok(CreatedVpc(vpc))
+        Ok(CreatedVpc(vpc, false))
     }
 }
 
 /// CreateVpc's answer: the VPC, still `pending` as EC2 reports it (it is
 /// `available` from the next DescribeVpcs on).
 #[derive(Debug)]
-pub struct CreatedVpc(Vpc);
+pub struct CreatedVpc(Vpc, bool);
 
 impl XmlOutput for CreatedVpc {
     fn write_xml(&self, xml: &mut XmlWriter) {
-        xml.nested("vpc", |xml| write_vpc(xml, &self.0, false, "pending"));
+        xml.nested("vpc", |xml| write_vpc(xml, &self.0, self.1, "pending"));
     }
 }
 
@@ -246,7 +246,7 @@ impl CreateDefaultVpc {
         }
         super::dry_run_check(self.dry_run)?;
         let (vpc, _) = context.compute.default_network(account).await?;
-        Ok(CreatedVpc(vpc))
+        Ok(CreatedVpc(vpc, true))
     }
 }
 

@@ -5,7 +5,12 @@
 //! (the same account or another of this gateway's accounts, in this
 //! Region). It is `pending-acceptance` until the accepter accepts
 //! (`active`) or rejects it (`rejected`), or a week passes (`expired`);
-//! overlapping blocks or a peer VPC that does not exist make it `failed`.
+//! overlapping blocks or a peer VPC that does not exist make it `failed`,
+//! in the same words either way, and the peer's blocks are shown only once
+//! it is active, so a request tells nothing about another account's VPCs.
+//! Two VPCs have at most one live connection
+//! (`VpcPeeringConnectionAlreadyExists`), a VPC at most 25 outstanding
+//! requests.
 //! Either party may delete an active connection (`deleted`); the requester
 //! withdraws a pending one the same way. Ended connections stay listed for
 //! an hour. Routes may lead to an active connection of the table's VPC
@@ -167,6 +172,43 @@ pub(super) fn account_connections_in(
     Ok(found)
 }
 
+/// Forgets in `tx` the account's connections that ended over an hour ago
+/// (run by every change an account makes to its connections).
+fn forget_ended(tx: &mut Tx<'_>, account_id: &str, now: DateTime<Utc>) -> StoreResult<()> {
+    for old in account_connections_in(tx, account_id)?
+        .into_iter()
+        .filter(|c| c.ended_long_ago(now))
+    {
+        tx.delete(PEERINGS, old.id.as_bytes());
+        for party in [&old.requester.account_id, &old.accepter.account_id] {
+            tx.delete(PEERING_INDEX, index_key(party, &old.id));
+        }
+    }
+    Ok(())
+}
+
+/// Blocks of two sides that overlap.
+fn overlap(ours: &[String], theirs: &[String]) -> bool {
+    theirs.iter().any(|theirs| {
+        ours.iter().any(|ours| {
+            match (
+                super::cidr::Ipv4Cidr::parse(ours),
+                super::cidr::Ipv4Cidr::parse(theirs),
+            ) {
+                (Some(a), Some(b)) => a.overlaps(&b),
+                _ => false,
+            }
+        })
+    })
+}
+
+/// Most outstanding (pending) requests of one VPC (EC2's quota).
+const MAX_PENDING_PER_VPC: usize = 25;
+
+/// One message for a missing peer and for overlapping blocks, as EC2
+/// words it: a request tells nothing about another account's VPCs.
+const FAILED: &str = "Failed due to incorrect VPC-ID, Account ID, or overlapping CIDR range.";
+
 /// Ends in `tx` the connections of a VPC being deleted.
 pub(super) fn end_for_vpc(
     tx: &mut Tx<'_>,
@@ -190,6 +232,15 @@ pub(super) fn end_for_vpc(
                 tx.put(PEERINGS, listed.id.as_bytes(), &connection);
             }
         }
+    }
+    Ok(())
+}
+
+/// Rewrites a VPC unchanged in `tx`.
+fn touch_vpc(tx: &mut Tx<'_>, vpc: &Vpc) -> StoreResult<()> {
+    let created = format!("{}/{}", vpc.account_id, vpc.vpc_id).into_bytes();
+    if !tx.touch(super::vpcs::VPCS, &created)? {
+        tx.touch(super::network::VPCS, vpc.account_id.as_bytes())?;
     }
     Ok(())
 }
@@ -218,6 +269,9 @@ impl Compute {
         .await?;
         connections.retain(|c| !c.ended_long_ago(now));
         for connection in &mut connections {
+            if connection.status_at(now) != connection.status {
+                connection.message = "Expired".into();
+            }
             connection.status = connection.status_at(now);
             if connection.requester.account_id != account_id {
                 connection.tags.clear();
@@ -249,48 +303,66 @@ impl Compute {
         operation::run(&self.store, dry_run, |tx| {
             let vpc = vpc_in(tx, account_id, vpc_id)?
                 .ok_or_else(|| super::kinds::ResourceKind::Vpc.not_found(vpc_id))?;
+            // Both VPCs rewritten unchanged: a deletion of either meanwhile
+            // conflicts (and DeleteVpc ends the connections it finds).
+            touch_vpc(tx, &vpc)?;
             let requester = PeeringSide {
                 account_id: account_id.to_string(),
                 vpc_id: vpc_id.to_string(),
                 cidr_blocks: vpc.blocks().into_iter().map(|(_, b)| b).collect(),
             };
-            // The peer's VPC is looked up as EC2 does: a missing one, or
-            // one whose blocks overlap, makes the request fail (listed
-            // `failed`), without telling anything else about the peer.
+            forget_ended(tx, account_id, now)?;
+            let mine = account_connections_in(tx, account_id)?;
+            let live = |c: &PeeringConnection| {
+                matches!(
+                    c.status_at(now),
+                    PeeringStatus::PendingAcceptance | PeeringStatus::Active
+                )
+            };
+            if mine.iter().filter(|c| live(c)).any(|c| {
+                (c.requester.vpc_id == vpc_id && c.accepter.vpc_id == peer_vpc_id)
+                    || (c.requester.vpc_id == peer_vpc_id && c.accepter.vpc_id == vpc_id)
+            }) {
+                return Err(ApiError::NotFound {
+                    code: crate::error::codes::VPC_PEERING_CONNECTION_ALREADY_EXISTS,
+                    message: format!(
+                        "A peering connection between {vpc_id} and {peer_vpc_id} already exists"
+                    ),
+                });
+            }
+            let pending = mine
+                .iter()
+                .filter(|c| {
+                    c.requester.vpc_id == vpc_id
+                        && c.status_at(now) == PeeringStatus::PendingAcceptance
+                })
+                .count();
+            if pending >= MAX_PENDING_PER_VPC {
+                return Err(ApiError::LimitExceeded {
+                    code: crate::error::codes::OUTSTANDING_PEERING_LIMIT_EXCEEDED,
+                    message: format!(
+                        "{vpc_id} has {MAX_PENDING_PER_VPC} outstanding peering requests"
+                    ),
+                });
+            }
+            // A missing peer VPC or overlapping blocks make the request
+            // fail, in the same words either way.
             let peer = vpc_in(tx, peer_account_id, peer_vpc_id)?;
-            let (status, message, accepter_blocks) = match &peer {
-                None => (
-                    PeeringStatus::Failed,
-                    format!("Failed due to incorrect VPC-ID, Account ID, or Region: {peer_vpc_id}"),
-                    Vec::new(),
-                ),
-                Some(peer) => {
-                    let blocks: Vec<String> = peer.blocks().into_iter().map(|(_, b)| b).collect();
-                    let overlap = blocks.iter().any(|theirs| {
-                        requester.cidr_blocks.iter().any(|ours| {
-                            match (
-                                super::cidr::Ipv4Cidr::parse(ours),
-                                super::cidr::Ipv4Cidr::parse(theirs),
-                            ) {
-                                (Some(a), Some(b)) => a.overlaps(&b),
-                                _ => false,
-                            }
-                        })
-                    });
-                    if overlap {
-                        (
-                            PeeringStatus::Failed,
-                            format!("Overlapping CIDR range between {vpc_id} and {peer_vpc_id}"),
-                            blocks,
-                        )
-                    } else {
-                        (
-                            PeeringStatus::PendingAcceptance,
-                            format!("Pending Acceptance by {peer_account_id}"),
-                            blocks,
-                        )
-                    }
-                }
+            let accepter_blocks: Vec<String> = peer
+                .as_ref()
+                .map(|p| p.blocks().into_iter().map(|(_, b)| b).collect())
+                .unwrap_or_default();
+            let fails = peer.is_none() || overlap(&requester.cidr_blocks, &accepter_blocks);
+            if let Some(peer) = &peer {
+                touch_vpc(tx, peer)?;
+            }
+            let (status, message) = if fails {
+                (PeeringStatus::Failed, FAILED.to_string())
+            } else {
+                (
+                    PeeringStatus::PendingAcceptance,
+                    format!("Pending Acceptance by {peer_account_id}"),
+                )
             };
             let connection = PeeringConnection {
                 id: id.clone(),
@@ -306,21 +378,11 @@ impl Compute {
                 changed_at: now,
                 tags: tags.clone(),
             };
-            // Connections of this account that ended over an hour ago are
-            // forgotten now.
-            for old in account_connections_in(tx, account_id)?
-                .into_iter()
-                .filter(|c| c.ended_long_ago(now))
-            {
-                tx.delete(PEERINGS, old.id.as_bytes());
-                for party in [&old.requester.account_id, &old.accepter.account_id] {
-                    tx.delete(PEERING_INDEX, index_key(party, &old.id));
-                }
-            }
             tx.put(PEERINGS, id.as_bytes(), &connection);
             tx.put(PEERING_INDEX, index_key(account_id, &id), &id);
-            // The accepter sees a request only if it can act on it.
-            if peer.is_some() {
+            // The accepter sees a request it can act on; a failed one is
+            // the requester's alone.
+            if !fails && peer_account_id != account_id {
                 tx.put(PEERING_INDEX, index_key(peer_account_id, &id), &id);
             }
             Ok(connection)
@@ -348,6 +410,26 @@ impl Compute {
             }
             if connection.status_at(now) != PeeringStatus::PendingAcceptance {
                 return Err(invalid_transition(id, connection.status_at(now), "answered"));
+            }
+            forget_ended(tx, account_id, now)?;
+            if accept {
+                // Both VPCs as they are now: still there (rewritten, so a
+                // deletion meanwhile conflicts) and still apart.
+                let mut blocks = Vec::new();
+                for side in [&connection.requester, &connection.accepter] {
+                    let vpc = vpc_in(tx, &side.account_id, &side.vpc_id)?
+                        .ok_or_else(|| super::kinds::ResourceKind::Vpc.not_found(&side.vpc_id))?;
+                    touch_vpc(tx, &vpc)?;
+                    blocks.push(vpc.blocks().into_iter().map(|(_, b)| b).collect::<Vec<_>>());
+                }
+                if overlap(&blocks[0], &blocks[1]) {
+                    return Err(ApiError::invalid_value(format!(
+                        "The blocks of {} and {} now overlap",
+                        connection.requester.vpc_id, connection.accepter.vpc_id
+                    )));
+                }
+                connection.requester.cidr_blocks = blocks[0].clone();
+                connection.accepter.cidr_blocks = blocks[1].clone();
             }
             connection.status = if accept {
                 PeeringStatus::Active
@@ -385,6 +467,7 @@ impl Compute {
             if !allowed {
                 return Err(invalid_transition(id, connection.status_at(now), "deleted"));
             }
+            forget_ended(tx, account_id, now)?;
             connection.status = PeeringStatus::Deleted;
             connection.message = format!("Deleted by {account_id}");
             connection.changed_at = now;

@@ -321,13 +321,6 @@ impl Compute {
         }
         let found = self.account_vpc(account_id, vpc_id).await?;
         let mut table = RouteTable::new(account_id, vpc_id, &found.vpc.cidr_block, false);
-        // A local route for each of the VPC's blocks.
-        for (_, block) in found.vpc.blocks().into_iter().skip(1) {
-            table.routes.push(Route {
-                destination: block,
-                target: RouteTarget::Local,
-            });
-        }
         table.tags = tags;
         table.client_token = client_token.map(|t| t.token.clone());
         operation::run(&self.store, dry_run, |tx| {
@@ -343,9 +336,20 @@ impl Compute {
                 super::idempotency::remember(tx, account_id, CREATE_ROUTE_TABLE, token, &table.id);
             }
             let (tree, vpc_key) = super::vpcs::vpc_key(account_id, vpc_id, found.is_default);
-            if tx.get_raw(tree, &vpc_key)?.is_none() {
-                return Err(super::kinds::ResourceKind::Vpc.not_found(vpc_id));
-            }
+            let vpc = tx
+                .get::<super::network::Vpc>(tree, &vpc_key)?
+                .ok_or_else(|| super::kinds::ResourceKind::Vpc.not_found(vpc_id))?;
+            // A local route for each of the VPC's blocks as they are now (a
+            // block associated meanwhile makes this run again).
+            let mut table = table.clone();
+            table.routes = vpc
+                .blocks()
+                .into_iter()
+                .map(|(_, block)| Route {
+                    destination: block,
+                    target: RouteTarget::Local,
+                })
+                .collect();
             let mut usage = table_usage(tx, account_id)?;
             let in_vpc = account_tables_in(tx, account_id)?
                 .into_iter()
