@@ -174,3 +174,74 @@ async fn snapshots_are_shared_restored_copied_and_unshared() {
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn encrypted_volumes_and_their_snapshots_say_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(test_config(
+        &dir.path().join("data"),
+        StorageBackend::Memory,
+    ))
+    .await;
+    let volume = server
+        .user(
+            "CreateVolume",
+            &[
+                ("AvailabilityZone", "us-east-1a"),
+                ("Size", "2"),
+                ("Encrypted", "true"),
+            ],
+        )
+        .await;
+    assert_eq!(volume.status, 200, "{}", volume.body);
+    assert_eq!(text_of(&volume.body, "encrypted").unwrap(), "true");
+    assert!(text_of(&volume.body, "kmsKeyId")
+        .unwrap()
+        .ends_with(":alias/aws/ebs"));
+    let volume = text_of(&volume.body, "volumeId").unwrap();
+    let plain = server
+        .user(
+            "CreateVolume",
+            &[("AvailabilityZone", "us-east-1a"), ("Size", "2")],
+        )
+        .await;
+    assert_eq!(text_of(&plain.body, "encrypted").unwrap(), "false");
+    let encrypted = server
+        .user(
+            "DescribeVolumes",
+            &[("Filter.1.Name", "encrypted"), ("Filter.1.Value.1", "true")],
+        )
+        .await;
+    assert_eq!(
+        column(&encrypted, "volumeSet", "volumeId"),
+        std::slice::from_ref(&volume)
+    );
+    // Its snapshot is encrypted, and so is a volume restored from it.
+    let snapshot = server
+        .user("CreateSnapshot", &[("VolumeId", &volume)])
+        .await;
+    assert_eq!(text_of(&snapshot.body, "encrypted").unwrap(), "true");
+    let snapshot = text_of(&snapshot.body, "snapshotId").unwrap();
+    let restored = server
+        .user(
+            "CreateVolume",
+            &[
+                ("AvailabilityZone", "us-east-1b"),
+                ("SnapshotId", &snapshot),
+            ],
+        )
+        .await;
+    assert_eq!(text_of(&restored.body, "encrypted").unwrap(), "true");
+    let key_alone = server
+        .user(
+            "CreateVolume",
+            &[
+                ("AvailabilityZone", "us-east-1a"),
+                ("Size", "2"),
+                ("KmsKeyId", "alias/mine"),
+            ],
+        )
+        .await;
+    assert_eq!(error_code(&key_alone), "InvalidParameterCombination");
+    server.stop().await;
+}

@@ -15,7 +15,7 @@ use super::volumes::volume_id;
 use super::{dry_run_check, Context};
 use crate::clock::format_timestamp;
 use crate::compute::image_sharing::{Grantee, PermissionChange};
-use crate::compute::snapshots::Snapshot;
+use crate::compute::snapshots::{Snapshot, SnapshotSource};
 use crate::error::{ApiError, ApiResult};
 use crate::protocol::filters::matches_all;
 use crate::protocol::xml::{ReturnTrue, XmlOutput, XmlWriter};
@@ -31,7 +31,7 @@ fn write_snapshot(xml: &mut XmlWriter, snapshot: &Snapshot, now: DateTime<Utc>) 
     xml.element("ownerId", &snapshot.account_id);
     xml.number("volumeSize", snapshot.volume_size);
     xml.optional("description", snapshot.description.as_deref());
-    xml.boolean("encrypted", false);
+    xml.boolean("encrypted", snapshot.encrypted);
     write_tags(xml, &snapshot.tags);
 }
 
@@ -60,8 +60,11 @@ impl CreateSnapshot {
             .compute
             .create_snapshot(
                 account,
-                &volume.id,
-                volume.size_gib,
+                SnapshotSource {
+                    volume_id: volume.id.clone(),
+                    size_gib: volume.size_gib,
+                    encrypted: volume.encrypted,
+                },
                 self.description,
                 self.tags,
                 self.dry_run,
@@ -93,6 +96,7 @@ pub struct CopySnapshot {
     pub source_snapshot_id: String,
     pub description: Option<String>,
     pub tags: Vec<crate::compute::instances::Tag>,
+    pub encrypted: bool,
     pub dry_run: bool,
 }
 
@@ -105,6 +109,7 @@ impl CopySnapshot {
             source_snapshot_id,
             description: params.optional_text("Description", 255)?,
             tags: tag_specifications(params, "snapshot")?,
+            encrypted: params.boolean("Encrypted")?.unwrap_or(false),
             dry_run: params.dry_run()?,
         })
     }
@@ -128,8 +133,12 @@ impl CopySnapshot {
         let copy = compute
             .create_snapshot(
                 account,
-                &source.volume_id,
-                source.volume_size,
+                SnapshotSource {
+                    volume_id: source.volume_id.clone(),
+                    size_gib: source.volume_size,
+                    // An encrypted copy when asked for, or of an encrypted one.
+                    encrypted: source.encrypted || self.encrypted,
+                },
                 description,
                 self.tags,
                 self.dry_run,
@@ -268,7 +277,7 @@ impl DescribeSnapshots {
                         "status" => vec![s.state(now).to_string()],
                         "volume-id" => vec![s.volume_id.clone()],
                         "volume-size" => vec![s.volume_size.to_string()],
-                        _ => vec!["false".into()],
+                        _ => vec![s.encrypted.to_string()],
                     })
                 })
             });

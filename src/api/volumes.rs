@@ -64,9 +64,12 @@ impl CreateVolume {
             }
             _ => {}
         }
-        if params.boolean("Encrypted")?.unwrap_or(false) {
-            return Err(ApiError::UnsupportedOperation(
-                "Encrypted volumes are not supported by this gateway".into(),
+        // Accepted and reported: no volume data is stored to encrypt.
+        let encrypted = params.boolean("Encrypted")?.unwrap_or(false);
+        let kms_key_id = params.optional("KmsKeyId");
+        if kms_key_id.is_some() && !encrypted {
+            return Err(ApiError::InvalidParameterCombination(
+                "KmsKeyId needs Encrypted set to true".into(),
             ));
         }
         let snapshot_id = params.optional("SnapshotId");
@@ -91,6 +94,8 @@ impl CreateVolume {
                 tags: tag_specifications(params, "volume")?,
                 client_token: params.optional("ClientToken"),
                 fingerprint,
+                encrypted,
+                kms_key_id,
             },
             dry_run: params.dry_run()?,
         })
@@ -141,7 +146,8 @@ fn write_volume(xml: &mut XmlWriter, volume: &Volume, now: DateTime<Utc>) {
     if volume.volume_type == "gp3" {
         xml.number("throughput", volume.throughput.unwrap_or(125));
     }
-    xml.boolean("encrypted", false);
+    xml.boolean("encrypted", volume.encrypted);
+    xml.optional("kmsKeyId", volume.kms_key_id.as_deref());
     xml.boolean("multiAttachEnabled", false);
     write_tags(xml, &volume.tags);
 }
@@ -202,7 +208,7 @@ fn volume_filter_values(volume: &Volume, name: &str, now: DateTime<Utc>) -> Vec<
             .collect(),
         "availability-zone" => vec![volume.availability_zone.clone()],
         "create-time" => vec![format_timestamp(volume.created_at)],
-        "encrypted" => vec!["false".into()],
+        "encrypted" => vec![volume.encrypted.to_string()],
         "size" => vec![volume.size_gib.to_string()],
         "snapshot-id" => volume.snapshot_id.iter().cloned().collect(),
         "status" => vec![volume.state(now).to_string()],

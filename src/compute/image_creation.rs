@@ -111,8 +111,7 @@ impl Compute {
     fn new_snapshot(
         &self,
         account_id: &str,
-        volume_id: &str,
-        volume_size: u32,
+        source: super::snapshots::SnapshotSource,
         description: String,
         tags: &[Tag],
         now: DateTime<Utc>,
@@ -120,14 +119,15 @@ impl Compute {
         Snapshot {
             id: super::ids::new_id("snap"),
             account_id: account_id.to_string(),
-            volume_id: volume_id.to_string(),
-            volume_size,
+            volume_id: source.volume_id,
+            volume_size: source.size_gib,
             description: Some(description),
             started_at: now,
             completed_at: now + self.snapshot_delay,
             tags: tags.to_vec(),
             create_volume_permissions: Vec::new(),
             public: false,
+            encrypted: source.encrypted,
         }
     }
 
@@ -203,8 +203,11 @@ impl Compute {
                 let attachment = volume.attachment.as_ref().expect("filtered on attachment");
                 let snapshot = self.new_snapshot(
                     account_id,
-                    &volume.id,
-                    volume.size_gib,
+                    super::snapshots::SnapshotSource {
+                        volume_id: volume.id.clone(),
+                        size_gib: volume.size_gib,
+                        encrypted: volume.encrypted,
+                    },
                     format!("Created by CreateImage({instance_id}) for {image_id}"),
                     &naming.snapshot_tags,
                     now,
@@ -333,8 +336,11 @@ impl Compute {
                 };
                 let copy = self.new_snapshot(
                     account_id,
-                    &volume_id,
-                    original.volume_size,
+                    super::snapshots::SnapshotSource {
+                        volume_id,
+                        size_gib: original.volume_size,
+                        encrypted: original.encrypted,
+                    },
                     format!("Copied for {image_id} from {snapshot_id} of {source_id}"),
                     &naming.snapshot_tags,
                     now,

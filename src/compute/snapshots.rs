@@ -46,6 +46,17 @@ pub struct Snapshot {
     /// Shared with everyone.
     #[serde(default)]
     pub public: bool,
+    /// Of an encrypted volume (or an encrypted copy).
+    #[serde(default)]
+    pub encrypted: bool,
+}
+
+/// What a snapshot is taken of.
+#[derive(Debug, Clone)]
+pub struct SnapshotSource {
+    pub volume_id: String,
+    pub size_gib: u32,
+    pub encrypted: bool,
 }
 
 impl crate::store::Record for Snapshot {}
@@ -114,8 +125,7 @@ impl Compute {
     pub async fn create_snapshot(
         &self,
         account_id: &str,
-        volume_id: &str,
-        volume_size: u32,
+        source: SnapshotSource,
         description: Option<String>,
         tags: Vec<Tag>,
         dry_run: bool,
@@ -135,14 +145,15 @@ impl Compute {
             let snapshot = Snapshot {
                 id: super::ids::new_id("snap"),
                 account_id: account_id.to_string(),
-                volume_id: volume_id.to_string(),
-                volume_size,
+                volume_id: source.volume_id.clone(),
+                volume_size: source.size_gib,
                 description: description.clone(),
                 started_at: now,
                 completed_at: now + self.snapshot_delay,
                 tags: tags.clone(),
                 create_volume_permissions: Vec::new(),
                 public: false,
+                encrypted: source.encrypted,
             };
             tx.put(SNAPSHOTS, key(account_id, &snapshot.id), &snapshot);
             usage.count += 1;
@@ -233,6 +244,7 @@ mod tests {
             tags: Vec::new(),
             create_volume_permissions: Vec::new(),
             public: false,
+            encrypted: false,
         };
         assert_eq!(
             (snapshot.state(start), snapshot.progress(start).as_str()),

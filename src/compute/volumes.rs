@@ -55,6 +55,12 @@ pub struct Volume {
     pub client_token: Option<String>,
     /// Digest of the creation parameters (for ClientToken retries).
     pub fingerprint: String,
+    /// Encrypted (asked for, or made from an encrypted snapshot), with the
+    /// key it names.
+    #[serde(default)]
+    pub encrypted: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kms_key_id: Option<String>,
 }
 
 impl crate::store::Record for Volume {}
@@ -93,6 +99,14 @@ pub struct NewVolume {
     pub tags: Vec<Tag>,
     pub client_token: Option<String>,
     pub fingerprint: String,
+    pub encrypted: bool,
+    /// The key named (`None`: the account's default EBS key).
+    pub kms_key_id: Option<String>,
+}
+
+/// The account's default EBS key, as EC2 names it.
+pub fn default_ebs_key(region: &str, account_id: &str) -> String {
+    format!("arn:aws:kms:{region}:{account_id}:alias/aws/ebs")
 }
 
 /// Volume sizes EC2 allows per type (GiB).
@@ -271,6 +285,14 @@ impl Compute {
                 request.volume_type
             )));
         }
+        // A volume of an encrypted snapshot is encrypted, as in EC2.
+        let encrypted = request.encrypted || snapshot.as_ref().is_some_and(|s| s.encrypted);
+        let kms_key_id = encrypted.then(|| {
+            request
+                .kms_key_id
+                .clone()
+                .unwrap_or_else(|| default_ebs_key(&self.region.name, account_id))
+        });
         let now = self.clock.now();
         let storage_limit = self.volume_storage_limit().await?;
         super::operation::run(&self.store, dry_run, |tx| {
@@ -312,6 +334,8 @@ impl Compute {
                 tags: request.tags.clone(),
                 client_token: request.client_token.clone(),
                 fingerprint: request.fingerprint.clone(),
+                encrypted,
+                kms_key_id: kms_key_id.clone(),
             };
             tx.put(VOLUMES, key(account_id, &volume.id), &volume);
             tx.put(VOLUME_POOLS, zone.as_bytes(), &(pool + u64::from(size)));
