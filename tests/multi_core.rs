@@ -272,6 +272,8 @@ async fn apply(core: &Compute, clock: &OffsetClock, account: usize, op: Op, know
                 tags: Vec::new(),
                 client_token: None,
                 fingerprint: String::new(),
+                encrypted: false,
+                kms_key_id: None,
             };
             if let Ok(volume) = core.create_volume(account_id, request, false).await {
                 known.lock().unwrap().volumes.push((account, volume.id));
