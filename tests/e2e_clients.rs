@@ -512,6 +512,30 @@ fn aws_cli_instances() {
     assert!(gateway.terminate().success());
 }
 
+/// Runs a client script (`program script`) against `endpoint` as the test
+/// user, prints what it printed, and requires it to succeed and to end with
+/// "all checks passed".
+fn client_script(program: &str, script: &str, endpoint: &str) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(script);
+    let output = Command::new(program)
+        .arg(path)
+        .env("EC2_GATEWAY_ENDPOINT", endpoint)
+        .env("AWS_ACCESS_KEY_ID", USER_KEY)
+        .env("AWS_SECRET_ACCESS_KEY", USER_SECRET)
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    println!("{stdout}");
+    assert!(
+        output.status.success(),
+        "{script} failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("all checks passed"), "{stdout}");
+}
+
 fn python_script(interpreter: &str, script: &str, endpoint: &str) {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/e2e")
@@ -574,24 +598,11 @@ fn aws_cli_getting_started_guide() {
         return;
     }
     let gateway = Gateway::with_test_config();
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/aws_getting_started.sh");
-    let output = Command::new("bash")
-        .arg(script)
-        .env("EC2_GATEWAY_ENDPOINT", &gateway.endpoint)
-        .env("AWS_ACCESS_KEY_ID", USER_KEY)
-        .env("AWS_SECRET_ACCESS_KEY", USER_SECRET)
-        .env("AWS_CONFIG_FILE", "/dev/null")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    println!("{stdout}");
-    assert!(
-        output.status.success(),
-        "getting-started script failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
+    client_script(
+        "bash",
+        "tests/e2e/aws_getting_started.sh",
+        &gateway.endpoint,
     );
-    assert!(stdout.contains("all checks passed"));
 }
 
 #[test]
@@ -600,24 +611,7 @@ fn aws_cli_builds_and_tears_down_a_vpc_network() {
         return;
     }
     let gateway = Gateway::with_test_config();
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/aws_vpc_network.sh");
-    let output = Command::new("bash")
-        .arg(script)
-        .env("EC2_GATEWAY_ENDPOINT", &gateway.endpoint)
-        .env("AWS_ACCESS_KEY_ID", USER_KEY)
-        .env("AWS_SECRET_ACCESS_KEY", USER_SECRET)
-        .env("AWS_CONFIG_FILE", "/dev/null")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    println!("{stdout}");
-    assert!(
-        output.status.success(),
-        "VPC network script failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(stdout.contains("all checks passed"));
+    client_script("bash", "tests/e2e/aws_vpc_network.sh", &gateway.endpoint);
 }
 
 #[test]
@@ -643,24 +637,7 @@ fn javascript_sdk_builds_a_vpc_and_launches_from_a_template() {
         return;
     }
     let gateway = Gateway::with_test_config();
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/js/vpc_network.mjs");
-    let output = Command::new("node")
-        .arg(script)
-        .env("EC2_GATEWAY_ENDPOINT", &gateway.endpoint)
-        .env("AWS_ACCESS_KEY_ID", USER_KEY)
-        .env("AWS_SECRET_ACCESS_KEY", USER_SECRET)
-        .env("AWS_CONFIG_FILE", "/dev/null")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    println!("{stdout}");
-    assert!(
-        output.status.success(),
-        "JavaScript SDK script failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(stdout.contains("all checks passed"));
+    client_script("node", "tests/e2e/js/vpc_network.mjs", &gateway.endpoint);
 }
 
 #[test]

@@ -13,12 +13,13 @@
 //! accounts or everyone (`compute::image_sharing`) or changes its
 //! description.
 
+use super::permissions::permission_change;
 use super::tags::{check_filter_names, tag_filter_values, tag_specifications, write_tags};
 use super::{dry_run_check, Context};
 use crate::compute::catalog::{SYSTEM_ACCOUNT_ID, SYSTEM_OWNER_ALIAS};
 use crate::compute::idempotency::ClientToken;
 use crate::compute::image_creation::ImageNaming;
-use crate::compute::image_sharing::{Grantee, PermissionChange};
+use crate::compute::image_sharing::PermissionChange;
 use crate::compute::images::{BlockDevice, Image, NewImage, DEFAULT_ROOT_DEVICE};
 use crate::error::{ApiError, ApiResult};
 use crate::protocol::filters::matches_all;
@@ -519,53 +520,6 @@ pub enum ImageChange {
     Description(String),
 }
 
-/// `LaunchPermission.Add.N`/`.Remove.N` (`UserId` or `Group`), or the
-/// older `OperationType` with `UserId.N` and `UserGroup.N`.
-fn permission_change(params: &Params) -> ApiResult<PermissionChange> {
-    let grantee = |user: Option<&str>, group: Option<&str>| -> ApiResult<Grantee> {
-        match (user, group) {
-            (Some(id), None) => Ok(Grantee::Account(id.to_string())),
-            (None, Some("all")) => Ok(Grantee::All),
-            (None, Some(other)) => Err(ApiError::invalid_value(format!(
-                "Value ({other}) for parameter group is invalid. Expecting all."
-            ))),
-            _ => Err(ApiError::InvalidParameterCombination(
-                "A launch permission names a UserId or a Group".into(),
-            )),
-        }
-    };
-    let mut change = PermissionChange::default();
-    for (list, into) in [
-        ("LaunchPermission.Add", &mut change.add),
-        ("LaunchPermission.Remove", &mut change.remove),
-    ] {
-        for permission in params.structures(list)? {
-            into.push(grantee(permission.get("UserId"), permission.get("Group"))?);
-        }
-    }
-    if let Some(operation) = params.optional("OperationType") {
-        let users = params.list("UserId")?;
-        let groups = params.list("UserGroup")?;
-        let mut named: Vec<Grantee> = users.into_iter().map(Grantee::Account).collect();
-        for group in groups {
-            named.push(grantee(None, Some(&group))?);
-        }
-        match operation.as_str() {
-            "add" => change.add.extend(named),
-            "remove" => change.remove.extend(named),
-            other => {
-                return Err(ApiError::invalid_value(format!(
-                "Value ({other}) for parameter operationType is invalid. Expecting add or remove."
-            )))
-            }
-        }
-    }
-    if change.add.is_empty() && change.remove.is_empty() {
-        return Err(ApiError::MissingParameter("LaunchPermission".into()));
-    }
-    Ok(change)
-}
-
 impl ModifyImageAttribute {
     pub fn from_params(params: &Params) -> ApiResult<Self> {
         let image_id = params.required("ImageId")?;
@@ -583,7 +537,7 @@ impl ModifyImageAttribute {
         let change = match (attribute.as_deref(), description) {
             (None | Some("description"), Some(text)) => ImageChange::Description(text),
             (None | Some("launchPermission"), None) => {
-                ImageChange::LaunchPermission(permission_change(params)?)
+                ImageChange::LaunchPermission(permission_change(params, "LaunchPermission")?)
             }
             (Some(other), _) => {
                 return Err(ApiError::UnsupportedOperation(format!(

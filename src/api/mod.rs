@@ -24,6 +24,7 @@ pub mod network;
 pub mod network_acls;
 pub mod pagination;
 pub mod peering;
+pub mod permissions;
 pub mod regions;
 pub mod route_tables;
 pub mod security_groups;

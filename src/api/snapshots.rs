@@ -10,11 +10,12 @@
 //! public, `Owner.N` and `RestorableBy.N` meaning what they mean in EC2.
 
 use super::pagination::{check_max_results, Paging};
+use super::permissions::permission_change;
 use super::tags::{check_filter_names, tag_filter_values, tag_specifications, write_tags};
 use super::volumes::volume_id;
 use super::{dry_run_check, Context};
 use crate::clock::format_timestamp;
-use crate::compute::image_sharing::{Grantee, PermissionChange};
+use crate::compute::image_sharing::PermissionChange;
 use crate::compute::snapshots::{Snapshot, SnapshotSource};
 use crate::error::{ApiError, ApiResult};
 use crate::protocol::filters::matches_all;
@@ -342,57 +343,6 @@ pub struct ModifySnapshotAttribute {
     pub dry_run: bool,
 }
 
-/// `CreateVolumePermission.Add.N`/`.Remove.N` (`UserId` or `Group`), or
-/// `OperationType` with `UserId.N` and `UserGroup.N`.
-fn volume_permission_change(params: &Params) -> ApiResult<PermissionChange> {
-    let grantee = |user: Option<&str>, group: Option<&str>| -> ApiResult<Grantee> {
-        match (user, group) {
-            (Some(id), None) => Ok(Grantee::Account(id.to_string())),
-            (None, Some("all")) => Ok(Grantee::All),
-            (None, Some(other)) => Err(ApiError::invalid_value(format!(
-                "Value ({other}) for parameter group is invalid. Expecting all."
-            ))),
-            _ => Err(ApiError::InvalidParameterCombination(
-                "A create volume permission names a UserId or a Group".into(),
-            )),
-        }
-    };
-    let mut change = PermissionChange::default();
-    for permission in params.structures("CreateVolumePermission.Add")? {
-        change
-            .add
-            .push(grantee(permission.get("UserId"), permission.get("Group"))?);
-    }
-    for permission in params.structures("CreateVolumePermission.Remove")? {
-        change
-            .remove
-            .push(grantee(permission.get("UserId"), permission.get("Group"))?);
-    }
-    if let Some(operation) = params.optional("OperationType") {
-        let mut named: Vec<Grantee> = params
-            .list("UserId")?
-            .into_iter()
-            .map(Grantee::Account)
-            .collect();
-        for group in params.list("UserGroup")? {
-            named.push(grantee(None, Some(&group))?);
-        }
-        match operation.as_str() {
-            "add" => change.add.extend(named),
-            "remove" => change.remove.extend(named),
-            other => {
-                return Err(ApiError::invalid_value(format!(
-                "Value ({other}) for parameter operationType is invalid. Expecting add or remove."
-            )))
-            }
-        }
-    }
-    if change.add.is_empty() && change.remove.is_empty() {
-        return Err(ApiError::MissingParameter("CreateVolumePermission".into()));
-    }
-    Ok(change)
-}
-
 /// `Attribute`, where given, must be `createVolumePermission`.
 fn volume_permission_attribute(params: &Params, required: bool) -> ApiResult<()> {
     match params.optional("Attribute") {
@@ -413,7 +363,7 @@ impl ModifySnapshotAttribute {
         volume_permission_attribute(params, false)?;
         Ok(Self {
             snapshot_id: params.required("SnapshotId")?,
-            change: volume_permission_change(params)?,
+            change: permission_change(params, "CreateVolumePermission")?,
             dry_run: params.dry_run()?,
         })
     }
