@@ -1,13 +1,12 @@
 //! CreateDhcpOptions, DeleteDhcpOptions, AssociateDhcpOptions and
 //! DescribeDhcpOptions.
 
-use super::pagination::{check_max_results, Paging};
+use super::pagination::{check_max_results, Selection};
 use super::tags::{check_filter_names, tag_filter_values, tag_specifications};
-use super::{dry_run_check, Context};
+use super::Context;
 use crate::compute::dhcp_options::DhcpOptions;
 use crate::compute::kinds::ResourceKind;
 use crate::error::{ApiError, ApiResult};
-use crate::protocol::filters::matches_all;
 use crate::protocol::xml::{ReturnTrue, XmlOutput, XmlWriter};
 use crate::protocol::{Filter, Params};
 
@@ -170,42 +169,32 @@ impl DescribeDhcpOptions {
             .compute
             .dhcp_options(&context.principal.account_id)
             .await?;
-        if let Some(missing) = self
-            .ids
-            .iter()
-            .find(|id| !sets.iter().any(|s| &s.id == *id))
-        {
-            return Err(ResourceKind::DhcpOptions.not_found(missing));
+        let (sets, next_token) = Selection {
+            action: "DescribeDhcpOptions",
+            kind: ResourceKind::DhcpOptions,
+            ids: &self.ids,
+            filters: &self.filters,
+            max_results: self.max_results,
+            next_token: self.next_token.as_deref(),
+            dry_run: self.dry_run,
         }
-        dry_run_check(self.dry_run)?;
-        let paging = Paging::start(
+        .page(
             context,
-            "DescribeDhcpOptions",
-            &self.filters,
-            &self.ids,
-            self.max_results,
-            self.next_token.as_deref(),
-        )?;
-        let after = paging.after.clone();
-        let matching = sets
-            .into_iter()
-            .filter(|s| self.ids.is_empty() || self.ids.contains(&s.id))
-            .filter(|s| after.as_ref().is_none_or(|after| &s.id > after))
-            .filter(|s| {
-                matches_all(&self.filters, |name| {
-                    tag_filter_values(&s.tags, name).unwrap_or_else(|| match name {
-                        "dhcp-options-id" => vec![s.id.clone()],
-                        "key" => s.configurations.iter().map(|(k, _)| k.clone()).collect(),
-                        "value" => s
-                            .configurations
-                            .iter()
-                            .flat_map(|(_, values)| values.iter().cloned())
-                            .collect(),
-                        _ => vec![s.account_id.clone()],
-                    })
+            sets,
+            |s| &s.id,
+            |s, name| {
+                tag_filter_values(&s.tags, name).unwrap_or_else(|| match name {
+                    "dhcp-options-id" => vec![s.id.clone()],
+                    "key" => s.configurations.iter().map(|(k, _)| k.clone()).collect(),
+                    "value" => s
+                        .configurations
+                        .iter()
+                        .flat_map(|(_, values)| values.iter().cloned())
+                        .collect(),
+                    _ => vec![s.account_id.clone()],
                 })
-            });
-        let (sets, next_token) = paging.cut(matching, |s| s.id.clone());
+            },
+        )?;
         Ok(DhcpOptionsList { sets, next_token })
     }
 }

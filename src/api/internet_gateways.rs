@@ -1,13 +1,12 @@
 //! CreateInternetGateway, AttachInternetGateway, DetachInternetGateway,
 //! DeleteInternetGateway and DescribeInternetGateways.
 
-use super::pagination::{check_max_results, Paging};
+use super::pagination::{check_max_results, Selection};
 use super::tags::{check_filter_names, tag_filter_values, tag_specifications};
-use super::{dry_run_check, Context};
+use super::Context;
 use crate::compute::internet_gateways::InternetGateway;
 use crate::compute::kinds::ResourceKind;
 use crate::error::ApiResult;
-use crate::protocol::filters::matches_all;
 use crate::protocol::xml::{ReturnTrue, XmlOutput, XmlWriter};
 use crate::protocol::{Filter, Params};
 
@@ -185,38 +184,28 @@ impl DescribeInternetGateways {
             .compute
             .internet_gateways(&context.principal.account_id)
             .await?;
-        if let Some(missing) = self
-            .gateway_ids
-            .iter()
-            .find(|id| !gateways.iter().any(|g| &g.id == *id))
-        {
-            return Err(ResourceKind::InternetGateway.not_found(missing));
+        let (gateways, next_token) = Selection {
+            action: "DescribeInternetGateways",
+            kind: ResourceKind::InternetGateway,
+            ids: &self.gateway_ids,
+            filters: &self.filters,
+            max_results: self.max_results,
+            next_token: self.next_token.as_deref(),
+            dry_run: self.dry_run,
         }
-        dry_run_check(self.dry_run)?;
-        let paging = Paging::start(
+        .page(
             context,
-            "DescribeInternetGateways",
-            &self.filters,
-            &self.gateway_ids,
-            self.max_results,
-            self.next_token.as_deref(),
-        )?;
-        let after = paging.after.clone();
-        let matching = gateways
-            .into_iter()
-            .filter(|g| self.gateway_ids.is_empty() || self.gateway_ids.contains(&g.id))
-            .filter(|g| after.as_ref().is_none_or(|after| &g.id > after))
-            .filter(|g| {
-                matches_all(&self.filters, |name| {
-                    tag_filter_values(&g.tags, name).unwrap_or_else(|| match name {
-                        "attachment.state" => g.vpc_id.iter().map(|_| "available".into()).collect(),
-                        "attachment.vpc-id" => g.vpc_id.iter().cloned().collect(),
-                        "internet-gateway-id" => vec![g.id.clone()],
-                        _ => vec![g.account_id.clone()],
-                    })
+            gateways,
+            |g| &g.id,
+            |g, name| {
+                tag_filter_values(&g.tags, name).unwrap_or_else(|| match name {
+                    "attachment.state" => g.vpc_id.iter().map(|_| "available".into()).collect(),
+                    "attachment.vpc-id" => g.vpc_id.iter().cloned().collect(),
+                    "internet-gateway-id" => vec![g.id.clone()],
+                    _ => vec![g.account_id.clone()],
                 })
-            });
-        let (gateways, next_token) = paging.cut(matching, |g| g.id.clone());
+            },
+        )?;
         Ok(InternetGatewayList {
             gateways,
             next_token,

@@ -1,13 +1,12 @@
 //! CreateNatGateway, DeleteNatGateway and DescribeNatGateways.
 
-use super::pagination::{check_max_results, Paging};
+use super::pagination::{check_max_results, Selection};
 use super::tags::{check_filter_names, tag_filter_values, tag_specifications};
-use super::{dry_run_check, Context};
+use super::Context;
 use crate::compute::idempotency::ClientToken;
 use crate::compute::kinds::ResourceKind;
 use crate::compute::nat_gateways::{NatGatewayState, NatGatewayView, NewNatGateway};
 use crate::error::{ApiError, ApiResult};
-use crate::protocol::filters::matches_all;
 use crate::protocol::xml::{XmlOutput, XmlWriter};
 use crate::protocol::{Filter, Params};
 
@@ -200,38 +199,28 @@ impl DescribeNatGateways {
             .compute
             .nat_gateways(&context.principal.account_id)
             .await?;
-        if let Some(missing) = self
-            .ids
-            .iter()
-            .find(|id| !gateways.iter().any(|g| &g.id == *id))
-        {
-            return Err(ResourceKind::NatGateway.not_found(missing));
+        let (gateways, next_token) = Selection {
+            action: "DescribeNatGateways",
+            kind: ResourceKind::NatGateway,
+            ids: &self.ids,
+            filters: &self.filters,
+            max_results: self.max_results,
+            next_token: self.next_token.as_deref(),
+            dry_run: self.dry_run,
         }
-        dry_run_check(self.dry_run)?;
-        let paging = Paging::start(
+        .page(
             context,
-            "DescribeNatGateways",
-            &self.filters,
-            &self.ids,
-            self.max_results,
-            self.next_token.as_deref(),
-        )?;
-        let after = paging.after.clone();
-        let matching = gateways
-            .into_iter()
-            .filter(|g| self.ids.is_empty() || self.ids.contains(&g.id))
-            .filter(|g| after.as_ref().is_none_or(|after| &g.id > after))
-            .filter(|g| {
-                matches_all(&self.filters, |name| {
-                    tag_filter_values(&g.tags, name).unwrap_or_else(|| match name {
-                        "nat-gateway-id" => vec![g.id.clone()],
-                        "state" => vec![g.state.as_str().to_string()],
-                        "subnet-id" => vec![g.subnet_id.clone()],
-                        _ => vec![g.vpc_id.clone()],
-                    })
+            gateways,
+            |g| &g.id,
+            |g, name| {
+                tag_filter_values(&g.tags, name).unwrap_or_else(|| match name {
+                    "nat-gateway-id" => vec![g.id.clone()],
+                    "state" => vec![g.state.as_str().to_string()],
+                    "subnet-id" => vec![g.subnet_id.clone()],
+                    _ => vec![g.vpc_id.clone()],
                 })
-            });
-        let (gateways, next_token) = paging.cut(matching, |g| g.id.clone());
+            },
+        )?;
         Ok(NatGatewayList {
             gateways,
             next_token,

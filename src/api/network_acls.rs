@@ -1,15 +1,14 @@
 //! CreateNetworkAcl, DeleteNetworkAcl, DescribeNetworkAcls,
 //! Create/Replace/DeleteNetworkAclEntry and ReplaceNetworkAclAssociation.
 
-use super::pagination::{check_max_results, Paging};
+use super::pagination::{check_max_results, Selection};
 use super::tags::{check_filter_names, tag_filter_values, tag_specifications};
-use super::{dry_run_check, Context};
+use super::Context;
 use crate::compute::idempotency::ClientToken;
 use crate::compute::kinds::ResourceKind;
 use crate::compute::network_acls::{AclEntry, NetworkAcl, NetworkAclView};
 use crate::compute::route_tables::destination_block;
 use crate::error::{ApiError, ApiResult};
-use crate::protocol::filters::matches_all;
 use crate::protocol::xml::{ReturnTrue, XmlOutput, XmlWriter};
 use crate::protocol::{Filter, Params};
 
@@ -384,33 +383,21 @@ impl DescribeNetworkAcls {
             .compute
             .network_acls(&context.principal.account_id)
             .await?;
-        if let Some(missing) = self
-            .acl_ids
-            .iter()
-            .find(|id| !acls.iter().any(|a| &a.acl.id == *id))
-        {
-            return Err(ResourceKind::NetworkAcl.not_found(missing));
+        let (acls, next_token) = Selection {
+            action: "DescribeNetworkAcls",
+            kind: ResourceKind::NetworkAcl,
+            ids: &self.acl_ids,
+            filters: &self.filters,
+            max_results: self.max_results,
+            next_token: self.next_token.as_deref(),
+            dry_run: self.dry_run,
         }
-        dry_run_check(self.dry_run)?;
-        let paging = Paging::start(
+        .page(
             context,
-            "DescribeNetworkAcls",
-            &self.filters,
-            &self.acl_ids,
-            self.max_results,
-            self.next_token.as_deref(),
+            acls,
+            |v| &v.acl.id,
+            |v, name| tag_filter_values(&v.acl.tags, name).unwrap_or_else(|| acl_values(v, name)),
         )?;
-        let after = paging.after.clone();
-        let matching = acls
-            .into_iter()
-            .filter(|v| self.acl_ids.is_empty() || self.acl_ids.contains(&v.acl.id))
-            .filter(|v| after.as_ref().is_none_or(|after| &v.acl.id > after))
-            .filter(|v| {
-                matches_all(&self.filters, |name| {
-                    tag_filter_values(&v.acl.tags, name).unwrap_or_else(|| acl_values(v, name))
-                })
-            });
-        let (acls, next_token) = paging.cut(matching, |v| v.acl.id.clone());
         Ok(NetworkAclList { acls, next_token })
     }
 }

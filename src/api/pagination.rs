@@ -186,6 +186,59 @@ impl Paging {
     }
 }
 
+/// What a describe request selects: the ids it names, its filters and its
+/// page. Shared by the describes whose items are the account's records in
+/// id order.
+pub struct Selection<'a> {
+    pub action: &'static str,
+    pub kind: crate::compute::kinds::ResourceKind,
+    pub ids: &'a [String],
+    pub filters: &'a [crate::protocol::Filter],
+    pub max_results: Option<usize>,
+    pub next_token: Option<&'a str>,
+    pub dry_run: bool,
+}
+
+impl Selection<'_> {
+    /// The page of `items` (in id order) the request selects. Every id it
+    /// names must be among them (the kind's `.NotFound` otherwise), a
+    /// DryRun is answered after that check, and `values` gives an item's
+    /// values for a filter name.
+    pub fn page<T>(
+        &self,
+        context: &super::Context<'_>,
+        items: Vec<T>,
+        id: impl Fn(&T) -> &str,
+        values: impl Fn(&T, &str) -> Vec<String>,
+    ) -> ApiResult<(Vec<T>, Option<String>)> {
+        if let Some(missing) = self
+            .ids
+            .iter()
+            .find(|wanted| !items.iter().any(|item| id(item) == wanted.as_str()))
+        {
+            return Err(self.kind.not_found(missing));
+        }
+        super::dry_run_check(self.dry_run)?;
+        let paging = Paging::start(
+            context,
+            self.action,
+            self.filters,
+            self.ids,
+            self.max_results,
+            self.next_token,
+        )?;
+        let after = paging.after.clone();
+        let matching = items
+            .into_iter()
+            .filter(|item| self.ids.is_empty() || self.ids.iter().any(|w| w == id(item)))
+            .filter(|item| after.as_deref().is_none_or(|after| id(item) > after))
+            .filter(|item| {
+                crate::protocol::filters::matches_all(self.filters, |name| values(item, name))
+            });
+        Ok(paging.cut(matching, |item| id(item).to_string()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

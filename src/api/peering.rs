@@ -2,13 +2,12 @@
 //! RejectVpcPeeringConnection, DeleteVpcPeeringConnection and
 //! DescribeVpcPeeringConnections.
 
-use super::pagination::{check_max_results, Paging};
+use super::pagination::{check_max_results, Selection};
 use super::tags::{check_filter_names, tag_filter_values, tag_specifications};
-use super::{dry_run_check, Context};
+use super::Context;
 use crate::compute::kinds::ResourceKind;
 use crate::compute::peering::{PeeringConnection, PeeringSide};
 use crate::error::{ApiError, ApiResult};
-use crate::protocol::filters::matches_all;
 use crate::protocol::xml::{ReturnTrue, XmlOutput, XmlWriter};
 use crate::protocol::{Filter, Params};
 
@@ -239,68 +238,55 @@ impl DescribeVpcPeeringConnections {
     }
 
     pub async fn execute(self, context: &Context<'_>) -> ApiResult<ConnectionList> {
-        let connections = context
+        let mut connections = context
             .compute
             .peering_connections(&context.principal.account_id)
             .await?;
-        if let Some(missing) = self
-            .ids
-            .iter()
-            .find(|id| !connections.iter().any(|c| &c.id == *id))
-        {
-            return Err(ResourceKind::VpcPeeringConnection.not_found(missing));
-        }
-        dry_run_check(self.dry_run)?;
-        let paging = Paging::start(
-            context,
-            "DescribeVpcPeeringConnections",
-            &self.filters,
-            &self.ids,
-            self.max_results,
-            self.next_token.as_deref(),
-        )?;
-        let after = paging.after.clone();
-        let mut connections = connections;
         connections.sort_by(|a, b| a.id.cmp(&b.id));
-        let matching = connections
-            .into_iter()
-            .filter(|c| self.ids.is_empty() || self.ids.contains(&c.id))
-            .filter(|c| after.as_ref().is_none_or(|after| &c.id > after))
-            .filter(|c| {
-                matches_all(&self.filters, |name| {
-                    tag_filter_values(&c.tags, name).unwrap_or_else(|| {
-                        let side = |name: &str| {
-                            if name.starts_with("accepter") {
-                                &c.accepter
-                            } else {
-                                &c.requester
-                            }
-                        };
-                        match name {
-                            "status-code" => vec![c.status.code().to_string()],
-                            "status-message" => vec![c.message.clone()],
-                            "vpc-peering-connection-id" => vec![c.id.clone()],
-                            n if n.ends_with(".cidr-block") => {
-                                let shown = n.starts_with("requester")
-                                    || c.status == crate::compute::peering::PeeringStatus::Active;
-                                if shown {
-                                    side(n).cidr_blocks.clone()
-                                } else {
-                                    Vec::new()
-                                }
-                            }
-                            n if n.ends_with(".owner-id") => vec![side(n).account_id.clone()],
-                            n => vec![side(n).vpc_id.clone()],
-                        }
-                    })
-                })
-            });
-        let (connections, next_token) = paging.cut(matching, |c| c.id.clone());
+        let (connections, next_token) = Selection {
+            action: "DescribeVpcPeeringConnections",
+            kind: ResourceKind::VpcPeeringConnection,
+            ids: &self.ids,
+            filters: &self.filters,
+            max_results: self.max_results,
+            next_token: self.next_token.as_deref(),
+            dry_run: self.dry_run,
+        }
+        .page(context, connections, |c| &c.id, connection_values)?;
         Ok(ConnectionList {
             connections,
             next_token,
             region: context.compute.region().name.clone(),
         })
+    }
+}
+
+/// A connection's values for filter `name` (the accepter's blocks only once
+/// it is active).
+fn connection_values(c: &PeeringConnection, name: &str) -> Vec<String> {
+    if let Some(values) = tag_filter_values(&c.tags, name) {
+        return values;
+    }
+    let side = if name.starts_with("accepter") {
+        &c.accepter
+    } else {
+        &c.requester
+    };
+    match name {
+        "status-code" => vec![c.status.code().to_string()],
+        "status-message" => vec![c.message.clone()],
+        "vpc-peering-connection-id" => vec![c.id.clone()],
+        n if n.ends_with(".cidr-block") => {
+            let shown = n.starts_with("requester")
+                || c.status == crate::compute::peering::PeeringStatus::Active;
+            if shown {
+                side.cidr_blocks.clone()
+            } else {
+                Vec::new()
+            }
+        }
+        n if n.ends_with(".owner-id") => vec![side.account_id.clone()],
+        _ => vec![side.vpc_id.clone()],
     }
 }
 

@@ -45,9 +45,11 @@ pub fn permission_change(params: &Params, list: &str) -> ApiResult<PermissionCha
         match operation.as_str() {
             "add" => change.add.extend(named),
             "remove" => change.remove.extend(named),
-            other => return Err(ApiError::invalid_value(format!(
+            other => {
+                return Err(ApiError::invalid_value(format!(
                 "Value ({other}) for parameter operationType is invalid. Expecting add or remove."
-            ))),
+            )))
+            }
         }
     }
     if change.add.is_empty() && change.remove.is_empty() {

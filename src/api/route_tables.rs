@@ -7,16 +7,15 @@
 //! kinds (transit, virtual private, carrier gateways, peering, network
 //! interfaces) answer `UnsupportedOperation` naming what was asked.
 
-use super::pagination::{check_max_results, Paging};
+use super::pagination::{check_max_results, Selection};
 use super::tags::{check_filter_names, tag_filter_values, tag_specifications};
-use super::{dry_run_check, Context};
+use super::Context;
 use crate::compute::idempotency::ClientToken;
 use crate::compute::kinds::ResourceKind;
 use crate::compute::route_tables::{
     destination_block, Route, RouteTable, RouteTarget, RouteTargets,
 };
 use crate::error::{ApiError, ApiResult};
-use crate::protocol::filters::matches_all;
 use crate::protocol::xml::{ReturnTrue, XmlOutput, XmlWriter};
 use crate::protocol::{Filter, Params};
 
@@ -449,35 +448,24 @@ impl DescribeRouteTables {
     pub async fn execute(self, context: &Context<'_>) -> ApiResult<RouteTableList> {
         let account = &context.principal.account_id;
         let tables = context.compute.route_tables(account).await?;
-        if let Some(missing) = self
-            .table_ids
-            .iter()
-            .find(|id| !tables.iter().any(|t| &t.id == *id))
-        {
-            return Err(ResourceKind::RouteTable.not_found(missing));
-        }
-        dry_run_check(self.dry_run)?;
         let targets = context.compute.route_targets(account).await?;
-        let paging = Paging::start(
+        let (tables, next_token) = Selection {
+            action: "DescribeRouteTables",
+            kind: ResourceKind::RouteTable,
+            ids: &self.table_ids,
+            filters: &self.filters,
+            max_results: self.max_results,
+            next_token: self.next_token.as_deref(),
+            dry_run: self.dry_run,
+        }
+        .page(
             context,
-            "DescribeRouteTables",
-            &self.filters,
-            &self.table_ids,
-            self.max_results,
-            self.next_token.as_deref(),
+            tables,
+            |t| &t.id,
+            |t, name| {
+                tag_filter_values(&t.tags, name).unwrap_or_else(|| table_values(t, &targets, name))
+            },
         )?;
-        let after = paging.after.clone();
-        let matching = tables
-            .into_iter()
-            .filter(|t| self.table_ids.is_empty() || self.table_ids.contains(&t.id))
-            .filter(|t| after.as_ref().is_none_or(|after| &t.id > after))
-            .filter(|t| {
-                matches_all(&self.filters, |name| {
-                    tag_filter_values(&t.tags, name)
-                        .unwrap_or_else(|| table_values(t, &targets, name))
-                })
-            });
-        let (tables, next_token) = paging.cut(matching, |t| t.id.clone());
         Ok(RouteTableList {
             tables,
             targets,
