@@ -142,14 +142,14 @@ impl CreateRouteTable {
             )
             .await?;
         // A retry answers the first table as it is now, routes and all.
-        let targets = match table.routes.len() {
-            1 => RouteTargets::default(),
-            _ => {
-                context
-                    .compute
-                    .route_targets(&context.principal.account_id)
-                    .await?
-            }
+        let only_local = table.routes.iter().all(|r| r.target == RouteTarget::Local);
+        let targets = if only_local {
+            RouteTargets::default()
+        } else {
+            context
+                .compute
+                .route_targets(&context.principal.account_id, std::slice::from_ref(&table))
+                .await?
         };
         Ok(CreatedRouteTable {
             table,
@@ -448,7 +448,7 @@ impl DescribeRouteTables {
     pub async fn execute(self, context: &Context<'_>) -> ApiResult<RouteTableList> {
         let account = &context.principal.account_id;
         let tables = context.compute.route_tables(account).await?;
-        let targets = context.compute.route_targets(account).await?;
+        let targets = context.compute.route_targets(account, &tables).await?;
         let (tables, next_token) = Selection {
             action: "DescribeRouteTables",
             kind: ResourceKind::RouteTable,

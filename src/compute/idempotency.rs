@@ -50,6 +50,24 @@ pub(super) fn earlier(
     }
 }
 
+/// The record `token` created before, read now outside any operation (a
+/// retry is answered from it before anything else is checked): its id
+/// through the token, the record under `<account>/<id>` in `tree`. `None`
+/// when the token is new or what it made is gone.
+pub(super) async fn earlier_record<T: crate::store::Record>(
+    store: &crate::store::StoreHandle,
+    account_id: &str,
+    action: &str,
+    token: &ClientToken,
+    tree: &'static str,
+) -> ApiResult<Option<T>> {
+    super::operation::read(store, |tx| match earlier(tx, account_id, action, token)? {
+        Some(id) => Ok(tx.get::<T>(tree, format!("{account_id}/{id}").as_bytes())?),
+        None => Ok(None),
+    })
+    .await
+}
+
 /// Records in `tx` that `token` created `resource_id`.
 pub(super) fn remember(
     tx: &mut Tx<'_>,

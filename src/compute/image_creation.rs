@@ -266,13 +266,9 @@ impl Compute {
         super::images::check_naming(&naming.name, naming.description.as_deref())?;
         // A retry is answered from its token, whatever became of the source.
         if let Some(token) = client_token {
-            let earlier = operation::read(&self.store, |tx| {
-                match super::idempotency::earlier(tx, account_id, COPY, token)? {
-                    Some(id) => Ok(tx.get::<Image>(IMAGES, &key(account_id, &id))?),
-                    None => Ok::<_, ApiError>(None),
-                }
-            })
-            .await?;
+            let earlier: Option<Image> =
+                super::idempotency::earlier_record(&self.store, account_id, COPY, token, IMAGES)
+                    .await?;
             if let Some(image) = earlier {
                 return match dry_run {
                     true => Err(ApiError::DryRunOperation),

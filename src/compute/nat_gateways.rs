@@ -219,12 +219,13 @@ impl Compute {
         let now = self.clock.now();
         // A retry is answered from its token, whatever changed since.
         if let Some(token) = &request.client_token {
-            let earlier = operation::read(&self.store, |tx| {
-                match super::idempotency::earlier(tx, account_id, CREATE, token)? {
-                    Some(id) => Ok(tx.get::<NatGateway>(NAT_GATEWAYS, &key(account_id, &id))?),
-                    None => Ok::<_, ApiError>(None),
-                }
-            })
+            let earlier: Option<NatGateway> = super::idempotency::earlier_record(
+                &self.store,
+                account_id,
+                CREATE,
+                token,
+                NAT_GATEWAYS,
+            )
             .await?;
             if let Some(earlier) = earlier {
                 if dry_run {

@@ -256,12 +256,13 @@ impl Compute {
         dry_run: bool,
     ) -> ApiResult<NetworkAcl> {
         if let Some(token) = client_token {
-            let earlier = operation::read(&self.store, |tx| {
-                match super::idempotency::earlier(tx, account_id, CREATE, token)? {
-                    Some(id) => Ok(tx.get::<NetworkAcl>(NETWORK_ACLS, &key(account_id, &id))?),
-                    None => Ok::<_, ApiError>(None),
-                }
-            })
+            let earlier: Option<NetworkAcl> = super::idempotency::earlier_record(
+                &self.store,
+                account_id,
+                CREATE,
+                token,
+                NETWORK_ACLS,
+            )
             .await?;
             if let Some(acl) = earlier {
                 return match dry_run {

@@ -258,7 +258,13 @@ impl Compute {
     }
 
     /// What the states of the account's routes rest on.
-    pub async fn route_targets(&self, account_id: &str) -> ApiResult<RouteTargets> {
+    /// `tables` are those whose routes' states are wanted: only the
+    /// instances their routes name are read, not the account's whole fleet.
+    pub async fn route_targets(
+        &self,
+        account_id: &str,
+        tables: &[RouteTable],
+    ) -> ApiResult<RouteTargets> {
         let attached_gateways = self
             .internet_gateways(account_id)
             .await?
@@ -272,13 +278,25 @@ impl Compute {
             .filter(|n| n.state == super::nat_gateways::NatGatewayState::Available)
             .map(|n| n.gateway.id)
             .collect();
-        let live_instances = self
-            .instances(account_id, &[], None)
-            .await?
-            .into_iter()
-            .filter(|i| i.is_live())
-            .map(|i| i.id)
+        let named: std::collections::HashSet<&str> = tables
+            .iter()
+            .flat_map(|t| t.routes.iter())
+            .filter_map(|r| match &r.target {
+                RouteTarget::Instance(id) => Some(id.as_str()),
+                _ => None,
+            })
             .collect();
+        let live_instances = operation::read(&self.store, |tx| {
+            let mut live = std::collections::HashSet::new();
+            for id in &named {
+                let instance = super::instances::load(&self.instances, tx, account_id, id)?;
+                if instance.is_some_and(|i| i.is_live()) {
+                    live.insert(id.to_string());
+                }
+            }
+            Ok::<_, ApiError>(live)
+        })
+        .await?;
         let active_peerings = self
             .peering_connections(account_id)
             .await?
@@ -305,12 +323,13 @@ impl Compute {
     ) -> ApiResult<RouteTable> {
         // A retry is answered from its token, whatever changed since.
         if let Some(token) = client_token {
-            let earlier = operation::read(&self.store, |tx| {
-                match super::idempotency::earlier(tx, account_id, CREATE_ROUTE_TABLE, token)? {
-                    Some(id) => Ok(tx.get::<RouteTable>(ROUTE_TABLES, &key(account_id, &id))?),
-                    None => Ok::<_, ApiError>(None),
-                }
-            })
+            let earlier: Option<RouteTable> = super::idempotency::earlier_record(
+                &self.store,
+                account_id,
+                CREATE_ROUTE_TABLE,
+                token,
+                ROUTE_TABLES,
+            )
             .await?;
             if let Some(table) = earlier {
                 return match dry_run {
