@@ -243,6 +243,11 @@ pub mod codes {
     pub const INVALID_GROUP_DUPLICATE: &str = "InvalidGroup.Duplicate";
     pub const INVALID_ID: &str = "InvalidID";
     pub const INVALID_IP_ADDRESS_IN_USE: &str = "InvalidIPAddress.InUse";
+    pub const INVALID_NETWORK_INTERFACE_IN_USE: &str = "InvalidNetworkInterface.InUse";
+    pub const INVALID_ATTACHMENT_ID_NOT_FOUND: &str = "InvalidAttachmentID.NotFound";
+    pub const PRIVATE_IP_ADDRESS_LIMIT_EXCEEDED: &str = "PrivateIpAddressLimitExceeded";
+    pub const NETWORK_INTERFACE_LIMIT_EXCEEDED: &str = "NetworkInterfaceLimitExceeded";
+    pub const ATTACHMENT_LIMIT_EXCEEDED: &str = "AttachmentLimitExceeded";
     pub const INVALID_INSTANCE_TYPE: &str = "InvalidInstanceType";
     pub const INVALID_KEY_FORMAT: &str = "InvalidKey.Format";
     pub const INVALID_KEY_PAIR_DUPLICATE: &str = "InvalidKeyPair.Duplicate";

@@ -22,7 +22,7 @@ mod common;
 use common::remote::RemoteShaped;
 use common::{test_config, ADMIN_ACCOUNT, USER_ACCOUNT};
 use ec2_gateway::clock::{Clock, OffsetClock};
-use ec2_gateway::compute::addresses::{Address, AddressSelector};
+use ec2_gateway::compute::addresses::{Address, AddressSelector, AssociationTarget};
 use ec2_gateway::compute::instances::{Instance, InstanceState, LaunchRequest, StateAction, Tag};
 use ec2_gateway::compute::keymaterial::{KeyFormat, KeyType};
 use ec2_gateway::compute::security_groups::{
@@ -320,7 +320,7 @@ async fn apply(core: &Compute, clock: &OffsetClock, account: usize, op: Op, know
                         .associate_address(
                             account_id,
                             &AddressSelector::AllocationId(address),
-                            &instance,
+                            &AssociationTarget::Instance(instance),
                             None,
                             true,
                             false,

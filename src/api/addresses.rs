@@ -7,7 +7,7 @@
 
 use super::tags::{check_filter_names, tag_filter_values, tag_specifications, write_tags};
 use super::{dry_run_check, Context};
-use crate::compute::addresses::{Address, AddressSelector};
+use crate::compute::addresses::{Address, AddressSelector, AssociationTarget};
 use crate::error::{ApiError, ApiResult};
 use crate::protocol::filters::matches_all;
 use crate::protocol::xml::{ReturnTrue, XmlOutput, XmlWriter};
@@ -80,6 +80,8 @@ const ADDRESS_FILTERS: &[&str] = &[
     "association-id",
     "domain",
     "instance-id",
+    "network-interface-id",
+    "network-interface-owner-id",
     "private-ip-address",
     "public-ip",
     "network-border-group",
@@ -154,6 +156,14 @@ impl DescribeAddresses {
                             "domain" => vec!["vpc".into()],
                             "instance-id" => association
                                 .map(|x| x.instance_id.clone())
+                                .filter(|id| !id.is_empty())
+                                .into_iter()
+                                .collect(),
+                            "network-interface-id" => {
+                                association.map(|x| x.interface_id()).into_iter().collect()
+                            }
+                            "network-interface-owner-id" => association
+                                .map(|_| a.account_id.clone())
                                 .into_iter()
                                 .collect(),
                             "private-ip-address" => association
@@ -184,8 +194,11 @@ impl XmlOutput for AddressList {
             xml.element("allocationId", &address.allocation_id);
             xml.element("domain", "vpc");
             if let Some(association) = &address.association {
-                xml.element("instanceId", &association.instance_id);
+                if !association.instance_id.is_empty() {
+                    xml.element("instanceId", &association.instance_id);
+                }
                 xml.element("associationId", &association.association_id);
+                xml.element("networkInterfaceId", &association.interface_id());
                 xml.element("networkInterfaceOwnerId", &address.account_id);
                 xml.element("privateIpAddress", &association.private_ip);
             }
@@ -198,7 +211,7 @@ impl XmlOutput for AddressList {
 #[derive(Debug)]
 pub struct AssociateAddress {
     pub selector: AddressSelector,
-    pub instance_id: String,
+    pub target: AssociationTarget,
     pub private_ip: Option<String>,
     pub allow_reassociation: bool,
     pub dry_run: bool,
@@ -206,16 +219,28 @@ pub struct AssociateAddress {
 
 impl AssociateAddress {
     pub fn from_params(params: &Params) -> ApiResult<Self> {
-        if params.optional("NetworkInterfaceId").is_some() {
-            return Err(ApiError::UnsupportedOperation(
-                "Network interfaces are not modelled: associate with an InstanceId".into(),
-            ));
-        }
-        let instance_id = params.required("InstanceId")?;
-        crate::compute::kinds::ResourceKind::Instance.check(&instance_id)?;
+        let target = match (
+            params.optional("InstanceId"),
+            params.optional("NetworkInterfaceId"),
+        ) {
+            (Some(_), Some(_)) => {
+                return Err(ApiError::InvalidParameterCombination(
+                    "Specify either an instance or a network interface, not both".into(),
+                ))
+            }
+            (Some(id), None) => {
+                crate::compute::kinds::ResourceKind::Instance.check(&id)?;
+                AssociationTarget::Instance(id)
+            }
+            (None, Some(id)) => {
+                crate::compute::kinds::ResourceKind::NetworkInterface.check(&id)?;
+                AssociationTarget::NetworkInterface(id)
+            }
+            (None, None) => return Err(ApiError::MissingParameter("InstanceId".into())),
+        };
         Ok(Self {
             selector: address_selector(params)?,
-            instance_id,
+            target,
             private_ip: params.optional("PrivateIpAddress"),
             allow_reassociation: params.boolean("AllowReassociation")?.unwrap_or(false),
             dry_run: params.dry_run()?,
@@ -228,7 +253,7 @@ impl AssociateAddress {
             .associate_address(
                 &context.principal.account_id,
                 &self.selector,
-                &self.instance_id,
+                &self.target,
                 self.private_ip.as_deref(),
                 self.allow_reassociation,
                 self.dry_run,

@@ -13,6 +13,7 @@ use crate::compute::instances::{
     Instance, InstanceState, LaunchRequest, Reservation, StateAction, StateChange,
 };
 use crate::compute::launch_templates::{TemplateRef, VersionRef};
+use crate::compute::network_interfaces::{primary_interface_id, primary_of, NetworkInterface};
 use crate::error::{ApiError, ApiResult};
 use crate::protocol::filters::matches_all;
 use crate::protocol::xml::{XmlOutput, XmlWriter};
@@ -99,57 +100,128 @@ fn completed(
     merged
 }
 
-/// The primary network interface (`NetworkInterface.1`, device 0) as the
-/// subnet and groups it names, which is all an interface is here (see the
-/// README): `None` when the request names none. Other interfaces and
-/// fields are `UnsupportedOperation`; `AssociatePublicIpAddress` and
-/// `DeleteOnTermination` are accepted (a public address comes from an
-/// Elastic IP, and the interface goes with the instance).
-fn primary_interface(params: &Params) -> ApiResult<Option<Params>> {
+/// What a launch's `NetworkInterface.N` entries ask for: the primary
+/// interface (device index 0: its subnet, groups, addresses and
+/// description) and created interfaces to attach at other device indexes.
+/// `AssociatePublicIpAddress` is accepted (a public address comes from an
+/// Elastic IP here); an existing interface as the primary one, and new
+/// interfaces at other indexes, are `UnsupportedOperation`.
+#[derive(Debug, Default)]
+struct LaunchInterfaces {
+    subnet_id: Option<String>,
+    group_ids: Vec<String>,
+    private_ip: Option<String>,
+    description: String,
+    secondary_count: u32,
+    attach: Vec<(String, u32)>,
+}
+
+fn launch_interfaces(params: &Params) -> ApiResult<Option<LaunchInterfaces>> {
     const PREFIX: &str = "NetworkInterface.";
-    if !params
-        .pairs()
-        .iter()
-        .any(|(name, _)| name.starts_with(PREFIX))
-    {
+    let mut entries: std::collections::BTreeMap<u32, Vec<(String, String)>> =
+        std::collections::BTreeMap::new();
+    for (name, value) in params.pairs() {
+        let Some(rest) = name.strip_prefix(PREFIX) else {
+            continue;
+        };
+        let (index, field) = rest.split_once('.').ok_or_else(|| {
+            ApiError::invalid_value(format!("The parameter {name} is not recognized"))
+        })?;
+        let index: u32 = index.parse().map_err(|_| {
+            ApiError::invalid_value(format!("The parameter {name} is not recognized"))
+        })?;
+        entries
+            .entry(index)
+            .or_default()
+            .push((field.to_string(), value.clone()));
+    }
+    if entries.is_empty() {
         return Ok(None);
     }
     params.mark_read("NetworkInterface");
-    let mut pairs = Vec::new();
-    let mut subnet = None;
-    for (name, value) in params.pairs() {
-        let Some(field) = name.strip_prefix(PREFIX) else {
-            pairs.push((name.clone(), value.clone()));
-            continue;
+    let mut wanted = LaunchInterfaces::default();
+    let mut devices = std::collections::HashSet::new();
+    for fields in entries.values() {
+        let field = |name: &str| {
+            fields
+                .iter()
+                .find(|(f, _)| f == name)
+                .map(|(_, v)| v.clone())
         };
-        let field = field.strip_prefix("1.").ok_or_else(|| {
-            ApiError::UnsupportedOperation(
-                "Only the primary network interface (NetworkInterface.1) is offered".into(),
-            )
-        })?;
-        match field {
-            "DeviceIndex" if value == "0" => {}
-            "SubnetId" => subnet = Some(value.clone()),
-            "AssociatePublicIpAddress" | "DeleteOnTermination" => {}
-            group if group.starts_with("SecurityGroupId.") => {
-                pairs.push((group.to_string(), value.clone()))
+        let device_index = match field("DeviceIndex") {
+            Some(text) => text.parse::<u32>().map_err(|_| {
+                ApiError::invalid_value(format!(
+                    "Value ({text}) for parameter DeviceIndex is invalid"
+                ))
+            })?,
+            None if entries.len() == 1 => 0,
+            None => {
+                return Err(ApiError::MissingParameter(
+                    "NetworkInterface.N.DeviceIndex".into(),
+                ))
             }
-            other => {
-                return Err(ApiError::UnsupportedOperation(format!(
-                    "NetworkInterface.1.{other} is not offered: give DeviceIndex 0, SubnetId and SecurityGroupId.N"
-                )))
-            }
+        };
+        if !devices.insert(device_index) {
+            return Err(ApiError::invalid_value(format!(
+                "Each network interface needs its own device index ({device_index} is given twice)"
+            )));
         }
-    }
-    if let Some(subnet) = subnet {
-        if params.get("SubnetId").is_some() {
-            return Err(ApiError::InvalidParameterCombination(
-                "Network interfaces and an instance-level subnet ID may not be specified on the same request".into(),
+        if let Some(id) = field("NetworkInterfaceId") {
+            crate::compute::kinds::ResourceKind::NetworkInterface.check(&id)?;
+            if device_index == 0 {
+                return Err(ApiError::UnsupportedOperation(
+                    "An existing network interface cannot be the primary interface (device index 0) here: attach it at device index 1 or more".into(),
+                ));
+            }
+            if let Some((other, _)) = fields.iter().find(|(f, _)| {
+                !matches!(
+                    f.as_str(),
+                    "NetworkInterfaceId" | "DeviceIndex" | "DeleteOnTermination"
+                )
+            }) {
+                return Err(ApiError::InvalidParameterCombination(format!(
+                    "NetworkInterface.N.{other} cannot be given with an existing NetworkInterfaceId"
+                )));
+            }
+            wanted.attach.push((id, device_index));
+            continue;
+        }
+        if device_index != 0 {
+            return Err(ApiError::UnsupportedOperation(
+                "New network interfaces are made at device index 0 only: create one with CreateNetworkInterface and give its NetworkInterfaceId".into(),
             ));
         }
-        pairs.push(("SubnetId".into(), subnet));
+        for (name, value) in fields {
+            match name.as_str() {
+                "DeviceIndex" | "AssociatePublicIpAddress" => {}
+                "DeleteOnTermination" if value != "false" => {}
+                "DeleteOnTermination" => {
+                    return Err(ApiError::UnsupportedOperation(
+                        "The primary network interface is always deleted with its instance here".into(),
+                    ))
+                }
+                "SubnetId" => wanted.subnet_id = Some(value.clone()),
+                "PrivateIpAddress" => wanted.private_ip = Some(value.clone()),
+                "Description" => wanted.description = value.clone(),
+                "SecondaryPrivateIpAddressCount" => {
+                    wanted.secondary_count = value.parse().map_err(|_| {
+                        ApiError::invalid_value(format!(
+                            "Value ({value}) for parameter SecondaryPrivateIpAddressCount is invalid"
+                        ))
+                    })?
+                }
+                group if group.starts_with("SecurityGroupId.") => {
+                    wanted.group_ids.push(value.clone())
+                }
+                other => {
+                    return Err(ApiError::UnsupportedOperation(format!(
+                        "NetworkInterface.N.{other} is not offered: give DeviceIndex, SubnetId, SecurityGroupId.N, PrivateIpAddress, SecondaryPrivateIpAddressCount, Description or NetworkInterfaceId"
+                    )))
+                }
+            }
+        }
     }
-    Ok(Some(Params::new(pairs)))
+    Ok(Some(wanted))
 }
 
 impl RunInstances {
@@ -196,8 +268,30 @@ impl RunInstances {
 
     /// The launch the parameters describe.
     fn request(params: &Params) -> ApiResult<LaunchRequest> {
-        let translated = primary_interface(params)?;
-        let params = translated.as_ref().unwrap_or(params);
+        let interfaces = launch_interfaces(params)?.unwrap_or_default();
+        let mut subnet_id = params.optional("SubnetId");
+        let mut group_ids = params.list("SecurityGroupId")?;
+        let mut private_ip = params.optional("PrivateIpAddress");
+        if interfaces.subnet_id.is_some() && subnet_id.is_some() {
+            return Err(ApiError::InvalidParameterCombination(
+                "Network interfaces and an instance-level subnet ID may not be specified on the same request".into(),
+            ));
+        }
+        if !interfaces.group_ids.is_empty()
+            && (!group_ids.is_empty() || params.get("SecurityGroup.1").is_some())
+        {
+            return Err(ApiError::InvalidParameterCombination(
+                "Network interfaces and an instance-level security groups may not be specified on the same request".into(),
+            ));
+        }
+        if interfaces.private_ip.is_some() && private_ip.is_some() {
+            return Err(ApiError::InvalidParameterCombination(
+                "Network interfaces and an instance-level private IP address may not be specified on the same request".into(),
+            ));
+        }
+        subnet_id = subnet_id.or(interfaces.subnet_id);
+        group_ids.extend(interfaces.group_ids);
+        private_ip = private_ip.or(interfaces.private_ip);
         let image_id = params.required("ImageId")?;
         crate::compute::kinds::ResourceKind::Image.check(&image_id)?;
         let min_count = count(params, "MinCount")?;
@@ -233,7 +327,7 @@ impl RunInstances {
             availability_zone: params.optional("Placement.AvailabilityZone"),
             key_name: params.optional("KeyName"),
             security_group_names: params.list("SecurityGroup")?,
-            security_group_ids: params.list("SecurityGroupId")?,
+            security_group_ids: group_ids,
             user_data: user_data(params)?,
             tags: tag_specifications(params, "instance")?,
             client_token,
@@ -241,7 +335,11 @@ impl RunInstances {
             shutdown_behavior,
             dry_run: params.dry_run()?,
             fingerprint: super::request_fingerprint(params),
-            subnet_id: params.optional("SubnetId"),
+            subnet_id,
+            private_ip,
+            secondary_private_ip_count: interfaces.secondary_count,
+            interface_description: interfaces.description,
+            attach_interfaces: interfaces.attach,
         })
     }
 
@@ -298,26 +396,26 @@ fn write_state(xml: &mut XmlWriter, name: &str, state: InstanceState) {
 }
 
 /// What other resources say about an account's instances: their Elastic
-/// IPs and attached volumes.
+/// IPs, attached volumes and attached network interfaces.
 #[derive(Debug, Default)]
 pub struct Surroundings {
-    public_ips: HashMap<String, String>,
+    public: super::network_interfaces::PublicAddresses,
     volumes: HashMap<String, Vec<crate::compute::volumes::Volume>>,
+    interfaces: HashMap<String, Vec<NetworkInterface>>,
     region: String,
     now: chrono::DateTime<chrono::Utc>,
 }
 
 impl Surroundings {
-    /// Looks up the account's addresses and volumes once per request.
+    /// Looks up the account's addresses, volumes and interfaces once per
+    /// request.
     pub async fn of(context: &Context<'_>) -> ApiResult<Self> {
         let account = &context.principal.account_id;
-        let public_ips = context
-            .compute
-            .addresses(account)
-            .await?
-            .into_iter()
-            .filter_map(|a| a.association.map(|x| (x.instance_id, a.public_ip)))
-            .collect();
+        let region = context.compute.region().name.clone();
+        let public = super::network_interfaces::PublicAddresses::of(
+            context.compute.addresses(account).await?,
+            &region,
+        );
         let mut volumes: HashMap<String, Vec<crate::compute::volumes::Volume>> = HashMap::new();
         for volume in context.compute.volumes(account).await? {
             if let Some(attachment) = &volume.attachment {
@@ -327,16 +425,31 @@ impl Surroundings {
                     .push(volume.clone());
             }
         }
+        let mut interfaces: HashMap<String, Vec<NetworkInterface>> = HashMap::new();
+        for interface in context.compute.stored_network_interfaces(account).await? {
+            if let Some(attachment) = &interface.attachment {
+                interfaces
+                    .entry(attachment.instance_id.clone())
+                    .or_default()
+                    .push(interface.clone());
+            }
+        }
+        for attached in interfaces.values_mut() {
+            attached.sort_by_key(|i| i.attachment.as_ref().map(|a| a.device_index));
+        }
         Ok(Self {
-            public_ips,
+            public,
             volumes,
-            region: context.compute.region().name.clone(),
+            interfaces,
+            region,
             now: context.compute.clock().now(),
         })
     }
 
     fn public_ip(&self, instance: &Instance) -> Option<&String> {
-        self.public_ips.get(&instance.id)
+        self.public
+            .on(&primary_interface_id(&instance.id), &instance.private_ip)
+            .map(|a| &a.public_ip)
     }
 
     fn public_dns_name(&self, instance: &Instance) -> Option<String> {
@@ -349,6 +462,19 @@ impl Surroundings {
             .get(&instance.id)
             .map(Vec::as_slice)
             .unwrap_or_default()
+    }
+
+    /// Its interfaces: the primary, then those attached, by device index.
+    fn interfaces(&self, instance: &Instance) -> Vec<NetworkInterface> {
+        let mut all = vec![primary_of(instance)];
+        all.extend(
+            self.interfaces
+                .get(&instance.id)
+                .into_iter()
+                .flatten()
+                .cloned(),
+        );
+        all
     }
 }
 
@@ -415,6 +541,22 @@ fn write_instance(xml: &mut XmlWriter, instance: &Instance, around: &Surrounding
         },
     );
     xml.element("virtualizationType", "hvm");
+    if holds_address {
+        xml.list(
+            "networkInterfaceSet",
+            &around.interfaces(instance),
+            |xml, interface| {
+                super::network_interfaces::write_interface(xml, interface, &around.public, false)
+            },
+        );
+        xml.boolean(
+            "sourceDestCheck",
+            instance
+                .primary_interface
+                .as_ref()
+                .is_none_or(|p| p.source_dest_check),
+        );
+    }
     xml.optional("clientToken", instance.client_token.as_deref());
     write_tags(xml, &instance.tags);
     xml.element("hypervisor", "xen");
@@ -463,6 +605,10 @@ const INSTANCE_FILTERS: &[&str] = &[
     "client-token",
     "private-ip-address",
     "network-interface.addresses.private-ip-address",
+    "network-interface.network-interface-id",
+    "network-interface.subnet-id",
+    "network-interface.attachment.attachment-id",
+    "source-dest-check",
     "private-dns-name",
     "launch-time",
     "owner-id",
@@ -506,9 +652,32 @@ fn instance_filter_values(instance: &Instance, filter: &str, around: &Surroundin
         "availability-zone" | "placement.availability-zone" => one(&instance.availability_zone),
         "reservation-id" => one(&instance.reservation_id),
         "client-token" => instance.client_token.iter().cloned().collect(),
-        "private-ip-address" | "network-interface.addresses.private-ip-address" => {
-            one(&instance.private_ip)
-        }
+        "private-ip-address" => one(&instance.private_ip),
+        "network-interface.addresses.private-ip-address" => around
+            .interfaces(instance)
+            .iter()
+            .flat_map(|i| i.private_addresses().cloned().collect::<Vec<_>>())
+            .collect(),
+        "network-interface.network-interface-id" => around
+            .interfaces(instance)
+            .iter()
+            .map(|i| i.id.clone())
+            .collect(),
+        "network-interface.subnet-id" => around
+            .interfaces(instance)
+            .iter()
+            .map(|i| i.subnet_id.clone())
+            .collect(),
+        "network-interface.attachment.attachment-id" => around
+            .interfaces(instance)
+            .iter()
+            .filter_map(|i| i.attachment.as_ref().map(|a| a.attachment_id.clone()))
+            .collect(),
+        "source-dest-check" => one(&instance
+            .primary_interface
+            .as_ref()
+            .is_none_or(|p| p.source_dest_check)
+            .to_string()),
         "private-dns-name" => one(&instance.private_dns_name),
         "launch-time" => one(&crate::clock::format_timestamp(instance.launch_time)),
         "owner-id" => one(&instance.account_id),

@@ -11,8 +11,16 @@
 //! cannot be released (`InvalidIPAddress.InUse`). A pool address is held
 //! by its `public_ips/<ip>` key, written on the condition that it is
 //! absent, so two gateways never hand out one address twice.
+//!
+//! An association is with one private address of one network interface:
+//! an instance's primary interface (AssociateAddress with `InstanceId`) or
+//! a created interface (`NetworkInterfaceId`), attached or not. Each
+//! private address has at most one Elastic IP; an instance's `ipAddress`
+//! is the one on its primary address. An association ends with its
+//! interface or when its private address is unassigned.
 
 use super::instances::{InstanceState, Tag};
+use super::network_interfaces::{primary_interface_id, NetworkInterface};
 use super::operation::{self, Tx};
 use super::usage::{Kind, Usage};
 use super::Compute;
@@ -25,12 +33,36 @@ use std::net::Ipv4Addr;
 
 pub(crate) const ADDRESSES: &str = "addresses";
 
-/// An association of an address with an instance.
+/// An association of an address with a private address of a network
+/// interface.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Association {
     pub association_id: String,
+    /// The instance the interface is attached to (empty when detached;
+    /// kept current when read).
     pub instance_id: String,
     pub private_ip: String,
+    /// The interface (`None` in records written before interfaces: the
+    /// instance's primary one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_interface_id: Option<String>,
+}
+
+impl Association {
+    /// The interface it is on.
+    pub fn interface_id(&self) -> String {
+        self.network_interface_id
+            .clone()
+            .unwrap_or_else(|| primary_interface_id(&self.instance_id))
+    }
+}
+
+/// What AssociateAddress associates with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AssociationTarget {
+    /// Its primary interface.
+    Instance(String),
+    NetworkInterface(String),
 }
 
 /// An Elastic IP address.
@@ -136,38 +168,68 @@ impl Compute {
         let associated: Vec<String> = addresses
             .iter()
             .filter_map(|a| Some(a.association.as_ref()?.instance_id.clone()))
+            .filter(|id| !id.is_empty())
             .collect();
         tx.prefetch(&super::instance_reads::instance_keys(
             account_id,
             &associated,
         ))?;
-        for address in &mut addresses {
-            let ended = address
-                .association
+        let stored = if addresses.iter().any(|a| {
+            a.association
                 .as_ref()
-                .is_some_and(|a| !self.instance_is_live(tx, account_id, &a.instance_id));
-            if ended {
-                address.association = None;
+                .is_some_and(|x| x.network_interface_id.is_some())
+        }) {
+            super::network_interfaces::stored_interfaces_in(tx, account_id)?
+        } else {
+            Vec::new()
+        };
+        for address in &mut addresses {
+            if let Some(association) = address.association.take() {
+                address.association =
+                    self.current_association(tx, account_id, association, &stored);
             }
         }
         addresses.sort_by(|a, b| a.public_ip.cmp(&b.public_ip));
         Ok(addresses)
     }
 
-    fn instance_is_live(&self, tx: &Tx<'_>, account_id: &str, instance_id: &str) -> bool {
-        self.instances_in(tx, account_id, &[instance_id.to_string()], None)
-            .ok()
-            .and_then(|found| found.into_iter().next())
-            .is_some_and(|i| i.state != InstanceState::Terminated)
-    }
-
-    /// One of the account's addresses.
-    pub async fn address(
+    /// An association as it stands now: ended when its interface or its
+    /// private address went, its instance the interface's current one.
+    fn current_association(
         &self,
+        tx: &Tx<'_>,
         account_id: &str,
-        selector: &AddressSelector,
-    ) -> ApiResult<Address> {
-        pick_address(self.addresses(account_id).await?, selector)
+        mut association: Association,
+        stored: &[NetworkInterface],
+    ) -> Option<Association> {
+        let interface_id = association.interface_id();
+        if let Some(interface) = stored.iter().find(|i| i.id == interface_id) {
+            if !interface
+                .private_addresses()
+                .any(|a| a == &association.private_ip)
+            {
+                return None;
+            }
+            association.instance_id = interface
+                .attachment
+                .as_ref()
+                .map(|a| a.instance_id.clone())
+                .unwrap_or_default();
+            return Some(association);
+        }
+        if interface_id != primary_interface_id(&association.instance_id) {
+            return None;
+        }
+        let instance = self
+            .instances_in(tx, account_id, &[association.instance_id.clone()], None)
+            .ok()?
+            .into_iter()
+            .next()?;
+        let holds = instance.state != InstanceState::Terminated
+            && instance
+                .private_addresses()
+                .any(|a| a == &association.private_ip);
+        holds.then_some(association)
     }
 }
 
@@ -193,14 +255,8 @@ impl Compute {
                     message: format!("The address '{ip}' does not belong to you."),
                 },
             })?;
-        if let Some(association) = &address.association {
-            let live =
-                super::instances::load(&self.instances, tx, account_id, &association.instance_id)?
-                    .is_some_and(|i| i.state != InstanceState::Terminated);
-            if !live {
-                address.association = None;
-            }
-        }
+        // As listed: the association as it stands now.
+        address.association = listed.association;
         Ok(address)
     }
 
@@ -268,42 +324,38 @@ impl Compute {
         .await
     }
 
-    /// AssociateAddress; returns the association id. The instance's spec is
-    /// rewritten unchanged so that two associations racing for one instance
-    /// serialise (an instance has one public address).
+    /// AssociateAddress; returns the association id. The interface's
+    /// holder (its record, or the instance's spec for a primary interface)
+    /// is rewritten unchanged so that two associations racing for one
+    /// private address serialise (it has one public address).
     pub async fn associate_address(
         &self,
         account_id: &str,
         selector: &AddressSelector,
-        instance_id: &str,
+        target: &AssociationTarget,
         private_ip: Option<&str>,
         allow_reassociation: bool,
         dry_run: bool,
     ) -> ApiResult<String> {
-        super::kinds::ResourceKind::Instance.check(instance_id)?;
+        let association_id = super::ids::new_id("eipassoc");
         super::operation::run(&self.store, dry_run, |tx| {
-            let instance = super::instances::load(&self.instances, tx, account_id, instance_id)?
-                .ok_or_else(|| super::instances::instances_not_found(&[instance_id.to_string()]))?;
-            if instance.state == InstanceState::Terminated
-                || instance.state == InstanceState::ShuttingDown
-            {
-                return Err(ApiError::IncorrectInstanceState(format!(
-                    "The instance '{instance_id}' is not in a valid state for this operation."
-                )));
-            }
-            if let Some(ip) = private_ip {
-                if ip != instance.private_ip {
+            let interface = self.association_interface(tx, account_id, target)?;
+            let private_ip = match private_ip {
+                Some(ip) if !interface.private_addresses().any(|a| a == ip) => {
                     return Err(ApiError::invalid_value(format!(
-                        "The private IP address {ip} is not assigned to instance {instance_id}"
+                        "The private IP address {ip} is not assigned to the network interface {}",
+                        interface.id
                     )));
                 }
-            }
+                Some(ip) => ip.to_string(),
+                None => interface.private_ip.clone(),
+            };
             let address = self.address_in(tx, account_id, selector)?;
             if let Some(nat) = &address.nat_gateway_id {
                 return Err(held_by_nat(&address, nat));
             }
             if let Some(current) = &address.association {
-                if current.instance_id == instance_id {
+                if current.interface_id() == interface.id && current.private_ip == private_ip {
                     return Ok(current.association_id.clone());
                 }
                 if !allow_reassociation {
@@ -316,40 +368,18 @@ impl Compute {
                     });
                 }
             }
-            tx.touch(
-                super::instances::INSTANCES,
-                &super::instances::instance_key(account_id, instance_id),
-            )?;
-            // The instance's previous address, if any, lets go of it.
-            for other in self
-                .addresses_in(tx, account_id)?
-                .iter()
-                .filter(|a| a.allocation_id != address.allocation_id)
-            {
-                if other
-                    .association
-                    .as_ref()
-                    .is_some_and(|a| a.instance_id == instance_id)
-                {
-                    let key = address_key(account_id, &other.allocation_id);
-                    if let Some(stored) = tx.get::<Address>(ADDRESSES, &key)? {
-                        tx.put(
-                            ADDRESSES,
-                            key,
-                            &Address {
-                                association: None,
-                                ..stored
-                            },
-                        );
-                    }
-                }
-            }
+            // The private address's previous public address, if any, lets go.
+            self.end_address_associations(tx, account_id, &interface.id, std::slice::from_ref(&private_ip))?;
             let association = Association {
-                association_id: super::ids::new_id("eipassoc"),
-                instance_id: instance_id.to_string(),
-                private_ip: instance.private_ip.clone(),
+                association_id: association_id.clone(),
+                instance_id: interface
+                    .attachment
+                    .as_ref()
+                    .map(|a| a.instance_id.clone())
+                    .unwrap_or_default(),
+                private_ip,
+                network_interface_id: Some(interface.id.clone()),
             };
-            let id = association.association_id.clone();
             let updated = Address {
                 association: Some(association),
                 ..address
@@ -359,9 +389,96 @@ impl Compute {
                 address_key(account_id, &updated.allocation_id),
                 &updated,
             );
-            Ok(id)
+            Ok(association_id.clone())
         })
         .await
+    }
+
+    /// The interface an association is for, its holder touched in `tx`.
+    fn association_interface(
+        &self,
+        tx: &mut Tx<'_>,
+        account_id: &str,
+        target: &AssociationTarget,
+    ) -> ApiResult<NetworkInterface> {
+        let instance_id = match target {
+            AssociationTarget::Instance(id) => {
+                super::kinds::ResourceKind::Instance.check(id)?;
+                Some(id.clone())
+            }
+            AssociationTarget::NetworkInterface(id) => {
+                super::kinds::ResourceKind::NetworkInterface.check(id)?;
+                if let Some(interface) =
+                    super::network_interfaces::stored_interface_in(tx, account_id, id)?
+                {
+                    tx.touch(
+                        super::network_interfaces::NETWORK_INTERFACES,
+                        format!("{account_id}/{id}").as_bytes(),
+                    )?;
+                    return Ok(interface);
+                }
+                None
+            }
+        };
+        let instance_id = instance_id.unwrap_or_else(|| match target {
+            AssociationTarget::NetworkInterface(id) => {
+                format!("i-{}", id.trim_start_matches("eni-"))
+            }
+            AssociationTarget::Instance(id) => id.clone(),
+        });
+        let instance = super::instances::load(&self.instances, tx, account_id, &instance_id)?
+            .filter(|i| i.state != InstanceState::Terminated)
+            .ok_or_else(|| match target {
+                AssociationTarget::Instance(id) => {
+                    super::instances::instances_not_found(std::slice::from_ref(id))
+                }
+                AssociationTarget::NetworkInterface(id) => {
+                    super::kinds::ResourceKind::NetworkInterface.not_found(id)
+                }
+            })?;
+        if instance.state == InstanceState::ShuttingDown {
+            return Err(ApiError::IncorrectInstanceState(format!(
+                "The instance '{instance_id}' is not in a valid state for this operation."
+            )));
+        }
+        tx.touch(
+            super::instances::INSTANCES,
+            &super::instances::instance_key(account_id, &instance_id),
+        )?;
+        Ok(super::network_interfaces::primary_of(&instance))
+    }
+
+    /// Ends, in `tx`, the associations of the account's addresses with any
+    /// of `private_ips` on interface `interface_id`.
+    pub(super) fn end_address_associations(
+        &self,
+        tx: &mut Tx<'_>,
+        account_id: &str,
+        interface_id: &str,
+        private_ips: &[String],
+    ) -> ApiResult<()> {
+        for listed in self.addresses_in(tx, account_id)? {
+            let Some(association) = &listed.association else {
+                continue;
+            };
+            if association.interface_id() != interface_id
+                || !private_ips.contains(&association.private_ip)
+            {
+                continue;
+            }
+            let key = address_key(account_id, &listed.allocation_id);
+            if let Some(stored) = tx.get::<Address>(ADDRESSES, &key)? {
+                tx.put(
+                    ADDRESSES,
+                    key,
+                    &Address {
+                        association: None,
+                        ..stored
+                    },
+                );
+            }
+        }
+        Ok(())
     }
 
     /// DisassociateAddress by association id or public IP.

@@ -179,6 +179,14 @@ pub struct Instance {
     /// key (see `passwords`); the password itself is never kept.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password_data: Option<String>,
+    /// Its primary network interface's own settings (`None`: EC2's
+    /// defaults; see `network_interfaces`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub primary_interface: Option<super::network_interfaces::PrimaryInterface>,
+    /// The network interfaces attached besides the primary (their records
+    /// hold the attachment).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attached_interfaces: Vec<String>,
 }
 
 impl Instance {
@@ -187,6 +195,16 @@ impl Instance {
         self.address_pool
             .as_deref()
             .unwrap_or(&self.availability_zone)
+    }
+
+    /// Every private address it holds: its primary address, then its
+    /// primary interface's secondary addresses.
+    pub fn private_addresses(&self) -> impl Iterator<Item = &String> {
+        std::iter::once(&self.private_ip).chain(
+            self.primary_interface
+                .iter()
+                .flat_map(|p| p.secondary_private_ips.iter()),
+        )
     }
 
     /// The root device name DescribeInstances shows.
@@ -496,6 +514,15 @@ pub struct LaunchRequest {
     pub fingerprint: String,
     /// A default subnet of the account (it names the zone).
     pub subnet_id: Option<String>,
+    /// The primary private address asked for (one instance only).
+    pub private_ip: Option<String>,
+    /// Secondary addresses for the primary interface.
+    pub secondary_private_ip_count: u32,
+    /// The primary interface's description.
+    pub interface_description: String,
+    /// Created interfaces to attach, with their device index (one
+    /// instance only).
+    pub attach_interfaces: Vec<(String, u32)>,
 }
 
 /// A state change of one instance, as Start/Stop/Terminate answer it.

@@ -27,11 +27,12 @@ pub enum ResourceKind {
     DhcpOptions,
     LaunchTemplate,
     VpcPeeringConnection,
+    NetworkInterface,
 }
 
 impl ResourceKind {
     /// Every kind, in DescribeTags order.
-    pub const ALL: [ResourceKind; 16] = [
+    pub const ALL: [ResourceKind; 17] = [
         ResourceKind::Instance,
         ResourceKind::Image,
         ResourceKind::KeyPair,
@@ -48,6 +49,7 @@ impl ResourceKind {
         ResourceKind::DhcpOptions,
         ResourceKind::LaunchTemplate,
         ResourceKind::VpcPeeringConnection,
+        ResourceKind::NetworkInterface,
     ];
 
     pub fn prefix(self) -> &'static str {
@@ -68,6 +70,7 @@ impl ResourceKind {
             ResourceKind::DhcpOptions => "dopt",
             ResourceKind::LaunchTemplate => "lt",
             ResourceKind::VpcPeeringConnection => "pcx",
+            ResourceKind::NetworkInterface => "eni",
         }
     }
 
@@ -90,6 +93,7 @@ impl ResourceKind {
             ResourceKind::DhcpOptions => "dhcp-options",
             ResourceKind::LaunchTemplate => "launch-template",
             ResourceKind::VpcPeeringConnection => "vpc-peering-connection",
+            ResourceKind::NetworkInterface => "network-interface",
         }
     }
 
@@ -112,6 +116,7 @@ impl ResourceKind {
             ResourceKind::DhcpOptions => "InvalidDhcpOptionID.NotFound",
             ResourceKind::LaunchTemplate => "InvalidLaunchTemplateId.NotFound",
             ResourceKind::VpcPeeringConnection => "InvalidVpcPeeringConnectionID.NotFound",
+            ResourceKind::NetworkInterface => "InvalidNetworkInterfaceID.NotFound",
         }
     }
 
@@ -153,6 +158,7 @@ impl ResourceKind {
             ResourceKind::DhcpOptions => "InvalidDhcpOptionsId.Malformed",
             ResourceKind::LaunchTemplate => "InvalidLaunchTemplateId.Malformed",
             ResourceKind::VpcPeeringConnection => "InvalidVpcPeeringConnectionId.Malformed",
+            ResourceKind::NetworkInterface => "InvalidNetworkInterfaceID.Malformed",
         }
     }
 

@@ -43,15 +43,14 @@ pub(super) fn private_ip_key(account_id: &str, pool: &str, address: &str) -> Vec
 }
 
 /// Frees an instance's private address in `tx` (it terminated).
+/// (Its primary interface's secondary addresses go with it.)
 pub(super) fn release_private_ip(tx: &mut Tx<'_>, instance: &Instance) {
-    tx.delete(
-        PRIVATE_IPS,
-        private_ip_key(
-            &instance.account_id,
-            instance.address_pool(),
-            &instance.private_ip,
-        ),
-    );
+    for address in instance.private_addresses() {
+        tx.delete(
+            PRIVATE_IPS,
+            private_ip_key(&instance.account_id, instance.address_pool(), address),
+        );
+    }
 }
 
 /// Marks an instance's private address as taken in `tx`.
@@ -142,6 +141,51 @@ fn allocate_private_address(
     })
 }
 
+/// Takes `wanted` in `range` for `holder_id` in `tx`: it must lie in the
+/// range (`InvalidParameterValue`) and be free (`InvalidIPAddress.InUse`).
+fn take_wanted_address(
+    tx: &mut Tx<'_>,
+    account_id: &str,
+    range: &AddressRange<'_>,
+    wanted: &str,
+    holder_id: &str,
+) -> ApiResult<String> {
+    let address: std::net::Ipv4Addr = wanted.parse().map_err(|_| {
+        ApiError::invalid_value(format!("Value ({wanted}) for parameter PrivateIpAddress is invalid. It is not an IPv4 address."))
+    })?;
+    let offset = u32::from(address).wrapping_sub(range.first);
+    if offset >= range.count {
+        return Err(ApiError::invalid_value(format!(
+            "Address {wanted} does not fall within the subnet's address range"
+        )));
+    }
+    let address = address.to_string();
+    let key = private_ip_key(account_id, range.pool, &address);
+    if tx.get::<String>(PRIVATE_IPS, &key)?.is_some() {
+        return Err(ApiError::NotFound {
+            code: crate::error::codes::INVALID_IP_ADDRESS_IN_USE,
+            message: format!("Address {address} is in use."),
+        });
+    }
+    tx.put(PRIVATE_IPS, key, &holder_id.to_string());
+    Ok(address)
+}
+
+/// The address range of one of the account's subnets.
+fn subnet_range<'a>(
+    subnet: &'a super::subnets::AccountSubnet,
+    zone_id: &str,
+) -> ApiResult<AddressRange<'a>> {
+    if subnet.is_default {
+        Ok(AddressRange::default_subnet(
+            &subnet.subnet.availability_zone,
+            zone_id,
+        ))
+    } else {
+        AddressRange::created_subnet(&subnet.subnet)
+    }
+}
+
 /// Takes a free private address of `subnet` for `holder_id` (a NAT gateway,
 /// say) in `tx`, with the pool counter of the account's instance usage;
 /// returns the pool and the address. Rewriting the instance usage record
@@ -153,13 +197,25 @@ pub(super) fn take_subnet_address(
     zone_id: &str,
     holder_id: &str,
 ) -> ApiResult<(String, String)> {
+    take_subnet_address_at(tx, account_id, subnet, zone_id, holder_id, None)
+}
+
+/// [`take_subnet_address`], of `wanted` when given (an address the
+/// request names) rather than the next free one.
+pub(super) fn take_subnet_address_at(
+    tx: &mut Tx<'_>,
+    account_id: &str,
+    subnet: &super::subnets::AccountSubnet,
+    zone_id: &str,
+    holder_id: &str,
+    wanted: Option<&str>,
+) -> ApiResult<(String, String)> {
     let mut usage = instances::usage(tx, account_id)?;
-    let range = if subnet.is_default {
-        AddressRange::default_subnet(&subnet.subnet.availability_zone, zone_id)
-    } else {
-        AddressRange::created_subnet(&subnet.subnet)?
+    let range = subnet_range(subnet, zone_id)?;
+    let address = match wanted {
+        Some(wanted) => take_wanted_address(tx, account_id, &range, wanted, holder_id)?,
+        None => allocate_private_address(tx, &mut usage, account_id, &range, holder_id)?,
     };
-    let address = allocate_private_address(tx, &mut usage, account_id, &range, holder_id)?;
     let pool = range.pool.to_string();
     super::usage::write(tx, account_id, super::usage::Kind::Instances, &usage);
     Ok((pool, address))
@@ -169,6 +225,16 @@ pub(super) fn take_subnet_address(
 /// [`take_subnet_address`]).
 pub(super) fn release_address(tx: &mut Tx<'_>, account_id: &str, pool: &str, address: &str) {
     tx.delete(PRIVATE_IPS, private_ip_key(account_id, pool, address));
+}
+
+/// The private DNS name of a private address in `region`, as EC2 names it.
+pub fn private_dns_name(address: &str, region: &str) -> String {
+    let host = format!("ip-{}", address.replace('.', "-"));
+    if region == "us-east-1" {
+        format!("{host}.ec2.internal")
+    } else {
+        format!("{host}.{region}.compute.internal")
+    }
 }
 
 /// What one launch operation came to.
@@ -186,13 +252,8 @@ fn token_mismatch(token: &str) -> ApiError {
 }
 
 impl Compute {
-    fn private_dns_name(&self, address: &str) -> String {
-        let host = format!("ip-{}", address.replace('.', "-"));
-        if self.region.name == "us-east-1" {
-            format!("{host}.ec2.internal")
-        } else {
-            format!("{host}.{}.compute.internal", self.region.name)
-        }
+    pub(super) fn private_dns_name(&self, address: &str) -> String {
+        private_dns_name(address, &self.region.name)
     }
 
     /// The reservation a token launched, with the instances' current state.
@@ -218,7 +279,7 @@ impl Compute {
     /// `default` group, read in `tx` so that their deletion makes the
     /// launch run again. Every group must be in the launch's VPC; a name
     /// is looked up in that VPC.
-    fn launch_groups(
+    pub(super) fn launch_groups(
         &self,
         tx: &mut Tx<'_>,
         account_id: &str,
@@ -550,32 +611,66 @@ impl Compute {
                     request.instance_type
                 )));
             }
+            if (request.private_ip.is_some() || !request.attach_interfaces.is_empty())
+                && wanted > 1
+            {
+                return Err(ApiError::InvalidParameterCombination(
+                    "A private IP address or an existing network interface can be given only when launching one instance".into(),
+                ));
+            }
             let reservation_id = super::ids::new_id("r");
             let mut launched = Vec::new();
             for (index, host) in placed.into_iter().enumerate() {
                 let zone = host.availability_zone.clone();
                 let id = super::ids::new_id("i");
-                let (subnet_id, private_ip, address_pool) = match created_subnet {
-                    Some(subnet) => {
-                        let range = AddressRange::created_subnet(subnet)?;
-                        let address =
-                            allocate_private_address(tx, &mut usage, account_id, &range, &id)?;
-                        (subnet.subnet_id.clone(), address, Some(subnet.subnet_id.clone()))
-                    }
+                let zone_id;
+                let (subnet_id, range, address_pool) = match created_subnet {
+                    Some(subnet) => (
+                        subnet.subnet_id.clone(),
+                        AddressRange::created_subnet(subnet)?,
+                        Some(subnet.subnet_id.clone()),
+                    ),
                     None => {
-                        let zone_id = self.services.zone_id(tx, &zone)?.unwrap_or_default();
+                        zone_id = self.services.zone_id(tx, &zone)?.unwrap_or_default();
                         let subnet_key = format!("{account_id}/{zone}").into_bytes();
                         let Some(subnet) = tx
                             .get::<super::network::Subnet>(super::network::SUBNETS, &subnet_key)?
                         else {
                             return Ok(Launched::MissingDefaults);
                         };
-                        let range = AddressRange::default_subnet(&zone, &zone_id);
-                        let address =
-                            allocate_private_address(tx, &mut usage, account_id, &range, &id)?;
-                        (subnet.subnet_id, address, None)
+                        (
+                            subnet.subnet_id,
+                            AddressRange::default_subnet(&zone, &zone_id),
+                            None,
+                        )
                     }
                 };
+                let private_ip = match &request.private_ip {
+                    Some(wanted) => take_wanted_address(tx, account_id, &range, wanted, &id)?,
+                    None => allocate_private_address(tx, &mut usage, account_id, &range, &id)?,
+                };
+                let mut secondary = Vec::new();
+                for _ in 0..request.secondary_private_ip_count {
+                    secondary.push(allocate_private_address(
+                        tx, &mut usage, account_id, &range, &id,
+                    )?);
+                }
+                if 1 + secondary.len() > super::network_interfaces::address_limit(instance_type.vcpus) {
+                    return Err(ApiError::LimitExceeded {
+                        code: crate::error::codes::PRIVATE_IP_ADDRESS_LIMIT_EXCEEDED,
+                        message: format!(
+                            "Number of private addresses will exceed limit of {} for {}.",
+                            super::network_interfaces::address_limit(instance_type.vcpus),
+                            instance_type.name
+                        ),
+                    });
+                }
+                let primary_interface = Some(super::network_interfaces::PrimaryInterface {
+                    description: request.interface_description.clone(),
+                    secondary_private_ips: secondary,
+                    ..Default::default()
+                })
+                .filter(|p| p != &Default::default());
                 let instance = Instance {
                     id,
                     sequence: usage.next_sequence,
@@ -616,7 +711,11 @@ impl Compute {
                         .as_deref()
                         .map(super::passwords::encrypted_password)
                         .transpose()?,
+                    primary_interface,
+                    attached_interfaces: Vec::new(),
                 };
+                let mut instance = instance;
+                self.attach_at_launch(tx, &mut instance, &request.attach_interfaces, now)?;
                 usage.next_sequence += 1;
                 instances::account_change(&mut usage, None, Some(&instance));
                 instances::insert(tx, &instance);

@@ -210,6 +210,8 @@ impl Compute {
                     super::scheduler::release(tx, &host, before.demand())?;
                 }
                 super::launch::release_private_ip(tx, &before);
+                self.release_attached_interfaces(tx, &before)?;
+                after.attached_interfaces.clear();
                 // The spec loses its user data with the transition.
                 tx.put(INSTANCES, after.key(), &after);
             }

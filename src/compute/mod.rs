@@ -29,6 +29,7 @@ pub mod lifecycle;
 pub mod nat_gateways;
 pub mod network;
 pub mod network_acls;
+pub mod network_interfaces;
 pub mod operation;
 pub mod passwords;
 pub mod peering;

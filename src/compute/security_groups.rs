@@ -458,7 +458,9 @@ impl Compute {
                 i.state != InstanceState::Terminated
                     && i.security_groups.iter().any(|g| g.id == group.id)
             })?;
-            if !users.is_empty() {
+            if !users.is_empty()
+                || super::network_interfaces::group_in_use(tx, account_id, &group.id)?
+            {
                 return Err(in_use(&group.id));
             }
             let mut usage = group_usage(tx, account_id)?;

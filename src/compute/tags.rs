@@ -49,6 +49,7 @@ tagged!(
     super::dhcp_options::DhcpOptions,
     super::launch_templates::LaunchTemplate,
     super::peering::PeeringConnection,
+    super::network_interfaces::NetworkInterface,
     super::volumes::Volume,
     super::snapshots::Snapshot,
     super::addresses::Address
@@ -177,6 +178,15 @@ impl Compute {
             ResourceType::NatGateway => found(super::nat_gateways::NAT_GATEWAYS, by_account),
             ResourceType::NetworkAcl => found(super::network_acls::NETWORK_ACLS, by_account),
             ResourceType::DhcpOptions => found(super::dhcp_options::DHCP_OPTIONS, by_account),
+            ResourceType::NetworkInterface => {
+                let stored = found(super::network_interfaces::NETWORK_INTERFACES, by_account);
+                if stored.is_err() && self.network_interface_in(tx, account_id, id).is_ok() {
+                    return Err(ApiError::UnsupportedOperation(format!(
+                        "{id} is an instance's primary network interface, which keeps no tags of its own here: tag the instance"
+                    )));
+                }
+                stored
+            }
             ResourceType::LaunchTemplate => {
                 found(super::launch_templates::LAUNCH_TEMPLATES, by_account)
             }
@@ -308,6 +318,11 @@ impl Compute {
                     ResourceType::DhcpOptions => {
                         retagged::<super::dhcp_options::DhcpOptions>(&located.value, &change)?
                     }
+                    ResourceType::NetworkInterface => retagged::<
+                        super::network_interfaces::NetworkInterface,
+                    >(
+                        &located.value, &change
+                    )?,
                     ResourceType::LaunchTemplate => retagged::<
                         super::launch_templates::LaunchTemplate,
                     >(&located.value, &change)?,
@@ -386,6 +401,13 @@ impl Compute {
         }
         for options in self.dhcp_options(account_id).await? {
             push(&options.id, ResourceType::DhcpOptions, &options.tags);
+        }
+        for interface in self.stored_network_interfaces(account_id).await? {
+            push(
+                &interface.id,
+                ResourceType::NetworkInterface,
+                &interface.tags,
+            );
         }
         for template in self.launch_templates(account_id).await? {
             push(&template.id, ResourceType::LaunchTemplate, &template.tags);

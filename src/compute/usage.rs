@@ -44,6 +44,7 @@ pub enum Kind {
     NatGateways,
     NetworkAcls,
     DhcpOptions,
+    NetworkInterfaces,
 }
 
 impl Kind {
@@ -63,6 +64,7 @@ impl Kind {
             Kind::NatGateways => "nat_gateways",
             Kind::NetworkAcls => "network_acls",
             Kind::DhcpOptions => "dhcp_options",
+            Kind::NetworkInterfaces => "network_interfaces",
         }
     }
 }

@@ -111,6 +111,16 @@ pub(super) fn created_vpc(tx: &mut Tx<'_>, account_id: &str, vpc_id: &str) -> Ap
         .ok_or_else(|| vpc_not_found(vpc_id))
 }
 
+/// A VPC of the account, created or its default one, read in `tx`.
+pub(super) fn vpc_record_in(tx: &mut Tx<'_>, account_id: &str, vpc_id: &str) -> ApiResult<Vpc> {
+    if let Some(vpc) = tx.get::<Vpc>(VPCS, &key(account_id, vpc_id))? {
+        return Ok(vpc);
+    }
+    tx.get::<Vpc>(DEFAULT_VPCS, account_id.as_bytes())?
+        .filter(|vpc| vpc.vpc_id == vpc_id)
+        .ok_or_else(|| vpc_not_found(vpc_id))
+}
+
 /// The account's usage of created VPCs in `tx`.
 pub(super) fn vpc_usage(tx: &mut Tx<'_>, account_id: &str) -> StoreResult<Usage> {
     super::usage::read(tx, account_id, Kind::Vpcs, |tx| {
