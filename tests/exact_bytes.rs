@@ -8,11 +8,11 @@ use ec2_gateway::client::{text_of, Reply};
 use ec2_gateway::config::StorageBackend;
 
 /// Replaces the request id, every `YYYY-MM-DDTHH:MM:SS.mmmZ` timestamp,
-/// every `(... ago)` age and every generated resource id (`sg-<17 hex>` ->
-/// `sg-ID`) with placeholders.
+/// every `(... ago)` age, every generated resource id (`sg-<17 hex>` ->
+/// `sg-ID`) and every MAC address (derived from an id) with placeholders.
 fn normalized(reply: &Reply) -> String {
     let request_id = reply.headers["x-amzn-requestid"].to_str().unwrap();
-    let text = without_ids(&reply.body.replace(request_id, "REQUEST-ID"));
+    let text = without_macs(&without_ids(&reply.body.replace(request_id, "REQUEST-ID")));
     let bytes = text.as_bytes();
     let mut out = String::new();
     let mut i = 0;
@@ -43,6 +43,30 @@ fn normalized(reply: &Reply) -> String {
             i += c.len_utf8();
         }
     }
+    out
+}
+
+/// `<macAddress>02:..:..:..:..:..</macAddress>` -> `<macAddress>MAC</macAddress>`.
+fn without_macs(text: &str) -> String {
+    const OPEN: &str = "<macAddress>";
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(start) = rest.find(OPEN) {
+        let after = &rest[start + OPEN.len()..];
+        let end = after.find('<').unwrap_or(after.len());
+        let mac = &after[..end];
+        assert!(
+            mac.len() == 17
+                && mac
+                    .split(':')
+                    .all(|pair| pair.len() == 2 && pair.bytes().all(|b| b.is_ascii_hexdigit())),
+            "not a MAC address: {mac}"
+        );
+        out.push_str(&rest[..start + OPEN.len()]);
+        out.push_str("MAC");
+        rest = &after[end..];
+    }
+    out.push_str(rest);
     out
 }
 
@@ -678,6 +702,44 @@ async fn instance_shapes() {
             <rootDeviceName>/dev/xvda</rootDeviceName>
             <blockDeviceMapping/>
             <virtualizationType>hvm</virtualizationType>
+            <networkInterfaceSet>
+                <item>
+                    <attachment>
+                        <attachTime>TIMESTAMP</attachTime>
+                        <attachmentId>eni-attach-ID</attachmentId>
+                        <deleteOnTermination>true</deleteOnTermination>
+                        <deviceIndex>0</deviceIndex>
+                        <networkCardIndex>0</networkCardIndex>
+                        <status>attached</status>
+                    </attachment>
+                    <description></description>
+                    <groupSet>
+                        <item>
+                            <groupId>sg-ID</groupId>
+                            <groupName>default</groupName>
+                        </item>
+                    </groupSet>
+                    <interfaceType>interface</interfaceType>
+                    <ipv6AddressesSet/>
+                    <macAddress>MAC</macAddress>
+                    <networkInterfaceId>eni-ID</networkInterfaceId>
+                    <ownerId>444455556666</ownerId>
+                    <privateDnsName>ip-172-31-16-4.ec2.internal</privateDnsName>
+                    <privateIpAddress>172.31.16.4</privateIpAddress>
+                    <privateIpAddressesSet>
+                        <item>
+                            <primary>true</primary>
+                            <privateDnsName>ip-172-31-16-4.ec2.internal</privateDnsName>
+                            <privateIpAddress>172.31.16.4</privateIpAddress>
+                        </item>
+                    </privateIpAddressesSet>
+                    <sourceDestCheck>true</sourceDestCheck>
+                    <status>in-use</status>
+                    <subnetId>subnet-ID</subnetId>
+                    <vpcId>vpc-ID</vpcId>
+                </item>
+            </networkInterfaceSet>
+            <sourceDestCheck>true</sourceDestCheck>
             <clientToken>exact</clientToken>
             <tagSet/>
             <hypervisor>xen</hypervisor>

@@ -146,7 +146,7 @@ async fn every_instance_has_a_primary_interface_that_goes_with_it() {
         .await;
     assert_eq!(
         error_code(&malformed),
-        "InvalidNetworkInterfaceID.Malformed"
+        "InvalidNetworkInterfaceId.Malformed"
     );
 
     // Its attributes are the instance's: groups, description, the check.
@@ -262,7 +262,10 @@ async fn every_instance_has_a_primary_interface_that_goes_with_it() {
         .await;
     assert_eq!(error_code(&over), "PrivateIpAddressLimitExceeded");
     let listed = server
-        .user("DescribeNetworkInterfaces", &[("NetworkInterfaceId.1", &eni)])
+        .user(
+            "DescribeNetworkInterfaces",
+            &[("NetworkInterfaceId.1", &eni)],
+        )
         .await;
     assert_eq!(
         column(&listed, "privateIpAddressesSet", "privateIpAddress"),
@@ -762,6 +765,58 @@ async fn elastic_ips_associate_with_interfaces_and_their_addresses() {
         .await;
     assert!(described.body.contains("<ipAddress>"), "{}", described.body);
 
+    // A secondary address moves between interfaces only when allowed, and
+    // its Elastic IP moves with it.
+    let moved = server
+        .user(
+            "AssignPrivateIpAddresses",
+            &[
+                ("NetworkInterfaceId", &eni),
+                ("SecondaryPrivateIpAddressCount", "1"),
+            ],
+        )
+        .await;
+    let moving = column(&moved, "assignedPrivateIpAddressesSet", "privateIpAddress").remove(0);
+    let third = server.user("AllocateAddress", &[]).await;
+    let third = text_of(&third.body, "allocationId").unwrap();
+    ok(&server
+        .user(
+            "AssociateAddress",
+            &[
+                ("AllocationId", &third),
+                ("NetworkInterfaceId", &eni),
+                ("PrivateIpAddress", &moving),
+            ],
+        )
+        .await);
+    let refused = server
+        .user(
+            "AssignPrivateIpAddresses",
+            &[
+                ("NetworkInterfaceId", &primary),
+                ("PrivateIpAddress.1", &moving),
+            ],
+        )
+        .await;
+    assert_eq!(error_code(&refused), "InvalidIPAddress.InUse");
+    ok(&server
+        .user(
+            "AssignPrivateIpAddresses",
+            &[
+                ("NetworkInterfaceId", &primary),
+                ("PrivateIpAddress.1", &moving),
+                ("AllowReassignment", "true"),
+            ],
+        )
+        .await);
+    let followed = server
+        .user("DescribeAddresses", &[("AllocationId.1", &third)])
+        .await;
+    let followed = items(&followed, "addressesSet").remove(0);
+    assert_eq!(followed["networkInterfaceId"], primary);
+    assert_eq!(followed["privateIpAddress"], moving);
+    assert_eq!(followed["instanceId"], instance);
+
     // Another account can neither see nor use the interface.
     for (action, params) in [
         (
@@ -922,5 +977,39 @@ async fn launches_take_named_addresses_and_interfaces_and_survive_a_restart() {
         )
         .await);
     assert_eq!(interface(&server, &spare).await["status"], "available");
+
+    // Attached at launch to go with the instance.
+    let reply = server
+        .user(
+            "RunInstances",
+            &[
+                ("ImageId", IMAGE),
+                ("MinCount", "1"),
+                ("MaxCount", "1"),
+                ("SubnetId", &subnet),
+                ("NetworkInterface.1.DeviceIndex", "1"),
+                ("NetworkInterface.1.NetworkInterfaceId", &spare),
+                ("NetworkInterface.1.DeleteOnTermination", "true"),
+            ],
+        )
+        .await;
+    ok(&reply);
+    let short_lived = text_of(&reply.body, "instanceId").unwrap();
+    assert_eq!(
+        interface(&server, &spare).await["deleteOnTermination"],
+        "true"
+    );
+    wait_for(&server, &short_lived, "running").await;
+    ok(&server
+        .user("TerminateInstances", &[("InstanceId.1", &short_lived)])
+        .await);
+    wait_for(&server, &short_lived, "terminated").await;
+    let gone = server
+        .user(
+            "DescribeNetworkInterfaces",
+            &[("NetworkInterfaceId.1", &spare)],
+        )
+        .await;
+    assert_eq!(error_code(&gone), "InvalidNetworkInterfaceID.NotFound");
     server.stop().await;
 }

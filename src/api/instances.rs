@@ -113,7 +113,7 @@ struct LaunchInterfaces {
     private_ip: Option<String>,
     description: String,
     secondary_count: u32,
-    attach: Vec<(String, u32)>,
+    attach: Vec<crate::compute::instances::LaunchInterface>,
 }
 
 fn launch_interfaces(params: &Params) -> ApiResult<Option<LaunchInterfaces>> {
@@ -183,7 +183,22 @@ fn launch_interfaces(params: &Params) -> ApiResult<Option<LaunchInterfaces>> {
                     "NetworkInterface.N.{other} cannot be given with an existing NetworkInterfaceId"
                 )));
             }
-            wanted.attach.push((id, device_index));
+            let delete_on_termination = match field("DeleteOnTermination").as_deref() {
+                None | Some("false") => false,
+                Some("true") => true,
+                Some(other) => {
+                    return Err(ApiError::invalid_value(format!(
+                        "Value ({other}) for parameter DeleteOnTermination is invalid"
+                    )))
+                }
+            };
+            wanted
+                .attach
+                .push(crate::compute::instances::LaunchInterface {
+                    id,
+                    device_index,
+                    delete_on_termination,
+                });
             continue;
         }
         if device_index != 0 {

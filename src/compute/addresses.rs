@@ -80,7 +80,21 @@ pub struct Address {
     pub nat_gateway_id: Option<String>,
 }
 
-impl crate::store::Record for Address {}
+impl crate::store::Record for Address {
+    /// 2: associations name their network interface, which a release
+    /// before interfaces would drop when rewriting a record.
+    const VERSION: u32 = 2;
+
+    fn upgrade(version: u32, data: serde_json::Value) -> crate::store::StoreResult<Self> {
+        match version {
+            1 => serde_json::from_value(data)
+                .map_err(|e| crate::store::StoreError(format!("address record v1: {e}"))),
+            _ => Err(crate::store::StoreError(format!(
+                "no upgrade from version {version} of an address record"
+            ))),
+        }
+    }
+}
 
 /// How a request names an address.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -369,7 +383,12 @@ impl Compute {
                 }
             }
             // The private address's previous public address, if any, lets go.
-            self.end_address_associations(tx, account_id, &interface.id, std::slice::from_ref(&private_ip))?;
+            self.end_address_associations(
+                tx,
+                account_id,
+                &interface.id,
+                std::slice::from_ref(&private_ip),
+            )?;
             let association = Association {
                 association_id: association_id.clone(),
                 instance_id: interface
@@ -446,6 +465,41 @@ impl Compute {
             &super::instances::instance_key(account_id, &instance_id),
         )?;
         Ok(super::network_interfaces::primary_of(&instance))
+    }
+
+    /// Moves, in `tx`, the association with `private_ip` of interface
+    /// `from` to interface `to` (the address was reassigned to it).
+    pub(super) fn move_address_associations(
+        &self,
+        tx: &mut Tx<'_>,
+        account_id: &str,
+        from: &str,
+        to: &NetworkInterface,
+        private_ip: &str,
+    ) -> ApiResult<()> {
+        let stored: Vec<Address> = tx.scan(ADDRESSES, format!("{account_id}/").as_bytes())?;
+        for listed in stored {
+            let moves = listed
+                .association
+                .as_ref()
+                .is_some_and(|a| a.interface_id() == from && a.private_ip == private_ip);
+            if !moves {
+                continue;
+            }
+            let key = address_key(account_id, &listed.allocation_id);
+            if let Some(mut address) = tx.get::<Address>(ADDRESSES, &key)? {
+                if let Some(association) = address.association.as_mut() {
+                    association.network_interface_id = Some(to.id.clone());
+                    association.instance_id = to
+                        .attachment
+                        .as_ref()
+                        .map(|a| a.instance_id.clone())
+                        .unwrap_or_default();
+                }
+                tx.put(ADDRESSES, key, &address);
+            }
+        }
+        Ok(())
     }
 
     /// Ends, in `tx`, the associations of the account's addresses with any

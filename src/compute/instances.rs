@@ -269,14 +269,17 @@ impl Instance {
 }
 
 impl Record for Instance {
-    const VERSION: u32 = 2;
+    /// 3: network interfaces (`primary_interface`, `attached_interfaces`),
+    /// which a release before them would drop when rewriting a record.
+    const VERSION: u32 = 3;
 
     /// Version 1 kept the status inline; the open-time upgrade
-    /// (`Compute::upgrade_instances`) moves it to its own record.
+    /// (`Compute::upgrade_instances`) moves it to its own record. Version 2
+    /// lacks the interface fields (their defaults).
     fn upgrade(version: u32, data: serde_json::Value) -> StoreResult<Self> {
         match version {
-            1 => serde_json::from_value(data)
-                .map_err(|e| StoreError(format!("instance record v1: {e}"))),
+            1 | 2 => serde_json::from_value(data)
+                .map_err(|e| StoreError(format!("instance record v{version}: {e}"))),
             _ => Err(StoreError(format!(
                 "no upgrade from version {version} of an instance record"
             ))),
@@ -520,9 +523,16 @@ pub struct LaunchRequest {
     pub secondary_private_ip_count: u32,
     /// The primary interface's description.
     pub interface_description: String,
-    /// Created interfaces to attach, with their device index (one
-    /// instance only).
-    pub attach_interfaces: Vec<(String, u32)>,
+    /// Created interfaces to attach (one instance only).
+    pub attach_interfaces: Vec<LaunchInterface>,
+}
+
+/// A created interface a launch attaches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LaunchInterface {
+    pub id: String,
+    pub device_index: u32,
+    pub delete_on_termination: bool,
 }
 
 /// A state change of one instance, as Start/Stop/Terminate answer it.

@@ -158,7 +158,7 @@ impl ResourceKind {
             ResourceKind::DhcpOptions => "InvalidDhcpOptionsId.Malformed",
             ResourceKind::LaunchTemplate => "InvalidLaunchTemplateId.Malformed",
             ResourceKind::VpcPeeringConnection => "InvalidVpcPeeringConnectionId.Malformed",
-            ResourceKind::NetworkInterface => "InvalidNetworkInterfaceID.Malformed",
+            ResourceKind::NetworkInterface => "InvalidNetworkInterfaceId.Malformed",
         }
     }
 

@@ -100,6 +100,9 @@ pub struct NetworkInterface {
     #[serde(default)]
     pub tags: Vec<Tag>,
     pub attachment: Option<InterfaceAttachment>,
+    /// The ClientToken it was made with (forgotten with it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_token: Option<String>,
 }
 
 impl crate::store::Record for NetworkInterface {}
@@ -128,11 +131,12 @@ impl NetworkInterface {
 
     /// A locally administered MAC address derived from its id.
     pub fn mac_address(&self) -> String {
-        let digits: String = self.id.chars().rev().take(10).collect();
-        let pairs: Vec<String> = digits
-            .as_bytes()
+        let digits = self.id.trim_start_matches("eni-");
+        let padded = format!("{digits:0>10}");
+        let last: Vec<char> = padded.chars().rev().take(10).collect();
+        let pairs: Vec<String> = last
             .chunks(2)
-            .map(|pair| String::from_utf8_lossy(pair).into_owned())
+            .map(|pair| pair.iter().collect::<String>())
             .collect();
         format!("02:{}", pairs.join(":"))
     }
@@ -176,6 +180,7 @@ pub fn primary_of(instance: &Instance) -> NetworkInterface {
             attach_time: instance.launch_time,
             delete_on_termination: true,
         }),
+        client_token: None,
     }
 }
 
@@ -402,7 +407,15 @@ impl Compute {
         ids: &[String],
     ) -> ApiResult<Vec<GroupRef>> {
         let vpc = super::vpcs::vpc_record_in(tx, account_id, vpc_id)?;
-        self.launch_groups(tx, account_id, &vpc, &[], ids)
+        let groups = self.launch_groups(tx, account_id, &vpc, &[], ids)?;
+        // Rewritten unchanged: a DeleteSecurityGroup meanwhile conflicts.
+        for group in &groups {
+            tx.touch(
+                super::security_groups::SECURITY_GROUPS,
+                &super::security_groups::group_key(account_id, &group.id),
+            )?;
+        }
+        Ok(groups)
     }
 
     /// CreateNetworkInterface: in a subnet of the account, with the
@@ -485,6 +498,7 @@ impl Compute {
                 groups,
                 tags: request.tags.clone(),
                 attachment: None,
+                client_token: request.client_token.as_ref().map(|t| t.token.clone()),
             };
             usage.count += 1;
             super::usage::write(tx, account_id, Kind::NetworkInterfaces, &usage);
@@ -701,7 +715,11 @@ impl Compute {
             let holder = self.holder_in(tx, account_id, id)?;
             let mut interface = holder.view();
             let limit = self.interface_address_limit(tx, account_id, &interface)?;
-            let total = interface.private_addresses().count() + wanted.len() + count as usize;
+            let new = wanted
+                .iter()
+                .filter(|w| !interface.private_addresses().any(|a| a == *w))
+                .count();
+            let total = interface.private_addresses().count() + new + count as usize;
             if total > limit {
                 return Err(address_limit_exceeded(id, limit));
             }
@@ -778,8 +796,11 @@ impl Compute {
             return Err(in_use());
         }
         other.secondary_private_ips.retain(|a| a != address);
+        let from = other.id.clone();
         holder.write(tx, other);
         super::launch::release_address(tx, account_id, &to.address_pool, address);
+        // An Elastic IP on the address moves with it, as in EC2.
+        self.move_address_associations(tx, account_id, &from, to, address)?;
         Ok(())
     }
 
@@ -854,10 +875,15 @@ impl Compute {
         &self,
         tx: &mut Tx<'_>,
         instance: &mut Instance,
-        wanted: &[(String, u32)],
+        wanted: &[super::instances::LaunchInterface],
         now: DateTime<Utc>,
     ) -> ApiResult<()> {
-        for (id, device_index) in wanted {
+        for super::instances::LaunchInterface {
+            id,
+            device_index,
+            delete_on_termination,
+        } in wanted
+        {
             let mut interface = match self.holder_in(tx, &instance.account_id, id)? {
                 Holder::Stored(interface) => interface,
                 Holder::Primary(_) => return Err(in_use(id)),
@@ -870,6 +896,9 @@ impl Compute {
                 super::ids::new_id("eni-attach"),
                 now,
             )?;
+            if let Some(attachment) = interface.attachment.as_mut() {
+                attachment.delete_on_termination = *delete_on_termination;
+            }
             tx.put(
                 NETWORK_INTERFACES,
                 key(&instance.account_id, id),
@@ -965,6 +994,9 @@ fn delete_stored(tx: &mut Tx<'_>, interface: &NetworkInterface) -> ApiResult<()>
     usage.count = usage.count.saturating_sub(1);
     super::usage::write(tx, account_id, Kind::NetworkInterfaces, &usage);
     tx.delete(NETWORK_INTERFACES, key(account_id, &interface.id));
+    if let Some(token) = &interface.client_token {
+        super::idempotency::forget(tx, account_id, CREATE, token);
+    }
     Ok(())
 }
 

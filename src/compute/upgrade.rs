@@ -14,7 +14,10 @@ use super::instances::{
 };
 use super::Compute;
 use crate::error::ApiResult;
-use crate::store::Record;
+
+/// The instance record version that moved the status out (later versions
+/// only add fields, which decoding fills in).
+const STATUS_SPLIT: u32 = 2;
 
 impl Compute {
     /// Upgrades instances written by the release before the store contract
@@ -29,14 +32,14 @@ impl Compute {
             .raw_scan(INSTANCES, b"", None, usize::MAX)
             .await?
         {
-            if crate::store::version_of(&value)? >= Instance::VERSION {
+            if crate::store::version_of(&value)? >= STATUS_SPLIT {
                 continue;
             }
             let done = super::operation::run(&self.store, false, |tx| {
                 let Some(raw) = tx.get_raw(INSTANCES, &key)? else {
                     return Ok(false);
                 };
-                if crate::store::version_of(&raw)? >= Instance::VERSION {
+                if crate::store::version_of(&raw)? >= STATUS_SPLIT {
                     return Ok(false);
                 }
                 let mut instance: Instance = crate::store::decode(&raw)?;

@@ -2,9 +2,10 @@
 # A VPC built the way EC2 scripts build one, with the AWS CLI against
 # ec2-gateway: a VPC with a public and a private subnet, an internet gateway,
 # a NAT gateway with an Elastic IP, route tables, a security group, an
-# instance in each subnet, a Windows instance's password, an image baked
-# from an instance and launched; then everything torn down in EC2's order,
-# and nothing left. Every step's output is checked.
+# instance in each subnet (one from a launch template), a second network
+# interface with its own Elastic IP, a Windows instance's password, an image
+# baked from an instance and launched; then everything torn down in EC2's
+# order, and nothing left. Every step's output is checked.
 # Needs EC2_GATEWAY_ENDPOINT, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY.
 set -euo pipefail
 work=$(mktemp -d)
@@ -67,7 +68,11 @@ group=$(ec2 create-security-group --group-name web --description "web tier" --vp
 ec2 authorize-security-group-ingress --group-id "$group" --protocol tcp --port 443 --cidr 0.0.0.0/0 > /dev/null
 web=$(ec2 run-instances --image-id ami-0b1c2d3e4f5a6b7c8 --instance-type t3.micro --count 1 \
   --subnet-id "$public" --security-group-ids "$group" --query 'Instances[0].InstanceId')
-worker=$(ec2 run-instances --image-id ami-0b1c2d3e4f5a6b7c8 --instance-type t3.micro --count 1 \
+# The worker from a launch template, its subnet given at launch.
+template=$(ec2 create-launch-template --launch-template-name worker \
+  --launch-template-data '{"ImageId":"ami-0b1c2d3e4f5a6b7c8","InstanceType":"t3.micro"}' \
+  --query LaunchTemplate.LaunchTemplateId)
+worker=$(ec2 run-instances --launch-template LaunchTemplateName=worker,Version='$Latest' --count 1 \
   --subnet-id "$private" --query 'Instances[0].InstanceId')
 ec2 wait instance-running --instance-ids "$web" "$worker"
 expect_match "web instance in the public subnet" \
@@ -76,7 +81,28 @@ expect_match "web instance in the public subnet" \
 expect_match "worker in the private subnet with the VPC's default group" \
   "$(ec2 describe-instances --instance-ids "$worker" --query 'Reservations[0].Instances[0].[SubnetId,SecurityGroups[0].GroupName,PrivateIpAddress]')" \
   "^$private"$'\tdefault\t10\.0\.2\.[0-9]+$'
+expect "worker launched from the template" \
+  "$(ec2 describe-instances --instance-ids "$worker" --query 'Reservations[0].Instances[0].[InstanceType,ImageId]')" \
+  $'t3.micro\tami-0b1c2d3e4f5a6b7c8'
 expect_error "the VPC cannot go while it holds things" DependencyViolation ec2 delete-vpc --vpc-id "$vpc"
+
+# A second interface for the web instance, with an Elastic IP of its own.
+eni=$(ec2 create-network-interface --subnet-id "$public" --groups "$group" --description "web public" \
+  --query NetworkInterface.NetworkInterfaceId)
+ec2 wait network-interface-available --network-interface-ids "$eni"
+eni_attachment=$(ec2 attach-network-interface --network-interface-id "$eni" --instance-id "$web" \
+  --device-index 1 --query AttachmentId)
+eni_address=$(ec2 allocate-address --domain vpc --query AllocationId)
+eni_association=$(ec2 associate-address --allocation-id "$eni_address" --network-interface-id "$eni" \
+  --query AssociationId)
+expect "the Elastic IP is on the interface, attached to the web instance" \
+  "$(ec2 describe-addresses --allocation-ids "$eni_address" --query 'Addresses[0].[NetworkInterfaceId,InstanceId,AssociationId]')" \
+  "$eni"$'\t'"$web"$'\t'"$eni_association"
+expect "the web instance shows both interfaces, by device index" \
+  "$(ec2 describe-instances --instance-ids "$web" --query 'Reservations[0].Instances[0].NetworkInterfaces[].[Attachment.DeviceIndex,NetworkInterfaceId==`'"$eni"'`]' | sort | tr '\n' ' ')" \
+  $'0\tFalse 1\tTrue '
+expect_error "an attached interface is not deleted" InvalidNetworkInterface.InUse \
+  ec2 delete-network-interface --network-interface-id "$eni"
 
 # Bake an image of the web instance (with a data volume) and launch from it.
 volume=$(ec2 create-volume --availability-zone us-east-1a --size 5 --query VolumeId)
@@ -102,9 +128,15 @@ expect_match "Windows password decrypted with --priv-launch-key" \
   "$(ec2 get-password-data --instance-id "$windows" --priv-launch-key "$work/windows.pem" --query PasswordData)" '^[[:graph:]]{32}$'
 
 # Tear down, in the order EC2 requires.
+ec2 disassociate-address --association-id "$eni_association"
+ec2 detach-network-interface --attachment-id "$eni_attachment"
+ec2 wait network-interface-available --network-interface-ids "$eni"
+ec2 delete-network-interface --network-interface-id "$eni"
+ec2 release-address --allocation-id "$eni_address"
 ec2 terminate-instances --instance-ids "$web" "$worker" "$windows" "$baked" > /dev/null
 ec2 wait instance-terminated --instance-ids "$web" "$worker" "$windows" "$baked"
 ec2 delete-key-pair --key-name windows-admin > /dev/null
+ec2 delete-launch-template --launch-template-id "$template" > /dev/null
 ec2 deregister-image --image-id "$image"
 ec2 delete-snapshot --snapshot-id "$snapshot"
 ec2 wait volume-available --volume-ids "$volume"
@@ -127,6 +159,8 @@ expect "no subnet left in it" "$(ec2 describe-subnets --filters "Name=vpc-id,Val
 expect "no route table left in it" "$(ec2 describe-route-tables --filters "Name=vpc-id,Values=$vpc" --query 'length(RouteTables)')" "0"
 expect "no group left in it" "$(ec2 describe-security-groups --filters "Name=vpc-id,Values=$vpc" --query 'length(SecurityGroups)')" "0"
 expect "only the default VPC's gateway left" "$(ec2 describe-internet-gateways --query 'length(InternetGateways)')" "1"
+expect "no network interface left in it" "$(ec2 describe-network-interfaces --filters "Name=vpc-id,Values=$vpc" --query 'length(NetworkInterfaces)')" "0"
+expect "no launch template left" "$(ec2 describe-launch-templates --query 'length(LaunchTemplates)')" "0"
 expect "no address left" "$(ec2 describe-addresses --query 'length(Addresses)')" "0"
 expect "no image, snapshot or volume left" \
   "$(ec2 describe-images --owners self --query 'length(Images)') $(ec2 describe-snapshots --owner-ids self --query 'length(Snapshots)') $(ec2 describe-volumes --query 'length(Volumes)')" "0 0 0"

@@ -1,7 +1,8 @@
 """A VPC network built with boto3's resource API and waiters (the steps of
 aws_vpc_network.sh): subnets, an internet gateway, route tables, a NAT
-gateway, an instance in each subnet, then a teardown in EC2's order that
-leaves nothing behind."""
+gateway, an instance in each subnet, a second network interface with an
+Elastic IP (waiter `network_interface_available`), a baked image, then a
+teardown in EC2's order that leaves nothing behind."""
 import os
 import sys
 
@@ -73,6 +74,28 @@ worker.reload()
 check("web in its subnet", web.subnet_id == public.id and web.vpc_id == vpc.id and web.private_ip_address.startswith("10.20.0."), web.private_ip_address)
 check("worker in its subnet", worker.subnet_id == private.id and worker.placement["AvailabilityZone"] == "us-east-1c", worker.placement)
 check("instances listed by VPC", sorted(i.id for i in vpc.instances.all()) == sorted([web.id, worker.id]))
+check("web's primary interface", [n.id for n in web.network_interfaces] == ["eni-" + web.id[2:]], web.network_interfaces_attribute)
+
+# A second interface for the web instance, with an Elastic IP of its own.
+eni = public.create_network_interface(Description="web public", SecondaryPrivateIpAddressCount=1)
+client.get_waiter("network_interface_available").wait(NetworkInterfaceIds=[eni.id], WaiterConfig=waiter_config)
+check("interface holds two addresses of its subnet", len(eni.private_ip_addresses) == 2 and all(a["PrivateIpAddress"].startswith("10.20.0.") for a in eni.private_ip_addresses), eni.private_ip_addresses)
+attachment_id = eni.attach(InstanceId=web.id, DeviceIndex=1)["AttachmentId"]
+eni.reload()
+check("interface attached", eni.status == "in-use" and eni.attachment["InstanceId"] == web.id and eni.attachment["AttachmentId"] == attachment_id, eni.attachment)
+eni_address = client.allocate_address(Domain="vpc")
+eni_association = client.associate_address(AllocationId=eni_address["AllocationId"], NetworkInterfaceId=eni.id, PrivateIpAddress=eni.private_ip_address)["AssociationId"]
+eni.reload()
+check("interface shows its Elastic IP", eni.association_attribute["PublicIp"] == eni_address["PublicIp"], eni.association_attribute)
+web.reload()
+check("web shows two interfaces", sorted(n["Attachment"]["DeviceIndex"] for n in web.network_interfaces_attribute) == [0, 1], web.network_interfaces_attribute)
+check("an attached interface is not deleted", error_code(client.delete_network_interface, NetworkInterfaceId=eni.id) == "InvalidNetworkInterface.InUse")
+client.disassociate_address(AssociationId=eni_association)
+eni.detach()
+client.get_waiter("network_interface_available").wait(NetworkInterfaceIds=[eni.id], WaiterConfig=waiter_config)
+eni.delete()
+client.release_address(AllocationId=eni_address["AllocationId"])
+check("interface gone", error_code(client.describe_network_interfaces, NetworkInterfaceIds=[eni.id]) == "InvalidNetworkInterfaceID.NotFound")
 
 image = web.create_image(Name="boto3-baked", NoReboot=True)
 client.get_waiter("image_available").wait(ImageIds=[image.id], WaiterConfig=waiter_config)
