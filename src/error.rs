@@ -248,6 +248,7 @@ pub mod codes {
     pub const PRIVATE_IP_ADDRESS_LIMIT_EXCEEDED: &str = "PrivateIpAddressLimitExceeded";
     pub const NETWORK_INTERFACE_LIMIT_EXCEEDED: &str = "NetworkInterfaceLimitExceeded";
     pub const ATTACHMENT_LIMIT_EXCEEDED: &str = "AttachmentLimitExceeded";
+    pub const INVALID_BLOCK_DEVICE_MAPPING: &str = "InvalidBlockDeviceMapping";
     pub const INVALID_INSTANCE_TYPE: &str = "InvalidInstanceType";
     pub const INVALID_KEY_FORMAT: &str = "InvalidKey.Format";
     pub const INVALID_KEY_PAIR_DUPLICATE: &str = "InvalidKeyPair.Duplicate";

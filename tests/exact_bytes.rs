@@ -700,7 +700,17 @@ async fn instance_shapes() {
             <architecture>x86_64</architecture>
             <rootDeviceType>ebs</rootDeviceType>
             <rootDeviceName>/dev/xvda</rootDeviceName>
-            <blockDeviceMapping/>
+            <blockDeviceMapping>
+                <item>
+                    <deviceName>/dev/xvda</deviceName>
+                    <ebs>
+                        <volumeId>vol-ID</volumeId>
+                        <status>attached</status>
+                        <attachTime>TIMESTAMP</attachTime>
+                        <deleteOnTermination>true</deleteOnTermination>
+                    </ebs>
+                </item>
+            </blockDeviceMapping>
             <virtualizationType>hvm</virtualizationType>
             <networkInterfaceSet>
                 <item>

@@ -83,10 +83,23 @@ async fn an_image_of_an_instance_maps_its_volumes_and_becomes_available() {
     let baked = text_of(&created.body, "imageId").unwrap();
     let pending = image_of(&server, &baked).await;
     assert_eq!(text_of(&pending.body, "imageState").unwrap(), "pending");
-    assert_eq!(text_of(&pending.body, "deviceName").unwrap(), "/dev/sdf");
-    assert_eq!(text_of(&pending.body, "volumeSize").unwrap(), "12");
+    // The root volume (8 GiB, gone with the instance) and the data volume.
+    let mut devices = column(&pending, "blockDeviceMapping", "deviceName");
+    devices.sort();
+    assert_eq!(devices, vec!["/dev/sdf", "/dev/xvda"]);
+    assert!(pending.body.contains("<volumeSize>12</volumeSize>"));
+    assert!(pending.body.contains("<volumeSize>8</volumeSize>"));
     assert!(pending.body.contains("<key>stage</key>"));
-    let snapshot = text_of(&pending.body, "snapshotId").unwrap();
+    let of_data_volume = ok(
+        &server,
+        "DescribeSnapshots",
+        &[
+            ("Filter.1.Name", "volume-id"),
+            ("Filter.1.Value.1", &volume),
+        ],
+    )
+    .await;
+    let snapshot = text_of(&of_data_volume.body, "snapshotId").unwrap();
     let too_soon = server
         .user(
             "RunInstances",
@@ -299,15 +312,17 @@ async fn copies_take_their_own_snapshots_and_answer_retries_once() {
         (storage.status, error_code(&storage).as_str()),
         (401, "AuthFailure")
     );
-    ok(
-        &server,
-        "ModifySnapshotAttribute",
-        &[
-            ("SnapshotId", &source_snapshot),
-            ("CreateVolumePermission.Add.1.UserId", ADMIN_ACCOUNT),
-        ],
-    )
-    .await;
+    for snapshot in all_text(&image_of(&server, &source).await.body, "snapshotId") {
+        ok(
+            &server,
+            "ModifySnapshotAttribute",
+            &[
+                ("SnapshotId", &snapshot),
+                ("CreateVolumePermission.Add.1.UserId", ADMIN_ACCOUNT),
+            ],
+        )
+        .await;
+    }
     let theirs = server.admin("CopyImage", &copy_theirs).await;
     assert_eq!(theirs.status, 200, "{}", theirs.body);
     let their_copy = text_of(&theirs.body, "imageId").unwrap();
@@ -331,4 +346,14 @@ async fn copies_take_their_own_snapshots_and_answer_retries_once() {
         shared_view.body
     );
     server.stop().await;
+}
+
+/// The text of every element named `name`.
+fn all_text(body: &str, name: &str) -> Vec<String> {
+    let open = format!("<{name}>");
+    let close = format!("</{name}>");
+    body.split(&open)
+        .skip(1)
+        .filter_map(|rest| rest.split_once(&close).map(|(text, _)| text.to_string()))
+        .collect()
 }

@@ -988,6 +988,8 @@ async fn volumes_and_snapshots() {
             &[
                 ("Filter.1.Name", "attachment.instance-id"),
                 ("Filter.1.Value.1", &instance),
+                ("Filter.2.Name", "attachment.device"),
+                ("Filter.2.Value.1", "/dev/sdf"),
             ],
         )
         .await;
@@ -995,6 +997,17 @@ async fn volumes_and_snapshots() {
         column(&filtered, "volumeSet", "volumeId"),
         std::slice::from_ref(&volume)
     );
+    // Beside its root volume.
+    let all_of_it = server
+        .user(
+            "DescribeVolumes",
+            &[
+                ("Filter.1.Name", "attachment.instance-id"),
+                ("Filter.1.Value.1", &instance),
+            ],
+        )
+        .await;
+    assert_eq!(column(&all_of_it, "volumeSet", "volumeId").len(), 2);
     let second = text_of(
         &server
             .user(

@@ -730,8 +730,28 @@ async fn per_account_quotas_and_fleet_share() {
         "SnapshotLimitExceeded"
     );
 
+    // Root volumes count as volumes: sixteen of 8 GiB do not fit beside
+    // the 60 GiB one.
+    let big_roots = server
+        .user(
+            "RunInstances",
+            &[
+                ("ImageId", IMAGE),
+                ("InstanceType", "t3.micro"),
+                ("MinCount", "16"),
+                ("MaxCount", "16"),
+            ],
+        )
+        .await;
+    assert_eq!(
+        error_code(&big_roots),
+        "VolumeLimitExceeded",
+        "{}",
+        big_roots.body
+    );
+
     // The fleet: 4 hosts of 16 vCPUs; half is 32 vCPUs, 16 t3.micro (2 vCPUs),
-    // although max_vcpus (200) would allow more.
+    // although max_vcpus (200) would allow more (1 GiB root volumes).
     let launch = |count: &'static str| async move {
         server_ref
             .user(
@@ -741,6 +761,8 @@ async fn per_account_quotas_and_fleet_share() {
                     ("InstanceType", "t3.micro"),
                     ("MinCount", count),
                     ("MaxCount", count),
+                    ("BlockDeviceMapping.1.DeviceName", "/dev/xvda"),
+                    ("BlockDeviceMapping.1.Ebs.VolumeSize", "1"),
                 ],
             )
             .await

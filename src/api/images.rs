@@ -184,11 +184,17 @@ fn write_block_device(xml: &mut XmlWriter, device: &BlockDevice) {
                 "deleteOnTermination",
                 device.delete_on_termination.unwrap_or(true),
             );
+            if let Some(iops) = device.iops {
+                xml.number("iops", iops);
+            }
             xml.optional("snapshotId", device.snapshot_id.as_deref());
             if let Some(size) = device.volume_size {
                 xml.number("volumeSize", size);
             }
             xml.optional("volumeType", device.volume_type.as_deref());
+            if let Some(encrypted) = device.encrypted {
+                xml.boolean("encrypted", encrypted);
+            }
         });
     }
     if device.no_device {
@@ -281,12 +287,7 @@ impl RegisterImage {
                     .optional("RootDeviceName")
                     .map(|name| device_name(&name, "RootDeviceName"))
                     .transpose()?,
-                block_devices: params
-                    .structures("BlockDeviceMapping")?
-                    .iter()
-                    .enumerate()
-                    .map(|(i, mapping)| block_device(mapping, i + 1))
-                    .collect::<ApiResult<_>>()?,
+                block_devices: block_devices(params)?,
             },
             dry_run: params.dry_run()?,
         })
@@ -329,7 +330,19 @@ fn block_device(mapping: &Params, index: usize) -> ApiResult<BlockDevice> {
         volume_size: mapping.number("Ebs.VolumeSize")?,
         volume_type: mapping.optional("Ebs.VolumeType"),
         delete_on_termination: mapping.boolean("Ebs.DeleteOnTermination")?,
+        encrypted: mapping.boolean("Ebs.Encrypted")?,
+        iops: mapping.number("Ebs.Iops")?,
     })
+}
+
+/// `BlockDeviceMapping.N` of a request.
+pub fn block_devices(params: &Params) -> ApiResult<Vec<BlockDevice>> {
+    params
+        .structures("BlockDeviceMapping")?
+        .iter()
+        .enumerate()
+        .map(|(i, mapping)| block_device(mapping, i + 1))
+        .collect()
 }
 
 #[derive(Debug)]

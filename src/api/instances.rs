@@ -355,6 +355,7 @@ impl RunInstances {
             secondary_private_ip_count: interfaces.secondary_count,
             interface_description: interfaces.description,
             attach_interfaces: interfaces.attach,
+            block_devices: super::images::block_devices(params)?,
         })
     }
 
@@ -411,19 +412,17 @@ fn write_state(xml: &mut XmlWriter, name: &str, state: InstanceState) {
 }
 
 /// What other resources say about an account's instances: their Elastic
-/// IPs, attached volumes and attached network interfaces.
+/// IPs and attached network interfaces.
 #[derive(Debug, Default)]
 pub struct Surroundings {
     public: super::network_interfaces::PublicAddresses,
-    volumes: HashMap<String, Vec<crate::compute::volumes::Volume>>,
     interfaces: HashMap<String, Vec<NetworkInterface>>,
     region: String,
     now: chrono::DateTime<chrono::Utc>,
 }
 
 impl Surroundings {
-    /// Looks up the account's addresses, volumes and interfaces once per
-    /// request.
+    /// Looks up the account's addresses and interfaces once per request.
     pub async fn of(context: &Context<'_>) -> ApiResult<Self> {
         let account = &context.principal.account_id;
         let region = context.compute.region().name.clone();
@@ -431,15 +430,6 @@ impl Surroundings {
             context.compute.addresses(account).await?,
             &region,
         );
-        let mut volumes: HashMap<String, Vec<crate::compute::volumes::Volume>> = HashMap::new();
-        for volume in context.compute.volumes(account).await? {
-            if let Some(attachment) = &volume.attachment {
-                volumes
-                    .entry(attachment.instance_id.clone())
-                    .or_default()
-                    .push(volume.clone());
-            }
-        }
         let mut interfaces: HashMap<String, Vec<NetworkInterface>> = HashMap::new();
         for interface in context.compute.stored_network_interfaces(account).await? {
             if let Some(attachment) = &interface.attachment {
@@ -454,7 +444,6 @@ impl Surroundings {
         }
         Ok(Self {
             public,
-            volumes,
             interfaces,
             region,
             now: context.compute.clock().now(),
@@ -472,11 +461,16 @@ impl Surroundings {
             .map(|ip| crate::compute::addresses::public_dns_name(ip, &self.region))
     }
 
-    fn volumes(&self, instance: &Instance) -> &[crate::compute::volumes::Volume] {
-        self.volumes
-            .get(&instance.id)
-            .map(Vec::as_slice)
-            .unwrap_or_default()
+    /// Its volumes as its record lists them, those still attached.
+    fn volumes<'a>(
+        &self,
+        instance: &'a Instance,
+    ) -> impl Iterator<Item = &'a crate::compute::volumes::AttachedVolume> {
+        let now = self.now;
+        instance
+            .block_devices
+            .iter()
+            .filter(move |v| v.is_live(now))
     }
 
     /// Its interfaces: the primary, then those attached, by device index.
@@ -537,24 +531,16 @@ fn write_instance(xml: &mut XmlWriter, instance: &Instance, around: &Surrounding
     xml.element("architecture", &instance.architecture);
     xml.element("rootDeviceType", "ebs");
     xml.element("rootDeviceName", instance.root_device());
-    xml.list(
-        "blockDeviceMapping",
-        around.volumes(instance),
-        |xml, volume| {
-            if let Some(attachment) = &volume.attachment {
-                xml.element("deviceName", &attachment.device);
-                xml.nested("ebs", |xml| {
-                    xml.element("volumeId", &volume.id);
-                    xml.element(
-                        "status",
-                        crate::compute::volumes::attachment_state(attachment, around.now),
-                    );
-                    xml.timestamp("attachTime", attachment.attach_time);
-                    xml.boolean("deleteOnTermination", attachment.delete_on_termination);
-                });
-            }
-        },
-    );
+    let volumes: Vec<_> = around.volumes(instance).collect();
+    xml.list("blockDeviceMapping", &volumes, |xml, volume| {
+        xml.element("deviceName", &volume.device);
+        xml.nested("ebs", |xml| {
+            xml.element("volumeId", &volume.volume_id);
+            xml.element("status", volume.status(around.now));
+            xml.timestamp("attachTime", volume.attach_time);
+            xml.boolean("deleteOnTermination", volume.delete_on_termination);
+        });
+    });
     xml.element("virtualizationType", "hvm");
     if holds_address {
         xml.list(
@@ -650,6 +636,9 @@ const INSTANCE_FILTERS: &[&str] = &[
     "dns-name",
     "block-device-mapping.volume-id",
     "block-device-mapping.device-name",
+    "block-device-mapping.status",
+    "block-device-mapping.delete-on-termination",
+    "block-device-mapping.attach-time",
 ];
 
 fn instance_filter_values(instance: &Instance, filter: &str, around: &Surroundings) -> Vec<String> {
@@ -735,14 +724,23 @@ fn instance_filter_values(instance: &Instance, filter: &str, around: &Surroundin
         "dns-name" => around.public_dns_name(instance).into_iter().collect(),
         "block-device-mapping.volume-id" => around
             .volumes(instance)
-            .iter()
-            .map(|v| v.id.clone())
+            .map(|v| v.volume_id.clone())
             .collect(),
-        "block-device-mapping.device-name" => around
+        "block-device-mapping.status" => around
             .volumes(instance)
-            .iter()
-            .filter_map(|v| v.attachment.as_ref().map(|a| a.device.clone()))
+            .map(|v| v.status(around.now).to_string())
             .collect(),
+        "block-device-mapping.delete-on-termination" => around
+            .volumes(instance)
+            .map(|v| v.delete_on_termination.to_string())
+            .collect(),
+        "block-device-mapping.attach-time" => around
+            .volumes(instance)
+            .map(|v| crate::clock::format_timestamp(v.attach_time))
+            .collect(),
+        "block-device-mapping.device-name" => {
+            around.volumes(instance).map(|v| v.device.clone()).collect()
+        }
         "vpc-id" => instance.vpc_id.iter().cloned().collect(),
         "subnet-id" => instance.subnet_id.iter().cloned().collect(),
         _ => Vec::new(),

@@ -221,6 +221,8 @@ impl Compute {
                     volume_size: Some(volume.size_gib),
                     volume_type: Some(volume.volume_type.clone()),
                     delete_on_termination: Some(attachment.delete_on_termination),
+                    encrypted: Some(volume.encrypted),
+                    iops: volume.iops,
                 });
                 snapshots.push(snapshot);
             }

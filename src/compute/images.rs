@@ -89,6 +89,10 @@ pub struct BlockDevice {
     pub volume_size: Option<u32>,
     pub volume_type: Option<String>,
     pub delete_on_termination: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encrypted: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iops: Option<u32>,
 }
 
 /// The root device an image reports when RegisterImage named none.

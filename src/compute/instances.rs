@@ -187,6 +187,10 @@ pub struct Instance {
     /// hold the attachment).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attached_interfaces: Vec<String>,
+    /// The volumes attached to it (its launch volumes, then those
+    /// AttachVolume added), as their attachments stand.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub block_devices: Vec<super::volumes::AttachedVolume>,
 }
 
 impl Instance {
@@ -269,8 +273,9 @@ impl Instance {
 }
 
 impl Record for Instance {
-    /// 3: network interfaces (`primary_interface`, `attached_interfaces`),
-    /// which a release before them would drop when rewriting a record.
+    /// 3: network interfaces (`primary_interface`, `attached_interfaces`)
+    /// and attached volumes (`block_devices`), which a release before them
+    /// would drop when rewriting a record.
     const VERSION: u32 = 3;
 
     /// Version 1 kept the status inline; the open-time upgrade
@@ -525,6 +530,8 @@ pub struct LaunchRequest {
     pub interface_description: String,
     /// Created interfaces to attach (one instance only).
     pub attach_interfaces: Vec<LaunchInterface>,
+    /// `BlockDeviceMapping.N`: changes to the image's volumes.
+    pub block_devices: Vec<super::images::BlockDevice>,
 }
 
 /// A created interface a launch attaches.

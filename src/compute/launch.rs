@@ -237,6 +237,13 @@ pub fn private_dns_name(address: &str, region: &str) -> String {
     }
 }
 
+/// The account's limits a launch is checked against.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    vcpus: u32,
+    storage_gib: u64,
+}
+
 /// What one launch operation came to.
 enum Launched {
     Done(Reservation),
@@ -425,8 +432,12 @@ impl Compute {
                 created_subnet = Some(found.subnet);
             }
         }
+        let planned_volumes = self
+            .plan_launch_volumes(account_id, &image, &request)
+            .await?;
         let now = self.clock.now();
         let vcpu_limit = self.vcpu_limit().await?;
+        let storage_limit = self.volume_storage_limit().await?;
         // The account's defaults (VPC, subnets, `default` group) are made
         // with the account; a launch that finds one missing makes them and
         // runs again.
@@ -440,7 +451,11 @@ impl Compute {
                     &image,
                     instance_type,
                     now,
-                    vcpu_limit,
+                    Limits {
+                        vcpus: vcpu_limit,
+                        storage_gib: storage_limit,
+                    },
+                    &planned_volumes,
                 )
                 .await?;
             match outcome {
@@ -461,6 +476,49 @@ impl Compute {
         Ok(reservation)
     }
 
+    /// The volumes each instance of a launch gets (see `launch_volumes`),
+    /// with the sizes of the snapshots the caller may read.
+    async fn plan_launch_volumes(
+        &self,
+        account_id: &str,
+        image: &super::catalog::Image,
+        request: &LaunchRequest,
+    ) -> ApiResult<Vec<super::launch_volumes::PlannedVolume>> {
+        let mut snapshots = std::collections::HashMap::new();
+        for id in image
+            .block_devices
+            .iter()
+            .chain(&request.block_devices)
+            .filter_map(|d| d.snapshot_id.clone())
+        {
+            if super::kinds::ResourceKind::Snapshot.check(&id).is_err() {
+                return Err(ApiError::NotFound {
+                    code: crate::error::codes::INVALID_BLOCK_DEVICE_MAPPING,
+                    message: format!("Invalid snapshot id {id} in a block device mapping"),
+                });
+            }
+            if let Ok(snapshot) = self.snapshot(account_id, &id).await {
+                snapshots.insert(id, (snapshot.volume_size, snapshot.encrypted));
+            }
+        }
+        // A snapshot the request names must be one the caller may read.
+        for device in &request.block_devices {
+            if let Some(id) = &device.snapshot_id {
+                if !snapshots.contains_key(id)
+                    && !image
+                        .block_devices
+                        .iter()
+                        .any(|d| d.snapshot_id.as_ref() == Some(id))
+                {
+                    return Err(super::kinds::ResourceKind::Snapshot.not_found(id));
+                }
+            }
+        }
+        super::launch_volumes::plan(image, &request.block_devices, |id| {
+            snapshots.get(id).copied()
+        })
+    }
+
     /// One launch operation (see [`Compute::run_instances`]).
     #[allow(clippy::too_many_arguments)]
     async fn launch_once(
@@ -471,8 +529,10 @@ impl Compute {
         image: &super::catalog::Image,
         instance_type: &super::catalog::InstanceType,
         now: chrono::DateTime<chrono::Utc>,
-        vcpu_limit: u32,
+        limits: Limits,
+        planned_volumes: &[super::launch_volumes::PlannedVolume],
     ) -> ApiResult<Launched> {
+        let vcpu_limit = limits.vcpus;
         let demand = Demand {
             vcpus: instance_type.vcpus,
             memory_mib: instance_type.memory_mib,
@@ -620,6 +680,7 @@ impl Compute {
             }
             let reservation_id = super::ids::new_id("r");
             let mut launched = Vec::new();
+            let mut volumes_by_zone = std::collections::BTreeMap::new();
             for (index, host) in placed.into_iter().enumerate() {
                 let zone = host.availability_zone.clone();
                 let id = super::ids::new_id("i");
@@ -713,15 +774,26 @@ impl Compute {
                         .transpose()?,
                     primary_interface,
                     attached_interfaces: Vec::new(),
+                    block_devices: Vec::new(),
                 };
                 let mut instance = instance;
                 self.attach_at_launch(tx, &mut instance, &request.attach_interfaces, now)?;
+                self.make_launch_volumes(tx, &mut instance, planned_volumes, now);
+                let booked: &mut (u64, u64) = volumes_by_zone
+                    .entry(instance.availability_zone.clone())
+                    .or_default();
+                booked.0 += planned_volumes.len() as u64;
+                booked.1 += planned_volumes
+                    .iter()
+                    .map(|v| u64::from(v.size_gib))
+                    .sum::<u64>();
                 usage.next_sequence += 1;
                 instances::account_change(&mut usage, None, Some(&instance));
                 instances::insert(tx, &instance);
                 launched.push(instance);
             }
             super::usage::write(tx, account_id, super::usage::Kind::Instances, &usage);
+            self.book_launch_volumes(tx, account_id, &volumes_by_zone, limits.storage_gib)?;
             if let Some(token) = &request.client_token {
                 let record = ClientTokenRecord {
                     account_id: account_id.to_string(),

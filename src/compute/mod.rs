@@ -25,6 +25,7 @@ pub mod keypairs;
 pub mod kinds;
 pub mod launch;
 pub mod launch_templates;
+pub mod launch_volumes;
 pub mod lifecycle;
 pub mod nat_gateways;
 pub mod network;
@@ -228,6 +229,10 @@ impl Compute {
             .upgrade_instances()
             .await
             .map_err(|e| crate::store::StoreError(format!("upgrading instances: {e}")))?;
+        compute
+            .link_attached_volumes()
+            .await
+            .map_err(|e| crate::store::StoreError(format!("listing attached volumes: {e}")))?;
         Ok(compute)
     }
 }

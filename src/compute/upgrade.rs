@@ -7,6 +7,11 @@
 //! already counting down get their schedule entry. Usage records missing
 //! are counted from the listings the first time they are needed (`usage`),
 //! and hosts get their `host_usage` from `services`.
+//!
+//! Volumes attached before instance records listed their volumes (what
+//! DescribeInstances' `blockDeviceMapping` reads) are added to their
+//! instance's record once, at the first start of a release that lists
+//! them (marker `meta/volume_links`).
 
 use super::instances::{
     insert, schedule_key, ClientTokenRecord, Due, Instance, InstanceStatus, CLIENT_TOKENS,
@@ -14,6 +19,9 @@ use super::instances::{
 };
 use super::Compute;
 use crate::error::ApiResult;
+
+/// Set once volumes attached before are listed in their instances.
+const VOLUME_LINKS: &[u8] = b"volume_links";
 
 /// The instance record version that moved the status out (later versions
 /// only add fields, which decoding fills in).
@@ -78,5 +86,70 @@ impl Compute {
             tracing::info!(instances = upgraded, "upgraded instance records");
         }
         Ok(upgraded)
+    }
+
+    /// Lists in each instance's record the volumes attached to it before
+    /// records listed them (once per store; see the module).
+    pub async fn link_attached_volumes(&self) -> ApiResult<usize> {
+        if self.store.raw("meta", VOLUME_LINKS).await?.is_some() {
+            return Ok(0);
+        }
+        let now = self.clock.now();
+        let mut linked = 0;
+        for (key, _) in self
+            .store
+            .raw_scan(super::volumes::VOLUMES, b"", None, usize::MAX)
+            .await?
+        {
+            let done = super::operation::run(&self.store, false, |tx| {
+                let Some(volume) =
+                    tx.get::<super::volumes::Volume>(super::volumes::VOLUMES, &key)?
+                else {
+                    return Ok(false);
+                };
+                let Some(attachment) = volume.attachment.as_ref() else {
+                    return Ok(false);
+                };
+                if attachment.detached_at.is_some_and(|at| at <= now) {
+                    return Ok(false);
+                }
+                let Some(mut instance) = super::instances::load(
+                    &self.instances,
+                    tx,
+                    &volume.account_id,
+                    &attachment.instance_id,
+                )?
+                else {
+                    return Ok(false);
+                };
+                if !instance.is_live()
+                    || instance
+                        .block_devices
+                        .iter()
+                        .any(|v| v.volume_id == volume.id)
+                {
+                    return Ok(false);
+                }
+                instance
+                    .block_devices
+                    .push(super::volumes::AttachedVolume::of(&volume.id, attachment));
+                tx.put(INSTANCES, instance.key(), &instance);
+                Ok(true)
+            })
+            .await?;
+            linked += usize::from(done);
+        }
+        super::operation::run(&self.store, false, |tx| {
+            tx.put("meta", VOLUME_LINKS.to_vec(), &true);
+            Ok(())
+        })
+        .await?;
+        if linked > 0 {
+            tracing::info!(
+                volumes = linked,
+                "listed attached volumes in their instances"
+            );
+        }
+        Ok(linked)
     }
 }

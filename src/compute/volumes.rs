@@ -12,6 +12,7 @@
 //! pool's `volume_pools/<zone>` record and the account's volume usage
 //! record are read and rewritten with the change.
 
+use super::images::DEFAULT_ROOT_DEVICE;
 use super::instances::{InstanceState, Tag};
 use super::operation::{self, Tx};
 use super::usage::{Kind, Usage};
@@ -34,6 +35,46 @@ pub struct Attachment {
     /// Set by DetachVolume: `detaching` until then, gone after.
     pub detached_at: Option<DateTime<Utc>>,
     pub delete_on_termination: bool,
+}
+
+/// A volume attached to an instance, as the instance's record keeps it
+/// (what DescribeInstances' `blockDeviceMapping` shows without reading
+/// every volume); written in the same commits as the volume's attachment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttachedVolume {
+    pub volume_id: String,
+    pub device: String,
+    pub attach_time: DateTime<Utc>,
+    pub attached_at: DateTime<Utc>,
+    pub detached_at: Option<DateTime<Utc>>,
+    pub delete_on_termination: bool,
+}
+
+impl AttachedVolume {
+    pub fn of(volume_id: &str, attachment: &Attachment) -> Self {
+        Self {
+            volume_id: volume_id.to_string(),
+            device: attachment.device.clone(),
+            attach_time: attachment.attach_time,
+            attached_at: attachment.attached_at,
+            detached_at: attachment.detached_at,
+            delete_on_termination: attachment.delete_on_termination,
+        }
+    }
+
+    /// Still attached (or attaching, or detaching) at `now`.
+    pub fn is_live(&self, now: DateTime<Utc>) -> bool {
+        self.detached_at.is_none_or(|at| at > now)
+    }
+
+    /// `attaching`, `attached` or `detaching` at `now`.
+    pub fn status(&self, now: DateTime<Utc>) -> &'static str {
+        match self.detached_at {
+            Some(_) => "detaching",
+            None if now < self.attached_at => "attaching",
+            None => "attached",
+        }
+    }
 }
 
 /// A volume.
@@ -168,6 +209,16 @@ fn volume_not_found(id: &str) -> ApiError {
         code: super::kinds::ResourceKind::Volume.not_found_code(),
         message: format!("The volume '{id}' does not exist."),
     }
+}
+
+/// Writes a volume record in `tx`.
+pub(super) fn put(tx: &mut Tx<'_>, volume: &Volume) {
+    tx.put(VOLUMES, key(&volume.account_id, &volume.id), volume);
+}
+
+/// A volume of the account as stored, read in `tx`.
+pub(super) fn stored(tx: &mut Tx<'_>, account_id: &str, id: &str) -> StoreResult<Option<Volume>> {
+    tx.get(VOLUMES, &key(account_id, id))
 }
 
 /// Devices a data volume may use: `/dev/sd[b-z]`, `/dev/xvd[b-z]`, with an
@@ -418,8 +469,12 @@ impl Compute {
         device: &str,
         dry_run: bool,
     ) -> ApiResult<Volume> {
-        if !is_device_name(device) {
-            return Err(ApiError::invalid_value(format!("Value ({device}) for parameter device is invalid. {device} is not a valid EBS device name.")));
+        let invalid_device = || {
+            ApiError::invalid_value(format!("Value ({device}) for parameter device is invalid. {device} is not a valid EBS device name."))
+        };
+        let root_name = device == DEFAULT_ROOT_DEVICE || device == "/dev/sda1";
+        if !is_device_name(device) && !root_name {
+            return Err(invalid_device());
         }
         super::kinds::ResourceKind::Instance.check(instance_id)?;
         let delay = self.volume_delay;
@@ -452,25 +507,38 @@ impl Compute {
                 }
                 _ => {}
             }
-            // Devices are unique per instance: the instance's spec is
-            // rewritten unchanged, so two attachments racing for one
-            // instance serialise.
-            tx.touch(super::instances::INSTANCES, &super::instances::instance_key(account_id, instance_id))?;
-            let others = self.volumes_in(tx, account_id)?;
-            let taken = device == "/dev/xvda"
-                || device == "/dev/sda1"
-                || others.iter().any(|v| v.id != volume_id && v.attachment.as_ref().is_some_and(|a| a.instance_id == instance_id && a.device == device));
+            // Devices are unique per instance: the instance's record lists
+            // its volumes and is rewritten with the new one, so two
+            // attachments racing for one instance serialise.
+            let mut instance = instance;
+            let taken = instance.block_devices.iter().any(|v| v.is_live(now) && v.device == device);
             if taken {
                 return Err(ApiError::invalid_value(format!("Attachment point {device} is already in use")));
             }
-            volume.attachment = Some(Attachment {
+            // A root volume goes back only at the instance's root device,
+            // and only while it is stopped.
+            if root_name {
+                if device != instance.root_device() {
+                    return Err(invalid_device());
+                }
+                if instance.state != InstanceState::Stopped {
+                    return Err(ApiError::IncorrectInstanceState(format!(
+                        "A root volume is attached to instance '{instance_id}' only while it is stopped"
+                    )));
+                }
+            }
+            let attachment = Attachment {
                 instance_id: instance_id.to_string(),
                 device: device.to_string(),
                 attach_time: now,
                 attached_at: now + delay,
                 detached_at: None,
                 delete_on_termination: false,
-            });
+            };
+            instance.block_devices.retain(|v| v.is_live(now));
+            instance.block_devices.push(AttachedVolume::of(volume_id, &attachment));
+            tx.put(super::instances::INSTANCES, instance.key(), &instance);
+            volume.attachment = Some(attachment);
             Ok(())
         })
         .await
@@ -486,7 +554,7 @@ impl Compute {
         dry_run: bool,
     ) -> ApiResult<Volume> {
         let delay = self.volume_delay;
-        self.update_volume(account_id, volume_id, dry_run, |_, volume, now| {
+        self.update_volume(account_id, volume_id, dry_run, |tx, volume, now| {
             let Some(attachment) = volume.attachment.as_mut() else {
                 return Err(ApiError::NotFound {
                     code: crate::error::codes::INCORRECT_STATE,
@@ -507,7 +575,24 @@ impl Compute {
                 });
             }
             if attachment.detached_at.is_none() {
-                attachment.detached_at = Some(now + delay);
+                let owner = &attachment.instance_id;
+                if let Some(mut instance) = super::instances::load(&self.instances, tx, account_id, owner)? {
+                    // A root volume leaves a stopped instance only, as in EC2.
+                    if attachment.device == instance.root_device() && instance.state != InstanceState::Stopped {
+                        return Err(ApiError::IncorrectInstanceState(format!(
+                            "Unable to detach root volume '{volume_id}' from instance '{owner}': the instance is not stopped"
+                        )));
+                    }
+                    attachment.detached_at = Some(now + delay);
+                    for listed in &mut instance.block_devices {
+                        if listed.volume_id == volume_id && listed.detached_at.is_none() {
+                            listed.detached_at = attachment.detached_at;
+                        }
+                    }
+                    tx.put(super::instances::INSTANCES, instance.key(), &instance);
+                } else {
+                    attachment.detached_at = Some(now + delay);
+                }
             }
             Ok(())
         })
@@ -567,18 +652,67 @@ impl Compute {
                     message: format!("Volume {volume_id} is currently attached to an instance"),
                 });
             }
-            let zone = volume.availability_zone.clone();
-            let size = u64::from(volume.size_gib);
-            let mut usage = volume_usage(tx, account_id)?;
-            let pool = pool_used(tx, &zone)?;
-            tx.delete(VOLUMES, key(account_id, volume_id));
-            tx.put(VOLUME_POOLS, zone.as_bytes(), &pool.saturating_sub(size));
-            usage.count = usage.count.saturating_sub(1);
-            usage.amount = usage.amount.saturating_sub(size);
-            super::usage::write(tx, account_id, Kind::Volumes, &usage);
-            Ok(())
+            self.remove_volume(tx, &volume)
         })
         .await
+    }
+
+    /// Deletes a volume in `tx`, giving its GiB back to the account and
+    /// the zone's pool.
+    pub(super) fn remove_volume(&self, tx: &mut Tx<'_>, volume: &Volume) -> ApiResult<()> {
+        let account_id = &volume.account_id;
+        let zone = volume.availability_zone.clone();
+        let size = u64::from(volume.size_gib);
+        let mut usage = volume_usage(tx, account_id)?;
+        let pool = pool_used(tx, &zone)?;
+        tx.delete(VOLUMES, key(account_id, &volume.id));
+        tx.put(VOLUME_POOLS, zone.as_bytes(), &pool.saturating_sub(size));
+        usage.count = usage.count.saturating_sub(1);
+        usage.amount = usage.amount.saturating_sub(size);
+        super::usage::write(tx, account_id, Kind::Volumes, &usage);
+        Ok(())
+    }
+
+    /// Books a launch's volumes in `tx`: `by_zone` gives, per zone, how
+    /// many volumes of how many GiB; refused past the account's volume
+    /// quotas (`VolumeLimitExceeded`) or a zone's pool
+    /// (`InsufficientVolumeCapacity`).
+    pub(super) fn book_launch_volumes(
+        &self,
+        tx: &mut Tx<'_>,
+        account_id: &str,
+        by_zone: &std::collections::BTreeMap<String, (u64, u64)>,
+        storage_limit: u64,
+    ) -> ApiResult<()> {
+        if by_zone.is_empty() {
+            return Ok(());
+        }
+        let mut usage = volume_usage(tx, account_id)?;
+        let mut own = None;
+        for (zone, (count, gib)) in by_zone {
+            let pool = pool_used(tx, zone)?;
+            if pool + gib > self.volume_capacity_gib_per_zone {
+                return Err(ApiError::InsufficientCapacity {
+                    code: crate::error::codes::INSUFFICIENT_VOLUME_CAPACITY,
+                    message: format!(
+                        "There is not enough capacity for the instances' {gib}GiB of volumes in {zone}"
+                    ),
+                });
+            }
+            // The account's share of the zone needs its listing only when
+            // all its storage together could exceed it.
+            let listed: &[Volume] = if usage.amount + gib > self.volume_zone_share() {
+                own.get_or_insert(tx.scan::<Volume>(VOLUMES, format!("{account_id}/").as_bytes())?)
+            } else {
+                &[]
+            };
+            self.check_volume_quota(listed, &usage, zone, *count, *gib, storage_limit)?;
+            tx.put(VOLUME_POOLS, zone.as_bytes(), &(pool + gib));
+            usage.count += count;
+            usage.amount += gib;
+        }
+        super::usage::write(tx, account_id, Kind::Volumes, &usage);
+        Ok(())
     }
 
     /// Refuses `more` volumes of `more_gib` GiB in `zone` beyond the
