@@ -190,10 +190,28 @@ async fn block_device_mappings_change_add_and_suppress_volumes() {
             ("BlockDeviceMapping.3.NoDevice", ""),
             ("BlockDeviceMapping.4.DeviceName", "/dev/sdd"),
             ("BlockDeviceMapping.4.VirtualName", "ephemeral0"),
+            ("TagSpecification.1.ResourceType", "volume"),
+            ("TagSpecification.1.Tag.1.Key", "backup"),
+            ("TagSpecification.1.Tag.1.Value", "nightly"),
+            ("TagSpecification.2.ResourceType", "instance"),
+            ("TagSpecification.2.Tag.1.Key", "Name"),
+            ("TagSpecification.2.Tag.1.Value", "db"),
         ],
     )
     .await;
     ok(&reply);
+    // Volume tags go on its volumes, instance tags on the instance.
+    let tagged = server
+        .user(
+            "DescribeVolumes",
+            &[
+                ("Filter.1.Name", "tag:backup"),
+                ("Filter.1.Value.1", "nightly"),
+            ],
+        )
+        .await;
+    assert_eq!(column(&tagged, "volumeSet", "volumeId").len(), 2);
+    assert!(!tagged.body.contains("<key>Name</key>"), "{}", tagged.body);
     let instance = text_of(&reply.body, "instanceId").unwrap();
     let mut devices = column(&reply, "blockDeviceMapping", "deviceName");
     devices.sort();
@@ -241,6 +259,22 @@ async fn block_device_mappings_change_add_and_suppress_volumes() {
                 ),
             ],
             "InvalidSnapshot.NotFound",
+        ),
+        (
+            vec![
+                ("BlockDeviceMapping.1.DeviceName", "/dev/sdf"),
+                ("BlockDeviceMapping.1.Ebs.VolumeSize", "2"),
+                ("BlockDeviceMapping.2.DeviceName", "/dev/sdf"),
+                ("BlockDeviceMapping.2.Ebs.VolumeSize", "3"),
+            ],
+            "InvalidBlockDeviceMapping",
+        ),
+        (
+            vec![
+                ("TagSpecification.1.ResourceType", "network-interface"),
+                ("TagSpecification.1.Tag.1.Key", "k"),
+            ],
+            "InvalidParameterValue",
         ),
     ] {
         let refused = launch(&server, &mapping).await;
@@ -359,5 +393,99 @@ async fn baked_images_give_their_instances_volumes_of_their_snapshots() {
         text_of(&data_volume.body, "deleteOnTermination").unwrap(),
         "false"
     );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn volumes_of_shared_images_and_quota_room() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(&dir.path().join("data"), StorageBackend::Memory);
+    config.quotas.max_volumes = 4;
+    let server = TestServer::start(config).await;
+    let reply = launch(
+        &server,
+        &[
+            ("BlockDeviceMapping.1.DeviceName", "/dev/xvda"),
+            ("BlockDeviceMapping.1.Ebs.VolumeSize", "30"),
+            ("BlockDeviceMapping.1.Ebs.Encrypted", "true"),
+        ],
+    )
+    .await;
+    let instance = text_of(&reply.body, "instanceId").unwrap();
+    wait_for(&server, &instance, "running").await;
+    let image = server
+        .user(
+            "CreateImage",
+            &[("InstanceId", &instance), ("Name", "shared-root")],
+        )
+        .await;
+    let image = text_of(&image.body, "imageId").unwrap();
+    server.clock.advance(chrono::Duration::seconds(10));
+    let root_snapshot = text_of(
+        &server
+            .user("DescribeImages", &[("ImageId.1", &image)])
+            .await
+            .body,
+        "snapshotId",
+    )
+    .unwrap();
+    // A snapshot of the caller's: an added device smaller than it is refused.
+    let small = launch(
+        &server,
+        &[
+            ("BlockDeviceMapping.1.DeviceName", "/dev/sdg"),
+            ("BlockDeviceMapping.1.Ebs.SnapshotId", &root_snapshot),
+            ("BlockDeviceMapping.1.Ebs.VolumeSize", "10"),
+        ],
+    )
+    .await;
+    assert_eq!(
+        error_code(&small),
+        "InvalidBlockDeviceMapping",
+        "{}",
+        small.body
+    );
+
+    // Shared with another account, without its snapshot: the launch still
+    // gets the snapshot's size and encryption.
+    ok(&server
+        .user(
+            "ModifyImageAttribute",
+            &[
+                ("ImageId", &image),
+                ("LaunchPermission.Add.1.UserId", ADMIN_ACCOUNT),
+            ],
+        )
+        .await);
+    let theirs = server
+        .admin(
+            "RunInstances",
+            &[("ImageId", &image), ("MinCount", "1"), ("MaxCount", "1")],
+        )
+        .await;
+    ok(&theirs);
+    let their_root = text_of(&theirs.body, "volumeId").unwrap();
+    let described = server
+        .admin("DescribeVolumes", &[("VolumeId.1", &their_root)])
+        .await;
+    assert_eq!(text_of(&described.body, "size").unwrap(), "30");
+    assert_eq!(text_of(&described.body, "encrypted").unwrap(), "true");
+    assert_eq!(
+        text_of(&described.body, "snapshotId").unwrap(),
+        root_snapshot
+    );
+
+    // Four volumes allowed: one held, so a launch of up to five instances
+    // gets three, and one more launch gets none.
+    let many = server
+        .user(
+            "RunInstances",
+            &[("ImageId", IMAGE), ("MinCount", "1"), ("MaxCount", "5")],
+        )
+        .await;
+    ok(&many);
+    assert_eq!(column(&many, "instancesSet", "instanceId").len(), 3);
+    let none = launch(&server, &[]).await;
+    assert_eq!(error_code(&none), "VolumeLimitExceeded", "{}", none.body);
     server.stop().await;
 }

@@ -335,14 +335,25 @@ fn block_device(mapping: &Params, index: usize) -> ApiResult<BlockDevice> {
     })
 }
 
-/// `BlockDeviceMapping.N` of a request.
+/// `BlockDeviceMapping.N` of a request, each device once
+/// (`InvalidBlockDeviceMapping`).
 pub fn block_devices(params: &Params) -> ApiResult<Vec<BlockDevice>> {
-    params
+    let devices = params
         .structures("BlockDeviceMapping")?
         .iter()
         .enumerate()
         .map(|(i, mapping)| block_device(mapping, i + 1))
-        .collect()
+        .collect::<ApiResult<Vec<BlockDevice>>>()?;
+    let mut seen = std::collections::HashSet::new();
+    for device in &devices {
+        if !seen.insert(device.device_name.as_str()) {
+            return Err(ApiError::NotFound {
+                code: crate::error::codes::INVALID_BLOCK_DEVICE_MAPPING,
+                message: format!("The device {} is mapped more than once", device.device_name),
+            });
+        }
+    }
+    Ok(devices)
 }
 
 #[derive(Debug)]
@@ -386,33 +397,12 @@ pub enum ImageAttributeName {
 
 /// The naming parameters CreateImage and CopyImage share.
 fn naming(params: &Params) -> ApiResult<ImageNaming> {
-    let mut tags = Vec::new();
-    let mut snapshot_tags = Vec::new();
-    for spec in params.structures("TagSpecification")? {
-        let kind = spec
-            .required("ResourceType")
-            .map_err(|_| ApiError::MissingParameter("TagSpecification.N.ResourceType".into()))?;
-        let target = match kind.as_str() {
-            "image" => &mut tags,
-            "snapshot" => &mut snapshot_tags,
-            other => {
-                return Err(ApiError::invalid_value(format!(
-                    "'{other}' is not a valid taggable resource type for this operation."
-                )))
-            }
-        };
-        for tag in spec.structures("Tag")? {
-            let key = tag.get("Key").unwrap_or("").to_string();
-            let value = tag.get("Value").unwrap_or("").to_string();
-            super::tags::check_tag(&key, &value)?;
-            target.push(crate::compute::instances::Tag { key, value });
-        }
-    }
+    let mut by_type = super::tags::tag_specifications_by_type(params, &["image", "snapshot"])?;
     Ok(ImageNaming {
         name: params.required("Name")?,
         description: params.optional("Description"),
-        tags,
-        snapshot_tags,
+        tags: by_type.remove("image").unwrap_or_default(),
+        snapshot_tags: by_type.remove("snapshot").unwrap_or_default(),
         copy_source_tags: false,
     })
 }

@@ -7,7 +7,7 @@
 //! (`instanceState`, `reason`, `groupSet`, `tagSet`, ...).
 
 use super::pagination::{check_max_results, Paging};
-use super::tags::{check_filter_names, tag_filter_values, tag_specifications, write_tags};
+use super::tags::{check_filter_names, tag_filter_values, write_tags};
 use super::{dry_run_check, Context};
 use crate::compute::instances::{
     Instance, InstanceState, LaunchRequest, Reservation, StateAction, StateChange,
@@ -304,6 +304,7 @@ impl RunInstances {
                 "Network interfaces and an instance-level private IP address may not be specified on the same request".into(),
             ));
         }
+        let mut tags = super::tags::tag_specifications_by_type(params, &["instance", "volume"])?;
         subnet_id = subnet_id.or(interfaces.subnet_id);
         group_ids.extend(interfaces.group_ids);
         private_ip = private_ip.or(interfaces.private_ip);
@@ -344,7 +345,8 @@ impl RunInstances {
             security_group_names: params.list("SecurityGroup")?,
             security_group_ids: group_ids,
             user_data: user_data(params)?,
-            tags: tag_specifications(params, "instance")?,
+            tags: tags.remove("instance").unwrap_or_default(),
+            volume_tags: tags.remove("volume").unwrap_or_default(),
             client_token,
             disable_api_termination: params.boolean("DisableApiTermination")?.unwrap_or(false),
             shutdown_behavior,

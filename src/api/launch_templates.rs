@@ -10,8 +10,7 @@
 //! `NetworkInterface.1` with `SubnetId` and `SecurityGroupId.N`); any other
 //! member is `UnsupportedOperation` naming it. `BlockDeviceMapping.N` is
 //! kept and shown, and a launch treats it as RunInstances treats its own
-//! (accepted, not yet honoured: see the README); tags are for instances
-//! only.
+//! (the volumes each instance gets); tags are for instances and volumes.
 
 use super::pagination::{check_max_results, Paging};
 use super::tags::{check_filter_names, tag_filter_values, tag_specifications, write_tags};
@@ -69,15 +68,15 @@ fn template_data(params: &Params, required: bool) -> ApiResult<BTreeMap<String, 
         data.insert(member.to_string(), value.clone());
     }
     params.mark_read("LaunchTemplateData");
-    // Tags go on the instance: this gateway has no volume or interface
-    // objects to put others on.
+    // Tags go on the instance and its volumes (a primary interface keeps
+    // no tags of its own here).
     if let Some((_, kind)) = data.iter().find(|(name, kind)| {
         name.starts_with("TagSpecification.")
             && name.ends_with(".ResourceType")
-            && kind.as_str() != "instance"
+            && !matches!(kind.as_str(), "instance" | "volume")
     }) {
         return Err(ApiError::UnsupportedOperation(format!(
-            "Tags for '{kind}' in a launch template are not offered: only 'instance'"
+            "Tags for '{kind}' in a launch template are not offered: only 'instance' and 'volume'"
         )));
     }
     if let Some(index) = data.get("NetworkInterface.1.DeviceIndex") {

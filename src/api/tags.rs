@@ -18,16 +18,29 @@ const MAX_TAGS: usize = 50;
 /// Parses `TagSpecification.N` for `resource_type`; specifications for
 /// other resource types are refused: this action creates no such resource.
 pub fn tag_specifications(params: &Params, resource_type: &str) -> ApiResult<Vec<Tag>> {
-    let mut tags = Vec::new();
+    Ok(tag_specifications_by_type(params, &[resource_type])?
+        .remove(resource_type)
+        .unwrap_or_default())
+}
+
+/// `TagSpecification.N` of an action that tags several kinds of resource
+/// (RunInstances: `instance` and `volume`), by resource type; a type not
+/// in `allowed` is `InvalidParameterValue`.
+pub fn tag_specifications_by_type(
+    params: &Params,
+    allowed: &[&str],
+) -> ApiResult<std::collections::BTreeMap<String, Vec<Tag>>> {
+    let mut by_type: std::collections::BTreeMap<String, Vec<Tag>> = Default::default();
     for spec in params.structures("TagSpecification")? {
         let given = spec
             .required("ResourceType")
             .map_err(|_| ApiError::MissingParameter("TagSpecification.N.ResourceType".into()))?;
-        if given != resource_type {
+        if !allowed.contains(&given.as_str()) {
             return Err(ApiError::invalid_value(format!(
                 "'{given}' is not a valid taggable resource type for this operation."
             )));
         }
+        let tags = by_type.entry(given).or_default();
         for tag in spec.structures("Tag")? {
             let key = tag.get("Key").unwrap_or("").to_string();
             let value = tag.get("Value").unwrap_or("").to_string();
@@ -36,12 +49,12 @@ pub fn tag_specifications(params: &Params, resource_type: &str) -> ApiResult<Vec
             tags.push(Tag { key, value });
         }
     }
-    if tags.len() > MAX_TAGS {
+    if by_type.values().any(|tags| tags.len() > MAX_TAGS) {
         return Err(ApiError::invalid_value(format!(
             "A resource can have at most {MAX_TAGS} tags"
         )));
     }
-    Ok(tags)
+    Ok(by_type)
 }
 
 /// EC2's tag rules: key 1..=128 characters without the reserved `aws:`

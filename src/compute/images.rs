@@ -49,7 +49,21 @@ pub struct Image {
     pub available_at: Option<DateTime<Utc>>,
 }
 
-impl crate::store::Record for Image {}
+impl crate::store::Record for Image {
+    /// 2: block devices say whether they are encrypted and their IOPS,
+    /// which a release before would drop when rewriting a record.
+    const VERSION: u32 = 2;
+
+    fn upgrade(version: u32, data: serde_json::Value) -> crate::store::StoreResult<Self> {
+        match version {
+            1 => serde_json::from_value(data)
+                .map_err(|e| crate::store::StoreError(format!("image record v1: {e}"))),
+            _ => Err(crate::store::StoreError(format!(
+                "no upgrade from version {version} of an image record"
+            ))),
+        }
+    }
+}
 
 impl Image {
     /// `pending` or `available` at `now`.

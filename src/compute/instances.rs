@@ -532,6 +532,8 @@ pub struct LaunchRequest {
     pub attach_interfaces: Vec<LaunchInterface>,
     /// `BlockDeviceMapping.N`: changes to the image's volumes.
     pub block_devices: Vec<super::images::BlockDevice>,
+    /// Tags for the volumes the launch makes.
+    pub volume_tags: Vec<Tag>,
 }
 
 /// A created interface a launch attaches.

@@ -485,34 +485,36 @@ impl Compute {
         request: &LaunchRequest,
     ) -> ApiResult<Vec<super::launch_volumes::PlannedVolume>> {
         let mut snapshots = std::collections::HashMap::new();
+        // The image's snapshots are its owner's: read as the owner (the
+        // caller may launch an image whose snapshots it cannot see).
         for id in image
             .block_devices
             .iter()
-            .chain(&request.block_devices)
             .filter_map(|d| d.snapshot_id.clone())
         {
-            if super::kinds::ResourceKind::Snapshot.check(&id).is_err() {
-                return Err(ApiError::NotFound {
-                    code: crate::error::codes::INVALID_BLOCK_DEVICE_MAPPING,
-                    message: format!("Invalid snapshot id {id} in a block device mapping"),
-                });
-            }
-            if let Ok(snapshot) = self.snapshot(account_id, &id).await {
+            if let Some(snapshot) = self.owned_snapshot(&image.owner_id, &id).await? {
                 snapshots.insert(id, (snapshot.volume_size, snapshot.encrypted));
             }
         }
-        // A snapshot the request names must be one the caller may read.
-        for device in &request.block_devices {
-            if let Some(id) = &device.snapshot_id {
-                if !snapshots.contains_key(id)
-                    && !image
-                        .block_devices
-                        .iter()
-                        .any(|d| d.snapshot_id.as_ref() == Some(id))
-                {
-                    return Err(super::kinds::ResourceKind::Snapshot.not_found(id));
-                }
+        // A snapshot the request adds must be one the caller may read, and
+        // completed.
+        for id in request
+            .block_devices
+            .iter()
+            .filter_map(|d| d.snapshot_id.clone())
+        {
+            if snapshots.contains_key(&id) {
+                continue;
             }
+            super::kinds::ResourceKind::Snapshot.check(&id)?;
+            let snapshot = self.snapshot(account_id, &id).await?;
+            if snapshot.state(self.clock.now()) != "completed" {
+                return Err(ApiError::NotFound {
+                    code: crate::error::codes::INCORRECT_STATE,
+                    message: format!("Snapshot '{id}' is not completed yet"),
+                });
+            }
+            snapshots.insert(id, (snapshot.volume_size, snapshot.encrypted));
         }
         super::launch_volumes::plan(image, &request.block_devices, |id| {
             snapshots.get(id).copied()
@@ -639,6 +641,25 @@ impl Compute {
                     });
                 }
                 wanted = wanted.min(free);
+            }
+            // As many as the account's volume quotas leave room for.
+            if !planned_volumes.is_empty() {
+                let room = self.launch_volume_room(
+                    tx,
+                    account_id,
+                    planned_volumes,
+                    limits.storage_gib,
+                )?;
+                if room < request.min_count {
+                    return Err(ApiError::LimitExceeded {
+                        code: crate::error::codes::VOLUME_LIMIT_EXCEEDED,
+                        message: format!(
+                            "You have exceeded your maximum volume limits: room for the volumes of {room} more instance(s), {} requested at least",
+                            request.min_count
+                        ),
+                    });
+                }
+                wanted = wanted.min(room);
             }
             let mut placement = self.services.placement(tx)?;
             if let Some(zone) = &request.availability_zone {
@@ -778,7 +799,13 @@ impl Compute {
                 };
                 let mut instance = instance;
                 self.attach_at_launch(tx, &mut instance, &request.attach_interfaces, now)?;
-                self.make_launch_volumes(tx, &mut instance, planned_volumes, now);
+                self.make_launch_volumes(
+                    tx,
+                    &mut instance,
+                    planned_volumes,
+                    &request.volume_tags,
+                    now,
+                );
                 let booked: &mut (u64, u64) = volumes_by_zone
                     .entry(instance.availability_zone.clone())
                     .or_default();

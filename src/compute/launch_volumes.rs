@@ -64,6 +64,12 @@ pub fn plan(
     let from_mapping = |device: &BlockDevice, added: bool| -> ApiResult<PlannedVolume> {
         let known = device.snapshot_id.as_deref().and_then(&snapshot);
         let size = match (device.volume_size, known) {
+            (Some(size), Some((floor, _))) if size < floor => {
+                return Err(invalid_mapping(format!(
+                    "Volume of {size}GiB is smaller than snapshot {}, expect size >= {floor}GiB",
+                    device.snapshot_id.as_deref().unwrap_or_default()
+                )))
+            }
             (Some(size), _) => size,
             (None, Some((size, _))) => size,
             (None, None) if device.snapshot_id.is_some() || device.device_name == root => {
@@ -90,9 +96,21 @@ pub fn plan(
             iops: device.iops,
         })
     };
-    let mut planned = Vec::new();
+    let mut planned: Vec<PlannedVolume> = Vec::new();
     for device in image.block_devices.iter().filter(|d| is_ebs(d)) {
-        planned.push(from_mapping(device, false)?);
+        // (An image mapping one device twice: the first one counts.)
+        if !planned.iter().any(|p| p.device == device.device_name) {
+            planned.push(from_mapping(device, false)?);
+        }
+    }
+    let mut named = std::collections::HashSet::new();
+    for device in requested {
+        if !named.insert(device.device_name.as_str()) {
+            return Err(invalid_mapping(format!(
+                "The device {} is mapped more than once",
+                device.device_name
+            )));
+        }
     }
     if !planned.iter().any(|p| p.device == root) {
         planned.insert(
@@ -208,6 +226,7 @@ impl Compute {
         tx: &mut Tx<'_>,
         instance: &mut Instance,
         planned: &[PlannedVolume],
+        tags: &[super::instances::Tag],
         now: DateTime<Utc>,
     ) {
         for plan in planned {
@@ -231,7 +250,7 @@ impl Compute {
                 created_at: now,
                 available_at: now,
                 attachment: Some(attachment.clone()),
-                tags: Vec::new(),
+                tags: tags.to_vec(),
                 client_token: None,
                 fingerprint: String::new(),
                 encrypted: plan.encrypted,
@@ -253,9 +272,13 @@ impl Compute {
         &self,
         tx: &mut Tx<'_>,
         instance: &Instance,
-        now: DateTime<Utc>,
     ) -> ApiResult<()> {
-        for listed in instance.block_devices.iter().filter(|v| v.is_live(now)) {
+        // (A volume being detached is let go, whatever its attachment said.)
+        for listed in instance
+            .block_devices
+            .iter()
+            .filter(|v| v.detached_at.is_none())
+        {
             let Some(mut volume) = volumes::stored(tx, &instance.account_id, &listed.volume_id)?
             else {
                 continue;
@@ -263,7 +286,7 @@ impl Compute {
             let Some(attachment) = volume.attachment.take() else {
                 continue;
             };
-            if attachment.instance_id != instance.id {
+            if attachment.instance_id != instance.id || attachment.detached_at.is_some() {
                 continue;
             }
             if attachment.delete_on_termination {

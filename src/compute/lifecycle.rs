@@ -212,7 +212,7 @@ impl Compute {
                 super::launch::release_private_ip(tx, &before);
                 self.release_attached_interfaces(tx, &before)?;
                 after.attached_interfaces.clear();
-                self.release_instance_volumes(tx, &before, now)?;
+                self.release_instance_volumes(tx, &before)?;
                 after.block_devices.clear();
                 // The spec loses its user data with the transition.
                 tx.put(INSTANCES, after.key(), &after);

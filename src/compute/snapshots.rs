@@ -106,6 +106,23 @@ impl Compute {
     }
 
     /// A snapshot the account may use (its own, shared with it or public).
+    /// A snapshot of `owner`'s, read for the gateway's own use (the size
+    /// and encryption of an image's snapshots for an instance launched
+    /// from it); never shown to a caller.
+    pub(super) async fn owned_snapshot(
+        &self,
+        owner: &str,
+        id: &str,
+    ) -> ApiResult<Option<Snapshot>> {
+        if super::kinds::ResourceKind::Snapshot.check(id).is_err() {
+            return Ok(None);
+        }
+        Ok(self
+            .store
+            .get_record::<Snapshot>(SNAPSHOTS, &key(owner, id))
+            .await?)
+    }
+
     pub async fn snapshot(&self, account_id: &str, id: &str) -> ApiResult<Snapshot> {
         super::kinds::ResourceKind::Snapshot.check(id)?;
         operation::read(&self.store, |tx| {

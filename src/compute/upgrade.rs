@@ -96,11 +96,20 @@ impl Compute {
         }
         let now = self.clock.now();
         let mut linked = 0;
-        for (key, _) in self
+        let mut failed = 0;
+        for (key, value) in self
             .store
             .raw_scan(super::volumes::VOLUMES, b"", None, usize::MAX)
             .await?
         {
+            // Only volumes attached now need a look.
+            let attached = crate::store::decode::<super::volumes::Volume>(&value)
+                .ok()
+                .and_then(|v| v.attachment)
+                .is_some_and(|a| a.detached_at.is_none_or(|at| at > now));
+            if !attached {
+                continue;
+            }
             let done = super::operation::run(&self.store, false, |tx| {
                 let Some(volume) =
                     tx.get::<super::volumes::Volume>(super::volumes::VOLUMES, &key)?
@@ -110,9 +119,6 @@ impl Compute {
                 let Some(attachment) = volume.attachment.as_ref() else {
                     return Ok(false);
                 };
-                if attachment.detached_at.is_some_and(|at| at <= now) {
-                    return Ok(false);
-                }
                 let Some(mut instance) = super::instances::load(
                     &self.instances,
                     tx,
@@ -136,14 +142,23 @@ impl Compute {
                 tx.put(INSTANCES, instance.key(), &instance);
                 Ok(true)
             })
-            .await?;
-            linked += usize::from(done);
+            .await;
+            match done {
+                Ok(done) => linked += usize::from(done),
+                Err(error) => {
+                    // Served meanwhile; the next start tries again.
+                    tracing::warn!(%error, "could not list an attached volume in its instance");
+                    failed += 1;
+                }
+            }
         }
-        super::operation::run(&self.store, false, |tx| {
-            tx.put("meta", VOLUME_LINKS.to_vec(), &true);
-            Ok(())
-        })
-        .await?;
+        if failed == 0 {
+            super::operation::run(&self.store, false, |tx| {
+                tx.put("meta", VOLUME_LINKS.to_vec(), &true);
+                Ok(())
+            })
+            .await?;
+        }
         if linked > 0 {
             tracing::info!(
                 volumes = linked,

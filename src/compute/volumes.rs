@@ -12,7 +12,6 @@
 //! pool's `volume_pools/<zone>` record and the account's volume usage
 //! record are read and rewritten with the change.
 
-use super::images::DEFAULT_ROOT_DEVICE;
 use super::instances::{InstanceState, Tag};
 use super::operation::{self, Tx};
 use super::usage::{Kind, Usage};
@@ -472,8 +471,9 @@ impl Compute {
         let invalid_device = || {
             ApiError::invalid_value(format!("Value ({device}) for parameter device is invalid. {device} is not a valid EBS device name."))
         };
-        let root_name = device == DEFAULT_ROOT_DEVICE || device == "/dev/sda1";
-        if !is_device_name(device) && !root_name {
+        // A root device name (any the instance's image named) is checked
+        // against the instance below.
+        if !is_device_name(device) && !device.starts_with("/dev/") {
             return Err(invalid_device());
         }
         super::kinds::ResourceKind::Instance.check(instance_id)?;
@@ -517,15 +517,13 @@ impl Compute {
             }
             // A root volume goes back only at the instance's root device,
             // and only while it is stopped.
-            if root_name {
-                if device != instance.root_device() {
-                    return Err(invalid_device());
-                }
-                if instance.state != InstanceState::Stopped {
-                    return Err(ApiError::IncorrectInstanceState(format!(
-                        "A root volume is attached to instance '{instance_id}' only while it is stopped"
-                    )));
-                }
+            if !is_device_name(device) && device != instance.root_device() {
+                return Err(invalid_device());
+            }
+            if device == instance.root_device() && instance.state != InstanceState::Stopped {
+                return Err(ApiError::IncorrectInstanceState(format!(
+                    "A root volume is attached to instance '{instance_id}' only while it is stopped"
+                )));
             }
             let attachment = Attachment {
                 instance_id: instance_id.to_string(),
@@ -671,6 +669,24 @@ impl Compute {
         usage.amount = usage.amount.saturating_sub(size);
         super::usage::write(tx, account_id, Kind::Volumes, &usage);
         Ok(())
+    }
+
+    /// How many instances' worth of `planned` volumes the account's volume
+    /// count and storage quotas leave room for, read in `tx`.
+    pub(super) fn launch_volume_room(
+        &self,
+        tx: &mut Tx<'_>,
+        account_id: &str,
+        planned: &[super::launch_volumes::PlannedVolume],
+        storage_limit: u64,
+    ) -> ApiResult<u32> {
+        let usage = volume_usage(tx, account_id)?;
+        let count = planned.len() as u64;
+        let gib: u64 = planned.iter().map(|v| u64::from(v.size_gib)).sum();
+        let by_count =
+            u64::from(self.quotas.max_volumes).saturating_sub(usage.count) / count.max(1);
+        let by_storage = storage_limit.saturating_sub(usage.amount) / gib.max(1);
+        Ok(u32::try_from(by_count.min(by_storage)).unwrap_or(u32::MAX))
     }
 
     /// Books a launch's volumes in `tx`: `by_zone` gives, per zone, how

@@ -113,11 +113,19 @@ image=$(ec2 create-image --instance-id "$web" --name web-baked --no-reboot --que
 ec2 wait image-available --image-ids "$image"
 snapshot=$(ec2 describe-images --image-ids "$image" --query 'Images[0].BlockDeviceMappings[?DeviceName==`/dev/sdf`].Ebs.SnapshotId')
 expect_match "baked image maps a snapshot of the data volume" "$snapshot" '^snap-[0-9a-f]{17}$'
+root_snapshot=$(ec2 describe-images --image-ids "$image" --query 'Images[0].BlockDeviceMappings[?DeviceName==`/dev/xvda`].Ebs.SnapshotId')
+expect_match "and one of the root volume" "$root_snapshot" '^snap-[0-9a-f]{17}$'
 baked=$(ec2 run-instances --image-id "$image" --instance-type t3.micro --count 1 \
   --subnet-id "$private" --query 'Instances[0].InstanceId')
 ec2 wait instance-running --instance-ids "$baked"
 expect "instance launched from the baked image" \
   "$(ec2 describe-instances --instance-ids "$baked" --query 'Reservations[0].Instances[0].ImageId')" "$image"
+# Its data volume comes from the image's snapshot and, as the web
+# instance's was, is kept at termination.
+baked_data=$(ec2 describe-instances --instance-ids "$baked" \
+  --query 'Reservations[0].Instances[0].BlockDeviceMappings[?DeviceName==`/dev/sdf`].Ebs.VolumeId')
+expect "the baked instance's data volume is of the image's snapshot" \
+  "$(ec2 describe-volumes --volume-ids "$baked_data" --query 'Volumes[0].[SnapshotId,Size]')" "$snapshot"$'\t5'
 
 # A Windows instance: its password, decrypted by the CLI with the key pair.
 ec2 create-key-pair --key-name windows-admin --key-type rsa --query KeyMaterial > "$work/windows.pem"
@@ -139,6 +147,8 @@ ec2 delete-key-pair --key-name windows-admin > /dev/null
 ec2 delete-launch-template --launch-template-id "$template" > /dev/null
 ec2 deregister-image --image-id "$image"
 ec2 delete-snapshot --snapshot-id "$snapshot"
+ec2 delete-snapshot --snapshot-id "$root_snapshot"
+ec2 delete-volume --volume-id "$baked_data"
 ec2 wait volume-available --volume-ids "$volume"
 ec2 delete-volume --volume-id "$volume"
 ec2 delete-security-group --group-id "$group"

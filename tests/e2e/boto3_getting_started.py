@@ -43,7 +43,10 @@ attachment = ec2.attach_volume(VolumeId=volume, InstanceId=instance, Device="/de
 check("attach", attachment["Device"] == "/dev/sdf" and attachment["State"] in ("attaching", "attached"), attachment)
 ec2.get_waiter("volume_in_use").wait(VolumeIds=[volume], WaiterConfig=waiter_config)
 mapping = ec2.describe_instances(InstanceIds=[instance])["Reservations"][0]["Instances"][0]["BlockDeviceMappings"]
-check("block device mapping", [m["Ebs"]["VolumeId"] for m in mapping] == [volume], mapping)
+by_device = {m["DeviceName"]: m["Ebs"] for m in mapping}
+check("block device mapping: the root volume and the data volume",
+      sorted(by_device) == ["/dev/sdf", "/dev/xvda"] and by_device["/dev/sdf"]["VolumeId"] == volume
+      and by_device["/dev/xvda"]["DeleteOnTermination"] and not by_device["/dev/sdf"]["DeleteOnTermination"], mapping)
 snapshot = ec2.create_snapshot(VolumeId=volume, Description="boto3")["SnapshotId"]
 ec2.get_waiter("snapshot_completed").wait(SnapshotIds=[snapshot], WaiterConfig=waiter_config)
 check("snapshot", ec2.describe_snapshots(SnapshotIds=[snapshot])["Snapshots"][0]["State"] == "completed")
