@@ -217,7 +217,7 @@ async fn validation_errors() {
         ),
         (
             vec![
-                ("TagSpecification.1.ResourceType", "volume"),
+                ("TagSpecification.1.ResourceType", "network-interface"),
                 ("TagSpecification.1.Tag.1.Key", "a"),
             ],
             "InvalidParameterValue",

@@ -488,7 +488,8 @@ async fn versions_latest_tokens_and_retries_follow_ec2() {
         "{}",
         unknown.body
     );
-    // Volume tags have no volume to go on here.
+    // Interface tags have nothing to go on here (a primary interface
+    // keeps no tags of its own).
     assert_eq!(
         refused(
             &server,
@@ -498,7 +499,7 @@ async fn versions_latest_tokens_and_retries_follow_ec2() {
                 ("LaunchTemplateData.ImageId", IMAGE),
                 (
                     "LaunchTemplateData.TagSpecification.1.ResourceType",
-                    "volume"
+                    "network-interface"
                 ),
                 ("LaunchTemplateData.TagSpecification.1.Tag.1.Key", "k"),
             ]

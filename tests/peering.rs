@@ -357,3 +357,159 @@ async fn a_request_tells_nothing_about_another_accounts_vpcs() {
     assert_eq!(error_code(&twice), "VpcPeeringConnectionAlreadyExists");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn groups_of_another_account_are_referenced_across_an_active_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(test_config(
+        &dir.path().join("data"),
+        StorageBackend::Memory,
+    ))
+    .await;
+    let mine = vpc_of(&server, false, "10.50.0.0/16").await;
+    let theirs = vpc_of(&server, true, "10.51.0.0/16").await;
+    let app = server
+        .user(
+            "CreateSecurityGroup",
+            &[
+                ("GroupName", "app"),
+                ("GroupDescription", "app"),
+                ("VpcId", &mine),
+            ],
+        )
+        .await;
+    let app = text_of(&app.body, "groupId").unwrap();
+    let clients = server
+        .admin(
+            "CreateSecurityGroup",
+            &[
+                ("GroupName", "clients"),
+                ("GroupDescription", "clients"),
+                ("VpcId", &theirs),
+            ],
+        )
+        .await;
+    let clients = text_of(&clients.body, "groupId").unwrap();
+    // A group of their default VPC, which is not peered with mine.
+    let elsewhere = server
+        .admin(
+            "CreateSecurityGroup",
+            &[
+                ("GroupName", "elsewhere"),
+                ("GroupDescription", "elsewhere"),
+            ],
+        )
+        .await;
+    let elsewhere = text_of(&elsewhere.body, "groupId").unwrap();
+    let reference = |group: &str| {
+        vec![
+            ("GroupId".to_string(), app.clone()),
+            ("IpPermissions.1.IpProtocol".to_string(), "tcp".to_string()),
+            ("IpPermissions.1.FromPort".to_string(), "443".to_string()),
+            ("IpPermissions.1.ToPort".to_string(), "443".to_string()),
+            (
+                "IpPermissions.1.Groups.1.GroupId".to_string(),
+                group.to_string(),
+            ),
+            (
+                "IpPermissions.1.Groups.1.UserId".to_string(),
+                ADMIN_ACCOUNT.to_string(),
+            ),
+        ]
+    };
+    let authorize = |group: String| {
+        let server = &server;
+        let params = reference(&group);
+        async move {
+            let params: Vec<(&str, &str)> = params
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            server.user("AuthorizeSecurityGroupIngress", &params).await
+        }
+    };
+    // Not peered yet: their group is as unknown as one that does not exist.
+    let early = authorize(clients.clone()).await;
+    let missing = authorize("sg-0123456789abcdef0".to_string()).await;
+    assert_eq!(error_code(&early), "InvalidGroup.NotFound");
+    assert_eq!(
+        text_of(&early.body, "Message")
+            .unwrap()
+            .replace(&clients, "ID"),
+        text_of(&missing.body, "Message")
+            .unwrap()
+            .replace("sg-0123456789abcdef0", "ID")
+    );
+
+    let pcx = server
+        .user(
+            "CreateVpcPeeringConnection",
+            &[
+                ("VpcId", &mine),
+                ("PeerVpcId", &theirs),
+                ("PeerOwnerId", ADMIN_ACCOUNT),
+            ],
+        )
+        .await;
+    let pcx = text_of(&pcx.body, "vpcPeeringConnectionId").unwrap();
+    let pending = authorize(clients.clone()).await;
+    assert_eq!(error_code(&pending), "InvalidGroup.NotFound");
+    let accepted = server
+        .admin(
+            "AcceptVpcPeeringConnection",
+            &[("VpcPeeringConnectionId", &pcx)],
+        )
+        .await;
+    assert_eq!(status(&accepted), "active");
+
+    let referenced = authorize(clients.clone()).await;
+    assert_eq!(referenced.status, 200, "{}", referenced.body);
+    let described = server
+        .user("DescribeSecurityGroups", &[("GroupId.1", &app)])
+        .await;
+    assert!(
+        described
+            .body
+            .contains(&format!("<userId>{ADMIN_ACCOUNT}</userId>"))
+            && described.body.contains(&clients),
+        "{}",
+        described.body
+    );
+    // Their group's name stays theirs.
+    assert!(!described.body.contains("<groupName>clients</groupName>"));
+    // Only the peered VPC's groups, and only by id.
+    assert_eq!(
+        error_code(&authorize(elsewhere).await),
+        "InvalidGroup.NotFound"
+    );
+    let by_name = server
+        .user(
+            "AuthorizeSecurityGroupIngress",
+            &[
+                ("GroupId", &app),
+                ("IpProtocol", "tcp"),
+                ("FromPort", "22"),
+                ("ToPort", "22"),
+                ("SourceSecurityGroupName", "clients"),
+                ("SourceSecurityGroupOwnerId", ADMIN_ACCOUNT),
+            ],
+        )
+        .await;
+    assert_eq!(error_code(&by_name), "InvalidGroup.NotFound");
+    // They may still delete their group; the rule stays (stale, as EC2's).
+    let deleted = server
+        .admin("DeleteSecurityGroup", &[("GroupId", &clients)])
+        .await;
+    assert_eq!(deleted.status, 200, "{}", deleted.body);
+    let revoked = server
+        .user(
+            "RevokeSecurityGroupIngress",
+            &reference(&clients)
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect::<Vec<_>>(),
+        )
+        .await;
+    assert_eq!(revoked.status, 200, "{}", revoked.body);
+    server.stop().await;
+}

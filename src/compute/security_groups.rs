@@ -483,11 +483,12 @@ impl Compute {
     }
 
     /// Resolves a peer group named by id or name (and owner, default: the
-    /// caller). Only the caller's own groups can be referenced (there is no
-    /// VPC peering here): a group of another account is `InvalidGroup.NotFound`
-    /// worded exactly as for a group that does not exist, so a reference
-    /// reveals nothing about other accounts, and nothing is ever looked up
-    /// or created on their side.
+    /// caller). Another account's group is named by id only, and is checked
+    /// when the rule is added (`authorize_rules`): it must be in a VPC
+    /// joined by an active peering connection with the rule's group's VPC.
+    /// Otherwise it is `InvalidGroup.NotFound` worded exactly as for a group
+    /// that does not exist, so a reference reveals nothing about other
+    /// accounts, and nothing is ever written on their side.
     pub async fn resolve_peer(&self, account_id: &str, peer: &GroupPeer) -> ApiResult<RulePeer> {
         let (owner, selector) = match peer {
             GroupPeer::Id {
@@ -499,11 +500,17 @@ impl Compute {
                 account_id: owner,
             } => (owner, GroupSelector::Name(group_name.clone())),
         };
-        if owner.as_deref().is_some_and(|owner| owner != account_id) {
-            if let GroupSelector::Id(id) = &selector {
-                super::kinds::ResourceKind::SecurityGroup.check(id)?;
-            }
-            return Err(group_not_found(selector_text(&selector)));
+        if let Some(owner) = owner.as_deref().filter(|owner| *owner != account_id) {
+            return match &selector {
+                GroupSelector::Id(id) => {
+                    super::kinds::ResourceKind::SecurityGroup.check(id)?;
+                    Ok(RulePeer::Group {
+                        group_id: id.clone(),
+                        account_id: owner.to_string(),
+                    })
+                }
+                GroupSelector::Name(_) => Err(group_not_found(selector_text(&selector))),
+            };
         }
         let group = self.security_group(account_id, &selector).await?;
         Ok(RulePeer::Group {
@@ -564,12 +571,10 @@ impl Compute {
                     if group_id == &group.id {
                         continue;
                     }
-                    let key = group_key(account_id, group_id);
-                    let peer = match owner == account_id {
-                        true => tx.get::<SecurityGroup>(SECURITY_GROUPS, &key)?,
-                        false => None,
-                    };
-                    let Some(peer) = peer else {
+                    // Read (tracked) whichever account holds it: its
+                    // deletion meanwhile makes this run again.
+                    let key = group_key(owner, group_id);
+                    let Some(peer) = tx.get::<SecurityGroup>(SECURITY_GROUPS, &key)? else {
                         return Err(group_not_found(group_id));
                     };
                     // Groups of the same VPC, or of a VPC peered with it.
@@ -586,6 +591,10 @@ impl Compute {
                         Ok(false)
                     };
                     if peer.vpc_id != group.vpc_id && !peered()? {
+                        // Another account's group: as if it did not exist.
+                        if owner != account_id {
+                            return Err(group_not_found(group_id));
+                        }
                         return Err(ApiError::NotFound {
                             code: super::kinds::ResourceKind::SecurityGroup.not_found_code(),
                             message: format!(
@@ -594,7 +603,13 @@ impl Compute {
                             ),
                         });
                     }
-                    tx.touch(SECURITY_GROUPS, &key)?;
+                    // The caller's own group is rewritten unchanged, so
+                    // that its deletion meanwhile conflicts (another
+                    // account's may go: the rule then refers to a deleted
+                    // group, as EC2's stale references do).
+                    if owner == account_id {
+                        tx.touch(SECURITY_GROUPS, &key)?;
+                    }
                 }
             }
             let added: Vec<Rule> = specs
