@@ -1013,3 +1013,110 @@ async fn launches_take_named_addresses_and_interfaces_and_survive_a_restart() {
     assert_eq!(error_code(&gone), "InvalidNetworkInterfaceID.NotFound");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn routes_send_traffic_to_interfaces_until_they_go() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(test_config(
+        &dir.path().join("data"),
+        StorageBackend::Memory,
+    ))
+    .await;
+    let (vpc, subnet) = network(&server, "10.60.0.0/16", "10.60.0.0/24").await;
+    let (_, other_subnet) = network(&server, "10.61.0.0/16", "10.61.0.0/24").await;
+    let table = server.user("CreateRouteTable", &[("VpcId", &vpc)]).await;
+    let table = text_of(&table.body, "routeTableId").unwrap();
+    let eni = server
+        .user("CreateNetworkInterface", &[("SubnetId", &subnet)])
+        .await;
+    let eni = text_of(&eni.body, "networkInterfaceId").unwrap();
+    let foreign = server
+        .user("CreateNetworkInterface", &[("SubnetId", &other_subnet)])
+        .await;
+    let foreign = text_of(&foreign.body, "networkInterfaceId").unwrap();
+    let wrong_vpc = server
+        .user(
+            "CreateRoute",
+            &[
+                ("RouteTableId", &table),
+                ("DestinationCidrBlock", "192.168.0.0/16"),
+                ("NetworkInterfaceId", &foreign),
+            ],
+        )
+        .await;
+    assert_eq!(error_code(&wrong_vpc), "InvalidParameterValue");
+    ok(&server
+        .user(
+            "CreateRoute",
+            &[
+                ("RouteTableId", &table),
+                ("DestinationCidrBlock", "192.168.0.0/16"),
+                ("NetworkInterfaceId", &eni),
+            ],
+        )
+        .await);
+    let route = |reply: &Reply| {
+        items(reply, "routeSet")
+            .into_iter()
+            .find(|r| r.get("destinationCidrBlock").map(String::as_str) == Some("192.168.0.0/16"))
+            .unwrap()
+    };
+    let described = server
+        .user("DescribeRouteTables", &[("RouteTableId.1", &table)])
+        .await;
+    let listed = route(&described);
+    assert_eq!(listed["networkInterfaceId"], eni);
+    assert_eq!(listed["state"], "active");
+    assert!(!listed.contains_key("instanceId"));
+
+    // Attached: the route shows the instance too.
+    let launched = launch(
+        &server,
+        &[("SubnetId", &subnet), ("InstanceType", "m5.large")],
+    )
+    .await;
+    let instance = text_of(&launched.body, "instanceId").unwrap();
+    wait_for(&server, &instance, "running").await;
+    ok(&server
+        .user(
+            "AttachNetworkInterface",
+            &[
+                ("NetworkInterfaceId", &eni),
+                ("InstanceId", &instance),
+                ("DeviceIndex", "1"),
+            ],
+        )
+        .await);
+    let described = server
+        .user(
+            "DescribeRouteTables",
+            &[
+                ("Filter.1.Name", "route.network-interface-id"),
+                ("Filter.1.Value.1", &eni),
+            ],
+        )
+        .await;
+    assert_eq!(route(&described)["instanceId"], instance);
+
+    // Gone with its instance (DeleteOnTermination): the route is a blackhole.
+    let attachment = interface(&server, &eni).await["attachmentId"].clone();
+    ok(&server
+        .user(
+            "ModifyNetworkInterfaceAttribute",
+            &[
+                ("NetworkInterfaceId", &eni),
+                ("Attachment.AttachmentId", &attachment),
+                ("Attachment.DeleteOnTermination", "true"),
+            ],
+        )
+        .await);
+    ok(&server
+        .user("TerminateInstances", &[("InstanceId.1", &instance)])
+        .await);
+    wait_for(&server, &instance, "terminated").await;
+    let described = server
+        .user("DescribeRouteTables", &[("RouteTableId.1", &table)])
+        .await;
+    assert_eq!(route(&described)["state"], "blackhole");
+    server.stop().await;
+}

@@ -37,6 +37,17 @@ fn write_table(xml: &mut XmlWriter, table: &RouteTable, targets: &RouteTargets) 
             RouteTarget::Instance(id) => {
                 xml.element("instanceId", id);
                 xml.element("instanceOwnerId", &table.account_id);
+                xml.element(
+                    "networkInterfaceId",
+                    &crate::compute::network_interfaces::primary_interface_id(id),
+                );
+            }
+            RouteTarget::NetworkInterface(id) => {
+                if let Some(Some(instance)) = targets.live_interfaces.get(id) {
+                    xml.element("instanceId", instance);
+                    xml.element("instanceOwnerId", &table.account_id);
+                }
+                xml.element("networkInterfaceId", id);
             }
             RouteTarget::NatGateway(id) => xml.element("natGatewayId", id),
             RouteTarget::Peering(id) => xml.element("vpcPeeringConnectionId", id),
@@ -57,14 +68,13 @@ fn route_target(params: &Params) -> ApiResult<RouteTarget> {
         "TransitGatewayId",
         "LocalGatewayId",
         "CarrierGatewayId",
-        "NetworkInterfaceId",
         "VpcEndpointId",
         "CoreNetworkArn",
         "OdbNetworkArn",
     ];
     if let Some(name) = UNOFFERED.iter().find(|n| params.get(n).is_some()) {
         return Err(ApiError::UnsupportedOperation(format!(
-            "Routes to a {name} are not offered: name a GatewayId, NatGatewayId, InstanceId or VpcPeeringConnectionId"
+            "Routes to a {name} are not offered: name a GatewayId, NatGatewayId, InstanceId, NetworkInterfaceId or VpcPeeringConnectionId"
         )));
     }
     let mut given = Vec::new();
@@ -85,10 +95,14 @@ fn route_target(params: &Params) -> ApiResult<RouteTarget> {
     if let Some(id) = params.optional("VpcPeeringConnectionId") {
         given.push(RouteTarget::Peering(id));
     }
+    if let Some(id) = params.optional("NetworkInterfaceId") {
+        crate::compute::kinds::ResourceKind::NetworkInterface.check(&id)?;
+        given.push(RouteTarget::NetworkInterface(id));
+    }
     match given.len() {
         1 => Ok(given.remove(0)),
         0 => Err(ApiError::MissingParameter(
-            "one of GatewayId, NatGatewayId, InstanceId or VpcPeeringConnectionId".into(),
+            "one of GatewayId, NatGatewayId, InstanceId, NetworkInterfaceId or VpcPeeringConnectionId".into(),
         )),
         _ => Err(ApiError::InvalidParameterCombination(
             "Exactly one route target may be given".into(),
@@ -411,6 +425,7 @@ const TABLE_FILTERS: &[&str] = &[
     "route.destination-cidr-block",
     "route.gateway-id",
     "route.instance-id",
+    "route.network-interface-id",
     "route.nat-gateway-id",
     "route.vpc-peering-connection-id",
     "route.origin",
@@ -492,6 +507,15 @@ fn table_values(table: &RouteTable, targets: &RouteTargets, name: &str) -> Vec<S
         "route.instance-id" => routes
             .filter_map(|r| match &r.target {
                 RouteTarget::Instance(id) => Some(id.clone()),
+                _ => None,
+            })
+            .collect(),
+        "route.network-interface-id" => routes
+            .filter_map(|r| match &r.target {
+                RouteTarget::NetworkInterface(id) => Some(id.clone()),
+                RouteTarget::Instance(id) => {
+                    Some(crate::compute::network_interfaces::primary_interface_id(id))
+                }
                 _ => None,
             })
             .collect(),

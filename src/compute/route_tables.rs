@@ -51,6 +51,8 @@ pub enum RouteTarget {
     Instance(String),
     /// A VPC peering connection (`pcx-`).
     Peering(String),
+    /// A network interface (`eni-`).
+    NetworkInterface(String),
 }
 
 impl RouteTarget {
@@ -105,7 +107,21 @@ pub struct RouteTable {
     pub client_token: Option<String>,
 }
 
-impl crate::store::Record for RouteTable {}
+impl crate::store::Record for RouteTable {
+    /// 2: routes may target a network interface, which a release before
+    /// could not read.
+    const VERSION: u32 = 2;
+
+    fn upgrade(version: u32, data: serde_json::Value) -> crate::store::StoreResult<Self> {
+        match version {
+            1 => serde_json::from_value(data)
+                .map_err(|e| crate::store::StoreError(format!("route table record v1: {e}"))),
+            _ => Err(crate::store::StoreError(format!(
+                "no upgrade from version {version} of a route table record"
+            ))),
+        }
+    }
+}
 
 impl RouteTable {
     /// True for its VPC's main table.
@@ -222,6 +238,9 @@ pub struct RouteTargets {
     pub live_instances: std::collections::HashSet<String>,
     /// `(connection, vpc, vpc)` of every active peering connection.
     pub active_peerings: Vec<(String, String, String)>,
+    /// The interfaces routes name that exist, with the instance each is
+    /// attached to (if any).
+    pub live_interfaces: std::collections::HashMap<String, Option<String>>,
 }
 
 impl RouteTargets {
@@ -235,6 +254,7 @@ impl RouteTargets {
                 .any(|(gateway, vpc)| gateway == id && vpc == &table.vpc_id),
             RouteTarget::NatGateway(id) => self.available_nat_gateways.contains(id),
             RouteTarget::Instance(id) => self.live_instances.contains(id),
+            RouteTarget::NetworkInterface(id) => self.live_interfaces.contains_key(id),
             RouteTarget::Peering(id) => self
                 .active_peerings
                 .iter()
@@ -297,6 +317,25 @@ impl Compute {
             Ok::<_, ApiError>(live)
         })
         .await?;
+        let interfaces: std::collections::HashSet<&str> = tables
+            .iter()
+            .flat_map(|t| t.routes.iter())
+            .filter_map(|r| match &r.target {
+                RouteTarget::NetworkInterface(id) => Some(id.as_str()),
+                _ => None,
+            })
+            .collect();
+        let live_interfaces = operation::read(&self.store, |tx| {
+            let mut live = std::collections::HashMap::new();
+            for id in &interfaces {
+                if let Ok(interface) = self.network_interface_in(tx, account_id, id) {
+                    let instance = interface.attachment.map(|a| a.instance_id);
+                    live.insert(id.to_string(), instance);
+                }
+            }
+            Ok::<_, ApiError>(live)
+        })
+        .await?;
         let active_peerings = self
             .peering_connections(account_id)
             .await?
@@ -309,6 +348,7 @@ impl Compute {
             available_nat_gateways,
             live_instances,
             active_peerings,
+            live_interfaces,
         })
     }
 
@@ -456,6 +496,16 @@ impl Compute {
                 if connection.status_at(now) != super::peering::PeeringStatus::Active || !here {
                     return Err(ApiError::invalid_value(format!(
                         "route table {} and peering connection {id} belong to different networks, or the connection is not active",
+                        table.id
+                    )));
+                }
+                Ok(())
+            }
+            RouteTarget::NetworkInterface(id) => {
+                let interface = self.network_interface_in(tx, account_id, id)?;
+                if interface.vpc_id != table.vpc_id {
+                    return Err(ApiError::invalid_value(format!(
+                        "route table {} and network interface {id} belong to different networks",
                         table.id
                     )));
                 }
