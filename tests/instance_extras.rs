@@ -52,8 +52,28 @@ async fn key_pairs() {
         )
         .await;
     assert_eq!(created.status, 200, "{}", created.body);
+    // EC2's default type: RSA, as a PKCS#1 PEM.
     let material = text_of(&created.body, "keyMaterial").unwrap();
-    assert!(material.starts_with("-----BEGIN OPENSSH PRIVATE KEY-----"));
+    assert!(
+        material.starts_with("-----BEGIN RSA PRIVATE KEY-----"),
+        "{material}"
+    );
+    let modern = server
+        .user(
+            "CreateKeyPair",
+            &[("KeyName", "modern"), ("KeyType", "ed25519")],
+        )
+        .await;
+    assert!(text_of(&modern.body, "keyMaterial")
+        .unwrap()
+        .starts_with("-----BEGIN OPENSSH PRIVATE KEY-----"));
+    assert_eq!(
+        server
+            .user("DeleteKeyPair", &[("KeyName", "modern")])
+            .await
+            .status,
+        200
+    );
     let key_id = text_of(&created.body, "keyPairId").unwrap();
     assert!(key_id.starts_with("key-"));
     let rsa = server
@@ -103,7 +123,7 @@ async fn key_pairs() {
     );
     assert_eq!(
         column(&listed, "keySet", "keyType"),
-        ["ed25519", "ed25519", "rsa"]
+        ["rsa", "ed25519", "rsa"]
     );
     assert!(
         !listed.body.contains("PRIVATE KEY"),
@@ -135,10 +155,13 @@ async fn key_pairs() {
     let by_type = server
         .user(
             "DescribeKeyPairs",
-            &[("Filter.1.Name", "key-type"), ("Filter.1.Value.1", "rsa")],
+            &[
+                ("Filter.1.Name", "key-type"),
+                ("Filter.1.Value.1", "ed25519"),
+            ],
         )
         .await;
-    assert_eq!(column(&by_type, "keySet", "keyName"), ["legacy"]);
+    assert_eq!(column(&by_type, "keySet", "keyName"), ["laptop"]);
     let missing = server
         .user("DescribeKeyPairs", &[("KeyName.1", "nope")])
         .await;

@@ -71,7 +71,12 @@ async fn a_windows_password_decrypts_with_the_key_pair() {
     assert_eq!(repeated, password);
 
     // ed25519 cannot encrypt: refused for Windows, as EC2 does.
-    let ed = server.user("CreateKeyPair", &[("KeyName", "modern")]).await;
+    let ed = server
+        .user(
+            "CreateKeyPair",
+            &[("KeyName", "modern"), ("KeyType", "ed25519")],
+        )
+        .await;
     assert_eq!(ed.status, 200);
     let refused = launch(WINDOWS, "modern").await;
     assert_eq!(error_code(&refused), "InvalidParameterValue");

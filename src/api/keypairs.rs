@@ -1,8 +1,8 @@
 //! CreateKeyPair, ImportKeyPair, DescribeKeyPairs, DeleteKeyPair.
 //!
 //! The private key of CreateKeyPair is in the answer and nowhere else: it is
-//! not stored, and request logs never contain bodies. `KeyType` rsa or
-//! ed25519 (the default here), `KeyFormat` pem or ppk; ImportKeyPair's
+//! not stored, and request logs never contain bodies. `KeyType` rsa (the
+//! default, as in EC2) or ed25519, `KeyFormat` pem or ppk; ImportKeyPair's
 //! `PublicKeyMaterial` is base64 of an OpenSSH public key line (what
 //! `fileb://key.pub` sends); bad material is `InvalidKey.Format`.
 
@@ -35,7 +35,7 @@ impl CreateKeyPair {
                 .optional("KeyType")
                 .map(|t| KeyType::parse(&t))
                 .transpose()?
-                .unwrap_or(KeyType::Ed25519),
+                .unwrap_or(KeyType::Rsa),
             key_format: params
                 .optional("KeyFormat")
                 .map(|f| KeyFormat::parse(&f))

@@ -149,7 +149,12 @@ impl Compute {
             self.store_new_key_pair(&placeholder, true).await?;
             return Err(ApiError::DryRunOperation);
         }
-        let generated = keymaterial::generate(key_type, format, name)?;
+        // An RSA key takes a while to draw: off the request threads.
+        let key_name = name.to_string();
+        let generated =
+            tokio::task::spawn_blocking(move || keymaterial::generate(key_type, format, &key_name))
+                .await
+                .map_err(|_| ApiError::InternalError)??;
         let pair = KeyPair {
             id: super::ids::new_id("key"),
             account_id: account_id.to_string(),

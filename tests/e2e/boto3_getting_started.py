@@ -27,7 +27,7 @@ try:
 except ClientError as error:
     check("duplicate rule", error.response["Error"]["Code"] == "InvalidPermission.Duplicate", error.response)
 key = ec2.create_key_pair(KeyName="boto3-start")
-check("key pair", key["KeyMaterial"].startswith("-----BEGIN OPENSSH PRIVATE KEY-----"))
+check("key pair: RSA by default, as in EC2", key["KeyMaterial"].startswith("-----BEGIN RSA PRIVATE KEY-----"), key["KeyMaterial"][:40])
 instance = ec2.run_instances(ImageId="ami-0b1c2d3e4f5a6b7c8", InstanceType="t3.micro", MinCount=1, MaxCount=1, KeyName="boto3-start", SecurityGroupIds=[group], Placement={"AvailabilityZone": "us-east-1b"})["Instances"][0]["InstanceId"]
 ec2.get_waiter("instance_running").wait(InstanceIds=[instance], WaiterConfig=waiter_config)
 ec2.create_tags(Resources=[instance], Tags=[{"Key": "Name", "Value": "boto3-start"}])
