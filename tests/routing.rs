@@ -700,6 +700,58 @@ async fn nat_gateways_hold_their_addresses_and_pass_through_ec2_states() {
     let active = tables(&server, "route.nat-gateway-id", &nat).await;
     assert_eq!(routes(&active)[1].1, "active");
 
+    // Its Elastic IP shows associated with its requester-managed interface,
+    // which nobody changes.
+    let interface = text_of(&available.body, "networkInterfaceId").unwrap();
+    assert_eq!(interface, format!("eni-{}", nat.trim_start_matches("nat-")));
+    let address = ok(
+        &server,
+        "DescribeAddresses",
+        &[("AllocationId.1", &allocation)],
+    )
+    .await;
+    let address = items(&address, "addressesSet").remove(0);
+    assert_eq!(address["networkInterfaceId"], interface);
+    assert_eq!(address["privateIpAddress"], private_ip);
+    assert!(!address.contains_key("instanceId"));
+    let association = address["associationId"].clone();
+    assert_eq!(
+        refused(
+            &server,
+            "DisassociateAddress",
+            &[("AssociationId", &association)]
+        )
+        .await,
+        "Resource.AlreadyAssociated"
+    );
+    let managed = ok(
+        &server,
+        "DescribeNetworkInterfaces",
+        &[
+            ("Filter.1.Name", "interface-type"),
+            ("Filter.1.Value.1", "nat_gateway"),
+        ],
+    )
+    .await;
+    let listed = items(&managed, "networkInterfaceSet");
+    assert_eq!(listed.len(), 1, "{}", managed.body);
+    assert_eq!(listed[0]["networkInterfaceId"], interface);
+    assert_eq!(listed[0]["status"], "in-use");
+    assert_eq!(listed[0]["requesterManaged"], "true");
+    assert_eq!(listed[0]["privateIpAddress"], private_ip);
+    assert!(managed
+        .body
+        .contains(&format!("<publicIp>{public_ip}</publicIp>")));
+    assert_eq!(
+        refused(
+            &server,
+            "DeleteNetworkInterface",
+            &[("NetworkInterfaceId", &interface)]
+        )
+        .await,
+        "OperationNotPermitted"
+    );
+
     // Another account: not found; errors for unknown and malformed ids.
     let theirs = server
         .admin("DeleteNatGateway", &[("NatGatewayId", &nat)])

@@ -106,7 +106,13 @@ pub fn write_interface(
         xml.element("groupId", &group.id);
         xml.element("groupName", &group.name);
     });
-    xml.element("interfaceType", "interface");
+    xml.element(
+        "interfaceType",
+        match interface.managed_by {
+            Some(_) => "nat_gateway",
+            None => "interface",
+        },
+    );
     xml.list("ipv6AddressesSet", &[] as &[String], |_, _| {});
     xml.element("macAddress", &interface.mac_address());
     xml.element("networkInterfaceId", &interface.id);
@@ -130,7 +136,7 @@ pub fn write_interface(
         },
     );
     if full {
-        xml.boolean("requesterManaged", false);
+        xml.boolean("requesterManaged", interface.managed_by.is_some());
     }
     xml.boolean("sourceDestCheck", interface.source_dest_check);
     xml.element("status", interface.status());
@@ -444,13 +450,17 @@ fn filter_values(
         "description" => one(&interface.description),
         "group-id" => interface.groups.iter().map(|g| g.id.clone()).collect(),
         "group-name" => interface.groups.iter().map(|g| g.name.clone()).collect(),
-        "interface-type" => one("interface"),
+        "interface-type" => one(if interface.managed_by.is_some() {
+            "nat_gateway"
+        } else {
+            "interface"
+        }),
         "mac-address" => one(&interface.mac_address()),
         "network-interface-id" => one(&interface.id),
         "owner-id" => one(&interface.account_id),
         "private-dns-name" => one(&public.private_dns_name(&interface.private_ip)),
         "private-ip-address" => one(&interface.private_ip),
-        "requester-managed" => one("false"),
+        "requester-managed" => one(&interface.managed_by.is_some().to_string()),
         "source-dest-check" => one(&interface.source_dest_check.to_string()),
         "status" => one(interface.status()),
         "subnet-id" => one(&interface.subnet_id),

@@ -197,10 +197,25 @@ impl Compute {
         } else {
             Vec::new()
         };
+        let now = self.clock.now();
         for address in &mut addresses {
             if let Some(association) = address.association.take() {
                 address.association =
                     self.current_association(tx, account_id, association, &stored);
+            }
+            // A NAT gateway's address shows on the gateway's interface.
+            if let Some(nat_id) = &address.nat_gateway_id {
+                let interface_id = super::nat_gateways::nat_interface_id(nat_id);
+                if let Some(interface) =
+                    super::nat_gateways::managed_interface(tx, account_id, &interface_id, now)?
+                {
+                    address.association = Some(Association {
+                        association_id: super::nat_gateways::nat_association_id(nat_id),
+                        instance_id: String::new(),
+                        private_ip: interface.private_ip,
+                        network_interface_id: Some(interface_id),
+                    });
+                }
             }
         }
         addresses.sort_by(|a, b| a.public_ip.cmp(&b.public_ip));
@@ -565,6 +580,9 @@ impl Compute {
         };
         super::operation::run(&self.store, dry_run, |tx| {
             let address = self.address_in(tx, account_id, &selector)?;
+            if let Some(nat) = &address.nat_gateway_id {
+                return Err(held_by_nat(&address, nat));
+            }
             let still = match (&address.association, association_id) {
                 (Some(current), Some(id)) => current.association_id == id,
                 (Some(_), None) => true,

@@ -15,9 +15,13 @@
 //! gateway (see `idempotency`). Gateways live under
 //! `nat_gateways/<account>/<id>`; every create and delete rewrites the
 //! account's NAT gateway usage record and the address it holds, so two
-//! creates cannot take one Elastic IP.
+//! creates cannot take one Elastic IP. While it holds its address it has
+//! a requester-managed network interface (`eni-` and its id's digits,
+//! listed by DescribeNetworkInterfaces, changed by nobody), on which its
+//! Elastic IP shows as associated.
 
 use super::instances::Tag;
+use super::network_interfaces::NetworkInterface;
 use super::operation::{self, Tx};
 use super::usage::{Kind, Usage};
 use super::Compute;
@@ -129,9 +133,55 @@ impl NatGateway {
     }
 
     /// True while it holds an address of its subnet.
-    fn holds_address(&self, now: DateTime<Utc>) -> bool {
+    pub(super) fn holds_address(&self, now: DateTime<Utc>) -> bool {
         self.failure.is_none() && self.deleted_at.is_none_or(|at| now < at)
     }
+
+    /// The requester-managed network interface EC2 gives it, while it
+    /// holds its address.
+    pub fn interface(&self, now: DateTime<Utc>) -> Option<NetworkInterface> {
+        self.holds_address(now).then(|| NetworkInterface {
+            id: nat_interface_id(&self.id),
+            account_id: self.account_id.clone(),
+            subnet_id: self.subnet_id.clone(),
+            vpc_id: self.vpc_id.clone(),
+            availability_zone: self.availability_zone.clone(),
+            address_pool: self.address_pool.clone(),
+            private_ip: self.private_ip.clone(),
+            secondary_private_ips: Vec::new(),
+            description: format!("Interface for NAT Gateway {}", self.id),
+            source_dest_check: false,
+            groups: Vec::new(),
+            tags: Vec::new(),
+            attachment: None,
+            client_token: None,
+            managed_by: Some(self.id.clone()),
+        })
+    }
+}
+
+/// The id of a NAT gateway's network interface.
+pub fn nat_interface_id(nat_id: &str) -> String {
+    format!("eni-{}", nat_id.trim_start_matches("nat-"))
+}
+
+/// The association id a NAT gateway's Elastic IP shows.
+pub fn nat_association_id(nat_id: &str) -> String {
+    format!("eipassoc-{}", nat_id.trim_start_matches("nat-"))
+}
+
+/// The NAT gateway whose interface `interface_id` would be, read now
+/// (untracked), if it holds its address.
+pub(super) fn managed_interface(
+    tx: &Tx<'_>,
+    account_id: &str,
+    interface_id: &str,
+    now: DateTime<Utc>,
+) -> StoreResult<Option<NetworkInterface>> {
+    let nat_id = format!("nat-{}", interface_id.trim_start_matches("eni-"));
+    Ok(tx
+        .peek_record::<NatGateway>(NAT_GATEWAYS, &key(account_id, &nat_id))?
+        .and_then(|nat| nat.interface(now)))
 }
 
 /// What CreateNatGateway asks for.

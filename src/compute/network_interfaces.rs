@@ -103,6 +103,10 @@ pub struct NetworkInterface {
     /// The ClientToken it was made with (forgotten with it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_token: Option<String>,
+    /// The NAT gateway that manages it (a requester-managed interface,
+    /// never stored).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub managed_by: Option<String>,
 }
 
 impl crate::store::Record for NetworkInterface {}
@@ -110,7 +114,7 @@ impl crate::store::Record for NetworkInterface {}
 impl NetworkInterface {
     /// `in-use` while attached, else `available`.
     pub fn status(&self) -> &'static str {
-        if self.attachment.is_some() {
+        if self.attachment.is_some() || self.managed_by.is_some() {
             "in-use"
         } else {
             "available"
@@ -181,6 +185,7 @@ pub fn primary_of(instance: &Instance) -> NetworkInterface {
             delete_on_termination: true,
         }),
         client_token: None,
+        managed_by: None,
     }
 }
 
@@ -339,16 +344,24 @@ impl Compute {
     /// The account's interfaces: the stored ones and the primary interface
     /// of every instance not terminated.
     pub async fn network_interfaces(&self, account_id: &str) -> ApiResult<Vec<NetworkInterface>> {
-        operation::read(&self.store, |tx| {
+        let mut interfaces = operation::read(&self.store, |tx| {
             let mut interfaces = stored_interfaces_in(tx, account_id)?;
             let (live, _) = self.instance_page_in(tx, account_id, None, None, &|i| {
                 i.state != InstanceState::Terminated
             })?;
             interfaces.extend(live.iter().map(primary_of));
-            interfaces.sort_by(|a, b| a.id.cmp(&b.id));
-            Ok(interfaces)
+            Ok::<_, ApiError>(interfaces)
         })
-        .await
+        .await?;
+        let now = self.clock.now();
+        interfaces.extend(
+            self.nat_gateways(account_id)
+                .await?
+                .iter()
+                .filter_map(|nat| nat.interface(now)),
+        );
+        interfaces.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(interfaces)
     }
 
     /// The account's stored interfaces (what DescribeInstances adds to an
@@ -371,7 +384,16 @@ impl Compute {
             Some(instance) if instance.state != InstanceState::Terminated => {
                 Ok(Holder::Primary(instance))
             }
-            _ => Err(not_found(id)),
+            _ => {
+                match super::nat_gateways::managed_interface(tx, account_id, id, self.clock.now())?
+                {
+                    Some(managed) => Err(ApiError::OperationNotPermitted(format!(
+                        "The network interface {id} is managed by {} and cannot be changed",
+                        managed.managed_by.unwrap_or_default()
+                    ))),
+                    None => Err(not_found(id)),
+                }
+            }
         }
     }
 
@@ -382,7 +404,15 @@ impl Compute {
         account_id: &str,
         id: &str,
     ) -> ApiResult<NetworkInterface> {
-        Ok(self.holder_in(tx, account_id, id)?.view())
+        match self.holder_in(tx, account_id, id) {
+            Ok(holder) => Ok(holder.view()),
+            // A NAT gateway's interface is read, never changed.
+            Err(ApiError::OperationNotPermitted(_)) => {
+                super::nat_gateways::managed_interface(tx, account_id, id, self.clock.now())?
+                    .ok_or_else(|| not_found(id))
+            }
+            Err(other) => Err(other),
+        }
     }
 
     /// One interface of the account.
@@ -392,7 +422,7 @@ impl Compute {
         id: &str,
     ) -> ApiResult<NetworkInterface> {
         operation::read(&self.store, |tx| {
-            Ok(self.holder_in(tx, account_id, id)?.view())
+            self.network_interface_in(tx, account_id, id)
         })
         .await
     }
@@ -499,6 +529,7 @@ impl Compute {
                 tags: request.tags.clone(),
                 attachment: None,
                 client_token: request.client_token.as_ref().map(|t| t.token.clone()),
+                managed_by: None,
             };
             usage.count += 1;
             super::usage::write(tx, account_id, Kind::NetworkInterfaces, &usage);
