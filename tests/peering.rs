@@ -477,6 +477,22 @@ async fn groups_of_another_account_are_referenced_across_an_active_connection() 
     );
     // Their group's name stays theirs.
     assert!(!described.body.contains("<groupName>clients</groupName>"));
+    // A user id names an account (twelve digits); one's own group under
+    // another account's id is not one's own group.
+    let malformed = {
+        let mut params = reference(&clients);
+        params[5].1 = "admin".to_string();
+        let params: Vec<(&str, &str)> = params
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        server.user("AuthorizeSecurityGroupIngress", &params).await
+    };
+    assert_eq!(error_code(&malformed), "InvalidParameterValue");
+    assert_eq!(
+        error_code(&authorize(app.clone()).await),
+        "InvalidGroup.NotFound"
+    );
     // Only the peered VPC's groups, and only by id.
     assert_eq!(
         error_code(&authorize(elsewhere).await),

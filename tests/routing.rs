@@ -751,6 +751,19 @@ async fn nat_gateways_hold_their_addresses_and_pass_through_ec2_states() {
         .await,
         "OperationNotPermitted"
     );
+    assert_eq!(
+        refused(
+            &server,
+            "CreateRoute",
+            &[
+                ("RouteTableId", &main),
+                ("DestinationCidrBlock", "172.16.0.0/12"),
+                ("NetworkInterfaceId", &interface),
+            ]
+        )
+        .await,
+        "InvalidParameterValue"
+    );
 
     // Another account: not found; errors for unknown and malformed ids.
     let theirs = server
@@ -783,6 +796,26 @@ async fn nat_gateways_hold_their_addresses_and_pass_through_ec2_states() {
     assert_eq!(text_of(&deleted.body, "natGatewayId").unwrap(), nat);
     let deleting = ok(&server, "DescribeNatGateways", &[("NatGatewayId.1", &nat)]).await;
     assert_eq!(text_of(&deleting.body, "state").unwrap(), "deleting");
+    // Its interface went with the addresses.
+    assert!(
+        !deleting.body.contains("<networkInterfaceId>"),
+        "{}",
+        deleting.body
+    );
+    let managed = ok(
+        &server,
+        "DescribeNetworkInterfaces",
+        &[
+            ("Filter.1.Name", "interface-type"),
+            ("Filter.1.Value.1", "nat_gateway"),
+        ],
+    )
+    .await;
+    assert!(
+        items(&managed, "networkInterfaceSet").is_empty(),
+        "{}",
+        managed.body
+    );
     let blackhole = tables(&server, "route.nat-gateway-id", &nat).await;
     assert_eq!(routes(&blackhole)[1].1, "blackhole");
     // No new route to it, and its subnet stays until it is `deleted`.

@@ -135,6 +135,13 @@ pub(super) fn requested_rules(params: &Params) -> ApiResult<Vec<RequestedRule>> 
         }
         for pair in permission.structures("Groups")? {
             let owner = pair.optional("UserId");
+            if let Some(owner) = &owner {
+                if owner.len() != 12 || !owner.bytes().all(|b| b.is_ascii_digit()) {
+                    return Err(ApiError::invalid_value(format!(
+                        "Invalid user id: \"{owner}\": an account id is twelve digits"
+                    )));
+                }
+            }
             let peer = match (pair.optional("GroupId"), pair.optional("GroupName")) {
                 (Some(group_id), _) => GroupPeer::Id {
                     group_id,

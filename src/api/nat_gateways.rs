@@ -22,17 +22,22 @@ fn write_nat_gateway(xml: &mut XmlWriter, nat: &NatGatewayView) {
     }
     xml.list("natGatewayAddressSet", &[()], |xml, _| {
         xml.optional("allocationId", nat.allocation_id.as_deref());
-        if nat.allocation_id.is_some() && nat.failure.is_none() {
+        // Its interface and the association on it last until its deletion
+        // is asked.
+        let has_interface = nat.failure.is_none() && nat.deleted_at.is_none();
+        if nat.allocation_id.is_some() && has_interface {
             xml.element(
                 "associationId",
                 &crate::compute::nat_gateways::nat_association_id(&nat.id),
             );
         }
-        if nat.failure.is_none() {
+        if has_interface {
             xml.element(
                 "networkInterfaceId",
                 &crate::compute::nat_gateways::nat_interface_id(&nat.id),
             );
+        }
+        if nat.failure.is_none() {
             xml.element("privateIp", &nat.private_ip);
         }
         xml.optional("publicIp", nat.public_ip.as_deref());

@@ -197,7 +197,6 @@ impl Compute {
         } else {
             Vec::new()
         };
-        let now = self.clock.now();
         for address in &mut addresses {
             if let Some(association) = address.association.take() {
                 address.association =
@@ -207,7 +206,7 @@ impl Compute {
             if let Some(nat_id) = &address.nat_gateway_id {
                 let interface_id = super::nat_gateways::nat_interface_id(nat_id);
                 if let Some(interface) =
-                    super::nat_gateways::managed_interface(tx, account_id, &interface_id, now)?
+                    super::nat_gateways::managed_interface(tx, account_id, &interface_id)?
                 {
                     address.association = Some(Association {
                         association_id: super::nat_gateways::nat_association_id(nat_id),

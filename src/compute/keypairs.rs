@@ -134,22 +134,30 @@ impl Compute {
         dry_run: bool,
     ) -> ApiResult<(KeyPair, Secret)> {
         check_name(name)?;
-        if dry_run {
-            // Every check the real request makes, without making a key.
-            let placeholder = KeyPair {
-                id: String::new(),
-                account_id: account_id.to_string(),
-                name: name.to_string(),
-                key_type,
-                fingerprint: String::new(),
-                public_key: String::new(),
-                tags,
-                created_at: self.clock.now(),
-            };
-            self.store_new_key_pair(&placeholder, true).await?;
-            return Err(ApiError::DryRunOperation);
+        // Every check the real request makes, without making a key: a
+        // DryRun ends here, and a request bound to fail (a duplicate name,
+        // the quota) draws no key. The commit checks again.
+        let placeholder = KeyPair {
+            id: String::new(),
+            account_id: account_id.to_string(),
+            name: name.to_string(),
+            key_type,
+            fingerprint: String::new(),
+            public_key: String::new(),
+            tags: tags.clone(),
+            created_at: self.clock.now(),
+        };
+        match self.store_new_key_pair(&placeholder, true).await {
+            Err(ApiError::DryRunOperation) if !dry_run => {}
+            Err(other) => return Err(other),
+            Ok(()) => return Err(ApiError::InternalError),
         }
-        // An RSA key takes a while to draw: off the request threads.
+        // An RSA key takes a while to draw: off the request threads, and a
+        // few at a time whatever the tenants ask (see `key_draws`).
+        let _permit = key_draws()
+            .acquire()
+            .await
+            .map_err(|_| ApiError::InternalError)?;
         let key_name = name.to_string();
         let generated =
             tokio::task::spawn_blocking(move || keymaterial::generate(key_type, format, &key_name))
@@ -254,4 +262,15 @@ impl Compute {
         })
         .await
     }
+}
+
+/// Key pairs drawn at once, across all tenants: an RSA key costs tens of
+/// milliseconds of one core, so a burst of CreateKeyPair waits its turn
+/// rather than filling the blocking pool the store's durable writes use.
+fn key_draws() -> &'static tokio::sync::Semaphore {
+    static KEY_DRAWS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    KEY_DRAWS.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        tokio::sync::Semaphore::new(cores)
+    })
 }

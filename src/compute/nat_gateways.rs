@@ -137,10 +137,10 @@ impl NatGateway {
         self.failure.is_none() && self.deleted_at.is_none_or(|at| now < at)
     }
 
-    /// The requester-managed network interface EC2 gives it, while it
-    /// holds its address.
-    pub fn interface(&self, now: DateTime<Utc>) -> Option<NetworkInterface> {
-        self.holds_address(now).then(|| NetworkInterface {
+    /// The requester-managed network interface EC2 gives it, until its
+    /// deletion is asked (its address is let go then).
+    pub fn interface(&self) -> Option<NetworkInterface> {
+        (self.failure.is_none() && self.deleted_at.is_none()).then(|| NetworkInterface {
             id: nat_interface_id(&self.id),
             account_id: self.account_id.clone(),
             subnet_id: self.subnet_id.clone(),
@@ -170,18 +170,17 @@ pub fn nat_association_id(nat_id: &str) -> String {
     format!("eipassoc-{}", nat_id.trim_start_matches("nat-"))
 }
 
-/// The NAT gateway whose interface `interface_id` would be, read now
-/// (untracked), if it holds its address.
+/// The interface of the NAT gateway `interface_id` would be, read now
+/// (untracked), while the gateway has one.
 pub(super) fn managed_interface(
     tx: &Tx<'_>,
     account_id: &str,
     interface_id: &str,
-    now: DateTime<Utc>,
 ) -> StoreResult<Option<NetworkInterface>> {
     let nat_id = format!("nat-{}", interface_id.trim_start_matches("eni-"));
     Ok(tx
         .peek_record::<NatGateway>(NAT_GATEWAYS, &key(account_id, &nat_id))?
-        .and_then(|nat| nat.interface(now)))
+        .and_then(|nat| nat.interface()))
 }
 
 /// What CreateNatGateway asks for.

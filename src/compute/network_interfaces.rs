@@ -353,12 +353,11 @@ impl Compute {
             Ok::<_, ApiError>(interfaces)
         })
         .await?;
-        let now = self.clock.now();
         interfaces.extend(
             self.nat_gateways(account_id)
                 .await?
                 .iter()
-                .filter_map(|nat| nat.interface(now)),
+                .filter_map(|nat| nat.interface()),
         );
         interfaces.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(interfaces)
@@ -384,16 +383,13 @@ impl Compute {
             Some(instance) if instance.state != InstanceState::Terminated => {
                 Ok(Holder::Primary(instance))
             }
-            _ => {
-                match super::nat_gateways::managed_interface(tx, account_id, id, self.clock.now())?
-                {
-                    Some(managed) => Err(ApiError::OperationNotPermitted(format!(
-                        "The network interface {id} is managed by {} and cannot be changed",
-                        managed.managed_by.unwrap_or_default()
-                    ))),
-                    None => Err(not_found(id)),
-                }
-            }
+            _ => match super::nat_gateways::managed_interface(tx, account_id, id)? {
+                Some(managed) => Err(ApiError::OperationNotPermitted(format!(
+                    "The network interface {id} is managed by {} and cannot be changed",
+                    managed.managed_by.unwrap_or_default()
+                ))),
+                None => Err(not_found(id)),
+            },
         }
     }
 
@@ -408,7 +404,7 @@ impl Compute {
             Ok(holder) => Ok(holder.view()),
             // A NAT gateway's interface is read, never changed.
             Err(ApiError::OperationNotPermitted(_)) => {
-                super::nat_gateways::managed_interface(tx, account_id, id, self.clock.now())?
+                super::nat_gateways::managed_interface(tx, account_id, id)?
                     .ok_or_else(|| not_found(id))
             }
             Err(other) => Err(other),

@@ -328,9 +328,13 @@ impl Compute {
         let live_interfaces = operation::read(&self.store, |tx| {
             let mut live = std::collections::HashMap::new();
             for id in &interfaces {
-                if let Ok(interface) = self.network_interface_in(tx, account_id, id) {
-                    let instance = interface.attachment.map(|a| a.instance_id);
-                    live.insert(id.to_string(), instance);
+                match self.network_interface_in(tx, account_id, id) {
+                    Ok(interface) => {
+                        let instance = interface.attachment.map(|a| a.instance_id);
+                        live.insert(id.to_string(), instance);
+                    }
+                    Err(ApiError::NotFound { .. }) => {}
+                    Err(other) => return Err(other),
                 }
             }
             Ok::<_, ApiError>(live)
@@ -503,6 +507,11 @@ impl Compute {
             }
             RouteTarget::NetworkInterface(id) => {
                 let interface = self.network_interface_in(tx, account_id, id)?;
+                if let Some(nat) = &interface.managed_by {
+                    return Err(ApiError::invalid_value(format!(
+                        "The network interface {id} belongs to NAT gateway {nat}: route to the NatGatewayId"
+                    )));
+                }
                 if interface.vpc_id != table.vpc_id {
                     return Err(ApiError::invalid_value(format!(
                         "route table {} and network interface {id} belong to different networks",

@@ -568,7 +568,7 @@ impl Compute {
                     account_id: owner,
                 } = &spec.peer
                 {
-                    if group_id == &group.id {
+                    if group_id == &group.id && owner == account_id {
                         continue;
                     }
                     // Read (tracked) whichever account holds it: its

@@ -180,10 +180,17 @@ impl Compute {
             ResourceType::DhcpOptions => found(super::dhcp_options::DHCP_OPTIONS, by_account),
             ResourceType::NetworkInterface => {
                 let stored = found(super::network_interfaces::NETWORK_INTERFACES, by_account);
-                if stored.is_err() && self.network_interface_in(tx, account_id, id).is_ok() {
-                    return Err(ApiError::UnsupportedOperation(format!(
-                        "{id} is an instance's primary network interface, which keeps no tags of its own here: tag the instance"
-                    )));
+                if stored.is_err() {
+                    if let Ok(interface) = self.network_interface_in(tx, account_id, id) {
+                        return Err(match interface.managed_by {
+                            Some(nat) => ApiError::OperationNotPermitted(format!(
+                                "The network interface {id} is managed by {nat} and cannot be changed"
+                            )),
+                            None => ApiError::UnsupportedOperation(format!(
+                                "{id} is an instance's primary network interface, which keeps no tags of its own here: tag the instance"
+                            )),
+                        });
+                    }
                 }
                 stored
             }
