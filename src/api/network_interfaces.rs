@@ -72,6 +72,26 @@ impl PublicAddresses {
     }
 }
 
+/// An interface's `attachment` (with its instance when `full`: the
+/// `NetworkInterfaceAttachment` shape rather than DescribeInstances' own).
+fn write_attachment(xml: &mut XmlWriter, interface: &NetworkInterface, full: bool) {
+    let Some(attachment) = &interface.attachment else {
+        return;
+    };
+    xml.nested("attachment", |xml| {
+        xml.timestamp("attachTime", attachment.attach_time);
+        xml.element("attachmentId", &attachment.attachment_id);
+        xml.boolean("deleteOnTermination", attachment.delete_on_termination);
+        xml.number("deviceIndex", attachment.device_index);
+        xml.number("networkCardIndex", 0);
+        if full {
+            xml.element("instanceId", &attachment.instance_id);
+            xml.element("instanceOwnerId", &interface.account_id);
+        }
+        xml.element("status", "attached");
+    });
+}
+
 /// The fields the `NetworkInterface` and `InstanceNetworkInterface` shapes
 /// share; `full` for the former (DescribeNetworkInterfaces).
 pub fn write_interface(
@@ -84,20 +104,7 @@ pub fn write_interface(
     if let Some(address) = primary_public {
         around.association(xml, address, full);
     }
-    if let Some(attachment) = &interface.attachment {
-        xml.nested("attachment", |xml| {
-            xml.timestamp("attachTime", attachment.attach_time);
-            xml.element("attachmentId", &attachment.attachment_id);
-            xml.boolean("deleteOnTermination", attachment.delete_on_termination);
-            xml.number("deviceIndex", attachment.device_index);
-            xml.number("networkCardIndex", 0);
-            if full {
-                xml.element("instanceId", &attachment.instance_id);
-                xml.element("instanceOwnerId", &interface.account_id);
-            }
-            xml.element("status", "attached");
-        });
-    }
+    write_attachment(xml, interface, full);
     if full {
         xml.element("availabilityZone", &interface.availability_zone);
     }
@@ -386,6 +393,7 @@ fn filter_values(
         return values;
     }
     let one = |value: &str| vec![value.to_string()];
+    let some = |value: Option<String>| value.into_iter().collect::<Vec<String>>();
     let attachment = interface.attachment.as_ref();
     let primary_public = public.on(&interface.id, &interface.private_ip);
     let all_public = || {
@@ -405,47 +413,22 @@ fn filter_values(
             values
         }
         "addresses.association.public-ip" => all_public(),
-        "association.allocation-id" => primary_public
-            .map(|a| a.allocation_id.clone())
-            .into_iter()
-            .collect(),
-        "association.association-id" => primary_public
-            .and_then(|a| a.association.as_ref())
-            .map(|a| a.association_id.clone())
-            .into_iter()
-            .collect(),
-        "association.public-ip" => primary_public
-            .map(|a| a.public_ip.clone())
-            .into_iter()
-            .collect(),
-        "association.ip-owner-id" => primary_public
-            .map(|a| a.account_id.clone())
-            .into_iter()
-            .collect(),
-        "attachment.attachment-id" => attachment
-            .map(|a| a.attachment_id.clone())
-            .into_iter()
-            .collect(),
-        "attachment.instance-id" => attachment
-            .map(|a| a.instance_id.clone())
-            .into_iter()
-            .collect(),
-        "attachment.instance-owner-id" => attachment
-            .map(|_| interface.account_id.clone())
-            .into_iter()
-            .collect(),
-        "attachment.device-index" => attachment
-            .map(|a| a.device_index.to_string())
-            .into_iter()
-            .collect(),
-        "attachment.status" => attachment
-            .map(|_| "attached".to_string())
-            .into_iter()
-            .collect(),
-        "attachment.delete-on-termination" => attachment
-            .map(|a| a.delete_on_termination.to_string())
-            .into_iter()
-            .collect(),
+        "association.allocation-id" => some(primary_public.map(|a| a.allocation_id.clone())),
+        "association.association-id" => some(
+            primary_public
+                .and_then(|a| a.association.as_ref())
+                .map(|a| a.association_id.clone()),
+        ),
+        "association.public-ip" => some(primary_public.map(|a| a.public_ip.clone())),
+        "association.ip-owner-id" => some(primary_public.map(|a| a.account_id.clone())),
+        "attachment.attachment-id" => some(attachment.map(|a| a.attachment_id.clone())),
+        "attachment.instance-id" => some(attachment.map(|a| a.instance_id.clone())),
+        "attachment.instance-owner-id" => some(attachment.map(|_| interface.account_id.clone())),
+        "attachment.device-index" => some(attachment.map(|a| a.device_index.to_string())),
+        "attachment.status" => some(attachment.map(|_| "attached".to_string())),
+        "attachment.delete-on-termination" => {
+            some(attachment.map(|a| a.delete_on_termination.to_string()))
+        }
         "availability-zone" => one(&interface.availability_zone),
         "description" => one(&interface.description),
         "group-id" => interface.groups.iter().map(|g| g.id.clone()).collect(),
@@ -743,18 +726,7 @@ impl XmlOutput for InterfaceAttributeOutput {
                 });
             }
             InterfaceAttribute::Attachment => {
-                if let Some(attachment) = &interface.attachment {
-                    xml.nested("attachment", |xml| {
-                        xml.timestamp("attachTime", attachment.attach_time);
-                        xml.element("attachmentId", &attachment.attachment_id);
-                        xml.boolean("deleteOnTermination", attachment.delete_on_termination);
-                        xml.number("deviceIndex", attachment.device_index);
-                        xml.number("networkCardIndex", 0);
-                        xml.element("instanceId", &attachment.instance_id);
-                        xml.element("instanceOwnerId", &interface.account_id);
-                        xml.element("status", "attached");
-                    });
-                }
+                write_attachment(xml, interface, true);
             }
         }
     }
