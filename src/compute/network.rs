@@ -189,11 +189,13 @@ impl Compute {
         self.default_network(account_id).await?;
         self.complete_created_vpcs(account_id).await?;
         self.security_groups(account_id).await?;
-        // Instance listings skip the scans of addresses and volumes when
-        // these records say the account has none (`usage::known_empty`).
+        // Instance listings skip the scans of addresses and network
+        // interfaces when these records say the account has none
+        // (`usage::known_empty`).
         super::operation::run(&self.store, false, |tx| {
             super::addresses::ensure_usage(tx, account_id)?;
             super::volumes::ensure_usage(tx, account_id)?;
+            super::network_interfaces::ensure_usage(tx, account_id)?;
             Ok(())
         })
         .await

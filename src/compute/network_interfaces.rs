@@ -248,6 +248,13 @@ fn interface_usage(tx: &mut Tx<'_>, account_id: &str) -> StoreResult<Usage> {
     })
 }
 
+/// Gives the account an interface usage record if it has none.
+pub(super) fn ensure_usage(tx: &mut Tx<'_>, account_id: &str) -> StoreResult<()> {
+    super::usage::ensure(tx, account_id, Kind::NetworkInterfaces, |tx| {
+        super::usage::count_of(tx, NETWORK_INTERFACES, format!("{account_id}/").as_bytes())
+    })
+}
+
 /// The account's stored interfaces as stored now (untracked: read the
 /// interface usage with it to decide on it).
 pub(super) fn stored_interfaces_in(

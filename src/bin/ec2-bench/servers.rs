@@ -20,6 +20,8 @@ listen = "127.0.0.1:0"
 data_dir = "DATA_DIR"
 region = "us-east-1"
 cache_capacity_mib = 32
+# Every instance has a root volume (8 GiB).
+volume_capacity_gib_per_zone = 1000000000
 
 [quotas]
 max_instances = 10000000
@@ -27,6 +29,7 @@ max_vcpus = 100000000
 max_fleet_share_percent = 100
 max_key_pairs = 10000000
 max_volumes = 10000000
+max_volume_storage_gib = 100000000000
 
 [limits]
 max_connections = 4096
