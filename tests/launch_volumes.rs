@@ -489,3 +489,123 @@ async fn volumes_of_shared_images_and_quota_room() {
     assert_eq!(error_code(&none), "VolumeLimitExceeded", "{}", none.body);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn instance_attributes_change_volumes_groups_and_the_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(test_config(
+        &dir.path().join("data"),
+        StorageBackend::Memory,
+    ))
+    .await;
+    let reply = launch(&server, &[]).await;
+    let instance = text_of(&reply.body, "instanceId").unwrap();
+    let root = text_of(&reply.body, "volumeId").unwrap();
+    wait_for(&server, &instance, "running").await;
+    // What `aws ec2 modify-instance-attribute --block-device-mappings` sends.
+    ok(&server
+        .user(
+            "ModifyInstanceAttribute",
+            &[
+                ("InstanceId", &instance),
+                ("BlockDeviceMapping.1.DeviceName", "/dev/xvda"),
+                ("BlockDeviceMapping.1.Ebs.DeleteOnTermination", "false"),
+            ],
+        )
+        .await);
+    let attribute = server
+        .user(
+            "DescribeInstanceAttribute",
+            &[
+                ("InstanceId", &instance),
+                ("Attribute", "blockDeviceMapping"),
+            ],
+        )
+        .await;
+    ok(&attribute);
+    assert_eq!(text_of(&attribute.body, "volumeId").unwrap(), root);
+    assert_eq!(
+        text_of(&attribute.body, "deleteOnTermination").unwrap(),
+        "false"
+    );
+    let described = volume(&server, &root).await;
+    assert_eq!(
+        text_of(&described.body, "deleteOnTermination").unwrap(),
+        "false"
+    );
+    let unknown = server
+        .user(
+            "ModifyInstanceAttribute",
+            &[
+                ("InstanceId", &instance),
+                ("BlockDeviceMapping.1.DeviceName", "/dev/sdz"),
+                ("BlockDeviceMapping.1.Ebs.DeleteOnTermination", "true"),
+            ],
+        )
+        .await;
+    assert_eq!(error_code(&unknown), "InvalidParameterValue");
+
+    // Its groups and source/destination check are its primary interface's.
+    let group = server
+        .user(
+            "CreateSecurityGroup",
+            &[("GroupName", "attr"), ("GroupDescription", "attr")],
+        )
+        .await;
+    let group = text_of(&group.body, "groupId").unwrap();
+    ok(&server
+        .user(
+            "ModifyInstanceAttribute",
+            &[("InstanceId", &instance), ("GroupId.1", &group)],
+        )
+        .await);
+    ok(&server
+        .user(
+            "ModifyInstanceAttribute",
+            &[
+                ("InstanceId", &instance),
+                ("SourceDestCheck.Value", "false"),
+            ],
+        )
+        .await);
+    let check = server
+        .user(
+            "DescribeInstanceAttribute",
+            &[("InstanceId", &instance), ("Attribute", "sourceDestCheck")],
+        )
+        .await;
+    assert_eq!(text_of(&check.body, "value").unwrap(), "false");
+    let eni = format!("eni-{}", instance.trim_start_matches("i-"));
+    let interface = server
+        .user(
+            "DescribeNetworkInterfaces",
+            &[("NetworkInterfaceId.1", &eni)],
+        )
+        .await;
+    assert_eq!(text_of(&interface.body, "groupId").unwrap(), group);
+    assert!(interface
+        .body
+        .contains("<sourceDestCheck>false</sourceDestCheck>"));
+    let both = server
+        .user(
+            "ModifyInstanceAttribute",
+            &[
+                ("InstanceId", &instance),
+                ("GroupId.1", &group),
+                ("SourceDestCheck.Value", "true"),
+            ],
+        )
+        .await;
+    assert_eq!(error_code(&both), "InvalidParameterCombination");
+
+    // Terminated: the root volume stays, as now asked.
+    ok(&server
+        .user("TerminateInstances", &[("InstanceId.1", &instance)])
+        .await);
+    wait_for(&server, &instance, "terminated").await;
+    assert_eq!(
+        text_of(&volume(&server, &root).await.body, "status").unwrap(),
+        "available"
+    );
+    server.stop().await;
+}

@@ -298,6 +298,8 @@ pub enum InstanceAttributeName {
     InstanceInitiatedShutdownBehavior,
     RootDeviceName,
     GroupSet,
+    BlockDeviceMapping,
+    SourceDestCheck,
 }
 
 impl InstanceAttributeName {
@@ -309,9 +311,11 @@ impl InstanceAttributeName {
             "instanceInitiatedShutdownBehavior" => Self::InstanceInitiatedShutdownBehavior,
             "rootDeviceName" => Self::RootDeviceName,
             "groupSet" => Self::GroupSet,
+            "blockDeviceMapping" => Self::BlockDeviceMapping,
+            "sourceDestCheck" => Self::SourceDestCheck,
             other => {
                 return Err(ApiError::invalid_value(format!(
-                    "Value ({other}) for parameter attribute is invalid. Supported here: instanceType, userData, disableApiTermination, instanceInitiatedShutdownBehavior, rootDeviceName, groupSet."
+                    "Value ({other}) for parameter attribute is invalid. Supported here: instanceType, userData, disableApiTermination, instanceInitiatedShutdownBehavior, rootDeviceName, groupSet, blockDeviceMapping, sourceDestCheck."
                 )))
             }
         })
@@ -340,6 +344,7 @@ impl DescribeInstanceAttribute {
         Ok(AttributeOutput {
             instance,
             attribute: self.attribute,
+            now: context.compute.clock().now(),
         })
     }
 }
@@ -348,6 +353,7 @@ impl DescribeInstanceAttribute {
 pub struct AttributeOutput {
     instance: Instance,
     attribute: InstanceAttributeName,
+    now: chrono::DateTime<chrono::Utc>,
 }
 
 impl XmlOutput for AttributeOutput {
@@ -383,6 +389,32 @@ impl XmlOutput for AttributeOutput {
                     xml.element("groupName", &group.name);
                 })
             }
+            InstanceAttributeName::BlockDeviceMapping => {
+                let now = self.now;
+                let volumes: Vec<_> = instance
+                    .block_devices
+                    .iter()
+                    .filter(|v| v.is_live(now))
+                    .collect();
+                xml.list("blockDeviceMapping", &volumes, |xml, volume| {
+                    xml.element("deviceName", &volume.device);
+                    xml.nested("ebs", |xml| {
+                        xml.timestamp("attachTime", volume.attach_time);
+                        xml.boolean("deleteOnTermination", volume.delete_on_termination);
+                        xml.element("status", volume.status(now));
+                        xml.element("volumeId", &volume.volume_id);
+                    });
+                })
+            }
+            InstanceAttributeName::SourceDestCheck => xml.nested("sourceDestCheck", |xml| {
+                xml.boolean(
+                    "value",
+                    instance
+                        .primary_interface
+                        .as_ref()
+                        .is_none_or(|p| p.source_dest_check),
+                )
+            }),
         }
     }
 }
@@ -395,9 +427,59 @@ pub struct ModifyInstanceAttribute {
 }
 
 impl ModifyInstanceAttribute {
-    /// Either `Attribute` + `Value` or one `<Attribute>.Value` parameter.
+    /// Either `Attribute` + `Value`, one `<Attribute>.Value` parameter,
+    /// `GroupId.N`, or `BlockDeviceMapping.N` (`DeleteOnTermination`).
     pub fn from_params(params: &Params) -> ApiResult<Self> {
         let instance_id = one_instance_id(params)?;
+        let groups = params.list("GroupId")?;
+        let mappings = params.structures("BlockDeviceMapping")?;
+        let others = params.get("Attribute").is_some()
+            || params
+                .pairs()
+                .iter()
+                .any(|(name, _)| name.ends_with(".Value"));
+        if [!groups.is_empty(), !mappings.is_empty(), others]
+            .iter()
+            .filter(|given| **given)
+            .count()
+            > 1
+        {
+            return Err(ApiError::InvalidParameterCombination(
+                "Only one attribute can be modified in one request".into(),
+            ));
+        }
+        if !groups.is_empty() {
+            for id in &groups {
+                crate::compute::kinds::ResourceKind::SecurityGroup.check(id)?;
+            }
+            return Ok(Self {
+                instance_id,
+                change: AttributeChange::Groups(groups),
+                dry_run: params.dry_run()?,
+            });
+        }
+        if !mappings.is_empty() {
+            let mut devices = Vec::new();
+            for mapping in &mappings {
+                let device = mapping.required("DeviceName")?;
+                let delete = mapping.boolean("Ebs.DeleteOnTermination")?.ok_or_else(|| {
+                    ApiError::MissingParameter(
+                        "BlockDeviceMapping.N.Ebs.DeleteOnTermination".into(),
+                    )
+                })?;
+                if mapping.get("NoDevice").is_some() || mapping.get("VirtualName").is_some() {
+                    return Err(ApiError::UnsupportedOperation(
+                        "Only DeleteOnTermination of an attached volume can be changed".into(),
+                    ));
+                }
+                devices.push((device, delete));
+            }
+            return Ok(Self {
+                instance_id,
+                change: AttributeChange::DeleteOnTermination(devices),
+                dry_run: params.dry_run()?,
+            });
+        }
         let (attribute, value) = match (params.optional("Attribute"), params.get("Value")) {
             (Some(attribute), Some(value)) => (attribute, value.to_string()),
             (Some(attribute), None) => {
@@ -410,6 +492,7 @@ impl ModifyInstanceAttribute {
                     ("InstanceType.Value", "instanceType"),
                     ("UserData.Value", "userData"),
                     ("DisableApiTermination.Value", "disableApiTermination"),
+                    ("SourceDestCheck.Value", "sourceDestCheck"),
                     (
                         "InstanceInitiatedShutdownBehavior.Value",
                         "instanceInitiatedShutdownBehavior",
@@ -449,6 +532,17 @@ impl ModifyInstanceAttribute {
                     _ => {
                         return Err(ApiError::invalid_value(format!(
                             "Invalid boolean '{value}' for disableApiTermination"
+                        )))
+                    }
+                })
+            }
+            "sourceDestCheck" => {
+                AttributeChange::SourceDestCheck(match value.to_ascii_lowercase().as_str() {
+                    "true" => true,
+                    "false" => false,
+                    _ => {
+                        return Err(ApiError::invalid_value(format!(
+                            "Invalid boolean '{value}' for sourceDestCheck"
                         )))
                     }
                 })

@@ -1,12 +1,15 @@
 //! ModifyInstanceAttribute: the instance type and user data (stopped
-//! instances only, as EC2 requires), API termination protection and the
-//! shutdown behaviour.
+//! instances only, as EC2 requires), API termination protection, the
+//! shutdown behaviour, its security groups and source/destination check
+//! (its primary interface's), and `DeleteOnTermination` of its attached
+//! volumes.
 //!
 //! A change rewrites the instance's spec; the state it depends on is read
 //! in the same operation, so a start racing a type change makes one of them
 //! run again.
 
 use super::instances::{instances_not_found, load, InstanceState, INSTANCES};
+use super::network_interfaces::PrimaryInterface;
 use super::Compute;
 use crate::error::{ApiError, ApiResult};
 
@@ -20,6 +23,11 @@ pub enum AttributeChange {
     DisableApiTermination(bool),
     /// `stop` or `terminate`.
     ShutdownBehavior(String),
+    /// Group ids, of the instance's VPC.
+    Groups(Vec<String>),
+    SourceDestCheck(bool),
+    /// `(device, delete)` per attached volume named by its device.
+    DeleteOnTermination(Vec<(String, bool)>),
 }
 
 impl Compute {
@@ -73,6 +81,40 @@ impl Compute {
                     after.disable_api_termination = *value
                 }
                 AttributeChange::ShutdownBehavior(value) => after.shutdown_behavior = value.clone(),
+                AttributeChange::Groups(ids) => {
+                    let vpc_id = before.vpc_id.clone().unwrap_or_default();
+                    after.security_groups = self.interface_groups(tx, account_id, &vpc_id, ids)?;
+                }
+                AttributeChange::SourceDestCheck(check) => {
+                    let mut settings = after.primary_interface.clone().unwrap_or_default();
+                    settings.source_dest_check = *check;
+                    after.primary_interface =
+                        Some(settings).filter(|p| p != &PrimaryInterface::default());
+                }
+                AttributeChange::DeleteOnTermination(devices) => {
+                    let now = self.clock.now();
+                    for (device, delete) in devices {
+                        let listed = after
+                            .block_devices
+                            .iter_mut()
+                            .find(|v| v.is_live(now) && &v.device == device)
+                            .ok_or_else(|| {
+                                ApiError::invalid_value(format!(
+                                    "No volume is attached to instance '{instance_id}' at {device}"
+                                ))
+                            })?;
+                        listed.delete_on_termination = *delete;
+                        // The volume's own attachment says the same.
+                        if let Some(mut volume) =
+                            super::volumes::stored(tx, account_id, &listed.volume_id)?
+                        {
+                            if let Some(attachment) = volume.attachment.as_mut() {
+                                attachment.delete_on_termination = *delete;
+                            }
+                            super::volumes::put(tx, &volume);
+                        }
+                    }
+                }
             }
             tx.put(INSTANCES, after.key(), &after);
             Ok(())

@@ -432,7 +432,7 @@ impl Compute {
 
     /// The security groups of `ids` (or the VPC's `default` group), each
     /// in `vpc_id`, read in `tx`.
-    fn interface_groups(
+    pub(super) fn interface_groups(
         &self,
         tx: &mut Tx<'_>,
         account_id: &str,
