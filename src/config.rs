@@ -350,10 +350,18 @@ pub struct Config {
     /// Volume capacity of each zone (GiB).
     #[serde(default = "default_volume_capacity")]
     pub volume_capacity_gib_per_zone: u64,
+    /// The pool instances' public IPv4 addresses come from (subnets with
+    /// MapPublicIpOnLaunch, as EC2's default subnets).
+    #[serde(default = "default_public_ip_pool")]
+    pub public_ip_pool: String,
 }
 
 fn default_elastic_ip_pool() -> String {
     "198.51.100.0/24".to_string()
+}
+
+fn default_public_ip_pool() -> String {
+    "100.64.0.0/10".to_string()
 }
 
 fn default_volume_capacity() -> u64 {
@@ -720,6 +728,12 @@ impl Config {
             return Err(config_error(
                 "elastic_ip_pool",
                 "must be an IPv4 CIDR from /16 to /30, like 198.51.100.0/24",
+            ));
+        }
+        if crate::compute::addresses::AddressPool::parse_wide(&self.public_ip_pool).is_none() {
+            return Err(config_error(
+                "public_ip_pool",
+                "must be an IPv4 CIDR from /8 to /30, like 100.64.0.0/10",
             ));
         }
         let mut host_names = std::collections::HashSet::new();

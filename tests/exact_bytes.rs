@@ -12,7 +12,14 @@ use ec2_gateway::config::StorageBackend;
 /// `sg-ID`) and every MAC address (derived from an id) with placeholders.
 fn normalized(reply: &Reply) -> String {
     let request_id = reply.headers["x-amzn-requestid"].to_str().unwrap();
-    let text = without_macs(&without_ids(&reply.body.replace(request_id, "REQUEST-ID")));
+    let mut body = reply.body.replace(request_id, "REQUEST-ID");
+    // An instance's public address is drawn at launch.
+    if let Some(public_ip) = ec2_gateway::client::text_of(&body, "ipAddress") {
+        body = body
+            .replace(&public_ip, "PUBLIC-IP")
+            .replace(&public_ip.replace('.', "-"), "PUBLIC-IP");
+    }
+    let text = without_macs(&without_ids(&body));
     let bytes = text.as_bytes();
     let mut out = String::new();
     let mut i = 0;
@@ -673,6 +680,7 @@ async fn instance_shapes() {
                 <name>pending</name>
             </instanceState>
             <privateDnsName>ip-172-31-16-4.ec2.internal</privateDnsName>
+            <dnsName>ec2-PUBLIC-IP.compute-1.amazonaws.com</dnsName>
             <amiLaunchIndex>0</amiLaunchIndex>
             <productCodes/>
             <instanceType>t2.micro</instanceType>
@@ -687,6 +695,7 @@ async fn instance_shapes() {
             <subnetId>subnet-ID</subnetId>
             <vpcId>vpc-ID</vpcId>
             <privateIpAddress>172.31.16.4</privateIpAddress>
+            <ipAddress>PUBLIC-IP</ipAddress>
             <groupSet>
                 <item>
                     <groupId>sg-ID</groupId>
@@ -714,6 +723,11 @@ async fn instance_shapes() {
             <virtualizationType>hvm</virtualizationType>
             <networkInterfaceSet>
                 <item>
+                    <association>
+                        <ipOwnerId>amazon</ipOwnerId>
+                        <publicDnsName>ec2-PUBLIC-IP.compute-1.amazonaws.com</publicDnsName>
+                        <publicIp>PUBLIC-IP</publicIp>
+                    </association>
                     <attachment>
                         <attachTime>TIMESTAMP</attachTime>
                         <attachmentId>eni-attach-ID</attachmentId>
@@ -738,6 +752,11 @@ async fn instance_shapes() {
                     <privateIpAddress>172.31.16.4</privateIpAddress>
                     <privateIpAddressesSet>
                         <item>
+                            <association>
+                                <ipOwnerId>amazon</ipOwnerId>
+                                <publicDnsName>ec2-PUBLIC-IP.compute-1.amazonaws.com</publicDnsName>
+                                <publicIp>PUBLIC-IP</publicIp>
+                            </association>
                             <primary>true</primary>
                             <privateDnsName>ip-172-31-16-4.ec2.internal</privateDnsName>
                             <privateIpAddress>172.31.16.4</privateIpAddress>

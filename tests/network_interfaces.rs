@@ -1120,3 +1120,115 @@ async fn routes_send_traffic_to_interfaces_until_they_go() {
     assert_eq!(route(&described)["state"], "blackhole");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn public_addresses_follow_the_subnet_and_the_instance_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(test_config(
+        &dir.path().join("data"),
+        StorageBackend::Memory,
+    ))
+    .await;
+    let public_of = |reply: &Reply| text_of(&reply.body, "ipAddress");
+    let describe = |id: String| {
+        let server = &server;
+        async move {
+            server
+                .user("DescribeInstances", &[("InstanceId.1", &id)])
+                .await
+        }
+    };
+    // A default subnet maps public addresses on launch, as EC2's do.
+    let first = launch(&server, &[]).await;
+    let second = launch(&server, &[]).await;
+    let (a, b) = (public_of(&first).unwrap(), public_of(&second).unwrap());
+    assert!(a.starts_with("100.") && b.starts_with("100."), "{a} {b}");
+    assert_ne!(a, b);
+    assert_eq!(
+        text_of(&first.body, "dnsName").unwrap(),
+        format!("ec2-{}.compute-1.amazonaws.com", a.replace('.', "-"))
+    );
+    let instance = text_of(&first.body, "instanceId").unwrap();
+    let by_address = server
+        .user(
+            "DescribeInstances",
+            &[("Filter.1.Name", "ip-address"), ("Filter.1.Value.1", &a)],
+        )
+        .await;
+    assert_eq!(
+        column(&by_address, "instancesSet", "instanceId"),
+        vec![instance.clone()]
+    );
+    // Unless the launch says otherwise.
+    let without = launch(
+        &server,
+        &[("NetworkInterface.1.AssociatePublicIpAddress", "false")],
+    )
+    .await;
+    ok(&without);
+    assert_eq!(public_of(&without), None);
+
+    // A created subnet maps none until asked.
+    let (_, subnet) = network(&server, "10.70.0.0/16", "10.70.0.0/24").await;
+    let private = launch(&server, &[("SubnetId", &subnet)]).await;
+    assert_eq!(public_of(&private), None);
+    let asked = launch(
+        &server,
+        &[
+            ("NetworkInterface.1.DeviceIndex", "0"),
+            ("NetworkInterface.1.SubnetId", &subnet),
+            ("NetworkInterface.1.AssociatePublicIpAddress", "true"),
+        ],
+    )
+    .await;
+    assert!(public_of(&asked).is_some(), "{}", asked.body);
+    ok(&server
+        .user(
+            "ModifySubnetAttribute",
+            &[("SubnetId", &subnet), ("MapPublicIpOnLaunch.Value", "true")],
+        )
+        .await);
+    assert!(public_of(&launch(&server, &[("SubnetId", &subnet)]).await).is_some());
+
+    // An Elastic IP shows instead while associated.
+    wait_for(&server, &instance, "running").await;
+    let eip = server.user("AllocateAddress", &[]).await;
+    let eip_ip = text_of(&eip.body, "publicIp").unwrap();
+    let allocation = text_of(&eip.body, "allocationId").unwrap();
+    let associated = server
+        .user(
+            "AssociateAddress",
+            &[("AllocationId", &allocation), ("InstanceId", &instance)],
+        )
+        .await;
+    let association = text_of(&associated.body, "associationId").unwrap();
+    assert_eq!(public_of(&describe(instance.clone()).await), Some(eip_ip));
+    ok(&server
+        .user("DisassociateAddress", &[("AssociationId", &association)])
+        .await);
+    assert_eq!(
+        public_of(&describe(instance.clone()).await),
+        Some(a.clone())
+    );
+
+    // Let go at stop; a new one at start; none once terminated.
+    ok(&server
+        .user("StopInstances", &[("InstanceId.1", &instance)])
+        .await);
+    wait_for(&server, &instance, "stopped").await;
+    assert_eq!(public_of(&describe(instance.clone()).await), None);
+    ok(&server
+        .user("StartInstances", &[("InstanceId.1", &instance)])
+        .await);
+    let started = public_of(&describe(instance.clone()).await);
+    assert!(
+        started.as_deref().is_some_and(|ip| ip.starts_with("100.")),
+        "{started:?}"
+    );
+    ok(&server
+        .user("TerminateInstances", &[("InstanceId.1", &instance)])
+        .await);
+    wait_for(&server, &instance, "terminated").await;
+    assert_eq!(public_of(&describe(instance.clone()).await), None);
+    server.stop().await;
+}

@@ -1295,14 +1295,18 @@ async fn elastic_ips() {
         )
         .await;
     assert_eq!(moved.status, 200, "{}", moved.body);
-    assert!(text_of(
+    // The first instance shows its own public address again (it is in a
+    // default subnet), no longer the Elastic IP.
+    let first = text_of(
         &server
             .user("DescribeInstances", &[("InstanceId.1", &instance)])
             .await
             .body,
-        "ipAddress"
+        "ipAddress",
     )
-    .is_none());
+    .unwrap();
+    assert_ne!(first, public_ip);
+    assert!(first.starts_with("100."), "{first}");
     let listed = server
         .user(
             "DescribeAddresses",

@@ -103,9 +103,10 @@ fn completed(
 /// What a launch's `NetworkInterface.N` entries ask for: the primary
 /// interface (device index 0: its subnet, groups, addresses and
 /// description) and created interfaces to attach at other device indexes.
-/// `AssociatePublicIpAddress` is accepted (a public address comes from an
-/// Elastic IP here); an existing interface as the primary one, and new
-/// interfaces at other indexes, are `UnsupportedOperation`.
+/// `AssociatePublicIpAddress` asks for a public address or none, whatever
+/// the subnet's MapPublicIpOnLaunch says; an existing interface as the
+/// primary one, and new interfaces at other indexes, are
+/// `UnsupportedOperation`.
 #[derive(Debug, Default)]
 struct LaunchInterfaces {
     subnet_id: Option<String>,
@@ -114,6 +115,7 @@ struct LaunchInterfaces {
     description: String,
     secondary_count: u32,
     attach: Vec<crate::compute::instances::LaunchInterface>,
+    associate_public_ip: Option<bool>,
 }
 
 fn launch_interfaces(params: &Params) -> ApiResult<Option<LaunchInterfaces>> {
@@ -208,7 +210,18 @@ fn launch_interfaces(params: &Params) -> ApiResult<Option<LaunchInterfaces>> {
         }
         for (name, value) in fields {
             match name.as_str() {
-                "DeviceIndex" | "AssociatePublicIpAddress" => {}
+                "DeviceIndex" => {}
+                "AssociatePublicIpAddress" => {
+                    wanted.associate_public_ip = Some(match value.as_str() {
+                        "true" => true,
+                        "false" => false,
+                        other => {
+                            return Err(ApiError::invalid_value(format!(
+                                "Value ({other}) for parameter AssociatePublicIpAddress is invalid"
+                            )))
+                        }
+                    })
+                }
                 "DeleteOnTermination" if value != "false" => {}
                 "DeleteOnTermination" => {
                     return Err(ApiError::UnsupportedOperation(
@@ -358,6 +371,7 @@ impl RunInstances {
             interface_description: interfaces.description,
             attach_interfaces: interfaces.attach,
             block_devices: super::images::block_devices(params)?,
+            associate_public_ip: interfaces.associate_public_ip,
         })
     }
 
@@ -452,10 +466,12 @@ impl Surroundings {
         })
     }
 
-    fn public_ip(&self, instance: &Instance) -> Option<&String> {
+    /// The Elastic IP on its primary address, else its own public address.
+    fn public_ip<'a>(&'a self, instance: &'a Instance) -> Option<&'a String> {
         self.public
             .on(&primary_interface_id(&instance.id), &instance.private_ip)
             .map(|a| &a.public_ip)
+            .or(instance.public_ip.as_ref())
     }
 
     fn public_dns_name(&self, instance: &Instance) -> Option<String> {

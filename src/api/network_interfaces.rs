@@ -57,6 +57,16 @@ impl PublicAddresses {
         crate::compute::launch::private_dns_name(address, &self.region)
     }
 
+    /// An instance's public address from the provider's pool (no Elastic
+    /// IP: no allocation or association ids, owned by `amazon`).
+    fn provider_association(&self, xml: &mut XmlWriter, public_ip: &str) {
+        xml.nested("association", |xml| {
+            xml.element("ipOwnerId", "amazon");
+            xml.element("publicDnsName", &self.dns_name(public_ip));
+            xml.element("publicIp", public_ip);
+        });
+    }
+
     fn association(&self, xml: &mut XmlWriter, address: &Address, full: bool) {
         xml.nested("association", |xml| {
             if full {
@@ -101,8 +111,10 @@ pub fn write_interface(
     full: bool,
 ) {
     let primary_public = around.on(&interface.id, &interface.private_ip);
-    if let Some(address) = primary_public {
-        around.association(xml, address, full);
+    match (primary_public, &interface.public_ip) {
+        (Some(address), _) => around.association(xml, address, full),
+        (None, Some(public_ip)) => around.provider_association(xml, public_ip),
+        (None, None) => {}
     }
     write_attachment(xml, interface, full);
     if full {
@@ -134,8 +146,10 @@ pub fn write_interface(
         "privateIpAddressesSet",
         &addresses,
         |xml, (primary, address)| {
-            if let Some(public) = around.on(&interface.id, address) {
-                around.association(xml, public, false);
+            match (around.on(&interface.id, address), &interface.public_ip) {
+                (Some(public), _) => around.association(xml, public, false),
+                (None, Some(public_ip)) if *primary => around.provider_association(xml, public_ip),
+                _ => {}
             }
             xml.boolean("primary", *primary);
             xml.element("privateDnsName", &around.private_dns_name(address));
@@ -419,8 +433,16 @@ fn filter_values(
                 .and_then(|a| a.association.as_ref())
                 .map(|a| a.association_id.clone()),
         ),
-        "association.public-ip" => some(primary_public.map(|a| a.public_ip.clone())),
-        "association.ip-owner-id" => some(primary_public.map(|a| a.account_id.clone())),
+        "association.public-ip" => some(
+            primary_public
+                .map(|a| a.public_ip.clone())
+                .or_else(|| interface.public_ip.clone()),
+        ),
+        "association.ip-owner-id" => some(
+            primary_public
+                .map(|a| a.account_id.clone())
+                .or_else(|| interface.public_ip.as_ref().map(|_| "amazon".to_string())),
+        ),
         "attachment.attachment-id" => some(attachment.map(|a| a.attachment_id.clone())),
         "attachment.instance-id" => some(attachment.map(|a| a.instance_id.clone())),
         "attachment.instance-owner-id" => some(attachment.map(|_| interface.account_id.clone())),

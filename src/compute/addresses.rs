@@ -113,9 +113,21 @@ pub struct AddressPool {
 impl AddressPool {
     /// Parses `a.b.c.d/n` (n from 16 to 30).
     pub fn parse(cidr: &str) -> Option<Self> {
+        Self::parse_within(cidr, 16)
+    }
+
+    /// Parses `a.b.c.d/n` (n from 8 to 30): a pool too large to list.
+    pub fn parse_wide(cidr: &str) -> Option<Self> {
+        Self::parse_within(cidr, 8)
+    }
+
+    fn parse_within(cidr: &str, shortest: u32) -> Option<Self> {
         let (address, length) = cidr.split_once('/')?;
         let address: Ipv4Addr = address.parse().ok()?;
-        let length: u32 = length.parse().ok().filter(|l| (16..=30).contains(l))?;
+        let length: u32 = length
+            .parse()
+            .ok()
+            .filter(|l| (shortest..=30).contains(l))?;
         let size = 1u32 << (32 - length);
         let network = u32::from(address) & !(size - 1);
         // Leave out the network and broadcast addresses.
@@ -128,11 +140,21 @@ impl AddressPool {
     fn addresses(&self) -> impl Iterator<Item = String> + '_ {
         (0..self.count).map(|i| Ipv4Addr::from(self.first + i).to_string())
     }
+
+    /// How many addresses it has.
+    pub fn size(&self) -> u32 {
+        self.count
+    }
+
+    /// Its `i`th address (modulo its size).
+    pub fn nth(&self, i: u32) -> String {
+        Ipv4Addr::from(self.first + i % self.count.max(1)).to_string()
+    }
 }
 
 /// `public_ips/<ip>`: who holds a pool address, across all accounts (the
 /// key is expected absent when an address is allocated).
-const PUBLIC_IPS: &str = "public_ips";
+pub(super) const PUBLIC_IPS: &str = "public_ips";
 
 /// The account's address usage in `tx`.
 fn address_usage(tx: &mut Tx<'_>, account_id: &str) -> StoreResult<Usage> {

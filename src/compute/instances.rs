@@ -191,6 +191,12 @@ pub struct Instance {
     /// AttachVolume added), as their attachments stand.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub block_devices: Vec<super::volumes::AttachedVolume>,
+    /// Its public IPv4 address while it has one (`public_addresses`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_ip: Option<String>,
+    /// Whether it gets a public address (again) when it starts.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub assign_public_ip: bool,
 }
 
 impl Instance {
@@ -534,6 +540,9 @@ pub struct LaunchRequest {
     pub block_devices: Vec<super::images::BlockDevice>,
     /// Tags for the volumes the launch makes.
     pub volume_tags: Vec<Tag>,
+    /// `AssociatePublicIpAddress` of the primary interface (`None`: the
+    /// subnet's MapPublicIpOnLaunch decides).
+    pub associate_public_ip: Option<bool>,
 }
 
 /// A created interface a launch attaches.

@@ -706,11 +706,12 @@ impl Compute {
                 let zone = host.availability_zone.clone();
                 let id = super::ids::new_id("i");
                 let zone_id;
-                let (subnet_id, range, address_pool) = match created_subnet {
+                let (subnet_id, range, address_pool, map_public) = match created_subnet {
                     Some(subnet) => (
                         subnet.subnet_id.clone(),
                         AddressRange::created_subnet(subnet)?,
                         Some(subnet.subnet_id.clone()),
+                        subnet.map_public_ip_on_launch.unwrap_or(false),
                     ),
                     None => {
                         zone_id = self.services.zone_id(tx, &zone)?.unwrap_or_default();
@@ -724,6 +725,7 @@ impl Compute {
                             subnet.subnet_id,
                             AddressRange::default_subnet(&zone, &zone_id),
                             None,
+                            subnet.map_public_ip_on_launch.unwrap_or(true),
                         )
                     }
                 };
@@ -796,8 +798,11 @@ impl Compute {
                     primary_interface,
                     attached_interfaces: Vec::new(),
                     block_devices: Vec::new(),
+                    public_ip: None,
+                    assign_public_ip: request.associate_public_ip.unwrap_or(map_public),
                 };
                 let mut instance = instance;
+                super::public_addresses::renew(tx, &self.public_ip_pool, &mut instance, now)?;
                 self.attach_at_launch(tx, &mut instance, &request.attach_interfaces, now)?;
                 self.make_launch_volumes(
                     tx,

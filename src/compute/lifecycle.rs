@@ -201,6 +201,10 @@ impl Compute {
                 if let Some(host) = after.host.take() {
                     super::scheduler::release(tx, &host, before.demand())?;
                 }
+                if after.public_ip.is_some() {
+                    super::public_addresses::release(tx, &mut after);
+                    tx.put(INSTANCES, after.key(), &after);
+                }
             }
             InstanceState::ShuttingDown => {
                 after.state = InstanceState::Terminated;
@@ -214,6 +218,7 @@ impl Compute {
                 after.attached_interfaces.clear();
                 self.release_instance_volumes(tx, &before)?;
                 after.block_devices.clear();
+                super::public_addresses::release(tx, &mut after);
                 // The spec loses its user data with the transition.
                 tx.put(INSTANCES, after.key(), &after);
             }

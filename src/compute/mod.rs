@@ -34,6 +34,7 @@ pub mod network_interfaces;
 pub mod operation;
 pub mod passwords;
 pub mod peering;
+pub mod public_addresses;
 pub mod route_tables;
 pub mod scheduler;
 pub mod security_groups;
@@ -85,6 +86,8 @@ pub struct Compute {
     /// Seals pagination tokens; created once and kept in the store.
     pagination_key: [u8; 32],
     address_pool: addresses::AddressPool,
+    /// Where instances' public addresses come from (`public_addresses`).
+    public_ip_pool: addresses::AddressPool,
     volume_capacity_gib_per_zone: u64,
     volume_delay: Duration,
     snapshot_delay: Duration,
@@ -215,6 +218,8 @@ impl Compute {
             lifecycle: LifecycleTiming::from(&config.lifecycle),
             pagination_key,
             address_pool: addresses::AddressPool::parse(&config.elastic_ip_pool)
+                .expect("validated with the configuration"),
+            public_ip_pool: addresses::AddressPool::parse_wide(&config.public_ip_pool)
                 .expect("validated with the configuration"),
             volume_capacity_gib_per_zone: config.volume_capacity_gib_per_zone,
             volume_delay: volumes::delays(&config.lifecycle).0,

@@ -156,6 +156,7 @@ impl NatGateway {
             attachment: None,
             client_token: None,
             managed_by: Some(self.id.clone()),
+            public_ip: None,
         })
     }
 }

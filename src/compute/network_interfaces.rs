@@ -107,6 +107,10 @@ pub struct NetworkInterface {
     /// never stored).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub managed_by: Option<String>,
+    /// An instance's public address (on its primary interface's primary
+    /// address; see `public_addresses`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_ip: Option<String>,
 }
 
 impl crate::store::Record for NetworkInterface {}
@@ -186,6 +190,7 @@ pub fn primary_of(instance: &Instance) -> NetworkInterface {
         }),
         client_token: None,
         managed_by: None,
+        public_ip: instance.public_ip.clone(),
     }
 }
 
@@ -533,6 +538,7 @@ impl Compute {
                 attachment: None,
                 client_token: request.client_token.as_ref().map(|t| t.token.clone()),
                 managed_by: None,
+                public_ip: None,
             };
             usage.count += 1;
             super::usage::write(tx, account_id, Kind::NetworkInterfaces, &usage);

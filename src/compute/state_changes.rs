@@ -85,6 +85,10 @@ impl Compute {
                                 ))
                             })?;
                         after.host = Some(host.host);
+                        if after.assign_public_ip && after.public_ip.is_none() {
+                            super::public_addresses::renew(tx, &self.public_ip_pool, &mut after, now)?;
+                            tx.put(super::instances::INSTANCES, after.key(), &after);
+                        }
                         after.state = InstanceState::Pending;
                         after.transition_at = Some(now + lifecycle.boot_delay);
                         after.reason = None;
