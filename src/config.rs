@@ -730,10 +730,19 @@ impl Config {
                 "must be an IPv4 CIDR from /16 to /30, like 198.51.100.0/24",
             ));
         }
-        if crate::compute::addresses::AddressPool::parse_wide(&self.public_ip_pool).is_none() {
+        let Some(public_pool) =
+            crate::compute::addresses::AddressPool::parse_wide(&self.public_ip_pool)
+        else {
             return Err(config_error(
                 "public_ip_pool",
                 "must be an IPv4 CIDR from /8 to /30, like 100.64.0.0/10",
+            ));
+        };
+        let elastic_pool = crate::compute::addresses::AddressPool::parse(&self.elastic_ip_pool);
+        if elastic_pool.is_some_and(|pool| pool.overlaps(&public_pool)) {
+            return Err(config_error(
+                "public_ip_pool",
+                "must not overlap elastic_ip_pool",
             ));
         }
         let mut host_names = std::collections::HashSet::new();
@@ -834,6 +843,17 @@ mod tests {
 
     fn no_env(_: &str) -> Option<String> {
         None
+    }
+
+    #[test]
+    fn public_and_elastic_pools_must_not_overlap() {
+        let mut config = Config::load(None, no_env).unwrap();
+        assert!(config.validate().is_ok());
+        config.public_ip_pool = "198.51.0.0/16".into();
+        let refused = config.validate().unwrap_err().to_string();
+        assert!(refused.contains("public_ip_pool"), "{refused}");
+        config.public_ip_pool = "10.0.0.0/7".into();
+        assert!(config.validate().is_err());
     }
 
     #[test]

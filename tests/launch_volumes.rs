@@ -609,3 +609,74 @@ async fn instance_attributes_change_volumes_groups_and_the_check() {
     );
     server.stop().await;
 }
+
+/// A zone added after the account's first launch: a launch into it makes
+/// exactly its instances, their volumes and their booked vCPUs.
+#[tokio::test]
+async fn a_launch_into_a_zone_added_later_books_exactly_its_instances() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(test_config(
+        &dir.path().join("data"),
+        StorageBackend::Memory,
+    ))
+    .await;
+    // The account's default network exists before the new zone does.
+    ok(&launch(&server, &[]).await);
+    ok(&server
+        .admin(
+            "AdminAddHost",
+            &[
+                ("HostName", "late-d1"),
+                ("AvailabilityZone", "us-east-1d"),
+                ("Vcpus", "8"),
+                ("MemoryMib", "16384"),
+            ],
+        )
+        .await);
+    let reply = server
+        .user(
+            "RunInstances",
+            &[
+                ("ImageId", IMAGE),
+                ("MinCount", "2"),
+                ("MaxCount", "2"),
+                ("Placement.AvailabilityZone", "us-east-1d"),
+            ],
+        )
+        .await;
+    ok(&reply);
+    let in_zone = server
+        .user(
+            "DescribeInstances",
+            &[
+                ("Filter.1.Name", "availability-zone"),
+                ("Filter.1.Value.1", "us-east-1d"),
+            ],
+        )
+        .await;
+    assert_eq!(
+        column(&in_zone, "instancesSet", "instanceId").len(),
+        2,
+        "{}",
+        in_zone.body
+    );
+    let volumes = server
+        .user(
+            "DescribeVolumes",
+            &[
+                ("Filter.1.Name", "availability-zone"),
+                ("Filter.1.Value.1", "us-east-1d"),
+            ],
+        )
+        .await;
+    assert_eq!(column(&volumes, "volumeSet", "volumeId").len(), 2);
+    // The host holds the two instances' vCPUs (t2.micro: 1 each), no more.
+    let hosts = server.admin("AdminDescribeHosts", &[]).await;
+    let late = hosts
+        .body
+        .split("<hostName>late-d1</hostName>")
+        .nth(1)
+        .unwrap();
+    assert_eq!(text_of(late, "vcpusUsed").unwrap(), "2", "{}", hosts.body);
+    server.stop().await;
+}

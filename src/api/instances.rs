@@ -249,6 +249,11 @@ fn launch_interfaces(params: &Params) -> ApiResult<Option<LaunchInterfaces>> {
             }
         }
     }
+    if wanted.associate_public_ip.is_some() && entries.len() > 1 {
+        return Err(ApiError::InvalidParameterCombination(
+            "The associatePublicIPAddress parameter cannot be specified when launching with multiple network interfaces.".into(),
+        ));
+    }
     Ok(Some(wanted))
 }
 

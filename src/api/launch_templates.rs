@@ -47,6 +47,7 @@ fn offered(name: &str) -> bool {
                 && (field == "DeviceIndex"
                     || field == "SubnetId"
                     || field == "DeleteOnTermination"
+                    || field == "AssociatePublicIpAddress"
                     || field.starts_with("SecurityGroupId."))
         }
         _ => false,

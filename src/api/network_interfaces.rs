@@ -411,11 +411,15 @@ fn filter_values(
     let attachment = interface.attachment.as_ref();
     let primary_public = public.on(&interface.id, &interface.private_ip);
     let all_public = || {
-        interface
+        let mut values: Vec<String> = interface
             .private_addresses()
             .filter_map(|a| public.on(&interface.id, a))
             .map(|a| a.public_ip.clone())
-            .collect()
+            .collect();
+        if primary_public.is_none() {
+            values.extend(interface.public_ip.clone());
+        }
+        values
     };
     match name {
         "addresses.private-ip-address" => interface.private_addresses().cloned().collect(),

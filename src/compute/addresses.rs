@@ -147,8 +147,16 @@ impl AddressPool {
     }
 
     /// Its `i`th address (modulo its size).
-    pub fn nth(&self, i: u32) -> String {
-        Ipv4Addr::from(self.first + i % self.count.max(1)).to_string()
+    pub fn nth(&self, i: u64) -> String {
+        let offset = (i % u64::from(self.count.max(1))) as u32;
+        Ipv4Addr::from(self.first + offset).to_string()
+    }
+
+    /// True when it shares an address with `other`.
+    pub fn overlaps(&self, other: &AddressPool) -> bool {
+        let end = u64::from(self.first) + u64::from(self.count);
+        let other_end = u64::from(other.first) + u64::from(other.count);
+        u64::from(self.first) < other_end && u64::from(other.first) < end
     }
 }
 

@@ -280,16 +280,17 @@ impl Instance {
 
 impl Record for Instance {
     /// 3: network interfaces (`primary_interface`, `attached_interfaces`)
-    /// and attached volumes (`block_devices`), which a release before them
-    /// would drop when rewriting a record.
-    const VERSION: u32 = 3;
+    /// and attached volumes (`block_devices`); 4: its public address
+    /// (`public_ip`, `assign_public_ip`). A release before them would drop
+    /// them when rewriting a record.
+    const VERSION: u32 = 4;
 
     /// Version 1 kept the status inline; the open-time upgrade
     /// (`Compute::upgrade_instances`) moves it to its own record. Version 2
     /// lacks the interface fields (their defaults).
     fn upgrade(version: u32, data: serde_json::Value) -> StoreResult<Self> {
         match version {
-            1 | 2 => serde_json::from_value(data)
+            1..=3 => serde_json::from_value(data)
                 .map_err(|e| StoreError(format!("instance record v{version}: {e}"))),
             _ => Err(StoreError(format!(
                 "no upgrade from version {version} of an instance record"

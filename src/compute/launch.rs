@@ -248,7 +248,7 @@ struct Limits {
 enum Launched {
     Done(Reservation),
     /// The account's default VPC, a default subnet or group is missing
-    /// (nothing was written).
+    /// (found before anything was written).
     MissingDefaults,
 }
 
@@ -669,6 +669,24 @@ impl Compute {
                     )));
                 }
             }
+            // A default subnet in every zone the launch may use, looked up
+            // before anything is written (answering `MissingDefaults` after
+            // a write would commit it).
+            if created_subnet.is_none() {
+                let zones: Vec<String> = match &request.availability_zone {
+                    Some(zone) => vec![zone.clone()],
+                    None => placement.zones(),
+                };
+                for zone in zones {
+                    let subnet_key = format!("{account_id}/{zone}").into_bytes();
+                    if tx
+                        .get::<super::network::Subnet>(super::network::SUBNETS, &subnet_key)?
+                        .is_none()
+                    {
+                        return Ok(Launched::MissingDefaults);
+                    }
+                }
+            }
             let mut placed = Vec::new();
             for _ in 0..wanted {
                 match placement.place(
@@ -719,7 +737,10 @@ impl Compute {
                         let Some(subnet) = tx
                             .get::<super::network::Subnet>(super::network::SUBNETS, &subnet_key)?
                         else {
-                            return Ok(Launched::MissingDefaults);
+                            // Looked up above: gone meanwhile.
+                            return Err(ApiError::ServiceUnavailable(
+                                "The account's default network is being created; retry".into(),
+                            ));
                         };
                         (
                             subnet.subnet_id,

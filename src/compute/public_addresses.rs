@@ -40,9 +40,11 @@ fn take(
         now.timestamp_nanos_opt().unwrap_or_default()
     );
     let digest = Sha256::digest(seed.as_bytes());
-    let start = u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]]);
+    let start = u64::from(u32::from_be_bytes([
+        digest[0], digest[1], digest[2], digest[3],
+    ]));
     for step in 0..MAX_PROBES.min(pool.size()) {
-        let address = pool.nth(start.wrapping_add(step));
+        let address = pool.nth(start + u64::from(step));
         if tx.get::<String>(PUBLIC_IPS, address.as_bytes())?.is_none() {
             tx.put(
                 PUBLIC_IPS,

@@ -136,6 +136,18 @@ impl Placement {
         }
     }
 
+    /// The zones its hosts name, each once.
+    pub fn zones(&self) -> Vec<String> {
+        let mut zones: Vec<String> = self
+            .hosts
+            .iter()
+            .map(|s| s.availability_zone.clone())
+            .collect();
+        zones.sort();
+        zones.dedup();
+        zones
+    }
+
     /// True when a host names `zone`.
     pub fn zone_exists(&self, zone: &str) -> bool {
         self.hosts.iter().any(|s| s.availability_zone == zone)
