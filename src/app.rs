@@ -161,7 +161,7 @@ fn write_admin_credentials(
 
 /// The store `config` asks for, kept in `folder` (sled: `folder/db`,
 /// created owner-only).
-pub fn open_store(config: &Config, folder: &Path) -> Result<Arc<dyn Store>, String> {
+pub async fn open_store(config: &Config, folder: &Path) -> Result<Arc<dyn Store>, String> {
     Ok(match config.storage {
         StorageBackend::Sled => {
             create_private_folder(folder)
@@ -173,6 +173,21 @@ pub fn open_store(config: &Config, folder: &Path) -> Result<Arc<dyn Store>, Stri
             )
         }
         StorageBackend::Memory => Arc::new(MemoryStore::new()),
+        #[cfg(feature = "etcd")]
+        StorageBackend::Etcd => {
+            let _ = folder;
+            Arc::new(
+                crate::store::EtcdStore::connect(&config.etcd)
+                    .await
+                    .map_err(|e| e.to_string())?,
+            )
+        }
+        #[cfg(not(feature = "etcd"))]
+        StorageBackend::Etcd => {
+            return Err(
+                "storage = \"etcd\" needs a build with the etcd feature: cargo build --release --features etcd (protoc must be installed: Debian's protobuf-compiler)".into(),
+            )
+        }
     })
 }
 
@@ -184,7 +199,7 @@ impl App {
             // Development mode never opens the real data.
             config.data_dir = config.data_dir.join("dev");
         }
-        let store = open_store(&config, &config.data_dir)?;
+        let store = open_store(&config, &config.data_dir).await?;
         Self::open_with_store(config, store, clock).await
     }
 

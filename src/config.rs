@@ -25,6 +25,51 @@ pub enum StorageBackend {
     Sled,
     /// Nothing on disk; everything is lost at exit.
     Memory,
+    /// An etcd v3 cluster (`[etcd]`), shared by every gateway of the
+    /// deployment; needs a build with the `etcd` feature.
+    Etcd,
+}
+
+/// Where the etcd backend finds its cluster (`[etcd]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EtcdConfig {
+    /// Client URLs of the members (`http://127.0.0.1:2379`, or `https://`
+    /// with `ca_file`).
+    pub endpoints: Vec<String>,
+    /// Prepended to every key, so that several deployments share a cluster.
+    pub prefix: String,
+    /// etcd user and password, when the cluster has authentication on.
+    pub user: Option<String>,
+    pub password: Option<crate::secret::Secret>,
+    /// TLS: the CA that signed the members' certificates, and a client
+    /// certificate and key when the members require one.
+    pub ca_file: Option<PathBuf>,
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    /// The cluster's `--max-txn-ops` (128 unless the members were started
+    /// with more): no commit is sent with more operations than this.
+    pub max_txn_ops: usize,
+    /// Time allowed for one call before its outcome is settled by reading.
+    pub request_timeout_ms: u64,
+    pub connect_timeout_ms: u64,
+}
+
+impl Default for EtcdConfig {
+    fn default() -> Self {
+        Self {
+            endpoints: vec!["http://127.0.0.1:2379".into()],
+            prefix: "ec2-gateway/".into(),
+            user: None,
+            password: None,
+            ca_file: None,
+            cert_file: None,
+            key_file: None,
+            max_txn_ops: 128,
+            request_timeout_ms: 5_000,
+            connect_timeout_ms: 2_000,
+        }
+    }
 }
 
 /// Limits that keep one client from exhausting the server.
@@ -287,6 +332,9 @@ pub struct Config {
     pub data_dir: PathBuf,
     #[serde(default = "default_storage")]
     pub storage: StorageBackend,
+    /// The cluster, when `storage = "etcd"`.
+    #[serde(default)]
+    pub etcd: EtcdConfig,
     /// sled page cache bound (MiB).
     #[serde(default = "default_cache_mib")]
     pub cache_capacity_mib: u64,
@@ -541,13 +589,20 @@ impl Config {
             self.storage = match v.as_str() {
                 "sled" => StorageBackend::Sled,
                 "memory" => StorageBackend::Memory,
+                "etcd" => StorageBackend::Etcd,
                 _ => {
                     return Err(config_error(
                         "EC2_GATEWAY_STORAGE",
-                        "expected `sled` or `memory`",
+                        "expected `sled`, `memory` or `etcd`",
                     ))
                 }
             };
+        }
+        if let Some(v) = env("EC2_GATEWAY_ETCD_ENDPOINTS") {
+            self.etcd.endpoints = v.split(',').map(|e| e.trim().to_string()).collect();
+        }
+        if let Some(v) = env("EC2_GATEWAY_ETCD_PREFIX") {
+            self.etcd.prefix = v;
         }
         if let Some(v) = env("EC2_GATEWAY_REGION") {
             self.region = v;
@@ -588,6 +643,29 @@ impl Config {
         }
         if self.liveness_window_secs == 0 {
             return Err(config_error("liveness_window_secs", "must be at least 1"));
+        }
+        if self.storage == StorageBackend::Etcd {
+            if self.etcd.endpoints.is_empty() || self.etcd.endpoints.iter().any(|e| e.is_empty()) {
+                return Err(config_error(
+                    "etcd.endpoints",
+                    "must name at least one member",
+                ));
+            }
+            if self.etcd.max_txn_ops < 16 {
+                return Err(config_error("etcd.max_txn_ops", "must be at least 16"));
+            }
+            if self.etcd.user.is_some() != self.etcd.password.is_some() {
+                return Err(config_error(
+                    "etcd.password",
+                    "etcd.user and etcd.password go together",
+                ));
+            }
+            if self.etcd.cert_file.is_some() != self.etcd.key_file.is_some() {
+                return Err(config_error(
+                    "etcd.key_file",
+                    "etcd.cert_file and etcd.key_file go together",
+                ));
+            }
         }
         if self.heartbeat_interval_secs == 0
             || self.heartbeat_interval_secs >= self.liveness_window_secs

@@ -141,7 +141,7 @@ impl DevMode {
         config.hosts = crate::config::builtin_hosts(region);
         config.peer_regions.clear();
         let folder = self.config.data_dir.join("regions").join(region);
-        let store = Arc::new(StoreHandle::new(open_store(&config, &folder)?));
+        let store = Arc::new(StoreHandle::new(open_store(&config, &folder).await?));
         let compute = Compute::open(&config, store, self.clock.clone())
             .await
             .map_err(|e| e.to_string())?;

@@ -214,6 +214,12 @@ impl std::error::Error for ApiError {}
 
 impl From<crate::store::StoreError> for ApiError {
     fn from(error: crate::store::StoreError) -> Self {
+        if error.is_unavailable() {
+            tracing::warn!(%error, "the store is unavailable");
+            return ApiError::ServiceUnavailable(
+                "The service is unavailable. Please try again shortly.".into(),
+            );
+        }
         tracing::error!(%error, "storage failure");
         ApiError::InternalError
     }

@@ -441,3 +441,161 @@ async fn concurrent_commits_share_flushes() {
     handle.commit(&batch).await.unwrap();
     assert_eq!(store.flushes.load(Ordering::SeqCst), flushes + 1);
 }
+
+/// The same suites on real etcd members (cargo feature `etcd`), plus what
+/// only a cluster has: limits, pages, prefixes, a leader's death.
+#[cfg(feature = "etcd")]
+mod on_etcd {
+    use super::*;
+    use common::etcd::{etcd_binary, EtcdCluster, DEFAULT_MAX_TXN_OPS};
+    use ec2_gateway::config::EtcdConfig;
+    use ec2_gateway::store::EtcdStore;
+
+    async fn connect(cluster: &EtcdCluster, prefix: &str) -> Arc<EtcdStore> {
+        let config = EtcdConfig {
+            endpoints: cluster.endpoints(),
+            prefix: prefix.into(),
+            request_timeout_ms: 2_000,
+            ..EtcdConfig::default()
+        };
+        Arc::new(EtcdStore::connect(&config).await.unwrap())
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn etcd_backend() {
+        let Some(binary) = etcd_binary("etcd_backend") else {
+            return;
+        };
+        let cluster = EtcdCluster::start(&binary, 1);
+        suite(connect(&cluster, "suite/").await).await;
+        versioned_suite(connect(&cluster, "versioned/").await).await;
+    }
+
+    /// etcd's own limits are kept by the backend: no commit over
+    /// `--max-txn-ops` is sent, listings of any size come back whole and in
+    /// order through pages, and deployments under other prefixes are apart.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn etcd_limits_pages_and_prefixes() {
+        let Some(binary) = etcd_binary("etcd_limits_pages_and_prefixes") else {
+            return;
+        };
+        let cluster = EtcdCluster::start(&binary, 1);
+        let store = connect(&cluster, "one/").await;
+        let other = connect(&cluster, "two/").await;
+        let mut too_many = WriteBatch::new();
+        for n in 0..=DEFAULT_MAX_TXN_OPS {
+            too_many.put("records", format!("{n:05}").into_bytes(), b"x".to_vec());
+        }
+        let refused = store.commit(&[], &too_many).await.unwrap_err();
+        assert!(refused.0.contains("max_txn_ops"), "{refused}");
+        assert_eq!(store.max_commit_ops(), Some(DEFAULT_MAX_TXN_OPS));
+        // 1,300 records in commits that fit, then listed in pages.
+        for chunk in 0..13 {
+            let mut batch = WriteBatch::new();
+            for n in chunk * 100..(chunk + 1) * 100 {
+                batch.put(
+                    "records",
+                    format!("{n:05}").into_bytes(),
+                    n.to_string().into_bytes(),
+                );
+            }
+            apply_unconditionally(store.as_ref(), &batch).await.unwrap();
+        }
+        let all = store.scan("records", b"", None, usize::MAX).await.unwrap();
+        assert_eq!(all.len(), 1_300);
+        assert!(all.windows(2).all(|w| w[0].0 < w[1].0), "in key order");
+        assert_eq!(all[1_299], (b"01299".to_vec(), b"1299".to_vec()));
+        let after = store
+            .scan("records", b"01", Some(b"01100"), 150)
+            .await
+            .unwrap();
+        assert_eq!(after.len(), 150);
+        assert_eq!(after[0].0, b"01101".to_vec());
+        // A tree whose name extends another's is not in its scans.
+        let mut near = WriteBatch::new();
+        near.put("records_old", b"1".to_vec(), b"x".to_vec());
+        apply_unconditionally(store.as_ref(), &near).await.unwrap();
+        assert_eq!(
+            store
+                .scan("records", b"", None, usize::MAX)
+                .await
+                .unwrap()
+                .len(),
+            1_300
+        );
+        // Another prefix sees none of it.
+        assert!(other
+            .scan("records", b"", None, usize::MAX)
+            .await
+            .unwrap()
+            .is_empty());
+        assert_eq!(get(other.as_ref(), "records", b"00001").await, None);
+    }
+
+    /// kill -9 of the leader of three members while commits run: the
+    /// backend sends again through the election, every commit that
+    /// answered Applied is there afterwards, and writes go on.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn etcd_commits_survive_the_leader_s_death() {
+        let Some(binary) = etcd_binary("etcd_commits_survive_the_leader_s_death") else {
+            return;
+        };
+        let mut cluster = EtcdCluster::start(&binary, 3);
+        let store = connect(&cluster, "leader/").await;
+        let writers: Vec<_> = (0..4)
+            .map(|w| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    let mut answered = Vec::new();
+                    let mut unavailable = 0;
+                    for n in 0..150 {
+                        let key = format!("w{w}-{n:04}");
+                        let mut batch = WriteBatch::new();
+                        batch.put("records", key.clone().into_bytes(), b"v".to_vec());
+                        let expectation = Expectation {
+                            tree: "records",
+                            key: key.clone().into_bytes(),
+                            expect: Expect::Absent,
+                        };
+                        match store.commit(&[expectation], &batch).await {
+                            Ok(Committed::Applied { .. }) => answered.push(key),
+                            Ok(conflict) => panic!("{key}: {conflict:?}"),
+                            Err(error) => {
+                                assert!(error.is_unavailable(), "{error}");
+                                unavailable += 1;
+                            }
+                        }
+                    }
+                    (answered, unavailable)
+                })
+            })
+            .collect();
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        let leader = cluster.leader();
+        cluster.kill(leader);
+        let mut answered = Vec::new();
+        let mut unavailable = 0;
+        for writer in writers {
+            let (keys, errors) = writer.await.unwrap();
+            answered.extend(keys);
+            unavailable += errors;
+        }
+        assert!(
+            answered.len() >= 550,
+            "most commits answered ({} of 600; {unavailable} unavailable)",
+            answered.len()
+        );
+        for key in &answered {
+            assert!(
+                get(store.as_ref(), "records", key.as_bytes())
+                    .await
+                    .is_some(),
+                "{key} was answered but is gone"
+            );
+        }
+        // The survivors go on.
+        let mut batch = WriteBatch::new();
+        batch.put("records", b"after".to_vec(), b"v".to_vec());
+        apply_unconditionally(store.as_ref(), &batch).await.unwrap();
+    }
+}

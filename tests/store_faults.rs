@@ -60,6 +60,7 @@ impl FaultyStore {
             StorageBackend::Sled => {
                 Box::new(SledStore::open(&dir.path().join("db"), 8 << 20).unwrap())
             }
+            StorageBackend::Etcd => unreachable!("faults are injected over local stores"),
         };
         Arc::new(Self {
             inner,

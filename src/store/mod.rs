@@ -14,10 +14,14 @@
 //! ../shared/design/scale-out.md, on which `compute::operation` runs
 //! read-check-commit operations with retries.
 
+#[cfg(feature = "etcd")]
+mod etcd_store;
 mod memory;
 mod record;
 mod sled_store;
 
+#[cfg(feature = "etcd")]
+pub use etcd_store::EtcdStore;
 pub use memory::MemoryStore;
 pub use sled_store::SledStore;
 
@@ -39,6 +43,22 @@ impl std::fmt::Display for StoreError {
 }
 
 impl std::error::Error for StoreError {}
+
+/// How an unavailable store's errors begin (see [`StoreError::unavailable`]).
+const UNAVAILABLE: &str = "unavailable: ";
+
+impl StoreError {
+    /// The store cannot answer now (no quorum, no member reachable): the
+    /// request may be retried, and clients are told so (503).
+    pub fn unavailable(message: impl std::fmt::Display) -> Self {
+        StoreError(format!("{UNAVAILABLE}{message}"))
+    }
+
+    /// True for [`StoreError::unavailable`] errors.
+    pub fn is_unavailable(&self) -> bool {
+        self.0.starts_with(UNAVAILABLE)
+    }
+}
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
@@ -305,6 +325,12 @@ pub trait Store: Send + Sync + 'static {
     /// skips asking for many keys ahead of reading them one by one.
     fn answers_at_once(&self) -> bool {
         false
+    }
+
+    /// The most writes (and, apart, the most expectations) one commit may
+    /// carry, when the backend limits them (etcd's `--max-txn-ops`).
+    fn max_commit_ops(&self) -> Option<usize> {
+        None
     }
 
     /// The store-wide revision of the last commit, if known without asking

@@ -2,6 +2,7 @@
 //! signed calls whose successful answers are checked against schemas/.
 #![allow(dead_code)]
 
+pub mod etcd;
 pub mod remote;
 pub mod schema;
 
@@ -29,6 +30,7 @@ pub fn test_config(data_dir: &Path, storage: StorageBackend) -> Config {
     let storage = match storage {
         StorageBackend::Sled => "sled",
         StorageBackend::Memory => "memory",
+        StorageBackend::Etcd => "etcd",
     };
     let text = format!(
         r#"

@@ -1,0 +1,458 @@
+//! The etcd backend (`storage = "etcd"`, cargo feature `etcd`): the
+//! gateway's state in an etcd v3 cluster, so that several gateways share it.
+//!
+//! The store contract maps onto etcd one to one (../shared/design/scale-out.md,
+//! §3): a value's version is its `mod_revision`; a [`Store::commit`] is one
+//! etcd transaction whose compares are the expectations (`create_revision
+//! == 0` for absent, `mod_revision == v` for a version) and whose success
+//! branch is the write set. Its failure branch reads every expected key
+//! (keys only), so a conflict names the keys that moved without another
+//! round trip. Keys are `<prefix><tree>/<key>`: several deployments share
+//! one cluster under their own prefixes.
+//!
+//! etcd's limits are kept here, not left to its error messages:
+//! - a transaction carries at most `max_txn_ops` operations per branch (the
+//!   cluster's `--max-txn-ops`, 128 by default): a larger commit is refused
+//!   as a store error before it is sent (see [`Store::max_commit_ops`],
+//!   which the launch path reads to trim a launch to what fits);
+//! - a duplicate key in one transaction is refused by the contract already;
+//! - scans are read in pages at the revision of their first page, so a
+//!   listing of any size is one consistent snapshot and no answer exceeds
+//!   the request size limits.
+//!
+//! Failures: a member that is down answers `Unavailable`; the call is sent
+//! again at once (the client's balancer then picks another member), and
+//! again with short pauses through a leader election (1-3 s measured here),
+//! after which the error is a retryable one (`ServiceUnavailable`, 503). A
+//! commit whose answer was lost (timeout, a connection cut after sending)
+//! may have applied: before sending it again the backend re-reads the keys
+//! it wrote, and if they hold its values at one revision, that revision is
+//! the answer. Sending it again is safe in any case, since its compares
+//! refuse it once anything it read has moved.
+//!
+//! Reads are linearizable (etcd's default), so a replica reads what any
+//! other replica committed before: read-your-writes across gateways.
+//! Every commit is durable on a quorum when it answers; `flush` has
+//! nothing to do.
+
+use super::{
+    check_unique_keys, Committed, Entry, Expect, Expectation, Store, StoreCall, StoreError,
+    StoreResult, VersionedValue, WriteBatch, WriteOp,
+};
+use crate::config::EtcdConfig;
+use etcd_client::{
+    Client, Compare, CompareOp, ConnectOptions, GetOptions, KvClient, Txn, TxnOp, TxnOpResponse,
+};
+use std::time::Duration;
+
+/// Keys read per page of a scan.
+const SCAN_PAGE: i64 = 512;
+
+/// Largest answer the client accepts (a page of large records).
+const MAX_DECODING_BYTES: usize = 64 << 20;
+
+/// Pauses between sends of a call that met an unavailable member: at once,
+/// then through a leader election (about 3.5 s in all).
+const RETRY_PAUSES_MS: [u64; 8] = [0, 0, 50, 100, 250, 500, 1000, 1500];
+
+/// etcd-backed [`Store`].
+pub struct EtcdStore {
+    client: Client,
+    kv: KvClient,
+    prefix: Vec<u8>,
+    max_txn_ops: usize,
+}
+
+/// What an etcd call's failure means for a retry.
+enum Failure {
+    /// No member could take it now: send it again.
+    Unavailable(String),
+    /// It may or may not have been applied (a timeout, a cut connection).
+    Unknown(String),
+    /// Refused for good (permissions, a malformed request, a limit).
+    Refused(String),
+}
+
+fn classify(error: etcd_client::Error) -> Failure {
+    use tonic::Code;
+    match error {
+        etcd_client::Error::GRpcStatus(status) => match status.code() {
+            Code::Unavailable | Code::Aborted | Code::ResourceExhausted => {
+                Failure::Unavailable(status.message().to_string())
+            }
+            Code::DeadlineExceeded | Code::Cancelled | Code::Unknown | Code::Internal => {
+                Failure::Unknown(status.message().to_string())
+            }
+            _ => Failure::Refused(format!("{:?}: {}", status.code(), status.message())),
+        },
+        etcd_client::Error::TransportError(e) => Failure::Unavailable(e.to_string()),
+        etcd_client::Error::IoError(e) => Failure::Unavailable(e.to_string()),
+        other => Failure::Refused(other.to_string()),
+    }
+}
+
+impl EtcdStore {
+    /// Connects to the cluster `config` names (nothing is read yet: a
+    /// member that is down now is simply tried later).
+    pub async fn connect(config: &EtcdConfig) -> StoreResult<Self> {
+        let mut options = ConnectOptions::new()
+            .with_connect_timeout(Duration::from_millis(config.connect_timeout_ms))
+            .with_timeout(Duration::from_millis(config.request_timeout_ms))
+            .with_keep_alive(Duration::from_secs(5), Duration::from_secs(3));
+        if let (Some(user), Some(password)) = (&config.user, &config.password) {
+            options = options.with_user(user.clone(), password.expose().to_string());
+        }
+        if let Some(ca) = &config.ca_file {
+            let read = |path: &std::path::Path| {
+                std::fs::read(path)
+                    .map_err(|e| StoreError(format!("etcd: cannot read {}: {e}", path.display())))
+            };
+            let mut tls = etcd_client::TlsOptions::new()
+                .ca_certificate(etcd_client::Certificate::from_pem(read(ca)?));
+            if let (Some(cert), Some(key)) = (&config.cert_file, &config.key_file) {
+                tls = tls.identity(etcd_client::Identity::from_pem(read(cert)?, read(key)?));
+            }
+            options = options.with_tls(tls);
+        }
+        let client = Client::connect(&config.endpoints, Some(options))
+            .await
+            .map_err(|e| StoreError(format!("etcd: cannot connect: {e}")))?;
+        let kv = client
+            .kv_client()
+            .max_decoding_message_size(MAX_DECODING_BYTES);
+        Ok(Self {
+            client,
+            kv,
+            prefix: config.prefix.as_bytes().to_vec(),
+            max_txn_ops: config.max_txn_ops,
+        })
+    }
+
+    /// The client, for what else a gateway does on etcd (election, leases).
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// The key prefix of this deployment.
+    pub fn prefix(&self) -> &[u8] {
+        &self.prefix
+    }
+
+    fn full_key(&self, tree: &str, key: &[u8]) -> Vec<u8> {
+        let mut full = Vec::with_capacity(self.prefix.len() + tree.len() + 1 + key.len());
+        full.extend_from_slice(&self.prefix);
+        full.extend_from_slice(tree.as_bytes());
+        full.push(b'/');
+        full.extend_from_slice(key);
+        full
+    }
+
+    /// Runs `call` until it answers, sending it again while members are
+    /// unavailable (see the module documentation).
+    async fn with_retries<T, F, Fut>(&self, what: &str, mut call: F) -> StoreResult<T>
+    where
+        F: FnMut(KvClient) -> Fut,
+        Fut: std::future::Future<Output = Result<T, etcd_client::Error>>,
+    {
+        let mut last = String::new();
+        for pause in RETRY_PAUSES_MS {
+            if pause > 0 {
+                tokio::time::sleep(Duration::from_millis(pause)).await;
+            }
+            match call(self.kv.clone()).await {
+                Ok(answer) => return Ok(answer),
+                Err(error) => match classify(error) {
+                    Failure::Unavailable(message) | Failure::Unknown(message) => {
+                        tracing::debug!(what, %message, "etcd call failed: sending it again");
+                        last = message;
+                    }
+                    Failure::Refused(message) => {
+                        return Err(StoreError(format!("etcd {what}: {message}")))
+                    }
+                },
+            }
+        }
+        Err(StoreError::unavailable(format!("etcd {what}: {last}")))
+    }
+
+    async fn get(&self, tree: &str, key: &[u8]) -> StoreResult<Option<VersionedValue>> {
+        let full = self.full_key(tree, key);
+        let mut answer = self
+            .with_retries("get", |mut kv| {
+                let full = full.clone();
+                async move { kv.get(full, None).await }
+            })
+            .await?;
+        Ok(answer
+            .take_kvs()
+            .into_iter()
+            .next()
+            .map(|kv| VersionedValue {
+                version: kv.mod_revision() as u64,
+                value: kv.into_key_value().1,
+            }))
+    }
+
+    async fn scan_pages(
+        &self,
+        tree: &str,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> StoreResult<Vec<Entry>> {
+        let range_start = self.full_key(tree, prefix);
+        let end = prefix_end(&range_start);
+        let mut start = match after {
+            Some(after) => {
+                let mut start = self.full_key(tree, after);
+                start.push(0);
+                start.max(range_start)
+            }
+            None => range_start,
+        };
+        let strip = self.prefix.len() + tree.len() + 1;
+        let mut entries = Vec::new();
+        let mut revision = 0;
+        while entries.len() < limit {
+            let page = SCAN_PAGE.min((limit - entries.len()).min(i64::MAX as usize) as i64);
+            let mut options = GetOptions::new().with_range(end.clone()).with_limit(page);
+            if revision > 0 {
+                options = options.with_revision(revision);
+            }
+            let mut answer = self
+                .with_retries("scan", |mut kv| {
+                    let (start, options) = (start.clone(), options.clone());
+                    async move { kv.get(start, Some(options)).await }
+                })
+                .await?;
+            if revision == 0 {
+                revision = answer.header().map_or(0, |h| h.revision());
+            }
+            let more = answer.more();
+            let kvs = answer.take_kvs();
+            let Some(last) = kvs.last() else { break };
+            start = last.key().to_vec();
+            start.push(0);
+            for kv in kvs {
+                let (key, value) = kv.into_key_value();
+                entries.push((key[strip..].to_vec(), value));
+            }
+            if !more {
+                break;
+            }
+        }
+        Ok(entries)
+    }
+
+    fn compare(&self, expectation: &Expectation) -> Option<Compare> {
+        let key = self.full_key(expectation.tree, &expectation.key);
+        match expectation.expect {
+            Expect::Any => None,
+            Expect::Absent => Some(Compare::create_revision(key, CompareOp::Equal, 0)),
+            Expect::At(version) => {
+                Some(Compare::mod_revision(key, CompareOp::Equal, version as i64))
+            }
+        }
+    }
+
+    async fn commit_remote(
+        &self,
+        expectations: &[Expectation],
+        writes: &WriteBatch,
+    ) -> StoreResult<Committed> {
+        check_unique_keys(writes)?;
+        let checked: Vec<&Expectation> = expectations
+            .iter()
+            .filter(|e| e.expect != Expect::Any)
+            .collect();
+        if checked.len() > self.max_txn_ops || writes.ops.len() > self.max_txn_ops {
+            return Err(StoreError(format!(
+                "etcd: a commit of {} writes and {} expectations exceeds max_txn_ops ({})",
+                writes.ops.len(),
+                checked.len(),
+                self.max_txn_ops
+            )));
+        }
+        let compares: Vec<Compare> = checked.iter().filter_map(|e| self.compare(e)).collect();
+        let success: Vec<TxnOp> = writes
+            .ops
+            .iter()
+            .map(|op| match op {
+                WriteOp::Put { tree, key, value } => {
+                    TxnOp::put(self.full_key(tree, key), value.clone(), None)
+                }
+                WriteOp::Delete { tree, key } => TxnOp::delete(self.full_key(tree, key), None),
+            })
+            .collect();
+        let failure: Vec<TxnOp> = checked
+            .iter()
+            .map(|e| {
+                TxnOp::get(
+                    self.full_key(e.tree, &e.key),
+                    Some(GetOptions::new().with_keys_only()),
+                )
+            })
+            .collect();
+        let txn = Txn::new().when(compares).and_then(success).or_else(failure);
+        let mut last = String::new();
+        for (round, pause) in RETRY_PAUSES_MS.into_iter().enumerate() {
+            if pause > 0 {
+                tokio::time::sleep(Duration::from_millis(pause)).await;
+            }
+            let mut kv = self.kv.clone();
+            match kv.txn(txn.clone()).await {
+                Ok(answer) => {
+                    if answer.succeeded() {
+                        let version = answer.header().map_or(0, |h| h.revision()) as u64;
+                        return Ok(Committed::Applied { version });
+                    }
+                    if round > 0 {
+                        // An earlier send whose answer was lost may be the
+                        // reason the compares fail now.
+                        if let Some(version) = self.applied_earlier(writes).await? {
+                            return Ok(Committed::Applied { version });
+                        }
+                    }
+                    return Ok(Committed::Conflict {
+                        keys: conflicting_keys(&checked, &answer.op_responses()),
+                    });
+                }
+                Err(error) => match classify(error) {
+                    Failure::Refused(message) => {
+                        return Err(StoreError(format!("etcd commit: {message}")))
+                    }
+                    Failure::Unavailable(message) | Failure::Unknown(message) => {
+                        tracing::debug!(%message, "etcd commit failed: settling it");
+                        last = message;
+                        if let Some(version) = self.applied_earlier(writes).await? {
+                            return Ok(Committed::Applied { version });
+                        }
+                    }
+                },
+            }
+        }
+        Err(StoreError::unavailable(format!("etcd commit: {last}")))
+    }
+
+    /// The revision at which `writes` was applied, if it was: every key it
+    /// puts holds the value it puts, all at one revision. A write set of
+    /// deletes only counts as applied when every key is gone.
+    async fn applied_earlier(&self, writes: &WriteBatch) -> StoreResult<Option<u64>> {
+        let mut revision = None;
+        let mut puts = 0;
+        for op in &writes.ops {
+            match op {
+                WriteOp::Put { tree, key, value } => {
+                    puts += 1;
+                    let Some(found) = self.get(tree, key).await? else {
+                        return Ok(None);
+                    };
+                    if &found.value != value || revision.is_some_and(|r| r != found.version) {
+                        return Ok(None);
+                    }
+                    revision = Some(found.version);
+                }
+                WriteOp::Delete { tree, key } => {
+                    if self.get(tree, key).await?.is_some() {
+                        return Ok(None);
+                    }
+                }
+            }
+        }
+        if puts == 0 {
+            // Nothing distinguishes this commit: the keys are gone, which is
+            // what it was to do; answer the current revision.
+            let probe = self.full_key("meta", b"");
+            let answer = self
+                .with_retries("revision", |mut kv| {
+                    let probe = probe.clone();
+                    async move { kv.get(probe, None).await }
+                })
+                .await?;
+            return Ok(Some(answer.header().map_or(0, |h| h.revision()) as u64));
+        }
+        Ok(revision)
+    }
+}
+
+/// The keys of `checked` whose current revisions (the failure branch's
+/// keys-only reads, in the same order) do not meet their expectations.
+fn conflicting_keys(
+    checked: &[&Expectation],
+    responses: &[TxnOpResponse],
+) -> Vec<(String, Vec<u8>)> {
+    checked
+        .iter()
+        .zip(responses)
+        .filter(|(expectation, response)| {
+            let current = match response {
+                TxnOpResponse::Get(get) => get.kvs().first().map(|kv| kv.mod_revision() as u64),
+                _ => None,
+            };
+            !super::memory::meets(expectation.expect, current)
+        })
+        .map(|(expectation, _)| (expectation.tree.to_string(), expectation.key.clone()))
+        .collect()
+}
+
+/// The first key after every key that starts with `prefix`.
+fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xFF {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    // Every byte was 0xFF: the range runs to the end of the key space.
+    vec![0]
+}
+
+impl Store for EtcdStore {
+    fn get_versioned<'a>(
+        &'a self,
+        tree: &'a str,
+        key: &'a [u8],
+    ) -> StoreCall<'a, Option<VersionedValue>> {
+        StoreCall::waiting(self.get(tree, key))
+    }
+
+    fn commit<'a>(
+        &'a self,
+        expectations: &'a [Expectation],
+        writes: &'a WriteBatch,
+    ) -> StoreCall<'a, Committed> {
+        StoreCall::waiting(self.commit_remote(expectations, writes))
+    }
+
+    fn scan<'a>(
+        &'a self,
+        tree: &'a str,
+        prefix: &'a [u8],
+        after: Option<&'a [u8]>,
+        limit: usize,
+    ) -> StoreCall<'a, Vec<Entry>> {
+        StoreCall::waiting(self.scan_pages(tree, prefix, after, limit))
+    }
+
+    fn flush(&self) -> StoreCall<'_, ()> {
+        // A commit is on a quorum's disks when it answers.
+        StoreCall::ready(Ok(()))
+    }
+
+    fn max_commit_ops(&self) -> Option<usize> {
+        Some(self.max_txn_ops)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::prefix_end;
+
+    #[test]
+    fn prefix_ends() {
+        assert_eq!(prefix_end(b"gw/instances/"), b"gw/instances0".to_vec());
+        assert_eq!(prefix_end(b"a\xff"), b"b".to_vec());
+        assert_eq!(prefix_end(b"\xff\xff"), vec![0]);
+    }
+}
