@@ -542,12 +542,15 @@ fn cases() -> u32 {
 }
 
 /// The store the cores share.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 enum Backend {
     Memory,
     Sled,
     /// Memory behind calls that all wait, as a network store's do.
     RemoteShaped,
+    /// Real etcd members; every case under a prefix of its own.
+    #[cfg(feature = "etcd")]
+    Etcd { endpoints: Vec<String> },
 }
 
 /// Runs `streams` concurrently on three cores over one store of
@@ -567,6 +570,17 @@ fn run_case(backend: Backend, streams: Vec<Vec<(usize, usize, Op)>>) -> Result<(
             Backend::Memory => Arc::new(MemoryStore::new()),
             Backend::Sled => Arc::new(SledStore::open(&dir.path().join("db"), 8 << 20).unwrap()),
             Backend::RemoteShaped => remote.clone(),
+            #[cfg(feature = "etcd")]
+            Backend::Etcd { ref endpoints } => {
+                static CASE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+                let case = CASE.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let config = ec2_gateway::config::EtcdConfig {
+                    endpoints: endpoints.clone(),
+                    prefix: format!("case-{case}/"),
+                    ..ec2_gateway::config::EtcdConfig::default()
+                };
+                Arc::new(ec2_gateway::store::EtcdStore::connect(&config).await.unwrap())
+            }
         };
         let clock = Arc::new(OffsetClock::new());
         let mut cores = Vec::new();
@@ -645,5 +659,30 @@ proptest! {
     #[test]
     fn several_cores_on_one_remote_shaped_store_keep_every_invariant(streams in streams()) {
         run_case(Backend::RemoteShaped, streams)?;
+    }
+}
+
+/// The same property on a real three-member etcd cluster, which the test
+/// starts and stops itself (cargo feature `etcd`): each case under its own
+/// key prefix; an eighth of the cases, every call being a network round trip.
+#[cfg(feature = "etcd")]
+#[test]
+fn several_cores_on_one_etcd_cluster_keep_every_invariant() {
+    use proptest::test_runner::{Config as RunnerConfig, TestRunner};
+    let Some(binary) = common::etcd::etcd_binary("several_cores_on_one_etcd_cluster") else {
+        return;
+    };
+    let cluster = common::etcd::EtcdCluster::start(&binary, 3);
+    let backend = Backend::Etcd {
+        endpoints: cluster.endpoints(),
+    };
+    let mut runner = TestRunner::new(RunnerConfig {
+        cases: (cases() / 8).max(1),
+        ..RunnerConfig::default()
+    });
+    let outcome = runner.run(&streams(), |streams| run_case(backend.clone(), streams));
+    drop(cluster);
+    if let Err(failure) = outcome {
+        panic!("{failure}");
     }
 }
