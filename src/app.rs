@@ -175,7 +175,10 @@ pub async fn open_store(config: &Config, folder: &Path) -> Result<Arc<dyn Store>
         StorageBackend::Memory => Arc::new(MemoryStore::new()),
         #[cfg(feature = "etcd")]
         StorageBackend::Etcd => {
-            let _ = folder;
+            // The data folder keeps only what is this gateway's own (the
+            // first admin credential, when this gateway created it).
+            create_private_folder(folder)
+                .map_err(|e| format!("cannot create data folder {}: {e}", folder.display()))?;
             Arc::new(
                 crate::store::EtcdStore::connect(&config.etcd)
                     .await
@@ -238,7 +241,9 @@ impl App {
             .provision_all_defaults()
             .await
             .map_err(|e| format!("cannot create the accounts' default resources: {e}"))?;
-        if let (Some(key), StorageBackend::Sled) = (&created_admin, config.storage) {
+        if let (Some(key), StorageBackend::Sled | StorageBackend::Etcd) =
+            (&created_admin, config.storage)
+        {
             write_admin_credentials(&config.data_dir, key, &config.region)
                 .map_err(|e| format!("cannot save the admin credential: {e}"))?;
         }
@@ -265,9 +270,10 @@ impl App {
         })
     }
 
-    /// Where the first admin credential was saved (sled storage only).
+    /// Where the first admin credential was saved (on the gateway that
+    /// created it; not with memory storage, which keeps nothing).
     pub fn admin_credentials_path(&self) -> Option<PathBuf> {
-        (self.config.storage == StorageBackend::Sled)
+        (self.config.storage != StorageBackend::Memory)
             .then(|| self.config.data_dir.join(ADMIN_CREDENTIALS_FILE))
     }
 

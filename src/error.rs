@@ -214,6 +214,16 @@ impl std::error::Error for ApiError {}
 
 impl From<crate::store::StoreError> for ApiError {
     fn from(error: crate::store::StoreError) -> Self {
+        if error.is_awaiting() {
+            // Not a failure: the operation's runner runs the attempt again.
+            return ApiError::InternalError;
+        }
+        if error.is_too_large() {
+            tracing::warn!(%error, "a request too large for one store transaction");
+            return ApiError::invalid_value(
+                "The request changes more resources than this endpoint commits at once; send it in smaller parts",
+            );
+        }
         if error.is_unavailable() {
             tracing::warn!(%error, "the store is unavailable");
             return ApiError::ServiceUnavailable(

@@ -550,7 +550,9 @@ enum Backend {
     RemoteShaped,
     /// Real etcd members; every case under a prefix of its own.
     #[cfg(feature = "etcd")]
-    Etcd { endpoints: Vec<String> },
+    Etcd {
+        endpoints: Vec<String>,
+    },
 }
 
 /// Runs `streams` concurrently on three cores over one store of
@@ -579,7 +581,11 @@ fn run_case(backend: Backend, streams: Vec<Vec<(usize, usize, Op)>>) -> Result<(
                     prefix: format!("case-{case}/"),
                     ..ec2_gateway::config::EtcdConfig::default()
                 };
-                Arc::new(ec2_gateway::store::EtcdStore::connect(&config).await.unwrap())
+                Arc::new(
+                    ec2_gateway::store::EtcdStore::connect(&config)
+                        .await
+                        .unwrap(),
+                )
             }
         };
         let clock = Arc::new(OffsetClock::new());

@@ -242,6 +242,9 @@ pub fn private_dns_name(address: &str, region: &str) -> String {
 struct Limits {
     vcpus: u32,
     storage_gib: u64,
+    /// The most instances one commit may launch (the store's limit on a
+    /// commit's size, learnt by [`Launched::TooLarge`]).
+    per_commit: u32,
 }
 
 /// What one launch operation came to.
@@ -250,6 +253,13 @@ enum Launched {
     /// The account's default VPC, a default subnet or group is missing
     /// (found before anything was written).
     MissingDefaults,
+    /// `instances` made a commit of `size` operations, more than the
+    /// store takes at once (`max`): nothing was written.
+    TooLarge {
+        instances: u32,
+        size: usize,
+        max: usize,
+    },
 }
 
 fn token_mismatch(token: &str) -> ApiError {
@@ -442,6 +452,7 @@ impl Compute {
         // with the account; a launch that finds one missing makes them and
         // runs again.
         let mut made_defaults = false;
+        let mut per_commit = u32::MAX;
         let reservation = loop {
             let outcome = self
                 .launch_once(
@@ -454,6 +465,7 @@ impl Compute {
                     Limits {
                         vcpus: vcpu_limit,
                         storage_gib: storage_limit,
+                        per_commit,
                     },
                     &planned_volumes,
                 )
@@ -469,6 +481,23 @@ impl Compute {
                     return Err(ApiError::ServiceUnavailable(
                         "The account's default network is being created; retry".into(),
                     ))
+                }
+                Launched::TooLarge {
+                    instances,
+                    size,
+                    max,
+                } => {
+                    // As many as fit, by this launch's measure, less one
+                    // for what a launch writes once whatever its size.
+                    let fitting = (u64::from(instances) * max as u64 / size.max(1) as u64)
+                        .saturating_sub(1) as u32;
+                    if fitting < request.min_count.max(1) || fitting >= per_commit {
+                        return Err(ApiError::invalid_value(format!(
+                            "This endpoint launches at most {fitting} such instance(s) in one request (its store takes {max} operations in one transaction); MinCount is {}",
+                            request.min_count
+                        )));
+                    }
+                    per_commit = fitting;
                 }
             }
         };
@@ -618,7 +647,11 @@ impl Compute {
                     "You have requested more vCPU capacity than your current vCPU limit of {vcpu_limit} allows for the instance bucket that the specified instance type belongs to."
                 )));
             }
-            let mut wanted = request.max_count.min(instance_room).min(vcpu_room);
+            let mut wanted = request
+                .max_count
+                .min(instance_room)
+                .min(vcpu_room)
+                .min(limits.per_commit);
             // As many as the subnet has addresses for (each address is
             // then taken by its own key, so an estimate made stale by a
             // concurrent launch makes this run again).
@@ -863,6 +896,14 @@ impl Compute {
                     format!("{account_id}/{token}").into_bytes(),
                     &record,
                 );
+            }
+            if let Some((size, max)) = tx.over_commit_limit() {
+                tx.discard_writes();
+                return Ok(Launched::TooLarge {
+                    instances: launched.len() as u32,
+                    size,
+                    max,
+                });
             }
             Ok(Launched::Done(Reservation {
                 reservation_id,

@@ -79,7 +79,7 @@ impl Fetched {
 /// What a read that must wait answers inside an attempt; the runner looks
 /// at the attempt's misses, not at how the attempt passed this on.
 fn awaiting_answer() -> StoreError {
-    StoreError("a read is awaiting the store; the attempt runs again".into())
+    StoreError::awaiting()
 }
 
 /// One attempt's reads (with the versions seen) and writes.
@@ -344,6 +344,20 @@ impl<'s> Tx<'s> {
             }
         }
         Ok(true)
+    }
+
+    /// The size of this attempt's commit (the larger of its writes and
+    /// its expectations) and the store's limit, when it is over that limit
+    /// (etcd's `--max-txn-ops`): the caller asks for less, or refuses.
+    pub fn over_commit_limit(&self) -> Option<(usize, usize)> {
+        let max = self.store.backend().max_commit_ops()?;
+        let size = self.writes.len().max(self.reads.len());
+        (size > max).then_some((size, max))
+    }
+
+    /// Forgets this attempt's writes: it answers without committing.
+    pub fn discard_writes(&mut self) {
+        self.writes.clear();
     }
 
     /// True when this attempt writes something.

@@ -266,8 +266,8 @@ impl EtcdStore {
             .filter(|e| e.expect != Expect::Any)
             .collect();
         if checked.len() > self.max_txn_ops || writes.ops.len() > self.max_txn_ops {
-            return Err(StoreError(format!(
-                "etcd: a commit of {} writes and {} expectations exceeds max_txn_ops ({})",
+            return Err(StoreError::too_large(format!(
+                "a commit of {} writes and {} expectations exceeds etcd's max_txn_ops ({})",
                 writes.ops.len(),
                 checked.len(),
                 self.max_txn_ops

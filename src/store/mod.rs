@@ -44,6 +44,12 @@ impl std::fmt::Display for StoreError {
 
 impl std::error::Error for StoreError {}
 
+/// How a too large commit's errors begin (see [`StoreError::too_large`]).
+const TOO_LARGE: &str = "too large: ";
+
+/// The text of [`StoreError::awaiting`].
+const AWAITING: &str = "a read is awaiting the store; the attempt runs again";
+
 /// How an unavailable store's errors begin (see [`StoreError::unavailable`]).
 const UNAVAILABLE: &str = "unavailable: ";
 
@@ -57,6 +63,29 @@ impl StoreError {
     /// True for [`StoreError::unavailable`] errors.
     pub fn is_unavailable(&self) -> bool {
         self.0.starts_with(UNAVAILABLE)
+    }
+
+    /// A commit larger than the store takes at once (etcd's
+    /// `--max-txn-ops`): the request must be split (a client error).
+    pub fn too_large(message: impl std::fmt::Display) -> Self {
+        StoreError(format!("{TOO_LARGE}{message}"))
+    }
+
+    /// True for [`StoreError::too_large`] errors.
+    pub fn is_too_large(&self) -> bool {
+        self.0.starts_with(TOO_LARGE)
+    }
+
+    /// Not a failure: a read inside an operation's attempt must wait for
+    /// the store, so the attempt's result means nothing and it runs again
+    /// with the answer (`compute::operation`).
+    pub fn awaiting() -> Self {
+        StoreError(AWAITING.into())
+    }
+
+    /// True for [`StoreError::awaiting`].
+    pub fn is_awaiting(&self) -> bool {
+        self.0 == AWAITING
     }
 }
 
