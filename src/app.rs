@@ -308,7 +308,7 @@ pub fn background_tasks(
     }));
     let lifecycle = tokio::spawn(supervise("lifecycle driver", {
         let compute = compute.clone();
-        move || crate::compute::lifecycle::drive(compute.clone())
+        move || drive_while_leading(compute.clone())
     }));
     vec![heartbeats, lifecycle]
 }
@@ -333,6 +333,35 @@ where
     {
         tracing::error!(task = name, "background task panicked: restarting it");
         tokio::time::sleep(RESTART_DELAY).await;
+    }
+}
+
+/// Runs the lifecycle driver while this gateway leads the `lifecycle`
+/// election (always, on a store only this process opens): one driver at a
+/// time across replicas, replaced within the lease's TTL when it dies. Each
+/// transition is a compare-and-put anyway, so two drivers overlapping for a
+/// moment (a leader that has not yet noticed its lease expired) do no harm.
+async fn drive_while_leading(compute: Arc<Compute>) {
+    let candidate = format!("{}/{}", std::process::id(), uuid::Uuid::new_v4().simple());
+    loop {
+        let Some(campaign) = compute.store().backend().campaign("lifecycle", &candidate) else {
+            return crate::compute::lifecycle::drive(compute).await;
+        };
+        match campaign.await {
+            Ok(mut leadership) => {
+                tracing::info!(%candidate, "this gateway now drives the lifecycle");
+                tokio::select! {
+                    _ = crate::compute::lifecycle::drive(compute.clone()) => {}
+                    _ = leadership.lost() => {
+                        tracing::warn!(%candidate, "lost the lifecycle leadership");
+                    }
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot campaign for the lifecycle leadership");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
     }
 }
 

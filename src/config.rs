@@ -53,6 +53,9 @@ pub struct EtcdConfig {
     /// Time allowed for one call before its outcome is settled by reading.
     pub request_timeout_ms: u64,
     pub connect_timeout_ms: u64,
+    /// The lease behind the lifecycle driver's leadership: a driver that
+    /// dies is replaced within this time.
+    pub lease_ttl_secs: u64,
 }
 
 impl Default for EtcdConfig {
@@ -68,6 +71,7 @@ impl Default for EtcdConfig {
             max_txn_ops: 128,
             request_timeout_ms: 5_000,
             connect_timeout_ms: 2_000,
+            lease_ttl_secs: 5,
         }
     }
 }

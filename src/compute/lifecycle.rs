@@ -29,6 +29,11 @@ use std::time::Duration;
 /// The longest the driver sleeps without looking again.
 const MAX_SLEEP: Duration = Duration::from_secs(30);
 
+/// The longest it sleeps on a store other processes write too (etcd): a
+/// launch at another gateway cannot wake it, so it looks this often (one
+/// small scan each time).
+const SHARED_STORE_SLEEP: Duration = Duration::from_millis(200);
+
 /// How long entries that failed wait before the next attempt.
 const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(1);
 
@@ -47,6 +52,11 @@ const PASS_INTERVAL: Duration = Duration::from_millis(20);
 
 /// Runs forever; abort the task to stop it.
 pub async fn drive(compute: Arc<Compute>) {
+    let longest_sleep = if compute.store.backend().answers_at_once() {
+        MAX_SLEEP
+    } else {
+        SHARED_STORE_SLEEP
+    };
     loop {
         let pass_started = tokio::time::Instant::now();
         // During the pass every new transition nudges (it may be missed by
@@ -64,11 +74,11 @@ pub async fn drive(compute: Arc<Compute>) {
                 } else {
                     Duration::ZERO
                 })
-                .min(MAX_SLEEP),
-            Ok(None) => MAX_SLEEP,
+                .min(longest_sleep),
+            Ok(None) => longest_sleep,
             Err(error) => {
                 tracing::error!(%error, "cannot read the schedule");
-                MAX_SLEEP
+                longest_sleep.max(RETRY_AFTER_FAILURE)
             }
         };
         compute.instances.plan_wake(Some(
@@ -93,10 +103,17 @@ impl Compute {
         let mut first_failure = None;
         // Entries that failed this pass (they are retried on the next one).
         let mut failed: std::collections::HashSet<Vec<u8>> = std::collections::HashSet::new();
+        // A transition writes a few keys: a batch fits in one commit of a
+        // store that limits commits (etcd's max_txn_ops).
+        let batch = self
+            .store
+            .backend()
+            .max_commit_ops()
+            .map_or(BATCH, |max| (max / 8).clamp(1, BATCH));
         loop {
             let entries = self
                 .store
-                .raw_scan(SCHEDULE, b"", None, BATCH + failed.len())
+                .raw_scan(SCHEDULE, b"", None, batch + failed.len())
                 .await?;
             let due: Vec<DueEntry> = entries
                 .iter()
@@ -109,7 +126,7 @@ impl Compute {
             if due.is_empty() {
                 break;
             }
-            let complete_batch = due.len() == BATCH;
+            let complete_batch = due.len() == batch;
             // The whole batch in one commit (one write for many transitions,
             // as a busy gateway needs); if that keeps failing, one by one,
             // so that one entry that fails holds up no other.

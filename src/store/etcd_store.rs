@@ -58,9 +58,12 @@ const RETRY_PAUSES_MS: [u64; 8] = [0, 0, 50, 100, 250, 500, 1000, 1500];
 /// etcd-backed [`Store`].
 pub struct EtcdStore {
     client: Client,
+    /// The same cluster without a request timeout, for campaigns.
+    elections: Client,
     kv: KvClient,
     prefix: Vec<u8>,
     max_txn_ops: usize,
+    lease_ttl_secs: i64,
 }
 
 /// What an etcd call's failure means for a retry.
@@ -97,7 +100,6 @@ impl EtcdStore {
     pub async fn connect(config: &EtcdConfig) -> StoreResult<Self> {
         let mut options = ConnectOptions::new()
             .with_connect_timeout(Duration::from_millis(config.connect_timeout_ms))
-            .with_timeout(Duration::from_millis(config.request_timeout_ms))
             .with_keep_alive(Duration::from_secs(5), Duration::from_secs(3));
         if let (Some(user), Some(password)) = (&config.user, &config.password) {
             options = options.with_user(user.clone(), password.expose().to_string());
@@ -114,6 +116,12 @@ impl EtcdStore {
             }
             options = options.with_tls(tls);
         }
+        // A campaign waits as long as another process leads: its client
+        // has no request timeout; every other call has one.
+        let elections = Client::connect(&config.endpoints, Some(options.clone()))
+            .await
+            .map_err(|e| StoreError(format!("etcd: cannot connect: {e}")))?;
+        let options = options.with_timeout(Duration::from_millis(config.request_timeout_ms));
         let client = Client::connect(&config.endpoints, Some(options))
             .await
             .map_err(|e| StoreError(format!("etcd: cannot connect: {e}")))?;
@@ -122,10 +130,58 @@ impl EtcdStore {
             .max_decoding_message_size(MAX_DECODING_BYTES);
         Ok(Self {
             client,
+            elections,
             kv,
             prefix: config.prefix.as_bytes().to_vec(),
             max_txn_ops: config.max_txn_ops,
+            lease_ttl_secs: config.lease_ttl_secs.max(2) as i64,
         })
+    }
+
+    /// Grants a lease, keeps it alive from a task of its own, and campaigns
+    /// for `name` with it (etcd's election API): answers once this process
+    /// leads. The keeper renews at a third of the TTL; when a renewal fails
+    /// or finds the lease gone, leadership is lost.
+    async fn lead(&self, name: &str, candidate: &str) -> StoreResult<super::Leadership> {
+        let failed = |e: etcd_client::Error| StoreError::unavailable(format!("etcd election: {e}"));
+        let mut leases = self.client.lease_client();
+        let lease = leases
+            .grant(self.lease_ttl_secs, None)
+            .await
+            .map_err(failed)?
+            .id();
+        let (mut keeper, mut answers) = leases.keep_alive(lease).await.map_err(failed)?;
+        let (leading, still_leading) = tokio::sync::watch::channel(true);
+        let period = Duration::from_millis(self.lease_ttl_secs as u64 * 1000 / 3);
+        let renewing = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(period).await;
+                let renewed = match keeper.keep_alive().await {
+                    Ok(()) => {
+                        matches!(answers.message().await, Ok(Some(answer)) if answer.ttl() > 0)
+                    }
+                    Err(_) => false,
+                };
+                if !renewed {
+                    let _ = leading.send(false);
+                    return;
+                }
+            }
+        });
+        let keeper = LeaseGuard {
+            renewing,
+            leases: self.client.lease_client(),
+            lease,
+        };
+        let mut key = self.prefix.clone();
+        key.extend_from_slice(b"election/");
+        key.extend_from_slice(name.as_bytes());
+        self.elections
+            .election_client()
+            .campaign(key, candidate.as_bytes().to_vec(), lease)
+            .await
+            .map_err(failed)?;
+        Ok(super::Leadership::new(still_leading, Box::new(keeper)))
     }
 
     /// The client, for what else a gateway does on etcd (election, leases).
@@ -375,6 +431,26 @@ impl EtcdStore {
     }
 }
 
+/// Stops renewing a leadership's lease, and revokes it so that another
+/// process may lead at once rather than after the TTL.
+struct LeaseGuard {
+    renewing: tokio::task::JoinHandle<()>,
+    leases: etcd_client::LeaseClient,
+    lease: i64,
+}
+
+impl Drop for LeaseGuard {
+    fn drop(&mut self) {
+        self.renewing.abort();
+        let (mut leases, lease) = (self.leases.clone(), self.lease);
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let _ = leases.revoke(lease).await;
+            });
+        }
+    }
+}
+
 /// The keys of `checked` whose current revisions (the failure branch's
 /// keys-only reads, in the same order) do not meet their expectations.
 fn conflicting_keys(
@@ -442,6 +518,14 @@ impl Store for EtcdStore {
 
     fn max_commit_ops(&self) -> Option<usize> {
         Some(self.max_txn_ops)
+    }
+
+    fn campaign<'a>(
+        &'a self,
+        name: &'a str,
+        candidate: &'a str,
+    ) -> Option<StoreCall<'a, super::Leadership>> {
+        Some(StoreCall::waiting(self.lead(name, candidate)))
     }
 }
 

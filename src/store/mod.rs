@@ -362,11 +362,50 @@ pub trait Store: Send + Sync + 'static {
         None
     }
 
+    /// Waits until this process leads `name` among the processes sharing
+    /// the store (one lifecycle driver at a time). `None` on a store that
+    /// only one process opens (memory, sled): that process always leads.
+    fn campaign<'a>(
+        &'a self,
+        _name: &'a str,
+        _candidate: &'a str,
+    ) -> Option<StoreCall<'a, Leadership>> {
+        None
+    }
+
     /// The store-wide revision of the last commit, if known without asking
     /// anyone (local backends): when it has not moved since a derived view
     /// was read, nothing changed, and the view needs no check.
     fn revision(&self) -> Option<u64> {
         None
+    }
+}
+
+/// Leading an election won through [`Store::campaign`], until the lease
+/// behind it cannot be renewed (then [`Leadership::lost`] completes, and
+/// the leader must stop: another process may lead once the lease expires).
+/// Dropping it resigns.
+pub struct Leadership {
+    still_leading: watch::Receiver<bool>,
+    /// Renews the lease; stopped (and the lease given up) on drop.
+    _keeper: Box<dyn Send + Sync>,
+}
+
+impl Leadership {
+    pub fn new(still_leading: watch::Receiver<bool>, keeper: Box<dyn Send + Sync>) -> Self {
+        Self {
+            still_leading,
+            _keeper: keeper,
+        }
+    }
+
+    /// Completes when leadership is lost.
+    pub async fn lost(&mut self) {
+        while *self.still_leading.borrow_and_update() {
+            if self.still_leading.changed().await.is_err() {
+                return;
+            }
+        }
     }
 }
 

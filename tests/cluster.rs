@@ -1,0 +1,539 @@
+//! Several gateways on one etcd cluster (cargo feature `etcd`): three real
+//! etcd members and two `ec2-gateway serve` processes, started and stopped
+//! by the test (by PID).
+//!
+//! Concurrent clients spread RunInstances (with and without ClientTokens),
+//! TerminateInstances and CreateTags over both gateways; mid-load, one
+//! gateway and the etcd leader are killed with SIGKILL. Afterwards every
+//! answered write is in the store, each host books exactly what its
+//! instances take, quotas held, the surviving gateway answered only EC2
+//! XML (a brief run of 503s at most while etcd elected a new leader), a
+//! restarted gateway rejoins, and 50 concurrent retries of one ClientToken
+//! split over both gateways give one reservation.
+
+#![cfg(feature = "etcd")]
+
+mod common;
+
+use common::etcd::{etcd_binary, EtcdCluster};
+use common::*;
+use ec2_gateway::client::{self, Endpoint, Reply};
+use ec2_gateway::clock::SystemClock;
+use ec2_gateway::compute::instances::InstanceState;
+use ec2_gateway::compute::Compute;
+use ec2_gateway::config::Config;
+use ec2_gateway::store::{EtcdStore, StoreHandle};
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+const BINARY: &str = env!("CARGO_BIN_EXE_ec2-gateway");
+const IMAGE: &str = "ami-0b1c2d3e4f5a6b7c8";
+const PREFIX: &str = "cluster-test/";
+
+/// The gateways' configuration: the test accounts and hosts, on etcd.
+fn config_text(data_dir: &std::path::Path, endpoints: &[String]) -> String {
+    let endpoints = endpoints
+        .iter()
+        .map(|e| format!("\"{e}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        r#"
+listen = "127.0.0.1:0"
+data_dir = "{data_dir}"
+storage = "etcd"
+region = "us-east-1"
+liveness_window_secs = 60
+heartbeat_interval_secs = 5
+
+[etcd]
+endpoints = [{endpoints}]
+prefix = "{PREFIX}"
+lease_ttl_secs = 3
+
+[rate_limits]
+enabled = false
+
+[lifecycle]
+boot_delay_secs = 1
+stop_delay_secs = 1
+terminate_delay_secs = 1
+
+[quotas]
+max_instances = 40
+max_vcpus = 200
+max_fleet_share_percent = 100
+
+[[accounts]]
+id = "{ADMIN_ACCOUNT}"
+name = "operator"
+admin = true
+access_key_id = "{ADMIN_KEY}"
+secret_access_key = "{ADMIN_SECRET}"
+
+[[accounts]]
+id = "{USER_ACCOUNT}"
+name = "alice"
+access_key_id = "{USER_KEY}"
+secret_access_key = "{USER_SECRET}"
+
+[[hosts]]
+name = "node-a1"
+availability_zone = "us-east-1a"
+vcpus = 16
+memory_mib = 65536
+
+[[hosts]]
+name = "node-a2"
+availability_zone = "us-east-1a"
+vcpus = 16
+memory_mib = 65536
+
+[[hosts]]
+name = "node-b1"
+availability_zone = "us-east-1b"
+vcpus = 16
+memory_mib = 65536
+
+[[hosts]]
+name = "node-c1"
+availability_zone = "us-east-1c"
+vcpus = 16
+memory_mib = 65536
+"#,
+        data_dir = data_dir.display()
+    )
+}
+
+/// One `ec2-gateway serve` process.
+struct GatewayProcess {
+    child: Option<Child>,
+    endpoint: Endpoint,
+}
+
+impl GatewayProcess {
+    fn start(config: &std::path::Path) -> Self {
+        let mut child = Command::new(BINARY)
+            .arg("serve")
+            .arg("--config")
+            .arg(config)
+            .env("EC2_GATEWAY_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start ec2-gateway");
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let url = loop {
+            let line = lines
+                .next()
+                .expect("gateway exited before listening")
+                .unwrap();
+            if let Some(rest) = line.strip_prefix("ec2-gateway listening on ") {
+                break rest.split_whitespace().next().unwrap().to_string();
+            }
+        };
+        std::thread::spawn(move || for _ in lines {});
+        Self {
+            child: Some(child),
+            endpoint: Endpoint::parse(&url).unwrap(),
+        }
+    }
+
+    /// SIGKILL by PID, then reaped.
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-9", &child.id().to_string()])
+                .status();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for GatewayProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// What the clients saw.
+#[derive(Default)]
+struct Seen {
+    /// Instance ids answered by a RunInstances, with the account.
+    launched: BTreeSet<String>,
+    /// Instance ids answered by a TerminateInstances.
+    terminated: BTreeSet<String>,
+    /// (instance, tag key, value) answered by a CreateTags.
+    tagged: Vec<(String, String, String)>,
+    /// 503s answered by the surviving gateway.
+    unavailable: usize,
+    /// Requests sent to the killed gateway that got no answer.
+    lost_connections: usize,
+}
+
+/// Sends `action` to gateway `first` (or the other when it is down),
+/// retrying 503s a few times as SDKs do. Every answer must be EC2 XML, and
+/// never a 500.
+async fn send(
+    gateways: &[Endpoint; 2],
+    a_down: &AtomicBool,
+    first: usize,
+    action: &str,
+    params: &[(&str, &str)],
+    seen: &Mutex<Seen>,
+) -> Option<Reply> {
+    let mut target = if a_down.load(Ordering::SeqCst) {
+        1
+    } else {
+        first
+    };
+    for attempt in 0..12 {
+        match client::call(&gateways[target], &user(), action, params).await {
+            Ok(reply) => {
+                if reply.status != 200 {
+                    assert_error_document(&reply.body);
+                    assert_ne!(reply.status, 500, "{action}: {}", reply.body);
+                }
+                if reply.status == 503 {
+                    seen.lock().unwrap().unavailable += 1;
+                    tokio::time::sleep(Duration::from_millis(100 << attempt.min(4))).await;
+                    continue;
+                }
+                return Some(reply);
+            }
+            Err(_) if target == 0 => {
+                // The gateway died (or is dying): the client moves on to
+                // the other one, as behind a load balancer.
+                seen.lock().unwrap().lost_connections += 1;
+                target = 1;
+            }
+            Err(error) => panic!("the surviving gateway did not answer {action}: {error}"),
+        }
+    }
+    panic!("{action}: still unavailable after 12 attempts");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_gateways_on_three_etcd_members_survive_kills() {
+    let Some(binary) = etcd_binary("two_gateways_on_three_etcd_members_survive_kills") else {
+        return;
+    };
+    let mut cluster = EtcdCluster::start(&binary, 3);
+    let dir = tempfile::tempdir().unwrap();
+    let text_a = config_text(&dir.path().join("a"), &cluster.endpoints());
+    let text_b = config_text(&dir.path().join("b"), &cluster.endpoints());
+    std::fs::write(dir.path().join("a.toml"), &text_a).unwrap();
+    std::fs::write(dir.path().join("b.toml"), &text_b).unwrap();
+    let mut gateway_a = GatewayProcess::start(&dir.path().join("a.toml"));
+    let gateway_b = GatewayProcess::start(&dir.path().join("b.toml"));
+    let gateways = Arc::new([gateway_a.endpoint.clone(), gateway_b.endpoint.clone()]);
+    let a_down = Arc::new(AtomicBool::new(false));
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let operations = Arc::new(AtomicUsize::new(0));
+
+    // Read-your-writes across replicas: launched at A, seen at B at once.
+    let first = client::call(
+        &gateways[0],
+        &user(),
+        "RunInstances",
+        &[
+            ("ImageId", IMAGE),
+            ("InstanceType", "t3.micro"),
+            ("MinCount", "1"),
+            ("MaxCount", "1"),
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!(first.status, 200, "{}", first.body);
+    let first_id = column(&first, "instancesSet", "instanceId").remove(0);
+    let at_b = client::call(
+        &gateways[1],
+        &user(),
+        "DescribeInstances",
+        &[("InstanceId.1", &first_id)],
+    )
+    .await
+    .unwrap();
+    assert_eq!(at_b.status, 200, "{}", at_b.body);
+    seen.lock().unwrap().launched.insert(first_id.clone());
+
+    // The load: 6 clients, each alternating between the gateways.
+    let clients: Vec<_> = (0..6)
+        .map(|c| {
+            let (gateways, a_down, seen, operations) = (
+                gateways.clone(),
+                a_down.clone(),
+                seen.clone(),
+                operations.clone(),
+            );
+            tokio::spawn(async move {
+                let mut mine: Vec<String> = Vec::new();
+                for n in 0..30usize {
+                    operations.fetch_add(1, Ordering::SeqCst);
+                    let first = (c + n) % 2;
+                    match n % 3 {
+                        0 => {
+                            let token = format!("client-{c}-{n}");
+                            let mut params = vec![
+                                ("ImageId", IMAGE),
+                                ("InstanceType", "t3.micro"),
+                                ("MinCount", "1"),
+                                ("MaxCount", "2"),
+                            ];
+                            if n % 2 == 0 {
+                                params.push(("ClientToken", &token));
+                            }
+                            let Some(reply) =
+                                send(&gateways, &a_down, first, "RunInstances", &params, &seen)
+                                    .await
+                            else {
+                                continue;
+                            };
+                            if reply.status == 200 {
+                                let ids = column(&reply, "instancesSet", "instanceId");
+                                seen.lock().unwrap().launched.extend(ids.iter().cloned());
+                                mine.extend(ids);
+                            } else {
+                                let code = error_code(&reply);
+                                assert!(
+                                    [
+                                        "InsufficientInstanceCapacity",
+                                        "InstanceLimitExceeded",
+                                        "VcpuLimitExceeded"
+                                    ]
+                                    .contains(&code.as_str()),
+                                    "{code}: {}",
+                                    reply.body
+                                );
+                            }
+                        }
+                        1 => {
+                            let Some(id) = mine.last().cloned() else {
+                                continue;
+                            };
+                            let value = format!("{c}-{n}");
+                            let params = [
+                                ("ResourceId.1", id.as_str()),
+                                ("Tag.1.Key", "step"),
+                                ("Tag.1.Value", value.as_str()),
+                            ];
+                            if let Some(reply) =
+                                send(&gateways, &a_down, first, "CreateTags", &params, &seen).await
+                            {
+                                assert_eq!(reply.status, 200, "{}", reply.body);
+                                seen.lock().unwrap().tagged.push((id, "step".into(), value));
+                            }
+                        }
+                        _ => {
+                            if mine.len() < 3 {
+                                continue;
+                            }
+                            let id = mine.remove(0);
+                            let params = [("InstanceId.1", id.as_str())];
+                            if let Some(reply) = send(
+                                &gateways,
+                                &a_down,
+                                first,
+                                "TerminateInstances",
+                                &params,
+                                &seen,
+                            )
+                            .await
+                            {
+                                assert_eq!(reply.status, 200, "{}", reply.body);
+                                seen.lock().unwrap().terminated.insert(id);
+                            }
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+
+    // Mid-load: gateway A and the etcd leader die.
+    while operations.load(Ordering::SeqCst) < 40 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    a_down.store(true, Ordering::SeqCst);
+    gateway_a.kill();
+    let leader = cluster.leader();
+    cluster.kill(leader);
+    for task in clients {
+        task.await.unwrap();
+    }
+
+    // A gateway started again rejoins, and the two together give one
+    // reservation to 50 concurrent retries of one ClientToken (once the
+    // load's instances have given their capacity back).
+    let gateway_a = GatewayProcess::start(&dir.path().join("a.toml"));
+    let gateways = [gateway_a.endpoint.clone(), gateway_b.endpoint.clone()];
+    let live: Vec<String> = seen
+        .lock()
+        .unwrap()
+        .launched
+        .iter()
+        .filter(|id| **id != first_id)
+        .cloned()
+        .collect();
+    for chunk in live.chunks(8) {
+        let names: Vec<String> = (1..=chunk.len())
+            .map(|n| format!("InstanceId.{n}"))
+            .collect();
+        let params: Vec<(&str, &str)> = names
+            .iter()
+            .map(String::as_str)
+            .zip(chunk.iter().map(String::as_str))
+            .collect();
+        let reply = client::call(&gateways[0], &user(), "TerminateInstances", &params)
+            .await
+            .unwrap();
+        assert_eq!(reply.status, 200, "{}", reply.body);
+    }
+    for _ in 0..300 {
+        let reply = client::call(
+            &gateways[1],
+            &user(),
+            "DescribeInstances",
+            &[
+                ("Filter.1.Name", "instance-state-name"),
+                ("Filter.1.Value.1", "shutting-down"),
+            ],
+        )
+        .await
+        .unwrap();
+        if !reply.body.contains("<instanceId>") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let retries: Vec<_> = (0..50)
+        .map(|n| {
+            let endpoint = gateways[n % 2].clone();
+            tokio::spawn(async move {
+                loop {
+                    let reply = client::call(
+                        &endpoint,
+                        &user(),
+                        "RunInstances",
+                        &[
+                            ("ImageId", IMAGE),
+                            ("InstanceType", "t3.micro"),
+                            ("MinCount", "1"),
+                            ("MaxCount", "1"),
+                            ("ClientToken", "one-token-fifty-retries"),
+                        ],
+                    )
+                    .await
+                    .unwrap();
+                    if reply.status == 503 {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                    assert_eq!(reply.status, 200, "{}", reply.body);
+                    return column(&reply, "instancesSet", "instanceId");
+                }
+            })
+        })
+        .collect();
+    let mut answers = BTreeSet::new();
+    for retry in retries {
+        answers.insert(retry.await.unwrap());
+    }
+    assert_eq!(answers.len(), 1, "one reservation: {answers:?}");
+
+    // The lifecycle goes on from a surviving driver: the first instance runs.
+    let mut running = false;
+    for _ in 0..300 {
+        let reply = client::call(
+            &gateways[1],
+            &user(),
+            "DescribeInstances",
+            &[("InstanceId.1", &first_id)],
+        )
+        .await
+        .unwrap();
+        if reply.body.contains("<name>running</name>") {
+            running = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(running, "{first_id} never ran after the kills");
+
+    // What the store holds, read by a core of the test's own.
+    let config = Config::from_toml(&text_b).unwrap();
+    let store = Arc::new(StoreHandle::new(Arc::new(
+        EtcdStore::connect(&config.etcd).await.unwrap(),
+    )));
+    let core = Compute::open(&config, store, Arc::new(SystemClock))
+        .await
+        .unwrap();
+    let instances = core.instances(USER_ACCOUNT, &[], None).await.unwrap();
+    let by_id: BTreeMap<&str, _> = instances.iter().map(|i| (i.id.as_str(), i)).collect();
+    let seen = seen.lock().unwrap();
+    for id in &seen.launched {
+        assert!(
+            by_id.contains_key(id.as_str()),
+            "{id} was answered but is gone"
+        );
+    }
+    for id in &seen.terminated {
+        let state = by_id[id.as_str()].state;
+        assert!(
+            matches!(
+                state,
+                InstanceState::ShuttingDown | InstanceState::Terminated
+            ),
+            "{id} answered terminated is {state:?}"
+        );
+    }
+    // Each client tags only its own instances, one request after the
+    // other: the last value answered is the one kept.
+    let mut last_tag: BTreeMap<&str, &str> = BTreeMap::new();
+    for (id, _, value) in &seen.tagged {
+        last_tag.insert(id, value);
+    }
+    for (id, value) in last_tag {
+        let tags: Vec<(&str, &str)> = by_id[id]
+            .tags
+            .iter()
+            .map(|t| (t.key.as_str(), t.value.as_str()))
+            .collect();
+        assert!(
+            tags.contains(&("step", value)),
+            "{id}: {tags:?}, not step={value}"
+        );
+    }
+    // Capacity booked exactly once; quotas held.
+    for host in core.services().hosts().await.unwrap() {
+        let holding: u32 = instances
+            .iter()
+            .filter(|i| i.host.as_deref() == Some(host.host.as_str()))
+            .map(|i| i.vcpus)
+            .sum();
+        assert_eq!(host.vcpus_used, holding, "vCPUs booked on {}", host.host);
+        assert!(host.vcpus_used <= host.vcpus);
+    }
+    let live = instances
+        .iter()
+        .filter(|i| i.state != InstanceState::Terminated)
+        .count();
+    assert!(live <= 40, "{live} instances over the quota of 40");
+    println!(
+        "cluster: {} launched, {} terminated, {} tagged; {} answers were 503 at the survivor, {} requests lost with the killed gateway",
+        seen.launched.len(),
+        seen.terminated.len(),
+        seen.tagged.len(),
+        seen.unavailable,
+        seen.lost_connections
+    );
+    assert!(seen.launched.len() > 10, "the load launched instances");
+    drop(gateway_a);
+    drop(gateway_b);
+    drop(cluster);
+}
