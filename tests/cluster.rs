@@ -475,7 +475,7 @@ async fn two_gateways_on_three_etcd_members_survive_kills() {
         .unwrap();
     let instances = core.instances(USER_ACCOUNT, &[], None).await.unwrap();
     let by_id: BTreeMap<&str, _> = instances.iter().map(|i| (i.id.as_str(), i)).collect();
-    let seen = seen.lock().unwrap();
+    let seen = std::mem::take(&mut *seen.lock().unwrap());
     for id in &seen.launched {
         assert!(
             by_id.contains_key(id.as_str()),
