@@ -140,6 +140,8 @@ impl DevMode {
         config.accounts.clear();
         config.hosts = crate::config::builtin_hosts(region);
         config.peer_regions.clear();
+        // Each region its own store: its own folder, or its own etcd prefix.
+        config.etcd.prefix = format!("{}regions/{region}/", self.config.etcd.prefix);
         let folder = self.config.data_dir.join("regions").join(region);
         let store = Arc::new(StoreHandle::new(open_store(&config, &folder).await?));
         let compute = Compute::open(&config, store, self.clock.clone())

@@ -537,3 +537,83 @@ async fn two_gateways_on_three_etcd_members_survive_kills() {
     drop(gateway_b);
     drop(cluster);
 }
+
+/// Runs a client script of tests/e2e against gateways A and B as the test
+/// user; a SKIPPED line instead when the client is not installed and
+/// not required.
+fn client_script(program: &str, probe: &[&str], script: &str, a: &str, b: &str) {
+    let installed = Command::new(program)
+        .args(probe)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !installed {
+        assert!(
+            std::env::var("EC2_GATEWAY_E2E_REQUIRED").map_or(true, |v| v != "1"),
+            "{program} is required (EC2_GATEWAY_E2E_REQUIRED=1) but not installed"
+        );
+        println!("SKIPPED {script}: {program} is not installed");
+        return;
+    }
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/e2e")
+        .join(script);
+    let output = Command::new(program)
+        .arg(&path)
+        .env("EC2_GATEWAY_ENDPOINT_A", a)
+        .env("EC2_GATEWAY_ENDPOINT_B", b)
+        .env("AWS_ACCESS_KEY_ID", USER_KEY)
+        .env("AWS_SECRET_ACCESS_KEY", USER_SECRET)
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    println!("{stdout}");
+    assert!(
+        output.status.success() && stdout.contains("all checks passed"),
+        "{script} failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// boto3 and the AWS CLI, unchanged, against two gateways alternately.
+#[test]
+fn real_clients_against_two_gateways_alternately() {
+    let Some(binary) = etcd_binary("real_clients_against_two_gateways_alternately") else {
+        return;
+    };
+    let cluster = EtcdCluster::start(&binary, 3);
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["a", "b"] {
+        std::fs::write(
+            dir.path().join(format!("{name}.toml")),
+            config_text(&dir.path().join(name), &cluster.endpoints()),
+        )
+        .unwrap();
+    }
+    let a = GatewayProcess::start(&dir.path().join("a.toml"));
+    let b = GatewayProcess::start(&dir.path().join("b.toml"));
+    let (url_a, url_b) = (
+        format!("http://{}", a.endpoint.authority),
+        format!("http://{}", b.endpoint.authority),
+    );
+    client_script(
+        "python3",
+        &["-c", "import boto3"],
+        "boto3_two_gateways.py",
+        &url_a,
+        &url_b,
+    );
+    client_script(
+        "bash",
+        &["-c", "command -v aws"],
+        "aws_two_gateways.sh",
+        &url_a,
+        &url_b,
+    );
+    drop(a);
+    drop(b);
+    drop(cluster);
+}
