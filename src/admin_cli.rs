@@ -41,6 +41,9 @@ pub enum AdminCommand {
     /// Access keys.
     #[command(subcommand)]
     Keys(KeyCommand),
+    /// Compute agents (`ec2-gateway agent`).
+    #[command(subcommand)]
+    Agents(AgentCommand),
     /// How many instances of each type still fit (and fit at most) in each
     /// zone, as euca-describe-instance-types shows it.
     Capacity,
@@ -75,6 +78,15 @@ pub enum HostCommand {
     },
     /// Record a heartbeat for an external host.
     Heartbeat { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AgentCommand {
+    /// Create the key the agent of host NAME signs with (it can act for
+    /// that host only).
+    CreateKey { name: String },
+    /// List the hosts that are agents, with their address and version.
+    List,
 }
 
 #[derive(Debug, Subcommand)]
@@ -132,7 +144,12 @@ pub async fn run(args: AdminArgs) -> Result<String, String> {
         service: "ec2".into(),
     };
     let (action, params): (&str, Vec<(&str, String)>) = match &args.command {
-        AdminCommand::Hosts(HostCommand::List) => ("AdminDescribeHosts", vec![]),
+        AdminCommand::Hosts(HostCommand::List) | AdminCommand::Agents(AgentCommand::List) => {
+            ("AdminDescribeHosts", vec![])
+        }
+        AdminCommand::Agents(AgentCommand::CreateKey { name }) => {
+            ("AdminCreateAgentKey", vec![("HostName", name.clone())])
+        }
         AdminCommand::Hosts(HostCommand::Add {
             name,
             zone,
@@ -266,6 +283,42 @@ pub async fn run(args: AdminArgs) -> Result<String, String> {
             format!(
                 "account {}: new access key (the secret is shown only now)\naws configure set aws_access_key_id {}\naws configure set aws_secret_access_key {}",
                 get("accountId"),
+                get("accessKeyId"),
+                get("secretAccessKey")
+            )
+        }
+        AdminCommand::Agents(AgentCommand::List) => {
+            let mut rows = vec![[
+                "HOST",
+                "ZONE",
+                "ALIVE",
+                "HEARTBEAT AGE",
+                "ADDRESS",
+                "VERSION",
+            ]
+            .map(String::from)
+            .to_vec()];
+            for host in items(&reply.body, "hostSet") {
+                let get = |k: &str| host.get(k).cloned().unwrap_or_default();
+                if !host.contains_key("agentVersion") {
+                    continue;
+                }
+                rows.push(vec![
+                    get("hostName"),
+                    get("availabilityZone"),
+                    if get("alive") == "true" { ":-)" } else { "XXX" }.into(),
+                    host.get("heartbeatAgeSeconds")
+                        .map_or("never".to_string(), |s| format!("{s}s")),
+                    get("agentAddress"),
+                    get("agentVersion"),
+                ]);
+            }
+            table(&rows)
+        }
+        AdminCommand::Agents(AgentCommand::CreateKey { name }) => {
+            let get = |k: &str| text_of(&reply.body, k).unwrap_or_default();
+            format!(
+                "agent key for host {name} (the secret is shown only now):\nEC2_AGENT_ACCESS_KEY_ID={}\nEC2_AGENT_SECRET_ACCESS_KEY={}",
                 get("accessKeyId"),
                 get("secretAccessKey")
             )

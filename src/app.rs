@@ -73,7 +73,9 @@ fn key_record(found: Option<(AccessKey, Account)>) -> ApiResult<KeyRecord> {
         secret: key.secret,
         account_id: account.id,
         user_name: key.user_name,
-        admin: account.admin,
+        // An agent's key is no admin's, whatever account holds it.
+        admin: account.admin && key.agent_host.is_none(),
+        agent_host: key.agent_host,
     })
 }
 

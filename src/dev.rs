@@ -73,6 +73,7 @@ pub fn dev_principal(access_key_id: &str) -> Principal {
         user_name: "dev".into(),
         access_key_id: access_key_id.to_string(),
         admin: false,
+        agent_host: None,
     }
 }
 

@@ -22,6 +22,7 @@
 //! [`error`] (the one error enum), [`clock`], [`secret`] and [`sync`].
 
 pub mod admin_cli;
+pub mod agent;
 pub mod api;
 pub mod app;
 pub mod auth;

@@ -49,6 +49,8 @@ enum Command {
     },
     /// Administer a running gateway with an admin account's keys.
     Admin(AdminArgs),
+    /// Run one compute host as an agent of a gateway (or a cluster).
+    Agent(ec2_gateway::agent::AgentArgs),
 }
 
 /// What `serve`'s development-mode flags ask for.
@@ -93,6 +95,20 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     async {
         let _ = tokio::signal::ctrl_c().await;
     }
+}
+
+/// `ec2-gateway agent`: runs until SIGTERM or Ctrl-C.
+async fn run_agent(args: ec2_gateway::agent::AgentArgs) -> Result<(), String> {
+    use ec2_gateway::agent::{Agent, AgentSettings, SimulatedDriver};
+    let settings = AgentSettings::resolve(args)?;
+    let driver = Box::new(SimulatedDriver::new(settings.transition));
+    let agent = Agent::new(settings, driver)?;
+    let shutdown = shutdown_signal();
+    tokio::select! {
+        _ = agent.run() => {}
+        _ = shutdown => tracing::info!("agent stopping"),
+    }
+    Ok(())
 }
 
 async fn serve(config_path: Option<PathBuf>, dev: DevFlags) -> Result<(), String> {
@@ -165,6 +181,10 @@ async fn main() -> ExitCode {
         Command::Admin(args) => admin_cli::run(args)
             .await
             .map(|output| println!("{output}")),
+        Command::Agent(args) => {
+            init_tracing();
+            run_agent(args).await
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

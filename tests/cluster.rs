@@ -16,6 +16,7 @@
 mod common;
 
 use common::etcd::{etcd_binary, EtcdCluster};
+use common::process::GatewayProcess;
 use common::*;
 use ec2_gateway::client::{self, Endpoint, Reply};
 use ec2_gateway::clock::SystemClock;
@@ -24,13 +25,11 @@ use ec2_gateway::compute::Compute;
 use ec2_gateway::config::Config;
 use ec2_gateway::store::{EtcdStore, StoreHandle};
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-const BINARY: &str = env!("CARGO_BIN_EXE_ec2-gateway");
 const IMAGE: &str = "ami-0b1c2d3e4f5a6b7c8";
 const PREFIX: &str = "cluster-test/";
 
@@ -107,57 +106,6 @@ memory_mib = 65536
 "#,
         data_dir = data_dir.display()
     )
-}
-
-/// One `ec2-gateway serve` process.
-struct GatewayProcess {
-    child: Option<Child>,
-    endpoint: Endpoint,
-}
-
-impl GatewayProcess {
-    fn start(config: &std::path::Path) -> Self {
-        let mut child = Command::new(BINARY)
-            .arg("serve")
-            .arg("--config")
-            .arg(config)
-            .env("EC2_GATEWAY_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start ec2-gateway");
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let url = loop {
-            let line = lines
-                .next()
-                .expect("gateway exited before listening")
-                .unwrap();
-            if let Some(rest) = line.strip_prefix("ec2-gateway listening on ") {
-                break rest.split_whitespace().next().unwrap().to_string();
-            }
-        };
-        std::thread::spawn(move || for _ in lines {});
-        Self {
-            child: Some(child),
-            endpoint: Endpoint::parse(&url).unwrap(),
-        }
-    }
-
-    /// SIGKILL by PID, then reaped.
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = Command::new("kill")
-                .args(["-9", &child.id().to_string()])
-                .status();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for GatewayProcess {
-    fn drop(&mut self) {
-        self.kill();
-    }
 }
 
 /// What the clients saw.

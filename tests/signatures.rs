@@ -26,6 +26,7 @@ impl CredentialSource for ExampleKeys {
                 account_id: "111122223333".into(),
                 user_name: "example".into(),
                 admin: false,
+                agent_host: None,
             })
         } else {
             Err(ec2_gateway::auth::unknown_access_key())

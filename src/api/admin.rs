@@ -25,7 +25,7 @@ pub struct HostView {
 }
 
 impl HostView {
-    fn new(record: ServiceRecord, context: &Context<'_>) -> Self {
+    pub(super) fn new(record: ServiceRecord, context: &Context<'_>) -> Self {
         Self {
             record,
             now: context.compute.clock().now(),
@@ -33,7 +33,7 @@ impl HostView {
         }
     }
 
-    fn write_item(&self, xml: &mut XmlWriter) {
+    pub(super) fn write_item(&self, xml: &mut XmlWriter) {
         let r = &self.record;
         xml.element("hostName", &r.host);
         xml.element("binary", &r.binary);
@@ -50,6 +50,10 @@ impl HostView {
         xml.number("memoryMib", r.memory_mib);
         xml.number("memoryMibUsed", r.memory_mib_used);
         xml.boolean("simulated", r.simulated);
+        if let Some(agent) = &r.agent {
+            xml.element("agentAddress", &agent.address);
+            xml.element("agentVersion", &agent.version);
+        }
     }
 }
 
@@ -228,6 +232,7 @@ fn write_key_fields(xml: &mut XmlWriter, key: &AccessKey, admin: bool) {
     xml.element("status", if key.active { "Active" } else { "Inactive" });
     xml.boolean("admin", admin);
     xml.timestamp("createTime", key.created_at);
+    xml.optional("agentHost", key.agent_host.as_deref());
 }
 
 #[derive(Debug)]
@@ -270,6 +275,12 @@ impl AdminCreateAccessKey {
 pub struct CreatedKey {
     key: AccessKey,
     admin: bool,
+}
+
+impl CreatedKey {
+    pub(super) fn new(key: AccessKey, admin: bool) -> Self {
+        Self { key, admin }
+    }
 }
 
 impl XmlOutput for CreatedKey {

@@ -31,13 +31,27 @@ const STATUS_FILTERS: &[&str] = &[
     "system-status.reachability",
 ];
 
-/// `ok` for running instances, `not-applicable` otherwise.
-fn status_of(instance: &Instance) -> &'static str {
-    if instance.state == InstanceState::Running {
-        "ok"
-    } else {
-        "not-applicable"
+/// `ok` for running instances, `impaired` for running instances whose
+/// host stopped heartbeating (its agent died), `not-applicable` otherwise.
+fn status_of(instance: &Instance, impaired: bool) -> &'static str {
+    match instance.state {
+        InstanceState::Running if impaired => "impaired",
+        InstanceState::Running => "ok",
+        _ => "not-applicable",
     }
+}
+
+/// The hosts whose last heartbeat is older than the liveness window.
+async fn dead_hosts(context: &Context<'_>) -> ApiResult<std::collections::HashSet<String>> {
+    let services = context.compute.services();
+    let now = context.compute.clock().now();
+    Ok(services
+        .hosts()
+        .await?
+        .into_iter()
+        .filter(|host| !host.is_alive(now, services.liveness_window()))
+        .map(|host| host.host)
+        .collect())
 }
 
 #[derive(Debug)]
@@ -93,6 +107,8 @@ impl DescribeInstanceStatus {
             .instances(account, &self.instance_ids, after)
             .await?;
         dry_run_check(self.dry_run)?;
+        let dead = dead_hosts(context).await?;
+        let impaired = |i: &Instance| i.host.as_ref().is_some_and(|h| dead.contains(h));
         let matching = instances
             .into_iter()
             .filter(|i| self.include_all_instances || i.state == InstanceState::Running)
@@ -102,11 +118,11 @@ impl DescribeInstanceStatus {
                     "instance-state-name" => vec![i.state.name().to_string()],
                     "instance-state-code" => vec![i.state.code().to_string()],
                     "instance-status.status" | "system-status.status" => {
-                        vec![status_of(i).to_string()]
+                        vec![status_of(i, impaired(i)).to_string()]
                     }
                     _ => {
                         if i.state == InstanceState::Running {
-                            vec!["passed".to_string()]
+                            vec![if impaired(i) { "failed" } else { "passed" }.to_string()]
                         } else {
                             Vec::new()
                         }
@@ -114,8 +130,14 @@ impl DescribeInstanceStatus {
                 })
             });
         let (page, next_token) = paging.cut(matching, |instance| instance.sequence.to_string());
+        let impaired = page
+            .iter()
+            .filter(|i| impaired(i))
+            .map(|i| i.id.clone())
+            .collect();
         Ok(StatusList {
             instances: page,
+            impaired,
             next_token,
         })
     }
@@ -124,16 +146,18 @@ impl DescribeInstanceStatus {
 #[derive(Debug)]
 pub struct StatusList {
     instances: Vec<Instance>,
+    /// Instances on hosts that stopped heartbeating.
+    impaired: std::collections::HashSet<String>,
     next_token: Option<String>,
 }
 
-fn write_summary(xml: &mut XmlWriter, name: &str, instance: &Instance) {
+fn write_summary(xml: &mut XmlWriter, name: &str, instance: &Instance, impaired: bool) {
     xml.nested(name, |xml| {
-        xml.element("status", status_of(instance));
-        let details: &[&str] = if instance.state == InstanceState::Running {
-            &["passed"]
-        } else {
-            &[]
+        xml.element("status", status_of(instance, impaired));
+        let details: &[&str] = match instance.state {
+            InstanceState::Running if impaired => &["failed"],
+            InstanceState::Running => &["passed"],
+            _ => &[],
         };
         xml.list("details", details, |xml, status| {
             xml.element("name", "reachability");
@@ -152,8 +176,9 @@ impl XmlOutput for StatusList {
                 xml.number("code", instance.state.code());
                 xml.element("name", instance.state.name());
             });
-            write_summary(xml, "systemStatus", instance);
-            write_summary(xml, "instanceStatus", instance);
+            let impaired = self.impaired.contains(&instance.id);
+            write_summary(xml, "systemStatus", instance, impaired);
+            write_summary(xml, "instanceStatus", instance, impaired);
         });
         xml.optional("nextToken", self.next_token.as_deref());
     }

@@ -10,6 +10,7 @@
 
 pub mod addresses;
 pub mod admin;
+pub mod agents;
 pub mod catalog;
 pub mod dhcp_options;
 pub mod images;
@@ -77,6 +78,11 @@ macro_rules! actions {
                 match name {
                     $( stringify!($name) => {
                         if $admin && !principal.admin {
+                            return Err(ApiError::UnauthorizedOperation);
+                        }
+                        // A compute agent's key calls the agent actions
+                        // and nothing else; no other key calls those.
+                        if stringify!($name).starts_with("Agent") != principal.agent_host.is_some() {
                             return Err(ApiError::UnauthorizedOperation);
                         }
                         let request = <$request>::from_params(params)?;
@@ -239,6 +245,11 @@ actions! {
     AdminCreateAccessKey => admin::AdminCreateAccessKey, admin = true;
     AdminDescribeAccessKeys => admin::AdminDescribeAccessKeys, admin = true;
     AdminDeactivateAccessKey => admin::AdminDeactivateAccessKey, admin = true;
+    AdminCreateAgentKey => agents::AdminCreateAgentKey, admin = true;
+    AgentRegister => agents::AgentRegister, admin = false;
+    AgentHeartbeat => agents::AgentHeartbeat, admin = false;
+    AgentDescribeInstances => agents::AgentDescribeInstances, admin = false;
+    AgentReportInstanceState => agents::AgentReportInstanceState, admin = false;
 }
 
 /// EC2 actions deliberately not offered, with the reason given to clients.

@@ -28,6 +28,8 @@ pub struct KeyRecord {
     pub account_id: String,
     pub user_name: String,
     pub admin: bool,
+    /// The host whose agent this key is (see `compute::agents`).
+    pub agent_host: Option<String>,
 }
 
 /// Where access keys are looked up (the account directory, or a test table).
@@ -69,6 +71,9 @@ pub struct Principal {
     pub user_name: String,
     pub access_key_id: String,
     pub admin: bool,
+    /// Set for a compute agent's key: the one host it may act for. Such a
+    /// caller may call the `Agent*` actions and nothing else.
+    pub agent_host: Option<String>,
 }
 
 /// SigV4 signing keys by (access key, date, region, service): deriving one
@@ -310,6 +315,7 @@ impl Verifier {
             user_name: verified.key.user_name,
             access_key_id: verified.access_key_id,
             admin: verified.key.admin,
+            agent_host: verified.key.agent_host,
         })
     }
 }
@@ -331,6 +337,7 @@ mod tests {
                 account_id: "111122223333".into(),
                 user_name: "operator".into(),
                 admin: false,
+                agent_host: None,
             })
         }
     }

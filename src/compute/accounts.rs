@@ -45,6 +45,10 @@ pub struct AccessKey {
     pub user_name: String,
     pub active: bool,
     pub created_at: DateTime<Utc>,
+    /// Set for a compute agent's key: the host it acts for (and nothing
+    /// else; see `compute::agents`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_host: Option<String>,
 }
 
 impl crate::store::Record for AccessKey {}
@@ -140,6 +144,7 @@ impl AccountDirectory {
                     // key deactivated at runtime stays deactivated.
                     active: existing_key.as_ref().is_none_or(|k| k.active),
                     created_at: existing_key.map_or(now, |k| k.created_at),
+                    agent_host: None,
                 };
                 tx.put(ACCOUNTS, account.id.as_bytes(), &account);
                 tx.put(ACCESS_KEYS, key.access_key_id.as_bytes(), &key);
@@ -222,6 +227,47 @@ impl AccountDirectory {
             }
             tx.put(ACCESS_KEYS, key.access_key_id.as_bytes(), &key);
             Ok(key)
+        })
+        .await
+    }
+
+    /// Creates a compute agent's key for `host`, in the admin account
+    /// `account_id` (the agent acts for that host only; see `compute::agents`).
+    pub async fn create_agent_key(
+        &self,
+        account_id: &str,
+        host: &str,
+        now: DateTime<Utc>,
+    ) -> ApiResult<AccessKey> {
+        if !crate::config::is_host_name(host) {
+            return Err(ApiError::invalid_value(format!(
+                "Invalid host name '{host}'"
+            )));
+        }
+        let fresh = AccessKey {
+            agent_host: Some(host.to_string()),
+            ..new_key(account_id, &format!("agent:{host}"), now)
+        };
+        operation::run(&self.store, false, |tx| {
+            bump_revision(tx)?;
+            if tx
+                .get::<Account>(ACCOUNTS, account_id.as_bytes())?
+                .is_none()
+            {
+                return Err(ApiError::invalid_value(format!(
+                    "The account {account_id} does not exist"
+                )));
+            }
+            if tx
+                .get::<AccessKey>(ACCESS_KEYS, fresh.access_key_id.as_bytes())?
+                .is_some()
+            {
+                return Err(ApiError::ServiceUnavailable(
+                    "An access key id collided; retry".into(),
+                ));
+            }
+            tx.put(ACCESS_KEYS, fresh.access_key_id.as_bytes(), &fresh);
+            Ok(fresh.clone())
         })
         .await
     }
@@ -342,6 +388,7 @@ fn new_key(account_id: &str, user_name: &str, now: DateTime<Utc>) -> AccessKey {
         user_name: user_name.to_string(),
         active: true,
         created_at: now,
+        agent_host: None,
     }
 }
 

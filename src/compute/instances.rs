@@ -376,8 +376,37 @@ pub(super) fn load(
     Ok(Some(instance))
 }
 
+/// `host_instances/<host>/<account>/<id>`: the instances placed on a host,
+/// which its agent lists (`AgentDescribeInstances`). Kept with the status:
+/// written when an instance gets a host, deleted when it gives it back.
+pub const HOST_INSTANCES: &str = "host_instances";
+
+/// The [`HOST_INSTANCES`] key of `instance` on `host`.
+pub(super) fn host_instance_key(host: &str, instance: &Instance) -> Vec<u8> {
+    format!("{host}/{}/{}", instance.account_id, instance.id).into_bytes()
+}
+
+/// Moves `instance`'s entry in [`HOST_INSTANCES`] from `before` to `after`.
+fn move_host_entry(
+    tx: &mut Tx<'_>,
+    instance: &Instance,
+    before: Option<&str>,
+    after: Option<&str>,
+) {
+    if before == after {
+        return;
+    }
+    if let Some(host) = before {
+        tx.delete(HOST_INSTANCES, host_instance_key(host, instance));
+    }
+    if let Some(host) = after {
+        tx.put(HOST_INSTANCES, host_instance_key(host, instance), &true);
+    }
+}
+
 /// Writes a new instance whole in `tx`: spec, status, order and schedule.
 pub(super) fn insert(tx: &mut Tx<'_>, instance: &Instance) {
+    move_host_entry(tx, instance, None, instance.host.as_deref());
     tx.put(INSTANCES, instance.key(), instance);
     tx.put(INSTANCE_STATUS, instance.key(), &instance.status());
     tx.put(
@@ -411,11 +440,13 @@ pub(super) fn write_status(tx: &mut Tx<'_>, before: &Instance, after: &Instance)
             );
         }
     }
+    move_host_entry(tx, after, before.host.as_deref(), after.host.as_deref());
     tx.put(INSTANCE_STATUS, after.key(), &after.status());
 }
 
 /// Removes a purged instance whole in `tx`.
 pub(super) fn remove(tx: &mut Tx<'_>, instance: &Instance) {
+    move_host_entry(tx, instance, instance.host.as_deref(), None);
     tx.delete(INSTANCES, instance.key());
     tx.delete(INSTANCE_STATUS, instance.key());
     tx.delete(

@@ -822,7 +822,12 @@ impl Compute {
                     platform: image.platform.clone(),
                     key_name: request.key_name.clone(),
                     state: InstanceState::Pending,
-                    transition_at: Some(now + self.lifecycle.boot_delay),
+                    // On an agent's host, pending lasts until the agent
+                    // reports the instance running (no timer).
+                    transition_at: host
+                        .agent
+                        .is_none()
+                        .then(|| now + self.lifecycle.boot_delay),
                     reason: None,
                     state_reason: Some(StateReason {
                         code: "pending".into(),

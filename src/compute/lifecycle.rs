@@ -205,6 +205,34 @@ impl Compute {
             tx.delete(SCHEDULE, entry);
             return Ok(false);
         }
+        if before.state == InstanceState::Terminated {
+            if before.purge_at.is_some_and(|at| at <= now) {
+                instances::remove(tx, &before);
+                if let Some(token) = &before.client_token {
+                    let retention = self.lifecycle.terminated_retention;
+                    expire_token_when_unused(tx, account_id, token, &before.id, now - retention)?;
+                }
+                return Ok(true);
+            }
+            return Ok(false);
+        }
+        self.complete_transition(tx, &before, now)?;
+        Ok(true)
+    }
+
+    /// Completes `before`'s transition in `tx`: pending -> running,
+    /// stopping -> stopped (giving the host back), shutting-down ->
+    /// terminated (giving back the host, addresses, interfaces and
+    /// volumes). Done by the driver when the transition is due, or when an
+    /// agent reports that it happened.
+    pub(super) fn complete_transition(
+        &self,
+        tx: &mut Tx<'_>,
+        before: &instances::Instance,
+        now: DateTime<Utc>,
+    ) -> ApiResult<instances::Instance> {
+        let account_id = before.account_id.as_str();
+        let before = before.clone();
         let retention = self.lifecycle.terminated_retention;
         let mut after = before.clone();
         after.transition_at = None;
@@ -239,13 +267,6 @@ impl Compute {
                 // The spec loses its user data with the transition.
                 tx.put(INSTANCES, after.key(), &after);
             }
-            InstanceState::Terminated if before.purge_at.is_some_and(|at| at <= now) => {
-                instances::remove(tx, &before);
-                if let Some(token) = &before.client_token {
-                    expire_token_when_unused(tx, account_id, token, &before.id, now - retention)?;
-                }
-                return Ok(true);
-            }
             _ => {}
         }
         if before.is_live() != after.is_live()
@@ -256,7 +277,7 @@ impl Compute {
             super::usage::write(tx, account_id, super::usage::Kind::Instances, &usage);
         }
         instances::write_status(tx, &before, &after);
-        Ok(true)
+        Ok(after)
     }
 }
 

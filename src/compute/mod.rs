@@ -7,6 +7,7 @@
 
 pub mod accounts;
 pub mod addresses;
+pub mod agents;
 pub mod catalog;
 pub mod cidr;
 pub mod dhcp_options;

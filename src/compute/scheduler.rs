@@ -234,6 +234,7 @@ mod tests {
             memory_mib_used: used as u64 * 1024,
             simulated: true,
             created_at: now,
+            agent: None,
         }
     }
 

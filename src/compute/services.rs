@@ -10,6 +10,13 @@
 //! dead for a day and ten seconds looked alive). Zone ids (`use1-az1`) are
 //! assigned when a zone first appears and never change or get reused.
 //!
+//! Liveness lives apart from the record too: a heartbeat (an agent's, or
+//! the built-in simulated hosts') writes only the host's `host_liveness`
+//! key, never the record or its usage, so heartbeats neither conflict with
+//! placements and admin changes nor invalidate the hosts view; answers
+//! overlay the newest heartbeat on each record (Kubernetes moved node
+//! heartbeats to Lease objects for the same reason, KEP-0009).
+//!
 //! What the scheduler reserves lives apart from the record: each host's
 //! `host_usage` record is the compare-and-swap point of placement (a launch
 //! reads it, adds its demand and commits on the condition that it did not
@@ -31,6 +38,8 @@ use std::sync::Arc;
 pub(super) const SERVICES: &str = "services";
 const REMOVED_SERVICES: &str = "removed_services";
 const ZONE_IDS: &str = "zone_ids";
+/// `host_liveness/<host>`: the time of the host's last heartbeat.
+const HOST_LIVENESS: &str = "host_liveness";
 pub(super) const HOST_USAGE: &str = "host_usage";
 const META: &str = "meta";
 /// How many zone ids were ever assigned (the next one is this plus one).
@@ -61,6 +70,28 @@ pub struct ServiceRecord {
     pub memory_mib_used: u64,
     pub simulated: bool,
     pub created_at: DateTime<Utc>,
+    /// Set when the host is an agent process (`ec2-gateway agent`) that
+    /// registered itself: its instances change state when it reports them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<AgentInfo>,
+}
+
+/// A host's `host_liveness` record.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+struct Liveness {
+    last_heartbeat: DateTime<Utc>,
+}
+
+impl Record for Liveness {}
+
+/// What an agent said of itself when it registered.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AgentInfo {
+    /// Where the operator reaches it (its advertised address).
+    pub address: String,
+    /// Its `ec2-gateway` version.
+    pub version: String,
+    pub registered_at: DateTime<Utc>,
 }
 
 impl Record for ServiceRecord {
@@ -184,6 +215,30 @@ pub struct ServiceRegistry {
 struct HostsView {
     hosts: Vec<ServiceRecord>,
     zone_ids: BTreeMap<String, String>,
+    /// The hosts that are agent processes.
+    agents: std::collections::HashSet<String>,
+}
+
+/// Gives each of `hosts` its newest heartbeat: the record's own (hosts
+/// that heartbeated before liveness had its own key) or its
+/// `host_liveness` key's, read in one scan.
+fn overlay_liveness(tx: &Tx<'_>, hosts: &mut [ServiceRecord]) -> StoreResult<()> {
+    let beats: std::collections::HashMap<Vec<u8>, Vec<u8>> = if hosts.len() == 1 {
+        let key = hosts[0].host.as_bytes().to_vec();
+        tx.peek(HOST_LIVENESS, &key)?
+            .map(|v| (key, v.value))
+            .into_iter()
+            .collect()
+    } else {
+        tx.scan_entries(HOST_LIVENESS, b"")?.into_iter().collect()
+    };
+    for host in hosts {
+        if let Some(bytes) = beats.get(host.host.as_bytes()) {
+            let beat = crate::store::decode::<Liveness>(bytes)?.last_heartbeat;
+            host.last_heartbeat = Some(host.last_heartbeat.map_or(beat, |own| own.max(beat)));
+        }
+    }
+    Ok(())
 }
 
 /// Marks a change to the services in `tx`.
@@ -293,8 +348,19 @@ impl ServiceRegistry {
         self.with_usage(record).await
     }
 
-    /// `record` with its reserved capacity filled in.
+    /// `record` with its reserved capacity and newest heartbeat filled in.
     async fn with_usage(&self, mut record: ServiceRecord) -> ApiResult<ServiceRecord> {
+        if let Some(beat) = self
+            .store
+            .get_record::<Liveness>(HOST_LIVENESS, record.host.as_bytes())
+            .await?
+        {
+            record.last_heartbeat = Some(
+                record
+                    .last_heartbeat
+                    .map_or(beat.last_heartbeat, |own| own.max(beat.last_heartbeat)),
+            );
+        }
         if let Some(usage) = self
             .store
             .get_record::<HostUsage>(HOST_USAGE, record.host.as_bytes())
@@ -316,6 +382,7 @@ impl ServiceRegistry {
         // One read per host rather than a scan: a handful of hosts, and a
         // point read costs far less than a range in sled.
         let mut hosts = self.current_view(tx)?.hosts.clone();
+        overlay_liveness(tx, &mut hosts)?;
         for host in &mut hosts {
             if let Some(used) = tx.peek_record::<HostUsage>(HOST_USAGE, host.host.as_bytes())? {
                 host.vcpus_used = used.vcpus_used;
@@ -323,6 +390,12 @@ impl ServiceRegistry {
             }
         }
         Ok(hosts)
+    }
+
+    /// True when `host` is an agent process (its instances wait for its
+    /// reports), as `tx` reads the hosts now.
+    pub(super) fn is_agent_host(&self, tx: &Tx<'_>, host: &str) -> StoreResult<bool> {
+        Ok(self.current_view(tx)?.agents.contains(host))
     }
 
     /// The vCPUs of every host together (the fleet an account shares).
@@ -342,8 +415,14 @@ impl ServiceRegistry {
     /// still at the stored `services_revision`, else read and kept.
     fn current_view(&self, tx: &Tx<'_>) -> StoreResult<Arc<Stamped<HostsView>>> {
         self.view.current(tx, |tx| {
+            let hosts = tx.scan::<ServiceRecord>(SERVICES, b"")?;
             Ok(HostsView {
-                hosts: tx.scan::<ServiceRecord>(SERVICES, b"")?,
+                agents: hosts
+                    .iter()
+                    .filter(|h| h.agent.is_some())
+                    .map(|h| h.host.clone())
+                    .collect(),
+                hosts,
                 zone_ids: tx
                     .scan::<(String, String)>(ZONE_IDS, b"")?
                     .into_iter()
@@ -362,7 +441,9 @@ impl ServiceRegistry {
     /// [`ServiceRegistry::zones`] as `tx` reads them now.
     pub(super) fn zones_in(&self, tx: &Tx<'_>, now: DateTime<Utc>) -> StoreResult<Vec<Zone>> {
         let view = self.current_view(tx)?;
-        Ok(self.group_zones(view.hosts.clone(), &view.zone_ids, now))
+        let mut hosts = view.hosts.clone();
+        overlay_liveness(tx, &mut hosts)?;
+        Ok(self.group_zones(hosts, &view.zone_ids, now))
     }
 
     /// [`ServiceRegistry::zones`] with every host's reserved capacity.
@@ -457,6 +538,7 @@ impl ServiceRegistry {
             bump_services_revision(tx)?;
             tx.delete(SERVICES, name.as_bytes());
             tx.delete(HOST_USAGE, name.as_bytes());
+            tx.delete(HOST_LIVENESS, name.as_bytes());
             tx.put(REMOVED_SERVICES, name.as_bytes(), &true);
             Ok(())
         })
@@ -477,10 +559,90 @@ impl ServiceRegistry {
         .await
     }
 
-    /// Records a heartbeat of an external host.
+    /// Records a heartbeat of an external host (its `host_liveness` key
+    /// alone: see the module documentation). A heartbeat lost in a crash is
+    /// simply the next one, so it does not wait for a flush.
     pub async fn heartbeat(&self, name: &str, now: DateTime<Utc>) -> ApiResult<ServiceRecord> {
-        self.update(name, |record| record.last_heartbeat = Some(now))
-            .await
+        let record = operation::run_background(&self.store, |tx| {
+            let mut record = tx
+                .peek_record::<ServiceRecord>(SERVICES, name.as_bytes())?
+                .ok_or_else(|| ApiError::HostNotFound(name.into()))?;
+            tx.put(
+                HOST_LIVENESS,
+                name.as_bytes(),
+                &Liveness {
+                    last_heartbeat: now,
+                },
+            );
+            record.last_heartbeat = Some(now);
+            Ok(record)
+        })
+        .await?;
+        self.with_usage(record).await
+    }
+
+    /// Registers (or updates) the host of an agent process: its zone and
+    /// capacity as the agent says, its address and version; its state
+    /// (disabled or not) and reservations are kept. An agent that changes
+    /// zone while it runs instances is refused: they were placed by zone.
+    pub async fn register_agent(
+        &self,
+        host: NewHost,
+        agent: AgentInfo,
+        now: DateTime<Utc>,
+    ) -> ApiResult<ServiceRecord> {
+        if !is_zone_name(&host.availability_zone) {
+            return Err(ApiError::invalid_value(format!(
+                "Invalid availability zone name '{}'",
+                host.availability_zone
+            )));
+        }
+        if host.vcpus == 0 || host.memory_mib == 0 {
+            return Err(ApiError::invalid_value(
+                "A host needs at least 1 vCPU and 1 MiB of memory",
+            ));
+        }
+        let record = operation::run(&self.store, false, |tx| {
+            let usage = tx.get::<HostUsage>(HOST_USAGE, host.name.as_bytes())?;
+            let record = match tx.get::<ServiceRecord>(SERVICES, host.name.as_bytes())? {
+                Some(existing) => {
+                    let busy = usage.is_some_and(|u| u.vcpus_used > 0 || u.memory_mib_used > 0);
+                    if busy && existing.availability_zone != host.availability_zone {
+                        return Err(ApiError::invalid_value(format!(
+                            "The compute host '{}' runs instances in {}: it cannot move to {}",
+                            host.name, existing.availability_zone, host.availability_zone
+                        )));
+                    }
+                    ServiceRecord {
+                        availability_zone: host.availability_zone.clone(),
+                        vcpus: host.vcpus,
+                        memory_mib: host.memory_mib,
+                        simulated: false,
+                        agent: Some(agent.clone()),
+                        ..existing
+                    }
+                }
+                None => ServiceRecord {
+                    agent: Some(agent.clone()),
+                    ..new_record(&host, now)
+                },
+            };
+            if usage.is_none() {
+                tx.put(HOST_USAGE, host.name.as_bytes(), &HostUsage::default());
+            }
+            tx.delete(REMOVED_SERVICES, host.name.as_bytes());
+            tx.put(
+                HOST_LIVENESS,
+                host.name.as_bytes(),
+                &Liveness {
+                    last_heartbeat: now,
+                },
+            );
+            self.stage(tx, &record)?;
+            Ok(record)
+        })
+        .await?;
+        self.with_usage(record).await
     }
 
     /// Heartbeats every simulated host (they live inside this process). A
@@ -488,20 +650,13 @@ impl ServiceRegistry {
     /// wait for a flush.
     pub async fn heartbeat_simulated(&self, now: DateTime<Utc>) -> ApiResult<()> {
         operation::run_background(&self.store, |tx| {
-            for record in tx.scan::<ServiceRecord>(SERVICES, b"")? {
-                if !record.simulated {
-                    continue;
-                }
-                // Read through the Tx: a concurrent admin change wins and
-                // this heartbeat runs again on it.
-                if let Some(current) = tx.get::<ServiceRecord>(SERVICES, record.host.as_bytes())? {
-                    bump_services_revision(tx)?;
+            for record in &self.current_view(tx)?.hosts {
+                if record.simulated {
                     tx.put(
-                        SERVICES,
+                        HOST_LIVENESS,
                         record.host.as_bytes(),
-                        &ServiceRecord {
-                            last_heartbeat: Some(now),
-                            ..current
+                        &Liveness {
+                            last_heartbeat: now,
                         },
                     );
                 }
@@ -572,6 +727,7 @@ fn new_record(host: &NewHost, now: DateTime<Utc>) -> ServiceRecord {
         memory_mib_used: 0,
         simulated: host.simulated,
         created_at: now,
+        agent: None,
     }
 }
 

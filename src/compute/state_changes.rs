@@ -84,13 +84,14 @@ impl Compute {
                                     before.id, before.availability_zone, before.instance_type
                                 ))
                             })?;
+                        let on_agent = host.agent.is_some();
                         after.host = Some(host.host);
                         if after.assign_public_ip && after.public_ip.is_none() {
                             super::public_addresses::renew(tx, &self.public_ip_pool, &mut after, now)?;
                             tx.put(super::instances::INSTANCES, after.key(), &after);
                         }
                         after.state = InstanceState::Pending;
-                        after.transition_at = Some(now + lifecycle.boot_delay);
+                        after.transition_at = (!on_agent).then(|| now + lifecycle.boot_delay);
                         after.reason = None;
                         after.state_reason = Some(StateReason {
                             code: "pending".into(),
@@ -99,7 +100,9 @@ impl Compute {
                     }
                     (StateAction::Stop, InstanceState::Pending | InstanceState::Running) => {
                         after.state = InstanceState::Stopping;
-                        after.transition_at = Some(now + lifecycle.stop_delay);
+                        after.transition_at = self
+                            .timer_drives(tx, before)?
+                            .then(|| now + lifecycle.stop_delay);
                         after.reason = Some(user_initiated(now));
                         after.state_reason = Some(StateReason::user_initiated());
                     }
@@ -108,7 +111,9 @@ impl Compute {
                             && state != InstanceState::ShuttingDown =>
                     {
                         after.state = InstanceState::ShuttingDown;
-                        after.transition_at = Some(now + lifecycle.terminate_delay);
+                        after.transition_at = self
+                            .timer_drives(tx, before)?
+                            .then(|| now + lifecycle.terminate_delay);
                         after.reason = Some(user_initiated(now));
                         after.state_reason = Some(StateReason::user_initiated());
                     }
@@ -134,5 +139,19 @@ impl Compute {
         .await?;
         self.instances.wake.notify_one();
         Ok(changes)
+    }
+
+    /// True when `instance`'s transitions complete on a timer: it is on a
+    /// simulated (built-in) or admin-heartbeated host, or on none. On an
+    /// agent's host they complete when the agent reports them.
+    pub(super) fn timer_drives(
+        &self,
+        tx: &operation::Tx<'_>,
+        instance: &super::instances::Instance,
+    ) -> ApiResult<bool> {
+        Ok(match &instance.host {
+            Some(host) => !self.services.is_agent_host(tx, host)?,
+            None => true,
+        })
     }
 }

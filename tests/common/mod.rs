@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod etcd;
+pub mod process;
 pub mod remote;
 pub mod schema;
 

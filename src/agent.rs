@@ -1,0 +1,397 @@
+//! `ec2-gateway agent`: one compute host as a process of its own.
+//!
+//! As Nova's nova-compute was, a host here is a service that registers
+//! itself and keeps the cloud told of what it runs, without ever touching
+//! the database: the agent calls the gateway's `Agent*` actions, signed
+//! with its own key, which names its host and allows nothing else
+//! (`api::agents`). It registers its host (zone, vCPUs, memory, address,
+//! version), heartbeats, lists the instances placed on it, drives them
+//! through a [`Driver`], and reports what it observed, so an instance on
+//! its host is `running` only once the agent says so. Restarted, it lists
+//! its instances again and takes them back.
+//!
+//! The [`SimulatedDriver`] is the one driver today: an instance boots,
+//! stops and shuts down after configured delays, as the built-in hosts'
+//! instances do inside the gateway.
+
+use crate::auth::signer::SigningCredentials;
+use crate::client::{call, items, text_of, Endpoint, Reply};
+use crate::secret::Secret;
+use clap::Args;
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// `ec2-gateway agent` flags (each also from the config file).
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    /// A TOML file with any of the settings below (flags win).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// The gateway (or the load balancer in front of the gateways).
+    #[arg(long, env = "EC2_AGENT_ENDPOINT")]
+    pub endpoint: Option<String>,
+    /// The agent's access key id (from `admin agents create-key HOST`).
+    #[arg(long, env = "EC2_AGENT_ACCESS_KEY_ID")]
+    pub access_key_id: Option<String>,
+    /// Its secret access key.
+    #[arg(long, env = "EC2_AGENT_SECRET_ACCESS_KEY", hide_env_values = true)]
+    pub secret_access_key: Option<String>,
+    /// The region to sign for.
+    #[arg(long)]
+    pub region: Option<String>,
+    /// The availability zone this host is in.
+    #[arg(long)]
+    pub zone: Option<String>,
+    #[arg(long)]
+    pub vcpus: Option<u32>,
+    #[arg(long)]
+    pub memory_mib: Option<u64>,
+    /// Where operators reach this host (shown by `admin hosts list`).
+    #[arg(long)]
+    pub address: Option<String>,
+    /// Seconds between heartbeats (keep well under the gateway's
+    /// liveness_window_secs).
+    #[arg(long)]
+    pub heartbeat_secs: Option<u64>,
+    /// Milliseconds between two looks at the instances placed here.
+    #[arg(long)]
+    pub poll_millis: Option<u64>,
+    /// The simulated driver's boot, stop and shutdown time (milliseconds).
+    #[arg(long)]
+    pub transition_millis: Option<u64>,
+}
+
+/// The agent's settings, as a config file gives them.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AgentFile {
+    endpoint: Option<String>,
+    access_key_id: Option<String>,
+    secret_access_key: Option<Secret>,
+    region: Option<String>,
+    zone: Option<String>,
+    vcpus: Option<u32>,
+    memory_mib: Option<u64>,
+    address: Option<String>,
+    heartbeat_secs: Option<u64>,
+    poll_millis: Option<u64>,
+    transition_millis: Option<u64>,
+}
+
+/// Everything the agent runs with.
+#[derive(Debug, Clone)]
+pub struct AgentSettings {
+    pub endpoint: String,
+    pub credentials: SigningCredentials,
+    pub zone: String,
+    pub vcpus: u32,
+    pub memory_mib: u64,
+    pub address: String,
+    pub heartbeat: Duration,
+    pub poll: Duration,
+    pub transition: Duration,
+}
+
+impl AgentSettings {
+    /// Flags over the config file over defaults; an error names what is
+    /// missing.
+    pub fn resolve(args: AgentArgs) -> Result<Self, String> {
+        let file: AgentFile = match &args.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?
+            }
+            None => AgentFile::default(),
+        };
+        let missing = |what: &str| format!("the agent needs --{what} (or `{what}` in --config)");
+        let key = args
+            .access_key_id
+            .or(file.access_key_id)
+            .ok_or_else(|| missing("access-key-id"))?;
+        let secret = args
+            .secret_access_key
+            .map(Secret::new)
+            .or(file.secret_access_key)
+            .ok_or_else(|| missing("secret-access-key"))?;
+        Ok(Self {
+            endpoint: args
+                .endpoint
+                .or(file.endpoint)
+                .unwrap_or_else(|| "http://127.0.0.1:8773".into()),
+            credentials: SigningCredentials {
+                access_key_id: key,
+                secret,
+                region: args
+                    .region
+                    .or(file.region)
+                    .unwrap_or_else(|| "us-east-1".into()),
+                service: "ec2".into(),
+            },
+            zone: args.zone.or(file.zone).ok_or_else(|| missing("zone"))?,
+            vcpus: args.vcpus.or(file.vcpus).ok_or_else(|| missing("vcpus"))?,
+            memory_mib: args
+                .memory_mib
+                .or(file.memory_mib)
+                .ok_or_else(|| missing("memory-mib"))?,
+            address: args.address.or(file.address).unwrap_or_default(),
+            heartbeat: Duration::from_secs(
+                args.heartbeat_secs.or(file.heartbeat_secs).unwrap_or(5),
+            ),
+            poll: Duration::from_millis(args.poll_millis.or(file.poll_millis).unwrap_or(500)),
+            transition: Duration::from_millis(
+                args.transition_millis
+                    .or(file.transition_millis)
+                    .unwrap_or(1000),
+            ),
+        })
+    }
+}
+
+/// An instance placed on this host, as the gateway lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Assigned {
+    pub instance_id: String,
+    pub owner_id: String,
+    /// The state the gateway records: `pending`, `running`, `stopping`,
+    /// `shutting-down`...
+    pub state: String,
+    pub instance_type: String,
+}
+
+/// Runs instances on this host. `observe` is called on every look at the
+/// assignments with each instance placed here; it moves the instance
+/// toward what its recorded state asks and answers a state to report
+/// (`running`, `stopped`, `terminated`) once one is reached.
+pub trait Driver: Send {
+    fn observe(&mut self, instance: &Assigned, now: Instant) -> Option<&'static str>;
+    /// Forgets instances no longer placed here.
+    fn retain(&mut self, placed: &[Assigned]);
+}
+
+/// Instances that boot, stop and shut down after a fixed time each.
+pub struct SimulatedDriver {
+    transition: Duration,
+    /// Instance id -> (the state it is heading for, when it gets there).
+    underway: HashMap<String, (&'static str, Instant)>,
+}
+
+impl SimulatedDriver {
+    pub fn new(transition: Duration) -> Self {
+        Self {
+            transition,
+            underway: HashMap::new(),
+        }
+    }
+}
+
+impl Driver for SimulatedDriver {
+    fn observe(&mut self, instance: &Assigned, now: Instant) -> Option<&'static str> {
+        let target = match instance.state.as_str() {
+            "pending" => "running",
+            "stopping" => "stopped",
+            "shutting-down" => "terminated",
+            // Running (or taken back after a restart): nothing to do.
+            _ => {
+                self.underway.remove(&instance.instance_id);
+                return None;
+            }
+        };
+        let transition = self.transition;
+        let (heading, ready_at) = self
+            .underway
+            .entry(instance.instance_id.clone())
+            .or_insert((target, now + transition));
+        if *heading != target {
+            *heading = target;
+            *ready_at = now + transition;
+        }
+        (now >= *ready_at).then_some(target)
+    }
+
+    fn retain(&mut self, placed: &[Assigned]) {
+        self.underway
+            .retain(|id, _| placed.iter().any(|p| &p.instance_id == id));
+    }
+}
+
+/// Why a call failed.
+fn failure(action: &str, reply: &Reply) -> String {
+    format!(
+        "{action}: {} {}: {}",
+        reply.status,
+        text_of(&reply.body, "Code").unwrap_or_default(),
+        text_of(&reply.body, "Message").unwrap_or_default()
+    )
+}
+
+/// The agent: its settings, the gateway and its driver.
+pub struct Agent {
+    settings: AgentSettings,
+    endpoint: Endpoint,
+    driver: Box<dyn Driver>,
+    host: Option<String>,
+}
+
+impl Agent {
+    pub fn new(settings: AgentSettings, driver: Box<dyn Driver>) -> Result<Self, String> {
+        let endpoint = Endpoint::parse(&settings.endpoint)?;
+        Ok(Self {
+            settings,
+            endpoint,
+            driver,
+            host: None,
+        })
+    }
+
+    async fn call(&self, action: &str, params: &[(&str, &str)]) -> Result<Reply, String> {
+        let reply = call(&self.endpoint, &self.settings.credentials, action, params)
+            .await
+            .map_err(|e| format!("{action}: {e}"))?;
+        if reply.status == 200 {
+            Ok(reply)
+        } else {
+            Err(failure(action, &reply))
+        }
+    }
+
+    /// AgentRegister; answers the host's name.
+    pub async fn register(&mut self) -> Result<String, String> {
+        let (vcpus, memory) = (
+            self.settings.vcpus.to_string(),
+            self.settings.memory_mib.to_string(),
+        );
+        let reply = self
+            .call(
+                "AgentRegister",
+                &[
+                    ("AvailabilityZone", &self.settings.zone),
+                    ("Vcpus", &vcpus),
+                    ("MemoryMib", &memory),
+                    ("Address", &self.settings.address),
+                    ("AgentVersion", env!("CARGO_PKG_VERSION")),
+                ],
+            )
+            .await?;
+        let host = text_of(&reply.body, "hostName").ok_or("AgentRegister: no hostName")?;
+        self.host = Some(host.clone());
+        Ok(host)
+    }
+
+    /// One look at the instances placed here: drives them and reports
+    /// what was observed. Answers how many reports were accepted.
+    pub async fn step(&mut self) -> Result<usize, String> {
+        let reply = self.call("AgentDescribeInstances", &[]).await?;
+        let placed: Vec<Assigned> = items(&reply.body, "instanceSet")
+            .into_iter()
+            .filter_map(|mut item| {
+                Some(Assigned {
+                    instance_id: item.remove("instanceId")?,
+                    owner_id: item.remove("ownerId")?,
+                    state: item.remove("instanceState")?,
+                    instance_type: item.remove("instanceType").unwrap_or_default(),
+                })
+            })
+            .collect();
+        self.driver.retain(&placed);
+        let now = Instant::now();
+        let mut reported = 0;
+        for instance in &placed {
+            if let Some(observed) = self.driver.observe(instance, now) {
+                self.call(
+                    "AgentReportInstanceState",
+                    &[
+                        ("InstanceId", &instance.instance_id),
+                        ("OwnerId", &instance.owner_id),
+                        ("State", observed),
+                    ],
+                )
+                .await?;
+                tracing::info!(instance = %instance.instance_id, state = observed, "reported");
+                reported += 1;
+            }
+        }
+        Ok(reported)
+    }
+
+    /// Registers (until the gateway answers), then heartbeats and steps
+    /// forever; a failure is logged and tried again on the next tick.
+    pub async fn run(mut self) {
+        let mut pause = Duration::from_millis(200);
+        loop {
+            match self.register().await {
+                Ok(host) => {
+                    tracing::info!(%host, zone = %self.settings.zone, "registered");
+                    break;
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "cannot register yet");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+        let mut heartbeat = tokio::time::interval(self.settings.heartbeat);
+        let mut poll = tokio::time::interval(self.settings.poll);
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = heartbeat.tick() => {
+                    if let Err(error) = self.call("AgentHeartbeat", &[]).await {
+                        tracing::warn!(%error, "heartbeat failed");
+                        if error.contains("HostNotFound") || error.contains("InvalidHost") {
+                            // Removed by an operator meanwhile: register again.
+                            let _ = self.register().await;
+                        }
+                    }
+                }
+                _ = poll.tick() => {
+                    if let Err(error) = self.step().await {
+                        tracing::warn!(%error, "cannot drive the instances");
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assigned(state: &str) -> Assigned {
+        Assigned {
+            instance_id: "i-1".into(),
+            owner_id: "111122223333".into(),
+            state: state.into(),
+            instance_type: "t3.micro".into(),
+        }
+    }
+
+    #[test]
+    fn the_simulated_driver_reports_after_its_delay() {
+        let mut driver = SimulatedDriver::new(Duration::from_millis(100));
+        let start = Instant::now();
+        assert_eq!(driver.observe(&assigned("pending"), start), None);
+        assert_eq!(
+            driver.observe(&assigned("pending"), start + Duration::from_millis(100)),
+            Some("running")
+        );
+        assert_eq!(driver.observe(&assigned("running"), start), None);
+        // A new target starts its own delay.
+        let later = start + Duration::from_secs(1);
+        assert_eq!(driver.observe(&assigned("shutting-down"), later), None);
+        assert_eq!(
+            driver.observe(
+                &assigned("shutting-down"),
+                later + Duration::from_millis(100)
+            ),
+            Some("terminated")
+        );
+        driver.retain(&[]);
+        assert!(driver.underway.is_empty());
+    }
+}

@@ -1,0 +1,215 @@
+//! The compute agents' actions (not part of EC2): what `ec2-gateway agent`
+//! calls, signed with its own key, on the same query protocol as EC2
+//! clients (see `compute::agents` for what they do).
+//!
+//! An agent's key names one host: every action here acts for that host
+//! and no other (the host is never a parameter), and an agent's key can
+//! call nothing else (`api::Action::parse`). Admins create agent keys with
+//! `AdminCreateAgentKey`. Output shapes are in `schemas/gateway-admin.json`.
+
+use super::admin::{CreatedKey, HostView};
+use super::Context;
+use crate::compute::agents::Observed;
+use crate::compute::instances::Instance;
+use crate::compute::services::{AgentInfo, NewHost};
+use crate::error::{ApiError, ApiResult};
+use crate::protocol::xml::{ReturnTrue, XmlOutput, XmlWriter};
+use crate::protocol::Params;
+
+/// The host the calling agent acts for.
+fn agent_host<'a>(context: &'a Context<'_>) -> ApiResult<&'a str> {
+    context
+        .principal
+        .agent_host
+        .as_deref()
+        .ok_or(ApiError::UnauthorizedOperation)
+}
+
+/// A number parameter that must be there.
+fn required_number<T: std::str::FromStr>(params: &Params, name: &str) -> ApiResult<T> {
+    params
+        .number(name)?
+        .ok_or_else(|| ApiError::MissingParameter(name.into()))
+}
+
+/// AdminCreateAgentKey: a key for the agent of host `HostName`, in the
+/// calling admin's account.
+#[derive(Debug)]
+pub struct AdminCreateAgentKey {
+    pub host_name: String,
+}
+
+impl AdminCreateAgentKey {
+    pub fn from_params(params: &Params) -> ApiResult<Self> {
+        Ok(Self {
+            host_name: params.required("HostName")?,
+        })
+    }
+
+    pub async fn execute(self, context: &Context<'_>) -> ApiResult<CreatedKey> {
+        let key = context
+            .compute
+            .accounts()
+            .create_agent_key(
+                &context.principal.account_id,
+                &self.host_name,
+                context.compute.clock().now(),
+            )
+            .await?;
+        Ok(CreatedKey::new(key, false))
+    }
+}
+
+/// AgentRegister: the agent's host, with its zone, capacity, address and
+/// version.
+#[derive(Debug)]
+pub struct AgentRegister {
+    pub availability_zone: String,
+    pub vcpus: u32,
+    pub memory_mib: u64,
+    pub address: String,
+    pub version: String,
+}
+
+impl AgentRegister {
+    pub fn from_params(params: &Params) -> ApiResult<Self> {
+        Ok(Self {
+            availability_zone: params.required("AvailabilityZone")?,
+            vcpus: required_number(params, "Vcpus")?,
+            memory_mib: required_number(params, "MemoryMib")?,
+            address: params.optional_text("Address", 255)?.unwrap_or_default(),
+            version: params
+                .optional_text("AgentVersion", 64)?
+                .unwrap_or_default(),
+        })
+    }
+
+    pub async fn execute(self, context: &Context<'_>) -> ApiResult<RegisteredHost> {
+        let host = agent_host(context)?;
+        let compute = context.compute;
+        let record = compute
+            .register_agent(
+                NewHost {
+                    name: host.to_string(),
+                    availability_zone: self.availability_zone,
+                    vcpus: self.vcpus,
+                    memory_mib: self.memory_mib,
+                    simulated: false,
+                },
+                AgentInfo {
+                    address: self.address,
+                    version: self.version,
+                    registered_at: compute.clock().now(),
+                },
+            )
+            .await?;
+        // A new zone gives every account a default subnet in it.
+        compute.provision_all_defaults().await?;
+        Ok(RegisteredHost(HostView::new(record, context)))
+    }
+}
+
+#[derive(Debug)]
+pub struct RegisteredHost(HostView);
+
+impl XmlOutput for RegisteredHost {
+    fn write_xml(&self, xml: &mut XmlWriter) {
+        xml.nested("host", |xml| self.0.write_item(xml));
+    }
+}
+
+/// AgentHeartbeat: the agent's host is alive.
+#[derive(Debug)]
+pub struct AgentHeartbeat;
+
+impl AgentHeartbeat {
+    pub fn from_params(_: &Params) -> ApiResult<Self> {
+        Ok(Self)
+    }
+
+    pub async fn execute(self, context: &Context<'_>) -> ApiResult<ReturnTrue> {
+        let host = agent_host(context)?;
+        context
+            .compute
+            .services()
+            .heartbeat(host, context.compute.clock().now())
+            .await?;
+        Ok(ReturnTrue)
+    }
+}
+
+/// AgentDescribeInstances: the instances placed on the agent's host.
+#[derive(Debug)]
+pub struct AgentDescribeInstances;
+
+impl AgentDescribeInstances {
+    pub fn from_params(_: &Params) -> ApiResult<Self> {
+        Ok(Self)
+    }
+
+    pub async fn execute(self, context: &Context<'_>) -> ApiResult<AgentInstances> {
+        let host = agent_host(context)?;
+        Ok(AgentInstances(context.compute.agent_instances(host).await?))
+    }
+}
+
+#[derive(Debug)]
+pub struct AgentInstances(Vec<Instance>);
+
+impl XmlOutput for AgentInstances {
+    fn write_xml(&self, xml: &mut XmlWriter) {
+        xml.list("instanceSet", &self.0, |xml, instance| {
+            xml.element("instanceId", &instance.id);
+            xml.element("ownerId", &instance.account_id);
+            xml.element("instanceState", instance.state.name());
+            xml.element("instanceType", &instance.instance_type);
+            xml.element("imageId", &instance.image_id);
+            xml.number("vcpus", instance.vcpus);
+            xml.number("memoryMib", instance.memory_mib);
+            xml.element("privateIpAddress", &instance.private_ip);
+            xml.element("availabilityZone", &instance.availability_zone);
+        });
+    }
+}
+
+/// AgentReportInstanceState: what the agent observed of one instance
+/// (`running`, `stopped` or `terminated`).
+#[derive(Debug)]
+pub struct AgentReportInstanceState {
+    pub instance_id: String,
+    pub owner_id: String,
+    pub observed: Observed,
+}
+
+impl AgentReportInstanceState {
+    pub fn from_params(params: &Params) -> ApiResult<Self> {
+        let state = params.required("State")?;
+        Ok(Self {
+            instance_id: params.required("InstanceId")?,
+            owner_id: params.required("OwnerId")?,
+            observed: Observed::parse(&state).ok_or_else(|| {
+                ApiError::invalid_value(format!(
+                    "Invalid State '{state}': expected running, stopped or terminated"
+                ))
+            })?,
+        })
+    }
+
+    pub async fn execute(self, context: &Context<'_>) -> ApiResult<ReportedState> {
+        let host = agent_host(context)?;
+        let state = context
+            .compute
+            .report_observed(host, &self.owner_id, &self.instance_id, self.observed)
+            .await?;
+        Ok(ReportedState(state.name()))
+    }
+}
+
+#[derive(Debug)]
+pub struct ReportedState(&'static str);
+
+impl XmlOutput for ReportedState {
+    fn write_xml(&self, xml: &mut XmlWriter) {
+        xml.element("instanceState", self.0);
+    }
+}
