@@ -29,7 +29,9 @@ pub struct AgentArgs {
     /// A TOML file with any of the settings below (flags win).
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// The gateway (or the load balancer in front of the gateways).
+    /// The gateway, the load balancer in front of the gateways, or several
+    /// gateways separated by commas (the agent moves to the next one when
+    /// one does not answer).
     #[arg(long, env = "EC2_AGENT_ENDPOINT")]
     pub endpoint: Option<String>,
     /// The agent's access key id (from `admin agents create-key HOST`).
@@ -227,38 +229,52 @@ fn failure(action: &str, reply: &Reply) -> String {
     )
 }
 
-/// The agent: its settings, the gateway and its driver.
+/// The agent: its settings, the gateways and its driver.
 pub struct Agent {
     settings: AgentSettings,
-    endpoint: Endpoint,
+    /// The gateways it may call; it uses `current` until it does not answer.
+    endpoints: Vec<Endpoint>,
+    current: usize,
     driver: Box<dyn Driver>,
     host: Option<String>,
 }
 
 impl Agent {
     pub fn new(settings: AgentSettings, driver: Box<dyn Driver>) -> Result<Self, String> {
-        let endpoint = Endpoint::parse(&settings.endpoint)?;
+        let endpoints = settings
+            .endpoint
+            .split(',')
+            .map(|url| Endpoint::parse(url.trim()))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Self {
             settings,
-            endpoint,
+            endpoints,
+            current: 0,
             driver,
             host: None,
         })
     }
 
-    async fn call(&self, action: &str, params: &[(&str, &str)]) -> Result<Reply, String> {
-        let reply = call(&self.endpoint, &self.settings.credentials, action, params)
-            .await
-            .map_err(|e| format!("{action}: {e}"))?;
-        if reply.status == 200 {
-            Ok(reply)
-        } else {
-            Err(failure(action, &reply))
+    /// One signed call; a gateway that does not answer (or answers 503)
+    /// hands the agent on to the next one for this and later calls.
+    async fn call(&mut self, action: &str, params: &[(&str, &str)]) -> Result<Reply, String> {
+        let mut last = String::new();
+        for _ in 0..self.endpoints.len() {
+            let endpoint = &self.endpoints[self.current];
+            match call(endpoint, &self.settings.credentials, action, params).await {
+                Ok(reply) if reply.status == 200 => return Ok(reply),
+                Ok(reply) if reply.status == 503 => last = failure(action, &reply),
+                Ok(reply) => return Err(failure(action, &reply)),
+                Err(error) => last = format!("{action}: {error}"),
+            }
+            self.current = (self.current + 1) % self.endpoints.len();
         }
+        Err(last)
     }
 
     /// AgentRegister; answers the host's name.
     pub async fn register(&mut self) -> Result<String, String> {
+        let (zone, address) = (self.settings.zone.clone(), self.settings.address.clone());
         let (vcpus, memory) = (
             self.settings.vcpus.to_string(),
             self.settings.memory_mib.to_string(),
@@ -267,10 +283,10 @@ impl Agent {
             .call(
                 "AgentRegister",
                 &[
-                    ("AvailabilityZone", &self.settings.zone),
+                    ("AvailabilityZone", &zone),
                     ("Vcpus", &vcpus),
                     ("MemoryMib", &memory),
-                    ("Address", &self.settings.address),
+                    ("Address", &address),
                     ("AgentVersion", env!("CARGO_PKG_VERSION")),
                 ],
             )

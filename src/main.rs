@@ -97,6 +97,23 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     }
 }
 
+/// Opens the gateway; while its store is unavailable (an etcd cluster
+/// electing a leader, or not up yet), tries again for up to a minute
+/// rather than exiting.
+async fn open_app(config: Config) -> Result<App, String> {
+    let mut attempts = 0;
+    loop {
+        match App::open(config.clone(), Arc::new(SystemClock)).await {
+            Err(error) if error.contains("unavailable") && attempts < 30 => {
+                attempts += 1;
+                tracing::warn!(%error, "the store is unavailable: trying again in 2 s");
+                tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
 /// `ec2-gateway agent`: runs until SIGTERM or Ctrl-C.
 async fn run_agent(args: ec2_gateway::agent::AgentArgs) -> Result<(), String> {
     use ec2_gateway::agent::{Agent, AgentSettings, SimulatedDriver};
@@ -126,7 +143,7 @@ async fn serve(config_path: Option<PathBuf>, dev: DevFlags) -> Result<(), String
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
     let address = listener.local_addr().map_err(|e| e.to_string())?;
-    let app = App::open(config.bound_to(address), Arc::new(SystemClock)).await?;
+    let app = open_app(config.bound_to(address)).await?;
     let shutdown = shutdown_signal();
     if let Some(key) = &app.created_admin {
         // Printed once, on stdout (never to the log): the operator's first key.

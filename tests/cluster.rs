@@ -16,7 +16,7 @@
 mod common;
 
 use common::etcd::{etcd_binary, EtcdCluster};
-use common::process::GatewayProcess;
+use common::process::{AgentProcess, GatewayProcess};
 use common::*;
 use ec2_gateway::client::{self, Endpoint, Reply};
 use ec2_gateway::clock::SystemClock;
@@ -33,8 +33,38 @@ use std::time::Duration;
 const IMAGE: &str = "ami-0b1c2d3e4f5a6b7c8";
 const PREFIX: &str = "cluster-test/";
 
-/// The gateways' configuration: the test accounts and hosts, on etcd.
-fn config_text(data_dir: &std::path::Path, endpoints: &[String]) -> String {
+/// Simulated hosts inside the gateways (the cluster test runs agents instead).
+const BUILT_IN_HOSTS: &str = r#"
+[[hosts]]
+name = "node-a1"
+availability_zone = "us-east-1a"
+vcpus = 16
+memory_mib = 65536
+
+[[hosts]]
+name = "node-a2"
+availability_zone = "us-east-1a"
+vcpus = 16
+memory_mib = 65536
+
+[[hosts]]
+name = "node-b1"
+availability_zone = "us-east-1b"
+vcpus = 16
+memory_mib = 65536
+
+[[hosts]]
+name = "node-c1"
+availability_zone = "us-east-1c"
+vcpus = 16
+memory_mib = 65536
+"#;
+
+/// No host of the gateways' own: every host is an agent process.
+const AGENT_HOSTS_ONLY: &str = "hosts = []";
+
+/// The gateways' configuration: the test accounts and `hosts`, on etcd.
+fn config_text(data_dir: &std::path::Path, endpoints: &[String], hosts: &str) -> String {
     let endpoints = endpoints
         .iter()
         .map(|e| format!("\"{e}\""))
@@ -46,6 +76,7 @@ listen = "127.0.0.1:0"
 data_dir = "{data_dir}"
 storage = "etcd"
 region = "us-east-1"
+{hosts_line}
 liveness_window_secs = 60
 heartbeat_interval_secs = 5
 
@@ -80,32 +111,10 @@ name = "alice"
 access_key_id = "{USER_KEY}"
 secret_access_key = "{USER_SECRET}"
 
-[[hosts]]
-name = "node-a1"
-availability_zone = "us-east-1a"
-vcpus = 16
-memory_mib = 65536
-
-[[hosts]]
-name = "node-a2"
-availability_zone = "us-east-1a"
-vcpus = 16
-memory_mib = 65536
-
-[[hosts]]
-name = "node-b1"
-availability_zone = "us-east-1b"
-vcpus = 16
-memory_mib = 65536
-
-[[hosts]]
-name = "node-c1"
-availability_zone = "us-east-1c"
-vcpus = 16
-memory_mib = 65536
 "#,
-        data_dir = data_dir.display()
-    )
+        data_dir = data_dir.display(),
+        hosts_line = if hosts == AGENT_HOSTS_ONLY { hosts } else { "" },
+    ) + if hosts == AGENT_HOSTS_ONLY { "" } else { hosts }
 }
 
 /// What the clients saw.
@@ -170,15 +179,81 @@ async fn two_gateways_on_three_etcd_members_survive_kills() {
     let Some(binary) = etcd_binary("two_gateways_on_three_etcd_members_survive_kills") else {
         return;
     };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("warn")
+        .with_test_writer()
+        .try_init();
     let mut cluster = EtcdCluster::start(&binary, 3);
     let dir = tempfile::tempdir().unwrap();
-    let text_a = config_text(&dir.path().join("a"), &cluster.endpoints());
-    let text_b = config_text(&dir.path().join("b"), &cluster.endpoints());
+    let text_a = config_text(
+        &dir.path().join("a"),
+        &cluster.endpoints(),
+        AGENT_HOSTS_ONLY,
+    );
+    let text_b = config_text(
+        &dir.path().join("b"),
+        &cluster.endpoints(),
+        AGENT_HOSTS_ONLY,
+    );
     std::fs::write(dir.path().join("a.toml"), &text_a).unwrap();
     std::fs::write(dir.path().join("b.toml"), &text_b).unwrap();
     let mut gateway_a = GatewayProcess::start(&dir.path().join("a.toml"));
     let gateway_b = GatewayProcess::start(&dir.path().join("b.toml"));
     let gateways = Arc::new([gateway_a.endpoint.clone(), gateway_b.endpoint.clone()]);
+    // Three agents, one host of 16 vCPUs in each zone, each told of both
+    // gateways (it moves to the other when one does not answer).
+    let both = format!(
+        "http://{},http://{}",
+        gateways[0].authority, gateways[1].authority
+    );
+    let mut agents = Vec::new();
+    for zone in ["us-east-1a", "us-east-1b", "us-east-1c"] {
+        let host = format!("agent-{zone}");
+        let created = client::call(
+            &gateways[1],
+            &admin(),
+            "AdminCreateAgentKey",
+            &[("HostName", &host)],
+        )
+        .await
+        .unwrap();
+        assert_eq!(created.status, 200, "{}", created.body);
+        let key = client::text_of(&created.body, "accessKeyId").unwrap();
+        let secret = client::text_of(&created.body, "secretAccessKey").unwrap();
+        agents.push(AgentProcess::start(
+            &[
+                "--endpoint",
+                &both,
+                "--zone",
+                zone,
+                "--vcpus",
+                "16",
+                "--memory-mib",
+                "65536",
+                "--heartbeat-secs",
+                "1",
+                "--poll-millis",
+                "100",
+                "--transition-millis",
+                "300",
+            ],
+            (&key, &secret),
+        ));
+    }
+    for _ in 0..200 {
+        let zones = client::call(&gateways[0], &user(), "DescribeAvailabilityZones", &[])
+            .await
+            .unwrap();
+        if zones
+            .body
+            .matches("<zoneState>available</zoneState>")
+            .count()
+            == 3
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let a_down = Arc::new(AtomicBool::new(false));
     let seen = Arc::new(Mutex::new(Seen::default()));
     let operations = Arc::new(AtomicUsize::new(0));
@@ -481,6 +556,10 @@ async fn two_gateways_on_three_etcd_members_survive_kills() {
         seen.lost_connections
     );
     assert!(seen.launched.len() > 10, "the load launched instances");
+    // Every host's used capacity is what its instances take, and each
+    // agent runs what is placed on it.
+    assert_eq!(core.services().hosts().await.unwrap().len(), 3);
+    drop(agents);
     drop(gateway_a);
     drop(gateway_b);
     drop(cluster);
@@ -537,7 +616,7 @@ fn real_clients_against_two_gateways_alternately() {
     for name in ["a", "b"] {
         std::fs::write(
             dir.path().join(format!("{name}.toml")),
-            config_text(&dir.path().join(name), &cluster.endpoints()),
+            config_text(&dir.path().join(name), &cluster.endpoints(), BUILT_IN_HOSTS),
         )
         .unwrap();
     }

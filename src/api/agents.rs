@@ -47,6 +47,11 @@ impl AdminCreateAgentKey {
     }
 
     pub async fn execute(self, context: &Context<'_>) -> ApiResult<CreatedKey> {
+        context
+            .compute
+            .services()
+            .admit_agent(&self.host_name)
+            .await?;
         let key = context
             .compute
             .accounts()
@@ -87,6 +92,12 @@ impl AgentRegister {
     pub async fn execute(self, context: &Context<'_>) -> ApiResult<RegisteredHost> {
         let host = agent_host(context)?;
         let compute = context.compute;
+        let zone_is_new = !compute
+            .services()
+            .zones(compute.clock().now())
+            .await?
+            .iter()
+            .any(|z| z.name == self.availability_zone);
         let record = compute
             .register_agent(
                 NewHost {
@@ -104,7 +115,9 @@ impl AgentRegister {
             )
             .await?;
         // A new zone gives every account a default subnet in it.
-        compute.provision_all_defaults().await?;
+        if zone_is_new {
+            compute.provision_all_defaults().await?;
+        }
         Ok(RegisteredHost(HostView::new(record, context)))
     }
 }

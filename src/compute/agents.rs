@@ -115,16 +115,8 @@ impl Compute {
             else {
                 return Err(super::kinds::ResourceKind::Instance.not_found(instance_id));
             };
-            // Stopped and terminated instances have no host any more: a
-            // report of what they already are is simply answered.
-            let done = match observed {
-                Observed::Running => before.state == InstanceState::Running,
-                Observed::Stopped => before.state == InstanceState::Stopped,
-                Observed::Terminated => before.state == InstanceState::Terminated,
-            };
-            if done {
-                return Ok(before.state);
-            }
+            // Only what is placed on the agent's host is its to report
+            // (a stopped or terminated instance has no host any more).
             if before.host.as_deref() != Some(host) {
                 return Err(super::kinds::ResourceKind::Instance.not_found(instance_id));
             }

@@ -823,11 +823,15 @@ impl Compute {
                     key_name: request.key_name.clone(),
                     state: InstanceState::Pending,
                     // On an agent's host, pending lasts until the agent
-                    // reports the instance running (no timer).
-                    transition_at: host
-                        .agent
-                        .is_none()
-                        .then(|| now + self.lifecycle.boot_delay),
+                    // reports the instance running (with a watchdog: see
+                    // `Compute::agent_watchdog`).
+                    transition_at: Some(
+                        now + if host.agent.is_some() {
+                            self.services.liveness_window()
+                        } else {
+                            self.lifecycle.boot_delay
+                        },
+                    ),
                     reason: None,
                     state_reason: Some(StateReason {
                         code: "pending".into(),

@@ -193,7 +193,7 @@ impl Compute {
         instance_id: &str,
         now: DateTime<Utc>,
     ) -> ApiResult<bool> {
-        if boot_completed(tx, entry, at, account_id, instance_id)? {
+        if boot_completed(&self.services, tx, entry, at, account_id, instance_id)? {
             return Ok(true);
         }
         let Some(before) = instances::load(&self.instances, tx, account_id, instance_id)? else {
@@ -216,7 +216,50 @@ impl Compute {
             }
             return Ok(false);
         }
+        if self.agent_watchdog(tx, &before, now)? {
+            return Ok(true);
+        }
         self.complete_transition(tx, &before, now)?;
+        Ok(true)
+    }
+
+    /// The watchdog of a transition on an agent's host, which its agent
+    /// completes by reporting it: while the host is alive, the transition
+    /// waits another liveness window (true); once the host is dead, the
+    /// gateway completes it itself (false: complete it as due), except a
+    /// launch, which failed: the instance goes to terminated with EC2's
+    /// `Server.InternalError` (true).
+    fn agent_watchdog(
+        &self,
+        tx: &mut Tx<'_>,
+        before: &instances::Instance,
+        now: DateTime<Utc>,
+    ) -> ApiResult<bool> {
+        let Some(host) = before.host.as_deref() else {
+            return Ok(false);
+        };
+        if !self.services.is_agent_host(tx, host)? {
+            return Ok(false);
+        }
+        if self.services.is_host_alive(tx, host, now)? {
+            let mut after = before.clone();
+            after.transition_at = Some(now + self.services.liveness_window());
+            instances::write_status(tx, before, &after);
+            return Ok(true);
+        }
+        if before.state != InstanceState::Pending {
+            return Ok(false);
+        }
+        let failed = instances::Instance {
+            state: InstanceState::ShuttingDown,
+            ..before.clone()
+        };
+        let mut after = self.complete_transition(tx, &failed, now)?;
+        after.state_reason = Some(instances::StateReason {
+            code: "Server.InternalError".into(),
+            message: "Server.InternalError: Internal error on launch".into(),
+        });
+        instances::write_status(tx, &failed, &after);
         Ok(true)
     }
 
@@ -286,6 +329,7 @@ impl Compute {
 /// record, without reading or decoding the spec. False when the entry is
 /// for something else.
 fn boot_completed(
+    services: &super::services::ServiceRegistry,
     tx: &mut Tx<'_>,
     entry: &[u8],
     at: DateTime<Utc>,
@@ -301,6 +345,13 @@ fn boot_completed(
         || status.purge_at.is_some()
     {
         return Ok(false);
+    }
+    // On an agent's host the agent completes the boot (the full path
+    // keeps its watchdog).
+    if let Some(host) = &status.host {
+        if services.is_agent_host(tx, host)? {
+            return Ok(false);
+        }
     }
     tx.delete(SCHEDULE, entry);
     let running = InstanceStatus {

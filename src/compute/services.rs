@@ -290,6 +290,10 @@ impl ServiceRegistry {
                     continue;
                 }
                 let record = match tx.get::<ServiceRecord>(SERVICES, host.name.as_bytes())? {
+                    Some(existing) if existing.agent.is_some() => {
+                        tracing::warn!(host = %host.name, "a configured host has the name of an agent's host: the agent keeps it");
+                        continue;
+                    }
                     Some(existing) => {
                         let usage = usage_in(tx, &existing)?;
                         tx.put(HOST_USAGE, host.name.as_bytes(), &usage);
@@ -390,6 +394,27 @@ impl ServiceRegistry {
             }
         }
         Ok(hosts)
+    }
+
+    /// True when `host` heartbeated within the liveness window at `now`.
+    pub(super) fn is_host_alive(
+        &self,
+        tx: &Tx<'_>,
+        host: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        let Some(record) = self
+            .current_view(tx)?
+            .hosts
+            .iter()
+            .find(|r| r.host == host)
+            .cloned()
+        else {
+            return Ok(false);
+        };
+        let mut one = [record];
+        overlay_liveness(tx, &mut one)?;
+        Ok(one[0].is_alive(now, self.liveness_window))
     }
 
     /// True when `host` is an agent process (its instances wait for its
@@ -510,6 +535,9 @@ impl ServiceRegistry {
                 return Err(ApiError::HostAlreadyExists(host.name.clone()));
             }
             tx.delete(REMOVED_SERVICES, host.name.as_bytes());
+            // Alive only once it heartbeats (an earlier host of the name
+            // may have left its liveness behind).
+            tx.delete(HOST_LIVENESS, host.name.as_bytes());
             if tx
                 .get::<HostUsage>(HOST_USAGE, host.name.as_bytes())?
                 .is_none()
@@ -564,8 +592,10 @@ impl ServiceRegistry {
     /// simply the next one, so it does not wait for a flush.
     pub async fn heartbeat(&self, name: &str, now: DateTime<Utc>) -> ApiResult<ServiceRecord> {
         let record = operation::run_background(&self.store, |tx| {
+            // Read in the operation: a removal meanwhile makes it run
+            // again (and refuse), so no liveness outlives its host.
             let mut record = tx
-                .peek_record::<ServiceRecord>(SERVICES, name.as_bytes())?
+                .get::<ServiceRecord>(SERVICES, name.as_bytes())?
                 .ok_or_else(|| ApiError::HostNotFound(name.into()))?;
             tx.put(
                 HOST_LIVENESS,
@@ -579,6 +609,27 @@ impl ServiceRegistry {
         })
         .await?;
         self.with_usage(record).await
+    }
+
+    /// Readies `host` for an agent's key: refused for a built-in or
+    /// admin-added host (not an agent's to take); a host an operator
+    /// removed may register again (creating its key is the operator's
+    /// word for it).
+    pub async fn admit_agent(&self, host: &str) -> ApiResult<()> {
+        operation::run(&self.store, false, |tx| {
+            if let Some(existing) = tx.get::<ServiceRecord>(SERVICES, host.as_bytes())? {
+                if existing.agent.is_none() {
+                    return Err(ApiError::invalid_value(format!(
+                        "The compute host '{host}' is not an agent's host"
+                    )));
+                }
+            }
+            if tx.get::<bool>(REMOVED_SERVICES, host.as_bytes())?.is_some() {
+                tx.delete(REMOVED_SERVICES, host.as_bytes());
+            }
+            Ok(())
+        })
+        .await
     }
 
     /// Registers (or updates) the host of an agent process: its zone and
@@ -603,13 +654,30 @@ impl ServiceRegistry {
             ));
         }
         let record = operation::run(&self.store, false, |tx| {
+            if tx
+                .get::<bool>(REMOVED_SERVICES, host.name.as_bytes())?
+                .is_some()
+            {
+                return Err(ApiError::invalid_value(format!(
+                    "The compute host '{}' was removed by an operator; a new agent key for it lets it register again",
+                    host.name
+                )));
+            }
             let usage = tx.get::<HostUsage>(HOST_USAGE, host.name.as_bytes())?;
             let record = match tx.get::<ServiceRecord>(SERVICES, host.name.as_bytes())? {
                 Some(existing) => {
-                    let busy = usage.is_some_and(|u| u.vcpus_used > 0 || u.memory_mib_used > 0);
-                    if busy && existing.availability_zone != host.availability_zone {
+                    // A built-in or admin-added host is not an agent's to take.
+                    if existing.agent.is_none() {
                         return Err(ApiError::invalid_value(format!(
-                            "The compute host '{}' runs instances in {}: it cannot move to {}",
+                            "The compute host '{}' is not an agent's host",
+                            host.name
+                        )));
+                    }
+                    // The zone is fixed at the first registration (its
+                    // instances, subnets and zone id were made for it).
+                    if existing.availability_zone != host.availability_zone {
+                        return Err(ApiError::invalid_value(format!(
+                            "The compute host '{}' is in {}: it cannot move to {}",
                             host.name, existing.availability_zone, host.availability_zone
                         )));
                     }
@@ -630,7 +698,6 @@ impl ServiceRegistry {
             if usage.is_none() {
                 tx.put(HOST_USAGE, host.name.as_bytes(), &HostUsage::default());
             }
-            tx.delete(REMOVED_SERVICES, host.name.as_bytes());
             tx.put(
                 HOST_LIVENESS,
                 host.name.as_bytes(),

@@ -86,12 +86,17 @@ impl Compute {
                             })?;
                         let on_agent = host.agent.is_some();
                         after.host = Some(host.host);
+                        let boot = if on_agent {
+                            self.services.liveness_window()
+                        } else {
+                            lifecycle.boot_delay
+                        };
                         if after.assign_public_ip && after.public_ip.is_none() {
                             super::public_addresses::renew(tx, &self.public_ip_pool, &mut after, now)?;
                             tx.put(super::instances::INSTANCES, after.key(), &after);
                         }
                         after.state = InstanceState::Pending;
-                        after.transition_at = (!on_agent).then(|| now + lifecycle.boot_delay);
+                        after.transition_at = Some(now + boot);
                         after.reason = None;
                         after.state_reason = Some(StateReason {
                             code: "pending".into(),
@@ -100,9 +105,12 @@ impl Compute {
                     }
                     (StateAction::Stop, InstanceState::Pending | InstanceState::Running) => {
                         after.state = InstanceState::Stopping;
-                        after.transition_at = self
-                            .timer_drives(tx, before)?
-                            .then(|| now + lifecycle.stop_delay);
+                        after.transition_at = Some(self.transition_due(
+                            tx,
+                            before.host.as_deref(),
+                            lifecycle.stop_delay,
+                            now,
+                        )?);
                         after.reason = Some(user_initiated(now));
                         after.state_reason = Some(StateReason::user_initiated());
                     }
@@ -111,9 +119,12 @@ impl Compute {
                             && state != InstanceState::ShuttingDown =>
                     {
                         after.state = InstanceState::ShuttingDown;
-                        after.transition_at = self
-                            .timer_drives(tx, before)?
-                            .then(|| now + lifecycle.terminate_delay);
+                        after.transition_at = Some(self.transition_due(
+                            tx,
+                            before.host.as_deref(),
+                            lifecycle.terminate_delay,
+                            now,
+                        )?);
                         after.reason = Some(user_initiated(now));
                         after.state_reason = Some(StateReason::user_initiated());
                     }
@@ -141,17 +152,26 @@ impl Compute {
         Ok(changes)
     }
 
-    /// True when `instance`'s transitions complete on a timer: it is on a
-    /// simulated (built-in) or admin-heartbeated host, or on none. On an
-    /// agent's host they complete when the agent reports them.
-    pub(super) fn timer_drives(
+    /// When a transition of an instance on `host` that starts at `now`
+    /// is due: after `delay` on a built-in or admin-heartbeated host (or
+    /// none); on an agent's live host, when the agent reports it, with a
+    /// watchdog at the liveness window (see [`Compute::agent_watchdog`]);
+    /// on an agent's dead host, after `delay` (the gateway's record wins,
+    /// and the agent finds the instance gone when it comes back).
+    pub(super) fn transition_due(
         &self,
         tx: &operation::Tx<'_>,
-        instance: &super::instances::Instance,
-    ) -> ApiResult<bool> {
-        Ok(match &instance.host {
-            Some(host) => !self.services.is_agent_host(tx, host)?,
-            None => true,
-        })
+        host: Option<&str>,
+        delay: chrono::Duration,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> ApiResult<chrono::DateTime<chrono::Utc>> {
+        if let Some(host) = host {
+            if self.services.is_agent_host(tx, host)?
+                && self.services.is_host_alive(tx, host, now)?
+            {
+                return Ok(now + self.services.liveness_window());
+            }
+        }
+        Ok(now + delay)
     }
 }

@@ -25,10 +25,14 @@
 //! again with short pauses through a leader election (1-3 s measured here),
 //! after which the error is a retryable one (`ServiceUnavailable`, 503). A
 //! commit whose answer was lost (timeout, a connection cut after sending)
-//! may have applied: before sending it again the backend re-reads the keys
-//! it wrote, and if they hold its values at one revision, that revision is
-//! the answer. Sending it again is safe in any case, since its compares
-//! refuse it once anything it read has moved.
+//! may have applied. Every commit therefore also puts a marker key of its
+//! own, `<prefix>txn/<uuid>`, bound to a short-lived lease (so markers go
+//! by themselves minutes later): before sending a commit again, the backend
+//! reads its marker, and if it is there the commit applied, at the marker's
+//! revision. Reading the written keys instead would be wrong both ways
+//! (another writer may have changed them since; two commits may write the
+//! same values). Sending it again is safe, since its compares refuse it
+//! once anything it read has moved, and its marker is the same.
 //!
 //! Reads are linearizable (etcd's default), so a replica reads what any
 //! other replica committed before: read-your-writes across gateways.
@@ -41,9 +45,16 @@ use super::{
 };
 use crate::config::EtcdConfig;
 use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, GetOptions, KvClient, Txn, TxnOp, TxnOpResponse,
+    Client, Compare, CompareOp, ConnectOptions, GetOptions, KvClient, PutOptions, Txn, TxnOp,
+    TxnOpResponse,
 };
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// How long a commit marker's lease lives, and how often a new one is
+/// taken: a marker is readable for at least `MARKER_TTL - MARKER_RENEWAL`
+/// after its commit, far longer than any settling takes.
+const MARKER_TTL: Duration = Duration::from_secs(300);
+const MARKER_RENEWAL: Duration = Duration::from_secs(60);
 
 /// Keys read per page of a scan.
 const SCAN_PAGE: i64 = 512;
@@ -52,8 +63,9 @@ const SCAN_PAGE: i64 = 512;
 const MAX_DECODING_BYTES: usize = 64 << 20;
 
 /// Pauses between sends of a call that met an unavailable member: at once,
-/// then through a leader election (about 3.5 s in all).
-const RETRY_PAUSES_MS: [u64; 8] = [0, 0, 50, 100, 250, 500, 1000, 1500];
+/// then through a leader election (about 8 s in all: an election takes 1-3 s
+/// here, longer on a loaded machine).
+const RETRY_PAUSES_MS: [u64; 10] = [0, 0, 50, 100, 250, 500, 1000, 1500, 2000, 2500];
 
 /// etcd-backed [`Store`].
 pub struct EtcdStore {
@@ -64,6 +76,8 @@ pub struct EtcdStore {
     prefix: Vec<u8>,
     max_txn_ops: usize,
     lease_ttl_secs: i64,
+    /// The lease commit markers are bound to, and when it was granted.
+    marker_lease: tokio::sync::Mutex<Option<(i64, Instant)>>,
 }
 
 /// What an etcd call's failure means for a retry.
@@ -135,7 +149,40 @@ impl EtcdStore {
             prefix: config.prefix.as_bytes().to_vec(),
             max_txn_ops: config.max_txn_ops,
             lease_ttl_secs: config.lease_ttl_secs.max(2) as i64,
+            marker_lease: tokio::sync::Mutex::new(None),
         })
+    }
+
+    /// The lease for new commit markers: taken anew every
+    /// [`MARKER_RENEWAL`], never kept alive (it expires with its markers).
+    async fn marker_lease(&self) -> StoreResult<i64> {
+        let mut current = self.marker_lease.lock().await;
+        if let Some((lease, granted)) = *current {
+            if granted.elapsed() < MARKER_RENEWAL {
+                return Ok(lease);
+            }
+        }
+        let granted = Instant::now();
+        let mut last = String::new();
+        for pause in RETRY_PAUSES_MS {
+            if pause > 0 {
+                tokio::time::sleep(Duration::from_millis(pause)).await;
+            }
+            let mut leases = self.client.lease_client();
+            match leases.grant(MARKER_TTL.as_secs() as i64, None).await {
+                Ok(answer) => {
+                    *current = Some((answer.id(), granted));
+                    return Ok(answer.id());
+                }
+                Err(error) => match classify(error) {
+                    Failure::Refused(message) => {
+                        return Err(StoreError(format!("etcd lease: {message}")))
+                    }
+                    Failure::Unavailable(message) | Failure::Unknown(message) => last = message,
+                },
+            }
+        }
+        Err(StoreError::unavailable(format!("etcd lease: {last}")))
     }
 
     /// Grants a lease, keeps it alive from a task of its own, and campaigns
@@ -156,12 +203,13 @@ impl EtcdStore {
         let renewing = tokio::spawn(async move {
             loop {
                 tokio::time::sleep(period).await;
-                let renewed = match keeper.keep_alive().await {
-                    Ok(()) => {
-                        matches!(answers.message().await, Ok(Some(answer)) if answer.ttl() > 0)
-                    }
-                    Err(_) => false,
+                // A renewal that does not answer within the period counts
+                // as failed: two periods more and the lease may be gone.
+                let renewal = async {
+                    keeper.keep_alive().await.is_ok()
+                        && matches!(answers.message().await, Ok(Some(answer)) if answer.ttl() > 0)
                 };
+                let renewed = tokio::time::timeout(period, renewal).await.unwrap_or(false);
                 if !renewed {
                     let _ = leading.send(false);
                     return;
@@ -249,7 +297,25 @@ impl EtcdStore {
             }))
     }
 
+    /// [`EtcdStore::scan_pages_once`], started again at a fresh revision
+    /// when etcd compacted the one its first page was read at.
     async fn scan_pages(
+        &self,
+        tree: &str,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> StoreResult<Vec<Entry>> {
+        let mut attempts = 0;
+        loop {
+            match self.scan_pages_once(tree, prefix, after, limit).await {
+                Err(error) if error.0.contains("compacted") && attempts < 3 => attempts += 1,
+                other => return other,
+            }
+        }
+    }
+
+    async fn scan_pages_once(
         &self,
         tree: &str,
         prefix: &[u8],
@@ -321,7 +387,8 @@ impl EtcdStore {
             .iter()
             .filter(|e| e.expect != Expect::Any)
             .collect();
-        if checked.len() > self.max_txn_ops || writes.ops.len() > self.max_txn_ops {
+        // The write set, and the commit's marker.
+        if checked.len() > self.max_txn_ops || writes.ops.len() + 1 > self.max_txn_ops {
             return Err(StoreError::too_large(format!(
                 "a commit of {} writes and {} expectations exceeds etcd's max_txn_ops ({})",
                 writes.ops.len(),
@@ -330,7 +397,9 @@ impl EtcdStore {
             )));
         }
         let compares: Vec<Compare> = checked.iter().filter_map(|e| self.compare(e)).collect();
-        let success: Vec<TxnOp> = writes
+        let marker = self.full_key("txn", uuid::Uuid::new_v4().simple().to_string().as_bytes());
+        let lease = self.marker_lease().await?;
+        let mut success: Vec<TxnOp> = writes
             .ops
             .iter()
             .map(|op| match op {
@@ -340,6 +409,11 @@ impl EtcdStore {
                 WriteOp::Delete { tree, key } => TxnOp::delete(self.full_key(tree, key), None),
             })
             .collect();
+        success.push(TxnOp::put(
+            marker.clone(),
+            Vec::new(),
+            Some(PutOptions::new().with_lease(lease)),
+        ));
         let failure: Vec<TxnOp> = checked
             .iter()
             .map(|e| {
@@ -365,7 +439,7 @@ impl EtcdStore {
                     if round > 0 {
                         // An earlier send whose answer was lost may be the
                         // reason the compares fail now.
-                        if let Some(version) = self.applied_earlier(writes).await? {
+                        if let Some(version) = self.applied_earlier(&marker).await? {
                             return Ok(Committed::Applied { version });
                         }
                     }
@@ -380,7 +454,7 @@ impl EtcdStore {
                     Failure::Unavailable(message) | Failure::Unknown(message) => {
                         tracing::debug!(%message, "etcd commit failed: settling it");
                         last = message;
-                        if let Some(version) = self.applied_earlier(writes).await? {
+                        if let Some(version) = self.applied_earlier(&marker).await? {
                             return Ok(Committed::Applied { version });
                         }
                     }
@@ -390,44 +464,17 @@ impl EtcdStore {
         Err(StoreError::unavailable(format!("etcd commit: {last}")))
     }
 
-    /// The revision at which `writes` was applied, if it was: every key it
-    /// puts holds the value it puts, all at one revision. A write set of
-    /// deletes only counts as applied when every key is gone.
-    async fn applied_earlier(&self, writes: &WriteBatch) -> StoreResult<Option<u64>> {
-        let mut revision = None;
-        let mut puts = 0;
-        for op in &writes.ops {
-            match op {
-                WriteOp::Put { tree, key, value } => {
-                    puts += 1;
-                    let Some(found) = self.get(tree, key).await? else {
-                        return Ok(None);
-                    };
-                    if &found.value != value || revision.is_some_and(|r| r != found.version) {
-                        return Ok(None);
-                    }
-                    revision = Some(found.version);
-                }
-                WriteOp::Delete { tree, key } => {
-                    if self.get(tree, key).await?.is_some() {
-                        return Ok(None);
-                    }
-                }
-            }
-        }
-        if puts == 0 {
-            // Nothing distinguishes this commit: the keys are gone, which is
-            // what it was to do; answer the current revision.
-            let probe = self.full_key("meta", b"");
-            let answer = self
-                .with_retries("revision", |mut kv| {
-                    let probe = probe.clone();
-                    async move { kv.get(probe, None).await }
-                })
-                .await?;
-            return Ok(Some(answer.header().map_or(0, |h| h.revision()) as u64));
-        }
-        Ok(revision)
+    /// The revision at which the commit with `marker` was applied, if it
+    /// was (its marker is there).
+    async fn applied_earlier(&self, marker: &[u8]) -> StoreResult<Option<u64>> {
+        let marker = marker.to_vec();
+        let mut answer = self
+            .with_retries("settle", |mut kv| {
+                let marker = marker.clone();
+                async move { kv.get(marker, None).await }
+            })
+            .await?;
+        Ok(answer.take_kvs().first().map(|kv| kv.mod_revision() as u64))
     }
 }
 
@@ -517,7 +564,8 @@ impl Store for EtcdStore {
     }
 
     fn max_commit_ops(&self) -> Option<usize> {
-        Some(self.max_txn_ops)
+        // One operation of each commit is its marker.
+        Some(self.max_txn_ops - 1)
     }
 
     fn campaign<'a>(
