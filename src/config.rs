@@ -608,6 +608,9 @@ impl Config {
         if let Some(v) = env("EC2_GATEWAY_ETCD_PREFIX") {
             self.etcd.prefix = v;
         }
+        if let Some(v) = env("EC2_GATEWAY_ETCD_MAX_TXN_OPS") {
+            self.etcd.max_txn_ops = parsed("EC2_GATEWAY_ETCD_MAX_TXN_OPS", &v)?;
+        }
         if let Some(v) = env("EC2_GATEWAY_REGION") {
             self.region = v;
             if self.hosts_are_builtin {

@@ -452,7 +452,19 @@ impl Compute {
         // with the account; a launch that finds one missing makes them and
         // runs again.
         let mut made_defaults = false;
-        let mut per_commit = u32::MAX;
+        // A store that limits commits (etcd) takes at most this many: each
+        // instance writes at least six keys (spec, status, order, schedule
+        // entry, private address, host index). The attempt then measures
+        // its real size (`Launched::TooLarge`); starting from this bound
+        // keeps an attempt of a huge MaxCount from reading thousands of
+        // keys it could never commit.
+        let mut per_commit = self
+            .store
+            .backend()
+            .max_commit_ops()
+            .map_or(u32::MAX, |max| {
+                u32::try_from(max / 6).unwrap_or(u32::MAX).max(1)
+            });
         let reservation = loop {
             let outcome = self
                 .launch_once(
