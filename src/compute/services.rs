@@ -509,23 +509,7 @@ impl ServiceRegistry {
 
     /// AdminAddHost: a new compute host (external ones must heartbeat).
     pub async fn add_host(&self, host: NewHost, now: DateTime<Utc>) -> ApiResult<ServiceRecord> {
-        if !is_host_name(&host.name) {
-            return Err(ApiError::invalid_value(format!(
-                "Invalid host name '{}'",
-                host.name
-            )));
-        }
-        if !is_zone_name(&host.availability_zone) {
-            return Err(ApiError::invalid_value(format!(
-                "Invalid availability zone name '{}'",
-                host.availability_zone
-            )));
-        }
-        if host.vcpus == 0 || host.memory_mib == 0 {
-            return Err(ApiError::invalid_value(
-                "A host needs at least 1 vCPU and 1 MiB of memory",
-            ));
-        }
+        check_new_host(&host)?;
         let record = new_record(&host, now);
         operation::run(&self.store, false, |tx| {
             if tx
@@ -634,25 +618,17 @@ impl ServiceRegistry {
 
     /// Registers (or updates) the host of an agent process: its zone and
     /// capacity as the agent says, its address and version; its state
-    /// (disabled or not) and reservations are kept. An agent that changes
-    /// zone while it runs instances is refused: they were placed by zone.
+    /// (disabled or not) and reservations are kept. Refused for a built-in
+    /// or admin-added host, for a host an operator removed (until it gets a
+    /// new key: [`ServiceRegistry::admit_agent`]), and for a zone other
+    /// than the one it first registered in.
     pub async fn register_agent(
         &self,
         host: NewHost,
         agent: AgentInfo,
         now: DateTime<Utc>,
     ) -> ApiResult<ServiceRecord> {
-        if !is_zone_name(&host.availability_zone) {
-            return Err(ApiError::invalid_value(format!(
-                "Invalid availability zone name '{}'",
-                host.availability_zone
-            )));
-        }
-        if host.vcpus == 0 || host.memory_mib == 0 {
-            return Err(ApiError::invalid_value(
-                "A host needs at least 1 vCPU and 1 MiB of memory",
-            ));
-        }
+        check_new_host(&host)?;
         let record = operation::run(&self.store, false, |tx| {
             if tx
                 .get::<bool>(REMOVED_SERVICES, host.name.as_bytes())?
@@ -777,6 +753,28 @@ impl ServiceRegistry {
     pub fn zone_id(&self, tx: &Tx<'_>, zone: &str) -> StoreResult<Option<String>> {
         Ok(self.current_view(tx)?.zone_ids.get(zone).cloned())
     }
+}
+
+/// A host's name, zone and capacity, checked before it is registered.
+fn check_new_host(host: &NewHost) -> ApiResult<()> {
+    if !is_host_name(&host.name) {
+        return Err(ApiError::invalid_value(format!(
+            "Invalid host name '{}'",
+            host.name
+        )));
+    }
+    if !is_zone_name(&host.availability_zone) {
+        return Err(ApiError::invalid_value(format!(
+            "Invalid availability zone name '{}'",
+            host.availability_zone
+        )));
+    }
+    if host.vcpus == 0 || host.memory_mib == 0 {
+        return Err(ApiError::invalid_value(
+            "A host needs at least 1 vCPU and 1 MiB of memory",
+        ));
+    }
+    Ok(())
 }
 
 fn new_record(host: &NewHost, now: DateTime<Utc>) -> ServiceRecord {
