@@ -42,6 +42,9 @@ const ZONE_IDS: &str = "zone_ids";
 const HOST_LIVENESS: &str = "host_liveness";
 pub(super) const HOST_USAGE: &str = "host_usage";
 const META: &str = "meta";
+/// Rewritten with every liveness write: the version the liveness view is
+/// checked against.
+const LIVENESS_REVISION: &[u8] = b"liveness_revision";
 /// How many zone ids were ever assigned (the next one is this plus one).
 const ZONE_COUNT: &[u8] = b"zone_count";
 /// Rewritten with every change to the services or zone ids: the version
@@ -209,6 +212,10 @@ pub struct ServiceRegistry {
     /// derived view for DescribeAvailabilityZones, used only after checking
     /// that version is still the stored one.
     view: DerivedView<HostsView>,
+    /// The hosts' heartbeats as of a version of `liveness_revision` (read
+    /// on every DescribeAvailabilityZones and placement; a derived view,
+    /// checked before use like `view`).
+    liveness: DerivedView<Heartbeats>,
 }
 
 /// Hosts (without their usage) and zone ids at one `services_revision`.
@@ -219,26 +226,36 @@ struct HostsView {
     agents: std::collections::HashSet<String>,
 }
 
+/// Every host's last heartbeat from `host_liveness`, by host name.
+type Heartbeats = std::collections::HashMap<String, DateTime<Utc>>;
+
 /// Gives each of `hosts` its newest heartbeat: the record's own (hosts
-/// that heartbeated before liveness had its own key) or its
-/// `host_liveness` key's, read in one scan.
-fn overlay_liveness(tx: &Tx<'_>, hosts: &mut [ServiceRecord]) -> StoreResult<()> {
-    let beats: std::collections::HashMap<Vec<u8>, Vec<u8>> = if hosts.len() == 1 {
-        let key = hosts[0].host.as_bytes().to_vec();
-        tx.peek(HOST_LIVENESS, &key)?
-            .map(|v| (key, v.value))
-            .into_iter()
-            .collect()
-    } else {
-        tx.scan_entries(HOST_LIVENESS, b"")?.into_iter().collect()
-    };
+/// that heartbeated before liveness had its own key) or `beats`'.
+fn overlay_beats(beats: &Heartbeats, hosts: &mut [ServiceRecord]) {
     for host in hosts {
-        if let Some(bytes) = beats.get(host.host.as_bytes()) {
-            let beat = crate::store::decode::<Liveness>(bytes)?.last_heartbeat;
+        if let Some(&beat) = beats.get(&host.host) {
             host.last_heartbeat = Some(host.last_heartbeat.map_or(beat, |own| own.max(beat)));
         }
     }
-    Ok(())
+}
+
+/// Writes `host`'s liveness in `tx`, and the marker the liveness view is
+/// checked against (a blind write: heartbeats never conflict).
+fn put_liveness(tx: &mut Tx<'_>, host: &str, now: DateTime<Utc>) {
+    tx.put(
+        HOST_LIVENESS,
+        host.as_bytes(),
+        &Liveness {
+            last_heartbeat: now,
+        },
+    );
+    tx.put(META, LIVENESS_REVISION, &true);
+}
+
+/// Deletes `host`'s liveness in `tx` (and moves the view's marker).
+fn delete_liveness(tx: &mut Tx<'_>, host: &str) {
+    tx.delete(HOST_LIVENESS, host.as_bytes());
+    tx.put(META, LIVENESS_REVISION, &true);
 }
 
 /// Marks a change to the services in `tx`.
@@ -270,6 +287,7 @@ impl ServiceRegistry {
             zone_id_prefix: zone_id_prefix(region),
             liveness_window,
             view: DerivedView::new(META, SERVICES_REVISION),
+            liveness: DerivedView::new(META, LIVENESS_REVISION),
         })
     }
 
@@ -386,7 +404,7 @@ impl ServiceRegistry {
         // One read per host rather than a scan: a handful of hosts, and a
         // point read costs far less than a range in sled.
         let mut hosts = self.current_view(tx)?.hosts.clone();
-        overlay_liveness(tx, &mut hosts)?;
+        self.overlay_liveness(tx, &mut hosts)?;
         for host in &mut hosts {
             if let Some(used) = tx.peek_record::<HostUsage>(HOST_USAGE, host.host.as_bytes())? {
                 host.vcpus_used = used.vcpus_used;
@@ -394,6 +412,24 @@ impl ServiceRegistry {
             }
         }
         Ok(hosts)
+    }
+
+    /// Gives each of `hosts` its newest heartbeat, from the liveness view.
+    fn overlay_liveness(&self, tx: &Tx<'_>, hosts: &mut [ServiceRecord]) -> StoreResult<()> {
+        let beats = self.liveness.current(tx, |tx| {
+            tx.scan_entries(HOST_LIVENESS, b"")?
+                .into_iter()
+                .map(|(key, value)| {
+                    let host = String::from_utf8_lossy(&key).into_owned();
+                    Ok((
+                        host,
+                        crate::store::decode::<Liveness>(&value)?.last_heartbeat,
+                    ))
+                })
+                .collect()
+        })?;
+        overlay_beats(&beats, hosts);
+        Ok(())
     }
 
     /// True when `host` heartbeated within the liveness window at `now`.
@@ -413,7 +449,7 @@ impl ServiceRegistry {
             return Ok(false);
         };
         let mut one = [record];
-        overlay_liveness(tx, &mut one)?;
+        self.overlay_liveness(tx, &mut one)?;
         Ok(one[0].is_alive(now, self.liveness_window))
     }
 
@@ -467,7 +503,7 @@ impl ServiceRegistry {
     pub(super) fn zones_in(&self, tx: &Tx<'_>, now: DateTime<Utc>) -> StoreResult<Vec<Zone>> {
         let view = self.current_view(tx)?;
         let mut hosts = view.hosts.clone();
-        overlay_liveness(tx, &mut hosts)?;
+        self.overlay_liveness(tx, &mut hosts)?;
         Ok(self.group_zones(hosts, &view.zone_ids, now))
     }
 
@@ -521,7 +557,7 @@ impl ServiceRegistry {
             tx.delete(REMOVED_SERVICES, host.name.as_bytes());
             // Alive only once it heartbeats (an earlier host of the name
             // may have left its liveness behind).
-            tx.delete(HOST_LIVENESS, host.name.as_bytes());
+            delete_liveness(tx, &host.name);
             if tx
                 .get::<HostUsage>(HOST_USAGE, host.name.as_bytes())?
                 .is_none()
@@ -550,7 +586,7 @@ impl ServiceRegistry {
             bump_services_revision(tx)?;
             tx.delete(SERVICES, name.as_bytes());
             tx.delete(HOST_USAGE, name.as_bytes());
-            tx.delete(HOST_LIVENESS, name.as_bytes());
+            delete_liveness(tx, name);
             tx.put(REMOVED_SERVICES, name.as_bytes(), &true);
             Ok(())
         })
@@ -581,13 +617,7 @@ impl ServiceRegistry {
             let mut record = tx
                 .get::<ServiceRecord>(SERVICES, name.as_bytes())?
                 .ok_or_else(|| ApiError::HostNotFound(name.into()))?;
-            tx.put(
-                HOST_LIVENESS,
-                name.as_bytes(),
-                &Liveness {
-                    last_heartbeat: now,
-                },
-            );
+            put_liveness(tx, name, now);
             record.last_heartbeat = Some(now);
             Ok(record)
         })
@@ -674,13 +704,7 @@ impl ServiceRegistry {
             if usage.is_none() {
                 tx.put(HOST_USAGE, host.name.as_bytes(), &HostUsage::default());
             }
-            tx.put(
-                HOST_LIVENESS,
-                host.name.as_bytes(),
-                &Liveness {
-                    last_heartbeat: now,
-                },
-            );
+            put_liveness(tx, &host.name, now);
             self.stage(tx, &record)?;
             Ok(record)
         })
@@ -695,13 +719,7 @@ impl ServiceRegistry {
         operation::run_background(&self.store, |tx| {
             for record in &self.current_view(tx)?.hosts {
                 if record.simulated {
-                    tx.put(
-                        HOST_LIVENESS,
-                        record.host.as_bytes(),
-                        &Liveness {
-                            last_heartbeat: now,
-                        },
-                    );
+                    put_liveness(tx, &record.host, now);
                 }
             }
             Ok(())
