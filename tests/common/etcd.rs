@@ -27,13 +27,21 @@ pub fn etcd_binary(test: &str) -> Option<PathBuf> {
     None
 }
 
-/// A free loopback port (bound then released: the member binds it next).
+/// A free loopback port for a member to bind next. Drawn below the
+/// kernel's ephemeral range (32768 and up here), so that processes binding
+/// port 0 meanwhile (gateways, clients) cannot take it, and never the same
+/// twice in one test process.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::Mutex;
+    static GIVEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap();
+    loop {
+        let port = 20_000 + (rand::random::<u16>() % 12_000);
+        if !given.contains(&port) && TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 /// One member: its ports, folder and process.
