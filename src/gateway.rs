@@ -181,6 +181,9 @@ impl Gateway {
             body,
             params: &params,
         };
+        // Reads from here on see every write answered before this request
+        // arrived, at any replica sharing the store.
+        self.compute.store().backend().catch_up().await?;
         let mut other_regions = Vec::new();
         let (principal, compute) = match &self.dev {
             None => (self.authenticate(&request).await?, self.compute.clone()),

@@ -528,6 +528,15 @@ mod on_etcd {
                 .len(),
             1_300
         );
+        // A replica that connects now loads all of it (in pages).
+        let late = connect(&cluster, "one/").await;
+        assert_eq!(
+            late.scan("records", b"", None, usize::MAX)
+                .await
+                .unwrap()
+                .len(),
+            1_300
+        );
         // Another prefix sees none of it.
         assert!(other
             .scan("records", b"", None, usize::MAX)
@@ -535,6 +544,88 @@ mod on_etcd {
             .unwrap()
             .is_empty());
         assert_eq!(get(other.as_ref(), "records", b"00001").await, None);
+    }
+
+    /// Two replicas on one prefix: once a replica has caught up, it reads
+    /// every write the other answered before (puts and deletes), a commit
+    /// that lost to the other's answers only after the winner is readable,
+    /// and catching up still ends when the cluster's revision moved
+    /// because of another deployment's writes (which the watch never sees).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn etcd_replicas_read_each_others_writes() {
+        let Some(binary) = etcd_binary("etcd_replicas_read_each_others_writes") else {
+            return;
+        };
+        let cluster = EtcdCluster::start(&binary, 1);
+        let first = connect(&cluster, "shared/").await;
+        let second = connect(&cluster, "shared/").await;
+        let foreign = connect(&cluster, "foreign/").await;
+        for n in 0..200u32 {
+            let key = format!("k{n:03}").into_bytes();
+            let mut batch = WriteBatch::new();
+            batch.put("records", key.clone(), n.to_be_bytes().to_vec());
+            apply_unconditionally(first.as_ref(), &batch).await.unwrap();
+            second.catch_up().await.unwrap();
+            assert_eq!(
+                get(second.as_ref(), "records", &key).await,
+                Some(n.to_be_bytes().to_vec()),
+                "write {n} unseen by the other replica"
+            );
+            if n % 2 == 0 {
+                let mut batch = WriteBatch::new();
+                batch.delete("records", key.clone());
+                apply_unconditionally(first.as_ref(), &batch).await.unwrap();
+                second.catch_up().await.unwrap();
+                assert_eq!(get(second.as_ref(), "records", &key).await, None);
+            }
+        }
+        // Both expect a key absent; the loser reads the winner's value.
+        let absent = Expectation {
+            tree: "records",
+            key: b"race".to_vec(),
+            expect: Expect::Absent,
+        };
+        let mut winner = WriteBatch::new();
+        winner.put("records", b"race".to_vec(), b"first".to_vec());
+        let mut loser = WriteBatch::new();
+        loser.put("records", b"race".to_vec(), b"second".to_vec());
+        assert!(matches!(
+            first
+                .commit(std::slice::from_ref(&absent), &winner)
+                .await
+                .unwrap(),
+            Committed::Applied { .. }
+        ));
+        assert!(matches!(
+            second
+                .commit(std::slice::from_ref(&absent), &loser)
+                .await
+                .unwrap(),
+            Committed::Conflict { .. }
+        ));
+        assert_eq!(
+            get(second.as_ref(), "records", b"race").await,
+            Some(b"first".to_vec())
+        );
+        // Another deployment's writes move the revision past anything the
+        // watch of this prefix delivers.
+        for n in 0..20u32 {
+            let mut batch = WriteBatch::new();
+            batch.put("records", n.to_be_bytes().to_vec(), vec![1]);
+            apply_unconditionally(foreign.as_ref(), &batch)
+                .await
+                .unwrap();
+        }
+        second.catch_up().await.unwrap();
+        assert_eq!(
+            second
+                .scan("records", b"", None, usize::MAX)
+                .await
+                .unwrap()
+                .len(),
+            101,
+            "100 records kept, and the race's"
+        );
     }
 
     /// kill -9 of the leader of three members while commits run: the

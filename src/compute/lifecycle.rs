@@ -52,10 +52,10 @@ const PASS_INTERVAL: Duration = Duration::from_millis(20);
 
 /// Runs forever; abort the task to stop it.
 pub async fn drive(compute: Arc<Compute>) {
-    let longest_sleep = if compute.store.backend().answers_at_once() {
-        MAX_SLEEP
-    } else {
+    let longest_sleep = if compute.store.backend().shared() {
         SHARED_STORE_SLEEP
+    } else {
+        MAX_SLEEP
     };
     loop {
         let pass_started = tokio::time::Instant::now();

@@ -103,8 +103,8 @@ const LAUNCH_TURNS: usize = 64;
 impl Compute {
     /// On a store that answers over the network (etcd), an account's
     /// launches within this gateway take turns: they all compare-and-swap
-    /// the account's usage record, and attempts that each wait for many
-    /// round trips would otherwise mostly conflict and retry. Correctness
+    /// the account's usage record, and attempts side by side would mostly
+    /// conflict and retry, each after a commit's round trip. Correctness
     /// does not rest on this (the commit's compares do); it only spares
     /// the retries. On memory and sled, launches run side by side (group
     /// commit), and no turn is taken.
@@ -112,7 +112,7 @@ impl Compute {
         &self,
         account_id: &str,
     ) -> Option<tokio::sync::MutexGuard<'_, ()>> {
-        if self.store.backend().answers_at_once() {
+        if !self.store.backend().shared() {
             return None;
         }
         use std::hash::{Hash, Hasher};

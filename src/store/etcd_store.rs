@@ -34,11 +34,14 @@
 //! same values). Sending it again is safe, since its compares refuse it
 //! once anything it read has moved, and its marker is the same.
 //!
-//! Reads are linearizable (etcd's default), so a replica reads what any
-//! other replica committed before: read-your-writes across gateways.
-//! Every commit is durable on a quorum when it answers; `flush` has
-//! nothing to do.
+//! Reads answer from this gateway's copy of the prefix, kept by a watch
+//! ([`super::etcd_mirror`]); a request first waits until the copy reflects
+//! the cluster's revision at its arrival ([`Store::catch_up`]), so a replica
+//! reads what any other replica committed before: read-your-writes across
+//! gateways. Every commit is durable on a quorum when it answers, and is
+//! answered once the copy shows it; `flush` has nothing to do.
 
+use super::etcd_mirror::Mirror;
 use super::{
     check_unique_keys, Committed, Entry, Expect, Expectation, Store, StoreCall, StoreError,
     StoreResult, VersionedValue, WriteBatch, WriteOp,
@@ -56,16 +59,13 @@ use std::time::{Duration, Instant};
 const MARKER_TTL: Duration = Duration::from_secs(300);
 const MARKER_RENEWAL: Duration = Duration::from_secs(60);
 
-/// Keys read per page of a scan.
-const SCAN_PAGE: i64 = 512;
-
 /// Largest answer the client accepts (a page of large records).
 const MAX_DECODING_BYTES: usize = 64 << 20;
 
 /// Pauses between sends of a call that met an unavailable member: at once,
 /// then through a leader election (about 8 s in all: an election takes 1-3 s
 /// here, longer on a loaded machine).
-const RETRY_PAUSES_MS: [u64; 10] = [0, 0, 50, 100, 250, 500, 1000, 1500, 2000, 2500];
+pub(super) const RETRY_PAUSES_MS: [u64; 10] = [0, 0, 50, 100, 250, 500, 1000, 1500, 2000, 2500];
 
 /// etcd-backed [`Store`].
 pub struct EtcdStore {
@@ -78,6 +78,8 @@ pub struct EtcdStore {
     lease_ttl_secs: i64,
     /// The lease commit markers are bound to, and when it was granted.
     marker_lease: tokio::sync::Mutex<Option<(i64, Instant)>>,
+    /// What reads answer from (see [`super::etcd_mirror`]).
+    mirror: Mirror,
 }
 
 /// What an etcd call's failure means for a retry.
@@ -142,14 +144,17 @@ impl EtcdStore {
         let kv = client
             .kv_client()
             .max_decoding_message_size(MAX_DECODING_BYTES);
+        let prefix = config.prefix.as_bytes().to_vec();
+        let mirror = Mirror::start(&client, kv.clone(), &prefix).await?;
         Ok(Self {
             client,
             elections,
             kv,
-            prefix: config.prefix.as_bytes().to_vec(),
+            prefix,
             max_txn_ops: config.max_txn_ops,
             lease_ttl_secs: config.lease_ttl_secs.max(2) as i64,
             marker_lease: tokio::sync::Mutex::new(None),
+            mirror,
         })
     }
 
@@ -279,93 +284,6 @@ impl EtcdStore {
         Err(StoreError::unavailable(format!("etcd {what}: {last}")))
     }
 
-    async fn get(&self, tree: &str, key: &[u8]) -> StoreResult<Option<VersionedValue>> {
-        let full = self.full_key(tree, key);
-        let mut answer = self
-            .with_retries("get", |mut kv| {
-                let full = full.clone();
-                async move { kv.get(full, None).await }
-            })
-            .await?;
-        Ok(answer
-            .take_kvs()
-            .into_iter()
-            .next()
-            .map(|kv| VersionedValue {
-                version: kv.mod_revision() as u64,
-                value: kv.into_key_value().1,
-            }))
-    }
-
-    /// [`EtcdStore::scan_pages_once`], started again at a fresh revision
-    /// when etcd compacted the one its first page was read at.
-    async fn scan_pages(
-        &self,
-        tree: &str,
-        prefix: &[u8],
-        after: Option<&[u8]>,
-        limit: usize,
-    ) -> StoreResult<Vec<Entry>> {
-        let mut attempts = 0;
-        loop {
-            match self.scan_pages_once(tree, prefix, after, limit).await {
-                Err(error) if error.0.contains("compacted") && attempts < 3 => attempts += 1,
-                other => return other,
-            }
-        }
-    }
-
-    async fn scan_pages_once(
-        &self,
-        tree: &str,
-        prefix: &[u8],
-        after: Option<&[u8]>,
-        limit: usize,
-    ) -> StoreResult<Vec<Entry>> {
-        let range_start = self.full_key(tree, prefix);
-        let end = prefix_end(&range_start);
-        let mut start = match after {
-            Some(after) => {
-                let mut start = self.full_key(tree, after);
-                start.push(0);
-                start.max(range_start)
-            }
-            None => range_start,
-        };
-        let strip = self.prefix.len() + tree.len() + 1;
-        let mut entries = Vec::new();
-        let mut revision = 0;
-        while entries.len() < limit {
-            let page = SCAN_PAGE.min((limit - entries.len()).min(i64::MAX as usize) as i64);
-            let mut options = GetOptions::new().with_range(end.clone()).with_limit(page);
-            if revision > 0 {
-                options = options.with_revision(revision);
-            }
-            let mut answer = self
-                .with_retries("scan", |mut kv| {
-                    let (start, options) = (start.clone(), options.clone());
-                    async move { kv.get(start, Some(options)).await }
-                })
-                .await?;
-            if revision == 0 {
-                revision = answer.header().map_or(0, |h| h.revision());
-            }
-            let more = answer.more();
-            let kvs = answer.take_kvs();
-            let Some(last) = kvs.last() else { break };
-            start = last.key().to_vec();
-            start.push(0);
-            for kv in kvs {
-                let (key, value) = kv.into_key_value();
-                entries.push((key[strip..].to_vec(), value));
-            }
-            if !more {
-                break;
-            }
-        }
-        Ok(entries)
-    }
-
     fn compare(&self, expectation: &Expectation) -> Option<Compare> {
         let key = self.full_key(expectation.tree, &expectation.key);
         match expectation.expect {
@@ -432,17 +350,19 @@ impl EtcdStore {
             let mut kv = self.kv.clone();
             match kv.txn(txn.clone()).await {
                 Ok(answer) => {
+                    let revision = answer.header().map_or(0, |h| h.revision()) as u64;
                     if answer.succeeded() {
-                        let version = answer.header().map_or(0, |h| h.revision()) as u64;
-                        return Ok(Committed::Applied { version });
+                        return Ok(self.applied(revision).await);
                     }
                     if round > 0 {
                         // An earlier send whose answer was lost may be the
                         // reason the compares fail now.
                         if let Some(version) = self.applied_earlier(&marker).await? {
-                            return Ok(Committed::Applied { version });
+                            return Ok(self.applied(version).await);
                         }
                     }
+                    // The attempt that follows reads what beat this one.
+                    self.mirror.reach(revision).await?;
                     return Ok(Committed::Conflict {
                         keys: conflicting_keys(&checked, &answer.op_responses()),
                     });
@@ -455,13 +375,24 @@ impl EtcdStore {
                         tracing::debug!(%message, "etcd commit failed: settling it");
                         last = message;
                         if let Some(version) = self.applied_earlier(&marker).await? {
-                            return Ok(Committed::Applied { version });
+                            return Ok(self.applied(version).await);
                         }
                     }
                 },
             }
         }
         Err(StoreError::unavailable(format!("etcd commit: {last}")))
+    }
+
+    /// A commit applied at `version`, answered once this gateway's copy
+    /// shows it (what the request reads next includes its own writes). The
+    /// commit stands whatever the copy does: a copy that cannot catch up
+    /// makes the next request's reads wait, not this answer wrong.
+    async fn applied(&self, version: u64) -> Committed {
+        if let Err(error) = self.mirror.reach(version).await {
+            tracing::warn!(%error, version, "etcd: a commit applied, but the copy lags");
+        }
+        Committed::Applied { version }
     }
 
     /// The revision at which the commit with `marker` was applied, if it
@@ -519,7 +450,7 @@ fn conflicting_keys(
 }
 
 /// The first key after every key that starts with `prefix`.
-fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+pub(super) fn prefix_end(prefix: &[u8]) -> Vec<u8> {
     let mut end = prefix.to_vec();
     while let Some(last) = end.pop() {
         if last < 0xFF {
@@ -537,7 +468,11 @@ impl Store for EtcdStore {
         tree: &'a str,
         key: &'a [u8],
     ) -> StoreCall<'a, Option<VersionedValue>> {
-        StoreCall::waiting(self.get(tree, key))
+        StoreCall::ready(Ok(self.mirror.get(tree, key)))
+    }
+
+    fn version<'a>(&'a self, tree: &'a str, key: &'a [u8]) -> StoreCall<'a, Option<u64>> {
+        StoreCall::ready(Ok(self.mirror.version(tree, key)))
     }
 
     fn commit<'a>(
@@ -555,7 +490,24 @@ impl Store for EtcdStore {
         after: Option<&'a [u8]>,
         limit: usize,
     ) -> StoreCall<'a, Vec<Entry>> {
-        StoreCall::waiting(self.scan_pages(tree, prefix, after, limit))
+        StoreCall::ready(Ok(self.mirror.scan(tree, prefix, after, limit)))
+    }
+
+    fn catch_up(&self) -> StoreCall<'_, ()> {
+        StoreCall::waiting(self.mirror.catch_up())
+    }
+
+    fn answers_at_once(&self) -> bool {
+        // Reads answer from the copy; only commits wait.
+        true
+    }
+
+    fn shared(&self) -> bool {
+        true
+    }
+
+    fn revision(&self) -> Option<u64> {
+        Some(self.mirror.reflected())
     }
 
     fn flush(&self) -> StoreCall<'_, ()> {

@@ -15,6 +15,8 @@
 //! read-check-commit operations with retries.
 
 #[cfg(feature = "etcd")]
+mod etcd_mirror;
+#[cfg(feature = "etcd")]
 mod etcd_store;
 mod memory;
 mod record;
@@ -350,10 +352,26 @@ pub trait Store: Send + Sync + 'static {
     /// Makes everything applied so far durable.
     fn flush(&self) -> StoreCall<'_, ()>;
 
-    /// True when every call answers at once (memory, sled): the core then
-    /// skips asking for many keys ahead of reading them one by one.
+    /// True when reads answer at once (memory, sled, and etcd's copy in
+    /// this process): the core then skips asking for many keys ahead of
+    /// reading them one by one.
     fn answers_at_once(&self) -> bool {
         false
+    }
+
+    /// True when several processes share the store (etcd): a change may
+    /// come from another gateway, which cannot wake this one's waiters, and
+    /// commits take a network round trip.
+    fn shared(&self) -> bool {
+        false
+    }
+
+    /// Waits until reads reflect every commit made, by any process, before
+    /// the call: what a request does first, so that it sees what another
+    /// replica answered before it arrived. At once on a store only this
+    /// process writes.
+    fn catch_up(&self) -> StoreCall<'_, ()> {
+        StoreCall::ready(Ok(()))
     }
 
     /// The most writes (and, apart, the most expectations) one commit may
