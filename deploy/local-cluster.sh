@@ -25,7 +25,8 @@ start_member() {
     --listen-client-urls "http://127.0.0.1:2379$n" --advertise-client-urls "http://127.0.0.1:2379$n" \
     --listen-peer-urls "http://127.0.0.1:2380$n" --initial-advertise-peer-urls "http://127.0.0.1:2380$n" \
     --initial-cluster "$peers" --initial-cluster-state new --initial-cluster-token ec2-gateway-local \
-    --max-txn-ops 1024 --logger zap --log-level warn \
+    --max-txn-ops 1024 --auto-compaction-mode periodic --auto-compaction-retention 10m \
+    --logger zap --log-level warn \
     >>"$folder/etcd/m$n.log" 2>&1 &
   echo $! >"$folder/etcd/m$n.pid"
 }

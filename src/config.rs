@@ -392,6 +392,11 @@ pub struct Config {
     pub images: Option<Vec<ImageConfig>>,
     #[serde(default)]
     pub scheduler_policy: SchedulerPolicy,
+    /// Choose among this many of the best hosts at random (Nova's
+    /// `host_subset_size`); when absent, 1 (always the best) on memory and
+    /// sled, 8 on etcd, where several gateways place at once.
+    #[serde(default)]
+    pub scheduler_host_subset_size: Option<usize>,
     #[serde(default)]
     pub quotas: Quotas,
     #[serde(default)]

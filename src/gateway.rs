@@ -14,7 +14,9 @@ use crate::config::{Limits, RateLimits};
 use crate::dev::DevMode;
 use crate::error::{ApiError, ApiResult};
 use crate::protocol::params::decode_form;
-use crate::protocol::xml::{is_api_version, render_error, render_response, DEFAULT_VERSION};
+use crate::protocol::xml::{
+    is_api_version, render_error, render_response, XmlOutput, DEFAULT_VERSION,
+};
 use crate::protocol::Params;
 use crate::throttle::{ActionClass, Throttle};
 use http_body_util::Full;
@@ -41,6 +43,29 @@ pub struct Gateway {
     /// Turns for filtered listings (one per core).
     filtered_listings: tokio::sync::Semaphore,
 }
+
+/// Actions answered from this gateway's copy of a shared store as it is,
+/// without first catching up with the other replicas (which costs etcd a
+/// linearizable read per round trip):
+/// - reads of state no account writes: zones (from the compute hosts and
+///   their liveness), regions, the instance-type catalogue. The copy trails
+///   the other replicas by the watch's delay (milliseconds); EC2's own API
+///   is eventually consistent, and these change only by an operator's
+///   action or a host's heartbeat;
+/// - an agent's heartbeat: a blind write of its liveness, whose read of its
+///   host's record the commit compares (a record changed meanwhile makes it
+///   decide again on the newer one).
+///
+/// One of these that fails is decided again once the copy has caught up
+/// (a zone or host registered at another replica a moment ago). Every other
+/// action first catches up, so that an account reads its own writes
+/// whichever replica answered them.
+const ANSWERED_FROM_THE_COPY: [&str; 4] = [
+    "DescribeAvailabilityZones",
+    "DescribeRegions",
+    "DescribeInstanceTypes",
+    "AgentHeartbeat",
+];
 
 /// A successful answer, or an error plus whether the connection must close
 /// (the body was left unread).
@@ -74,8 +99,55 @@ impl Gateway {
     }
 
     /// Verifies the request's signature against the account directory.
-    async fn authenticate(&self, request: &AuthRequest<'_>) -> ApiResult<Principal> {
-        crate::app::authenticate(&self.verifier, self.compute.accounts(), request).await
+    /// A request answered from the copy (not `caught_up`) that the copy's
+    /// directory refuses is checked again once the copy has caught up (a
+    /// key created at another replica a moment ago).
+    async fn authenticate(
+        &self,
+        request: &AuthRequest<'_>,
+        caught_up: &mut bool,
+    ) -> ApiResult<Principal> {
+        let directory = self.compute.accounts();
+        let answer = crate::app::authenticate(&self.verifier, directory, request).await;
+        if !matches!(answer, Err(ApiError::AuthFailure(_)))
+            || *caught_up
+            || !self.compute.store().backend().shared()
+        {
+            return answer;
+        }
+        self.catch_up(caught_up).await?;
+        crate::app::authenticate(&self.verifier, directory, request).await
+    }
+
+    /// Runs `action`; a filtered listing takes one of the turns.
+    async fn execute(
+        &self,
+        action: Action,
+        context: &Context<'_>,
+        filtered: bool,
+    ) -> ApiResult<Box<dyn XmlOutput>> {
+        if filtered {
+            // At most one filtered listing per core at a time; the others
+            // wait here without holding a thread.
+            let _turn = self
+                .filtered_listings
+                .acquire()
+                .await
+                .map_err(|_| ApiError::InternalError)?;
+            run_off_the_workers(action.execute(context)).await
+        } else {
+            action.execute(context).await
+        }
+    }
+
+    /// Waits until reads see every write answered before now, at any
+    /// replica sharing the store (at once on a store only this one writes).
+    async fn catch_up(&self, caught_up: &mut bool) -> ApiResult<()> {
+        if !*caught_up {
+            self.compute.store().backend().catch_up().await?;
+            *caught_up = true;
+        }
+        Ok(())
     }
 
     pub fn limits(&self) -> &Limits {
@@ -181,12 +253,21 @@ impl Gateway {
             body,
             params: &params,
         };
-        // Reads from here on see every write answered before this request
-        // arrived, at any replica sharing the store.
-        self.compute.store().backend().catch_up().await?;
+        let from_the_copy = ANSWERED_FROM_THE_COPY.contains(&action_name.as_str())
+            && self.compute.store().backend().shared();
+        let mut caught_up = false;
+        if !from_the_copy {
+            // What the request reads, its credentials first, includes every
+            // write answered before it arrived, at any replica:
+            // read-your-writes.
+            self.catch_up(&mut caught_up).await?;
+        }
         let mut other_regions = Vec::new();
         let (principal, compute) = match &self.dev {
-            None => (self.authenticate(&request).await?, self.compute.clone()),
+            None => (
+                self.authenticate(&request, &mut caught_up).await?,
+                self.compute.clone(),
+            ),
             Some(dev) => {
                 let (access_key_id, region) = self.verifier.claimed_identity(&request)?;
                 let compute = match region.filter(|r| {
@@ -199,7 +280,7 @@ impl Gateway {
                 // A real key that verifies keeps its account and rights
                 // (the admin CLI, external hosts' heartbeats); any other
                 // key names its account.
-                let principal = match self.authenticate(&request).await {
+                let principal = match self.authenticate(&request, &mut caught_up).await {
                     Ok(principal) => principal,
                     Err(_) => crate::dev::dev_principal(&access_key_id),
                 };
@@ -238,17 +319,16 @@ impl Gateway {
             principal: &principal,
             other_regions,
         };
-        let output = if carries_filters(&params) {
-            // At most one filtered listing per core at a time; the others
-            // wait here without holding a thread.
-            let _turn = self
-                .filtered_listings
-                .acquire()
-                .await
-                .map_err(|_| ApiError::InternalError)?;
-            run_off_the_workers(action.execute(&context)).await?
-        } else {
-            action.execute(&context).await?
+        let filtered = carries_filters(&params);
+        let output = match self.execute(action, &context, filtered).await {
+            Err(_) if from_the_copy && !caught_up => {
+                // Decided on a copy a moment behind: decide again on one
+                // that has caught up.
+                self.catch_up(&mut caught_up).await?;
+                let again = Action::parse(&action_name, &params.without_auth(), &principal)?;
+                self.execute(again, &context, filtered).await?
+            }
+            answer => answer?,
         };
         Ok(render_response(
             &action_name,

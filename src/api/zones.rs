@@ -58,8 +58,13 @@ impl DescribeAvailabilityZones {
     pub async fn execute(mut self, context: &Context<'_>) -> ApiResult<ZoneList> {
         let compute = context.compute;
         let now = compute.clock().now();
-        let zones = compute.services().zones(now).await?;
         let verbose = self.zone_names.iter().any(|n| n == VERBOSE);
+        // Only an administrator's verbose listing shows the hosts.
+        let zones = if verbose && context.principal.admin {
+            compute.services().zones(now).await?
+        } else {
+            compute.services().zone_states(now).await?
+        };
         self.zone_names.retain(|n| n != VERBOSE);
         for name in &self.zone_names {
             if !zones.iter().any(|z| &z.name == name) {

@@ -97,6 +97,11 @@ pub struct Compute {
     launch_turns: Vec<tokio::sync::Mutex<()>>,
 }
 
+/// The scheduler's host subset when several gateways share the store and
+/// the configuration names none: launches placed at once by different
+/// gateways then rarely book the same host.
+const SHARED_STORE_HOST_SUBSET: usize = 8;
+
 /// Launch turn slots (accounts share a slot by hash).
 const LAUNCH_TURNS: usize = 64;
 
@@ -181,7 +186,7 @@ impl Compute {
     /// than its share of every zone's volume capacity together (and, zone
     /// by zone, see [`Compute::volume_zone_share`]).
     pub async fn volume_storage_limit(&self) -> StoreResult<u64> {
-        let zones = self.services.zones(self.clock.now()).await?.len() as u64;
+        let zones = self.services.zone_states(self.clock.now()).await?.len() as u64;
         let share = self.fleet_share(zones * self.volume_capacity_gib_per_zone);
         Ok(self.quotas.max_volume_storage_gib.min(share))
     }
@@ -204,7 +209,15 @@ impl Compute {
     ) -> StoreResult<Self> {
         let accounts = Arc::new(AccountDirectory::load(store.clone())?);
         let liveness = Duration::seconds(config.liveness_window_secs as i64);
-        let services = ServiceRegistry::load(store.clone(), &config.region, liveness)?;
+        let subset = config
+            .scheduler_host_subset_size
+            .unwrap_or(if store.backend().shared() {
+                SHARED_STORE_HOST_SUBSET
+            } else {
+                1
+            });
+        let services = ServiceRegistry::load(store.clone(), &config.region, liveness)?
+            .with_host_subset_size(subset);
         let now = clock.now();
         accounts
             .seed(&config.accounts, now)

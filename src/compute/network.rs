@@ -259,7 +259,7 @@ impl Compute {
     pub async fn default_network(&self, account_id: &str) -> ApiResult<(Vpc, Vec<Subnet>)> {
         let zones: Vec<(String, String)> = self
             .services
-            .zones(self.clock.now())
+            .zone_states(self.clock.now())
             .await?
             .into_iter()
             .map(|z| (z.name, z.zone_id))

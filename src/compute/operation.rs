@@ -499,7 +499,12 @@ async fn run_with<T>(
         match outcome {
             Committed::Applied { .. } => return Ok(output),
             Committed::Conflict { keys } => {
-                tracing::debug!(round, conflicts = keys.len(), "commit conflicted: retrying");
+                tracing::debug!(
+                    round,
+                    conflicts = keys.len(),
+                    first = ?keys.first().map(|(tree, key)| (tree, String::from_utf8_lossy(key))),
+                    "commit conflicted: retrying"
+                );
                 fetched.clear();
                 tokio::time::sleep(back_off(round)).await;
                 round += 1;

@@ -6,16 +6,22 @@
 //! the instance type needs. They are weighed by the configured policy:
 //! `spread` prefers the host with the most free capacity, `pack` the one
 //! with the least that still fits. Ties go to the host name, so placement is
-//! deterministic. A [`Placement`] chooses on the usage read when it began,
+//! deterministic, unless a host subset is configured: then one of the best
+//! `host_subset_size` is taken at random, as Nova's `host_subset_size` did,
+//! so that launches placed at the same moment (by several gateways sharing a
+//! store) do not all book the same host and conflict on its usage record.
+//! A [`Placement`] chooses on the usage read when it began,
 //! then reads the chosen host's `host_usage` in the operation's `Tx` and
 //! reserves there, so the capacity is booked in the same commit that
 //! records the instance and only a change to that host conflicts.
 
 use super::operation::Tx;
-use super::services::{usage_in, HostUsage, ServiceRecord, HOST_USAGE, SERVICES};
+use super::services::{usage_in, HostUsage, ServiceRecord, ServiceRegistry, HOST_USAGE, SERVICES};
 use crate::config::SchedulerPolicy;
 use crate::store::StoreResult;
 use chrono::{DateTime, Duration, Utc};
+use std::collections::HashMap;
+use std::sync::Arc;
 
 /// What one instance needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,19 +102,39 @@ pub fn zone_capacity(
         .collect()
 }
 
-/// The index of the host that should take `demand`, if any fits.
+/// The index of the host that should take `demand`, if any fits: the best
+/// by `policy`, or one of the best `subset` at random.
 pub fn choose(
     hosts: &[ServiceRecord],
     zone: Option<&str>,
     demand: Demand,
     policy: SchedulerPolicy,
+    subset: usize,
     now: DateTime<Utc>,
     window: Duration,
 ) -> Option<usize> {
-    let candidates = hosts
-        .iter()
-        .enumerate()
-        .filter(|(_, host)| fits(host, zone, demand, now, window));
+    choose_among(
+        hosts.iter().enumerate(),
+        zone,
+        demand,
+        policy,
+        subset,
+        now,
+        window,
+    )
+}
+
+/// [`choose`] over `(index, host)` pairs.
+fn choose_among<'h>(
+    hosts: impl Iterator<Item = (usize, &'h ServiceRecord)>,
+    zone: Option<&str>,
+    demand: Demand,
+    policy: SchedulerPolicy,
+    subset: usize,
+    now: DateTime<Utc>,
+    window: Duration,
+) -> Option<usize> {
+    let candidates = hosts.filter(|(_, host)| fits(host, zone, demand, now, window));
     let better = |a: &(usize, &ServiceRecord), b: &(usize, &ServiceRecord)| {
         let (share_a, share_b) = (free_share(a.1), free_share(b.1));
         let by_share = match policy {
@@ -117,40 +143,67 @@ pub fn choose(
         };
         by_share.then_with(|| a.1.host.cmp(&b.1.host))
     };
-    candidates.min_by(better).map(|(index, _)| index)
+    if subset <= 1 {
+        return candidates.min_by(better).map(|(index, _)| index);
+    }
+    let mut ranked: Vec<(usize, &ServiceRecord)> = candidates.collect();
+    if ranked.len() > subset {
+        ranked.select_nth_unstable_by(subset - 1, better);
+        ranked.truncate(subset);
+    }
+    use rand::seq::SliceRandom;
+    ranked
+        .choose(&mut rand::thread_rng())
+        .map(|(index, _)| *index)
 }
 
 /// The hosts one operation places instances on; every reservation is a
 /// write of the host's usage in the operation's `Tx`.
-pub struct Placement {
-    hosts: Vec<ServiceRecord>,
+pub struct Placement<'r> {
+    /// Every host with its usage and heartbeat, shared by the placements
+    /// of this gateway (the scheduler's view: see `services`).
+    hosts: Arc<[ServiceRecord]>,
+    /// When `hosts` is that view (it may be older than a release of
+    /// capacity): the registry to read every host's usage anew from before
+    /// refusing.
+    refresh: Option<&'r ServiceRegistry>,
+    /// The hosts this placement read again or booked, by name.
+    booked: HashMap<String, ServiceRecord>,
+    /// The zones the hosts name, each once, in order.
+    zones: Vec<String>,
     liveness_window: Duration,
+    /// Choose among this many of the best hosts (1: always the best).
+    subset: usize,
 }
 
-impl Placement {
-    /// Placement over `hosts` (with the usage read when it began).
-    pub(super) fn new(hosts: Vec<ServiceRecord>, liveness_window: Duration) -> Self {
+impl<'r> Placement<'r> {
+    /// Placement over `hosts` (with the usage read when it began, or from
+    /// the placement view of `refresh`).
+    pub(super) fn new(
+        hosts: Arc<[ServiceRecord]>,
+        refresh: Option<&'r ServiceRegistry>,
+        zones: Vec<String>,
+        liveness_window: Duration,
+        subset: usize,
+    ) -> Self {
         Self {
             hosts,
+            refresh,
+            booked: HashMap::new(),
+            zones,
             liveness_window,
+            subset,
         }
     }
 
     /// The zones its hosts name, each once.
     pub fn zones(&self) -> Vec<String> {
-        let mut zones: Vec<String> = self
-            .hosts
-            .iter()
-            .map(|s| s.availability_zone.clone())
-            .collect();
-        zones.sort();
-        zones.dedup();
-        zones
+        self.zones.clone()
     }
 
     /// True when a host names `zone`.
     pub fn zone_exists(&self, zone: &str) -> bool {
-        self.hosts.iter().any(|s| s.availability_zone == zone)
+        self.zones.iter().any(|z| z == zone)
     }
 
     /// Reserves `demand` on the host the scheduler picks (in `zone` when
@@ -167,11 +220,37 @@ impl Placement {
         now: DateTime<Utc>,
     ) -> StoreResult<Option<ServiceRecord>> {
         for _ in 0..=self.hosts.len() {
-            let Some(index) = choose(&self.hosts, zone, demand, policy, now, self.liveness_window)
-            else {
+            let booked = &self.booked;
+            let hosts = self.hosts.iter().enumerate().map(|(index, host)| {
+                let host = if booked.is_empty() {
+                    host
+                } else {
+                    booked.get(&host.host).unwrap_or(host)
+                };
+                (index, host)
+            });
+            let Some(index) = choose_among(
+                hosts,
+                zone,
+                demand,
+                policy,
+                self.subset,
+                now,
+                self.liveness_window,
+            ) else {
+                if let Some(registry) = self.refresh.take() {
+                    // The view may predate a release of capacity: before
+                    // refusing, choose again on usage as stored now.
+                    self.hosts = registry.hosts_in(tx)?.into();
+                    continue;
+                }
                 return Ok(None);
             };
-            let host = &mut self.hosts[index];
+            let chosen = &self.hosts[index];
+            let host = self
+                .booked
+                .entry(chosen.host.clone())
+                .or_insert_with(|| chosen.clone());
             let current = usage_in(tx, host)?;
             host.vcpus_used = current.vcpus_used;
             host.memory_mib_used = current.memory_mib_used;
@@ -253,6 +332,7 @@ mod tests {
                 Some("z-a"),
                 SMALL,
                 SchedulerPolicy::Spread,
+                1,
                 Utc::now(),
                 WINDOW
             ),
@@ -264,6 +344,7 @@ mod tests {
                 None,
                 SMALL,
                 SchedulerPolicy::Spread,
+                1,
                 Utc::now(),
                 WINDOW
             ),
@@ -276,6 +357,7 @@ mod tests {
                 Some("z-c"),
                 SMALL,
                 SchedulerPolicy::Spread,
+                1,
                 Utc::now(),
                 WINDOW
             ),
@@ -298,6 +380,7 @@ mod tests {
                 Some("z"),
                 SMALL,
                 SchedulerPolicy::Spread,
+                1,
                 Utc::now(),
                 WINDOW
             ),
@@ -313,6 +396,7 @@ mod tests {
                 Some("z"),
                 one,
                 SchedulerPolicy::Spread,
+                1,
                 Utc::now(),
                 WINDOW
             ),
@@ -333,6 +417,7 @@ mod tests {
                 None,
                 SMALL,
                 SchedulerPolicy::Spread,
+                1,
                 Utc::now(),
                 WINDOW
             ),
@@ -344,6 +429,7 @@ mod tests {
                 None,
                 SMALL,
                 SchedulerPolicy::Pack,
+                1,
                 Utc::now(),
                 WINDOW
             ),
@@ -356,11 +442,38 @@ mod tests {
                 None,
                 SMALL,
                 SchedulerPolicy::Pack,
+                1,
                 Utc::now(),
                 WINDOW
             ),
             None,
             "capacity exhausted"
         );
+    }
+
+    #[test]
+    fn a_subset_spreads_simultaneous_choices_over_the_best_hosts() {
+        let hosts = [
+            host("a", "z", 64, 0),
+            host("b", "z", 64, 1),
+            host("c", "z", 64, 2),
+            host("d", "z", 64, 40),
+        ];
+        let mut chosen = std::collections::BTreeSet::new();
+        for _ in 0..200 {
+            let index = choose(
+                &hosts,
+                None,
+                SMALL,
+                SchedulerPolicy::Spread,
+                3,
+                Utc::now(),
+                WINDOW,
+            )
+            .unwrap();
+            chosen.insert(index);
+        }
+        // The three best, never the fullest.
+        assert_eq!(chosen, [0, 1, 2].into_iter().collect());
     }
 }

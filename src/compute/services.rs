@@ -45,6 +45,9 @@ const META: &str = "meta";
 /// Rewritten with every liveness write: the version the liveness view is
 /// checked against.
 const LIVENESS_REVISION: &[u8] = b"liveness_revision";
+/// Rewritten with every liveness write that may change a host's state as a
+/// reader sees it (see `put_liveness`).
+const LIVENESS_STATUS_REVISION: &[u8] = b"liveness_status_revision";
 /// How many zone ids were ever assigned (the next one is this plus one).
 const ZONE_COUNT: &[u8] = b"zone_count";
 /// Rewritten with every change to the services or zone ids: the version
@@ -216,32 +219,80 @@ pub struct ServiceRegistry {
     /// on every DescribeAvailabilityZones and placement; a derived view,
     /// checked before use like `view`).
     liveness: DerivedView<Heartbeats>,
+    /// The scheduler chooses among this many of the best hosts.
+    host_subset_size: usize,
+    /// Every host with its usage and heartbeat, for placements among more
+    /// than [`FRESH_PLACEMENT_HOSTS`]: checked against `services_revision`
+    /// like `view`, and rebuilt once it is [`PLACEMENT_VIEW_AGE`] old
+    /// (launches change usage without moving the marker). Only a first
+    /// choice: the chosen host's usage is read in the launch's transaction,
+    /// and its commit compares it.
+    placement_view: DerivedView<Arc<[ServiceRecord]>>,
 }
 
 /// Hosts (without their usage) and zone ids at one `services_revision`.
 struct HostsView {
     hosts: Vec<ServiceRecord>,
+    /// Each zone's hosts (indices into `hosts`), by zone name.
+    by_zone: BTreeMap<String, Vec<usize>>,
     zone_ids: BTreeMap<String, String>,
     /// The hosts that are agent processes.
     agents: std::collections::HashSet<String>,
 }
 
+/// How long the liveness view is kept after it was built even when a
+/// heartbeat moved its marker: a host then looks at most this much older
+/// than it is, against a liveness window of seconds (a minute by default).
+const LIVENESS_VIEW_AGE: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Up to this many hosts, a placement reads every host's usage as stored
+/// now (a few microseconds each); above it, from the placement view.
+const FRESH_PLACEMENT_HOSTS: usize = 256;
+
+/// How old the scheduler's view of the hosts' free capacity may grow
+/// before it is read again: a choice made on it is checked on the chosen
+/// host's own usage record, so an older view costs only a worse first
+/// choice, never a double booking.
+const PLACEMENT_VIEW_AGE: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// Every host's last heartbeat from `host_liveness`, by host name.
-type Heartbeats = std::collections::HashMap<String, DateTime<Utc>>;
+struct Heartbeats {
+    beats: std::collections::HashMap<String, DateTime<Utc>>,
+    /// The version of the hosts view it was read beside: a view read before
+    /// a host registered is not kept past that (the new host would look
+    /// dead), however young it is.
+    hosts_version: u64,
+    /// The version of `liveness_status_revision` it was read at: likewise.
+    status_version: u64,
+}
 
 /// Gives each of `hosts` its newest heartbeat: the record's own (hosts
 /// that heartbeated before liveness had its own key) or `beats`'.
 fn overlay_beats(beats: &Heartbeats, hosts: &mut [ServiceRecord]) {
     for host in hosts {
-        if let Some(&beat) = beats.get(&host.host) {
+        if let Some(&beat) = beats.beats.get(&host.host) {
             host.last_heartbeat = Some(host.last_heartbeat.map_or(beat, |own| own.max(beat)));
         }
     }
 }
 
-/// Writes `host`'s liveness in `tx`, and the marker the liveness view is
-/// checked against (a blind write: heartbeats never conflict).
-fn put_liveness(tx: &mut Tx<'_>, host: &str, now: DateTime<Utc>) {
+/// Writes `host`'s liveness in `tx`, and the markers the liveness view is
+/// checked against (blind writes: heartbeats never conflict). A heartbeat
+/// that may change what a reader concludes (the host had none, or its last
+/// one is older than the liveness window less the view's tolerated age)
+/// also moves the status marker, which a tolerated view never outlives: a
+/// view kept after routine heartbeats only ever shows a host's heartbeat
+/// older than it is, never dead while it is alive.
+fn put_liveness(
+    tx: &mut Tx<'_>,
+    host: &str,
+    now: DateTime<Utc>,
+    window: Duration,
+) -> StoreResult<()> {
+    let previous = tx.peek_record::<Liveness>(HOST_LIVENESS, host.as_bytes())?;
+    let tolerated = Duration::from_std(LIVENESS_VIEW_AGE).unwrap_or_default();
+    let routine =
+        previous.is_some_and(|previous| now - previous.last_heartbeat <= window - tolerated);
     tx.put(
         HOST_LIVENESS,
         host.as_bytes(),
@@ -250,19 +301,25 @@ fn put_liveness(tx: &mut Tx<'_>, host: &str, now: DateTime<Utc>) {
         },
     );
     tx.put(META, LIVENESS_REVISION, &true);
+    if !routine {
+        tx.put(META, LIVENESS_STATUS_REVISION, &true);
+    }
+    Ok(())
 }
 
-/// Deletes `host`'s liveness in `tx` (and moves the view's marker).
+/// Deletes `host`'s liveness in `tx` (and moves the view's markers).
 fn delete_liveness(tx: &mut Tx<'_>, host: &str) {
     tx.delete(HOST_LIVENESS, host.as_bytes());
     tx.put(META, LIVENESS_REVISION, &true);
+    tx.put(META, LIVENESS_STATUS_REVISION, &true);
 }
 
-/// Marks a change to the services in `tx`.
-fn bump_services_revision(tx: &mut Tx<'_>) -> StoreResult<()> {
-    let revision = tx.get::<u64>(META, SERVICES_REVISION)?.unwrap_or(0);
-    tx.put(META, SERVICES_REVISION, &(revision + 1));
-    Ok(())
+/// Marks a change to the services in `tx`: a blind write (only the key's
+/// version matters to the view), so that hosts registering at once do not
+/// conflict on it; what must not happen together (a name taken twice, a
+/// zone id given twice) conflicts on its own keys.
+fn bump_services_revision(tx: &mut Tx<'_>) {
+    tx.put(META, SERVICES_REVISION, &0u64);
 }
 
 /// The usage of `record`'s host as `tx` sees it (version 1 records carry
@@ -287,8 +344,18 @@ impl ServiceRegistry {
             zone_id_prefix: zone_id_prefix(region),
             liveness_window,
             view: DerivedView::new(META, SERVICES_REVISION),
-            liveness: DerivedView::new(META, LIVENESS_REVISION),
+            liveness: DerivedView::new(META, LIVENESS_REVISION).tolerating(LIVENESS_VIEW_AGE),
+            host_subset_size: 1,
+            placement_view: DerivedView::new(META, SERVICES_REVISION)
+                .refreshing_after(PLACEMENT_VIEW_AGE),
         })
+    }
+
+    /// The scheduler chooses among `size` of the best hosts at random
+    /// (see [`super::scheduler`]).
+    pub fn with_host_subset_size(mut self, size: usize) -> Self {
+        self.host_subset_size = size.max(1);
+        self
     }
 
     /// How long a heartbeat keeps a host alive.
@@ -337,7 +404,7 @@ impl ServiceRegistry {
 
     /// Writes `record` in `tx`, assigning its zone an id when it is new.
     fn stage(&self, tx: &mut Tx<'_>, record: &ServiceRecord) -> StoreResult<()> {
-        bump_services_revision(tx)?;
+        bump_services_revision(tx);
         let zone = record.availability_zone.as_bytes();
         if tx.get::<(String, String)>(ZONE_IDS, zone)?.is_none() {
             let assigned = match tx.get::<u64>(META, ZONE_COUNT)? {
@@ -400,7 +467,7 @@ impl ServiceRegistry {
     }
 
     /// Every host with its reserved capacity as `tx` reads them now.
-    fn hosts_in(&self, tx: &Tx<'_>) -> StoreResult<Vec<ServiceRecord>> {
+    pub(super) fn hosts_in(&self, tx: &Tx<'_>) -> StoreResult<Vec<ServiceRecord>> {
         // One read per host rather than a scan: a handful of hosts, and a
         // point read costs far less than a range in sled.
         let mut hosts = self.current_view(tx)?.hosts.clone();
@@ -416,20 +483,39 @@ impl ServiceRegistry {
 
     /// Gives each of `hosts` its newest heartbeat, from the liveness view.
     fn overlay_liveness(&self, tx: &Tx<'_>, hosts: &mut [ServiceRecord]) -> StoreResult<()> {
-        let beats = self.liveness.current(tx, |tx| {
-            tx.scan_entries(HOST_LIVENESS, b"")?
-                .into_iter()
-                .map(|(key, value)| {
-                    let host = String::from_utf8_lossy(&key).into_owned();
-                    Ok((
-                        host,
-                        crate::store::decode::<Liveness>(&value)?.last_heartbeat,
-                    ))
-                })
-                .collect()
-        })?;
+        let beats = self.liveness_view(tx)?;
         overlay_beats(&beats, hosts);
         Ok(())
+    }
+
+    /// Every host's last heartbeat (see [`LIVENESS_VIEW_AGE`]).
+    fn liveness_view(&self, tx: &Tx<'_>) -> StoreResult<Arc<Stamped<Heartbeats>>> {
+        let hosts_version = self.current_view(tx)?.version();
+        let status_version = tx
+            .peek_version(META, LIVENESS_STATUS_REVISION)?
+            .unwrap_or(0);
+        self.liveness.current_if(
+            tx,
+            |kept| kept.hosts_version == hosts_version && kept.status_version == status_version,
+            |tx| {
+                let beats = tx
+                    .scan_entries(HOST_LIVENESS, b"")?
+                    .into_iter()
+                    .map(|(key, value)| {
+                        let host = String::from_utf8_lossy(&key).into_owned();
+                        Ok((
+                            host,
+                            crate::store::decode::<Liveness>(&value)?.last_heartbeat,
+                        ))
+                    })
+                    .collect::<StoreResult<_>>()?;
+                Ok(Heartbeats {
+                    beats,
+                    hosts_version,
+                    status_version,
+                })
+            },
+        )
     }
 
     /// True when `host` heartbeated within the liveness window at `now`.
@@ -477,7 +563,15 @@ impl ServiceRegistry {
     fn current_view(&self, tx: &Tx<'_>) -> StoreResult<Arc<Stamped<HostsView>>> {
         self.view.current(tx, |tx| {
             let hosts = tx.scan::<ServiceRecord>(SERVICES, b"")?;
+            let mut by_zone: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+            for (index, host) in hosts.iter().enumerate() {
+                by_zone
+                    .entry(host.availability_zone.clone())
+                    .or_default()
+                    .push(index);
+            }
             Ok(HostsView {
+                by_zone,
                 agents: hosts
                     .iter()
                     .filter(|h| h.agent.is_some())
@@ -505,6 +599,44 @@ impl ServiceRegistry {
         let mut hosts = view.hosts.clone();
         self.overlay_liveness(tx, &mut hosts)?;
         Ok(self.group_zones(hosts, &view.zone_ids, now))
+    }
+
+    /// The zones with their names, ids and states only (no hosts): what
+    /// DescribeAvailabilityZones shows. Read without copying any host, and a
+    /// zone's hosts are looked at only until one is enabled and alive, so
+    /// the answer costs little however many hosts a zone has.
+    pub async fn zone_states(&self, now: DateTime<Utc>) -> StoreResult<Vec<Zone>> {
+        operation::read(&self.store, |tx| {
+            let view = self.current_view(tx)?;
+            let beats = self.liveness_view(tx)?;
+            let alive = |record: &ServiceRecord| {
+                let beat = beats.beats.get(&record.host).copied();
+                let newest = match (record.last_heartbeat, beat) {
+                    (Some(own), Some(beat)) => Some(own.max(beat)),
+                    (own, beat) => own.or(beat),
+                };
+                newest.is_some_and(|beat| now - beat <= self.liveness_window)
+            };
+            Ok(view
+                .by_zone
+                .iter()
+                .map(|(name, hosts)| Zone {
+                    name: name.clone(),
+                    zone_id: view.zone_ids.get(name).cloned().unwrap_or_default(),
+                    state: if hosts
+                        .iter()
+                        .map(|&index| &view.hosts[index])
+                        .any(|record| !record.disabled && alive(record))
+                    {
+                        ZoneState::Available
+                    } else {
+                        ZoneState::Unavailable
+                    },
+                    hosts: Vec::new(),
+                })
+                .collect())
+        })
+        .await
     }
 
     /// [`ServiceRegistry::zones`] with every host's reserved capacity.
@@ -583,7 +715,7 @@ impl ServiceRegistry {
                     "The compute host '{name}' still runs instances"
                 )));
             }
-            bump_services_revision(tx)?;
+            bump_services_revision(tx);
             tx.delete(SERVICES, name.as_bytes());
             tx.delete(HOST_USAGE, name.as_bytes());
             delete_liveness(tx, name);
@@ -617,7 +749,7 @@ impl ServiceRegistry {
             let mut record = tx
                 .get::<ServiceRecord>(SERVICES, name.as_bytes())?
                 .ok_or_else(|| ApiError::HostNotFound(name.into()))?;
-            put_liveness(tx, name, now);
+            put_liveness(tx, name, now, self.liveness_window)?;
             record.last_heartbeat = Some(now);
             Ok(record)
         })
@@ -704,7 +836,7 @@ impl ServiceRegistry {
             if usage.is_none() {
                 tx.put(HOST_USAGE, host.name.as_bytes(), &HostUsage::default());
             }
-            put_liveness(tx, &host.name, now);
+            put_liveness(tx, &host.name, now, self.liveness_window)?;
             self.stage(tx, &record)?;
             Ok(record)
         })
@@ -719,7 +851,7 @@ impl ServiceRegistry {
         operation::run_background(&self.store, |tx| {
             for record in &self.current_view(tx)?.hosts {
                 if record.simulated {
-                    put_liveness(tx, &record.host, now);
+                    put_liveness(tx, &record.host, now, self.liveness_window)?;
                 }
             }
             Ok(())
@@ -729,8 +861,25 @@ impl ServiceRegistry {
 
     /// The hosts, for placing instances: their usage as stored now (not
     /// tracked; [`Placement::place`] reads the chosen host's in the `Tx`).
-    pub fn placement(&self, tx: &Tx<'_>) -> StoreResult<Placement> {
-        Ok(Placement::new(self.hosts_in(tx)?, self.liveness_window))
+    pub fn placement(&self, tx: &Tx<'_>) -> StoreResult<Placement<'_>> {
+        let view = self.current_view(tx)?;
+        let zones = view.by_zone.keys().cloned().collect();
+        let (hosts, refresh): (Arc<[ServiceRecord]>, _) =
+            if view.hosts.len() <= FRESH_PLACEMENT_HOSTS {
+                (self.hosts_in(tx)?.into(), None)
+            } else {
+                let view = self
+                    .placement_view
+                    .current(tx, |tx| Ok(self.hosts_in(tx)?.into()))?;
+                (Arc::clone(&view), Some(self))
+            };
+        Ok(Placement::new(
+            hosts,
+            refresh,
+            zones,
+            self.liveness_window,
+            self.host_subset_size,
+        ))
     }
 
     /// Gives every host a `host_usage` record (version 1 records carried

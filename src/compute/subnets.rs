@@ -153,7 +153,7 @@ impl Compute {
         dry_run: bool,
     ) -> ApiResult<Subnet> {
         super::kinds::ResourceKind::Vpc.check(vpc_id)?;
-        let zones = self.services.zones(self.clock.now()).await?;
+        let zones = self.services.zone_states(self.clock.now()).await?;
         let chosen = match &zone {
             ZoneChoice::Name(name) => zones.iter().find(|z| &z.name == name),
             ZoneChoice::Id(id) => zones.iter().find(|z| &z.zone_id == id),

@@ -13,6 +13,17 @@
 //! stamped newer than what it holds. This is the contract's rule for
 //! caches (../shared/design/scale-out.md, §3): a derived view carrying the
 //! version it reflects, never the basis of a decision on its own.
+//!
+//! A view of data that is time-based by nature (heartbeats, read against a
+//! liveness window of many seconds) may be built to tolerate an age
+//! ([`DerivedView::tolerating`]): it is then kept for that long even when
+//! its marker moved. Without it, ten thousand hosts heartbeating would
+//! rebuild the view of all their heartbeats for nearly every request.
+//! A view may also be rebuilt once it is older than an age
+//! ([`DerivedView::refreshing_after`]) though its marker did not move: the
+//! scheduler's view of every host's free capacity, which launches change
+//! without moving the hosts' marker, and which is only a first choice (the
+//! chosen host's usage is read in the launch's own transaction).
 
 use super::operation::Tx;
 use crate::store::StoreResult;
@@ -27,6 +38,12 @@ pub struct DerivedView<T> {
     marker_tree: &'static str,
     marker_key: &'static [u8],
     slot: RwLock<Option<Arc<Stamped<T>>>>,
+    /// Kept this long after it was built even when its marker moved.
+    tolerated_age: Option<std::time::Duration>,
+    /// Rebuilt once this old even when its marker did not move.
+    refresh_age: Option<std::time::Duration>,
+    /// Held by the request refreshing an aged view.
+    refreshing: std::sync::Mutex<()>,
 }
 
 /// A view's content and the versions it was checked at.
@@ -34,7 +51,15 @@ pub struct Stamped<T> {
     marker_version: u64,
     /// The store revision at the last check (or [`UNCHECKED`]).
     checked_at: AtomicU64,
+    built_at: std::time::Instant,
     value: T,
+}
+
+impl<T> Stamped<T> {
+    /// The version of the marker it reflects.
+    pub fn version(&self) -> u64 {
+        self.marker_version
+    }
 }
 
 impl<T> std::ops::Deref for Stamped<T> {
@@ -51,7 +76,24 @@ impl<T> DerivedView<T> {
             marker_tree,
             marker_key,
             slot: RwLock::new(None),
+            tolerated_age: None,
+            refresh_age: None,
+            refreshing: std::sync::Mutex::new(()),
         }
+    }
+
+    /// A view rebuilt once it is `age` old, whatever its marker says (see
+    /// the module documentation).
+    pub fn refreshing_after(mut self, age: std::time::Duration) -> Self {
+        self.refresh_age = Some(age);
+        self
+    }
+
+    /// A view used for up to `age` after it was built whatever its marker
+    /// says (see the module documentation).
+    pub fn tolerating(mut self, age: std::time::Duration) -> Self {
+        self.tolerated_age = Some(age);
+        self
     }
 
     /// The view, checked as the module says, or read anew with `build`
@@ -61,10 +103,26 @@ impl<T> DerivedView<T> {
         tx: &Tx<'_>,
         build: impl FnOnce(&Tx<'_>) -> StoreResult<T>,
     ) -> StoreResult<Arc<Stamped<T>>> {
+        self.current_if(tx, |_| true, build)
+    }
+
+    /// [`DerivedView::current`], where a view whose marker moved is kept
+    /// for its tolerated age only if `tolerable` says so.
+    pub fn current_if(
+        &self,
+        tx: &Tx<'_>,
+        tolerable: impl FnOnce(&T) -> bool,
+        build: impl FnOnce(&Tx<'_>) -> StoreResult<T>,
+    ) -> StoreResult<Arc<Stamped<T>>> {
         let revision = tx.store_revision();
         let kept = crate::sync::read(&self.slot).clone();
         if let (Some(revision), Some(view)) = (revision, &kept) {
             if view.checked_at.load(Ordering::SeqCst) == revision {
+                return Ok(view.clone());
+            }
+        }
+        if let (Some(age), Some(view)) = (self.tolerated_age, &kept) {
+            if view.built_at.elapsed() < age && tolerable(&view.value) {
                 return Ok(view.clone());
             }
         }
@@ -73,12 +131,41 @@ impl<T> DerivedView<T> {
             .unwrap_or(0);
         let stamp = revision.unwrap_or(UNCHECKED);
         if let Some(view) = kept.filter(|view| view.marker_version == marker_version) {
-            view.checked_at.store(stamp, Ordering::SeqCst);
+            let over_age = self
+                .refresh_age
+                .is_some_and(|age| view.built_at.elapsed() >= age);
+            // Only one request refreshes a view that merely aged; the
+            // others go on with it meanwhile.
+            let refreshing = over_age
+                .then(|| match self.refreshing.try_lock() {
+                    Ok(guard) => Some(guard),
+                    // A refresh that panicked leaves nothing half-done here.
+                    Err(std::sync::TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
+                    Err(std::sync::TryLockError::WouldBlock) => None,
+                })
+                .flatten();
+            if !over_age || refreshing.is_none() {
+                view.checked_at.store(stamp, Ordering::SeqCst);
+                return Ok(view);
+            }
+            let view = self.build(marker_version, stamp, tx, build)?;
+            drop(refreshing);
             return Ok(view);
         }
+        self.build(marker_version, stamp, tx, build)
+    }
+
+    fn build(
+        &self,
+        marker_version: u64,
+        stamp: u64,
+        tx: &Tx<'_>,
+        build: impl FnOnce(&Tx<'_>) -> StoreResult<T>,
+    ) -> StoreResult<Arc<Stamped<T>>> {
         let view = Arc::new(Stamped {
             marker_version,
             checked_at: AtomicU64::new(stamp),
+            built_at: std::time::Instant::now(),
             value: build(tx)?,
         });
         *crate::sync::write(&self.slot) = Some(view.clone());
@@ -133,5 +220,42 @@ mod tests {
         store.apply(&batch).await.unwrap();
         assert_eq!(value(&store, &view, &builds).await, 7);
         assert_eq!(builds.load(Ordering::SeqCst), 2);
+    }
+
+    /// A tolerant view is kept while young though its marker moved, then
+    /// rebuilt; a refreshing view is rebuilt once old though its marker
+    /// did not move.
+    #[tokio::test]
+    async fn tolerated_and_refreshed_ages() {
+        let store = StoreHandle::new(Arc::new(MemoryStore::new()));
+        let age = std::time::Duration::from_millis(200);
+        let tolerant: DerivedView<u64> = DerivedView::new("meta", b"marker").tolerating(age);
+        let refreshing: DerivedView<u64> =
+            DerivedView::new("meta", b"marker").refreshing_after(age);
+        let (tolerant_builds, refreshing_builds) = (AtomicUsize::new(0), AtomicUsize::new(0));
+        let set = |n: u64, marker: bool| {
+            let mut batch = WriteBatch::new();
+            batch.put_record("data", b"n".to_vec(), &n);
+            if marker {
+                batch.put_record("meta", b"marker".to_vec(), &n);
+            }
+            batch
+        };
+        assert_eq!(value(&store, &tolerant, &tolerant_builds).await, 0);
+        assert_eq!(value(&store, &refreshing, &refreshing_builds).await, 0);
+        // The data and the marker move: the tolerant view is still young.
+        store.apply(&set(1, true)).await.unwrap();
+        assert_eq!(value(&store, &tolerant, &tolerant_builds).await, 0);
+        assert_eq!(value(&store, &refreshing, &refreshing_builds).await, 1);
+        // The data moves without its marker: the refreshing view is young.
+        store.apply(&set(2, false)).await.unwrap();
+        assert_eq!(value(&store, &refreshing, &refreshing_builds).await, 1);
+        tokio::time::sleep(age * 2).await;
+        // Both aged: each reads the data anew.
+        store.apply(&set(3, false)).await.unwrap();
+        assert_eq!(value(&store, &tolerant, &tolerant_builds).await, 3);
+        assert_eq!(value(&store, &refreshing, &refreshing_builds).await, 3);
+        assert_eq!(tolerant_builds.load(Ordering::SeqCst), 2);
+        assert_eq!(refreshing_builds.load(Ordering::SeqCst), 3);
     }
 }

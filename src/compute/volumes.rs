@@ -295,7 +295,7 @@ impl Compute {
     ) -> ApiResult<Volume> {
         let zone_exists = self
             .services
-            .zones(self.clock.now())
+            .zone_states(self.clock.now())
             .await?
             .iter()
             .any(|z| z.name == request.availability_zone);

@@ -75,6 +75,11 @@ struct Shared {
     demand: Notify,
     /// The beacon key (one for every gateway: blind puts do not conflict).
     beacon: Vec<u8>,
+    /// The revision of the newest beacon this gateway wrote; held while one
+    /// is written, so that requests waiting at once share one write.
+    last_beacon: tokio::sync::Mutex<u64>,
+    /// Asks the watch to start again (the copy did not catch up in time).
+    restart: Notify,
 }
 
 impl Mirror {
@@ -91,6 +96,8 @@ impl Mirror {
             waiting: std::sync::Mutex::new(Vec::new()),
             demand: Notify::new(),
             beacon,
+            last_beacon: tokio::sync::Mutex::new(0),
+            restart: Notify::new(),
         });
         shared.load().await?;
         let watching = tokio::spawn(shared.clone().keep(client.clone()));
@@ -173,11 +180,14 @@ impl Mirror {
         }
         // The revision may have moved outside the prefix: a beacon inside
         // it is a revision the watch will deliver.
-        let target = target.max(self.shared.put_beacon().await?);
+        let target = self.shared.beacon_after(target).await?;
         let caught_up = tokio::time::timeout(CATCH_UP_LIMIT, reflected.wait_for(|r| *r >= target));
         if matches!(caught_up.await, Ok(Ok(_))) {
             return Ok(());
         }
+        // The watch may be stuck (a member that stopped sending): the next
+        // request finds it started again.
+        self.shared.restart.notify_one();
         Err(StoreError::unavailable(format!(
             "etcd: this gateway's copy has not reached revision {target}"
         )))
@@ -193,8 +203,24 @@ impl Drop for Mirror {
 }
 
 impl Shared {
-    /// Reads the whole prefix at one revision and makes it the copy.
+    /// [`Shared::load_once`], sent again while members are unavailable (a
+    /// member that is down is tried after the others).
     async fn load(&self) -> StoreResult<()> {
+        let mut last = None;
+        for pause in super::etcd_store::RETRY_PAUSES_MS {
+            if pause > 0 {
+                tokio::time::sleep(Duration::from_millis(pause)).await;
+            }
+            match self.load_once().await {
+                Ok(()) => return Ok(()),
+                Err(error) => last = Some(error),
+            }
+        }
+        Err(last.unwrap_or_else(|| StoreError::unavailable("etcd: loading the copy")))
+    }
+
+    /// Reads the whole prefix at one revision and makes it the copy.
+    async fn load_once(&self) -> StoreResult<()> {
         let end = super::etcd_store::prefix_end(&self.prefix);
         let mut start = self.prefix.clone();
         let mut revision = 0;
@@ -258,6 +284,7 @@ impl Shared {
                 .with_start_revision(from as i64);
             let watching = client
                 .watch_client()
+                .max_decoding_message_size(super::etcd_store::MAX_DECODING_BYTES)
                 .watch(self.prefix.clone(), Some(options))
                 .await;
             let mut stream = match watching {
@@ -269,7 +296,14 @@ impl Shared {
                 }
             };
             loop {
-                match stream.message().await {
+                let message = tokio::select! {
+                    message = stream.message() => message,
+                    _ = self.restart.notified() => {
+                        tracing::warn!("etcd: the copy fell behind: starting its watch again");
+                        break;
+                    }
+                };
+                match message {
                     Ok(Some(answer)) => {
                         if answer.canceled() {
                             if answer.compact_revision() > 0 {
@@ -371,7 +405,18 @@ impl Shared {
         )))
     }
 
-    /// Writes this gateway's beacon; answers its revision.
+    /// A beacon revision at or after `target`: the newest this gateway
+    /// wrote if it is one (requests that missed the grace together share
+    /// one write), else a new one.
+    async fn beacon_after(&self, target: u64) -> StoreResult<u64> {
+        let mut last = self.last_beacon.lock().await;
+        if *last < target {
+            *last = self.put_beacon().await?;
+        }
+        Ok(*last)
+    }
+
+    /// Writes the beacon; answers its revision.
     async fn put_beacon(&self) -> StoreResult<u64> {
         let mut last = String::new();
         for pause in super::etcd_store::RETRY_PAUSES_MS {

@@ -59,8 +59,9 @@ use std::time::{Duration, Instant};
 const MARKER_TTL: Duration = Duration::from_secs(300);
 const MARKER_RENEWAL: Duration = Duration::from_secs(60);
 
-/// Largest answer the client accepts (a page of large records).
-const MAX_DECODING_BYTES: usize = 64 << 20;
+/// Largest answer the client accepts (a page of large records, or a watch
+/// answer carrying a backlog of large transactions).
+pub(super) const MAX_DECODING_BYTES: usize = 64 << 20;
 
 /// Pauses between sends of a call that met an unavailable member: at once,
 /// then through a leader election (about 8 s in all: an election takes 1-3 s
@@ -116,7 +117,10 @@ impl EtcdStore {
     pub async fn connect(config: &EtcdConfig) -> StoreResult<Self> {
         let mut options = ConnectOptions::new()
             .with_connect_timeout(Duration::from_millis(config.connect_timeout_ms))
-            .with_keep_alive(Duration::from_secs(5), Duration::from_secs(3));
+            .with_keep_alive(Duration::from_secs(5), Duration::from_secs(3))
+            // A member cut off from the quorum refuses rather than answering
+            // (or, for the copy's watch, staying silent) as if all was well.
+            .with_require_leader(true);
         if let (Some(user), Some(password)) = (&config.user, &config.password) {
             options = options.with_user(user.clone(), password.expose().to_string());
         }

@@ -24,6 +24,39 @@ pub struct Target {
     pub authority: String,
     pub credentials: SigningCredentials,
     pub signing: Signing,
+    /// More gateways of the same deployment: connection `i` goes to the
+    /// `i`-th of `authority` and these, round robin.
+    pub more_authorities: Vec<String>,
+    /// More accounts: connection `i` signs as the `i`-th of
+    /// `credentials` and these, round robin.
+    pub more_credentials: Vec<SigningCredentials>,
+}
+
+impl Target {
+    /// One gateway, one account.
+    pub fn new(authority: String, credentials: SigningCredentials, signing: Signing) -> Self {
+        Self {
+            authority,
+            credentials,
+            signing,
+            more_authorities: Vec::new(),
+            more_credentials: Vec::new(),
+        }
+    }
+
+    /// What connection `index` of a run uses.
+    fn for_connection(&self, index: usize) -> Target {
+        let authorities = 1 + self.more_authorities.len();
+        let accounts = 1 + self.more_credentials.len();
+        let mut one = self.clone();
+        if index % authorities > 0 {
+            one.authority = self.more_authorities[index % authorities - 1].clone();
+        }
+        if index % accounts > 0 {
+            one.credentials = self.more_credentials[index % accounts - 1].clone();
+        }
+        one
+    }
 }
 
 /// Sees every successful answer's body.
@@ -182,8 +215,8 @@ pub async fn run(
     let measure_from = start + warmup;
     let deadline = measure_from + duration;
     let mut tasks = Vec::new();
-    for _ in 0..connections {
-        let target = target.clone();
+    for index in 0..connections {
+        let target = target.for_connection(index);
         let next = next.clone();
         let observe = observe.clone();
         tasks.push(tokio::spawn(async move {

@@ -9,7 +9,12 @@
 //! one table: requests/s, p50/p90/p99/max latency, errors by code, the
 //! gateway's RSS, and the ratio to moto. `--fail-on-errors` makes any error
 //! fatal (the CI regression guard runs `--quick` with it).
+//!
+//! `--cluster` runs the same programme a second time on a cluster started
+//! on this machine (3 etcd members, 2 gateways on etcd, each connection to
+//! one of them in turn) and prints both side by side.
 
+mod agents;
 mod load;
 mod servers;
 
@@ -64,6 +69,21 @@ struct Cli {
     /// The PID of the `--endpoint` server, to report its peak RSS.
     #[arg(long)]
     server_pid: Option<u32>,
+    /// Also run every scenario on 3 etcd members and 2 gateways (a gateway
+    /// built with `--features etcd`, and Debian's etcd-server).
+    #[arg(long)]
+    cluster: bool,
+    /// Instead of the programme, the scale simulation: this many compute
+    /// agents registered and heartbeating at once on the cluster.
+    #[arg(long, default_value_t = 0)]
+    agents: usize,
+    /// How often each simulated agent heartbeats (seconds).
+    #[arg(long, default_value_t = 30)]
+    agent_heartbeat_secs: u64,
+    /// How long the simulated agents heartbeat while zones and placements
+    /// are measured (seconds).
+    #[arg(long, default_value_t = 60)]
+    agent_phase_secs: u64,
     /// Serve the bare-hyper ceiling on this address and do nothing else.
     #[arg(long, hide = true)]
     ceiling_server: Option<String>,
@@ -72,6 +92,7 @@ struct Cli {
 const ACCESS_KEY: &str = "AKIDEXAMPLE";
 const WRITER_KEY: &str = "AKIDEXAMPLEWRITER";
 const SECRET_KEY: &str = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
+const ADMIN_KEY: &str = "AKIDEXAMPLEADMIN";
 const IMAGE: &str = "ami-0b1c2d3e4f5a6b7c8";
 
 fn params(list: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -86,6 +107,43 @@ struct Row {
     gateway: Report,
     gateway_rss_mib: Option<f64>,
     moto: Option<Report>,
+    /// The cluster's figures, and its gateways' peak RSS together.
+    cluster: Option<(Report, Option<f64>)>,
+}
+
+/// Who a programme sends as: listings in the reader account, launches in
+/// the writer account, and launches spread over the fleet accounts.
+struct Targets {
+    reader: Target,
+    writer: Target,
+    fleet: Target,
+}
+
+impl Targets {
+    fn new(authorities: &[String], credentials: &SigningCredentials, signing: Signing) -> Self {
+        let mut reader = Target::new(authorities[0].clone(), credentials.clone(), signing);
+        reader.more_authorities = authorities[1..].to_vec();
+        let as_key = |key: String| SigningCredentials {
+            access_key_id: key,
+            ..credentials.clone()
+        };
+        let writer = Target {
+            credentials: as_key(WRITER_KEY.into()),
+            ..reader.clone()
+        };
+        let fleet = Target {
+            credentials: as_key(format!("{}0", servers::FLEET_KEY)),
+            more_credentials: (1..servers::FLEET_ACCOUNTS)
+                .map(|n| as_key(format!("{}{n}", servers::FLEET_KEY)))
+                .collect(),
+            ..reader.clone()
+        };
+        Self {
+            reader,
+            writer,
+            fleet,
+        }
+    }
 }
 
 /// Launches instances until `target` holds `total` (in batches of up to
@@ -229,8 +287,7 @@ async fn measure(target: &Target, plan: &Plan, scenario: &Scenario, timeout: Dur
 /// so launches never inflate the listings.
 #[allow(clippy::too_many_arguments)]
 async fn programme(
-    reader: &Target,
-    writer: &Target,
+    targets: &Targets,
     plan: &Plan,
     quick: bool,
     only: &[String],
@@ -239,6 +296,7 @@ async fn programme(
     label: &str,
     skip_slow: bool,
 ) -> Result<Vec<(String, Report, Option<f64>)>, String> {
+    let (reader, writer) = (&targets.reader, &targets.writer);
     let sizes: [usize; 3] = if quick {
         [10, 100, 300]
     } else {
@@ -316,9 +374,15 @@ async fn programme(
         next: Arc::new(run_one),
         observe: None,
     };
+    let run_fleet = Scenario {
+        name: format!("run-instances, {} accounts", servers::FLEET_ACCOUNTS),
+        next: Arc::new(run_one),
+        observe: None,
+    };
     for (target, scenario) in [
         (writer, run_small),
         (reader, run_large),
+        (&targets.fleet, run_fleet),
         (writer, churn()),
         (writer, mixed(writer_ids)),
     ] {
@@ -441,15 +505,14 @@ async fn bench(cli: Cli) -> Result<bool, String> {
         region: "us-east-1".into(),
         service: "ec2".into(),
     };
+    if cli.agents > 0 {
+        return simulate_agents(&cli, &credentials, signing).await;
+    }
 
     // The ceiling first, on an otherwise idle machine.
     let ceiling = if cli.only.is_empty() {
         let server = servers::Process::ceiling()?;
-        let target = Target {
-            authority: server.authority.clone(),
-            credentials: credentials.clone(),
-            signing,
-        };
+        let target = Target::new(server.authority.clone(), credentials.clone(), signing);
         let report = measure(
             &target,
             &plan,
@@ -466,32 +529,21 @@ async fn bench(cli: Cli) -> Result<bool, String> {
         None
     };
 
-    let writer_credentials = SigningCredentials {
-        access_key_id: WRITER_KEY.into(),
-        ..credentials.clone()
-    };
     let (gateway, authority, pid) = match &cli.endpoint {
         Some(endpoint) => (None, endpoint.clone(), cli.server_pid),
         None => {
-            let process =
-                servers::Process::gateway(cli.gateway_binary.clone(), cli.retention_secs)?;
+            let process = servers::Process::gateway(
+                cli.gateway_binary.clone(),
+                cli.retention_secs,
+                &servers::Storage::Sled,
+            )?;
             let (authority, pid) = (process.authority.clone(), Some(process.pid()));
             (Some(process), authority, pid)
         }
     };
-    let reader = Target {
-        authority,
-        credentials: credentials.clone(),
-        signing,
-    };
-    let writer = Target {
-        credentials: writer_credentials.clone(),
-        ..reader.clone()
-    };
     let rss = move || pid.and_then(servers::peak_rss_mib);
     let gateway_rows = programme(
-        &reader,
-        &writer,
+        &Targets::new(&[authority], &credentials, signing),
         &plan,
         cli.quick,
         &cli.only,
@@ -503,23 +555,19 @@ async fn bench(cli: Cli) -> Result<bool, String> {
     .await?;
     drop(gateway);
 
+    let cluster_rows = if cli.cluster {
+        Some(cluster_programme(&cli, &plan, &credentials, signing).await?)
+    } else {
+        None
+    };
+
     let moto_rows = match cli.compare.as_deref() {
         Some("moto") => {
             let moto = servers::Process::moto()?;
-            let reader = Target {
-                authority: moto.authority.clone(),
-                credentials,
-                signing,
-            };
-            let writer = Target {
-                credentials: writer_credentials,
-                ..reader.clone()
-            };
             let none = || None;
             Some(
                 programme(
-                    &reader,
-                    &writer,
+                    &Targets::new(std::slice::from_ref(&moto.authority), &credentials, signing),
                     &plan,
                     cli.quick,
                     &cli.only,
@@ -543,14 +591,149 @@ async fn bench(cli: Cli) -> Result<bool, String> {
                 .as_ref()
                 .and_then(|m| m.get(i))
                 .map(|(_, r, _)| r.clone()),
+            cluster: cluster_rows
+                .as_ref()
+                .and_then(|c| c.get(i))
+                .map(|(_, r, rss)| (r.clone(), *rss)),
             scenario,
             gateway,
             gateway_rss_mib,
         })
         .collect();
     print_table(&rows, ceiling.as_ref(), &plan, signing);
-    let errors: u64 = rows.iter().map(|r| r.gateway.error_count()).sum::<u64>()
+    if cli.cluster {
+        print_cluster_table(&rows);
+    }
+    let cluster_errors = |r: &Row| r.cluster.as_ref().map_or(0, |(c, _)| c.error_count());
+    let errors: u64 = rows
+        .iter()
+        .map(|r| r.gateway.error_count() + cluster_errors(r))
+        .sum::<u64>()
         + ceiling.as_ref().map_or(0, |c| c.error_count());
-    let silent = rows.iter().any(|r| r.gateway.requests == 0);
+    let silent = rows.iter().any(|r| {
+        r.gateway.requests == 0 || r.cluster.as_ref().is_some_and(|(c, _)| c.requests == 0)
+    });
     Ok(!(cli.fail_on_errors && (errors > 0 || silent)))
+}
+
+/// The programme on 3 etcd members and 2 gateways sharing them, with every
+/// connection to one gateway or the other in turn; the gateways' peak RSS
+/// is reported together.
+async fn cluster_programme(
+    cli: &Cli,
+    plan: &Plan,
+    credentials: &SigningCredentials,
+    signing: Signing,
+) -> Result<Vec<(String, Report, Option<f64>)>, String> {
+    let (_members, gateways) = start_cluster(cli)?;
+    let authorities: Vec<String> = gateways.iter().map(|g| g.authority.clone()).collect();
+    let pids: Vec<u32> = gateways.iter().map(servers::Process::pid).collect();
+    let rss = move || {
+        pids.iter()
+            .map(|pid| servers::peak_rss_mib(*pid))
+            .sum::<Option<f64>>()
+    };
+    programme(
+        &Targets::new(&authorities, credentials, signing),
+        plan,
+        cli.quick,
+        &cli.only,
+        Duration::from_secs(30),
+        &rss,
+        "cluster",
+        false,
+    )
+    .await
+}
+
+/// 3 etcd members and 2 gateways sharing them.
+fn start_cluster(cli: &Cli) -> Result<(servers::EtcdMembers, [servers::Process; 2]), String> {
+    let members = servers::EtcdMembers::start(3)?;
+    let storage = servers::Storage::Etcd {
+        endpoints: members.endpoints.clone(),
+        prefix: "ec2-bench/".into(),
+    };
+    let gateways = [
+        servers::Process::gateway(cli.gateway_binary.clone(), cli.retention_secs, &storage)?,
+        servers::Process::gateway(cli.gateway_binary.clone(), cli.retention_secs, &storage)?,
+    ];
+    eprintln!(
+        "[cluster] etcd members {:?} (pids {:?}), gateways {:?}",
+        members.endpoints,
+        members.pids(),
+        gateways.iter().map(|g| &g.authority).collect::<Vec<_>>()
+    );
+    Ok((members, gateways))
+}
+
+/// `--agents N`: the scale simulation on a cluster (see [`agents`]).
+async fn simulate_agents(
+    cli: &Cli,
+    credentials: &SigningCredentials,
+    signing: Signing,
+) -> Result<bool, String> {
+    let (members, gateways) = start_cluster(cli)?;
+    let authorities: Vec<String> = gateways.iter().map(|g| g.authority.clone()).collect();
+    let admin = Target::new(
+        authorities[0].clone(),
+        SigningCredentials {
+            access_key_id: ADMIN_KEY.into(),
+            ..credentials.clone()
+        },
+        signing,
+    );
+    let user = Target::new(
+        authorities[0].clone(),
+        SigningCredentials {
+            access_key_id: format!("{}0", servers::FLEET_KEY),
+            ..credentials.clone()
+        },
+        signing,
+    );
+    let simulation = agents::simulate(
+        &admin,
+        &user,
+        &authorities,
+        members.endpoints.first().map(String::as_str),
+        cli.agents,
+        Duration::from_secs(cli.agent_heartbeat_secs.max(1)),
+        Duration::from_secs(cli.agent_phase_secs.max(2)),
+    )
+    .await?;
+    agents::print(&simulation);
+    let failed = simulation.heartbeats.error_count()
+        + simulation.zones.error_count()
+        + simulation.placements.error_count();
+    Ok(!(cli.fail_on_errors && failed > 0))
+}
+
+/// The single sled gateway and the cluster side by side.
+fn print_cluster_table(rows: &[Row]) {
+    println!();
+    println!("Cluster: 3 etcd members and 2 gateways on this machine, connections spread over both gateways.");
+    println!();
+    println!("| scenario | sled gateway req/s | p50 ms | cluster req/s | p50 ms | p99 ms | errors | gateways' peak RSS MiB | cluster / sled |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for row in rows {
+        let Some((cluster, rss)) = &row.cluster else {
+            continue;
+        };
+        let errors = if cluster.errors.is_empty() {
+            "0".to_string()
+        } else {
+            format!("{:?}", cluster.errors)
+        };
+        println!(
+            "| {} | {:.0} | {} | {:.0} | {} | {} | {} | {} | {:.2} |",
+            row.scenario,
+            row.gateway.rate(),
+            cell(row.gateway.quantile_ms(0.5), 2),
+            cluster.rate(),
+            cell(cluster.quantile_ms(0.5), 2),
+            cell(cluster.quantile_ms(0.99), 2),
+            errors,
+            cell(*rss, 0),
+            cluster.rate() / row.gateway.rate().max(f64::MIN_POSITIVE)
+        );
+    }
 }

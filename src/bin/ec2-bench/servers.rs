@@ -1,6 +1,7 @@
 //! The servers a benchmark run starts: ec2-gateway (with a benchmark
-//! configuration: big hosts, big quotas), moto's server, and the bare-hyper
-//! ceiling. Each is a child process on a free loopback port, killed on drop.
+//! configuration: big hosts, big quotas) on sled or on etcd, etcd members
+//! for the cluster mode, moto's server, and the bare-hyper ceiling. Each is
+//! a child process on a free loopback port, killed on drop.
 
 use http_body_util::Full;
 use hyper::body::Bytes;
@@ -19,6 +20,9 @@ const GATEWAY_CONFIG: &str = r#"
 listen = "127.0.0.1:0"
 data_dir = "DATA_DIR"
 region = "us-east-1"
+storage = "STORAGE"
+# Room for the scale simulation's agents heartbeating every 30 s.
+liveness_window_secs = 90
 cache_capacity_mib = 32
 # Every instance has a root volume (8 GiB).
 volume_capacity_gib_per_zone = 1000000000
@@ -53,6 +57,14 @@ name = "bench-writer"
 access_key_id = "AKIDEXAMPLEWRITER"
 secret_access_key = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"
 
+[[accounts]]
+id = "999988887777"
+name = "bench-admin"
+access_key_id = "AKIDEXAMPLEADMIN"
+secret_access_key = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"
+admin = true
+
+FLEET_ACCOUNTS
 [[hosts]]
 name = "bench-a"
 availability_zone = "us-east-1a"
@@ -150,6 +162,109 @@ vcpus = 1000000
 memory_mib = 1000000000
 "#;
 
+/// Accounts beside the reader and the writer, for launches spread over
+/// tenants (`FLEET_KEY` followed by the account's number).
+pub const FLEET_ACCOUNTS: usize = 8;
+pub const FLEET_KEY: &str = "AKIDEXAMPLEFLEET";
+
+fn fleet_accounts() -> String {
+    (0..FLEET_ACCOUNTS)
+        .map(|n| {
+            format!(
+                "[[accounts]]\nid = \"{}\"\nname = \"bench-fleet-{n}\"\naccess_key_id = \"{FLEET_KEY}{n}\"\nsecret_access_key = \"wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY\"\n\n",
+                500_000_000_000u64 + n as u64
+            )
+        })
+        .collect()
+}
+
+/// Where a started gateway keeps its state.
+pub enum Storage {
+    /// Its own sled folder.
+    Sled,
+    /// A prefix on etcd members, shared with the other gateways given the
+    /// same.
+    Etcd {
+        endpoints: Vec<String>,
+        prefix: String,
+    },
+}
+
+/// etcd members on loopback ports, each in a folder of its own; killed on
+/// drop.
+pub struct EtcdMembers {
+    children: Vec<Child>,
+    pub endpoints: Vec<String>,
+    _dir: tempfile::TempDir,
+}
+
+impl EtcdMembers {
+    /// Starts `count` members of a new cluster (`etcd` from Debian's
+    /// etcd-server), with room for a launch of 100 instances per
+    /// transaction, and waits until each takes connections.
+    pub fn start(count: usize) -> Result<Self, String> {
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let ports: Vec<(u16, u16)> = (0..count)
+            .map(|_| Ok((free_port()?, free_port()?)))
+            .collect::<Result<_, String>>()?;
+        let initial: Vec<String> = ports
+            .iter()
+            .enumerate()
+            .map(|(n, (_, peer))| format!("m{n}=http://127.0.0.1:{peer}"))
+            .collect();
+        let mut members = Self {
+            children: Vec::new(),
+            endpoints: Vec::new(),
+            _dir: dir,
+        };
+        for (n, (client, peer)) in ports.iter().enumerate() {
+            let endpoint = format!("http://127.0.0.1:{client}");
+            let child = Command::new("etcd")
+                .args(["--name", &format!("m{n}")])
+                .arg("--data-dir")
+                .arg(members._dir.path().join(format!("m{n}")))
+                .args(["--listen-client-urls", &endpoint])
+                .args(["--advertise-client-urls", &endpoint])
+                .args(["--listen-peer-urls", &format!("http://127.0.0.1:{peer}")])
+                .args([
+                    "--initial-advertise-peer-urls",
+                    &format!("http://127.0.0.1:{peer}"),
+                ])
+                .args(["--initial-cluster", &initial.join(",")])
+                .args(["--initial-cluster-state", "new"])
+                .args(["--initial-cluster-token", "ec2-bench"])
+                .args(["--max-txn-ops", "1024"])
+                .args(["--logger", "zap", "--log-level", "error"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .map_err(|e| {
+                    format!("cannot start etcd: {e} (apt-get install etcd-server etcd-client)")
+                })?;
+            members.children.push(child);
+            members.endpoints.push(endpoint);
+        }
+        for (client, _) in &ports {
+            wait_for(&format!("127.0.0.1:{client}"))?;
+        }
+        Ok(members)
+    }
+
+    /// The members' PIDs.
+    pub fn pids(&self) -> Vec<u32> {
+        self.children.iter().map(Child::id).collect()
+    }
+}
+
+impl Drop for EtcdMembers {
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 /// A server child process.
 pub struct Process {
     child: Child,
@@ -162,8 +277,13 @@ impl Process {
         self.child.id()
     }
 
-    /// ec2-gateway with the benchmark configuration in a fresh data folder.
-    pub fn gateway(binary: Option<PathBuf>, retention_secs: u64) -> Result<Self, String> {
+    /// ec2-gateway with the benchmark configuration in a fresh data folder,
+    /// its state in `storage`.
+    pub fn gateway(
+        binary: Option<PathBuf>,
+        retention_secs: u64,
+        storage: &Storage,
+    ) -> Result<Self, String> {
         let binary = match binary {
             Some(binary) => binary,
             None => std::env::current_exe()
@@ -172,13 +292,22 @@ impl Process {
         };
         let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
         let config = dir.path().join("bench.toml");
-        std::fs::write(
-            &config,
-            GATEWAY_CONFIG
-                .replace("DATA_DIR", &dir.path().join("data").display().to_string())
-                .replace("RETENTION", &retention_secs.to_string()),
-        )
-        .map_err(|e| e.to_string())?;
+        let mut text = GATEWAY_CONFIG
+            .replace("DATA_DIR", &dir.path().join("data").display().to_string())
+            .replace("RETENTION", &retention_secs.to_string())
+            .replace("FLEET_ACCOUNTS", &fleet_accounts());
+        match storage {
+            Storage::Sled => text = text.replace("STORAGE", "sled"),
+            Storage::Etcd { endpoints, prefix } => {
+                text = text.replace("STORAGE", "etcd");
+                let endpoints: Vec<String> = endpoints.iter().map(|e| format!("{e:?}")).collect();
+                text.push_str(&format!(
+                    "\n[etcd]\nendpoints = [{}]\nprefix = {prefix:?}\nmax_txn_ops = 1024\n",
+                    endpoints.join(", ")
+                ));
+            }
+        }
+        std::fs::write(&config, text).map_err(|e| e.to_string())?;
         let mut child = Command::new(&binary)
             .arg("serve")
             .arg("--config")
@@ -194,7 +323,8 @@ impl Process {
             .spawn()
             .map_err(|e| {
                 format!(
-                    "cannot start {}: {e} (build it with cargo build --release)",
+                    "cannot start {}: {e} (build it with cargo build --release, \
+                     --features etcd for the cluster mode)",
                     binary.display()
                 )
             })?;
