@@ -36,6 +36,7 @@ start_gateway() {
   mkdir -p "$folder/$name"
   cat >"$folder/$name.toml" <<EOF
 listen = "127.0.0.1:$port"
+operator_listen = "127.0.0.1:$((port + 1000))"
 data_dir = "$folder/$name"
 storage = "etcd"
 

@@ -47,6 +47,12 @@ pub enum AdminCommand {
     /// How many instances of each type still fit (and fit at most) in each
     /// zone, as euca-describe-instance-types shows it.
     Capacity,
+    /// Writes a consistent backup of the gateway's whole state to FILE
+    /// (mode 0600: it holds every secret); `ec2-gateway restore` reads it.
+    Backup {
+        /// Where to write it.
+        file: std::path::PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -208,6 +214,7 @@ pub async fn run(args: AdminArgs) -> Result<String, String> {
             "DescribeInstanceTypes",
             vec![("Availability", "true".to_string())],
         ),
+        AdminCommand::Backup { .. } => ("AdminExportBackup", vec![]),
     };
     let params: Vec<(&str, &str)> = params.iter().map(|(n, v)| (*n, v.as_str())).collect();
     let reply = call(&endpoint, &credentials, action, &params)
@@ -324,8 +331,28 @@ pub async fn run(args: AdminArgs) -> Result<String, String> {
             )
         }
         AdminCommand::Capacity => capacity_table(&reply.body),
+        AdminCommand::Backup { file } => save_backup(&reply.body, file)?,
         _ => "ok".to_string(),
     })
+}
+
+/// Checks the backup in an `AdminExportBackup` answer and writes it.
+fn save_backup(xml: &str, file: &std::path::Path) -> Result<String, String> {
+    use base64::Engine;
+    let encoded = text_of(xml, "backup").ok_or("the answer holds no backup")?;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .map_err(|e| format!("the backup is not base64: {e}"))?;
+    let (header, _) = crate::backup::decode(&bytes)?;
+    crate::backup::write_private(file, &bytes)
+        .map_err(|e| format!("cannot write {}: {e}", file.display()))?;
+    Ok(format!(
+        "backup of {} entries at revision {} written to {} ({} bytes, mode 0600)",
+        header.entries,
+        header.revision,
+        file.display(),
+        bytes.len()
+    ))
 }
 
 /// `TYPE CPU MEMORY DISK` and one `available/max` column per zone, from

@@ -121,7 +121,7 @@ pub struct App {
 /// owner-only modes back on every start (the folder, and the admin
 /// credential file when it exists): the folder holds every secret in
 /// plaintext, and a mode loosened by hand or by a restore must not stay so.
-fn create_private_folder(folder: &Path) -> std::io::Result<()> {
+pub(crate) fn create_private_folder(folder: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(folder)?;
     #[cfg(unix)]
     {
@@ -281,10 +281,39 @@ impl App {
 
     /// Serves until `shutdown`, then stops the heartbeats and flushes the store.
     pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()>) {
+        self.serve_with_operator(listener, None, shutdown).await
+    }
+
+    /// [`App::serve`], plus the operator listener (metrics, health,
+    /// dashboard) on `operator` when given; it stops with the gateway.
+    pub async fn serve_with_operator(
+        self,
+        listener: TcpListener,
+        operator: Option<TcpListener>,
+        shutdown: impl Future<Output = ()>,
+    ) {
         let compute = self.gateway.compute.clone();
         let interval = Duration::from_secs(self.config.heartbeat_interval_secs);
-        let tasks = background_tasks(&compute, interval);
+        let mut tasks = background_tasks(&compute, interval);
+        let (stop_operator, operator_stopped) = tokio::sync::oneshot::channel::<()>();
+        if let Some(operator) = operator {
+            let address = operator
+                .local_addr()
+                .expect("a bound listener has an address");
+            let state = Arc::new(crate::operator::Operator::new(
+                self.gateway.clone(),
+                address,
+            ));
+            tasks.push(tokio::spawn(crate::operator::run(
+                operator,
+                state,
+                async move {
+                    let _ = operator_stopped.await;
+                },
+            )));
+        }
         crate::server::run(listener, self.gateway.clone(), shutdown).await;
+        let _ = stop_operator.send(());
         for task in tasks {
             task.abort();
             let _ = task.await;

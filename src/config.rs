@@ -333,6 +333,13 @@ pub struct PeerRegion {
 #[serde(deny_unknown_fields)]
 pub struct Config {
     pub listen: SocketAddr,
+    /// The operator listener (metrics, health, dashboard): an address, or
+    /// `"off"`. Default `127.0.0.1:9773`.
+    #[serde(default = "default_operator_listen")]
+    pub operator_listen: String,
+    /// `text` (default) or `json` (one JSON object per line).
+    #[serde(default)]
+    pub log_format: LogFormat,
     pub data_dir: PathBuf,
     #[serde(default = "default_storage")]
     pub storage: StorageBackend,
@@ -411,6 +418,21 @@ pub struct Config {
     /// MapPublicIpOnLaunch, as EC2's default subnets).
     #[serde(default = "default_public_ip_pool")]
     pub public_ip_pool: String,
+}
+
+/// How the log is written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line, for a log collector.
+    Json,
+}
+
+fn default_operator_listen() -> String {
+    "127.0.0.1:9773".to_string()
 }
 
 fn default_elastic_ip_pool() -> String {
@@ -565,6 +587,19 @@ impl Config {
         Ok(config)
     }
 
+    /// Where the operator listener listens (`None`: it is off).
+    pub fn operator_address(&self) -> Result<Option<SocketAddr>, ConfigError> {
+        match self.operator_listen.trim() {
+            "off" => Ok(None),
+            address => address.parse().map(Some).map_err(|_| {
+                config_error(
+                    "operator_listen",
+                    "must be an address and port, like 127.0.0.1:9773, or \"off\"",
+                )
+            }),
+        }
+    }
+
     /// Records the address actually bound (the port may have been 0), so the
     /// default endpoint names a port clients can reach.
     pub fn bound_to(mut self, address: SocketAddr) -> Self {
@@ -590,6 +625,21 @@ impl Config {
         }
         if let Some(v) = env("EC2_GATEWAY_LISTEN") {
             self.listen = parsed("EC2_GATEWAY_LISTEN", &v)?;
+        }
+        if let Some(v) = env("EC2_GATEWAY_OPERATOR_LISTEN") {
+            self.operator_listen = v;
+        }
+        if let Some(v) = env("EC2_GATEWAY_LOG_FORMAT") {
+            self.log_format = match v.as_str() {
+                "text" => LogFormat::Text,
+                "json" => LogFormat::Json,
+                _ => {
+                    return Err(config_error(
+                        "EC2_GATEWAY_LOG_FORMAT",
+                        "expected `text` or `json`",
+                    ))
+                }
+            };
         }
         if let Some(v) = env("EC2_GATEWAY_DATA_DIR") {
             self.data_dir = PathBuf::from(v);
@@ -647,6 +697,7 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
+        self.operator_address()?;
         if !is_region_name(&self.region) {
             return Err(config_error(
                 "region",

@@ -13,6 +13,7 @@ use crate::compute::Compute;
 use crate::config::{Limits, RateLimits};
 use crate::dev::DevMode;
 use crate::error::{ApiError, ApiResult};
+use crate::operator::metrics::RequestMetrics;
 use crate::protocol::params::decode_form;
 use crate::protocol::xml::{
     is_api_version, render_error, render_response, XmlOutput, DEFAULT_VERSION,
@@ -42,6 +43,8 @@ pub struct Gateway {
     throttle: Throttle,
     /// Turns for filtered listings (one per core).
     filtered_listings: tokio::sync::Semaphore,
+    /// What the operator's metrics and dashboard show of the requests.
+    pub metrics: Arc<RequestMetrics>,
 }
 
 /// Actions answered from this gateway's copy of a shared store as it is,
@@ -95,6 +98,7 @@ impl Gateway {
             filtered_listings: tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(2, |n| n.get()),
             ),
+            metrics: Arc::default(),
         }
     }
 
@@ -169,16 +173,25 @@ impl Gateway {
         }
         let started = Instant::now();
         let (parts, body) = request.into_parts();
+        let mut action = "none";
         let answer = self
-            .answer(&parts, body, &request_id, &span)
+            .answer(&parts, body, &request_id, &span, &mut action)
             .instrument(span.clone())
             .await;
+        let elapsed = started.elapsed();
+        self.metrics.answered(
+            action,
+            answer.code,
+            answer.status.as_u16(),
+            elapsed.as_secs_f64(),
+            &request_id,
+        );
         let _entered = span.enter();
         tracing::info!(
             method = %parts.method,
             status = answer.status.as_u16(),
             code = answer.code,
-            latency_us = started.elapsed().as_micros() as u64,
+            latency_us = elapsed.as_micros() as u64,
             "request"
         );
         into_response(answer, &request_id)
@@ -190,12 +203,13 @@ impl Gateway {
         body: Incoming,
         request_id: &str,
         span: &tracing::Span,
+        action: &mut &'static str,
     ) -> Answer {
         let body = match self.read_body(parts, body).await {
             Ok(body) => body,
             Err(error) => return error_answer(&error, request_id, true),
         };
-        match self.run(parts, &body.bytes, request_id, span).await {
+        match self.run(parts, &body.bytes, request_id, span, action).await {
             Ok(xml) => Answer {
                 status: StatusCode::OK,
                 code: None,
@@ -240,10 +254,12 @@ impl Gateway {
         body: &[u8],
         request_id: &str,
         span: &tracing::Span,
+        action_label: &mut &'static str,
     ) -> ApiResult<Vec<u8>> {
         let (query_pairs, params) =
             request_params(&parts.method, parts.uri.query(), &parts.headers, body)?;
         let action_name = params.get("Action").unwrap_or("").to_string();
+        *action_label = crate::operator::metrics::action_label(&action_name);
         span.record("action", action_name.as_str());
         let request = AuthRequest {
             method: parts.method.as_str(),
@@ -264,10 +280,13 @@ impl Gateway {
         }
         let mut other_regions = Vec::new();
         let (principal, compute) = match &self.dev {
-            None => (
-                self.authenticate(&request, &mut caught_up).await?,
-                self.compute.clone(),
-            ),
+            None => match self.authenticate(&request, &mut caught_up).await {
+                Ok(principal) => (principal, self.compute.clone()),
+                Err(error) => {
+                    self.metrics.signature_failed(error.code());
+                    return Err(error);
+                }
+            },
             Some(dev) => {
                 let (access_key_id, region) = self.verifier.claimed_identity(&request)?;
                 let compute = match region.filter(|r| {
@@ -289,10 +308,9 @@ impl Gateway {
             }
         };
         span.record("account", principal.account_id.as_str());
-        if !self
-            .throttle
-            .admit(&principal.account_id, ActionClass::of(&action_name))
-        {
+        let class = ActionClass::of(&action_name);
+        if !self.throttle.admit(&principal.account_id, class) {
+            self.metrics.throttled(class.name());
             return Err(ApiError::RequestLimitExceeded);
         }
         let version = match params.get("Version") {
@@ -311,6 +329,7 @@ impl Gateway {
                 ActionClass::InstanceLaunches,
                 run.max_count,
             ) {
+                self.metrics.throttled(ActionClass::InstanceLaunches.name());
                 return Err(ApiError::RequestLimitExceeded);
             }
         }

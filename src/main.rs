@@ -4,7 +4,7 @@ use clap::{Parser, Subcommand};
 use ec2_gateway::admin_cli::{self, AdminArgs};
 use ec2_gateway::app::App;
 use ec2_gateway::clock::SystemClock;
-use ec2_gateway::config::Config;
+use ec2_gateway::config::{Config, LogFormat};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -51,6 +51,14 @@ enum Command {
     Admin(AdminArgs),
     /// Run one compute host as an agent of a gateway (or a cluster).
     Agent(ec2_gateway::agent::AgentArgs),
+    /// Rebuild a data folder from a backup (`ec2-gateway admin backup`).
+    Restore {
+        /// The backup file.
+        file: PathBuf,
+        /// The new data folder (its `db` must not exist yet).
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
 }
 
 /// What `serve`'s development-mode flags ask for.
@@ -60,18 +68,27 @@ struct DevFlags {
     persist: bool,
 }
 
-fn init_tracing() {
+/// Starts the log: to stderr, as text lines or (`log_format = "json"`)
+/// JSON objects. Under systemd (stderr is the journal's stream,
+/// `JOURNAL_STREAM`), text lines carry no timestamp: the journal adds its
+/// own.
+fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("EC2_GATEWAY_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     // The log goes to stderr; stdout carries only the banner (and, on a
     // first start, the admin credential), so a log collector never sees it.
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
         .with_writer(std::io::stderr)
         // Colours for a terminal only: a log file or journal gets plain text.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    let to_journal = std::env::var_os("JOURNAL_STREAM").is_some();
+    match (format, to_journal) {
+        (LogFormat::Json, _) => builder.json().init(),
+        (LogFormat::Text, true) => builder.without_time().init(),
+        (LogFormat::Text, false) => builder.init(),
+    }
 }
 
 /// Resolves on SIGTERM or Ctrl-C. The handlers are installed when this is
@@ -128,9 +145,15 @@ async fn run_agent(args: ec2_gateway::agent::AgentArgs) -> Result<(), String> {
     Ok(())
 }
 
-async fn serve(config_path: Option<PathBuf>, dev: DevFlags) -> Result<(), String> {
-    let mut config = Config::load(config_path.as_deref(), |name| std::env::var(name).ok())
-        .map_err(|e| e.to_string())?;
+/// Loads the configuration `serve` runs with (and starts the log it names).
+fn serve_config(config_path: Option<&std::path::Path>) -> Result<Config, String> {
+    let config =
+        Config::load(config_path, |name| std::env::var(name).ok()).map_err(|e| e.to_string())?;
+    init_tracing(config.log_format);
+    Ok(config)
+}
+
+async fn serve(mut config: Config, dev: DevFlags) -> Result<(), String> {
     config.dev_mode |= dev.dev;
     config.dev_allow_remote |= dev.allow_remote;
     if dev.dev && !dev.persist {
@@ -143,9 +166,32 @@ async fn serve(config_path: Option<PathBuf>, dev: DevFlags) -> Result<(), String
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
     let address = listener.local_addr().map_err(|e| e.to_string())?;
+    let operator = match config.operator_address().map_err(|e| e.to_string())? {
+        Some(operator_address) => Some(
+            tokio::net::TcpListener::bind(operator_address)
+                .await
+                .map_err(|e| {
+                    format!("cannot listen on {operator_address} (operator_listen): {e}")
+                })?,
+        ),
+        None => None,
+    };
     let app = open_app(config.bound_to(address)).await?;
     let shutdown = shutdown_signal();
-    if let Some(key) = &app.created_admin {
+    // Under systemd, stdout is the journal: a secret printed there would be
+    // kept in the log.
+    let to_journal = std::env::var_os("JOURNAL_STREAM").is_some();
+    if let (Some(_), true) = (&app.created_admin, to_journal) {
+        match app.admin_credentials_path() {
+            Some(path) => println!(
+                "Created the admin credential: saved (mode 0600) as profile [ec2-gateway] in {} (its secret is not written to the journal)",
+                path.display()
+            ),
+            None => println!(
+                "Created an admin credential, which memory storage keeps nowhere: its secret is not written to the journal; configure [[accounts]] instead"
+            ),
+        }
+    } else if let Some(key) = &app.created_admin {
         // Printed once, on stdout (never to the log): the operator's first key.
         println!("Created the admin credential (shown only now). Ready for the AWS CLI:");
         println!(
@@ -167,12 +213,17 @@ async fn serve(config_path: Option<PathBuf>, dev: DevFlags) -> Result<(), String
     if app.config.dev_mode {
         println!("DEVELOPMENT MODE: signatures are not verified and any access key is accepted.");
     }
+    if let Some(operator) = &operator {
+        let operator_address = operator.local_addr().map_err(|e| e.to_string())?;
+        println!("operator listener (metrics, health, dashboard) on http://{operator_address}");
+        tracing::info!(%operator_address, "operator listener");
+    }
     println!(
         "ec2-gateway listening on http://{address} (region {})",
         app.config.region
     );
     tracing::info!(%address, region = %app.config.region, data_dir = %app.config.data_dir.display(), "listening");
-    app.serve(listener, shutdown).await;
+    app.serve_with_operator(listener, operator, shutdown).await;
     tracing::info!("stopped");
     Ok(())
 }
@@ -187,19 +238,27 @@ async fn main() -> ExitCode {
             dev_allow_remote,
             dev_persist,
         } => {
-            init_tracing();
             let flags = DevFlags {
                 dev,
                 allow_remote: dev_allow_remote,
                 persist: dev_persist,
             };
-            serve(config, flags).await
+            match serve_config(config.as_deref()) {
+                Ok(config) => serve(config, flags).await,
+                Err(error) => Err(error),
+            }
         }
         Command::Admin(args) => admin_cli::run(args)
             .await
             .map(|output| println!("{output}")),
+        Command::Restore { file, data_dir } => {
+            ec2_gateway::backup::restore(&file, &data_dir).map(|output| println!("{output}"))
+        }
         Command::Agent(args) => {
-            init_tracing();
+            init_tracing(match std::env::var("EC2_GATEWAY_LOG_FORMAT").as_deref() {
+                Ok("json") => LogFormat::Json,
+                _ => LogFormat::Text,
+            });
             run_agent(args).await
         }
     };

@@ -89,6 +89,7 @@ pub async fn run(listener: TcpListener, gateway: Arc<Gateway>, shutdown: impl Fu
             }
             continue;
         };
+        let counted = gateway.clone();
         let gateway = gateway.clone();
         let service = service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
             let gateway = gateway.clone();
@@ -103,6 +104,7 @@ pub async fn run(listener: TcpListener, gateway: Arc<Gateway>, shutdown: impl Fu
         });
         let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
         connections.spawn(async move {
+            let _open = counted.metrics.connection_opened();
             if let Err(error) = connection.await {
                 tracing::debug!(%remote, %error, "connection ended with an error");
             }

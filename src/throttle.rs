@@ -31,6 +31,15 @@ pub enum ActionClass {
 }
 
 impl ActionClass {
+    /// Its name in the metrics' labels.
+    pub fn name(self) -> &'static str {
+        match self {
+            ActionClass::Describe => "describe",
+            ActionClass::Mutate => "mutate",
+            ActionClass::InstanceLaunches => "instance_launches",
+        }
+    }
+
     pub fn of(action: &str) -> Self {
         if action.starts_with("Describe") || action.starts_with("Get") {
             ActionClass::Describe

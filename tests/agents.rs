@@ -23,6 +23,7 @@ fn config_text(data_dir: &std::path::Path) -> String {
     format!(
         r#"
 listen = "127.0.0.1:0"
+operator_listen = "127.0.0.1:0"
 data_dir = "{data_dir}"
 region = "us-east-1"
 liveness_window_secs = 3

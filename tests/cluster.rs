@@ -73,6 +73,7 @@ fn config_text(data_dir: &std::path::Path, endpoints: &[String], hosts: &str) ->
     format!(
         r#"
 listen = "127.0.0.1:0"
+operator_listen = "127.0.0.1:0"
 data_dir = "{data_dir}"
 storage = "etcd"
 region = "us-east-1"

@@ -63,6 +63,8 @@ impl Gateway {
             .args(extra)
             .current_dir(cwd)
             .env("EC2_GATEWAY_LISTEN", "127.0.0.1:0")
+            .env("EC2_GATEWAY_OPERATOR_LISTEN", "127.0.0.1:0")
+            .env("EC2_GATEWAY_OPERATOR_LISTEN", "127.0.0.1:0")
             .env("EC2_GATEWAY_LOG", "warn");
         if let Some(config) = config {
             command.arg("--config").arg(config);
@@ -1020,6 +1022,7 @@ fn the_log_goes_to_stderr_and_stdout_holds_only_the_banner() {
         .arg("serve")
         .current_dir(cwd.path())
         .env("EC2_GATEWAY_LISTEN", "127.0.0.1:0")
+        .env("EC2_GATEWAY_OPERATOR_LISTEN", "127.0.0.1:0")
         .env("EC2_GATEWAY_LOG", "info")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -1093,6 +1096,7 @@ fn dev_mode_refuses_a_non_loopback_address() {
         .args(["serve", "--dev"])
         .current_dir(cwd.path())
         .env("EC2_GATEWAY_LISTEN", "0.0.0.0:0")
+        .env("EC2_GATEWAY_OPERATOR_LISTEN", "127.0.0.1:0")
         .env("EC2_GATEWAY_LOG", "warn")
         .output()
         .unwrap();

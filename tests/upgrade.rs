@@ -43,6 +43,7 @@ fn fixture_config(data_dir: &Path) -> Config {
     Config::from_toml(&format!(
         r#"
 listen = "127.0.0.1:0"
+operator_listen = "127.0.0.1:0"
 data_dir = "{data}"
 storage = "sled"
 region = "us-east-1"

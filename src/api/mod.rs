@@ -246,6 +246,7 @@ actions! {
     AdminDescribeAccessKeys => admin::AdminDescribeAccessKeys, admin = true;
     AdminDeactivateAccessKey => admin::AdminDeactivateAccessKey, admin = true;
     AdminCreateAgentKey => agents::AdminCreateAgentKey, admin = true;
+    AdminExportBackup => admin::AdminExportBackup, admin = true;
     AgentRegister => agents::AgentRegister, admin = false;
     AgentHeartbeat => agents::AgentHeartbeat, admin = false;
     AgentDescribeInstances => agents::AgentDescribeInstances, admin = false;

@@ -33,6 +33,7 @@ pub mod network;
 pub mod network_acls;
 pub mod network_interfaces;
 pub mod operation;
+pub mod overview;
 pub mod passwords;
 pub mod peering;
 pub mod public_addresses;

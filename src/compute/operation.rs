@@ -475,6 +475,7 @@ async fn run_with<T>(
             Err(_) => {
                 drop(tx);
                 fetched.clear();
+                store.metrics().retries.inc();
                 tokio::time::sleep(back_off(round)).await;
                 round += 1;
                 continue;
@@ -506,11 +507,13 @@ async fn run_with<T>(
                     "commit conflicted: retrying"
                 );
                 fetched.clear();
+                store.metrics().retries.inc();
                 tokio::time::sleep(back_off(round)).await;
                 round += 1;
             }
         }
     }
+    store.metrics().exhausted.inc();
     tracing::warn!("an operation kept conflicting: gave up");
     Err(ApiError::ServiceUnavailable(
         "The request conflicted with concurrent changes too often; retry".into(),

@@ -150,6 +150,27 @@ impl Mirror {
             .collect()
     }
 
+    /// The whole copy, as of the revision it reflects (watch answers are
+    /// applied whole under the lock this holds).
+    pub(super) fn snapshot(&self) -> super::Snapshot {
+        let data = crate::sync::read(&self.shared.data);
+        let mut revision = self.reflected();
+        let entries = data
+            .iter()
+            .filter_map(|(local, value)| {
+                let split = local.iter().position(|&b| b == b'/')?;
+                revision = revision.max(value.version);
+                Some(super::SnapshotEntry {
+                    tree: String::from_utf8_lossy(&local[..split]).into_owned(),
+                    key: local[split + 1..].to_vec(),
+                    value: value.value.clone(),
+                    version: value.version,
+                })
+            })
+            .collect();
+        super::Snapshot { revision, entries }
+    }
+
     /// The revision the copy reflects.
     pub(super) fn reflected(&self) -> u64 {
         *self.shared.reflected.borrow()

@@ -514,6 +514,14 @@ impl Store for EtcdStore {
         Some(self.mirror.reflected())
     }
 
+    fn snapshot(&self) -> StoreCall<'_, super::Snapshot> {
+        StoreCall::waiting(async move {
+            // Every commit answered anywhere before the backup began.
+            self.mirror.catch_up().await?;
+            Ok(self.mirror.snapshot())
+        })
+    }
+
     fn flush(&self) -> StoreCall<'_, ()> {
         // A commit is on a quorum's disks when it answers.
         StoreCall::ready(Ok(()))

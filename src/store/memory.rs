@@ -150,6 +150,23 @@ impl Store for MemoryStore {
         true
     }
 
+    fn snapshot(&self) -> StoreCall<'_, super::Snapshot> {
+        let inner = crate::sync::read(&self.inner);
+        StoreCall::ready(Ok(super::Snapshot {
+            revision: inner.revision,
+            entries: inner
+                .data
+                .iter()
+                .map(|((tree, key), value)| super::SnapshotEntry {
+                    tree: tree.clone(),
+                    key: key.clone(),
+                    value: value.value.clone(),
+                    version: value.version,
+                })
+                .collect(),
+        }))
+    }
+
     fn revision(&self) -> Option<u64> {
         Some(crate::sync::read(&self.inner).revision)
     }

@@ -19,12 +19,14 @@ mod etcd_mirror;
 #[cfg(feature = "etcd")]
 mod etcd_store;
 mod memory;
+mod metrics;
 mod record;
 mod sled_store;
 
 #[cfg(feature = "etcd")]
 pub use etcd_store::EtcdStore;
 pub use memory::MemoryStore;
+pub use metrics::StoreMetrics;
 pub use sled_store::SledStore;
 
 use std::future::Future;
@@ -397,6 +399,33 @@ pub trait Store: Send + Sync + 'static {
     fn revision(&self) -> Option<u64> {
         None
     }
+
+    /// Every entry of every tree as of one revision: what a backup holds.
+    /// Commits wait meanwhile on the local backends (sled: one pass over
+    /// the data, under the commit lock); etcd copies this gateway's
+    /// caught-up copy of the prefix. A backend that cannot (a test's
+    /// wrapper) refuses.
+    fn snapshot(&self) -> StoreCall<'_, Snapshot> {
+        StoreCall::ready(Err(StoreError("this store cannot take a snapshot".into())))
+    }
+}
+
+/// One entry of a [`Snapshot`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotEntry {
+    pub tree: String,
+    pub key: Vec<u8>,
+    pub value: Vec<u8>,
+    pub version: u64,
+}
+
+/// The whole store at one revision (see [`Store::snapshot`]).
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    /// The revision it reflects (every commit up to it, none after).
+    pub revision: u64,
+    /// In (tree, key) order.
+    pub entries: Vec<SnapshotEntry>,
 }
 
 /// Leading an election won through [`Store::campaign`], until the lease
@@ -459,6 +488,7 @@ pub struct StoreHandle {
     applied_version: AtomicU64,
     /// Every version up to this one is durable.
     durable_version: AtomicU64,
+    metrics: StoreMetrics,
 }
 
 impl StoreHandle {
@@ -470,7 +500,13 @@ impl StoreHandle {
             flushing: Mutex::new(()),
             applied_version: AtomicU64::new(0),
             durable_version: AtomicU64::new(0),
+            metrics: StoreMetrics::default(),
         }
+    }
+
+    /// Commit latency, conflicts and retries (for the operator's metrics).
+    pub fn metrics(&self) -> &StoreMetrics {
+        &self.metrics
     }
 
     /// The backend, for calls that may answer without waiting (see
@@ -548,12 +584,21 @@ impl StoreHandle {
     /// waiting for durability (work that is redone after a crash anyway,
     /// such as a due transition whose schedule entry it deletes).
     pub async fn commit_applied(&self, commit: &Commit) -> StoreResult<Committed> {
+        let started = std::time::Instant::now();
         let outcome = self
             .store
             .commit(&commit.expectations, &commit.writes)
             .await?;
-        if let Committed::Applied { version } = outcome {
-            self.note_applied(version);
+        self.metrics
+            .commit_seconds
+            .observe(started.elapsed().as_secs_f64());
+        match outcome {
+            Committed::Applied { version } => {
+                self.note_applied(version);
+            }
+            Committed::Conflict { .. } => {
+                self.metrics.conflicts.inc();
+            }
         }
         Ok(outcome)
     }

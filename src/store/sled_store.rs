@@ -143,6 +143,66 @@ impl SledStore {
 }
 
 impl SledStore {
+    /// Creates the database in `folder` (which must hold none) from a
+    /// snapshot: every entry with its version, and a revision ceiling
+    /// beyond the highest, so that versions keep growing. Flushed before
+    /// it returns.
+    pub fn restore(folder: &Path, snapshot: &super::Snapshot) -> StoreResult<()> {
+        let db = open_locked(folder, 64 * 1024 * 1024)?;
+        let data = db.open_tree("data").map_err(storage_error)?;
+        if !data.is_empty() {
+            return Err(StoreError(format!(
+                "{} already holds a database: restore into an empty folder",
+                folder.display()
+            )));
+        }
+        let newest = snapshot
+            .entries
+            .iter()
+            .map(|entry| entry.version)
+            .max()
+            .unwrap_or(0)
+            .max(snapshot.revision);
+        let mut batch = sled::Batch::default();
+        for entry in &snapshot.entries {
+            if entry.tree.is_empty() || entry.tree.as_bytes().contains(&0) {
+                return Err(StoreError(format!("invalid tree name {:?}", entry.tree)));
+            }
+            batch.insert(
+                full_key(&entry.tree, &entry.key),
+                with_version(&entry.value, entry.version),
+            );
+        }
+        batch.insert(REVISION_KEY, &(newest + REVISION_BLOCK).to_be_bytes());
+        data.apply_batch(batch).map_err(storage_error)?;
+        db.flush().map_err(storage_error)?;
+        Ok(())
+    }
+
+    /// Every entry, read under the commit lock (see [`Store::snapshot`]).
+    fn snapshot_now(&self) -> StoreResult<super::Snapshot> {
+        let revision = crate::sync::lock(&self.revision);
+        let mut entries = Vec::new();
+        for item in self.data.iter() {
+            let (key, stored) = item.map_err(storage_error)?;
+            let Some(split) = key.iter().position(|&b| b == 0) else {
+                // The revision ceiling and other bookkeeping.
+                continue;
+            };
+            let (value, version) = split_version(&stored);
+            entries.push(super::SnapshotEntry {
+                tree: String::from_utf8_lossy(&key[..split]).into_owned(),
+                key: key[split + 1..].to_vec(),
+                value: value.to_vec(),
+                version,
+            });
+        }
+        Ok(super::Snapshot {
+            revision: revision.last,
+            entries,
+        })
+    }
+
     fn scan_now(
         &self,
         tree: &str,
@@ -262,6 +322,10 @@ impl Store for SledStore {
 
     fn answers_at_once(&self) -> bool {
         true
+    }
+
+    fn snapshot(&self) -> StoreCall<'_, super::Snapshot> {
+        StoreCall::ready(self.snapshot_now())
     }
 
     fn revision(&self) -> Option<u64> {

@@ -28,14 +28,21 @@ pub const USER_SECRET: &str = "userSecretKeyExample00000000000000000000";
 /// A configuration with one admin and one user account, and zones
 /// us-east-1a/b/c with two simulated hosts in a, one each in b and c.
 pub fn test_config(data_dir: &Path, storage: StorageBackend) -> Config {
+    Config::from_toml(&test_config_text(data_dir, storage)).expect("test configuration is valid")
+}
+
+/// [`test_config`] as TOML, for a gateway process (`operator_listen` on a
+/// free loopback port).
+pub fn test_config_text(data_dir: &Path, storage: StorageBackend) -> String {
     let storage = match storage {
         StorageBackend::Sled => "sled",
         StorageBackend::Memory => "memory",
         StorageBackend::Etcd => "etcd",
     };
-    let text = format!(
+    format!(
         r#"
 listen = "127.0.0.1:0"
+operator_listen = "127.0.0.1:0"
 data_dir = "{data_dir}"
 storage = "{storage}"
 region = "us-east-1"
@@ -103,8 +110,7 @@ vcpus = 16
 memory_mib = 65536
 "#,
         data_dir = data_dir.display()
-    );
-    Config::from_toml(&text).expect("test configuration is valid")
+    )
 }
 
 pub fn admin() -> SigningCredentials {

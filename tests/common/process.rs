@@ -13,6 +13,8 @@ pub const BINARY: &str = env!("CARGO_BIN_EXE_ec2-gateway");
 pub struct GatewayProcess {
     child: Option<Child>,
     pub endpoint: Endpoint,
+    /// The operator listener's address (`host:port`), when it is on.
+    pub operator: Option<String>,
 }
 
 impl GatewayProcess {
@@ -27,6 +29,7 @@ impl GatewayProcess {
             .spawn()
             .expect("start ec2-gateway");
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut operator = None;
         let url = loop {
             let line = lines
                 .next()
@@ -35,11 +38,15 @@ impl GatewayProcess {
             if let Some(rest) = line.strip_prefix("ec2-gateway listening on ") {
                 break rest.split_whitespace().next().unwrap().to_string();
             }
+            if let Some((_, address)) = line.split_once("dashboard) on http://") {
+                operator = Some(address.trim().to_string());
+            }
         };
         std::thread::spawn(move || for _ in lines {});
         Self {
             child: Some(child),
             endpoint: Endpoint::parse(&url).unwrap(),
+            operator,
         }
     }
 

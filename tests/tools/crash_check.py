@@ -15,6 +15,7 @@ from botocore.config import Config
 
 KEY, SECRET = "AKIAUSEREXAMPLE00001", "userSecretKeyExample00000000000000000000"
 CONFIG = """listen = "127.0.0.1:0"
+operator_listen = "127.0.0.1:0"
 data_dir = "{data}"
 storage = "sled"
 [[accounts]]

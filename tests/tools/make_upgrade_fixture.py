@@ -25,6 +25,7 @@ USER = ("AKIAUSEREXAMPLE00001", "userSecretKeyExample00000000000000000000", "444
 ADMIN = ("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", "111122223333")
 
 CONFIG = """listen = "127.0.0.1:0"
+operator_listen = "127.0.0.1:0"
 data_dir = "{data}"
 region = "us-east-1"
 storage = "sled"

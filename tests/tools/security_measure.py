@@ -18,6 +18,7 @@ from botocore.credentials import Credentials
 ACCOUNT1 = ("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY")
 ACCOUNT2 = ("AKIAUSEREXAMPLE00001", "userSecretKeyExample00000000000000000000")
 CONFIG = """listen = "127.0.0.1:0"
+operator_listen = "127.0.0.1:0"
 data_dir = "{data_dir}"
 region = "us-east-1"
 

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 /// the way.
 const GATEWAY_CONFIG: &str = r#"
 listen = "127.0.0.1:0"
+operator_listen = "127.0.0.1:0"
 data_dir = "DATA_DIR"
 region = "us-east-1"
 storage = "STORAGE"
