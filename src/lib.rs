@@ -19,7 +19,10 @@
 //! Around them: [`config`] (TOML + environment), [`app`] (wiring),
 //! [`dev`] (development mode for moto/LocalStack test suites),
 //! [`client`] and [`admin_cli`] (the `ec2-gateway admin` commands),
-//! [`error`] (the one error enum), [`clock`], [`secret`] and [`sync`].
+//! [`error`] (the one error enum), [`clock`], [`secret`] and [`sync`];
+//! [`operator`] (metrics, health checks and the dashboard on their own
+//! listener) and [`backup`] (backups and restore); [`agent`] (a compute
+//! host as a process of its own).
 
 pub mod admin_cli;
 pub mod agent;

@@ -186,3 +186,121 @@ async fn development_mode_marks_every_request_line() {
         .expect("the request's line");
     assert!(line.contains("signatures=\"unverified\""), "{line}");
 }
+
+/// Runs `ec2-gateway serve` (embedded default, a fresh folder) with `env`,
+/// makes one signed request with the admin key it created, stops it with
+/// SIGTERM, and answers its stdout and stderr.
+fn serve_once(env: &[(&str, &str)]) -> (String, String) {
+    use std::io::{BufRead, BufReader, Read};
+    use std::process::{Command, Stdio};
+    let cwd = tempfile::tempdir().unwrap();
+    let mut command = Command::new(common::process::BINARY);
+    command
+        .arg("serve")
+        .current_dir(cwd.path())
+        .env("EC2_GATEWAY_LISTEN", "127.0.0.1:0")
+        .env("EC2_GATEWAY_OPERATOR_LISTEN", "off")
+        .env("EC2_GATEWAY_LOG", "info")
+        .env_remove("JOURNAL_STREAM");
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut printed = String::new();
+    let url = loop {
+        let mut line = String::new();
+        assert!(stdout.read_line(&mut line).unwrap() > 0, "exited early");
+        printed.push_str(&line);
+        if let Some(rest) = line.strip_prefix("ec2-gateway listening on ") {
+            break rest.split_whitespace().next().unwrap().to_string();
+        }
+    };
+    let saved =
+        std::fs::read_to_string(cwd.path().join("ec2-gateway-data/admin-credentials")).unwrap();
+    let field = |name: &str| {
+        saved
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} = ")))
+            .unwrap()
+            .to_string()
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let endpoint = ec2_gateway::client::Endpoint::parse(&url).unwrap();
+    let reply = runtime
+        .block_on(ec2_gateway::client::call(
+            &endpoint,
+            &credentials(&field("aws_access_key_id"), &field("aws_secret_access_key")),
+            "DescribeAvailabilityZones",
+            &[],
+        ))
+        .unwrap();
+    assert_eq!(reply.status, 200);
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).unwrap();
+    printed.push_str(&rest);
+    let mut log = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut log)
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    (printed, log)
+}
+
+/// `log_format = "json"` (here from EC2_GATEWAY_LOG_FORMAT): every log
+/// line is one JSON object, the request line with its fields.
+#[test]
+fn json_log_lines_are_json_objects() {
+    let (_, log) = serve_once(&[("EC2_GATEWAY_LOG_FORMAT", "json")]);
+    let mut request_lines = 0;
+    for line in log.lines() {
+        let object: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(object["level"].is_string(), "{line}");
+        assert!(object["timestamp"].is_string(), "{line}");
+        if object["fields"]["message"] == "request" {
+            request_lines += 1;
+            assert_eq!(object["fields"]["status"], 200, "{line}");
+            assert_eq!(
+                object["span"]["action"], "DescribeAvailabilityZones",
+                "{line}"
+            );
+        }
+    }
+    assert_eq!(request_lines, 1, "{log}");
+    assert!(!log.contains("aws_secret_access_key"));
+}
+
+/// Under systemd (stdout and stderr are the journal's, JOURNAL_STREAM is
+/// set): the first start's admin secret is not printed (the journal would
+/// keep it; it is in the data folder's credential file), and text lines
+/// carry no timestamp of their own (the journal stamps them).
+#[test]
+fn under_systemd_no_secret_reaches_the_journal() {
+    let (printed, log) = serve_once(&[("JOURNAL_STREAM", "8:12345")]);
+    assert!(!printed.contains("aws_secret_access_key"), "{printed}");
+    assert!(printed.contains("admin-credentials"), "{printed}");
+    assert!(log.contains("listening"), "{log}");
+    for line in log.lines() {
+        assert!(!line.starts_with("20"), "a timestamp in: {line}");
+    }
+    // Outside systemd, the banner shows it once, as before.
+    let (printed, _) = serve_once(&[]);
+    assert!(printed.contains("aws_secret_access_key"));
+}

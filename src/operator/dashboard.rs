@@ -36,7 +36,7 @@ body{font-family:system-ui,sans-serif;margin:1.5rem;color:#1b1f24;background:#f6
 h1{font-size:1.4rem;margin:0 0 .2rem}h2{font-size:1.1rem;margin:1.6rem 0 .5rem}
 .sub{color:#57606a;font-size:.9rem}
 table{border-collapse:collapse;background:#fff;min-width:32rem}
-th,td{border:1px solid #d0d7de;padding:.3rem .6rem;text-align:left;font-size:.9rem}
+th,td{border:1px solid #d0d7de;padding:.3rem .6rem;text-align:left;font-size:.9rem;white-space:nowrap}
 th{background:#eaeef2}
 .ok{color:#1a7f37;font-weight:600}.bad{color:#cf222e;font-weight:600}.off{color:#9a6700;font-weight:600}
 .bar{width:10rem;height:.8rem;background:#eaeef2;border:1px solid #afb8c1;display:inline-block;vertical-align:middle}
