@@ -303,6 +303,7 @@ impl App {
             let state = Arc::new(crate::operator::Operator::new(
                 self.gateway.clone(),
                 address,
+                self.config.operator_login,
             ));
             tasks.push(tokio::spawn(crate::operator::run(
                 operator,

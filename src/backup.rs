@@ -119,7 +119,9 @@ pub fn decode(bytes: &[u8]) -> Result<(Header, Snapshot), String> {
             header.version
         ));
     }
-    let mut entries = Vec::with_capacity(header.entries.min(1 << 24) as usize);
+    // The header's count is only a claim: no more room than the file's
+    // lines could fill.
+    let mut entries = Vec::with_capacity((header.entries as usize).min(bytes.len() / 32));
     let mut trailer = None;
     for (number, line) in lines.enumerate() {
         if trailer.is_some() {

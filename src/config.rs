@@ -337,6 +337,10 @@ pub struct Config {
     /// `"off"`. Default `127.0.0.1:9773`.
     #[serde(default = "default_operator_listen")]
     pub operator_listen: String,
+    /// Whether the dashboard asks for an admin's key and secret; when
+    /// absent, it does unless `operator_listen` is loopback.
+    #[serde(default)]
+    pub operator_login: Option<bool>,
     /// `text` (default) or `json` (one JSON object per line).
     #[serde(default)]
     pub log_format: LogFormat,

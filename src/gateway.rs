@@ -283,7 +283,9 @@ impl Gateway {
             None => match self.authenticate(&request, &mut caught_up).await {
                 Ok(principal) => (principal, self.compute.clone()),
                 Err(error) => {
-                    self.metrics.signature_failed(error.code());
+                    if is_authentication_refusal(&error) {
+                        self.metrics.signature_failed(error.code());
+                    }
                     return Err(error);
                 }
             },
@@ -356,6 +358,19 @@ impl Gateway {
             output.as_ref(),
         ))
     }
+}
+
+/// True for a refused signature or credential (not a store that did not
+/// answer while the key was looked up).
+fn is_authentication_refusal(error: &ApiError) -> bool {
+    matches!(
+        error,
+        ApiError::AuthFailure(_)
+            | ApiError::SignatureDoesNotMatch
+            | ApiError::IncompleteSignature(_)
+            | ApiError::MissingAuthenticationToken
+            | ApiError::RequestExpired(_)
+    )
 }
 
 /// The decoded query-string pairs (what SigV4 signs) and the union of query

@@ -68,10 +68,33 @@ struct DevFlags {
     persist: bool,
 }
 
+/// True when file descriptor `fd` (1: stdout, 2: stderr) is the journal's
+/// stream: systemd names its device and inode in `JOURNAL_STREAM`, which a
+/// shell started from a service may pass on to programs whose output goes
+/// elsewhere, so the variable alone proves nothing.
+fn is_journal_stream(fd: u8) -> bool {
+    let Some((device, inode)) = std::env::var("JOURNAL_STREAM").ok().and_then(|v| {
+        v.split_once(':')
+            .map(|(d, i)| (d.parse::<u64>(), i.parse::<u64>()))
+    }) else {
+        return false;
+    };
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(format!("/proc/self/fd/{fd}"))
+            .is_ok_and(|stream| device == Ok(stream.dev()) && inode == Ok(stream.ino()))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (fd, device, inode);
+        false
+    }
+}
+
 /// Starts the log: to stderr, as text lines or (`log_format = "json"`)
-/// JSON objects. Under systemd (stderr is the journal's stream,
-/// `JOURNAL_STREAM`), text lines carry no timestamp: the journal adds its
-/// own.
+/// JSON objects. Under systemd (stderr is the journal's stream), text
+/// lines carry no timestamp: the journal adds its own.
 fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("EC2_GATEWAY_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -83,7 +106,7 @@ fn init_tracing(format: LogFormat) {
         .with_writer(std::io::stderr)
         // Colours for a terminal only: a log file or journal gets plain text.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    let to_journal = std::env::var_os("JOURNAL_STREAM").is_some();
+    let to_journal = is_journal_stream(2);
     match (format, to_journal) {
         (LogFormat::Json, _) => builder.json().init(),
         (LogFormat::Text, true) => builder.without_time().init(),
@@ -180,7 +203,7 @@ async fn serve(mut config: Config, dev: DevFlags) -> Result<(), String> {
     let shutdown = shutdown_signal();
     // Under systemd, stdout is the journal: a secret printed there would be
     // kept in the log.
-    let to_journal = std::env::var_os("JOURNAL_STREAM").is_some();
+    let to_journal = is_journal_stream(1);
     if let (Some(_), true) = (&app.created_admin, to_journal) {
         match app.admin_credentials_path() {
             Some(path) => println!(

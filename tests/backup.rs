@@ -228,6 +228,24 @@ async fn check_restored(restored: &GatewayProcess, before: &[(String, String)]) 
         .map(|h| h["vcpusUsed"].parse::<u32>().unwrap())
         .sum();
     assert_eq!(reserved, holding * 2, "reservations match the instances");
+
+    // It takes writes: a launch succeeds and is listed, tagged.
+    let id = launch(endpoint, "after-restore")
+        .await
+        .expect("a launch after the restore");
+    let listed = client::call(
+        endpoint,
+        &user(),
+        "DescribeInstances",
+        &[("InstanceId.1", id.as_str())],
+    )
+    .await
+    .unwrap();
+    assert!(
+        listed.body.contains("<value>after-restore</value>"),
+        "{}",
+        listed.body
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -248,6 +266,9 @@ async fn a_backup_taken_under_load_restores_everything_answered_before_it() {
     );
 
     let restored_dir = folder.path().join("restored");
+    // What a restore interrupted by a crash leaves is cleared, not used.
+    std::fs::create_dir_all(restored_dir.join("db.restoring")).unwrap();
+    std::fs::write(restored_dir.join("db.restoring/junk"), b"half").unwrap();
     let restore = Command::new(BINARY)
         .arg("restore")
         .arg(&file)
@@ -256,6 +277,7 @@ async fn a_backup_taken_under_load_restores_everything_answered_before_it() {
         .output()
         .unwrap();
     assert!(restore.status.success(), "{restore:?}");
+    assert!(!restored_dir.join("db.restoring").exists());
     // Never over an existing database.
     let again = Command::new(BINARY)
         .arg("restore")

@@ -5,8 +5,9 @@
 //!
 //! Chromium runs as the probe on this machine found it must: headless, no
 //! sandbox (CI runs as root), no background networking (the machine has no
-//! internet), a fresh profile folder; the test starts each run and stops it
-//! by its PID if it has not ended within a minute.
+//! internet), a fresh profile folder; the test starts each run in a
+//! process group of its own and stops the group by its PID if it has not
+//! ended within a minute.
 
 mod common;
 
@@ -37,7 +38,10 @@ fn chromium() -> Option<PathBuf> {
 /// Runs Chromium headless on `url` with `extra` arguments; answers its
 /// stdout. Stopped by PID after a minute.
 fn run_chromium(binary: &Path, profile: &Path, extra: &[&str], url: &str) -> String {
+    use std::os::unix::process::CommandExt;
     let mut child = Command::new(binary)
+        // Its own process group, so that a timeout stops its helpers too.
+        .process_group(0)
         .args([
             "--headless",
             "--no-sandbox",
@@ -71,7 +75,9 @@ fn run_chromium(binary: &Path, profile: &Path, extra: &[&str], url: &str) -> Str
             break;
         }
         if Instant::now() > deadline {
-            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+            let _ = Command::new("kill")
+                .args(["-9", "--", &format!("-{pid}")])
+                .status();
             let _ = child.wait();
             panic!("chromium did not finish within a minute");
         }

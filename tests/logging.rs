@@ -187,10 +187,34 @@ async fn development_mode_marks_every_request_line() {
     assert!(line.contains("signatures=\"unverified\""), "{line}");
 }
 
+/// A child process, killed by its PID if the test ends before it was
+/// stopped.
+struct Stopped(Option<std::process::Child>);
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = std::process::Command::new("kill")
+                .args(["-9", &child.id().to_string()])
+                .status();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// What one run of [`serve_once`] printed and logged, and the admin
+/// secret it created.
+struct Run {
+    printed: String,
+    log: String,
+    secret: String,
+}
+
 /// Runs `ec2-gateway serve` (embedded default, a fresh folder) with `env`,
 /// makes one signed request with the admin key it created, stops it with
-/// SIGTERM, and answers its stdout and stderr.
-fn serve_once(env: &[(&str, &str)]) -> (String, String) {
+/// SIGTERM. With `journal`, stdout and stderr are one file whose device
+/// and inode `JOURNAL_STREAM` names, as systemd's journal stream is.
+fn serve_once(env: &[(&str, &str)], journal: bool) -> Run {
     use std::io::{BufRead, BufReader, Read};
     use std::process::{Command, Stdio};
     let cwd = tempfile::tempdir().unwrap();
@@ -205,18 +229,41 @@ fn serve_once(env: &[(&str, &str)]) -> (String, String) {
     for (name, value) in env {
         command.env(name, value);
     }
-    let mut child = command
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let journal_file = cwd.path().join("journal");
+    if journal {
+        use std::os::unix::fs::MetadataExt;
+        let file = std::fs::File::create(&journal_file).unwrap();
+        let meta = file.metadata().unwrap();
+        command
+            .env("JOURNAL_STREAM", format!("{}:{}", meta.dev(), meta.ino()))
+            .stdout(file.try_clone().unwrap())
+            .stderr(file);
+    } else {
+        command.stdout(Stdio::piped()).stderr(Stdio::piped());
+    }
+    let mut child = Stopped(Some(command.spawn().unwrap()));
+    let process = child.0.as_mut().unwrap();
+    let mut stdout = process.stdout.take().map(BufReader::new);
     let mut printed = String::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     let url = loop {
-        let mut line = String::new();
-        assert!(stdout.read_line(&mut line).unwrap() > 0, "exited early");
-        printed.push_str(&line);
-        if let Some(rest) = line.strip_prefix("ec2-gateway listening on ") {
+        let line = match stdout.as_mut() {
+            Some(stdout) => {
+                let mut line = String::new();
+                assert!(stdout.read_line(&mut line).unwrap() > 0, "exited early");
+                printed.push_str(&line);
+                line
+            }
+            None => {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+                assert!(std::time::Instant::now() < deadline, "never listened");
+                std::fs::read_to_string(&journal_file).unwrap()
+            }
+        };
+        if let Some(rest) = line
+            .lines()
+            .find_map(|l| l.strip_prefix("ec2-gateway listening on "))
+        {
             break rest.split_whitespace().next().unwrap().to_string();
         }
     };
@@ -243,33 +290,44 @@ fn serve_once(env: &[(&str, &str)]) -> (String, String) {
         ))
         .unwrap();
     assert_eq!(reply.status, 200);
-    let pid = child.id().to_string();
+    let pid = process.id().to_string();
     assert!(Command::new("kill")
         .args(["-TERM", &pid])
         .status()
         .unwrap()
         .success());
-    let mut rest = String::new();
-    stdout.read_to_string(&mut rest).unwrap();
-    printed.push_str(&rest);
     let mut log = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut log)
-        .unwrap();
-    assert!(child.wait().unwrap().success());
-    (printed, log)
+    if let Some(stdout) = stdout.as_mut() {
+        let mut rest = String::new();
+        stdout.read_to_string(&mut rest).unwrap();
+        printed.push_str(&rest);
+        process
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut log)
+            .unwrap();
+    }
+    let mut process = child.0.take().unwrap();
+    assert!(process.wait().unwrap().success());
+    if journal {
+        printed = std::fs::read_to_string(&journal_file).unwrap();
+        log = printed.clone();
+    }
+    Run {
+        printed,
+        log,
+        secret: field("aws_secret_access_key"),
+    }
 }
 
 /// `log_format = "json"` (here from EC2_GATEWAY_LOG_FORMAT): every log
 /// line is one JSON object, the request line with its fields.
 #[test]
 fn json_log_lines_are_json_objects() {
-    let (_, log) = serve_once(&[("EC2_GATEWAY_LOG_FORMAT", "json")]);
+    let run = serve_once(&[("EC2_GATEWAY_LOG_FORMAT", "json")], false);
     let mut request_lines = 0;
-    for line in log.lines() {
+    for line in run.log.lines() {
         let object: serde_json::Value =
             serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
         assert!(object["level"].is_string(), "{line}");
@@ -283,24 +341,28 @@ fn json_log_lines_are_json_objects() {
             );
         }
     }
-    assert_eq!(request_lines, 1, "{log}");
-    assert!(!log.contains("aws_secret_access_key"));
+    assert_eq!(request_lines, 1, "{}", run.log);
+    assert!(!run.log.contains(&run.secret));
 }
 
-/// Under systemd (stdout and stderr are the journal's, JOURNAL_STREAM is
-/// set): the first start's admin secret is not printed (the journal would
-/// keep it; it is in the data folder's credential file), and text lines
-/// carry no timestamp of their own (the journal stamps them).
+/// Under systemd (stdout and stderr are the journal's stream, named by
+/// JOURNAL_STREAM): the first start's admin secret is not printed (the
+/// journal would keep it; it is in the data folder's credential file), and
+/// text lines carry no timestamp of their own (the journal stamps them).
+/// A JOURNAL_STREAM naming some other stream (inherited by a shell) changes
+/// nothing.
 #[test]
 fn under_systemd_no_secret_reaches_the_journal() {
-    let (printed, log) = serve_once(&[("JOURNAL_STREAM", "8:12345")]);
-    assert!(!printed.contains("aws_secret_access_key"), "{printed}");
-    assert!(printed.contains("admin-credentials"), "{printed}");
-    assert!(log.contains("listening"), "{log}");
-    for line in log.lines() {
+    let run = serve_once(&[], true);
+    assert!(!run.printed.contains(&run.secret), "{}", run.printed);
+    assert!(run.printed.contains("admin-credentials"), "{}", run.printed);
+    assert!(run.log.contains("listening"), "{}", run.log);
+    for line in run.log.lines() {
         assert!(!line.starts_with("20"), "a timestamp in: {line}");
     }
-    // Outside systemd, the banner shows it once, as before.
-    let (printed, _) = serve_once(&[]);
-    assert!(printed.contains("aws_secret_access_key"));
+    let inherited = serve_once(&[("JOURNAL_STREAM", "8:12345")], false);
+    assert!(inherited.printed.contains(&inherited.secret));
+    assert!(inherited.log.lines().any(|l| l.starts_with("20")));
+    let plain = serve_once(&[], false);
+    assert!(plain.printed.contains(&plain.secret));
 }

@@ -249,6 +249,32 @@ async fn metrics_count_the_answers_and_show_the_fleet_as_the_api_does() {
         );
     }
 
+    // Scrapes at once (two Prometheus servers) each see whole numbers:
+    // every zone's sum equals its hosts' values.
+    let scrapes: Vec<_> = (0..8)
+        .map(|_| {
+            let operator = operator.clone();
+            tokio::spawn(async move { get(&operator, "/metrics", None).await.body })
+        })
+        .collect();
+    for scrape in scrapes {
+        let text = scrape.await.unwrap();
+        for zone in ["us-east-1a", "us-east-1b", "us-east-1c"] {
+            let hosts: f64 = text
+                .lines()
+                .filter(|l| {
+                    l.starts_with("ec2_host_vcpus_used{") && l.contains(&format!("zone=\"{zone}\""))
+                })
+                .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+                .sum();
+            assert_eq!(
+                sample(&text, &format!("ec2_zone_vcpus_used{{zone=\"{zone}\"}}")),
+                Some(hosts),
+                "{text}"
+            );
+        }
+    }
+
     // Health: the process answers, and the store does.
     let health = get(&operator, "/healthz", None).await;
     assert_eq!((health.status, health.body.as_str()), (200, "ok\n"));
@@ -259,6 +285,47 @@ async fn metrics_count_the_answers_and_show_the_fleet_as_the_api_does() {
     assert_eq!(page.status, 200);
     assert!(page.body.contains("data-zone=\"us-east-1a\""));
     assert_eq!(get(&operator, "/nothing-here", None).await.status, 404);
+    // ... but only to requests addressed to an IP address or localhost: a
+    // page elsewhere cannot read it through a name pointed at 127.0.0.1.
+    let port = operator.rsplit(':').next().unwrap();
+    let endpoint = Endpoint::parse(&format!("http://{operator}")).unwrap();
+    for (host, status) in [
+        (format!("evil.example:{port}"), 421),
+        (format!("localhost:{port}"), 200),
+        (format!("[::1]:{port}"), 200),
+    ] {
+        let reply = client::send(&endpoint, "GET", "/", &[("Host", host.clone())], Vec::new())
+            .await
+            .unwrap();
+        assert_eq!(reply.status, status, "{host}");
+    }
+    // Metrics stay readable by any name (a scraper's DNS name).
+    let reply = client::send(
+        &endpoint,
+        "GET",
+        "/metrics",
+        &[("Host", format!("gateway.internal:{port}"))],
+        Vec::new(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(reply.status, 200);
+}
+
+/// `operator_login = true` asks for a sign-in on loopback too (behind a
+/// reverse proxy on the same machine).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_login_asks_for_a_sign_in_on_loopback_too() {
+    let folder = tempfile::tempdir().unwrap();
+    let text = test_config_text(&folder.path().join("data"), StorageBackend::Memory).replace(
+        "operator_listen = \"127.0.0.1:0\"",
+        "operator_listen = \"127.0.0.1:0\"\noperator_login = true",
+    );
+    let gateway = start_gateway(folder.path(), text);
+    let operator = gateway.operator.clone().unwrap();
+    let page = get(&operator, "/", None).await;
+    assert_eq!(page.status, 303);
+    assert_eq!(page.headers["location"], "/login");
 }
 
 /// Every text of elements named `name`.
@@ -445,4 +512,58 @@ async fn off_loopback_the_dashboard_asks_an_admin_to_sign_in() {
         .unwrap()
         .contains("Max-Age=0"));
     assert_eq!(get(&operator, "/", Some(&cookies[0])).await.status, 303);
+
+    // A form posted from another site is refused (login CSRF).
+    let cross = client::send(
+        &endpoint,
+        "POST",
+        "/login",
+        &[
+            (
+                "Content-Type",
+                "application/x-www-form-urlencoded".to_string(),
+            ),
+            ("Origin", "http://evil.example".to_string()),
+        ],
+        format!(
+            "access_key_id={ADMIN_KEY}&secret_access_key={}",
+            encode(ADMIN_SECRET)
+        )
+        .into_bytes(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(cross.status, 403);
+
+    // Guessing is limited: after 20 refusals a minute, even the right
+    // secret waits.
+    let mut refused = 0;
+    loop {
+        let reply = post_form(
+            &operator,
+            "/login",
+            &format!("access_key_id={ADMIN_KEY}&secret_access_key=guess{refused}"),
+        )
+        .await;
+        if reply.status == 429 {
+            break;
+        }
+        assert_eq!(reply.status, 401);
+        refused += 1;
+        assert!(refused <= 20, "no limit on guesses");
+    }
+    assert!(
+        refused >= 15,
+        "the limit counts the earlier refusals too: {refused}"
+    );
+    let right = post_form(
+        &operator,
+        "/login",
+        &format!(
+            "access_key_id={ADMIN_KEY}&secret_access_key={}",
+            encode(ADMIN_SECRET)
+        ),
+    )
+    .await;
+    assert_eq!(right.status, 429);
 }

@@ -444,6 +444,90 @@ async fn concurrent_commits_share_flushes() {
 
 /// The same suites on real etcd members (cargo feature `etcd`), plus what
 /// only a cluster has: limits, pages, prefixes, a leader's death.
+/// A snapshot taken while commits go on shows one revision: two keys every
+/// commit writes together (with the same value) agree, keys moved by a
+/// commit (one deleted, another created) are neither both there nor both
+/// missing, and nothing in it is newer than its revision.
+async fn snapshots_under_commits(store: Arc<dyn Store>) {
+    const KEYS: usize = 2000;
+    for chunk in 0..KEYS / 100 {
+        let mut seed = WriteBatch::new();
+        for n in chunk * 100..(chunk + 1) * 100 {
+            seed.put("items", format!("{n:06}").into_bytes(), vec![b'x'; 200]);
+        }
+        apply_unconditionally(store.as_ref(), &seed).await.unwrap();
+    }
+    let mut seed = WriteBatch::new();
+    seed.put("pair", b"a".to_vec(), b"0".to_vec());
+    seed.put("pair", b"b".to_vec(), b"0".to_vec());
+    apply_unconditionally(store.as_ref(), &seed).await.unwrap();
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (store, done) = (store.clone(), done.clone());
+        tokio::spawn(async move {
+            let mut next = KEYS;
+            let mut commits = 0;
+            // Bounded: at most 20,000 commits.
+            while !done.load(Ordering::SeqCst) && commits < 20_000 {
+                let mut batch = WriteBatch::new();
+                let value = commits.to_string().into_bytes();
+                batch.put("pair", b"a".to_vec(), value.clone());
+                batch.put("pair", b"b".to_vec(), value);
+                // Move one item: delete the oldest, create a new one.
+                batch.delete("items", format!("{:06}", next - KEYS).into_bytes());
+                batch.put("items", format!("{next:06}").into_bytes(), vec![b'y'; 200]);
+                next += 1;
+                apply_unconditionally(store.as_ref(), &batch).await.unwrap();
+                commits += 1;
+                tokio::task::yield_now().await;
+            }
+            commits
+        })
+    };
+    for _ in 0..10 {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        let snapshot = store.snapshot().await.unwrap();
+        let value = |key: &[u8]| {
+            snapshot
+                .entries
+                .iter()
+                .find(|e| e.tree == "pair" && e.key == key)
+                .map(|e| e.value.clone())
+        };
+        assert_eq!(value(b"a"), value(b"b"), "a torn commit in the snapshot");
+        let items = snapshot
+            .entries
+            .iter()
+            .filter(|e| e.tree == "items")
+            .count();
+        assert_eq!(items, KEYS, "a moved item is in it twice or not at all");
+        assert!(snapshot
+            .entries
+            .iter()
+            .all(|e| e.version <= snapshot.revision));
+    }
+    done.store(true, Ordering::SeqCst);
+    let commits = writer.await.unwrap();
+    assert!(
+        commits > 10,
+        "the commits ran beside the snapshots: {commits}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sled_snapshots_under_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    snapshots_under_commits(Arc::new(
+        SledStore::open(&dir.path().join("db"), 8 << 20).unwrap(),
+    ))
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_snapshots_under_commits() {
+    snapshots_under_commits(Arc::new(MemoryStore::new())).await;
+}
+
 #[cfg(feature = "etcd")]
 mod on_etcd {
     use super::*;
@@ -469,6 +553,7 @@ mod on_etcd {
         let cluster = EtcdCluster::start(&binary, 1);
         suite(connect(&cluster, "suite/").await).await;
         versioned_suite(connect(&cluster, "versioned/").await).await;
+        snapshots_under_commits(connect(&cluster, "snapshots/").await).await;
     }
 
     /// etcd's own limits are kept by the backend: no commit over

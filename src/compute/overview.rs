@@ -58,7 +58,7 @@ struct PlacedIn {
 
 impl Record for PlacedIn {
     /// The instance record's version: every version has the zone.
-    const VERSION: u32 = 4;
+    const VERSION: u32 = <super::instances::Instance as Record>::VERSION;
 
     fn upgrade(_version: u32, data: serde_json::Value) -> StoreResult<Self> {
         serde_json::from_value(data).map_err(|e| StoreError(format!("instance zone: {e}")))

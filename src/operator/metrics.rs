@@ -24,7 +24,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::{Registry, Unit};
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
@@ -85,8 +85,9 @@ impl Default for RequestMetrics {
         Self {
             requests: Family::default(),
             latency: Family::new_with_constructor(|| {
-                // 50 µs to about 1.6 s.
-                Histogram::new(exponential_buckets(0.000_05, 2.0, 16))
+                // 50 µs to about 26 s (a launch on a slow cluster must not fall
+                // in +Inf).
+                Histogram::new(exponential_buckets(0.000_05, 2.0, 20))
             }),
             signature_failures: Family::default(),
             throttled: Family::default(),
@@ -222,9 +223,9 @@ struct FleetGauges {
 const MIB: i64 = 1024 * 1024;
 
 impl FleetGauges {
-    fn set(&self, overview: &Overview) {
-        // Cleared first: a host removed or a state emptied since the last
-        // scrape disappears rather than keeping its last value.
+    /// Removes every fleet series (a host removed, a state emptied, or a
+    /// fleet that could not be read: no stale value outlives it).
+    fn clear(&self) {
         self.instances.clear();
         self.zone_available.clear();
         for family in [
@@ -246,6 +247,12 @@ impl FleetGauges {
         ] {
             family.clear();
         }
+        self.lifecycle_scheduled.set(0);
+        self.lifecycle_due.set(0);
+    }
+
+    fn set(&self, overview: &Overview) {
+        self.clear();
         for ((zone, state), count) in &overview.instances {
             self.instances
                 .get_or_create(&ZoneStateLabels {
@@ -254,22 +261,19 @@ impl FleetGauges {
                 })
                 .set(*count as i64);
         }
+        // Per zone: vCPUs used and free, memory used and free (summed here,
+        // then set once).
+        let mut zones: BTreeMap<&str, [i64; 4]> = overview
+            .zones
+            .iter()
+            .map(|zone| (zone.name.as_str(), [0; 4]))
+            .collect();
         for zone in &overview.zones {
-            let label = ZoneLabel {
-                zone: zone.name.clone(),
-            };
             self.zone_available
-                .get_or_create(&label)
+                .get_or_create(&ZoneLabel {
+                    zone: zone.name.clone(),
+                })
                 .set(i64::from(zone.available));
-            // Zones with no host left still show, at zero.
-            for family in [
-                &self.zone_vcpus_used,
-                &self.zone_vcpus_free,
-                &self.zone_memory_used,
-                &self.zone_memory_free,
-            ] {
-                family.get_or_create(&label).set(0);
-            }
         }
         for host in &overview.hosts {
             let record = &host.record;
@@ -298,17 +302,22 @@ impl FleetGauges {
             if let Some(age) = host.heartbeat_age_secs {
                 self.host_heartbeat_age.get_or_create(&labels).set(age);
             }
-            let zone = ZoneLabel {
-                zone: record.availability_zone.clone(),
+            let sums = zones.entry(record.availability_zone.as_str()).or_default();
+            for (sum, value) in
+                sums.iter_mut()
+                    .zip([vcpus_used, vcpus_free, memory_used, memory_free])
+            {
+                *sum += value;
+            }
+        }
+        for (zone, [vcpus_used, vcpus_free, memory_used, memory_free]) in zones {
+            let label = ZoneLabel {
+                zone: zone.to_string(),
             };
-            self.zone_vcpus_used.get_or_create(&zone).inc_by(vcpus_used);
-            self.zone_vcpus_free.get_or_create(&zone).inc_by(vcpus_free);
-            self.zone_memory_used
-                .get_or_create(&zone)
-                .inc_by(memory_used);
-            self.zone_memory_free
-                .get_or_create(&zone)
-                .inc_by(memory_free);
+            self.zone_vcpus_used.get_or_create(&label).set(vcpus_used);
+            self.zone_vcpus_free.get_or_create(&label).set(vcpus_free);
+            self.zone_memory_used.get_or_create(&label).set(memory_used);
+            self.zone_memory_free.get_or_create(&label).set(memory_free);
         }
         self.lifecycle_scheduled
             .set(overview.lifecycle_scheduled as i64);
@@ -321,6 +330,9 @@ pub struct MetricsRegistry {
     registry: Registry,
     fleet: FleetGauges,
     fleet_read_ok: Gauge,
+    /// Held while the fleet gauges are set and the text encoded: two
+    /// scrapes at once must not interleave a clear with an encode.
+    rendering: Mutex<()>,
 }
 
 impl MetricsRegistry {
@@ -465,18 +477,22 @@ impl MetricsRegistry {
             registry,
             fleet,
             fleet_read_ok,
+            rendering: Mutex::new(()),
         }
     }
 
     /// The text `/metrics` answers, with the fleet gauges set from
-    /// `overview` (or left as they were, marked stale, when it failed).
+    /// `overview`; when the fleet could not be read, they are left out
+    /// (and `ec2_fleet_read_ok` is 0) rather than kept at stale values.
     pub fn render(&self, overview: Option<&Overview>) -> String {
+        let _rendering = crate::sync::lock(&self.rendering);
         match overview {
             Some(overview) => {
                 self.fleet.set(overview);
                 self.fleet_read_ok.set(1);
             }
             None => {
+                self.fleet.clear();
                 self.fleet_read_ok.set(0);
             }
         }

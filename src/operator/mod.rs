@@ -6,8 +6,10 @@
 //! Prometheus' exposition format, `/healthz` and `/readyz` plain text, the
 //! dashboard HTML. It listens on `operator_listen` (default
 //! `127.0.0.1:9773`). On loopback the dashboard is open to whoever is on
-//! the machine; on any other address it asks for an admin access key and
-//! secret first (see [`session`]). `/metrics`, `/healthz` and `/readyz`
+//! the machine (only to requests addressed to an IP address or
+//! `localhost`, against DNS rebinding); on any other address, or with
+//! `operator_login = true`, it asks for an admin access key and secret
+//! first (see [`session`]). `/metrics`, `/healthz` and `/readyz`
 //! stay open on any address, for the scraper and the load balancer: they
 //! show no account's data (no label is an account's or a caller's choice).
 //!
@@ -43,6 +45,9 @@ use tokio::net::TcpListener;
 /// must not make it run per request.
 const OVERVIEW_REUSE: Duration = Duration::from_secs(2);
 
+/// How long a read of the fleet may take.
+const OVERVIEW_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// How long `/readyz` waits for the store.
 const READY_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -51,8 +56,10 @@ const READY_TIMEOUT: Duration = Duration::from_secs(3);
 const SAMPLE_EVERY: Duration = Duration::from_secs(10);
 const SAMPLES: usize = 60;
 
-/// The most connections the operator listener serves at once.
+/// The most connections the operator listener serves at once, and from
+/// one client address (a scraper and a health checker need one or two).
 const MAX_CONNECTIONS: usize = 64;
+const MAX_CONNECTIONS_PER_CLIENT: usize = 32;
 
 /// The largest login form read.
 const MAX_FORM_BYTES: usize = 4096;
@@ -64,8 +71,11 @@ pub struct Operator {
     /// The last overview read, and when.
     overview: tokio::sync::Mutex<Option<(Instant, Arc<Overview>)>>,
     traffic: Mutex<VecDeque<TrafficSample>>,
+    /// Present when the dashboard needs a sign-in.
     sessions: Option<Sessions>,
     address: SocketAddr,
+    /// Connections open per client address.
+    clients: Mutex<std::collections::HashMap<std::net::IpAddr, usize>>,
 }
 
 /// Requests and errors answered in one sample period.
@@ -77,35 +87,39 @@ pub struct TrafficSample {
 }
 
 impl Operator {
-    /// The listener's state for `gateway`, listening on `address` (which
-    /// decides whether the dashboard needs a login).
-    pub fn new(gateway: Arc<Gateway>, address: SocketAddr) -> Self {
+    /// The listener's state for `gateway`, listening on `address`; the
+    /// dashboard asks for a sign-in when `login` says so, or, when it says
+    /// nothing, when `address` is not loopback.
+    pub fn new(gateway: Arc<Gateway>, address: SocketAddr, login: Option<bool>) -> Self {
+        let login = login.unwrap_or(!address.ip().is_loopback());
         let registry = MetricsRegistry::new(&gateway.metrics, gateway.compute.store().metrics());
         Self {
             gateway,
             registry,
             overview: tokio::sync::Mutex::new(None),
             traffic: Mutex::new(VecDeque::with_capacity(SAMPLES)),
-            sessions: (!address.ip().is_loopback()).then(Sessions::new),
+            sessions: login.then(Sessions::new),
             address,
+            clients: Mutex::new(std::collections::HashMap::new()),
         }
     }
 
-    /// The fleet as read at most [`OVERVIEW_REUSE`] ago.
+    /// The fleet as read at most [`OVERVIEW_REUSE`] ago. A read that takes
+    /// longer than [`OVERVIEW_TIMEOUT`] (a store that does not answer)
+    /// fails, so that scrapes and page loads do not pile up behind it.
     async fn overview(&self) -> Result<Arc<Overview>, String> {
-        let mut kept = self.overview.lock().await;
+        let mut kept = tokio::time::timeout(OVERVIEW_TIMEOUT, self.overview.lock())
+            .await
+            .map_err(|_| "another read of the fleet is still waiting for the store".to_string())?;
         if let Some((at, overview)) = kept.as_ref() {
             if at.elapsed() < OVERVIEW_REUSE {
                 return Ok(overview.clone());
             }
         }
-        let overview = Arc::new(
-            self.gateway
-                .compute
-                .overview()
-                .await
-                .map_err(|e| e.to_string())?,
-        );
+        let read = tokio::time::timeout(OVERVIEW_TIMEOUT, self.gateway.compute.overview())
+            .await
+            .map_err(|_| "the store did not answer in time".to_string())?;
+        let overview = Arc::new(read.map_err(|e| e.to_string())?);
         *kept = Some((Instant::now(), overview.clone()));
         Ok(overview)
     }
@@ -134,6 +148,17 @@ impl Operator {
 
     async fn route(&self, request: Request<Incoming>) -> Response<Full<Bytes>> {
         let path = request.uri().path().to_string();
+        let dashboard_path = matches!(path.as_str(), "/" | "/login" | "/logout");
+        if dashboard_path && self.sessions.is_none() && !addressed_directly(&request) {
+            // Without a sign-in, the page answers only requests addressed to
+            // an IP address or `localhost`: a web page elsewhere cannot
+            // read it through a name it points at this machine (DNS
+            // rebinding).
+            return text(
+                StatusCode::MISDIRECTED_REQUEST,
+                "the dashboard answers requests to an IP address or localhost; behind a proxy that keeps the Host header, set operator_login = true\n",
+            );
+        }
         match (request.method().clone(), path.as_str()) {
             (Method::GET | Method::HEAD, "/healthz") => text(StatusCode::OK, "ok\n"),
             (Method::GET | Method::HEAD, "/readyz") => self.readiness().await,
@@ -246,6 +271,20 @@ impl Operator {
         let Some(sessions) = &self.sessions else {
             return redirect("/");
         };
+        if !same_origin(&request) {
+            return text(StatusCode::FORBIDDEN, "cross-origin sign-in refused\n");
+        }
+        if !sessions.may_try() {
+            return text(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too many refused sign-ins: wait a minute\n",
+            );
+        }
+        // Behind a TLS proxy (which says so), the cookie is sent over TLS only.
+        let over_https = request
+            .headers()
+            .get("x-forwarded-proto")
+            .is_some_and(|proto| proto.as_bytes().eq_ignore_ascii_case(b"https"));
         let body = match Limited::new(request.into_body(), MAX_FORM_BYTES)
             .collect()
             .await
@@ -266,6 +305,7 @@ impl Operator {
                 directory,
                 field("access_key_id"),
                 field("secret_access_key"),
+                over_https,
             )
             .await
         {
@@ -286,6 +326,9 @@ impl Operator {
     }
 
     fn logout(&self, request: &Request<Incoming>) -> Response<Full<Bytes>> {
+        if !same_origin(request) {
+            return text(StatusCode::FORBIDDEN, "cross-origin sign-out refused\n");
+        }
         let mut response = redirect(if self.sessions.is_some() {
             "/login"
         } else {
@@ -305,6 +348,47 @@ impl Operator {
     pub fn address(&self) -> SocketAddr {
         self.address
     }
+}
+
+/// True when the request's `Host` is an IP address or `localhost` (with
+/// or without a port).
+fn addressed_directly(request: &Request<Incoming>) -> bool {
+    let Some(host) = request
+        .headers()
+        .get(hyper::header::HOST)
+        .and_then(|h| h.to_str().ok())
+    else {
+        return true;
+    };
+    let name = match host.strip_prefix('[') {
+        // [v6]:port
+        Some(rest) => {
+            return rest
+                .split(']')
+                .next()
+                .is_some_and(|v6| v6.parse::<std::net::Ipv6Addr>().is_ok())
+        }
+        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
+    };
+    name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::Ipv4Addr>().is_ok()
+}
+
+/// False when a browser says the form was sent from another site (its
+/// `Origin` names a host other than the one it sent the form to).
+fn same_origin(request: &Request<Incoming>) -> bool {
+    let headers = request.headers();
+    let Some(origin) = headers
+        .get(hyper::header::ORIGIN)
+        .and_then(|o| o.to_str().ok())
+    else {
+        return true;
+    };
+    let host = headers
+        .get(hyper::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("");
+    let origin_host = origin.split_once("://").map_or(origin, |(_, rest)| rest);
+    origin_host.eq_ignore_ascii_case(host)
 }
 
 /// Decodes an `application/x-www-form-urlencoded` body.
@@ -354,6 +438,39 @@ fn redirect(to: &'static str) -> Response<Full<Bytes>> {
     response
 }
 
+/// One connection of a client address, counted until dropped.
+struct ClientSlot {
+    operator: Arc<Operator>,
+    address: std::net::IpAddr,
+}
+
+impl ClientSlot {
+    fn take(operator: &Arc<Operator>, address: std::net::IpAddr) -> Option<Self> {
+        let mut clients = crate::sync::lock(&operator.clients);
+        let open = clients.entry(address).or_insert(0);
+        if *open >= MAX_CONNECTIONS_PER_CLIENT {
+            return None;
+        }
+        *open += 1;
+        Some(Self {
+            operator: operator.clone(),
+            address,
+        })
+    }
+}
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        let mut clients = crate::sync::lock(&self.operator.clients);
+        if let Some(open) = clients.get_mut(&self.address) {
+            *open -= 1;
+            if *open == 0 {
+                clients.remove(&self.address);
+            }
+        }
+    }
+}
+
 /// Serves the operator listener until `shutdown` resolves.
 pub async fn run(
     listener: TcpListener,
@@ -377,9 +494,9 @@ pub async fn run(
             permit = permits.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
             _ = &mut shutdown => break,
         };
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok(accepted) => accepted,
                 Err(error) => {
                     tracing::warn!(%error, "operator listener: accept failed");
                     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -387,6 +504,11 @@ pub async fn run(
                 }
             },
             _ = &mut shutdown => break,
+        };
+        let Some(client) = ClientSlot::take(&operator, peer.ip()) else {
+            // Over its share: closed at once.
+            drop(stream);
+            continue;
         };
         let operator = operator.clone();
         let service = service_fn(move |request| {
@@ -397,6 +519,7 @@ pub async fn run(
         connections.spawn(async move {
             // Bounded: a client cannot hold an operator connection for ever.
             let _ = tokio::time::timeout(Duration::from_secs(60), connection).await;
+            drop(client);
             drop(permit);
         });
     }

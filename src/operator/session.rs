@@ -3,7 +3,8 @@
 //! An admin signs in with an access key and its secret (the admin
 //! account's, never an agent's). The secret is compared in constant time
 //! (both sides through HMAC with a per-process key, then
-//! `Mac::verify_slice`). A successful sign-in gets a random 256-bit session
+//! `Mac::verify_slice`, also for a key that does not exist), and refused
+//! sign-ins are limited to 20 a minute. A successful sign-in gets a random 256-bit session
 //! token in an `HttpOnly`, `SameSite=Strict` cookie; the token lives in
 //! this process's memory only (a restart signs everyone out) and expires
 //! after [`SESSION_LIFETIME`]. Every page load checks the session; a key
@@ -36,7 +37,13 @@ pub struct Sessions {
     /// Per-process key for comparing secrets in constant time.
     compare_key: [u8; 32],
     live: Mutex<HashMap<String, Session>>,
+    /// Refused sign-ins in the current minute, and when it began.
+    refusals: Mutex<(Instant, u32)>,
 }
+
+/// Refused sign-ins allowed per minute (for the whole listener: a guesser
+/// gets at most this many tries a minute, whatever its addresses).
+const REFUSALS_PER_MINUTE: u32 = 20;
 
 struct Session {
     access_key_id: String,
@@ -48,7 +55,22 @@ impl Sessions {
         Self {
             compare_key: rand::random(),
             live: Mutex::new(HashMap::new()),
+            refusals: Mutex::new((Instant::now(), 0)),
         }
+    }
+
+    /// False while the refused sign-ins of the last minute are at the limit.
+    pub fn may_try(&self) -> bool {
+        let mut refusals = crate::sync::lock(&self.refusals);
+        if refusals.0.elapsed() >= Duration::from_secs(60) {
+            *refusals = (Instant::now(), 0);
+        }
+        refusals.1 < REFUSALS_PER_MINUTE
+    }
+
+    fn refused(&self) {
+        let mut refusals = crate::sync::lock(&self.refusals);
+        refusals.1 = refusals.1.saturating_add(1);
     }
 
     fn digest(&self, secret: &str) -> Hmac<Sha256> {
@@ -59,20 +81,32 @@ impl Sessions {
     }
 
     /// Checks an admin's access key and secret; answers the `Set-Cookie`
-    /// of a new session, or `None` (for any reason, the same answer).
+    /// of a new session (`Secure` when the browser reached a TLS proxy in
+    /// front), or `None` (for any reason, the same answer).
     pub async fn sign_in(
         &self,
         directory: &AccountDirectory,
         access_key_id: &str,
         secret: &str,
+        over_https: bool,
     ) -> Option<String> {
         if access_key_id.is_empty() || access_key_id.len() > 128 || secret.len() > 256 {
+            self.refused();
             return None;
         }
-        let (key, account) = directory.active_key(access_key_id).await.ok()??;
-        let expected = self.digest(key.secret.expose()).finalize().into_bytes();
+        let found = directory.active_key(access_key_id).await.ok().flatten();
+        // The comparison runs whether the key exists or not, so the time
+        // taken does not tell which.
+        let stored = found
+            .as_ref()
+            .map_or("not a key's secret", |(key, _)| key.secret.expose());
+        let expected = self.digest(stored).finalize().into_bytes();
         let matches = self.digest(secret).verify_slice(&expected).is_ok();
-        if !matches || !account.admin || key.agent_host.is_some() {
+        let admin = found
+            .as_ref()
+            .is_some_and(|(key, account)| account.admin && key.agent_host.is_none());
+        if !matches || !admin {
+            self.refused();
             tracing::warn!(access_key_id, "dashboard sign-in refused");
             return None;
         }
@@ -98,8 +132,9 @@ impl Sessions {
         );
         tracing::info!(access_key_id, "dashboard sign-in");
         Some(format!(
-            "{COOKIE_NAME}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}",
-            SESSION_LIFETIME.as_secs()
+            "{COOKIE_NAME}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{}",
+            SESSION_LIFETIME.as_secs(),
+            if over_https { "; Secure" } else { "" }
         ))
     }
 

@@ -150,25 +150,36 @@ impl Mirror {
             .collect()
     }
 
-    /// The whole copy, as of the revision it reflects (watch answers are
-    /// applied whole under the lock this holds).
-    pub(super) fn snapshot(&self) -> super::Snapshot {
-        let data = crate::sync::read(&self.shared.data);
-        let mut revision = self.reflected();
-        let entries = data
-            .iter()
-            .filter_map(|(local, value)| {
-                let split = local.iter().position(|&b| b == b'/')?;
-                revision = revision.max(value.version);
-                Some(super::SnapshotEntry {
-                    tree: String::from_utf8_lossy(&local[..split]).into_owned(),
-                    key: local[split + 1..].to_vec(),
-                    value: value.value.clone(),
-                    version: value.version,
-                })
-            })
-            .collect();
-        super::Snapshot { revision, entries }
+    /// The whole prefix at the cluster's current revision, read from etcd
+    /// page by page at that revision (so the copy's lock is never held
+    /// for it, and nothing waits). The first page is a linearizable read:
+    /// every commit answered anywhere before the call is in it.
+    pub(super) async fn snapshot(&self) -> StoreResult<super::Snapshot> {
+        let mut last = None;
+        for pause in super::etcd_store::RETRY_PAUSES_MS {
+            if pause > 0 {
+                tokio::time::sleep(Duration::from_millis(pause)).await;
+            }
+            match self.shared.read_prefix().await {
+                Ok((revision, data)) => {
+                    let entries = data
+                        .into_iter()
+                        .filter_map(|(local, value)| {
+                            let split = local.iter().position(|&b| b == b'/')?;
+                            Some(super::SnapshotEntry {
+                                tree: String::from_utf8_lossy(&local[..split]).into_owned(),
+                                key: local[split + 1..].to_vec(),
+                                value: value.value,
+                                version: value.version,
+                            })
+                        })
+                        .collect();
+                    return Ok(super::Snapshot { revision, entries });
+                }
+                Err(error) => last = Some(error),
+            }
+        }
+        Err(last.unwrap_or_else(|| StoreError::unavailable("etcd: reading a snapshot")))
     }
 
     /// The revision the copy reflects.
@@ -242,6 +253,15 @@ impl Shared {
 
     /// Reads the whole prefix at one revision and makes it the copy.
     async fn load_once(&self) -> StoreResult<()> {
+        let (revision, data) = self.read_prefix().await?;
+        *crate::sync::write(&self.data) = data;
+        self.reflected.send_modify(|r| *r = (*r).max(revision));
+        Ok(())
+    }
+
+    /// The whole prefix (bookkeeping left out), read in pages at the
+    /// revision of the first page, and that revision.
+    async fn read_prefix(&self) -> StoreResult<(u64, BTreeMap<Vec<u8>, VersionedValue>)> {
         let end = super::etcd_store::prefix_end(&self.prefix);
         let mut start = self.prefix.clone();
         let mut revision = 0;
@@ -258,7 +278,7 @@ impl Shared {
                 .clone()
                 .get(start.clone(), Some(options))
                 .await
-                .map_err(|e| StoreError::unavailable(format!("etcd: loading the copy: {e}")))?;
+                .map_err(|e| StoreError::unavailable(format!("etcd: reading the prefix: {e}")))?;
             if revision == 0 {
                 revision = answer.header().map_or(0, |h| h.revision());
             }
@@ -278,10 +298,7 @@ impl Shared {
                 break;
             }
         }
-        *crate::sync::write(&self.data) = data;
-        self.reflected
-            .send_modify(|r| *r = (*r).max(revision as u64));
-        Ok(())
+        Ok((revision as u64, data))
     }
 
     /// The key without the deployment's prefix, unless it is outside the

@@ -25,8 +25,9 @@ pub struct StoreMetrics {
 impl Default for StoreMetrics {
     fn default() -> Self {
         Self {
-            // 50 µs to about 1.6 s.
-            commit_seconds: Histogram::new(exponential_buckets(0.000_05, 2.0, 16)),
+            // 50 µs to about 26 s (a launch on a slow cluster must not fall
+            // in +Inf).
+            commit_seconds: Histogram::new(exponential_buckets(0.000_05, 2.0, 20)),
             conflicts: Counter::default(),
             retries: Counter::default(),
             exhausted: Counter::default(),

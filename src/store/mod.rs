@@ -400,11 +400,11 @@ pub trait Store: Send + Sync + 'static {
         None
     }
 
-    /// Every entry of every tree as of one revision: what a backup holds.
-    /// Commits wait meanwhile on the local backends (sled: one pass over
-    /// the data, under the commit lock); etcd copies this gateway's
-    /// caught-up copy of the prefix. A backend that cannot (a test's
-    /// wrapper) refuses.
+    /// Every entry of every tree as of one revision, including every
+    /// commit answered before the call: what a backup holds. Commits go on
+    /// meanwhile (sled saves what they overwrite until the pass ends; etcd
+    /// reads its own history at one revision); the memory backend holds
+    /// them for its copy. A backend that cannot (a test's wrapper) refuses.
     fn snapshot(&self) -> StoreCall<'_, Snapshot> {
         StoreCall::ready(Err(StoreError("this store cannot take a snapshot".into())))
     }

@@ -37,7 +37,13 @@ pub struct SledStore {
     /// The revision of the last commit, for [`Store::revision`] (set after
     /// the commit applied).
     published: AtomicU64,
+    /// While a snapshot runs: the value each key had when it began, saved
+    /// by the first commit that changes the key (see [`Store::snapshot`]).
+    before_images: Mutex<Option<BeforeImages>>,
 }
+
+/// Keys' stored values (`None`: absent) as of a snapshot's revision.
+type BeforeImages = std::collections::HashMap<Vec<u8>, Option<sled::IVec>>;
 
 fn storage_error(error: sled::Error) -> StoreError {
     StoreError(error.to_string())
@@ -138,23 +144,39 @@ impl SledStore {
                 ceiling: revision,
             }),
             published: AtomicU64::new(revision),
+            before_images: Mutex::new(None),
         })
     }
 }
 
 impl SledStore {
-    /// Creates the database in `folder` (which must hold none) from a
+    /// Creates the database in `folder` (which must not exist) from a
     /// snapshot: every entry with its version, and a revision ceiling
-    /// beyond the highest, so that versions keep growing. Flushed before
-    /// it returns.
+    /// beyond the highest, so that versions keep growing. Everything is
+    /// checked first, written into a folder beside `folder`, flushed, and
+    /// only then renamed into place: a failure or a crash leaves no
+    /// half-restored database where a gateway would open it.
     pub fn restore(folder: &Path, snapshot: &super::Snapshot) -> StoreResult<()> {
-        let db = open_locked(folder, 64 * 1024 * 1024)?;
-        let data = db.open_tree("data").map_err(storage_error)?;
-        if !data.is_empty() {
+        if folder.exists() {
             return Err(StoreError(format!(
-                "{} already holds a database: restore into an empty folder",
+                "{} already exists: restore into a new data folder",
                 folder.display()
             )));
+        }
+        if let Some(bad) = snapshot
+            .entries
+            .iter()
+            .find(|entry| entry.tree.is_empty() || entry.tree.as_bytes().contains(&0))
+        {
+            return Err(StoreError(format!("invalid tree name {:?}", bad.tree)));
+        }
+        let mut partial = folder.as_os_str().to_owned();
+        partial.push(".restoring");
+        let partial = std::path::PathBuf::from(partial);
+        if partial.exists() {
+            // Left by a restore that did not finish.
+            std::fs::remove_dir_all(&partial)
+                .map_err(|e| StoreError(format!("cannot remove {}: {e}", partial.display())))?;
         }
         let newest = snapshot
             .entries
@@ -163,33 +185,69 @@ impl SledStore {
             .max()
             .unwrap_or(0)
             .max(snapshot.revision);
-        let mut batch = sled::Batch::default();
-        for entry in &snapshot.entries {
-            if entry.tree.is_empty() || entry.tree.as_bytes().contains(&0) {
-                return Err(StoreError(format!("invalid tree name {:?}", entry.tree)));
+        {
+            let db = open_locked(&partial, 64 * 1024 * 1024)?;
+            let data = db.open_tree("data").map_err(storage_error)?;
+            let mut batch = sled::Batch::default();
+            for entry in &snapshot.entries {
+                batch.insert(
+                    full_key(&entry.tree, &entry.key),
+                    with_version(&entry.value, entry.version),
+                );
             }
-            batch.insert(
-                full_key(&entry.tree, &entry.key),
-                with_version(&entry.value, entry.version),
-            );
+            batch.insert(REVISION_KEY, &(newest + REVISION_BLOCK).to_be_bytes());
+            data.apply_batch(batch).map_err(storage_error)?;
+            db.flush().map_err(storage_error)?;
         }
-        batch.insert(REVISION_KEY, &(newest + REVISION_BLOCK).to_be_bytes());
-        data.apply_batch(batch).map_err(storage_error)?;
-        db.flush().map_err(storage_error)?;
-        Ok(())
+        std::fs::rename(&partial, folder).map_err(|e| {
+            StoreError(format!(
+                "cannot move {} to {}: {e}",
+                partial.display(),
+                folder.display()
+            ))
+        })
     }
 
-    /// Every entry, read under the commit lock (see [`Store::snapshot`]).
+    /// Every entry as of one revision, without holding commits up: the
+    /// pass over the data runs with commits going on, and each commit made
+    /// meanwhile first saves the value of every key it changes, unless
+    /// one before it already did ([`SledStore::before_images`]). An entry
+    /// whose key was changed is then taken from what was saved; one
+    /// written after the snapshot began and never there before is left
+    /// out; a key deleted meanwhile comes back from what was saved.
     fn snapshot_now(&self) -> StoreResult<super::Snapshot> {
-        let revision = crate::sync::lock(&self.revision);
-        let mut entries = Vec::new();
-        for item in self.data.iter() {
-            let (key, stored) = item.map_err(storage_error)?;
+        let revision = {
+            // No commit is half applied while the images are installed.
+            let revision = crate::sync::lock(&self.revision);
+            *crate::sync::lock(&self.before_images) = Some(BeforeImages::new());
+            revision.last
+        };
+        let pass = self.pass_over_the_data();
+        let saved = {
+            let _revision = crate::sync::lock(&self.revision);
+            crate::sync::lock(&self.before_images)
+                .take()
+                .unwrap_or_default()
+        };
+        let mut current = pass?;
+        for (key, before) in saved {
+            match before {
+                Some(stored) => {
+                    current.insert(key, stored);
+                }
+                None => {
+                    current.remove(&key);
+                }
+            }
+        }
+        let mut entries = Vec::with_capacity(current.len());
+        for (key, stored) in current {
             let Some(split) = key.iter().position(|&b| b == 0) else {
                 // The revision ceiling and other bookkeeping.
                 continue;
             };
             let (value, version) = split_version(&stored);
+            debug_assert!(version <= revision, "a write after the snapshot began");
             entries.push(super::SnapshotEntry {
                 tree: String::from_utf8_lossy(&key[..split]).into_owned(),
                 key: key[split + 1..].to_vec(),
@@ -197,10 +255,39 @@ impl SledStore {
                 version,
             });
         }
-        Ok(super::Snapshot {
-            revision: revision.last,
-            entries,
-        })
+        Ok(super::Snapshot { revision, entries })
+    }
+
+    /// Every stored entry as the pass finds it (in key order).
+    fn pass_over_the_data(&self) -> StoreResult<std::collections::BTreeMap<Vec<u8>, sled::IVec>> {
+        self.data
+            .iter()
+            .map(|item| {
+                let (key, stored) = item.map_err(storage_error)?;
+                Ok((key.to_vec(), stored))
+            })
+            .collect()
+    }
+
+    /// Saves the stored value of each key `writes` changes, the first time
+    /// one changes while a snapshot runs (called under the commit lock).
+    fn save_before_images(&self, writes: &WriteBatch) -> StoreResult<()> {
+        let mut images = crate::sync::lock(&self.before_images);
+        let Some(images) = images.as_mut() else {
+            return Ok(());
+        };
+        for op in &writes.ops {
+            let key = match op {
+                WriteOp::Put { tree, key, .. } | WriteOp::Delete { tree, key } => {
+                    full_key(tree, key)
+                }
+            };
+            if let std::collections::hash_map::Entry::Vacant(image) = images.entry(key) {
+                let stored = self.data.get(image.key()).map_err(storage_error)?;
+                image.insert(stored);
+            }
+        }
+        Ok(())
     }
 
     fn scan_now(
@@ -274,6 +361,7 @@ impl SledStore {
         if !conflicts.is_empty() {
             return Ok(Committed::Conflict { keys: conflicts });
         }
+        self.save_before_images(writes)?;
         let version = revision.last + 1;
         let mut sled_batch = sled::Batch::default();
         let ceiling = if version > revision.ceiling {
