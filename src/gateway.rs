@@ -13,7 +13,7 @@ use crate::compute::Compute;
 use crate::config::{Limits, RateLimits};
 use crate::dev::DevMode;
 use crate::error::{ApiError, ApiResult};
-use crate::operator::metrics::RequestMetrics;
+use crate::operator::metrics::{ActionId, RequestMetrics};
 use crate::protocol::params::decode_form;
 use crate::protocol::xml::{
     is_api_version, render_error, render_response, XmlOutput, DEFAULT_VERSION,
@@ -173,7 +173,7 @@ impl Gateway {
         }
         let started = Instant::now();
         let (parts, body) = request.into_parts();
-        let mut action = "none";
+        let mut action = ActionId::NONE;
         let answer = self
             .answer(&parts, body, &request_id, &span, &mut action)
             .instrument(span.clone())
@@ -203,7 +203,7 @@ impl Gateway {
         body: Incoming,
         request_id: &str,
         span: &tracing::Span,
-        action: &mut &'static str,
+        action: &mut ActionId,
     ) -> Answer {
         let body = match self.read_body(parts, body).await {
             Ok(body) => body,
@@ -254,12 +254,12 @@ impl Gateway {
         body: &[u8],
         request_id: &str,
         span: &tracing::Span,
-        action_label: &mut &'static str,
+        action_id: &mut ActionId,
     ) -> ApiResult<Vec<u8>> {
         let (query_pairs, params) =
             request_params(&parts.method, parts.uri.query(), &parts.headers, body)?;
         let action_name = params.get("Action").unwrap_or("").to_string();
-        *action_label = crate::operator::metrics::action_label(&action_name);
+        *action_id = ActionId::of(&action_name);
         span.record("action", action_name.as_str());
         let request = AuthRequest {
             method: parts.method.as_str(),

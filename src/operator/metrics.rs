@@ -30,6 +30,9 @@ use std::sync::Mutex;
 
 /// What the request path records.
 pub struct RequestMetrics {
+    /// Per action (see [`ActionId`]), so that a request's answer touches
+    /// no family lock.
+    handles: Vec<std::sync::OnceLock<ActionHandles>>,
     requests: Family<RequestLabels, Counter>,
     latency: Family<ActionLabel, Histogram>,
     signature_failures: Family<KindLabel, Counter>,
@@ -71,18 +74,66 @@ pub struct RecentError {
 /// How many refused requests the dashboard keeps.
 const RECENT_ERRORS: usize = 20;
 
-/// The label of action `name`: itself when the gateway implements it.
-pub fn action_label(name: &str) -> &'static str {
-    crate::api::ACTION_NAMES
-        .iter()
-        .find(|known| **known == name)
-        .copied()
-        .unwrap_or(if name.is_empty() { "none" } else { "other" })
+/// An action as the metrics know it: its place among the names the
+/// gateway implements, then `other` (a name it does not implement) and
+/// `none` (no `Action` at all). Found by a hash lookup once per request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ActionId(usize);
+
+impl ActionId {
+    /// A request that named no action (or was refused before naming one).
+    pub const NONE: ActionId = ActionId(usize::MAX);
+
+    /// The action named `name`.
+    pub fn of(name: &str) -> Self {
+        static INDEX: std::sync::OnceLock<std::collections::HashMap<&'static str, usize>> =
+            std::sync::OnceLock::new();
+        if name.is_empty() {
+            return Self::NONE;
+        }
+        let index = INDEX.get_or_init(|| {
+            crate::api::ACTION_NAMES
+                .iter()
+                .enumerate()
+                .map(|(n, name)| (*name, n))
+                .collect()
+        });
+        ActionId(
+            index
+                .get(name)
+                .copied()
+                .unwrap_or(crate::api::ACTION_NAMES.len()),
+        )
+    }
+
+    /// Its label value.
+    pub fn label(self) -> &'static str {
+        match crate::api::ACTION_NAMES.get(self.0) {
+            Some(name) => name,
+            None if self == Self::NONE => "none",
+            None => "other",
+        }
+    }
+
+    /// Its slot in [`RequestMetrics`]' handles.
+    fn slot(self) -> usize {
+        self.0.min(crate::api::ACTION_NAMES.len() + 1)
+    }
+}
+
+/// One action's latency histogram and success counter, taken from their
+/// families on its first request (series appear only for actions used).
+struct ActionHandles {
+    latency: Histogram,
+    succeeded: Counter,
 }
 
 impl Default for RequestMetrics {
     fn default() -> Self {
         Self {
+            handles: (0..crate::api::ACTION_NAMES.len() + 2)
+                .map(|_| std::sync::OnceLock::new())
+                .collect(),
             requests: Family::default(),
             latency: Family::new_with_constructor(|| {
                 // 50 µs to about 26 s (a launch on a slow cluster must not fall
@@ -112,22 +163,42 @@ impl RequestMetrics {
     /// Records one answered request.
     pub fn answered(
         &self,
-        action: &'static str,
+        action: ActionId,
         code: Option<&'static str>,
         status: u16,
         seconds: f64,
         request_id: &str,
     ) {
-        self.requests
-            .get_or_create(&RequestLabels {
-                action,
-                code: code.unwrap_or("Success"),
-                status,
-            })
-            .inc();
-        self.latency
-            .get_or_create(&ActionLabel { action })
-            .observe(seconds);
+        let label = action.label();
+        let handles = self.handles[action.slot()].get_or_init(|| ActionHandles {
+            latency: self
+                .latency
+                .get_or_create(&ActionLabel { action: label })
+                .clone(),
+            succeeded: self
+                .requests
+                .get_or_create(&RequestLabels {
+                    action: label,
+                    code: "Success",
+                    status: 200,
+                })
+                .clone(),
+        });
+        handles.latency.observe(seconds);
+        match code {
+            None if status == 200 => {
+                handles.succeeded.inc();
+            }
+            _ => {
+                self.requests
+                    .get_or_create(&RequestLabels {
+                        action: label,
+                        code: code.unwrap_or("Success"),
+                        status,
+                    })
+                    .inc();
+            }
+        }
         self.total.fetch_add(1, Ordering::Relaxed);
         if let Some(code) = code {
             self.errors.fetch_add(1, Ordering::Relaxed);
@@ -138,7 +209,7 @@ impl RequestMetrics {
             recent.push_back(RecentError {
                 at: chrono::Utc::now(),
                 request_id: request_id.to_string(),
-                action,
+                action: label,
                 code,
                 status,
             });
