@@ -13,15 +13,27 @@ use crate::clock::format_timestamp;
 use crate::error::ApiError;
 use chrono::{DateTime, Utc};
 use hyper::StatusCode;
-use quick_xml::events::{BytesDecl, BytesEnd, BytesStart, BytesText, Event};
-use quick_xml::Writer;
+use quick_xml::escape::escape;
 
 /// The API version answered when a request names none.
 pub const DEFAULT_VERSION: &str = "2016-11-15";
 
-/// Writes the elements of one response.
+/// Writes the elements of one response, straight into its buffer.
+///
+/// The layout is quick-xml's indenting writer's, byte for byte (what the
+/// gateway answered with before, and what `tests/exact_bytes.rs` pins): a
+/// tag starts a new line indented four spaces a level, except right after
+/// text, so `<name>text</name>` stays on one line. Text and attribute
+/// values go through quick-xml's `escape` (`<`, `>`, `&`, `'`, `"`).
+/// Writing tags directly rather than through quick-xml's event writer
+/// took a describe-zones answer's rendering from about a tenth of the
+/// gateway's CPU to a fraction of it (perf, see README "Performance").
 pub struct XmlWriter {
-    writer: Writer<Vec<u8>>,
+    out: Vec<u8>,
+    indent: bool,
+    depth: usize,
+    /// False right after text (and before anything is written).
+    line_break: bool,
 }
 
 /// An action's output: writes its members under the response root.
@@ -44,34 +56,83 @@ impl XmlOutput for ReturnTrue {
     }
 }
 
+/// Enough spaces for any depth the answers reach (deeper levels repeat).
+const SPACES: &[u8; 128] = &[b' '; 128];
+
 impl XmlWriter {
     fn new(indent: bool, capacity: usize) -> Self {
-        let writer = if indent {
-            Writer::new_with_indent(Vec::with_capacity(capacity), b' ', 4)
-        } else {
-            Writer::new(Vec::with_capacity(capacity))
-        };
-        Self { writer }
+        Self {
+            out: Vec::with_capacity(capacity),
+            indent,
+            depth: 0,
+            line_break: false,
+        }
     }
 
-    fn event(&mut self, event: Event<'_>) {
-        self.writer
-            .write_event(event)
-            .expect("writing XML to memory cannot fail");
+    /// A new line at the current depth, unless text came just before.
+    fn line(&mut self) {
+        if self.indent && self.line_break {
+            self.out.push(b'\n');
+            let mut width = self.depth * 4;
+            while width > 0 {
+                let chunk = width.min(SPACES.len());
+                self.out.extend_from_slice(&SPACES[..chunk]);
+                width -= chunk;
+            }
+        }
+    }
+
+    fn start(&mut self, name: &str) {
+        self.line();
+        self.out.push(b'<');
+        self.out.extend_from_slice(name.as_bytes());
+        self.out.push(b'>');
+        self.depth += 1;
+        self.line_break = true;
+    }
+
+    fn end(&mut self, name: &str) {
+        self.depth = self.depth.saturating_sub(1);
+        self.line();
+        self.out.extend_from_slice(b"</");
+        self.out.extend_from_slice(name.as_bytes());
+        self.out.push(b'>');
+        self.line_break = true;
+    }
+
+    fn empty(&mut self, name: &str) {
+        self.line();
+        self.out.push(b'<');
+        self.out.extend_from_slice(name.as_bytes());
+        self.out.extend_from_slice(b"/>");
+        self.line_break = true;
+    }
+
+    fn text(&mut self, text: &str) {
+        self.out.extend_from_slice(escape(text).as_bytes());
+        self.line_break = false;
+    }
+
+    /// `<?xml version="1.0" encoding="UTF-8"?>`
+    fn declaration(&mut self) {
+        self.line();
+        self.out
+            .extend_from_slice(br#"<?xml version="1.0" encoding="UTF-8"?>"#);
+        self.line_break = true;
     }
 
     /// `<name>` ... `</name>` around whatever `body` writes.
     pub fn nested(&mut self, name: &str, body: impl FnOnce(&mut XmlWriter)) {
-        self.event(Event::Start(BytesStart::new(name)));
+        self.start(name);
         body(self);
-        self.event(Event::End(BytesEnd::new(name)));
+        self.end(name);
     }
 
     /// `<name>text</name>`, escaped.
     pub fn element(&mut self, name: &str, text: &str) {
-        self.event(Event::Start(BytesStart::new(name)));
-        self.event(Event::Text(BytesText::new(text)));
-        self.event(Event::End(BytesEnd::new(name)));
+        self.start(name);
+        self.text(text);
+        self.end(name);
     }
 
     /// `<name>text</name>` when present; nothing when absent.
@@ -96,7 +157,7 @@ impl XmlWriter {
     /// `<name/>` for an empty list, else one `<item>` per element.
     pub fn list<T>(&mut self, name: &str, items: &[T], mut item: impl FnMut(&mut XmlWriter, &T)) {
         if items.is_empty() {
-            self.event(Event::Empty(BytesStart::new(name)));
+            self.empty(name);
             return;
         }
         self.nested(name, |xml| {
@@ -109,7 +170,7 @@ impl XmlWriter {
     /// A list of plain values: `<name><item>value</item>...</name>`.
     pub fn text_list(&mut self, name: &str, items: &[impl AsRef<str>]) {
         if items.is_empty() {
-            self.event(Event::Empty(BytesStart::new(name)));
+            self.empty(name);
             return;
         }
         self.nested(name, |xml| {
@@ -120,7 +181,7 @@ impl XmlWriter {
     }
 
     fn finish(self) -> Vec<u8> {
-        let mut bytes = self.writer.into_inner();
+        let mut bytes = self.out;
         bytes.push(b'\n');
         bytes
     }
@@ -148,15 +209,24 @@ pub fn render_response(
     output: &dyn XmlOutput,
 ) -> Vec<u8> {
     let mut xml = XmlWriter::new(true, output.size_hint());
-    xml.event(Event::Decl(BytesDecl::new("1.0", Some("UTF-8"), None)));
-    let root = format!("{action}Response");
-    let namespace = format!("http://ec2.amazonaws.com/doc/{version}/");
-    xml.event(Event::Start(
-        BytesStart::new(root.as_str()).with_attributes([("xmlns", namespace.as_str())]),
-    ));
+    xml.declaration();
+    // `<{action}Response xmlns="http://ec2.amazonaws.com/doc/{version}/">`
+    xml.line();
+    xml.out.push(b'<');
+    xml.out.extend_from_slice(action.as_bytes());
+    xml.out
+        .extend_from_slice(b"Response xmlns=\"http://ec2.amazonaws.com/doc/");
+    xml.out.extend_from_slice(escape(version).as_bytes());
+    xml.out.extend_from_slice(b"/\">");
+    xml.depth += 1;
+    xml.line_break = true;
     xml.element("requestId", request_id);
     output.write_xml(&mut xml);
-    xml.event(Event::End(BytesEnd::new(root.as_str())));
+    xml.depth -= 1;
+    xml.line();
+    xml.out.extend_from_slice(b"</");
+    xml.out.extend_from_slice(action.as_bytes());
+    xml.out.extend_from_slice(b"Response>");
     xml.finish()
 }
 
@@ -186,8 +256,8 @@ pub fn http_status(error: &ApiError) -> StatusCode {
 /// Renders an error document.
 pub fn render_error(error: &ApiError, request_id: &str) -> Vec<u8> {
     let mut xml = XmlWriter::new(false, 512);
-    xml.event(Event::Decl(BytesDecl::new("1.0", Some("UTF-8"), None)));
-    xml.writer.get_mut().push(b'\n');
+    xml.declaration();
+    xml.out.push(b'\n');
     xml.nested("Response", |xml| {
         xml.nested("Errors", |xml| {
             xml.nested("Error", |xml| {
@@ -241,6 +311,63 @@ mod tests {
         let body = render_error(&ApiError::InvalidAction("Frobnicate<".into()), "req-2");
         let expected = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error><Code>InvalidAction</Code><Message>The action Frobnicate&lt; is not valid for this web service.</Message></Error></Errors><RequestID>req-2</RequestID></Response>\n";
         assert_eq!(String::from_utf8(body).unwrap(), expected);
+    }
+
+    /// The same document through quick-xml's indenting event writer (what
+    /// the gateway used before) and through [`XmlWriter`]: byte for byte
+    /// equal, for nesting, empty lists, an empty body, empty text and every
+    /// character that is escaped.
+    #[test]
+    fn the_same_bytes_as_quick_xmls_indenting_writer() {
+        use quick_xml::events::{BytesDecl, BytesEnd, BytesStart, BytesText, Event};
+        let texts = ["plain", "", "<&>'\"", "naïve ☃", "a]]>b"];
+        let mut reference = quick_xml::Writer::new_with_indent(Vec::new(), b' ', 4);
+        let mut ours = XmlWriter::new(true, 0);
+        reference
+            .write_event(Event::Decl(BytesDecl::new("1.0", Some("UTF-8"), None)))
+            .unwrap();
+        ours.declaration();
+        for (depth, text) in texts.iter().enumerate() {
+            for level in 0..=depth {
+                let name = format!("level{level}");
+                reference
+                    .write_event(Event::Start(BytesStart::new(name.as_str())))
+                    .unwrap();
+                ours.start(&name);
+            }
+            reference
+                .write_event(Event::Start(BytesStart::new("value")))
+                .unwrap();
+            reference
+                .write_event(Event::Text(BytesText::new(text)))
+                .unwrap();
+            reference
+                .write_event(Event::End(BytesEnd::new("value")))
+                .unwrap();
+            ours.element("value", text);
+            reference
+                .write_event(Event::Empty(BytesStart::new("emptySet")))
+                .unwrap();
+            ours.empty("emptySet");
+            reference
+                .write_event(Event::Start(BytesStart::new("hollow")))
+                .unwrap();
+            reference
+                .write_event(Event::End(BytesEnd::new("hollow")))
+                .unwrap();
+            ours.nested("hollow", |_| {});
+            for level in (0..=depth).rev() {
+                let name = format!("level{level}");
+                reference
+                    .write_event(Event::End(BytesEnd::new(name.as_str())))
+                    .unwrap();
+                ours.end(&name);
+            }
+        }
+        assert_eq!(
+            String::from_utf8(reference.into_inner()).unwrap(),
+            String::from_utf8(ours.out).unwrap()
+        );
     }
 
     #[test]

@@ -1,5 +1,11 @@
 //! The load loop: N keep-alive connections, each sending signed requests
 //! back to back until the deadline; latencies after the warm-up are kept.
+//!
+//! With [`set_presigned`], each connection signs a pool of requests before
+//! it starts and sends them over and over, so that the client does no
+//! cryptography while it measures: the lightweight client the per-request
+//! overhead is measured with (the gateway accepts a signed request again
+//! for as long as its time is within the allowed skew, as EC2 does).
 
 use ec2_gateway::auth::signer::{form_body, sign_v2, sign_v4_post, SigningCredentials};
 use ec2_gateway::auth::sigv2::SignatureMethod;
@@ -57,6 +63,21 @@ impl Target {
         }
         one
     }
+}
+
+/// Requests each connection signs ahead in presigned mode.
+const PRESIGNED_POOL: usize = 256;
+
+static PRESIGNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Presigned mode for every later run (see the module documentation).
+pub fn set_presigned(on: bool) {
+    PRESIGNED.store(on, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// True in presigned mode.
+pub fn presigned() -> bool {
+    PRESIGNED.load(std::sync::atomic::Ordering::SeqCst)
 }
 
 /// Sees every successful answer's body.
@@ -231,8 +252,21 @@ pub async fn run(
                     return report;
                 }
             };
+            let pool: Vec<_> = if PRESIGNED.load(std::sync::atomic::Ordering::SeqCst) {
+                (0..PRESIGNED_POOL)
+                    .map(|_| signed_request(&target, &next()))
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            let mut sent_count = 0usize;
             while Instant::now() < deadline {
-                let (path, headers, body) = signed_request(&target, &next());
+                let (path, headers, body) = if pool.is_empty() {
+                    signed_request(&target, &next())
+                } else {
+                    sent_count += 1;
+                    pool[sent_count % pool.len()].clone()
+                };
                 let sent = Instant::now();
                 let result =
                     tokio::time::timeout(timeout, connection.send(&path, &headers, body)).await;
