@@ -444,7 +444,7 @@ async fn concurrent_commits_share_flushes() {
 
 /// The same suites on real etcd members (cargo feature `etcd`), plus what
 /// only a cluster has: limits, pages, prefixes, a leader's death.
-/// A snapshot taken while commits go on shows one revision: two keys every
+/// A snapshot taken while commits go on (two at a time) shows one revision: two keys every
 /// commit writes together (with the same value) agree, keys moved by a
 /// commit (one deleted, another created) are neither both there nor both
 /// missing, and nothing in it is newer than its revision.
@@ -484,27 +484,38 @@ async fn snapshots_under_commits(store: Arc<dyn Store>) {
             commits
         })
     };
-    for _ in 0..10 {
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-        let snapshot = store.snapshot().await.unwrap();
-        let value = |key: &[u8]| {
-            snapshot
-                .entries
-                .iter()
-                .find(|e| e.tree == "pair" && e.key == key)
-                .map(|e| e.value.clone())
-        };
-        assert_eq!(value(b"a"), value(b"b"), "a torn commit in the snapshot");
-        let items = snapshot
-            .entries
-            .iter()
-            .filter(|e| e.tree == "items")
-            .count();
-        assert_eq!(items, KEYS, "a moved item is in it twice or not at all");
-        assert!(snapshot
-            .entries
-            .iter()
-            .all(|e| e.version <= snapshot.revision));
+    // Two checkers at once (two backups asked for together).
+    let checkers: Vec<_> = (0..2)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                for _ in 0..10 {
+                    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                    let snapshot = store.snapshot().await.unwrap();
+                    let value = |key: &[u8]| {
+                        snapshot
+                            .entries
+                            .iter()
+                            .find(|e| e.tree == "pair" && e.key == key)
+                            .map(|e| e.value.clone())
+                    };
+                    assert_eq!(value(b"a"), value(b"b"), "a torn commit in the snapshot");
+                    let items = snapshot
+                        .entries
+                        .iter()
+                        .filter(|e| e.tree == "items")
+                        .count();
+                    assert_eq!(items, KEYS, "a moved item is in it twice or not at all");
+                    assert!(snapshot
+                        .entries
+                        .iter()
+                        .all(|e| e.version <= snapshot.revision));
+                }
+            })
+        })
+        .collect();
+    for checker in checkers {
+        checker.await.unwrap();
     }
     done.store(true, Ordering::SeqCst);
     let commits = writer.await.unwrap();

@@ -125,7 +125,9 @@ impl ActionId {
 /// families on its first request (series appear only for actions used).
 struct ActionHandles {
     latency: Histogram,
-    succeeded: Counter,
+    /// Taken on the action's first success (no `Success` series at 0 for
+    /// an action that never succeeded).
+    succeeded: std::sync::OnceLock<Counter>,
 }
 
 impl Default for RequestMetrics {
@@ -175,19 +177,23 @@ impl RequestMetrics {
                 .latency
                 .get_or_create(&ActionLabel { action: label })
                 .clone(),
-            succeeded: self
-                .requests
-                .get_or_create(&RequestLabels {
-                    action: label,
-                    code: "Success",
-                    status: 200,
-                })
-                .clone(),
+            succeeded: std::sync::OnceLock::new(),
         });
         handles.latency.observe(seconds);
         match code {
             None if status == 200 => {
-                handles.succeeded.inc();
+                handles
+                    .succeeded
+                    .get_or_init(|| {
+                        self.requests
+                            .get_or_create(&RequestLabels {
+                                action: label,
+                                code: "Success",
+                                status: 200,
+                            })
+                            .clone()
+                    })
+                    .inc();
             }
             _ => {
                 self.requests

@@ -40,6 +40,27 @@ pub struct SledStore {
     /// While a snapshot runs: the value each key had when it began, saved
     /// by the first commit that changes the key (see [`Store::snapshot`]).
     before_images: Mutex<Option<BeforeImages>>,
+    /// Held by the one snapshot running (they share `before_images`).
+    snapshotting: Mutex<()>,
+}
+
+/// Stops saving before-images when a snapshot ends, however it ends.
+struct SavingImages<'a>(&'a SledStore);
+
+impl SavingImages<'_> {
+    /// What commits saved, under the commit lock (no commit half done).
+    fn take(self) -> BeforeImages {
+        let _revision = crate::sync::lock(&self.0.revision);
+        crate::sync::lock(&self.0.before_images)
+            .take()
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for SavingImages<'_> {
+    fn drop(&mut self) {
+        crate::sync::lock(&self.0.before_images).take();
+    }
 }
 
 /// Keys' stored values (`None`: absent) as of a snapshot's revision.
@@ -145,6 +166,7 @@ impl SledStore {
             }),
             published: AtomicU64::new(revision),
             before_images: Mutex::new(None),
+            snapshotting: Mutex::new(()),
         })
     }
 }
@@ -170,9 +192,15 @@ impl SledStore {
         {
             return Err(StoreError(format!("invalid tree name {:?}", bad.tree)));
         }
-        let mut partial = folder.as_os_str().to_owned();
-        partial.push(".restoring");
-        let partial = std::path::PathBuf::from(partial);
+        let Some(name) = folder.file_name() else {
+            return Err(StoreError(format!(
+                "{} names no folder to restore into",
+                folder.display()
+            )));
+        };
+        let mut partial_name = name.to_owned();
+        partial_name.push(".restoring");
+        let partial = folder.with_file_name(partial_name);
         if partial.exists() {
             // Left by a restore that did not finish.
             std::fs::remove_dir_all(&partial)
@@ -216,19 +244,15 @@ impl SledStore {
     /// written after the snapshot began and never there before is left
     /// out; a key deleted meanwhile comes back from what was saved.
     fn snapshot_now(&self) -> StoreResult<super::Snapshot> {
-        let revision = {
+        let _one_at_a_time = crate::sync::lock(&self.snapshotting);
+        let (revision, saving) = {
             // No commit is half applied while the images are installed.
             let revision = crate::sync::lock(&self.revision);
             *crate::sync::lock(&self.before_images) = Some(BeforeImages::new());
-            revision.last
+            (revision.last, SavingImages(self))
         };
         let pass = self.pass_over_the_data();
-        let saved = {
-            let _revision = crate::sync::lock(&self.revision);
-            crate::sync::lock(&self.before_images)
-                .take()
-                .unwrap_or_default()
-        };
+        let saved = saving.take();
         let mut current = pass?;
         for (key, before) in saved {
             match before {

@@ -18,6 +18,9 @@ pub struct GatewayProcess {
 }
 
 impl GatewayProcess {
+    /// Starts `ec2-gateway serve --config config` and waits (up to a
+    /// minute) for it to listen; a gateway that exits or hangs before that
+    /// fails the test, and is killed by its PID either way.
     pub fn start(config: &std::path::Path) -> Self {
         let mut child = Command::new(BINARY)
             .arg("serve")
@@ -28,26 +31,44 @@ impl GatewayProcess {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("start ec2-gateway");
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let mut operator = None;
+        let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        // Owned from here: dropped (killed) if the wait below panics.
+        let mut process = Self {
+            child: Some(child),
+            endpoint: Endpoint::parse("http://127.0.0.1:1").unwrap(),
+            operator: None,
+        };
+        let (sender, received) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                if sender.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
         let url = loop {
-            let line = lines
-                .next()
-                .expect("gateway exited before listening")
-                .unwrap();
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let line = match received.recv_timeout(left) {
+                Ok(line) => line,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    panic!("the gateway did not listen within a minute")
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                    panic!("the gateway exited before listening")
+                }
+            };
             if let Some(rest) = line.strip_prefix("ec2-gateway listening on ") {
                 break rest.split_whitespace().next().unwrap().to_string();
             }
             if let Some((_, address)) = line.split_once("dashboard) on http://") {
-                operator = Some(address.trim().to_string());
+                process.operator = Some(address.trim().to_string());
             }
         };
-        std::thread::spawn(move || for _ in lines {});
-        Self {
-            child: Some(child),
-            endpoint: Endpoint::parse(&url).unwrap(),
-            operator,
-        }
+        // The rest of stdout is drained (and dropped) by the thread above.
+        std::thread::spawn(move || for _ in received {});
+        process.endpoint = Endpoint::parse(&url).unwrap();
+        process
     }
 
     /// SIGKILL by PID, then reaped.

@@ -6,6 +6,8 @@
 //! cryptography while it measures: the lightweight client the per-request
 //! overhead is measured with (the gateway accepts a signed request again
 //! for as long as its time is within the allowed skew, as EC2 does).
+//! Scenarios that learn from their answers (the churn) still sign each
+//! request.
 
 use ec2_gateway::auth::signer::{form_body, sign_v2, sign_v4_post, SigningCredentials};
 use ec2_gateway::auth::sigv2::SignatureMethod;
@@ -252,7 +254,9 @@ pub async fn run(
                     return report;
                 }
             };
-            let pool: Vec<_> = if PRESIGNED.load(std::sync::atomic::Ordering::SeqCst) {
+            // A scenario that learns from its answers (the churn terminates
+            // what it launched) is signed per request even so.
+            let pool: Vec<_> = if presigned() && observe.is_none() {
                 (0..PRESIGNED_POOL)
                     .map(|_| signed_request(&target, &next()))
                     .collect()
