@@ -67,7 +67,19 @@ pub fn encode(snapshot: &Snapshot, region: &str, now: DateTime<Utc>) -> Vec<u8> 
         region: region.to_string(),
         entries: snapshot.entries.len() as u64,
     };
-    let mut out = Vec::with_capacity(snapshot.entries.len() * 256 + 256);
+    // Sized up front (base64 of key and value, the tree, the JSON around
+    // them): the file is the largest buffer a backup makes.
+    let size: usize = snapshot
+        .entries
+        .iter()
+        .map(|e| {
+            (e.key.len() + 2).div_ceil(3) * 4
+                + (e.value.len() + 2).div_ceil(3) * 4
+                + e.tree.len()
+                + 48
+        })
+        .sum();
+    let mut out = Vec::with_capacity(size + 512);
     let mut digest = Sha256::new();
     let mut push = |out: &mut Vec<u8>, line: Vec<u8>| {
         digest.update(&line);

@@ -254,14 +254,17 @@ impl SledStore {
         let pass = self.pass_over_the_data();
         let saved = saving.take();
         let mut current = pass?;
+        // The pass is in key order: each saved image replaces, removes or
+        // adds its key in place (a few keys: those written during the pass).
         for (key, before) in saved {
-            match before {
-                Some(stored) => {
-                    current.insert(key, stored);
+            let found = current.binary_search_by(|(k, _)| k.as_ref().cmp(key.as_slice()));
+            match (found, before) {
+                (Ok(at), Some(stored)) => current[at].1 = stored,
+                (Ok(at), None) => {
+                    current.remove(at);
                 }
-                None => {
-                    current.remove(&key);
-                }
+                (Err(at), Some(stored)) => current.insert(at, (sled::IVec::from(key), stored)),
+                (Err(_), None) => {}
             }
         }
         let mut entries = Vec::with_capacity(current.len());
@@ -282,14 +285,12 @@ impl SledStore {
         Ok(super::Snapshot { revision, entries })
     }
 
-    /// Every stored entry as the pass finds it (in key order).
-    fn pass_over_the_data(&self) -> StoreResult<std::collections::BTreeMap<Vec<u8>, sled::IVec>> {
+    /// Every stored entry as the pass finds it, in key order (sled's own
+    /// buffers: nothing is copied until the entries are made).
+    fn pass_over_the_data(&self) -> StoreResult<Vec<(sled::IVec, sled::IVec)>> {
         self.data
             .iter()
-            .map(|item| {
-                let (key, stored) = item.map_err(storage_error)?;
-                Ok((key.to_vec(), stored))
-            })
+            .map(|item| item.map_err(storage_error))
             .collect()
     }
 
