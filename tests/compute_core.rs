@@ -393,3 +393,87 @@ async fn client_tokens_are_kept_a_day_past_termination() {
     assert_ne!(fresh.reservation_id, first.reservation_id);
     assert_eq!(fresh.instances.len(), 1);
 }
+
+/// More than 256 hosts: placements read a view of the hosts' usage kept
+/// for up to 500 ms instead of every host's usage record. A refusal made
+/// on that view is decided again on the usage as stored, so capacity freed
+/// a moment ago is found at once (not after the view's next refresh), and
+/// a fleet that is really full is still refused.
+#[tokio::test]
+async fn over_256_hosts_a_refusal_from_the_placement_view_is_decided_again() {
+    const HOSTS: usize = 300;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(&dir.path().join("data"), StorageBackend::Memory);
+    config.hosts = (0..HOSTS)
+        .map(|n| ec2_gateway::config::HostConfig {
+            name: format!("h{n:03}"),
+            availability_zone: "us-east-1a".into(),
+            vcpus: 2,
+            memory_mib: 4096,
+            simulated: true,
+        })
+        .collect();
+    config.quotas.max_instances = 10_000;
+    config.quotas.max_vcpus = 100_000;
+    config.lifecycle.terminate_delay_secs = 0;
+    let clock = Arc::new(OffsetClock::new());
+    let compute = compute(&config, Arc::new(MemoryStore::new()), clock.clone()).await;
+    // Fill every host: one t3.micro (2 vCPUs) each.
+    let mut ids = Vec::new();
+    while ids.len() < HOSTS {
+        let reservation = compute
+            .run_instances(USER_ACCOUNT, launch(IMAGE, "t3.micro", 50, None))
+            .await
+            .unwrap();
+        ids.extend(reservation.instances.into_iter().map(|i| i.id));
+    }
+    assert_eq!(ids.len(), HOSTS);
+    // Once the view built while filling has aged (500 ms), the next
+    // placement builds it anew: full. Another account asks (the first is
+    // at its vCPU limit, the whole fleet), and is refused.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let refused = compute
+        .run_instances(ADMIN_ACCOUNT, launch(IMAGE, "t3.micro", 1, None))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), "InsufficientInstanceCapacity");
+    // Free one host: terminate, and let the (zero-delay) transition apply.
+    compute
+        .change_state(
+            USER_ACCOUNT,
+            std::slice::from_ref(&ids[137]),
+            StateAction::Terminate,
+            false,
+        )
+        .await
+        .unwrap();
+    compute.advance_due(clock.now()).await.unwrap();
+    assert_eq!(
+        state_of(&compute, &ids[137]).await,
+        InstanceState::Terminated
+    );
+    // At once (the view built by the refusal above is a few milliseconds
+    // old, and shows every host full): the freed host is found. Without
+    // the second decision this launch is refused; a machine so slow that
+    // the view aged meanwhile would rebuild it and find the host too.
+    let placed = compute
+        .run_instances(ADMIN_ACCOUNT, launch(IMAGE, "t3.micro", 1, None))
+        .await
+        .expect("the capacity freed a moment ago");
+    assert_eq!(placed.instances.len(), 1);
+    let used: u32 = compute
+        .services()
+        .hosts()
+        .await
+        .unwrap()
+        .iter()
+        .map(|h| h.vcpus_used)
+        .sum();
+    assert_eq!(used, 2 * HOSTS as u32, "no host booked twice");
+    // Full again: refused again.
+    let refused = compute
+        .run_instances(ADMIN_ACCOUNT, launch(IMAGE, "t3.micro", 1, None))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), "InsufficientInstanceCapacity");
+}
