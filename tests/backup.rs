@@ -40,6 +40,17 @@ fn admin_cli(endpoint: &Endpoint, args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
+/// `ec2-gateway restore FILE --data-dir DIR`.
+fn run_restore(file: &Path, data_dir: &Path) -> std::process::Output {
+    Command::new(BINARY)
+        .arg("restore")
+        .arg(file)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .output()
+        .unwrap()
+}
+
 async fn launch(endpoint: &Endpoint, tag: &str) -> Option<String> {
     let reply = client::call(
         endpoint,
@@ -269,23 +280,11 @@ async fn a_backup_taken_under_load_restores_everything_answered_before_it() {
     // What a restore interrupted by a crash leaves is cleared, not used.
     std::fs::create_dir_all(restored_dir.join("db.restoring")).unwrap();
     std::fs::write(restored_dir.join("db.restoring/junk"), b"half").unwrap();
-    let restore = Command::new(BINARY)
-        .arg("restore")
-        .arg(&file)
-        .arg("--data-dir")
-        .arg(&restored_dir)
-        .output()
-        .unwrap();
+    let restore = run_restore(&file, &restored_dir);
     assert!(restore.status.success(), "{restore:?}");
     assert!(!restored_dir.join("db.restoring").exists());
     // Never over an existing database.
-    let again = Command::new(BINARY)
-        .arg("restore")
-        .arg(&file)
-        .arg("--data-dir")
-        .arg(&restored_dir)
-        .output()
-        .unwrap();
+    let again = run_restore(&file, &restored_dir);
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
     // A damaged file is refused whole.
@@ -294,13 +293,7 @@ async fn a_backup_taken_under_load_restores_everything_answered_before_it() {
     let middle = bytes.len() / 2;
     bytes.truncate(middle);
     std::fs::write(&damaged, bytes).unwrap();
-    let refused = Command::new(BINARY)
-        .arg("restore")
-        .arg(&damaged)
-        .arg("--data-dir")
-        .arg(folder.path().join("never"))
-        .output()
-        .unwrap();
+    let refused = run_restore(&damaged, &folder.path().join("never"));
     assert!(!refused.status.success());
     assert!(!folder.path().join("never").join("db").exists());
 
@@ -332,13 +325,7 @@ async fn a_backup_through_a_gateway_on_etcd_restores_into_sled() {
     drop(gateway);
     drop(cluster);
     let restored_dir = folder.path().join("restored");
-    let restore = Command::new(BINARY)
-        .arg("restore")
-        .arg(&file)
-        .arg("--data-dir")
-        .arg(&restored_dir)
-        .output()
-        .unwrap();
+    let restore = run_restore(&file, &restored_dir);
     assert!(restore.status.success(), "{restore:?}");
     let restored = start_gateway(
         folder.path(),
