@@ -11,7 +11,8 @@
 //! store holds: host capacity booked exactly once and never above a host's
 //! size, quotas never exceeded and usage records equal to what they count,
 //! one reservation per ClientToken, no live instance in a deleted group,
-//! unique names, no address handed out twice. On memory, on sled and on a
+//! unique names, no address handed out twice. On memory (also with each
+//! core batching its concurrent commits, as it does on etcd), on sled and on a
 //! store whose every call waits as a network store's does (so every
 //! operation takes the path an etcd backend will); cases:
 //! `EC2_GATEWAY_MULTI_CORE_CASES` (default 256; an eighth of that on sled,
@@ -545,6 +546,9 @@ fn cases() -> u32 {
 #[derive(Clone)]
 enum Backend {
     Memory,
+    /// Memory, each core batching its concurrent operations' commits as
+    /// it does on etcd (`store::batch`).
+    MemoryBatched,
     Sled,
     /// Memory behind calls that all wait, as a network store's do.
     RemoteShaped,
@@ -569,7 +573,7 @@ fn run_case(backend: Backend, streams: Vec<Vec<(usize, usize, Op)>>) -> Result<(
         let config = config(dir.path());
         let remote = Arc::new(RemoteShaped::new());
         let store: Arc<dyn Store> = match backend {
-            Backend::Memory => Arc::new(MemoryStore::new()),
+            Backend::Memory | Backend::MemoryBatched => Arc::new(MemoryStore::new()),
             Backend::Sled => Arc::new(SledStore::open(&dir.path().join("db"), 8 << 20).unwrap()),
             Backend::RemoteShaped => remote.clone(),
             #[cfg(feature = "etcd")]
@@ -591,13 +595,12 @@ fn run_case(backend: Backend, streams: Vec<Vec<(usize, usize, Op)>>) -> Result<(
         let clock = Arc::new(OffsetClock::new());
         let mut cores = Vec::new();
         for _ in 0..3 {
-            let core = Compute::open(
-                &config,
-                Arc::new(StoreHandle::new(store.clone())),
-                clock.clone(),
-            )
-            .await
-            .unwrap();
+            let batched = matches!(backend, Backend::MemoryBatched) || store.shared();
+            let handle = StoreHandle::new(store.clone()).batching_if(batched);
+            prop_assert_eq!(handle.batcher().is_some(), batched);
+            let core = Compute::open(&config, Arc::new(handle), clock.clone())
+                .await
+                .unwrap();
             cores.push(Arc::new(core));
         }
         for account in ACCOUNTS {
@@ -645,6 +648,15 @@ proptest! {
     #[test]
     fn several_cores_on_one_memory_store_keep_every_invariant(streams in streams()) {
         run_case(Backend::Memory, streams)?;
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
+
+    #[test]
+    fn several_cores_batching_commits_on_one_memory_store_keep_every_invariant(streams in streams()) {
+        run_case(Backend::MemoryBatched, streams)?;
     }
 }
 

@@ -48,14 +48,16 @@ struct FaultyStore {
     inner: Box<dyn Store>,
     failing: AtomicBool,
     hold: Mutex<Option<Arc<Hold>>>,
+    /// Whether the gateway over it batches commits.
+    batched: bool,
     /// The sled folder, removed with the store.
     _dir: tempfile::TempDir,
 }
 
 impl FaultyStore {
-    fn over(backend: StorageBackend) -> Arc<Self> {
+    fn over(setup: Setup) -> Arc<Self> {
         let dir = tempfile::tempdir().unwrap();
-        let inner: Box<dyn Store> = match backend {
+        let inner: Box<dyn Store> = match setup.backend {
             StorageBackend::Memory => Box::new(MemoryStore::new()),
             StorageBackend::Sled => {
                 Box::new(SledStore::open(&dir.path().join("db"), 8 << 20).unwrap())
@@ -66,6 +68,7 @@ impl FaultyStore {
             inner,
             failing: AtomicBool::new(false),
             hold: Mutex::new(None),
+            batched: setup.batched,
             _dir: dir,
         })
     }
@@ -134,6 +137,10 @@ impl Store for FaultyStore {
     fn flush(&self) -> StoreCall<'_, ()> {
         self.inner.flush()
     }
+
+    fn answers_at_once(&self) -> bool {
+        self.inner.answers_at_once()
+    }
 }
 
 fn writes_key(batch: &WriteBatch, tree: &str, prefix: &str, delete: bool) -> bool {
@@ -152,7 +159,7 @@ async fn open(store: Arc<FaultyStore>) -> (Arc<Compute>, tempfile::TempDir) {
     let config = test_config(dir.path(), StorageBackend::Memory);
     let compute = Compute::open(
         &config,
-        Arc::new(StoreHandle::new(store)),
+        Arc::new(StoreHandle::new(store.clone()).batching_if(store.batched)),
         Arc::new(OffsetClock::new()),
     )
     .await
@@ -184,8 +191,8 @@ async fn wait_for(arrived: mpsc::Receiver<()>) {
         .expect("the held commit arrived");
 }
 
-async fn a_refused_write_leaves_nothing_behind(backend: StorageBackend) {
-    let store = FaultyStore::over(backend);
+async fn a_refused_write_leaves_nothing_behind(setup: Setup) {
+    let store = FaultyStore::over(setup);
     let (compute, _dir) = open(store.clone()).await;
     let first = compute
         .run_instances(USER_ACCOUNT, launch(&[]))
@@ -246,8 +253,8 @@ async fn a_refused_write_leaves_nothing_behind(backend: StorageBackend) {
     );
 }
 
-async fn a_refused_transition_leaves_the_instance_where_it_was(backend: StorageBackend) {
-    let store = FaultyStore::over(backend);
+async fn a_refused_transition_leaves_the_instance_where_it_was(setup: Setup) {
+    let store = FaultyStore::over(setup);
     let (compute, _dir) = open(store.clone()).await;
     let id = compute
         .run_instances(USER_ACCOUNT, launch(&[]))
@@ -278,8 +285,8 @@ async fn a_refused_transition_leaves_the_instance_where_it_was(backend: StorageB
     assert_eq!(booked, 2, "one t3.micro booked once");
 }
 
-async fn a_group_cannot_be_deleted_under_a_launch_in_it(backend: StorageBackend) {
-    let store = FaultyStore::over(backend);
+async fn a_group_cannot_be_deleted_under_a_launch_in_it(setup: Setup) {
+    let store = FaultyStore::over(setup);
     let (compute, _dir) = open(store.clone()).await;
     compute
         .create_security_group(USER_ACCOUNT, "web", "web", None, Vec::new(), false)
@@ -320,8 +327,8 @@ async fn a_group_cannot_be_deleted_under_a_launch_in_it(backend: StorageBackend)
     assert_eq!(deleted.unwrap_err().code(), "DependencyViolation");
 }
 
-async fn a_slow_request_does_not_hold_up_other_accounts(backend: StorageBackend) {
-    let store = FaultyStore::over(backend);
+async fn a_slow_request_does_not_hold_up_other_accounts(setup: Setup) {
+    let store = FaultyStore::over(setup);
     let (compute, _dir) = open(store.clone()).await;
     // Hold the user's launch in its write.
     let (arrived, release) = store.hold_next(Box::new(|batch| {
@@ -365,14 +372,24 @@ async fn a_slow_request_does_not_hold_up_other_accounts(backend: StorageBackend)
     );
 }
 
-/// Each fault test on memory and on sled.
+/// The store under a test, and whether its commits are batched (as on
+/// etcd: `store::batch`).
+#[derive(Clone, Copy)]
+struct Setup {
+    backend: StorageBackend,
+    batched: bool,
+}
+
+/// Each fault test on memory and on sled, and on memory with batched
+/// commits: a commit held there holds its whole batch, and must not hold
+/// other accounts' requests for longer than `store::batch::SLOW_COMMIT`.
 macro_rules! on_both_backends {
     ($($name:ident),* $(,)?) => {
         mod memory {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
                 async fn $name() {
-                    super::$name(super::StorageBackend::Memory).await
+                    super::$name(super::Setup { backend: super::StorageBackend::Memory, batched: false }).await
                 }
             )*
         }
@@ -380,7 +397,15 @@ macro_rules! on_both_backends {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
                 async fn $name() {
-                    super::$name(super::StorageBackend::Sled).await
+                    super::$name(super::Setup { backend: super::StorageBackend::Sled, batched: false }).await
+                }
+            )*
+        }
+        mod memory_batched {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    super::$name(super::Setup { backend: super::StorageBackend::Memory, batched: true }).await
                 }
             )*
         }

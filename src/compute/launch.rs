@@ -465,7 +465,6 @@ impl Compute {
             .map_or(u32::MAX, |max| {
                 u32::try_from(max / 6).unwrap_or(u32::MAX).max(1)
             });
-        let _turn = self.launch_turn(account_id).await;
         let reservation = loop {
             let outcome = self
                 .launch_once(

@@ -93,41 +93,12 @@ pub struct Compute {
     volume_capacity_gib_per_zone: u64,
     volume_delay: Duration,
     snapshot_delay: Duration,
-    /// Launches of one account take turns within this gateway on a store
-    /// that answers over the network (see [`Compute::launch_turn`]).
-    launch_turns: Vec<tokio::sync::Mutex<()>>,
 }
 
 /// The scheduler's host subset when several gateways share the store and
 /// the configuration names none: launches placed at once by different
 /// gateways then rarely book the same host.
 const SHARED_STORE_HOST_SUBSET: usize = 8;
-
-/// Launch turn slots (accounts share a slot by hash).
-const LAUNCH_TURNS: usize = 64;
-
-impl Compute {
-    /// On a store that answers over the network (etcd), an account's
-    /// launches within this gateway take turns: they all compare-and-swap
-    /// the account's usage record, and attempts side by side would mostly
-    /// conflict and retry, each after a commit's round trip. Correctness
-    /// does not rest on this (the commit's compares do); it only spares
-    /// the retries. On memory and sled, launches run side by side (group
-    /// commit), and no turn is taken.
-    pub(crate) async fn launch_turn(
-        &self,
-        account_id: &str,
-    ) -> Option<tokio::sync::MutexGuard<'_, ()>> {
-        if !self.store.backend().shared() {
-            return None;
-        }
-        use std::hash::{Hash, Hasher};
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        account_id.hash(&mut hasher);
-        let slot = (hasher.finish() % LAUNCH_TURNS as u64) as usize;
-        Some(self.launch_turns[slot].lock().await)
-    }
-}
 
 /// What the layers around the core may read of it.
 impl Compute {
@@ -268,9 +239,6 @@ impl Compute {
             volume_capacity_gib_per_zone: config.volume_capacity_gib_per_zone,
             volume_delay: volumes::delays(&config.lifecycle).0,
             snapshot_delay: volumes::delays(&config.lifecycle).1,
-            launch_turns: (0..LAUNCH_TURNS)
-                .map(|_| tokio::sync::Mutex::new(()))
-                .collect(),
         };
         compute
             .services

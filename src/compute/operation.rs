@@ -17,10 +17,11 @@
 
 use crate::error::{ApiError, ApiResult};
 use crate::store::{
-    decode, encode, Commit, Committed, Entry, Expect, Record, StoreError, StoreHandle, StoreResult,
-    VersionedValue, WriteBatch,
+    decode, encode, Commit, CommitBatcher, Committed, Entry, Expect, OpenBatch, Record, StoreError,
+    StoreHandle, StoreResult, VersionedValue, WriteBatch,
 };
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 /// Attempts before an operation gives up on conflicts (each one re-reads).
@@ -90,8 +91,15 @@ pub struct Tx<'s> {
     missing: std::sync::Mutex<Vec<Miss>>,
     /// What the backend answered this attempt, so that a key is read from
     /// it once (a peek then a tracked read of the same key, a view checked
-    /// twice).
-    answered: std::sync::Mutex<HashMap<TreeKey, Option<VersionedValue>>>,
+    /// twice). In a batch, the batch's map is used instead (see
+    /// [`Tx::answered`]).
+    own_answered: std::sync::Mutex<HashMap<TreeKey, Option<VersionedValue>>>,
+    /// The batch this attempt runs in, on top of the writes of the members
+    /// before it (`crate::store::batch`).
+    batch: Option<&'s OpenBatch>,
+    /// True once a read was answered from the batch's overlay: the answer
+    /// then stands only if the batch applies.
+    used_overlay: AtomicBool,
     /// What each key read held: the expectation the commit carries and the
     /// value seen (so a second read answers the same).
     reads: HashMap<TreeKey, (Expect, Option<Vec<u8>>)>,
@@ -107,18 +115,58 @@ impl<'s> Tx<'s> {
             store,
             fetched,
             missing: std::sync::Mutex::new(Vec::new()),
-            answered: std::sync::Mutex::new(HashMap::new()),
+            own_answered: std::sync::Mutex::new(HashMap::new()),
+            batch: None,
+            used_overlay: AtomicBool::new(false),
             reads: HashMap::new(),
             writes: BTreeMap::new(),
             newest_read: 0,
         }
     }
 
+    /// An attempt joining `batch`: it reads what the members before it
+    /// wrote, and what they read from the store.
+    fn in_batch(store: &'s StoreHandle, fetched: &'s Fetched, batch: &'s OpenBatch) -> Self {
+        let mut tx = Self::new(store, fetched);
+        tx.batch = Some(batch);
+        tx
+    }
+
+    /// Where answers from the backend are kept: this attempt's own map, or
+    /// its batch's (so members read the same).
+    fn answered(&self) -> &std::sync::Mutex<HashMap<TreeKey, Option<VersionedValue>>> {
+        match self.batch {
+            Some(batch) => batch.seen(),
+            None => &self.own_answered,
+        }
+    }
+
+    /// What an earlier member of this attempt's batch wrote under `key`
+    /// (`Some(None)`: deleted), with the version it was given; noted, as
+    /// this attempt's answer then rests on the batch.
+    fn overlay_write(&self, tree: &'static str, key: &[u8]) -> Option<(Option<&'s [u8]>, u64)> {
+        let written = self.batch?.written(tree, key)?;
+        self.used_overlay.store(true, Ordering::Relaxed);
+        Some(written)
+    }
+
+    /// True when this attempt reads writes not yet committed (an earlier
+    /// member's in its batch): nothing derived from its reads may be kept.
+    pub fn sees_uncommitted(&self) -> bool {
+        self.batch.is_some_and(|batch| !batch.is_empty())
+    }
+
     /// The value under `key` with its version, from the answers awaited
     /// earlier or from the backend if it answers at once.
     fn versioned(&self, tree: &'static str, key: &[u8]) -> StoreResult<Option<VersionedValue>> {
+        if let Some((value, version)) = self.overlay_write(tree, key) {
+            return Ok(value.map(|value| VersionedValue {
+                value: value.to_vec(),
+                version,
+            }));
+        }
         let tree_key = (tree, key.to_vec());
-        if let Some(value) = crate::sync::lock(&self.answered).get(&tree_key) {
+        if let Some(value) = crate::sync::lock(self.answered()).get(&tree_key) {
             return Ok(value.clone());
         }
         if let Some(value) = self.fetched.values.get(&tree_key) {
@@ -127,7 +175,7 @@ impl<'s> Tx<'s> {
         match self.store.backend().get_versioned(tree, key).now() {
             Some(answer) => {
                 let value = answer?;
-                crate::sync::lock(&self.answered).insert(tree_key, value.clone());
+                crate::sync::lock(self.answered()).insert(tree_key, value.clone());
                 Ok(value)
             }
             None => {
@@ -149,7 +197,7 @@ impl<'s> Tx<'s> {
         let mut waiting = false;
         for (tree, key) in keys {
             let tree_key = (*tree, key.clone());
-            if crate::sync::lock(&self.answered).contains_key(&tree_key)
+            if crate::sync::lock(self.answered()).contains_key(&tree_key)
                 || self.fetched.values.contains_key(&tree_key)
             {
                 continue;
@@ -157,7 +205,7 @@ impl<'s> Tx<'s> {
             match self.store.backend().get_versioned(tree, key).now() {
                 Some(answer) => {
                     let value = answer?;
-                    crate::sync::lock(&self.answered).insert(tree_key, value);
+                    crate::sync::lock(self.answered()).insert(tree_key, value);
                 }
                 None => {
                     crate::sync::lock(&self.missing).push(Miss::Value(tree_key));
@@ -175,6 +223,37 @@ impl<'s> Tx<'s> {
     /// Up to `limit` entries under `prefix` after `after` (untracked), from
     /// the answers awaited earlier or from the backend if it answers at once.
     pub fn scan_after(
+        &self,
+        tree: &'static str,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> StoreResult<Vec<Entry>> {
+        let written: Vec<(&[u8], Option<&[u8]>)> = match self.batch {
+            Some(batch) if !batch.is_empty() => batch.written_under(tree, prefix, after).collect(),
+            _ => Vec::new(),
+        };
+        if written.is_empty() {
+            return self.scan_store(tree, prefix, after, limit);
+        }
+        self.used_overlay.store(true, Ordering::Relaxed);
+        // Each overlay write removes at most one stored entry from the
+        // first `limit`: with that many more, the stored entries read are
+        // complete up to the last one, and the first `limit` of the merge
+        // all lie within them.
+        let stored = self.scan_store(tree, prefix, after, limit.saturating_add(written.len()))?;
+        let mut merged: BTreeMap<Vec<u8>, Vec<u8>> = stored.into_iter().collect();
+        for (key, value) in written {
+            match value {
+                Some(value) => merged.insert(key.to_vec(), value.to_vec()),
+                None => merged.remove(key),
+            };
+        }
+        Ok(merged.into_iter().take(limit).collect())
+    }
+
+    /// [`Tx::scan_after`] on the store alone.
+    fn scan_store(
         &self,
         tree: &'static str,
         prefix: &[u8],
@@ -205,6 +284,12 @@ impl<'s> Tx<'s> {
         }
         if let Some((_, seen)) = self.reads.get(&tree_key) {
             return Ok(seen.clone());
+        }
+        if let Some((value, _)) = self.overlay_write(tree, key) {
+            // The batch writes it: nothing to expect of the store.
+            let value = value.map(<[u8]>::to_vec);
+            self.reads.insert(tree_key, (Expect::Any, value.clone()));
+            return Ok(value);
         }
         let (expect, value) = match self.versioned(tree, key)? {
             Some(v) => {
@@ -245,8 +330,11 @@ impl<'s> Tx<'s> {
     /// The version of the value under `key` as stored now (not tracked,
     /// the value not copied): to check a derived view.
     pub fn peek_version(&self, tree: &'static str, key: &[u8]) -> StoreResult<Option<u64>> {
+        if let Some((value, version)) = self.overlay_write(tree, key) {
+            return Ok(value.map(|_| version));
+        }
         let tree_key = (tree, key.to_vec());
-        if let Some(value) = crate::sync::lock(&self.answered).get(&tree_key) {
+        if let Some(value) = crate::sync::lock(self.answered()).get(&tree_key) {
             return Ok(value.as_ref().map(|v| v.version));
         }
         if let Some(value) = self.fetched.values.get(&tree_key) {
@@ -264,6 +352,10 @@ impl<'s> Tx<'s> {
     /// The store-wide revision of its last commit, if the store knows it
     /// without asking anyone (see `view`).
     pub fn store_revision(&self) -> Option<u64> {
+        if self.sees_uncommitted() {
+            // The store's revision says nothing of the batch's writes.
+            return None;
+        }
         self.store.backend().revision()
     }
 
@@ -365,6 +457,18 @@ impl<'s> Tx<'s> {
         !self.writes.is_empty()
     }
 
+    /// This attempt as a batch member: what it expects of the store (its
+    /// reads from the overlay expect nothing) and its writes.
+    #[allow(clippy::type_complexity)]
+    fn into_member(self) -> (Vec<(TreeKey, Expect)>, BTreeMap<TreeKey, Option<Vec<u8>>>) {
+        let expectations = self
+            .reads
+            .into_iter()
+            .map(|(key, (expect, _))| (key, expect))
+            .collect();
+        (expectations, self.writes)
+    }
+
     fn into_commit(self) -> Commit {
         let mut commit = Commit::new();
         for ((tree, key), (expect, _)) in self.reads {
@@ -448,6 +552,15 @@ async fn run_with<T>(
     durable: bool,
     mut attempt: impl FnMut(&mut Tx<'_>) -> ApiResult<T>,
 ) -> ApiResult<T> {
+    if let Some(batcher) = store.batcher() {
+        // A dry run commits nothing, and background work does not wait
+        // for its commit: both go on their own.
+        if durable && !dry_run && store.backend().answers_at_once() {
+            if let Some(answer) = run_batched(store, batcher, &mut attempt).await {
+                return answer;
+            }
+        }
+    }
     let mut fetched = Fetched::default();
     let mut fetch_rounds = 0;
     let mut round = 0;
@@ -518,6 +631,117 @@ async fn run_with<T>(
     Err(ApiError::ServiceUnavailable(
         "The request conflicted with concurrent changes too often; retry".into(),
     ))
+}
+
+/// Times an attempt may have the open batch committed before it because
+/// it did not fit in, or refused on the batch's uncommitted writes (see
+/// [`run_batched`]); each time, a batch is committed.
+const MAX_BATCH_FLUSHES: u32 = 64;
+
+/// Conflicts after which a batch member backs off before running again:
+/// the first retries go straight into the next batch, which forms on what
+/// beat the last one.
+const BATCH_RETRIES_WITHOUT_PAUSE: u32 = 3;
+
+/// [`run_with`] for a durable operation, as a member of the process's
+/// commit batch (`crate::store::batch`): the attempt runs on top of the
+/// writes of the members before it and its commit is theirs. `None` when
+/// the attempt needed a read the store could not answer at once (it then
+/// runs on its own).
+async fn run_batched<T>(
+    store: &StoreHandle,
+    batcher: &CommitBatcher,
+    attempt: &mut impl FnMut(&mut Tx<'_>) -> ApiResult<T>,
+) -> Option<ApiResult<T>> {
+    let fetched = Fetched::default();
+    let mut round = 0;
+    let mut flushes = 0;
+    // The batch's lock, kept from one run to the next when this attempt
+    // had the batch committed and runs again first in the next one.
+    let mut held = None;
+    while round < MAX_ATTEMPTS && flushes < MAX_BATCH_FLUSHES {
+        let mut open = match held.take() {
+            Some(open) => open,
+            None => batcher.open().await,
+        };
+        let mut tx = Tx::in_batch(store, &fetched, &open);
+        let result = attempt(&mut tx);
+        if !tx.take_missing().is_empty() {
+            return None;
+        }
+        let used_overlay = tx.used_overlay.load(Ordering::Relaxed);
+        let output = match result {
+            // Refused on writes not yet committed: have them committed
+            // (or not), then decide again on what the store holds.
+            Err(_) if used_overlay => {
+                drop(tx);
+                store.commit_open_batch(&mut open).await;
+                held = Some(open);
+                flushes += 1;
+                continue;
+            }
+            // Refused on what the store holds: as on its own (see
+            // `run_with`).
+            Err(refusal) => match tx.reads_still_current().await {
+                Ok(true) => return Some(Err(refusal)),
+                Ok(false) => {
+                    store.metrics().retries.inc();
+                    round += 1;
+                    continue;
+                }
+                Err(error) => return Some(Err(error.into())),
+            },
+            Ok(output) => output,
+        };
+        if !tx.has_writes() && !used_overlay {
+            // An answer resting on the store alone commits nothing.
+            let newest_read = tx.newest_read;
+            drop(tx);
+            drop(open);
+            if store.may_be_volatile(newest_read) {
+                if let Err(error) = store.durable(store.last_applied()).await {
+                    return Some(Err(error.into()));
+                }
+            }
+            return Some(Ok(output));
+        }
+        // Writes, or an answer resting on the batch's writes (a retried
+        // ClientToken finding a launch made earlier in the batch): it
+        // stands once the batch applies.
+        let (expectations, writes) = tx.into_member();
+        if !open.fits(&expectations, &writes, store.backend().max_commit_ops()) {
+            // Commit the batch as it is; this attempt runs again first in
+            // the next one.
+            store.commit_open_batch(&mut open).await;
+            held = Some(open);
+            flushes += 1;
+            continue;
+        }
+        let ticket = open.join(expectations, writes);
+        drop(open);
+        match store.settle_batch(ticket).await {
+            Ok(Committed::Applied { .. }) => return Some(Ok(output)),
+            Ok(Committed::Conflict { keys }) => {
+                tracing::debug!(
+                    round,
+                    conflicts = keys.len(),
+                    first = ?keys.first().map(|(tree, key)| (tree, String::from_utf8_lossy(key))),
+                    "batched commit conflicted: retrying"
+                );
+                store.metrics().retries.inc();
+                if round >= BATCH_RETRIES_WITHOUT_PAUSE {
+                    tokio::time::sleep(back_off(round - BATCH_RETRIES_WITHOUT_PAUSE)).await;
+                }
+                round += 1;
+            }
+            Err(error) => return Some(Err(error.into())),
+        }
+    }
+    store.metrics().exhausted.inc();
+    tracing::warn!("a batched operation kept conflicting: gave up");
+    Some(Err(ApiError::ServiceUnavailable(
+        "The request conflicted with concurrent changes too often; retry".into(),
+    )))
 }
 
 /// 0 to 2^round milliseconds (at most 64), at random: concurrent losers do
@@ -690,6 +914,181 @@ mod tests {
         .unwrap();
         assert_eq!(sum, (0..1_500).sum::<u64>());
         assert_eq!(runs.load(Ordering::SeqCst), 3);
+    }
+
+    /// A store like etcd's: reads answer at once (from a copy), a commit
+    /// takes a round trip; commits are counted.
+    struct RoundTrip {
+        inner: MemoryStore,
+        commits: AtomicU32,
+        /// Refuses commits with more writes or expectations (as etcd).
+        max_ops: Option<usize>,
+    }
+
+    impl RoundTrip {
+        fn new(max_ops: Option<usize>) -> Arc<Self> {
+            Arc::new(Self {
+                inner: MemoryStore::new(),
+                commits: AtomicU32::new(0),
+                max_ops,
+            })
+        }
+    }
+
+    impl crate::store::Store for RoundTrip {
+        fn get_versioned<'a>(
+            &'a self,
+            tree: &'a str,
+            key: &'a [u8],
+        ) -> crate::store::StoreCall<'a, Option<VersionedValue>> {
+            self.inner.get_versioned(tree, key)
+        }
+        fn commit<'a>(
+            &'a self,
+            expectations: &'a [crate::store::Expectation],
+            writes: &'a WriteBatch,
+        ) -> crate::store::StoreCall<'a, Committed> {
+            crate::store::StoreCall::waiting(async move {
+                self.commits.fetch_add(1, Ordering::SeqCst);
+                if let Some(max) = self.max_ops {
+                    if writes.ops.len() > max || expectations.len() > max {
+                        return Err(StoreError::too_large("over the limit"));
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(2)).await;
+                self.inner.commit(expectations, writes).await
+            })
+        }
+        fn scan<'a>(
+            &'a self,
+            tree: &'a str,
+            prefix: &'a [u8],
+            after: Option<&'a [u8]>,
+            limit: usize,
+        ) -> crate::store::StoreCall<'a, Vec<Entry>> {
+            self.inner.scan(tree, prefix, after, limit)
+        }
+        fn flush(&self) -> crate::store::StoreCall<'_, ()> {
+            crate::store::StoreCall::ready(Ok(()))
+        }
+        fn answers_at_once(&self) -> bool {
+            true
+        }
+        fn max_commit_ops(&self) -> Option<usize> {
+            self.max_ops
+        }
+    }
+
+    /// Batched, 64 concurrent increments of one counter each see their
+    /// own increment, none is lost, and they take far fewer commits than
+    /// increments, none of which conflicts: each member reads the writes of
+    /// those before it in its batch, and the next batch forms on the last.
+    /// Each also records itself under a key of its own, which a member
+    /// after it finds by scanning (the scan sees the batch's writes).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn batched_operations_commit_together_without_conflicts() {
+        let backend = RoundTrip::new(None);
+        let store = Arc::new(StoreHandle::new(backend.clone()).batching_if(true));
+        let tasks: Vec<_> = (0..64u64)
+            .map(|n| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    run(&store, false, |tx| {
+                        let next = tx.get::<u64>("usage", b"counter")?.unwrap_or(0) + 1;
+                        tx.put("usage", b"counter".to_vec(), &next);
+                        let seen = tx.scan_entries("members", b"")?.len() as u64;
+                        tx.put("members", format!("{n:03}").into_bytes(), &next);
+                        Ok((next, seen))
+                    })
+                    .await
+                })
+            })
+            .collect();
+        let mut answers = Vec::new();
+        for task in tasks {
+            let (next, seen) = task.await.unwrap().unwrap();
+            assert_eq!(seen, next - 1, "the scan showed every member before it");
+            answers.push(next);
+        }
+        answers.sort();
+        assert_eq!(answers, (1..=64).collect::<Vec<u64>>());
+        let counter = store.get_record::<u64>("usage", b"counter").await.unwrap();
+        assert_eq!(counter, Some(64));
+        let members = store.records::<u64>("members", b"").await.unwrap();
+        assert_eq!(members.len(), 64);
+        let commits = backend.commits.load(Ordering::SeqCst);
+        assert!(commits < 32, "{commits} commits for 64 operations");
+        assert_eq!(store.metrics().conflicts.get(), 0);
+    }
+
+    /// A member refused on a batch's uncommitted writes (the name taken by
+    /// a member before it) is decided again once the batch applied: one
+    /// name, one winner, the rest refused; a refusal never rests on writes
+    /// that were not committed.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_refusal_on_a_batch_writes_waits_for_the_batch() {
+        let backend = RoundTrip::new(None);
+        let store = Arc::new(StoreHandle::new(backend.clone()).batching_if(true));
+        let tasks: Vec<_> = (0..16u64)
+            .map(|n| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    run(&store, false, |tx| {
+                        if tx.get::<u64>("names", b"web")?.is_some() {
+                            return Err(ApiError::invalid_value("taken"));
+                        }
+                        tx.put("names", b"web".to_vec(), &n);
+                        Ok(n)
+                    })
+                    .await
+                })
+            })
+            .collect();
+        let mut winners = Vec::new();
+        for task in tasks {
+            match task.await.unwrap() {
+                Ok(n) => winners.push(n),
+                Err(refusal) => assert_eq!(refusal.code(), "InvalidParameterValue"),
+            }
+        }
+        assert_eq!(winners.len(), 1);
+        let stored = store.get_record::<u64>("names", b"web").await.unwrap();
+        assert_eq!(stored, Some(winners[0]));
+    }
+
+    /// Batches stay within the store's limit per commit: an operation
+    /// that would take a batch over it has the batch committed first and
+    /// runs again at the head of the next one. Every operation succeeds.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn batches_split_at_the_store_limit() {
+        let backend = RoundTrip::new(Some(10));
+        let store = Arc::new(StoreHandle::new(backend.clone()).batching_if(true));
+        let tasks: Vec<_> = (0..32u64)
+            .map(|n| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    run(&store, false, |tx| {
+                        let next = tx.get::<u64>("usage", b"counter")?.unwrap_or(0) + 1;
+                        tx.put("usage", b"counter".to_vec(), &next);
+                        for part in 0..3 {
+                            tx.put("parts", format!("{n:03}/{part}").into_bytes(), &next);
+                        }
+                        Ok(next)
+                    })
+                    .await
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap().expect("every operation commits");
+        }
+        let counter = store.get_record::<u64>("usage", b"counter").await.unwrap();
+        assert_eq!(counter, Some(32));
+        let parts = store.records::<u64>("parts", b"").await.unwrap();
+        assert_eq!(parts.len(), 96);
+        let commits = backend.commits.load(Ordering::SeqCst);
+        // At most three operations (1 + 3 x 3 writes) fit in one commit.
+        assert!((11..32).contains(&commits), "{commits} commits");
     }
 
     #[tokio::test(start_paused = true)]

@@ -168,7 +168,11 @@ impl<T> DerivedView<T> {
             built_at: std::time::Instant::now(),
             value: build(tx)?,
         });
-        *crate::sync::write(&self.slot) = Some(view.clone());
+        // A view built on a batch's uncommitted writes serves that attempt
+        // only: the batch may not apply.
+        if !tx.sees_uncommitted() {
+            *crate::sync::write(&self.slot) = Some(view.clone());
+        }
         Ok(view)
     }
 }

@@ -14,6 +14,7 @@
 //! ../shared/design/scale-out.md, on which `compute::operation` runs
 //! read-check-commit operations with retries.
 
+mod batch;
 #[cfg(feature = "etcd")]
 mod etcd_mirror;
 #[cfg(feature = "etcd")]
@@ -23,6 +24,7 @@ mod metrics;
 mod record;
 mod sled_store;
 
+pub use batch::{CommitBatcher, OpenBatch, Ticket};
 #[cfg(feature = "etcd")]
 pub use etcd_store::EtcdStore;
 pub use memory::MemoryStore;
@@ -489,10 +491,14 @@ pub struct StoreHandle {
     /// Every version up to this one is durable.
     durable_version: AtomicU64,
     metrics: StoreMetrics,
+    /// Batches concurrent operations' commits (a shared store: see
+    /// `batch`); `None` commits each operation on its own.
+    batcher: Option<CommitBatcher>,
 }
 
 impl StoreHandle {
     pub fn new(store: Arc<dyn Store>) -> Self {
+        let store_is_shared = store.shared();
         Self {
             store,
             applied: AtomicU64::new(0),
@@ -501,7 +507,48 @@ impl StoreHandle {
             applied_version: AtomicU64::new(0),
             durable_version: AtomicU64::new(0),
             metrics: StoreMetrics::default(),
+            batcher: None,
         }
+        .batching_if(store_is_shared)
+    }
+
+    /// Batches commits (see `batch`) when `enabled`: the default on a
+    /// shared store, where each commit is a consensus round and concurrent
+    /// operations share hot records; a local store commits in
+    /// microseconds and gains nothing. Tests turn it on for any store.
+    pub fn batching_if(mut self, enabled: bool) -> Self {
+        self.batcher = enabled.then(|| CommitBatcher::new(self.metrics.clone()));
+        self
+    }
+
+    /// The commit batcher, when commits are batched.
+    pub fn batcher(&self) -> Option<&CommitBatcher> {
+        self.batcher.as_ref()
+    }
+
+    /// Commits the open batch now, by a caller holding it that cannot
+    /// join it (it does not fit, or it refused on what the batch writes)
+    /// and will run again on what it leaves. Its members learn the outcome
+    /// through their tickets; nothing happens to an empty batch.
+    pub async fn commit_open_batch(&self, open: &mut OpenBatch) {
+        if let Some(batcher) = &self.batcher {
+            batcher.commit_held(open, &self.store).await;
+        }
+    }
+
+    /// The outcome of the batch `ticket` names (committing it if no member
+    /// has yet); once applied, waits until it is durable, as
+    /// [`StoreHandle::commit_checked`] does.
+    pub async fn settle_batch(&self, ticket: Ticket) -> StoreResult<Committed> {
+        let Some(batcher) = &self.batcher else {
+            return Err(StoreError("commits are not batched".into()));
+        };
+        let outcome = batcher.settle(&self.store, ticket).await?;
+        if let Committed::Applied { version } = outcome {
+            let sequence = self.note_applied(version);
+            self.durable(sequence).await?;
+        }
+        Ok(outcome)
     }
 
     /// Commit latency, conflicts and retries (for the operator's metrics).
