@@ -94,7 +94,8 @@ impl InstanceBook {
             }
         }
         let instance: Instance = crate::store::decode(bytes)?;
-        if let Some(version) = version {
+        // A batch's uncommitted value is decoded for its reader only.
+        if let Some(version) = version.filter(|v| !crate::store::is_uncommitted(*v)) {
             let mut specs = crate::sync::write(&self.specs);
             if specs.len() >= MAX_DECODED_SPECS {
                 specs.clear();

@@ -21,7 +21,8 @@ use crate::store::{
     StoreHandle, StoreResult, VersionedValue, WriteBatch,
 };
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Attempts before an operation gives up on conflicts (each one re-reads).
@@ -91,15 +92,17 @@ pub struct Tx<'s> {
     missing: std::sync::Mutex<Vec<Miss>>,
     /// What the backend answered this attempt, so that a key is read from
     /// it once (a peek then a tracked read of the same key, a view checked
-    /// twice). In a batch, the batch's map is used instead (see
-    /// [`Tx::answered`]).
-    own_answered: std::sync::Mutex<HashMap<TreeKey, Option<VersionedValue>>>,
+    /// twice).
+    answered: std::sync::Mutex<HashMap<TreeKey, Option<VersionedValue>>>,
     /// The batch this attempt runs in, on top of the writes of the members
     /// before it (`crate::store::batch`).
     batch: Option<&'s OpenBatch>,
     /// True once a read was answered from the batch's overlay: the answer
     /// then stands only if the batch applies.
     used_overlay: AtomicBool,
+    /// How many reads the overlay answered (a derived view built without
+    /// any may be kept).
+    overlay_reads: AtomicUsize,
     /// What each key read held: the expectation the commit carries and the
     /// value seen (so a second read answers the same).
     reads: HashMap<TreeKey, (Expect, Option<Vec<u8>>)>,
@@ -115,9 +118,10 @@ impl<'s> Tx<'s> {
             store,
             fetched,
             missing: std::sync::Mutex::new(Vec::new()),
-            own_answered: std::sync::Mutex::new(HashMap::new()),
+            answered: std::sync::Mutex::new(HashMap::new()),
             batch: None,
             used_overlay: AtomicBool::new(false),
+            overlay_reads: AtomicUsize::new(0),
             reads: HashMap::new(),
             writes: BTreeMap::new(),
             newest_read: 0,
@@ -125,20 +129,11 @@ impl<'s> Tx<'s> {
     }
 
     /// An attempt joining `batch`: it reads what the members before it
-    /// wrote, and what they read from the store.
+    /// wrote.
     fn in_batch(store: &'s StoreHandle, fetched: &'s Fetched, batch: &'s OpenBatch) -> Self {
         let mut tx = Self::new(store, fetched);
         tx.batch = Some(batch);
         tx
-    }
-
-    /// Where answers from the backend are kept: this attempt's own map, or
-    /// its batch's (so members read the same).
-    fn answered(&self) -> &std::sync::Mutex<HashMap<TreeKey, Option<VersionedValue>>> {
-        match self.batch {
-            Some(batch) => batch.seen(),
-            None => &self.own_answered,
-        }
     }
 
     /// What an earlier member of this attempt's batch wrote under `key`
@@ -146,14 +141,25 @@ impl<'s> Tx<'s> {
     /// this attempt's answer then rests on the batch.
     fn overlay_write(&self, tree: &'static str, key: &[u8]) -> Option<(Option<&'s [u8]>, u64)> {
         let written = self.batch?.written(tree, key)?;
-        self.used_overlay.store(true, Ordering::Relaxed);
+        self.note_overlay_read();
         Some(written)
     }
 
-    /// True when this attempt reads writes not yet committed (an earlier
-    /// member's in its batch): nothing derived from its reads may be kept.
+    /// True when this attempt may read writes not yet committed (an
+    /// earlier member's in its batch).
     pub fn sees_uncommitted(&self) -> bool {
         self.batch.is_some_and(|batch| !batch.is_empty())
+    }
+
+    fn note_overlay_read(&self) {
+        self.used_overlay.store(true, Ordering::Relaxed);
+        self.overlay_reads.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// How many reads the batch's overlay has answered so far: a view
+    /// built while this did not move rests on committed values only.
+    pub fn overlay_reads(&self) -> usize {
+        self.overlay_reads.load(Ordering::Relaxed)
     }
 
     /// The value under `key` with its version, from the answers awaited
@@ -166,7 +172,7 @@ impl<'s> Tx<'s> {
             }));
         }
         let tree_key = (tree, key.to_vec());
-        if let Some(value) = crate::sync::lock(self.answered()).get(&tree_key) {
+        if let Some(value) = crate::sync::lock(&self.answered).get(&tree_key) {
             return Ok(value.clone());
         }
         if let Some(value) = self.fetched.values.get(&tree_key) {
@@ -175,7 +181,7 @@ impl<'s> Tx<'s> {
         match self.store.backend().get_versioned(tree, key).now() {
             Some(answer) => {
                 let value = answer?;
-                crate::sync::lock(self.answered()).insert(tree_key, value.clone());
+                crate::sync::lock(&self.answered).insert(tree_key, value.clone());
                 Ok(value)
             }
             None => {
@@ -197,7 +203,7 @@ impl<'s> Tx<'s> {
         let mut waiting = false;
         for (tree, key) in keys {
             let tree_key = (*tree, key.clone());
-            if crate::sync::lock(self.answered()).contains_key(&tree_key)
+            if crate::sync::lock(&self.answered).contains_key(&tree_key)
                 || self.fetched.values.contains_key(&tree_key)
             {
                 continue;
@@ -205,7 +211,7 @@ impl<'s> Tx<'s> {
             match self.store.backend().get_versioned(tree, key).now() {
                 Some(answer) => {
                     let value = answer?;
-                    crate::sync::lock(self.answered()).insert(tree_key, value);
+                    crate::sync::lock(&self.answered).insert(tree_key, value);
                 }
                 None => {
                     crate::sync::lock(&self.missing).push(Miss::Value(tree_key));
@@ -236,7 +242,7 @@ impl<'s> Tx<'s> {
         if written.is_empty() {
             return self.scan_store(tree, prefix, after, limit);
         }
-        self.used_overlay.store(true, Ordering::Relaxed);
+        self.note_overlay_read();
         // Each overlay write removes at most one stored entry from the
         // first `limit`: with that many more, the stored entries read are
         // complete up to the last one, and the first `limit` of the merge
@@ -334,7 +340,7 @@ impl<'s> Tx<'s> {
             return Ok(value.map(|_| version));
         }
         let tree_key = (tree, key.to_vec());
-        if let Some(value) = crate::sync::lock(self.answered()).get(&tree_key) {
+        if let Some(value) = crate::sync::lock(&self.answered).get(&tree_key) {
             return Ok(value.as_ref().map(|v| v.version));
         }
         if let Some(value) = self.fetched.values.get(&tree_key) {
@@ -633,10 +639,11 @@ async fn run_with<T>(
     ))
 }
 
-/// Times an attempt may have the open batch committed before it because
-/// it did not fit in, or refused on the batch's uncommitted writes (see
-/// [`run_batched`]); each time, a batch is committed.
-const MAX_BATCH_FLUSHES: u32 = 64;
+/// Times an attempt may run again for reasons not its own (see
+/// [`run_batched`]): it did not fit in the open batch or refused on its
+/// uncommitted writes (it had the batch committed first), or its batch
+/// conflicted on keys it had not read. Each time, a batch was committed.
+const MAX_BATCH_RERUNS: u32 = 64;
 
 /// Conflicts after which a batch member backs off before running again:
 /// the first retries go straight into the next batch, which forms on what
@@ -650,16 +657,16 @@ const BATCH_RETRIES_WITHOUT_PAUSE: u32 = 3;
 /// runs on its own).
 async fn run_batched<T>(
     store: &StoreHandle,
-    batcher: &CommitBatcher,
+    batcher: &Arc<CommitBatcher>,
     attempt: &mut impl FnMut(&mut Tx<'_>) -> ApiResult<T>,
 ) -> Option<ApiResult<T>> {
     let fetched = Fetched::default();
     let mut round = 0;
-    let mut flushes = 0;
+    let mut reruns = 0;
     // The batch's lock, kept from one run to the next when this attempt
     // had the batch committed and runs again first in the next one.
     let mut held = None;
-    while round < MAX_ATTEMPTS && flushes < MAX_BATCH_FLUSHES {
+    while round < MAX_ATTEMPTS && reruns < MAX_BATCH_RERUNS {
         let mut open = match held.take() {
             Some(open) => open,
             None => batcher.open().await,
@@ -675,9 +682,9 @@ async fn run_batched<T>(
             // (or not), then decide again on what the store holds.
             Err(_) if used_overlay => {
                 drop(tx);
-                store.commit_open_batch(&mut open).await;
+                batcher.commit_open(&mut open).await;
                 held = Some(open);
-                flushes += 1;
+                reruns += 1;
                 continue;
             }
             // Refused on what the store holds: as on its own (see
@@ -685,7 +692,10 @@ async fn run_batched<T>(
             Err(refusal) => match tx.reads_still_current().await {
                 Ok(true) => return Some(Err(refusal)),
                 Ok(false) => {
+                    drop(tx);
+                    drop(open);
                     store.metrics().retries.inc();
+                    tokio::time::sleep(back_off(round)).await;
                     round += 1;
                     continue;
                 }
@@ -712,23 +722,42 @@ async fn run_batched<T>(
         if !open.fits(&expectations, &writes, store.backend().max_commit_ops()) {
             // Commit the batch as it is; this attempt runs again first in
             // the next one.
-            store.commit_open_batch(&mut open).await;
+            batcher.commit_open(&mut open).await;
             held = Some(open);
-            flushes += 1;
+            reruns += 1;
             continue;
         }
-        let ticket = open.join(expectations, writes);
+        let read: Vec<TreeKey> = expectations
+            .iter()
+            .filter(|(_, expect)| *expect != Expect::Any)
+            .map(|(key, _)| key.clone())
+            .collect();
+        let ticket = batcher.join(&mut open, expectations, writes);
         drop(open);
         match store.settle_batch(ticket).await {
             Ok(Committed::Applied { .. }) => return Some(Ok(output)),
             Ok(Committed::Conflict { keys }) => {
+                store.metrics().retries.inc();
+                // A member whose own reads all held (and that read nothing
+                // another member wrote) lost only its place: it runs again
+                // at once, and the conflict is not counted against it.
+                let its_own = used_overlay
+                    || keys.is_empty()
+                    || keys.iter().any(|(tree, key)| {
+                        read.iter()
+                            .any(|(read_tree, read_key)| read_tree == tree && read_key == key)
+                    });
                 tracing::debug!(
                     round,
+                    its_own,
                     conflicts = keys.len(),
                     first = ?keys.first().map(|(tree, key)| (tree, String::from_utf8_lossy(key))),
                     "batched commit conflicted: retrying"
                 );
-                store.metrics().retries.inc();
+                if !its_own {
+                    reruns += 1;
+                    continue;
+                }
                 if round >= BATCH_RETRIES_WITHOUT_PAUSE {
                     tokio::time::sleep(back_off(round - BATCH_RETRIES_WITHOUT_PAUSE)).await;
                 }
@@ -1054,6 +1083,69 @@ mod tests {
         assert_eq!(winners.len(), 1);
         let stored = store.get_record::<u64>("names", b"web").await.unwrap();
         assert_eq!(stored, Some(winners[0]));
+    }
+
+    /// A batched attempt reads the store as it is now, whatever earlier
+    /// attempts read: a name refused, then freed by another process, is
+    /// granted on the next try.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_batched_attempt_reads_what_another_process_changed() {
+        let backend = RoundTrip::new(None);
+        let batched = StoreHandle::new(backend.clone()).batching_if(true);
+        let other = StoreHandle::new(backend.clone());
+        async fn take(store: &StoreHandle, owner: u64) -> ApiResult<u64> {
+            run(store, false, |tx| {
+                if tx.get::<u64>("names", b"web")?.is_some() {
+                    return Err(ApiError::invalid_value("taken"));
+                }
+                tx.put("names", b"web".to_vec(), &owner);
+                Ok(owner)
+            })
+            .await
+        }
+        assert_eq!(take(&other, 1).await.unwrap(), 1);
+        assert_eq!(
+            take(&batched, 2).await.unwrap_err().code(),
+            "InvalidParameterValue"
+        );
+        run(&other, false, |tx| {
+            tx.delete("names", b"web".to_vec());
+            Ok(())
+        })
+        .await
+        .unwrap();
+        assert_eq!(take(&batched, 2).await.unwrap(), 2);
+    }
+
+    /// A batch is committed by a task of its own: a member that joined
+    /// and then went away (its client hung up, its future was dropped)
+    /// leaves nothing unsent for a later request to find.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_batch_whose_members_went_away_is_still_committed() {
+        let backend = RoundTrip::new(None);
+        let store = StoreHandle::new(backend.clone()).batching_if(true);
+        let batcher = store.batcher().expect("batching").clone();
+        {
+            let mut open = batcher.open().await;
+            let mut writes = BTreeMap::new();
+            writes.insert(("names", b"web".to_vec()), Some(encode(&7u64)));
+            let ticket = batcher.join(
+                &mut open,
+                vec![(("names", b"web".to_vec()), Expect::Absent)],
+                writes,
+            );
+            drop(ticket);
+        }
+        let mut stored = None;
+        for _ in 0..200 {
+            stored = store.get_record::<u64>("names", b"web").await.unwrap();
+            if stored.is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(stored, Some(7));
+        assert_eq!(backend.commits.load(Ordering::SeqCst), 1);
     }
 
     /// Batches stay within the store's limit per commit: an operation

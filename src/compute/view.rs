@@ -145,7 +145,9 @@ impl<T> DerivedView<T> {
                 })
                 .flatten();
             if !over_age || refreshing.is_none() {
-                view.checked_at.store(stamp, Ordering::SeqCst);
+                if stamp != UNCHECKED {
+                    view.checked_at.store(stamp, Ordering::SeqCst);
+                }
                 return Ok(view);
             }
             let view = self.build(marker_version, stamp, tx, build)?;
@@ -162,15 +164,16 @@ impl<T> DerivedView<T> {
         tx: &Tx<'_>,
         build: impl FnOnce(&Tx<'_>) -> StoreResult<T>,
     ) -> StoreResult<Arc<Stamped<T>>> {
+        // A view built on a batch's uncommitted writes serves that attempt
+        // only: the batch may not apply.
+        let overlay_reads = tx.overlay_reads();
         let view = Arc::new(Stamped {
             marker_version,
             checked_at: AtomicU64::new(stamp),
             built_at: std::time::Instant::now(),
             value: build(tx)?,
         });
-        // A view built on a batch's uncommitted writes serves that attempt
-        // only: the batch may not apply.
-        if !tx.sees_uncommitted() {
+        if tx.overlay_reads() == overlay_reads && !crate::store::is_uncommitted(marker_version) {
             *crate::sync::write(&self.slot) = Some(view.clone());
         }
         Ok(view)

@@ -12,32 +12,32 @@
 //! run one after the other, each on top of the writes of those before it
 //! (the batch's overlay), and their writes and expectations are merged
 //! into the next batch: a serial order decided in this process, committed
-//! by one round trip. Members read the same values for the keys they read
-//! from the store (the batch keeps what was read first), so their
-//! expectations agree; a key one member wrote, the next one reads from the
-//! overlay and expects nothing of (the batch will write it). If the batch
-//! conflicts with another process, nothing of it is applied and every
-//! member runs again on fresh reads; if it applies, every member's
-//! answer stands, exactly as if their commits had been made in order.
+//! by one round trip. A key one member wrote, the next one reads from the
+//! overlay and expects nothing of (the batch will write it); keys read from
+//! the store keep the first member's expectation, so if the store changed
+//! between two members' reads, the batch conflicts, as the first member's
+//! own commit would have. If the batch conflicts, nothing of it is applied
+//! and every member runs again on fresh reads; if it applies, every
+//! member's answer stands, exactly as if their commits had been made in
+//! that order.
 //!
 //! The batch's size is bounded by what the store takes in one commit
-//! ([`crate::store::Store::max_commit_ops`]) and by [`MAX_BATCH_BYTES`];
-//! an operation that does not fit waits for the next batch. One batch is
-//! committed at a time per process (unless one is slow: [`SLOW_COMMIT`]),
-//! by whichever member gets there first; the commit itself runs in its own
-//! task, so a member whose client went away cannot leave the others
-//! waiting on a commit half sent.
+//! ([`crate::store::Store::max_commit_ops`]) and by [`MAX_BATCH_BYTES`]; an
+//! operation that does not fit has the open batch committed first. A batch
+//! is committed by a task of its own, started when its first member joins:
+//! it takes the lock behind the members already waiting for it (so they
+//! join first), and no member's going away (a client that hung up) can
+//! leave a batch unsent or an outcome unpublished. One batch is committed
+//! at a time, and the next forms on what it wrote, unless it is slow
+//! ([`SLOW_COMMIT`]); at most [`MAX_IN_FLIGHT`] are ever in flight.
 //! ../shared/design/scale-out.md, §3: the contract is unchanged (a batch is
 //! one commit with expectations); only who commits changes.
 
-use super::{
-    Commit, Committed, Expect, Store, StoreError, StoreMetrics, StoreResult, VersionedValue,
-};
-use std::collections::{BTreeMap, HashMap};
+use super::{Commit, Committed, Expect, Store, StoreError, StoreMetrics, StoreResult};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use tokio::sync::{watch, Mutex, MutexGuard};
-use tokio::task::JoinHandle;
+use tokio::sync::{watch, Mutex, MutexGuard, Semaphore};
 
 /// (tree, key).
 pub type TreeKey = (&'static str, Vec<u8>);
@@ -46,28 +46,43 @@ pub type TreeKey = (&'static str, Vec<u8>);
 /// request limit, whatever the members write.
 pub const MAX_BATCH_BYTES: usize = 512 * 1024;
 
+/// How long a batch's commit holds the next batch back. A commit slower
+/// than this (a member down and its retries, a saturated cluster) lets the
+/// next batch form and commit beside it: it reads without the slow one's
+/// writes, and where they overlap, the compares decide (a conflict and a
+/// retry); elsewhere (another account's launch) nothing waits for it.
+pub const SLOW_COMMIT: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// The most batches in flight at once: when etcd is down, commits are not
+/// piled up every [`SLOW_COMMIT`]; the open batch waits (and grows).
+pub const MAX_IN_FLIGHT: usize = 2;
+
 /// Versions given to values written by a batch not yet committed: counted
 /// down from the top, so never a version the store gave (a revision), and
 /// never the same twice (a cache keyed by version cannot mistake one
 /// uncommitted value for another).
 static UNCOMMITTED_VERSION: AtomicU64 = AtomicU64::new(u64::MAX - 1);
 
+/// Versions at or above this one were given by [`UNCOMMITTED_VERSION`].
+const UNCOMMITTED_FLOOR: u64 = u64::MAX / 2;
+
+/// True when `version` is one a batch gave a value it has not committed:
+/// nothing derived from it may be kept.
+pub fn is_uncommitted(version: u64) -> bool {
+    version >= UNCOMMITTED_FLOOR
+}
+
 /// What became of a batch, as its members learn it.
 type Outcome = Option<Result<Committed, String>>;
 
-/// The batch being filled: its overlay, the values its members read from
-/// the store, and what its commit will expect.
+/// The batch being filled: its overlay and what its commit will expect.
 pub struct OpenBatch {
     id: u64,
     /// The members' writes, the last one per key, with the version each
     /// was given ([`UNCOMMITTED_VERSION`]); `None` deletes.
     overlay: BTreeMap<TreeKey, (Option<Vec<u8>>, u64)>,
-    /// What members read from the store, kept so that later members read
-    /// the same.
-    seen: std::sync::Mutex<HashMap<TreeKey, Option<VersionedValue>>>,
     /// What the store must hold for the batch to apply: the first
-    /// expectation on each key (later members read that key from `seen`
-    /// or from the overlay).
+    /// expectation on each key.
     expectations: BTreeMap<TreeKey, Expect>,
     bytes: usize,
     members: usize,
@@ -79,7 +94,6 @@ impl OpenBatch {
         Self {
             id,
             overlay: BTreeMap::new(),
-            seen: std::sync::Mutex::new(HashMap::new()),
             expectations: BTreeMap::new(),
             bytes: 0,
             members: 0,
@@ -95,6 +109,9 @@ impl OpenBatch {
     /// What an earlier member wrote under `key` (`Some(None)`: deleted),
     /// with the version it was given.
     pub fn written(&self, tree: &'static str, key: &[u8]) -> Option<(Option<&[u8]>, u64)> {
+        if self.overlay.is_empty() {
+            return None;
+        }
         // The map is keyed by owned keys; a lookup builds one.
         self.overlay
             .get(&(tree, key.to_vec()))
@@ -114,11 +131,6 @@ impl OpenBatch {
             .take_while(move |((t, key), _)| *t == tree && key.starts_with(prefix))
             .filter(move |((_, key), _)| after.is_none_or(|after| key.as_slice() > after))
             .map(|((_, key), (value, _))| (key.as_slice(), value.as_deref()))
-    }
-
-    /// What members of this batch read from the store, shared by all.
-    pub fn seen(&self) -> &std::sync::Mutex<HashMap<TreeKey, Option<VersionedValue>>> {
-        &self.seen
     }
 
     /// True when a member with these expectations and writes fits beside
@@ -151,11 +163,13 @@ impl OpenBatch {
 
     /// Merges one member's attempt: its expectations on what it read from
     /// the store, and its writes over those of the members before it.
-    pub fn join(
+    /// Returns the member's claim on the outcome, and whether it is the
+    /// first member (then the caller starts the batch's committer).
+    fn join(
         &mut self,
         expectations: Vec<(TreeKey, Expect)>,
         writes: BTreeMap<TreeKey, Option<Vec<u8>>>,
-    ) -> Ticket {
+    ) -> (Ticket, bool) {
         for (key, expect) in expectations {
             if expect != Expect::Any {
                 self.expectations.entry(key).or_insert(expect);
@@ -167,16 +181,10 @@ impl OpenBatch {
             self.overlay.insert(key, (value, version));
         }
         self.members += 1;
-        self.ticket()
-    }
-
-    /// A claim on this batch's outcome, without joining it (a member whose
-    /// answer rested on the overlay waits for it before running again).
-    pub fn ticket(&self) -> Ticket {
-        Ticket {
-            id: self.id,
+        let ticket = Ticket {
             outcome: self.outcome.subscribe(),
-        }
+        };
+        (ticket, self.members == 1)
     }
 
     fn into_commit(self) -> (Commit, watch::Sender<Outcome>) {
@@ -194,38 +202,53 @@ impl OpenBatch {
     }
 }
 
-/// A member's claim on the outcome of the batch it joined (or waits for).
+/// A member's claim on the outcome of the batch it joined.
 pub struct Ticket {
-    id: u64,
     outcome: watch::Receiver<Outcome>,
 }
 
-/// How long a batch's commit holds the next batch back. A commit slower
-/// than this (a member down and its retries, a saturated cluster) lets the
-/// next batch form and commit beside it: it reads without the slow one's
-/// writes, and where they overlap, the compares decide (a conflict and a
-/// retry); elsewhere (another account's launch) nothing waits for it.
-pub const SLOW_COMMIT: std::time::Duration = std::time::Duration::from_millis(100);
+impl Ticket {
+    /// What became of the batch (the member's own commit, as far as it
+    /// can tell).
+    pub async fn outcome(mut self) -> StoreResult<Committed> {
+        loop {
+            if let Some(outcome) = self.outcome.borrow_and_update().clone() {
+                return outcome.map_err(StoreError);
+            }
+            if self.outcome.changed().await.is_err() && self.outcome.borrow().is_none() {
+                // The commit task ended without an answer (it panicked,
+                // or the runtime is shutting down): whether it applied is
+                // unknown.
+                return Err(StoreError::unavailable("a batched commit was lost"));
+            }
+        }
+    }
+}
 
 /// Batches the commits of one process (see the module documentation).
 ///
 /// One lock orders everything: a member holds it while it runs its attempt
-/// and joins, and the member that commits holds it until the commit is
+/// and joins, and the batch's committer holds it until the commit is
 /// answered (and this process's reads show it), or for [`SLOW_COMMIT`] at
 /// most. So the next batch forms on what the last one wrote, never beside
 /// it: two batches of one process do not conflict with each other.
 pub struct CommitBatcher {
     open: Mutex<OpenBatch>,
+    in_flight: Arc<Semaphore>,
+    store: Arc<dyn Store>,
     metrics: StoreMetrics,
 }
 
 impl CommitBatcher {
-    /// A batcher counting its commits' latency and conflicts in `metrics`.
-    pub fn new(metrics: StoreMetrics) -> Self {
-        Self {
+    /// A batcher committing to `store`, counting its commits' latency and
+    /// conflicts in `metrics`.
+    pub fn new(store: Arc<dyn Store>, metrics: StoreMetrics) -> Arc<Self> {
+        Arc::new(Self {
             open: Mutex::new(OpenBatch::new(0)),
+            in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
+            store,
             metrics,
-        }
+        })
     }
 
     /// The batch being filled, for one member at a time.
@@ -233,14 +256,51 @@ impl CommitBatcher {
         self.open.lock().await
     }
 
-    /// Sends the batch `open` holds as one commit, in a task of its own
-    /// (it completes, and its members learn its outcome, even if the
-    /// caller is dropped), and leaves a new empty batch in its place.
-    fn send(
-        &self,
+    /// Merges a member into `open` (see [`OpenBatch::join`]); the first
+    /// member starts the batch's committer.
+    pub fn join(
+        self: &Arc<Self>,
         open: &mut OpenBatch,
-        store: &Arc<dyn Store>,
-    ) -> JoinHandle<StoreResult<Committed>> {
+        expectations: Vec<(TreeKey, Expect)>,
+        writes: BTreeMap<TreeKey, Option<Vec<u8>>>,
+    ) -> Ticket {
+        let (ticket, first) = open.join(expectations, writes);
+        if first {
+            let batcher = self.clone();
+            let id = open.id;
+            tokio::spawn(async move { batcher.commit_when_due(id).await });
+        }
+        ticket
+    }
+
+    /// The committer of batch `id`: it queues for the lock behind the
+    /// members already waiting (they join first), then commits the batch,
+    /// unless a member that did not fit committed it already.
+    async fn commit_when_due(&self, id: u64) {
+        let mut open = self.open.lock().await;
+        if open.id != id {
+            return;
+        }
+        self.commit_holding(&mut open).await;
+    }
+
+    /// Commits the open batch now, for a caller holding the lock that will
+    /// run again on what the batch leaves (it could not join it). Nothing
+    /// happens to an empty batch.
+    pub async fn commit_open(&self, open: &mut MutexGuard<'_, OpenBatch>) {
+        if !open.is_empty() {
+            self.commit_holding(open).await;
+        }
+    }
+
+    /// Sends the batch `open` holds as one commit, in a task of its own
+    /// (it completes, and its members learn its outcome, whatever becomes
+    /// of the caller), leaves a new empty batch, and waits for the commit
+    /// for [`SLOW_COMMIT`] at most.
+    async fn commit_holding(&self, open: &mut OpenBatch) {
+        let Ok(permit) = self.in_flight.clone().acquire_owned().await else {
+            return;
+        };
         let next = OpenBatch::new(open.id + 1);
         let members = open.members;
         let (commit, outcome) = std::mem::replace(open, next).into_commit();
@@ -250,9 +310,9 @@ impl CommitBatcher {
             expectations = commit.expectations.len(),
             "committing a batch"
         );
-        let store = store.clone();
+        let store = self.store.clone();
         let metrics = self.metrics.clone();
-        tokio::spawn(async move {
+        let sent = tokio::spawn(async move {
             let started = std::time::Instant::now();
             let result = store.commit(&commit.expectations, &commit.writes).await;
             metrics
@@ -261,71 +321,9 @@ impl CommitBatcher {
             if let Ok(Committed::Conflict { .. }) = result {
                 metrics.conflicts.inc();
             }
-            outcome.send_replace(Some(result.as_ref().map_err(|e| e.0.clone()).cloned()));
-            result
-        })
-    }
-
-    /// Commits the open batch now, for a caller holding it that will run
-    /// again on what it leaves (it could not join it). Waits for the
-    /// commit for [`SLOW_COMMIT`] at most; its members learn the outcome
-    /// through their tickets.
-    pub async fn commit_held(&self, open: &mut OpenBatch, store: &Arc<dyn Store>) {
-        if open.is_empty() {
-            return;
-        }
-        let sent = self.send(open, store);
+            outcome.send_replace(Some(result.map_err(|e| e.0)));
+            drop(permit);
+        });
         let _ = tokio::time::timeout(SLOW_COMMIT, sent).await;
-    }
-
-    /// The outcome of the batch `ticket` names, committing it if no one
-    /// has yet: whoever waits drives, so a batch is committed as soon as
-    /// the one before it is answered, with every member that joined
-    /// meanwhile.
-    pub async fn settle(
-        &self,
-        store: &Arc<dyn Store>,
-        mut ticket: Ticket,
-    ) -> StoreResult<Committed> {
-        loop {
-            if let Some(outcome) = ticket.outcome.borrow_and_update().clone() {
-                return outcome.map_err(StoreError);
-            }
-            tokio::select! {
-                biased;
-                changed = ticket.outcome.changed() => {
-                    if changed.is_err() && ticket.outcome.borrow().is_none() {
-                        // The commit task ended without an answer (it
-                        // panicked): whether it applied is unknown.
-                        return Err(StoreError::unavailable("a batched commit was lost"));
-                    }
-                }
-                mut open = self.open.lock() => {
-                    if open.id != ticket.id {
-                        // Taken by another member, whose lock this one
-                        // waited behind: its outcome is published, or on
-                        // its way (a slow commit, or a member that went
-                        // away mid-commit).
-                        drop(open);
-                        if ticket.outcome.changed().await.is_err()
-                            && ticket.outcome.borrow().is_none()
-                        {
-                            return Err(StoreError::unavailable("a batched commit was lost"));
-                        }
-                        continue;
-                    }
-                    let mut sent = self.send(&mut open, store);
-                    let joined = match tokio::time::timeout(SLOW_COMMIT, &mut sent).await {
-                        Ok(joined) => joined,
-                        Err(_) => {
-                            drop(open);
-                            sent.await
-                        }
-                    };
-                    return joined
-                        .unwrap_or_else(|e| Err(StoreError(format!("a batched commit failed: {e}"))));
-                }
-            }
-        }
     }
 }

@@ -24,7 +24,7 @@ mod metrics;
 mod record;
 mod sled_store;
 
-pub use batch::{CommitBatcher, OpenBatch, Ticket};
+pub use batch::{is_uncommitted, CommitBatcher, OpenBatch, Ticket};
 #[cfg(feature = "etcd")]
 pub use etcd_store::EtcdStore;
 pub use memory::MemoryStore;
@@ -493,7 +493,7 @@ pub struct StoreHandle {
     metrics: StoreMetrics,
     /// Batches concurrent operations' commits (a shared store: see
     /// `batch`); `None` commits each operation on its own.
-    batcher: Option<CommitBatcher>,
+    batcher: Option<Arc<CommitBatcher>>,
 }
 
 impl StoreHandle {
@@ -517,33 +517,20 @@ impl StoreHandle {
     /// operations share hot records; a local store commits in
     /// microseconds and gains nothing. Tests turn it on for any store.
     pub fn batching_if(mut self, enabled: bool) -> Self {
-        self.batcher = enabled.then(|| CommitBatcher::new(self.metrics.clone()));
+        self.batcher =
+            enabled.then(|| CommitBatcher::new(self.store.clone(), self.metrics.clone()));
         self
     }
 
     /// The commit batcher, when commits are batched.
-    pub fn batcher(&self) -> Option<&CommitBatcher> {
+    pub fn batcher(&self) -> Option<&Arc<CommitBatcher>> {
         self.batcher.as_ref()
     }
 
-    /// Commits the open batch now, by a caller holding it that cannot
-    /// join it (it does not fit, or it refused on what the batch writes)
-    /// and will run again on what it leaves. Its members learn the outcome
-    /// through their tickets; nothing happens to an empty batch.
-    pub async fn commit_open_batch(&self, open: &mut OpenBatch) {
-        if let Some(batcher) = &self.batcher {
-            batcher.commit_held(open, &self.store).await;
-        }
-    }
-
-    /// The outcome of the batch `ticket` names (committing it if no member
-    /// has yet); once applied, waits until it is durable, as
-    /// [`StoreHandle::commit_checked`] does.
+    /// The outcome of the batch a member joined (`ticket`); once applied,
+    /// waits until it is durable, as [`StoreHandle::commit_checked`] does.
     pub async fn settle_batch(&self, ticket: Ticket) -> StoreResult<Committed> {
-        let Some(batcher) = &self.batcher else {
-            return Err(StoreError("commits are not batched".into()));
-        };
-        let outcome = batcher.settle(&self.store, ticket).await?;
+        let outcome = ticket.outcome().await?;
         if let Committed::Applied { version } = outcome {
             let sequence = self.note_applied(version);
             self.durable(sequence).await?;
