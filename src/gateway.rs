@@ -15,13 +15,13 @@ use crate::dev::DevMode;
 use crate::error::{ApiError, ApiResult};
 use crate::operator::metrics::{ActionId, RequestMetrics};
 use crate::protocol::params::decode_form;
+use crate::protocol::stream::AnswerBody;
 use crate::protocol::xml::{
     is_api_version, render_error, render_response, XmlOutput, DEFAULT_VERSION,
 };
 use crate::protocol::Params;
 use crate::throttle::{ActionClass, Throttle};
-use http_body_util::Full;
-use hyper::body::{Bytes, Incoming};
+use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::http::request::Parts;
 use hyper::{Method, Request, Response, StatusCode};
@@ -76,7 +76,7 @@ struct Answer {
     status: StatusCode,
     /// The error code, when it is an error.
     code: Option<&'static str>,
-    body: Vec<u8>,
+    body: AnswerBody,
     close: bool,
 }
 
@@ -159,7 +159,7 @@ impl Gateway {
     }
 
     /// Answers one request; never fails.
-    pub async fn handle(&self, request: Request<Incoming>) -> Response<Full<Bytes>> {
+    pub async fn handle(&self, request: Request<Incoming>) -> Response<AnswerBody> {
         let request_id = uuid::Uuid::new_v4().to_string();
         let span = tracing::info_span!(
             "request",
@@ -210,10 +210,10 @@ impl Gateway {
             Err(error) => return error_answer(&error, request_id, true),
         };
         match self.run(parts, &body.bytes, request_id, span, action).await {
-            Ok(xml) => Answer {
+            Ok(body) => Answer {
                 status: StatusCode::OK,
                 code: None,
-                body: xml,
+                body,
                 close: false,
             },
             Err(error) => error_answer(&error, request_id, false),
@@ -255,7 +255,7 @@ impl Gateway {
         request_id: &str,
         span: &tracing::Span,
         action_id: &mut ActionId,
-    ) -> ApiResult<Vec<u8>> {
+    ) -> ApiResult<AnswerBody> {
         let (query_pairs, params) =
             request_params(&parts.method, parts.uri.query(), &parts.headers, body)?;
         let action_name = params.get("Action").unwrap_or("").to_string();
@@ -341,7 +341,7 @@ impl Gateway {
             other_regions,
         };
         let filtered = carries_filters(&params);
-        let output = match self.execute(action, &context, filtered).await {
+        let mut output = match self.execute(action, &context, filtered).await {
             Err(_) if from_the_copy && !caught_up => {
                 // Decided on a copy a moment behind: decide again on one
                 // that has caught up.
@@ -351,12 +351,20 @@ impl Gateway {
             }
             answer => answer?,
         };
-        Ok(render_response(
-            &action_name,
-            &version,
-            request_id,
-            output.as_ref(),
-        ))
+        Ok(match output.take_stream() {
+            Some(stream) => AnswerBody::Streamed(crate::protocol::stream::start(
+                &action_name,
+                &version,
+                request_id,
+                stream,
+            )),
+            None => AnswerBody::whole(render_response(
+                &action_name,
+                &version,
+                request_id,
+                output.as_ref(),
+            )),
+        })
     }
 }
 
@@ -442,8 +450,8 @@ fn is_form_body(method: &Method, headers: &hyper::HeaderMap) -> bool {
     }
 }
 
-fn into_response(answer: Answer, request_id: &str) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from(answer.body)));
+fn into_response(answer: Answer, request_id: &str) -> Response<AnswerBody> {
+    let mut response = Response::new(answer.body);
     *response.status_mut() = answer.status;
     let headers = response.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static(XML_CONTENT_TYPE));
@@ -458,7 +466,7 @@ fn into_response(answer: Answer, request_id: &str) -> Response<Full<Bytes>> {
 
 /// An EC2 error answer made outside the request pipeline (for a handler
 /// that panicked); the connection closes.
-pub fn refusal(error: &ApiError) -> Response<Full<Bytes>> {
+pub fn refusal(error: &ApiError) -> Response<AnswerBody> {
     let request_id = uuid::Uuid::new_v4().to_string();
     into_response(error_answer(error, &request_id, true), &request_id)
 }
@@ -472,7 +480,7 @@ fn error_answer(error: &ApiError, request_id: &str, close: bool) -> Answer {
     Answer {
         status: crate::protocol::xml::http_status(error),
         code: Some(error.code()),
-        body: render_error(error, request_id),
+        body: AnswerBody::whole(render_error(error, request_id)),
         close,
     }
 }

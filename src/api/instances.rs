@@ -16,6 +16,7 @@ use crate::compute::launch_templates::{TemplateRef, VersionRef};
 use crate::compute::network_interfaces::{primary_interface_id, primary_of, NetworkInterface};
 use crate::error::{ApiError, ApiResult};
 use crate::protocol::filters::matches_all;
+use crate::protocol::stream::{StreamFailed, StreamWriter, XmlStream};
 use crate::protocol::xml::{XmlOutput, XmlWriter};
 use crate::protocol::{Filter, Params};
 use base64::engine::general_purpose::STANDARD;
@@ -830,14 +831,31 @@ impl DescribeInstances {
                 instance_filter_values(i, name, &around)
             })
         };
+        // A listing of everything is streamed once it is longer than a
+        // page: the first page is read here (what fails, fails as an EC2
+        // error), the rest while the client reads.
+        let everything = named.is_none() && paging.limit().is_none();
         let (mut page, more) = match named {
             Some(named) => (named.into_iter().filter(|i| keep(i)).collect(), false),
             None => {
-                compute
-                    .instance_page(account, after, paging.limit(), keep)
-                    .await?
+                let limit = paging.limit().or(everything.then_some(STREAM_PAGE));
+                compute.instance_page(account, after, limit, keep).await?
             }
         };
+        if everything && more {
+            return Ok(InstanceListing {
+                reservations: Vec::new(),
+                next_token: None,
+                stream: Some(stream_listing(
+                    compute.clone(),
+                    account.clone(),
+                    self.filters,
+                    around,
+                    page,
+                )),
+                around: None,
+            });
+        }
         let next_token = paging.next_token(page.last().map(|i| i.sequence.to_string()), more);
         // Group consecutive instances of one reservation.
         let mut reservations: Vec<Reservation> = Vec::new();
@@ -856,16 +874,78 @@ impl DescribeInstances {
         Ok(InstanceListing {
             reservations,
             next_token,
-            around,
+            stream: None,
+            around: Some(around),
         })
     }
+}
+
+/// Instances read, and rendered, per piece of a streamed listing.
+const STREAM_PAGE: usize = 256;
+
+/// The rest of a listing of all the account's instances, after `first`
+/// (a full page), rendered page by page into the answer as the client
+/// reads it (`protocol::stream`). Consecutive instances of one
+/// reservation share its item, across pages as within one, so the bytes
+/// are those of the whole rendering.
+fn stream_listing(
+    compute: std::sync::Arc<crate::compute::Compute>,
+    account: String,
+    filters: Vec<Filter>,
+    around: Surroundings,
+    first: Vec<Instance>,
+) -> XmlStream {
+    XmlStream::new(move |mut writer: StreamWriter| async move {
+        let keep =
+            |i: &Instance| matches_all(&filters, |name| instance_filter_values(i, name, &around));
+        let mut open_reservation: Option<String> = None;
+        writer.xml().open("reservationSet");
+        let mut page = first;
+        let mut more = true;
+        loop {
+            let last = page.last().map(|i| i.sequence);
+            for instance in &page {
+                let xml = writer.xml();
+                if open_reservation.as_deref() != Some(instance.reservation_id.as_str()) {
+                    if open_reservation.is_some() {
+                        xml.close("instancesSet");
+                        xml.close("item");
+                    }
+                    xml.open("item");
+                    xml.element("reservationId", &instance.reservation_id);
+                    xml.element("ownerId", &instance.account_id);
+                    xml.list("groupSet", &[] as &[String], |_, _| {});
+                    xml.open("instancesSet");
+                    open_reservation = Some(instance.reservation_id.clone());
+                }
+                xml.nested("item", |xml| write_instance(xml, instance, &around));
+                writer.flush_if_full().await?;
+            }
+            let Some(last) = last.filter(|_| more) else {
+                break;
+            };
+            (page, more) = compute
+                .instance_page(&account, Some(last), Some(STREAM_PAGE), keep)
+                .await
+                .map_err(|e| StreamFailed(e.to_string()))?;
+        }
+        let xml = writer.xml();
+        if open_reservation.is_some() {
+            xml.close("instancesSet");
+            xml.close("item");
+        }
+        xml.close("reservationSet");
+        Ok(writer)
+    })
 }
 
 #[derive(Debug)]
 pub struct InstanceListing {
     reservations: Vec<Reservation>,
     next_token: Option<String>,
-    around: Surroundings,
+    /// A listing too long to render whole, rendered while it is read.
+    stream: Option<XmlStream>,
+    around: Option<Surroundings>,
 }
 
 /// Bytes one instance item takes, rounded up.
@@ -882,10 +962,16 @@ impl XmlOutput for InstanceListing {
     }
 
     fn write_xml(&self, xml: &mut XmlWriter) {
-        xml.list("reservationSet", &self.reservations, |xml, reservation| {
-            write_reservation(xml, reservation, &self.around)
-        });
+        if let Some(around) = &self.around {
+            xml.list("reservationSet", &self.reservations, |xml, reservation| {
+                write_reservation(xml, reservation, around)
+            });
+        }
         xml.optional("nextToken", self.next_token.as_deref());
+    }
+
+    fn take_stream(&mut self) -> Option<XmlStream> {
+        self.stream.take()
     }
 }
 

@@ -45,7 +45,9 @@ use crate::protocol::Params;
 
 /// What a handler may use: the compute core and the caller.
 pub struct Context<'a> {
-    pub compute: &'a Compute,
+    /// Shared, so that an answer rendered after the handler returns (a
+    /// streamed listing) can keep reading through it.
+    pub compute: &'a std::sync::Arc<Compute>,
     pub principal: &'a Principal,
     /// Regions this gateway also serves besides the compute core's own and
     /// its configured peers (development mode's regions made on first use).

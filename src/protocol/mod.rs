@@ -7,6 +7,7 @@
 
 pub mod filters;
 pub mod params;
+pub mod stream;
 pub mod wildcard;
 pub mod xml;
 

@@ -40,6 +40,13 @@ pub struct XmlWriter {
 pub trait XmlOutput: Send {
     fn write_xml(&self, xml: &mut XmlWriter);
 
+    /// The answer as a stream rendered while the client reads it (see
+    /// `protocol::stream`), taken once; `None` (the default) renders it
+    /// whole with [`XmlOutput::write_xml`].
+    fn take_stream(&mut self) -> Option<super::stream::XmlStream> {
+        None
+    }
+
     /// About how many bytes the XML will take, so large answers are written
     /// into one buffer instead of growing (and copying) it many times.
     fn size_hint(&self) -> usize {
@@ -60,7 +67,7 @@ impl XmlOutput for ReturnTrue {
 const SPACES: &[u8; 128] = &[b' '; 128];
 
 impl XmlWriter {
-    fn new(indent: bool, capacity: usize) -> Self {
+    pub(crate) fn new(indent: bool, capacity: usize) -> Self {
         Self {
             out: Vec::with_capacity(capacity),
             indent,
@@ -195,10 +202,36 @@ impl XmlWriter {
         });
     }
 
-    fn finish(self) -> Vec<u8> {
-        let mut bytes = self.out;
-        bytes.push(b'\n');
-        bytes
+    fn finish(mut self) -> Vec<u8> {
+        self.end_document();
+        self.out
+    }
+
+    /// The newline that ends every answer.
+    pub(crate) fn end_document(&mut self) {
+        self.out.push(b'\n');
+    }
+
+    /// Bytes written and not yet taken.
+    pub(crate) fn len(&self) -> usize {
+        self.out.len()
+    }
+
+    /// Takes the bytes written so far (a streamed answer's chunk), leaving
+    /// the writer at the same depth with an empty buffer of `capacity`.
+    pub(crate) fn take_bytes(&mut self, capacity: usize) -> Vec<u8> {
+        std::mem::replace(&mut self.out, Vec::with_capacity(capacity))
+    }
+
+    /// `<name>`, for content written piece by piece (a streamed list);
+    /// [`XmlWriter::close`] ends it.
+    pub fn open(&mut self, name: &str) {
+        self.start(name);
+    }
+
+    /// `</name>` after [`XmlWriter::open`].
+    pub fn close(&mut self, name: &str) {
+        self.end(name);
     }
 }
 
@@ -224,6 +257,15 @@ pub fn render_response(
     output: &dyn XmlOutput,
 ) -> Vec<u8> {
     let mut xml = XmlWriter::new(true, output.size_hint());
+    open_response(&mut xml, action, version, request_id);
+    output.write_xml(&mut xml);
+    close_response(&mut xml, action);
+    xml.finish()
+}
+
+/// The declaration, the root element (namespace echoing `version`) and the
+/// `requestId`: what precedes every answer's content.
+pub(crate) fn open_response(xml: &mut XmlWriter, action: &str, version: &str, request_id: &str) {
     xml.declaration();
     // `<{action}Response xmlns="http://ec2.amazonaws.com/doc/{version}/">`
     xml.line();
@@ -236,13 +278,15 @@ pub fn render_response(
     xml.depth += 1;
     xml.line_break = true;
     xml.element("requestId", request_id);
-    output.write_xml(&mut xml);
+}
+
+/// The root element's closing tag.
+pub(crate) fn close_response(xml: &mut XmlWriter, action: &str) {
     xml.depth -= 1;
     xml.line();
     xml.out.extend_from_slice(b"</");
     xml.out.extend_from_slice(action.as_bytes());
     xml.out.extend_from_slice(b"Response>");
-    xml.finish()
 }
 
 /// The HTTP status EC2 sends with `error` (the status belongs to the wire,
