@@ -27,6 +27,7 @@ use hyper::http::request::Parts;
 use hyper::{Method, Request, Response, StatusCode};
 use std::sync::Arc;
 use std::time::Instant;
+use tokio::sync::OwnedSemaphorePermit;
 use tracing::{field, Instrument};
 
 /// The content type of every answer.
@@ -42,7 +43,7 @@ pub struct Gateway {
     body_reader: BodyReader,
     throttle: Throttle,
     /// Turns for filtered listings (one per core).
-    filtered_listings: tokio::sync::Semaphore,
+    filtered_listings: Arc<tokio::sync::Semaphore>,
     /// What the operator's metrics and dashboard show of the requests.
     pub metrics: Arc<RequestMetrics>,
 }
@@ -95,9 +96,9 @@ impl Gateway {
             body_reader: BodyReader::new(&limits),
             limits,
             throttle: Throttle::new(rate_limits),
-            filtered_listings: tokio::sync::Semaphore::new(
+            filtered_listings: Arc::new(tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(2, |n| n.get()),
-            ),
+            )),
             metrics: Arc::default(),
         }
     }
@@ -129,18 +130,21 @@ impl Gateway {
         action: Action,
         context: &Context<'_>,
         filtered: bool,
-    ) -> ApiResult<Box<dyn XmlOutput>> {
+    ) -> ApiResult<(Box<dyn XmlOutput>, Option<OwnedSemaphorePermit>)> {
         if filtered {
             // At most one filtered listing per core at a time; the others
-            // wait here without holding a thread.
-            let _turn = self
+            // wait here without holding a thread. A streamed answer keeps
+            // the turn until its last byte is rendered.
+            let turn = self
                 .filtered_listings
-                .acquire()
+                .clone()
+                .acquire_owned()
                 .await
                 .map_err(|_| ApiError::InternalError)?;
-            run_off_the_workers(action.execute(context)).await
+            let output = run_off_the_workers(action.execute(context)).await?;
+            Ok((output, Some(turn)))
         } else {
-            action.execute(context).await
+            Ok((action.execute(context).await?, None))
         }
     }
 
@@ -341,7 +345,7 @@ impl Gateway {
             other_regions,
         };
         let filtered = carries_filters(&params);
-        let mut output = match self.execute(action, &context, filtered).await {
+        let (mut output, turn) = match self.execute(action, &context, filtered).await {
             Err(_) if from_the_copy && !caught_up => {
                 // Decided on a copy a moment behind: decide again on one
                 // that has caught up.
@@ -357,6 +361,7 @@ impl Gateway {
                 &version,
                 request_id,
                 stream,
+                turn,
             )),
             None => AnswerBody::whole(render_response(
                 &action_name,

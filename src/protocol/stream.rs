@@ -129,9 +129,16 @@ impl StreamWriter {
 }
 
 /// Starts rendering `stream` as the answer to `action`: the prologue (as
-/// `render_response` writes it), the content, the closing tag. Returns the
-/// body to send.
-pub fn start(action: &str, version: &str, request_id: &str, stream: XmlStream) -> StreamedBody {
+/// `render_response` writes it), the content, the closing tag. `turn` (a
+/// filtered listing's share of the cores) is held until the rendering
+/// ends. Returns the body to send.
+pub fn start(
+    action: &str,
+    version: &str,
+    request_id: &str,
+    stream: XmlStream,
+    turn: Option<tokio::sync::OwnedSemaphorePermit>,
+) -> StreamedBody {
     let (sender, receiver) = mpsc::channel(CHUNK_BACKLOG);
     let mut xml = XmlWriter::new(true, CHUNK_BYTES + CHUNK_BYTES / 4);
     super::xml::open_response(&mut xml, action, version, request_id);
@@ -162,6 +169,7 @@ pub fn start(action: &str, version: &str, request_id: &str, stream: XmlStream) -
             Err(failure) => tracing::warn!(%request_id, %failure, "streamed answer cut"),
         }
         drop(sender);
+        drop(turn);
     });
     StreamedBody {
         pieces: receiver,
@@ -295,7 +303,13 @@ mod tests {
     /// A streamed answer is the whole rendering, in several chunks.
     #[tokio::test]
     async fn a_stream_carries_the_bytes_of_the_whole_rendering() {
-        let body = start("DescribeThings", "2016-11-15", "req-1", listing(500, None));
+        let body = start(
+            "DescribeThings",
+            "2016-11-15",
+            "req-1",
+            listing(500, None),
+            None,
+        );
         let mut chunks = 0;
         let mut bytes = Vec::new();
         let mut body = std::pin::pin!(body);
@@ -322,6 +336,7 @@ mod tests {
             "2016-11-15",
             "req-1",
             listing(500, Some(300)),
+            None,
         );
         let collected = body.collect().await;
         assert!(collected.is_err(), "the body ended cleanly");
