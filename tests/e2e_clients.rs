@@ -98,6 +98,11 @@ impl Gateway {
 
     /// Starts a gateway with the test accounts and hosts of common::test_config.
     fn with_test_config() -> Self {
+        Self::with_edited_test_config(|text| text)
+    }
+
+    /// Starts a gateway with the test configuration as `edit` changes it.
+    fn with_edited_test_config(edit: impl FnOnce(String) -> String) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let text = std::fs::read_to_string(
             Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/test-config.toml"),
@@ -106,7 +111,7 @@ impl Gateway {
         let path = dir.path().join("config.toml");
         std::fs::write(
             &path,
-            text.replace("DATA_DIR", &dir.path().join("data").display().to_string()),
+            edit(text.replace("DATA_DIR", &dir.path().join("data").display().to_string())),
         )
         .unwrap();
         let mut gateway = Self::start(dir.path(), Some(&path));
@@ -577,6 +582,32 @@ fn boto3_retries_run_instances_with_the_same_client_token() {
     }
     let gateway = Gateway::with_test_config();
     python_script("python3", "boto3_instances.py", &gateway.endpoint);
+}
+
+/// A listing longer than a page is streamed (chunked, no length): boto3,
+/// the AWS CLI and boto 2 read it whole.
+#[test]
+fn real_clients_read_a_streamed_listing() {
+    if !available("boto3", "python3", &["-c", "import boto3"]) {
+        return;
+    }
+    let gateway = Gateway::with_edited_test_config(|text| {
+        text.replace("vcpus = 16", "vcpus = 4096")
+            .replace("memory_mib = 65536", "memory_mib = 16777216")
+            + "\n[quotas]\nmax_instances = 1000\nmax_vcpus = 100000\nmax_fleet_share_percent = 100\n"
+    });
+    python_script("python3", "boto3_streamed_listing.py", &gateway.endpoint);
+    if available(
+        "boto 2 (python3-boto)",
+        SYSTEM_PYTHON,
+        &["-c", "import boto"],
+    ) {
+        python_script(
+            SYSTEM_PYTHON,
+            "boto2_streamed_listing.py",
+            &gateway.endpoint,
+        );
+    }
 }
 
 #[test]
