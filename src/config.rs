@@ -91,6 +91,9 @@ pub struct Limits {
     pub header_read_timeout_secs: u64,
     /// Time allowed to receive a request's body (seconds).
     pub body_read_timeout_secs: u64,
+    /// Longest time an answer may wait for the client to take its next
+    /// bytes (seconds): a client that stops reading loses the connection.
+    pub write_stall_timeout_secs: u64,
     /// Most connections served at once; further ones wait in the backlog.
     pub max_connections: usize,
     /// Most connections one client address may hold at once; more are
@@ -114,6 +117,7 @@ impl Default for Limits {
             max_header_bytes: 64 * 1024,
             header_read_timeout_secs: 30,
             body_read_timeout_secs: 30,
+            write_stall_timeout_secs: 30,
             max_connections: 1024,
             max_connections_per_client: 128,
             max_buffered_body_bytes: 64 * 1024 * 1024,
@@ -773,6 +777,10 @@ impl Config {
             (
                 "limits.body_read_timeout_secs",
                 self.limits.body_read_timeout_secs,
+            ),
+            (
+                "limits.write_stall_timeout_secs",
+                self.limits.write_stall_timeout_secs,
             ),
         ] {
             if !(1..=3600).contains(&secs) {

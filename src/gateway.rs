@@ -343,9 +343,10 @@ impl Gateway {
             compute: &compute,
             principal: &principal,
             other_regions,
+            may_stream: parts.version == hyper::Version::HTTP_11,
         };
         let filtered = carries_filters(&params);
-        let (mut output, turn) = match self.execute(action, &context, filtered).await {
+        let (mut output, _turn) = match self.execute(action, &context, filtered).await {
             Err(_) if from_the_copy && !caught_up => {
                 // Decided on a copy a moment behind: decide again on one
                 // that has caught up.
@@ -356,12 +357,14 @@ impl Gateway {
             answer => answer?,
         };
         Ok(match output.take_stream() {
+            // A filtered listing's later pages take their turns one by
+            // one, off the workers, as the first did (`StreamWriter::read`).
             Some(stream) => AnswerBody::Streamed(crate::protocol::stream::start(
                 &action_name,
                 &version,
                 request_id,
                 stream,
-                turn,
+                filtered.then(|| self.filtered_listings.clone()),
             )),
             None => AnswerBody::whole(render_response(
                 &action_name,
@@ -433,7 +436,7 @@ fn carries_filters(params: &Params) -> bool {
 /// thread instead of a runtime worker (and the caller lets only one such
 /// listing per core run at once). On a single-threaded runtime (some tests)
 /// it simply runs.
-async fn run_off_the_workers<T>(work: impl std::future::Future<Output = T>) -> T {
+pub(crate) async fn run_off_the_workers<T>(work: impl std::future::Future<Output = T>) -> T {
     use tokio::runtime::{Handle, RuntimeFlavor};
     let handle = Handle::current();
     if handle.runtime_flavor() == RuntimeFlavor::MultiThread {

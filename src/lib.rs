@@ -45,3 +45,4 @@ pub mod server;
 pub mod store;
 pub mod sync;
 pub mod throttle;
+pub mod write_deadline;

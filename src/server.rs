@@ -102,6 +102,10 @@ pub async fn run(listener: TcpListener, gateway: Arc<Gateway>, shutdown: impl Fu
                 }))
             }
         });
+        let stream = crate::write_deadline::WriteDeadline::new(
+            stream,
+            Duration::from_secs(limits.write_stall_timeout_secs),
+        );
         let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
         connections.spawn(async move {
             let _open = counted.metrics.connection_opened();

@@ -834,7 +834,7 @@ impl DescribeInstances {
         // A listing of everything is streamed once it is longer than a
         // page: the first page is read here (what fails, fails as an EC2
         // error), the rest while the client reads.
-        let everything = named.is_none() && paging.limit().is_none();
+        let everything = named.is_none() && paging.limit().is_none() && context.may_stream;
         let (mut page, more) = match named {
             Some(named) => (named.into_iter().filter(|i| keep(i)).collect(), false),
             None => {
@@ -924,9 +924,9 @@ fn stream_listing(
             let Some(last) = last.filter(|_| more) else {
                 break;
             };
-            (page, more) = compute
-                .instance_page(&account, Some(last), Some(STREAM_PAGE), keep)
-                .await
+            (page, more) = writer
+                .read(compute.instance_page(&account, Some(last), Some(STREAM_PAGE), keep))
+                .await?
                 .map_err(|e| StreamFailed(e.to_string()))?;
         }
         let xml = writer.xml();

@@ -52,6 +52,10 @@ pub struct Context<'a> {
     /// Regions this gateway also serves besides the compute core's own and
     /// its configured peers (development mode's regions made on first use).
     pub other_regions: Vec<crate::config::PeerRegion>,
+    /// True when a long answer may be streamed (HTTP/1.1's chunked
+    /// transfer; an HTTP/1.0 client gets it whole, with its length, so
+    /// that a cut answer cannot pass for a complete one).
+    pub may_stream: bool,
 }
 
 /// Logs parameters the action's parser did not read.

@@ -22,8 +22,9 @@ use super::xml::XmlWriter;
 use hyper::body::{Body, Bytes, Frame, SizeHint};
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Semaphore};
 
 /// About how many bytes one chunk carries.
 pub const CHUNK_BYTES: usize = 64 * 1024;
@@ -99,6 +100,8 @@ impl XmlStream {
 pub struct StreamWriter {
     xml: XmlWriter,
     pieces: mpsc::Sender<Piece>,
+    /// A filtered listing's turns (one per core), taken for each page read.
+    turns: Option<Arc<Semaphore>>,
 }
 
 impl StreamWriter {
@@ -116,6 +119,23 @@ impl StreamWriter {
         Ok(())
     }
 
+    /// Runs `read` (the next page of the answer) as the handler ran the
+    /// first: a filtered listing in its turn and off the runtime's
+    /// workers, so a client that reads slowly holds no turn while it
+    /// reads. Refused once the client has hung up.
+    pub async fn read<T>(&self, read: impl Future<Output = T>) -> Result<T, ClientGone> {
+        if self.pieces.is_closed() {
+            return Err(ClientGone);
+        }
+        match &self.turns {
+            Some(turns) => {
+                let _turn = turns.acquire().await.map_err(|_| ClientGone)?;
+                Ok(crate::gateway::run_off_the_workers(read).await)
+            }
+            None => Ok(read.await),
+        }
+    }
+
     async fn send(&mut self) -> Result<(), ClientGone> {
         let bytes = self.xml.take_bytes(CHUNK_BYTES + CHUNK_BYTES / 4);
         if bytes.is_empty() {
@@ -129,15 +149,15 @@ impl StreamWriter {
 }
 
 /// Starts rendering `stream` as the answer to `action`: the prologue (as
-/// `render_response` writes it), the content, the closing tag. `turn` (a
-/// filtered listing's share of the cores) is held until the rendering
-/// ends. Returns the body to send.
+/// `render_response` writes it), the content, the closing tag. `turns`:
+/// a filtered listing's share of the cores, which each page read takes
+/// (see [`StreamWriter::read`]). Returns the body to send.
 pub fn start(
     action: &str,
     version: &str,
     request_id: &str,
     stream: XmlStream,
-    turn: Option<tokio::sync::OwnedSemaphorePermit>,
+    turns: Option<Arc<Semaphore>>,
 ) -> StreamedBody {
     let (sender, receiver) = mpsc::channel(CHUNK_BACKLOG);
     let mut xml = XmlWriter::new(true, CHUNK_BYTES + CHUNK_BYTES / 4);
@@ -145,6 +165,7 @@ pub fn start(
     let writer = StreamWriter {
         xml,
         pieces: sender.clone(),
+        turns,
     };
     let action = action.to_string();
     let request_id = request_id.to_string();
@@ -169,7 +190,6 @@ pub fn start(
             Err(failure) => tracing::warn!(%request_id, %failure, "streamed answer cut"),
         }
         drop(sender);
-        drop(turn);
     });
     StreamedBody {
         pieces: receiver,
