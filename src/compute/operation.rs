@@ -7,13 +7,17 @@
 //! that nothing read has changed. On a conflict the whole operation runs
 //! again on fresh reads, a bounded number of times with jittered back-off,
 //! so two gateways (or two requests) racing for one host, one name or one
-//! ClientToken serialise on the store itself, with no lock in the process.
+//! ClientToken serialise on the store itself: correctness rests on no lock
+//! in the process. On a shared store (etcd) one gateway's concurrent
+//! operations are also ordered among themselves and committed together
+//! ([`run_batched`], `crate::store::batch`), which spares their conflicts
+//! with each other; the commit's compares still decide.
 //! A DryRun stops just before the commit, after every check has run.
 //! Decisions that rest on a listing (a quota, a name being free, a group
 //! not being in use) read the collection's usage record in the same `Tx`,
 //! and every change to the collection writes it, so the listing cannot
 //! change unseen (see `usage`). This is the contract every backend follows
-//! (memory and sled today, etcd next): ../shared/design/scale-out.md, §3.
+//! (memory, sled and etcd): ../shared/design/scale-out.md, §3.
 
 use crate::error::{ApiError, ApiResult};
 use crate::store::{
