@@ -147,6 +147,64 @@ async fn a_client_that_stops_reading_holds_nothing_and_is_cut() {
     server.stop().await;
 }
 
+/// The body of a chunked answer whose headers start `raw`.
+fn dechunk(raw: &[u8]) -> Vec<u8> {
+    let start = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    let mut rest = &raw[start..];
+    let mut body = Vec::new();
+    loop {
+        let line_end = rest.windows(2).position(|w| w == b"\r\n").unwrap();
+        let size =
+            usize::from_str_radix(std::str::from_utf8(&rest[..line_end]).unwrap(), 16).unwrap();
+        rest = &rest[line_end + 2..];
+        if size == 0 {
+            return body;
+        }
+        body.extend_from_slice(&rest[..size]);
+        rest = &rest[size + 2..];
+    }
+}
+
+/// A streamed listing ends where it began: instances launched while its
+/// client is still reading are not added to it (the next listing has
+/// them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_streamed_listing_ends_where_it_began() {
+    let (server, _dir) = gateway_with(20, 30).await;
+    let mut stream = stalled_listing(&server, &[]).await;
+    // The reader has taken the status line only; the renderer waits.
+    let launched = server
+        .user(
+            "RunInstances",
+            &[
+                ("ImageId", IMAGE),
+                ("MinCount", "110"),
+                ("MaxCount", "110"),
+                ("InstanceType", "t2.micro"),
+            ],
+        )
+        .await;
+    assert_eq!(launched.status, 200);
+    let mut raw = b"HTTP/1.1 200".to_vec();
+    let mut buffer = vec![0u8; 64 * 1024];
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !raw.ends_with(b"\r\n0\r\n\r\n") {
+        assert!(Instant::now() < deadline, "the listing never ended");
+        let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buffer))
+            .await
+            .expect("the gateway kept sending")
+            .unwrap();
+        assert!(n > 0, "the connection closed before the end");
+        raw.extend_from_slice(&buffer[..n]);
+    }
+    let body = String::from_utf8(dechunk(&raw)).unwrap();
+    assert_eq!(instance_ids(&body).len(), 2_200);
+    assert!(body.ends_with("</DescribeInstancesResponse>\n"));
+    let after = server.user("DescribeInstances", &[]).await;
+    assert_eq!(instance_ids(&after.body).len(), 2_310);
+    server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_long_listing_is_streamed_with_the_bytes_of_the_whole_rendering() {
     let (server, _dir) = gateway_with(0, 30).await;

@@ -843,6 +843,7 @@ impl DescribeInstances {
             }
         };
         if everything && more {
+            let horizon = compute.launch_horizon(account).await?;
             return Ok(InstanceListing {
                 reservations: Vec::new(),
                 next_token: None,
@@ -852,6 +853,7 @@ impl DescribeInstances {
                     self.filters,
                     around,
                     page,
+                    horizon,
                 )),
                 around: None,
             });
@@ -887,13 +889,17 @@ const STREAM_PAGE: usize = 256;
 /// (a full page), rendered page by page into the answer as the client
 /// reads it (`protocol::stream`). Consecutive instances of one
 /// reservation share its item, across pages as within one, so the bytes
-/// are those of the whole rendering.
+/// are those of the whole rendering. It ends at `horizon`, the launch
+/// sequence reached when the listing began: instances launched while a
+/// slow client reads are not added to it (they would be rendered with
+/// surroundings read before them, and could keep it growing).
 fn stream_listing(
     compute: std::sync::Arc<crate::compute::Compute>,
     account: String,
     filters: Vec<Filter>,
     around: Surroundings,
     first: Vec<Instance>,
+    horizon: Option<u64>,
 ) -> XmlStream {
     XmlStream::new(move |mut writer: StreamWriter| async move {
         let keep =
@@ -904,7 +910,9 @@ fn stream_listing(
         let mut more = true;
         loop {
             let last = page.last().map(|i| i.sequence);
-            for instance in &page {
+            let before_horizon = |i: &&Instance| horizon.is_none_or(|h| i.sequence < h);
+            let reached_horizon = page.iter().any(|i| !before_horizon(&i));
+            for instance in page.iter().filter(before_horizon) {
                 let xml = writer.xml();
                 if open_reservation.as_deref() != Some(instance.reservation_id.as_str()) {
                     if open_reservation.is_some() {
@@ -921,7 +929,7 @@ fn stream_listing(
                 xml.nested("item", |xml| write_instance(xml, instance, &around));
                 writer.flush_if_full().await?;
             }
-            let Some(last) = last.filter(|_| more) else {
+            let Some(last) = last.filter(|_| more && !reached_horizon) else {
                 break;
             };
             (page, more) = writer

@@ -199,6 +199,16 @@ impl Compute {
         }
     }
 
+    /// The launch sequence the account's next instance will get: a listing
+    /// that stops there shows what was launched before it began, however
+    /// long its client takes to read it (`None`: no launch counted yet).
+    pub async fn launch_horizon(&self, account_id: &str) -> ApiResult<Option<u64>> {
+        operation::read(&self.store, |tx| {
+            Ok(super::usage::next_launch_sequence(tx, account_id)?)
+        })
+        .await
+    }
+
     /// The account's instances: those named (all must exist), or all, in
     /// launch order, starting after sequence `after`.
     pub async fn instances(

@@ -104,6 +104,14 @@ pub fn read(
     }
 }
 
+/// The launch sequence the account's next instance will get (read now,
+/// untracked); `None` before its first launch was counted.
+pub fn next_launch_sequence(tx: &Tx<'_>, account_id: &str) -> StoreResult<Option<u64>> {
+    Ok(tx
+        .peek_record::<Usage>(USAGE, &key(account_id, Kind::Instances))?
+        .map(|usage| usage.next_sequence))
+}
+
 /// True when the account's usage record of `kind` says it holds none (read
 /// now, untracked): a listing can then skip its scan. False when the
 /// record is missing (old data) or counts some.
