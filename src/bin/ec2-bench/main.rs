@@ -50,6 +50,12 @@ struct Cli {
     /// Short runs and small seeds: checks the harness, not the speed.
     #[arg(long)]
     quick: bool,
+    /// The numbers of instances the listings and the large launches run
+    /// at (the scale curve: `--sizes 10,1000,10000,100000`; past 40,000
+    /// the bench launches into subnets it creates, the default subnets
+    /// holding 65,408 addresses per account).
+    #[arg(long, value_delimiter = ',', default_values_t = [10, 1000, 10000])]
+    sizes: Vec<usize>,
     /// Exit with failure when any request failed.
     #[arg(long)]
     fail_on_errors: bool,
@@ -92,6 +98,17 @@ struct Cli {
     /// Serve the bare-hyper ceiling on this address and do nothing else.
     #[arg(long, hide = true)]
     ceiling_server: Option<String>,
+}
+
+impl Cli {
+    /// The sizes the programme runs at (small ones with `--quick`).
+    fn sizes(&self) -> Vec<usize> {
+        if self.quick {
+            vec![10, 100, 300]
+        } else {
+            self.sizes.clone()
+        }
+    }
 }
 
 const ACCESS_KEY: &str = "AKIDEXAMPLE";
@@ -151,24 +168,113 @@ impl Targets {
     }
 }
 
+/// Instances launched into the default subnets before the seed moves to
+/// subnets of its own (the sixteen default subnets hold 65,408 addresses;
+/// what is left is for the launches measured afterwards).
+const DEFAULT_SUBNETS_ROOM: usize = 40_000;
+
+/// Instances the seed puts in each subnet it creates, at most (a /20
+/// holds 4,091).
+const PER_CREATED_SUBNET: usize = 4_000;
+
+/// Instances per seeding launch; past the default subnets, consecutive
+/// launches go to the sixteen created subnets in turn, one per zone, so
+/// that every zone's host stays as full as the others and the launches
+/// measured afterwards spread over every zone's default subnet.
+const SEED_BATCH: usize = 500;
+
+/// The VPC and subnets the seed created, for accounts past
+/// [`DEFAULT_SUBNETS_ROOM`].
+#[derive(Default)]
+struct Subnets {
+    ids: Vec<String>,
+}
+
+impl Subnets {
+    /// The subnet the instance numbered `have` goes in (`None`: a default
+    /// subnet), with the room left in its turn; the subnets (/20s of
+    /// 10.0.0.0/16, one per zone) are created on first use.
+    async fn for_instance(
+        &mut self,
+        target: &Target,
+        have: usize,
+    ) -> Result<(Option<String>, usize), String> {
+        let Some(beyond) = have.checked_sub(DEFAULT_SUBNETS_ROOM) else {
+            return Ok((None, DEFAULT_SUBNETS_ROOM - have));
+        };
+        let turn = beyond / SEED_BATCH;
+        if (turn / 16 + 1) * SEED_BATCH > PER_CREATED_SUBNET {
+            return Err(format!(
+                "the seed's subnets hold {} instances at most",
+                DEFAULT_SUBNETS_ROOM + 16 * PER_CREATED_SUBNET
+            ));
+        }
+        if self.ids.is_empty() {
+            let body = load::call(
+                target,
+                &params(&[("Action", "CreateVpc"), ("CidrBlock", "10.0.0.0/16")]),
+            )
+            .await?;
+            let vpc = text_between(&body, "<vpcId>", "</vpcId>")?;
+            for n in 0..16u8 {
+                let cidr = format!("10.0.{}.0/20", u32::from(n) * 16);
+                let zone = format!("us-east-1{}", (b'a' + n) as char);
+                let body = load::call(
+                    target,
+                    &params(&[
+                        ("Action", "CreateSubnet"),
+                        ("VpcId", &vpc),
+                        ("CidrBlock", &cidr),
+                        ("AvailabilityZone", &zone),
+                    ]),
+                )
+                .await?;
+                self.ids
+                    .push(text_between(&body, "<subnetId>", "</subnetId>")?);
+            }
+        }
+        Ok((
+            Some(self.ids[turn % 16].clone()),
+            SEED_BATCH - beyond % SEED_BATCH,
+        ))
+    }
+}
+
+/// The text between the first `open` and the `close` after it.
+fn text_between(body: &str, open: &str, close: &str) -> Result<String, String> {
+    body.split(open)
+        .nth(1)
+        .and_then(|rest| rest.split(close).next())
+        .map(str::to_string)
+        .ok_or_else(|| format!("no {open} in the answer: {body}"))
+}
+
 /// Launches instances until `target` holds `total` (in batches of up to
 /// 500: MinCount 1, so a gateway whose store limits a commit's size, etcd,
-/// launches what fits and the next batch goes on).
-async fn seed(target: &Target, have: &mut usize, total: usize) -> Result<Vec<String>, String> {
+/// launches what fits and the next batch goes on). Past the default
+/// subnets' room, into subnets it creates.
+async fn seed(
+    target: &Target,
+    have: &mut usize,
+    total: usize,
+    subnets: &mut Subnets,
+) -> Result<Vec<String>, String> {
     let mut ids = Vec::new();
     while *have < total {
-        let batch = (total - *have).min(500).to_string();
-        let body = load::call(
-            target,
-            &params(&[
-                ("Action", "RunInstances"),
-                ("ImageId", IMAGE),
-                ("InstanceType", "t2.nano"),
-                ("MinCount", "1"),
-                ("MaxCount", &batch),
-            ]),
-        )
-        .await?;
+        // A batch stays within one subnet's turn.
+        let (subnet, room) = subnets.for_instance(target, *have).await?;
+        let batch = (total - *have).min(SEED_BATCH).min(room).to_string();
+        let mut request = params(&[
+            ("Action", "RunInstances"),
+            ("ImageId", IMAGE),
+            ("InstanceType", "t2.nano"),
+            ("MinCount", "1"),
+            ("MaxCount", &batch),
+        ]);
+        if let Some(subnet) = subnet {
+            request.push(("SubnetId".into(), subnet));
+        }
+        let body = load::call(target, &request).await?;
         let launched: Vec<String> = body
             .split("<instanceId>")
             .skip(1)
@@ -294,7 +400,7 @@ async fn measure(target: &Target, plan: &Plan, scenario: &Scenario, timeout: Dur
 async fn programme(
     targets: &Targets,
     plan: &Plan,
-    quick: bool,
+    sizes: &[usize],
     only: &[String],
     timeout: Duration,
     rss: &dyn Fn() -> Option<f64>,
@@ -302,10 +408,9 @@ async fn programme(
     skip_slow: bool,
 ) -> Result<Vec<(String, Report, Option<f64>)>, String> {
     let (reader, writer) = (&targets.reader, &targets.writer);
-    let sizes: [usize; 3] = if quick {
-        [10, 100, 300]
-    } else {
-        [10, 1000, 10000]
+    let (smallest, largest) = match (sizes.first(), sizes.last()) {
+        (Some(smallest), Some(largest)) => (*smallest, *largest),
+        _ => return Err("--sizes names no size".into()),
     };
     let wanted = |name: &str| only.is_empty() || only.iter().any(|o| name.starts_with(o.as_str()));
     let mut rows = Vec::new();
@@ -330,8 +435,9 @@ async fn programme(
     }
     let mut have = 0usize;
     let mut reader_ids = Vec::new();
-    for size in sizes {
-        reader_ids.extend(seed(reader, &mut have, size).await?);
+    let mut subnets = Subnets::default();
+    for &size in sizes {
+        reader_ids.extend(seed(reader, &mut have, size, &mut subnets).await?);
         let by_id = fixed(
             &format!("describe-instances by id @{size}"),
             params(&[
@@ -351,6 +457,10 @@ async fn programme(
             // moto needs about half a minute per full listing of 1,000
             // instances; at 10,000 every call outlives any timeout.
             let hopeless = skip_slow && size >= 10000 && !scenario.name.contains("by id");
+            // A full listing past 10,000 takes seconds per call.
+            if size > 10000 && scenario.name.contains("full") {
+                continue;
+            }
             if hopeless {
                 eprintln!(
                     "[{label}] {}: not measured (each call takes minutes)",
@@ -368,14 +478,15 @@ async fn programme(
         }
     }
     let run_large = Scenario {
-        name: format!("run-instances @{}", sizes[2]),
+        name: format!("run-instances @{largest}"),
         next: Arc::new(run_one),
         observe: None,
     };
     let mut writer_have = 0usize;
-    let writer_ids = Arc::new(seed(writer, &mut writer_have, sizes[0]).await?);
+    let writer_ids =
+        Arc::new(seed(writer, &mut writer_have, smallest, &mut Subnets::default()).await?);
     let run_small = Scenario {
-        name: format!("run-instances @{}", sizes[0]),
+        name: format!("run-instances @{smallest}"),
         next: Arc::new(run_one),
         observe: None,
     };
@@ -557,7 +668,7 @@ async fn bench(cli: Cli) -> Result<bool, String> {
     let gateway_rows = programme(
         &Targets::new(&[authority], &credentials, signing),
         &plan,
-        cli.quick,
+        &cli.sizes(),
         &cli.only,
         Duration::from_secs(30),
         &rss,
@@ -581,7 +692,7 @@ async fn bench(cli: Cli) -> Result<bool, String> {
                 programme(
                     &Targets::new(std::slice::from_ref(&moto.authority), &credentials, signing),
                     &plan,
-                    cli.quick,
+                    &cli.sizes(),
                     &cli.only,
                     Duration::from_secs(30),
                     &none,
@@ -648,7 +759,7 @@ async fn cluster_programme(
     programme(
         &Targets::new(&authorities, credentials, signing),
         plan,
-        cli.quick,
+        &cli.sizes(),
         &cli.only,
         Duration::from_secs(30),
         &rss,
