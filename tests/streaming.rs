@@ -32,6 +32,22 @@ fn without_request_id(body: &str) -> String {
     format!("{}{}", &body[..start], &body[end..])
 }
 
+/// Launches one reservation of 110 instances in the user account.
+async fn launch_reservation(server: &TestServer) {
+    let reply = server
+        .user(
+            "RunInstances",
+            &[
+                ("ImageId", IMAGE),
+                ("MinCount", "110"),
+                ("MaxCount", "110"),
+                ("InstanceType", "t2.micro"),
+            ],
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+}
+
 /// A gateway whose user account holds `reservations` launches of 110.
 async fn gateway_with(
     reservations: usize,
@@ -49,18 +65,7 @@ async fn gateway_with(
     }
     let server = TestServer::start(config).await;
     for _ in 0..reservations {
-        let reply = server
-            .user(
-                "RunInstances",
-                &[
-                    ("ImageId", IMAGE),
-                    ("MinCount", "110"),
-                    ("MaxCount", "110"),
-                    ("InstanceType", "t2.micro"),
-                ],
-            )
-            .await;
-        assert_eq!(reply.status, 200, "{}", reply.body);
+        launch_reservation(&server).await;
     }
     (server, dir)
 }
@@ -173,18 +178,7 @@ async fn a_streamed_listing_ends_where_it_began() {
     let (server, _dir) = gateway_with(20, 30).await;
     let mut stream = stalled_listing(&server, &[]).await;
     // The reader has taken the status line only; the renderer waits.
-    let launched = server
-        .user(
-            "RunInstances",
-            &[
-                ("ImageId", IMAGE),
-                ("MinCount", "110"),
-                ("MaxCount", "110"),
-                ("InstanceType", "t2.micro"),
-            ],
-        )
-        .await;
-    assert_eq!(launched.status, 200);
+    launch_reservation(&server).await;
     let mut raw = b"HTTP/1.1 200".to_vec();
     let mut buffer = vec![0u8; 64 * 1024];
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -207,23 +201,9 @@ async fn a_streamed_listing_ends_where_it_began() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_long_listing_is_streamed_with_the_bytes_of_the_whole_rendering() {
-    let (server, _dir) = gateway_with(0, 30).await;
     // Six reservations of 110: the 256-instance pages end inside the
     // third and the fifth.
-    for _ in 0..6 {
-        let reply = server
-            .user(
-                "RunInstances",
-                &[
-                    ("ImageId", IMAGE),
-                    ("MinCount", "110"),
-                    ("MaxCount", "110"),
-                    ("InstanceType", "t2.micro"),
-                ],
-            )
-            .await;
-        assert_eq!(reply.status, 200, "{}", reply.body);
-    }
+    let (server, _dir) = gateway_with(6, 30).await;
 
     let streamed = server.user("DescribeInstances", &[]).await;
     assert_eq!(streamed.status, 200);
