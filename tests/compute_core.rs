@@ -187,6 +187,91 @@ async fn every_transition_happens_on_its_own() {
     );
 }
 
+/// What the store holds, in bytes of keys and values, table by table.
+async fn stored_bytes(store: &MemoryStore) -> std::collections::BTreeMap<String, usize> {
+    let mut tables = std::collections::BTreeMap::new();
+    for entry in store.snapshot().await.unwrap().entries {
+        *tables.entry(entry.tree).or_default() += entry.key.len() + entry.value.len();
+    }
+    tables
+}
+
+/// A terminated instance keeps what DescribeInstances shows of it while it
+/// is retained (and its ClientToken, for retries), nothing else: at most
+/// 2 KiB of records, however much user data, interfaces and volumes it had
+/// while it ran.
+#[tokio::test]
+async fn a_terminated_instance_weighs_at_most_two_kib() {
+    const INSTANCES: usize = 20;
+    let dir = tempfile::tempdir().unwrap();
+    let config = test_config(dir.path(), StorageBackend::Memory);
+    let clock = Arc::new(OffsetClock::new());
+    let store = Arc::new(MemoryStore::new());
+    let compute = compute(&config, store.clone(), clock.clone()).await;
+    let launch_and_terminate = |n: usize| {
+        let compute = compute.clone();
+        let clock = clock.clone();
+        async move {
+            let mut request = launch(IMAGE, "t3.micro", 1, None);
+            request.user_data = Some("I".repeat(8 * 1024));
+            request.client_token = Some(format!("token-{n:04}"));
+            request.fingerprint = format!("weight-{n}");
+            request.tags = (0..3)
+                .map(|t| ec2_gateway::compute::instances::Tag {
+                    key: format!("key-{t}"),
+                    value: format!("value-{t}"),
+                })
+                .collect();
+            let id = compute
+                .run_instances(USER_ACCOUNT, request)
+                .await
+                .unwrap_or_else(|e| panic!("launch {n}: {e:?}"))
+                .instances[0]
+                .id
+                .clone();
+            clock.advance(chrono::Duration::milliseconds(10));
+            compute.advance_due(clock.now()).await.unwrap();
+            compute
+                .change_state(USER_ACCOUNT, &[id.clone()], StateAction::Terminate, false)
+                .await
+                .unwrap();
+            clock.advance(chrono::Duration::milliseconds(10));
+            compute.advance_due(clock.now()).await.unwrap();
+            let instance = compute
+                .instances(USER_ACCOUNT, &[id], None)
+                .await
+                .unwrap()
+                .remove(0);
+            assert_eq!(instance.state, InstanceState::Terminated);
+            assert_eq!(
+                instance.tags.len(),
+                3,
+                "a terminated instance shows its tags"
+            );
+        }
+    };
+    // The account's first launch creates its usage records.
+    launch_and_terminate(0).await;
+    let before = stored_bytes(&store).await;
+    for n in 1..=INSTANCES {
+        launch_and_terminate(n).await;
+    }
+    let after = stored_bytes(&store).await;
+    let grown: std::collections::BTreeMap<&String, isize> = after
+        .iter()
+        .map(|(table, bytes)| {
+            let was = before.get(table).copied().unwrap_or(0);
+            (table, *bytes as isize - was as isize)
+        })
+        .filter(|(_, grown)| *grown != 0)
+        .collect();
+    let per_instance = grown.values().sum::<isize>() / INSTANCES as isize;
+    assert!(
+        per_instance <= 2048,
+        "a terminated instance keeps {per_instance} bytes of records; by table: {grown:?}"
+    );
+}
+
 #[tokio::test]
 async fn a_restart_completes_transitions_in_flight() {
     let dir = tempfile::tempdir().unwrap();

@@ -498,7 +498,11 @@ impl Surroundings {
     }
 
     /// Its interfaces: the primary, then those attached, by device index.
+    /// (None once it is terminated: its interfaces went with it.)
     fn interfaces(&self, instance: &Instance) -> Vec<NetworkInterface> {
+        if instance.state == InstanceState::Terminated {
+            return Vec::new();
+        }
         let mut all = vec![primary_of(instance)];
         all.extend(
             self.interfaces
@@ -670,6 +674,14 @@ fn instance_filter_values(instance: &Instance, filter: &str, around: &Surroundin
         return values;
     }
     let one = |value: &str| vec![value.to_string()];
+    // A terminated instance no longer holds its addresses (as in EC2).
+    let address = |value: &str| {
+        if instance.state == InstanceState::Terminated {
+            Vec::new()
+        } else {
+            one(value)
+        }
+    };
     match filter {
         "instance-id" => one(&instance.id),
         "instance-state-name" => one(instance.state.name()),
@@ -680,7 +692,7 @@ fn instance_filter_values(instance: &Instance, filter: &str, around: &Surroundin
         "availability-zone" | "placement.availability-zone" => one(&instance.availability_zone),
         "reservation-id" => one(&instance.reservation_id),
         "client-token" => instance.client_token.iter().cloned().collect(),
-        "private-ip-address" => one(&instance.private_ip),
+        "private-ip-address" => address(&instance.private_ip),
         "network-interface.addresses.private-ip-address" => around
             .interfaces(instance)
             .iter()
@@ -706,7 +718,7 @@ fn instance_filter_values(instance: &Instance, filter: &str, around: &Surroundin
             .as_ref()
             .is_none_or(|p| p.source_dest_check)
             .to_string()),
-        "private-dns-name" => one(&instance.private_dns_name),
+        "private-dns-name" => address(&instance.private_dns_name),
         "launch-time" => one(&crate::clock::format_timestamp(instance.launch_time)),
         "owner-id" => one(&instance.account_id),
         "architecture" => one(&instance.architecture),

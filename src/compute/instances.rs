@@ -267,14 +267,22 @@ impl Instance {
     }
 
     /// Keeps only what a terminated instance still shows for its retention
-    /// hour (DescribeInstances' fields): its user data (up to 16 KiB, and
-    /// readable only while the instance exists) and its encrypted password
-    /// go, so that churn cannot
-    /// make a tenant's terminated instances weigh on memory.
-    /// (The host's capacity is released by the transition itself.)
+    /// hour (DescribeInstances' fields, its ClientToken and its tags, and
+    /// the private address its console log names): its user data (up to
+    /// 16 KiB, and readable only while the instance exists), encrypted
+    /// password, DNS name, interface settings and volumes go, so that churn cannot make a tenant's terminated
+    /// instances weigh on the store or on memory. Called once everything
+    /// it held has been released (the releases read what this clears).
     pub(super) fn retire(&mut self) {
         self.user_data = None;
         self.password_data = None;
+        self.private_dns_name = String::new();
+        self.address_pool = None;
+        self.primary_interface = None;
+        self.attached_interfaces = Vec::new();
+        self.block_devices = Vec::new();
+        self.public_ip = None;
+        self.assign_public_ip = false;
     }
 }
 

@@ -296,18 +296,17 @@ impl Compute {
             }
             InstanceState::ShuttingDown => {
                 after.state = InstanceState::Terminated;
-                after.retire();
                 after.purge_at = Some(now + retention);
                 if let Some(host) = after.host.take() {
                     super::scheduler::release(tx, &host, before.demand())?;
                 }
                 super::launch::release_private_ip(tx, &before);
                 self.release_attached_interfaces(tx, &before)?;
-                after.attached_interfaces.clear();
                 self.release_instance_volumes(tx, &before)?;
-                after.block_devices.clear();
                 super::public_addresses::release(tx, &mut after);
-                // The spec loses its user data with the transition.
+                // What it held is given back: the spec keeps only what a
+                // terminated instance shows.
+                after.retire();
                 tx.put(INSTANCES, after.key(), &after);
             }
             _ => {}
