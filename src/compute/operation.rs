@@ -8,10 +8,11 @@
 //! again on fresh reads, a bounded number of times with jittered back-off,
 //! so two gateways (or two requests) racing for one host, one name or one
 //! ClientToken serialise on the store itself: correctness rests on no lock
-//! in the process. On a shared store (etcd) one gateway's concurrent
-//! operations are also ordered among themselves and committed together
-//! ([`run_batched`], `crate::store::batch`), which spares their conflicts
-//! with each other; the commit's compares still decide.
+//! in the process. On etcd and on sled one gateway's concurrent
+//! operations (requests and the lifecycle driver's passes) are also
+//! ordered among themselves and committed together ([`run_batched`],
+//! `crate::store::batch`), which spares their conflicts with each other;
+//! the commit's compares still decide.
 //! A DryRun stops just before the commit, after every check has run.
 //! Decisions that rest on a listing (a quota, a name being free, a group
 //! not being in use) read the collection's usage record in the same `Tx`,
@@ -563,10 +564,12 @@ async fn run_with<T>(
     mut attempt: impl FnMut(&mut Tx<'_>) -> ApiResult<T>,
 ) -> ApiResult<T> {
     if let Some(batcher) = store.batcher() {
-        // A dry run commits nothing, and background work does not wait
-        // for its commit: both go on their own.
-        if durable && !dry_run && store.backend().answers_at_once() {
-            if let Some(answer) = run_batched(store, batcher, &mut attempt).await {
+        // A dry run commits nothing: it goes on its own. Background work
+        // joins the batch as requests do (the lifecycle driver rewrites the
+        // usage records launches rewrite; on its own it would conflict with
+        // every batch), without waiting for the commit to be durable.
+        if !dry_run && store.backend().answers_at_once() {
+            if let Some(answer) = run_batched(store, batcher, durable, &mut attempt).await {
                 return answer;
             }
         }
@@ -654,14 +657,16 @@ const MAX_BATCH_RERUNS: u32 = 64;
 /// beat the last one.
 const BATCH_RETRIES_WITHOUT_PAUSE: u32 = 3;
 
-/// [`run_with`] for a durable operation, as a member of the process's
-/// commit batch (`crate::store::batch`): the attempt runs on top of the
-/// writes of the members before it and its commit is theirs. `None` when
+/// [`run_with`] as a member of the process's commit batch
+/// (`crate::store::batch`): the attempt runs on top of the writes of the
+/// members before it and its commit is theirs; it answers once the batch
+/// is durable (`durable`) or applied (background work). `None` when
 /// the attempt needed a read the store could not answer at once (it then
 /// runs on its own).
 async fn run_batched<T>(
     store: &StoreHandle,
     batcher: &Arc<CommitBatcher>,
+    durable: bool,
     attempt: &mut impl FnMut(&mut Tx<'_>) -> ApiResult<T>,
 ) -> Option<ApiResult<T>> {
     let fetched = Fetched::default();
@@ -712,7 +717,7 @@ async fn run_batched<T>(
             let newest_read = tx.newest_read;
             drop(tx);
             drop(open);
-            if store.may_be_volatile(newest_read) {
+            if durable && store.may_be_volatile(newest_read) {
                 if let Err(error) = store.durable(store.last_applied()).await {
                     return Some(Err(error.into()));
                 }
@@ -738,7 +743,7 @@ async fn run_batched<T>(
             .collect();
         let ticket = batcher.join(&mut open, expectations, writes);
         drop(open);
-        match store.settle_batch(ticket).await {
+        match store.settle_batch(ticket, durable).await {
             Ok(Committed::Applied { .. }) => return Some(Ok(output)),
             Ok(Committed::Conflict { keys }) => {
                 store.metrics().retries.inc();

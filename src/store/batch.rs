@@ -8,6 +8,12 @@
 //! conflict, read again and retry; with 64 connections that was about seven
 //! failed commits per launch, each one a consensus round that etcd paid for.
 //!
+//! On sled a commit is local but a durable answer waits for a flush, and
+//! the same hot records made concurrent launches in one account, and the
+//! lifecycle driver's passes, conflict with each other (about one
+//! conflict per request in a run-terminate churn); batching there too
+//! took that to none and the churn from 1,424 to 1,851 requests/s.
+//!
 //! Here, while one batch is being committed, the operations that arrive
 //! run one after the other, each on top of the writes of those before it
 //! (the batch's overlay), and their writes and expectations are merged

@@ -370,6 +370,16 @@ pub trait Store: Send + Sync + 'static {
         false
     }
 
+    /// True when concurrent operations should commit together (see
+    /// `batch`): on a shared store, where each commit is a consensus round,
+    /// and on sled, where a durable commit waits for a flush and
+    /// concurrent launches in one account (or a launch and the lifecycle
+    /// driver) all rewrite the account's usage record and would otherwise
+    /// conflict. Memory commits in microseconds and needs no flush.
+    fn batches_commits(&self) -> bool {
+        self.shared()
+    }
+
     /// Waits until reads reflect every commit made, by any process, before
     /// the call: what a request does first, so that it sees what another
     /// replica answered before it arrived. At once on a store only this
@@ -491,14 +501,14 @@ pub struct StoreHandle {
     /// Every version up to this one is durable.
     durable_version: AtomicU64,
     metrics: StoreMetrics,
-    /// Batches concurrent operations' commits (a shared store: see
-    /// `batch`); `None` commits each operation on its own.
+    /// Batches concurrent operations' commits (see `batch` and
+    /// [`Store::batches_commits`]); `None` commits each operation on its own.
     batcher: Option<Arc<CommitBatcher>>,
 }
 
 impl StoreHandle {
     pub fn new(store: Arc<dyn Store>) -> Self {
-        let store_is_shared = store.shared();
+        let batches = store.batches_commits();
         Self {
             store,
             applied: AtomicU64::new(0),
@@ -509,13 +519,11 @@ impl StoreHandle {
             metrics: StoreMetrics::default(),
             batcher: None,
         }
-        .batching_if(store_is_shared)
+        .batching_if(batches)
     }
 
-    /// Batches commits (see `batch`) when `enabled`: the default on a
-    /// shared store, where each commit is a consensus round and concurrent
-    /// operations share hot records; a local store commits in
-    /// microseconds and gains nothing. Tests turn it on for any store.
+    /// Batches commits (see `batch`) when `enabled`: the default where
+    /// [`Store::batches_commits`] says so. Tests turn it on for any store.
     pub fn batching_if(mut self, enabled: bool) -> Self {
         self.batcher =
             enabled.then(|| CommitBatcher::new(self.store.clone(), self.metrics.clone()));
@@ -528,12 +536,16 @@ impl StoreHandle {
     }
 
     /// The outcome of the batch a member joined (`ticket`); once applied,
-    /// waits until it is durable, as [`StoreHandle::commit_checked`] does.
-    pub async fn settle_batch(&self, ticket: Ticket) -> StoreResult<Committed> {
+    /// and if `durable`, waits until it is durable, as
+    /// [`StoreHandle::commit_checked`] does (background work does not wait:
+    /// as [`StoreHandle::commit_applied`]).
+    pub async fn settle_batch(&self, ticket: Ticket, durable: bool) -> StoreResult<Committed> {
         let outcome = ticket.outcome().await?;
         if let Committed::Applied { version } = outcome {
             let sequence = self.note_applied(version);
-            self.durable(sequence).await?;
+            if durable {
+                self.durable(sequence).await?;
+            }
         }
         Ok(outcome)
     }

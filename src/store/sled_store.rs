@@ -437,6 +437,10 @@ impl Store for SledStore {
         true
     }
 
+    fn batches_commits(&self) -> bool {
+        true
+    }
+
     fn snapshot(&self) -> StoreCall<'_, super::Snapshot> {
         StoreCall::ready(self.snapshot_now())
     }
