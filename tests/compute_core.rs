@@ -232,7 +232,12 @@ async fn a_terminated_instance_weighs_at_most_two_kib() {
             clock.advance(chrono::Duration::milliseconds(10));
             compute.advance_due(clock.now()).await.unwrap();
             compute
-                .change_state(USER_ACCOUNT, &[id.clone()], StateAction::Terminate, false)
+                .change_state(
+                    USER_ACCOUNT,
+                    std::slice::from_ref(&id),
+                    StateAction::Terminate,
+                    false,
+                )
                 .await
                 .unwrap();
             clock.advance(chrono::Duration::milliseconds(10));
