@@ -25,7 +25,7 @@ use ec2_gateway::store::{
     Committed, Entry, Expectation, MemoryStore, SledStore, Store, StoreCall, StoreError,
     StoreHandle, VersionedValue, WriteBatch, WriteOp,
 };
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -50,6 +50,8 @@ struct FaultyStore {
     hold: Mutex<Option<Arc<Hold>>>,
     /// Whether the gateway over it batches commits.
     batched: bool,
+    /// Flushes asked of it.
+    flushes: AtomicUsize,
     /// The sled folder, removed with the store.
     _dir: tempfile::TempDir,
 }
@@ -69,6 +71,7 @@ impl FaultyStore {
             failing: AtomicBool::new(false),
             hold: Mutex::new(None),
             batched: setup.batched,
+            flushes: AtomicUsize::new(0),
             _dir: dir,
         })
     }
@@ -135,6 +138,7 @@ impl Store for FaultyStore {
     }
 
     fn flush(&self) -> StoreCall<'_, ()> {
+        self.flushes.fetch_add(1, Ordering::SeqCst);
         self.inner.flush()
     }
 
@@ -418,3 +422,40 @@ on_both_backends!(
     a_group_cannot_be_deleted_under_a_launch_in_it,
     a_slow_request_does_not_hold_up_other_accounts,
 );
+
+/// An answer that writes nothing but rests on a value it read (a retried
+/// ClientToken) waits until that value is durable, even when the value's
+/// commit was never noted by the handle: a batch its committer applied,
+/// whose members had not woken yet, or had all gone away (their clients
+/// hung up).
+#[tokio::test]
+async fn a_value_read_before_its_commit_was_noted_is_flushed_before_an_answer() {
+    let store = FaultyStore::over(Setup {
+        backend: StorageBackend::Sled,
+        batched: true,
+    });
+    let handle = StoreHandle::new(store.clone()).batching_if(true);
+    let mut writes = WriteBatch::new();
+    writes.put("meta", b"token".to_vec(), b"launched".to_vec());
+    // Applied behind the handle: nothing of it is noted.
+    store.commit(&[], &writes).await.unwrap();
+    let version = store
+        .get_versioned("meta", b"token")
+        .await
+        .unwrap()
+        .expect("the value was applied")
+        .version;
+    let before = store.flushes.load(Ordering::SeqCst);
+    handle.durable_through(version).await.unwrap();
+    assert_eq!(
+        store.flushes.load(Ordering::SeqCst),
+        before + 1,
+        "the answer waited for a flush covering what it read"
+    );
+    handle.durable_through(version).await.unwrap();
+    assert_eq!(
+        store.flushes.load(Ordering::SeqCst),
+        before + 1,
+        "a value already durable needs no second flush"
+    );
+}

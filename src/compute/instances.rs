@@ -270,7 +270,8 @@ impl Instance {
     /// hour (DescribeInstances' fields, its ClientToken and its tags, and
     /// the private address its console log names): its user data (up to
     /// 16 KiB, and readable only while the instance exists), encrypted
-    /// password, DNS name, interface settings and volumes go, so that churn cannot make a tenant's terminated
+    /// password, DNS name, interface settings (but sourceDestCheck) and
+    /// volumes go, so that churn cannot make a tenant's terminated
     /// instances weigh on the store or on memory. Called once everything
     /// it held has been released (the releases read what this clears).
     pub(super) fn retire(&mut self) {
@@ -278,7 +279,15 @@ impl Instance {
         self.password_data = None;
         self.private_dns_name = String::new();
         self.address_pool = None;
-        self.primary_interface = None;
+        // Its sourceDestCheck attribute is still readable: kept when off.
+        self.primary_interface = self
+            .primary_interface
+            .take()
+            .filter(|primary| !primary.source_dest_check)
+            .map(|_| super::network_interfaces::PrimaryInterface {
+                source_dest_check: false,
+                ..Default::default()
+            });
         self.attached_interfaces = Vec::new();
         self.block_devices = Vec::new();
         self.public_ip = None;

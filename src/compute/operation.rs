@@ -612,8 +612,8 @@ async fn run_with<T>(
         }
         if !tx.has_writes() {
             // An answer resting on values not yet flushed waits for them.
-            if durable && store.may_be_volatile(tx.newest_read) {
-                store.durable(store.last_applied()).await?;
+            if durable {
+                store.durable_through(tx.newest_read).await?;
             }
             return Ok(output);
         }
@@ -717,8 +717,8 @@ async fn run_batched<T>(
             let newest_read = tx.newest_read;
             drop(tx);
             drop(open);
-            if durable && store.may_be_volatile(newest_read) {
-                if let Err(error) = store.durable(store.last_applied()).await {
+            if durable {
+                if let Err(error) = store.durable_through(newest_read).await {
                     return Some(Err(error.into()));
                 }
             }

@@ -39,7 +39,7 @@
 //! ../shared/design/scale-out.md, §3: the contract is unchanged (a batch is
 //! one commit with expectations); only who commits changes.
 
-use super::{Commit, Committed, Expect, Store, StoreError, StoreMetrics, StoreResult};
+use super::{Applied, Commit, Committed, Expect, Store, StoreError, StoreMetrics, StoreResult};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -243,17 +243,20 @@ pub struct CommitBatcher {
     in_flight: Arc<Semaphore>,
     store: Arc<dyn Store>,
     metrics: StoreMetrics,
+    /// Where an applied batch is noted before its members hear of it.
+    applied: Arc<Applied>,
 }
 
 impl CommitBatcher {
     /// A batcher committing to `store`, counting its commits' latency and
-    /// conflicts in `metrics`.
-    pub fn new(store: Arc<dyn Store>, metrics: StoreMetrics) -> Arc<Self> {
+    /// conflicts in `metrics` and noting those that apply in `applied`.
+    pub fn new(store: Arc<dyn Store>, metrics: StoreMetrics, applied: Arc<Applied>) -> Arc<Self> {
         Arc::new(Self {
             open: Mutex::new(OpenBatch::new(0)),
             in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
             store,
             metrics,
+            applied,
         })
     }
 
@@ -318,14 +321,23 @@ impl CommitBatcher {
         );
         let store = self.store.clone();
         let metrics = self.metrics.clone();
+        let applied = self.applied.clone();
         let sent = tokio::spawn(async move {
             let started = std::time::Instant::now();
             let result = store.commit(&commit.expectations, &commit.writes).await;
             metrics
                 .commit_seconds
                 .observe(started.elapsed().as_secs_f64());
-            if let Ok(Committed::Conflict { .. }) = result {
-                metrics.conflicts.inc();
+            match result {
+                // Noted before anyone hears of it (a later read of its
+                // writes then waits for the flush that covers them).
+                Ok(Committed::Applied { version }) => {
+                    applied.note(version);
+                }
+                Ok(Committed::Conflict { .. }) => {
+                    metrics.conflicts.inc();
+                }
+                Err(_) => {}
             }
             outcome.send_replace(Some(result.map_err(|e| e.0)));
             drop(permit);

@@ -487,17 +487,35 @@ pub async fn apply_unconditionally(store: &dyn Store, batch: &WriteBatch) -> Sto
 
 pub use record::{decode, encode, version_of, Record};
 
+/// What has been applied through a [`StoreHandle`]. Shared with its
+/// batcher's commit tasks, which note a batch as soon as it applies, before
+/// its members learn of it: a read that sees the batch's writes then knows
+/// they may still need a flush, even if every member went away.
+#[derive(Debug, Default)]
+pub struct Applied {
+    /// Sequence number of the last commit applied.
+    sequence: AtomicU64,
+    /// The highest version applied.
+    version: AtomicU64,
+}
+
+impl Applied {
+    /// Notes a commit applied at `version`; returns its sequence number.
+    pub fn note(&self, version: u64) -> u64 {
+        self.version.fetch_max(version, Ordering::SeqCst);
+        self.sequence.fetch_add(1, Ordering::SeqCst) + 1
+    }
+}
+
 /// A store plus group commit: the handle the rest of the gateway uses.
 pub struct StoreHandle {
     store: Arc<dyn Store>,
-    /// Sequence number of the last batch applied.
-    applied: AtomicU64,
+    /// What has been applied (sequence and version).
+    applied: Arc<Applied>,
     /// Sequence number known to be durable.
     durable: watch::Sender<u64>,
     /// Held by the one task currently flushing.
     flushing: Mutex<()>,
-    /// The highest version applied through this handle.
-    applied_version: AtomicU64,
     /// Every version up to this one is durable.
     durable_version: AtomicU64,
     metrics: StoreMetrics,
@@ -511,10 +529,9 @@ impl StoreHandle {
         let batches = store.batches_commits();
         Self {
             store,
-            applied: AtomicU64::new(0),
+            applied: Arc::default(),
             durable: watch::Sender::new(0),
             flushing: Mutex::new(()),
-            applied_version: AtomicU64::new(0),
             durable_version: AtomicU64::new(0),
             metrics: StoreMetrics::default(),
             batcher: None,
@@ -525,8 +542,13 @@ impl StoreHandle {
     /// Batches commits (see `batch`) when `enabled`: the default where
     /// [`Store::batches_commits`] says so. Tests turn it on for any store.
     pub fn batching_if(mut self, enabled: bool) -> Self {
-        self.batcher =
-            enabled.then(|| CommitBatcher::new(self.store.clone(), self.metrics.clone()));
+        self.batcher = enabled.then(|| {
+            CommitBatcher::new(
+                self.store.clone(),
+                self.metrics.clone(),
+                self.applied.clone(),
+            )
+        });
         self
     }
 
@@ -541,11 +563,10 @@ impl StoreHandle {
     /// as [`StoreHandle::commit_applied`]).
     pub async fn settle_batch(&self, ticket: Ticket, durable: bool) -> StoreResult<Committed> {
         let outcome = ticket.outcome().await?;
-        if let Committed::Applied { version } = outcome {
-            let sequence = self.note_applied(version);
-            if durable {
-                self.durable(sequence).await?;
-            }
+        // The batch's committer noted it applied before publishing the
+        // outcome: waiting on the latest sequence covers it.
+        if durable && matches!(outcome, Committed::Applied { .. }) {
+            self.durable(self.last_applied()).await?;
         }
         Ok(outcome)
     }
@@ -621,7 +642,7 @@ impl StoreHandle {
     pub async fn commit_checked(&self, commit: &Commit) -> StoreResult<Committed> {
         let outcome = self.commit_applied(commit).await?;
         if let Committed::Applied { .. } = outcome {
-            self.durable(self.applied.load(Ordering::SeqCst)).await?;
+            self.durable(self.last_applied()).await?;
         }
         Ok(outcome)
     }
@@ -650,8 +671,7 @@ impl StoreHandle {
     }
 
     fn note_applied(&self, version: u64) -> u64 {
-        self.applied_version.fetch_max(version, Ordering::SeqCst);
-        self.applied.fetch_add(1, Ordering::SeqCst) + 1
+        self.applied.note(version)
     }
 
     /// Applies `batch` atomically and returns its sequence number, to pass to
@@ -670,7 +690,7 @@ impl StoreHandle {
     /// The sequence number of the latest applied batch: waiting on it makes
     /// everything applied so far durable (answers that repeat earlier writes).
     pub fn last_applied(&self) -> u64 {
-        self.applied.load(Ordering::SeqCst)
+        self.applied.sequence.load(Ordering::SeqCst)
     }
 
     /// Waits until the batch with sequence `sequence` is durable. Concurrent
@@ -686,14 +706,37 @@ impl StoreHandle {
             if *self.durable.borrow() >= sequence {
                 return Ok(());
             }
-            let target = self.applied.load(Ordering::SeqCst);
-            let target_version = self.applied_version.load(Ordering::SeqCst);
-            self.store.flush().await?;
-            self.durable_version
-                .fetch_max(target_version, Ordering::SeqCst);
-            self.durable
-                .send_modify(|durable| *durable = (*durable).max(target));
+            self.flush_holding(0).await?;
         }
+    }
+
+    /// Waits until a value read at `version` is durable: an answer that
+    /// writes nothing but rests on what it read (a retried ClientToken, a
+    /// stop of a stopped instance) must not be undone by a crash. A value
+    /// that was read was applied, so a flush that starts now covers it,
+    /// whether or not its commit has been noted yet.
+    pub async fn durable_through(&self, version: u64) -> StoreResult<()> {
+        while self.may_be_volatile(version) {
+            let _flushing = self.flushing.lock().await;
+            if !self.may_be_volatile(version) {
+                break;
+            }
+            self.flush_holding(version).await?;
+        }
+        Ok(())
+    }
+
+    /// Flushes, for a caller holding `flushing`: everything applied before
+    /// the flush starts (and `version`, applied already) becomes durable.
+    async fn flush_holding(&self, version: u64) -> StoreResult<()> {
+        let target = self.applied.sequence.load(Ordering::SeqCst);
+        let target_version = self.applied.version.load(Ordering::SeqCst).max(version);
+        self.store.flush().await?;
+        self.durable_version
+            .fetch_max(target_version, Ordering::SeqCst);
+        self.durable
+            .send_modify(|durable| *durable = (*durable).max(target));
+        Ok(())
     }
 
     /// Applies `batch` and waits until it is durable.
@@ -704,7 +747,6 @@ impl StoreHandle {
 
     /// Flushes everything applied so far (used at shutdown).
     pub async fn flush_all(&self) -> StoreResult<()> {
-        let sequence = self.applied.load(Ordering::SeqCst);
-        self.durable(sequence.max(1)).await
+        self.durable(self.last_applied().max(1)).await
     }
 }
