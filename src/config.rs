@@ -217,6 +217,10 @@ pub struct ImageConfig {
     /// `linux` (default) or `windows`.
     #[serde(default = "default_platform")]
     pub platform: String,
+    /// A root filesystem (a folder or a tar archive on the agents' hosts)
+    /// that the namespace driver boots (`ec2-gateway image build`).
+    #[serde(default)]
+    pub root_filesystem: Option<String>,
 }
 
 fn default_architecture() -> String {

@@ -38,6 +38,8 @@ pub mod config;
 pub mod dev;
 pub mod error;
 pub mod gateway;
+pub mod image_build;
+pub mod instance_init;
 pub mod operator;
 pub mod protocol;
 pub mod secret;

@@ -51,6 +51,22 @@ enum Command {
     Admin(AdminArgs),
     /// Run one compute host as an agent of a gateway (or a cluster).
     Agent(ec2_gateway::agent::AgentArgs),
+    /// Images for the namespace driver's real instances.
+    Image {
+        #[command(subcommand)]
+        command: ImageCommand,
+    },
+    /// Run a command inside a VPC's network namespace on this machine (the
+    /// namespace driver's instances are reachable only there), e.g.
+    /// `ec2-gateway vpc-exec vpc-0123 -- ssh -i key.pem ec2-user@10.0.0.5`.
+    VpcExec {
+        vpc_id: String,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+        command: Vec<String>,
+    },
+    /// PID 1 of an instance the namespace driver boots (internal).
+    #[command(hide = true)]
+    InstanceInit(ec2_gateway::instance_init::InstanceInitArgs),
     /// Rebuild a data folder from a backup (`ec2-gateway admin backup`).
     Restore {
         /// The backup file.
@@ -59,6 +75,52 @@ enum Command {
         #[arg(long)]
         data_dir: PathBuf,
     },
+}
+
+#[derive(Subcommand)]
+enum ImageCommand {
+    /// Build a root filesystem from this machine's busybox-static and
+    /// dropbear-bin packages, and print the `[[images]]` entry that
+    /// registers it in the gateway's catalogue.
+    Build {
+        /// The folder to build it in (new or empty).
+        #[arg(long)]
+        output: PathBuf,
+        /// The image id to register it as.
+        #[arg(long, default_value = "ami-0e5c2a1b0c0d0e0f1")]
+        id: String,
+    },
+}
+
+/// `image build`: builds and prints the catalogue entry.
+fn build_image(output: &std::path::Path, id: &str) -> Result<(), String> {
+    let built = ec2_gateway::image_build::build(output)?;
+    let root = built
+        .root
+        .canonicalize()
+        .map_err(|e| format!("{}: {e}", built.root.display()))?;
+    println!("# built from: {}", built.packages.join(", "));
+    println!("# add to the gateway's configuration ([[images]] replaces the built-in list):");
+    println!("[[images]]");
+    println!("id = \"{id}\"");
+    println!("name = \"ec2-gateway-busybox\"");
+    println!("description = \"busybox and dropbear, booted by the namespace driver\"");
+    println!("root_filesystem = \"{}\"", root.display());
+    Ok(())
+}
+
+/// `vpc-exec`: runs the command in the VPC's namespace, answering its
+/// exit status.
+fn vpc_exec(vpc_id: &str, command: &[String]) -> Result<ExitCode, String> {
+    let namespace = ec2_gateway::agent::namespace::vpc_namespace(vpc_id)?;
+    let status = std::process::Command::new("ip")
+        .args(["netns", "exec", &namespace])
+        .args(command)
+        .status()
+        .map_err(|e| format!("ip netns exec: {e}"))?;
+    Ok(ExitCode::from(
+        status.code().unwrap_or(1).clamp(0, 255) as u8
+    ))
 }
 
 /// What `serve`'s development-mode flags ask for.
@@ -156,9 +218,19 @@ async fn open_app(config: Config) -> Result<App, String> {
 
 /// `ec2-gateway agent`: runs until SIGTERM or Ctrl-C.
 async fn run_agent(args: ec2_gateway::agent::AgentArgs) -> Result<(), String> {
-    use ec2_gateway::agent::{Agent, AgentSettings, SimulatedDriver};
+    use ec2_gateway::agent::namespace::NamespaceSettings;
+    use ec2_gateway::agent::{
+        Agent, AgentSettings, Driver, DriverKind, NamespaceDriver, SimulatedDriver,
+    };
     let settings = AgentSettings::resolve(args)?;
-    let driver = Box::new(SimulatedDriver::new(settings.transition));
+    let driver: Box<dyn Driver> = match settings.driver {
+        DriverKind::Simulated => Box::new(SimulatedDriver::new(settings.transition)),
+        DriverKind::Namespace => Box::new(NamespaceDriver::new(NamespaceSettings {
+            state_dir: settings.state_dir.clone(),
+            stop_grace: settings.stop_grace,
+            program: std::env::current_exe().map_err(|e| format!("this program's path: {e}"))?,
+        })?),
+    };
     let agent = Agent::new(settings, driver)?;
     let shutdown = shutdown_signal();
     tokio::select! {
@@ -251,10 +323,38 @@ async fn serve(mut config: Config, dev: DevFlags) -> Result<(), String> {
     Ok(())
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let cli = Cli::parse();
+    // These run before any thread starts: instance-init becomes an
+    // instance's PID 1.
     let result = match cli.command {
+        Command::InstanceInit(args) => Err(ec2_gateway::instance_init::run(args)),
+        Command::Image {
+            command: ImageCommand::Build { output, id },
+        } => build_image(&output, &id),
+        Command::VpcExec { vpc_id, command } => {
+            return vpc_exec(&vpc_id, &command).unwrap_or_else(|message| {
+                eprintln!("ec2-gateway: {message}");
+                ExitCode::FAILURE
+            })
+        }
+        command => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| format!("cannot start the runtime: {e}"))
+            .and_then(|runtime| runtime.block_on(run_command(command))),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("ec2-gateway: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run_command(command: Command) -> Result<(), String> {
+    match command {
         Command::Serve {
             config,
             dev,
@@ -284,12 +384,8 @@ async fn main() -> ExitCode {
             });
             run_agent(args).await
         }
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("ec2-gateway: {message}");
-            ExitCode::FAILURE
+        Command::InstanceInit(_) | Command::Image { .. } | Command::VpcExec { .. } => {
+            unreachable!("run before the runtime starts")
         }
     }
 }

@@ -9,8 +9,10 @@
 
 use super::admin::{CreatedKey, HostView};
 use super::Context;
+use crate::compute::agent_facts::{FirewallFacts, LaunchFacts};
 use crate::compute::agents::Observed;
 use crate::compute::instances::Instance;
+use crate::compute::security_groups::{Rule, RulePeer};
 use crate::compute::services::{AgentInfo, NewHost};
 use crate::error::{ApiError, ApiResult};
 use crate::protocol::xml::{ReturnTrue, XmlOutput, XmlWriter};
@@ -181,6 +183,9 @@ impl XmlOutput for AgentInstances {
             xml.number("memoryMib", instance.memory_mib);
             xml.element("privateIpAddress", &instance.private_ip);
             xml.element("availabilityZone", &instance.availability_zone);
+            xml.element("privateDnsName", &instance.private_dns_name);
+            xml.optional("vpcId", instance.vpc_id.as_deref());
+            xml.optional("subnetId", instance.subnet_id.as_deref());
         });
     }
 }
@@ -224,5 +229,220 @@ pub struct ReportedState(&'static str);
 impl XmlOutput for ReportedState {
     fn write_xml(&self, xml: &mut XmlWriter) {
         xml.element("instanceState", self.0);
+    }
+}
+
+/// AgentDescribeLaunch: what the agent writes into an instance placed on
+/// its host before booting it (see `compute::agent_facts`).
+#[derive(Debug)]
+pub struct AgentDescribeLaunch {
+    pub instance_id: String,
+    pub owner_id: String,
+}
+
+impl AgentDescribeLaunch {
+    pub fn from_params(params: &Params) -> ApiResult<Self> {
+        Ok(Self {
+            instance_id: params.required("InstanceId")?,
+            owner_id: params.required("OwnerId")?,
+        })
+    }
+
+    pub async fn execute(self, context: &Context<'_>) -> ApiResult<LaunchView> {
+        let host = agent_host(context)?;
+        Ok(LaunchView(
+            context
+                .compute
+                .agent_launch(host, &self.owner_id, &self.instance_id)
+                .await?,
+        ))
+    }
+}
+
+#[derive(Debug)]
+pub struct LaunchView(LaunchFacts);
+
+impl XmlOutput for LaunchView {
+    fn write_xml(&self, xml: &mut XmlWriter) {
+        let facts = &self.0;
+        let instance = &facts.instance;
+        xml.element("instanceId", &instance.id);
+        xml.element("ownerId", &instance.account_id);
+        xml.element("imageId", &instance.image_id);
+        xml.optional("rootFilesystem", facts.root_filesystem.as_deref());
+        xml.optional("userData", instance.user_data.as_deref());
+        xml.optional("keyName", instance.key_name.as_deref());
+        xml.optional("publicKey", facts.public_key.as_deref());
+        xml.element("privateIpAddress", &instance.private_ip);
+        xml.element("privateDnsName", &instance.private_dns_name);
+        xml.optional("vpcId", instance.vpc_id.as_deref());
+        xml.optional("subnetId", instance.subnet_id.as_deref());
+        xml.optional("subnetCidrBlock", facts.subnet_cidr.as_deref());
+        xml.number("vcpus", instance.vcpus);
+        xml.number("memoryMib", instance.memory_mib);
+    }
+}
+
+/// AgentDescribeFirewall: the instances placed on the agent's host, each
+/// with its VPC, address and groups, and the rules of those groups, one
+/// flat item per rule.
+#[derive(Debug)]
+pub struct AgentDescribeFirewall;
+
+impl AgentDescribeFirewall {
+    pub fn from_params(_: &Params) -> ApiResult<Self> {
+        Ok(Self)
+    }
+
+    pub async fn execute(self, context: &Context<'_>) -> ApiResult<FirewallView> {
+        let host = agent_host(context)?;
+        Ok(FirewallView(context.compute.agent_firewall(host).await?))
+    }
+}
+
+#[derive(Debug)]
+pub struct FirewallView(FirewallFacts);
+
+/// One rule as a flat item: its group, direction, protocol, ports, peer.
+fn write_rule(xml: &mut XmlWriter, group: &str, direction: &str, rule: &Rule) {
+    xml.element("groupId", group);
+    xml.element("direction", direction);
+    xml.element("ipProtocol", &rule.protocol);
+    if let Some(port) = rule.from_port {
+        xml.number("fromPort", port);
+    }
+    if let Some(port) = rule.to_port {
+        xml.number("toPort", port);
+    }
+    match &rule.peer {
+        RulePeer::Cidr(cidr) => xml.element("cidrIp", cidr),
+        RulePeer::CidrV6(cidr) => xml.element("cidrIpv6", cidr),
+        RulePeer::Group { group_id, .. } => xml.element("peerGroupId", group_id),
+    }
+}
+
+impl XmlOutput for FirewallView {
+    fn write_xml(&self, xml: &mut XmlWriter) {
+        xml.list("instanceSet", &self.0.instances, |xml, instance| {
+            xml.element("instanceId", &instance.id);
+            xml.element("ownerId", &instance.account_id);
+            xml.optional("vpcId", instance.vpc_id.as_deref());
+            xml.element("privateIpAddress", &instance.private_ip);
+            let groups: Vec<&str> = instance
+                .security_groups
+                .iter()
+                .map(|group| group.id.as_str())
+                .collect();
+            xml.element("groupIds", &groups.join(","));
+        });
+        let rules: Vec<(&str, &str, &Rule)> = self
+            .0
+            .groups
+            .iter()
+            .flat_map(|group| {
+                let ingress = group
+                    .ingress
+                    .iter()
+                    .map(|r| (group.id.as_str(), "ingress", r));
+                let egress = group
+                    .egress
+                    .iter()
+                    .map(|r| (group.id.as_str(), "egress", r));
+                ingress.chain(egress)
+            })
+            .collect();
+        xml.list("ruleSet", &rules, |xml, (group, direction, rule)| {
+            write_rule(xml, group, direction, rule)
+        });
+    }
+}
+
+/// AgentPutConsoleOutput: an instance's console output (base64), of
+/// which the gateway keeps the last 64 KiB for GetConsoleOutput.
+#[derive(Debug)]
+pub struct AgentPutConsoleOutput {
+    pub instance_id: String,
+    pub owner_id: String,
+    pub output: Vec<u8>,
+}
+
+impl AgentPutConsoleOutput {
+    pub fn from_params(params: &Params) -> ApiResult<Self> {
+        use base64::Engine;
+        let text = params
+            .optional_text("Output", usize::MAX)?
+            .unwrap_or_default();
+        let output = base64::engine::general_purpose::STANDARD
+            .decode(text.as_bytes())
+            .map_err(|_| ApiError::invalid_value("Output must be base64"))?;
+        Ok(Self {
+            instance_id: params.required("InstanceId")?,
+            owner_id: params.required("OwnerId")?,
+            output,
+        })
+    }
+
+    pub async fn execute(self, context: &Context<'_>) -> ApiResult<ReturnTrue> {
+        let host = agent_host(context)?;
+        context
+            .compute
+            .put_console_output(host, &self.owner_id, &self.instance_id, &self.output)
+            .await?;
+        Ok(ReturnTrue)
+    }
+}
+
+/// AgentDescribeKeptInstances: the states of instances whose stopped
+/// layers the agent keeps (`Instance.N` = `OWNER/ID`), `terminated` once
+/// gone, so it deletes what is no longer needed.
+#[derive(Debug)]
+pub struct AgentDescribeKeptInstances {
+    pub kept: Vec<(String, String)>,
+}
+
+impl AgentDescribeKeptInstances {
+    pub fn from_params(params: &Params) -> ApiResult<Self> {
+        let kept = params
+            .list("Instance")?
+            .into_iter()
+            .map(|entry| {
+                entry
+                    .split_once('/')
+                    .map(|(owner, id)| (owner.to_string(), id.to_string()))
+                    .ok_or_else(|| {
+                        ApiError::invalid_value(format!(
+                            "Invalid Instance '{entry}': expected OWNER/ID"
+                        ))
+                    })
+            })
+            .collect::<ApiResult<Vec<_>>>()?;
+        if kept.len() > 1000 {
+            return Err(ApiError::invalid_value("At most 1000 instances per call"));
+        }
+        Ok(Self { kept })
+    }
+
+    pub async fn execute(self, context: &Context<'_>) -> ApiResult<KeptStates> {
+        agent_host(context)?;
+        let states = context.compute.agent_kept_states(&self.kept).await?;
+        Ok(KeptStates(
+            self.kept
+                .into_iter()
+                .map(|(_, id)| id)
+                .zip(states)
+                .collect(),
+        ))
+    }
+}
+
+#[derive(Debug)]
+pub struct KeptStates(Vec<(String, &'static str)>);
+
+impl XmlOutput for KeptStates {
+    fn write_xml(&self, xml: &mut XmlWriter) {
+        xml.list("instanceSet", &self.0, |xml, (id, state)| {
+            xml.element("instanceId", id);
+            xml.element("instanceState", state);
+        });
     }
 }

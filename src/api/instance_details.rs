@@ -216,12 +216,19 @@ impl GetConsoleOutput {
     pub async fn execute(self, context: &Context<'_>) -> ApiResult<ConsoleOutput> {
         let instance = lookup(context, &self.instance_id).await?;
         dry_run_check(self.dry_run)?;
+        // What a real instance wrote, as its agent sent it; otherwise the
+        // simulated host's boot log once the instance has booted.
+        let recorded = context
+            .compute
+            .console_output(&context.principal.account_id, &instance.id)
+            .await?;
         let booted = !matches!(instance.state, InstanceState::Pending);
         Ok(ConsoleOutput {
             instance_id: instance.id.clone(),
             timestamp: context.compute.clock().now(),
-            output: booted
-                .then(|| STANDARD.encode(boot_log(&instance, &context.compute.region().name))),
+            output: recorded.or_else(|| {
+                booted.then(|| STANDARD.encode(boot_log(&instance, &context.compute.region().name)))
+            }),
         })
     }
 }

@@ -257,6 +257,10 @@ actions! {
     AgentHeartbeat => agents::AgentHeartbeat, admin = false;
     AgentDescribeInstances => agents::AgentDescribeInstances, admin = false;
     AgentReportInstanceState => agents::AgentReportInstanceState, admin = false;
+    AgentDescribeLaunch => agents::AgentDescribeLaunch, admin = false;
+    AgentDescribeFirewall => agents::AgentDescribeFirewall, admin = false;
+    AgentPutConsoleOutput => agents::AgentPutConsoleOutput, admin = false;
+    AgentDescribeKeptInstances => agents::AgentDescribeKeptInstances, admin = false;
 }
 
 /// EC2 actions deliberately not offered, with the reason given to clients.

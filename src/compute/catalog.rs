@@ -94,6 +94,8 @@ pub use super::images::Image;
 pub struct Catalog {
     instance_types: BTreeMap<String, InstanceType>,
     images: BTreeMap<String, Image>,
+    /// Image id -> the root filesystem it names.
+    root_filesystems: BTreeMap<String, String>,
 }
 
 impl Catalog {
@@ -138,10 +140,15 @@ impl Catalog {
                         description: Some(description.to_string()),
                         architecture: architecture.to_string(),
                         platform: platform.to_string(),
+                        root_filesystem: None,
                     },
                 )
                 .collect(),
         };
+        let root_filesystems = configured
+            .iter()
+            .filter_map(|image| Some((image.id.clone(), image.root_filesystem.clone()?)))
+            .collect();
         let images = configured
             .into_iter()
             .map(|image| {
@@ -167,6 +174,7 @@ impl Catalog {
         Self {
             instance_types,
             images,
+            root_filesystems,
         }
     }
 
@@ -180,6 +188,11 @@ impl Catalog {
 
     pub fn image(&self, id: &str) -> Option<&Image> {
         self.images.get(id)
+    }
+
+    /// The root filesystem a catalogue image names, if any.
+    pub fn root_filesystem(&self, image_id: &str) -> Option<&str> {
+        self.root_filesystems.get(image_id).map(String::as_str)
     }
 
     pub fn images(&self) -> impl Iterator<Item = &Image> {

@@ -330,7 +330,7 @@ pub struct InstanceStatus {
 
 impl Record for InstanceStatus {}
 
-pub(super) fn instance_key(account_id: &str, instance_id: &str) -> Vec<u8> {
+pub(crate) fn instance_key(account_id: &str, instance_id: &str) -> Vec<u8> {
     format!("{account_id}/{instance_id}").into_bytes()
 }
 
@@ -466,6 +466,7 @@ pub(super) fn remove(tx: &mut Tx<'_>, instance: &Instance) {
     move_host_entry(tx, instance, instance.host.as_deref(), None);
     tx.delete(INSTANCES, instance.key());
     tx.delete(INSTANCE_STATUS, instance.key());
+    tx.delete(super::agent_facts::CONSOLE_OUTPUT, instance.key());
     tx.delete(
         INSTANCE_ORDER,
         order_key(&instance.account_id, instance.sequence),

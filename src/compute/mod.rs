@@ -7,6 +7,7 @@
 
 pub mod accounts;
 pub mod addresses;
+pub mod agent_facts;
 pub mod agents;
 pub mod catalog;
 pub mod cidr;

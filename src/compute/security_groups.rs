@@ -128,7 +128,7 @@ pub enum GroupSelector {
     Name(String),
 }
 
-pub(super) fn group_key(account_id: &str, group_id: &str) -> Vec<u8> {
+pub(crate) fn group_key(account_id: &str, group_id: &str) -> Vec<u8> {
     format!("{account_id}/{group_id}").into_bytes()
 }
 

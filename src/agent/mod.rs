@@ -10,16 +10,26 @@
 //! its host is `running` only once the agent says so. Restarted, it lists
 //! its instances again and takes them back.
 //!
-//! The [`SimulatedDriver`] is the one driver today: an instance boots,
+//! Two drivers: the [`SimulatedDriver`] (the default: an instance boots,
 //! stops and shuts down after configured delays, as the built-in hosts'
-//! instances do inside the gateway.
+//! instances do inside the gateway) and the [`NamespaceDriver`], whose
+//! instances really run, each in Linux namespaces of its own
+//! (`agent::namespace`).
+
+pub mod driver;
+mod facts;
+pub mod namespace;
+pub mod simulated;
+
+pub use driver::{Assigned, ConsoleUpdate, Driver, Firewall, LaunchDetails};
+pub use namespace::NamespaceDriver;
+pub use simulated::SimulatedDriver;
 
 use crate::auth::signer::SigningCredentials;
 use crate::client::{call, items, text_of, Endpoint, Reply};
 use crate::secret::Secret;
 use clap::Args;
 use serde::Deserialize;
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -63,6 +73,16 @@ pub struct AgentArgs {
     /// The simulated driver's boot, stop and shutdown time (milliseconds).
     #[arg(long)]
     pub transition_millis: Option<u64>,
+    /// `simulated` (the default) or `namespace` (instances really run in
+    /// Linux namespaces; root only, see the README's "Real instances").
+    #[arg(long)]
+    pub driver: Option<String>,
+    /// The namespace driver's folder for instances' layers and consoles.
+    #[arg(long)]
+    pub state_dir: Option<PathBuf>,
+    /// Seconds stop and terminate wait after SIGTERM before killing.
+    #[arg(long)]
+    pub stop_grace_secs: Option<u64>,
 }
 
 /// The agent's settings, as a config file gives them.
@@ -80,6 +100,16 @@ struct AgentFile {
     heartbeat_secs: Option<u64>,
     poll_millis: Option<u64>,
     transition_millis: Option<u64>,
+    driver: Option<String>,
+    state_dir: Option<PathBuf>,
+    stop_grace_secs: Option<u64>,
+}
+
+/// Which driver runs the instances.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DriverKind {
+    Simulated,
+    Namespace,
 }
 
 /// Everything the agent runs with.
@@ -94,6 +124,9 @@ pub struct AgentSettings {
     pub heartbeat: Duration,
     pub poll: Duration,
     pub transition: Duration,
+    pub driver: DriverKind,
+    pub state_dir: PathBuf,
+    pub stop_grace: Duration,
 }
 
 impl AgentSettings {
@@ -118,7 +151,24 @@ impl AgentSettings {
             .map(Secret::new)
             .or(file.secret_access_key)
             .ok_or_else(|| missing("secret-access-key"))?;
+        let driver = match args.driver.or(file.driver).as_deref() {
+            None | Some("simulated") => DriverKind::Simulated,
+            Some("namespace") => DriverKind::Namespace,
+            Some(other) => {
+                return Err(format!(
+                    "unknown driver '{other}': expected simulated or namespace"
+                ))
+            }
+        };
         Ok(Self {
+            driver,
+            state_dir: args
+                .state_dir
+                .or(file.state_dir)
+                .unwrap_or_else(|| PathBuf::from("/var/lib/ec2-gateway-agent")),
+            stop_grace: Duration::from_secs(
+                args.stop_grace_secs.or(file.stop_grace_secs).unwrap_or(10),
+            ),
             endpoint: args
                 .endpoint
                 .or(file.endpoint)
@@ -149,73 +199,6 @@ impl AgentSettings {
                     .unwrap_or(1000),
             ),
         })
-    }
-}
-
-/// An instance placed on this host, as the gateway lists it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Assigned {
-    pub instance_id: String,
-    pub owner_id: String,
-    /// The state the gateway records: `pending`, `running`, `stopping`,
-    /// `shutting-down`...
-    pub state: String,
-    pub instance_type: String,
-}
-
-/// Runs instances on this host. `observe` is called on every look at the
-/// assignments with each instance placed here; it moves the instance
-/// toward what its recorded state asks and answers a state to report
-/// (`running`, `stopped`, `terminated`) once one is reached.
-pub trait Driver: Send {
-    fn observe(&mut self, instance: &Assigned, now: Instant) -> Option<&'static str>;
-    /// Forgets instances no longer placed here.
-    fn retain(&mut self, placed: &[Assigned]);
-}
-
-/// Instances that boot, stop and shut down after a fixed time each.
-pub struct SimulatedDriver {
-    transition: Duration,
-    /// Instance id -> (the state it is heading for, when it gets there).
-    underway: HashMap<String, (&'static str, Instant)>,
-}
-
-impl SimulatedDriver {
-    pub fn new(transition: Duration) -> Self {
-        Self {
-            transition,
-            underway: HashMap::new(),
-        }
-    }
-}
-
-impl Driver for SimulatedDriver {
-    fn observe(&mut self, instance: &Assigned, now: Instant) -> Option<&'static str> {
-        let target = match instance.state.as_str() {
-            "pending" => "running",
-            "stopping" => "stopped",
-            "shutting-down" => "terminated",
-            // Running (or taken back after a restart): nothing to do.
-            _ => {
-                self.underway.remove(&instance.instance_id);
-                return None;
-            }
-        };
-        let transition = self.transition;
-        let (heading, ready_at) = self
-            .underway
-            .entry(instance.instance_id.clone())
-            .or_insert((target, now + transition));
-        if *heading != target {
-            *heading = target;
-            *ready_at = now + transition;
-        }
-        (now >= *ready_at).then_some(target)
-    }
-
-    fn retain(&mut self, placed: &[Assigned]) {
-        self.underway
-            .retain(|id, _| placed.iter().any(|p| &p.instance_id == id));
     }
 }
 
@@ -296,8 +279,9 @@ impl Agent {
         Ok(host)
     }
 
-    /// One look at the instances placed here: drives them and reports
-    /// what was observed. Answers how many reports were accepted.
+    /// One look at the instances placed here: gives the driver what it
+    /// asks for, drives them, reports what was observed and sends console
+    /// output. Answers how many reports were accepted.
     pub async fn step(&mut self) -> Result<usize, String> {
         let reply = self.call("AgentDescribeInstances", &[]).await?;
         let placed: Vec<Assigned> = items(&reply.body, "instanceSet")
@@ -312,6 +296,25 @@ impl Agent {
             })
             .collect();
         self.driver.retain(&placed);
+        self.forget_terminated().await?;
+        if self.driver.wants_firewall() {
+            let reply = self.call("AgentDescribeFirewall", &[]).await?;
+            self.driver.firewall(&facts::firewall(&reply.body));
+        }
+        for instance in &placed {
+            if self.driver.wants_launch(instance) {
+                let reply = self
+                    .call(
+                        "AgentDescribeLaunch",
+                        &[
+                            ("InstanceId", &instance.instance_id),
+                            ("OwnerId", &instance.owner_id),
+                        ],
+                    )
+                    .await?;
+                self.driver.launch(facts::launch(&reply.body));
+            }
+        }
         let now = Instant::now();
         let mut reported = 0;
         for instance in &placed {
@@ -325,11 +328,55 @@ impl Agent {
                     ],
                 )
                 .await?;
+                self.driver.reported(instance, observed);
                 tracing::info!(instance = %instance.instance_id, state = observed, "reported");
                 reported += 1;
             }
         }
+        for update in self.driver.console_updates() {
+            use base64::Engine;
+            let output = base64::engine::general_purpose::STANDARD.encode(&update.output);
+            if let Err(error) = self
+                .call(
+                    "AgentPutConsoleOutput",
+                    &[
+                        ("InstanceId", &update.instance_id),
+                        ("OwnerId", &update.owner_id),
+                        ("Output", &output),
+                    ],
+                )
+                .await
+            {
+                tracing::debug!(instance = %update.instance_id, %error, "console output not sent");
+            }
+        }
         Ok(reported)
+    }
+
+    /// Asks which kept instances are gone and lets the driver delete them.
+    async fn forget_terminated(&mut self) -> Result<(), String> {
+        let kept = self.driver.kept();
+        for chunk in kept.chunks(100) {
+            let names: Vec<String> = (1..=chunk.len()).map(|n| format!("Instance.{n}")).collect();
+            let values: Vec<String> = chunk
+                .iter()
+                .map(|(owner, id)| format!("{owner}/{id}"))
+                .collect();
+            let params: Vec<(&str, &str)> = names
+                .iter()
+                .map(String::as_str)
+                .zip(values.iter().map(String::as_str))
+                .collect();
+            let reply = self.call("AgentDescribeKeptInstances", &params).await?;
+            for item in items(&reply.body, "instanceSet") {
+                if item.get("instanceState").map(String::as_str) == Some("terminated") {
+                    if let Some(id) = item.get("instanceId") {
+                        self.driver.forget(id);
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Registers (until the gateway answers), then heartbeats and steps
@@ -371,43 +418,5 @@ impl Agent {
                 }
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn assigned(state: &str) -> Assigned {
-        Assigned {
-            instance_id: "i-1".into(),
-            owner_id: "111122223333".into(),
-            state: state.into(),
-            instance_type: "t3.micro".into(),
-        }
-    }
-
-    #[test]
-    fn the_simulated_driver_reports_after_its_delay() {
-        let mut driver = SimulatedDriver::new(Duration::from_millis(100));
-        let start = Instant::now();
-        assert_eq!(driver.observe(&assigned("pending"), start), None);
-        assert_eq!(
-            driver.observe(&assigned("pending"), start + Duration::from_millis(100)),
-            Some("running")
-        );
-        assert_eq!(driver.observe(&assigned("running"), start), None);
-        // A new target starts its own delay.
-        let later = start + Duration::from_secs(1);
-        assert_eq!(driver.observe(&assigned("shutting-down"), later), None);
-        assert_eq!(
-            driver.observe(
-                &assigned("shutting-down"),
-                later + Duration::from_millis(100)
-            ),
-            Some("terminated")
-        );
-        driver.retain(&[]);
-        assert!(driver.underway.is_empty());
     }
 }

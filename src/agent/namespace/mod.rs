@@ -1,0 +1,664 @@
+//! The namespace driver: instances that really run, each in Linux
+//! namespaces of its own, on this machine (root only).
+//!
+//! An instance boots its image's root filesystem (`ec2-gateway image
+//! build`) through an overlay whose upper layer is the instance's own
+//! (`<state_dir>/instances/<id>/upper`): what it writes survives stop and
+//! start, and terminate deletes it. Its init runs as PID 1 of new PID,
+//! mount, UTS and IPC namespaces inside the instance's network namespace
+//! (`network`), within cgroups sized by its instance type (`cgroups`), its
+//! hostname from its private DNS name; everything it writes to its console
+//! is kept in `console.log` and sent to the gateway for GetConsoleOutput.
+//! It is `pending` until its init has run the user data and started the
+//! SSH server, then `running`; stop sends its init SIGTERM and, after a
+//! grace period, kills what is left (`stopping` -> `stopped`); terminate
+//! does the same, then removes its namespaces, cgroups and files. Security
+//! groups are enforced by `firewall`.
+//!
+//! The agent can be restarted: an instance's launcher process is recorded
+//! (pid and start time) and taken back when it is still alive; a running
+//! instance found dead is booted again, as EC2 recovers instances of a
+//! failed host. Reboot is not driven yet: RebootInstances leaves a running
+//! instance running, as on the simulated hosts.
+
+mod cgroups;
+mod command;
+mod firewall;
+mod network;
+
+pub use cgroups::InstanceCgroups;
+pub use network::{instance_namespace, vpc_namespace};
+
+use super::driver::{Assigned, ConsoleUpdate, Driver, Firewall, LaunchDetails};
+use crate::compute::agent_facts::CONSOLE_LIMIT;
+use crate::image_build::{INSTANCE_DATA_DIR, LOGIN_UID};
+use base64::Engine;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use std::collections::{BTreeMap, HashMap};
+use std::fs;
+use std::io::{Read, Seek, SeekFrom};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The namespace driver's settings.
+#[derive(Debug, Clone)]
+pub struct NamespaceSettings {
+    /// Where instances' layers, consoles and records are kept.
+    pub state_dir: PathBuf,
+    /// How long stop and terminate wait after SIGTERM before killing.
+    pub stop_grace: Duration,
+    /// This program (run as `instance-init` inside each instance).
+    pub program: PathBuf,
+}
+
+/// An instance's launcher: the process whose child is the instance's
+/// PID 1.
+#[derive(Debug)]
+struct Launcher {
+    pid: i32,
+    /// Its start time (field 22 of `/proc/PID/stat`), so a pid reused by
+    /// another process is never taken for it.
+    started: u64,
+    /// Set when this agent started it (so it is reaped).
+    child: Option<Child>,
+}
+
+/// What the driver knows of one instance.
+#[derive(Debug, Default)]
+struct Local {
+    owner_id: String,
+    details: Option<LaunchDetails>,
+    launcher: Option<Launcher>,
+    /// When SIGTERM was sent to its init (stop or terminate under way).
+    stopping_since: Option<Instant>,
+    /// The console's length when last sent.
+    console_sent: u64,
+    /// The last state reported.
+    reported: Option<&'static str>,
+    /// When it was last booted: one whose init died is booted again no
+    /// sooner than [`REBOOT_BACKOFF`] after.
+    booted_at: Option<Instant>,
+}
+
+const REBOOT_BACKOFF: Duration = Duration::from_secs(5);
+
+pub struct NamespaceDriver {
+    settings: NamespaceSettings,
+    instances: HashMap<String, Local>,
+    /// The last firewall, and the script applied in each VPC's namespace.
+    firewall: Firewall,
+    applied: BTreeMap<String, String>,
+    /// Instances with a layer on disk that are placed nowhere (stopped).
+    kept: BTreeMap<String, String>,
+}
+
+fn process_start_time(pid: i32) -> Option<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces: count after its ')'.
+    let rest = stat.rsplit_once(')')?.1;
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+impl Launcher {
+    fn alive(&mut self) -> bool {
+        if let Some(child) = &mut self.child {
+            if !matches!(child.try_wait(), Ok(None)) {
+                return false;
+            }
+        }
+        process_start_time(self.pid) == Some(self.started)
+    }
+
+    /// The instance's PID 1, as this machine numbers it.
+    fn init_pid(&self) -> Option<i32> {
+        fs::read_to_string(format!("/proc/{0}/task/{0}/children", self.pid))
+            .ok()?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()
+    }
+}
+
+impl NamespaceDriver {
+    /// Checks what the driver needs (root, the tools) and takes back the
+    /// instances a previous run of the agent left.
+    pub fn new(settings: NamespaceSettings) -> Result<Self, String> {
+        if !nix::unistd::geteuid().is_root() {
+            return Err("the namespace driver runs as root".into());
+        }
+        for tool in ["ip", "nft", "nsenter", "unshare"] {
+            command::run("sh", &["-c", &format!("command -v {tool}")]).map_err(|_| {
+                format!("the namespace driver needs `{tool}` (iproute2, nftables, util-linux)")
+            })?;
+        }
+        fs::create_dir_all(settings.state_dir.join("instances"))
+            .map_err(|e| format!("{}: {e}", settings.state_dir.display()))?;
+        let mut driver = Self {
+            settings,
+            instances: HashMap::new(),
+            firewall: Firewall::default(),
+            applied: BTreeMap::new(),
+            kept: BTreeMap::new(),
+        };
+        driver.recover();
+        Ok(driver)
+    }
+
+    fn instance_dir(&self, instance_id: &str) -> PathBuf {
+        self.settings.state_dir.join("instances").join(instance_id)
+    }
+
+    /// The instances on disk, with their launchers when still alive.
+    fn recover(&mut self) {
+        let Ok(entries) = fs::read_dir(self.settings.state_dir.join("instances")) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let id = entry.file_name().to_string_lossy().into_owned();
+            if instance_namespace(&id).is_err() {
+                continue;
+            }
+            let dir = entry.path();
+            let owner_id = fs::read_to_string(dir.join("owner")).unwrap_or_default();
+            let launcher = fs::read_to_string(dir.join("launcher"))
+                .ok()
+                .and_then(|text| {
+                    let (pid, started) = text.trim().split_once(' ')?;
+                    Some(Launcher {
+                        pid: pid.parse().ok()?,
+                        started: started.parse().ok()?,
+                        child: None,
+                    })
+                })
+                .filter(|launcher| process_start_time(launcher.pid) == Some(launcher.started));
+            let console_sent = 0;
+            tracing::info!(instance = %id, alive = launcher.is_some(), "found an instance of an earlier run");
+            self.instances.insert(
+                id,
+                Local {
+                    owner_id: owner_id.trim().to_string(),
+                    launcher,
+                    console_sent,
+                    ..Default::default()
+                },
+            );
+        }
+    }
+
+    fn is_alive(&mut self, instance_id: &str) -> bool {
+        let Some(local) = self.instances.get_mut(instance_id) else {
+            return false;
+        };
+        let alive = local.launcher.as_mut().is_some_and(Launcher::alive);
+        if !alive {
+            local.launcher = None;
+        }
+        alive
+    }
+
+    fn has_booted(&self, instance_id: &str) -> bool {
+        self.instance_dir(instance_id)
+            .join("upper")
+            .join(INSTANCE_DATA_DIR)
+            .join("booted")
+            .exists()
+    }
+
+    /// The image's root filesystem: a folder, or a tar archive unpacked
+    /// once under the state folder.
+    fn root_filesystem(&self, details: &LaunchDetails) -> Result<PathBuf, String> {
+        let named = details.root_filesystem.as_deref().ok_or_else(|| {
+            format!(
+                "image {} names no root_filesystem: the namespace driver cannot boot it",
+                details.image_id
+            )
+        })?;
+        let path = PathBuf::from(named);
+        if path.is_dir() {
+            return Ok(path);
+        }
+        if !path.is_file() {
+            return Err(format!("root filesystem {named} does not exist"));
+        }
+        let unpacked = self
+            .settings
+            .state_dir
+            .join("images")
+            .join(&details.image_id);
+        if !unpacked.join(".unpacked").exists() {
+            let _ = fs::remove_dir_all(&unpacked);
+            fs::create_dir_all(&unpacked).map_err(|e| format!("{}: {e}", unpacked.display()))?;
+            command::run(
+                "tar",
+                &[
+                    "-xf",
+                    named,
+                    "-C",
+                    &unpacked.to_string_lossy(),
+                    "--numeric-owner",
+                ],
+            )?;
+            fs::write(unpacked.join(".unpacked"), "").map_err(|e| e.to_string())?;
+        }
+        Ok(unpacked)
+    }
+
+    /// Network, cgroups and files, then the launcher.
+    fn boot(&mut self, instance_id: &str) -> Result<(), String> {
+        let details = self
+            .instances
+            .get(instance_id)
+            .and_then(|local| local.details.clone())
+            .ok_or("no launch details")?;
+        let lower = self.root_filesystem(&details)?;
+        let dir = self.instance_dir(instance_id);
+        let (upper, work, merged) = (dir.join("upper"), dir.join("work"), dir.join("merged"));
+        for path in [&upper, &work, &merged] {
+            fs::create_dir_all(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        }
+        fs::write(dir.join("owner"), &details.owner_id).map_err(|e| e.to_string())?;
+        fs::write(dir.join("vpc"), &details.vpc_id).map_err(|e| e.to_string())?;
+        self.write_instance_data(&upper, &details)?;
+        let vpc = network::ensure_vpc(&details.vpc_id)?;
+        network::ensure_subnet(&vpc, &details.subnet_id, &details.subnet_cidr)?;
+        let namespace = network::ensure_instance(
+            &vpc,
+            instance_id,
+            &details.subnet_id,
+            &details.subnet_cidr,
+            &details.private_ip,
+        )?;
+        self.apply_firewall(&details.vpc_id);
+        let cgroups = InstanceCgroups::of(instance_id);
+        cgroups.create(details.vcpus, details.memory_mib)?;
+        let console = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("console.log"))
+            .map_err(|e| format!("console.log: {e}"))?;
+        let hostname = details
+            .private_dns_name
+            .split('.')
+            .next()
+            .filter(|name| !name.is_empty())
+            .unwrap_or(instance_id)
+            .to_string();
+        // The shell puts itself in the cgroups before anything else runs,
+        // then becomes nsenter, unshare and (as PID 1) instance-init.
+        let script = r#"for procs in $CGROUP_PROCS; do echo $$ > "$procs" || exit 1; done
+exec nsenter --net="/run/netns/$NETNS" -- unshare --pid --fork --mount --uts --ipc --propagation private --kill-child -- "$@""#;
+        let procs: Vec<String> = cgroups
+            .procs_files()
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
+        let child = Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .arg("ec2-launcher")
+            .arg(&self.settings.program)
+            .arg("instance-init")
+            .arg("--lower")
+            .arg(&lower)
+            .arg("--upper")
+            .arg(&upper)
+            .arg("--work")
+            .arg(&work)
+            .arg("--merged")
+            .arg(&merged)
+            .arg("--hostname")
+            .arg(&hostname)
+            .env_clear()
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+            .env("CGROUP_PROCS", procs.join(" "))
+            .env("NETNS", &namespace)
+            .stdin(Stdio::null())
+            .stdout(console.try_clone().map_err(|e| e.to_string())?)
+            .stderr(console)
+            // Not in the agent's process group: a Ctrl-C to the agent
+            // leaves its instances running.
+            .process_group(0)
+            .spawn()
+            .map_err(|e| format!("starting the launcher: {e}"))?;
+        let pid = child.id() as i32;
+        let started = process_start_time(pid).unwrap_or_default();
+        fs::write(dir.join("launcher"), format!("{pid} {started}")).map_err(|e| e.to_string())?;
+        let local = self.instances.get_mut(instance_id).expect("known");
+        local.launcher = Some(Launcher {
+            pid,
+            started,
+            child: Some(child),
+        });
+        local.stopping_since = None;
+        tracing::info!(instance = %instance_id, pid, "booting");
+        Ok(())
+    }
+
+    /// User data, public key and hostname files, in the instance's layer.
+    fn write_instance_data(&self, upper: &Path, details: &LaunchDetails) -> Result<(), String> {
+        let data = upper.join(INSTANCE_DATA_DIR);
+        fs::create_dir_all(&data).map_err(|e| format!("{}: {e}", data.display()))?;
+        let _ = fs::remove_file(data.join("booted"));
+        let user_data = match &details.user_data {
+            Some(encoded) => base64::engine::general_purpose::STANDARD
+                .decode(encoded.trim())
+                .map_err(|_| "user data is not base64".to_string())?,
+            None => Vec::new(),
+        };
+        fs::write(data.join("user-data"), user_data).map_err(|e| e.to_string())?;
+        let key = details.public_key.clone().unwrap_or_default();
+        fs::write(data.join("authorized_keys"), key + "\n").map_err(|e| e.to_string())?;
+        let etc = upper.join("etc");
+        fs::create_dir_all(&etc).map_err(|e| e.to_string())?;
+        let short = details
+            .private_dns_name
+            .split('.')
+            .next()
+            .unwrap_or_default();
+        fs::write(etc.join("hostname"), format!("{short}\n")).map_err(|e| e.to_string())?;
+        fs::write(
+            etc.join("hosts"),
+            format!(
+                "127.0.0.1 localhost\n{} {} {short}\n",
+                details.private_ip, details.private_dns_name
+            ),
+        )
+        .map_err(|e| e.to_string())?;
+        let _ = LOGIN_UID;
+        Ok(())
+    }
+
+    /// SIGTERM to init, then (after the grace period) SIGKILL to every
+    /// process. True once nothing of it runs.
+    fn stop(&mut self, instance_id: &str, now: Instant) -> bool {
+        if !self.is_alive(instance_id) {
+            return true;
+        }
+        let grace = self.settings.stop_grace;
+        let local = self.instances.get_mut(instance_id).expect("alive");
+        let launcher = local.launcher.as_ref().expect("alive");
+        match local.stopping_since {
+            None => {
+                local.stopping_since = Some(now);
+                if let Some(init) = launcher.init_pid() {
+                    let _ = kill(Pid::from_raw(init), Signal::SIGTERM);
+                }
+                tracing::info!(instance = %instance_id, "stopping");
+            }
+            Some(since) if now.duration_since(since) >= grace => {
+                InstanceCgroups::of(instance_id).kill_all();
+                let _ = kill(Pid::from_raw(launcher.pid), Signal::SIGKILL);
+            }
+            Some(_) => {}
+        }
+        !self.is_alive(instance_id)
+    }
+
+    /// Removes everything of a terminated instance. True when done.
+    fn destroy(&mut self, instance_id: &str) -> bool {
+        let cgroups = InstanceCgroups::of(instance_id);
+        cgroups.kill_all();
+        if let Some(launcher) = self
+            .instances
+            .get(instance_id)
+            .and_then(|l| l.launcher.as_ref())
+        {
+            let _ = kill(Pid::from_raw(launcher.pid), Signal::SIGKILL);
+        }
+        if self.is_alive(instance_id) || !cgroups.processes().is_empty() {
+            return false;
+        }
+        if !cgroups.remove() {
+            return false;
+        }
+        let dir = self.instance_dir(instance_id);
+        let vpc_id = fs::read_to_string(dir.join("vpc")).unwrap_or_default();
+        if let Ok(namespace) = instance_namespace(instance_id) {
+            if let Err(error) = network::remove_namespace(&namespace) {
+                tracing::warn!(instance = %instance_id, %error, "cannot remove its namespace yet");
+                return false;
+            }
+        }
+        if let Err(error) = fs::remove_dir_all(&dir) {
+            if dir.exists() {
+                tracing::warn!(instance = %instance_id, %error, "cannot remove its files yet");
+                return false;
+            }
+        }
+        self.instances.remove(instance_id);
+        self.kept.remove(instance_id);
+        self.release_vpc_if_unused(vpc_id.trim());
+        tracing::info!(instance = %instance_id, "removed");
+        true
+    }
+
+    /// Deletes a VPC's namespace once no instance here is in it.
+    fn release_vpc_if_unused(&mut self, vpc_id: &str) {
+        if vpc_id.is_empty() {
+            return;
+        }
+        let in_use = self.instances.keys().any(|id| {
+            fs::read_to_string(self.instance_dir(id).join("vpc")).is_ok_and(|v| v.trim() == vpc_id)
+        });
+        if !in_use {
+            if let Ok(namespace) = vpc_namespace(vpc_id) {
+                let _ = network::remove_namespace(&namespace);
+            }
+            self.applied.remove(vpc_id);
+        }
+    }
+
+    /// Applies the VPC's ruleset when it changed.
+    fn apply_firewall(&mut self, vpc_id: &str) {
+        let Ok(namespace) = vpc_namespace(vpc_id) else {
+            return;
+        };
+        if !network::namespace_exists(&namespace) {
+            return;
+        }
+        let script = firewall::render(&self.firewall, vpc_id);
+        if self.applied.get(vpc_id) == Some(&script) {
+            return;
+        }
+        let target = format!("--net=/run/netns/{namespace}");
+        match command::run_with_input("nsenter", &[&target, "--", "nft", "-f", "-"], &script) {
+            Ok(()) => {
+                self.applied.insert(vpc_id.to_string(), script);
+            }
+            Err(error) => tracing::warn!(vpc = %vpc_id, %error, "cannot apply the security groups"),
+        }
+    }
+
+    /// Kills and removes every instance this driver's state folder holds
+    /// (an operator's clean-up, and the tests' after a failure); answers
+    /// the ids it could not remove.
+    pub fn remove_everything(&mut self) -> Vec<String> {
+        let ids: Vec<String> = self.instances.keys().cloned().collect();
+        let mut left = Vec::new();
+        for id in ids {
+            let removed = (0..50).any(|_| {
+                let done = self.destroy(&id);
+                if !done {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                done
+            });
+            if !removed {
+                left.push(id);
+            }
+        }
+        left
+    }
+
+    fn boot_or_log(&mut self, instance_id: &str, now: Instant) {
+        let local = self.instances.get_mut(instance_id).expect("known");
+        if local
+            .booted_at
+            .is_some_and(|at| now.duration_since(at) < REBOOT_BACKOFF)
+        {
+            return;
+        }
+        local.booted_at = Some(now);
+        if let Err(error) = self.boot(instance_id) {
+            tracing::warn!(instance = %instance_id, %error, "cannot boot");
+            let console = self.instance_dir(instance_id).join("console.log");
+            if let Ok(mut file) = fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(console)
+            {
+                use std::io::Write;
+                let _ = writeln!(file, "ec2-gateway agent: cannot boot: {error}");
+            }
+        }
+    }
+}
+
+impl Driver for NamespaceDriver {
+    fn observe(&mut self, instance: &Assigned, now: Instant) -> Option<&'static str> {
+        let id = instance.instance_id.as_str();
+        self.instances
+            .entry(id.to_string())
+            .or_insert_with(|| Local {
+                owner_id: instance.owner_id.clone(),
+                ..Default::default()
+            });
+        self.kept.remove(id);
+        match instance.state.as_str() {
+            "pending" => {
+                if self.is_alive(id) {
+                    return self.has_booted(id).then_some("running");
+                }
+                if self.instances[id].details.is_some() {
+                    self.boot_or_log(id, now);
+                }
+                None
+            }
+            "running" => {
+                if !self.is_alive(id) && self.instances[id].details.is_some() {
+                    tracing::warn!(instance = %id, "running instance found dead: booting it again");
+                    self.boot_or_log(id, now);
+                }
+                None
+            }
+            "stopping" => self.stop(id, now).then_some("stopped"),
+            "shutting-down" => (self.stop(id, now) && self.destroy(id)).then_some("terminated"),
+            _ => None,
+        }
+    }
+
+    fn retain(&mut self, placed: &[Assigned]) {
+        let gone: Vec<String> = self
+            .instances
+            .keys()
+            .filter(|id| !placed.iter().any(|p| &p.instance_id == *id))
+            .cloned()
+            .collect();
+        for id in gone {
+            // Stopped (or moved): its layer stays until the gateway says
+            // it is terminated; nothing of it runs.
+            if self.is_alive(&id) {
+                InstanceCgroups::of(&id).kill_all();
+            }
+            let owner = self.instances[&id].owner_id.clone();
+            self.kept.insert(id, owner);
+        }
+    }
+
+    fn wants_launch(&self, instance: &Assigned) -> bool {
+        matches!(instance.state.as_str(), "pending" | "running")
+            && self
+                .instances
+                .get(&instance.instance_id)
+                .is_none_or(|local| local.details.is_none())
+    }
+
+    fn launch(&mut self, details: LaunchDetails) {
+        let local = self
+            .instances
+            .entry(details.instance_id.clone())
+            .or_default();
+        local.owner_id = details.owner_id.clone();
+        local.details = Some(details);
+    }
+
+    fn wants_firewall(&self) -> bool {
+        true
+    }
+
+    fn firewall(&mut self, firewall: &Firewall) {
+        self.firewall = firewall.clone();
+        let vpcs: Vec<String> = firewall
+            .members
+            .iter()
+            .map(|m| m.vpc_id.clone())
+            .chain(self.applied.keys().cloned())
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        for vpc in vpcs {
+            self.apply_firewall(&vpc);
+        }
+    }
+
+    fn console_updates(&mut self) -> Vec<ConsoleUpdate> {
+        let mut updates = Vec::new();
+        let ids: Vec<String> = self.instances.keys().cloned().collect();
+        for id in ids {
+            let path = self.instance_dir(&id).join("console.log");
+            let Ok(length) = fs::metadata(&path).map(|m| m.len()) else {
+                continue;
+            };
+            let local = self.instances.get_mut(&id).expect("listed");
+            if length == local.console_sent || local.owner_id.is_empty() {
+                continue;
+            }
+            let Ok(mut file) = fs::File::open(&path) else {
+                continue;
+            };
+            let start = length.saturating_sub(CONSOLE_LIMIT as u64);
+            let mut output = Vec::new();
+            if file.seek(SeekFrom::Start(start)).is_err()
+                || file
+                    .take(CONSOLE_LIMIT as u64)
+                    .read_to_end(&mut output)
+                    .is_err()
+            {
+                continue;
+            }
+            local.console_sent = length;
+            updates.push(ConsoleUpdate {
+                instance_id: id,
+                owner_id: local.owner_id.clone(),
+                output,
+            });
+        }
+        updates
+    }
+
+    fn kept(&self) -> Vec<(String, String)> {
+        self.kept
+            .iter()
+            .map(|(id, owner)| (owner.clone(), id.clone()))
+            .collect()
+    }
+
+    fn forget(&mut self, instance_id: &str) {
+        if self.destroy(instance_id) {
+            self.kept.remove(instance_id);
+        }
+    }
+
+    fn reported(&mut self, instance: &Assigned, state: &'static str) {
+        if let Some(local) = self.instances.get_mut(&instance.instance_id) {
+            local.reported = Some(state);
+            if state == "stopped" {
+                local.stopping_since = None;
+            }
+        }
+    }
+}

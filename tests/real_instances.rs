@@ -1,0 +1,214 @@
+//! Real instances: the agent's namespace driver boots the image built by
+//! `ec2-gateway image build`, and the AWS CLI drives it as a user would
+//! (tests/e2e/aws_real_instances.sh): key pair, user data, console, ssh,
+//! stop and start, terminate leaving nothing; two instances under security
+//! group rules revoked and authorized; the limits of an instance.
+//!
+//! Needs root, iproute2, nftables, util-linux, the image's packages
+//! (busybox-static, dropbear-bin), an ssh client and the AWS CLI: `.ci/run`
+//! installs them and sets EC2_GATEWAY_E2E_REQUIRED=1, which turns a
+//! missing one into a failure; elsewhere the test prints SKIPPED. The test
+//! starts the gateway and the agent and stops both by PID, and removes
+//! whatever instance a failure left running.
+
+mod common;
+
+use common::process::{AgentProcess, GatewayProcess, BINARY};
+use common::*;
+use ec2_gateway::agent::namespace::{NamespaceDriver, NamespaceSettings};
+use ec2_gateway::client::{self, text_of};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+const IMAGE: &str = "ami-0e5c2a1b0c0d0e0f1";
+
+fn required() -> bool {
+    std::env::var("EC2_GATEWAY_E2E_REQUIRED").is_ok_and(|v| v == "1")
+}
+
+/// What is missing to run real instances here, if anything.
+fn missing() -> Option<String> {
+    if !nix::unistd::geteuid().is_root() {
+        return Some("root".into());
+    }
+    let checks: &[(&str, &[&str])] = &[
+        ("ip (iproute2)", &["ip", "-V"]),
+        ("nft (nftables)", &["nft", "--version"]),
+        ("nsenter (util-linux)", &["nsenter", "--version"]),
+        ("unshare (util-linux)", &["unshare", "--version"]),
+        ("ssh (openssh-client)", &["ssh", "-V"]),
+        ("the AWS CLI", &["aws", "--version"]),
+        ("busybox-static", &["dpkg-query", "-W", "busybox-static"]),
+        ("dropbear-bin", &["dpkg-query", "-W", "dropbear-bin"]),
+    ];
+    checks
+        .iter()
+        .find(|(_, command)| {
+            !Command::new(command[0])
+                .args(&command[1..])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        })
+        .map(|(what, _)| what.to_string())
+}
+
+fn config_text(data_dir: &Path, image: &Path) -> String {
+    format!(
+        r#"
+listen = "127.0.0.1:0"
+operator_listen = "127.0.0.1:0"
+data_dir = "{data_dir}"
+region = "us-east-1"
+liveness_window_secs = 10
+heartbeat_interval_secs = 2
+hosts = []
+
+[rate_limits]
+enabled = false
+
+[[accounts]]
+id = "{ADMIN_ACCOUNT}"
+name = "operator"
+admin = true
+access_key_id = "{ADMIN_KEY}"
+secret_access_key = "{ADMIN_SECRET}"
+
+[[accounts]]
+id = "{USER_ACCOUNT}"
+name = "alice"
+access_key_id = "{USER_KEY}"
+secret_access_key = "{USER_SECRET}"
+
+[[images]]
+id = "{IMAGE}"
+name = "ec2-gateway-busybox"
+root_filesystem = "{image}"
+"#,
+        data_dir = data_dir.display(),
+        image = image.display()
+    )
+}
+
+/// Removes every instance the agent's state folder holds, whatever the
+/// test's outcome (after the agent is stopped).
+struct Leftovers(PathBuf);
+
+impl Drop for Leftovers {
+    fn drop(&mut self) {
+        let settings = NamespaceSettings {
+            state_dir: self.0.clone(),
+            stop_grace: Duration::from_secs(1),
+            program: PathBuf::from(BINARY),
+        };
+        if let Ok(mut driver) = NamespaceDriver::new(settings) {
+            let left = driver.remove_everything();
+            if !left.is_empty() {
+                eprintln!("could not remove instances {left:?}");
+            }
+        }
+    }
+}
+
+#[test]
+fn the_aws_cli_drives_instances_that_really_run() {
+    if let Some(what) = missing() {
+        assert!(
+            !required(),
+            "{what} is required for real instances (EC2_GATEWAY_E2E_REQUIRED=1)"
+        );
+        println!("SKIPPED: real instances need {what}");
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let image = work.path().join("image");
+    let built = Command::new(BINARY)
+        .args(["image", "build", "--output"])
+        .arg(&image)
+        .args(["--id", IMAGE])
+        .output()
+        .unwrap();
+    assert!(
+        built.status.success(),
+        "image build: {}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let registration = String::from_utf8_lossy(&built.stdout);
+    assert!(
+        registration.contains(&format!("id = \"{IMAGE}\"")),
+        "{registration}"
+    );
+    assert!(image.join("sbin/ec2-init").is_file());
+    assert!(image.join("usr/sbin/dropbear").is_file());
+
+    let config = work.path().join("config.toml");
+    std::fs::write(&config, config_text(&work.path().join("data"), &image)).unwrap();
+    let mut gateway = GatewayProcess::start(&config);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let key = runtime
+        .block_on(client::call(
+            &gateway.endpoint,
+            &admin(),
+            "AdminCreateAgentKey",
+            &[("HostName", "real-host-1")],
+        ))
+        .unwrap();
+    assert_eq!(key.status, 200, "{}", key.body);
+    let (key_id, secret) = (
+        text_of(&key.body, "accessKeyId").unwrap(),
+        text_of(&key.body, "secretAccessKey").unwrap(),
+    );
+    let state_dir = work.path().join("agent");
+    let leftovers = Leftovers(state_dir.clone());
+    let endpoint = format!("http://{}", gateway.endpoint.authority);
+    let mut agent = AgentProcess::start(
+        &[
+            "--endpoint",
+            &endpoint,
+            "--zone",
+            "us-east-1a",
+            "--vcpus",
+            "4",
+            "--memory-mib",
+            "4096",
+            "--driver",
+            "namespace",
+            "--state-dir",
+            &state_dir.display().to_string(),
+            "--stop-grace-secs",
+            "3",
+            "--heartbeat-secs",
+            "2",
+        ],
+        (&key_id, &secret),
+    );
+    let host_secret = work.path().join("host-secret");
+    std::fs::write(&host_secret, "not for instances").unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/aws_real_instances.sh");
+    let output = Command::new("bash")
+        .arg(script)
+        .env("EC2_GATEWAY_ENDPOINT", &endpoint)
+        .env("EC2_GATEWAY_BINARY", BINARY)
+        .env("IMAGE_ID", IMAGE)
+        .env("AGENT_STATE_DIR", &state_dir)
+        .env("HOST_SECRET_FILE", &host_secret)
+        .env("AWS_ACCESS_KEY_ID", USER_KEY)
+        .env("AWS_SECRET_ACCESS_KEY", USER_SECRET)
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .output()
+        .unwrap();
+    agent.kill();
+    drop(leftovers);
+    gateway.kill();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    println!("{stdout}");
+    assert!(
+        output.status.success(),
+        "aws_real_instances.sh failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("all checks passed"), "{stdout}");
+}
