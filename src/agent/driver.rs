@@ -20,6 +20,9 @@ pub struct Assigned {
     /// `shutting-down`...
     pub state: String,
     pub instance_type: String,
+    /// How many reboots were asked for (RebootInstances); a driver that
+    /// runs instances restarts one when this grows.
+    pub reboots: u32,
 }
 
 /// What the agent writes into an instance before it boots

@@ -292,6 +292,10 @@ impl Agent {
                     owner_id: item.remove("ownerId")?,
                     state: item.remove("instanceState")?,
                     instance_type: item.remove("instanceType").unwrap_or_default(),
+                    reboots: item
+                        .get("rebootCount")
+                        .and_then(|n| n.parse().ok())
+                        .unwrap_or_default(),
                 })
             })
             .collect();

@@ -63,6 +63,7 @@ mod tests {
             owner_id: "111122223333".into(),
             state: state.into(),
             instance_type: "t3.micro".into(),
+            reboots: 0,
         }
     }
 

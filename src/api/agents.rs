@@ -186,6 +186,7 @@ impl XmlOutput for AgentInstances {
             xml.element("privateDnsName", &instance.private_dns_name);
             xml.optional("vpcId", instance.vpc_id.as_deref());
             xml.optional("subnetId", instance.subnet_id.as_deref());
+            xml.number("rebootCount", instance.reboots);
         });
     }
 }

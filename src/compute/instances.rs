@@ -161,6 +161,10 @@ pub struct Instance {
     /// When a terminated instance disappears.
     #[serde(default, skip_serializing)]
     pub purge_at: Option<DateTime<Utc>>,
+    /// How many times RebootInstances asked it to reboot (its agent
+    /// restarts a real instance when this grows).
+    #[serde(default, skip_serializing)]
+    pub reboots: u32,
     /// Its VPC and subnet (a zone's default subnet unless launched in a
     /// created one).
     #[serde(default)]
@@ -244,6 +248,7 @@ impl Instance {
             state_reason: self.state_reason.clone(),
             host: self.host.clone(),
             purge_at: self.purge_at,
+            reboots: self.reboots,
         }
     }
 
@@ -254,6 +259,7 @@ impl Instance {
         self.state_reason = status.state_reason;
         self.host = status.host;
         self.purge_at = status.purge_at;
+        self.reboots = status.reboots;
     }
 
     /// When the lifecycle next looks at it (a transition or the purge).
@@ -326,6 +332,12 @@ pub struct InstanceStatus {
     pub state_reason: Option<StateReason>,
     pub host: Option<String>,
     pub purge_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub reboots: u32,
+}
+
+fn is_zero(count: &u32) -> bool {
+    *count == 0
 }
 
 impl Record for InstanceStatus {}

@@ -861,6 +861,7 @@ impl Compute {
                     disable_api_termination: request.disable_api_termination,
                     shutdown_behavior: request.shutdown_behavior.clone(),
                     purge_at: None,
+                    reboots: 0,
                     vpc_id: Some(vpc_id.clone()),
                     subnet_id: Some(subnet_id),
                     availability_zone: zone,

@@ -57,7 +57,9 @@ impl Compute {
             for before in &current {
                 let mut after = before.clone();
                 match (action, before.state) {
-                    (StateAction::Reboot, _) => {}
+                    // Its agent restarts a real instance's init; the state
+                    // stays `running`, as in EC2.
+                    (StateAction::Reboot, _) => after.reboots = before.reboots.wrapping_add(1),
                     (StateAction::Start, InstanceState::Stopped) => {
                         // A start takes vCPUs again: the quota holds here too.
                         if usage.amount + u64::from(before.vcpus) > vcpu_limit {

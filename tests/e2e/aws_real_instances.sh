@@ -112,6 +112,13 @@ ec2 start-instances --instance-ids "$first" > /dev/null
 wait_state "$first" running
 echo "ok   started again"
 expect "the file written before the stop is kept" "$(ssh_to "$first_vpc" "$first_ip" 'cat /home/ec2-user/note')" "written before the stop"
+ec2 reboot-instances --instance-ids "$first"
+until_true "a reboot restarts init (a third boot on the console)" \
+  bash -c "$(declare -f ec2 console); [ \$(console $first | grep -c 'ec2-init: booting') -ge 3 ]"
+until_true "ssh works again after the reboot" ssh_to "$first_vpc" "$first_ip" true
+expect "the reboot kept the instance running" \
+  "$(ec2 describe-instances --instance-ids "$first" --query 'Reservations[0].Instances[0].State.Name')" running
+expect "the file written before the stop is still there" "$(ssh_to "$first_vpc" "$first_ip" 'cat /home/ec2-user/note')" "written before the stop"
 expect "the user data ran once" "$(console "$first" | grep -c 'USER-DATA-SAYS')" 1
 ec2 terminate-instances --instance-ids "$first" > /dev/null
 wait_state "$first" terminated

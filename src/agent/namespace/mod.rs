@@ -18,8 +18,9 @@
 //! The agent can be restarted: an instance's launcher process is recorded
 //! (pid and start time) and taken back when it is still alive; a running
 //! instance found dead is booted again, as EC2 recovers instances of a
-//! failed host. Reboot is not driven yet: RebootInstances leaves a running
-//! instance running, as on the simulated hosts.
+//! failed host. RebootInstances (the instance's reboot count grows) stops
+//! its init as a stop does and boots it again on the same layer, the state
+//! staying `running` as in EC2.
 
 mod cgroups;
 mod command;
@@ -81,6 +82,10 @@ struct Local {
     /// When it was last booted: one whose init died is booted again no
     /// sooner than [`REBOOT_BACKOFF`] after.
     booted_at: Option<Instant>,
+    /// The reboot count its running init was booted for (kept in the
+    /// instance's folder, so a reboot asked while the agent was down is
+    /// still done).
+    reboots_done: Option<u32>,
 }
 
 const REBOOT_BACKOFF: Duration = Duration::from_secs(5);
@@ -176,6 +181,9 @@ impl NamespaceDriver {
                 })
                 .filter(|launcher| process_start_time(launcher.pid) == Some(launcher.started));
             let console_sent = 0;
+            let reboots_done = fs::read_to_string(dir.join("reboots"))
+                .ok()
+                .and_then(|text| text.trim().parse().ok());
             tracing::info!(instance = %id, alive = launcher.is_some(), "found an instance of an earlier run");
             self.instances.insert(
                 id,
@@ -183,6 +191,7 @@ impl NamespaceDriver {
                     owner_id: owner_id.trim().to_string(),
                     launcher,
                     console_sent,
+                    reboots_done,
                     ..Default::default()
                 },
             );
@@ -262,6 +271,9 @@ impl NamespaceDriver {
         }
         fs::write(dir.join("owner"), &details.owner_id).map_err(|e| e.to_string())?;
         fs::write(dir.join("vpc"), &details.vpc_id).map_err(|e| e.to_string())?;
+        if let Some(reboots) = self.instances.get(instance_id).and_then(|l| l.reboots_done) {
+            fs::write(dir.join("reboots"), reboots.to_string()).map_err(|e| e.to_string())?;
+        }
         self.write_instance_data(&upper, &details)?;
         let vpc = network::ensure_vpc(&details.vpc_id)?;
         network::ensure_subnet(&vpc, &details.subnet_id, &details.subnet_cidr)?;
@@ -494,6 +506,18 @@ exec nsenter --net="/run/netns/$NETNS" -- unshare --pid --fork --mount --uts --i
         left
     }
 
+    /// Records the reboot count the next (or current) boot is for.
+    fn note_reboots(&mut self, instance_id: &str, reboots: u32) {
+        let dir = self.instance_dir(instance_id);
+        let local = self.instances.get_mut(instance_id).expect("known");
+        if local.reboots_done != Some(reboots) {
+            local.reboots_done = Some(reboots);
+            if dir.is_dir() {
+                let _ = fs::write(dir.join("reboots"), reboots.to_string());
+            }
+        }
+    }
+
     fn boot_or_log(&mut self, instance_id: &str, now: Instant) {
         let local = self.instances.get_mut(instance_id).expect("known");
         if local
@@ -530,6 +554,7 @@ impl Driver for NamespaceDriver {
         self.kept.remove(id);
         match instance.state.as_str() {
             "pending" => {
+                self.note_reboots(id, instance.reboots);
                 if self.is_alive(id) {
                     return self.has_booted(id).then_some("running");
                 }
@@ -539,6 +564,23 @@ impl Driver for NamespaceDriver {
                 None
             }
             "running" => {
+                let done = *self
+                    .instances
+                    .get_mut(id)
+                    .expect("known")
+                    .reboots_done
+                    .get_or_insert(instance.reboots);
+                if done != instance.reboots {
+                    // RebootInstances: init stops as in a stop, then boots
+                    // again on the same layer.
+                    if self.stop(id, now) && self.instances[id].details.is_some() {
+                        tracing::info!(instance = %id, "rebooting");
+                        self.note_reboots(id, instance.reboots);
+                        self.instances.get_mut(id).expect("known").booted_at = None;
+                        self.boot_or_log(id, now);
+                    }
+                    return None;
+                }
                 if !self.is_alive(id) && self.instances[id].details.is_some() {
                     tracing::warn!(instance = %id, "running instance found dead: booting it again");
                     self.boot_or_log(id, now);
