@@ -367,3 +367,246 @@ async fn an_agent_runs_its_host_and_its_death_shows() {
     assert_eq!(d1["vcpusUsed"], "2");
     drop(gateway);
 }
+
+/// What a real-instance agent is told (launch facts, firewall) and sends
+/// (console output) concerns instances on its host only; every answer
+/// matches schemas/gateway-admin.json.
+#[tokio::test]
+async fn an_agent_is_told_of_its_own_instances_only() {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("gateway.toml");
+    std::fs::write(&config, config_text(&dir.path().join("data"))).unwrap();
+    let gateway = GatewayProcess::start(&config);
+    let endpoint = gateway.endpoint.clone();
+    let url = format!("http://{}", endpoint.authority);
+    let created = send(
+        &endpoint,
+        &admin(),
+        "AdminCreateAgentKey",
+        &[("HostName", "node-f1")],
+    )
+    .await;
+    let key_id = text_of(&created.body, "accessKeyId").unwrap();
+    let secret = text_of(&created.body, "secretAccessKey").unwrap();
+    let agent_key = SigningCredentials {
+        access_key_id: key_id.clone(),
+        secret: Secret::new(secret.clone()),
+        region: "us-east-1".into(),
+        service: "ec2".into(),
+    };
+    let args = [
+        "--endpoint",
+        url.as_str(),
+        "--zone",
+        "us-east-1f",
+        "--vcpus",
+        "8",
+        "--memory-mib",
+        "16384",
+        "--heartbeat-secs",
+        "1",
+        "--poll-millis",
+        "100",
+        "--transition-millis",
+        "100",
+    ];
+    let mut agent = AgentProcess::start(&args, (&key_id, &secret));
+    eventually(
+        &endpoint,
+        &user(),
+        "DescribeAvailabilityZones",
+        &[],
+        "the agent's zone appearing",
+        |r| zone_state(r, "us-east-1f").as_deref() == Some("available"),
+    )
+    .await;
+    let key_pair = send(&endpoint, &user(), "CreateKeyPair", &[("KeyName", "facts")]).await;
+    assert_eq!(key_pair.status, 200, "{}", key_pair.body);
+    let user_data = b64.encode("#!/bin/sh\necho hi\n");
+    let launch = |zone: &'static str| {
+        let user_data = user_data.clone();
+        let endpoint = endpoint.clone();
+        async move {
+            let run = send(
+                &endpoint,
+                &user(),
+                "RunInstances",
+                &[
+                    ("ImageId", IMAGE),
+                    ("InstanceType", "t3.micro"),
+                    ("MinCount", "1"),
+                    ("MaxCount", "1"),
+                    ("KeyName", "facts"),
+                    ("UserData", &user_data),
+                    ("Placement.AvailabilityZone", zone),
+                ],
+            )
+            .await;
+            assert_eq!(run.status, 200, "{}", run.body);
+            (
+                column(&run, "instancesSet", "instanceId").remove(0),
+                column(&run, "instancesSet", "privateIpAddress").remove(0),
+            )
+        }
+    };
+    let (mine, my_address) = launch("us-east-1f").await;
+    let (elsewhere, _) = launch("us-east-1a").await;
+
+    let facts = send(
+        &endpoint,
+        &agent_key,
+        "AgentDescribeLaunch",
+        &[("InstanceId", &mine), ("OwnerId", USER_ACCOUNT)],
+    )
+    .await;
+    check_reply("AgentDescribeLaunch", &facts);
+    assert_eq!(facts.status, 200, "{}", facts.body);
+    assert_eq!(text_of(&facts.body, "userData").unwrap(), user_data);
+    assert!(text_of(&facts.body, "publicKey")
+        .unwrap()
+        .starts_with("ssh-rsa "));
+    assert_eq!(
+        text_of(&facts.body, "privateIpAddress").unwrap(),
+        my_address
+    );
+    let block = text_of(&facts.body, "subnetCidrBlock").unwrap();
+    assert!(block.ends_with("/20"), "{block}");
+    // The built-in catalogue names no root filesystem.
+    assert_eq!(text_of(&facts.body, "rootFilesystem"), None);
+    for (action, params) in [
+        (
+            "AgentDescribeLaunch",
+            vec![
+                ("InstanceId", elsewhere.as_str()),
+                ("OwnerId", USER_ACCOUNT),
+            ],
+        ),
+        (
+            "AgentPutConsoleOutput",
+            vec![
+                ("InstanceId", elsewhere.as_str()),
+                ("OwnerId", USER_ACCOUNT),
+                ("Output", "aGk="),
+            ],
+        ),
+    ] {
+        let refused = send(&endpoint, &agent_key, action, &params).await;
+        check_reply(action, &refused);
+        assert_eq!(
+            error_code(&refused),
+            "InvalidInstanceID.NotFound",
+            "{action}"
+        );
+    }
+    let refused = send(&endpoint, &user(), "AgentDescribeFirewall", &[]).await;
+    assert_eq!(error_code(&refused), "UnauthorizedOperation");
+
+    let firewall = send(&endpoint, &agent_key, "AgentDescribeFirewall", &[]).await;
+    check_reply("AgentDescribeFirewall", &firewall);
+    let members = items(&firewall, "instanceSet");
+    assert_eq!(members.len(), 1, "{}", firewall.body);
+    assert_eq!(members[0]["instanceId"], mine);
+    let group = members[0]["groupIds"].clone();
+    assert!(group.starts_with("sg-"), "{group}");
+    // The default group: everything in from its own members, out to all.
+    let rules = items(&firewall, "ruleSet");
+    assert!(rules.iter().any(|r| r["direction"] == "ingress"
+        && r.get("peerGroupId") == Some(&group)
+        && r["ipProtocol"] == "-1"));
+    assert!(rules
+        .iter()
+        .any(|r| r["direction"] == "egress"
+            && r.get("cidrIp").map(String::as_str) == Some("0.0.0.0/0")));
+
+    // Console output: what the agent sent is what GetConsoleOutput gives,
+    // the last 64 KiB of it.
+    let mut console = vec![b'x'; 70 * 1024];
+    console.extend_from_slice(b"\nthe last line\n");
+    let put = send(
+        &endpoint,
+        &agent_key,
+        "AgentPutConsoleOutput",
+        &[
+            ("InstanceId", &mine),
+            ("OwnerId", USER_ACCOUNT),
+            ("Output", &b64.encode(&console)),
+        ],
+    )
+    .await;
+    check_reply("AgentPutConsoleOutput", &put);
+    assert_eq!(put.status, 200, "{}", put.body);
+    let shown = send(
+        &endpoint,
+        &user(),
+        "GetConsoleOutput",
+        &[("InstanceId", &mine)],
+    )
+    .await;
+    let output = b64.decode(text_of(&shown.body, "output").unwrap()).unwrap();
+    assert_eq!(output.len(), 64 * 1024);
+    assert!(output.ends_with(b"\nthe last line\n"));
+    let bad = send(
+        &endpoint,
+        &agent_key,
+        "AgentPutConsoleOutput",
+        &[
+            ("InstanceId", &mine),
+            ("OwnerId", USER_ACCOUNT),
+            ("Output", "%%%"),
+        ],
+    )
+    .await;
+    assert_eq!(error_code(&bad), "InvalidParameterValue");
+
+    // Kept layers: a live instance is live, one that does not exist is
+    // terminated.
+    let live = format!("{USER_ACCOUNT}/{elsewhere}");
+    let gone = format!("{USER_ACCOUNT}/i-0123456789abcdef0");
+    let kept = send(
+        &endpoint,
+        &agent_key,
+        "AgentDescribeKeptInstances",
+        &[("Instance.1", &live), ("Instance.2", &gone)],
+    )
+    .await;
+    check_reply("AgentDescribeKeptInstances", &kept);
+    assert_eq!(
+        column(&kept, "instanceSet", "instanceState"),
+        vec!["running".to_string(), "terminated".to_string()]
+    );
+    let malformed = send(
+        &endpoint,
+        &agent_key,
+        "AgentDescribeKeptInstances",
+        &[("Instance.1", "no-slash")],
+    )
+    .await;
+    assert_eq!(error_code(&malformed), "InvalidParameterValue");
+
+    // A reboot shows in the agent's listing as a grown count.
+    let before = send(&endpoint, &agent_key, "AgentDescribeInstances", &[]).await;
+    assert_eq!(column(&before, "instanceSet", "rebootCount"), vec!["0"]);
+    eventually(
+        &endpoint,
+        &user(),
+        "DescribeInstances",
+        &[("InstanceId.1", mine.as_str())],
+        "running",
+        |r| instance_state(r) == "running",
+    )
+    .await;
+    let reboot = send(
+        &endpoint,
+        &user(),
+        "RebootInstances",
+        &[("InstanceId.1", &mine)],
+    )
+    .await;
+    assert_eq!(reboot.status, 200, "{}", reboot.body);
+    let after = send(&endpoint, &agent_key, "AgentDescribeInstances", &[]).await;
+    check_reply("AgentDescribeInstances", &after);
+    assert_eq!(column(&after, "instanceSet", "rebootCount"), vec!["1"]);
+    agent.kill();
+}

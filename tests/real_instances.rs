@@ -2,7 +2,8 @@
 //! `ec2-gateway image build`, and the AWS CLI drives it as a user would
 //! (tests/e2e/aws_real_instances.sh): key pair, user data, console, ssh,
 //! stop and start, terminate leaving nothing; two instances under security
-//! group rules revoked and authorized; the limits of an instance.
+//! group rules revoked and authorized; the limits of an instance. Then a
+//! restarted agent takes its running instance back.
 //!
 //! Needs root, iproute2, nftables, util-linux, the image's packages
 //! (busybox-static, dropbear-bin), an ssh client and the AWS CLI: `.ci/run`
@@ -163,27 +164,26 @@ fn the_aws_cli_drives_instances_that_really_run() {
     let state_dir = work.path().join("agent");
     let leftovers = Leftovers(state_dir.clone());
     let endpoint = format!("http://{}", gateway.endpoint.authority);
-    let mut agent = AgentProcess::start(
-        &[
-            "--endpoint",
-            &endpoint,
-            "--zone",
-            "us-east-1a",
-            "--vcpus",
-            "4",
-            "--memory-mib",
-            "4096",
-            "--driver",
-            "namespace",
-            "--state-dir",
-            &state_dir.display().to_string(),
-            "--stop-grace-secs",
-            "3",
-            "--heartbeat-secs",
-            "2",
-        ],
-        (&key_id, &secret),
-    );
+    let state_arg = state_dir.display().to_string();
+    let agent_args = [
+        "--endpoint",
+        &endpoint,
+        "--zone",
+        "us-east-1a",
+        "--vcpus",
+        "4",
+        "--memory-mib",
+        "4096",
+        "--driver",
+        "namespace",
+        "--state-dir",
+        &state_arg,
+        "--stop-grace-secs",
+        "3",
+        "--heartbeat-secs",
+        "2",
+    ];
+    let mut agent = AgentProcess::start(&agent_args, (&key_id, &secret));
     let host_secret = work.path().join("host-secret");
     std::fs::write(&host_secret, "not for instances").unwrap();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/aws_real_instances.sh");
@@ -200,9 +200,6 @@ fn the_aws_cli_drives_instances_that_really_run() {
         .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
         .output()
         .unwrap();
-    agent.kill();
-    drop(leftovers);
-    gateway.kill();
     let stdout = String::from_utf8_lossy(&output.stdout);
     println!("{stdout}");
     assert!(
@@ -211,4 +208,65 @@ fn the_aws_cli_drives_instances_that_really_run() {
         String::from_utf8_lossy(&output.stderr)
     );
     assert!(stdout.contains("all checks passed"), "{stdout}");
+
+    // A restarted agent takes its running instance back: the same init
+    // goes on running, and terminate still removes everything.
+    let call = |action: &str, params: &[(&str, &str)]| {
+        runtime
+            .block_on(client::call(&gateway.endpoint, &user(), action, params))
+            .unwrap()
+    };
+    let run = call(
+        "RunInstances",
+        &[
+            ("ImageId", IMAGE),
+            ("InstanceType", "t2.nano"),
+            ("MinCount", "1"),
+            ("MaxCount", "1"),
+        ],
+    );
+    assert_eq!(run.status, 200, "{}", run.body);
+    let id = text_of(&run.body, "instanceId").unwrap();
+    let state = |id: &str| {
+        let reply = call("DescribeInstances", &[("InstanceId.1", id)]);
+        reply
+            .body
+            .split("<instanceState>")
+            .nth(1)
+            .and_then(|rest| text_of(rest, "name"))
+            .unwrap_or_default()
+    };
+    let wait_for = |id: &str, wanted: &str| {
+        for _ in 0..120 {
+            if state(id) == wanted {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        panic!("{id} never became {wanted}");
+    };
+    wait_for(&id, "running");
+    let instance_dir = state_dir.join("instances").join(&id);
+    let launcher = std::fs::read_to_string(instance_dir.join("launcher")).unwrap();
+    let pid = launcher.split_whitespace().next().unwrap().to_string();
+    agent.kill();
+    let mut agent = AgentProcess::start(&agent_args, (&key_id, &secret));
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        std::fs::read_to_string(instance_dir.join("launcher")).unwrap(),
+        launcher,
+        "the restarted agent booted the instance again instead of taking it back"
+    );
+    assert!(Path::new(&format!("/proc/{pid}")).exists(), "its init died");
+    assert_eq!(state(&id), "running");
+    let terminate = call("TerminateInstances", &[("InstanceId.1", &id)]);
+    assert_eq!(terminate.status, 200, "{}", terminate.body);
+    wait_for(&id, "terminated");
+    assert!(!instance_dir.exists(), "its files are left");
+    assert!(!Path::new(&format!("/run/netns/ec2-{id}")).exists());
+    assert!(!Path::new(&format!("/proc/{pid}")).exists());
+
+    agent.kill();
+    drop(leftovers);
+    gateway.kill();
 }
