@@ -8,8 +8,9 @@
 //! built here does the same with two packages: `busybox-static` (init's
 //! shell and every command) and `dropbear-bin` (the SSH server, with the
 //! shared libraries `ldd` names copied beside it). Its `/sbin/ec2-init` is
-//! the instance's PID 1; the agent leaves the instance's user data, public
-//! key and hostname in `/var/lib/ec2` before each boot. The login user is
+//! the instance's PID 1; it finds the instance's user data, public key and
+//! hostname in `/run/ec2` (the agent's files, mounted read-only), and keeps
+//! its own records in `/var/lib/ec2`. The login user is
 //! `ec2-user` (uid 1000), as on Amazon Linux. `/bin/ping` works for every
 //! user, as on Debian: it is a copy of busybox with the raw-socket file
 //! capability (set with `setcap` from libcap2-bin, a tool of the building
@@ -28,8 +29,16 @@ pub const PACKAGES: &[&str] = &["busybox-static", "dropbear-bin"];
 pub const LOGIN_USER: &str = "ec2-user";
 pub const LOGIN_UID: u32 = 1000;
 
-/// Where the agent leaves the instance's data, inside the image.
+/// Where init keeps its records (the user data, whether it ran), inside
+/// the image.
 pub const INSTANCE_DATA_DIR: &str = "var/lib/ec2";
+
+/// Where the agent's files for the instance are mounted, read-only.
+pub const META_MOUNT: &str = "run/ec2";
+
+/// What init creates once the instance has booted (`/run` is a new tmpfs
+/// at every boot).
+pub const BOOTED_MARKER: &str = "run/booted";
 
 /// PID 1 of every instance: it runs the user data once, starts the SSH
 /// server, marks the boot done, and on SIGTERM stops everything.
@@ -37,7 +46,11 @@ const EC2_INIT: &str = r##"#!/bin/sh
 # ec2-init: PID 1 of an ec2-gateway instance (the agent's namespace driver).
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root
 data=/var/lib/ec2
+meta=/run/ec2
 echo "ec2-init: booting $(hostname)"
+mkdir -p "$data"
+[ -s "$meta/hosts" ] && cp "$meta/hosts" /etc/hosts
+[ -s "$meta/hostname" ] && cp "$meta/hostname" /etc/hostname
 stopping() {
     echo "ec2-init: stopping"
     kill -TERM -1 2>/dev/null
@@ -47,16 +60,17 @@ stopping() {
     exit 0
 }
 trap stopping TERM INT
-if [ -s "$data/authorized_keys" ]; then
+if [ -s "$meta/authorized_keys" ]; then
     mkdir -p /home/ec2-user/.ssh
-    cp "$data/authorized_keys" /home/ec2-user/.ssh/authorized_keys
+    cp "$meta/authorized_keys" /home/ec2-user/.ssh/authorized_keys
     chown -R ec2-user:ec2-user /home/ec2-user/.ssh
     chmod 700 /home/ec2-user/.ssh
     chmod 600 /home/ec2-user/.ssh/authorized_keys
     echo "ec2-init: installed the key pair's public key for ec2-user"
 fi
-if [ -s "$data/user-data" ] && [ ! -e "$data/user-data.done" ]; then
+if [ -s "$meta/user-data" ] && [ ! -e "$data/user-data.done" ]; then
     : > "$data/user-data.done"
+    cp "$meta/user-data" "$data/user-data"
     if [ "$(head -c 2 "$data/user-data")" = "#!" ]; then
         echo "ec2-init: running user data"
         chmod 700 "$data/user-data"
@@ -69,7 +83,7 @@ fi
 mkdir -p /etc/dropbear
 dropbear -R -E -p 22
 echo "ec2-init: $(hostname) ready"
-: > "$data/booted"
+: > /run/booted
 while :; do
     sleep 1 &
     wait

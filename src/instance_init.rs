@@ -5,7 +5,10 @@
 //! (util-linux `unshare`), already inside the instance's network namespace
 //! (`nsenter`) and cgroups. It mounts the instance's overlay (the image
 //! below, the instance's own layer above, so data survives stop and start),
-//! a `/proc` of its own PID namespace, a small `/dev` and `/dev/pts`; makes
+//! a `/proc` of its own PID namespace, a small `/dev` and `/dev/pts`, a new
+//! `/run` holding the agent's files for the instance read-only (`/run/ec2`:
+//! the agent never writes into the instance's layer, where the instance's
+//! root could have planted symbolic links to the machine's files); makes
 //! `/proc/sys` and `/proc/sysrq-trigger` read-only; sets the hostname;
 //! moves into the overlay with `pivot_root` and detaches the machine's own
 //! root, so no file of the host is reachable; drops the capabilities a
@@ -39,6 +42,9 @@ pub struct InstanceInitArgs {
     pub merged: PathBuf,
     #[arg(long)]
     pub hostname: String,
+    /// The agent's files for the instance (mounted read-only at `/run/ec2`).
+    #[arg(long)]
+    pub meta: PathBuf,
 }
 
 /// The capabilities an instance's root keeps: Docker's default set, which
@@ -99,7 +105,7 @@ fn set_up(args: &InstanceInitArgs) -> Result<std::convert::Infallible, String> {
     .map_err(fail("mounting the overlay"))?;
     let inside = |path: &str| root.join(path);
     for dir in ["proc", "dev", "tmp", "run", ".oldroot"] {
-        std::fs::create_dir_all(inside(dir)).map_err(|e| format!("{dir}: {e}"))?;
+        real_dir(&inside(dir))?;
     }
     let hardened = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
     mount(
@@ -133,6 +139,32 @@ fn set_up(args: &InstanceInitArgs) -> Result<std::convert::Infallible, String> {
         Some("newinstance,ptmxmode=0666,mode=0620"),
     )
     .map_err(fail("mounting /dev/pts"))?;
+    mount(
+        Some("tmpfs"),
+        &inside("run"),
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some("mode=755,size=16m"),
+    )
+    .map_err(fail("mounting /run"))?;
+    let meta = inside(crate::image_build::META_MOUNT);
+    std::fs::create_dir_all(&meta).map_err(|e| format!("/run/ec2: {e}"))?;
+    mount(
+        Some(args.meta.as_path()),
+        &meta,
+        None::<&str>,
+        MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .map_err(fail("mounting /run/ec2"))?;
+    mount(
+        None::<&str>,
+        &meta,
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | hardened,
+        None::<&str>,
+    )
+    .map_err(fail("making /run/ec2 read-only"))?;
     sethostname(&args.hostname).map_err(fail("setting the hostname"))?;
     chdir(root.as_path()).map_err(fail("entering the overlay"))?;
     pivot_root(".", ".oldroot").map_err(fail("pivot_root"))?;
@@ -147,6 +179,18 @@ fn set_up(args: &InstanceInitArgs) -> Result<std::convert::Infallible, String> {
         CString::new("TERM=linux").expect("no NUL"),
     ];
     execve(&init, std::slice::from_ref(&init), &env).map_err(fail("running /sbin/ec2-init"))
+}
+
+/// `path` as a real folder of the instance's layer: a symbolic link (or a
+/// file) the instance left there is removed first, so no mount lands
+/// where it points.
+fn real_dir(path: &Path) -> Result<(), String> {
+    match std::fs::symlink_metadata(path) {
+        Ok(found) if found.is_dir() => return Ok(()),
+        Ok(_) => std::fs::remove_file(path).map_err(|e| format!("{}: {e}", path.display()))?,
+        Err(_) => {}
+    }
+    std::fs::create_dir(path).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 fn read_only_bind(path: &Path) -> nix::Result<()> {

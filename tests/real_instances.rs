@@ -186,6 +186,8 @@ fn the_aws_cli_drives_instances_that_really_run() {
     let mut agent = AgentProcess::start(&agent_args, (&key_id, &secret));
     let host_secret = work.path().join("host-secret");
     std::fs::write(&host_secret, "not for instances").unwrap();
+    let canary = work.path().join("canary");
+    std::fs::create_dir(&canary).unwrap();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/aws_real_instances.sh");
     let output = Command::new("bash")
         .arg(script)
@@ -194,6 +196,7 @@ fn the_aws_cli_drives_instances_that_really_run() {
         .env("IMAGE_ID", IMAGE)
         .env("AGENT_STATE_DIR", &state_dir)
         .env("HOST_SECRET_FILE", &host_secret)
+        .env("HOST_CANARY_DIR", &canary)
         .env("AWS_ACCESS_KEY_ID", USER_KEY)
         .env("AWS_SECRET_ACCESS_KEY", USER_SECRET)
         .env("AWS_CONFIG_FILE", "/dev/null")

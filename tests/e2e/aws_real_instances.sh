@@ -9,8 +9,9 @@
 # authorized; and the limits: no host process or file in sight, no mount
 # or network change for the instance's root, memory capped at the type's.
 # Needs EC2_GATEWAY_ENDPOINT, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
-# EC2_GATEWAY_BINARY, IMAGE_ID, AGENT_STATE_DIR and HOST_SECRET_FILE (a
-# file of the machine no instance may read).
+# EC2_GATEWAY_BINARY, IMAGE_ID, AGENT_STATE_DIR, HOST_SECRET_FILE (a file
+# of the machine no instance may read) and HOST_CANARY_DIR (an empty folder
+# of the machine nothing may write to).
 set -euo pipefail
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -76,6 +77,10 @@ echo "USER-DATA-SAYS: hello from the first boot"
 if mount -t tmpfs none /mnt 2>/dev/null; then echo "ROOT-CAN: mount"; else echo "ROOT-CANNOT: mount"; fi
 if ip addr add 192.0.2.9/32 dev eth0 2>/dev/null; then echo "ROOT-CAN: configure the network"; else echo "ROOT-CANNOT: configure the network"; fi
 EOF
+# A hostile root plants links in its layer where an agent might write.
+for planted in /var/lib/ec2/authorized_keys /var/lib/ec2/booted /etc/hostname; do
+  echo "ln -sf '$HOST_CANARY_DIR/planted' $planted" >> "$work/user-data.sh"
+done
 
 # 1. One instance in the default VPC: user data, console, ssh, stop/start.
 default_group=$(ec2 describe-security-groups --group-names default --query 'SecurityGroups[0].GroupId')
@@ -112,6 +117,7 @@ ec2 start-instances --instance-ids "$first" > /dev/null
 wait_state "$first" running
 echo "ok   started again"
 expect "the file written before the stop is kept" "$(ssh_to "$first_vpc" "$first_ip" 'cat /home/ec2-user/note')" "written before the stop"
+expect "a start wrote nothing through links the instance planted" "$(ls -A "$HOST_CANARY_DIR" | wc -l)" 0
 ec2 reboot-instances --instance-ids "$first"
 until_true "a reboot restarts init (a third boot on the console)" \
   bash -c "$(declare -f ec2 console); [ \$(console $first | grep -c 'ec2-init: booting') -ge 3 ]"

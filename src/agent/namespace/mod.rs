@@ -32,7 +32,7 @@ pub use network::{instance_namespace, vpc_namespace};
 
 use super::driver::{Assigned, ConsoleUpdate, Driver, Firewall, LaunchDetails};
 use crate::compute::agent_facts::CONSOLE_LIMIT;
-use crate::image_build::{INSTANCE_DATA_DIR, LOGIN_UID};
+use crate::image_build::BOOTED_MARKER;
 use base64::Engine;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
@@ -209,12 +209,20 @@ impl NamespaceDriver {
         alive
     }
 
+    /// Whether init marked the boot done, seen through its own root (not
+    /// followed: a marker that is a link counts as there, and is only the
+    /// instance's own business).
     fn has_booted(&self, instance_id: &str) -> bool {
-        self.instance_dir(instance_id)
-            .join("upper")
-            .join(INSTANCE_DATA_DIR)
-            .join("booted")
-            .exists()
+        self.instances
+            .get(instance_id)
+            .and_then(|local| local.launcher.as_ref())
+            .and_then(Launcher::init_pid)
+            .is_some_and(|init| {
+                Path::new(&format!("/proc/{init}/root"))
+                    .join(BOOTED_MARKER)
+                    .symlink_metadata()
+                    .is_ok()
+            })
     }
 
     /// The image's root filesystem: a folder, or a tar archive unpacked
@@ -274,7 +282,8 @@ impl NamespaceDriver {
         if let Some(reboots) = self.instances.get(instance_id).and_then(|l| l.reboots_done) {
             fs::write(dir.join("reboots"), reboots.to_string()).map_err(|e| e.to_string())?;
         }
-        self.write_instance_data(&upper, &details)?;
+        let meta = dir.join("meta");
+        self.write_instance_data(&meta, &details)?;
         let vpc = network::ensure_vpc(&details.vpc_id)?;
         network::ensure_subnet(&vpc, &details.subnet_id, &details.subnet_cidr)?;
         let namespace = network::ensure_instance(
@@ -324,6 +333,8 @@ exec nsenter --net="/run/netns/$NETNS" -- unshare --pid --fork --mount --uts --i
             .arg(&merged)
             .arg("--hostname")
             .arg(&hostname)
+            .arg("--meta")
+            .arg(&meta)
             .env_clear()
             .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
             .env("CGROUP_PROCS", procs.join(" "))
@@ -350,37 +361,35 @@ exec nsenter --net="/run/netns/$NETNS" -- unshare --pid --fork --mount --uts --i
         Ok(())
     }
 
-    /// User data, public key and hostname files, in the instance's layer.
-    fn write_instance_data(&self, upper: &Path, details: &LaunchDetails) -> Result<(), String> {
-        let data = upper.join(INSTANCE_DATA_DIR);
-        fs::create_dir_all(&data).map_err(|e| format!("{}: {e}", data.display()))?;
-        let _ = fs::remove_file(data.join("booted"));
+    /// User data, public key, hostname and hosts files, in the agent's own
+    /// folder for the instance (`meta`, mounted read-only at `/run/ec2`),
+    /// never in the instance's layer.
+    fn write_instance_data(&self, meta: &Path, details: &LaunchDetails) -> Result<(), String> {
+        fs::create_dir_all(meta).map_err(|e| format!("{}: {e}", meta.display()))?;
         let user_data = match &details.user_data {
             Some(encoded) => base64::engine::general_purpose::STANDARD
                 .decode(encoded.trim())
                 .map_err(|_| "user data is not base64".to_string())?,
             None => Vec::new(),
         };
-        fs::write(data.join("user-data"), user_data).map_err(|e| e.to_string())?;
+        let short = details.private_dns_name.split('.').next().unwrap_or_default();
         let key = details.public_key.clone().unwrap_or_default();
-        fs::write(data.join("authorized_keys"), key + "\n").map_err(|e| e.to_string())?;
-        let etc = upper.join("etc");
-        fs::create_dir_all(&etc).map_err(|e| e.to_string())?;
-        let short = details
-            .private_dns_name
-            .split('.')
-            .next()
-            .unwrap_or_default();
-        fs::write(etc.join("hostname"), format!("{short}\n")).map_err(|e| e.to_string())?;
-        fs::write(
-            etc.join("hosts"),
-            format!(
-                "127.0.0.1 localhost\n{} {} {short}\n",
-                details.private_ip, details.private_dns_name
+        let files: [(&str, Vec<u8>); 4] = [
+            ("user-data", user_data),
+            ("authorized_keys", (key + "\n").into_bytes()),
+            ("hostname", format!("{short}\n").into_bytes()),
+            (
+                "hosts",
+                format!(
+                    "127.0.0.1 localhost\n{} {} {short}\n",
+                    details.private_ip, details.private_dns_name
+                )
+                .into_bytes(),
             ),
-        )
-        .map_err(|e| e.to_string())?;
-        let _ = LOGIN_UID;
+        ];
+        for (name, content) in files {
+            fs::write(meta.join(name), content).map_err(|e| format!("{name}: {e}"))?;
+        }
         Ok(())
     }
 
