@@ -372,7 +372,11 @@ exec nsenter --net="/run/netns/$NETNS" -- unshare --pid --fork --mount --uts --i
                 .map_err(|_| "user data is not base64".to_string())?,
             None => Vec::new(),
         };
-        let short = details.private_dns_name.split('.').next().unwrap_or_default();
+        let short = details
+            .private_dns_name
+            .split('.')
+            .next()
+            .unwrap_or_default();
         let key = details.public_key.clone().unwrap_or_default();
         let files: [(&str, Vec<u8>); 4] = [
             ("user-data", user_data),
