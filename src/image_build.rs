@@ -68,22 +68,26 @@ if [ -s "$meta/authorized_keys" ]; then
     chmod 600 /home/ec2-user/.ssh/authorized_keys
     echo "ec2-init: installed the key pair's public key for ec2-user"
 fi
-if [ -s "$meta/user-data" ] && [ ! -e "$data/user-data.done" ]; then
-    : > "$data/user-data.done"
-    cp "$meta/user-data" "$data/user-data"
-    if [ "$(head -c 2 "$data/user-data")" = "#!" ]; then
-        echo "ec2-init: running user data"
-        chmod 700 "$data/user-data"
-        "$data/user-data"
-        echo "ec2-init: user data exited with status $?"
-    else
-        echo "ec2-init: user data is not a script (no #!): not run"
-    fi
-fi
 mkdir -p /etc/dropbear
 dropbear -R -E -p 22
 echo "ec2-init: $(hostname) ready"
 : > /run/booted
+# As cloud-init: the instance is up (running) while its user data runs, in
+# the background so a stop is not held up by it.
+if [ -s "$meta/user-data" ] && [ ! -e "$data/user-data.done" ]; then
+    : > "$data/user-data.done"
+    cp "$meta/user-data" "$data/user-data"
+    if [ "$(head -c 2 "$data/user-data")" = "#!" ]; then
+        (
+            echo "ec2-init: running user data"
+            chmod 700 "$data/user-data"
+            "$data/user-data"
+            echo "ec2-init: user data exited with status $?"
+        ) &
+    else
+        echo "ec2-init: user data is not a script (no #!): not run"
+    fi
+fi
 while :; do
     sleep 1 &
     wait

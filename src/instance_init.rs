@@ -66,6 +66,24 @@ const KEPT: &[Capability] = &[
     Capability::CAP_SETFCAP,
 ];
 
+/// Parts of `/proc` an instance sees read-only.
+const READ_ONLY_PROC: &[&str] = &[
+    "proc/sys",
+    "proc/sysrq-trigger",
+    "proc/irq",
+    "proc/bus",
+    "proc/fs",
+];
+
+/// Files of `/proc` an instance sees empty.
+const MASKED_PROC: &[&str] = &[
+    "proc/kcore",
+    "proc/keys",
+    "proc/timer_list",
+    "proc/sched_debug",
+    "proc/latency_stats",
+];
+
 /// Sets the instance up and becomes its init; answers only on failure.
 pub fn run(args: InstanceInitArgs) -> String {
     match set_up(&args) {
@@ -95,11 +113,13 @@ fn set_up(args: &InstanceInitArgs) -> Result<std::convert::Infallible, String> {
         args.work.display()
     );
     let root = &args.merged;
+    // No device node of the image or the layer works (the instance's
+    // devices are the few made on its own /dev).
     mount(
         Some("overlay"),
         root,
         Some("overlay"),
-        MsFlags::empty(),
+        MsFlags::MS_NODEV,
         Some(options.as_str()),
     )
     .map_err(fail("mounting the overlay"))?;
@@ -116,10 +136,23 @@ fn set_up(args: &InstanceInitArgs) -> Result<std::convert::Infallible, String> {
         None::<&str>,
     )
     .map_err(fail("mounting /proc"))?;
-    // (A kernel without magic SysRq has no /proc/sysrq-trigger.)
-    for path in ["proc/sys", "proc/sysrq-trigger"] {
+    // As Docker does: the kernel's settings read-only, its memory, keys
+    // and timers out of sight. (A kernel may lack some of them.)
+    for path in READ_ONLY_PROC {
         if inside(path).exists() {
             read_only_bind(&inside(path)).map_err(fail(path))?;
+        }
+    }
+    for path in MASKED_PROC {
+        if inside(path).is_file() {
+            mount(
+                Some("/dev/null"),
+                &inside(path),
+                None::<&str>,
+                MsFlags::MS_BIND,
+                None::<&str>,
+            )
+            .map_err(fail(path))?;
         }
     }
     mount(

@@ -262,9 +262,47 @@ fn the_aws_cli_drives_instances_that_really_run() {
     );
     assert!(Path::new(&format!("/proc/{pid}")).exists(), "its init died");
     assert_eq!(state(&id), "running");
+    // The new agent drives the old processes: a stop reaches the same init
+    // (it says so on the console) and ends them.
+    let console = || {
+        use base64::Engine;
+        let reply = call("GetConsoleOutput", &[("InstanceId", &id)]);
+        let text = text_of(&reply.body, "output").unwrap_or_default();
+        String::from_utf8_lossy(
+            &base64::engine::general_purpose::STANDARD
+                .decode(text)
+                .unwrap_or_default(),
+        )
+        .into_owned()
+    };
+    assert_eq!(console().matches("ec2-init: booting").count(), 1);
+    let stop = call("StopInstances", &[("InstanceId.1", &id)]);
+    assert_eq!(stop.status, 200, "{}", stop.body);
+    wait_for(&id, "stopped");
+    assert!(
+        !Path::new(&format!("/proc/{pid}")).exists(),
+        "its launcher outlived the stop"
+    );
+    for _ in 0..40 {
+        if console().contains("ec2-init: stopping") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let shown = console();
+    assert!(shown.contains("ec2-init: stopping"), "{shown}");
+    assert_eq!(shown.matches("ec2-init: booting").count(), 1, "{shown}");
     let terminate = call("TerminateInstances", &[("InstanceId.1", &id)]);
     assert_eq!(terminate.status, 200, "{}", terminate.body);
     wait_for(&id, "terminated");
+    // Terminated while stopped (placed nowhere): the agent learns it on its
+    // next look at the layers it keeps, and removes what is left.
+    for _ in 0..40 {
+        if !instance_dir.exists() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
     assert!(!instance_dir.exists(), "its files are left");
     assert!(!Path::new(&format!("/run/netns/ec2-{id}")).exists());
     assert!(!Path::new(&format!("/proc/{pid}")).exists());

@@ -94,6 +94,8 @@ pub struct ConsoleUpdate {
     pub owner_id: String,
     /// The last 64 KiB the instance wrote.
     pub output: Vec<u8>,
+    /// The driver's mark of how much was written (given back once sent).
+    pub length: u64,
 }
 
 /// Runs instances on this host. `observe` is called on every look at the
@@ -116,10 +118,14 @@ pub trait Driver: Send {
         false
     }
     fn firewall(&mut self, _firewall: &Firewall) {}
-    /// Console output that changed since the last call.
-    fn console_updates(&mut self) -> Vec<ConsoleUpdate> {
+    /// Console output that changed since it was last delivered (`urgent`:
+    /// instances about to be reported stopped or terminated, whose output
+    /// goes now).
+    fn console_updates(&mut self, _urgent: &[String]) -> Vec<ConsoleUpdate> {
         Vec::new()
     }
+    /// The gateway has this update.
+    fn console_delivered(&mut self, _update: &ConsoleUpdate) {}
     /// Instances it keeps something of (a stopped instance's layer) while
     /// they are placed nowhere: `(owner, id)`.
     fn kept(&self) -> Vec<(String, String)> {

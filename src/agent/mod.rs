@@ -300,14 +300,19 @@ impl Agent {
             })
             .collect();
         self.driver.retain(&placed);
-        self.forget_terminated().await?;
+        // One instance's failure does not stop the others: the first is
+        // answered once all had their turn.
+        let mut first_error = None;
+        if let Err(error) = self.forget_terminated().await {
+            first_error.get_or_insert(error);
+        }
         if self.driver.wants_firewall() {
             let reply = self.call("AgentDescribeFirewall", &[]).await?;
             self.driver.firewall(&facts::firewall(&reply.body));
         }
         for instance in &placed {
             if self.driver.wants_launch(instance) {
-                let reply = self
+                match self
                     .call(
                         "AgentDescribeLaunch",
                         &[
@@ -315,32 +320,31 @@ impl Agent {
                             ("OwnerId", &instance.owner_id),
                         ],
                     )
-                    .await?;
-                self.driver.launch(facts::launch(&reply.body));
+                    .await
+                {
+                    Ok(reply) => self.driver.launch(facts::launch(&reply.body)),
+                    Err(error) => {
+                        first_error.get_or_insert(error);
+                    }
+                }
             }
         }
         let now = Instant::now();
-        let mut reported = 0;
-        for instance in &placed {
-            if let Some(observed) = self.driver.observe(instance, now) {
-                self.call(
-                    "AgentReportInstanceState",
-                    &[
-                        ("InstanceId", &instance.instance_id),
-                        ("OwnerId", &instance.owner_id),
-                        ("State", observed),
-                    ],
-                )
-                .await?;
-                self.driver.reported(instance, observed);
-                tracing::info!(instance = %instance.instance_id, state = observed, "reported");
-                reported += 1;
-            }
-        }
-        for update in self.driver.console_updates() {
+        let observations: Vec<(&Assigned, &'static str)> = placed
+            .iter()
+            .filter_map(|instance| Some((instance, self.driver.observe(instance, now)?)))
+            .collect();
+        // The console first: an instance that stopped or terminated is no
+        // longer placed here once reported, and its last lines would be
+        // refused.
+        let urgent: Vec<String> = observations
+            .iter()
+            .map(|(instance, _)| instance.instance_id.clone())
+            .collect();
+        for update in self.driver.console_updates(&urgent) {
             use base64::Engine;
             let output = base64::engine::general_purpose::STANDARD.encode(&update.output);
-            if let Err(error) = self
+            match self
                 .call(
                     "AgentPutConsoleOutput",
                     &[
@@ -351,8 +355,34 @@ impl Agent {
                 )
                 .await
             {
-                tracing::debug!(instance = %update.instance_id, %error, "console output not sent");
+                Ok(_) => self.driver.console_delivered(&update),
+                Err(error) => {
+                    tracing::debug!(instance = %update.instance_id, %error, "console output not sent")
+                }
             }
+        }
+        let mut reported = 0;
+        for (instance, observed) in observations {
+            let report = self
+                .call(
+                    "AgentReportInstanceState",
+                    &[
+                        ("InstanceId", &instance.instance_id),
+                        ("OwnerId", &instance.owner_id),
+                        ("State", observed),
+                    ],
+                )
+                .await;
+            if let Err(error) = report {
+                first_error.get_or_insert(error);
+                continue;
+            }
+            self.driver.reported(instance, observed);
+            tracing::info!(instance = %instance.instance_id, state = observed, "reported");
+            reported += 1;
+        }
+        if let Some(error) = first_error {
+            return Err(error);
         }
         Ok(reported)
     }

@@ -77,10 +77,13 @@ echo "USER-DATA-SAYS: hello from the first boot"
 if mount -t tmpfs none /mnt 2>/dev/null; then echo "ROOT-CAN: mount"; else echo "ROOT-CANNOT: mount"; fi
 if ip addr add 192.0.2.9/32 dev eth0 2>/dev/null; then echo "ROOT-CAN: configure the network"; else echo "ROOT-CANNOT: configure the network"; fi
 EOF
-# A hostile root plants links in its layer where an agent might write.
-for planted in /var/lib/ec2/authorized_keys /var/lib/ec2/booted /etc/hostname; do
-  echo "ln -sf '$HOST_CANARY_DIR/planted' $planted" >> "$work/user-data.sh"
+# A hostile root plants links in its layer, to a folder of the machine,
+# where the agent or the next boot's setup might write or mount.
+for planted in /var/lib/ec2/authorized_keys /var/lib/ec2/booted /etc/hostname /.oldroot; do
+  echo "ln -sfn '$HOST_CANARY_DIR' $planted" >> "$work/user-data.sh"
 done
+echo "rm -rf /tmp && ln -sfn '$HOST_CANARY_DIR' /tmp" >> "$work/user-data.sh"
+echo "echo USER-DATA-DONE" >> "$work/user-data.sh"
 
 # 1. One instance in the default VPC: user data, console, ssh, stop/start.
 default_group=$(ec2 describe-security-groups --group-names default --query 'SecurityGroups[0].GroupId')
@@ -94,6 +97,7 @@ echo "ok   running"
 console() { ec2 get-console-output --instance-id "$1" --query Output; }
 until_true "the console shows the user data's line" \
   bash -c "$(declare -f ec2 console); console $first | grep -q 'USER-DATA-SAYS: hello from the first boot'"
+until_true "the user data finished" bash -c "$(declare -f ec2 console); console $first | grep -q 'USER-DATA-DONE'"
 expect "the user data ran as a root without mount rights" "$(console "$first" | grep -c 'ROOT-CANNOT: mount')" 1
 expect "the user data ran as a root without network rights" "$(console "$first" | grep -c 'ROOT-CANNOT: configure the network')" 1
 expect "ssh reads the user data's file" "$(ssh_to "$first_vpc" "$first_ip" 'cat /var/tmp/from-user-data')" \
@@ -117,7 +121,8 @@ ec2 start-instances --instance-ids "$first" > /dev/null
 wait_state "$first" running
 echo "ok   started again"
 expect "the file written before the stop is kept" "$(ssh_to "$first_vpc" "$first_ip" 'cat /home/ec2-user/note')" "written before the stop"
-expect "a start wrote nothing through links the instance planted" "$(ls -A "$HOST_CANARY_DIR" | wc -l)" 0
+expect "a start wrote or mounted nothing through links the instance planted" "$(ls -A "$HOST_CANARY_DIR" | wc -l)" 0
+expect "the next boot made /tmp a folder again" "$(ssh_to "$first_vpc" "$first_ip" 'test -d /tmp && ! test -L /tmp && echo folder')" folder
 ec2 reboot-instances --instance-ids "$first"
 until_true "a reboot restarts init (a third boot on the console)" \
   bash -c "$(declare -f ec2 console); [ \$(console $first | grep -c 'ec2-init: booting') -ge 3 ]"

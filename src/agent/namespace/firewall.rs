@@ -18,7 +18,8 @@
 //! without rules.
 
 use super::super::driver::{Firewall, FirewallRule, Peer};
-use super::network::port_name;
+use super::network::{is_instance_id, mac_address, port_name};
+use crate::compute::cidr::Ipv4Cidr;
 use std::collections::BTreeSet;
 use std::fmt::Write;
 
@@ -27,12 +28,16 @@ pub fn render(firewall: &Firewall, vpc_id: &str) -> String {
     let members: Vec<_> = firewall
         .members
         .iter()
-        .filter(|m| m.vpc_id == vpc_id && valid_address(&m.private_ip))
+        .filter(|m| {
+            m.vpc_id == vpc_id && valid_address(&m.private_ip) && is_instance_id(&m.instance_id)
+        })
         .collect();
     let mut out = String::new();
     out.push_str("table inet ec2\ndelete table inet ec2\n");
     out.push_str("table bridge ec2guard\ndelete table bridge ec2guard\n");
-    out.push_str("table inet ec2 {\n  chain forward {\n    type filter hook forward priority 0; policy accept;\n");
+    // Forwarded traffic that no instance's chain accepted is dropped: an
+    // instance whose rules are not applied yet gets nothing.
+    out.push_str("table inet ec2 {\n  chain forward {\n    type filter hook forward priority 0; policy drop;\n");
     out.push_str("    ct state established,related accept\n    ct state invalid drop\n");
     for (n, member) in members.iter().enumerate() {
         let _ = writeln!(out, "    ip saddr {} jump egress_{n}", member.private_ip);
@@ -83,24 +88,26 @@ pub fn render(firewall: &Firewall, vpc_id: &str) -> String {
     }
     out.push_str("}\n");
     out.push_str("table bridge ec2guard {\n  chain prerouting {\n    type filter hook prerouting priority -200; policy accept;\n");
+    // Each port sends only as its instance (MAC, ARP and IPv4 source) and
+    // only IPv4 and ARP; a port of no known instance sends nothing.
     for member in &members {
+        let port = port_name(&member.instance_id);
+        let (mac, address) = (mac_address(&member.instance_id), &member.private_ip);
+        let _ = writeln!(out, "    iifname \"{port}\" ether saddr != {mac} drop");
         let _ = writeln!(
             out,
-            "    iifname \"{}\" ether type ip ip saddr != {} drop",
-            port_name(&member.instance_id),
-            member.private_ip
+            "    iifname \"{port}\" ether type != {{ ip, arp }} drop"
         );
+        let _ = writeln!(out, "    iifname \"{port}\" arp saddr ip != {address} drop");
+        let _ = writeln!(out, "    iifname \"{port}\" ip saddr != {address} drop");
+        let _ = writeln!(out, "    iifname \"{port}\" accept");
     }
-    out.push_str("  }\n}\n");
+    out.push_str("    iifname \"ve*\" drop\n  }\n}\n");
     out
 }
 
 fn valid_address(text: &str) -> bool {
     text.parse::<std::net::Ipv4Addr>().is_ok()
-}
-
-fn valid_cidr(text: &str) -> bool {
-    crate::compute::cidr::Ipv4Cidr::parse(text).is_some()
 }
 
 /// The nft match of one rule (without verdict), or None when it can
@@ -114,7 +121,11 @@ fn rule_match(
     let field = if ingress { "saddr" } else { "daddr" };
     let peer = match &rule.peer {
         Peer::Cidr(cidr) if cidr == "0.0.0.0/0" => String::new(),
-        Peer::Cidr(cidr) if valid_cidr(cidr) => format!("ip {field} {cidr} "),
+        Peer::Cidr(cidr) if Ipv4Cidr::parse(cidr).is_some() => {
+            // Rendered canonical (EC2 accepts host bits; nft does not).
+            let block = Ipv4Cidr::parse(cidr).expect("checked");
+            format!("ip {field} {block} ")
+        }
         Peer::Cidr(_) | Peer::CidrV6(_) => return None,
         Peer::Group(group) => {
             let addresses: BTreeSet<&str> = firewall
@@ -197,7 +208,7 @@ mod tests {
                         protocol: "tcp".into(),
                         from_port: Some(22),
                         to_port: Some(22),
-                        peer: Peer::Cidr("10.0.0.0/16".into()),
+                        peer: Peer::Cidr("10.0.3.7/16".into()),
                     },
                     FirewallRule {
                         protocol: "-1".into(),
@@ -233,9 +244,15 @@ mod tests {
         assert!(script.contains("ip saddr { 10.0.0.5, 10.0.0.6 } accept"));
         assert!(script.contains("meta l4proto icmp icmp type 8 return"));
         assert!(!script.contains("::/0"));
-        assert!(
-            script.contains("iifname \"ve000000000000a\" ether type ip ip saddr != 10.0.0.5 drop")
-        );
+        for guard in [
+            "iifname \"ve000000000000a\" ip saddr != 10.0.0.5 drop",
+            "iifname \"ve000000000000a\" ether saddr != 02:00:00:00:00:0a drop",
+            "iifname \"ve000000000000a\" arp saddr ip != 10.0.0.5 drop",
+            "iifname \"ve*\" drop",
+            "policy drop",
+        ] {
+            assert!(script.contains(guard), "{guard}: {script}");
+        }
         // Another VPC's ruleset names none of these instances.
         assert!(!render(&firewall, "vpc-2").contains("10.0.0.5"));
     }

@@ -75,8 +75,9 @@ struct Local {
     launcher: Option<Launcher>,
     /// When SIGTERM was sent to its init (stop or terminate under way).
     stopping_since: Option<Instant>,
-    /// The console's length when last sent.
+    /// The console's length when last delivered, and when last sent.
     console_sent: u64,
+    console_sent_at: Option<Instant>,
     /// The last state reported.
     reported: Option<&'static str>,
     /// When it was last booted: one whose init died is booted again no
@@ -90,6 +91,34 @@ struct Local {
 
 const REBOOT_BACKOFF: Duration = Duration::from_secs(5);
 
+/// A console is sent at most this often.
+const CONSOLE_INTERVAL: Duration = Duration::from_secs(2);
+
+/// A console file longer than this is cut to its last 64 KiB (what
+/// GetConsoleOutput shows), so an instance cannot fill the disk with it.
+const CONSOLE_ROTATE: u64 = 1 << 20;
+
+/// The last [`CONSOLE_LIMIT`] bytes of a console, after cutting the file
+/// when it outgrew [`CONSOLE_ROTATE`] (lines written meanwhile may be
+/// lost: it is a console, not a log).
+fn console_tail(path: &Path) -> std::io::Result<Vec<u8>> {
+    let mut file = fs::OpenOptions::new().read(true).write(true).open(path)?;
+    let length = file.metadata()?.len();
+    let start = length.saturating_sub(CONSOLE_LIMIT as u64);
+    file.seek(SeekFrom::Start(start))?;
+    let mut tail = Vec::new();
+    (&mut file)
+        .take(CONSOLE_LIMIT as u64)
+        .read_to_end(&mut tail)?;
+    if length > CONSOLE_ROTATE {
+        use std::io::Write;
+        file.set_len(0)?;
+        file.seek(SeekFrom::Start(0))?;
+        file.write_all(&tail)?;
+    }
+    Ok(tail)
+}
+
 pub struct NamespaceDriver {
     settings: NamespaceSettings,
     instances: HashMap<String, Local>,
@@ -98,6 +127,27 @@ pub struct NamespaceDriver {
     applied: BTreeMap<String, String>,
     /// Instances with a layer on disk that are placed nowhere (stopped).
     kept: BTreeMap<String, String>,
+    /// The last console output of instances removed since the last send.
+    final_consoles: Vec<ConsoleUpdate>,
+}
+
+/// A folder only root may enter.
+fn private_dir(dir: &Path) -> Result<(), String> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| format!("{}: {e}", dir.display()))?;
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+        .map_err(|e| format!("{}: {e}", dir.display()))
+}
+
+/// Writes a small record whole or not at all.
+fn write_record(path: &Path, text: &str) -> Result<(), String> {
+    let partial = path.with_extension("partial");
+    fs::write(&partial, text).map_err(|e| format!("{}: {e}", partial.display()))?;
+    fs::rename(&partial, path).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 fn process_start_time(pid: i32) -> Option<u64> {
@@ -140,14 +190,21 @@ impl NamespaceDriver {
                 format!("the namespace driver needs `{tool}` (iproute2, nftables, util-linux)")
             })?;
         }
-        fs::create_dir_all(settings.state_dir.join("instances"))
-            .map_err(|e| format!("{}: {e}", settings.state_dir.display()))?;
+        // Root's alone: instances' layers may hold setuid files their root
+        // made, and their consoles and user data are theirs.
+        for dir in [
+            settings.state_dir.clone(),
+            settings.state_dir.join("instances"),
+        ] {
+            private_dir(&dir)?;
+        }
         let mut driver = Self {
             settings,
             instances: HashMap::new(),
             firewall: Firewall::default(),
             applied: BTreeMap::new(),
             kept: BTreeMap::new(),
+            final_consoles: Vec::new(),
         };
         driver.recover();
         Ok(driver)
@@ -241,6 +298,13 @@ impl NamespaceDriver {
         if !path.is_file() {
             return Err(format!("root filesystem {named} does not exist"));
         }
+        if !details.image_id.starts_with("ami-")
+            || !details.image_id[4..]
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric())
+        {
+            return Err(format!("'{}' is not an image id", details.image_id));
+        }
         let unpacked = self
             .settings
             .state_dir
@@ -271,8 +335,24 @@ impl NamespaceDriver {
             .get(instance_id)
             .and_then(|local| local.details.clone())
             .ok_or("no launch details")?;
+        // Whatever ran before (a launcher whose record was lost in a
+        // crash) is gone first: two boots never share one layer.
+        let cgroups = InstanceCgroups::of(instance_id);
+        if !cgroups.processes().is_empty() {
+            cgroups.kill_all();
+            return Err("processes of an earlier boot are still exiting".into());
+        }
+        if !self
+            .firewall
+            .members
+            .iter()
+            .any(|m| m.instance_id == instance_id)
+        {
+            return Err("its security groups are not known yet".into());
+        }
         let lower = self.root_filesystem(&details)?;
         let dir = self.instance_dir(instance_id);
+        private_dir(&dir)?;
         let (upper, work, merged) = (dir.join("upper"), dir.join("work"), dir.join("merged"));
         for path in [&upper, &work, &merged] {
             fs::create_dir_all(path).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -293,8 +373,7 @@ impl NamespaceDriver {
             &details.subnet_cidr,
             &details.private_ip,
         )?;
-        self.apply_firewall(&details.vpc_id);
-        let cgroups = InstanceCgroups::of(instance_id);
+        self.apply_firewall(&details.vpc_id)?;
         cgroups.create(details.vcpus, details.memory_mib)?;
         let console = fs::OpenOptions::new()
             .create(true)
@@ -349,7 +428,7 @@ exec nsenter --net="/run/netns/$NETNS" -- unshare --pid --fork --mount --uts --i
             .map_err(|e| format!("starting the launcher: {e}"))?;
         let pid = child.id() as i32;
         let started = process_start_time(pid).unwrap_or_default();
-        fs::write(dir.join("launcher"), format!("{pid} {started}")).map_err(|e| e.to_string())?;
+        write_record(&dir.join("launcher"), &format!("{pid} {started}"))?;
         let local = self.instances.get_mut(instance_id).expect("known");
         local.launcher = Some(Launcher {
             pid,
@@ -398,10 +477,12 @@ exec nsenter --net="/run/netns/$NETNS" -- unshare --pid --fork --mount --uts --i
     }
 
     /// SIGTERM to init, then (after the grace period) SIGKILL to every
-    /// process. True once nothing of it runs.
+    /// process. True once nothing of it runs (its cgroups are empty).
     fn stop(&mut self, instance_id: &str, now: Instant) -> bool {
         if !self.is_alive(instance_id) {
-            return true;
+            let cgroups = InstanceCgroups::of(instance_id);
+            cgroups.kill_all();
+            return cgroups.processes().is_empty();
         }
         let grace = self.settings.stop_grace;
         let local = self.instances.get_mut(instance_id).expect("alive");
@@ -448,6 +529,20 @@ exec nsenter --net="/run/netns/$NETNS" -- unshare --pid --fork --mount --uts --i
                 return false;
             }
         }
+        if let Some(local) = self.instances.get(instance_id) {
+            let console = dir.join("console.log");
+            let grown = fs::metadata(&console).is_ok_and(|m| m.len() != local.console_sent);
+            if grown && !local.owner_id.is_empty() {
+                if let Ok(output) = console_tail(&console) {
+                    self.final_consoles.push(ConsoleUpdate {
+                        instance_id: instance_id.to_string(),
+                        owner_id: local.owner_id.clone(),
+                        length: output.len() as u64,
+                        output,
+                    });
+                }
+            }
+        }
         if let Err(error) = fs::remove_dir_all(&dir) {
             if dir.exists() {
                 tracing::warn!(instance = %instance_id, %error, "cannot remove its files yet");
@@ -478,24 +573,20 @@ exec nsenter --net="/run/netns/$NETNS" -- unshare --pid --fork --mount --uts --i
     }
 
     /// Applies the VPC's ruleset when it changed.
-    fn apply_firewall(&mut self, vpc_id: &str) {
-        let Ok(namespace) = vpc_namespace(vpc_id) else {
-            return;
-        };
+    fn apply_firewall(&mut self, vpc_id: &str) -> Result<(), String> {
+        let namespace = vpc_namespace(vpc_id)?;
         if !network::namespace_exists(&namespace) {
-            return;
+            return Ok(());
         }
         let script = firewall::render(&self.firewall, vpc_id);
         if self.applied.get(vpc_id) == Some(&script) {
-            return;
+            return Ok(());
         }
         let target = format!("--net=/run/netns/{namespace}");
-        match command::run_with_input("nsenter", &[&target, "--", "nft", "-f", "-"], &script) {
-            Ok(()) => {
-                self.applied.insert(vpc_id.to_string(), script);
-            }
-            Err(error) => tracing::warn!(vpc = %vpc_id, %error, "cannot apply the security groups"),
-        }
+        command::run_with_input("nsenter", &[&target, "--", "nft", "-f", "-"], &script)
+            .map_err(|error| format!("cannot apply the security groups of {vpc_id}: {error}"))?;
+        self.applied.insert(vpc_id.to_string(), script);
+        Ok(())
     }
 
     /// Kills and removes every instance this driver's state folder holds
@@ -558,6 +649,10 @@ exec nsenter --net="/run/netns/$NETNS" -- unshare --pid --fork --mount --uts --i
 impl Driver for NamespaceDriver {
     fn observe(&mut self, instance: &Assigned, now: Instant) -> Option<&'static str> {
         let id = instance.instance_id.as_str();
+        if !network::is_instance_id(id) {
+            tracing::warn!(instance = %id, "not an instance id: ignored");
+            return None;
+        }
         self.instances
             .entry(id.to_string())
             .or_insert_with(|| Local {
@@ -633,6 +728,9 @@ impl Driver for NamespaceDriver {
     }
 
     fn launch(&mut self, details: LaunchDetails) {
+        if !network::is_instance_id(&details.instance_id) {
+            return;
+        }
         let local = self
             .instances
             .entry(details.instance_id.clone())
@@ -656,43 +754,51 @@ impl Driver for NamespaceDriver {
             .into_iter()
             .collect();
         for vpc in vpcs {
-            self.apply_firewall(&vpc);
+            if let Err(error) = self.apply_firewall(&vpc) {
+                tracing::warn!(vpc = %vpc, %error, "security groups not applied");
+            }
         }
     }
 
-    fn console_updates(&mut self) -> Vec<ConsoleUpdate> {
-        let mut updates = Vec::new();
+    fn console_updates(&mut self, urgent: &[String]) -> Vec<ConsoleUpdate> {
+        let now = Instant::now();
+        let mut updates = std::mem::take(&mut self.final_consoles);
         let ids: Vec<String> = self.instances.keys().cloned().collect();
         for id in ids {
             let path = self.instance_dir(&id).join("console.log");
-            let Ok(length) = fs::metadata(&path).map(|m| m.len()) else {
-                continue;
-            };
             let local = self.instances.get_mut(&id).expect("listed");
-            if length == local.console_sent || local.owner_id.is_empty() {
-                continue;
-            }
-            let Ok(mut file) = fs::File::open(&path) else {
-                continue;
-            };
-            let start = length.saturating_sub(CONSOLE_LIMIT as u64);
-            let mut output = Vec::new();
-            if file.seek(SeekFrom::Start(start)).is_err()
-                || file
-                    .take(CONSOLE_LIMIT as u64)
-                    .read_to_end(&mut output)
-                    .is_err()
+            if local.owner_id.is_empty()
+                || (!urgent.contains(&id)
+                    && local
+                        .console_sent_at
+                        .is_some_and(|at| now.duration_since(at) < CONSOLE_INTERVAL))
             {
                 continue;
             }
-            local.console_sent = length;
+            let Ok(output) = console_tail(&path) else {
+                continue;
+            };
+            let Ok(length) = fs::metadata(&path).map(|m| m.len()) else {
+                continue;
+            };
+            if length == local.console_sent {
+                continue;
+            }
+            local.console_sent_at = Some(now);
             updates.push(ConsoleUpdate {
                 instance_id: id,
                 owner_id: local.owner_id.clone(),
                 output,
+                length,
             });
         }
         updates
+    }
+
+    fn console_delivered(&mut self, update: &ConsoleUpdate) {
+        if let Some(local) = self.instances.get_mut(&update.instance_id) {
+            local.console_sent = update.length;
+        }
     }
 
     fn kept(&self) -> Vec<(String, String)> {
@@ -703,6 +809,9 @@ impl Driver for NamespaceDriver {
     }
 
     fn forget(&mut self, instance_id: &str) {
+        if !self.kept.contains_key(instance_id) {
+            return;
+        }
         if self.destroy(instance_id) {
             self.kept.remove(instance_id);
         }
