@@ -5,7 +5,8 @@
 //! the database: the agent calls the gateway's `Agent*` actions, signed
 //! with its own key, which names its host and allows nothing else
 //! (`api::agents`). It registers its host (zone, vCPUs, memory, address,
-//! version), heartbeats, lists the instances placed on it, drives them
+//! version), heartbeats (on a task of their own), lists the instances
+//! placed on it, drives them
 //! through a [`Driver`], and reports what it observed, so an instance on
 //! its host is `running` only once the agent says so. Restarted, it lists
 //! its instances again and takes them back.
@@ -31,6 +32,8 @@ use crate::secret::Secret;
 use clap::Args;
 use serde::Deserialize;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// `ec2-gateway agent` flags (each also from the config file).
@@ -202,6 +205,37 @@ impl AgentSettings {
     }
 }
 
+/// Stops a task when dropped (the agent's heartbeats end with it).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// One signed call to the first of `endpoints` (from `current` on) that
+/// answers; a 503 or no answer moves `current` to the next one.
+async fn call_any(
+    endpoints: &[Endpoint],
+    current: &mut usize,
+    credentials: &SigningCredentials,
+    action: &str,
+    params: &[(&str, &str)],
+) -> Result<Reply, String> {
+    let mut last = String::new();
+    for _ in 0..endpoints.len() {
+        match call(&endpoints[*current], credentials, action, params).await {
+            Ok(reply) if reply.status == 200 => return Ok(reply),
+            Ok(reply) if reply.status == 503 => last = failure(action, &reply),
+            Ok(reply) => return Err(failure(action, &reply)),
+            Err(error) => last = format!("{action}: {error}"),
+        }
+        *current = (*current + 1) % endpoints.len();
+    }
+    Err(last)
+}
+
 /// Why a call failed.
 fn failure(action: &str, reply: &Reply) -> String {
     format!(
@@ -241,18 +275,45 @@ impl Agent {
     /// One signed call; a gateway that does not answer (or answers 503)
     /// hands the agent on to the next one for this and later calls.
     async fn call(&mut self, action: &str, params: &[(&str, &str)]) -> Result<Reply, String> {
-        let mut last = String::new();
-        for _ in 0..self.endpoints.len() {
-            let endpoint = &self.endpoints[self.current];
-            match call(endpoint, &self.settings.credentials, action, params).await {
-                Ok(reply) if reply.status == 200 => return Ok(reply),
-                Ok(reply) if reply.status == 503 => last = failure(action, &reply),
-                Ok(reply) => return Err(failure(action, &reply)),
-                Err(error) => last = format!("{action}: {error}"),
+        call_any(
+            &self.endpoints,
+            &mut self.current,
+            &self.settings.credentials,
+            action,
+            params,
+        )
+        .await
+    }
+
+    /// Heartbeats on a task of their own, so a slow step of the driver
+    /// (an image to unpack, instances to boot) never makes the host look
+    /// dead; `lost` is raised when the gateway no longer knows the host.
+    fn spawn_heartbeats(&self, lost: Arc<AtomicBool>) -> tokio::task::JoinHandle<()> {
+        let endpoints = self.endpoints.clone();
+        let credentials = self.settings.credentials.clone();
+        let period = self.settings.heartbeat;
+        tokio::spawn(async move {
+            let mut current = 0;
+            let mut ticks = tokio::time::interval(period);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticks.tick().await;
+                if let Err(error) = call_any(
+                    &endpoints,
+                    &mut current,
+                    &credentials,
+                    "AgentHeartbeat",
+                    &[],
+                )
+                .await
+                {
+                    tracing::warn!(%error, "heartbeat failed");
+                    if error.contains("HostNotFound") || error.contains("InvalidHost") {
+                        lost.store(true, Ordering::SeqCst);
+                    }
+                }
             }
-            self.current = (self.current + 1) % self.endpoints.len();
-        }
-        Err(last)
+        })
     }
 
     /// AgentRegister; answers the host's name.
@@ -430,26 +491,21 @@ impl Agent {
                 }
             }
         }
-        let mut heartbeat = tokio::time::interval(self.settings.heartbeat);
+        let lost = Arc::new(AtomicBool::new(false));
+        let _heartbeats = AbortOnDrop(self.spawn_heartbeats(lost.clone()));
         let mut poll = tokio::time::interval(self.settings.poll);
-        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            tokio::select! {
-                _ = heartbeat.tick() => {
-                    if let Err(error) = self.call("AgentHeartbeat", &[]).await {
-                        tracing::warn!(%error, "heartbeat failed");
-                        if error.contains("HostNotFound") || error.contains("InvalidHost") {
-                            // Removed by an operator meanwhile: register again.
-                            let _ = self.register().await;
-                        }
-                    }
+            poll.tick().await;
+            if lost.swap(false, Ordering::SeqCst) {
+                // Removed by an operator meanwhile: register again.
+                if let Err(error) = self.register().await {
+                    tracing::warn!(%error, "cannot register again yet");
+                    lost.store(true, Ordering::SeqCst);
                 }
-                _ = poll.tick() => {
-                    if let Err(error) = self.step().await {
-                        tracing::warn!(%error, "cannot drive the instances");
-                    }
-                }
+            }
+            if let Err(error) = self.step().await {
+                tracing::warn!(%error, "cannot drive the instances");
             }
         }
     }

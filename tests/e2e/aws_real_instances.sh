@@ -103,6 +103,10 @@ expect "the user data ran as a root without network rights" "$(console "$first" 
 expect "ssh reads the user data's file" "$(ssh_to "$first_vpc" "$first_ip" 'cat /var/tmp/from-user-data')" \
   "made by user data on ip-${first_ip//./-}"
 expect "the hostname is the private DNS name's" "$(ssh_to "$first_vpc" "$first_ip" hostname)" "ip-${first_ip//./-}"
+expect "IPv6 is off inside (only the IPv4 firewall exists)" "$(ssh_to "$first_vpc" "$first_ip" 'cat /proc/sys/net/ipv6/conf/all/disable_ipv6')" 1
+expect "eth0 has the MAC address its port is pinned to" \
+  "$(ssh_to "$first_vpc" "$first_ip" 'cat /sys/class/net/eth0/address 2>/dev/null || ip link show eth0 | sed -n "s/.*ether \([0-9a-f:]*\).*/\1/p"')" \
+  "02:$(echo "${first: -10}" | sed 's/../&:/g; s/:$//')"
 expect "no host file in sight" "$(ssh_to "$first_vpc" "$first_ip" "test -e '$HOST_SECRET_FILE' && echo seen || echo unseen")" unseen
 expect "the instance's PID 1 is its init" "$(ssh_to "$first_vpc" "$first_ip" 'cat /proc/1/cmdline | tr "\0" " "')" "/bin/sh /sbin/ec2-init "
 processes=$(ssh_to "$first_vpc" "$first_ip" 'ls /proc | grep -c "^[0-9]"')
