@@ -84,6 +84,9 @@ const MASKED_PROC: &[&str] = &[
     "proc/latency_stats",
 ];
 
+/// Folders of `/proc` an instance sees empty.
+const MASKED_PROC_DIRS: &[&str] = &["proc/acpi", "proc/scsi"];
+
 /// Sets the instance up and becomes its init; answers only on failure.
 pub fn run(args: InstanceInitArgs) -> String {
     match set_up(&args) {
@@ -141,6 +144,18 @@ fn set_up(args: &InstanceInitArgs) -> Result<std::convert::Infallible, String> {
     for path in READ_ONLY_PROC {
         if inside(path).exists() {
             read_only_bind(&inside(path)).map_err(fail(path))?;
+        }
+    }
+    for path in MASKED_PROC_DIRS {
+        if inside(path).is_dir() {
+            mount(
+                Some("tmpfs"),
+                &inside(path),
+                Some("tmpfs"),
+                MsFlags::MS_RDONLY | hardened,
+                Some("size=0"),
+            )
+            .map_err(fail(path))?;
         }
     }
     for path in MASKED_PROC {
@@ -238,7 +253,12 @@ fn read_only_bind(path: &Path) -> nix::Result<()> {
         None::<&str>,
         path,
         None::<&str>,
-        MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
+        MsFlags::MS_BIND
+            | MsFlags::MS_REMOUNT
+            | MsFlags::MS_RDONLY
+            | MsFlags::MS_NOSUID
+            | MsFlags::MS_NODEV
+            | MsFlags::MS_NOEXEC,
         None::<&str>,
     )
 }

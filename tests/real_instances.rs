@@ -23,6 +23,8 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 const IMAGE: &str = "ami-0e5c2a1b0c0d0e0f1";
+/// The same image, registered as a tar archive of it.
+const TAR_IMAGE: &str = "ami-0e5c2a1b0c0d0e0f2";
 
 fn required() -> bool {
     std::env::var("EC2_GATEWAY_E2E_REQUIRED").is_ok_and(|v| v == "1")
@@ -56,7 +58,7 @@ fn missing() -> Option<String> {
         .map(|(what, _)| what.to_string())
 }
 
-fn config_text(data_dir: &Path, image: &Path) -> String {
+fn config_text(data_dir: &Path, image: &Path, archive: &Path) -> String {
     format!(
         r#"
 listen = "127.0.0.1:0"
@@ -69,6 +71,9 @@ hosts = []
 
 [rate_limits]
 enabled = false
+
+[quotas]
+max_fleet_share_percent = 100
 
 [[accounts]]
 id = "{ADMIN_ACCOUNT}"
@@ -87,10 +92,29 @@ secret_access_key = "{USER_SECRET}"
 id = "{IMAGE}"
 name = "ec2-gateway-busybox"
 root_filesystem = "{image}"
+
+[[images]]
+id = "{TAR_IMAGE}"
+name = "ec2-gateway-busybox-archive"
+root_filesystem = "{archive}"
 "#,
         data_dir = data_dir.display(),
-        image = image.display()
+        image = image.display(),
+        archive = archive.display()
     )
+}
+
+/// Whether process `pid` runs (a zombie does not: once the agent that
+/// started it is gone, whoever inherited it reaps it, or not).
+fn alive(pid: &str) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        let state = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .unwrap_or("X")
+            .to_string();
+        state != "Z" && state != "X"
+    })
 }
 
 /// Removes every instance the agent's state folder holds, whatever the
@@ -144,8 +168,22 @@ fn the_aws_cli_drives_instances_that_really_run() {
     assert!(image.join("sbin/ec2-init").is_file());
     assert!(image.join("usr/sbin/dropbear").is_file());
 
+    let archive = work.path().join("image.tar");
+    let packed = Command::new("tar")
+        .arg("-cf")
+        .arg(&archive)
+        .arg("-C")
+        .arg(&image)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(packed.success());
     let config = work.path().join("config.toml");
-    std::fs::write(&config, config_text(&work.path().join("data"), &image)).unwrap();
+    std::fs::write(
+        &config,
+        config_text(&work.path().join("data"), &image, &archive),
+    )
+    .unwrap();
     let mut gateway = GatewayProcess::start(&config);
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let key = runtime
@@ -194,6 +232,7 @@ fn the_aws_cli_drives_instances_that_really_run() {
         .env("EC2_GATEWAY_ENDPOINT", &endpoint)
         .env("EC2_GATEWAY_BINARY", BINARY)
         .env("IMAGE_ID", IMAGE)
+        .env("TAR_IMAGE_ID", TAR_IMAGE)
         .env("AGENT_STATE_DIR", &state_dir)
         .env("HOST_SECRET_FILE", &host_secret)
         .env("HOST_CANARY_DIR", &canary)
@@ -260,7 +299,7 @@ fn the_aws_cli_drives_instances_that_really_run() {
         launcher,
         "the restarted agent booted the instance again instead of taking it back"
     );
-    assert!(Path::new(&format!("/proc/{pid}")).exists(), "its init died");
+    assert!(alive(&pid), "its launcher died");
     assert_eq!(state(&id), "running");
     // The new agent drives the old processes: a stop reaches the same init
     // (it says so on the console) and ends them.
@@ -279,10 +318,7 @@ fn the_aws_cli_drives_instances_that_really_run() {
     let stop = call("StopInstances", &[("InstanceId.1", &id)]);
     assert_eq!(stop.status, 200, "{}", stop.body);
     wait_for(&id, "stopped");
-    assert!(
-        !Path::new(&format!("/proc/{pid}")).exists(),
-        "its launcher outlived the stop"
-    );
+    assert!(!alive(&pid), "its launcher outlived the stop");
     for _ in 0..40 {
         if console().contains("ec2-init: stopping") {
             break;
@@ -305,7 +341,7 @@ fn the_aws_cli_drives_instances_that_really_run() {
     }
     assert!(!instance_dir.exists(), "its files are left");
     assert!(!Path::new(&format!("/run/netns/ec2-{id}")).exists());
-    assert!(!Path::new(&format!("/proc/{pid}")).exists());
+    assert!(!alive(&pid));
 
     agent.kill();
     drop(leftovers);

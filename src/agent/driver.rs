@@ -124,6 +124,9 @@ pub trait Driver: Send {
     fn console_updates(&mut self, _urgent: &[String]) -> Vec<ConsoleUpdate> {
         Vec::new()
     }
+    /// Work that needs no gateway, done on every look even when the
+    /// gateway does not answer.
+    fn housekeeping(&mut self) {}
     /// The gateway has this update.
     fn console_delivered(&mut self, _update: &ConsoleUpdate) {}
     /// Instances it keeps something of (a stopped instance's layer) while

@@ -504,6 +504,7 @@ impl Agent {
                     lost.store(true, Ordering::SeqCst);
                 }
             }
+            self.driver.housekeeping();
             if let Err(error) = self.step().await {
                 tracing::warn!(%error, "cannot drive the instances");
             }

@@ -9,7 +9,8 @@
 # authorized; and the limits: no host process or file in sight, no mount
 # or network change for the instance's root, memory capped at the type's.
 # Needs EC2_GATEWAY_ENDPOINT, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
-# EC2_GATEWAY_BINARY, IMAGE_ID, AGENT_STATE_DIR, HOST_SECRET_FILE (a file
+# EC2_GATEWAY_BINARY, IMAGE_ID, TAR_IMAGE_ID (the same image as a tar
+# archive), AGENT_STATE_DIR, HOST_SECRET_FILE (a file
 # of the machine no instance may read) and HOST_CANARY_DIR (an empty folder
 # of the machine nothing may write to).
 set -euo pipefail
@@ -39,13 +40,16 @@ until_true() {
   done
   echo "FAIL $what: still false after 20 s"; exit 1
 }
-until_false() {
-  local what=$1; shift
+# until_says <what> <wanted> <command...>: polls for up to 20 s until the
+# command prints exactly <wanted>.
+until_says() {
+  local what=$1 wanted=$2 got=""; shift 2
   for _ in $(seq 1 40); do
-    if ! "$@" > /dev/null 2>&1; then echo "ok   $what"; return 0; fi
+    got=$("$@" 2>/dev/null || true)
+    if [ "$got" = "$wanted" ]; then echo "ok   $what"; return 0; fi
     sleep 0.5
   done
-  echo "FAIL $what: still true after 20 s"; exit 1
+  echo "FAIL $what: last said '$got', wanted '$wanted'"; exit 1
 }
 wait_state() { # wait_state <instance> <state>: at most 60 s
   for _ in $(seq 1 120); do
@@ -158,24 +162,36 @@ read -r a a_ip < <(ec2 run-instances --image-id "$IMAGE_ID" --instance-type t2.n
 read -r b b_ip < <(ec2 run-instances --image-id "$IMAGE_ID" --instance-type t2.nano --key-name real-key \
   --subnet-id "$subnet" --security-group-ids "$group" --user-data "file://$work/server.sh" \
   --query 'Instances[0].[InstanceId,PrivateIpAddress]')
-ec2 wait instance-running --instance-ids "$a" "$b"
-echo "ok   two instances running in $vpc ($a_ip, $b_ip)"
+# A third in another subnet of the VPC, from the image as a tar archive.
+other_subnet=$(ec2 create-subnet --vpc-id "$vpc" --cidr-block 10.20.2.0/24 --availability-zone us-east-1a --query Subnet.SubnetId)
+read -r c c_ip < <(ec2 run-instances --image-id "$TAR_IMAGE_ID" --instance-type t2.nano --key-name real-key \
+  --subnet-id "$other_subnet" --security-group-ids "$group" --query 'Instances[0].[InstanceId,PrivateIpAddress]')
+ec2 wait instance-running --instance-ids "$a" "$b" "$c"
+echo "ok   three instances running in $vpc ($a_ip, $b_ip; $c_ip from the tar archive)"
+ping_c() { ssh_to "$vpc" "$a_ip" "/bin/ping -c 1 -W 1 $c_ip > /dev/null 2>&1 && echo reached || echo silent"; }
+until_says "a pings c in the VPC's other subnet" reached ping_c
+expect "c runs the unpacked archive" "$(ssh_to "$vpc" "$c_ip" 'head -1 /etc/ec2-image-packages | cut -d" " -f1')" busybox-static
+ec2 terminate-instances --instance-ids "$c" > /dev/null
+wait_state "$c" terminated
+nothing_left "$c" "$vpc"
 # (/bin/ping: a bare `ping` is busybox sh's own applet, without the capability.)
-pings() { ssh_to "$vpc" "$a_ip" "/bin/ping -c 1 -W 1 $b_ip"; }
-talks() { [ "$(ssh_to "$vpc" "$a_ip" "nc -w 2 $b_ip 8080 < /dev/null")" = pong ]; }
-until_true "a pings b" pings
-until_true "a reaches b's TCP port" talks
+# Each prints `reached` or `silent` from a's side; a failed ssh prints
+# nothing, which is neither.
+ping_b() { ssh_to "$vpc" "$a_ip" "/bin/ping -c 1 -W 1 $b_ip > /dev/null 2>&1 && echo reached || echo silent"; }
+tcp_b() { ssh_to "$vpc" "$a_ip" "[ \"\$(nc -w 2 $b_ip 8080 < /dev/null)\" = pong ] && echo reached || echo silent"; }
+until_says "a pings b" reached ping_b
+until_says "a reaches b's TCP port" reached tcp_b
 ec2 revoke-security-group-ingress --group-id "$group" --ip-permissions \
   "IpProtocol=-1,UserIdGroupPairs=[{GroupId=$group}]" > /dev/null
-until_false "revoked: a no longer pings b" pings
-until_false "revoked: a no longer reaches b's TCP port" talks
+until_says "revoked: a no longer pings b" silent ping_b
+until_says "revoked: a no longer reaches b's TCP port" silent tcp_b
 ec2 authorize-security-group-ingress --group-id "$group" --ip-permissions \
   "IpProtocol=tcp,FromPort=8080,ToPort=8080,IpRanges=[{CidrIp=10.20.1.0/24}]" > /dev/null
-until_true "authorized tcp/8080: a reaches b's TCP port" talks
-expect "authorized tcp/8080 only: a still cannot ping b" "$(pings > /dev/null 2>&1 && echo pings || echo silent)" silent
+until_says "authorized tcp/8080: a reaches b's TCP port" reached tcp_b
+expect "authorized tcp/8080 only: a still cannot ping b" "$(ping_b)" silent
 ec2 authorize-security-group-ingress --group-id "$group" --ip-permissions \
   "IpProtocol=-1,UserIdGroupPairs=[{GroupId=$group}]" > /dev/null
-until_true "authorized again: a pings b" pings
+until_says "authorized again: a pings b" reached ping_b
 ec2 terminate-instances --instance-ids "$a" "$b" > /dev/null
 wait_state "$a" terminated
 wait_state "$b" terminated

@@ -39,8 +39,13 @@ pub fn render(firewall: &Firewall, vpc_id: &str) -> String {
     // instance whose rules are not applied yet gets nothing.
     out.push_str("table inet ec2 {\n  chain forward {\n    type filter hook forward priority 0; policy drop;\n");
     out.push_str("    ct state established,related accept\n    ct state invalid drop\n");
+    // Every sender's egress first (its chain returns when a rule allows the
+    // packet), then the receiver's ingress (which accepts): an accept ends
+    // the base chain, so the other order would skip a sender's egress.
     for (n, member) in members.iter().enumerate() {
         let _ = writeln!(out, "    ip saddr {} jump egress_{n}", member.private_ip);
+    }
+    for (n, member) in members.iter().enumerate() {
         let _ = writeln!(out, "    ip daddr {} jump ingress_{n}", member.private_ip);
     }
     out.push_str("  }\n");
@@ -98,7 +103,12 @@ pub fn render(firewall: &Firewall, vpc_id: &str) -> String {
             out,
             "    iifname \"{port}\" ether type != {{ ip, arp }} drop"
         );
-        let _ = writeln!(out, "    iifname \"{port}\" arp saddr ip != {address} drop");
+        let _ = writeln!(out, "    iifname \"{port}\" arp saddr ether != {mac} drop");
+        // (0.0.0.0: duplicate address probes.)
+        let _ = writeln!(
+            out,
+            "    iifname \"{port}\" arp saddr ip != {{ {address}, 0.0.0.0 }} drop"
+        );
         let _ = writeln!(out, "    iifname \"{port}\" ip saddr != {address} drop");
         let _ = writeln!(out, "    iifname \"{port}\" accept");
     }
@@ -247,12 +257,18 @@ mod tests {
         for guard in [
             "iifname \"ve000000000000a\" ip saddr != 10.0.0.5 drop",
             "iifname \"ve000000000000a\" ether saddr != 02:00:00:00:00:0a drop",
-            "iifname \"ve000000000000a\" arp saddr ip != 10.0.0.5 drop",
+            "iifname \"ve000000000000a\" arp saddr ip != { 10.0.0.5, 0.0.0.0 } drop",
+            "iifname \"ve000000000000a\" arp saddr ether != 02:00:00:00:00:0a drop",
             "iifname \"ve*\" drop",
             "policy drop",
         ] {
             assert!(script.contains(guard), "{guard}: {script}");
         }
+        // Every egress jump comes before every ingress jump.
+        let forward = &script[..script.find("chain output").unwrap()];
+        let last_egress = forward.rfind("jump egress_").unwrap();
+        let first_ingress = forward.find("jump ingress_").unwrap();
+        assert!(last_egress < first_ingress, "{script}");
         // Another VPC's ruleset names none of these instances.
         assert!(!render(&firewall, "vpc-2").contains("10.0.0.5"));
     }

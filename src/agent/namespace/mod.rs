@@ -98,25 +98,38 @@ const CONSOLE_INTERVAL: Duration = Duration::from_secs(2);
 /// GetConsoleOutput shows), so an instance cannot fill the disk with it.
 const CONSOLE_ROTATE: u64 = 1 << 20;
 
+/// What was read of a console.
+struct ConsoleTail {
+    /// Its last [`CONSOLE_LIMIT`] bytes.
+    output: Vec<u8>,
+    /// How far it was read (the file's length then).
+    mark: u64,
+    /// Whether the file was cut.
+    cut: bool,
+}
+
 /// The last [`CONSOLE_LIMIT`] bytes of a console, after cutting the file
 /// when it outgrew [`CONSOLE_ROTATE`] (lines written meanwhile may be
 /// lost: it is a console, not a log).
-fn console_tail(path: &Path) -> std::io::Result<Vec<u8>> {
+fn console_tail(path: &Path) -> std::io::Result<ConsoleTail> {
     let mut file = fs::OpenOptions::new().read(true).write(true).open(path)?;
     let length = file.metadata()?.len();
     let start = length.saturating_sub(CONSOLE_LIMIT as u64);
     file.seek(SeekFrom::Start(start))?;
-    let mut tail = Vec::new();
+    let mut output = Vec::new();
     (&mut file)
         .take(CONSOLE_LIMIT as u64)
-        .read_to_end(&mut tail)?;
-    if length > CONSOLE_ROTATE {
+        .read_to_end(&mut output)?;
+    let mut mark = start + output.len() as u64;
+    let cut = length > CONSOLE_ROTATE;
+    if cut {
         use std::io::Write;
         file.set_len(0)?;
         file.seek(SeekFrom::Start(0))?;
-        file.write_all(&tail)?;
+        file.write_all(&output)?;
+        mark = output.len() as u64;
     }
-    Ok(tail)
+    Ok(ConsoleTail { output, mark, cut })
 }
 
 pub struct NamespaceDriver {
@@ -150,11 +163,17 @@ fn write_record(path: &Path, text: &str) -> Result<(), String> {
     fs::rename(&partial, path).map_err(|e| format!("{}: {e}", path.display()))
 }
 
+/// A live process's start time (field 22 of `/proc/PID/stat`); None for
+/// no process, or a zombie (dead, waiting to be reaped by whoever
+/// inherited it).
 fn process_start_time(pid: i32) -> Option<u64> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name (field 2) may hold spaces: count after its ')'.
-    let rest = stat.rsplit_once(')')?.1;
-    rest.split_whitespace().nth(19)?.parse().ok()
+    let mut fields = stat.rsplit_once(')')?.1.split_whitespace();
+    if matches!(fields.next(), Some("Z" | "X" | "x")) {
+        return None;
+    }
+    fields.nth(18)?.parse().ok()
 }
 
 impl Launcher {
@@ -501,7 +520,7 @@ exec nsenter --net="/run/netns/$NETNS" -- unshare --pid --fork --mount --uts --i
             }
             Some(_) => {}
         }
-        !self.is_alive(instance_id)
+        !self.is_alive(instance_id) && InstanceCgroups::of(instance_id).processes().is_empty()
     }
 
     /// Removes everything of a terminated instance. True when done.
@@ -533,12 +552,12 @@ exec nsenter --net="/run/netns/$NETNS" -- unshare --pid --fork --mount --uts --i
             let console = dir.join("console.log");
             let grown = fs::metadata(&console).is_ok_and(|m| m.len() != local.console_sent);
             if grown && !local.owner_id.is_empty() {
-                if let Ok(output) = console_tail(&console) {
+                if let Ok(tail) = console_tail(&console) {
                     self.final_consoles.push(ConsoleUpdate {
                         instance_id: instance_id.to_string(),
                         owner_id: local.owner_id.clone(),
-                        length: output.len() as u64,
-                        output,
+                        length: tail.mark,
+                        output: tail.output,
                     });
                 }
             }
@@ -775,24 +794,42 @@ impl Driver for NamespaceDriver {
             {
                 continue;
             }
-            let Ok(output) = console_tail(&path) else {
+            if fs::metadata(&path).map_or(true, |m| m.len() == local.console_sent) {
+                continue;
+            }
+            let Ok(tail) = console_tail(&path) else {
                 continue;
             };
-            let Ok(length) = fs::metadata(&path).map(|m| m.len()) else {
-                continue;
-            };
-            if length == local.console_sent {
-                continue;
+            if tail.cut {
+                // The file restarted: whatever mark was delivered before
+                // means nothing now.
+                local.console_sent = u64::MAX;
             }
             local.console_sent_at = Some(now);
             updates.push(ConsoleUpdate {
                 instance_id: id,
                 owner_id: local.owner_id.clone(),
-                output,
-                length,
+                output: tail.output,
+                length: tail.mark,
             });
         }
         updates
+    }
+
+    fn housekeeping(&mut self) {
+        // Consoles are cut here too, so an instance cannot fill the disk
+        // while the gateway does not answer.
+        let ids: Vec<String> = self.instances.keys().cloned().collect();
+        for id in ids {
+            let path = self.instance_dir(&id).join("console.log");
+            if fs::metadata(&path).is_ok_and(|m| m.len() > CONSOLE_ROTATE)
+                && console_tail(&path).is_ok()
+            {
+                if let Some(local) = self.instances.get_mut(&id) {
+                    local.console_sent = u64::MAX;
+                }
+            }
+        }
     }
 
     fn console_delivered(&mut self, update: &ConsoleUpdate) {

@@ -195,6 +195,8 @@ pub fn ensure_instance(
         .is_ok_and(|shown| shown.contains(&format!(" {with_prefix} ")))
             && run("ip", &["-n", &namespace, "route", "show", "default"])
                 .is_ok_and(|shown| shown.contains(&gateway))
+            && run("ip", &["-n", &namespace, "link", "show", "eth0"])
+                .is_ok_and(|shown| shown.contains(&mac_address(instance_id)))
             && run("ip", &["-n", vpc_namespace, "link", "show", &port]).is_ok();
         if complete {
             return Ok(namespace);
