@@ -192,6 +192,15 @@ expect "authorized tcp/8080 only: a still cannot ping b" "$(ping_b)" silent
 ec2 authorize-security-group-ingress --group-id "$group" --ip-permissions \
   "IpProtocol=-1,UserIdGroupPairs=[{GroupId=$group}]" > /dev/null
 until_says "authorized again: a pings b" reached ping_b
+# Egress is enforced too, at the sender.
+ec2 revoke-security-group-egress --group-id "$group" --ip-permissions 'IpProtocol=-1,IpRanges=[{CidrIp=0.0.0.0/0}]' > /dev/null
+until_says "egress revoked: a no longer pings b" silent ping_b
+ping_a_from_b() { ssh_to "$vpc" "$b_ip" "/bin/ping -c 1 -W 1 $a_ip > /dev/null 2>&1 && echo reached || echo silent"; }
+expect "egress revoked: b no longer pings a (whatever the order of their rules)" "$(ping_a_from_b)" silent
+ec2 authorize-security-group-egress --group-id "$group" --ip-permissions \
+  "IpProtocol=icmp,FromPort=-1,ToPort=-1,UserIdGroupPairs=[{GroupId=$group}]" > /dev/null
+until_says "egress of ICMP to the group authorized: a pings b" reached ping_b
+expect "no TCP egress authorized: a cannot reach b's TCP port" "$(tcp_b)" silent
 ec2 terminate-instances --instance-ids "$a" "$b" > /dev/null
 wait_state "$a" terminated
 wait_state "$b" terminated
