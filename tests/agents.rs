@@ -72,6 +72,28 @@ async fn send(
     client::call(endpoint, who, action, params).await.unwrap()
 }
 
+/// An agent key for `host`, made by the admin: its id, its secret, and
+/// credentials signing with it.
+async fn create_agent_key(endpoint: &Endpoint, host: &str) -> (String, String, SigningCredentials) {
+    let created = send(
+        endpoint,
+        &admin(),
+        "AdminCreateAgentKey",
+        &[("HostName", host)],
+    )
+    .await;
+    assert_eq!(created.status, 200, "{}", created.body);
+    let key_id = text_of(&created.body, "accessKeyId").unwrap();
+    let secret = text_of(&created.body, "secretAccessKey").unwrap();
+    let credentials = SigningCredentials {
+        access_key_id: key_id.clone(),
+        secret: Secret::new(secret.clone()),
+        region: "us-east-1".into(),
+        service: "ec2".into(),
+    };
+    (key_id, secret, credentials)
+}
+
 /// Polls until `check` holds of `action`'s answer (at most 15 s).
 async fn eventually(
     endpoint: &Endpoint,
@@ -129,22 +151,7 @@ async fn an_agent_runs_its_host_and_its_death_shows() {
     let url = format!("http://{}", endpoint.authority);
 
     // The operator makes the agent's key.
-    let created = send(
-        &endpoint,
-        &admin(),
-        "AdminCreateAgentKey",
-        &[("HostName", "node-d1")],
-    )
-    .await;
-    assert_eq!(created.status, 200, "{}", created.body);
-    let key_id = text_of(&created.body, "accessKeyId").unwrap();
-    let secret = text_of(&created.body, "secretAccessKey").unwrap();
-    let agent_key = SigningCredentials {
-        access_key_id: key_id.clone(),
-        secret: Secret::new(secret.clone()),
-        region: "us-east-1".into(),
-        service: "ec2".into(),
-    };
+    let (key_id, secret, agent_key) = create_agent_key(&endpoint, "node-d1").await;
     let args = [
         "--endpoint",
         url.as_str(),
@@ -381,21 +388,7 @@ async fn an_agent_is_told_of_its_own_instances_only() {
     let gateway = GatewayProcess::start(&config);
     let endpoint = gateway.endpoint.clone();
     let url = format!("http://{}", endpoint.authority);
-    let created = send(
-        &endpoint,
-        &admin(),
-        "AdminCreateAgentKey",
-        &[("HostName", "node-f1")],
-    )
-    .await;
-    let key_id = text_of(&created.body, "accessKeyId").unwrap();
-    let secret = text_of(&created.body, "secretAccessKey").unwrap();
-    let agent_key = SigningCredentials {
-        access_key_id: key_id.clone(),
-        secret: Secret::new(secret.clone()),
-        region: "us-east-1".into(),
-        service: "ec2".into(),
-    };
+    let (key_id, secret, agent_key) = create_agent_key(&endpoint, "node-f1").await;
     let args = [
         "--endpoint",
         url.as_str(),

@@ -9,8 +9,8 @@
 //! (`network`), within cgroups sized by its instance type (`cgroups`), its
 //! hostname from its private DNS name; everything it writes to its console
 //! is kept in `console.log` and sent to the gateway for GetConsoleOutput.
-//! It is `pending` until its init has run the user data and started the
-//! SSH server, then `running`; stop sends its init SIGTERM and, after a
+//! It is `pending` until its init has started the SSH server, then
+//! `running` (the user data runs then, in the background); stop sends its init SIGTERM and, after a
 //! grace period, kills what is left (`stopping` -> `stopped`); terminate
 //! does the same, then removes its namespaces, cgroups and files. Security
 //! groups are enforced by `firewall`.
@@ -24,6 +24,7 @@
 
 mod cgroups;
 mod command;
+mod console;
 mod firewall;
 mod network;
 
@@ -31,14 +32,13 @@ pub use cgroups::InstanceCgroups;
 pub use network::{instance_namespace, vpc_namespace};
 
 use super::driver::{Assigned, ConsoleUpdate, Driver, Firewall, LaunchDetails};
-use crate::compute::agent_facts::CONSOLE_LIMIT;
 use crate::image_build::BOOTED_MARKER;
 use base64::Engine;
+use console::{console_tail, CONSOLE_INTERVAL, CONSOLE_ROTATE};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
-use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -90,47 +90,6 @@ struct Local {
 }
 
 const REBOOT_BACKOFF: Duration = Duration::from_secs(5);
-
-/// A console is sent at most this often.
-const CONSOLE_INTERVAL: Duration = Duration::from_secs(2);
-
-/// A console file longer than this is cut to its last 64 KiB (what
-/// GetConsoleOutput shows), so an instance cannot fill the disk with it.
-const CONSOLE_ROTATE: u64 = 1 << 20;
-
-/// What was read of a console.
-struct ConsoleTail {
-    /// Its last [`CONSOLE_LIMIT`] bytes.
-    output: Vec<u8>,
-    /// How far it was read (the file's length then).
-    mark: u64,
-    /// Whether the file was cut.
-    cut: bool,
-}
-
-/// The last [`CONSOLE_LIMIT`] bytes of a console, after cutting the file
-/// when it outgrew [`CONSOLE_ROTATE`] (lines written meanwhile may be
-/// lost: it is a console, not a log).
-fn console_tail(path: &Path) -> std::io::Result<ConsoleTail> {
-    let mut file = fs::OpenOptions::new().read(true).write(true).open(path)?;
-    let length = file.metadata()?.len();
-    let start = length.saturating_sub(CONSOLE_LIMIT as u64);
-    file.seek(SeekFrom::Start(start))?;
-    let mut output = Vec::new();
-    (&mut file)
-        .take(CONSOLE_LIMIT as u64)
-        .read_to_end(&mut output)?;
-    let mut mark = start + output.len() as u64;
-    let cut = length > CONSOLE_ROTATE;
-    if cut {
-        use std::io::Write;
-        file.set_len(0)?;
-        file.seek(SeekFrom::Start(0))?;
-        file.write_all(&output)?;
-        mark = output.len() as u64;
-    }
-    Ok(ConsoleTail { output, mark, cut })
-}
 
 pub struct NamespaceDriver {
     settings: NamespaceSettings,
