@@ -2,6 +2,7 @@
 
 use clap::{Parser, Subcommand};
 use ec2_gateway::admin_cli::{self, AdminArgs};
+use ec2_gateway::agent::AgentCommand;
 use ec2_gateway::app::App;
 use ec2_gateway::clock::SystemClock;
 use ec2_gateway::config::{Config, LogFormat};
@@ -56,14 +57,6 @@ enum Command {
         #[command(subcommand)]
         command: ImageCommand,
     },
-    /// Run a command inside a VPC's network namespace on this machine (the
-    /// namespace driver's instances are reachable only there), e.g.
-    /// `ec2-gateway vpc-exec vpc-0123 -- ssh -i key.pem ec2-user@10.0.0.5`.
-    VpcExec {
-        vpc_id: String,
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
-        command: Vec<String>,
-    },
     /// PID 1 of an instance the namespace driver boots (internal).
     #[command(hide = true)]
     InstanceInit(ec2_gateway::instance_init::InstanceInitArgs),
@@ -109,8 +102,8 @@ fn build_image(output: &std::path::Path, id: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// `vpc-exec`: runs the command in the VPC's namespace, answering its
-/// exit status.
+/// `agent vpc-exec`: runs the command in the VPC's namespace, answering
+/// its exit status.
 fn vpc_exec(vpc_id: &str, command: &[String]) -> Result<ExitCode, String> {
     let namespace = ec2_gateway::agent::namespace::vpc_namespace(vpc_id)?;
     let status = std::process::Command::new("ip")
@@ -332,7 +325,10 @@ fn main() -> ExitCode {
         Command::Image {
             command: ImageCommand::Build { output, id },
         } => build_image(&output, &id),
-        Command::VpcExec { vpc_id, command } => {
+        Command::Agent(ec2_gateway::agent::AgentArgs {
+            command: Some(AgentCommand::VpcExec { vpc_id, command }),
+            ..
+        }) => {
             return vpc_exec(&vpc_id, &command).unwrap_or_else(|message| {
                 eprintln!("ec2-gateway: {message}");
                 ExitCode::FAILURE
@@ -384,7 +380,7 @@ async fn run_command(command: Command) -> Result<(), String> {
             });
             run_agent(args).await
         }
-        Command::InstanceInit(_) | Command::Image { .. } | Command::VpcExec { .. } => {
+        Command::InstanceInit(_) | Command::Image { .. } => {
             unreachable!("run before the runtime starts")
         }
     }

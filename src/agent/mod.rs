@@ -86,6 +86,22 @@ pub struct AgentArgs {
     /// Seconds stop and terminate wait after SIGTERM before killing.
     #[arg(long)]
     pub stop_grace_secs: Option<u64>,
+    #[command(subcommand)]
+    pub command: Option<AgentCommand>,
+}
+
+/// What `ec2-gateway agent` does besides running the host.
+#[derive(Debug, clap::Subcommand)]
+pub enum AgentCommand {
+    /// Run a command inside a VPC's network namespace on this machine, as
+    /// root (the namespace driver's instances are reachable only there),
+    /// e.g. `ec2-gateway agent vpc-exec vpc-0123 -- ssh -i key.pem
+    /// ec2-user@10.0.0.5`.
+    VpcExec {
+        vpc_id: String,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+        command: Vec<String>,
+    },
 }
 
 /// The agent's settings, as a config file gives them.

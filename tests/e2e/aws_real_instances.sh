@@ -2,7 +2,7 @@
 # Real instances (the agent's namespace driver) driven with the AWS CLI, as
 # a user would: a key pair, an instance whose user-data script writes a
 # file and prints a line, the console showing the line, ssh with the key
-# (from inside the VPC's namespace, through `ec2-gateway vpc-exec`)
+# (from inside the VPC's namespace, through `ec2-gateway agent vpc-exec`)
 # reading the file, stop and start keeping it, and terminate leaving
 # nothing on the machine. Then two instances in a created VPC reaching
 # each other until the ingress rule is revoked, and again once it is
@@ -27,7 +27,7 @@ expect_match() { # expect_match <what> <actual> <pattern>
 }
 # ssh_to <vpc> <address> <command>: as ec2-user, with the key pair's key.
 ssh_to() {
-  "$EC2_GATEWAY_BINARY" vpc-exec "$1" -- ssh -i "$work/key.pem" -o BatchMode=yes \
+  "$EC2_GATEWAY_BINARY" agent vpc-exec "$1" -- ssh -i "$work/key.pem" -o BatchMode=yes \
     -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR \
     -o ConnectTimeout=5 "ec2-user@$2" "$3"
 }

@@ -50,7 +50,7 @@ pub fn render(firewall: &Firewall, vpc_id: &str) -> String {
     }
     out.push_str("  }\n");
     // Traffic between an instance and the VPC namespace itself (the
-    // operator's way in, `ec2-gateway vpc-exec`) is under the same rules.
+    // operator's way in, `ec2-gateway agent vpc-exec`) is under the same rules.
     out.push_str("  chain output {\n    type filter hook output priority 0; policy accept;\n");
     out.push_str("    ct state established,related accept\n");
     for (n, member) in members.iter().enumerate() {
