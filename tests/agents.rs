@@ -72,6 +72,17 @@ async fn send(
     client::call(endpoint, who, action, params).await.unwrap()
 }
 
+/// A gateway process on sled in `dir`: it, its endpoint, and its URL for
+/// the agent.
+fn start_gateway(dir: &std::path::Path) -> (GatewayProcess, Endpoint, String) {
+    let config = dir.join("gateway.toml");
+    std::fs::write(&config, config_text(&dir.join("data"))).unwrap();
+    let gateway = GatewayProcess::start(&config);
+    let endpoint = gateway.endpoint.clone();
+    let url = format!("http://{}", endpoint.authority);
+    (gateway, endpoint, url)
+}
+
 /// An agent key for `host`, made by the admin: its id, its secret, and
 /// credentials signing with it.
 async fn create_agent_key(endpoint: &Endpoint, host: &str) -> (String, String, SigningCredentials) {
@@ -144,11 +155,7 @@ fn instance_state(reply: &Reply) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agent_runs_its_host_and_its_death_shows() {
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("gateway.toml");
-    std::fs::write(&config, config_text(&dir.path().join("data"))).unwrap();
-    let gateway = GatewayProcess::start(&config);
-    let endpoint = gateway.endpoint.clone();
-    let url = format!("http://{}", endpoint.authority);
+    let (gateway, endpoint, url) = start_gateway(dir.path());
 
     // The operator makes the agent's key.
     let (key_id, secret, agent_key) = create_agent_key(&endpoint, "node-d1").await;
@@ -383,11 +390,7 @@ async fn an_agent_is_told_of_its_own_instances_only() {
     use base64::Engine;
     let b64 = base64::engine::general_purpose::STANDARD;
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("gateway.toml");
-    std::fs::write(&config, config_text(&dir.path().join("data"))).unwrap();
-    let gateway = GatewayProcess::start(&config);
-    let endpoint = gateway.endpoint.clone();
-    let url = format!("http://{}", endpoint.authority);
+    let (_gateway, endpoint, url) = start_gateway(dir.path());
     let (key_id, secret, agent_key) = create_agent_key(&endpoint, "node-f1").await;
     let args = [
         "--endpoint",
