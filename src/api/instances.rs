@@ -9,6 +9,7 @@
 use super::pagination::{check_max_results, Paging};
 use super::tags::{check_filter_names, tag_filter_values, write_tags};
 use super::{dry_run_check, Context};
+use crate::compute::instance_index::{Listed, Rendered};
 use crate::compute::instances::{
     Instance, InstanceState, LaunchRequest, Reservation, StateAction, StateChange,
 };
@@ -22,6 +23,7 @@ use crate::protocol::{Filter, Params};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// Largest UserData accepted, decoded (EC2's limit).
 const MAX_USER_DATA_BYTES: usize = 16 * 1024;
@@ -497,6 +499,21 @@ impl Surroundings {
             .filter(move |v| v.is_live(now))
     }
 
+    /// True when its item depends on the instance's own records alone
+    /// (and the region): no Elastic IP on its primary interface, no other
+    /// interface attached, no volume whose status still changes with
+    /// time. Only such an item is kept rendered ([`write_instance_item`]).
+    fn renders_alone(&self, instance: &Instance) -> bool {
+        !self.interfaces.contains_key(&instance.id)
+            && !self
+                .public
+                .on_interface(&primary_interface_id(&instance.id))
+            && instance
+                .block_devices
+                .iter()
+                .all(|v| v.detached_at.is_none() && v.attached_at <= self.now)
+    }
+
     /// Its interfaces: the primary, then those attached, by device index.
     /// (None once it is terminated: its interfaces went with it.)
     fn interfaces(&self, instance: &Instance) -> Vec<NetworkInterface> {
@@ -598,6 +615,32 @@ fn write_instance(xml: &mut XmlWriter, instance: &Instance, around: &Surrounding
             "Linux/UNIX"
         },
     );
+}
+
+/// One DescribeInstances `instancesSet` item (`<item>` included): the
+/// bytes kept with the listed instance when they fit here and its item
+/// depends on nothing else ([`Surroundings::renders_alone`]), else
+/// rendered now (and kept when it may be).
+fn write_instance_item(xml: &mut XmlWriter, listed: &Listed, around: &Surroundings) {
+    let render = |xml: &mut XmlWriter| {
+        xml.nested("item", |xml| write_instance(xml, &listed.instance, around))
+    };
+    if !around.renders_alone(&listed.instance) {
+        return render(xml);
+    }
+    let layout = xml.layout();
+    match listed.rendered.get() {
+        Some(kept) if kept.layout == layout => xml.raw_fragment(&kept.bytes),
+        Some(_) => render(xml),
+        None => {
+            let bytes = xml.fragment(INSTANCE_XML_BYTES, render);
+            xml.raw_fragment(&bytes);
+            let _ = listed.rendered.set(Rendered {
+                layout,
+                bytes: bytes.into_boxed_slice(),
+            });
+        }
+    }
 }
 
 fn write_reservation(xml: &mut XmlWriter, reservation: &Reservation, around: &Surroundings) {
@@ -847,8 +890,15 @@ impl DescribeInstances {
         // page: the first page is read here (what fails, fails as an EC2
         // error), the rest while the client reads.
         let everything = named.is_none() && paging.limit().is_none() && context.may_stream;
-        let (mut page, more) = match named {
-            Some(named) => (named.into_iter().filter(|i| keep(i)).collect(), false),
+        let (page, more) = match named {
+            Some(named) => (
+                named
+                    .into_iter()
+                    .filter(|i| keep(i))
+                    .map(Listed::unindexed)
+                    .collect(),
+                false,
+            ),
             None => {
                 let limit = paging.limit().or(everything.then_some(STREAM_PAGE));
                 compute.instance_page(account, after, limit, keep).await?
@@ -870,18 +920,17 @@ impl DescribeInstances {
                 around: None,
             });
         }
-        let next_token = paging.next_token(page.last().map(|i| i.sequence.to_string()), more);
+        let next_token =
+            paging.next_token(page.last().map(|i| i.instance.sequence.to_string()), more);
         // Group consecutive instances of one reservation.
-        let mut reservations: Vec<Reservation> = Vec::new();
-        for instance in page.drain(..) {
+        let mut reservations: Vec<ListedReservation> = Vec::new();
+        for listed in page {
             match reservations.last_mut() {
-                Some(last) if last.reservation_id == instance.reservation_id => {
-                    last.instances.push(instance)
+                Some(last) if last.reservation_id() == listed.instance.reservation_id => {
+                    last.instances.push(listed)
                 }
-                _ => reservations.push(Reservation {
-                    reservation_id: instance.reservation_id.clone(),
-                    owner_id: instance.account_id.clone(),
-                    instances: vec![instance],
+                _ => reservations.push(ListedReservation {
+                    instances: vec![listed],
                 }),
             }
         }
@@ -892,6 +941,36 @@ impl DescribeInstances {
             around: Some(around),
         })
     }
+}
+
+/// Consecutive listed instances of one reservation (never empty).
+#[derive(Debug)]
+struct ListedReservation {
+    instances: Vec<Arc<Listed>>,
+}
+
+impl ListedReservation {
+    fn reservation_id(&self) -> &str {
+        &self.instances[0].instance.reservation_id
+    }
+}
+
+/// A reservation's item in a listing: its instances' items as
+/// [`write_instance_item`] writes them.
+fn write_listed_reservation(
+    xml: &mut XmlWriter,
+    reservation: &ListedReservation,
+    around: &Surroundings,
+) {
+    let first = &reservation.instances[0].instance;
+    xml.element("reservationId", &first.reservation_id);
+    xml.element("ownerId", &first.account_id);
+    xml.list("groupSet", &[] as &[String], |_, _| {});
+    xml.nested("instancesSet", |xml| {
+        for listed in &reservation.instances {
+            write_instance_item(xml, listed, around);
+        }
+    });
 }
 
 /// Instances read, and rendered, per piece of a streamed listing.
@@ -910,7 +989,7 @@ fn stream_listing(
     account: String,
     filters: Vec<Filter>,
     around: Surroundings,
-    first: Vec<Instance>,
+    first: Vec<Arc<Listed>>,
     horizon: Option<u64>,
 ) -> XmlStream {
     XmlStream::new(move |mut writer: StreamWriter| async move {
@@ -921,10 +1000,11 @@ fn stream_listing(
         let mut page = first;
         let mut more = true;
         loop {
-            let last = page.last().map(|i| i.sequence);
-            let before_horizon = |i: &&Instance| horizon.is_none_or(|h| i.sequence < h);
+            let last = page.last().map(|i| i.instance.sequence);
+            let before_horizon = |i: &&Arc<Listed>| horizon.is_none_or(|h| i.instance.sequence < h);
             let reached_horizon = page.iter().any(|i| !before_horizon(&i));
-            for instance in page.iter().filter(before_horizon) {
+            for listed in page.iter().filter(before_horizon) {
+                let instance = &listed.instance;
                 let xml = writer.xml();
                 if open_reservation.as_deref() != Some(instance.reservation_id.as_str()) {
                     if open_reservation.is_some() {
@@ -938,7 +1018,7 @@ fn stream_listing(
                     xml.open("instancesSet");
                     open_reservation = Some(instance.reservation_id.clone());
                 }
-                xml.nested("item", |xml| write_instance(xml, instance, &around));
+                write_instance_item(xml, listed, &around);
                 writer.flush_if_full().await?;
             }
             let Some(last) = last.filter(|_| more && !reached_horizon) else {
@@ -961,7 +1041,7 @@ fn stream_listing(
 
 #[derive(Debug)]
 pub struct InstanceListing {
-    reservations: Vec<Reservation>,
+    reservations: Vec<ListedReservation>,
     next_token: Option<String>,
     /// A listing too long to render whole, rendered while it is read.
     stream: Option<XmlStream>,
@@ -984,7 +1064,7 @@ impl XmlOutput for InstanceListing {
     fn write_xml(&self, xml: &mut XmlWriter) {
         if let Some(around) = &self.around {
             xml.list("reservationSet", &self.reservations, |xml, reservation| {
-                write_reservation(xml, reservation, around)
+                write_listed_reservation(xml, reservation, around)
             });
         }
         xml.optional("nextToken", self.next_token.as_deref());

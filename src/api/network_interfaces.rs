@@ -20,6 +20,8 @@ use std::collections::HashMap;
 #[derive(Debug, Default)]
 pub struct PublicAddresses {
     by_private: HashMap<(String, String), Address>,
+    /// The interfaces any of them is on.
+    interfaces: std::collections::HashSet<String>,
     region: String,
 }
 
@@ -34,11 +36,18 @@ impl PublicAddresses {
                     address,
                 ))
             })
-            .collect();
+            .collect::<HashMap<_, _>>();
+        let interfaces = by_private.keys().map(|(id, _)| id.clone()).collect();
         Self {
             by_private,
+            interfaces,
             region: region.to_string(),
         }
+    }
+
+    /// True when an Elastic IP is on any address of `interface_id`.
+    pub fn on_interface(&self, interface_id: &str) -> bool {
+        self.interfaces.contains(interface_id)
     }
 
     /// The Elastic IP on `private_ip` of `interface_id`.

@@ -10,6 +10,7 @@
 //! driver's wake-up: a transition due before the driver's planned pass
 //! nudges it.
 
+use super::instance_index::{Listed, Page};
 use super::instances::{
     instance_key, instances_not_found, order_key, parse_schedule_key, Instance, InstanceStatus,
     INSTANCES, INSTANCE_ORDER, INSTANCE_STATUS, SCHEDULE,
@@ -138,24 +139,35 @@ impl Compute {
         Ok(Some(instance))
     }
 
-    /// One page of the account's instances in launch order: up to `limit`
-    /// (all without one) after sequence `after` that pass `keep`, and whether
-    /// more would follow. Walks the launch order only as far as the page
-    /// needs.
+    /// One page of the account's instances in launch order, for
+    /// DescribeInstances: up to `limit` (all without one) after sequence
+    /// `after` that pass `keep`, and whether more would follow. From the
+    /// account's index while it holds (`instance_index`), else read from
+    /// the store as far as the page needs.
     pub async fn instance_page(
         &self,
         account_id: &str,
         after: Option<u64>,
         limit: Option<usize>,
         keep: impl Fn(&Instance) -> bool,
-    ) -> ApiResult<(Vec<Instance>, bool)> {
+    ) -> ApiResult<Page> {
         operation::read(&self.store, |tx| {
-            self.instance_page_in(tx, account_id, after, limit, &keep)
+            let indexed = self
+                .listings
+                .page(tx, account_id, after, limit, &keep, |tx, id| {
+                    self.read_instance(tx, account_id, id)
+                })?;
+            if let Some(page) = indexed {
+                return Ok(page);
+            }
+            let (page, more) = self.instance_page_in(tx, account_id, after, limit, &keep)?;
+            Ok((page.into_iter().map(Listed::unindexed).collect(), more))
         })
         .await
     }
 
-    /// [`Compute::instance_page`] as `tx` reads it now.
+    /// A page of the account's instances as `tx` reads them now (see
+    /// [`Compute::instance_page`]).
     pub(super) fn instance_page_in(
         &self,
         tx: &Tx<'_>,

@@ -19,6 +19,7 @@ pub mod image_creation;
 pub mod image_sharing;
 pub mod images;
 pub mod instance_attributes;
+pub mod instance_index;
 pub mod instance_reads;
 pub mod instances;
 pub mod internet_gateways;
@@ -82,6 +83,8 @@ pub struct Compute {
     region: RegionInfo,
     catalog: Catalog,
     instances: InstanceBook,
+    /// DescribeInstances' listings kept between calls (`instance_index`).
+    listings: instance_index::InstanceIndex,
     group_names: security_groups::GroupNameHints,
     scheduler_policy: SchedulerPolicy,
     quotas: Quotas,
@@ -228,6 +231,7 @@ impl Compute {
             region,
             catalog: Catalog::from_config(config),
             instances,
+            listings: Default::default(),
             group_names: security_groups::GroupNameHints::default(),
             scheduler_policy: config.scheduler_policy,
             quotas: config.quotas.clone(),

@@ -379,17 +379,30 @@ impl<'s> Tx<'s> {
 
     /// Writes `value` under `key` (replacing an earlier write of this attempt).
     pub fn put<T: Record>(&mut self, tree: &'static str, key: impl Into<Vec<u8>>, value: &T) {
-        self.writes.insert((tree, key.into()), Some(encode(value)));
+        self.write(tree, key.into(), Some(encode(value)));
     }
 
     /// Writes an encoded record under `key`.
     pub fn put_raw(&mut self, tree: &'static str, key: impl Into<Vec<u8>>, value: Vec<u8>) {
-        self.writes.insert((tree, key.into()), Some(value));
+        self.write(tree, key.into(), Some(value));
     }
 
     /// Deletes `key` (replacing an earlier write of this attempt).
     pub fn delete(&mut self, tree: &'static str, key: impl Into<Vec<u8>>) {
-        self.writes.insert((tree, key.into()), None);
+        self.write(tree, key.into(), None);
+    }
+
+    /// Every write goes through here: a write to a collection with a
+    /// marker (an account's instances, see `instance_index`) rewrites the
+    /// marker too, blindly.
+    fn write(&mut self, tree: &'static str, key: Vec<u8>, value: Option<Vec<u8>>) {
+        if let Some(marker) = super::instance_index::marker_of(tree, &key) {
+            self.writes.insert(
+                (super::instance_index::MARKER_TREE, marker),
+                Some(encode(&0u64)),
+            );
+        }
+        self.writes.insert((tree, key), value);
     }
 
     /// Rewrites `key` unchanged, so that any concurrent operation that read
@@ -398,7 +411,7 @@ impl<'s> Tx<'s> {
     pub fn touch(&mut self, tree: &'static str, key: &[u8]) -> StoreResult<bool> {
         match self.get_raw(tree, key)? {
             Some(value) => {
-                self.writes.insert((tree, key.to_vec()), Some(value));
+                self.write(tree, key.to_vec(), Some(value));
                 Ok(true)
             }
             None => Ok(false),

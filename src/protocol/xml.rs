@@ -223,6 +223,37 @@ impl XmlWriter {
         std::mem::replace(&mut self.out, Vec::with_capacity(capacity))
     }
 
+    /// What a fragment written at this point depends on besides its
+    /// content (the indentation and the depth), as one number: a fragment
+    /// kept for reuse ([`XmlWriter::fragment`]) fits where this matches.
+    pub fn layout(&self) -> u32 {
+        (u32::from(self.indent) << 16) | self.depth.min(0xffff) as u32
+    }
+
+    /// Writes with `body` into a buffer of its own, laid out as it would
+    /// be here, and returns the bytes (to keep and reuse with
+    /// [`XmlWriter::raw_fragment`] where the layout is the same). For
+    /// elements that follow a tag (a list's items), as `body`'s must.
+    pub fn fragment(&self, capacity: usize, body: impl FnOnce(&mut XmlWriter)) -> Vec<u8> {
+        let mut part = XmlWriter {
+            out: Vec::with_capacity(capacity),
+            indent: self.indent,
+            depth: self.depth,
+            line_break: true,
+        };
+        body(&mut part);
+        debug_assert_eq!(part.depth, self.depth, "a fragment closes what it opens");
+        part.out
+    }
+
+    /// Appends bytes written by [`XmlWriter::fragment`] at the same layout,
+    /// after a tag.
+    pub fn raw_fragment(&mut self, bytes: &[u8]) {
+        debug_assert!(self.line_break || !self.indent, "a fragment follows a tag");
+        self.out.extend_from_slice(bytes);
+        self.line_break = true;
+    }
+
     /// `<name>`, for content written piece by piece (a streamed list);
     /// [`XmlWriter::close`] ends it.
     pub fn open(&mut self, name: &str) {

@@ -1,0 +1,282 @@
+//! DescribeInstances' listings from memory while the account's instances
+//! have not changed.
+//!
+//! A listing reads every instance of its page (spec and status, two point
+//! reads of the store) and renders it; a full listing of 10,000 instances
+//! did that 10,000 times per call, though between two listings of an
+//! account usually nothing of its instances changed. Each account's
+//! instances therefore have a marker key, `meta/instances_marker/<account>`,
+//! that every change to one of its instance records rewrites (the
+//! transaction does it for any write under `instances`, `instance_status`
+//! or `instance_order`: no call site can forget it; a blind write, so
+//! concurrent changes do not conflict on it). An [`InstanceIndex`] keeps,
+//! per account, the instances in launch order as of one version of that
+//! marker, and serves a page from memory when the marker still has that
+//! version, or, cheaper, when the store's own revision has not moved since
+//! it was last checked: a derived view in the sense of `view` and of the
+//! contract (../shared/design/scale-out.md, §3), never the basis of a
+//! decision (writes read their instances in their own transaction).
+//!
+//! When the marker moved, the index is rebuilt from the store, reusing
+//! every entry whose spec and status versions did not change (so what was
+//! decoded and rendered of it is kept: [`Listed::rendered`] is where the
+//! API keeps an item's XML). An index is kept only for accounts of at most
+//! [`MAX_INDEXED_PER_ACCOUNT`] instances and for at most
+//! [`MAX_INDEXED`] instances in all, so its memory is bounded; beyond that
+//! listings read the store page by page as before.
+
+use super::instances::{Instance, INSTANCES, INSTANCE_ORDER, INSTANCE_STATUS};
+use super::operation::Tx;
+use crate::store::StoreResult;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+
+/// The tree the markers live in.
+pub(super) const MARKER_TREE: &str = "meta";
+
+/// Most instances one account's index holds (a bigger account is listed
+/// from the store page by page).
+pub const MAX_INDEXED_PER_ACCOUNT: usize = 20_000;
+
+/// Most instances all accounts' indexes hold together: about 3.7 KiB each
+/// (the decoded instance and its rendered item), so at most about 75 MiB.
+pub const MAX_INDEXED: usize = 20_000;
+
+/// No store revision known.
+const UNCHECKED: u64 = u64::MAX;
+
+/// The marker that a write under `key` in `tree` also rewrites, if any.
+pub(super) fn marker_of(tree: &str, key: &[u8]) -> Option<Vec<u8>> {
+    if ![INSTANCES, INSTANCE_STATUS, INSTANCE_ORDER].contains(&tree) {
+        return None;
+    }
+    let account = key.split(|&b| b == b'/').next()?;
+    Some(marker_key(account))
+}
+
+fn marker_key(account: &[u8]) -> Vec<u8> {
+    [b"instances_marker/".as_slice(), account].concat()
+}
+
+/// One instance of a listing, and what was rendered of it.
+#[derive(Debug)]
+pub struct Listed {
+    pub instance: Instance,
+    /// The stored versions it was read at (0: not from the index).
+    spec_version: u64,
+    status_version: u64,
+    /// Filled by whoever renders the item, once: its bytes and the layout
+    /// they were written for. Kept as long as the instance's records keep
+    /// their versions.
+    pub rendered: OnceLock<Rendered>,
+}
+
+/// An item's rendered bytes.
+#[derive(Debug)]
+pub struct Rendered {
+    /// What the bytes depend on besides the instance (depth, indentation),
+    /// as the renderer encodes it.
+    pub layout: u32,
+    pub bytes: Box<[u8]>,
+}
+
+impl Listed {
+    /// An instance read for one listing only.
+    pub fn unindexed(instance: Instance) -> Arc<Self> {
+        Arc::new(Self {
+            instance,
+            spec_version: 0,
+            status_version: 0,
+            rendered: OnceLock::new(),
+        })
+    }
+}
+
+/// One account's instances in launch order, as of one marker version.
+struct AccountIndex {
+    marker_version: u64,
+    /// The store revision at the last check (or [`UNCHECKED`]).
+    checked_at: AtomicU64,
+    /// `None`: the account has more than [`MAX_INDEXED_PER_ACCOUNT`]
+    /// instances (noted so that the next listing does not try again
+    /// until the marker moves).
+    entries: Option<Vec<Arc<Listed>>>,
+}
+
+/// The accounts' indexes (see the module documentation).
+#[derive(Default)]
+pub struct InstanceIndex {
+    accounts: Mutex<HashMap<String, Arc<AccountIndex>>>,
+}
+
+/// A page: its instances, and whether more follow.
+pub type Page = (Vec<Arc<Listed>>, bool);
+
+impl InstanceIndex {
+    /// A page of the account's instances from the index (up to `limit`
+    /// after sequence `after` that pass `keep`), checked or rebuilt as the
+    /// module says; `None` when the account is too big to index.
+    /// `read_instance` reads one instance as `tx` sees it.
+    pub(super) fn page(
+        &self,
+        tx: &Tx<'_>,
+        account_id: &str,
+        after: Option<u64>,
+        limit: Option<usize>,
+        keep: &impl Fn(&Instance) -> bool,
+        read_instance: impl Fn(&Tx<'_>, &str) -> StoreResult<Option<Instance>>,
+    ) -> StoreResult<Option<Page>> {
+        let index = self.current(tx, account_id, read_instance)?;
+        let Some(entries) = &index.entries else {
+            return Ok(None);
+        };
+        let start = after.map_or(0, |after| {
+            entries.partition_point(|listed| listed.instance.sequence <= after)
+        });
+        let mut page = Vec::new();
+        for listed in &entries[start..] {
+            if !keep(&listed.instance) {
+                continue;
+            }
+            if limit.is_some_and(|limit| page.len() == limit) {
+                return Ok(Some((page, true)));
+            }
+            page.push(listed.clone());
+        }
+        Ok(Some((page, false)))
+    }
+
+    /// The account's index, checked against the store or rebuilt.
+    fn current(
+        &self,
+        tx: &Tx<'_>,
+        account_id: &str,
+        read_instance: impl Fn(&Tx<'_>, &str) -> StoreResult<Option<Instance>>,
+    ) -> StoreResult<Arc<AccountIndex>> {
+        // The store revision first: an index is never stamped newer than
+        // what it holds.
+        let revision = tx.store_revision();
+        let kept = crate::sync::lock(&self.accounts).get(account_id).cloned();
+        if let (Some(revision), Some(index)) = (revision, &kept) {
+            if index.checked_at.load(Ordering::SeqCst) == revision {
+                return Ok(index.clone());
+            }
+        }
+        let marker_version = tx
+            .peek_version(MARKER_TREE, &marker_key(account_id.as_bytes()))?
+            .unwrap_or(0);
+        let stamp = revision.unwrap_or(UNCHECKED);
+        if let Some(index) = kept
+            .as_ref()
+            .filter(|index| index.marker_version == marker_version)
+        {
+            if stamp != UNCHECKED {
+                index.checked_at.store(stamp, Ordering::SeqCst);
+            }
+            return Ok(index.clone());
+        }
+        let overlay_reads = tx.overlay_reads();
+        let entries = rebuild(tx, account_id, kept.as_deref(), read_instance)?;
+        let index = Arc::new(AccountIndex {
+            marker_version,
+            checked_at: AtomicU64::new(stamp),
+            entries,
+        });
+        // An index read from a batch's uncommitted writes serves that read
+        // only.
+        if tx.overlay_reads() == overlay_reads && !crate::store::is_uncommitted(marker_version) {
+            self.keep(account_id, index.clone());
+        }
+        Ok(index)
+    }
+
+    /// Keeps `index` for the account, within [`MAX_INDEXED`] in all (the
+    /// other accounts' indexes are dropped to make room).
+    fn keep(&self, account_id: &str, index: Arc<AccountIndex>) {
+        let mut accounts = crate::sync::lock(&self.accounts);
+        accounts.remove(account_id);
+        let size = |index: &AccountIndex| index.entries.as_ref().map_or(0, Vec::len);
+        let held: usize = accounts.values().map(|index| size(index)).sum();
+        if held + size(&index) > MAX_INDEXED {
+            accounts.clear();
+        }
+        accounts.insert(account_id.to_string(), index);
+    }
+}
+
+/// The account's instances read anew in launch order, taking over from
+/// `kept` every entry whose records did not change; `None` past
+/// [`MAX_INDEXED_PER_ACCOUNT`].
+fn rebuild(
+    tx: &Tx<'_>,
+    account_id: &str,
+    kept: Option<&AccountIndex>,
+    read_instance: impl Fn(&Tx<'_>, &str) -> StoreResult<Option<Instance>>,
+) -> StoreResult<Option<Vec<Arc<Listed>>>> {
+    const CHUNK: usize = 256;
+    let mut reusable = kept
+        .and_then(|index| index.entries.as_deref())
+        .unwrap_or_default()
+        .iter()
+        .peekable();
+    let prefix = format!("{account_id}/");
+    let mut cursor: Option<Vec<u8>> = None;
+    let mut entries = Vec::new();
+    loop {
+        let chunk = tx.scan_after(INSTANCE_ORDER, prefix.as_bytes(), cursor.as_deref(), CHUNK)?;
+        let ids = chunk
+            .iter()
+            .map(|(_, value)| crate::store::decode::<String>(value))
+            .collect::<StoreResult<Vec<String>>>()?;
+        tx.prefetch(&super::instance_reads::instance_keys(account_id, &ids))?;
+        for ((order, _), id) in chunk.iter().zip(&ids) {
+            let sequence = sequence_of(order);
+            let key = super::instances::instance_key(account_id, id);
+            let Some(spec_version) = tx.peek_version(INSTANCES, &key)? else {
+                continue;
+            };
+            let status_version = tx.peek_version(INSTANCE_STATUS, &key)?.unwrap_or(0);
+            // Both are in launch order: pass what was purged since.
+            while reusable
+                .peek()
+                .is_some_and(|old| Some(old.instance.sequence) < sequence)
+            {
+                reusable.next();
+            }
+            let same = reusable.peek().filter(|old| {
+                old.instance.id == *id
+                    && old.spec_version == spec_version
+                    && old.status_version == status_version
+            });
+            let listed = match same {
+                Some(old) => (*old).clone(),
+                None => {
+                    let Some(instance) = read_instance(tx, id)? else {
+                        continue;
+                    };
+                    Arc::new(Listed {
+                        instance,
+                        spec_version,
+                        status_version,
+                        rendered: OnceLock::new(),
+                    })
+                }
+            };
+            if entries.len() == MAX_INDEXED_PER_ACCOUNT {
+                return Ok(None);
+            }
+            entries.push(listed);
+        }
+        match chunk.last() {
+            Some((key, _)) if chunk.len() == CHUNK => cursor = Some(key.clone()),
+            _ => return Ok(Some(entries)),
+        }
+    }
+}
+
+/// The launch sequence in an `instance_order` key (`<account>/<20 digits>`).
+fn sequence_of(order: &[u8]) -> Option<u64> {
+    let digits = order.rsplit(|&b| b == b'/').next()?;
+    std::str::from_utf8(digits).ok()?.parse().ok()
+}
