@@ -98,38 +98,58 @@ struct AccountIndex {
     marker_version: u64,
     /// The store revision at the last check (or [`UNCHECKED`]).
     checked_at: AtomicU64,
+    built_at: std::time::Instant,
     /// `None`: the account has more than [`MAX_INDEXED_PER_ACCOUNT`]
-    /// instances (noted so that the next listing does not try again
-    /// until the marker moves).
+    /// instances (noted so that listings do not try again for
+    /// [`TOO_BIG_FOR`]).
     entries: Option<Vec<Arc<Listed>>>,
 }
+
+/// How long an account found too big to index is listed from the store
+/// without trying again (each try reads its instances' versions).
+const TOO_BIG_FOR: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// The accounts' indexes (see the module documentation).
 #[derive(Default)]
 pub struct InstanceIndex {
     accounts: Mutex<HashMap<String, Arc<AccountIndex>>>,
+    /// Per account, the turn to rebuild its index.
+    rebuilding: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 /// A page: its instances, and whether more follow.
 pub type Page = (Vec<Arc<Listed>>, bool);
 
+/// What the index answers for a page.
+pub(super) enum Lookup {
+    Page(Page),
+    /// The account has more instances than an index holds.
+    TooBig,
+    /// The index no longer holds and rebuilding it was not asked for.
+    Stale,
+}
+
 impl InstanceIndex {
     /// A page of the account's instances from the index (up to `limit`
-    /// after sequence `after` that pass `keep`), checked or rebuilt as the
-    /// module says; `None` when the account is too big to index.
-    /// `read_instance` reads one instance as `tx` sees it.
+    /// after sequence `after` that pass `keep`), checked as the module
+    /// says; rebuilt when it no longer holds only if `rebuild` (one
+    /// request per account at a time rebuilds: see
+    /// [`InstanceIndex::rebuild_turn`]). `read_instance` reads one
+    /// instance as `tx` sees it.
     pub(super) fn page(
         &self,
         tx: &Tx<'_>,
         account_id: &str,
-        after: Option<u64>,
-        limit: Option<usize>,
+        (after, limit): (Option<u64>, Option<usize>),
         keep: &impl Fn(&Instance) -> bool,
+        rebuild: bool,
         read_instance: impl Fn(&Tx<'_>, &str) -> StoreResult<Option<Instance>>,
-    ) -> StoreResult<Option<Page>> {
-        let index = self.current(tx, account_id, read_instance)?;
+    ) -> StoreResult<Lookup> {
+        let Some(index) = self.current(tx, account_id, rebuild, read_instance)? else {
+            return Ok(Lookup::Stale);
+        };
         let Some(entries) = &index.entries else {
-            return Ok(None);
+            return Ok(Lookup::TooBig);
         };
         let start = after.map_or(0, |after| {
             entries.partition_point(|listed| listed.instance.sequence <= after)
@@ -140,47 +160,65 @@ impl InstanceIndex {
                 continue;
             }
             if limit.is_some_and(|limit| page.len() == limit) {
-                return Ok(Some((page, true)));
+                return Ok(Lookup::Page((page, true)));
             }
             page.push(listed.clone());
         }
-        Ok(Some((page, false)))
+        Ok(Lookup::Page((page, false)))
     }
 
-    /// The account's index, checked against the store or rebuilt.
+    /// The turn to rebuild the account's index: requests that found it
+    /// stale wait here for the one rebuilding it, then check it again,
+    /// instead of all reading every instance at once.
+    pub(super) async fn rebuild_turn(&self, account_id: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        let turn = crate::sync::lock(&self.rebuilding)
+            .entry(account_id.to_string())
+            .or_default()
+            .clone();
+        turn.lock_owned().await
+    }
+
+    /// The account's index, checked against the store, or rebuilt if
+    /// `rebuild` (else `None` when it no longer holds).
     fn current(
         &self,
         tx: &Tx<'_>,
         account_id: &str,
+        rebuild: bool,
         read_instance: impl Fn(&Tx<'_>, &str) -> StoreResult<Option<Instance>>,
-    ) -> StoreResult<Arc<AccountIndex>> {
+    ) -> StoreResult<Option<Arc<AccountIndex>>> {
         // The store revision first: an index is never stamped newer than
         // what it holds.
         let revision = tx.store_revision();
         let kept = crate::sync::lock(&self.accounts).get(account_id).cloned();
         if let (Some(revision), Some(index)) = (revision, &kept) {
             if index.checked_at.load(Ordering::SeqCst) == revision {
-                return Ok(index.clone());
+                return Ok(Some(index.clone()));
             }
         }
         let marker_version = tx
             .peek_version(MARKER_TREE, &marker_key(account_id.as_bytes()))?
             .unwrap_or(0);
         let stamp = revision.unwrap_or(UNCHECKED);
-        if let Some(index) = kept
-            .as_ref()
-            .filter(|index| index.marker_version == marker_version)
-        {
-            if stamp != UNCHECKED {
+        if let Some(index) = kept.as_ref().filter(|index| {
+            index.marker_version == marker_version
+                // Too big a while ago: still too big (see `TOO_BIG_FOR`).
+                || (index.entries.is_none() && index.built_at.elapsed() < TOO_BIG_FOR)
+        }) {
+            if stamp != UNCHECKED && index.marker_version == marker_version {
                 index.checked_at.store(stamp, Ordering::SeqCst);
             }
-            return Ok(index.clone());
+            return Ok(Some(index.clone()));
+        }
+        if !rebuild {
+            return Ok(None);
         }
         let overlay_reads = tx.overlay_reads();
-        let entries = rebuild(tx, account_id, kept.as_deref(), read_instance)?;
+        let entries = rebuild_entries(tx, account_id, kept.as_deref(), read_instance)?;
         let index = Arc::new(AccountIndex {
             marker_version,
             checked_at: AtomicU64::new(stamp),
+            built_at: std::time::Instant::now(),
             entries,
         });
         // An index read from a batch's uncommitted writes serves that read
@@ -188,7 +226,7 @@ impl InstanceIndex {
         if tx.overlay_reads() == overlay_reads && !crate::store::is_uncommitted(marker_version) {
             self.keep(account_id, index.clone());
         }
-        Ok(index)
+        Ok(Some(index))
     }
 
     /// Keeps `index` for the account, within [`MAX_INDEXED`] in all (the
@@ -208,7 +246,7 @@ impl InstanceIndex {
 /// The account's instances read anew in launch order, taking over from
 /// `kept` every entry whose records did not change; `None` past
 /// [`MAX_INDEXED_PER_ACCOUNT`].
-fn rebuild(
+fn rebuild_entries(
     tx: &Tx<'_>,
     account_id: &str,
     kept: Option<&AccountIndex>,

@@ -10,7 +10,7 @@
 //! driver's wake-up: a transition due before the driver's planned pass
 //! nudges it.
 
-use super::instance_index::{Listed, Page};
+use super::instance_index::{Listed, Lookup, Page};
 use super::instances::{
     instance_key, instances_not_found, order_key, parse_schedule_key, Instance, InstanceStatus,
     INSTANCES, INSTANCE_ORDER, INSTANCE_STATUS, SCHEDULE,
@@ -151,19 +151,33 @@ impl Compute {
         limit: Option<usize>,
         keep: impl Fn(&Instance) -> bool,
     ) -> ApiResult<Page> {
-        operation::read(&self.store, |tx| {
-            let indexed = self
-                .listings
-                .page(tx, account_id, after, limit, &keep, |tx, id| {
-                    self.read_instance(tx, account_id, id)
-                })?;
-            if let Some(page) = indexed {
-                return Ok(page);
+        let read_instance = |tx: &Tx<'_>, id: &str| self.read_instance(tx, account_id, id);
+        let at = (after, limit);
+        let mut turn = None;
+        loop {
+            let rebuild = turn.is_some();
+            let lookup = operation::read(&self.store, |tx| {
+                Ok::<_, crate::error::ApiError>(
+                    match self
+                        .listings
+                        .page(tx, account_id, at, &keep, rebuild, read_instance)?
+                    {
+                        Lookup::TooBig => {
+                            let (page, more) =
+                                self.instance_page_in(tx, account_id, after, limit, &keep)?;
+                            Lookup::Page((page.into_iter().map(Listed::unindexed).collect(), more))
+                        }
+                        lookup => lookup,
+                    },
+                )
+            })
+            .await?;
+            match lookup {
+                Lookup::Page(page) => return Ok(page),
+                // Wait for whoever rebuilds it, then check again.
+                _ => turn = Some(self.listings.rebuild_turn(account_id).await),
             }
-            let (page, more) = self.instance_page_in(tx, account_id, after, limit, &keep)?;
-            Ok((page.into_iter().map(Listed::unindexed).collect(), more))
-        })
-        .await
+        }
     }
 
     /// A page of the account's instances as `tx` reads them now (see

@@ -175,7 +175,6 @@ impl Connection {
         Ok(Self { sender })
     }
 
-    /// Sends one request; returns the status and the body.
     /// Sends one request; returns the status, the body, and whether the
     /// server keeps the connection open (moto's server closes it every time).
     pub async fn send(
@@ -183,6 +182,21 @@ impl Connection {
         path: &str,
         headers: &[(&'static str, String)],
         body: String,
+    ) -> std::io::Result<(u16, Bytes, bool)> {
+        self.exchange(path, headers, body, true).await
+    }
+
+    /// [`Connection::send`]; unless `keep_body`, a 200 answer's body is
+    /// read frame by frame and only its last bytes are kept (what the load
+    /// loop checks), as a lightweight client (wrk) reads: collecting a
+    /// listing of 26 MB into one fresh buffer cost this client more CPU
+    /// than the gateway spent answering it (page faults, copies).
+    pub async fn exchange(
+        &mut self,
+        path: &str,
+        headers: &[(&'static str, String)],
+        body: String,
+        keep_body: bool,
     ) -> std::io::Result<(u16, Bytes, bool)> {
         let mut request = Request::builder().method("POST").uri(path);
         for (name, value) in headers {
@@ -203,14 +217,42 @@ impl Connection {
             .get(hyper::header::CONNECTION)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.eq_ignore_ascii_case("close"));
-        let bytes = response
-            .into_body()
-            .collect()
-            .await
-            .map_err(std::io::Error::other)?
-            .to_bytes();
+        let bytes = if keep_body || status != 200 {
+            response
+                .into_body()
+                .collect()
+                .await
+                .map_err(std::io::Error::other)?
+                .to_bytes()
+        } else {
+            body_end(response.into_body()).await?
+        };
         Ok((status, bytes, !close && !self.sender.is_closed()))
     }
+}
+
+/// The last [`BODY_END`] bytes of `body`, read frame by frame.
+async fn body_end(mut body: hyper::body::Incoming) -> std::io::Result<Bytes> {
+    let mut end: Vec<u8> = Vec::with_capacity(2 * BODY_END);
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(std::io::Error::other)?;
+        if let Some(data) = frame.data_ref() {
+            end.extend_from_slice(&data[data.len().saturating_sub(BODY_END)..]);
+            if end.len() > BODY_END {
+                end.drain(..end.len() - BODY_END);
+            }
+        }
+    }
+    Ok(Bytes::from(end))
+}
+
+/// How much of a discarded body the client keeps: enough for its end tag.
+const BODY_END: usize = 64;
+
+/// True when `end` (an answer's last bytes) closes an EC2 answer document
+/// (`</...Response>` and the final newline): a cut answer does not.
+fn ends_an_answer(end: &[u8]) -> bool {
+    end.trim_ascii_end().ends_with(b"Response>")
 }
 
 /// The error code in an EC2 error body (or the status when there is none).
@@ -272,12 +314,19 @@ pub async fn run(
                     pool[sent_count % pool.len()].clone()
                 };
                 let sent = Instant::now();
-                let result =
-                    tokio::time::timeout(timeout, connection.send(&path, &headers, body)).await;
+                let keep_body = observe.is_some();
+                let result = tokio::time::timeout(
+                    timeout,
+                    connection.exchange(&path, &headers, body, keep_body),
+                )
+                .await;
                 let took = sent.elapsed();
                 let measured = sent >= measure_from && Instant::now() <= deadline + timeout;
                 let keep_alive = matches!(result, Ok(Ok((_, _, true))));
                 match result {
+                    Ok(Ok((200, ref body, _))) if !ends_an_answer(body) => {
+                        *report.errors.entry("cut answer".into()).or_default() += 1;
+                    }
                     Ok(Ok((200, ref body, _))) => {
                         if let Some(observe) = &observe {
                             observe(body);
