@@ -623,9 +623,11 @@ fn write_instance(xml: &mut XmlWriter, instance: &Instance, around: &Surrounding
 /// rendered now (and kept when it may be).
 fn write_instance_item(xml: &mut XmlWriter, listed: &Listed, around: &Surroundings) {
     let render = |xml: &mut XmlWriter| {
-        xml.nested("item", |xml| write_instance(xml, &listed.instance, around))
+        xml.nested("item", |xml| {
+            listed.with_instance(|instance| write_instance(xml, instance, around))
+        })
     };
-    if !around.renders_alone(&listed.instance) {
+    if !around.renders_alone(listed.spec()) {
         return render(xml);
     }
     let layout = xml.layout();
@@ -901,7 +903,9 @@ impl DescribeInstances {
             ),
             None => {
                 let limit = paging.limit().or(everything.then_some(STREAM_PAGE));
-                compute.instance_page(account, after, limit, keep).await?
+                let filter: Option<&(dyn Fn(&Instance) -> bool + Sync)> =
+                    (!self.filters.is_empty()).then_some(&keep);
+                compute.instance_page(account, after, limit, filter).await?
             }
         };
         if everything && more {
@@ -921,12 +925,12 @@ impl DescribeInstances {
             });
         }
         let next_token =
-            paging.next_token(page.last().map(|i| i.instance.sequence.to_string()), more);
+            paging.next_token(page.last().map(|i| i.spec().sequence.to_string()), more);
         // Group consecutive instances of one reservation.
         let mut reservations: Vec<ListedReservation> = Vec::new();
         for listed in page {
             match reservations.last_mut() {
-                Some(last) if last.reservation_id() == listed.instance.reservation_id => {
+                Some(last) if last.reservation_id() == listed.spec().reservation_id => {
                     last.instances.push(listed)
                 }
                 _ => reservations.push(ListedReservation {
@@ -951,7 +955,7 @@ struct ListedReservation {
 
 impl ListedReservation {
     fn reservation_id(&self) -> &str {
-        &self.instances[0].instance.reservation_id
+        &self.instances[0].spec().reservation_id
     }
 }
 
@@ -962,7 +966,7 @@ fn write_listed_reservation(
     reservation: &ListedReservation,
     around: &Surroundings,
 ) {
-    let first = &reservation.instances[0].instance;
+    let first = reservation.instances[0].spec();
     xml.element("reservationId", &first.reservation_id);
     xml.element("ownerId", &first.account_id);
     xml.list("groupSet", &[] as &[String], |_, _| {});
@@ -995,16 +999,18 @@ fn stream_listing(
     XmlStream::new(move |mut writer: StreamWriter| async move {
         let keep =
             |i: &Instance| matches_all(&filters, |name| instance_filter_values(i, name, &around));
+        let filter: Option<&(dyn Fn(&Instance) -> bool + Sync)> =
+            (!filters.is_empty()).then_some(&keep);
         let mut open_reservation: Option<String> = None;
         writer.xml().open("reservationSet");
         let mut page = first;
         let mut more = true;
         loop {
-            let last = page.last().map(|i| i.instance.sequence);
-            let before_horizon = |i: &&Arc<Listed>| horizon.is_none_or(|h| i.instance.sequence < h);
+            let last = page.last().map(|i| i.spec().sequence);
+            let before_horizon = |i: &&Arc<Listed>| horizon.is_none_or(|h| i.spec().sequence < h);
             let reached_horizon = page.iter().any(|i| !before_horizon(&i));
             for listed in page.iter().filter(before_horizon) {
-                let instance = &listed.instance;
+                let instance = listed.spec();
                 let xml = writer.xml();
                 if open_reservation.as_deref() != Some(instance.reservation_id.as_str()) {
                     if open_reservation.is_some() {
@@ -1025,7 +1031,7 @@ fn stream_listing(
                 break;
             };
             (page, more) = writer
-                .read(compute.instance_page(&account, Some(last), Some(STREAM_PAGE), keep))
+                .read(compute.instance_page(&account, Some(last), Some(STREAM_PAGE), filter))
                 .await?
                 .map_err(|e| StreamFailed(e.to_string()))?;
         }

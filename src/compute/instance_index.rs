@@ -25,7 +25,7 @@
 //! [`MAX_INDEXED`] instances in all, so its memory is bounded; beyond that
 //! listings read the store page by page as before.
 
-use super::instances::{Instance, INSTANCES, INSTANCE_ORDER, INSTANCE_STATUS};
+use super::instances::{Instance, InstanceStatus, INSTANCES, INSTANCE_ORDER, INSTANCE_STATUS};
 use super::operation::Tx;
 use crate::store::StoreResult;
 use std::collections::HashMap;
@@ -62,7 +62,10 @@ fn marker_key(account: &[u8]) -> Vec<u8> {
 /// One instance of a listing, and what was rendered of it.
 #[derive(Debug)]
 pub struct Listed {
-    pub instance: Instance,
+    /// Its spec, shared with the decoded-spec book (`instance_reads`).
+    spec: Arc<Instance>,
+    /// Its status, when not already in `spec`.
+    status: Option<InstanceStatus>,
     /// The stored versions it was read at (0: not from the index).
     spec_version: u64,
     status_version: u64,
@@ -85,11 +88,31 @@ impl Listed {
     /// An instance read for one listing only.
     pub fn unindexed(instance: Instance) -> Arc<Self> {
         Arc::new(Self {
-            instance,
+            spec: Arc::new(instance),
+            status: None,
             spec_version: 0,
             status_version: 0,
             rendered: OnceLock::new(),
         })
+    }
+
+    /// Its spec: the fields a status does not change (id, sequence,
+    /// reservation, owner, volumes, ...).
+    pub fn spec(&self) -> &Instance {
+        &self.spec
+    }
+
+    /// Runs `f` on the whole instance (spec and status), put together
+    /// only when the status is apart.
+    pub fn with_instance<R>(&self, f: impl FnOnce(&Instance) -> R) -> R {
+        match &self.status {
+            None => f(&self.spec),
+            Some(status) => {
+                let mut instance = (*self.spec).clone();
+                instance.set_status(status.clone());
+                f(&instance)
+            }
+        }
     }
 }
 
@@ -120,6 +143,9 @@ pub struct InstanceIndex {
 /// A page: its instances, and whether more follow.
 pub type Page = (Vec<Arc<Listed>>, bool);
 
+/// An instance's spec (shared) and status, as read.
+pub(super) type Parts = (Arc<Instance>, Option<InstanceStatus>);
+
 /// What the index answers for a page.
 pub(super) enum Lookup {
     Page(Page),
@@ -134,29 +160,29 @@ impl InstanceIndex {
     /// after sequence `after` that pass `keep`), checked as the module
     /// says; rebuilt when it no longer holds only if `rebuild` (one
     /// request per account at a time rebuilds: see
-    /// [`InstanceIndex::rebuild_turn`]). `read_instance` reads one
-    /// instance as `tx` sees it.
+    /// [`InstanceIndex::rebuild_turn`]). `read_parts` reads one
+    /// instance's parts as `tx` sees them.
     pub(super) fn page(
         &self,
         tx: &Tx<'_>,
         account_id: &str,
         (after, limit): (Option<u64>, Option<usize>),
-        keep: &impl Fn(&Instance) -> bool,
+        filter: Option<&(dyn Fn(&Instance) -> bool + Sync)>,
         rebuild: bool,
-        read_instance: impl Fn(&Tx<'_>, &str) -> StoreResult<Option<Instance>>,
+        read_parts: impl Fn(&Tx<'_>, &str) -> StoreResult<Option<Parts>>,
     ) -> StoreResult<Lookup> {
-        let Some(index) = self.current(tx, account_id, rebuild, read_instance)? else {
+        let Some(index) = self.current(tx, account_id, rebuild, read_parts)? else {
             return Ok(Lookup::Stale);
         };
         let Some(entries) = &index.entries else {
             return Ok(Lookup::TooBig);
         };
         let start = after.map_or(0, |after| {
-            entries.partition_point(|listed| listed.instance.sequence <= after)
+            entries.partition_point(|listed| listed.spec.sequence <= after)
         });
         let mut page = Vec::new();
         for listed in &entries[start..] {
-            if !keep(&listed.instance) {
+            if filter.is_some_and(|keep| !listed.with_instance(keep)) {
                 continue;
             }
             if limit.is_some_and(|limit| page.len() == limit) {
@@ -185,7 +211,7 @@ impl InstanceIndex {
         tx: &Tx<'_>,
         account_id: &str,
         rebuild: bool,
-        read_instance: impl Fn(&Tx<'_>, &str) -> StoreResult<Option<Instance>>,
+        read_parts: impl Fn(&Tx<'_>, &str) -> StoreResult<Option<Parts>>,
     ) -> StoreResult<Option<Arc<AccountIndex>>> {
         // The store revision first: an index is never stamped newer than
         // what it holds.
@@ -214,7 +240,7 @@ impl InstanceIndex {
             return Ok(None);
         }
         let overlay_reads = tx.overlay_reads();
-        let entries = rebuild_entries(tx, account_id, kept.as_deref(), read_instance)?;
+        let entries = rebuild_entries(tx, account_id, kept.as_deref(), read_parts)?;
         let index = Arc::new(AccountIndex {
             marker_version,
             checked_at: AtomicU64::new(stamp),
@@ -250,7 +276,7 @@ fn rebuild_entries(
     tx: &Tx<'_>,
     account_id: &str,
     kept: Option<&AccountIndex>,
-    read_instance: impl Fn(&Tx<'_>, &str) -> StoreResult<Option<Instance>>,
+    read_parts: impl Fn(&Tx<'_>, &str) -> StoreResult<Option<Parts>>,
 ) -> StoreResult<Option<Vec<Arc<Listed>>>> {
     const CHUNK: usize = 256;
     let mut reusable = kept
@@ -278,23 +304,24 @@ fn rebuild_entries(
             // Both are in launch order: pass what was purged since.
             while reusable
                 .peek()
-                .is_some_and(|old| Some(old.instance.sequence) < sequence)
+                .is_some_and(|old| Some(old.spec.sequence) < sequence)
             {
                 reusable.next();
             }
             let same = reusable.peek().filter(|old| {
-                old.instance.id == *id
+                old.spec.id == *id
                     && old.spec_version == spec_version
                     && old.status_version == status_version
             });
             let listed = match same {
                 Some(old) => (*old).clone(),
                 None => {
-                    let Some(instance) = read_instance(tx, id)? else {
+                    let Some((spec, status)) = read_parts(tx, id)? else {
                         continue;
                     };
                     Arc::new(Listed {
-                        instance,
+                        spec,
+                        status,
                         spec_version,
                         status_version,
                         rendered: OnceLock::new(),

@@ -20,6 +20,7 @@ use super::Compute;
 use crate::error::ApiResult;
 use crate::store::StoreResult;
 use chrono::{DateTime, Utc};
+use std::sync::Arc;
 
 /// The spec and status keys of `ids` (to read them in one round).
 pub(super) fn instance_keys(account_id: &str, ids: &[String]) -> Vec<(&'static str, Vec<u8>)> {
@@ -43,8 +44,11 @@ pub struct InstanceBook {
     /// Decoded specs by key, each with the version it was decoded from: a
     /// derived view that saves decoding, used only when the stored version
     /// read just before is the same. Bounded: emptied when full.
-    specs: std::sync::RwLock<std::collections::HashMap<Vec<u8>, (u64, Instance)>>,
+    specs: std::sync::RwLock<DecodedSpecs>,
 }
+
+/// Decoded specs by key, with the version each was decoded from.
+type DecodedSpecs = std::collections::HashMap<Vec<u8>, (u64, Arc<Instance>)>;
 
 /// Most specs [`InstanceBook`] keeps decoded.
 const MAX_DECODED_SPECS: usize = 20_000;
@@ -86,15 +90,22 @@ impl InstanceBook {
         version: Option<u64>,
         bytes: &[u8],
     ) -> StoreResult<Instance> {
+        Ok(Arc::unwrap_or_clone(self.shared_spec(key, version, bytes)?))
+    }
+
+    /// [`InstanceBook::decode_spec`], shared with the book.
+    fn shared_spec(
+        &self,
+        key: &[u8],
+        version: Option<u64>,
+        bytes: &[u8],
+    ) -> StoreResult<Arc<Instance>> {
         if let Some(version) = version {
-            if let Some((_, instance)) = crate::sync::read(&self.specs)
-                .get(key)
-                .filter(|(cached, _)| *cached == version)
-            {
-                return Ok(instance.clone());
+            if let Some(spec) = self.kept_spec(key, version) {
+                return Ok(spec);
             }
         }
-        let instance: Instance = crate::store::decode(bytes)?;
+        let instance: Arc<Instance> = Arc::new(crate::store::decode(bytes)?);
         // A batch's uncommitted value is decoded for its reader only.
         if let Some(version) = version.filter(|v| !crate::store::is_uncommitted(*v)) {
             let mut specs = crate::sync::write(&self.specs);
@@ -104,6 +115,14 @@ impl InstanceBook {
             specs.insert(key.to_vec(), (version, instance.clone()));
         }
         Ok(instance)
+    }
+
+    /// The spec decoded from `version` of `key`, if kept.
+    fn kept_spec(&self, key: &[u8], version: u64) -> Option<Arc<Instance>> {
+        crate::sync::read(&self.specs)
+            .get(key)
+            .filter(|(cached, _)| *cached == version)
+            .map(|(_, spec)| spec.clone())
     }
 }
 
@@ -115,28 +134,41 @@ impl Compute {
         account_id: &str,
         instance_id: &str,
     ) -> StoreResult<Option<Instance>> {
+        Ok(self
+            .read_parts(tx, account_id, instance_id)?
+            .map(|(spec, status)| {
+                let mut instance = Arc::unwrap_or_clone(spec);
+                if let Some(status) = status {
+                    instance.set_status(status);
+                }
+                instance
+            }))
+    }
+
+    /// One instance's spec (shared with the decoded-spec book) and status,
+    /// as `tx` reads them now (untracked).
+    fn read_parts(
+        &self,
+        tx: &Tx<'_>,
+        account_id: &str,
+        instance_id: &str,
+    ) -> StoreResult<Option<(Arc<Instance>, Option<InstanceStatus>)>> {
         let key = instance_key(account_id, instance_id);
         let Some(version) = tx.peek_version(INSTANCES, &key)? else {
             return Ok(None);
         };
-        let decoded = crate::sync::read(&self.instances.specs)
-            .get(&key)
-            .filter(|(cached, _)| *cached == version)
-            .map(|(_, instance)| instance.clone());
-        let mut instance = match decoded {
-            Some(instance) => instance,
+        let spec = match self.instances.kept_spec(&key, version) {
+            Some(spec) => spec,
             None => {
                 let Some(stored) = tx.peek(INSTANCES, &key)? else {
                     return Ok(None);
                 };
                 self.instances
-                    .decode_spec(&key, Some(stored.version), &stored.value)?
+                    .shared_spec(&key, Some(stored.version), &stored.value)?
             }
         };
-        if let Some(status) = tx.peek_record::<InstanceStatus>(INSTANCE_STATUS, &key)? {
-            instance.set_status(status);
-        }
-        Ok(Some(instance))
+        let status = tx.peek_record::<InstanceStatus>(INSTANCE_STATUS, &key)?;
+        Ok(Some((spec, status)))
     }
 
     /// One page of the account's instances in launch order, for
@@ -149,9 +181,9 @@ impl Compute {
         account_id: &str,
         after: Option<u64>,
         limit: Option<usize>,
-        keep: impl Fn(&Instance) -> bool,
+        filter: Option<&(dyn Fn(&Instance) -> bool + Sync)>,
     ) -> ApiResult<Page> {
-        let read_instance = |tx: &Tx<'_>, id: &str| self.read_instance(tx, account_id, id);
+        let read_parts = |tx: &Tx<'_>, id: &str| self.read_parts(tx, account_id, id);
         let at = (after, limit);
         let mut turn = None;
         loop {
@@ -160,9 +192,10 @@ impl Compute {
                 Ok::<_, crate::error::ApiError>(
                     match self
                         .listings
-                        .page(tx, account_id, at, &keep, rebuild, read_instance)?
+                        .page(tx, account_id, at, filter, rebuild, read_parts)?
                     {
                         Lookup::TooBig => {
+                            let keep = |i: &Instance| filter.is_none_or(|f| f(i));
                             let (page, more) =
                                 self.instance_page_in(tx, account_id, after, limit, &keep)?;
                             Lookup::Page((page.into_iter().map(Listed::unindexed).collect(), more))
