@@ -489,6 +489,36 @@ async fn two_gateways_on_three_etcd_members_survive_kills() {
     }
     assert!(running, "{first_id} never ran after the kills");
 
+    // A listing of everything on one gateway (which keeps it, see
+    // `compute::instance_index`) shows at once what the other changed.
+    for (n, (lister, writer)) in [(1, 0), (0, 1)].into_iter().enumerate() {
+        let all = client::call(&gateways[lister], &user(), "DescribeInstances", &[])
+            .await
+            .unwrap();
+        assert_eq!(all.status, 200, "{}", all.body);
+        let value = format!("seen-{n}");
+        let tagged = client::call(
+            &gateways[writer],
+            &user(),
+            "CreateTags",
+            &[
+                ("ResourceId.1", &first_id),
+                ("Tag.1.Key", "listing"),
+                ("Tag.1.Value", &value),
+            ],
+        )
+        .await
+        .unwrap();
+        assert_eq!(tagged.status, 200, "{}", tagged.body);
+        let again = client::call(&gateways[lister], &user(), "DescribeInstances", &[])
+            .await
+            .unwrap();
+        assert!(
+            again.body.contains(&format!("<value>{value}</value>")),
+            "gateway {lister} listed without the tag gateway {writer} wrote"
+        );
+    }
+
     // What the store holds, read by a core of the test's own.
     let config = Config::from_toml(&text_b).unwrap();
     let store = Arc::new(StoreHandle::new(Arc::new(

@@ -617,6 +617,10 @@ fn write_instance(xml: &mut XmlWriter, instance: &Instance, around: &Surrounding
     );
 }
 
+/// The largest rendered item kept with an indexed instance (a typical
+/// one is about 2.8 KiB; one with many long tags is rendered each time).
+const MAX_KEPT_ITEM_BYTES: usize = 8 * 1024;
+
 /// One DescribeInstances `instancesSet` item (`<item>` included): the
 /// bytes kept with the listed instance when they fit here and its item
 /// depends on nothing else ([`Surroundings::renders_alone`]), else
@@ -627,7 +631,7 @@ fn write_instance_item(xml: &mut XmlWriter, listed: &Listed, around: &Surroundin
             listed.with_instance(|instance| write_instance(xml, instance, around))
         })
     };
-    if !around.renders_alone(listed.spec()) {
+    if !listed.keeps_rendering() || !around.renders_alone(listed.spec()) {
         return render(xml);
     }
     let layout = xml.layout();
@@ -637,10 +641,12 @@ fn write_instance_item(xml: &mut XmlWriter, listed: &Listed, around: &Surroundin
         None => {
             let bytes = xml.fragment(INSTANCE_XML_BYTES, render);
             xml.raw_fragment(&bytes);
-            let _ = listed.rendered.set(Rendered {
-                layout,
-                bytes: bytes.into_boxed_slice(),
-            });
+            if bytes.len() <= MAX_KEPT_ITEM_BYTES {
+                let _ = listed.rendered.set(Rendered {
+                    layout,
+                    bytes: bytes.into_boxed_slice(),
+                });
+            }
         }
     }
 }
@@ -905,7 +911,9 @@ impl DescribeInstances {
                 let limit = paging.limit().or(everything.then_some(STREAM_PAGE));
                 let filter: Option<&(dyn Fn(&Instance) -> bool + Sync)> =
                     (!self.filters.is_empty()).then_some(&keep);
-                compute.instance_page(account, after, limit, filter).await?
+                compute
+                    .instance_page(account, (after, limit), filter, everything)
+                    .await?
             }
         };
         if everything && more {
@@ -1031,7 +1039,12 @@ fn stream_listing(
                 break;
             };
             (page, more) = writer
-                .read(compute.instance_page(&account, Some(last), Some(STREAM_PAGE), filter))
+                .read(compute.instance_page(
+                    &account,
+                    (Some(last), Some(STREAM_PAGE)),
+                    filter,
+                    false,
+                ))
                 .await?
                 .map_err(|e| StreamFailed(e.to_string()))?;
         }

@@ -39,9 +39,17 @@ pub(super) const MARKER_TREE: &str = "meta";
 /// from the store page by page).
 pub const MAX_INDEXED_PER_ACCOUNT: usize = 20_000;
 
-/// Most instances all accounts' indexes hold together: about 3.7 KiB each
-/// (the decoded instance and its rendered item), so at most about 75 MiB.
-pub const MAX_INDEXED: usize = 20_000;
+/// Most instances all accounts' indexes hold together (the least recently
+/// used accounts' indexes are dropped to make room). An entry holds the
+/// instance's status and its rendered item (about 3 KiB; items over
+/// 8 KiB are not kept) and shares its spec with the decoded-spec book.
+pub const MAX_INDEXED: usize = 30_000;
+
+/// How long an index is trusted without being read again whole, even
+/// when its marker did not move: bounds what a writer that does not move
+/// the marker (a gateway of an earlier release during a rolling upgrade,
+/// an edit made directly in etcd) can hide from listings.
+const MAX_AGE: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// No store revision known.
 const UNCHECKED: u64 = u64::MAX;
@@ -96,6 +104,12 @@ impl Listed {
         })
     }
 
+    /// True when what is rendered of it is worth keeping (it is an
+    /// entry of an index, not read for one listing only).
+    pub fn keeps_rendering(&self) -> bool {
+        self.spec_version != 0
+    }
+
     /// Its spec: the fields a status does not change (id, sequence,
     /// reservation, owner, volumes, ...).
     pub fn spec(&self) -> &Instance {
@@ -122,6 +136,9 @@ struct AccountIndex {
     /// The store revision at the last check (or [`UNCHECKED`]).
     checked_at: AtomicU64,
     built_at: std::time::Instant,
+    /// When a listing last used it (see [`now_ms`]), to drop the least
+    /// recently used first.
+    last_used: AtomicU64,
     /// `None`: the account has more than [`MAX_INDEXED_PER_ACCOUNT`]
     /// instances (noted so that listings do not try again for
     /// [`TOO_BIG_FOR`]).
@@ -155,12 +172,23 @@ pub(super) enum Lookup {
     Stale,
 }
 
+/// Milliseconds since the index first asked (a clock for `last_used`).
+fn now_ms() -> u64 {
+    static START: OnceLock<std::time::Instant> = OnceLock::new();
+    START
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_millis() as u64
+}
+
+/// The turn to rebuild one account's index.
+pub(super) type RebuildTurn = tokio::sync::OwnedMutexGuard<()>;
+
 impl InstanceIndex {
     /// A page of the account's instances from the index (up to `limit`
-    /// after sequence `after` that pass `keep`), checked as the module
-    /// says; rebuilt when it no longer holds only if `rebuild` (one
-    /// request per account at a time rebuilds: see
-    /// [`InstanceIndex::rebuild_turn`]). `read_parts` reads one
+    /// after sequence `after` that pass `filter`), checked as the module
+    /// says; rebuilt when it no longer holds only if `rebuild` (by the
+    /// holder of the account's [`RebuildTurn`]). `read_parts` reads one
     /// instance's parts as `tx` sees them.
     pub(super) fn page(
         &self,
@@ -174,6 +202,7 @@ impl InstanceIndex {
         let Some(index) = self.current(tx, account_id, rebuild, read_parts)? else {
             return Ok(Lookup::Stale);
         };
+        index.last_used.store(now_ms(), Ordering::Relaxed);
         let Some(entries) = &index.entries else {
             return Ok(Lookup::TooBig);
         };
@@ -193,15 +222,28 @@ impl InstanceIndex {
         Ok(Lookup::Page((page, false)))
     }
 
-    /// The turn to rebuild the account's index: requests that found it
-    /// stale wait here for the one rebuilding it, then check it again,
+    /// The turn to rebuild the account's index, waited for: requests that
+    /// found it stale wait for the one rebuilding it, then check it again,
     /// instead of all reading every instance at once.
-    pub(super) async fn rebuild_turn(&self, account_id: &str) -> tokio::sync::OwnedMutexGuard<()> {
-        let turn = crate::sync::lock(&self.rebuilding)
+    pub(super) async fn rebuild_turn(&self, account_id: &str) -> RebuildTurn {
+        self.turn_lock(account_id).lock_owned().await
+    }
+
+    /// The turn to rebuild the account's index if no one holds it.
+    pub(super) fn free_rebuild_turn(&self, account_id: &str) -> Option<RebuildTurn> {
+        self.turn_lock(account_id).try_lock_owned().ok()
+    }
+
+    fn turn_lock(&self, account_id: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut rebuilding = crate::sync::lock(&self.rebuilding);
+        if rebuilding.len() >= MAX_INDEXED {
+            // Forget the turns no one holds or waits for.
+            rebuilding.retain(|_, turn| Arc::strong_count(turn) > 1);
+        }
+        rebuilding
             .entry(account_id.to_string())
             .or_default()
-            .clone();
-        turn.lock_owned().await
+            .clone()
     }
 
     /// The account's index, checked against the store, or rebuilt if
@@ -217,8 +259,9 @@ impl InstanceIndex {
         // what it holds.
         let revision = tx.store_revision();
         let kept = crate::sync::lock(&self.accounts).get(account_id).cloned();
+        let young = |index: &AccountIndex| index.built_at.elapsed() < MAX_AGE;
         if let (Some(revision), Some(index)) = (revision, &kept) {
-            if index.checked_at.load(Ordering::SeqCst) == revision {
+            if index.checked_at.load(Ordering::SeqCst) == revision && young(index) {
                 return Ok(Some(index.clone()));
             }
         }
@@ -227,7 +270,7 @@ impl InstanceIndex {
             .unwrap_or(0);
         let stamp = revision.unwrap_or(UNCHECKED);
         if let Some(index) = kept.as_ref().filter(|index| {
-            index.marker_version == marker_version
+            (index.marker_version == marker_version && young(index))
                 // Too big a while ago: still too big (see `TOO_BIG_FOR`).
                 || (index.entries.is_none() && index.built_at.elapsed() < TOO_BIG_FOR)
         }) {
@@ -245,6 +288,7 @@ impl InstanceIndex {
             marker_version,
             checked_at: AtomicU64::new(stamp),
             built_at: std::time::Instant::now(),
+            last_used: AtomicU64::new(now_ms()),
             entries,
         });
         // An index read from a batch's uncommitted writes serves that read
@@ -255,15 +299,28 @@ impl InstanceIndex {
         Ok(Some(index))
     }
 
-    /// Keeps `index` for the account, within [`MAX_INDEXED`] in all (the
-    /// other accounts' indexes are dropped to make room).
+    /// Keeps `index` for the account, within [`MAX_INDEXED`] in all: the
+    /// least recently used accounts' indexes are dropped to make room.
     fn keep(&self, account_id: &str, index: Arc<AccountIndex>) {
+        // An account too big to index still takes a place.
+        let weight = |index: &AccountIndex| index.entries.as_ref().map_or(1, |e| e.len().max(1));
         let mut accounts = crate::sync::lock(&self.accounts);
         accounts.remove(account_id);
-        let size = |index: &AccountIndex| index.entries.as_ref().map_or(0, Vec::len);
-        let held: usize = accounts.values().map(|index| size(index)).sum();
-        if held + size(&index) > MAX_INDEXED {
-            accounts.clear();
+        let mut held: usize = accounts.values().map(|index| weight(index)).sum();
+        if held + weight(&index) > MAX_INDEXED {
+            let mut by_use: Vec<(u64, String)> = accounts
+                .iter()
+                .map(|(id, index)| (index.last_used.load(Ordering::Relaxed), id.clone()))
+                .collect();
+            by_use.sort_unstable();
+            for (_, id) in by_use {
+                if held + weight(&index) <= MAX_INDEXED {
+                    break;
+                }
+                if let Some(dropped) = accounts.remove(&id) {
+                    held -= weight(&dropped);
+                }
+            }
         }
         accounts.insert(account_id.to_string(), index);
     }

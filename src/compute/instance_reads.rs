@@ -176,41 +176,75 @@ impl Compute {
     /// `after` that pass `keep`, and whether more would follow. From the
     /// account's index while it holds (`instance_index`), else read from
     /// the store as far as the page needs.
+    ///
+    /// `whole` is true for the first page of a listing of everything: when
+    /// the index no longer holds, that request waits for its turn to
+    /// rebuild it (reading every instance's versions). A paged listing's
+    /// first page rebuilds it only if no one else is; a later page never
+    /// does (while the account keeps changing, a listing's later pages
+    /// are read from the store, as far as each needs).
     pub async fn instance_page(
         &self,
         account_id: &str,
-        after: Option<u64>,
-        limit: Option<usize>,
+        (after, limit): (Option<u64>, Option<usize>),
         filter: Option<&(dyn Fn(&Instance) -> bool + Sync)>,
+        whole: bool,
     ) -> ApiResult<Page> {
-        let read_parts = |tx: &Tx<'_>, id: &str| self.read_parts(tx, account_id, id);
-        let at = (after, limit);
-        let mut turn = None;
-        loop {
-            let rebuild = turn.is_some();
-            let lookup = operation::read(&self.store, |tx| {
-                Ok::<_, crate::error::ApiError>(
-                    match self
-                        .listings
-                        .page(tx, account_id, at, filter, rebuild, read_parts)?
-                    {
-                        Lookup::TooBig => {
-                            let keep = |i: &Instance| filter.is_none_or(|f| f(i));
-                            let (page, more) =
-                                self.instance_page_in(tx, account_id, after, limit, &keep)?;
-                            Lookup::Page((page.into_iter().map(Listed::unindexed).collect(), more))
-                        }
-                        lookup => lookup,
-                    },
-                )
-            })
-            .await?;
-            match lookup {
-                Lookup::Page(page) => return Ok(page),
-                // Wait for whoever rebuilds it, then check again.
-                _ => turn = Some(self.listings.rebuild_turn(account_id).await),
+        if let Some(page) = self
+            .indexed_page(account_id, (after, limit), filter, false)
+            .await?
+        {
+            return Ok(page);
+        }
+        let turn = match (after, whole) {
+            (None, true) => Some(self.listings.rebuild_turn(account_id).await),
+            (None, false) => self.listings.free_rebuild_turn(account_id),
+            (Some(_), _) => None,
+        };
+        if let Some(turn) = turn {
+            let page = self
+                .indexed_page(account_id, (after, limit), filter, true)
+                .await?;
+            drop(turn);
+            if let Some(page) = page {
+                return Ok(page);
             }
         }
+        let keep = |i: &Instance| filter.is_none_or(|f| f(i));
+        operation::read(&self.store, |tx| {
+            let (page, more) = self.instance_page_in(tx, account_id, after, limit, &keep)?;
+            Ok((page.into_iter().map(Listed::unindexed).collect(), more))
+        })
+        .await
+    }
+
+    /// A page from the account's index (`None`: it no longer holds and
+    /// `rebuild` was not asked); read from the store when the account is
+    /// too big to index.
+    async fn indexed_page(
+        &self,
+        account_id: &str,
+        (after, limit): (Option<u64>, Option<usize>),
+        filter: Option<&(dyn Fn(&Instance) -> bool + Sync)>,
+        rebuild: bool,
+    ) -> ApiResult<Option<Page>> {
+        let read_parts = |tx: &Tx<'_>, id: &str| self.read_parts(tx, account_id, id);
+        operation::read(&self.store, |tx| {
+            let lookup =
+                self.listings
+                    .page(tx, account_id, (after, limit), filter, rebuild, read_parts)?;
+            Ok::<_, crate::error::ApiError>(match lookup {
+                Lookup::Page(page) => Some(page),
+                Lookup::Stale => None,
+                Lookup::TooBig => {
+                    let keep = |i: &Instance| filter.is_none_or(|f| f(i));
+                    let (page, more) =
+                        self.instance_page_in(tx, account_id, after, limit, &keep)?;
+                    Some((page.into_iter().map(Listed::unindexed).collect(), more))
+                }
+            })
+        })
+        .await
     }
 
     /// A page of the account's instances as `tx` reads them now (see

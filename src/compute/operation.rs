@@ -367,6 +367,11 @@ impl<'s> Tx<'s> {
             // The store's revision says nothing of the batch's writes.
             return None;
         }
+        if !self.fetched.values.is_empty() || !self.fetched.scans.is_empty() {
+            // This attempt reads answers awaited earlier: the revision now
+            // may be newer than they are.
+            return None;
+        }
         self.store.backend().revision()
     }
 
