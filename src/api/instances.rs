@@ -642,9 +642,11 @@ fn write_instance_item(xml: &mut XmlWriter, listed: &Listed, around: &Surroundin
             let bytes = xml.fragment(INSTANCE_XML_BYTES, render);
             xml.raw_fragment(&bytes);
             if bytes.len() <= MAX_KEPT_ITEM_BYTES {
+                // Copied into a block of its size: shrinking the buffer in
+                // place could keep the whole of a grown one.
                 let _ = listed.rendered.set(Rendered {
                     layout,
-                    bytes: bytes.into_boxed_slice(),
+                    bytes: Box::from(bytes.as_slice()),
                 });
             }
         }

@@ -103,13 +103,14 @@ impl Compute {
         let mut first_failure = None;
         // Entries that failed this pass (they are retried on the next one).
         let mut failed: std::collections::HashSet<Vec<u8>> = std::collections::HashSet::new();
-        // A transition writes a few keys: a batch fits in one commit of a
-        // store that limits commits (etcd's max_txn_ops).
+        // A transition writes a few keys (up to 8, and its account's
+        // listing marker, `instance_index`): a batch fits in one commit of
+        // a store that limits commits (etcd's max_txn_ops).
         let batch = self
             .store
             .backend()
             .max_commit_ops()
-            .map_or(BATCH, |max| (max / 8).clamp(1, BATCH));
+            .map_or(BATCH, |max| (max / 9).clamp(1, BATCH));
         loop {
             let entries = self
                 .store
