@@ -618,7 +618,7 @@ fn write_instance(xml: &mut XmlWriter, instance: &Instance, around: &Surrounding
 }
 
 /// The largest rendered item kept with an indexed instance (a typical
-/// one is about 2.8 KiB; one with many long tags is rendered each time).
+/// one is about 2.6 KiB; one with many long tags is rendered each time).
 const MAX_KEPT_ITEM_BYTES: usize = 8 * 1024;
 
 /// One DescribeInstances `instancesSet` item (`<item>` included): the

@@ -173,7 +173,8 @@ impl Compute {
 
     /// One page of the account's instances in launch order, for
     /// DescribeInstances: up to `limit` (all without one) after sequence
-    /// `after` that pass `keep`, and whether more would follow. From the
+    /// `after` that pass `filter` (all without one), and whether more
+    /// would follow. From the
     /// account's index while it holds (`instance_index`), else read from
     /// the store as far as the page needs.
     ///
