@@ -361,6 +361,11 @@ pub struct Config {
     /// sled page cache bound (MiB).
     #[serde(default = "default_cache_mib")]
     pub cache_capacity_mib: u64,
+    /// Most instances DescribeInstances keeps listed in memory across all
+    /// accounts (`compute::instance_index`); 0 reads every listing from
+    /// the store.
+    #[serde(default = "default_listing_cache_instances")]
+    pub listing_cache_instances: usize,
     pub region: String,
     /// Host name (and port) DescribeRegions gives for this region; defaults
     /// to the listen address.
@@ -464,6 +469,10 @@ fn default_storage() -> StorageBackend {
 }
 fn default_cache_mib() -> u64 {
     32
+}
+
+fn default_listing_cache_instances() -> usize {
+    crate::compute::instance_index::MAX_INDEXED
 }
 fn default_liveness() -> u64 {
     60

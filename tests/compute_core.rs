@@ -567,3 +567,108 @@ async fn over_256_hosts_a_refusal_from_the_placement_view_is_decided_again() {
         .unwrap_err();
     assert_eq!(refused.code(), "InsufficientInstanceCapacity");
 }
+
+/// The ids of a page, and for each whether it came from the index (kept
+/// between listings) and the entry itself (to tell a kept entry from a new
+/// one).
+async fn listed(
+    compute: &Compute,
+    account: &str,
+) -> Vec<(
+    String,
+    bool,
+    Arc<ec2_gateway::compute::instance_index::Listed>,
+)> {
+    let (page, more) = compute
+        .instance_page(account, (None, None), None, true)
+        .await
+        .unwrap();
+    assert!(!more);
+    page.into_iter()
+        .map(|l| (l.spec().id.clone(), l.keeps_rendering(), l))
+        .collect()
+}
+
+/// DescribeInstances' index (`compute::instance_index`) with room for 3
+/// instances: an account of 2 is kept (the same entries listed twice); a
+/// tag replaces only the tagged entry; a second account of 2 takes the
+/// first's place (the least recently used); an account of 4 is read from
+/// the store; and with no room, nothing is kept.
+#[tokio::test]
+async fn listings_kept_in_memory_stay_within_their_room() {
+    use ec2_gateway::compute::instances::Tag;
+    use ec2_gateway::compute::tags::TagChange;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path(), StorageBackend::Memory);
+    config.listing_cache_instances = 3;
+    let core = compute(
+        &config,
+        Arc::new(MemoryStore::new()),
+        Arc::new(TokioClock::new()),
+    )
+    .await;
+    for account in [USER_ACCOUNT, ADMIN_ACCOUNT] {
+        core.run_instances(account, launch(IMAGE, "t3.micro", 2, None))
+            .await
+            .unwrap();
+    }
+
+    let first = listed(&core, USER_ACCOUNT).await;
+    assert_eq!(first.len(), 2);
+    assert!(first.iter().all(|(_, indexed, _)| *indexed));
+    let again = listed(&core, USER_ACCOUNT).await;
+    assert!(first
+        .iter()
+        .zip(&again)
+        .all(|(a, b)| Arc::ptr_eq(&a.2, &b.2)));
+
+    // A change: its entry is read again, the other is kept.
+    core.change_tags(
+        USER_ACCOUNT,
+        std::slice::from_ref(&first[0].0),
+        TagChange::Set(vec![Tag {
+            key: "team".into(),
+            value: "blue".into(),
+        }]),
+        false,
+    )
+    .await
+    .unwrap();
+    let tagged = listed(&core, USER_ACCOUNT).await;
+    assert!(!Arc::ptr_eq(&first[0].2, &tagged[0].2));
+    assert_eq!(tagged[0].2.spec().tags.len(), 1);
+    assert!(Arc::ptr_eq(&first[1].2, &tagged[1].2));
+
+    // Another account takes the room: the first is read anew next time.
+    let other = listed(&core, ADMIN_ACCOUNT).await;
+    assert!(other.iter().all(|(_, indexed, _)| *indexed));
+    let anew = listed(&core, USER_ACCOUNT).await;
+    assert!(anew.iter().all(|(_, indexed, _)| *indexed));
+    assert!(!Arc::ptr_eq(&tagged[1].2, &anew[1].2));
+
+    // Past the room, an account is listed from the store.
+    core.run_instances(USER_ACCOUNT, launch(IMAGE, "t3.micro", 2, None))
+        .await
+        .unwrap();
+    let big = listed(&core, USER_ACCOUNT).await;
+    assert_eq!(big.len(), 4);
+    assert!(big.iter().all(|(_, indexed, _)| !*indexed));
+
+    // No room at all.
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path(), StorageBackend::Memory);
+    config.listing_cache_instances = 0;
+    let core = compute(
+        &config,
+        Arc::new(MemoryStore::new()),
+        Arc::new(TokioClock::new()),
+    )
+    .await;
+    core.run_instances(USER_ACCOUNT, launch(IMAGE, "t3.micro", 1, None))
+        .await
+        .unwrap();
+    assert!(listed(&core, USER_ACCOUNT)
+        .await
+        .iter()
+        .all(|(_, indexed, _)| !*indexed));
+}

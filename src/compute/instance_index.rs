@@ -24,7 +24,8 @@
 //! API keeps an item's XML). Who rebuilds, and who reads the store page
 //! by page instead, is `Compute::instance_page`'s choice. An index is
 //! kept only for accounts of at most [`MAX_INDEXED_PER_ACCOUNT`] instances
-//! and for at most [`MAX_INDEXED`] instances in all (least recently used
+//! and for at most `listing_cache_instances` ([`MAX_INDEXED`] unless
+//! configured) instances in all (least recently used
 //! dropped first), so its memory is bounded; beyond that listings read
 //! the store page by page as before.
 
@@ -42,7 +43,12 @@ pub(super) const MARKER_TREE: &str = "meta";
 /// from the store page by page).
 pub const MAX_INDEXED_PER_ACCOUNT: usize = 20_000;
 
-/// Most instances all accounts' indexes hold together (the least recently
+/// Accounts whose rebuild turns are remembered before the unused ones are
+/// forgotten.
+const MAX_TURNS: usize = 4096;
+
+/// Most instances all accounts' indexes hold together by default
+/// (`listing_cache_instances`; the least recently
 /// used accounts' indexes are dropped to make room). An entry holds the
 /// instance's status and its rendered item (about 2.6 KiB; items over
 /// 8 KiB are not kept) and shares its spec with the decoded-spec book;
@@ -154,8 +160,12 @@ struct AccountIndex {
 const TOO_BIG_FOR: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// The accounts' indexes (see the module documentation).
-#[derive(Default)]
 pub struct InstanceIndex {
+    /// Most instances held in all (the configuration's
+    /// `listing_cache_instances`; 0: no index).
+    total: usize,
+    /// Most instances of one account.
+    per_account: usize,
     accounts: Mutex<HashMap<String, Arc<AccountIndex>>>,
     /// Per account, the turn to rebuild its index.
     rebuilding: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
@@ -189,6 +199,17 @@ fn now_ms() -> u64 {
 pub(super) type RebuildTurn = tokio::sync::OwnedMutexGuard<()>;
 
 impl InstanceIndex {
+    /// Indexes of at most `total` instances in all (and
+    /// [`MAX_INDEXED_PER_ACCOUNT`] of one account); 0 keeps none.
+    pub fn new(total: usize) -> Self {
+        Self {
+            total,
+            per_account: total.min(MAX_INDEXED_PER_ACCOUNT),
+            accounts: Mutex::default(),
+            rebuilding: Mutex::default(),
+        }
+    }
+
     /// A page of the account's instances from the index (up to `limit`
     /// after sequence `after` that pass `filter`), checked as the module
     /// says; rebuilt when it no longer holds only if `rebuild` (by the
@@ -203,6 +224,9 @@ impl InstanceIndex {
         rebuild: bool,
         read_parts: impl Fn(&Tx<'_>, &str) -> StoreResult<Option<Parts>>,
     ) -> StoreResult<Lookup> {
+        if self.total == 0 {
+            return Ok(Lookup::TooBig);
+        }
         let Some(index) = self.current(tx, account_id, rebuild, read_parts)? else {
             return Ok(Lookup::Stale);
         };
@@ -240,7 +264,7 @@ impl InstanceIndex {
 
     fn turn_lock(&self, account_id: &str) -> Arc<tokio::sync::Mutex<()>> {
         let mut rebuilding = crate::sync::lock(&self.rebuilding);
-        if rebuilding.len() >= MAX_INDEXED {
+        if rebuilding.len() >= MAX_TURNS {
             // Forget the turns no one holds or waits for.
             rebuilding.retain(|_, turn| Arc::strong_count(turn) > 1);
         }
@@ -287,7 +311,13 @@ impl InstanceIndex {
             return Ok(None);
         }
         let overlay_reads = tx.overlay_reads();
-        let entries = rebuild_entries(tx, account_id, kept.as_deref(), read_parts)?;
+        let entries = rebuild_entries(
+            tx,
+            account_id,
+            self.per_account,
+            kept.as_deref(),
+            read_parts,
+        )?;
         let index = Arc::new(AccountIndex {
             marker_version,
             checked_at: AtomicU64::new(stamp),
@@ -303,7 +333,7 @@ impl InstanceIndex {
         Ok(Some(index))
     }
 
-    /// Keeps `index` for the account, within [`MAX_INDEXED`] in all: the
+    /// Keeps `index` for the account, within `total` in all: the
     /// least recently used accounts' indexes are dropped to make room.
     fn keep(&self, account_id: &str, index: Arc<AccountIndex>) {
         // An account too big to index still takes a place.
@@ -311,14 +341,14 @@ impl InstanceIndex {
         let mut accounts = crate::sync::lock(&self.accounts);
         accounts.remove(account_id);
         let mut held: usize = accounts.values().map(|index| weight(index)).sum();
-        if held + weight(&index) > MAX_INDEXED {
+        if held + weight(&index) > self.total {
             let mut by_use: Vec<(u64, String)> = accounts
                 .iter()
                 .map(|(id, index)| (index.last_used.load(Ordering::Relaxed), id.clone()))
                 .collect();
             by_use.sort_unstable();
             for (_, id) in by_use {
-                if held + weight(&index) <= MAX_INDEXED {
+                if held + weight(&index) <= self.total {
                     break;
                 }
                 if let Some(dropped) = accounts.remove(&id) {
@@ -331,11 +361,12 @@ impl InstanceIndex {
 }
 
 /// The account's instances read anew in launch order, taking over from
-/// `kept` every entry whose records did not change; `None` past
-/// [`MAX_INDEXED_PER_ACCOUNT`].
+/// `kept` every entry whose records did not change; `None` past `limit`
+/// instances.
 fn rebuild_entries(
     tx: &Tx<'_>,
     account_id: &str,
+    limit: usize,
     kept: Option<&AccountIndex>,
     read_parts: impl Fn(&Tx<'_>, &str) -> StoreResult<Option<Parts>>,
 ) -> StoreResult<Option<Vec<Arc<Listed>>>> {
@@ -389,7 +420,7 @@ fn rebuild_entries(
                     })
                 }
             };
-            if entries.len() == MAX_INDEXED_PER_ACCOUNT {
+            if entries.len() == limit {
                 return Ok(None);
             }
             entries.push(listed);

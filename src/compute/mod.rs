@@ -231,7 +231,7 @@ impl Compute {
             region,
             catalog: Catalog::from_config(config),
             instances,
-            listings: Default::default(),
+            listings: instance_index::InstanceIndex::new(config.listing_cache_instances),
             group_names: security_groups::GroupNameHints::default(),
             scheduler_policy: config.scheduler_policy,
             quotas: config.quotas.clone(),
