@@ -589,6 +589,18 @@ async fn listed(
         .collect()
 }
 
+/// A core on memory whose listing index has room for `room` instances.
+async fn core_with_listing_room(dir: &std::path::Path, room: usize) -> Arc<Compute> {
+    let mut config = test_config(dir, StorageBackend::Memory);
+    config.listing_cache_instances = room;
+    compute(
+        &config,
+        Arc::new(MemoryStore::new()),
+        Arc::new(TokioClock::new()),
+    )
+    .await
+}
+
 /// DescribeInstances' index (`compute::instance_index`) with room for 3
 /// instances: an account of 2 is kept (the same entries listed twice); a
 /// tag replaces only the tagged entry; a second account of 2 takes the
@@ -599,14 +611,7 @@ async fn listings_kept_in_memory_stay_within_their_room() {
     use ec2_gateway::compute::instances::Tag;
     use ec2_gateway::compute::tags::TagChange;
     let dir = tempfile::tempdir().unwrap();
-    let mut config = test_config(dir.path(), StorageBackend::Memory);
-    config.listing_cache_instances = 3;
-    let core = compute(
-        &config,
-        Arc::new(MemoryStore::new()),
-        Arc::new(TokioClock::new()),
-    )
-    .await;
+    let core = core_with_listing_room(dir.path(), 3).await;
     for account in [USER_ACCOUNT, ADMIN_ACCOUNT] {
         core.run_instances(account, launch(IMAGE, "t3.micro", 2, None))
             .await
@@ -656,14 +661,7 @@ async fn listings_kept_in_memory_stay_within_their_room() {
 
     // No room at all.
     let dir = tempfile::tempdir().unwrap();
-    let mut config = test_config(dir.path(), StorageBackend::Memory);
-    config.listing_cache_instances = 0;
-    let core = compute(
-        &config,
-        Arc::new(MemoryStore::new()),
-        Arc::new(TokioClock::new()),
-    )
-    .await;
+    let core = core_with_listing_room(dir.path(), 0).await;
     core.run_instances(USER_ACCOUNT, launch(IMAGE, "t3.micro", 1, None))
         .await
         .unwrap();

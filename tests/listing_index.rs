@@ -8,18 +8,11 @@
 
 mod common;
 
-use common::{test_config, wait_for, TestServer};
+use common::{test_config, wait_for, without_request_id, TestServer};
 use ec2_gateway::client::text_of;
 use ec2_gateway::config::StorageBackend;
 
 const IMAGE: &str = "ami-0b1c2d3e4f5a6b7c8";
-
-/// `body` with its request id blanked (it differs between two answers).
-fn without_request_id(body: &str) -> String {
-    let start = body.find("<requestId>").unwrap() + "<requestId>".len();
-    let end = body.find("</requestId>").unwrap();
-    format!("{}{}", &body[..start], &body[end..])
-}
 
 fn ok(reply: &ec2_gateway::client::Reply) {
     assert_eq!(reply.status, 200, "{}", reply.body);
@@ -33,16 +26,7 @@ async fn listing(server: &TestServer, ids: &[String]) -> String {
     ok(&first);
     let again = server.user("DescribeInstances", &[]).await;
     ok(&again);
-    let named: Vec<(String, String)> = ids
-        .iter()
-        .enumerate()
-        .map(|(n, id)| (format!("InstanceId.{}", n + 1), id.clone()))
-        .collect();
-    let named: Vec<(&str, &str)> = named
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    let by_id = server.user("DescribeInstances", &named).await;
+    let by_id = server.describe_by_id(ids).await;
     ok(&by_id);
     let first = without_request_id(&first.body);
     assert_eq!(first, without_request_id(&again.body));

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{test_config, TestServer};
+use common::{test_config, without_request_id, TestServer};
 use ec2_gateway::config::StorageBackend;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -23,13 +23,6 @@ fn instance_ids(body: &str) -> Vec<String> {
         }
     }
     ids
-}
-
-/// `body` with its request id blanked (it differs between two answers).
-fn without_request_id(body: &str) -> String {
-    let start = body.find("<requestId>").unwrap() + "<requestId>".len();
-    let end = body.find("</requestId>").unwrap();
-    format!("{}{}", &body[..start], &body[end..])
 }
 
 /// Launches one reservation of 110 instances in the user account.
@@ -223,16 +216,7 @@ async fn a_long_listing_is_streamed_with_the_bytes_of_the_whole_rendering() {
     assert_eq!(streamed.body.matches("<reservationId>").count(), 6);
 
     // The same instances named one by one are rendered whole.
-    let named: Vec<(String, String)> = ids
-        .iter()
-        .enumerate()
-        .map(|(n, id)| (format!("InstanceId.{}", n + 1), id.clone()))
-        .collect();
-    let named: Vec<(&str, &str)> = named
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    let whole = server.user("DescribeInstances", &named).await;
+    let whole = server.describe_by_id(&ids).await;
     assert_eq!(whole.status, 200);
     assert!(whole.headers.get("content-length").is_some());
     assert_eq!(

@@ -255,6 +255,26 @@ pub fn assert_error_document(body: &str) {
     );
 }
 
+/// `body` with its request id blanked (it differs between two answers).
+pub fn without_request_id(body: &str) -> String {
+    let start = body.find("<requestId>").unwrap() + "<requestId>".len();
+    let end = body.find("</requestId>").unwrap();
+    format!("{}{}", &body[..start], &body[end..])
+}
+
+impl TestServer {
+    /// DescribeInstances naming `ids` (`InstanceId.N`), as the test user.
+    pub async fn describe_by_id(&self, ids: &[String]) -> Reply {
+        let names: Vec<String> = (1..=ids.len()).map(|n| format!("InstanceId.{n}")).collect();
+        let params: Vec<(&str, &str)> = names
+            .iter()
+            .map(String::as_str)
+            .zip(ids.iter().map(String::as_str))
+            .collect();
+        self.user("DescribeInstances", &params).await
+    }
+}
+
 /// The error code of an error answer.
 pub fn error_code(reply: &Reply) -> String {
     client::text_of(&reply.body, "Code").unwrap_or_default()
