@@ -86,25 +86,85 @@ impl Clock for FixedClock {
 
 /// EC2's one timestamp format: `2016-11-15T12:34:56.000Z`.
 pub fn format_timestamp(time: DateTime<Utc>) -> String {
+    let mut text = Vec::with_capacity(TIMESTAMP_LENGTH);
+    write_timestamp(&mut text, time);
+    String::from_utf8(text).expect("digits and ASCII punctuation")
+}
+
+/// How long [`format_timestamp`]'s text is (for years 0 to 9999).
+pub const TIMESTAMP_LENGTH: usize = 24;
+
+/// Appends [`format_timestamp`]'s text to `out`, digit by digit: chrono's
+/// format strings are parsed on every call and `format!` goes through the
+/// formatting machinery, both of which showed in profiles of listings (an
+/// instance carries several timestamps).
+pub fn write_timestamp(out: &mut Vec<u8>, time: DateTime<Utc>) {
     use chrono::{Datelike, Timelike};
-    // Written field by field: chrono's format strings are parsed on every
-    // call, which showed in profiles of large listings.
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-        time.year(),
-        time.month(),
-        time.day(),
-        time.hour(),
-        time.minute(),
-        time.second(),
-        time.timestamp_subsec_millis().min(999)
-    )
+    let year = time.year();
+    if !(0..=9999).contains(&year) {
+        out.extend_from_slice(
+            format!(
+                "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+                year,
+                time.month(),
+                time.day(),
+                time.hour(),
+                time.minute(),
+                time.second(),
+                time.timestamp_subsec_millis().min(999)
+            )
+            .as_bytes(),
+        );
+        return;
+    }
+    let digits = |out: &mut Vec<u8>, value: u32, width: u32| {
+        for place in (0..width).rev() {
+            out.push(b'0' + (value / 10u32.pow(place) % 10) as u8);
+        }
+    };
+    digits(out, year as u32, 4);
+    out.push(b'-');
+    digits(out, time.month(), 2);
+    out.push(b'-');
+    digits(out, time.day(), 2);
+    out.push(b'T');
+    digits(out, time.hour(), 2);
+    out.push(b':');
+    digits(out, time.minute(), 2);
+    out.push(b':');
+    digits(out, time.second(), 2);
+    out.push(b'.');
+    digits(out, time.timestamp_subsec_millis().min(999), 3);
+    out.push(b'Z');
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use chrono::TimeZone;
+
+    #[test]
+    fn timestamps_written_digit_by_digit_are_chronos() {
+        let times = [
+            Utc.with_ymd_and_hms(1970, 1, 1, 0, 0, 0).unwrap(),
+            Utc.with_ymd_and_hms(2026, 12, 31, 23, 59, 59).unwrap()
+                + chrono::Duration::milliseconds(999),
+            Utc.with_ymd_and_hms(9999, 2, 28, 7, 8, 9).unwrap() + chrono::Duration::milliseconds(5),
+        ];
+        for time in times {
+            assert_eq!(
+                format_timestamp(time),
+                time.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string(),
+                "{time:?}"
+            );
+        }
+        assert_eq!(format_timestamp(times[1]).len(), TIMESTAMP_LENGTH);
+        // Past year 9999 the year simply grows (chrono would add a sign).
+        assert_eq!(
+            format_timestamp(Utc.with_ymd_and_hms(12026, 3, 4, 5, 6, 7).unwrap()),
+            "12026-03-04T05:06:07.000Z"
+        );
+    }
 
     #[test]
     fn ec2_timestamps() {

@@ -164,7 +164,7 @@ impl Gateway {
 
     /// Answers one request; never fails.
     pub async fn handle(&self, request: Request<Incoming>) -> Response<AnswerBody> {
-        let request_id = uuid::Uuid::new_v4().to_string();
+        let request_id = new_request_id();
         let span = tracing::info_span!(
             "request",
             request_id = %request_id,
@@ -475,8 +475,18 @@ fn into_response(answer: Answer, request_id: &str) -> Response<AnswerBody> {
 /// An EC2 error answer made outside the request pipeline (for a handler
 /// that panicked); the connection closes.
 pub fn refusal(error: &ApiError) -> Response<AnswerBody> {
-    let request_id = uuid::Uuid::new_v4().to_string();
+    let request_id = new_request_id();
     into_response(error_answer(error, &request_id, true), &request_id)
+}
+
+/// A request id as EC2 writes them: a random (version 4) UUID, lower-case
+/// and hyphenated. Drawn from the thread's ChaCha generator (seeded from
+/// the system and reseeded by `rand`), not from a `getrandom` system call
+/// per request; nothing trusts a request id to be unguessable.
+pub fn new_request_id() -> String {
+    let uuid = uuid::Builder::from_random_bytes(rand::random()).into_uuid();
+    let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    uuid.hyphenated().encode_lower(&mut text).to_owned()
 }
 
 fn error_answer(error: &ApiError, request_id: &str, close: bool) -> Answer {

@@ -145,7 +145,7 @@ async fn refuse_connection(mut stream: tokio::net::TcpStream) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let error =
         ApiError::ServiceUnavailable("Too many connections from this client address".into());
-    let body = render_error(&error, &uuid::Uuid::new_v4().to_string());
+    let body = render_error(&error, &crate::gateway::new_request_id());
     let mut answer = format!(
         "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/xml;charset=UTF-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()

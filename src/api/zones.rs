@@ -11,7 +11,7 @@
 
 use super::{dry_run_check, Context};
 use crate::clock::format_timestamp;
-use crate::compute::services::{ServiceRecord, Zone};
+use crate::compute::services::{ServiceRecord, Zone, ZoneState};
 use crate::error::{ApiError, ApiResult};
 use crate::protocol::filters::{check_names, matches_all};
 use crate::protocol::xml::{XmlOutput, XmlWriter};
@@ -194,12 +194,84 @@ pub fn service_status(service: &ServiceRecord, now: DateTime<Utc>, window: Durat
     }
 }
 
+/// The plain zone items as last written: nearly every request asks for the
+/// same few zones, whose items change only when a zone's state does, so
+/// they are written once and copied after that (as long as the zones, their
+/// states, the region and the layout are the same, the bytes are too).
+static KEPT_ITEMS: std::sync::RwLock<Option<KeptItems>> = std::sync::RwLock::new(None);
+
+struct KeptItems {
+    layout: u32,
+    region: String,
+    zones: Vec<(String, String, ZoneState)>,
+    bytes: Vec<u8>,
+}
+
+impl KeptItems {
+    fn fits(&self, layout: u32, views: &[ZoneView]) -> bool {
+        self.layout == layout
+            && self.zones.len() == views.len()
+            && views
+                .iter()
+                .zip(&self.zones)
+                .all(|(view, (name, id, state))| {
+                    view.region == self.region
+                        && &view.zone.name == name
+                        && &view.zone.zone_id == id
+                        && view.zone.state == *state
+                })
+    }
+}
+
+/// Writes one `<item>` per zone, copied from [`KEPT_ITEMS`] when they fit.
+fn write_items_kept(xml: &mut XmlWriter, views: &[ZoneView]) {
+    let layout = xml.layout();
+    {
+        let kept = crate::sync::read(&KEPT_ITEMS);
+        if let Some(kept) = kept.as_ref().filter(|kept| kept.fits(layout, views)) {
+            xml.raw_fragment(&kept.bytes);
+            return;
+        }
+    }
+    let bytes = xml.fragment(512 * views.len(), |xml| {
+        for view in views {
+            xml.nested("item", |xml| view.write_item(xml));
+        }
+    });
+    xml.raw_fragment(&bytes);
+    let region = views
+        .first()
+        .map(|view| view.region.clone())
+        .unwrap_or_default();
+    *crate::sync::write(&KEPT_ITEMS) = Some(KeptItems {
+        layout,
+        zones: views
+            .iter()
+            .map(|view| {
+                (
+                    view.zone.name.clone(),
+                    view.zone.zone_id.clone(),
+                    view.zone.state,
+                )
+            })
+            .collect(),
+        region,
+        bytes,
+    });
+}
+
 impl XmlOutput for ZoneList {
     fn write_xml(&self, xml: &mut XmlWriter) {
         if !self.verbose {
-            xml.list("availabilityZoneInfo", &self.zones, |xml, view| {
-                view.write_item(xml)
-            });
+            if self.zones.is_empty() {
+                xml.list("availabilityZoneInfo", &self.zones, |xml, view| {
+                    view.write_item(xml)
+                });
+            } else {
+                xml.open("availabilityZoneInfo");
+                write_items_kept(xml, &self.zones);
+                xml.close("availabilityZoneInfo");
+            }
             return;
         }
         // The verbose tree is a flat list of items whose zoneName carries

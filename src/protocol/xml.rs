@@ -9,7 +9,7 @@
 //! use one format: `2016-11-15T12:34:56.000Z`. Errors are
 //! `<Response><Errors><Error>...</Errors><RequestID>` (note the spelling).
 
-use crate::clock::format_timestamp;
+use crate::clock::write_timestamp;
 use crate::error::ApiError;
 use chrono::{DateTime, Utc};
 use hyper::StatusCode;
@@ -168,12 +168,21 @@ impl XmlWriter {
         self.element(name, if value { "true" } else { "false" });
     }
 
-    pub fn number(&mut self, name: &str, value: impl std::fmt::Display) {
-        self.element(name, &value.to_string());
+    /// `<name>value</name>` for an integer (digits need no escaping).
+    pub fn number(&mut self, name: &str, value: impl itoa::Integer) {
+        self.start(name);
+        self.out
+            .extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
+        self.line_break = false;
+        self.end(name);
     }
 
+    /// `<name>2016-11-15T12:34:56.000Z</name>`.
     pub fn timestamp(&mut self, name: &str, time: DateTime<Utc>) {
-        self.element(name, &format_timestamp(time));
+        self.start(name);
+        write_timestamp(&mut self.out, time);
+        self.line_break = false;
+        self.end(name);
     }
 
     /// `<name/>` for an empty list, else one `<item>` per element.
