@@ -329,7 +329,8 @@ impl App {
 }
 
 /// Starts a compute core's background work: the simulated hosts'
-/// heartbeats and the lifecycle driver, each restarted if it panics.
+/// heartbeats, the lifecycle driver and the sweep of idle listings, each
+/// restarted if it panics.
 pub fn background_tasks(
     compute: &Arc<Compute>,
     heartbeat_interval: Duration,
@@ -342,7 +343,31 @@ pub fn background_tasks(
         let compute = compute.clone();
         move || drive_while_leading(compute.clone())
     }));
-    vec![heartbeats, lifecycle]
+    let listings = tokio::spawn(supervise("listing sweep", {
+        let compute = compute.clone();
+        move || forget_idle_listings(compute.clone())
+    }));
+    vec![heartbeats, lifecycle, listings]
+}
+
+/// How often the listings kept in memory are swept for idle accounts.
+const LISTING_SWEEP_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Drops, every [`LISTING_SWEEP_INTERVAL`], the listing indexes no request
+/// used for `instance_index::IDLE_FOR`: a gateway at rest gives back the
+/// memory of the listings it served.
+async fn forget_idle_listings(compute: Arc<Compute>) {
+    let mut ticker = tokio::time::interval(LISTING_SWEEP_INTERVAL);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        let forgotten = compute
+            .listings()
+            .forget_idle(crate::compute::instance_index::IDLE_FOR);
+        if forgotten > 0 {
+            tracing::debug!(instances = forgotten, "dropped idle listing indexes");
+        }
+    }
 }
 
 /// How long a background task that panicked waits before it restarts.

@@ -13,6 +13,8 @@ use std::sync::Arc;
 /// mimalloc: the gateway allocates small, short-lived buffers on every
 /// request (and sled clones pages on every write); glibc's allocator spent
 /// a fifth of a launch's CPU on them (see the README's Performance notes).
+/// The `system-allocator` feature leaves it out, for heap profilers.
+#[cfg(not(feature = "system-allocator"))]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -605,7 +605,8 @@ async fn core_with_listing_room(dir: &std::path::Path, room: usize) -> Arc<Compu
 /// instances: an account of 2 is kept (the same entries listed twice); a
 /// tag replaces only the tagged entry; a second account of 2 takes the
 /// first's place (the least recently used); an account of 4 is read from
-/// the store; and with no room, nothing is kept.
+/// the store; an index left unused is dropped by the idle sweep; and with
+/// no room, nothing is kept.
 #[tokio::test]
 async fn listings_kept_in_memory_stay_within_their_room() {
     use ec2_gateway::compute::instances::Tag;
@@ -658,6 +659,31 @@ async fn listings_kept_in_memory_stay_within_their_room() {
     let big = listed(&core, USER_ACCOUNT).await;
     assert_eq!(big.len(), 4);
     assert!(big.iter().all(|(_, indexed, _)| !*indexed));
+
+    // An index no listing used for a while is dropped; a recent one is not.
+    let dir = tempfile::tempdir().unwrap();
+    let core = core_with_listing_room(dir.path(), 3).await;
+    core.run_instances(USER_ACCOUNT, launch(IMAGE, "t3.micro", 2, None))
+        .await
+        .unwrap();
+    let kept = listed(&core, USER_ACCOUNT).await;
+    assert_eq!(
+        core.listings()
+            .forget_idle(std::time::Duration::from_secs(3600)),
+        0
+    );
+    let still = listed(&core, USER_ACCOUNT).await;
+    assert!(kept
+        .iter()
+        .zip(&still)
+        .all(|(a, b)| Arc::ptr_eq(&a.2, &b.2)));
+    assert_eq!(core.listings().forget_idle(std::time::Duration::ZERO), 2);
+    let rebuilt = listed(&core, USER_ACCOUNT).await;
+    assert!(rebuilt.iter().all(|(_, indexed, _)| *indexed));
+    assert!(kept
+        .iter()
+        .zip(&rebuilt)
+        .all(|(a, b)| !Arc::ptr_eq(&a.2, &b.2)));
 
     // No room at all.
     let dir = tempfile::tempdir().unwrap();

@@ -27,7 +27,9 @@
 //! and for at most `listing_cache_instances` ([`MAX_INDEXED`] unless
 //! configured) instances in all (least recently used
 //! dropped first), so its memory is bounded; beyond that listings read
-//! the store page by page as before.
+//! the store page by page as before. An index no listing used for
+//! [`IDLE_FOR`] is dropped too, so a gateway at rest does not hold the
+//! listings it served once.
 
 use super::instances::{Instance, InstanceStatus, INSTANCES, INSTANCE_ORDER, INSTANCE_STATUS};
 use super::operation::Tx;
@@ -60,6 +62,11 @@ pub const MAX_INDEXED: usize = 30_000;
 /// the marker (a gateway of an earlier release during a rolling upgrade,
 /// an edit made directly in etcd) can hide from listings.
 const MAX_AGE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// How long an account's index is kept while no listing uses it (see
+/// [`InstanceIndex::forget_idle`]): an account listed whole every minute
+/// keeps its index; one listed once does not hold its memory for ever.
+pub const IDLE_FOR: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// No store revision known.
 const UNCHECKED: u64 = u64::MAX;
@@ -331,6 +338,24 @@ impl InstanceIndex {
             self.keep(account_id, index.clone());
         }
         Ok(Some(index))
+    }
+
+    /// Drops the indexes no listing used for `idle` or longer (the
+    /// gateway does it every few seconds with [`IDLE_FOR`]); answers how
+    /// many instances they held. The next listing of such an account reads
+    /// its instances from the store again.
+    pub fn forget_idle(&self, idle: std::time::Duration) -> usize {
+        let now = now_ms();
+        let idle = idle.as_millis() as u64;
+        let mut forgotten = 0;
+        crate::sync::lock(&self.accounts).retain(|_, index| {
+            let keep = now.saturating_sub(index.last_used.load(Ordering::Relaxed)) < idle;
+            if !keep {
+                forgotten += index.entries.as_ref().map_or(0, Vec::len);
+            }
+            keep
+        });
+        forgotten
     }
 
     /// Keeps `index` for the account, within `total` in all: the

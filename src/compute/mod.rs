@@ -121,6 +121,11 @@ impl Compute {
         &self.accounts
     }
 
+    /// DescribeInstances' listings kept in memory (`instance_index`).
+    pub fn listings(&self) -> &instance_index::InstanceIndex {
+        &self.listings
+    }
+
     /// Compute hosts and the zones they make.
     pub fn services(&self) -> &ServiceRegistry {
         &self.services
