@@ -94,7 +94,8 @@ pub fn format_timestamp(time: DateTime<Utc>) -> String {
 /// How long [`format_timestamp`]'s text is (for years 0 to 9999).
 pub const TIMESTAMP_LENGTH: usize = 24;
 
-/// Appends [`format_timestamp`]'s text to `out`, digit by digit: chrono's
+/// Appends [`format_timestamp`]'s text to `out`, digit by digit for years
+/// 0 to 9999 (others, through `format!`, the same way as before): chrono's
 /// format strings are parsed on every call and `format!` goes through the
 /// formatting machinery, both of which showed in profiles of listings (an
 /// instance carries several timestamps).

@@ -223,8 +223,8 @@ async fn a_long_listing_is_streamed_with_the_bytes_of_the_whole_rendering() {
         without_request_id(&streamed.body),
         without_request_id(&whole.body)
     );
-    // Listed again, its items come from the listing index (sent as
-    // pieces of their own, not copied into the chunks): the same bytes.
+    // Listed again, its items are the ones kept rendered with the
+    // listing index: the same bytes.
     let again = server.user("DescribeInstances", &[]).await;
     assert!(again.headers.get("content-length").is_none());
     assert_eq!(

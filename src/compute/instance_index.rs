@@ -64,8 +64,9 @@ pub const MAX_INDEXED: usize = 30_000;
 const MAX_AGE: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// How long an account's index is kept while no listing uses it (see
-/// [`InstanceIndex::forget_idle`]): an account listed whole every minute
-/// keeps its index; one listed once does not hold its memory for ever.
+/// [`InstanceIndex::forget_idle`]): an account listed (any page) more
+/// often than once a minute keeps its index; one listed once does not
+/// hold its memory for ever.
 pub const IDLE_FOR: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// No store revision known.
@@ -347,15 +348,19 @@ impl InstanceIndex {
     pub fn forget_idle(&self, idle: std::time::Duration) -> usize {
         let now = now_ms();
         let idle = idle.as_millis() as u64;
-        let mut forgotten = 0;
+        let mut dropped = Vec::new();
         crate::sync::lock(&self.accounts).retain(|_, index| {
             let keep = now.saturating_sub(index.last_used.load(Ordering::Relaxed)) < idle;
             if !keep {
-                forgotten += index.entries.as_ref().map_or(0, Vec::len);
+                dropped.push(index.clone());
             }
             keep
         });
-        forgotten
+        // Freed here, after the lock: listings need it meanwhile.
+        dropped
+            .iter()
+            .map(|index| index.entries.as_ref().map_or(0, Vec::len))
+            .sum()
     }
 
     /// Keeps `index` for the account, within `total` in all: the
