@@ -208,6 +208,87 @@ pub fn signature_matches(signing_key: &[u8; 32], string_to_sign: &str, received_
     mac.verify_slice(&received).is_ok()
 }
 
+/// SHA-256 of the canonical request that [`canonical_request`] would
+/// build from [`canonical_headers`] (the same bytes), hashed piece by
+/// piece as they are produced instead of built into strings first: the
+/// check runs on every request.
+pub fn canonical_request_digest(
+    method: &str,
+    canonical_uri: &str,
+    canonical_query: &str,
+    headers: &hyper::HeaderMap,
+    signed_names: &[String],
+    payload_hash: &str,
+) -> [u8; 32] {
+    let mut hash = Sha256::new();
+    for part in [method, canonical_uri, canonical_query] {
+        hash.update(part.as_bytes());
+        hash.update(b"\n");
+    }
+    for name in signed_names {
+        hash.update(name.as_bytes());
+        hash.update(b":");
+        for (index, value) in headers.get_all(name.as_str()).iter().enumerate() {
+            if index > 0 {
+                hash.update(b",");
+            }
+            let value = String::from_utf8_lossy(value.as_bytes());
+            for (index, word) in value.split_whitespace().enumerate() {
+                if index > 0 {
+                    hash.update(b" ");
+                }
+                hash.update(word.as_bytes());
+            }
+        }
+        hash.update(b"\n");
+    }
+    hash.update(b"\n");
+    for (index, name) in signed_names.iter().enumerate() {
+        if index > 0 {
+            hash.update(b";");
+        }
+        hash.update(name.as_bytes());
+    }
+    hash.update(b"\n");
+    hash.update(payload_hash.as_bytes());
+    hash.finalize().into()
+}
+
+/// [`signature_matches`] on the string to sign that [`string_to_sign`]
+/// would build for `canonical_digest` (fed to the HMAC piece by piece),
+/// compared in constant time.
+pub fn signature_matches_digest(
+    signing_key: &[u8; 32],
+    amz_date: &str,
+    scope: &CredentialScope,
+    canonical_digest: &[u8; 32],
+    received_hex: &str,
+) -> bool {
+    let mut received = [0u8; 32];
+    if hex::decode_to_slice(received_hex, &mut received).is_err() {
+        return false;
+    }
+    let mut digest_hex = [0u8; 64];
+    hex::encode_to_slice(canonical_digest, &mut digest_hex).expect("64 hex digits for 32 bytes");
+    let mut mac = HmacSha256::new_from_slice(signing_key).expect("HMAC takes any key length");
+    for part in [
+        ALGORITHM.as_bytes(),
+        b"\n",
+        amz_date.as_bytes(),
+        b"\n",
+        scope.date.as_bytes(),
+        b"/",
+        scope.region.as_bytes(),
+        b"/",
+        scope.service.as_bytes(),
+        b"/aws4_request\n",
+        &digest_hex,
+    ] {
+        mac.update(part);
+    }
+    mac.verify_slice(&received).is_ok()
+}
+
 /// Parses `20261124T175147Z`.
 pub fn parse_amz_date(value: &str) -> Option<DateTime<Utc>> {
     NaiveDateTime::parse_from_str(value, "%Y%m%dT%H%M%SZ")
@@ -305,17 +386,22 @@ pub fn verify_header(
             .iter()
             .map(|(n, v)| (n.as_str(), v.as_str())),
     );
-    let canonical = canonical_request(
+    let canonical = canonical_request_digest(
         request.method,
         &canonical_uri(request.path),
         &canonical_query,
-        &canonical_headers(request.headers, &auth.signed_headers),
+        request.headers,
         &auth.signed_headers,
         &payload_hash(request)?,
     );
-    let to_sign = string_to_sign(&amz_date, &auth.credential.scope(), &canonical);
     let signing_key = keys.signing_key(&auth.credential, &key.secret);
-    if !signature_matches(&signing_key.key, &to_sign, &auth.signature) {
+    if !signature_matches_digest(
+        &signing_key.key,
+        &amz_date,
+        &auth.credential,
+        &canonical,
+        &auth.signature,
+    ) {
         return Err(ApiError::SignatureDoesNotMatch);
     }
     keys.remember(signing_key);
@@ -398,21 +484,22 @@ pub fn verify_presigned(
     if header(request, "x-amz-content-sha256").is_some() {
         payload_hash(request)?;
     }
-    let headers = canonical_headers(request.headers, &signed_headers);
     let uri = canonical_uri(request.path);
     let signing_key = keys.signing_key(&credential, &key.secret);
     let matches_as = |method: &str| {
-        let canonical = canonical_request(
+        let canonical = canonical_request_digest(
             method,
             &uri,
             &canonical_query,
-            &headers,
+            request.headers,
             &signed_headers,
             EMPTY_PAYLOAD_HASH,
         );
-        signature_matches(
+        signature_matches_digest(
             &signing_key.key,
-            &string_to_sign(amz_date, &credential.scope(), &canonical),
+            amz_date,
+            &credential,
+            &canonical,
             received_signature,
         )
     };
@@ -434,6 +521,71 @@ pub fn verify_presigned(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The digest hashed piece by piece is the hash of the strings built
+    /// whole, and the signature checked on it is the one on the string to
+    /// sign: repeated headers, whitespace runs, text that is not UTF-8.
+    #[test]
+    fn digests_hashed_piece_by_piece_are_those_of_the_strings() {
+        let mut headers = hyper::HeaderMap::new();
+        headers.insert("host", "ec2.local:8773".parse().unwrap());
+        headers.append("x-amz-meta", "  a   b \t c ".parse().unwrap());
+        headers.append("x-amz-meta", "second".parse().unwrap());
+        headers.insert(
+            "x-odd",
+            hyper::header::HeaderValue::from_bytes(b"caf\xe9  x").unwrap(),
+        );
+        let names: Vec<String> = ["host", "x-amz-meta", "x-missing", "x-odd"]
+            .map(String::from)
+            .to_vec();
+        let whole = canonical_request(
+            "POST",
+            "/",
+            "Action=Describe&b=%20",
+            &canonical_headers(&headers, &names),
+            &names,
+            EMPTY_PAYLOAD_HASH,
+        );
+        let digest = canonical_request_digest(
+            "POST",
+            "/",
+            "Action=Describe&b=%20",
+            &headers,
+            &names,
+            EMPTY_PAYLOAD_HASH,
+        );
+        assert_eq!(digest, <[u8; 32]>::from(Sha256::digest(whole.as_bytes())));
+
+        let scope = CredentialScope::parse("AKID/20261124/us-east-1/ec2/aws4_request").unwrap();
+        let key = signing_key("secret", &scope.date, &scope.region, &scope.service);
+        let to_sign = string_to_sign("20261124T175147Z", &scope.scope(), &whole);
+        let good = signature(&key, &to_sign);
+        assert!(signature_matches_digest(
+            &key,
+            "20261124T175147Z",
+            &scope,
+            &digest,
+            &good
+        ));
+        let mut bad = good.clone();
+        bad.replace_range(..1, if good.starts_with('0') { "1" } else { "0" });
+        for wrong in [bad.as_str(), &good[..63], "zz", ""] {
+            assert!(!signature_matches_digest(
+                &key,
+                "20261124T175147Z",
+                &scope,
+                &digest,
+                wrong
+            ));
+        }
+        assert!(!signature_matches_digest(
+            &key,
+            "20261124T175148Z",
+            &scope,
+            &digest,
+            &good
+        ));
+    }
 
     #[test]
     fn authorization_header_parses_with_and_without_spaces() {
