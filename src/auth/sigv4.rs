@@ -126,23 +126,51 @@ fn parse_signed_headers(list: &str) -> ApiResult<Vec<String>> {
 /// Canonical headers block: `name:value\n` for each signed name, values of
 /// repeated headers joined by `,`, trimmed, inner whitespace runs collapsed.
 pub fn canonical_headers(headers: &hyper::HeaderMap, signed_names: &[String]) -> String {
-    let mut out = String::new();
-    for name in signed_names {
-        out.push_str(name);
-        out.push(':');
-        let values: Vec<String> = headers
-            .get_all(name.as_str())
-            .iter()
-            .map(|v| collapse_whitespace(&String::from_utf8_lossy(v.as_bytes())))
-            .collect();
-        out.push_str(&values.join(","));
-        out.push('\n');
-    }
-    out
+    collect_text(|put| put_canonical_headers(headers, signed_names, put))
 }
 
-fn collapse_whitespace(value: &str) -> String {
-    value.split_whitespace().collect::<Vec<_>>().join(" ")
+/// Writes [`canonical_headers`]' block to `put`, piece by piece (the one
+/// place the headers are canonicalized, for strings and digests alike).
+fn put_canonical_headers(
+    headers: &hyper::HeaderMap,
+    signed_names: &[String],
+    put: &mut dyn FnMut(&[u8]),
+) {
+    for name in signed_names {
+        put(name.as_bytes());
+        put(b":");
+        for (index, value) in headers.get_all(name.as_str()).iter().enumerate() {
+            if index > 0 {
+                put(b",");
+            }
+            put_collapsed(&String::from_utf8_lossy(value.as_bytes()), put);
+        }
+        put(b"\n");
+    }
+}
+
+/// Writes `value` trimmed, each inner run of whitespace as one space.
+fn put_collapsed(value: &str, put: &mut dyn FnMut(&[u8])) {
+    for (index, word) in value.split_whitespace().enumerate() {
+        if index > 0 {
+            put(b" ");
+        }
+        put(word.as_bytes());
+    }
+}
+
+/// The text the pieces `write` puts make (all of them UTF-8).
+fn collect_text(write: impl FnOnce(&mut dyn FnMut(&[u8]))) -> String {
+    let mut out = Vec::new();
+    write(&mut |piece| out.extend_from_slice(piece));
+    String::from_utf8(out).expect("pieces of UTF-8 text")
+}
+
+/// SHA-256 of the bytes the pieces `write` puts.
+fn digest_of(write: impl FnOnce(&mut dyn FnMut(&[u8]))) -> [u8; 32] {
+    let mut hash = Sha256::new();
+    write(&mut |piece| hash.update(piece));
+    hash.finalize().into()
 }
 
 /// The canonical URI: the path as received, `/` when empty, each byte outside
@@ -165,18 +193,89 @@ pub fn canonical_request(
     signed_headers: &[String],
     payload_hash: &str,
 ) -> String {
-    format!(
-        "{method}\n{canonical_uri}\n{canonical_query}\n{canonical_headers}\n{}\n{payload_hash}",
-        signed_headers.join(";")
-    )
+    collect_text(|put| {
+        put_canonical_request(
+            [method, canonical_uri, canonical_query],
+            |put| put(canonical_headers.as_bytes()),
+            signed_headers,
+            payload_hash,
+            put,
+        )
+    })
+}
+
+/// SHA-256 of the [`canonical_request`] with the [`canonical_headers`] of
+/// `headers`, hashed piece by piece as they are produced instead of built
+/// into strings first: the check runs on every request.
+pub fn canonical_request_digest(
+    method: &str,
+    canonical_uri: &str,
+    canonical_query: &str,
+    headers: &hyper::HeaderMap,
+    signed_names: &[String],
+    payload_hash: &str,
+) -> [u8; 32] {
+    digest_of(|put| {
+        put_canonical_request(
+            [method, canonical_uri, canonical_query],
+            |put| put_canonical_headers(headers, signed_names, put),
+            signed_names,
+            payload_hash,
+            put,
+        )
+    })
+}
+
+/// Writes the canonical request to `put`: method, URI and query, the
+/// headers block `put_headers` writes, the signed names, the payload hash.
+fn put_canonical_request(
+    method_uri_query: [&str; 3],
+    put_headers: impl FnOnce(&mut dyn FnMut(&[u8])),
+    signed_headers: &[String],
+    payload_hash: &str,
+    put: &mut dyn FnMut(&[u8]),
+) {
+    for part in method_uri_query {
+        put(part.as_bytes());
+        put(b"\n");
+    }
+    put_headers(put);
+    put(b"\n");
+    for (index, name) in signed_headers.iter().enumerate() {
+        if index > 0 {
+            put(b";");
+        }
+        put(name.as_bytes());
+    }
+    put(b"\n");
+    put(payload_hash.as_bytes());
 }
 
 /// The string to sign.
 pub fn string_to_sign(amz_date: &str, scope: &str, canonical_request: &str) -> String {
-    format!(
-        "{ALGORITHM}\n{amz_date}\n{scope}\n{}",
-        hex::encode(Sha256::digest(canonical_request.as_bytes()))
-    )
+    let digest: [u8; 32] = Sha256::digest(canonical_request.as_bytes()).into();
+    collect_text(|put| put_string_to_sign(amz_date, &[scope], &digest, put))
+}
+
+/// Writes the string to sign to `put`: the algorithm, the date, the scope
+/// (given in pieces), the canonical request's digest in hex.
+fn put_string_to_sign(
+    amz_date: &str,
+    scope: &[&str],
+    canonical_digest: &[u8; 32],
+    put: &mut dyn FnMut(&[u8]),
+) {
+    let mut digest_hex = [0u8; 64];
+    hex::encode_to_slice(canonical_digest, &mut digest_hex).expect("64 hex digits for 32 bytes");
+    put(ALGORITHM.as_bytes());
+    put(b"\n");
+    put(amz_date.as_bytes());
+    put(b"\n");
+    for piece in scope {
+        put(piece.as_bytes());
+    }
+    put(b"\n");
+    put(&digest_hex);
 }
 
 fn hmac(key: &[u8], data: &[u8]) -> [u8; 32] {
@@ -208,52 +307,6 @@ pub fn signature_matches(signing_key: &[u8; 32], string_to_sign: &str, received_
     mac.verify_slice(&received).is_ok()
 }
 
-/// SHA-256 of the canonical request that [`canonical_request`] would
-/// build from [`canonical_headers`] (the same bytes), hashed piece by
-/// piece as they are produced instead of built into strings first: the
-/// check runs on every request.
-pub fn canonical_request_digest(
-    method: &str,
-    canonical_uri: &str,
-    canonical_query: &str,
-    headers: &hyper::HeaderMap,
-    signed_names: &[String],
-    payload_hash: &str,
-) -> [u8; 32] {
-    let mut hash = Sha256::new();
-    for part in [method, canonical_uri, canonical_query] {
-        hash.update(part.as_bytes());
-        hash.update(b"\n");
-    }
-    for name in signed_names {
-        hash.update(name.as_bytes());
-        hash.update(b":");
-        for (index, value) in headers.get_all(name.as_str()).iter().enumerate() {
-            if index > 0 {
-                hash.update(b",");
-            }
-            let value = String::from_utf8_lossy(value.as_bytes());
-            for (index, word) in value.split_whitespace().enumerate() {
-                if index > 0 {
-                    hash.update(b" ");
-                }
-                hash.update(word.as_bytes());
-            }
-        }
-        hash.update(b"\n");
-    }
-    hash.update(b"\n");
-    for (index, name) in signed_names.iter().enumerate() {
-        if index > 0 {
-            hash.update(b";");
-        }
-        hash.update(name.as_bytes());
-    }
-    hash.update(b"\n");
-    hash.update(payload_hash.as_bytes());
-    hash.finalize().into()
-}
-
 /// [`signature_matches`] on the string to sign that [`string_to_sign`]
 /// would build for `canonical_digest` (fed to the HMAC piece by piece),
 /// compared in constant time.
@@ -268,24 +321,18 @@ pub fn signature_matches_digest(
     if hex::decode_to_slice(received_hex, &mut received).is_err() {
         return false;
     }
-    let mut digest_hex = [0u8; 64];
-    hex::encode_to_slice(canonical_digest, &mut digest_hex).expect("64 hex digits for 32 bytes");
     let mut mac = HmacSha256::new_from_slice(signing_key).expect("HMAC takes any key length");
-    for part in [
-        ALGORITHM.as_bytes(),
-        b"\n",
-        amz_date.as_bytes(),
-        b"\n",
-        scope.date.as_bytes(),
-        b"/",
-        scope.region.as_bytes(),
-        b"/",
-        scope.service.as_bytes(),
-        b"/aws4_request\n",
-        &digest_hex,
-    ] {
-        mac.update(part);
-    }
+    let scope = [
+        scope.date.as_str(),
+        "/",
+        &scope.region,
+        "/",
+        &scope.service,
+        "/aws4_request",
+    ];
+    put_string_to_sign(amz_date, &scope, canonical_digest, &mut |piece| {
+        mac.update(piece)
+    });
     mac.verify_slice(&received).is_ok()
 }
 
@@ -631,6 +678,9 @@ mod tests {
 
     #[test]
     fn whitespace_collapses() {
-        assert_eq!(collapse_whitespace("  a   b  c "), "a b c");
+        assert_eq!(
+            collect_text(|put| put_collapsed("  a   b  c ", put)),
+            "a b c"
+        );
     }
 }

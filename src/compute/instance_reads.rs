@@ -211,12 +211,23 @@ impl Compute {
                 return Ok(page);
             }
         }
-        let keep = |i: &Instance| filter.is_none_or(|f| f(i));
         operation::read(&self.store, |tx| {
-            let (page, more) = self.instance_page_in(tx, account_id, after, limit, &keep)?;
-            Ok((page.into_iter().map(Listed::unindexed).collect(), more))
+            self.unindexed_page(tx, account_id, (after, limit), filter)
         })
         .await
+    }
+
+    /// A page read from the store as `tx` sees it (not from the index).
+    fn unindexed_page(
+        &self,
+        tx: &Tx<'_>,
+        account_id: &str,
+        (after, limit): (Option<u64>, Option<usize>),
+        filter: Option<&(dyn Fn(&Instance) -> bool + Sync)>,
+    ) -> ApiResult<Page> {
+        let keep = |i: &Instance| filter.is_none_or(|f| f(i));
+        let (page, more) = self.instance_page_in(tx, account_id, after, limit, &keep)?;
+        Ok((page.into_iter().map(Listed::unindexed).collect(), more))
     }
 
     /// A page from the account's index (`None`: it no longer holds and
@@ -238,10 +249,7 @@ impl Compute {
                 Lookup::Page(page) => Some(page),
                 Lookup::Stale => None,
                 Lookup::TooBig => {
-                    let keep = |i: &Instance| filter.is_none_or(|f| f(i));
-                    let (page, more) =
-                        self.instance_page_in(tx, account_id, after, limit, &keep)?;
-                    Some((page.into_iter().map(Listed::unindexed).collect(), more))
+                    Some(self.unindexed_page(tx, account_id, (after, limit), filter)?)
                 }
             })
         })
