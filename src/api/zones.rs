@@ -11,12 +11,13 @@
 
 use super::{dry_run_check, Context};
 use crate::clock::format_timestamp;
-use crate::compute::services::{ServiceRecord, Zone, ZoneState};
+use crate::compute::services::{ServiceRecord, Zone};
 use crate::error::{ApiError, ApiResult};
 use crate::protocol::filters::{check_names, matches_all};
 use crate::protocol::xml::{XmlOutput, XmlWriter};
 use crate::protocol::{Filter, Params};
 use chrono::{DateTime, Duration, Utc};
+use std::sync::Arc;
 
 const FILTERS: &[&str] = &[
     "zone-name",
@@ -60,8 +61,8 @@ impl DescribeAvailabilityZones {
         let now = compute.clock().now();
         let verbose = self.zone_names.iter().any(|n| n == VERBOSE);
         // Only an administrator's verbose listing shows the hosts.
-        let zones = if verbose && context.principal.admin {
-            compute.services().zones(now).await?
+        let zones: Arc<[Zone]> = if verbose && context.principal.admin {
+            compute.services().zones(now).await?.into()
         } else {
             compute.services().zone_states(now).await?
         };
@@ -81,22 +82,28 @@ impl DescribeAvailabilityZones {
             }
         }
         dry_run_check(self.dry_run)?;
-        let region = &compute.region().name;
-        let selected: Vec<ZoneView> = zones
-            .into_iter()
-            .filter(|zone| {
+        let region = compute.region().name.clone();
+        let shown = zones
+            .iter()
+            .enumerate()
+            .filter(|(_, zone)| {
                 (self.zone_names.is_empty() && self.zone_ids.is_empty())
                     || self.zone_names.contains(&zone.name)
                     || self.zone_ids.contains(&zone.zone_id)
             })
-            .map(|zone| ZoneView {
-                zone,
-                region: region.clone(),
+            .filter(|(_, zone)| {
+                let view = ZoneView {
+                    zone,
+                    region: &region,
+                };
+                matches_all(&self.filters, |name| view.filter_values(name))
             })
-            .filter(|view| matches_all(&self.filters, |name| view.filter_values(name)))
+            .map(|(index, _)| index)
             .collect();
         Ok(ZoneList {
-            zones: selected,
+            zones,
+            shown,
+            region,
             verbose: verbose && context.principal.admin,
             now,
             liveness_window: compute.services().liveness_window(),
@@ -105,13 +112,12 @@ impl DescribeAvailabilityZones {
 }
 
 /// One zone with what its XML item needs.
-#[derive(Debug)]
-pub struct ZoneView {
-    zone: Zone,
-    region: String,
+struct ZoneView<'a> {
+    zone: &'a Zone,
+    region: &'a str,
 }
 
-impl ZoneView {
+impl ZoneView<'_> {
     fn group_name(&self) -> String {
         format!("{}-zg-1", self.region)
     }
@@ -121,7 +127,7 @@ impl ZoneView {
             "zone-name" => vec![self.zone.name.clone()],
             "zone-id" => vec![self.zone.zone_id.clone()],
             "state" => vec![self.zone.state.as_str().to_string()],
-            "region-name" | "network-border-group" => vec![self.region.clone()],
+            "region-name" | "network-border-group" => vec![self.region.to_string()],
             "zone-type" => vec!["availability-zone".to_string()],
             "group-name" => vec![self.group_name()],
             "opt-in-status" => vec!["opt-in-not-required".to_string()],
@@ -136,10 +142,10 @@ impl ZoneView {
         xml.list("messageSet", &[] as &[String], |xml, message| {
             xml.element("message", message)
         });
-        xml.element("regionName", &self.region);
+        xml.element("regionName", self.region);
         xml.element("zoneId", &self.zone.zone_id);
         xml.element("groupName", &self.group_name());
-        xml.element("networkBorderGroup", &self.region);
+        xml.element("networkBorderGroup", self.region);
         xml.element("zoneType", "availability-zone");
     }
 }
@@ -147,10 +153,23 @@ impl ZoneView {
 /// The answer: plain zone items, or for admins the verbose host tree.
 #[derive(Debug)]
 pub struct ZoneList {
-    zones: Vec<ZoneView>,
+    /// Every zone (with its hosts for the verbose tree), as derived.
+    zones: Arc<[Zone]>,
+    /// The indices in `zones` of those answered, in order.
+    shown: Vec<usize>,
+    region: String,
     verbose: bool,
     now: DateTime<Utc>,
     liveness_window: Duration,
+}
+
+impl ZoneList {
+    fn views(&self) -> impl Iterator<Item = ZoneView<'_>> {
+        self.shown.iter().map(|&index| ZoneView {
+            zone: &self.zones[index],
+            region: &self.region,
+        })
+    }
 }
 
 /// `12s`, `01:02:03`, or `3d 01:02:03`: the whole age, days included.
@@ -196,66 +215,52 @@ pub fn service_status(service: &ServiceRecord, now: DateTime<Utc>, window: Durat
 
 /// The plain zone items as last written: nearly every request asks for the
 /// same few zones, whose items change only when a zone's state does, so
-/// they are written once and copied after that (as long as the zones, their
-/// states, the region and the layout are the same, the bytes are too).
+/// they are written once and copied after that. The zone states are shared
+/// by the services registry until one changes (`ServiceRegistry::
+/// zone_states`), so the same states, selection, region and layout give
+/// the same bytes; the kept states are held here, so their address is not
+/// reused while it is compared against.
 static KEPT_ITEMS: std::sync::RwLock<Option<KeptItems>> = std::sync::RwLock::new(None);
 
 struct KeptItems {
     layout: u32,
     region: String,
-    zones: Vec<(String, String, ZoneState)>,
+    zones: Arc<[Zone]>,
+    shown: Vec<usize>,
     bytes: Vec<u8>,
 }
 
 impl KeptItems {
-    fn fits(&self, layout: u32, views: &[ZoneView]) -> bool {
+    fn fits(&self, layout: u32, list: &ZoneList) -> bool {
         self.layout == layout
-            && self.zones.len() == views.len()
-            && views
-                .iter()
-                .zip(&self.zones)
-                .all(|(view, (name, id, state))| {
-                    view.region == self.region
-                        && &view.zone.name == name
-                        && &view.zone.zone_id == id
-                        && view.zone.state == *state
-                })
+            && Arc::ptr_eq(&self.zones, &list.zones)
+            && self.shown == list.shown
+            && self.region == list.region
     }
 }
 
-/// Writes one `<item>` per zone, copied from [`KEPT_ITEMS`] when they fit.
-fn write_items_kept(xml: &mut XmlWriter, views: &[ZoneView]) {
+/// Writes one `<item>` per zone shown, copied from [`KEPT_ITEMS`] when they
+/// fit.
+fn write_items_kept(xml: &mut XmlWriter, list: &ZoneList) {
     let layout = xml.layout();
     {
         let kept = crate::sync::read(&KEPT_ITEMS);
-        if let Some(kept) = kept.as_ref().filter(|kept| kept.fits(layout, views)) {
+        if let Some(kept) = kept.as_ref().filter(|kept| kept.fits(layout, list)) {
             xml.raw_fragment(&kept.bytes);
             return;
         }
     }
-    let bytes = xml.fragment(512 * views.len(), |xml| {
-        for view in views {
+    let bytes = xml.fragment(512 * list.shown.len(), |xml| {
+        for view in list.views() {
             xml.nested("item", |xml| view.write_item(xml));
         }
     });
     xml.raw_fragment(&bytes);
-    let region = views
-        .first()
-        .map(|view| view.region.clone())
-        .unwrap_or_default();
     *crate::sync::write(&KEPT_ITEMS) = Some(KeptItems {
         layout,
-        zones: views
-            .iter()
-            .map(|view| {
-                (
-                    view.zone.name.clone(),
-                    view.zone.zone_id.clone(),
-                    view.zone.state,
-                )
-            })
-            .collect(),
-        region,
+        region: list.region.clone(),
+        zones: list.zones.clone(),
+        shown: list.shown.clone(),
         bytes,
     });
 }
@@ -263,13 +268,11 @@ fn write_items_kept(xml: &mut XmlWriter, views: &[ZoneView]) {
 impl XmlOutput for ZoneList {
     fn write_xml(&self, xml: &mut XmlWriter) {
         if !self.verbose {
-            if self.zones.is_empty() {
-                xml.list("availabilityZoneInfo", &self.zones, |xml, view| {
-                    view.write_item(xml)
-                });
+            if self.shown.is_empty() {
+                xml.list("availabilityZoneInfo", &[] as &[Zone], |_, _| {});
             } else {
                 xml.open("availabilityZoneInfo");
-                write_items_kept(xml, &self.zones);
+                write_items_kept(xml, self);
                 xml.close("availabilityZoneInfo");
             }
             return;
@@ -277,14 +280,15 @@ impl XmlOutput for ZoneList {
         // The verbose tree is a flat list of items whose zoneName carries
         // the tree drawing, as euca2ools expects.
         enum Row<'a> {
-            Zone(&'a ZoneView),
+            Zone(ZoneView<'a>),
             Host(&'a str),
             Service(&'a ServiceRecord),
         }
         let mut rows = Vec::new();
-        for view in &self.zones {
+        for view in self.views() {
+            let hosts = &view.zone.hosts;
             rows.push(Row::Zone(view));
-            for host in &view.zone.hosts {
+            for host in hosts {
                 rows.push(Row::Host(&host.host));
                 rows.push(Row::Service(host));
             }

@@ -261,8 +261,8 @@ impl Compute {
             .services
             .zone_states(self.clock.now())
             .await?
-            .into_iter()
-            .map(|z| (z.name, z.zone_id))
+            .iter()
+            .map(|z| (z.name.clone(), z.zone_id.clone()))
             .collect();
         let now = self.clock.now();
         // Drawn once: a rerun (on a store that makes reads wait) must read

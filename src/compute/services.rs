@@ -228,6 +228,38 @@ pub struct ServiceRegistry {
     /// choice: the chosen host's usage is read in the launch's transaction,
     /// and its commit compares it.
     placement_view: DerivedView<Arc<[ServiceRecord]>>,
+    /// The zones' states as last derived from `view` and `liveness` (see
+    /// [`ServiceRegistry::zone_states`]).
+    states: std::sync::RwLock<Option<DerivedStates>>,
+}
+
+/// Zone states derived from one hosts view and one heartbeats view. They
+/// stay true from `from` until `until`: the first moment a host counted
+/// alive could be past the liveness window (a host counted dead stays dead
+/// until a heartbeat, which brings new views).
+struct DerivedStates {
+    hosts: Arc<Stamped<HostsView>>,
+    beats: Arc<Stamped<Heartbeats>>,
+    from: DateTime<Utc>,
+    until: DateTime<Utc>,
+    zones: Arc<[Zone]>,
+}
+
+impl DerivedStates {
+    /// True when derived from these very views and `now` is within the
+    /// time they hold for. The kept views are held here, so an address
+    /// cannot be reused by another view while this compares against it.
+    fn serves(
+        &self,
+        hosts: &Arc<Stamped<HostsView>>,
+        beats: &Arc<Stamped<Heartbeats>>,
+        now: DateTime<Utc>,
+    ) -> bool {
+        Arc::ptr_eq(&self.hosts, hosts)
+            && Arc::ptr_eq(&self.beats, beats)
+            && self.from <= now
+            && now <= self.until
+    }
 }
 
 /// Hosts (without their usage) and zone ids at one `services_revision`.
@@ -348,6 +380,7 @@ impl ServiceRegistry {
             host_subset_size: 1,
             placement_view: DerivedView::new(META, SERVICES_REVISION)
                 .refreshing_after(PLACEMENT_VIEW_AGE),
+            states: std::sync::RwLock::new(None),
         })
     }
 
@@ -491,13 +524,20 @@ impl ServiceRegistry {
     /// Every host's last heartbeat (see [`LIVENESS_VIEW_AGE`]).
     fn liveness_view(&self, tx: &Tx<'_>) -> StoreResult<Arc<Stamped<Heartbeats>>> {
         let hosts_version = self.current_view(tx)?.version();
-        let status_version = tx
-            .peek_version(META, LIVENESS_STATUS_REVISION)?
-            .unwrap_or(0);
+        // Read only when the store moved since the view was last checked
+        // (a read that must wait fails the check, and the build asks again).
+        let status_version = |tx: &Tx<'_>| {
+            tx.peek_version(META, LIVENESS_STATUS_REVISION)
+                .map(|version| version.unwrap_or(0))
+        };
         self.liveness.current_if(
             tx,
-            |kept| kept.hosts_version == hosts_version && kept.status_version == status_version,
+            |kept| {
+                kept.hosts_version == hosts_version
+                    && status_version(tx).is_ok_and(|version| kept.status_version == version)
+            },
             |tx| {
+                let status_version = status_version(tx)?;
                 let beats = tx
                     .scan_entries(HOST_LIVENESS, b"")?
                     .into_iter()
@@ -604,39 +644,86 @@ impl ServiceRegistry {
     /// The zones with their names, ids and states only (no hosts): what
     /// DescribeAvailabilityZones shows. Read without copying any host, and a
     /// zone's hosts are looked at only until one is enabled and alive, so
-    /// the answer costs little however many hosts a zone has.
-    pub async fn zone_states(&self, now: DateTime<Utc>) -> StoreResult<Vec<Zone>> {
+    /// the answer costs little however many hosts a zone has. The states
+    /// derived last are shared while the hosts and heartbeats views they
+    /// came from are still the current ones and no host they count alive
+    /// can have aged out: the common request copies nothing.
+    pub async fn zone_states(&self, now: DateTime<Utc>) -> StoreResult<Arc<[Zone]>> {
         operation::read(&self.store, |tx| {
-            let view = self.current_view(tx)?;
+            let hosts = self.current_view(tx)?;
             let beats = self.liveness_view(tx)?;
-            let alive = |record: &ServiceRecord| {
-                let beat = beats.beats.get(&record.host).copied();
-                let newest = match (record.last_heartbeat, beat) {
-                    (Some(own), Some(beat)) => Some(own.max(beat)),
-                    (own, beat) => own.or(beat),
-                };
-                newest.is_some_and(|beat| now - beat <= self.liveness_window)
-            };
-            Ok(view
-                .by_zone
-                .iter()
-                .map(|(name, hosts)| Zone {
-                    name: name.clone(),
-                    zone_id: view.zone_ids.get(name).cloned().unwrap_or_default(),
-                    state: if hosts
-                        .iter()
-                        .map(|&index| &view.hosts[index])
-                        .any(|record| !record.disabled && alive(record))
-                    {
-                        ZoneState::Available
-                    } else {
-                        ZoneState::Unavailable
-                    },
-                    hosts: Vec::new(),
-                })
-                .collect())
+            let kept = crate::sync::read(&self.states)
+                .as_ref()
+                .filter(|kept| kept.serves(&hosts, &beats, now))
+                .map(|kept| kept.zones.clone());
+            if let Some(zones) = kept {
+                return Ok(zones);
+            }
+            let derived = self.derive_states(hosts, beats, now);
+            let zones = derived.zones.clone();
+            *crate::sync::write(&self.states) = Some(derived);
+            Ok(zones)
         })
         .await
+    }
+
+    /// Each zone's state at `now` from the hosts and heartbeats views. The
+    /// zones last derived are shared again when nothing in them changed
+    /// (a heartbeat that moved no zone), so that what was rendered from
+    /// them can be recognised by their address.
+    fn derive_states(
+        &self,
+        hosts: Arc<Stamped<HostsView>>,
+        beats: Arc<Stamped<Heartbeats>>,
+        now: DateTime<Utc>,
+    ) -> DerivedStates {
+        // Until when each host counts alive (None: dead at `now`).
+        let alive_until = |record: &ServiceRecord| {
+            let beat = beats.beats.get(&record.host).copied();
+            let newest = match (record.last_heartbeat, beat) {
+                (Some(own), Some(beat)) => Some(own.max(beat)),
+                (own, beat) => own.or(beat),
+            };
+            newest
+                .map(|beat| {
+                    beat.checked_add_signed(self.liveness_window)
+                        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+                })
+                .filter(|until| now <= *until)
+        };
+        let mut until = DateTime::<Utc>::MAX_UTC;
+        let zones: Vec<Zone> = hosts
+            .by_zone
+            .iter()
+            .map(|(name, members)| {
+                let mut state = ZoneState::Unavailable;
+                for record in members.iter().map(|&index| &hosts.hosts[index]) {
+                    if let Some(alive) = alive_until(record) {
+                        until = until.min(alive);
+                        if !record.disabled {
+                            state = ZoneState::Available;
+                        }
+                    }
+                }
+                Zone {
+                    name: name.clone(),
+                    zone_id: hosts.zone_ids.get(name).cloned().unwrap_or_default(),
+                    state,
+                    hosts: Vec::new(),
+                }
+            })
+            .collect();
+        let previous = crate::sync::read(&self.states)
+            .as_ref()
+            .filter(|kept| *kept.zones == *zones)
+            .map(|kept| kept.zones.clone());
+        DerivedStates {
+            hosts,
+            beats,
+            from: now,
+            until,
+            zones: previous.unwrap_or_else(|| zones.into()),
+        }
     }
 
     /// [`ServiceRegistry::zones`] with every host's reserved capacity.
