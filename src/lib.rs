@@ -40,6 +40,7 @@ pub mod error;
 pub mod gateway;
 pub mod image_build;
 pub mod instance_init;
+pub mod log_writer;
 pub mod operator;
 pub mod protocol;
 pub mod secret;

@@ -152,15 +152,19 @@ fn is_journal_stream(fd: u8) -> bool {
 /// Starts the log: to stderr, as text lines or (`log_format = "json"`)
 /// JSON objects. Under systemd (stderr is the journal's stream), text
 /// lines carry no timestamp: the journal adds its own.
-fn init_tracing(format: LogFormat) {
+///
+/// Lines are written in batches (`ec2_gateway::log_writer`): one system
+/// call per line would cost a fifth of a small request. The returned guard
+/// writes what is pending when dropped, so it is held until the command
+/// returns.
+fn init_tracing(format: LogFormat) -> ec2_gateway::log_writer::FlushOnDrop {
     let filter = tracing_subscriber::EnvFilter::try_from_env("EC2_GATEWAY_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // The log goes to stderr; stdout carries only the banner (and, on a
-    // first start, the admin credential), so a log collector never sees it.
+    let (writer, flushed_on_drop) = ec2_gateway::log_writer::BatchedLog::start(std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         // Colours for a terminal only: a log file or journal gets plain text.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     let to_journal = is_journal_stream(2);
@@ -169,6 +173,7 @@ fn init_tracing(format: LogFormat) {
         (LogFormat::Text, true) => builder.without_time().init(),
         (LogFormat::Text, false) => builder.init(),
     }
+    flushed_on_drop
 }
 
 /// Resolves on SIGTERM or Ctrl-C. The handlers are installed when this is
@@ -235,12 +240,15 @@ async fn run_agent(args: ec2_gateway::agent::AgentArgs) -> Result<(), String> {
     Ok(())
 }
 
-/// Loads the configuration `serve` runs with (and starts the log it names).
-fn serve_config(config_path: Option<&std::path::Path>) -> Result<Config, String> {
+/// Loads the configuration `serve` runs with and starts the log it names
+/// (written until the guard is dropped).
+fn serve_config(
+    config_path: Option<&std::path::Path>,
+) -> Result<(Config, ec2_gateway::log_writer::FlushOnDrop), String> {
     let config =
         Config::load(config_path, |name| std::env::var(name).ok()).map_err(|e| e.to_string())?;
-    init_tracing(config.log_format);
-    Ok(config)
+    let log = init_tracing(config.log_format);
+    Ok((config, log))
 }
 
 async fn serve(mut config: Config, dev: DevFlags) -> Result<(), String> {
@@ -365,7 +373,7 @@ async fn run_command(command: Command) -> Result<(), String> {
                 persist: dev_persist,
             };
             match serve_config(config.as_deref()) {
-                Ok(config) => serve(config, flags).await,
+                Ok((config, _log)) => serve(config, flags).await,
                 Err(error) => Err(error),
             }
         }
@@ -376,7 +384,7 @@ async fn run_command(command: Command) -> Result<(), String> {
             ec2_gateway::backup::restore(&file, &data_dir).map(|output| println!("{output}"))
         }
         Command::Agent(args) => {
-            init_tracing(match std::env::var("EC2_GATEWAY_LOG_FORMAT").as_deref() {
+            let _log = init_tracing(match std::env::var("EC2_GATEWAY_LOG_FORMAT").as_deref() {
                 Ok("json") => LogFormat::Json,
                 _ => LogFormat::Text,
             });
