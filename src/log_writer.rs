@@ -2,27 +2,31 @@
 //! batch at a time.
 //!
 //! At the default `info` level the gateway logs one line per request. Written
-//! one `write` system call each, those lines cost about a fifth of a small
+//! one `write` system call each, those lines cost about a tenth of a small
 //! request (DescribeAvailabilityZones); a writer thread fed line by line
-//! through a channel costs nearly as much, in wake-ups and in the thread's
-//! own spinning. Here an event only appends its line to a buffer under a
-//! short lock. The buffer is written out in one call when it holds
-//! [`BATCH_BYTES`], at the latest [`FLUSH_EVERY`] after a line was added
-//! (by a small thread that sleeps in between), at once after a warning or
-//! an error (with everything before it, so lines keep their order), when a
-//! thread panics, and when the guard returned by [`BatchedLog::start`] is
-//! dropped. A process killed outright loses at most the lines of its last
-//! [`FLUSH_EVERY`].
+//! through a channel (`tracing-appender`) cost nearly as much again, in
+//! wake-ups and in the thread's own spinning. Here an event only appends
+//! its line to a buffer under a short lock. The buffer is written out in one
+//! call when it holds [`BATCH_BYTES`], by a small thread that wakes every
+//! [`FLUSH_EVERY`], at once after a warning or an error (with everything
+//! before it, so lines keep their order), when a thread panics, and when
+//! the process log is flushed as the program ends
+//! ([`flush_process_log`]). What is lost: the pending lines when the
+//! process ends without unwinding (killed by a signal, a stack overflow, an
+//! allocation failure), that is the lines of about the last
+//! [`FLUSH_EVERY`], more if stderr is slow to take them; and the rest of a
+//! batch whose write fails.
 
 use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 use std::time::Duration;
 use tracing::{Level, Metadata};
 
 /// A batch is written once it holds this many bytes.
 pub const BATCH_BYTES: usize = 32 * 1024;
 
-/// A line waits at most this long before it is written.
+/// How often the pending lines are written (a line waits about this long,
+/// longer while stderr is slow to take a batch).
 pub const FLUSH_EVERY: Duration = Duration::from_millis(100);
 
 /// Where lines go, and those not yet written.
@@ -42,8 +46,28 @@ impl Shared {
 
     /// Writes every line appended so far.
     fn flush(&self) {
-        let mut out = crate::sync::lock(&self.out);
+        let out = crate::sync::lock(&self.out);
         let batch = std::mem::take(&mut *crate::sync::lock(&self.pending));
+        self.write(out, batch);
+    }
+
+    /// [`Shared::flush`] unless a lock is held: from a panic hook, which
+    /// must not wait on a lock its own thread may hold.
+    fn flush_unless_busy(&self) {
+        let Some(out) = lock_if_free(&self.out) else {
+            return;
+        };
+        let Some(mut pending) = lock_if_free(&self.pending) else {
+            return;
+        };
+        let batch = std::mem::take(&mut *pending);
+        drop(pending);
+        self.write(out, batch);
+    }
+
+    /// Writes `batch` while `out` is held, so that batches go out in the
+    /// order they were taken.
+    fn write(&self, mut out: MutexGuard<'_, Box<dyn Write + Send>>, batch: Vec<u8>) {
         if batch.is_empty() {
             return;
         }
@@ -60,34 +84,62 @@ impl Shared {
     }
 }
 
+/// The lock's guard, unless another holds it (a poisoned lock is taken:
+/// it holds bytes only).
+fn lock_if_free<T>(lock: &Mutex<T>) -> Option<MutexGuard<'_, T>> {
+    match lock.try_lock() {
+        Ok(guard) => Some(guard),
+        Err(TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
+        Err(TryLockError::WouldBlock) => None,
+    }
+}
+
 /// A `tracing_subscriber` writer whose lines are written in batches.
 #[derive(Clone)]
 pub struct BatchedLog {
     shared: Arc<Shared>,
 }
 
-/// Writes what is pending when dropped (and stops the timed writes).
-pub struct FlushOnDrop {
-    shared: Arc<Shared>,
+/// The log [`BatchedLog::start`] made for this process.
+static PROCESS_LOG: std::sync::OnceLock<BatchedLog> = std::sync::OnceLock::new();
+
+/// Writes what the process log holds: called as the program ends, after
+/// the tasks that may still log have stopped.
+pub fn flush_process_log() {
+    if let Some(log) = PROCESS_LOG.get() {
+        log.flush();
+    }
 }
 
-impl Drop for FlushOnDrop {
-    fn drop(&mut self) {
-        self.shared.flush();
+/// [`flush_process_log`] from a panic hook: skipped when a write or an
+/// append is under way (the panicking thread may be the one holding it).
+fn flush_process_log_on_panic() {
+    if let Some(log) = PROCESS_LOG.get() {
+        log.shared.flush_unless_busy();
     }
 }
 
 impl BatchedLog {
-    /// A log writing to `out`, with the thread that writes pending lines
-    /// every [`FLUSH_EVERY`] and a panic hook that writes them before the
-    /// panic's own message. The thread ends once the log and its guard
-    /// are gone.
-    pub fn start(out: impl Write + Send + 'static) -> (Self, FlushOnDrop) {
-        Self::start_every(out, FLUSH_EVERY)
+    /// The process's log, writing to `out`: pending lines are written
+    /// every [`FLUSH_EVERY`], by a panic hook before the panic's own
+    /// message, and by [`flush_process_log`]. A second call gives the
+    /// first log.
+    pub fn start(out: impl Write + Send + 'static) -> Self {
+        PROCESS_LOG
+            .get_or_init(|| {
+                let previous = std::panic::take_hook();
+                std::panic::set_hook(Box::new(move |info| {
+                    flush_process_log_on_panic();
+                    previous(info);
+                }));
+                Self::start_every(out, FLUSH_EVERY)
+            })
+            .clone()
     }
 
-    /// [`BatchedLog::start`] with pending lines written every `period`.
-    pub fn start_every(out: impl Write + Send + 'static, period: Duration) -> (Self, FlushOnDrop) {
+    /// A log writing to `out`, with a thread that writes pending lines
+    /// every `period` until every clone of the log is gone.
+    pub fn start_every(out: impl Write + Send + 'static, period: Duration) -> Self {
         let shared = Arc::new(Shared {
             out: Mutex::new(Box::new(out)),
             pending: Mutex::new(Vec::with_capacity(BATCH_BYTES)),
@@ -102,20 +154,12 @@ impl BatchedLog {
                     None => return,
                 }
             });
-        let on_panic = Arc::downgrade(&shared);
-        let previous = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            if let Some(shared) = on_panic.upgrade() {
-                shared.flush();
-            }
-            previous(info);
-        }));
-        (
-            Self {
-                shared: shared.clone(),
-            },
-            FlushOnDrop { shared },
-        )
+        Self { shared }
+    }
+
+    /// Writes every line appended so far.
+    pub fn flush(&self) {
+        self.shared.flush();
     }
 }
 
@@ -200,9 +244,9 @@ mod tests {
     const NEVER: Duration = Duration::from_secs(3600);
 
     #[test]
-    fn lines_wait_for_a_full_batch_or_the_guard() {
+    fn lines_wait_for_a_full_batch_or_a_flush() {
         let seen = Seen::default();
-        let (log, guard) = BatchedLog::start_every(seen.clone(), NEVER);
+        let log = BatchedLog::start_every(seen.clone(), NEVER);
         line(&log, "one\n");
         line(&log, "two\n");
         // Not written line by line.
@@ -211,17 +255,17 @@ mod tests {
         let long = format!("{}\n", "x".repeat(BATCH_BYTES));
         line(&log, &long);
         assert_eq!(seen.text(), format!("one\ntwo\n{long}"));
-        // Dropping the guard writes what is pending.
+        // A flush writes what is pending.
         line(&log, "last\n");
         assert!(!seen.text().ends_with("last\n"));
-        drop(guard);
+        log.flush();
         assert!(seen.text().ends_with("\nlast\n"), "{}", seen.text());
     }
 
     #[test]
     fn pending_lines_are_written_by_the_timer() {
         let seen = Seen::default();
-        let (log, _guard) = BatchedLog::start_every(seen.clone(), Duration::from_millis(20));
+        let log = BatchedLog::start_every(seen.clone(), Duration::from_millis(20));
         line(&log, "one\n");
         line(&log, "two\n");
         let waited = std::time::Instant::now();
@@ -234,7 +278,7 @@ mod tests {
     #[test]
     fn a_warning_is_written_at_once_after_the_lines_before_it() {
         let seen = Seen::default();
-        let (log, _guard) = BatchedLog::start_every(seen.clone(), NEVER);
+        let log = BatchedLog::start_every(seen.clone(), NEVER);
         let subscriber = tracing_subscriber::fmt()
             .with_writer(log)
             .without_time()

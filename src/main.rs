@@ -154,13 +154,12 @@ fn is_journal_stream(fd: u8) -> bool {
 /// lines carry no timestamp: the journal adds its own.
 ///
 /// Lines are written in batches (`ec2_gateway::log_writer`): one system
-/// call per line would cost a fifth of a small request. The returned guard
-/// writes what is pending when dropped, so it is held until the command
-/// returns.
-fn init_tracing(format: LogFormat) -> ec2_gateway::log_writer::FlushOnDrop {
+/// call per line cost a tenth of a small request. `main` writes what is
+/// pending once the runtime has stopped.
+fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("EC2_GATEWAY_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let (writer, flushed_on_drop) = ec2_gateway::log_writer::BatchedLog::start(std::io::stderr());
+    let writer = ec2_gateway::log_writer::BatchedLog::start(std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
@@ -173,7 +172,6 @@ fn init_tracing(format: LogFormat) -> ec2_gateway::log_writer::FlushOnDrop {
         (LogFormat::Text, true) => builder.without_time().init(),
         (LogFormat::Text, false) => builder.init(),
     }
-    flushed_on_drop
 }
 
 /// Resolves on SIGTERM or Ctrl-C. The handlers are installed when this is
@@ -240,15 +238,12 @@ async fn run_agent(args: ec2_gateway::agent::AgentArgs) -> Result<(), String> {
     Ok(())
 }
 
-/// Loads the configuration `serve` runs with and starts the log it names
-/// (written until the guard is dropped).
-fn serve_config(
-    config_path: Option<&std::path::Path>,
-) -> Result<(Config, ec2_gateway::log_writer::FlushOnDrop), String> {
+/// Loads the configuration `serve` runs with (and starts the log it names).
+fn serve_config(config_path: Option<&std::path::Path>) -> Result<Config, String> {
     let config =
         Config::load(config_path, |name| std::env::var(name).ok()).map_err(|e| e.to_string())?;
-    let log = init_tracing(config.log_format);
-    Ok((config, log))
+    init_tracing(config.log_format);
+    Ok(config)
 }
 
 async fn serve(mut config: Config, dev: DevFlags) -> Result<(), String> {
@@ -348,7 +343,14 @@ fn main() -> ExitCode {
             .enable_all()
             .build()
             .map_err(|e| format!("cannot start the runtime: {e}"))
-            .and_then(|runtime| runtime.block_on(run_command(command))),
+            .and_then(|runtime| {
+                let result = runtime.block_on(run_command(command));
+                // Tasks still running log as they stop; then the log's
+                // pending lines are written.
+                drop(runtime);
+                ec2_gateway::log_writer::flush_process_log();
+                result
+            }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -373,7 +375,7 @@ async fn run_command(command: Command) -> Result<(), String> {
                 persist: dev_persist,
             };
             match serve_config(config.as_deref()) {
-                Ok((config, _log)) => serve(config, flags).await,
+                Ok(config) => serve(config, flags).await,
                 Err(error) => Err(error),
             }
         }
@@ -384,7 +386,7 @@ async fn run_command(command: Command) -> Result<(), String> {
             ec2_gateway::backup::restore(&file, &data_dir).map(|output| println!("{output}"))
         }
         Command::Agent(args) => {
-            let _log = init_tracing(match std::env::var("EC2_GATEWAY_LOG_FORMAT").as_deref() {
+            init_tracing(match std::env::var("EC2_GATEWAY_LOG_FORMAT").as_deref() {
                 Ok("json") => LogFormat::Json,
                 _ => LogFormat::Text,
             });
