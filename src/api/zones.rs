@@ -215,11 +215,11 @@ pub fn service_status(service: &ServiceRecord, now: DateTime<Utc>, window: Durat
 
 /// The plain zone items as last written: nearly every request asks for the
 /// same few zones, whose items change only when a zone's state does, so
-/// they are written once and copied after that. The zone states are shared
-/// by the services registry until one changes (`ServiceRegistry::
-/// zone_states`), so the same states, selection, region and layout give
-/// the same bytes; the kept states are held here, so their address is not
-/// reused while it is compared against.
+/// they are written once and copied after that. The services registry
+/// shares one zone-state list until a state changes (see
+/// `ServiceRegistry::zone_states`), so the same list, selection, region and
+/// layout give the same bytes; the kept list is held here, so its address
+/// is not reused while it is compared against.
 static KEPT_ITEMS: std::sync::RwLock<Option<KeptItems>> = std::sync::RwLock::new(None);
 
 struct KeptItems {

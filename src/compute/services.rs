@@ -21,8 +21,13 @@
 //! `host_usage` record is the compare-and-swap point of placement (a launch
 //! reads it, adds its demand and commits on the condition that it did not
 //! change), so heartbeats and admin changes never conflict with launches,
-//! and two gateways never book the same capacity twice. Nothing here is
-//! cached: every answer reads the store.
+//! and two gateways never book the same capacity twice.
+//!
+//! What is kept in memory is derived, never trusted unchecked: the hosts
+//! and heartbeats views are checked against their markers in the store
+//! (`compute::view`), and the zone states DescribeAvailabilityZones shows
+//! are kept only with the very views they came from and until a host they
+//! count alive could age out of the liveness window.
 
 use super::operation::{self, Tx};
 use super::scheduler::Placement;
