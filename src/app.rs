@@ -353,20 +353,25 @@ pub fn background_tasks(
 /// How often the listings kept in memory are swept for idle accounts.
 const LISTING_SWEEP_INTERVAL: Duration = Duration::from_secs(10);
 
-/// Drops, every [`LISTING_SWEEP_INTERVAL`], the listing indexes no request
-/// used for `instance_index::IDLE_FOR`: a gateway at rest gives back the
-/// memory of the listings it served.
+/// Drops, every [`LISTING_SWEEP_INTERVAL`], the listing indexes and the
+/// instances polled by id that no request used for
+/// `instance_index::IDLE_FOR`, and the per-account views the store has
+/// moved past: a gateway at rest gives back the memory of what it served.
 async fn forget_idle_listings(compute: Arc<Compute>) {
     let mut ticker = tokio::time::interval(LISTING_SWEEP_INTERVAL);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
-        let forgotten = compute
-            .listings()
-            .forget_idle(crate::compute::instance_index::IDLE_FOR);
+        let idle = crate::compute::instance_index::IDLE_FOR;
+        let forgotten = compute.listings().forget_idle(idle);
         if forgotten > 0 {
             tracing::debug!(instances = forgotten, "dropped idle listing indexes");
         }
+        let forgotten = compute.polled_instances().forget_idle(idle);
+        if forgotten > 0 {
+            tracing::debug!(instances = forgotten, "dropped idle polled instances");
+        }
+        compute.forget_stale_views();
     }
 }
 

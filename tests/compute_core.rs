@@ -696,3 +696,75 @@ async fn listings_kept_in_memory_stay_within_their_room() {
         .iter()
         .all(|(_, indexed, _)| !*indexed));
 }
+
+/// Instances asked for by id (`compute::polled_instances`): asked twice,
+/// the same entry (its rendered item with it); after a change to it, a
+/// new entry showing the change, while another instance keeps its own;
+/// another account's id is not found; an entry no request asked for is
+/// dropped by the idle sweep, a recent one is not.
+#[tokio::test]
+async fn instances_polled_by_id_are_kept_while_unchanged() {
+    use ec2_gateway::compute::instances::Tag;
+    use ec2_gateway::compute::tags::TagChange;
+    let dir = tempfile::tempdir().unwrap();
+    let core = core_with_listing_room(dir.path(), 0).await;
+    let reservation = core
+        .run_instances(USER_ACCOUNT, launch(IMAGE, "t3.micro", 2, None))
+        .await
+        .unwrap();
+    let ids: Vec<String> = reservation.instances.iter().map(|i| i.id.clone()).collect();
+    let polled = |id: &str| {
+        let core = core.clone();
+        let id = id.to_string();
+        async move {
+            let mut found = core
+                .listed_instances(USER_ACCOUNT, std::slice::from_ref(&id))
+                .await
+                .unwrap();
+            assert_eq!(found.len(), 1);
+            let listed = found.pop().unwrap();
+            assert_eq!(listed.spec().id, id);
+            assert!(listed.keeps_rendering());
+            listed
+        }
+    };
+    let first = polled(&ids[0]).await;
+    let other = polled(&ids[1]).await;
+    assert!(Arc::ptr_eq(&first, &polled(&ids[0]).await));
+    assert_eq!(core.polled_instances().len(), 2);
+
+    core.change_tags(
+        USER_ACCOUNT,
+        std::slice::from_ref(&ids[0]),
+        TagChange::Set(vec![Tag {
+            key: "team".into(),
+            value: "blue".into(),
+        }]),
+        false,
+    )
+    .await
+    .unwrap();
+    let tagged = polled(&ids[0]).await;
+    assert!(!Arc::ptr_eq(&first, &tagged));
+    assert_eq!(tagged.spec().tags.len(), 1);
+    assert!(Arc::ptr_eq(&other, &polled(&ids[1]).await));
+
+    let elsewhere = core
+        .listed_instances(ADMIN_ACCOUNT, std::slice::from_ref(&ids[0]))
+        .await;
+    assert_eq!(elsewhere.unwrap_err().code(), "InvalidInstanceID.NotFound");
+
+    assert_eq!(
+        core.polled_instances()
+            .forget_idle(std::time::Duration::from_secs(3600)),
+        0
+    );
+    assert!(Arc::ptr_eq(&tagged, &polled(&ids[0]).await));
+    assert_eq!(
+        core.polled_instances()
+            .forget_idle(std::time::Duration::ZERO),
+        2
+    );
+    assert!(core.polled_instances().is_empty());
+    assert!(!Arc::ptr_eq(&tagged, &polled(&ids[0]).await));
+}

@@ -1,10 +1,13 @@
 //! DescribeInstances listings are served from an index kept between calls
-//! (`compute::instance_index`) with items kept rendered: after every kind
-//! of change to an instance or to what its item shows (tags, state, an
-//! Elastic IP, an attached interface, a termination, a new launch), a
-//! listing of everything must show it, byte for byte as a listing by id
-//! renders it afresh. (Every listing is taken once the lifecycle has
-//! nothing left to do, so that the answers compared are of one state.)
+//! (`compute::instance_index`), and instances asked for by id from a book
+//! of their own (`compute::polled_instances`), both with items kept
+//! rendered: after every kind of change to an instance or to what its
+//! item shows (tags, state, an Elastic IP, an attached interface, a
+//! termination, a new launch), a listing of everything and a listing by
+//! id must both show it, byte for byte the same. Each check also asserts
+//! the change itself, so two kept items stale in the same way fail too.
+//! (Every listing is taken once the lifecycle has nothing left to do, so
+//! that the answers compared are of one state.)
 
 mod common;
 
@@ -19,8 +22,8 @@ fn ok(reply: &ec2_gateway::client::Reply) {
 }
 
 /// Lists everything twice (the second from what the first kept) and by
-/// id (rendered afresh), asserts the three are the same bytes, and
-/// returns the listing.
+/// id (kept apart), asserts the three are the same bytes, and returns the
+/// listing.
 async fn listing(server: &TestServer, ids: &[String]) -> String {
     let first = server.user("DescribeInstances", &[]).await;
     ok(&first);

@@ -446,16 +446,15 @@ pub struct Surroundings {
 }
 
 impl Surroundings {
-    /// Looks up the account's addresses and interfaces once per request.
+    /// Looks up the account's addresses and interfaces once per request
+    /// (read again only when the store changed: `Compute::around_instances`).
     pub async fn of(context: &Context<'_>) -> ApiResult<Self> {
         let account = &context.principal.account_id;
         let region = context.compute.region().name.clone();
-        let public = super::network_interfaces::PublicAddresses::of(
-            context.compute.addresses(account).await?,
-            &region,
-        );
+        let around = context.compute.around_instances(account).await?;
+        let public = super::network_interfaces::PublicAddresses::of(&around.addresses, &region);
         let mut interfaces: HashMap<String, Vec<NetworkInterface>> = HashMap::new();
-        for interface in context.compute.stored_network_interfaces(account).await? {
+        for interface in &around.interfaces {
             if let Some(attachment) = &interface.attachment {
                 interfaces
                     .entry(attachment.instance_id.clone())
@@ -887,7 +886,11 @@ impl DescribeInstances {
         let named = if self.instance_ids.is_empty() {
             None
         } else {
-            Some(compute.instances(account, &self.instance_ids, None).await?)
+            Some(
+                compute
+                    .listed_instances(account, &self.instance_ids)
+                    .await?,
+            )
         };
         dry_run_check(self.dry_run)?;
         let around = Surroundings::of(context).await?;
@@ -901,14 +904,12 @@ impl DescribeInstances {
         // error), the rest while the client reads.
         let everything = named.is_none() && paging.limit().is_none() && context.may_stream;
         let (page, more) = match named {
-            Some(named) => (
-                named
-                    .into_iter()
-                    .filter(|i| keep(i))
-                    .map(Listed::unindexed)
-                    .collect(),
-                false,
-            ),
+            Some(mut named) => {
+                if !self.filters.is_empty() {
+                    named.retain(|listed| listed.with_instance(|i| keep(i)));
+                }
+                (named, false)
+            }
             None => {
                 let limit = paging.limit().or(everything.then_some(STREAM_PAGE));
                 let filter: Option<&(dyn Fn(&Instance) -> bool + Sync)> =

@@ -26,14 +26,14 @@ pub struct PublicAddresses {
 }
 
 impl PublicAddresses {
-    pub fn of(addresses: Vec<Address>, region: &str) -> Self {
+    pub fn of(addresses: &[Address], region: &str) -> Self {
         let by_private = addresses
-            .into_iter()
+            .iter()
             .filter_map(|address| {
                 let association = address.association.as_ref()?;
                 Some((
                     (association.interface_id(), association.private_ip.clone()),
-                    address,
+                    address.clone(),
                 ))
             })
             .collect::<HashMap<_, _>>();
@@ -268,7 +268,7 @@ impl CreateNetworkInterface {
         Ok(CreatedNetworkInterface {
             interface,
             token,
-            public: PublicAddresses::of(Vec::new(), &context.compute.region().name),
+            public: PublicAddresses::of(&[], &context.compute.region().name),
         })
     }
 }
@@ -381,7 +381,7 @@ impl DescribeNetworkInterfaces {
         let account_id = &context.principal.account_id;
         let interfaces = context.compute.network_interfaces(account_id).await?;
         let public = PublicAddresses::of(
-            context.compute.addresses(account_id).await?,
+            &context.compute.addresses(account_id).await?,
             &context.compute.region().name,
         );
         let (interfaces, next_token) = Selection {

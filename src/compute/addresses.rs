@@ -203,7 +203,7 @@ impl Compute {
         operation::read(&self.store, |tx| self.addresses_in(tx, account_id)).await
     }
 
-    fn addresses_in(&self, tx: &Tx<'_>, account_id: &str) -> ApiResult<Vec<Address>> {
+    pub(super) fn addresses_in(&self, tx: &Tx<'_>, account_id: &str) -> ApiResult<Vec<Address>> {
         if super::usage::known_empty(tx, account_id, Kind::Addresses)? {
             return Ok(Vec::new());
         }

@@ -122,8 +122,30 @@ impl Listed {
         })
     }
 
+    /// An instance read at the stored versions of its spec and status (0:
+    /// no status record): what is rendered of it is kept with it.
+    pub(super) fn at_versions(
+        (spec, status): Parts,
+        spec_version: u64,
+        status_version: u64,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            spec,
+            status,
+            spec_version,
+            status_version,
+            rendered: OnceLock::new(),
+        })
+    }
+
+    /// The stored versions of its spec and status it was read at.
+    pub(super) fn versions(&self) -> (u64, u64) {
+        (self.spec_version, self.status_version)
+    }
+
     /// True when what is rendered of it is worth keeping (it is an
-    /// entry of an index, not read for one listing only).
+    /// entry of an index, or of the instances polled by id, not read for
+    /// one listing only).
     pub fn keeps_rendering(&self) -> bool {
         self.spec_version != 0
     }
@@ -438,16 +460,10 @@ fn rebuild_entries(
             let listed = match same {
                 Some(old) => (*old).clone(),
                 None => {
-                    let Some((spec, status)) = read_parts(tx, id)? else {
+                    let Some(parts) = read_parts(tx, id)? else {
                         continue;
                     };
-                    Arc::new(Listed {
-                        spec,
-                        status,
-                        spec_version,
-                        status_version,
-                        rendered: OnceLock::new(),
-                    })
+                    Listed::at_versions(parts, spec_version, status_version)
                 }
             };
             if entries.len() == limit {

@@ -325,6 +325,51 @@ impl Compute {
         .await
     }
 
+    /// The named instances (all must exist) in launch order, for
+    /// DescribeInstances by id: each the one kept from the last time it
+    /// was asked for while its records did not change, with what was
+    /// rendered of it (`polled_instances`).
+    pub async fn listed_instances(
+        &self,
+        account_id: &str,
+        ids: &[String],
+    ) -> ApiResult<Vec<Arc<Listed>>> {
+        for id in ids {
+            super::kinds::ResourceKind::Instance.check(id)?;
+        }
+        let keys: Vec<Vec<u8>> = ids.iter().map(|id| instance_key(account_id, id)).collect();
+        operation::read(&self.store, |tx| {
+            let revision = tx.store_revision();
+            let unchanged: Option<Vec<Arc<Listed>>> = keys
+                .iter()
+                .map(|key| self.polled.unchanged(key, revision))
+                .collect();
+            let mut found = match unchanged {
+                Some(all) => all,
+                None => {
+                    tx.prefetch(&instance_keys(account_id, ids))?;
+                    let mut found = Vec::with_capacity(ids.len());
+                    let mut missing = Vec::new();
+                    for (id, key) in ids.iter().zip(&keys) {
+                        let read_parts = |tx: &Tx<'_>| self.read_parts(tx, account_id, id);
+                        match self.polled.current(tx, key, revision, read_parts)? {
+                            Some(listed) => found.push(listed),
+                            None => missing.push(id.clone()),
+                        }
+                    }
+                    if !missing.is_empty() {
+                        return Err(instances_not_found(&missing));
+                    }
+                    found
+                }
+            };
+            found.sort_by_key(|listed| listed.spec().sequence);
+            found.dedup_by_key(|listed| listed.spec().sequence);
+            Ok(found)
+        })
+        .await
+    }
+
     /// [`Compute::instances`] as `tx` reads them now.
     pub(super) fn instances_in(
         &self,

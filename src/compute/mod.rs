@@ -38,6 +38,7 @@ pub mod operation;
 pub mod overview;
 pub mod passwords;
 pub mod peering;
+pub mod polled_instances;
 pub mod public_addresses;
 pub mod route_tables;
 pub mod scheduler;
@@ -85,6 +86,12 @@ pub struct Compute {
     instances: InstanceBook,
     /// DescribeInstances' listings kept between calls (`instance_index`).
     listings: instance_index::InstanceIndex,
+    /// Instances asked for by id, kept with their rendered items
+    /// (`polled_instances`).
+    polled: polled_instances::PolledInstances,
+    /// The Elastic IPs and interfaces shown beside instances, per account
+    /// (`network_interfaces::AroundInstances`).
+    around_instances: view::RevisionViews<network_interfaces::AroundInstances>,
     group_names: security_groups::GroupNameHints,
     scheduler_policy: SchedulerPolicy,
     quotas: Quotas,
@@ -124,6 +131,19 @@ impl Compute {
     /// DescribeInstances' listings kept in memory (`instance_index`).
     pub fn listings(&self) -> &instance_index::InstanceIndex {
         &self.listings
+    }
+
+    /// Instances asked for by id, kept in memory (`polled_instances`).
+    pub fn polled_instances(&self) -> &polled_instances::PolledInstances {
+        &self.polled
+    }
+
+    /// Drops the per-account views read before the store's present
+    /// revision (they would be read again before any use).
+    pub fn forget_stale_views(&self) {
+        if let Some(revision) = self.store.backend().revision() {
+            self.around_instances.forget_older(revision);
+        }
     }
 
     /// Compute hosts and the zones they make.
@@ -237,6 +257,8 @@ impl Compute {
             catalog: Catalog::from_config(config),
             instances,
             listings: instance_index::InstanceIndex::new(config.listing_cache_instances),
+            polled: Default::default(),
+            around_instances: view::RevisionViews::new(network_interfaces::AROUND_INSTANCES_KEPT),
             group_names: security_groups::GroupNameHints::default(),
             scheduler_policy: config.scheduler_policy,
             quotas: config.quotas.clone(),

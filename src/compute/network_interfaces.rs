@@ -39,6 +39,7 @@ use crate::error::{codes, ApiError, ApiResult};
 use crate::store::StoreResult;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 /// `<account>/<eni-id>`: the interfaces made with CreateNetworkInterface.
 pub(crate) const NETWORK_INTERFACES: &str = "network_interfaces";
@@ -78,6 +79,18 @@ pub struct InterfaceAttachment {
     pub attach_time: DateTime<Utc>,
     pub delete_on_termination: bool,
 }
+
+/// What DescribeInstances shows of other resources beside an account's
+/// instances: its Elastic IPs (as DescribeAddresses shows them) and its
+/// stored interfaces (attached ones show beside the primary).
+#[derive(Debug, Default)]
+pub struct AroundInstances {
+    pub addresses: Vec<super::addresses::Address>,
+    pub interfaces: Vec<NetworkInterface>,
+}
+
+/// Most accounts whose [`AroundInstances`] are kept.
+pub(super) const AROUND_INSTANCES_KEPT: usize = 1024;
 
 /// A network interface: a stored one, or an instance's primary interface
 /// as [`primary_of`] shows it.
@@ -373,6 +386,20 @@ impl Compute {
         );
         interfaces.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(interfaces)
+    }
+
+    /// What DescribeInstances shows of other resources beside the
+    /// account's instances, kept while the store's revision holds.
+    pub async fn around_instances(&self, account_id: &str) -> ApiResult<Arc<AroundInstances>> {
+        operation::read(&self.store, |tx| {
+            self.around_instances.current(tx, account_id, |tx| {
+                Ok(AroundInstances {
+                    addresses: self.addresses_in(tx, account_id)?,
+                    interfaces: stored_interfaces_in(tx, account_id)?,
+                })
+            })
+        })
+        .await
     }
 
     /// The account's stored interfaces (what DescribeInstances adds to an

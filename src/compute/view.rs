@@ -180,6 +180,73 @@ impl<T> DerivedView<T> {
     }
 }
 
+/// Per account, a value read from the store and used only while the
+/// store's revision has not moved since (no marker: once anything was
+/// written, it is read again). For what most requests of a kind read
+/// besides their own records, when reading it costs more than looking at
+/// the revision: the Elastic IPs and interfaces DescribeInstances shows
+/// beside the instances. A backend that cannot tell its revision at once
+/// gets it read each time.
+pub struct RevisionViews<T> {
+    kept: RwLock<std::collections::HashMap<String, (u64, Arc<T>)>>,
+    /// Most accounts kept (emptied when full).
+    capacity: usize,
+}
+
+impl<T> RevisionViews<T> {
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            kept: RwLock::default(),
+            capacity,
+        }
+    }
+
+    /// The account's value: kept if read at the store's present revision,
+    /// else read with `build` (and kept).
+    pub fn current<E>(
+        &self,
+        tx: &Tx<'_>,
+        account_id: &str,
+        build: impl FnOnce(&Tx<'_>) -> Result<T, E>,
+    ) -> Result<Arc<T>, E> {
+        // Read first: a value is never stamped newer than what it holds.
+        let Some(revision) = tx.store_revision() else {
+            return build(tx).map(Arc::new);
+        };
+        if let Some((at, value)) = crate::sync::read(&self.kept).get(account_id) {
+            if *at == revision {
+                return Ok(value.clone());
+            }
+        }
+        let overlay_reads = tx.overlay_reads();
+        let value = Arc::new(build(tx)?);
+        // One read from a batch's uncommitted writes serves that read only.
+        if tx.overlay_reads() == overlay_reads {
+            let mut kept = crate::sync::write(&self.kept);
+            if kept.len() >= self.capacity && !kept.contains_key(account_id) {
+                kept.clear();
+            }
+            kept.insert(account_id.to_string(), (revision, value.clone()));
+        }
+        Ok(value)
+    }
+
+    /// Drops what was read before `revision` (the store's now): it will
+    /// not be used again. Answers how many accounts' values went.
+    pub fn forget_older(&self, revision: u64) -> usize {
+        let mut dropped = Vec::new();
+        crate::sync::write(&self.kept).retain(|_, (at, value)| {
+            let keep = *at == revision;
+            if !keep {
+                dropped.push(value.clone());
+            }
+            keep
+        });
+        // Freed here, after the lock.
+        dropped.len()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
