@@ -356,7 +356,8 @@ const LISTING_SWEEP_INTERVAL: Duration = Duration::from_secs(10);
 /// Drops, every [`LISTING_SWEEP_INTERVAL`], the listing indexes and the
 /// instances polled by id that no request used for
 /// `instance_index::IDLE_FOR`, and the per-account views the store has
-/// moved past: a gateway at rest gives back the memory of what it served.
+/// moved past or no request used as long: a gateway at rest gives back
+/// the memory of what it served.
 async fn forget_idle_listings(compute: Arc<Compute>) {
     let mut ticker = tokio::time::interval(LISTING_SWEEP_INTERVAL);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -371,7 +372,7 @@ async fn forget_idle_listings(compute: Arc<Compute>) {
         if forgotten > 0 {
             tracing::debug!(instances = forgotten, "dropped idle polled instances");
         }
-        compute.forget_stale_views();
+        compute.forget_stale_views(idle);
     }
 }
 

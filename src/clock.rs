@@ -8,6 +8,17 @@
 use chrono::{DateTime, Duration, Utc};
 use std::sync::Mutex;
 
+/// Milliseconds since the process first asked: a cheap monotonic clock
+/// for what memory keeps by recent use (kept views, polled instances),
+/// apart from the wall clock tests move.
+pub fn uptime_ms() -> u64 {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    START
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_millis() as u64
+}
+
 /// A source of the current time.
 pub trait Clock: Send + Sync + 'static {
     fn now(&self) -> DateTime<Utc>;

@@ -701,13 +701,30 @@ async fn listings_kept_in_memory_stay_within_their_room() {
 /// the same entry (its rendered item with it); after a change to it, a
 /// new entry showing the change, while another instance keeps its own;
 /// another account's id is not found; an entry no request asked for is
-/// dropped by the idle sweep, a recent one is not.
+/// dropped by the idle sweep, a recent one is not; with no listing room
+/// configured, none is kept.
 #[tokio::test]
 async fn instances_polled_by_id_are_kept_while_unchanged() {
     use ec2_gateway::compute::instances::Tag;
     use ec2_gateway::compute::tags::TagChange;
     let dir = tempfile::tempdir().unwrap();
-    let core = core_with_listing_room(dir.path(), 0).await;
+    let none = core_with_listing_room(dir.path(), 0).await;
+    let reservation = none
+        .run_instances(USER_ACCOUNT, launch(IMAGE, "t3.micro", 1, None))
+        .await
+        .unwrap();
+    let id = reservation.instances[0].id.clone();
+    for _ in 0..2 {
+        let found = none
+            .listed_instances(USER_ACCOUNT, std::slice::from_ref(&id))
+            .await
+            .unwrap();
+        assert_eq!(found[0].spec().id, id);
+    }
+    assert!(none.polled_instances().is_empty());
+
+    let dir = tempfile::tempdir().unwrap();
+    let core = core_with_listing_room(dir.path(), 30).await;
     let reservation = core
         .run_instances(USER_ACCOUNT, launch(IMAGE, "t3.micro", 2, None))
         .await

@@ -2,10 +2,11 @@
 //! (`compute::instance_index`), and instances asked for by id from a book
 //! of their own (`compute::polled_instances`), both with items kept
 //! rendered: after every kind of change to an instance or to what its
-//! item shows (tags, state, an Elastic IP, an attached interface, a
-//! termination, a new launch), a listing of everything and a listing by
-//! id must both show it, byte for byte the same. Each check also asserts
-//! the change itself, so two kept items stale in the same way fail too.
+//! item shows (tags, state, an Elastic IP, an interface or a volume
+//! attached and detached, a termination, a new launch), a listing of
+//! everything and a listing by id must both show it, byte for byte the
+//! same. Each check also asserts the change itself, so two kept items
+//! stale in the same way fail too.
 //! (Every listing is taken once the lifecycle has nothing left to do, so
 //! that the answers compared are of one state.)
 
@@ -131,7 +132,7 @@ async fn follows_every_change(storage: StorageBackend) {
         .await;
     ok(&interface);
     let interface = text_of(&interface.body, "networkInterfaceId").unwrap();
-    ok(&server
+    let attachment = server
         .user(
             "AttachNetworkInterface",
             &[
@@ -140,10 +141,41 @@ async fn follows_every_change(storage: StorageBackend) {
                 ("DeviceIndex", "1"),
             ],
         )
-        .await);
+        .await;
+    ok(&attachment);
     let attached = listing(&server, &ids).await;
     assert!(item_of(&attached, &ids[3]).contains(&interface));
     assert!(!item_of(&before, &ids[3]).contains(&interface));
+    // ... and detached again.
+    let attachment = text_of(&attachment.body, "attachmentId").unwrap();
+    ok(&server
+        .user("DetachNetworkInterface", &[("AttachmentId", &attachment)])
+        .await);
+    let detached = listing(&server, &ids).await;
+    assert!(!item_of(&detached, &ids[3]).contains(&interface));
+
+    // A data volume attached (another record, and the instance's), then
+    // detached.
+    let zone = text_of(item_of(&before, &ids[3]), "availabilityZone").unwrap();
+    let volume = server
+        .user(
+            "CreateVolume",
+            &[("AvailabilityZone", &zone), ("Size", "1")],
+        )
+        .await;
+    ok(&volume);
+    let volume = text_of(&volume.body, "volumeId").unwrap();
+    let attach = [
+        ("VolumeId", volume.as_str()),
+        ("InstanceId", ids[3].as_str()),
+        ("Device", "/dev/sdf"),
+    ];
+    ok(&server.user("AttachVolume", &attach).await);
+    let with_volume = listing(&server, &ids).await;
+    assert!(item_of(&with_volume, &ids[3]).contains(&volume));
+    ok(&server.user("DetachVolume", &[("VolumeId", &volume)]).await);
+    let without_volume = listing(&server, &ids).await;
+    assert!(!item_of(&without_volume, &ids[3]).contains(&volume));
 
     // A termination, and a new launch.
     ok(&server

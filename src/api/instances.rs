@@ -475,8 +475,13 @@ impl Surroundings {
 
     /// The Elastic IP on its primary address, else its own public address.
     fn public_ip<'a>(&'a self, instance: &'a Instance) -> Option<&'a String> {
-        self.public
-            .on(&primary_interface_id(&instance.id), &instance.private_ip)
+        let elastic = || {
+            self.public
+                .on(&primary_interface_id(&instance.id), &instance.private_ip)
+        };
+        (!self.public.is_empty())
+            .then(elastic)
+            .flatten()
             .map(|a| &a.public_ip)
             .or(instance.public_ip.as_ref())
     }
@@ -503,10 +508,15 @@ impl Surroundings {
     /// interface attached, no volume whose status still changes with
     /// time. Only such an item is kept rendered ([`write_instance_item`]).
     fn renders_alone(&self, instance: &Instance) -> bool {
-        !self.interfaces.contains_key(&instance.id)
-            && !self
+        // Most accounts have neither: then nothing is looked up (a listing
+        // asks this of every instance).
+        let attached = !self.interfaces.is_empty() && self.interfaces.contains_key(&instance.id);
+        let elastic = !self.public.is_empty()
+            && self
                 .public
-                .on_interface(&primary_interface_id(&instance.id))
+                .on_interface(&primary_interface_id(&instance.id));
+        !attached
+            && !elastic
             && instance
                 .block_devices
                 .iter()

@@ -45,6 +45,11 @@ impl PublicAddresses {
         }
     }
 
+    /// True when no Elastic IP is on any interface of the account.
+    pub fn is_empty(&self) -> bool {
+        self.by_private.is_empty()
+    }
+
     /// True when an Elastic IP is on any address of `interface_id`.
     pub fn on_interface(&self, interface_id: &str) -> bool {
         self.interfaces.contains(interface_id)

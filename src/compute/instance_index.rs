@@ -176,7 +176,7 @@ struct AccountIndex {
     /// The store revision at the last check (or [`UNCHECKED`]).
     checked_at: AtomicU64,
     built_at: std::time::Instant,
-    /// When a listing last used it (see [`now_ms`]), to drop the least
+    /// When a listing last used it (`clock::uptime_ms`), to drop the least
     /// recently used first.
     last_used: AtomicU64,
     /// `None`: the account has more than [`MAX_INDEXED_PER_ACCOUNT`]
@@ -216,15 +216,6 @@ pub(super) enum Lookup {
     Stale,
 }
 
-/// Milliseconds since the index first asked (a clock for `last_used`).
-fn now_ms() -> u64 {
-    static START: OnceLock<std::time::Instant> = OnceLock::new();
-    START
-        .get_or_init(std::time::Instant::now)
-        .elapsed()
-        .as_millis() as u64
-}
-
 /// The turn to rebuild one account's index.
 pub(super) type RebuildTurn = tokio::sync::OwnedMutexGuard<()>;
 
@@ -260,7 +251,9 @@ impl InstanceIndex {
         let Some(index) = self.current(tx, account_id, rebuild, read_parts)? else {
             return Ok(Lookup::Stale);
         };
-        index.last_used.store(now_ms(), Ordering::Relaxed);
+        index
+            .last_used
+            .store(crate::clock::uptime_ms(), Ordering::Relaxed);
         let Some(entries) = &index.entries else {
             return Ok(Lookup::TooBig);
         };
@@ -352,7 +345,7 @@ impl InstanceIndex {
             marker_version,
             checked_at: AtomicU64::new(stamp),
             built_at: std::time::Instant::now(),
-            last_used: AtomicU64::new(now_ms()),
+            last_used: AtomicU64::new(crate::clock::uptime_ms()),
             entries,
         });
         // An index read from a batch's uncommitted writes serves that read
@@ -368,7 +361,7 @@ impl InstanceIndex {
     /// many instances they held. The next listing of such an account reads
     /// its instances from the store again.
     pub fn forget_idle(&self, idle: std::time::Duration) -> usize {
-        let now = now_ms();
+        let now = crate::clock::uptime_ms();
         let idle = idle.as_millis() as u64;
         let mut dropped = Vec::new();
         crate::sync::lock(&self.accounts).retain(|_, index| {

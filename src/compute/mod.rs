@@ -139,10 +139,11 @@ impl Compute {
     }
 
     /// Drops the per-account views read before the store's present
-    /// revision (they would be read again before any use).
-    pub fn forget_stale_views(&self) {
+    /// revision (they would be read again before any use), and those no
+    /// request used for `idle`.
+    pub fn forget_stale_views(&self, idle: std::time::Duration) {
         if let Some(revision) = self.store.backend().revision() {
-            self.around_instances.forget_older(revision);
+            self.around_instances.forget(revision, idle);
         }
     }
 
@@ -257,7 +258,7 @@ impl Compute {
             catalog: Catalog::from_config(config),
             instances,
             listings: instance_index::InstanceIndex::new(config.listing_cache_instances),
-            polled: Default::default(),
+            polled: polled_instances::PolledInstances::new(config.listing_cache_instances),
             around_instances: view::RevisionViews::new(network_interfaces::AROUND_INSTANCES_KEPT),
             group_names: security_groups::GroupNameHints::default(),
             scheduler_policy: config.scheduler_policy,

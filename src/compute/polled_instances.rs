@@ -17,10 +17,12 @@
 //! newer than what it holds, and no write is decided on it (writes read
 //! their instances in their own transaction).
 //!
-//! Bounded: at most [`MAX_POLLED`] instances (emptied when full, as the
-//! decoded-spec book is), and those no request asked for in the last
-//! [`IDLE_FOR`](super::instance_index::IDLE_FOR) are dropped by the
-//! gateway's sweep, so a gateway at rest does not hold them.
+//! Bounded: at most [`MAX_POLLED`] instances, fewer when the
+//! configuration's `listing_cache_instances` is lower (none at 0); when
+//! full, the least recently asked-for half is dropped. Those no request
+//! asked for in the last [`IDLE_FOR`](super::instance_index::IDLE_FOR)
+//! are dropped by the gateway's sweep, so a gateway at rest does not hold
+//! them.
 
 use super::instance_index::{Listed, Parts};
 use super::instances::{INSTANCES, INSTANCE_STATUS};
@@ -28,7 +30,7 @@ use super::operation::Tx;
 use crate::store::StoreResult;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::{Arc, RwLock};
 
 /// Most instances kept (a rendered item is about 2.6 KiB).
 pub const MAX_POLLED: usize = 1024;
@@ -38,9 +40,10 @@ const UNCHECKED: u64 = u64::MAX;
 
 /// The instances asked for by id, by instance key (see the module
 /// documentation).
-#[derive(Default)]
 pub struct PolledInstances {
     kept: RwLock<HashMap<Vec<u8>, Arc<Polled>>>,
+    /// Most instances kept (0: none).
+    capacity: usize,
 }
 
 /// One kept instance.
@@ -48,27 +51,40 @@ struct Polled {
     listed: Arc<Listed>,
     /// The store revision at the last check (or [`UNCHECKED`]).
     checked_at: AtomicU64,
-    /// When a request last asked for it ([`now_ms`]).
+    /// When a request last asked for it (`clock::uptime_ms`).
     last_used: AtomicU64,
 }
 
 impl Polled {
     fn used(&self) -> Arc<Listed> {
-        self.last_used.store(now_ms(), Ordering::Relaxed);
+        self.last_used
+            .store(crate::clock::uptime_ms(), Ordering::Relaxed);
         self.listed.clone()
     }
 }
 
-/// Milliseconds since the book was first used (a clock for `last_used`).
-fn now_ms() -> u64 {
-    static START: OnceLock<std::time::Instant> = OnceLock::new();
-    START
-        .get_or_init(std::time::Instant::now)
-        .elapsed()
-        .as_millis() as u64
+/// Drops the less recently asked-for half of `kept`: one client polling
+/// more instances than the book holds does not empty it for the others
+/// each time it goes round.
+fn drop_least_recent_half(kept: &mut HashMap<Vec<u8>, Arc<Polled>>) {
+    let mut used: Vec<u64> = kept
+        .values()
+        .map(|polled| polled.last_used.load(Ordering::Relaxed))
+        .collect();
+    let middle = used.len() / 2;
+    let (_, &mut median, _) = used.select_nth_unstable(middle);
+    kept.retain(|_, polled| polled.last_used.load(Ordering::Relaxed) > median);
 }
 
 impl PolledInstances {
+    /// A book of at most `capacity` instances (and [`MAX_POLLED`]).
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            kept: RwLock::default(),
+            capacity: capacity.min(MAX_POLLED),
+        }
+    }
+
     /// The instance under `key` if kept and nothing at all was written
     /// since it was last checked (`revision`: the store's, read before).
     pub(super) fn unchanged(&self, key: &[u8], revision: Option<u64>) -> Option<Arc<Listed>> {
@@ -116,17 +132,17 @@ impl PolledInstances {
         let uncommitted = [spec_version, status_version]
             .iter()
             .any(|v| crate::store::is_uncommitted(*v));
-        if tx.overlay_reads() == overlay_reads && !uncommitted {
+        if tx.overlay_reads() == overlay_reads && !uncommitted && self.capacity > 0 {
             let mut kept = crate::sync::write(&self.kept);
-            if kept.len() >= MAX_POLLED {
-                kept.clear();
+            if kept.len() >= self.capacity && !kept.contains_key(key) {
+                drop_least_recent_half(&mut kept);
             }
             kept.insert(
                 key.to_vec(),
                 Arc::new(Polled {
                     listed: listed.clone(),
                     checked_at: AtomicU64::new(stamp),
-                    last_used: AtomicU64::new(now_ms()),
+                    last_used: AtomicU64::new(crate::clock::uptime_ms()),
                 }),
             );
         }
@@ -136,7 +152,7 @@ impl PolledInstances {
     /// Drops the instances no request asked for in `idle` or longer;
     /// answers how many.
     pub fn forget_idle(&self, idle: std::time::Duration) -> usize {
-        let now = now_ms();
+        let now = crate::clock::uptime_ms();
         let idle = idle.as_millis() as u64;
         let mut dropped = Vec::new();
         crate::sync::write(&self.kept).retain(|_, polled| {

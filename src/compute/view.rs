@@ -186,11 +186,20 @@ impl<T> DerivedView<T> {
 /// besides their own records, when reading it costs more than looking at
 /// the revision: the Elastic IPs and interfaces DescribeInstances shows
 /// beside the instances. A backend that cannot tell its revision at once
-/// gets it read each time.
+/// gets it read each time. What the store moved past, or no request used
+/// for a while, goes with [`RevisionViews::forget`].
 pub struct RevisionViews<T> {
-    kept: RwLock<std::collections::HashMap<String, (u64, Arc<T>)>>,
+    kept: RwLock<std::collections::HashMap<String, Arc<Revisioned<T>>>>,
     /// Most accounts kept (emptied when full).
     capacity: usize,
+}
+
+/// One account's value and the store revision it was read at.
+struct Revisioned<T> {
+    revision: u64,
+    value: Arc<T>,
+    /// When a request last used it (`clock::uptime_ms`).
+    last_used: AtomicU64,
 }
 
 impl<T> RevisionViews<T> {
@@ -213,37 +222,60 @@ impl<T> RevisionViews<T> {
         let Some(revision) = tx.store_revision() else {
             return build(tx).map(Arc::new);
         };
-        if let Some((at, value)) = crate::sync::read(&self.kept).get(account_id) {
-            if *at == revision {
-                return Ok(value.clone());
+        if let Some(kept) = crate::sync::read(&self.kept).get(account_id) {
+            if kept.revision == revision {
+                kept.last_used
+                    .store(crate::clock::uptime_ms(), Ordering::Relaxed);
+                return Ok(kept.value.clone());
             }
         }
         let overlay_reads = tx.overlay_reads();
         let value = Arc::new(build(tx)?);
         // One read from a batch's uncommitted writes serves that read only.
-        if tx.overlay_reads() == overlay_reads {
+        if tx.overlay_reads() == overlay_reads && self.capacity > 0 {
             let mut kept = crate::sync::write(&self.kept);
             if kept.len() >= self.capacity && !kept.contains_key(account_id) {
                 kept.clear();
             }
-            kept.insert(account_id.to_string(), (revision, value.clone()));
+            kept.insert(
+                account_id.to_string(),
+                Arc::new(Revisioned {
+                    revision,
+                    value: value.clone(),
+                    last_used: AtomicU64::new(crate::clock::uptime_ms()),
+                }),
+            );
         }
         Ok(value)
     }
 
-    /// Drops what was read before `revision` (the store's now): it will
-    /// not be used again. Answers how many accounts' values went.
-    pub fn forget_older(&self, revision: u64) -> usize {
+    /// Drops what was read before `revision` (the store's now: it would
+    /// be read again before any use) and what no request used for `idle`.
+    /// Answers how many accounts' values went.
+    pub fn forget(&self, revision: u64, idle: std::time::Duration) -> usize {
+        let now = crate::clock::uptime_ms();
+        let idle = idle.as_millis() as u64;
         let mut dropped = Vec::new();
-        crate::sync::write(&self.kept).retain(|_, (at, value)| {
-            let keep = *at == revision;
+        crate::sync::write(&self.kept).retain(|_, kept| {
+            let used = now.saturating_sub(kept.last_used.load(Ordering::Relaxed)) < idle;
+            let keep = kept.revision == revision && used;
             if !keep {
-                dropped.push(value.clone());
+                dropped.push(kept.clone());
             }
             keep
         });
         // Freed here, after the lock.
         dropped.len()
+    }
+
+    /// How many accounts' values are kept.
+    pub fn len(&self) -> usize {
+        crate::sync::read(&self.kept).len()
+    }
+
+    /// True when none is kept.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
@@ -263,6 +295,67 @@ mod tests {
         })
         .await
         .unwrap()
+    }
+
+    async fn account_value(
+        store: &StoreHandle,
+        views: &RevisionViews<u64>,
+        account: &str,
+        builds: &AtomicUsize,
+    ) -> u64 {
+        let key = account.as_bytes().to_vec();
+        *operation::read(store, |tx| {
+            views.current(tx, account, |tx| {
+                builds.fetch_add(1, Ordering::SeqCst);
+                Ok::<_, crate::store::StoreError>(tx.peek_record::<u64>("data", &key)?.unwrap_or(0))
+            })
+        })
+        .await
+        .unwrap()
+    }
+
+    /// A revision view is read once per store revision and account: any
+    /// write reads it again, each account has its own; the sweep drops
+    /// what the store moved past or no one used; a full book is emptied.
+    #[tokio::test]
+    async fn a_revision_view_holds_while_nothing_is_written() {
+        let store = StoreHandle::new(Arc::new(MemoryStore::new()));
+        let views: RevisionViews<u64> = RevisionViews::new(2);
+        let builds = AtomicUsize::new(0);
+        let set = |account: &str, n: u64| {
+            let mut batch = WriteBatch::new();
+            batch.put_record("data", account.as_bytes().to_vec(), &n);
+            batch
+        };
+        store.apply(&set("a", 1)).await.unwrap();
+        assert_eq!(account_value(&store, &views, "a", &builds).await, 1);
+        assert_eq!(account_value(&store, &views, "a", &builds).await, 1);
+        assert_eq!(
+            builds.load(Ordering::SeqCst),
+            1,
+            "kept while nothing was written"
+        );
+        assert_eq!(account_value(&store, &views, "b", &builds).await, 0);
+        assert_eq!(builds.load(Ordering::SeqCst), 2, "each account its own");
+        // Any write, even to another account's data: read again.
+        store.apply(&set("b", 5)).await.unwrap();
+        assert_eq!(account_value(&store, &views, "a", &builds).await, 1);
+        assert_eq!(account_value(&store, &views, "b", &builds).await, 5);
+        assert_eq!(builds.load(Ordering::SeqCst), 4);
+        let revision = store.backend().revision().unwrap();
+        let long = std::time::Duration::from_secs(3600);
+        assert_eq!(views.forget(revision, long), 0, "current and used");
+        assert_eq!(views.len(), 2);
+        // A third account in a book of two empties it.
+        assert_eq!(account_value(&store, &views, "c", &builds).await, 0);
+        assert_eq!(views.len(), 1);
+        store.apply(&set("c", 2)).await.unwrap();
+        let revision = store.backend().revision().unwrap();
+        assert_eq!(views.forget(revision, long), 1, "the store moved past it");
+        assert!(views.is_empty());
+        assert_eq!(account_value(&store, &views, "c", &builds).await, 2);
+        assert_eq!(views.forget(revision, std::time::Duration::ZERO), 1, "idle");
+        assert!(views.is_empty());
     }
 
     /// The view follows its marker, and reads nothing while the store has
