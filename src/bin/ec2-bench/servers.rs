@@ -370,12 +370,17 @@ impl Process {
         })
     }
 
-    /// The bare-hyper ceiling: this binary with `--ceiling-server`.
-    pub fn ceiling() -> Result<Self, String> {
+    /// The bare-hyper ceiling: this binary with `--ceiling-server`,
+    /// answering about `bytes` (1 KiB unless given).
+    pub fn ceiling(bytes: Option<usize>) -> Result<Self, String> {
         let port = free_port()?;
         let authority = format!("127.0.0.1:{port}");
-        let child = Command::new(std::env::current_exe().map_err(|e| e.to_string())?)
-            .args(["--ceiling-server", &authority])
+        let mut command = Command::new(std::env::current_exe().map_err(|e| e.to_string())?);
+        command.args(["--ceiling-server", &authority]);
+        if let Some(bytes) = bytes {
+            command.args(["--ceiling-bytes", &bytes.to_string()]);
+        }
+        let child = command
             .stdout(Stdio::null())
             .spawn()
             .map_err(|e| e.to_string())?;
@@ -425,22 +430,23 @@ pub fn peak_rss_mib(pid: u32) -> Option<f64> {
     Some(kib / 1024.0)
 }
 
-/// A fixed 1 KiB EC2-shaped XML body.
-fn ceiling_body() -> Bytes {
+/// A fixed EC2-shaped XML body of about `bytes` (at least 1 KiB).
+fn ceiling_body(bytes: usize) -> Bytes {
     let mut body = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<DescribeAvailabilityZonesResponse xmlns=\"http://ec2.amazonaws.com/doc/2016-11-15/\">\n    <requestId>00000000-0000-0000-0000-000000000000</requestId>\n    <availabilityZoneInfo>\n");
-    while body.len() < 1000 {
+    while body.len() < bytes.max(1000) {
         body.push_str("        <item><zoneName>us-east-1a</zoneName><zoneState>available</zoneState></item>\n");
     }
     body.push_str("    </availabilityZoneInfo>\n</DescribeAvailabilityZonesResponse>\n");
     Bytes::from(body)
 }
 
-/// Serves the fixed body to every request, reading (and ignoring) the body.
-pub async fn serve_ceiling(address: &str) {
+/// Serves the fixed body (about `bytes`, 1 KiB unless given) to every
+/// request, reading (and ignoring) the request's body.
+pub async fn serve_ceiling(address: &str, bytes: Option<usize>) {
     let listener = tokio::net::TcpListener::bind(address)
         .await
         .expect("bind the ceiling server");
-    let body = ceiling_body();
+    let body = ceiling_body(bytes.unwrap_or(1000));
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
