@@ -8,15 +8,44 @@
 use chrono::{DateTime, Duration, Utc};
 use std::sync::Mutex;
 
-/// Milliseconds since the process first asked: a cheap monotonic clock
-/// for what memory keeps by recent use (kept views, polled instances),
-/// apart from the wall clock tests move.
-pub fn uptime_ms() -> u64 {
+/// Milliseconds since the process first asked: a monotonic clock, apart
+/// from the wall clock tests move.
+fn uptime_ms() -> u64 {
     static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
     START
         .get_or_init(std::time::Instant::now)
         .elapsed()
         .as_millis() as u64
+}
+
+/// When something kept in memory for requests (a listing index, an
+/// instance polled by id, a per-account view) was last used: what the
+/// idle sweeps and the least-recently-used choices read.
+#[derive(Debug)]
+pub struct LastUse(std::sync::atomic::AtomicU64);
+
+impl LastUse {
+    /// Used now.
+    pub fn now() -> Self {
+        Self(std::sync::atomic::AtomicU64::new(uptime_ms()))
+    }
+
+    /// Notes a use now.
+    pub fn touch(&self) {
+        self.0
+            .store(uptime_ms(), std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// When, in milliseconds of the process's monotonic clock (to order
+    /// uses).
+    pub fn millis(&self) -> u64 {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// True when not used for `idle` or longer.
+    pub fn idle_for(&self, idle: std::time::Duration) -> bool {
+        uptime_ms().saturating_sub(self.millis()) >= idle.as_millis() as u64
+    }
 }
 
 /// A source of the current time.

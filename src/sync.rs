@@ -24,6 +24,24 @@ pub fn write<T: ?Sized>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
     lock.write().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// Removes from `map` the values `unwanted` picks and returns them, so
+/// that the caller frees them after letting go of the lock `map` is under
+/// (what a cache's idle sweep drops can be large).
+pub fn take_where<K, V>(
+    map: &mut std::collections::HashMap<K, V>,
+    mut unwanted: impl FnMut(&V) -> bool,
+) -> Vec<V>
+where
+    K: Eq + std::hash::Hash + Clone,
+{
+    let keys: Vec<K> = map
+        .iter()
+        .filter(|(_, value)| unwanted(value))
+        .map(|(key, _)| key.clone())
+        .collect();
+    keys.iter().filter_map(|key| map.remove(key)).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

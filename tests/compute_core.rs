@@ -589,6 +589,23 @@ async fn listed(
         .collect()
 }
 
+/// Tags the user account's instance `id` with team=blue.
+async fn tag_team_blue(core: &Compute, id: &str) {
+    use ec2_gateway::compute::instances::Tag;
+    use ec2_gateway::compute::tags::TagChange;
+    core.change_tags(
+        USER_ACCOUNT,
+        &[id.to_string()],
+        TagChange::Set(vec![Tag {
+            key: "team".into(),
+            value: "blue".into(),
+        }]),
+        false,
+    )
+    .await
+    .unwrap();
+}
+
 /// A core on memory whose listing index has room for `room` instances.
 async fn core_with_listing_room(dir: &std::path::Path, room: usize) -> Arc<Compute> {
     let mut config = test_config(dir, StorageBackend::Memory);
@@ -609,8 +626,6 @@ async fn core_with_listing_room(dir: &std::path::Path, room: usize) -> Arc<Compu
 /// no room, nothing is kept.
 #[tokio::test]
 async fn listings_kept_in_memory_stay_within_their_room() {
-    use ec2_gateway::compute::instances::Tag;
-    use ec2_gateway::compute::tags::TagChange;
     let dir = tempfile::tempdir().unwrap();
     let core = core_with_listing_room(dir.path(), 3).await;
     for account in [USER_ACCOUNT, ADMIN_ACCOUNT] {
@@ -629,17 +644,7 @@ async fn listings_kept_in_memory_stay_within_their_room() {
         .all(|(a, b)| Arc::ptr_eq(&a.2, &b.2)));
 
     // A change: its entry is read again, the other is kept.
-    core.change_tags(
-        USER_ACCOUNT,
-        std::slice::from_ref(&first[0].0),
-        TagChange::Set(vec![Tag {
-            key: "team".into(),
-            value: "blue".into(),
-        }]),
-        false,
-    )
-    .await
-    .unwrap();
+    tag_team_blue(&core, &first[0].0).await;
     let tagged = listed(&core, USER_ACCOUNT).await;
     assert!(!Arc::ptr_eq(&first[0].2, &tagged[0].2));
     assert_eq!(tagged[0].2.spec().tags.len(), 1);
@@ -705,8 +710,6 @@ async fn listings_kept_in_memory_stay_within_their_room() {
 /// configured, none is kept.
 #[tokio::test]
 async fn instances_polled_by_id_are_kept_while_unchanged() {
-    use ec2_gateway::compute::instances::Tag;
-    use ec2_gateway::compute::tags::TagChange;
     let dir = tempfile::tempdir().unwrap();
     let none = core_with_listing_room(dir.path(), 0).await;
     let reservation = none
@@ -750,17 +753,7 @@ async fn instances_polled_by_id_are_kept_while_unchanged() {
     assert!(Arc::ptr_eq(&first, &polled(&ids[0]).await));
     assert_eq!(core.polled_instances().len(), 2);
 
-    core.change_tags(
-        USER_ACCOUNT,
-        std::slice::from_ref(&ids[0]),
-        TagChange::Set(vec![Tag {
-            key: "team".into(),
-            value: "blue".into(),
-        }]),
-        false,
-    )
-    .await
-    .unwrap();
+    tag_team_blue(&core, &ids[0]).await;
     let tagged = polled(&ids[0]).await;
     assert!(!Arc::ptr_eq(&first, &tagged));
     assert_eq!(tagged.spec().tags.len(), 1);

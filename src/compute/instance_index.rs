@@ -176,9 +176,9 @@ struct AccountIndex {
     /// The store revision at the last check (or [`UNCHECKED`]).
     checked_at: AtomicU64,
     built_at: std::time::Instant,
-    /// When a listing last used it (`clock::uptime_ms`), to drop the least
-    /// recently used first.
-    last_used: AtomicU64,
+    /// When a listing last used it, to drop the least recently used
+    /// first.
+    last_used: crate::clock::LastUse,
     /// `None`: the account has more than [`MAX_INDEXED_PER_ACCOUNT`]
     /// instances (noted so that listings do not try again for
     /// [`TOO_BIG_FOR`]).
@@ -251,9 +251,7 @@ impl InstanceIndex {
         let Some(index) = self.current(tx, account_id, rebuild, read_parts)? else {
             return Ok(Lookup::Stale);
         };
-        index
-            .last_used
-            .store(crate::clock::uptime_ms(), Ordering::Relaxed);
+        index.last_used.touch();
         let Some(entries) = &index.entries else {
             return Ok(Lookup::TooBig);
         };
@@ -345,7 +343,7 @@ impl InstanceIndex {
             marker_version,
             checked_at: AtomicU64::new(stamp),
             built_at: std::time::Instant::now(),
-            last_used: AtomicU64::new(crate::clock::uptime_ms()),
+            last_used: crate::clock::LastUse::now(),
             entries,
         });
         // An index read from a batch's uncommitted writes serves that read
@@ -361,17 +359,11 @@ impl InstanceIndex {
     /// many instances they held. The next listing of such an account reads
     /// its instances from the store again.
     pub fn forget_idle(&self, idle: std::time::Duration) -> usize {
-        let now = crate::clock::uptime_ms();
-        let idle = idle.as_millis() as u64;
-        let mut dropped = Vec::new();
-        crate::sync::lock(&self.accounts).retain(|_, index| {
-            let keep = now.saturating_sub(index.last_used.load(Ordering::Relaxed)) < idle;
-            if !keep {
-                dropped.push(index.clone());
-            }
-            keep
+        // Freed when `dropped` goes, after the lock: listings need it
+        // meanwhile.
+        let dropped = crate::sync::take_where(&mut crate::sync::lock(&self.accounts), |index| {
+            index.last_used.idle_for(idle)
         });
-        // Freed here, after the lock: listings need it meanwhile.
         dropped
             .iter()
             .map(|index| index.entries.as_ref().map_or(0, Vec::len))
@@ -389,7 +381,7 @@ impl InstanceIndex {
         if held + weight(&index) > self.total {
             let mut by_use: Vec<(u64, String)> = accounts
                 .iter()
-                .map(|(id, index)| (index.last_used.load(Ordering::Relaxed), id.clone()))
+                .map(|(id, index)| (index.last_used.millis(), id.clone()))
                 .collect();
             by_use.sort_unstable();
             for (_, id) in by_use {

@@ -27,6 +27,7 @@
 use super::instance_index::{Listed, Parts};
 use super::instances::{INSTANCES, INSTANCE_STATUS};
 use super::operation::Tx;
+use crate::clock::LastUse;
 use crate::store::StoreResult;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -51,14 +52,13 @@ struct Polled {
     listed: Arc<Listed>,
     /// The store revision at the last check (or [`UNCHECKED`]).
     checked_at: AtomicU64,
-    /// When a request last asked for it (`clock::uptime_ms`).
-    last_used: AtomicU64,
+    /// When a request last asked for it.
+    last_used: LastUse,
 }
 
 impl Polled {
     fn used(&self) -> Arc<Listed> {
-        self.last_used
-            .store(crate::clock::uptime_ms(), Ordering::Relaxed);
+        self.last_used.touch();
         self.listed.clone()
     }
 }
@@ -69,11 +69,11 @@ impl Polled {
 fn drop_least_recent_half(kept: &mut HashMap<Vec<u8>, Arc<Polled>>) {
     let mut used: Vec<u64> = kept
         .values()
-        .map(|polled| polled.last_used.load(Ordering::Relaxed))
+        .map(|polled| polled.last_used.millis())
         .collect();
     let middle = used.len() / 2;
     let (_, &mut median, _) = used.select_nth_unstable(middle);
-    kept.retain(|_, polled| polled.last_used.load(Ordering::Relaxed) > median);
+    kept.retain(|_, polled| polled.last_used.millis() > median);
 }
 
 impl PolledInstances {
@@ -142,7 +142,7 @@ impl PolledInstances {
                 Arc::new(Polled {
                     listed: listed.clone(),
                     checked_at: AtomicU64::new(stamp),
-                    last_used: AtomicU64::new(crate::clock::uptime_ms()),
+                    last_used: LastUse::now(),
                 }),
             );
         }
@@ -152,17 +152,10 @@ impl PolledInstances {
     /// Drops the instances no request asked for in `idle` or longer;
     /// answers how many.
     pub fn forget_idle(&self, idle: std::time::Duration) -> usize {
-        let now = crate::clock::uptime_ms();
-        let idle = idle.as_millis() as u64;
-        let mut dropped = Vec::new();
-        crate::sync::write(&self.kept).retain(|_, polled| {
-            let keep = now.saturating_sub(polled.last_used.load(Ordering::Relaxed)) < idle;
-            if !keep {
-                dropped.push(polled.clone());
-            }
-            keep
+        // Freed when `dropped` goes, after the lock.
+        let dropped = crate::sync::take_where(&mut crate::sync::write(&self.kept), |polled| {
+            polled.last_used.idle_for(idle)
         });
-        // Freed here, after the lock.
         dropped.len()
     }
 

@@ -198,8 +198,8 @@ pub struct RevisionViews<T> {
 struct Revisioned<T> {
     revision: u64,
     value: Arc<T>,
-    /// When a request last used it (`clock::uptime_ms`).
-    last_used: AtomicU64,
+    /// When a request last used it.
+    last_used: crate::clock::LastUse,
 }
 
 impl<T> RevisionViews<T> {
@@ -224,8 +224,7 @@ impl<T> RevisionViews<T> {
         };
         if let Some(kept) = crate::sync::read(&self.kept).get(account_id) {
             if kept.revision == revision {
-                kept.last_used
-                    .store(crate::clock::uptime_ms(), Ordering::Relaxed);
+                kept.last_used.touch();
                 return Ok(kept.value.clone());
             }
         }
@@ -242,7 +241,7 @@ impl<T> RevisionViews<T> {
                 Arc::new(Revisioned {
                     revision,
                     value: value.clone(),
-                    last_used: AtomicU64::new(crate::clock::uptime_ms()),
+                    last_used: crate::clock::LastUse::now(),
                 }),
             );
         }
@@ -253,18 +252,10 @@ impl<T> RevisionViews<T> {
     /// be read again before any use) and what no request used for `idle`.
     /// Answers how many accounts' values went.
     pub fn forget(&self, revision: u64, idle: std::time::Duration) -> usize {
-        let now = crate::clock::uptime_ms();
-        let idle = idle.as_millis() as u64;
-        let mut dropped = Vec::new();
-        crate::sync::write(&self.kept).retain(|_, kept| {
-            let used = now.saturating_sub(kept.last_used.load(Ordering::Relaxed)) < idle;
-            let keep = kept.revision == revision && used;
-            if !keep {
-                dropped.push(kept.clone());
-            }
-            keep
+        // Freed when `dropped` goes, after the lock.
+        let dropped = crate::sync::take_where(&mut crate::sync::write(&self.kept), |kept| {
+            kept.revision != revision || kept.last_used.idle_for(idle)
         });
-        // Freed here, after the lock.
         dropped.len()
     }
 
